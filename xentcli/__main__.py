@@ -1,0 +1,5 @@
+"""`python -m xentcli` runs the same command-line app as `xent`."""
+
+from xentcli.cli import main
+
+main()

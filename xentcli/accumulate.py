@@ -1,0 +1,196 @@
+"""Mergeable partial aggregates of per-sample results: counts, float64 sums, sketch, per-class, worst rows.
+
+Every state is declared with its merge rule (as torchmetrics does): counts and sums add, extrema
+take min/max, the quantile sketch adds integer bucket counts, the worst rows are re-selected by
+(loss descending, row ascending). Means are derived at the end, never stored, so the result does
+not depend on how the rows were chunked; float64 sums agree across chunkings to ~1e-15 relative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli.kernels import SampleStats
+from xentcli.sketch import QuantileSketch
+
+
+@dataclass
+class WorstRows:
+    """The `k` counted rows with the highest loss; ties go to the lower row index."""
+
+    k: int
+    rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    loss: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def _keep_top(self, rows: npt.NDArray, loss: npt.NDArray, details: list[dict[str, Any]]) -> None:
+        order = np.lexsort((rows, -loss))[: self.k]
+        self.rows, self.loss = rows[order], loss[order]
+        self.details = [details[i] for i in order.tolist()]
+
+    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None) -> None:
+        if self.k == 0:
+            return
+        candidates = np.flatnonzero(stats.counted)
+        if candidates.size > self.k:
+            top = np.argpartition(-stats.loss[candidates], self.k - 1)[: self.k]
+            candidates = candidates[top]
+        details = [
+            {
+                "row": offset + int(i),
+                "id": None if ids is None else _plain(ids[i]),
+                "label": int(stats.label[i]),
+                "pred": int(stats.pred[i]),
+                "loss": float(stats.loss[i]),
+                "p_true": float(stats.p_true[i]),
+            }
+            for i in candidates.tolist()
+        ]
+        self.merge(WorstRows(self.k, candidates.astype(np.int64) + offset, stats.loss[candidates], details))
+
+    def merge(self, other: WorstRows) -> None:
+        self._keep_top(
+            np.concatenate([self.rows, other.rows]),
+            np.concatenate([self.loss, other.loss]),
+            self.details + other.details,
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON and Rich understand."""
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass
+class PerClass:
+    """Per target class: support, summed loss, correct predictions, summed p_true (counted rows)."""
+
+    num_classes: int
+    support: npt.NDArray[np.int64] = field(init=False)
+    loss_sum: npt.NDArray[np.float64] = field(init=False)
+    correct: npt.NDArray[np.int64] = field(init=False)
+    p_true_sum: npt.NDArray[np.float64] = field(init=False)
+    predicted: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.support = np.zeros(self.num_classes, np.int64)
+        self.loss_sum = np.zeros(self.num_classes, np.float64)
+        self.correct = np.zeros(self.num_classes, np.int64)
+        self.p_true_sum = np.zeros(self.num_classes, np.float64)
+        self.predicted = np.zeros(self.num_classes, np.int64)
+
+    def update(self, stats: SampleStats) -> None:
+        counted = stats.counted
+        label = stats.label[counted]
+        c = self.num_classes
+        self.support += np.bincount(label, minlength=c)
+        self.loss_sum += np.bincount(label, weights=stats.loss[counted], minlength=c)
+        self.correct += np.bincount(label, weights=stats.correct[counted], minlength=c).astype(np.int64)
+        self.p_true_sum += np.bincount(label, weights=stats.p_true[counted], minlength=c)
+        self.predicted += np.bincount(stats.pred[counted], minlength=c)
+
+    def merge(self, other: PerClass) -> None:
+        self.support += other.support
+        self.loss_sum += other.loss_sum
+        self.correct += other.correct
+        self.p_true_sum += other.p_true_sum
+        self.predicted += other.predicted
+
+
+@dataclass
+class LossSummary:
+    """All aggregates of a run. `update` takes one chunk's results, `merge` another summary."""
+
+    num_classes: int
+    top_k: int
+    worst_k: int = 0
+    rows: int = 0
+    counted: int = 0
+    loss_sum: float = 0.0
+    loss_min: float = math.inf
+    loss_max: float = -math.inf
+    correct: int = 0
+    top_k_hits: int = 0
+    sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    per_class: PerClass = field(init=False)
+    worst: WorstRows = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_class = PerClass(self.num_classes)
+        self.worst = WorstRows(self.worst_k)
+
+    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None = None) -> None:
+        counted = stats.counted
+        loss = stats.loss[counted]
+        self.rows += int(stats.loss.size)
+        self.counted += int(loss.size)
+        self.loss_sum += float(loss.sum())
+        if loss.size:
+            self.loss_min = min(self.loss_min, float(loss.min()))
+            self.loss_max = max(self.loss_max, float(loss.max()))
+        self.correct += int(np.count_nonzero(stats.correct[counted]))
+        self.top_k_hits += int(np.count_nonzero(stats.rank[counted] <= self.top_k))
+        self.sketch.update(loss)
+        self.per_class.update(stats)
+        self.worst.update(stats, offset, ids)
+
+    def merge(self, other: LossSummary) -> None:
+        self.rows += other.rows
+        self.counted += other.counted
+        self.loss_sum += other.loss_sum
+        self.loss_min = min(self.loss_min, other.loss_min)
+        self.loss_max = max(self.loss_max, other.loss_max)
+        self.correct += other.correct
+        self.top_k_hits += other.top_k_hits
+        self.sketch.merge(other.sketch)
+        self.per_class.merge(other.per_class)
+        self.worst.merge(other.worst)
+
+    @property
+    def nonfinite(self) -> int:
+        return self.rows - self.counted
+
+    def summary(self) -> dict[str, Any]:
+        """The aggregates as plain numbers (NaN where undefined, e.g. no counted rows)."""
+        n = self.counted
+        mean = self.loss_sum / n if n else math.nan
+        return {
+            "rows": self.rows,
+            "counted": n,
+            "nonfinite": self.nonfinite,
+            "loss_mean": mean,
+            "loss_sum": self.loss_sum,
+            "loss_min": self.loss_min if n else math.nan,
+            "loss_max": self.loss_max if n else math.nan,
+            "loss_p50": self.sketch.quantile(0.50),
+            "loss_p90": self.sketch.quantile(0.90),
+            "loss_p99": self.sketch.quantile(0.99),
+            "perplexity": math.exp(mean) if mean < 709.0 else (math.inf if n else math.nan),
+            "accuracy": self.correct / n if n else math.nan,
+            "top_k": self.top_k,
+            "top_k_accuracy": self.top_k_hits / n if n else math.nan,
+            "num_classes": self.num_classes,
+        }
+
+    def per_class_rows(self) -> list[dict[str, Any]]:
+        pc = self.per_class
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loss_mean = pc.loss_sum / pc.support
+            accuracy = pc.correct / pc.support
+            p_true_mean = pc.p_true_sum / pc.support
+        return [
+            {
+                "class": c,
+                "support": int(pc.support[c]),
+                "predicted": int(pc.predicted[c]),
+                "loss_mean": float(loss_mean[c]),
+                "accuracy": float(accuracy[c]),
+                "p_true_mean": float(p_true_mean[c]),
+            }
+            for c in range(self.num_classes)
+        ]

@@ -1,0 +1,178 @@
+"""The command-line app: parses options into a config, calls the engine, picks a renderer, maps errors.
+
+No math and no file parsing here. Exit codes: 0 success, 2 unusable input or options (one line
+on stderr), 3 an internal error (a bug: please report it with the --debug traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from xentcli import __version__
+from xentcli.config import RunConfig, SourceConfig
+from xentcli.engine import run
+from xentcli.errors import XentError
+from xentcli.render.json_doc import render_json
+from xentcli.render.progress import progress_bar
+from xentcli.render.rows import SampleWriter
+from xentcli.render.table import render_tables
+from xentcli.sources import Source
+
+EXIT_INPUT = 2
+EXIT_INTERNAL = 3
+
+app = typer.Typer(
+    name="xent",
+    help="A loss auditor for machine-learning eval dumps: softmax cross-entropy, exact and fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+class FormatChoice(str, Enum):
+    parquet = "parquet"
+    arrow = "arrow"
+    csv = "csv"
+    npy = "npy"
+    npz = "npz"
+
+
+class InputChoice(str, Enum):
+    logits = "logits"
+    probs = "probs"
+    log_probs = "log-probs"
+
+
+class TargetChoice(str, Enum):
+    auto = "auto"
+    sparse = "sparse"
+    dense = "dense"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """xent: softmax cross-entropy of eval dumps, with the diagnostics of what went wrong."""
+
+
+T = TypeVar("T")
+
+
+def _guarded(debug: bool, action: Callable[[], T]) -> T:
+    """Run `action`, turning every error into one line on stderr and the documented exit code."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return action()
+    except XentError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
+        raise typer.Exit(EXIT_INPUT) from None
+    except KeyboardInterrupt:
+        err.print("xent: interrupted; no output was written")
+        raise typer.Exit(130) from None
+    except MemoryError:
+        err.print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
+        raise typer.Exit(EXIT_INPUT) from None
+    except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
+        if debug:
+            traceback.print_exc()
+        err.print(
+            f"[bold red]xent: internal error:[/] {type(exc).__name__}: {exc}; "
+            "rerun with --debug and report the traceback",
+            markup=True,
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+@app.command()
+def score(
+    path: Annotated[Path, typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz.", show_default=False)],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.")] = None,
+    file_format: Annotated[Optional[FormatChoice], typer.Option("--format", help="Read PATH as this format (default: from the extension).")] = None,
+    input_kind: Annotated[Optional[InputChoice], typer.Option("--input", help="What the scores are (default: logits, or as the column names say).")] = None,
+    target: Annotated[TargetChoice, typer.Option("--target", help="Integer labels (sparse) or one-hot/soft rows (dense).")] = TargetChoice.auto,
+    score_col: Annotated[Optional[str], typer.Option("--score-col", help="List column holding the scores.")] = None,
+    score_prefix: Annotated[Optional[str], typer.Option("--score-prefix", help="Prefix of wide score columns (P0, P1, …).")] = None,
+    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the labels or target rows.")] = None,
+    target_prefix: Annotated[Optional[str], typer.Option("--target-prefix", help="Prefix of wide target columns.")] = None,
+    score_key: Annotated[Optional[str], typer.Option("--score-key", help="NPZ array holding the scores.")] = None,
+    label_key: Annotated[Optional[str], typer.Option("--label-key", help="NPZ array holding the labels.")] = None,
+    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column (or NPZ array) identifying each row in every output.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of top-k accuracy (capped at the number of classes).")] = 5,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="Show the K rows with the highest loss.")] = 0,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write per-sample rows to FILE.parquet or FILE.csv.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")] = False,
+    chunk_rows: Annotated[Optional[int], typer.Option("--chunk-rows", min=1, help="Rows per chunk (default: ~16 MiB of scores).")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads (default: the number of cores).")] = os.cpu_count() or 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+) -> None:
+    """Compute the softmax cross-entropy of an eval dump and summarise it.
+
+    Example: [bold]xent score preds.parquet --worst 5[/]
+    """
+    config = RunConfig(
+        source=SourceConfig(
+            paths=(str(path),),
+            format=file_format.value if file_format else None,
+            labels_path=str(labels) if labels else None,
+            score_col=score_col,
+            score_prefix=score_prefix,
+            label_col=label_col,
+            target_prefix=target_prefix,
+            score_key=score_key,
+            label_key=label_key,
+            id_col=id_col,
+            input_kind=input_kind.value if input_kind else None,  # type: ignore[arg-type]
+            target_kind=target.value,  # type: ignore[arg-type]
+        ),
+        top_k=top_k,
+        worst=worst,
+        per_class=per_class,
+        chunk_rows=chunk_rows,
+        threads=threads,
+    )
+
+    def action() -> None:
+        source = Source(config.source)
+        inputs = [str(path)] + ([str(labels)] if labels else [])
+        with progress_bar(not (quiet or as_json), source.description.rows) as on_progress:
+            if output is None:
+                report = run(config, source, on_progress=on_progress)
+            else:
+                with SampleWriter(str(output), inputs, id_col, force) as writer:
+                    report = run(config, source, sink=writer, on_progress=on_progress)
+        if as_json:
+            sys.stdout.write(render_json(report) + "\n")
+        else:
+            render_tables(report, Console(highlight=False))
+
+    _guarded(debug, action)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,36 @@
+"""The `--json` document: one object, NaN and ±inf written as null (their count is in the summary)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from xentcli import __version__
+from xentcli.report import Report
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def document(report: Report) -> dict[str, Any]:
+    return _finite(
+        {
+            "xent_version": __version__,
+            "input": report.input.as_dict(),
+            "summary": report.summary,
+            "per_class": report.per_class,
+            "worst": report.worst,
+        }
+    )
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(document(report), indent=2, allow_nan=False)

@@ -1,0 +1,37 @@
+"""A Rich progress bar on stderr for long runs; only on a terminal, never with --json or --quiet."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from xentcli.engine import ProgressCallback
+
+
+@contextmanager
+def progress_bar(enabled: bool, total_rows: int | None) -> Iterator[ProgressCallback | None]:
+    """Yields the engine's progress callback, or None when no bar is to be shown."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("score", total=1.0, rows=0, rate="")
+
+        def update(rows: int, fraction: float | None) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+            bar.update(task, completed=fraction if fraction is not None else 0.0, rows=rows, rate=rate)
+
+        yield update

@@ -1,0 +1,121 @@
+"""Rich tables for people: what was read, the loss summary, and the optional breakdowns."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from xentcli.report import Report
+
+
+def fmt_number(value: Any, digits: int = 7) -> str:
+    """Losses to 7 significant digits; NaN/inf spelled out; integers with thousands separators."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def fmt_fraction(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _key_value(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(justify="left")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def input_table(report: Report) -> Table:
+    info = report.input
+    kind_note = "" if info.input_kind_from == "default" else f" (from {info.input_kind_from})"
+    rows = [
+        ("file", info.path),
+        ("format", info.format),
+        ("rows × classes", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"),
+        ("scores", f"{info.score_dtype} {info.input_kind}{kind_note}, {info.scores}"),
+        ("targets", f"{info.target_kind} ({'integer labels' if info.target_kind == 'sparse' else 'one-hot/soft rows'}), "
+         f"{info.targets}" + (f" of {info.labels_path}" if info.labels_path else "")),
+    ]
+    if info.ids:
+        rows.append(("ids", info.ids))
+    return _key_value("Input", rows)
+
+
+def summary_table(report: Report) -> Table:
+    s = report.summary
+    rows = [
+        ("loss (mean)", fmt_number(s["loss_mean"])),
+        ("loss sum", fmt_number(s["loss_sum"])),
+        ("min / p50 / p90", " / ".join(fmt_number(s[k]) for k in ("loss_min", "loss_p50", "loss_p90"))),
+        ("p99 / max", " / ".join(fmt_number(s[k]) for k in ("loss_p99", "loss_max"))),
+        ("perplexity", fmt_number(s["perplexity"])),
+        ("accuracy", fmt_fraction(s["accuracy"])),
+        (f"top-{s['top_k']} accuracy", fmt_fraction(s["top_k_accuracy"])),
+        ("rows counted", f"{fmt_number(s['counted'])} of {fmt_number(s['rows'])}"),
+    ]
+    table = _key_value("Cross-entropy", rows)
+    if s["nonfinite"]:
+        table.add_row(
+            Text("non-finite", style="bold red"),
+            Text(f"{s['nonfinite']:,} rows with a NaN or infinite loss, left out of the means", style="red"),
+        )
+    return table
+
+
+def worst_table(report: Report) -> Table:
+    table = Table(title=f"Worst {len(report.worst)} rows", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("row", justify="right")
+    if report.id_column:
+        table.add_column(report.id_column)
+    for name in ("label", "pred", "loss", "p_true"):
+        table.add_column(name, justify="right")
+    for item in report.worst:
+        cells = [fmt_number(item["row"])]
+        if report.id_column:
+            cells.append(fmt_number(item["id"]))
+        cells += [str(item["label"]), str(item["pred"]), fmt_number(item["loss"]), fmt_number(item["p_true"], 4)]
+        table.add_row(*cells)
+    return table
+
+
+def per_class_table(report: Report) -> Table:
+    table = Table(title="Per class", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("class", "support", "predicted", "mean loss", "accuracy", "mean p_true"):
+        table.add_column(name, justify="right")
+    for item in report.per_class:
+        table.add_row(
+            str(item["class"]),
+            fmt_number(item["support"]),
+            fmt_number(item["predicted"]),
+            fmt_number(item["loss_mean"]),
+            fmt_fraction(item["accuracy"]),
+            fmt_fraction(item["p_true_mean"]),
+        )
+    return table
+
+
+def render_tables(report: Report, console: Console) -> None:
+    parts: list[Table] = [input_table(report), summary_table(report)]
+    if report.worst:
+        parts.append(worst_table(report))
+    if report.per_class:
+        parts.append(per_class_table(report))
+    console.print(Group(*parts))

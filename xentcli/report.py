@@ -1,0 +1,19 @@
+"""The result of a run as one plain dataclass: what was read, the aggregates, the breakdowns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xentcli.sources import InputDescription
+
+
+@dataclass
+class Report:
+    """Everything a renderer needs; no numpy arrays, no file handles."""
+
+    input: InputDescription
+    summary: dict[str, Any]
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    id_column: str | None = None

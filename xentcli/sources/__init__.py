@@ -1,0 +1,356 @@
+"""Sources: detect an input's layout once, then yield row-aligned chunks of scores and targets.
+
+Nothing downstream knows the file format: the engine sees `Source.description` and `Chunk`s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli.config import SourceConfig
+from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.sources.arrays import LABEL_KEYS, SCORE_KEYS, ArrayRoles, NpyArray, NpzMember, npz_member, open_npz
+from xentcli.sources.columnar import ColumnarFile, ColumnarRoles
+from xentcli.sources.columns import (
+    Field,
+    check_target_kind,
+    find_scores,
+    find_targets,
+    kind_from_name,
+)
+
+COLUMNAR = ("parquet", "arrow", "csv")
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+
+
+@dataclass
+class Chunk:
+    """`offset` is the index of the chunk's first row in the whole input."""
+
+    offset: int
+    scores: npt.NDArray  # [n, C] float32 or float64
+    labels: npt.NDArray | None  # [n] sparse labels as stored (int or float)
+    targets: npt.NDArray | None  # [n, C] dense one-hot or soft targets
+    ids: npt.NDArray | None
+
+
+@dataclass(frozen=True)
+class InputDescription:
+    """What was read and how it was understood; shown to the user before any number."""
+
+    format: str
+    path: str
+    labels_path: str | None
+    rows: int | None
+    num_classes: int
+    score_dtype: str
+    scores: str
+    input_kind: str
+    input_kind_from: str
+    targets: str
+    target_kind: str
+    ids: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Roles(Protocol):
+    path: str
+    rows: int | None
+
+    def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
+
+    def progress(self) -> float | None: ...
+
+
+def detect_format(path: str, override: str | None) -> str:
+    if override:
+        return override
+    lowered = path.lower()
+    for ext in sorted(EXTENSIONS, key=len, reverse=True):
+        if lowered.endswith(ext):
+            return EXTENSIONS[ext]
+    raise InputError(
+        "unknown file type",
+        path=path,
+        hint="use a .parquet, .arrow/.feather, .csv, .csv.gz, .npy or .npz file, or say which with --format",
+    )
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise InputError("no such file", path=path)
+    if os.path.isdir(path):
+        raise InputError("is a folder, not a file", path=path, hint="name one file")
+
+
+@dataclass
+class _Side:
+    """One file's part of the input: its role reader and how its fields were described."""
+
+    roles: Roles
+    scores: str = ""
+    targets: str = ""
+    target_kind: str = ""
+    target_width: int = 0
+    num_classes: int = 0
+    score_dtype: str = ""
+    kind_hint: str | None = None
+    kind_hint_from: str = ""
+    ids: str | None = None
+
+
+def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
+    file = ColumnarFile(path, fmt)
+    roles: dict[str, Field] = {}
+    if want_scores:
+        roles["scores"] = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix)
+    if not want_scores or cfg.labels_path is None:
+        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix)
+    if want_scores and cfg.id_col:
+        if cfg.id_col not in file.schema.names:
+            raise LayoutError(f"no column '{cfg.id_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --id-col")
+        roles["ids"] = Field((cfg.id_col,), False, file.schema.field(cfg.id_col).type)
+    reader = ColumnarRoles(file, roles)
+    side = _Side(reader)
+    if want_scores:
+        found = roles["scores"]
+        side.scores = found.describe
+        side.num_classes = reader.widths["scores"]
+        side.score_dtype = str(found.value_type.to_pandas_dtype().__name__) if fmt != "csv" else "float64"
+        name = found.columns[0] if not found.wide else found.columns[0].rstrip("0123456789")
+        side.kind_hint = kind_from_name(name)
+        side.kind_hint_from = f"column name '{name}'"
+        side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
+    if "targets" in roles:
+        side.targets = roles["targets"].describe
+        side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path)
+        side.target_width = reader.widths.get("targets", 0)
+    return side
+
+
+def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[str, int]:
+    shape = member.shape
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1 and cfg.target_kind != "dense"):
+        kind, width = "sparse", 0
+    elif len(shape) == 2:
+        kind, width = "dense", shape[1]
+    else:
+        raise LayoutError(f"labels '{member.name}' have shape {shape}; expected [rows] or [rows, classes]", path=member.path)
+    if cfg.target_kind not in ("auto", kind):
+        raise OptionError(
+            f"--target {cfg.target_kind} was given, but '{member.name}' holds {kind} targets of shape {shape}",
+            path=member.path,
+            hint=f"use --target {kind} or --target auto",
+        )
+    return kind, width
+
+
+def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
+    members: dict[str, NpyArray | NpzMember] = {}
+    if fmt == "npy":
+        members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
+        if want_scores and cfg.labels_path is None:
+            raise OptionError(
+                "an .npy file holds only the scores", path=path, hint="pass the labels with --labels labels.npy"
+            )
+    else:
+        archive = open_npz(path)
+        if want_scores:
+            scores = npz_member(archive, path, cfg.score_key, SCORE_KEYS, "--score-key")
+            if scores is None:
+                raise LayoutError(
+                    f"no score array (arrays: {', '.join(n[:-4] for n in archive.namelist())})",
+                    path=path,
+                    hint="name it with --score-key",
+                )
+            members["scores"] = scores
+            if cfg.id_col:
+                members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col")  # type: ignore[assignment]
+        if not want_scores or cfg.labels_path is None:
+            labels = npz_member(archive, path, cfg.label_key, LABEL_KEYS, "--label-key")
+            if labels is None:
+                raise LayoutError(
+                    f"no label array (arrays: {', '.join(n[:-4] for n in archive.namelist())})",
+                    path=path,
+                    hint="name it with --label-key, or pass the labels with --labels FILE",
+                )
+            members["targets"] = labels
+    side = _Side(ArrayRoles(members, path))
+    if "scores" in members:
+        scores = members["scores"]
+        if len(scores.shape) != 2:
+            raise LayoutError(
+                f"scores '{scores.name}' have shape {scores.shape}; expected [rows, classes]",
+                path=path,
+                hint="flatten sequences to [rows, classes]",
+            )
+        side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
+        side.num_classes = scores.shape[1]
+        side.score_dtype = str(scores.dtype)
+        name = scores.name if fmt == "npz" else os.path.basename(path).split(".")[0]
+        side.kind_hint = kind_from_name(name)
+        side.kind_hint_from = f"array name '{name}'"
+        side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
+    if "targets" in members:
+        side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg)
+        side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
+    return side
+
+
+def _open_side(path: str, cfg: SourceConfig, want_scores: bool, fmt_override: str | None) -> tuple[_Side, str]:
+    _check_file(path)
+    fmt = detect_format(path, fmt_override)
+    if fmt in COLUMNAR:
+        return _columnar_side(path, fmt, cfg, want_scores), fmt
+    return _array_side(path, fmt, cfg, want_scores), fmt
+
+
+class Source:
+    """An opened input: its description and a generator of chunks of a given number of rows."""
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        if len(cfg.paths) != 1:
+            raise OptionError(f"expected one input file, got {len(cfg.paths)}", hint="pass a single file")
+        path = cfg.paths[0]
+        main, fmt = _open_side(path, cfg, True, cfg.format)
+        labels = None
+        if cfg.labels_path is not None:
+            labels, _ = _open_side(cfg.labels_path, cfg, False, None)
+            if main.roles.rows is not None and labels.roles.rows is not None and main.roles.rows != labels.roles.rows:
+                raise LayoutError(
+                    f"holds {labels.roles.rows} rows but {path} holds {main.roles.rows}",
+                    path=cfg.labels_path,
+                    hint="the labels file must hold one label per row of scores, in the same order",
+                )
+        target_side = labels or main
+        num_classes = main.num_classes
+        if num_classes < 1:
+            raise LayoutError("the scores have no classes (empty rows)", path=path, hint="each row needs one score per class")
+        if target_side.target_kind == "dense" and target_side.target_width != num_classes:
+            raise LayoutError(
+                f"dense targets have {target_side.target_width} classes but the scores have {num_classes}",
+                path=target_side.roles.path,
+                hint="targets and scores must have one column per class",
+            )
+        if cfg.input_kind:
+            kind, kind_from = cfg.input_kind, "--input"
+        elif main.kind_hint:
+            kind, kind_from = main.kind_hint, main.kind_hint_from
+        else:
+            kind, kind_from = "logits", "default"
+        self._main = main.roles
+        self._labels = None if labels is None else labels.roles
+        self.description = InputDescription(
+            format=fmt,
+            path=path,
+            labels_path=cfg.labels_path,
+            rows=main.roles.rows,
+            num_classes=num_classes,
+            score_dtype=main.score_dtype,
+            scores=main.scores,
+            input_kind=kind,
+            input_kind_from=kind_from,
+            targets=target_side.targets,
+            target_kind=target_side.target_kind,
+            ids=main.ids,
+        )
+        self._rows_done = 0
+
+    def progress(self) -> float | None:
+        """Fraction of the input read so far, when it can be known."""
+        if self.description.rows:
+            return self._rows_done / self.description.rows
+        return self._main.progress()
+
+    def chunks(self, rows: int) -> Iterator[Chunk]:
+        batches = rechunk(self._main.batches(rows), rows)
+        if self._labels is not None:
+            batches = _paired(batches, rechunk(self._labels.batches(rows), rows), self._labels.path)
+        dense = self.description.target_kind == "dense"
+        offset = 0
+        for batch in batches:
+            targets = batch["targets"]
+            scores = _compute_dtype(batch["scores"])
+            n = len(scores)
+            if dense:
+                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"))
+            else:
+                chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"))
+            yield chunk
+            offset += n
+            self._rows_done = offset
+
+
+def _compute_dtype(values: npt.NDArray) -> npt.NDArray:
+    """float32 and float64 stay as stored; float16 widens to float32 (exact), integers to float64."""
+    if values.dtype == np.float32 or values.dtype == np.float64:
+        return values
+    if values.dtype == np.float16:
+        return values.astype(np.float32)
+    return values.astype(np.float64)
+
+
+def rechunk(batches: Iterator[dict[str, npt.NDArray]], rows: int) -> Iterator[dict[str, npt.NDArray]]:
+    """Re-cut row-aligned batches of any sizes into batches of exactly `rows` rows (the last may be short)."""
+    pending: list[dict[str, npt.NDArray]] = []
+    have = 0
+    for batch in batches:
+        n = len(next(iter(batch.values())))
+        if not pending and n == rows:
+            yield batch
+            continue
+        pending.append(batch)
+        have += n
+        if have < rows:
+            continue
+        joined = pending[0] if len(pending) == 1 else {key: np.concatenate([p[key] for p in pending]) for key in batch}
+        start = 0
+        while have - start >= rows:
+            yield {key: value[start : start + rows] for key, value in joined.items()}
+            start += rows
+        have -= start
+        pending = [{key: value[start:] for key, value in joined.items()}] if have else []
+    if have:
+        yield pending[0] if len(pending) == 1 else {key: np.concatenate([p[key] for p in pending]) for key in pending[0]}
+
+
+def _paired(
+    scores: Iterator[dict[str, npt.NDArray]], labels: Iterator[dict[str, npt.NDArray]], labels_path: str
+) -> Iterator[dict[str, npt.NDArray]]:
+    seen = 0
+    for left in scores:
+        right = next(labels, None)
+        n = len(left["scores"])
+        if right is None or len(right["targets"]) != n:
+            got = seen + (0 if right is None else len(right["targets"]))
+            raise LayoutError(
+                f"ends after {got} rows, before the scores do",
+                path=labels_path,
+                hint="the labels file must hold one label per row of scores, in the same order",
+            )
+        seen += n
+        yield {**left, **right}
+    if next(labels, None) is not None:
+        raise LayoutError(
+            f"holds more rows than the {seen} rows of scores",
+            path=labels_path,
+            hint="the labels file must hold one label per row of scores, in the same order",
+        )

@@ -1,0 +1,145 @@
+"""Reading Parquet, Arrow IPC/Feather and CSV files as a stream of record batches of chosen columns.
+
+One class per file; everything about column roles lives in `columns.py`. Files are opened for
+reading only, and never read whole: Parquet by row-group batches, Arrow IPC from a memory map,
+CSV with pyarrow's streaming reader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.ipc as pa_ipc
+import pyarrow.parquet as pq
+
+from xentcli.errors import InputError
+from xentcli.sources.columns import Field, field_matrix, is_list, list_width
+
+CSV_BLOCK_BYTES = 4 << 20
+
+
+class ColumnarFile:
+    """One Parquet, Arrow or CSV file: its schema, its row count when known, and batches of columns."""
+
+    def __init__(self, path: str, fmt: str) -> None:
+        self.path = path
+        self.format = fmt
+        self._raw: BinaryIO | None = None
+        self._column_types: dict[str, pa.DataType] = {}
+        try:
+            if fmt == "parquet":
+                self._parquet = pq.ParquetFile(path, memory_map=True)
+                self.schema = self._parquet.schema_arrow
+                self.rows: int | None = self._parquet.metadata.num_rows
+            elif fmt == "arrow":
+                self._open_ipc()
+            else:
+                with self._csv_reader({}, None) as reader:
+                    self.schema = reader.schema
+                self.rows = None
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
+            raise InputError(f"cannot read as {fmt}: {_first_line(exc)}", path=path, hint="check the file or --format") from None
+
+    def _open_ipc(self) -> None:
+        source = pa.memory_map(self.path)
+        try:
+            self._ipc_file = pa_ipc.open_file(source)
+            self.schema = self._ipc_file.schema
+            self.rows = sum(self._ipc_file.get_batch(i).num_rows for i in range(self._ipc_file.num_record_batches))
+        except pa.ArrowInvalid:
+            self._ipc_file = None
+            self.schema = pa_ipc.open_stream(pa.memory_map(self.path)).schema
+            self.rows = None
+
+    def _csv_reader(self, column_types: dict[str, pa.DataType], include: list[str] | None) -> pa_csv.CSVStreamingReader:
+        self._raw = open(self.path, "rb")  # noqa: SIM115 — closed by the reader's owner
+        stream = pa.CompressedInputStream(self._raw, "gzip") if self.path.endswith(".gz") else self._raw
+        return pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pa_csv.ConvertOptions(column_types=column_types, include_columns=include),
+        )
+
+    def set_csv_types(self, fields: list[Field]) -> None:
+        """Parse CSV score and label columns as float64 so a later block cannot change their type."""
+        for found in fields:
+            if found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
+                for name in found.columns:
+                    self._column_types[name] = pa.float64()
+
+    def first_batch(self, columns: list[str]) -> pa.RecordBatch | None:
+        for batch in self.record_batches(columns, 16):
+            return batch
+        return None
+
+    def record_batches(self, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+        try:
+            if self.format == "parquet":
+                yield from self._parquet.iter_batches(batch_size=rows, columns=columns, use_threads=True)
+            elif self.format == "arrow":
+                yield from self._ipc_batches(columns)
+            else:
+                with self._csv_reader(self._column_types, columns) as reader:
+                    yield from reader
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint="check the file") from None
+
+    def _ipc_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        if self._ipc_file is not None:
+            batches = (self._ipc_file.get_batch(i) for i in range(self._ipc_file.num_record_batches))
+        else:
+            batches = iter(pa_ipc.open_stream(pa.memory_map(self.path)))
+        for batch in batches:
+            yield batch.select(columns)
+
+    def progress(self) -> float | None:
+        """Fraction of a CSV file's bytes read so far (other formats count rows instead)."""
+        if self._raw is None or self._raw.closed:
+            return None
+        return self._raw.tell() / max(1, os.path.getsize(self.path))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class ColumnarRoles:
+    """Batches of one columnar file turned into role arrays: scores, labels/targets, ids."""
+
+    def __init__(self, file: ColumnarFile, roles: dict[str, Field]) -> None:
+        self.file = file
+        self.roles = roles
+        self.path = file.path
+        self.rows = file.rows
+        if file.format == "csv":
+            file.set_csv_types(list(roles.values()))
+        self._columns = [name for found in roles.values() for name in found.columns]
+        first = file.first_batch(self._columns)
+        self.widths = {
+            role: list_width(None if first is None else first.column(found.columns[0]), found)
+            for role, found in roles.items()
+            if found.wide or is_list(found.dtype)
+        }
+
+    def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
+        offset = 0
+        for batch in self.file.record_batches(self._columns, rows):
+            yield {role: self._array(batch, role, found, offset) for role, found in self.roles.items()}
+            offset += batch.num_rows
+
+    def _array(self, batch: pa.RecordBatch, role: str, found: Field, offset: int) -> npt.NDArray:
+        if role in self.widths:
+            return field_matrix(batch, found, self.widths[role], self.path, offset)
+        values = batch.column(found.columns[0])
+        if role == "ids":
+            return values.to_numpy(zero_copy_only=False)
+        return np.asarray(values.to_numpy(zero_copy_only=False))
+
+    def progress(self) -> float | None:
+        return self.file.progress()
