@@ -25,6 +25,14 @@ def _check_dtype(dtype: np.dtype, path: str, name: str) -> None:
         raise InputError(f"'{name}' holds {dtype}, not numbers", path=path, hint="save the array as float or integer")
 
 
+def _read_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of the .npy stream, leaving it at the first data byte."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    return np.lib.format.read_array_header_2_0(stream)
+
+
 class NpyArray:
     """A memory-mapped .npy file, sliced by rows."""
 
@@ -59,8 +67,7 @@ class NpzMember:
         self._archive = archive
         self._member = f"{key}.npy"
         with self._open() as stream:
-            version = np.lib.format.read_magic(stream)
-            self.shape, fortran, self.dtype = np.lib.format._read_array_header(stream, version)  # noqa: SLF001
+            self.shape, fortran, self.dtype = _read_header(stream)
         _check_dtype(self.dtype, path, key)
         if fortran and len(self.shape) > 1:
             raise InputError(
@@ -76,8 +83,7 @@ class NpzMember:
         row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         row_bytes = row_items * self.dtype.itemsize
         with self._open() as stream:
-            version = np.lib.format.read_magic(stream)
-            np.lib.format._read_array_header(stream, version)  # noqa: SLF001
+            _read_header(stream)
             for start in range(0, self.shape[0] if self.shape else 0, rows):
                 n = min(rows, self.shape[0] - start)
                 raw = stream.read(n * row_bytes)

@@ -1,0 +1,59 @@
+"""Remake the sample dumps in this folder, deterministically: `python sample_data/make_samples.py`.
+
+A realistic 10-class image classifier (CIFAR-10 classes) evaluated on 500 validation images:
+~85% accurate, with the usual confusions (cat/dog, automobile/truck, deer/horse, airplane/ship)
+and a few confident mistakes. The same rows are written as Parquet (list column + ids), wide CSV,
+NPY logits + labels, NPZ and Arrow IPC, so every reader can be tried on the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CONFUSED = {0: 8, 8: 0, 1: 9, 9: 1, 3: 5, 5: 3, 4: 7, 7: 4, 2: 0, 6: 3}
+ROWS = 500
+SEED = 20261123
+
+
+def classifier_dump(rows: int = ROWS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """float32 logits [rows, 10], int64 labels [rows] and string ids of a plausible classifier."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), rows)
+    logits = rng.normal(0.0, 1.2, (rows, len(CLASSES)))
+    rowsel = np.arange(rows)
+    confused = np.array([CONFUSED[int(y)] for y in labels])
+    logits[rowsel, labels] += rng.gamma(5.0, 1.2, rows)  # evidence for the true class
+    logits[rowsel, confused] += rng.gamma(1.5, 0.9, rows)  # and for its usual look-alike
+    flipped = rng.random(rows) < 0.03  # a few confident mistakes (or label errors)
+    logits[flipped, confused[flipped]] += 9.0
+    logits += rng.normal(0.0, 0.5, (rows, 1))  # per-image offset: logits are not normalised
+    ids = [f"val_{i:05d}" for i in range(rows)]
+    return logits.astype(np.float32), labels.astype(np.int64), ids
+
+
+def main() -> None:
+    logits, labels, ids = classifier_dump()
+    width = logits.shape[1]
+    flat = pa.array(logits.ravel())
+    as_list = pa.FixedSizeListArray.from_arrays(flat, width).cast(pa.list_(pa.float32()))
+    table = pa.table({"id": ids, "logits": as_list, "label": labels})
+    pq.write_table(table, HERE / "cifar10_val.parquet")
+    feather.write_feather(table, HERE / "cifar10_val.arrow")
+    wide = {"id": ids, **{f"logit_{c}": pa.array(logits[:, c]) for c in range(width)}, "label": labels}
+    pa_csv.write_csv(pa.table(wide), HERE / "cifar10_val.csv")
+    np.save(HERE / "cifar10_val_logits.npy", logits)
+    np.save(HERE / "cifar10_val_labels.npy", labels)
+    np.savez(HERE / "cifar10_val.npz", logits=logits, labels=labels)
+    (HERE / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+
+
+if __name__ == "__main__":
+    main()
