@@ -1,0 +1,90 @@
+"""Aggregates: chunked and shuffled merges equal the one-shot reference (torchmetrics' MetricTester idea)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from reference import sparse_loss64
+from xentcli.accumulate import LossSummary
+from xentcli.kernels import sample_stats
+
+
+def _data(rows=2_000, classes=12, seed=5):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((rows, classes)) * 3
+    y = rng.integers(0, classes, rows)
+    y[::97] = classes  # out of range: NaN loss, non-finite
+    return z, y
+
+
+def _summarise(z, y, bounds, order, worst=5):
+    parts = []
+    for start, stop in bounds:
+        part = LossSummary(z.shape[1], 3, worst)
+        part.update(sample_stats(z[start:stop], "logits", labels=y[start:stop]), start)
+        parts.append(part)
+    total = LossSummary(z.shape[1], 3, worst)
+    for i in order:
+        total.merge(parts[i])
+    return total
+
+
+def test_one_shot_matches_reference_formulas():
+    z, y = _data()
+    total = _summarise(z, y, [(0, len(y))], [0]).summary()
+    loss = sparse_loss64(z, y)
+    ok = np.isfinite(loss)
+    assert total["rows"] == 2_000 and total["nonfinite"] == int((~ok).sum()) == 21
+    assert total["loss_mean"] == pytest.approx(loss[ok].mean(), rel=1e-13)
+    assert total["loss_max"] == pytest.approx(loss[ok].max(), rel=1e-13)
+    assert total["perplexity"] == pytest.approx(math.exp(loss[ok].mean()), rel=1e-12)
+    assert total["accuracy"] == pytest.approx((z.argmax(1) == y)[ok].mean(), abs=0)
+    ranks = 1 + (z > np.where(ok, z[np.arange(len(y)), np.minimum(y, 11)], 0)[:, None]).sum(1)
+    assert total["top_k_accuracy"] == pytest.approx((ranks[ok] <= 3).mean(), abs=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chunked_shuffled_equals_one_shot(seed):
+    z, y = _data()
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, len(y)), size=9, replace=False))
+    edges = [0, *cuts.tolist(), len(y)]
+    bounds = list(zip(edges[:-1], edges[1:]))
+    one = _summarise(z, y, [(0, len(y))], [0])
+    many = _summarise(z, y, bounds, rng.permutation(len(bounds)).tolist())
+    a, b = one.summary(), many.summary()
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-12), key
+    assert one.worst.details == many.worst.details
+    np.testing.assert_array_equal(one.per_class.support, many.per_class.support)
+    np.testing.assert_allclose(one.per_class.loss_sum, many.per_class.loss_sum, rtol=1e-12)
+
+
+def test_worst_rows_break_ties_by_row():
+    z = np.zeros((6, 3))
+    y = np.zeros(6, dtype=int)
+    total = _summarise(z, y, [(0, 2), (2, 6)], [1, 0], worst=3)
+    assert [item["row"] for item in total.worst.details] == [0, 1, 2]
+
+
+def test_per_class_against_bincount():
+    z, y = _data(classes=4, rows=400)
+    total = _summarise(z, y, [(0, 150), (150, 400)], [0, 1])
+    rows = total.per_class_rows()
+    loss = sparse_loss64(z, y)
+    for c in range(4):
+        mask = (y == c) & np.isfinite(loss)
+        assert rows[c]["support"] == mask.sum()
+        assert rows[c]["loss_mean"] == pytest.approx(loss[mask].mean(), rel=1e-12)
+        assert rows[c]["accuracy"] == pytest.approx((z.argmax(1)[mask] == c).mean())
+        assert rows[c]["predicted"] == int((z.argmax(1)[np.isfinite(loss)] == c).sum())
+
+
+def test_no_counted_rows_gives_nan_means():
+    z = np.zeros((3, 2))
+    total = _summarise(z, np.array([5, 5, 5]), [(0, 3)], [0]).summary()
+    assert total["counted"] == 0 and total["nonfinite"] == 3
+    assert math.isnan(total["loss_mean"]) and math.isnan(total["accuracy"])

@@ -1,0 +1,67 @@
+"""The quantile sketch: stated relative error on many distributions, exact order-free merges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xentcli.sketch import RELATIVE_ACCURACY, QuantileSketch
+
+QUANTILES = [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0]
+
+
+def distributions():
+    rng = np.random.default_rng(7)
+    yield "exponential", rng.exponential(1.0, 20_000)
+    yield "lognormal-wide", rng.lognormal(0.0, 4.0, 20_000)
+    yield "uniform", rng.uniform(0, 20, 5_000)
+    yield "with-zeros", np.concatenate([np.zeros(300), rng.exponential(0.01, 3_000)])
+    yield "tiny-losses", rng.uniform(1e-9, 1e-7, 2_000)
+    yield "negative-and-positive", rng.normal(0.0, 3.0, 10_000)
+    yield "constant", np.full(1_000, 2.302585)
+    yield "single", np.array([0.6931])
+
+
+@pytest.mark.parametrize("name,values", list(distributions()), ids=[n for n, _ in distributions()])
+def test_relative_error_bound(name, values):
+    sketch = QuantileSketch()
+    for part in np.array_split(values, 7):
+        sketch.update(part)
+    alpha = RELATIVE_ACCURACY
+    for q in QUANTILES:
+        got = sketch.quantile(q)
+        lower = np.quantile(values, q, method="lower")
+        higher = np.quantile(values, q, method="higher")
+        lo = min(lower * (1 - alpha), lower * (1 + alpha))
+        hi = max(higher * (1 - alpha), higher * (1 + alpha))
+        assert lo <= got <= hi, (name, q, got, lower, higher)
+
+
+def test_merge_is_exact_and_order_free():
+    rng = np.random.default_rng(8)
+    values = rng.lognormal(0, 2, 10_000)
+    whole = QuantileSketch()
+    whole.update(values)
+    parts = []
+    for piece in np.array_split(rng.permutation(values), 13):
+        sketch = QuantileSketch()
+        sketch.update(piece)
+        parts.append(sketch)
+    merged = QuantileSketch()
+    for sketch in reversed(parts):
+        merged.merge(sketch)
+    assert merged.positive == whole.positive and merged.count == whole.count
+    assert [merged.quantile(q) for q in QUANTILES] == [whole.quantile(q) for q in QUANTILES]
+
+
+def test_empty_sketch_is_nan():
+    assert np.isnan(QuantileSketch().quantile(0.5))
+
+
+def test_memory_is_bounded_by_range_not_count():
+    sketch = QuantileSketch()
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        sketch.update(rng.exponential(2.0, 50_000))
+    assert sketch.count == 1_000_000
+    assert len(sketch.positive) < 3_000

@@ -1,0 +1,194 @@
+"""Every format and layout gives the same results; every bad input gives one clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dumps import LAYOUTS, write_dump
+from reference import dense_loss64, sparse_loss64
+from xentcli.config import RunConfig, SourceConfig
+from xentcli.engine import run
+from xentcli.errors import InputError, LayoutError, OptionError, XentError
+from xentcli.sources import Source
+
+
+class Collect:
+    def __init__(self):
+        self.loss = []
+        self.rows = []
+
+    def write(self, result):
+        self.loss.append(result.stats.loss)
+        self.rows.append(result.offset + np.arange(result.stats.loss.size))
+
+
+def config_from_args(args, **options) -> RunConfig:
+    labels = args[2] if len(args) > 1 else None
+    run_options = {k: options.pop(k) for k in list(options) if k in ("chunk_rows", "threads", "worst", "top_k")}
+    return RunConfig(SourceConfig((args[0],), labels_path=labels, **options), **run_options)
+
+
+def score(args, **options):
+    sink = Collect()
+    report = run(config_from_args(args, **options), sink=sink)
+    return report, np.concatenate(sink.loss), np.concatenate(sink.rows)
+
+
+@pytest.fixture(scope="module")
+def data64():
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((301, 7)) * 4
+    y = rng.integers(0, 7, 301)
+    return z, y
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("chunk_rows,threads", [(None, 1), (1, 2), (64, 2), (1000, 1)])
+def test_every_layout_gives_the_reference(tmp_path, data64, layout, chunk_rows, threads):
+    z, y = data64
+    args = write_dump(tmp_path, layout, z, y)
+    report, loss, rows = score(args, chunk_rows=chunk_rows, threads=threads)
+    np.testing.assert_array_equal(rows, np.arange(len(y)))
+    np.testing.assert_allclose(loss, sparse_loss64(z, y), rtol=1e-12)
+    assert report.summary["rows"] == 301 and report.input.num_classes == 7
+    assert report.summary["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
+
+
+def test_layouts_agree_to_1e12(tmp_path, data64):
+    z, y = data64
+    summaries = []
+    for layout in LAYOUTS:
+        report, _, _ = score(write_dump(tmp_path / layout, layout, z, y), chunk_rows=50)
+        summaries.append(report.summary)
+    for other in summaries[1:]:
+        for key, value in summaries[0].items():
+            assert other[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("layout", ["parquet-list", "parquet-wide", "csv", "npy", "npz"])
+def test_dense_targets_in_every_family(tmp_path, layout):
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal((40, 5))
+    t = rng.dirichlet(np.ones(5), 40)
+    report, loss, _ = score(write_dump(tmp_path, layout, z, t), chunk_rows=7)
+    assert report.input.target_kind == "dense"
+    np.testing.assert_allclose(loss, dense_loss64(z, t), rtol=1e-12)
+
+
+def test_float_and_null_labels(tmp_path):
+    z = np.zeros((4, 3))
+    table = pa.table({"logits": pa.array([[0.0, 0.0, 0.0]] * 4), "label": pa.array([1.0, 2.0, None, 0.5])})
+    pq.write_table(table, tmp_path / "f.parquet")
+    report, loss, _ = score([str(tmp_path / "f.parquet")])
+    assert report.summary["counted"] == 2 and report.summary["nonfinite"] == 2
+    np.testing.assert_allclose(loss[:2], sparse_loss64(z[:2], np.array([1, 2])), rtol=1e-14)
+
+
+def test_names_say_probabilities(tmp_path):
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    pq.write_table(pa.table({"probs": pa.array(p.tolist()), "y": [1, 0]}), tmp_path / "p.parquet")
+    source = Source(SourceConfig((str(tmp_path / "p.parquet"),)))
+    assert source.description.input_kind == "probs"
+    assert source.description.input_kind_from == "column name 'probs'"
+    report, loss, _ = score([str(tmp_path / "p.parquet")])
+    np.testing.assert_allclose(loss, [-np.log(0.75), -np.log(0.5)], rtol=1e-14)
+
+
+def test_wide_prob_prefix_and_explicit_columns(tmp_path):
+    table = pa.table({"prob_0": [0.2, 0.9], "prob_1": [0.8, 0.1], "gold": [1, 1], "other": [[1.0], [2.0]]})
+    pq.write_table(table, tmp_path / "w.parquet")
+    source = Source(SourceConfig((str(tmp_path / "w.parquet"),), score_prefix="prob", label_col="gold"))
+    assert source.description.input_kind == "probs" and source.description.num_classes == 2
+
+
+def _error(tmp_path, **config) -> XentError:
+    with pytest.raises(XentError) as caught:
+        run(RunConfig(SourceConfig(**config)))
+    return caught.value
+
+
+def test_missing_and_unknown_files(tmp_path):
+    assert "no such file" in _error(tmp_path, paths=(str(tmp_path / "none.parquet"),)).one_line()
+    (tmp_path / "x.txt").write_text("hello")
+    err = _error(tmp_path, paths=(str(tmp_path / "x.txt"),))
+    assert isinstance(err, InputError) and "--format" in err.one_line()
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    assert "cannot read as parquet" in _error(tmp_path, paths=(str(tmp_path / "bad.parquet"),)).one_line()
+
+
+def test_no_score_column_lists_columns(tmp_path):
+    pq.write_table(pa.table({"a": [1.0], "label": [0]}), tmp_path / "n.parquet")
+    line = _error(tmp_path, paths=(str(tmp_path / "n.parquet"),)).one_line()
+    assert "no score column found (columns: a, label)" in line and "--score-col" in line
+
+
+def test_non_numeric_scores_and_labels(tmp_path):
+    pq.write_table(pa.table({"logits": [["a", "b"]], "label": [0]}), tmp_path / "s.parquet")
+    assert "not numbers" in _error(tmp_path, paths=(str(tmp_path / "s.parquet"),)).one_line()
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]], "label": ["cat"]}), tmp_path / "l.parquet")
+    line = _error(tmp_path, paths=(str(tmp_path / "l.parquet"),)).one_line()
+    assert "labels in column 'label' are string, not numbers" in line
+
+
+def test_ragged_scores_name_the_row(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 5 + [[0.0]], "label": [0] * 6}), tmp_path / "r.parquet")
+    err = _error(tmp_path, paths=(str(tmp_path / "r.parquet"),))
+    assert isinstance(err, LayoutError) and "row 5 has 1 values where row 0 has 2" in err.one_line()
+
+
+def test_missing_named_column(tmp_path, data64):
+    args = write_dump(tmp_path, "parquet-list", *data64)
+    line = _error(tmp_path, paths=(args[0],), label_col="gold").one_line()
+    assert "no column 'gold'" in line and "--label-col" in line
+    line = _error(tmp_path, paths=(args[0],), id_col="key").one_line()
+    assert "no column 'key'" in line and "--id-col" in line
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
+def test_labels_file_with_other_row_count(tmp_path, data64, kind):
+    z, y = data64
+    np.save(tmp_path / "z.npy", z)
+    labels = tmp_path / f"y.{kind}"
+    if kind == "npy":
+        np.save(labels, y[:-1])
+    elif kind == "parquet":
+        pq.write_table(pa.table({"label": y[:-1]}), labels)
+    else:
+        labels.write_text("label\n" + "\n".join(map(str, y.tolist() + [0])) + "\n")
+    err = _error(tmp_path, paths=(str(tmp_path / "z.npy"),), labels_path=str(labels))
+    assert isinstance(err, LayoutError) and str(labels) in err.one_line() and "rows" in err.one_line()
+
+
+def test_npy_refusals(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "y.npy", np.zeros(1, int))
+    assert "pickled" in _error(tmp_path, paths=(str(tmp_path / "obj.npy"),), labels_path=str(tmp_path / "y.npy")).one_line()
+    np.save(tmp_path / "z.npy", np.zeros((2, 3)))
+    assert "--labels" in _error(tmp_path, paths=(str(tmp_path / "z.npy"),)).one_line()
+    np.save(tmp_path / "z3.npy", np.zeros((2, 3, 4)))
+    assert "expected [rows, classes]" in _error(tmp_path, paths=(str(tmp_path / "z3.npy"),), labels_path=str(tmp_path / "y.npy")).one_line()
+
+
+def test_dense_width_mismatch(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "t.npy", np.zeros((2, 4)))
+    line = _error(tmp_path, paths=(str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "t.npy")).one_line()
+    assert "dense targets have 4 classes but the scores have 3" in line
+
+
+def test_target_option_contradicting_data(tmp_path, data64):
+    args = write_dump(tmp_path, "parquet-list", *data64)
+    err = _error(tmp_path, paths=(args[0],), target_kind="dense")
+    assert isinstance(err, OptionError) and "--target dense" in err.one_line()
+
+
+def test_inputs_are_opened_read_only(tmp_path, data64):
+    args = write_dump(tmp_path, "parquet-list", *data64)
+    before = (tmp_path / "dump.parquet").stat()
+    tmp_path.joinpath("dump.parquet").chmod(0o444)
+    score(args)
+    after = (tmp_path / "dump.parquet").stat()
+    assert (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
