@@ -45,14 +45,14 @@ def _key_value(title: str, rows: list[tuple[str, str]]) -> Table:
 
 def input_table(report: Report) -> Table:
     info = report.input
-    kind_note = "" if info.input_kind_from == "default" else f" (from {info.input_kind_from})"
+    kind_note = {"default": "", "--input": " (--input)"}.get(info.input_kind_from, " (by name)")
+    target_kind = "integer labels" if info.target_kind == "sparse" else "one-hot/soft rows"
     rows = [
-        ("file", info.path),
+        ("file", info.path + (f" + {info.labels_path}" if info.labels_path else "")),
         ("format", info.format),
         ("rows × classes", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"),
         ("scores", f"{info.score_dtype} {info.input_kind}{kind_note}, {info.scores}"),
-        ("targets", f"{info.target_kind} ({'integer labels' if info.target_kind == 'sparse' else 'one-hot/soft rows'}), "
-         f"{info.targets}" + (f" of {info.labels_path}" if info.labels_path else "")),
+        ("targets", f"{target_kind}, {info.targets}"),
     ]
     if info.ids:
         rows.append(("ids", info.ids))

@@ -242,6 +242,8 @@ class Source:
                 )
         target_side = labels or main
         num_classes = main.num_classes
+        if main.roles.rows == 0 or getattr(main.roles, "empty", False):
+            raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it")
         if num_classes < 1:
             raise LayoutError("the scores have no classes (empty rows)", path=path, hint="each row needs one score per class")
         if target_side.target_kind == "dense" and target_side.target_width != num_classes:

@@ -121,6 +121,7 @@ class ColumnarRoles:
             file.set_csv_types(list(roles.values()))
         self._columns = [name for found in roles.values() for name in found.columns]
         first = file.first_batch(self._columns)
+        self.empty = first is None or first.num_rows == 0
         self.widths = {
             role: list_width(None if first is None else first.column(found.columns[0]), found)
             for role, found in roles.items()

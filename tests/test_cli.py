@@ -1,0 +1,184 @@
+"""The command line: what a user sees, what a machine reads, exit codes, and the files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reference import log_softmax64, sparse_loss64
+from xentcli import __version__
+from xentcli.cli import app
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    z = np.load(SAMPLES / "cifar10_val_logits.npy")
+    y = np.load(SAMPLES / "cifar10_val_labels.npy")
+    return z, y, sparse_loss64(z, y)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_json_document(sample):
+    z, y, loss = sample
+    result = invoke("score", SAMPLES / "cifar10_val.parquet", "--json", "--id-col", "id", "--worst", "3", "--per-class")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"xent_version", "input", "summary", "per_class", "worst"}
+    assert doc["xent_version"] == __version__
+    s = doc["summary"]
+    assert s["rows"] == 500 and s["counted"] == 500 and s["nonfinite"] == 0 and s["num_classes"] == 10
+    assert abs(s["loss_mean"] - loss.mean()) <= 1e-6 * loss.mean()
+    assert s["accuracy"] == pytest.approx((z.argmax(1) == y).mean(), abs=0)
+    order = np.lexsort((np.arange(500), -loss))[:3]
+    assert [w["row"] for w in doc["worst"]] == order.tolist()
+    assert doc["worst"][0]["id"] == f"val_{order[0]:05d}"
+    assert [c["support"] for c in doc["per_class"]] == np.bincount(y, minlength=10).tolist()
+    assert doc["input"]["input_kind"] == "logits" and doc["input"]["target_kind"] == "sparse"
+
+
+def test_json_writes_nan_as_null(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "y.npy", np.array([7, 7]))
+    result = invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["loss_mean"] is None and doc["summary"]["nonfinite"] == 2
+
+
+def test_table_for_people(sample):
+    _, _, loss = sample
+    result = invoke("score", SAMPLES / "cifar10_val.csv", "--worst", "2")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "Cross-entropy" in out and "500 × 10" in out and "wide columns logit_0 … logit_9" in out
+    assert f"{loss.mean():.7g}" in out
+    assert "Worst 2 rows" in out
+
+
+def test_per_sample_parquet(tmp_path, sample):
+    z, y, loss = sample
+    out = tmp_path / "rows.parquet"
+    result = invoke("score", SAMPLES / "cifar10_val.parquet", "--id-col", "id", "-o", out, "--chunk-rows", "64")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.column_names == ["row", "id", "label", "loss", "pred", "correct", "p_true", "rank", "p_max", "margin", "entropy"]
+    got = table.to_pydict()
+    assert got["row"] == list(range(500)) and got["id"][3] == "val_00003"
+    np.testing.assert_allclose(got["loss"], loss, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["p_true"], np.exp(-loss), rtol=1e-5, atol=1e-7)
+    assert got["pred"] == z.argmax(1).tolist()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".xent-")]
+
+
+def test_per_sample_csv_nulls_for_unusable_labels(tmp_path):
+    z = np.log(np.array([[0.5, 0.25, 0.25]] * 3))
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.array([0.0, 1.5, 9.0]))
+    out = tmp_path / "rows.csv"
+    result = invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = pa_csv.read_csv(out).to_pydict()
+    assert rows["loss"][0] == pytest.approx(-np.log(0.5)) and rows["loss"][1:] == [None, None]
+    assert rows["label"] == [0, None, 9]
+    assert rows["correct"] == [True, None, None] and rows["pred"] == [0, 0, 0]
+
+
+def test_output_refuses_existing_and_inputs(tmp_path):
+    out = tmp_path / "rows.parquet"
+    out.write_text("keep me")
+    result = invoke("score", SAMPLES / "cifar10_val.parquet", "-o", out)
+    assert result.exit_code == 2 and "already exists" in result.stderr and "--force" in result.stderr
+    assert out.read_text() == "keep me"
+    assert invoke("score", SAMPLES / "cifar10_val.parquet", "-o", out, "--force").exit_code == 0
+    copy = tmp_path / "in.parquet"
+    shutil.copy(SAMPLES / "cifar10_val.parquet", copy)
+    result = invoke("score", copy, "-o", copy, "--force")
+    assert result.exit_code == 2 and "is one of the inputs" in result.stderr
+
+
+def test_failed_run_leaves_no_output(tmp_path):
+    rows = [[0.0, 1.0]] * 300 + [[0.0]]
+    pq.write_table(pa.table({"logits": rows, "label": [0] * 301}), tmp_path / "ragged.parquet")
+    out = tmp_path / "rows.parquet"
+    result = invoke("score", tmp_path / "ragged.parquet", "-o", out, "--chunk-rows", "50")
+    assert result.exit_code == 2 and "row 300" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["ragged.parquet"]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["score", "missing.parquet"], "missing.parquet: no such file"),
+        (["score", "Makefile"], "unknown file type"),
+        (["score", "sample_data/cifar10_val.parquet", "--label-col", "gold"], "no column 'gold'"),
+        (["score", "sample_data/cifar10_val_logits.npy"], "--labels"),
+        (["score", "sample_data/cifar10_val.parquet", "-o", "out.json"], "name a .parquet or .csv file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    cwd = os.getcwd()
+    os.chdir(SAMPLES.parent)
+    try:
+        result = invoke(*args)
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_version():
+    assert invoke("--version").stdout.strip() == f"xent {__version__}"
+
+
+def _xent_command() -> list[str]:
+    script = Path(sys.executable).with_name("xent")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "xentcli"]
+
+
+def test_installed_command_in_a_real_process(tmp_path, sample):
+    _, _, loss = sample
+    out = tmp_path / "rows.csv"
+    proc = subprocess.run(
+        [*_xent_command(), "score", str(SAMPLES / "cifar10_val.npz"), "--json", "-o", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert json.loads(proc.stdout)["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
+    assert out.exists()
+
+
+def test_python_dash_m_and_exit_code_in_a_real_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "xentcli", "score", str(SAMPLES / "nothing.parquet")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("xent: error:") and "Traceback" not in proc.stderr
+
+
+def test_probability_dump_is_recognised_by_name(tmp_path):
+    p = np.exp(log_softmax64(np.random.default_rng(0).standard_normal((20, 4))))
+    np.save(tmp_path / "probs.npy", p)
+    np.save(tmp_path / "y.npy", np.arange(20) % 4)
+    result = invoke("score", tmp_path / "probs.npy", "--labels", tmp_path / "y.npy", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["input"]["input_kind"] == "probs" and doc["input"]["input_kind_from"] == "array name 'probs'"
+    assert doc["summary"]["loss_mean"] == pytest.approx(-np.log(p[np.arange(20), np.arange(20) % 4]).mean(), rel=1e-12)
