@@ -46,8 +46,8 @@ def chunk_rows(config: RunConfig, num_classes: int, itemsize: int) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // max(1, num_classes * itemsize))
 
 
-def _compute(chunk: Chunk, kind: str, num_classes: int, top_k: int, worst: int) -> ChunkResult:
-    stats = sample_stats(chunk.scores, kind, labels=chunk.labels, targets=chunk.targets)  # type: ignore[arg-type]
+def _compute(chunk: Chunk, kind: str, num_classes: int, top_k: int, worst: int, detail: bool) -> ChunkResult:
+    stats = sample_stats(chunk.scores, kind, labels=chunk.labels, targets=chunk.targets, detail=detail)  # type: ignore[arg-type]
     partial = LossSummary(num_classes, top_k, worst)
     partial.update(stats, chunk.offset, chunk.ids)
     return ChunkResult(chunk.offset, stats, chunk.ids, partial)
@@ -74,7 +74,7 @@ def run(
         if on_progress is not None:
             on_progress(total.rows, source.progress())
 
-    args = (info.input_kind, num_classes, top_k, config.worst)
+    args = (info.input_kind, num_classes, top_k, config.worst, sink is not None)
     chunks = source.chunks(chunk_rows(config, num_classes, itemsize))
     if config.threads <= 1:
         for chunk in chunks:
