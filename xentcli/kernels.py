@@ -8,6 +8,7 @@ max(1e-6, 1e-6·|loss|) of the float64 value of the same stored numbers (tests/t
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,6 +103,23 @@ def _max_excluding(work: npt.NDArray, rows: I64, pred: I64) -> F64:
 COLUMN_LAYOUT_MAX_CLASSES = 32
 
 
+_thread_scratch = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> npt.NDArray:
+    """A work array owned by the calling thread and reused from block to block.
+
+    Fresh block-sized temporaries would each be a new memory mapping, page-faulted in and
+    unmapped again: with several threads that kernel time grew as large as the arithmetic.
+    """
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype).str)
+    pool = _thread_scratch.__dict__.setdefault("arrays", {})
+    if key not in pool or pool[key].size < size:
+        pool[key] = np.empty(max(size, BLOCK_ELEMENTS), dtype=dtype)
+    return pool[key][:size].reshape(shape)
+
+
 @dataclass
 class _LogitPasses:
     """What the O(n·C) passes over a block of logits leave behind: O(n) values per row.
@@ -128,7 +146,7 @@ def _passes_by_rows(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail:
     pred = z.argmax(axis=1)
     z_max = z[rows, pred]
     z_true = z[rows, y]
-    s = np.empty_like(z)
+    s = _scratch("s", z.shape, z.dtype)
     with np.errstate(invalid="ignore"):
         # count the classes scored above the target: 0/1 floats summed by BLAS are exact below 2^24
         np.greater(z, z_true[:, None], out=s)
@@ -136,7 +154,7 @@ def _passes_by_rows(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail:
         np.subtract(z, z_max[:, None], out=s)
     second = _max_excluding(s, rows, pred) if detail else None
     s[rows, pred] = -np.inf  # exp() then gives 0 there: the max term (exactly 1) is split off
-    e = np.exp(s)
+    e = np.exp(s, out=_scratch("e", z.shape, z.dtype))
     s[rows, pred] = 0.0
     rest = e.sum(axis=1)  # numpy sums contiguous rows pairwise: error O(log C)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)
@@ -151,7 +169,8 @@ def _passes_by_rows(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail:
 def _passes_by_columns(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool) -> _LogitPasses:
     """The same passes on the transposed block [C, n], for few classes."""
     n, num_classes = z.shape
-    zt = np.ascontiguousarray(z.T)
+    zt = _scratch("zt", (num_classes, n), z.dtype)
+    np.copyto(zt, z.T)
     flat_index = np.arange(n)
     z_max = zt.max(axis=0)
     # first index of the max (numpy's argmax rule), as a max over reversed class weights
@@ -162,10 +181,10 @@ def _passes_by_columns(z: npt.NDArray, y: I64, targets: npt.NDArray | None, deta
     at_max = pred * n + flat_index
     with np.errstate(invalid="ignore"):
         rank = 1 + np.add.reduce(zt > z_true, axis=0, dtype=weights.dtype).astype(np.int64)
-        s = zt - z_max
+        s = np.subtract(zt, z_max, out=_scratch("s", zt.shape, z.dtype))
     s.ravel()[at_max] = -np.inf
     second = s.max(axis=0).astype(np.float64) if detail else None
-    e = np.exp(s)
+    e = np.exp(s, out=_scratch("e", zt.shape, z.dtype))
     s.ravel()[at_max] = 0.0
     rest = e.sum(axis=0, dtype=np.float64).astype(z.dtype)  # float64 accumulation: error O(1 ulp)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)

@@ -22,6 +22,9 @@ from xentcli.errors import InputError
 from xentcli.sources.columns import Field, field_matrix, is_list, list_width
 
 CSV_BLOCK_BYTES = 4 << 20
+# Parquet is read through a buffered stream, column chunk by column chunk: resident memory stays
+# near one row group of decoded values instead of the whole file pre-buffered.
+PARQUET_BUFFER_BYTES = 1 << 20
 
 
 class ColumnarFile:
@@ -34,7 +37,7 @@ class ColumnarFile:
         self._column_types: dict[str, pa.DataType] = {}
         try:
             if fmt == "parquet":
-                self._parquet = pq.ParquetFile(path, memory_map=True)
+                self._parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
                 self.schema = self._parquet.schema_arrow
                 self.rows: int | None = self._parquet.metadata.num_rows
             elif fmt == "arrow":
