@@ -108,27 +108,27 @@ def _guarded(debug: bool, action: Callable[[], T]) -> T:
 @app.command()
 def score(
     path: Annotated[Path, typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz.", show_default=False)],
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.")] = None,
-    file_format: Annotated[Optional[FormatChoice], typer.Option("--format", help="Read PATH as this format (default: from the extension).")] = None,
-    input_kind: Annotated[Optional[InputChoice], typer.Option("--input", help="What the scores are (default: logits, or as the column names say).")] = None,
-    target: Annotated[TargetChoice, typer.Option("--target", help="Integer labels (sparse) or one-hot/soft rows (dense).")] = TargetChoice.auto,
-    score_col: Annotated[Optional[str], typer.Option("--score-col", help="List column holding the scores.")] = None,
-    score_prefix: Annotated[Optional[str], typer.Option("--score-prefix", help="Prefix of wide score columns (P0, P1, …).")] = None,
-    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the labels or target rows.")] = None,
-    target_prefix: Annotated[Optional[str], typer.Option("--target-prefix", help="Prefix of wide target columns.")] = None,
-    score_key: Annotated[Optional[str], typer.Option("--score-key", help="NPZ array holding the scores.")] = None,
-    label_key: Annotated[Optional[str], typer.Option("--label-key", help="NPZ array holding the labels.")] = None,
-    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column (or NPZ array) identifying each row in every output.")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of top-k accuracy (capped at the number of classes).")] = 5,
-    worst: Annotated[int, typer.Option("--worst", min=0, help="Show the K rows with the highest loss.")] = 0,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.")] = False,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write per-sample rows to FILE.parquet or FILE.csv.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")] = False,
-    chunk_rows: Annotated[Optional[int], typer.Option("--chunk-rows", min=1, help="Rows per chunk (default: ~16 MiB of scores).")] = None,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads (default: the number of cores).")] = os.cpu_count() or 1,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.", rich_help_panel="Input")] = None,
+    file_format: Annotated[Optional[FormatChoice], typer.Option("--format", help="Read PATH as this format (default: from the extension).", rich_help_panel="Input")] = None,
+    input_kind: Annotated[Optional[InputChoice], typer.Option("--input", help="What the scores are (default: logits, or as the column names say).", rich_help_panel="Input")] = None,
+    target: Annotated[TargetChoice, typer.Option("--target", help="Integer labels (sparse) or one-hot/soft rows (dense).", rich_help_panel="Input")] = TargetChoice.auto,
+    score_col: Annotated[Optional[str], typer.Option("--score-col", help="List column holding the scores.", rich_help_panel="Columns")] = None,
+    score_prefix: Annotated[Optional[str], typer.Option("--score-prefix", help="Prefix of wide score columns (P0, P1, …).", rich_help_panel="Columns")] = None,
+    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the labels or target rows.", rich_help_panel="Columns")] = None,
+    target_prefix: Annotated[Optional[str], typer.Option("--target-prefix", help="Prefix of wide target columns.", rich_help_panel="Columns")] = None,
+    score_key: Annotated[Optional[str], typer.Option("--score-key", help="NPZ array holding the scores.", rich_help_panel="Columns")] = None,
+    label_key: Annotated[Optional[str], typer.Option("--label-key", help="NPZ array holding the labels.", rich_help_panel="Columns")] = None,
+    id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column (or NPZ array) identifying each row in every output.", rich_help_panel="Columns")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of top-k accuracy (capped at the number of classes).", rich_help_panel="Output")] = 5,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="Show the K rows with the highest loss.", rich_help_panel="Output")] = 0,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table.", rich_help_panel="Output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document and nothing else.", rich_help_panel="Output")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write per-sample rows to FILE.parquet or FILE.csv.", rich_help_panel="Output")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.", rich_help_panel="Output")] = False,
+    chunk_rows: Annotated[Optional[int], typer.Option("--chunk-rows", min=1, help="Rows per chunk (default: ~16 MiB of scores).", rich_help_panel="Run")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads (default: the number of cores).", rich_help_panel="Run", show_default=False)] = os.cpu_count() or 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel="Run")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel="Run")] = False,
 ) -> None:
     """Compute the softmax cross-entropy of an eval dump and summarise it.
 
@@ -159,7 +159,7 @@ def score(
     def action() -> None:
         source = Source(config.source)
         inputs = [str(path)] + ([str(labels)] if labels else [])
-        with progress_bar(not (quiet or as_json), source.description.rows) as on_progress:
+        with progress_bar(not (quiet or as_json), source.description.bytes_per_row) as on_progress:
             if output is None:
                 report = run(config, source, on_progress=on_progress)
             else:

@@ -39,11 +39,11 @@ class SampleSink(Protocol):
 ProgressCallback = Callable[[int, float | None], None]
 
 
-def chunk_rows(config: RunConfig, num_classes: int, itemsize: int) -> int:
+def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     """Rows per chunk: as asked, else about DEFAULT_CHUNK_BYTES of scores."""
     if config.chunk_rows:
         return config.chunk_rows
-    return max(1, DEFAULT_CHUNK_BYTES // max(1, num_classes * itemsize))
+    return max(1, DEFAULT_CHUNK_BYTES // max(1, bytes_per_row))
 
 
 def _compute(chunk: Chunk, kind: str, num_classes: int, top_k: int, worst: int, detail: bool) -> ChunkResult:
@@ -64,7 +64,6 @@ def run(
     info = source.description
     num_classes = info.num_classes
     top_k = max(1, min(config.top_k, num_classes))
-    itemsize = 8 if info.score_dtype == "float64" else 4
     total = LossSummary(num_classes, top_k, config.worst)
 
     def finish(result: ChunkResult) -> None:
@@ -75,7 +74,7 @@ def run(
             on_progress(total.rows, source.progress())
 
     args = (info.input_kind, num_classes, top_k, config.worst, sink is not None)
-    chunks = source.chunks(chunk_rows(config, num_classes, itemsize))
+    chunks = source.chunks(chunk_rows(config, info.bytes_per_row))
     if config.threads <= 1:
         for chunk in chunks:
             finish(_compute(chunk, *args))

@@ -12,8 +12,11 @@ from xentcli.engine import ProgressCallback
 
 
 @contextmanager
-def progress_bar(enabled: bool, total_rows: int | None) -> Iterator[ProgressCallback | None]:
-    """Yields the engine's progress callback, or None when no bar is to be shown."""
+def progress_bar(enabled: bool, bytes_per_row: int) -> Iterator[ProgressCallback | None]:
+    """Yields the engine's progress callback, or None when no bar is to be shown.
+
+    Shows the share of the input read, rows and bytes of scores done, the rate and the time left.
+    """
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -22,16 +25,17 @@ def progress_bar(enabled: bool, total_rows: int | None) -> Iterator[ProgressCall
         TextColumn("[bold]scoring"),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
-        TextColumn("{task.fields[rows]:,} rows"),
+        TextColumn("{task.fields[rows]:,} rows · {task.fields[done]}"),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("score", total=1.0, rows=0, rate="")
+        task = bar.add_task("score", total=1.0, rows=0, done="", rate="")
 
         def update(rows: int, fraction: float | None) -> None:
             elapsed = bar.tasks[task].elapsed or 0.0
-            rate = f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-            bar.update(task, completed=fraction if fraction is not None else 0.0, rows=rows, rate=rate)
+            done = rows * bytes_per_row
+            rate = f"{done / elapsed / 1e6:,.0f} MB/s" if elapsed > 0 else ""
+            bar.update(task, completed=fraction or 0.0, rows=rows, done=f"{done / 1e6:,.0f} MB", rate=rate)
 
         yield update

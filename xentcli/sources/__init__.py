@@ -70,6 +70,11 @@ class InputDescription:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @property
+    def bytes_per_row(self) -> int:
+        """Bytes of scores per row as computed: float64 stays 8 bytes, everything else becomes float32."""
+        return self.num_classes * (8 if self.score_dtype == "float64" else 4)
+
 
 class Roles(Protocol):
     path: str
