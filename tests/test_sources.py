@@ -192,3 +192,19 @@ def test_inputs_are_opened_read_only(tmp_path, data64):
     score(args)
     after = (tmp_path / "dump.parquet").stat()
     assert (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "npy"])
+def test_inputs_without_rows(tmp_path, kind):
+    if kind == "csv":
+        (tmp_path / "e.csv").write_text("logit_0,logit_1,label\n")
+        config = {"paths": (str(tmp_path / "e.csv"),)}
+    elif kind == "parquet":
+        pq.write_table(pa.table({"logits": pa.array([], pa.list_(pa.float32())), "label": pa.array([], pa.int64())}), tmp_path / "e.parquet")
+        config = {"paths": (str(tmp_path / "e.parquet"),)}
+    else:
+        np.save(tmp_path / "e.npy", np.zeros((0, 4), np.float32))
+        np.save(tmp_path / "y.npy", np.zeros(0, np.int64))
+        config = {"paths": (str(tmp_path / "e.npy"),), "labels_path": str(tmp_path / "y.npy")}
+    err = _error(tmp_path, **config)
+    assert "holds no rows" in err.one_line()

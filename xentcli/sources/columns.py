@@ -35,7 +35,13 @@ def is_list(dtype: pa.DataType) -> bool:
 
 
 def is_number(dtype: pa.DataType) -> bool:
-    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
+    """Numbers, or a column with no values at all (CSV infers `null` for an empty column)."""
+    return (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_decimal(dtype)
+        or pa.types.is_null(dtype)
+    )
 
 
 def kind_from_name(name: str) -> str | None:
@@ -180,7 +186,7 @@ def find_targets(schema: pa.Schema, path: str, column: str | None, prefix: str |
                 hint="name it with --label-col or --target-prefix, or pass the labels with --labels FILE",
             )
     value_type = found.value_type
-    if not (is_number(value_type) or pa.types.is_boolean(value_type) or pa.types.is_null(value_type)):
+    if not (is_number(value_type) or pa.types.is_boolean(value_type)):
         raise LayoutError(
             f"labels in {found.describe} are {value_type}, not numbers",
             path=path,
