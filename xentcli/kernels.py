@@ -45,6 +45,8 @@ class SampleStats:
     p_max: F64
     margin: F64 | None = None  # computed with detail=True only (the per-sample output)
     entropy: F64 | None = None
+    lp_dot: F64 | None = None  # [n, k] Σ_c V_ck log p_c, for class_vectors V (smoothing, class weights)
+    target_lp_dot: F64 | None = None  # [n, k] Σ_c t_c V_ck log p_c (dense targets)
 
     @property
     def correct(self) -> Bool:
@@ -89,6 +91,26 @@ def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray) -> F64:
         with np.errstate(invalid="ignore"):
             total[bad] = np.where(w != 0, w.astype(np.float64) * v, 0.0).sum(axis=1)
     return total
+
+
+def dot_vectors(values: npt.NDArray, vectors: npt.NDArray) -> F64:
+    """values [n, C] @ vectors [C, k] in float64, with 0 · (±inf) = 0 (a zero class weight on a
+    masked −inf logit)."""
+    total = np.asarray(values @ vectors.astype(values.dtype), dtype=np.float64)
+    bad = ~np.isfinite(total).all(axis=1)
+    if bad.any():
+        rows = values[bad].astype(np.float64)[:, :, None]
+        with np.errstate(invalid="ignore"):
+            total[bad] = np.where(vectors != 0, rows * vectors, 0.0).sum(axis=1)
+    return total
+
+
+def _targets_times(targets: npt.NDArray, values: npt.NDArray) -> npt.NDArray:
+    """t ⊙ v with 0 where t = 0 (so a −inf log-probability under a zero target adds nothing)."""
+    with np.errstate(invalid="ignore"):
+        product = targets * values
+    product[(targets == 0) & np.isnan(product)] = 0.0
+    return product
 
 
 def _max_excluding(work: npt.NDArray, rows: I64, pred: I64) -> F64:
@@ -137,9 +159,14 @@ class _LogitPasses:
     e_dot_s: F64 | None = None
     t_sum: F64 | None = None
     t_dot_s: F64 | None = None
+    s_dot_v: F64 | None = None  # [n, k] Σ_j s_j V_jk
+    ts_dot_v: F64 | None = None  # [n, k] Σ_j t_j s_j V_jk
+    t_dot_v: F64 | None = None  # [n, k] Σ_j t_j V_jk
 
 
-def _passes_by_rows(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool) -> _LogitPasses:
+def _passes_by_rows(
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+) -> _LogitPasses:
     """The passes over a [n, C] block, for many classes (reductions along contiguous rows)."""
     n, num_classes = z.shape
     rows = np.arange(n)
@@ -163,10 +190,23 @@ def _passes_by_rows(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail:
     if targets is not None:
         parts.t_sum = targets.sum(axis=1, dtype=np.float64)
         parts.t_dot_s = weighted_row_sum(targets, s)
+    _vector_passes(parts, s, targets, vectors)
     return parts
 
 
-def _passes_by_columns(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool) -> _LogitPasses:
+def _vector_passes(parts: _LogitPasses, s: npt.NDArray, targets: npt.NDArray | None, vectors: npt.NDArray | None) -> None:
+    """The products with the class vectors, on s as [n, C] (a transposed view is fine for BLAS)."""
+    if vectors is None:
+        return
+    parts.s_dot_v = dot_vectors(s, vectors)
+    if targets is not None:
+        parts.ts_dot_v = dot_vectors(_targets_times(targets, s), vectors)
+        parts.t_dot_v = dot_vectors(targets, vectors)
+
+
+def _passes_by_columns(
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+) -> _LogitPasses:
     """The same passes on the transposed block [C, n], for few classes."""
     n, num_classes = z.shape
     zt = _scratch("zt", (num_classes, n), z.dtype)
@@ -194,6 +234,7 @@ def _passes_by_columns(z: npt.NDArray, y: I64, targets: npt.NDArray | None, deta
         target_columns = np.ascontiguousarray(targets.T)
         parts.t_sum = target_columns.sum(axis=0, dtype=np.float64)
         parts.t_dot_s = _column_dot(target_columns, s)
+    _vector_passes(parts, s.T, targets, vectors)
     return parts
 
 
@@ -216,18 +257,21 @@ def _log1p(x: npt.NDArray) -> npt.NDArray:
         return np.where(d == 0, x, np.log(u) * (x / d))
 
 
-def _logits_block(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool) -> tuple[F64, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred for logits z (the fast path).
+def _logits_block(
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+) -> tuple[F64 | None, ...]:
+    """loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot for logits (the fast path).
 
     With s = z − max(z) and rest = Σ_{j≠argmax} exp(s_j), logsumexp(z) − max(z) = log1p(rest):
     splitting off the max term (exactly 1) keeps losses as small as 4e-9 that 1 + rest would round
     away in float32 (scipy.special.logsumexp does the same). Sparse: loss = log1p(rest) − s_y.
-    Dense: loss = Σ_j t_j · log1p(rest) − Σ_j t_j s_j.
+    Dense: loss = Σ_j t_j · log1p(rest) − Σ_j t_j s_j. With class vectors V, log p = s − lse, so
+    Σ_j V_jk log p_j = Σ_j V_jk s_j − lse · Σ_j V_jk.
     """
     if z.shape[1] <= COLUMN_LAYOUT_MAX_CLASSES:
-        parts = _passes_by_columns(z, y, targets, detail)
+        parts = _passes_by_columns(z, y, targets, detail, vectors)
     else:
-        parts = _passes_by_rows(z, y, targets, detail)
+        parts = _passes_by_rows(z, y, targets, detail, vectors)
     # log1p and exp of O(n) values run in the scores' dtype (float32: ≤ 1 ulp, well inside the
     # 1e-6 guarantee, and several times faster per row than float64); the sums are float64.
     rest = parts.rest.astype(np.float64)
@@ -241,17 +285,31 @@ def _logits_block(z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: b
         entropy = None if parts.e_dot_s is None else lse - parts.e_dot_s / (1.0 + rest)
         margin = None if parts.second is None else np.where(parts.pred == y, -parts.second, s_true)
         p_true = np.exp((s_true - lse).astype(parts.rest.dtype)).astype(np.float64)
-    return loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred
+        lp_dot = target_lp_dot = None
+        if vectors is not None:
+            lp_dot = parts.s_dot_v - lse[:, None] * vectors.sum(axis=0)
+            if parts.ts_dot_v is not None:
+                target_lp_dot = parts.ts_dot_v - lse[:, None] * parts.t_dot_v
+    return loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred, lp_dot, target_lp_dot
 
 
 def _probs_block(
-    scores: npt.NDArray, y: I64, targets: npt.NDArray | None, kind: InputKind
-) -> tuple[F64, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred for probabilities or log-probabilities.
+    scores: npt.NDArray,
+    y: I64,
+    targets: npt.NDArray | None,
+    kind: InputKind,
+    vectors: npt.NDArray | None,
+    clip: float | None,
+    clip_first: bool,
+) -> tuple[F64 | None, ...]:
+    """The same results for probabilities or log-probabilities.
 
-    Probabilities are normalised by their row sum, unclipped: loss = log Σp − log p_y (dense:
-    −Σ t log(p/Σp), 0·log 0 = 0), so a zero probability on the target costs +inf. Log-probabilities
-    are taken as they are, as PyTorch's nll_loss does: loss = −z_y (dense: −Σ t z).
+    Probabilities are normalised by their row sum: loss = −log(p_y / Σp) (dense: −Σ t log(p/Σp),
+    0·log 0 = 0), so without `clip` a zero probability on the target costs +inf. With `clip` = E
+    the normalised probabilities are clipped to [E, 1 − E] before the log (Keras); `clip_first`
+    clips the stored values and then normalises (Keras' sparse path on TensorFlow). The other
+    statistics always use the unclipped normalised probabilities. Log-probabilities are taken as
+    they are, as PyTorch's nll_loss does: loss = −z_y (dense: −Σ t z).
     """
     n = scores.shape[0]
     rows = np.arange(n)
@@ -261,18 +319,41 @@ def _probs_block(
         rank = 1 + np.count_nonzero(scores > true_score[:, None], axis=1)
         second = _max_excluding(scores.astype(np.float64), rows, pred)
         margin = true_score.astype(np.float64) - np.where(pred == y, second, scores[rows, pred])
+        values = scores.astype(np.float64)
         if kind == "probs":
-            log_norm = np.log(scores.sum(axis=1, dtype=np.float64))
-            log_p = np.log(scores.astype(np.float64)) - log_norm[:, None]
+            log_p = np.log(values) - np.log(values.sum(axis=1))[:, None]
         else:
-            log_p = scores.astype(np.float64)
+            log_p = values
         p = np.exp(log_p)
         entropy = -weighted_row_sum(p, log_p)
-        if targets is None:
-            loss = -log_p[rows, y]
-        else:
-            loss = -weighted_row_sum(targets, log_p)
-    return loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred
+        if kind == "probs" and clip is not None:
+            if clip_first:
+                clipped = np.clip(values, clip, 1.0 - clip)
+                log_p = np.log(clipped) - np.log(clipped.sum(axis=1))[:, None]
+            else:
+                log_p = np.log(np.clip(p, clip, 1.0 - clip))
+        loss = -log_p[rows, y] if targets is None else -weighted_row_sum(targets, log_p)
+        lp_dot = target_lp_dot = None
+        if vectors is not None:
+            lp_dot = dot_vectors(log_p, vectors)
+            if targets is not None:
+                target_lp_dot = dot_vectors(_targets_times(targets, log_p), vectors)
+    return loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot
+
+
+def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
+    """logsumexp(z) − z_y the way optax's integer-label path computes it, in the scores' dtype:
+    the max-shifted logsumexp is shifted back before z_y is subtracted, so for logits near 1e4 in
+    float32 the loss keeps only ~1e-3 of absolute precision. Labels outside [0, C) give NaN."""
+    n, num_classes = scores.shape
+    ok = (labels >= 0) & (labels < num_classes)
+    y = np.where(ok, labels, 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        top = scores.max(axis=1)
+        lse = top + np.log(np.exp(scores - top[:, None]).sum(axis=1))
+        loss = (lse - scores[np.arange(n), y]).astype(np.float64)
+    loss[~ok] = np.nan
+    return loss
 
 
 def sample_stats(
@@ -281,17 +362,27 @@ def sample_stats(
     labels: npt.NDArray | None = None,
     targets: npt.NDArray | None = None,
     detail: bool = True,
+    class_vectors: npt.NDArray | None = None,
+    clip: float | None = None,
+    clip_first: bool = False,
 ) -> SampleStats:
     """Per-sample loss and statistics of one chunk: sparse `labels` [n] or dense `targets` [n, C].
 
     Works through the chunk in cache-sized blocks of rows. Rows whose label is unusable get a
     NaN loss (never an error): the caller counts them as non-finite. Without `detail`, the logits
     path skips `margin` and `entropy` (None), which only the per-sample output shows.
+    `class_vectors` [C, k] adds lp_dot = log_softmax @ V (and, for dense targets, (t ⊙ log_softmax)
+    @ V): with V = 1 and V = class weights these give label smoothing and weighted losses.
+    `clip` and `clip_first` apply to probabilities (see _probs_block).
     """
     n, num_classes = scores.shape
     if n == 0:
         empty_f, empty_i, empty_b = np.empty(0), np.empty(0, np.int64), np.empty(0, bool)
-        return SampleStats(empty_i, empty_b, empty_b, empty_f, empty_i, empty_f, empty_i, empty_f, empty_f, empty_f)
+        empty_k = None if class_vectors is None else np.empty((0, class_vectors.shape[1]))
+        return SampleStats(
+            empty_i, empty_b, empty_b, empty_f, empty_i, empty_f, empty_i, empty_f, empty_f, empty_f, empty_k,
+            None if targets is None else empty_k,
+        )
     if targets is not None:
         label = targets.argmax(axis=1).astype(np.int64) if num_classes else np.zeros(n, np.int64)
         label_is_int = np.ones(n, dtype=bool)
@@ -307,11 +398,13 @@ def sample_stats(
         block = slice(start, min(n, start + step))
         block_targets = None if targets is None else targets[block]
         if kind == "logits":
-            blocks.append(_logits_block(scores[block], y[block], block_targets, detail))
+            blocks.append(_logits_block(scores[block], y[block], block_targets, detail, class_vectors))
         else:
-            blocks.append(_probs_block(scores[block], y[block], block_targets, kind))
-    loss, p_true, p_max, entropy, margin, rank, pred = (
+            blocks.append(_probs_block(scores[block], y[block], block_targets, kind, class_vectors, clip, clip_first))
+    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot = (
         None if parts[0] is None else np.concatenate(parts) for parts in zip(*blocks)
     )
     loss[~label_ok] = np.nan
-    return SampleStats(label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy)
+    return SampleStats(
+        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot
+    )
