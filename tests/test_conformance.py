@@ -65,7 +65,8 @@ def test_reference_per_sample_and_aggregates(case, layout):
     finite = np.isfinite(want)
     summary = report.summary
     assert summary["counted"] == int(finite.sum())
-    assert summary["counted"] + summary["nonfinite"] == len(want)
+    assert summary["counted"] + summary["nonfinite"] + summary["ignored"] == len(want)
+    assert summary["ignored"] == int((_labels(case) == -100).sum())
     if np.isfinite(float(reference["mean_over_valid"])):
         mean, total = float(reference["mean_over_valid"]), float(reference["sum_over_valid"])
         assert _close(np.array([summary["loss_mean"]]), np.array([mean]), case["stored_dtype"]).all()
@@ -91,3 +92,7 @@ def test_tf_nn_sparse_float64_per_sample(case):
     want = _numbers(case["expected"][TF_SPARSE]["float64"]["none"])
     assert _close(got, want, case["stored_dtype"]).all()
     assert len(TF_CASES) == 5
+
+
+def _labels(case) -> np.ndarray:
+    return np.load(HERE / case["files"]["npy"]["labels"])

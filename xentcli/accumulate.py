@@ -111,7 +111,12 @@ class LossSummary:
     worst_k: int = 0
     rows: int = 0
     counted: int = 0
+    ignored: int = 0
+    zero_weight_rows: int = 0
+    weighted: bool = False
     loss_sum: float = 0.0
+    weighted_loss_sum: float = 0.0
+    weight_sum: float = 0.0
     loss_min: float = math.inf
     loss_max: float = -math.inf
     correct: int = 0
@@ -124,12 +129,29 @@ class LossSummary:
         self.per_class = PerClass(self.num_classes)
         self.worst = WorstRows(self.worst_k)
 
-    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None = None) -> None:
+    def update(
+        self,
+        stats: SampleStats,
+        offset: int,
+        ids: npt.NDArray | None = None,
+        ignored: npt.NDArray[np.bool_] | None = None,
+        weighted: tuple[float, float] | None = None,
+        weights: npt.NDArray | None = None,
+    ) -> None:
+        """Add one chunk: `stats.loss` is NaN on ignored rows; `weighted` = (Σ s·ℓ_w, Σ s·w) over
+        counted rows when weights apply; `weights` the per-row sample weights, if any."""
         counted = stats.counted
         loss = stats.loss[counted]
         self.rows += int(stats.loss.size)
         self.counted += int(loss.size)
+        self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
         self.loss_sum += float(loss.sum())
+        if weighted is not None:
+            self.weighted = True
+            self.weighted_loss_sum += weighted[0]
+            self.weight_sum += weighted[1]
+        if weights is not None:
+            self.zero_weight_rows += int(np.count_nonzero(weights == 0))
         if loss.size:
             self.loss_min = min(self.loss_min, float(loss.min()))
             self.loss_max = max(self.loss_max, float(loss.max()))
@@ -142,7 +164,12 @@ class LossSummary:
     def merge(self, other: LossSummary) -> None:
         self.rows += other.rows
         self.counted += other.counted
+        self.ignored += other.ignored
+        self.zero_weight_rows += other.zero_weight_rows
+        self.weighted = self.weighted or other.weighted
         self.loss_sum += other.loss_sum
+        self.weighted_loss_sum += other.weighted_loss_sum
+        self.weight_sum += other.weight_sum
         self.loss_min = min(self.loss_min, other.loss_min)
         self.loss_max = max(self.loss_max, other.loss_max)
         self.correct += other.correct
@@ -153,18 +180,26 @@ class LossSummary:
 
     @property
     def nonfinite(self) -> int:
-        return self.rows - self.counted
+        return self.rows - self.counted - self.ignored
 
     def summary(self) -> dict[str, Any]:
-        """The aggregates as plain numbers (NaN where undefined, e.g. no counted rows)."""
+        """The aggregates as plain numbers (NaN where undefined, e.g. no counted rows).
+
+        With weights, loss_mean is the weighted mean weighted_loss_sum / weight_sum."""
         n = self.counted
-        mean = self.loss_sum / n if n else math.nan
+        if self.weighted:
+            mean = self.weighted_loss_sum / self.weight_sum if self.weight_sum else math.nan
+        else:
+            mean = self.loss_sum / n if n else math.nan
+        weights = {"weighted_loss_sum": self.weighted_loss_sum, "weight_sum": self.weight_sum} if self.weighted else {}
         return {
             "rows": self.rows,
             "counted": n,
+            "ignored": self.ignored,
             "nonfinite": self.nonfinite,
             "loss_mean": mean,
             "loss_sum": self.loss_sum,
+            **weights,
             "loss_min": self.loss_min if n else math.nan,
             "loss_max": self.loss_max if n else math.nan,
             "loss_p50": self.sketch.quantile(0.50),

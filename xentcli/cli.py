@@ -18,9 +18,10 @@ import typer
 from rich.console import Console
 
 from xentcli import __version__
-from xentcli.config import RunConfig, SourceConfig
+from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_ignore_index
 from xentcli.engine import run
 from xentcli.errors import XentError
+from xentcli.semantics import LossOptions
 from xentcli.render.json_doc import render_json
 from xentcli.render.progress import progress_bar
 from xentcli.render.rows import SampleWriter
@@ -52,6 +53,15 @@ class InputChoice(str, Enum):
     logits = "logits"
     probs = "probs"
     log_probs = "log-probs"
+
+
+class LikeChoice(str, Enum):
+    torch = "torch"
+    keras = "keras"
+    keras_jax = "keras-jax"
+    keras_torch = "keras-torch"
+    tf = "tf"
+    optax = "optax"
 
 
 class TargetChoice(str, Enum):
@@ -119,6 +129,14 @@ def score(
     score_key: Annotated[Optional[str], typer.Option("--score-key", help="NPZ array holding the scores.", rich_help_panel="Columns")] = None,
     label_key: Annotated[Optional[str], typer.Option("--label-key", help="NPZ array holding the labels.", rich_help_panel="Columns")] = None,
     id_col: Annotated[Optional[str], typer.Option("--id-col", help="Column (or NPZ array) identifying each row in every output.", rich_help_panel="Columns")] = None,
+    ignore_index: Annotated[Optional[str], typer.Option("--ignore-index", help="Label of rows to leave out (default -100, PyTorch's); 'none' to turn it off.", rich_help_panel="Loss")] = None,
+    class_weights: Annotated[Optional[str], typer.Option("--class-weights", help="One weight per class: a comma list, or a file (one per line, or a JSON list).", rich_help_panel="Loss")] = None,
+    weight_col: Annotated[Optional[str], typer.Option("--weight-col", help="Column (or NPZ array) of per-row sample weights.", rich_help_panel="Loss")] = None,
+    sample_weights: Annotated[Optional[Path], typer.Option("--sample-weights", help="Per-row sample weights in an .npy file.", rich_help_panel="Loss")] = None,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=1.0, help="Targets become (1-ε)·t + ε/C.", rich_help_panel="Loss")] = 0.0,
+    epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="Clip probabilities to [E, 1-E] (Keras: 1e-7). Default: no clipping.", rich_help_panel="Loss")] = None,
+    like: Annotated[Optional[LikeChoice], typer.Option("--like", help="Also report what this framework computes on the dump (and write its per-sample values with -o).", rich_help_panel="Loss")] = None,
+    compare: Annotated[bool, typer.Option("--compare-frameworks", help="Show the true loss beside what PyTorch, Keras, tf.nn and optax report, with the rule behind each difference.", rich_help_panel="Loss")] = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of top-k accuracy (capped at the number of classes).", rich_help_panel="Output")] = 5,
     worst: Annotated[int, typer.Option("--worst", min=0, help="Show the K rows with the highest loss.", rich_help_panel="Output")] = 0,
     per_class: Annotated[bool, typer.Option("--per-class", help="Add a per-class table.", rich_help_panel="Output")] = False,
@@ -134,36 +152,48 @@ def score(
 
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
-    config = RunConfig(
-        source=SourceConfig(
-            paths=(str(path),),
-            format=file_format.value if file_format else None,
-            labels_path=str(labels) if labels else None,
-            score_col=score_col,
-            score_prefix=score_prefix,
-            label_col=label_col,
-            target_prefix=target_prefix,
-            score_key=score_key,
-            label_key=label_key,
-            id_col=id_col,
-            input_kind=input_kind.value if input_kind else None,  # type: ignore[arg-type]
-            target_kind=target.value,  # type: ignore[arg-type]
-        ),
-        top_k=top_k,
-        worst=worst,
-        per_class=per_class,
-        chunk_rows=chunk_rows,
-        threads=threads,
-    )
-
     def action() -> None:
+        ignore, ignore_explicit = parse_ignore_index(ignore_index)
+        loss = LossOptions(
+            ignore_index=ignore,
+            ignore_explicit=ignore_explicit,
+            class_weights=parse_class_weights(class_weights),
+            label_smoothing=label_smoothing,
+            epsilon=epsilon,
+            like=like.value if like else None,
+            compare=compare,
+        )
+        config = RunConfig(
+            source=SourceConfig(
+                paths=(str(path),),
+                format=file_format.value if file_format else None,
+                labels_path=str(labels) if labels else None,
+                score_col=score_col,
+                score_prefix=score_prefix,
+                label_col=label_col,
+                target_prefix=target_prefix,
+                score_key=score_key,
+                label_key=label_key,
+                id_col=id_col,
+                weight_col=weight_col,
+                sample_weights_path=str(sample_weights) if sample_weights else None,
+                input_kind=input_kind.value if input_kind else None,  # type: ignore[arg-type]
+                target_kind=target.value,  # type: ignore[arg-type]
+            ),
+            loss=loss,
+            top_k=top_k,
+            worst=worst,
+            per_class=per_class,
+            chunk_rows=chunk_rows,
+            threads=threads,
+        )
         source = Source(config.source)
-        inputs = [str(path)] + ([str(labels)] if labels else [])
+        inputs = [str(p) for p in (path, labels, sample_weights) if p]
         with progress_bar(not (quiet or as_json), source.description.bytes_per_row) as on_progress:
             if output is None:
                 report = run(config, source, on_progress=on_progress)
             else:
-                with SampleWriter(str(output), inputs, id_col, force) as writer:
+                with SampleWriter(str(output), inputs, id_col, force, loss.like) as writer:
                     report = run(config, source, sink=writer, on_progress=on_progress)
         if as_json:
             sys.stdout.write(render_json(report) + "\n")

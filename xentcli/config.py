@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Literal
+
+from xentcli.errors import OptionError
+from xentcli.semantics import LossOptions
 
 InputKind = Literal["logits", "probs", "log-probs"]
 TargetKind = Literal["auto", "sparse", "dense"]
@@ -27,6 +33,8 @@ class SourceConfig:
     score_key: str | None = None
     label_key: str | None = None
     id_col: str | None = None
+    weight_col: str | None = None
+    sample_weights_path: str | None = None
     input_kind: InputKind | None = None  # None: from the column names, else logits
     target_kind: TargetKind = "auto"
 
@@ -36,8 +44,50 @@ class RunConfig:
     """How to compute and what to keep: everything `score` needs beyond the source."""
 
     source: SourceConfig
+    loss: LossOptions = field(default_factory=LossOptions)
     top_k: int = 5
     worst: int = 0
     per_class: bool = False
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
     threads: int = os.cpu_count() or 1
+
+
+def parse_ignore_index(text: str | None) -> tuple[int | None, bool]:
+    """`--ignore-index N|none` → (index, given explicitly); absent: PyTorch's -100, not explicit."""
+    if text is None:
+        return -100, False
+    if text.strip().lower() == "none":
+        return None, True
+    try:
+        return int(text), True
+    except ValueError:
+        raise OptionError(f"--ignore-index takes an integer or 'none', not '{text}'") from None
+
+
+def parse_class_weights(text: str | None) -> tuple[float, ...] | None:
+    """`--class-weights 1,2.5,0.5`, or a file: one weight per line, or a JSON list."""
+    if text is None:
+        return None
+    source = text
+    if os.path.exists(text):
+        with open(text, encoding="utf-8") as handle:
+            source = handle.read()
+        stripped = source.strip()
+        if stripped.startswith("["):
+            try:
+                values = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise OptionError(f"not a JSON list of numbers: {exc}", path=text) from None
+            return _weights(values, text)
+        return _weights([line for line in stripped.splitlines() if line.strip()], text)
+    return _weights([part for part in source.split(",") if part.strip()], None)
+
+
+def _weights(values: list, path: str | None) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        raise OptionError("--class-weights must be numbers", path=path, hint="give a comma list like 1,2.5,0.5") from None
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+        raise OptionError("--class-weights must be finite and non-negative", path=path)
+    return weights

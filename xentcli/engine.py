@@ -10,24 +10,33 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+import numpy as np
 import numpy.typing as npt
 
 from xentcli.accumulate import LossSummary
 from xentcli.config import DEFAULT_CHUNK_BYTES, RunConfig
+from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats, sample_stats
 from xentcli.report import Report
-from xentcli.sources import Chunk, Source
+from xentcli.semantics import ChunkContext, FrameworkSummary, explain_differences, framework_terms, truth
+from xentcli.sources import Chunk, InputDescription, Source
 
 
 @dataclass
 class ChunkResult:
+    """One chunk's per-sample results (`stats.loss`: the true loss, NaN on ignored rows) and partials."""
+
     offset: int
     stats: SampleStats
     ids: npt.NDArray | None
     partial: LossSummary
+    ignored: npt.NDArray[np.bool_]
+    weights: npt.NDArray | None = None
+    framework_values: dict[str, npt.NDArray] = field(default_factory=dict)
+    frameworks: dict[str, FrameworkSummary] = field(default_factory=dict)
 
 
 class SampleSink(Protocol):
@@ -46,11 +55,45 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // max(1, bytes_per_row))
 
 
-def _compute(chunk: Chunk, kind: str, num_classes: int, top_k: int, worst: int, detail: bool) -> ChunkResult:
-    stats = sample_stats(chunk.scores, kind, labels=chunk.labels, targets=chunk.targets, detail=detail)  # type: ignore[arg-type]
-    partial = LossSummary(num_classes, top_k, worst)
-    partial.update(stats, chunk.offset, chunk.ids)
-    return ChunkResult(chunk.offset, stats, chunk.ids, partial)
+def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, detail: bool) -> ChunkResult:
+    options = config.loss
+    kind = info.input_kind
+    ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options)
+    base = sample_stats(
+        chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
+        detail=detail, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
+    )
+    ignored, terms = truth(base, ctx)
+    stats = replace(base, loss=terms.values)
+    weighted = None
+    if options.class_weights is not None or chunk.weights is not None:
+        weighted = (terms.num["mean"], terms.den["mean"] or 0.0)
+    partial = LossSummary(info.num_classes, top_k, config.worst)
+    partial.update(stats, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
+    result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights)
+    for framework in options.frameworks:
+        fw_terms = framework_terms(framework, base, ctx)
+        result.framework_values[framework] = fw_terms.values
+        result.frameworks[framework] = FrameworkSummary(framework)
+        result.frameworks[framework].update(fw_terms)
+    return result
+
+
+def check_options(config: RunConfig, info: InputDescription) -> None:
+    """Options that only the data can refute: class weight count, --epsilon without probabilities."""
+    options = config.loss
+    if options.class_weights is not None and len(options.class_weights) != info.num_classes:
+        raise OptionError(
+            f"--class-weights has {len(options.class_weights)} entries but the scores have {info.num_classes} classes",
+            hint="give exactly one weight per class",
+        )
+    if options.epsilon is not None and not 0 < options.epsilon < 0.5:
+        raise OptionError(f"--epsilon must lie in (0, 0.5), not {options.epsilon}", hint="Keras uses 1e-7")
+    if options.epsilon is not None and info.input_kind != "probs":
+        raise OptionError(
+            f"--epsilon clips probabilities, but the scores are {info.input_kind}",
+            hint="drop --epsilon, or say --input probs if they are probabilities",
+        )
 
 
 def run(
@@ -62,18 +105,22 @@ def run(
     """One pass over the input: every aggregate of `score`, and the per-sample rows to `sink`."""
     source = source or Source(config.source)
     info = source.description
+    check_options(config, info)
     num_classes = info.num_classes
     top_k = max(1, min(config.top_k, num_classes))
     total = LossSummary(num_classes, top_k, config.worst)
+    frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
 
     def finish(result: ChunkResult) -> None:
         total.merge(result.partial)
+        for name, partial in result.frameworks.items():
+            frameworks[name].merge(partial)
         if sink is not None:
             sink.write(result)
         if on_progress is not None:
             on_progress(total.rows, source.progress())
 
-    args = (info.input_kind, num_classes, top_k, config.worst, sink is not None)
+    args = (info, config, top_k, sink is not None)
     chunks = source.chunks(chunk_rows(config, info.bytes_per_row))
     if config.threads <= 1:
         for chunk in chunks:
@@ -91,10 +138,16 @@ def run(
             finally:
                 for future in in_flight:
                     future.cancel()
+    summary = total.summary()
+    documents = {name: fw.document() for name, fw in frameworks.items()}
+    like = config.loss.like
     return Report(
         input=info,
-        summary=total.summary(),
+        summary=summary,
         per_class=total.per_class_rows() if config.per_class else [],
         worst=total.worst.details,
         id_column=config.source.id_col,
+        like=documents.get(like) if like else None,
+        compare=list(documents.values()) if config.loss.compare else [],
+        explanations=explain_differences(summary, documents, total, config.loss, info) if config.loss.compare else [],
     )

@@ -17,3 +17,6 @@ class Report:
     per_class: list[dict[str, Any]] = field(default_factory=list)
     worst: list[dict[str, Any]] = field(default_factory=list)
     id_column: str | None = None
+    like: dict[str, Any] | None = None  # the --like framework's numbers (FrameworkSummary.document)
+    compare: list[dict[str, Any]] = field(default_factory=list)  # --compare-frameworks
+    explanations: list[str] = field(default_factory=list)  # one line per rule behind a difference

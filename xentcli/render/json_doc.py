@@ -21,15 +21,18 @@ def _finite(value: Any) -> Any:
 
 
 def document(report: Report) -> dict[str, Any]:
-    return _finite(
-        {
-            "xent_version": __version__,
-            "input": report.input.as_dict(),
-            "summary": report.summary,
-            "per_class": report.per_class,
-            "worst": report.worst,
-        }
-    )
+    doc: dict[str, Any] = {
+        "xent_version": __version__,
+        "input": report.input.as_dict(),
+        "summary": report.summary,
+        "per_class": report.per_class,
+        "worst": report.worst,
+    }
+    if report.like is not None:
+        doc["like"] = report.like
+    if report.compare:
+        doc["compare"] = {"frameworks": report.compare, "explanations": report.explanations}
+    return _finite(doc)
 
 
 def render_json(report: Report) -> str:

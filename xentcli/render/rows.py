@@ -33,19 +33,23 @@ def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
     return pa.array(values, mask=missing)
 
 
-def sample_table(result: ChunkResult, id_column: str | None) -> pa.RecordBatch:
-    """The per-sample columns of one chunk; NaN and unusable-label values become null."""
+def sample_table(result: ChunkResult, id_column: str | None, like: str | None = None) -> pa.RecordBatch:
+    """The per-sample columns of one chunk; NaN and unusable-label values become null.
+
+    With `like`, `loss` holds that framework's per-sample output and `loss_true` the true loss.
+    """
     stats = result.stats
     n = stats.loss.size
-    no_label = ~stats.label_ok
+    no_label = ~stats.label_ok | result.ignored
     no_scores = np.isnan(stats.p_max)
     undefined = no_label | np.isnan(stats.loss)
     columns: dict[str, pa.Array] = {"row": pa.array(np.arange(result.offset, result.offset + n, dtype=np.int64))}
     if id_column is not None and result.ids is not None:
         columns[id_column] = pa.array(result.ids)
+    loss = stats.loss if like is None else result.framework_values[like]
     columns.update(
         label=_nullable(stats.label, ~stats.label_is_int),
-        loss=_nullable(stats.loss, np.isnan(stats.loss)),
+        loss=_nullable(loss, np.isnan(loss)),
         pred=_nullable(stats.pred, no_scores),
         correct=_nullable(stats.correct, undefined),
         p_true=_nullable(stats.p_true, undefined | np.isnan(stats.p_true)),
@@ -54,14 +58,19 @@ def sample_table(result: ChunkResult, id_column: str | None) -> pa.RecordBatch:
         margin=_nullable(stats.margin, undefined | np.isnan(stats.margin)),
         entropy=_nullable(stats.entropy, np.isnan(stats.entropy)),
     )
+    if like is not None:
+        columns["loss_true"] = _nullable(stats.loss, np.isnan(stats.loss))
+    if result.weights is not None:
+        columns["weight"] = pa.array(result.weights)
     return pa.RecordBatch.from_pydict(columns)
 
 
 class SampleWriter:
     """A sink for the engine; use as a context manager: renamed into place on success, removed on error."""
 
-    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool) -> None:
+    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None) -> None:
         self.path = path
+        self.like = like
         self.format = output_format(path)
         self.id_column = id_column
         for source in inputs:
@@ -77,7 +86,7 @@ class SampleWriter:
         self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
     def write(self, result: ChunkResult) -> None:
-        batch = sample_table(result, self.id_column)
+        batch = sample_table(result, self.id_column, self.like)
         if self._writer is None:
             if self.format == "parquet":
                 self._writer = pq.ParquetWriter(self._temp, batch.schema)

@@ -30,6 +30,13 @@ def fmt_number(value: Any, digits: int = 7) -> str:
     return str(value)
 
 
+def fmt_reported(value: Any) -> str:
+    """A framework's number: NaN is what it would print, so say NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return fmt_number(value)
+
+
 def fmt_fraction(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.4f}"
 
@@ -71,6 +78,11 @@ def summary_table(report: Report) -> Table:
         (f"top-{s['top_k']} accuracy", fmt_fraction(s["top_k_accuracy"])),
         ("rows counted", f"{fmt_number(s['counted'])} of {fmt_number(s['rows'])}"),
     ]
+    if s.get("ignored"):
+        rows.append(("rows ignored", f"{fmt_number(s['ignored'])} (label = the ignore index)"))
+    if "weight_sum" in s:
+        rows.insert(1, ("weight sum", fmt_number(s["weight_sum"])))
+        rows[0] = ("loss (weighted mean)", rows[0][1])
     table = _key_value("Cross-entropy", rows)
     if s["nonfinite"]:
         table.add_row(
@@ -112,8 +124,38 @@ def per_class_table(report: Report) -> Table:
     return table
 
 
+def like_table(doc: dict[str, Any]) -> Table:
+    rows = [
+        (f"{name}{' (default)' if name == doc['reduction'] else ''}", fmt_reported(value))
+        for name, value in doc["per_reduction"].items()
+    ]
+    table = _key_value(f"As {doc['short_name']} reports it", rows)
+    for error in doc["errors"]:
+        table.add_row(Text("would raise", style="bold red"), Text(f"{error} ({doc['error_rows']:,} rows left out here)", style="red"))
+    for note in doc["notes"]:
+        table.add_row(Text("note", style="yellow"), note)
+    return table
+
+
+def compare_table(report: Report) -> Group:
+    table = Table(title="True loss and what each framework reports", title_justify="left", box=box.SIMPLE_HEAD)
+    for name, justify in (("", "left"), ("reduction", "left"), ("loss", "right"), ("sum", "right"), ("raises", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    s = report.summary
+    table.add_row("true loss", "mean", fmt_number(s["loss_mean"]), fmt_number(s["loss_sum"]), "")
+    for doc in report.compare:
+        errors = ", ".join(error.split(":")[0] for error in doc["errors"])
+        table.add_row(doc["short_name"], doc["reduction"], fmt_reported(doc["loss"]), fmt_reported(doc["sum"]), Text(errors, style="red"))
+    lines = [Text(f"• {line}") for line in report.explanations]
+    return Group(table, *lines, Text(""))
+
+
 def render_tables(report: Report, console: Console) -> None:
-    parts: list[Table] = [input_table(report), summary_table(report)]
+    parts: list[Table | Group] = [input_table(report), summary_table(report)]
+    if report.like is not None:
+        parts.append(like_table(report.like))
+    if report.compare:
+        parts.append(compare_table(report))
     if report.worst:
         parts.append(worst_table(report))
     if report.per_class:

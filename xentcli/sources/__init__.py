@@ -22,6 +22,7 @@ from xentcli.sources.columns import (
     check_target_kind,
     find_scores,
     find_targets,
+    find_weights,
     kind_from_name,
 )
 
@@ -48,6 +49,7 @@ class Chunk:
     labels: npt.NDArray | None  # [n] sparse labels as stored (int or float)
     targets: npt.NDArray | None  # [n, C] dense one-hot or soft targets
     ids: npt.NDArray | None
+    weights: npt.NDArray | None = None  # [n] per-row sample weights
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class InputDescription:
     targets: str
     target_kind: str
     ids: str | None
+    weights: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -120,6 +123,7 @@ class _Side:
     kind_hint: str | None = None
     kind_hint_from: str = ""
     ids: str | None = None
+    weights: str | None = None
 
 
 def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
@@ -133,6 +137,8 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
         if cfg.id_col not in file.schema.names:
             raise LayoutError(f"no column '{cfg.id_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --id-col")
         roles["ids"] = Field((cfg.id_col,), False, file.schema.field(cfg.id_col).type)
+    if want_scores and cfg.weight_col:
+        roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
     reader = ColumnarRoles(file, roles)
     side = _Side(reader)
     if want_scores:
@@ -144,6 +150,7 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
         side.kind_hint = kind_from_name(name)
         side.kind_hint_from = f"column name '{name}'"
         side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
+        side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in roles:
         side.targets = roles["targets"].describe
         side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path)
@@ -172,6 +179,8 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _S
     members: dict[str, NpyArray | NpzMember] = {}
     if fmt == "npy":
         members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
+        if want_scores and cfg.weight_col:
+            raise OptionError("--weight-col names a column or an NPZ array", path=path, hint="pass per-row weights of an .npy dump with --sample-weights weights.npy")
         if want_scores and cfg.labels_path is None:
             raise OptionError(
                 "an .npy file holds only the scores", path=path, hint="pass the labels with --labels labels.npy"
@@ -189,6 +198,8 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _S
             members["scores"] = scores
             if cfg.id_col:
                 members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col")  # type: ignore[assignment]
+            if cfg.weight_col:
+                members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
         if not want_scores or cfg.labels_path is None:
             labels = npz_member(archive, path, cfg.label_key, LABEL_KEYS, "--label-key")
             if labels is None:
@@ -214,6 +225,7 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _S
         side.kind_hint = kind_from_name(name)
         side.kind_hint_from = f"array name '{name}'"
         side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
+        side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in members:
         side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg)
         side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
@@ -239,11 +251,23 @@ class Source:
         labels = None
         if cfg.labels_path is not None:
             labels, _ = _open_side(cfg.labels_path, cfg, False, None)
-            if main.roles.rows is not None and labels.roles.rows is not None and main.roles.rows != labels.roles.rows:
+        extras: list[tuple[Roles, str]] = []
+        if labels is not None:
+            extras.append((labels.roles, "targets"))
+        weights_from = main.weights
+        if cfg.sample_weights_path is not None:
+            _check_file(cfg.sample_weights_path)
+            weights = NpyArray(cfg.sample_weights_path, os.path.basename(cfg.sample_weights_path))
+            if len(weights.shape) != 1 and weights.shape[1:] != (1,):
+                raise LayoutError(f"sample weights have shape {weights.shape}; expected [rows]", path=cfg.sample_weights_path)
+            extras.append((ArrayRoles({"weights": weights}, cfg.sample_weights_path), "weights"))
+            weights_from = f"array of shape {list(weights.shape)} in {cfg.sample_weights_path}"
+        for extra, _ in extras:
+            if main.roles.rows is not None and extra.rows is not None and main.roles.rows != extra.rows:
                 raise LayoutError(
-                    f"holds {labels.roles.rows} rows but {path} holds {main.roles.rows}",
-                    path=cfg.labels_path,
-                    hint="the labels file must hold one label per row of scores, in the same order",
+                    f"holds {extra.rows} rows but {path} holds {main.roles.rows}",
+                    path=extra.path,
+                    hint="it must hold one entry per row of scores, in the same order",
                 )
         target_side = labels or main
         num_classes = main.num_classes
@@ -264,7 +288,7 @@ class Source:
         else:
             kind, kind_from = "logits", "default"
         self._main = main.roles
-        self._labels = None if labels is None else labels.roles
+        self._extras = extras
         self.description = InputDescription(
             format=fmt,
             path=path,
@@ -278,6 +302,7 @@ class Source:
             targets=target_side.targets,
             target_kind=target_side.target_kind,
             ids=main.ids,
+            weights=weights_from,
         )
         self._rows_done = 0
 
@@ -289,18 +314,21 @@ class Source:
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         batches = rechunk(self._main.batches(rows), rows)
-        if self._labels is not None:
-            batches = _paired(batches, rechunk(self._labels.batches(rows), rows), self._labels.path)
+        for extra, role in self._extras:
+            batches = _paired(batches, rechunk(extra.batches(rows), rows), extra.path, role)
         dense = self.description.target_kind == "dense"
         offset = 0
         for batch in batches:
             targets = batch["targets"]
             scores = _compute_dtype(batch["scores"])
             n = len(scores)
+            weights = batch.get("weights")
+            if weights is not None:
+                weights = weights.reshape(n).astype(np.float64)
             if dense:
-                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"))
+                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"), weights)
             else:
-                chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"))
+                chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights)
             yield chunk
             offset += n
             self._rows_done = offset
@@ -340,24 +368,18 @@ def rechunk(batches: Iterator[dict[str, npt.NDArray]], rows: int) -> Iterator[di
 
 
 def _paired(
-    scores: Iterator[dict[str, npt.NDArray]], labels: Iterator[dict[str, npt.NDArray]], labels_path: str
+    main: Iterator[dict[str, npt.NDArray]], other: Iterator[dict[str, npt.NDArray]], other_path: str, role: str
 ) -> Iterator[dict[str, npt.NDArray]]:
+    """Join row-aligned batches of the scores with those of a second file holding `role`."""
+    hint = "it must hold one entry per row of scores, in the same order"
     seen = 0
-    for left in scores:
-        right = next(labels, None)
+    for left in main:
+        right = next(other, None)
         n = len(left["scores"])
-        if right is None or len(right["targets"]) != n:
-            got = seen + (0 if right is None else len(right["targets"]))
-            raise LayoutError(
-                f"ends after {got} rows, before the scores do",
-                path=labels_path,
-                hint="the labels file must hold one label per row of scores, in the same order",
-            )
+        if right is None or len(right[role]) != n:
+            got = seen + (0 if right is None else len(right[role]))
+            raise LayoutError(f"ends after {got} rows, before the scores do", path=other_path, hint=hint)
         seen += n
         yield {**left, **right}
-    if next(labels, None) is not None:
-        raise LayoutError(
-            f"holds more rows than the {seen} rows of scores",
-            path=labels_path,
-            hint="the labels file must hold one label per row of scores, in the same order",
-        )
+    if next(other, None) is not None:
+        raise LayoutError(f"holds more rows than the {seen} rows of scores", path=other_path, hint=hint)

@@ -195,6 +195,16 @@ def find_targets(schema: pa.Schema, path: str, column: str | None, prefix: str |
     return found
 
 
+def find_weights(schema: pa.Schema, path: str, column: str) -> Field:
+    """The numeric column of per-row sample weights."""
+    found = _named_column(schema, column, path, "--weight-col")
+    if not is_number(found.dtype):
+        raise LayoutError(
+            f"weights in column '{column}' are {found.dtype}, not numbers", path=path, hint="store one number per row"
+        )
+    return found
+
+
 def check_target_kind(target: Field, wanted: str, path: str) -> str:
     """'sparse' for a column of labels, 'dense' for rows of one-hot/soft targets; checks --target."""
     found = "dense" if target.wide or is_list(target.dtype) else "sparse"
