@@ -1,0 +1,159 @@
+"""Loss options and presets through the command line, against the recorded framework numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reference import log_softmax64, sparse_loss64
+from xentcli.cli import app
+
+DATA = Path(__file__).parent / "conformance" / "data"
+CASES = {c["id"]: c for c in json.loads((DATA.parent / "cases.json").read_text())["cases"]}
+runner = CliRunner()
+
+
+def score_json(*args):
+    result = runner.invoke(app, ["score", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def expected(case_id, call, reduction, dtype="float64"):
+    return float(CASES[case_id]["expected"][call][dtype][reduction])
+
+
+def test_ignore_index_default_and_explicit():
+    path = DATA / "ignore_index_minus100" / "list.parquet"
+    doc = score_json(path)
+    assert doc["summary"]["ignored"] == 4 and doc["summary"]["nonfinite"] == 0
+    assert doc["summary"]["loss_mean"] == pytest.approx(3.5332912, rel=1e-7)
+    off = score_json(path, "--ignore-index", "none")
+    assert off["summary"]["ignored"] == 0 and off["summary"]["nonfinite"] == 4  # -100 is out of range
+    zero = score_json(path, "--ignore-index", "0")
+    labels = pq.read_table(path).column("label").to_numpy()
+    assert zero["summary"]["ignored"] == int((labels == 0).sum())
+
+
+def test_torch_preset_with_class_weights_and_ignore():
+    case = "class_weights_ignore"
+    doc = score_json(DATA / case / "list.parquet", "--class-weights", "1.5,0.5,3,1,2", "--like", "torch")
+    call = "torch.cross_entropy(target=int, weight=class_weight)"
+    assert doc["like"]["loss"] == pytest.approx(expected(case, call, "mean"), rel=1e-6)
+    assert doc["like"]["sum"] == pytest.approx(expected(case, call, "sum"), rel=1e-6)
+    # the true weighted mean is PyTorch's rule: Σ w[y]·ℓ / Σ w[y] over the valid rows
+    assert doc["summary"]["loss_mean"] == pytest.approx(3.3703638, rel=1e-6)
+
+
+def test_label_smoothing_with_weights_from_a_json_file(tmp_path):
+    weights = tmp_path / "w.json"
+    weights.write_text("[1.5, 0.5, 3.0, 1.0, 2.0]")
+    doc = score_json(DATA / "class_weights_ignore" / "list.parquet", "--class-weights", weights, "--label-smoothing", "0.2", "--like", "torch")
+    assert doc["like"]["loss"] == pytest.approx(3.3407046, rel=1e-6)
+
+
+def test_keras_sample_weights_from_column_and_file(tmp_path):
+    case = "sample_weights_keras"
+    call = "keras[tensorflow].SparseCategoricalCrossentropy(from_logits=True, sample_weight=sample_weight)"
+    doc = score_json(DATA / case / "list.parquet", "--weight-col", "sample_weight", "--like", "keras")
+    assert doc["like"]["loss"] == pytest.approx(expected(case, call, "sum_over_batch_size"), rel=1e-6)
+    assert doc["like"]["per_reduction"]["mean_with_sample_weight"] == pytest.approx(3.4858733, rel=1e-6)
+    assert doc["summary"]["loss_mean"] == pytest.approx(3.4858733, rel=1e-6)  # Σ s·ℓ / Σ s
+    files = CASES[case]["files"]["npy"]
+    doc2 = score_json(DATA.parent / files["logits"], "--labels", DATA.parent / files["labels"],
+                      "--sample-weights", DATA.parent / files["sample_weight"], "--like", "keras")
+    assert doc2["like"]["loss"] == pytest.approx(doc["like"]["loss"], rel=1e-12)
+
+
+def test_keras_clips_probabilities_and_epsilon_option():
+    case = "probs_keras_clip"
+    path = DATA / case / "list.parquet"
+    doc = score_json(path, "--like", "keras-jax")
+    call = "keras[jax].SparseCategoricalCrossentropy()"
+    assert doc["like"]["loss"] == pytest.approx(expected(case, call, "sum_over_batch_size"), rel=1e-6)
+    tf_doc = score_json(path, "--like", "keras")
+    tf_call = "keras[tensorflow].SparseCategoricalCrossentropy()"
+    assert tf_doc["like"]["loss"] == pytest.approx(expected(case, tf_call, "sum_over_batch_size"), rel=1e-6)
+    truth = score_json(path)
+    assert truth["summary"]["nonfinite"] == 1  # p_target = 0: an infinite loss, reported
+    clipped = score_json(path, "--epsilon", "1e-7")
+    assert clipped["summary"]["nonfinite"] == 0
+    assert clipped["summary"]["loss_max"] == pytest.approx(-np.log(1e-7), rel=1e-9)
+
+
+def test_epsilon_refused_for_logits():
+    result = runner.invoke(app, ["score", str(DATA / "sparse_c3" / "list.parquet"), "--epsilon", "1e-7"])
+    assert result.exit_code == 2 and "--epsilon clips probabilities" in result.stderr
+
+
+def test_class_weight_count_checked():
+    result = runner.invoke(app, ["score", str(DATA / "sparse_c3" / "list.parquet"), "--class-weights", "1,2"])
+    assert result.exit_code == 2 and "--class-weights has 2 entries but the scores have 3 classes" in result.stderr
+
+
+def test_tf_and_optax_presets_report_errors_and_nan():
+    path = DATA / "labels_out_of_range" / "list.parquet"
+    tf_doc = score_json(path, "--like", "tf")
+    assert tf_doc["like"]["errors"][0].startswith("InvalidArgumentError: Received a label value of")
+    assert tf_doc["like"]["error_rows"] == 2
+    optax = score_json(path, "--like", "optax")
+    assert optax["like"]["loss"] is None  # NaN, written as null
+    truth = score_json(path)
+    assert truth["summary"]["nonfinite"] == 2 and truth["summary"]["loss_mean"] == pytest.approx(3.5047746, rel=1e-6)
+
+
+def test_per_sample_output_holds_the_framework_values(tmp_path):
+    case = "ignore_index_minus100"
+    out = tmp_path / "rows.parquet"
+    result = runner.invoke(app, ["score", str(DATA / case / "list.parquet"), "--like", "optax", "--ignore-index", "-100", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    rows = pq.read_table(out).to_pydict()
+    want = [float(v) for v in CASES[case]["expected"]["optax.softmax_cross_entropy_with_integer_labels(where=valid)"]["float32"]["none"]]
+    np.testing.assert_allclose(rows["loss"], want, rtol=1e-6, atol=1e-6)
+    assert rows["loss_true"][2] is None and rows["loss"][2] == 0.0
+
+
+def test_compare_frameworks_json_and_table():
+    path = DATA / "sample_weights_keras" / "list.parquet"
+    doc = score_json(path, "--weight-col", "sample_weight", "--compare-frameworks")
+    names = [fw["framework"] for fw in doc["compare"]["frameworks"]]
+    assert names == ["torch", "keras", "tf", "optax"]
+    assert any("2 zero-weight rows" in line for line in doc["compare"]["explanations"])
+    table = runner.invoke(app, ["score", str(path), "--weight-col", "sample_weight", "--compare-frameworks"]).stdout
+    assert "True loss and what each framework reports" in table and "zero-weight" in table
+
+
+def test_dense_smoothing_matches_formula():
+    path = DATA / "onehot_label_smoothing" / "list.parquet"
+    doc = score_json(path, "--label-smoothing", "0.2")
+    assert doc["summary"]["loss_mean"] == pytest.approx(2.7776127, rel=1e-6)
+    z = np.load(DATA / "onehot_label_smoothing" / "logits.npy").astype(np.float64)
+    t = np.load(DATA / "onehot_label_smoothing" / "labels.npy").astype(np.float64) * 0.8 + 0.2 / 5
+    assert doc["summary"]["loss_mean"] == pytest.approx(-(t * log_softmax64(z)).sum(1).mean(), rel=1e-6)
+
+
+def test_all_rows_ignored(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((3, 4)))
+    np.save(tmp_path / "y.npy", np.full(3, -100))
+    doc = score_json(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--compare-frameworks")
+    assert doc["summary"]["ignored"] == 3 and doc["summary"]["loss_mean"] is None
+    torch = doc["compare"]["frameworks"][0]
+    assert torch["loss"] is None and torch["sum"] == 0.0  # PyTorch: mean NaN, sum 0
+    keras = score_json(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--like", "keras", "--ignore-index", "-100")
+    assert keras["like"]["loss"] == 0.0  # Keras: divide_no_nan
+
+
+def test_bad_option_values():
+    path = str(DATA / "sparse_c3" / "list.parquet")
+    for args, needle in [
+        (["--ignore-index", "abc"], "--ignore-index takes an integer or 'none'"),
+        (["--class-weights", "1,x,3"], "--class-weights must be numbers"),
+        (["--class-weights", "1,-1,3"], "finite and non-negative"),
+    ]:
+        result = runner.invoke(app, ["score", path, *args])
+        assert result.exit_code == 2 and needle in result.stderr, result.stderr
