@@ -1,0 +1,197 @@
+"""Benchmark inputs for `make bench`: owns everything under bench/data/ (git-ignored).
+
+For each shape (rows N, classes C) it writes one folder `bench/data/n{N}_c{C}/` holding the same
+numbers in two formats:
+
+  logits.npy + labels.npy   float32 [N, C] (standard normal x 3) and int64 [N] (uniform in [0, C))
+  dump.parquet              list<float> column `logits`, int64 column `label`, ~64 MiB row groups
+
+The data is generated in chunks of ~64 MiB of scores from one numpy generator seeded by the shape,
+so both formats hold identical values, every run produces the same files, and generation never
+holds more than a few chunks in memory. `manifest.json` in the folder records the shape and the
+size of each finished file; a file whose recorded size matches is not written again.
+
+    python bench/make_data.py                       # the three default shapes, both formats
+    python bench/make_data.py --shapes 8000x32000 --formats npy --rows-scale 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# ~40 MB, ~1 GB and ~1 GB of float32 scores: many tiny rows, a typical classifier, an LM vocabulary.
+DEFAULT_SHAPES: list[tuple[int, int]] = [(1_000_000, 10), (250_000, 1000), (8_000, 32_000)]
+FORMATS = ("npy", "parquet")
+SEED = 20240611
+CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
+SCALE = 3.0  # logits ~ N(0, SCALE^2): a realistic spread of losses, no overflow concerns
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """'250000x1000' or '250_000x1000' -> (250000, 1000)."""
+    rows, sep, classes = text.lower().replace("_", "").partition("x")
+    if not sep or not rows.isdigit() or not classes.isdigit() or int(rows) < 1 or int(classes) < 1:
+        raise argparse.ArgumentTypeError(f"shape must look like ROWSxCLASSES, got {text!r}")
+    return int(rows), int(classes)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    return [parse_shape(part) for part in text.split(",") if part.strip()]
+
+
+def scaled(shape: tuple[int, int], rows_scale: float) -> tuple[int, int]:
+    return max(1, round(shape[0] * rows_scale)), shape[1]
+
+
+def shape_dir(rows: int, classes: int) -> Path:
+    return DATA_DIR / f"n{rows}_c{classes}"
+
+
+def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
+    """The files of one format, keyed by their role: npy -> logits + labels, parquet -> dump."""
+    folder = shape_dir(rows, classes)
+    if fmt == "npy":
+        return {"logits": folder / "logits.npy", "labels": folder / "labels.npy"}
+    if fmt == "parquet":
+        return {"dump": folder / "dump.parquet"}
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def chunk_rows(classes: int) -> int:
+    return max(1, CHUNK_BYTES // (4 * classes))
+
+
+def chunks(rows: int, classes: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(float32 [n, C] logits, int64 [n] labels) chunks covering all rows, the same on every call."""
+    rng = np.random.default_rng([SEED, rows, classes])
+    step = chunk_rows(classes)
+    for start in range(0, rows, step):
+        n = min(step, rows - start)
+        logits = rng.standard_normal((n, classes), dtype=np.float32)
+        logits *= np.float32(SCALE)
+        labels = rng.integers(0, classes, size=n, dtype=np.int64)
+        yield logits, labels
+
+
+def write_npy(rows: int, classes: int, files: dict[str, Path]) -> None:
+    # Plain sequential writes after the NPY header (no memmap): memory stays at one chunk.
+    with open(files["logits"], "wb") as fx, open(files["labels"], "wb") as fy:
+        for f, dtype, shape in ((fx, np.float32, (rows, classes)), (fy, np.int64, (rows,))):
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(f, header)
+        for x, y in chunks(rows, classes):
+            x.tofile(fx)
+            y.tofile(fy)
+
+
+SCHEMA = pa.schema([("logits", pa.list_(pa.float32())), ("label", pa.int64())])
+
+
+def write_parquet(rows: int, classes: int, files: dict[str, Path]) -> None:
+    # Random floats do not dictionary-encode; labels (few distinct values) do.
+    with pq.ParquetWriter(files["dump"], SCHEMA, use_dictionary=["label"]) as writer:
+        for x, y in chunks(rows, classes):
+            flat = pa.array(x.reshape(-1))  # zero-copy view of the chunk
+            nested = pa.FixedSizeListArray.from_arrays(flat, classes).cast(SCHEMA.field("logits").type)
+            table = pa.Table.from_arrays([nested, pa.array(y)], schema=SCHEMA)
+            writer.write_table(table, row_group_size=len(x))  # one chunk = one row group
+
+
+WRITERS = {"npy": write_npy, "parquet": write_parquet}
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_complete(manifest: dict, files: dict[str, Path]) -> bool:
+    sizes = manifest.get("sizes", {})
+    return all(p.exists() and sizes.get(p.name) == p.stat().st_size for p in files.values())
+
+
+def ensure(rows: int, classes: int, fmt: str, log: bool = True) -> dict[str, Path]:
+    """Make sure one shape exists in one format; returns its files. Skips finished files."""
+    folder = shape_dir(rows, classes)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = dataset_files(rows, classes, fmt)
+    manifest = read_manifest(folder)
+    if manifest.get("shape") == [rows, classes] and manifest.get("seed") == SEED and is_complete(manifest, files):
+        return files
+    if manifest.get("shape") != [rows, classes] or manifest.get("seed") != SEED:
+        manifest = {"shape": [rows, classes], "seed": SEED, "scores_bytes": rows * classes * 4, "sizes": {}}
+    for path in files.values():
+        manifest["sizes"].pop(path.name, None)  # a half-written file is never trusted
+    t0 = time.perf_counter()
+    if log:
+        print(f"make_data: writing {fmt} {rows}x{classes} -> {folder}", file=sys.stderr, flush=True)
+    WRITERS[fmt](rows, classes, files)
+    for path in files.values():
+        manifest["sizes"][path.name] = path.stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if log:
+        mb = sum(p.stat().st_size for p in files.values()) / 1e6
+        print(f"make_data:   {mb:,.1f} MB in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return files
+
+
+def ensure_all(
+    shapes: list[tuple[int, int]], formats: list[str], rows_scale: float = 1.0
+) -> dict[tuple[int, int, str], dict[str, Path]]:
+    """All (shape, format) datasets after --rows-scale, keyed by (rows, classes, format)."""
+    out = {}
+    for shape in shapes:
+        rows, classes = scaled(shape, rows_scale)
+        for fmt in formats:
+            out[rows, classes, fmt] = ensure(rows, classes, fmt)
+    return out
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise argparse.ArgumentTypeError(f"formats must be among {','.join(FORMATS)}, got {text!r}")
+    return formats
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options shared with run_bench.py."""
+    default = ",".join(f"{n}x{c}" for n, c in DEFAULT_SHAPES)
+    parser.add_argument("--shapes", type=parse_shapes, default=DEFAULT_SHAPES,
+                        help=f"comma-separated ROWSxCLASSES (default: {default})")
+    parser.add_argument("--formats", type=parse_formats, default=list(FORMATS),
+                        help="comma-separated, among npy,parquet (default: both)")
+    parser.add_argument("--rows-scale", type=positive_float, default=1.0,
+                        help="multiply every shape's rows by this (default: 1)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the benchmark dumps under bench/data/.")
+    add_data_options(parser)
+    args = parser.parse_args(argv)
+    for (rows, classes, fmt), files in ensure_all(args.shapes, args.formats, args.rows_scale).items():
+        print(f"{fmt:8} {rows}x{classes}: " + " ".join(str(p) for p in files.values()))
+
+
+if __name__ == "__main__":
+    main()
