@@ -168,8 +168,9 @@ def test_npy_refusals(tmp_path):
     assert "pickled" in _error(tmp_path, paths=(str(tmp_path / "obj.npy"),), labels_path=str(tmp_path / "y.npy")).one_line()
     np.save(tmp_path / "z.npy", np.zeros((2, 3)))
     assert "--labels" in _error(tmp_path, paths=(str(tmp_path / "z.npy"),)).one_line()
-    np.save(tmp_path / "z3.npy", np.zeros((2, 3, 4)))
-    assert "expected [rows, classes]" in _error(tmp_path, paths=(str(tmp_path / "z3.npy"),), labels_path=str(tmp_path / "y.npy")).one_line()
+    np.save(tmp_path / "z4.npy", np.zeros((2, 3, 4, 5)))
+    line = _error(tmp_path, paths=(str(tmp_path / "z4.npy"),), labels_path=str(tmp_path / "y.npy")).one_line()
+    assert "expected [rows, classes] or [N, T, C]" in line
 
 
 def test_dense_width_mismatch(tmp_path):

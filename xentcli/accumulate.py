@@ -229,3 +229,57 @@ class LossSummary:
             }
             for c in range(self.num_classes)
         ]
+
+
+@dataclass
+class SequenceTotals:
+    """Per sequence: positions, counted tokens and their summed loss (for --per-sequence).
+
+    Rows of one sequence arrive together (a sequence may be split between two chunks); runs
+    are kept in input order and runs of the same sequence are added up when reported. Memory
+    grows with the number of sequences, which is what the per-sequence report holds anyway.
+    """
+
+    ids: list[npt.NDArray] = field(default_factory=list)
+    positions: list[npt.NDArray] = field(default_factory=list)
+    tokens: list[npt.NDArray] = field(default_factory=list)
+    loss_sum: list[npt.NDArray] = field(default_factory=list)
+
+    def update(self, stats: SampleStats, sample: npt.NDArray) -> None:
+        if sample.size == 0:
+            return
+        counted = stats.counted
+        starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
+        self.ids.append(sample[starts])
+        self.positions.append(np.diff(np.r_[starts, sample.size]))
+        self.tokens.append(np.add.reduceat(counted.astype(np.int64), starts))
+        self.loss_sum.append(np.add.reduceat(np.where(counted, stats.loss, 0.0), starts))
+
+    def merge(self, other: SequenceTotals) -> None:
+        self.ids += other.ids
+        self.positions += other.positions
+        self.tokens += other.tokens
+        self.loss_sum += other.loss_sum
+
+    def rows(self) -> list[dict[str, Any]]:
+        totals: dict[Any, list[float]] = {}
+        for ids, positions, tokens, loss_sum in zip(self.ids, self.positions, self.tokens, self.loss_sum):
+            for key, p, t, s in zip(ids.tolist(), positions.tolist(), tokens.tolist(), loss_sum.tolist()):
+                entry = totals.setdefault(key, [0, 0, 0.0])
+                entry[0] += p
+                entry[1] += t
+                entry[2] += s
+        out = []
+        for key, (positions, tokens, loss_sum) in totals.items():
+            mean = loss_sum / tokens if tokens else math.nan
+            out.append(
+                {
+                    "sequence": key,
+                    "positions": positions,
+                    "tokens": tokens,
+                    "loss_sum": loss_sum,
+                    "loss_mean": mean,
+                    "perplexity": math.exp(mean) if tokens and mean < 709.0 else (math.inf if tokens else math.nan),
+                }
+            )
+        return out

@@ -122,6 +122,9 @@ def score(
     file_format: Annotated[Optional[FormatChoice], typer.Option("--format", help="Read PATH as this format (default: from the extension).", rich_help_panel="Input")] = None,
     input_kind: Annotated[Optional[InputChoice], typer.Option("--input", help="What the scores are (default: logits, or as the column names say).", rich_help_panel="Input")] = None,
     target: Annotated[TargetChoice, typer.Option("--target", help="Integer labels (sparse) or one-hot/soft rows (dense).", rich_help_panel="Input")] = TargetChoice.auto,
+    class_axis: Annotated[int, typer.Option("--class-axis", help="Axis of the classes in [N, T, C] arrays: -1 (default) or 1 for PyTorch's [N, C, T].", rich_help_panel="Sequences")] = -1,
+    group_col: Annotated[Optional[str], typer.Option("--group-col", help="One row per token: the column naming each row's sequence.", rich_help_panel="Sequences")] = None,
+    per_sequence: Annotated[bool, typer.Option("--per-sequence", help="Add per-sequence sums, means, token counts and perplexities.", rich_help_panel="Sequences")] = False,
     score_col: Annotated[Optional[str], typer.Option("--score-col", help="List column holding the scores.", rich_help_panel="Columns")] = None,
     score_prefix: Annotated[Optional[str], typer.Option("--score-prefix", help="Prefix of wide score columns (P0, P1, …).", rich_help_panel="Columns")] = None,
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the labels or target rows.", rich_help_panel="Columns")] = None,
@@ -179,11 +182,14 @@ def score(
                 sample_weights_path=str(sample_weights) if sample_weights else None,
                 input_kind=input_kind.value if input_kind else None,  # type: ignore[arg-type]
                 target_kind=target.value,  # type: ignore[arg-type]
+                class_axis=class_axis,
+                group_col=group_col,
             ),
             loss=loss,
             top_k=top_k,
             worst=worst,
             per_class=per_class,
+            per_sequence=per_sequence,
             chunk_rows=chunk_rows,
             threads=threads,
         )

@@ -37,6 +37,8 @@ class SourceConfig:
     sample_weights_path: str | None = None
     input_kind: InputKind | None = None  # None: from the column names, else logits
     target_kind: TargetKind = "auto"
+    class_axis: int = -1  # for [N, T, C] sequences; 1 reads PyTorch's [N, C, T]
+    group_col: str | None = None  # one row per token: the column naming each row's sequence
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class RunConfig:
     top_k: int = 5
     worst: int = 0
     per_class: bool = False
+    per_sequence: bool = False
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
     threads: int = os.cpu_count() or 1
 

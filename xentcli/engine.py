@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.accumulate import LossSummary
+from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.config import DEFAULT_CHUNK_BYTES, RunConfig
 from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats, sample_stats
@@ -35,6 +35,9 @@ class ChunkResult:
     partial: LossSummary
     ignored: npt.NDArray[np.bool_]
     weights: npt.NDArray | None = None
+    sample: npt.NDArray | None = None
+    position: npt.NDArray | None = None
+    sequences: SequenceTotals | None = None
     framework_values: dict[str, npt.NDArray] = field(default_factory=dict)
     frameworks: dict[str, FrameworkSummary] = field(default_factory=dict)
 
@@ -70,7 +73,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         weighted = (terms.num["mean"], terms.den["mean"] or 0.0)
     partial = LossSummary(info.num_classes, top_k, config.worst)
     partial.update(stats, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
-    result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights)
+    result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
+    if config.per_sequence and chunk.sample is not None:
+        result.sequences = SequenceTotals()
+        result.sequences.update(stats, chunk.sample)
     for framework in options.frameworks:
         fw_terms = framework_terms(framework, base, ctx)
         result.framework_values[framework] = fw_terms.values
@@ -106,13 +112,20 @@ def run(
     source = source or Source(config.source)
     info = source.description
     check_options(config, info)
+    if config.per_sequence and info.sequences is None:
+        raise OptionError(
+            "--per-sequence needs sequences", hint="give [N, T, C] arrays, nested list columns, or --group-col"
+        )
     num_classes = info.num_classes
     top_k = max(1, min(config.top_k, num_classes))
     total = LossSummary(num_classes, top_k, config.worst)
     frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
+    sequences = SequenceTotals()
 
     def finish(result: ChunkResult) -> None:
         total.merge(result.partial)
+        if result.sequences is not None:
+            sequences.merge(result.sequences)
         for name, partial in result.frameworks.items():
             frameworks[name].merge(partial)
         if sink is not None:
@@ -150,4 +163,5 @@ def run(
         like=documents.get(like) if like else None,
         compare=list(documents.values()) if config.loss.compare else [],
         explanations=explain_differences(summary, documents, total, config.loss, info) if config.loss.compare else [],
+        per_sequence=sequences.rows() if config.per_sequence else [],
     )

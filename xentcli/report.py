@@ -20,3 +20,4 @@ class Report:
     like: dict[str, Any] | None = None  # the --like framework's numbers (FrameworkSummary.document)
     compare: list[dict[str, Any]] = field(default_factory=list)  # --compare-frameworks
     explanations: list[str] = field(default_factory=list)  # one line per rule behind a difference
+    per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence

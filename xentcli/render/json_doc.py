@@ -28,6 +28,8 @@ def document(report: Report) -> dict[str, Any]:
         "per_class": report.per_class,
         "worst": report.worst,
     }
+    if report.per_sequence:
+        doc["per_sequence"] = report.per_sequence
     if report.like is not None:
         doc["like"] = report.like
     if report.compare:

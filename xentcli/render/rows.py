@@ -44,6 +44,9 @@ def sample_table(result: ChunkResult, id_column: str | None, like: str | None = 
     no_scores = np.isnan(stats.p_max)
     undefined = no_label | np.isnan(stats.loss)
     columns: dict[str, pa.Array] = {"row": pa.array(np.arange(result.offset, result.offset + n, dtype=np.int64))}
+    if result.sample is not None and result.position is not None:
+        columns["sample"] = pa.array(result.sample)
+        columns["position"] = pa.array(result.position)
     if id_column is not None and result.ids is not None:
         columns[id_column] = pa.array(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]

@@ -63,6 +63,10 @@ def input_table(report: Report) -> Table:
     ]
     if info.ids:
         rows.append(("ids", info.ids))
+    if info.sequences:
+        rows.append(("sequences", info.sequences))
+    if info.weights:
+        rows.append(("sample weights", info.weights))
     return _key_value("Input", rows)
 
 
@@ -150,6 +154,24 @@ def compare_table(report: Report) -> Group:
     return Group(table, *lines, Text(""))
 
 
+SEQUENCE_ROWS_SHOWN = 20
+
+
+def sequence_table(report: Report) -> Table:
+    shown = report.per_sequence[:SEQUENCE_ROWS_SHOWN]
+    more = len(report.per_sequence) - len(shown)
+    title = f"Per sequence ({len(report.per_sequence):,})" + (f": the first {len(shown)}; --json lists all" if more else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("sequence", "positions", "tokens", "loss sum", "mean loss", "perplexity"):
+        table.add_column(name, justify="right")
+    for item in shown:
+        table.add_row(
+            fmt_number(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
+            fmt_number(item["loss_sum"]), fmt_number(item["loss_mean"]), fmt_number(item["perplexity"]),
+        )
+    return table
+
+
 def render_tables(report: Report, console: Console) -> None:
     parts: list[Table | Group] = [input_table(report), summary_table(report)]
     if report.like is not None:
@@ -160,4 +182,6 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(worst_table(report))
     if report.per_class:
         parts.append(per_class_table(report))
+    if report.per_sequence:
+        parts.append(sequence_table(report))
     console.print(Group(*parts))

@@ -50,6 +50,8 @@ class Chunk:
     targets: npt.NDArray | None  # [n, C] dense one-hot or soft targets
     ids: npt.NDArray | None
     weights: npt.NDArray | None = None  # [n] per-row sample weights
+    sample: npt.NDArray | None = None  # sequences: the sequence of each row (index or group id)
+    position: npt.NDArray | None = None  # and the row's position in it
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class InputDescription:
     target_kind: str
     ids: str | None
     weights: str | None = None
+    samples: int | None = None  # sequences: how many (rows are then tokens)
+    sequence_length: int | None = None  # fixed length T of [N, T, C] arrays
+    sequences: str | None = None  # how the rows were grouped into sequences
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,6 +129,10 @@ class _Side:
     kind_hint_from: str = ""
     ids: str | None = None
     weights: str | None = None
+    seq_len: int | None = None
+    class_axis: int = 2
+    samples: int | None = None
+    sequences: str | None = None
 
 
 def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
@@ -139,6 +148,10 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
         roles["ids"] = Field((cfg.id_col,), False, file.schema.field(cfg.id_col).type)
     if want_scores and cfg.weight_col:
         roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
+    if want_scores and cfg.group_col:
+        if cfg.group_col not in file.schema.names:
+            raise LayoutError(f"no column '{cfg.group_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --group-col")
+        roles["group"] = Field((cfg.group_col,), False, file.schema.field(cfg.group_col).type)
     reader = ColumnarRoles(file, roles)
     side = _Side(reader)
     if want_scores:
@@ -151,21 +164,32 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
         side.kind_hint_from = f"column name '{name}'"
         side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
         side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
+        if reader.nested:
+            side.samples = file.rows
+            side.sequences = f"{file.rows:,} sequences (one per row, nested lists)" if file.rows else "one per row (nested lists)"
+            side.scores = side.scores.replace("list column", "nested list column")
+        elif cfg.group_col:
+            side.sequences = f"rows grouped by column '{cfg.group_col}'"
     if "targets" in roles:
         side.targets = roles["targets"].describe
-        side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path)
+        nested = "scores" in roles and roles["scores"].nested
+        side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path, sequences=nested)
         side.target_width = reader.widths.get("targets", 0)
     return side
 
 
-def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[str, int]:
+def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig, seq_len: int | None) -> tuple[str, int]:
+    """sparse or dense, and the width of dense rows. With sequences, [N, T] labels are sparse
+    and arrays shaped like the scores are dense."""
     shape = member.shape
-    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1 and cfg.target_kind != "dense"):
+    flat = len(shape) - (1 if seq_len is None else 2)
+    if flat == 0 or (flat == 1 and shape[-1] == 1 and cfg.target_kind != "dense" and seq_len is None):
         kind, width = "sparse", 0
-    elif len(shape) == 2:
-        kind, width = "dense", shape[1]
+    elif flat == 1:
+        kind, width = "dense", shape[cfg.class_axis % 3] if seq_len is not None else shape[1]
     else:
-        raise LayoutError(f"labels '{member.name}' have shape {shape}; expected [rows] or [rows, classes]", path=member.path)
+        expected = "[rows] or [rows, classes]" if seq_len is None else "[N, T] labels or targets shaped like the scores"
+        raise LayoutError(f"labels '{member.name}' have shape {shape}; expected {expected}", path=member.path)
     if cfg.target_kind not in ("auto", kind):
         raise OptionError(
             f"--target {cfg.target_kind} was given, but '{member.name}' holds {kind} targets of shape {shape}",
@@ -175,7 +199,30 @@ def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig) -> tu
     return kind, width
 
 
-def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
+def _sequence_layout(scores: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[int, int | None, int]:
+    """(classes, sequence length or None, class axis) of a score array."""
+    shape = scores.shape
+    if len(shape) == 2:
+        if cfg.class_axis not in (-1, 1):
+            raise OptionError(f"--class-axis {cfg.class_axis} does not fit scores of shape {shape}", path=scores.path, hint="2-D scores are [rows, classes]")
+        return shape[1], None, 1
+    if len(shape) == 3:
+        axis = cfg.class_axis % 3 if -3 <= cfg.class_axis < 3 else -1
+        if axis not in (1, 2):
+            raise OptionError(
+                f"--class-axis {cfg.class_axis} cannot be read row by row from scores of shape {shape}",
+                path=scores.path,
+                hint="use 2 (or -1) for [N, T, C] and 1 for PyTorch's [N, C, T]",
+            )
+        return shape[axis], shape[3 - axis], axis
+    raise LayoutError(
+        f"scores '{scores.name}' have shape {shape}; expected [rows, classes] or [N, T, C]",
+        path=scores.path,
+        hint="reshape them, or use --class-axis for [N, C, T]",
+    )
+
+
+def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: tuple[int | None, int] = (None, 2)) -> _Side:
     members: dict[str, NpyArray | NpzMember] = {}
     if fmt == "npy":
         members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
@@ -209,17 +256,20 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _S
                     hint="name it with --label-key, or pass the labels with --labels FILE",
                 )
             members["targets"] = labels
-    side = _Side(ArrayRoles(members, path))
     if "scores" in members:
         scores = members["scores"]
-        if len(scores.shape) != 2:
-            raise LayoutError(
-                f"scores '{scores.name}' have shape {scores.shape}; expected [rows, classes]",
-                path=path,
-                hint="flatten sequences to [rows, classes]",
-            )
+        num_classes, seq_len, class_axis = _sequence_layout(scores, cfg)
+    else:
+        num_classes = 0
+        seq_len, class_axis = seq
+    side = _Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis)
+    if "scores" in members:
         side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
-        side.num_classes = scores.shape[1]
+        if seq_len is not None:
+            side.scores += f" ({'[N, C, T]' if class_axis == 1 else '[N, T, C]'})"
+            side.samples = scores.shape[0]
+            side.sequences = f"{scores.shape[0]:,} sequences of {seq_len} positions"
+        side.num_classes = num_classes
         side.score_dtype = str(scores.dtype)
         name = scores.name if fmt == "npz" else os.path.basename(path).split(".")[0]
         side.kind_hint = kind_from_name(name)
@@ -227,17 +277,21 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _S
         side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
         side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in members:
-        side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg)
+        side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)
         side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
     return side
 
 
-def _open_side(path: str, cfg: SourceConfig, want_scores: bool, fmt_override: str | None) -> tuple[_Side, str]:
+def _open_side(
+    path: str, cfg: SourceConfig, want_scores: bool, fmt_override: str | None, seq: tuple[int | None, int] = (None, 2)
+) -> tuple[_Side, str]:
     _check_file(path)
     fmt = detect_format(path, fmt_override)
     if fmt in COLUMNAR:
+        if seq[0] is not None:
+            raise OptionError("labels of [N, T, C] scores must be an .npy or .npz array", path=path, hint="save them as [N, T]")
         return _columnar_side(path, fmt, cfg, want_scores), fmt
-    return _array_side(path, fmt, cfg, want_scores), fmt
+    return _array_side(path, fmt, cfg, want_scores, seq), fmt
 
 
 class Source:
@@ -250,7 +304,7 @@ class Source:
         main, fmt = _open_side(path, cfg, True, cfg.format)
         labels = None
         if cfg.labels_path is not None:
-            labels, _ = _open_side(cfg.labels_path, cfg, False, None)
+            labels, _ = _open_side(cfg.labels_path, cfg, False, None, (main.seq_len, main.class_axis))
         extras: list[tuple[Roles, str]] = []
         if labels is not None:
             extras.append((labels.roles, "targets"))
@@ -258,9 +312,9 @@ class Source:
         if cfg.sample_weights_path is not None:
             _check_file(cfg.sample_weights_path)
             weights = NpyArray(cfg.sample_weights_path, os.path.basename(cfg.sample_weights_path))
-            if len(weights.shape) != 1 and weights.shape[1:] != (1,):
-                raise LayoutError(f"sample weights have shape {weights.shape}; expected [rows]", path=cfg.sample_weights_path)
-            extras.append((ArrayRoles({"weights": weights}, cfg.sample_weights_path), "weights"))
+            if len(weights.shape) not in (1, 2):
+                raise LayoutError(f"sample weights have shape {weights.shape}; expected [rows] or [N, T]", path=cfg.sample_weights_path)
+            extras.append((ArrayRoles({"weights": weights}, cfg.sample_weights_path, main.seq_len, main.class_axis), "weights"))
             weights_from = f"array of shape {list(weights.shape)} in {cfg.sample_weights_path}"
         for extra, _ in extras:
             if main.roles.rows is not None and extra.rows is not None and main.roles.rows != extra.rows:
@@ -303,6 +357,9 @@ class Source:
             target_kind=target_side.target_kind,
             ids=main.ids,
             weights=weights_from,
+            samples=main.samples,
+            sequence_length=main.seq_len,
+            sequences=main.sequences,
         )
         self._rows_done = 0
 
@@ -325,10 +382,11 @@ class Source:
             weights = batch.get("weights")
             if weights is not None:
                 weights = weights.reshape(n).astype(np.float64)
+            sample, position = batch.get("sample"), batch.get("position")
             if dense:
-                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"), weights)
+                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"), weights, sample, position)
             else:
-                chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights)
+                chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights, sample, position)
             yield chunk
             offset += n
             self._rows_done = offset

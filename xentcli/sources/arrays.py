@@ -125,19 +125,27 @@ def npz_member(archive: zipfile.ZipFile, path: str, key: str | None, defaults: t
 
 
 class ArrayRoles:
-    """Role arrays (scores, labels or targets) from NPY files or NPZ members, row-aligned."""
+    """Role arrays (scores, labels or targets, weights, ids) from NPY files or NPZ members, row-aligned.
 
-    def __init__(self, members: dict[str, NpyArray | NpzMember], path: str) -> None:
+    With `seq_len` T the arrays hold sequences: scores [N, T, C] (or [N, C, T] with class_axis 1),
+    labels [N, T], dense targets shaped like the scores, weights [N, T] or [N], ids [N]. Batches
+    are then flattened to one row per token, with `sample` and `position` arrays.
+    """
+
+    def __init__(self, members: dict[str, NpyArray | NpzMember], path: str, seq_len: int | None = None, class_axis: int = 2) -> None:
         self.members = members
         self.path = path
+        self.seq_len = seq_len
+        self.class_axis = class_axis
         lengths = {role: (m.shape[0] if m.shape else 0) for role, m in members.items()}
-        self.rows: int | None = next(iter(lengths.values()))
+        samples = next(iter(lengths.values()))
+        self.rows: int | None = samples * (seq_len or 1)
         for role, member in members.items():
             if len(member.shape) == 0:
                 raise LayoutError(f"'{member.name}' is a scalar, not an array of rows", path=member.path)
-            if lengths[role] != self.rows:
+            if lengths[role] != samples:
                 raise LayoutError(
-                    f"'{member.name}' has {lengths[role]} rows but the scores have {self.rows}",
+                    f"'{member.name}' has {lengths[role]} rows but the scores have {samples}",
                     path=member.path,
                     hint="scores and labels must hold the same rows in the same order",
                 )
@@ -145,7 +153,27 @@ class ArrayRoles:
     def progress(self) -> float | None:
         return None
 
+    def _flatten(self, role: str, values: npt.NDArray) -> npt.NDArray:
+        """One row per token: [k, T, C] / [k, C, T] → [k·T, C]; [k, T] → [k·T]; [k] → repeated."""
+        seq_len = self.seq_len or 1
+        if values.ndim == 3:
+            if self.class_axis == 1:
+                values = np.moveaxis(values, 1, 2)
+            return np.ascontiguousarray(values).reshape(-1, values.shape[2])
+        if values.ndim == 2 and role != "scores":
+            return values.reshape(-1)
+        return np.repeat(values, seq_len, axis=0)
+
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
-        iterators = {role: member.slices(rows) for role, member in self.members.items()}
+        samples_per_batch = rows if self.seq_len is None else max(1, rows // self.seq_len)
+        iterators = {role: member.slices(samples_per_batch) for role, member in self.members.items()}
+        first_sample = 0
         for parts in zip(*iterators.values()):
-            yield dict(zip(iterators.keys(), parts))
+            batch = dict(zip(iterators.keys(), parts))
+            if self.seq_len is not None:
+                k = len(next(iter(batch.values())))
+                batch = {role: self._flatten(role, values) for role, values in batch.items()}
+                batch["sample"] = np.repeat(np.arange(first_sample, first_sample + k), self.seq_len)
+                batch["position"] = np.tile(np.arange(self.seq_len), k)
+                first_sample += k
+            yield batch

@@ -18,8 +18,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from xentcli.errors import InputError
-from xentcli.sources.columns import Field, field_matrix, is_list, list_width
+from xentcli.errors import InputError, LayoutError
+from xentcli.sources.columns import Field, is_list, list_to_matrix, list_width, wide_to_matrix
 
 CSV_BLOCK_BYTES = 4 << 20
 # Parquet is read through a buffered stream, column chunk by column chunk: resident memory stays
@@ -113,13 +113,19 @@ def _first_line(exc: Exception) -> str:
 
 
 class ColumnarRoles:
-    """Batches of one columnar file turned into role arrays: scores, labels/targets, ids."""
+    """Batches of one columnar file turned into role arrays: scores, labels/targets, ids, weights.
+
+    Sequences come in two layouts: nested lists (one row per sequence: list<list<float>> scores,
+    a list of labels), flattened here to one row per token; or one row per token with a `group`
+    column naming the sequence. Both add `sample` and `position` arrays.
+    """
 
     def __init__(self, file: ColumnarFile, roles: dict[str, Field]) -> None:
         self.file = file
         self.roles = roles
         self.path = file.path
-        self.rows = file.rows
+        self.nested = "scores" in roles and roles["scores"].nested
+        self.rows = None if self.nested else file.rows
         if file.format == "csv":
             file.set_csv_types(list(roles.values()))
         self._columns = [name for found in roles.values() for name in found.columns]
@@ -128,22 +134,89 @@ class ColumnarRoles:
         self.widths = {
             role: list_width(None if first is None else first.column(found.columns[0]), found)
             for role, found in roles.items()
-            if found.wide or is_list(found.dtype)
+            if found.wide or is_list(self._per_token_type(found))
         }
+        self._rows_read = 0
+        self._last_group: object = None
+        self._last_position = -1
+
+    def _per_token_type(self, found: Field) -> pa.DataType:
+        """With nested sequences every list column holds one entry per token."""
+        if self.nested and not found.wide and is_list(found.dtype):
+            return found.dtype.value_type
+        return found.dtype
 
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
         offset = 0
         for batch in self.file.record_batches(self._columns, rows):
-            yield {role: self._array(batch, role, found, offset) for role, found in self.roles.items()}
+            if self.nested:
+                arrays = self._sequence_batch(batch, offset)
+            else:
+                arrays = {role: self._array(batch.column(found.columns[0]) if not found.wide else batch, role, found, offset)
+                          for role, found in self.roles.items() if role != "group"}
+                if "group" in self.roles:
+                    arrays.update(self._group_positions(batch.column(self.roles["group"].columns[0])))
             offset += batch.num_rows
+            self._rows_read = offset
+            yield arrays
 
-    def _array(self, batch: pa.RecordBatch, role: str, found: Field, offset: int) -> npt.NDArray:
+    def _array(self, column: pa.Array | pa.RecordBatch, role: str, found: Field, offset: int) -> npt.NDArray:
         if role in self.widths:
-            return field_matrix(batch, found, self.widths[role], self.path, offset)
-        values = batch.column(found.columns[0])
-        if role == "ids":
-            return values.to_numpy(zero_copy_only=False)
-        return np.asarray(values.to_numpy(zero_copy_only=False))
+            if found.wide:
+                return wide_to_matrix(column, found.columns)  # type: ignore[arg-type]
+            return list_to_matrix(column, self.widths[role], self.path, found.columns[0], offset)  # type: ignore[arg-type]
+        values = column.to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
+        return values if role == "ids" else np.asarray(values)
+
+    def _sequence_batch(self, batch: pa.RecordBatch, offset: int) -> dict[str, npt.NDArray]:
+        """Nested rows → one row per token, with each token's sequence (row) and position."""
+        scores = batch.column(self.roles["scores"].columns[0])
+        if scores.null_count:
+            row = offset + int(np.flatnonzero(scores.is_null().to_numpy(zero_copy_only=False))[0])
+            raise LayoutError(f"row {row} has no scores (null)", path=self.path, hint="every sequence needs a list of score rows")
+        lengths = _list_lengths(scores)
+        out: dict[str, npt.NDArray] = {}
+        for role, found in self.roles.items():
+            column = batch.column(found.columns[0])
+            if role in ("scores", "targets") and is_list(column.type):
+                if role == "targets":
+                    mismatch = np.flatnonzero(_list_lengths(column) != lengths)
+                    if mismatch.size:
+                        row = int(mismatch[0])
+                        raise LayoutError(
+                            f"row {offset + row}: {_list_lengths(column)[row]} labels for {lengths[row]} positions",
+                            path=self.path,
+                            hint="each sequence needs one label (or target row) per position",
+                        )
+                out[role] = self._array(column.flatten(), role, found, offset)
+            else:
+                out[role] = np.repeat(self._array(column, role, found, offset), lengths)
+        starts = np.cumsum(lengths) - lengths
+        out["sample"] = np.repeat(np.arange(offset, offset + len(lengths)), lengths)
+        out["position"] = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
+        return out
+
+    def _group_positions(self, groups: pa.Array) -> dict[str, npt.NDArray]:
+        """Each row's sequence (the group value) and its position within that run of rows."""
+        sample = groups.to_numpy(zero_copy_only=False)
+        n = len(sample)
+        if n == 0:
+            return {"sample": sample, "position": np.empty(0, np.int64)}
+        starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
+        position = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        if sample[0] == self._last_group:
+            first_run = starts[1] if len(starts) > 1 else n
+            position[:first_run] += self._last_position + 1
+        self._last_group, self._last_position = sample[-1], int(position[-1])
+        return {"sample": sample, "position": position}
 
     def progress(self) -> float | None:
+        if self.file.rows:
+            return self._rows_read / self.file.rows
         return self.file.progress()
+
+
+def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:
+    if pa.types.is_fixed_size_list(column.type):
+        return np.full(len(column), column.type.list_size, dtype=np.int64)
+    return np.diff(column.offsets.to_numpy()).astype(np.int64)

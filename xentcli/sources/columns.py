@@ -68,8 +68,19 @@ class Field:
         return f"{kind} '{self.columns[0]}'"
 
     @property
+    def nested(self) -> bool:
+        """A list of lists per row: one sequence of per-token rows."""
+        return not self.wide and is_list(self.dtype) and is_list(self.dtype.value_type)
+
+    @property
+    def per_row_type(self) -> pa.DataType:
+        """The type of one token's entry: the row itself, or an element of a sequence."""
+        return self.dtype.value_type if self.nested else self.dtype
+
+    @property
     def value_type(self) -> pa.DataType:
-        return self.dtype.value_type if is_list(self.dtype) and not self.wide else self.dtype
+        inner = self.per_row_type
+        return inner.value_type if is_list(inner) and not self.wide else inner
 
 
 def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
@@ -205,9 +216,12 @@ def find_weights(schema: pa.Schema, path: str, column: str) -> Field:
     return found
 
 
-def check_target_kind(target: Field, wanted: str, path: str) -> str:
-    """'sparse' for a column of labels, 'dense' for rows of one-hot/soft targets; checks --target."""
-    found = "dense" if target.wide or is_list(target.dtype) else "sparse"
+def check_target_kind(target: Field, wanted: str, path: str, sequences: bool = False) -> str:
+    """'sparse' for a column of labels, 'dense' for rows of one-hot/soft targets; checks --target.
+
+    With nested (sequence) scores, a list of labels per row is sparse: one label per token."""
+    per_token = target.dtype.value_type if sequences and is_list(target.dtype) else target.dtype
+    found = "dense" if target.wide or is_list(per_token) else "sparse"
     if wanted not in ("auto", found):
         raise OptionError(
             f"--target {wanted} was given, but {target.describe} holds {found} targets",
@@ -248,12 +262,6 @@ def wide_to_matrix(batch: pa.RecordBatch, columns: tuple[str, ...]) -> npt.NDArr
     return np.column_stack(arrays) if arrays else np.empty((batch.num_rows, 0))
 
 
-def field_matrix(batch: pa.RecordBatch, found: Field, width: int, path: str, offset: int) -> npt.NDArray:
-    if found.wide:
-        return wide_to_matrix(batch, found.columns)
-    return list_to_matrix(batch.column(found.columns[0]), width, path, found.columns[0], offset)
-
-
 def list_width(first_value: pa.Array | None, found: Field) -> int:
     """The number of classes of a field: wide column count, fixed list size, or the first row's length."""
     if found.wide:
@@ -263,4 +271,6 @@ def list_width(first_value: pa.Array | None, found: Field) -> int:
     if first_value is None or len(first_value) == 0:
         return 0
     first = first_value[0]
-    return 0 if not first.is_valid else len(first)
+    if found.nested or (first.is_valid and is_list(found.dtype) and is_list(found.dtype.value_type)):
+        first = first.values[0] if first.is_valid and len(first) else None
+    return 0 if first is None or not first.is_valid else len(first)
