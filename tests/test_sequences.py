@@ -1,0 +1,120 @@
+"""Sequences in every layout give the per-token losses of the flattened rows and the same sums."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reference import sparse_loss64
+from xentcli.cli import app
+
+DATA = Path(__file__).parent / "conformance" / "data"
+CASES = {c["id"]: c for c in json.loads((DATA.parent / "cases.json").read_text())["cases"]}
+runner = CliRunner()
+
+
+def score(*args):
+    result = runner.invoke(app, ["score", *map(str, args)])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def seq():
+    z = np.load(DATA / "seq_ntc_pad" / "logits.npy").astype(np.float64)
+    y = np.load(DATA / "seq_ntc_pad" / "labels.npy")
+    return z, y
+
+
+def _reference(z, y):
+    n, t, c = z.shape
+    loss = sparse_loss64(z.reshape(n * t, c), y.reshape(-1))
+    return loss.reshape(n, t)
+
+
+@pytest.mark.parametrize("case,axis", [("seq_ntc_pad", []), ("seq_nct_pad", ["--class-axis", "1"])])
+def test_both_class_axes_match_torch(case, axis, tmp_path):
+    out = tmp_path / "rows.parquet"
+    result = score(DATA / case / "logits.npy", "--labels", DATA / case / "labels.npy", *axis, "--json", "--like", "torch", "-o", out, "--chunk-rows", "7")
+    doc = json.loads(result.stdout)
+    call = CASES[case]["expected"]["torch.cross_entropy(target=int)"]["float64"]
+    assert doc["like"]["loss"] == pytest.approx(float(call["mean"]), rel=1e-6)
+    assert doc["summary"]["rows"] == 24 and doc["summary"]["ignored"] == 7 and doc["input"]["sequence_length"] == 6
+    rows = pq.read_table(out).to_pydict()
+    assert rows["sample"][:7] == [0, 0, 0, 0, 0, 0, 1] and rows["position"][:7] == [0, 1, 2, 3, 4, 5, 0]
+    want = np.array(call["none"], dtype=np.float64).reshape(-1)
+    np.testing.assert_allclose(rows["loss"], want, rtol=1e-6, atol=1e-6)
+
+
+def test_per_sequence_sums(seq):
+    z, y = seq
+    doc = json.loads(score(DATA / "seq_ntc_pad" / "logits.npy", "--labels", DATA / "seq_ntc_pad" / "labels.npy", "--per-sequence", "--json", "--chunk-rows", "5").stdout)
+    ref = _reference(z, y)
+    for i, item in enumerate(doc["per_sequence"]):
+        valid = y[i] != -100
+        assert item["sequence"] == i and item["positions"] == 6 and item["tokens"] == valid.sum()
+        assert item["loss_sum"] == pytest.approx(ref[i][valid].sum(), rel=1e-6)
+        assert item["perplexity"] == pytest.approx(np.exp(ref[i][valid].mean()), rel=1e-6)
+
+
+def _nested_and_token_files(tmp_path, z, y):
+    lengths = (y != -100).sum(axis=1)
+    logits = [[z[i, t].tolist() for t in range(lengths[i])] for i in range(len(y))]
+    labels = [[int(y[i, t]) for t in range(lengths[i])] for i in range(len(y))]
+    pq.write_table(pa.table({"logits": logits, "label": labels}), tmp_path / "nested.parquet", row_group_size=3)
+    seq, rows, labs = [], [], []
+    for i in range(len(y)):
+        for t in range(lengths[i]):
+            seq.append(f"s{i}")
+            rows.append(z[i, t].tolist())
+            labs.append(int(y[i, t]))
+    pq.write_table(pa.table({"seq": seq, "logits": rows, "label": labs}), tmp_path / "tokens.parquet")
+    return tmp_path / "nested.parquet", tmp_path / "tokens.parquet"
+
+
+@pytest.mark.parametrize("chunk_rows", ["1", "4", "100"])
+def test_nested_lists_and_group_column_agree(tmp_path, seq, chunk_rows):
+    z, y = seq
+    nested, tokens = _nested_and_token_files(tmp_path, z, y)
+    a = json.loads(score(nested, "--per-sequence", "--json", "--chunk-rows", chunk_rows).stdout)
+    b = json.loads(score(tokens, "--group-col", "seq", "--per-sequence", "--json", "--chunk-rows", chunk_rows).stdout)
+    ref = _reference(z, y)
+    valid = y != -100
+    assert a["summary"]["rows"] == b["summary"]["rows"] == int(valid.sum())
+    assert a["summary"]["loss_mean"] == pytest.approx(ref[valid].mean(), rel=1e-12)
+    assert b["summary"]["loss_mean"] == pytest.approx(ref[valid].mean(), rel=1e-12)
+    assert [s["loss_sum"] for s in a["per_sequence"]] == pytest.approx([s["loss_sum"] for s in b["per_sequence"]], rel=1e-12)
+    assert [s["sequence"] for s in b["per_sequence"]] == ["s0", "s1", "s2", "s3"]
+
+
+def test_group_positions_continue_across_chunks(tmp_path, seq):
+    z, y = seq
+    _, tokens = _nested_and_token_files(tmp_path, z, y)
+    out = tmp_path / "rows.csv"
+    score(tokens, "--group-col", "seq", "--chunk-rows", "4", "-o", out)
+    import pyarrow.csv as pa_csv
+    rows = pa_csv.read_csv(out).to_pydict()
+    assert rows["sample"][:8] == ["s0"] * 6 + ["s1"] * 2
+    assert rows["position"][:8] == [0, 1, 2, 3, 4, 5, 0, 1]
+
+
+def test_nested_label_count_mismatch(tmp_path):
+    pq.write_table(pa.table({"logits": [[[0.0, 1.0], [1.0, 0.0]]], "label": [[1]]}), tmp_path / "bad.parquet")
+    result = runner.invoke(app, ["score", str(tmp_path / "bad.parquet")])
+    assert result.exit_code == 2 and "row 0: 1 labels for 2 positions" in result.stderr
+
+
+def test_per_sequence_needs_sequences():
+    result = runner.invoke(app, ["score", str(DATA / "sparse_c3" / "list.parquet"), "--per-sequence"])
+    assert result.exit_code == 2 and "--per-sequence needs sequences" in result.stderr
+
+
+def test_class_axis_zero_refused(seq):
+    result = runner.invoke(app, ["score", str(DATA / "seq_ntc_pad" / "logits.npy"), "--labels", str(DATA / "seq_ntc_pad" / "labels.npy"), "--class-axis", "0"])
+    assert result.exit_code == 2 and "--class-axis 0 cannot be read row by row" in result.stderr
