@@ -130,7 +130,7 @@ def test_non_numeric_scores_and_labels(tmp_path):
     assert "not numbers" in _error(tmp_path, paths=(str(tmp_path / "s.parquet"),)).one_line()
     pq.write_table(pa.table({"logits": [[0.0, 1.0]], "label": ["cat"]}), tmp_path / "l.parquet")
     line = _error(tmp_path, paths=(str(tmp_path / "l.parquet"),)).one_line()
-    assert "labels in column 'label' are string, not numbers" in line
+    assert "labels in column 'label' are strings, and no class names were given" in line and "--classes" in line
 
 
 def test_ragged_scores_name_the_row(tmp_path):

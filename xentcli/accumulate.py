@@ -212,7 +212,7 @@ class LossSummary:
             "num_classes": self.num_classes,
         }
 
-    def per_class_rows(self) -> list[dict[str, Any]]:
+    def per_class_rows(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         pc = self.per_class
         with np.errstate(invalid="ignore", divide="ignore"):
             loss_mean = pc.loss_sum / pc.support
@@ -221,6 +221,7 @@ class LossSummary:
         return [
             {
                 "class": c,
+                **({"name": names[c]} if names else {}),
                 "support": int(pc.support[c]),
                 "predicted": int(pc.predicted[c]),
                 "loss_mean": float(loss_mean[c]),

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from xentcli import __version__
-from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_ignore_index
+from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_classes, parse_ignore_index
 from xentcli.engine import run
 from xentcli.errors import XentError
 from xentcli.semantics import LossOptions
@@ -117,7 +117,7 @@ def _guarded(debug: bool, action: Callable[[], T]) -> T:
 
 @app.command()
 def score(
-    path: Annotated[Path, typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz; several files, a quoted glob or a folder are read as shards of one dump.", show_default=False, metavar="PATH...")],
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.", rich_help_panel="Input")] = None,
     file_format: Annotated[Optional[FormatChoice], typer.Option("--format", help="Read PATH as this format (default: from the extension).", rich_help_panel="Input")] = None,
     input_kind: Annotated[Optional[InputChoice], typer.Option("--input", help="What the scores are (default: logits, or as the column names say).", rich_help_panel="Input")] = None,
@@ -125,6 +125,7 @@ def score(
     class_axis: Annotated[int, typer.Option("--class-axis", help="Axis of the classes in [N, T, C] arrays: -1 (default) or 1 for PyTorch's [N, C, T].", rich_help_panel="Sequences")] = -1,
     group_col: Annotated[Optional[str], typer.Option("--group-col", help="One row per token: the column naming each row's sequence.", rich_help_panel="Sequences")] = None,
     per_sequence: Annotated[bool, typer.Option("--per-sequence", help="Add per-sequence sums, means, token counts and perplexities.", rich_help_panel="Sequences")] = False,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="Class names in class order (comma list or a file, one per line), for string labels.", rich_help_panel="Columns")] = None,
     score_col: Annotated[Optional[str], typer.Option("--score-col", help="List column holding the scores.", rich_help_panel="Columns")] = None,
     score_prefix: Annotated[Optional[str], typer.Option("--score-prefix", help="Prefix of wide score columns (P0, P1, …).", rich_help_panel="Columns")] = None,
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the labels or target rows.", rich_help_panel="Columns")] = None,
@@ -168,7 +169,7 @@ def score(
         )
         config = RunConfig(
             source=SourceConfig(
-                paths=(str(path),),
+                paths=tuple(paths),
                 format=file_format.value if file_format else None,
                 labels_path=str(labels) if labels else None,
                 score_col=score_col,
@@ -184,6 +185,7 @@ def score(
                 target_kind=target.value,  # type: ignore[arg-type]
                 class_axis=class_axis,
                 group_col=group_col,
+                classes=parse_classes(classes),
             ),
             loss=loss,
             top_k=top_k,
@@ -194,12 +196,11 @@ def score(
             threads=threads,
         )
         source = Source(config.source)
-        inputs = [str(p) for p in (path, labels, sample_weights) if p]
         with progress_bar(not (quiet or as_json), source.description.bytes_per_row) as on_progress:
             if output is None:
                 report = run(config, source, on_progress=on_progress)
             else:
-                with SampleWriter(str(output), inputs, id_col, force, loss.like) as writer:
+                with SampleWriter(str(output), source.files, id_col, force, loss.like) as writer:
                     report = run(config, source, sink=writer, on_progress=on_progress)
         if as_json:
             sys.stdout.write(render_json(report) + "\n")

@@ -39,6 +39,7 @@ class SourceConfig:
     target_kind: TargetKind = "auto"
     class_axis: int = -1  # for [N, T, C] sequences; 1 reads PyTorch's [N, C, T]
     group_col: str | None = None  # one row per token: the column naming each row's sequence
+    classes: tuple[str, ...] | None = None  # class names, in class order, for string labels
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,19 @@ def _weights(values: list, path: str | None) -> tuple[float, ...]:
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
         raise OptionError("--class-weights must be finite and non-negative", path=path)
     return weights
+
+
+def parse_classes(text: str | None) -> tuple[str, ...] | None:
+    """`--classes cat,dog,bird`, or a file with one class name per line."""
+    if text is None:
+        return None
+    if os.path.exists(text):
+        with open(text, encoding="utf-8") as handle:
+            names = [line.strip() for line in handle if line.strip()]
+    else:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+    if len(set(names)) != len(names):
+        raise OptionError("--classes names a class twice", path=text if os.path.exists(text) else None)
+    if not names:
+        raise OptionError("--classes names no class")
+    return tuple(names)

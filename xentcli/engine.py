@@ -157,7 +157,7 @@ def run(
     return Report(
         input=info,
         summary=summary,
-        per_class=total.per_class_rows() if config.per_class else [],
+        per_class=total.per_class_rows(info.classes) if config.per_class else [],
         worst=total.worst.details,
         id_column=config.source.id_col,
         like=documents.get(like) if like else None,

@@ -114,11 +114,12 @@ def worst_table(report: Report) -> Table:
 
 def per_class_table(report: Report) -> Table:
     table = Table(title="Per class", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("class", "support", "predicted", "mean loss", "accuracy", "mean p_true"):
+    table.add_column("class", justify="left")
+    for name in ("support", "predicted", "mean loss", "accuracy", "mean p_true"):
         table.add_column(name, justify="right")
     for item in report.per_class:
         table.add_row(
-            str(item["class"]),
+            f"{item['class']} {item['name']}" if "name" in item else str(item["class"]),
             fmt_number(item["support"]),
             fmt_number(item["predicted"]),
             fmt_number(item["loss_mean"]),

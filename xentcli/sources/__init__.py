@@ -5,9 +5,10 @@ Nothing downstream knows the file format: the engine sees `Source.description` a
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,6 +24,7 @@ from xentcli.sources.columns import (
     find_scores,
     find_targets,
     find_weights,
+    is_text,
     kind_from_name,
 )
 
@@ -74,6 +76,8 @@ class InputDescription:
     samples: int | None = None  # sequences: how many (rows are then tokens)
     sequence_length: int | None = None  # fixed length T of [N, T, C] arrays
     sequences: str | None = None  # how the rows were grouped into sequences
+    shards: int = 1  # files read as one dataset
+    classes: tuple[str, ...] | None = None  # class names, when known
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -133,15 +137,18 @@ class _Side:
     class_axis: int = 2
     samples: int | None = None
     sequences: str | None = None
+    classes: tuple[str, ...] | None = None
 
 
-def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) -> _Side:
+def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None) -> _Side:
     file = ColumnarFile(path, fmt)
     roles: dict[str, Field] = {}
+    classes = cfg.classes or classes
     if want_scores:
         roles["scores"] = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix)
+        classes = cfg.classes or roles["scores"].classes
     if not want_scores or cfg.labels_path is None:
-        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix)
+        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes)
     if want_scores and cfg.id_col:
         if cfg.id_col not in file.schema.names:
             raise LayoutError(f"no column '{cfg.id_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --id-col")
@@ -152,8 +159,8 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
         if cfg.group_col not in file.schema.names:
             raise LayoutError(f"no column '{cfg.group_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --group-col")
         roles["group"] = Field((cfg.group_col,), False, file.schema.field(cfg.group_col).type)
-    reader = ColumnarRoles(file, roles)
-    side = _Side(reader)
+    reader = ColumnarRoles(file, roles, classes)
+    side = _Side(reader, classes=classes)
     if want_scores:
         found = roles["scores"]
         side.scores = found.describe
@@ -172,6 +179,8 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool) ->
             side.sequences = f"rows grouped by column '{cfg.group_col}'"
     if "targets" in roles:
         side.targets = roles["targets"].describe
+        if is_text(roles["targets"].value_type) and classes:
+            side.targets = f"class names in {side.targets}, mapped to {len(classes)} classes"
         nested = "scores" in roles and roles["scores"].nested
         side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path, sequences=nested)
         side.target_width = reader.widths.get("targets", 0)
@@ -283,28 +292,31 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: 
 
 
 def _open_side(
-    path: str, cfg: SourceConfig, want_scores: bool, fmt_override: str | None, seq: tuple[int | None, int] = (None, 2)
+    path: str,
+    cfg: SourceConfig,
+    want_scores: bool,
+    fmt_override: str | None,
+    seq: tuple[int | None, int] = (None, 2),
+    classes: tuple[str, ...] | None = None,
 ) -> tuple[_Side, str]:
     _check_file(path)
     fmt = detect_format(path, fmt_override)
     if fmt in COLUMNAR:
         if seq[0] is not None:
             raise OptionError("labels of [N, T, C] scores must be an .npy or .npz array", path=path, hint="save them as [N, T]")
-        return _columnar_side(path, fmt, cfg, want_scores), fmt
+        return _columnar_side(path, fmt, cfg, want_scores, classes), fmt
     return _array_side(path, fmt, cfg, want_scores, seq), fmt
 
 
-class Source:
-    """An opened input: its description and a generator of chunks of a given number of rows."""
+class FileSource:
+    """One opened input file (with its labels and weights files): description and chunks."""
 
     def __init__(self, cfg: SourceConfig) -> None:
-        if len(cfg.paths) != 1:
-            raise OptionError(f"expected one input file, got {len(cfg.paths)}", hint="pass a single file")
         path = cfg.paths[0]
         main, fmt = _open_side(path, cfg, True, cfg.format)
         labels = None
         if cfg.labels_path is not None:
-            labels, _ = _open_side(cfg.labels_path, cfg, False, None, (main.seq_len, main.class_axis))
+            labels, _ = _open_side(cfg.labels_path, cfg, False, None, (main.seq_len, main.class_axis), main.classes or cfg.classes)
         extras: list[tuple[Roles, str]] = []
         if labels is not None:
             extras.append((labels.roles, "targets"))
@@ -335,6 +347,12 @@ class Source:
                 path=target_side.roles.path,
                 hint="targets and scores must have one column per class",
             )
+        classes = main.classes or cfg.classes
+        if classes is not None and len(classes) != num_classes:
+            raise OptionError(
+                f"--classes names {len(classes)} classes but the scores have {num_classes}",
+                hint="name every class, in the order of the score columns",
+            )
         if cfg.input_kind:
             kind, kind_from = cfg.input_kind, "--input"
         elif main.kind_hint:
@@ -360,6 +378,7 @@ class Source:
             samples=main.samples,
             sequence_length=main.seq_len,
             sequences=main.sequences,
+            classes=classes,
         )
         self._rows_done = 0
 
@@ -390,6 +409,94 @@ class Source:
             yield chunk
             offset += n
             self._rows_done = offset
+
+
+def expand_paths(paths: tuple[str, ...]) -> list[str]:
+    """Files named, matched by a glob, or found (recursively) in a folder, in a stable order."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(root, name)
+                for root, _, names in os.walk(path)
+                for name in names
+                if not name.startswith(".") and any(name.lower().endswith(ext) for ext in EXTENSIONS)
+            )
+            if not found:
+                raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path)
+            files += found
+        elif any(char in path for char in "*?[") and not os.path.exists(path):
+            found = sorted(glob.glob(path, recursive=True))
+            if not found:
+                raise InputError("matches no file", path=path, hint="check the pattern (quote it so the shell leaves it to xent)")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+class Source:
+    """The input: one file, or several shards read one after another as one dataset.
+
+    Shards must agree on the number of classes and on what the scores and targets are; rows
+    are numbered across the shards in order (sorted names within a folder or glob)."""
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        files = expand_paths(cfg.paths)
+        if len(files) > 1 and (cfg.labels_path or cfg.sample_weights_path):
+            raise OptionError(
+                "--labels and --sample-weights pair with a single scores file",
+                hint="keep the labels in the shards themselves, or score one file at a time",
+            )
+        self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path) if p]
+        self._files = [FileSource(replace(cfg, paths=(name,))) for name in files]
+        first = self._files[0].description
+        for shard in self._files[1:]:
+            info = shard.description
+            for field_name in ("num_classes", "input_kind", "target_kind", "sequence_length"):
+                if getattr(info, field_name) != getattr(first, field_name):
+                    raise LayoutError(
+                        f"{field_name.replace('_', ' ')} is {getattr(info, field_name)}, but {first.path} has {getattr(first, field_name)}",
+                        path=info.path,
+                        hint="all shards of a dump must have the same layout",
+                    )
+        if len(self._files) == 1:
+            self.description = first
+        else:
+            rows = [shard.description.rows for shard in self._files]
+            samples = [shard.description.samples for shard in self._files]
+            self.description = replace(
+                first,
+                path=" ".join(cfg.paths),
+                rows=None if None in rows else sum(rows),  # type: ignore[arg-type]
+                samples=None if None in samples else sum(samples),  # type: ignore[arg-type]
+                shards=len(self._files),
+                format=first.format if len({s.description.format for s in self._files}) == 1 else "mixed",
+            )
+        self._current = 0
+
+    def progress(self) -> float | None:
+        done = self._files[self._current].progress()
+        if done is None:
+            return None
+        return (self._current + done) / len(self._files)
+
+    def chunks(self, rows: int) -> Iterator[Chunk]:
+        offset = 0
+        sample_offset = 0
+        for index, shard in enumerate(self._files):
+            self._current = index
+            last = None
+            for chunk in shard.chunks(rows):
+                chunk.offset += offset
+                if chunk.sample is not None and chunk.sample.dtype.kind in "iu":
+                    chunk.sample = chunk.sample + sample_offset
+                    last = chunk.sample[-1] if chunk.sample.size else last
+                yield chunk
+                tail = chunk.offset + len(chunk.scores)
+            offset = tail
+            if last is not None:
+                sample_offset = int(last) + 1
 
 
 def _compute_dtype(values: npt.NDArray) -> npt.NDArray:

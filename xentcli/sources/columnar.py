@@ -14,12 +14,13 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from xentcli.errors import InputError, LayoutError
-from xentcli.sources.columns import Field, is_list, list_to_matrix, list_width, wide_to_matrix
+from xentcli.sources.columns import Field, is_list, is_text, list_to_matrix, list_width, wide_to_matrix
 
 CSV_BLOCK_BYTES = 4 << 20
 # Parquet is read through a buffered stream, column chunk by column chunk: resident memory stays
@@ -120,9 +121,10 @@ class ColumnarRoles:
     column naming the sequence. Both add `sample` and `position` arrays.
     """
 
-    def __init__(self, file: ColumnarFile, roles: dict[str, Field]) -> None:
+    def __init__(self, file: ColumnarFile, roles: dict[str, Field], classes: tuple[str, ...] | None = None) -> None:
         self.file = file
         self.roles = roles
+        self.classes = None if classes is None else pa.array(classes)
         self.path = file.path
         self.nested = "scores" in roles and roles["scores"].nested
         self.rows = None if self.nested else file.rows
@@ -165,6 +167,9 @@ class ColumnarRoles:
             if found.wide:
                 return wide_to_matrix(column, found.columns)  # type: ignore[arg-type]
             return list_to_matrix(column, self.widths[role], self.path, found.columns[0], offset)  # type: ignore[arg-type]
+        if role == "targets" and self.classes is not None and is_text(column.type):  # type: ignore[union-attr]
+            # class names → indices; a name that is not a class becomes null → NaN, an unusable label
+            column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
         values = column.to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
         return values if role == "ids" else np.asarray(values)
 

@@ -59,6 +59,7 @@ class Field:
     columns: tuple[str, ...]
     wide: bool
     dtype: pa.DataType
+    classes: tuple[str, ...] | None = None  # wide score columns named after classes (score_cat, …)
 
     @property
     def describe(self) -> str:
@@ -148,6 +149,17 @@ def find_scores(schema: pa.Schema, path: str, column: str | None, prefix: str | 
     return found
 
 
+def named_class_columns(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
+    """Numeric columns named prefix + class name (logit_cat, logit_dog …), grouped by known prefix."""
+    groups: dict[str, list[str]] = {}
+    for name in schema.names:
+        for prefix in sorted(SCORE_PREFIXES, key=len, reverse=True):
+            if name.lower().startswith(prefix) and len(name) > len(prefix) and is_number(schema.field(name).type):
+                groups.setdefault(name[: len(prefix)], []).append(name)
+                break
+    return {prefix: tuple(names) for prefix, names in groups.items() if len(names) >= 2}
+
+
 def _auto_scores(schema: pa.Schema, path: str) -> Field:
     lists = [name for name in schema.names if is_list(schema.field(name).type)]
     named = [name for name in lists if name.lower() in SCORE_LIST_NAMES]
@@ -170,6 +182,10 @@ def _auto_scores(schema: pa.Schema, path: str) -> Field:
             path=path,
             hint="choose one with --score-prefix",
         )
+    named_groups = named_class_columns(schema)
+    if len(named_groups) == 1:
+        prefix, members = next(iter(named_groups.items()))
+        return Field(members, True, schema.field(members[0]).type, tuple(m[len(prefix):] for m in members))
     raise LayoutError(
         f"no score column found (columns: {', '.join(schema.names)})",
         path=path,
@@ -177,8 +193,17 @@ def _auto_scores(schema: pa.Schema, path: str) -> Field:
     )
 
 
-def find_targets(schema: pa.Schema, path: str, column: str | None, prefix: str | None) -> Field:
-    """The target field: an integer label column, a list column or wide columns of target rows."""
+def is_text(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def find_targets(
+    schema: pa.Schema, path: str, column: str | None, prefix: str | None, classes: tuple[str, ...] | None = None
+) -> Field:
+    """The target field: an integer label column, a list column or wide columns of target rows;
+    with class names, a column of strings."""
     if column:
         found = _named_column(schema, column, path, "--label-col")
     elif prefix:
@@ -197,6 +222,14 @@ def find_targets(schema: pa.Schema, path: str, column: str | None, prefix: str |
                 hint="name it with --label-col or --target-prefix, or pass the labels with --labels FILE",
             )
     value_type = found.value_type
+    if is_text(value_type) and not found.wide:
+        if classes is None:
+            raise LayoutError(
+                f"labels in {found.describe} are strings, and no class names were given",
+                path=path,
+                hint="name the classes in order with --classes a,b,c (or a file, one per line)",
+            )
+        return found
     if not (is_number(value_type) or pa.types.is_boolean(value_type)):
         raise LayoutError(
             f"labels in {found.describe} are {value_type}, not numbers",
