@@ -1,0 +1,95 @@
+"""Shards read as one dataset, and string labels mapped to classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from dumps import write_dump
+from reference import sparse_loss64
+from xentcli.cli import app
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+CLASSES = (SAMPLES / "classes.txt").read_text().split()
+runner = CliRunner()
+
+
+def score_json(*args):
+    result = runner.invoke(app, ["score", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(21)
+    z = rng.standard_normal((250, 6)) * 3
+    y = rng.integers(0, 6, 250)
+    return z, y
+
+
+@pytest.mark.parametrize("layout", ["parquet-list", "csv", "npz", "arrow-file"])
+def test_shards_equal_one_file(tmp_path, data, layout):
+    z, y = data
+    whole = score_json(*write_dump(tmp_path / "whole", layout, z, y), "--worst", "3")
+    folder = tmp_path / "shards"
+    for i, (start, stop) in enumerate([(0, 90), (90, 91), (91, 250)]):
+        write_dump(folder / f"part-{i}", layout, z[start:stop], y[start:stop], ids=[f"r{j}" for j in range(start, stop)])
+    for args in ([folder], [str(folder / "part-*" / "*")]):
+        sharded = score_json(*args, "--worst", "3")
+        assert sharded["input"]["shards"] == 3
+        for key, value in whole["summary"].items():
+            assert sharded["summary"][key] == pytest.approx(value, rel=1e-12), key
+        assert [w["row"] for w in sharded["worst"]] == [w["row"] for w in whole["worst"]]
+    assert whole["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
+
+
+def test_shards_must_agree(tmp_path, data):
+    z, y = data
+    write_dump(tmp_path / "a", "parquet-list", z[:10], y[:10])
+    write_dump(tmp_path / "b", "parquet-list", z[10:20, :5], np.minimum(y[10:20], 4))
+    result = runner.invoke(app, ["score", str(tmp_path)])
+    assert result.exit_code == 2 and "num classes is 5" in result.stderr and "same layout" in result.stderr
+
+
+def test_glob_matching_nothing(tmp_path):
+    result = runner.invoke(app, ["score", str(tmp_path / "*.parquet")])
+    assert result.exit_code == 2 and "matches no file" in result.stderr
+
+
+def test_string_labels_with_classes_file(tmp_path):
+    z = np.load(SAMPLES / "cifar10_val_logits.npy")
+    y = np.load(SAMPLES / "cifar10_val_labels.npy")
+    names = [CLASSES[v] for v in y]
+    names[7] = "zebra"  # not a class: an unusable label, reported, not an error
+    pq.write_table(pa.table({"logits": pa.array(z.tolist(), pa.list_(pa.float32())), "label": names}), tmp_path / "s.parquet")
+    doc = score_json(tmp_path / "s.parquet", "--classes", SAMPLES / "classes.txt", "--per-class")
+    ok = np.arange(500) != 7
+    assert doc["summary"]["nonfinite"] == 1
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y)[ok].mean(), rel=1e-6)
+    assert doc["per_class"][3]["name"] == "cat"
+    inline = score_json(tmp_path / "s.parquet", "--classes", ",".join(CLASSES))
+    assert inline["summary"]["loss_mean"] == doc["summary"]["loss_mean"]
+
+
+def test_class_named_score_columns(tmp_path):
+    z = np.load(SAMPLES / "cifar10_val_logits.npy")
+    y = np.load(SAMPLES / "cifar10_val_labels.npy")
+    columns = {f"score_{name}": pa.array(z[:, i]) for i, name in enumerate(CLASSES)}
+    columns["label"] = [CLASSES[v] for v in y]
+    pa_csv.write_csv(pa.table(columns), tmp_path / "named.csv")
+    doc = score_json(tmp_path / "named.csv")
+    assert doc["input"]["classes"] == CLASSES
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+def test_classes_count_must_match():
+    result = runner.invoke(app, ["score", str(SAMPLES / "cifar10_val.parquet"), "--classes", "a,b,c"])
+    assert result.exit_code == 2 and "--classes names 3 classes but the scores have 10" in result.stderr
