@@ -85,8 +85,9 @@ def summary_table(report: Report) -> Table:
     if s.get("ignored"):
         rows.append(("rows ignored", f"{fmt_number(s['ignored'])} (label = the ignore index)"))
     if "weight_sum" in s:
-        rows.insert(1, ("weight sum", fmt_number(s["weight_sum"])))
         rows[0] = ("loss (weighted mean)", rows[0][1])
+        rows[1] = ("loss sum (unweighted)", rows[1][1])
+        rows.insert(1, ("weighted sum / weights", f"{fmt_number(s['weighted_loss_sum'])} / {fmt_number(s['weight_sum'])}"))
     table = _key_value("Cross-entropy", rows)
     if s["nonfinite"]:
         table.add_row(
@@ -147,7 +148,7 @@ def compare_table(report: Report) -> Group:
     for name, justify in (("", "left"), ("reduction", "left"), ("loss", "right"), ("sum", "right"), ("raises", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     s = report.summary
-    table.add_row("true loss", "mean", fmt_number(s["loss_mean"]), fmt_number(s["loss_sum"]), "")
+    table.add_row("true loss", "mean", fmt_number(s["loss_mean"]), fmt_number(s.get("weighted_loss_sum", s["loss_sum"])), "")
     for doc in report.compare:
         errors = ", ".join(error.split(":")[0] for error in doc["errors"])
         table.add_row(doc["short_name"], doc["reduction"], fmt_reported(doc["loss"]), fmt_reported(doc["sum"]), Text(errors, style="red"))
