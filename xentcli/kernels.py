@@ -47,6 +47,9 @@ class SampleStats:
     entropy: F64 | None = None
     lp_dot: F64 | None = None  # [n, k] Σ_c V_ck log p_c, for class_vectors V (smoothing, class weights)
     target_lp_dot: F64 | None = None  # [n, k] Σ_c t_c V_ck log p_c (dense targets)
+    score_max: F64 | None = None  # the row's largest score (NaN if the row holds a NaN)
+    score_min: F64 | None = None  # its smallest, with extremes=True (for the diagnostics)
+    log_norm: F64 | None = None  # logits: logsumexp(z); probabilities: log Σp
 
     @property
     def correct(self) -> Bool:
@@ -159,13 +162,14 @@ class _LogitPasses:
     e_dot_s: F64 | None = None
     t_sum: F64 | None = None
     t_dot_s: F64 | None = None
+    z_min: npt.NDArray | None = None
     s_dot_v: F64 | None = None  # [n, k] Σ_j s_j V_jk
     ts_dot_v: F64 | None = None  # [n, k] Σ_j t_j s_j V_jk
     t_dot_v: F64 | None = None  # [n, k] Σ_j t_j V_jk
 
 
 def _passes_by_rows(
-    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None, extremes: bool
 ) -> _LogitPasses:
     """The passes over a [n, C] block, for many classes (reductions along contiguous rows)."""
     n, num_classes = z.shape
@@ -185,6 +189,8 @@ def _passes_by_rows(
     s[rows, pred] = 0.0
     rest = e.sum(axis=1)  # numpy sums contiguous rows pairwise: error O(log C)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)
+    if extremes:
+        parts.z_min = z.min(axis=1)
     if detail:
         parts.e_dot_s = weighted_row_sum(e, s)
     if targets is not None:
@@ -205,7 +211,7 @@ def _vector_passes(parts: _LogitPasses, s: npt.NDArray, targets: npt.NDArray | N
 
 
 def _passes_by_columns(
-    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None, extremes: bool
 ) -> _LogitPasses:
     """The same passes on the transposed block [C, n], for few classes."""
     n, num_classes = z.shape
@@ -228,6 +234,8 @@ def _passes_by_columns(
     s.ravel()[at_max] = 0.0
     rest = e.sum(axis=0, dtype=np.float64).astype(z.dtype)  # float64 accumulation: error O(1 ulp)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)
+    if extremes:
+        parts.z_min = zt.min(axis=0)
     if detail:
         parts.e_dot_s = _column_dot(e, s)
     if targets is not None:
@@ -258,7 +266,7 @@ def _log1p(x: npt.NDArray) -> npt.NDArray:
 
 
 def _logits_block(
-    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None
+    z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None, extremes: bool
 ) -> tuple[F64 | None, ...]:
     """loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot for logits (the fast path).
 
@@ -269,9 +277,9 @@ def _logits_block(
     Σ_j V_jk log p_j = Σ_j V_jk s_j − lse · Σ_j V_jk.
     """
     if z.shape[1] <= COLUMN_LAYOUT_MAX_CLASSES:
-        parts = _passes_by_columns(z, y, targets, detail, vectors)
+        parts = _passes_by_columns(z, y, targets, detail, vectors, extremes)
     else:
-        parts = _passes_by_rows(z, y, targets, detail, vectors)
+        parts = _passes_by_rows(z, y, targets, detail, vectors, extremes)
     # log1p and exp of O(n) values run in the scores' dtype (float32: ≤ 1 ulp, well inside the
     # 1e-6 guarantee, and several times faster per row than float64); the sums are float64.
     rest = parts.rest.astype(np.float64)
@@ -290,7 +298,14 @@ def _logits_block(
             lp_dot = parts.s_dot_v - lse[:, None] * vectors.sum(axis=0)
             if parts.ts_dot_v is not None:
                 target_lp_dot = parts.ts_dot_v - lse[:, None] * parts.t_dot_v
-    return loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred, lp_dot, target_lp_dot
+    z_max = parts.z_max.astype(np.float64)
+    z_min = None if parts.z_min is None else parts.z_min.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        log_norm = z_max + lse
+    return (
+        loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred, lp_dot, target_lp_dot,
+        z_max, z_min, log_norm,
+    )
 
 
 def _probs_block(
@@ -338,7 +353,12 @@ def _probs_block(
             lp_dot = dot_vectors(log_p, vectors)
             if targets is not None:
                 target_lp_dot = dot_vectors(_targets_times(targets, log_p), vectors)
-    return loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot
+        top = values[rows, pred]
+        bottom = values.min(axis=1)
+        log_norm = np.log(values.sum(axis=1)) if kind == "probs" else None
+    return (
+        loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot, top, bottom, log_norm,
+    )
 
 
 def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
@@ -365,6 +385,7 @@ def sample_stats(
     class_vectors: npt.NDArray | None = None,
     clip: float | None = None,
     clip_first: bool = False,
+    extremes: bool = False,
 ) -> SampleStats:
     """Per-sample loss and statistics of one chunk: sparse `labels` [n] or dense `targets` [n, C].
 
@@ -373,7 +394,8 @@ def sample_stats(
     path skips `margin` and `entropy` (None), which only the per-sample output shows.
     `class_vectors` [C, k] adds lp_dot = log_softmax @ V (and, for dense targets, (t ⊙ log_softmax)
     @ V): with V = 1 and V = class weights these give label smoothing and weighted losses.
-    `clip` and `clip_first` apply to probabilities (see _probs_block).
+    `clip` and `clip_first` apply to probabilities (see _probs_block). `extremes` adds each row's
+    smallest score (one more pass over logits; the diagnostics need it).
     """
     n, num_classes = scores.shape
     if n == 0:
@@ -398,13 +420,14 @@ def sample_stats(
         block = slice(start, min(n, start + step))
         block_targets = None if targets is None else targets[block]
         if kind == "logits":
-            blocks.append(_logits_block(scores[block], y[block], block_targets, detail, class_vectors))
+            blocks.append(_logits_block(scores[block], y[block], block_targets, detail, class_vectors, extremes))
         else:
             blocks.append(_probs_block(scores[block], y[block], block_targets, kind, class_vectors, clip, clip_first))
-    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot = (
+    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = (
         None if parts[0] is None else np.concatenate(parts) for parts in zip(*blocks)
     )
     loss[~label_ok] = np.nan
     return SampleStats(
-        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot
+        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot,
+        score_max, score_min, log_norm,
     )
