@@ -40,7 +40,7 @@ def test_json_document(sample):
     result = invoke("score", SAMPLES / "cifar10_val.parquet", "--json", "--id-col", "id", "--worst", "3", "--per-class")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"xent_version", "input", "summary", "per_class", "worst"}
+    assert set(doc) == {"xent_version", "input", "summary", "per_class", "worst", "diagnostics"}
     assert doc["xent_version"] == __version__
     s = doc["summary"]
     assert s["rows"] == 500 and s["counted"] == 500 and s["nonfinite"] == 0 and s["num_classes"] == 10

@@ -52,6 +52,9 @@ class RunConfig:
     worst: int = 0
     per_class: bool = False
     per_sequence: bool = False
+    diagnostics: bool = True
+    select: tuple[str, ...] | None = None  # diagnostic codes or prefixes to keep (None: all)
+    ignore_codes: tuple[str, ...] = ()  # and to drop
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
     threads: int = os.cpu_count() or 1
 
@@ -111,3 +114,16 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
     if not names:
         raise OptionError("--classes names no class")
     return tuple(names)
+
+
+def parse_codes(values: list[str] | None) -> tuple[str, ...] | None:
+    """`--select XE1,XE201 --select XE4` → ('XE1', 'XE201', 'XE4'); codes are checked."""
+    if not values:
+        return None
+    from xentcli.diagnostics import RULES
+
+    codes = tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
+    for code in codes:
+        if not any(rule.startswith(code) for rule in RULES):
+            raise OptionError(f"no diagnostic code starts with '{code}'", hint="run 'xent explain' for the list")
+    return codes

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.accumulate import LossSummary, SequenceTotals
+from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, RunConfig
 from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats, sample_stats
@@ -40,6 +41,7 @@ class ChunkResult:
     sequences: SequenceTotals | None = None
     framework_values: dict[str, npt.NDArray] = field(default_factory=dict)
     frameworks: dict[str, FrameworkSummary] = field(default_factory=dict)
+    findings: dict[str, Finding] = field(default_factory=dict)
 
 
 class SampleSink(Protocol):
@@ -65,6 +67,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     base = sample_stats(
         chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
         detail=detail, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
+        extremes=config.diagnostics,
     )
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
@@ -77,6 +80,12 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)
+    if config.diagnostics:
+        view = ChunkView(
+            chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
+            info.score_dtype, info.classes is not None and info.targets.startswith("class names"),
+        )
+        result.findings = diagnose_chunk(view)
     for framework in options.frameworks:
         fw_terms = framework_terms(framework, base, ctx)
         result.framework_values[framework] = fw_terms.values
@@ -121,9 +130,11 @@ def run(
     total = LossSummary(num_classes, top_k, config.worst)
     frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
     sequences = SequenceTotals()
+    findings: dict[str, Finding] = {}
 
     def finish(result: ChunkResult) -> None:
         total.merge(result.partial)
+        merge_findings(findings, result.findings)
         if result.sequences is not None:
             sequences.merge(result.sequences)
         for name, partial in result.frameworks.items():
@@ -164,4 +175,6 @@ def run(
         compare=list(documents.values()) if config.loss.compare else [],
         explanations=explain_differences(summary, documents, total, config.loss, info) if config.loss.compare else [],
         per_sequence=sequences.rows() if config.per_sequence else [],
+        diagnostics=finalize(findings, summary, total.per_class, info, config.select, config.ignore_codes)
+        if config.diagnostics else [],
     )

@@ -21,3 +21,4 @@ class Report:
     compare: list[dict[str, Any]] = field(default_factory=list)  # --compare-frameworks
     explanations: list[str] = field(default_factory=list)  # one line per rule behind a difference
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first

@@ -27,6 +27,7 @@ def document(report: Report) -> dict[str, Any]:
         "summary": report.summary,
         "per_class": report.per_class,
         "worst": report.worst,
+        "diagnostics": report.diagnostics,
     }
     if report.per_sequence:
         doc["per_sequence"] = report.per_sequence

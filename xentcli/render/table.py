@@ -174,6 +174,26 @@ def sequence_table(report: Report) -> Table:
     return table
 
 
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def diagnostics_table(report: Report) -> Table:
+    table = Table(title="Diagnostics", title_justify="left", box=box.SIMPLE_HEAD)
+    for name, justify in (("code", "left"), ("name", "left"), ("severity", "left"), ("rows", "right"), ("share", "right"), ("what and what to do", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for item in report.diagnostics:
+        examples = ", ".join(str(example.get("id", example["row"])) for example in item["examples"])
+        text = Text(item["message"])
+        text.append(f"\n→ {item['hint']}", style="dim")
+        if examples:
+            text.append(f"\n  e.g. rows {examples}", style="dim")
+        table.add_row(
+            item["code"], item["name"], Text(item["severity"], style=SEVERITY_STYLE[item["severity"]]),
+            fmt_number(item["rows"]) if item["rows"] else "", f"{item['fraction']:.1%}" if item["rows"] else "", text,
+        )
+    return table
+
+
 def render_tables(report: Report, console: Console) -> None:
     parts: list[Table | Group] = [input_table(report), summary_table(report)]
     if report.like is not None:
@@ -186,4 +206,6 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(per_class_table(report))
     if report.per_sequence:
         parts.append(sequence_table(report))
+    if report.diagnostics:
+        parts.append(diagnostics_table(report))
     console.print(Group(*parts))

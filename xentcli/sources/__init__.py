@@ -334,11 +334,12 @@ class FileSource:
                     f"holds {extra.rows} rows but {path} holds {main.roles.rows}",
                     path=extra.path,
                     hint="it must hold one entry per row of scores, in the same order",
+                    code="XE302",
                 )
         target_side = labels or main
         num_classes = main.num_classes
         if main.roles.rows == 0 or getattr(main.roles, "empty", False):
-            raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it")
+            raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it", code="XE304")
         if num_classes < 1:
             raise LayoutError("the scores have no classes (empty rows)", path=path, hint="each row needs one score per class")
         if target_side.target_kind == "dense" and target_side.target_width != num_classes:
@@ -346,6 +347,7 @@ class FileSource:
                 f"dense targets have {target_side.target_width} classes but the scores have {num_classes}",
                 path=target_side.roles.path,
                 hint="targets and scores must have one column per class",
+                code="XE303",
             )
         classes = main.classes or cfg.classes
         if classes is not None and len(classes) != num_classes:
@@ -543,8 +545,8 @@ def _paired(
         n = len(left["scores"])
         if right is None or len(right[role]) != n:
             got = seen + (0 if right is None else len(right[role]))
-            raise LayoutError(f"ends after {got} rows, before the scores do", path=other_path, hint=hint)
+            raise LayoutError(f"ends after {got} rows, before the scores do", path=other_path, hint=hint, code="XE302")
         seen += n
         yield {**left, **right}
     if next(other, None) is not None:
-        raise LayoutError(f"holds more rows than the {seen} rows of scores", path=other_path, hint=hint)
+        raise LayoutError(f"holds more rows than the {seen} rows of scores", path=other_path, hint=hint, code="XE302")

@@ -148,6 +148,7 @@ class ArrayRoles:
                     f"'{member.name}' has {lengths[role]} rows but the scores have {samples}",
                     path=member.path,
                     hint="scores and labels must hold the same rows in the same order",
+                    code="XE302",
                 )
 
     def progress(self) -> float | None:

@@ -192,6 +192,7 @@ class ColumnarRoles:
                             f"row {offset + row}: {_list_lengths(column)[row]} labels for {lengths[row]} positions",
                             path=self.path,
                             hint="each sequence needs one label (or target row) per position",
+                            code="XE302",
                         )
                 out[role] = self._array(column.flatten(), role, found, offset)
             else:

@@ -285,6 +285,7 @@ def list_to_matrix(column: pa.Array | pa.ChunkedArray, width: int, path: str, na
             f"ragged column '{name}': row {offset + bad} has {lengths[bad]} values where row 0 has {width}",
             path=path,
             hint="every row must hold one value per class",
+            code="XE301",
         )
     return values.to_numpy(zero_copy_only=False).reshape(n, width)
 
