@@ -1,33 +1,40 @@
 """The command-line app: parses options into a config, calls the engine, picks a renderer, maps errors.
 
-No math and no file parsing here. Exit codes: 0 success, 2 unusable input or options (one line
-on stderr), 3 an internal error (a bug: please report it with the --debug traceback).
+No math and no file parsing here. Exit codes: 0 success, 1 `check` failed its gates, 2 unusable
+input or options (one line on stderr), 3 an internal error (a bug: report it with --debug).
+`check` takes every option of `score` (its signature is score's plus the gates).
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
 from xentcli import __version__
-from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_classes, parse_ignore_index
+from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_classes, parse_codes, parse_ignore_index
+from xentcli.diagnostics import RULES
+from xentcli.gates import Gates, evaluate, verdict_line
+from xentcli.report import Report
 from xentcli.engine import run
-from xentcli.errors import XentError
+from xentcli.errors import OptionError, XentError
 from xentcli.semantics import LossOptions
-from xentcli.render.json_doc import render_json
+from xentcli.render.json_doc import render_check_json, render_json
 from xentcli.render.progress import progress_bar
 from xentcli.render.rows import SampleWriter
-from xentcli.render.table import render_tables
+from xentcli.render.table import render_check, render_explain, render_tables
 from xentcli.sources import Source
 
+EXIT_FAILED = 1
 EXIT_INPUT = 2
 EXIT_INTERNAL = 3
 
@@ -93,6 +100,8 @@ def _guarded(debug: bool, action: Callable[[], T]) -> T:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return action()
+    except typer.Exit:
+        raise
     except XentError as exc:
         if debug:
             traceback.print_exc()
@@ -151,63 +160,147 @@ def score(
     threads: Annotated[int, typer.Option("--threads", min=1, help="Worker threads (default: the number of cores).", rich_help_panel="Run", show_default=False)] = os.cpu_count() or 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel="Run")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.", rich_help_panel="Run")] = False,
+    no_diagnostics: Annotated[bool, typer.Option("--no-diagnostics", help="Skip the diagnostics (a little faster).", rich_help_panel="Diagnostics")] = False,
+    select: Annotated[Optional[list[str]], typer.Option("--select", help="Only these diagnostic codes or prefixes (XE2, XE401); repeatable, comma lists too.", rich_help_panel="Diagnostics")] = None,
+    ignore_codes: Annotated[Optional[list[str]], typer.Option("--ignore", help="Leave out these diagnostic codes or prefixes.", rich_help_panel="Diagnostics")] = None,
 ) -> None:
-    """Compute the softmax cross-entropy of an eval dump and summarise it.
+    """Compute the softmax cross-entropy of an eval dump, summarise it and diagnose it.
 
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
-    def action() -> None:
-        ignore, ignore_explicit = parse_ignore_index(ignore_index)
-        loss = LossOptions(
+    params = dict(locals())
+    _guarded(debug, lambda: _show_score(params, _run(params)))
+
+
+def _config(p: dict[str, Any]) -> RunConfig:
+    """The command line's options as one frozen RunConfig."""
+    ignore, ignore_explicit = parse_ignore_index(p["ignore_index"])
+    return RunConfig(
+        source=SourceConfig(
+            paths=tuple(p["paths"]),
+            format=p["file_format"].value if p["file_format"] else None,
+            labels_path=str(p["labels"]) if p["labels"] else None,
+            score_col=p["score_col"],
+            score_prefix=p["score_prefix"],
+            label_col=p["label_col"],
+            target_prefix=p["target_prefix"],
+            score_key=p["score_key"],
+            label_key=p["label_key"],
+            id_col=p["id_col"],
+            weight_col=p["weight_col"],
+            sample_weights_path=str(p["sample_weights"]) if p["sample_weights"] else None,
+            input_kind=p["input_kind"].value if p["input_kind"] else None,
+            target_kind=p["target"].value,
+            class_axis=p["class_axis"],
+            group_col=p["group_col"],
+            classes=parse_classes(p["classes"]),
+        ),
+        loss=LossOptions(
             ignore_index=ignore,
             ignore_explicit=ignore_explicit,
-            class_weights=parse_class_weights(class_weights),
-            label_smoothing=label_smoothing,
-            epsilon=epsilon,
-            like=like.value if like else None,
-            compare=compare,
-        )
-        config = RunConfig(
-            source=SourceConfig(
-                paths=tuple(paths),
-                format=file_format.value if file_format else None,
-                labels_path=str(labels) if labels else None,
-                score_col=score_col,
-                score_prefix=score_prefix,
-                label_col=label_col,
-                target_prefix=target_prefix,
-                score_key=score_key,
-                label_key=label_key,
-                id_col=id_col,
-                weight_col=weight_col,
-                sample_weights_path=str(sample_weights) if sample_weights else None,
-                input_kind=input_kind.value if input_kind else None,  # type: ignore[arg-type]
-                target_kind=target.value,  # type: ignore[arg-type]
-                class_axis=class_axis,
-                group_col=group_col,
-                classes=parse_classes(classes),
-            ),
-            loss=loss,
-            top_k=top_k,
-            worst=worst,
-            per_class=per_class,
-            per_sequence=per_sequence,
-            chunk_rows=chunk_rows,
-            threads=threads,
-        )
-        source = Source(config.source)
-        with progress_bar(not (quiet or as_json), source.description.bytes_per_row) as on_progress:
-            if output is None:
-                report = run(config, source, on_progress=on_progress)
-            else:
-                with SampleWriter(str(output), source.files, id_col, force, loss.like) as writer:
-                    report = run(config, source, sink=writer, on_progress=on_progress)
-        if as_json:
-            sys.stdout.write(render_json(report) + "\n")
-        else:
-            render_tables(report, Console(highlight=False))
+            class_weights=parse_class_weights(p["class_weights"]),
+            label_smoothing=p["label_smoothing"],
+            epsilon=p["epsilon"],
+            like=p["like"].value if p["like"] else None,
+            compare=p["compare"],
+        ),
+        top_k=p["top_k"],
+        worst=p["worst"],
+        per_class=p["per_class"],
+        per_sequence=p["per_sequence"],
+        chunk_rows=p["chunk_rows"],
+        threads=p["threads"],
+        diagnostics=not p["no_diagnostics"],
+        select=parse_codes(p["select"]),
+        ignore_codes=parse_codes(p["ignore_codes"]) or (),
+    )
 
-    _guarded(debug, action)
+
+def _run(p: dict[str, Any]) -> Report:
+    """One pass: the report, and the per-sample file when -o is given."""
+    config = _config(p)
+    source = Source(config.source)
+    with progress_bar(not (p["quiet"] or p["as_json"]), source.description.bytes_per_row) as on_progress:
+        if p["output"] is None:
+            return run(config, source, on_progress=on_progress)
+        with SampleWriter(str(p["output"]), source.files, p["id_col"], p["force"], config.loss.like) as writer:
+            return run(config, source, sink=writer, on_progress=on_progress)
+
+
+def _show_score(p: dict[str, Any], report: Report) -> None:
+    if p["as_json"]:
+        sys.stdout.write(render_json(report) + "\n")
+    else:
+        render_tables(report, Console(highlight=False))
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+def check(**params: Any) -> None:
+    """Score and diagnose a dump for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input.
+
+    It fails on any error-level diagnostic (--fail-on) and on the gates given.
+    Example: [bold]xent check eval_dump/ --max-loss 2.5[/]
+    """
+    _guarded(params["debug"], lambda: _check(params))
+
+
+def _check(p: dict[str, Any]) -> None:
+    report = _run(p)
+    gates = Gates(p["fail_on"].value, p["max_loss"], p["max_nonfinite"], p["min_accuracy"], p["max_loss_p99"])
+    result = evaluate(report, gates)
+    if p["as_json"]:
+        sys.stdout.write(render_check_json(report, result) + "\n")
+    else:
+        render_check(report, result, verdict_line(result, report), Console(highlight=False))
+    if not result["passed"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+_GATES = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, default, annotation in (
+        ("fail_on", FailOn.error, Annotated[FailOn, typer.Option("--fail-on", help="Fail on diagnostics of this severity or worse.", rich_help_panel="Gates")]),
+        ("max_loss", None, Annotated[Optional[float], typer.Option("--max-loss", help="Fail when the mean loss is above X.", rich_help_panel="Gates")]),
+        ("max_nonfinite", 0, Annotated[int, typer.Option("--max-nonfinite", min=0, help="Fail when more rows have a NaN/inf loss.", rich_help_panel="Gates")]),
+        ("min_accuracy", None, Annotated[Optional[float], typer.Option("--min-accuracy", help="Fail when accuracy is below A.", rich_help_panel="Gates")]),
+        ("max_loss_p99", None, Annotated[Optional[float], typer.Option("--max-loss-p99", help="Fail when the 99th percentile loss is above X.", rich_help_panel="Gates")]),
+    )
+]
+check.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [*inspect.signature(score, eval_str=True).parameters.values(), *_GATES]
+)
+app.command()(check)
+
+
+@app.command()
+def explain(
+    code: Annotated[Optional[str], typer.Argument(help="A diagnostic code (XE202); all codes when left out.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Explain a diagnostic: what it means, why it matters, how to fix it, with an example.
+
+    Example: [bold]xent explain XE202[/]
+    """
+    _guarded(False, lambda: _explain(code, as_json))
+
+
+def _explain(code: str | None, as_json: bool) -> None:
+    rules = list(RULES.values())
+    if code is not None:
+        wanted = code.strip().upper()
+        rules = [rule for rule in rules if rule.code == wanted or rule.name == code.strip().lower()]
+        if not rules:
+            raise OptionError(f"no diagnostic '{code}'", hint="run 'xent explain' for the list")
+    if as_json:
+        docs = [rule.__dict__ for rule in rules]
+        sys.stdout.write(json.dumps(docs[0] if code else docs, indent=2, ensure_ascii=False) + "\n")
+    else:
+        render_explain(rules, single=code is not None, console=Console(highlight=False))
 
 
 def main() -> None:

@@ -399,7 +399,7 @@ _SINGULAR = {"have": "has", "hold": "holds", "are": "is", "give": "gives", "carr
 def _grammar(message: str) -> str:
     """'1 rows have' → '1 row has' (and '1 classes never occur' → '1 class never occurs')."""
     message = re.sub(
-        r"(^|; )1 ((?:[\w-]+ )?)rows (have|hold|are|give|carry)\b",
+        r"(^|; )1 ((?:[\w-]+ )?)rows (have|hold|are|give|carry|lie)\b",
         lambda m: f"{m.group(1)}1 {m.group(2)}row {_SINGULAR[m.group(3)]}",
         message,
     )

@@ -40,3 +40,9 @@ def document(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     return json.dumps(document(report), indent=2, allow_nan=False)
+
+
+def render_check_json(report: Report, result: dict[str, Any]) -> str:
+    """`xent check --json`: the verdict first, then the same document as `score --json`."""
+    doc = {"passed": result["passed"], "reasons": result["reasons"], "gates": result["gates"], **document(report)}
+    return json.dumps(_finite(doc), indent=2, allow_nan=False)

@@ -209,3 +209,38 @@ def render_tables(report: Report, console: Console) -> None:
     if report.diagnostics:
         parts.append(diagnostics_table(report))
     console.print(Group(*parts))
+
+
+def render_check(report: Report, result: dict[str, Any], verdict: str, console: Console) -> None:
+    """`xent check`: one line of what was read, the diagnostics, the gates, and the verdict last."""
+    s = report.summary
+    console.print(
+        f"{report.input.path}: {fmt_number(s['rows'])} rows × {report.input.num_classes:,} classes, "
+        f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
+        f"{fmt_number(s['nonfinite'])} non-finite"
+    )
+    if report.diagnostics:
+        console.print(diagnostics_table(report))
+    else:
+        console.print("no diagnostics")
+    for gate in result["gates"]:
+        mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
+        console.print(Text.assemble(mark, f" {gate['gate']} {fmt_number(gate['value'])} (limit {gate['op']} {fmt_number(gate['limit'])})"))
+    console.print(Text(verdict, style="bold green" if result["passed"] else "bold red"))
+
+
+def render_explain(rules: list[Any], single: bool, console: Console) -> None:
+    """`xent explain`: one rule in full, or the table of all codes."""
+    if single:
+        rule = rules[0]
+        console.print(Text(f"{rule.code} {rule.name} ({rule.severity})", style="bold"))
+        for title, body in (("What", rule.summary), ("Why it matters", rule.why), ("How to fix it", rule.fix), ("Example", rule.example)):
+            console.print(Text(f"\n{title}", style="bold"))
+            console.print(body)
+        return
+    table = Table(title="Diagnostics (xent explain CODE for one)", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("code", "name", "severity", "what"):
+        table.add_column(name)
+    for rule in rules:
+        table.add_row(rule.code, rule.name, Text(rule.severity, style=SEVERITY_STYLE[rule.severity]), rule.summary)
+    console.print(table)

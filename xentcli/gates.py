@@ -1,0 +1,69 @@
+"""`xent check`: the gates a run must pass, decided on a finished report. No I/O here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from xentcli.diagnostics import SEVERITIES
+from xentcli.report import Report
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Limits from the command line; None: not checked."""
+
+    fail_on: str = "error"  # error | warning | never
+    max_loss: float | None = None
+    max_nonfinite: int | None = 0
+    min_accuracy: float | None = None
+    max_loss_p99: float | None = None
+
+
+def _breaks(value: float, limit: float, upper: bool) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True  # an undefined figure cannot pass a gate
+    return value > limit if upper else value < limit
+
+
+def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
+    """{"passed", "reasons", "gates"}: every gate with its value and limit, and why it failed."""
+    summary = report.summary
+    checks = []
+    for name, key, limit, upper in (
+        ("mean loss", "loss_mean", gates.max_loss, True),
+        ("non-finite rows", "nonfinite", gates.max_nonfinite, True),
+        ("accuracy", "accuracy", gates.min_accuracy, False),
+        ("loss p99", "loss_p99", gates.max_loss_p99, True),
+    ):
+        if limit is None:
+            continue
+        value = summary[key]
+        passed = not _breaks(value, limit, upper)
+        checks.append({"gate": name, "value": value, "limit": limit, "op": "<=" if upper else ">=", "passed": passed})
+    reasons = [
+        f"{c['gate']} {_show(c['value'])} {'>' if c['op'] == '<=' else '<'} {_show(c['limit'])}"
+        if c["value"] is not None and not (isinstance(c["value"], float) and math.isnan(c["value"]))
+        else f"{c['gate']} is undefined (no counted rows)"
+        for c in checks
+        if not c["passed"]
+    ]
+    if gates.fail_on != "never":
+        worst = SEVERITIES.index(gates.fail_on)
+        for item in report.diagnostics:
+            if SEVERITIES.index(item["severity"]) <= worst:
+                reasons.append(f"{item['code']} {item['name']} ({item['severity']}, {item['rows']:,} rows)" if item["rows"] else f"{item['code']} {item['name']} ({item['severity']})")
+    return {"passed": not reasons, "reasons": reasons, "gates": checks}
+
+
+def _show(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+
+
+def verdict_line(result: dict[str, Any], report: Report) -> str:
+    """The last line of `xent check`, in words a CI log reader understands."""
+    if result["passed"]:
+        passed = ", ".join(f"{c['gate']} {_show(c['value'])} {c['op']} {_show(c['limit'])}" for c in result["gates"])
+        return "PASS: no diagnostic at the failing severity" + (f"; {passed}" if passed else "")
+    return "FAIL: " + "; ".join(result["reasons"])
