@@ -226,7 +226,8 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
     for gate in result["gates"]:
         mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
         console.print(Text.assemble(mark, f" {gate['gate']} {fmt_number(gate['value'])} (limit {gate['op']} {fmt_number(gate['limit'])})"))
-    console.print(Text(verdict, style="bold green" if result["passed"] else "bold red"))
+    # one line whatever the terminal width: CI logs are read by grep and by people scrolling
+    console.print(Text(verdict, style="bold green" if result["passed"] else "bold red"), soft_wrap=True)
 
 
 def render_explain(rules: list[Any], single: bool, console: Console) -> None:

@@ -208,6 +208,26 @@ def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig, seq_l
     return kind, width
 
 
+def _check_sequence_labels(main: _Side, target_side: _Side) -> None:
+    """[N, T] labels must match the scores' T; when they match the class axis instead, the class
+    axis is probably the other one (PyTorch's [N, C, T] read as [N, T, C], or the reverse)."""
+    roles = target_side.roles
+    if main.seq_len is None or not isinstance(roles, ArrayRoles) or target_side.target_kind != "sparse":
+        return
+    labels = roles.members["targets"]
+    if len(labels.shape) == 2 and labels.shape[1] != main.seq_len:
+        other_axis = 1 if main.class_axis == 2 else -1
+        fits_other = labels.shape[1] == main.num_classes
+        raise LayoutError(
+            f"labels of shape {list(labels.shape)} do not fit scores read as "
+            f"{'[N, C, T]' if main.class_axis == 1 else '[N, T, C]'} with T = {main.seq_len}"
+            + (f"; they fit the other layout" if fits_other else ""),
+            path=labels.path,
+            hint=f"pass --class-axis {other_axis}" if fits_other else "labels must be [N, T]",
+            code="XE305" if fits_other else "XE302",
+        )
+
+
 def _sequence_layout(scores: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[int, int | None, int]:
     """(classes, sequence length or None, class axis) of a score array."""
     shape = scores.shape
@@ -338,6 +358,7 @@ class FileSource:
                 )
         target_side = labels or main
         num_classes = main.num_classes
+        _check_sequence_labels(main, target_side)
         if main.roles.rows == 0 or getattr(main.roles, "empty", False):
             raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it", code="XE304")
         if num_classes < 1:
