@@ -94,6 +94,23 @@ def measure(cmd: list[str], repeat: int) -> Timing:
     return Timing(statistics.median(times), rss, out)
 
 
+def measure_pair(cmd_a: list[str], cmd_b: list[str], repeat: int) -> tuple[Timing, Timing, float]:
+    """A and B in turn (A B A B …) after one warm-up each, so a drift of the machine's speed hits
+    both alike: both medians, and the median of the pairwise ratios A / B."""
+    _, rss_a, out_a = run_once(cmd_a)
+    _, rss_b, out_b = run_once(cmd_b)
+    times_a, times_b = [], []
+    for _ in range(repeat):
+        seconds, run_rss, out_a = run_once(cmd_a)
+        times_a.append(seconds)
+        rss_a = max(rss_a, run_rss)
+        seconds, run_rss, out_b = run_once(cmd_b)
+        times_b.append(seconds)
+        rss_b = max(rss_b, run_rss)
+    ratio = statistics.median(a / b for a, b in zip(times_a, times_b))
+    return Timing(statistics.median(times_a), rss_a, out_a), Timing(statistics.median(times_b), rss_b, out_b), ratio
+
+
 @dataclass
 class Row:
     rows: int
@@ -101,6 +118,8 @@ class Row:
     fmt: str
     xent: Timing | None = None
     numpy: Timing | None = None
+    plain: Timing | None = None  # xent --no-diagnostics
+    diagnostics_ratio: float | None = None  # xent / xent --no-diagnostics, median of pairs
 
     @property
     def scores_gb(self) -> float:
@@ -131,7 +150,8 @@ def bench_one(row: Row, files: dict[str, Path], repeat: int, threads: int | None
     xent_mean = ref_mean = None
     agree = "not compared"
     try:
-        row.xent = measure(xent_command(files, threads), repeat)
+        command = xent_command(files, threads)
+        row.xent, row.plain, row.diagnostics_ratio = measure_pair(command, [*command, "--no-diagnostics"], repeat)
         doc = json.loads(row.xent.stdout)
         xent_mean, xent_rows = doc["summary"]["loss_mean"], doc["summary"]["rows"]
         if xent_rows != row.rows:
@@ -160,7 +180,7 @@ def fmt_s(t: Timing | None) -> str:
 
 def table(rows: list[Row]) -> str:
     head = ["shape", "format", "scores GB", "xent s", "xent GB/s", "xent rows/s", "xent RSS MiB",
-            "numpy s", "numpy GB/s", "numpy RSS MiB", "xent/numpy throughput"]
+            "numpy s", "numpy GB/s", "numpy RSS MiB", "xent/numpy throughput", "diagnostics cost"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|"]
     for r in rows:
         cells = [f"{r.rows:,} x {r.classes:,}", r.fmt, f"{r.scores_gb:.4g}"]
@@ -173,6 +193,7 @@ def table(rows: list[Row]) -> str:
             cells += [f"{t.peak_rss_kib / 1024:,.0f}"]
         ratio = r.numpy.median_s / r.xent.median_s if r.xent and r.numpy else None
         cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
+        cells.append("n/a" if r.diagnostics_ratio is None else f"{(r.diagnostics_ratio - 1) * 100:+.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -227,7 +248,8 @@ def main(argv: list[str]) -> int:
         f"{f' --threads {args.threads}' if args.threads else ''}`; numpy runs "
         "`bench/run_bench.py --reference FILE [LABELS]` (whole array in memory, float32 passes). "
         f"Times: median of {args.repeat} whole-process runs after one warm-up (files in the page cache). "
-        "RSS: peak resident set of the process, from wait4. GB = 1e9 bytes of float32 scores.",
+        "RSS: peak resident set of the process, from wait4. GB = 1e9 bytes of float32 scores. "
+        "Diagnostics cost: xent's time over `xent --no-diagnostics`, the median of pairwise ratios of interleaved runs.",
         "",
         table(rows),
         "",

@@ -53,6 +53,33 @@ def main() -> None:
     np.save(HERE / "cifar10_val_labels.npy", labels)
     np.savez(HERE / "cifar10_val.npz", logits=logits, labels=labels)
     (HERE / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    broken_dumps(logits, labels, ids)
+
+
+def broken_dumps(logits: np.ndarray, labels: np.ndarray, ids: list[str]) -> None:
+    """The same eval broken in the four ways the README's debugging walk-through shows."""
+    width = logits.shape[1]
+
+    def as_list(values: np.ndarray) -> pa.Array:
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1]).cast(pa.list_(pa.from_numpy_dtype(values.dtype)))
+
+    # labels written 1-based (1 … 10) by an exporter that forgot to subtract 1
+    pq.write_table(pa.table({"id": ids, "logits": as_list(logits), "label": labels + 1}), HERE / "broken_one_based.parquet")
+    # the model's softmax applied before dumping, in a column named like logits
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    pq.write_table(pa.table({"id": ids, "scores": as_list(probs), "label": labels}), HERE / "broken_probs_as_logits.parquet")
+    # a float16 head that overflowed: logits scaled ×8 (some beyond float16's exp range), and a few
+    # rows where the overflow became inf and then NaN
+    head = (logits * 8).astype(np.float16)
+    head[[17, 211]] = np.inf
+    head[[17, 211], [3, 5]] = np.nan
+    head[[18, 19], 0] = np.float16(np.inf)
+    np.savez(HERE / "broken_fp16_nan.npz", logits=head, labels=labels)
+    # multi-label targets (two classes tagged on some images) fed to a softmax cross-entropy
+    targets = np.eye(width, dtype=np.float32)[labels]
+    targets[::7, (labels[::7] + 1) % width] = 1.0
+    pq.write_table(pa.table({"id": ids, "logits": as_list(logits), "targets": as_list(targets)}), HERE / "broken_multilabel.parquet")
 
 
 if __name__ == "__main__":
