@@ -217,7 +217,8 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
     console.print(
         f"{report.input.path}: {fmt_number(s['rows'])} rows × {report.input.num_classes:,} classes, "
         f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
-        f"{fmt_number(s['nonfinite'])} non-finite"
+        f"{fmt_number(s['nonfinite'])} non-finite",
+        soft_wrap=True,
     )
     if report.diagnostics:
         console.print(diagnostics_table(report))
