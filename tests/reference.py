@@ -32,3 +32,16 @@ def dense_loss64(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def within_float32_tolerance(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """The guarantee for float32/float16 inputs: |got − want| ≤ max(1e-6, 1e-6·|want|)."""
     return np.abs(got - want) <= np.maximum(1e-6, 1e-6 * np.abs(want))
+
+
+def close_to(got, want, tolerance: str) -> np.ndarray:
+    """The conformance README's tolerances: float64 1e-9 relative (1e-12 floor), float32
+    max(1e-6, 1e-6·|x|); NaN matches only NaN, ±inf only the same inf."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    same = (np.isnan(got) & np.isnan(want)) | (np.isinf(want) & (got == want))
+    with np.errstate(invalid="ignore"):
+        if tolerance == "float64":
+            near = np.abs(got - want) <= np.maximum(1e-12, 1e-9 * np.abs(want))
+        else:
+            near = np.abs(got - want) <= np.maximum(1e-6, 1e-6 * np.abs(want))
+    return same | near

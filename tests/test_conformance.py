@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reference import close_to
+
 from xentcli.config import RunConfig, SourceConfig
 from xentcli.engine import run
 
@@ -22,17 +24,6 @@ FLAT_CASES = [case for case in CASES if len(case["pred_shape"]) == 2]
 
 def _numbers(values) -> np.ndarray:
     return np.array([float(v) for v in values], dtype=np.float64)
-
-
-def _close(got: np.ndarray, want: np.ndarray, stored_dtype: str) -> np.ndarray:
-    """README tolerances: float64 1e-9 relative (1e-12 floor); float32/16 max(1e-6, 1e-6·|x|)."""
-    same = (np.isnan(got) & np.isnan(want)) | (np.isinf(want) & (got == want))
-    with np.errstate(invalid="ignore"):
-        if stored_dtype == "float64":
-            near = np.abs(got - want) <= np.maximum(1e-12, 1e-9 * np.abs(want))
-        else:
-            near = np.abs(got - want) <= np.maximum(1e-6, 1e-6 * np.abs(want))
-    return same | near
 
 
 class Collect:
@@ -59,7 +50,7 @@ def test_reference_per_sample_and_aggregates(case, layout):
     reference = case["reference"]
     got = np.concatenate(sink.loss)
     want = _numbers(reference["per_sample"])
-    bad = ~_close(got, want, case["stored_dtype"])
+    bad = ~close_to(got, want, case["stored_dtype"])
     assert not bad.any(), f"rows {np.flatnonzero(bad)}: {got[bad]} vs {want[bad]}"
     assert report.input.input_kind == case["pred_kind"]
     finite = np.isfinite(want)
@@ -69,8 +60,8 @@ def test_reference_per_sample_and_aggregates(case, layout):
     assert summary["ignored"] == int((_labels(case) == -100).sum())
     if np.isfinite(float(reference["mean_over_valid"])):
         mean, total = float(reference["mean_over_valid"]), float(reference["sum_over_valid"])
-        assert _close(np.array([summary["loss_mean"]]), np.array([mean]), case["stored_dtype"]).all()
-        assert _close(np.array([summary["loss_sum"]]), np.array([total]), case["stored_dtype"]).all()
+        assert close_to(np.array([summary["loss_mean"]]), np.array([mean]), case["stored_dtype"]).all()
+        assert close_to(np.array([summary["loss_sum"]]), np.array([total]), case["stored_dtype"]).all()
     else:  # an infinite loss is counted in `nonfinite` and reported, not averaged in
         assert summary["loss_mean"] == pytest.approx(want[finite].mean(), rel=1e-6)
 
@@ -90,7 +81,7 @@ def test_tf_nn_sparse_float64_per_sample(case):
     run(RunConfig(_config(case, "npy")), sink=sink)
     got = np.concatenate(sink.loss)
     want = _numbers(case["expected"][TF_SPARSE]["float64"]["none"])
-    assert _close(got, want, case["stored_dtype"]).all()
+    assert close_to(got, want, case["stored_dtype"]).all()
     assert len(TF_CASES) == 5
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reference import close_to
+
 from xentcli.kernels import sample_stats
 from xentcli.semantics import ChunkContext, LossOptions, framework_terms, FrameworkSummary
 
@@ -24,17 +26,6 @@ KERAS_BACKENDS = {"tensorflow": "keras", "jax": "keras-jax", "torch": "keras-tor
 
 def _numbers(values) -> np.ndarray:
     return np.array([float(v) for v in values], dtype=np.float64)
-
-
-def _close(got, want, tolerance: str) -> np.ndarray:
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    same = (np.isnan(got) & np.isnan(want)) | (np.isinf(want) & (got == want))
-    with np.errstate(invalid="ignore"):
-        if tolerance == "float64":
-            near = np.abs(got - want) <= np.maximum(1e-12, 1e-9 * np.abs(want))
-        else:
-            near = np.abs(got - want) <= np.maximum(1e-6, 1e-6 * np.abs(want))
-    return same | near
 
 
 def _map_call(case, call):
@@ -139,11 +130,11 @@ def test_framework_call(case, key, call):
             continue
         if reduction == "none":
             got = terms.values
-            ok = _close(got, _numbers(want), tolerance)
+            ok = close_to(got, _numbers(want), tolerance)
             assert ok.all(), f"rows {np.flatnonzero(~ok)}: {got[~ok]} vs {_numbers(want)[~ok]}"
         else:
             got = reductions["sum_over_batch_size" if reduction == "mean" and framework.startswith("keras") else reduction]
-            assert _close([got], [float(want)], tolerance).all(), f"{reduction}: {got} vs {want}"
+            assert close_to([got], [float(want)], tolerance).all(), f"{reduction}: {got} vs {want}"
 
 
 def test_optax_float32_precision_loss_is_reproduced():

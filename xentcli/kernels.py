@@ -82,11 +82,14 @@ def label_classes(labels: npt.NDArray, num_classes: int) -> tuple[I64, Bool, Boo
     return label, is_int, ok
 
 
-def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray) -> F64:
-    """Σ_j w_ij · v_ij per row in float64, with 0 · (±inf) = 0 (a zero target on a -inf log-prob).
+def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray, axis: int = 1) -> F64:
+    """Σ_j w_ij · v_ij along `axis` in float64, with 0 · (±inf) = 0 (a zero target on a −inf log-prob).
 
     The fast path is one einsum; only rows where it met 0 · inf are summed again term by term.
+    axis=0 serves the transposed [C, n] blocks.
     """
+    if axis == 0:
+        weights, values = weights.T, values.T
     total = np.einsum("ij,ij->i", weights, values, dtype=np.float64)
     bad = ~np.isfinite(total)
     if bad.any():
@@ -189,15 +192,31 @@ def _passes_by_rows(
     s[rows, pred] = 0.0
     rest = e.sum(axis=1)  # numpy sums contiguous rows pairwise: error O(log C)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)
+    _finish_passes(parts, z, e, s, targets, 1, detail, vectors, extremes)
+    return parts
+
+
+def _finish_passes(
+    parts: _LogitPasses,
+    z: npt.NDArray,
+    e: npt.NDArray,
+    s: npt.NDArray,
+    targets: npt.NDArray | None,
+    axis: int,
+    detail: bool,
+    vectors: npt.NDArray | None,
+    extremes: bool,
+) -> None:
+    """The optional passes, on blocks laid out as rows (axis 1) or transposed (axis 0):
+    the row minimum, Σ e·s (entropy), the dense-target sums and the class-vector products."""
     if extremes:
-        parts.z_min = z.min(axis=1)
+        parts.z_min = z.min(axis=axis)
     if detail:
-        parts.e_dot_s = weighted_row_sum(e, s)
+        parts.e_dot_s = weighted_row_sum(e, s, axis)
     if targets is not None:
         parts.t_sum = targets.sum(axis=1, dtype=np.float64)
-        parts.t_dot_s = weighted_row_sum(targets, s)
-    _vector_passes(parts, s, targets, vectors)
-    return parts
+        parts.t_dot_s = weighted_row_sum(targets.T if axis == 0 else targets, s, axis)
+    _vector_passes(parts, s if axis == 1 else s.T, targets, vectors)
 
 
 def _vector_passes(parts: _LogitPasses, s: npt.NDArray, targets: npt.NDArray | None, vectors: npt.NDArray | None) -> None:
@@ -234,25 +253,8 @@ def _passes_by_columns(
     s.ravel()[at_max] = 0.0
     rest = e.sum(axis=0, dtype=np.float64).astype(z.dtype)  # float64 accumulation: error O(1 ulp)
     parts = _LogitPasses(pred, rank, z_max, z_true, rest, second)
-    if extremes:
-        parts.z_min = zt.min(axis=0)
-    if detail:
-        parts.e_dot_s = _column_dot(e, s)
-    if targets is not None:
-        target_columns = np.ascontiguousarray(targets.T)
-        parts.t_sum = target_columns.sum(axis=0, dtype=np.float64)
-        parts.t_dot_s = _column_dot(target_columns, s)
-    _vector_passes(parts, s.T, targets, vectors)
+    _finish_passes(parts, zt, e, s, targets, 0, detail, vectors, extremes)
     return parts
-
-
-def _column_dot(weights: npt.NDArray, values: npt.NDArray) -> F64:
-    """weighted_row_sum for [C, n] blocks."""
-    total = np.einsum("ij,ij->j", weights, values, dtype=np.float64)
-    bad = ~np.isfinite(total)
-    if bad.any():
-        total[bad] = weighted_row_sum(np.ascontiguousarray(weights[:, bad].T), np.ascontiguousarray(values[:, bad].T))
-    return total
 
 
 def _log1p(x: npt.NDArray) -> npt.NDArray:
