@@ -244,7 +244,11 @@ def _top(view: ChunkView, rows: npt.NDArray[np.bool_], key: npt.NDArray, columns
     """The MAX_EXAMPLES rows with the largest `key` among `rows`."""
     candidates = np.flatnonzero(rows)
     if candidates.size > MAX_EXAMPLES:
-        candidates = candidates[np.argsort(-key[candidates], kind="stable")[:MAX_EXAMPLES]]
+        # the largest keys in O(n); ties at the cut go to the lower row (Finding.add_examples re-sorts)
+        cut = np.partition(key[candidates], candidates.size - MAX_EXAMPLES)[candidates.size - MAX_EXAMPLES]
+        above = candidates[key[candidates] > cut]
+        at_cut = candidates[key[candidates] == cut][: MAX_EXAMPLES - above.size]
+        candidates = np.concatenate([above, at_cut])
     return _rows(view, candidates, columns)
 
 

@@ -129,6 +129,9 @@ def _max_excluding(work: npt.NDArray, rows: I64, pred: I64) -> F64:
 # per-row reduction then becomes C element-wise passes over long vectors, which numpy runs
 # several times faster than reductions over short rows.
 COLUMN_LAYOUT_MAX_CLASSES = 32
+# The transposed layout works on long vectors, which stream well from memory: its blocks can be
+# a whole default chunk (16 MiB of scores), which spares concatenating block results.
+COLUMN_BLOCK_ELEMENTS = 1 << 22
 
 
 _thread_scratch = threading.local()
@@ -416,7 +419,8 @@ def sample_stats(
         assert labels is not None
         label, label_is_int, label_ok = label_classes(labels, num_classes)
     y = np.where(label_ok, label, 0)
-    step = max(1, BLOCK_ELEMENTS // max(num_classes, 1))
+    per_block = COLUMN_BLOCK_ELEMENTS if kind == "logits" and num_classes <= COLUMN_LAYOUT_MAX_CLASSES else BLOCK_ELEMENTS
+    step = max(1, per_block // max(num_classes, 1))
     blocks = []
     for start in range(0, n, step):
         block = slice(start, min(n, start + step))
@@ -426,7 +430,7 @@ def sample_stats(
         else:
             blocks.append(_probs_block(scores[block], y[block], block_targets, kind, class_vectors, clip, clip_first))
     loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = (
-        None if parts[0] is None else np.concatenate(parts) for parts in zip(*blocks)
+        parts[0] if len(parts) == 1 or parts[0] is None else np.concatenate(parts) for parts in zip(*blocks)
     )
     loss[~label_ok] = np.nan
     return SampleStats(

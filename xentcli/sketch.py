@@ -33,9 +33,13 @@ class QuantileSketch:
         self.max = -math.inf
 
     def _add_store(self, store: dict[int, int], magnitudes: npt.NDArray[np.float64]) -> None:
-        keys, counts = np.unique(np.ceil(np.log(magnitudes) / self._log_gamma).astype(np.int64), return_counts=True)
-        for key, count in zip(keys.tolist(), counts.tolist()):
-            store[key] = store.get(key, 0) + count
+        if magnitudes.size == 0:
+            return
+        keys = np.ceil(np.log(magnitudes) / self._log_gamma).astype(np.int64)
+        low = int(keys.min())
+        counts = np.bincount(keys - low)  # O(n): the keys span a few thousand buckets at most
+        for offset in np.flatnonzero(counts).tolist():
+            store[low + offset] = store.get(low + offset, 0) + int(counts[offset])
 
     def update(self, values: npt.NDArray[np.float64]) -> None:
         """Add finite values (the caller filters NaN and inf)."""
