@@ -428,10 +428,16 @@ def explain_differences(
     lines = []
     if totals.ignored:
         ignore = options.ignore_index
+        optax_fate = (
+            f"optax, unless told (where=labels != {ignore}), reads it as class {info.num_classes + ignore} "
+            "(negative labels index from the end)"
+            if ignore is not None and -info.num_classes <= ignore < 0
+            else f"optax, unless told (where=labels != {ignore}), gives those rows NaN"
+        )
         lines.append(
             f"{totals.ignored:,} rows carry the label {ignore}: PyTorch leaves them out of its mean "
-            f"(ignore_index={ignore}), Keras and optax only when told (ignore_class={ignore}, "
-            f"where=labels != {ignore}), tf.nn rejects them."
+            f"(ignore_index={ignore}), Keras only when told (ignore_class={ignore}), tf.nn rejects them; "
+            f"{optax_fate}."
         )
     for doc in documents.values():
         for error in doc["errors"]:
