@@ -446,7 +446,7 @@ def explain_differences(
                 "it rejects are left out of its numbers here."
             )
     optax = documents.get("optax")
-    if optax and isinstance(optax["loss"], float) and math.isnan(optax["loss"]) and not math.isnan(truth_loss):
+    if optax and isinstance(optax["loss"], float) and math.isnan(optax["loss"]) and summary["nonfinite"]:
         lines.append(
             "optax gives NaN: a label outside [-C, C) indexes past the logits (take_along_axis fills NaN); "
             "labels in [-C, 0) wrap around to C + label."
