@@ -83,7 +83,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     if config.diagnostics:
         view = ChunkView(
             chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
-            info.score_dtype, info.classes is not None and info.targets.startswith("class names"),
+            info.score_dtype, info.label_names,
         )
         result.findings = diagnose_chunk(view)
     for framework in options.frameworks:

@@ -78,6 +78,7 @@ class InputDescription:
     sequences: str | None = None  # how the rows were grouped into sequences
     shards: int = 1  # files read as one dataset
     classes: tuple[str, ...] | None = None  # class names, when known
+    label_names: bool = False  # the labels were class names, mapped to indices
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -138,6 +139,7 @@ class _Side:
     samples: int | None = None
     sequences: str | None = None
     classes: tuple[str, ...] | None = None
+    label_names: bool = False
 
 
 def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None) -> _Side:
@@ -181,6 +183,7 @@ def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, cl
         side.targets = roles["targets"].describe
         if is_text(roles["targets"].value_type) and classes:
             side.targets = f"class names in {side.targets}, mapped to {len(classes)} classes"
+            side.label_names = True
         nested = "scores" in roles and roles["scores"].nested
         side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path, sequences=nested)
         side.target_width = reader.widths.get("targets", 0)
@@ -402,6 +405,7 @@ class FileSource:
             sequence_length=main.seq_len,
             sequences=main.sequences,
             classes=classes,
+            label_names=target_side.label_names,
         )
         self._rows_done = 0
 
