@@ -1,18 +1,21 @@
 """Benchmark inputs for `make bench`: owns everything under bench/data/ (git-ignored).
 
 For each shape (rows N, classes C) it writes one folder `bench/data/n{N}_c{C}/` holding the same
-numbers in two formats:
+numbers in up to three formats:
 
   logits.npy + labels.npy   float32 [N, C] (standard normal x 3) and int64 [N] (uniform in [0, C))
   dump.parquet              list<float> column `logits`, int64 column `label`, ~64 MiB row groups
+  dump.csv                  wide columns `logit_0` … `logit_{C-1}` (shortest float32 text), `label`
 
 The data is generated in chunks of ~64 MiB of scores from one numpy generator seeded by the shape,
 so both formats hold identical values, every run produces the same files, and generation never
 holds more than a few chunks in memory. `manifest.json` in the folder records the shape and the
-size of each finished file; a file whose recorded size matches is not written again.
+size of each finished file; a file whose recorded size matches is not written again. Which shapes
+`make bench` needs is decided by run_bench.py (its cases); this file's own command line is for
+generating any shape by hand:
 
-    python bench/make_data.py                       # the three default shapes, both formats
-    python bench/make_data.py --shapes 8000x32000 --formats npy --rows-scale 0.01
+    python bench/make_data.py                       # 250000x1000 as NPY and Parquet
+    python bench/make_data.py --shapes 3000000x10 --formats csv --rows-scale 0.01
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-# ~40 MB, ~1 GB and ~1 GB of float32 scores: many tiny rows, a typical classifier, an LM vocabulary.
-DEFAULT_SHAPES: list[tuple[int, int]] = [(1_000_000, 10), (250_000, 1000), (8_000, 32_000)]
-FORMATS = ("npy", "parquet")
+DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
+FORMATS = ("npy", "parquet", "csv")
+DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
 CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
 SCALE = 3.0  # logits ~ N(0, SCALE^2): a realistic spread of losses, no overflow concerns
@@ -62,8 +66,8 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
     folder = shape_dir(rows, classes)
     if fmt == "npy":
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy"}
-    if fmt == "parquet":
-        return {"dump": folder / "dump.parquet"}
+    if fmt in ("parquet", "csv"):
+        return {"dump": folder / f"dump.{fmt}"}
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -107,7 +111,34 @@ def write_parquet(rows: int, classes: int, files: dict[str, Path]) -> None:
             writer.write_table(table, row_group_size=len(x))  # one chunk = one row group
 
 
-WRITERS = {"npy": write_npy, "parquet": write_parquet}
+def write_csv(rows: int, classes: int, files: dict[str, Path]) -> None:
+    # A CSV chunk is ~2.6x its float32 bytes as text: written in slices of ~16 MiB of scores.
+    names = [f"logit_{j}" for j in range(classes)]
+    schema = pa.schema([(name, pa.float32()) for name in names] + [("label", pa.int64())])
+    step = max(1, chunk_rows(classes) // 4)
+    with pa_csv.CSVWriter(files["dump"], schema) as writer:
+        for x, y in chunks(rows, classes):
+            columns = np.ascontiguousarray(x.T)  # one contiguous row per CSV column
+            for start in range(0, len(y), step):
+                part = slice(start, start + step)
+                arrays = [pa.array(column[part]) for column in columns] + [pa.array(y[part])]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv}
+CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
+
+
+def estimated_bytes(rows: int, classes: int, fmt: str) -> int:
+    """Roughly what `ensure` would write (0 if the files are already complete), for a disk check."""
+    folder = shape_dir(rows, classes)
+    manifest = read_manifest(folder)
+    if manifest.get("shape") == [rows, classes] and manifest.get("seed") == SEED:
+        if is_complete(manifest, dataset_files(rows, classes, fmt)):
+            return 0
+    if fmt == "csv":
+        return int(rows * (classes * CSV_BYTES_PER_SCORE + 3))
+    return rows * classes * 4 + rows * 8
 
 
 def read_manifest(folder: Path) -> dict:
@@ -174,20 +205,15 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """The options shared with run_bench.py."""
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the benchmark dumps under bench/data/.")
     default = ",".join(f"{n}x{c}" for n, c in DEFAULT_SHAPES)
     parser.add_argument("--shapes", type=parse_shapes, default=DEFAULT_SHAPES,
                         help=f"comma-separated ROWSxCLASSES (default: {default})")
-    parser.add_argument("--formats", type=parse_formats, default=list(FORMATS),
-                        help="comma-separated, among npy,parquet (default: both)")
+    parser.add_argument("--formats", type=parse_formats, default=DEFAULT_FORMATS,
+                        help=f"comma-separated, among {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)})")
     parser.add_argument("--rows-scale", type=positive_float, default=1.0,
                         help="multiply every shape's rows by this (default: 1)")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the benchmark dumps under bench/data/.")
-    add_data_options(parser)
     args = parser.parse_args(argv)
     for (rows, classes, fmt), files in ensure_all(args.shapes, args.formats, args.rows_scale).items():
         print(f"{fmt:8} {rows}x{classes}: " + " ".join(str(p) for p in files.values()))

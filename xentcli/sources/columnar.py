@@ -14,7 +14,6 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
@@ -169,6 +168,8 @@ class ColumnarRoles:
             return list_to_matrix(column, self.widths[role], self.path, found.columns[0], offset)  # type: ignore[arg-type]
         if role == "targets" and self.classes is not None and is_text(column.type):  # type: ignore[union-attr]
             # class names → indices; a name that is not a class becomes null → NaN, an unusable label
+            import pyarrow.compute as pc  # only here: importing it costs ~50 ms of every start
+
             column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
         values = column.to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
         return values if role == "ids" else np.asarray(values)
