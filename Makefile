@@ -22,7 +22,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+# torch (a pinned CPU wheel) only for the bench's reference scripts; if it cannot be installed the
+# bench still runs and says "torch not available" in those cells.
 bench: $(VENV)/.installed
+	-$(BIN)/python -m pip install --quiet --disable-pip-version-check 'torch==2.13.0'
 	$(BIN)/python bench/run_bench.py
 
 samples: $(VENV)/.installed

@@ -1,261 +1,377 @@
-"""`make bench`: times whole `xent score --json --quiet` processes against a plain numpy script.
+"""`make bench`: whole `xent score FILE --json --quiet` processes against what users would run instead.
 
-Owns the timing, the peak-RSS measurement, the plain-numpy reference and the results table
-(printed, and written to bench/results.md). The inputs come from make_data.py (bench/data/).
+Owns the cases (which dump, compared with what), the checks and the report: two Markdown tables,
+printed and written to bench/results.md. The dumps come from make_data.py (bench/data/), the
+processes that are timed from references.py, the timing itself from measure.py.
 
-For every shape and format it runs each command once as a warm-up (which also puts the files in
-the page cache), then `--repeat` more times, and reports the median wall-clock time of the whole
-process (interpreter start-up and imports included) and the peak RSS of that process alone, read
-from `os.wait4`. The reference is this file itself, run as
-`python bench/run_bench.py --reference FILE [LABELS]`: it loads the whole array into memory and
-computes max-subtract / exp / sum / log and the mean in numpy. xent's `summary.loss_mean` must
-agree with the reference's mean to 1e-6 relative, else a warning is printed.
+Cases (`--cases`, default all of them):
 
-    .venv/bin/python bench/run_bench.py
-    .venv/bin/python bench/run_bench.py --shapes 250000x1000 --formats npy --repeat 5 --threads 1
+  npy1000   NPY float32 500,000 x 1000 (2 GB) vs torch cross_entropy, 2 threads, in memory
+  npy10     NPY float32 10,000,000 x 10 vs torch cross_entropy, 1 thread, in memory
+  parquet   Parquet list<float32> 250,000 x 1000 vs pyarrow.parquet.read_table, and vs
+            pandas.read_parquet + np.stack + torch cross_entropy (both whole processes)
+  csv       wide CSV, 3,000,000 x 10 and 300,000 x 100 (~320 MB each) vs pyarrow.csv.open_csv
+  shapes    NPY and Parquet, 1,000,000 x 10, 250,000 x 1000 and 8,000 x 32,000, vs a plain numpy
+            script holding the whole array in memory (both whole processes)
+  scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
+            the disk is short): does the peak RSS grow with the rows?
+
+Every case runs xent and xent --no-diagnostics (the diagnostics' cost) and its references in
+interleaved rounds (measure.py): each ratio is the median of the ratios within a round. xent's time
+is its whole process; torch's is the median of 3 in-process cross_entropy calls (file loading
+excluded); every other reference is its whole process.
+
+    .venv/bin/python bench/run_bench.py                      # everything, ~15 min on 2 cores
+    .venv/bin/python bench/run_bench.py --cases npy10,csv --repeat 5
+    .venv/bin/python bench/run_bench.py --rows-scale 0.05    # a quick end-to-end check
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import shlex
-import statistics
-import subprocess
+import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
+import make_data  # bench/ is sys.path[0] when this file is run as a script
+import references
+from measure import REPO, Run, Series, log, pairwise, run_rounds
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-RESULTS = HERE / "results.md"
-REL_TOL = 1e-6
-
-
-def reference(paths: list[str]) -> None:
-    """The plain in-memory numpy baseline: print the mean cross-entropy of one dump."""
-    if paths[0].endswith(".parquet"):
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(paths[0], columns=["logits", "label"])
-        x = pc.list_flatten(table["logits"]).to_numpy().reshape(table.num_rows, -1)
-        y = table["label"].to_numpy()
-    else:
-        x, y = np.load(paths[0]), np.load(paths[1])
-    z = x - x.max(axis=1, keepdims=True)
-    loss = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
-    print(repr(float(loss.mean(dtype=np.float64))))
+RESULTS = Path(__file__).resolve().parent / "results.md"
+REL_TOL = 1e-6  # xent's loss_mean against torch's
+DISK_MARGIN = 2 << 30  # bytes left free on the disk after generating the dumps
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+NO_TORCH = "torch not available"
 
 
-class BenchError(Exception):
-    pass
+@dataclass(frozen=True)
+class Reference:
+    name: str  # its command's name within a round
+    label: str  # as shown in the table
+    kind: str  # a kind of references.py
+    in_process: bool = False  # timed by the child itself ("seconds"), not by its wall clock
+    needs_torch: bool = False
+    threads: int = 0  # torch threads, for torch-npy
+
+    def command(self, files: dict[str, Path]) -> list[str]:
+        if self.kind == "torch-npy":
+            return references.command(self.kind, str(files["logits"]), str(files["labels"]), str(self.threads))
+        if "dump" not in files:  # NPY: scores and labels in two files
+            return references.command(self.kind, str(files["logits"]), str(files["labels"]))
+        return references.command(self.kind, str(files["dump"]))
+
+    def seconds(self, run: Run) -> float:
+        return float(run.json()["seconds"]) if self.in_process else run.seconds
 
 
-@dataclass
-class Timing:
-    median_s: float
-    peak_rss_kib: int
-    stdout: str  # of the last run
+def torch_reference(threads: int) -> Reference:
+    label = f"torch cross_entropy, {threads} thread{'s' if threads > 1 else ''}, in memory (load excluded)"
+    return Reference("torch", label, "torch-npy", in_process=True, needs_torch=True, threads=threads)
 
 
-def run_once(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall-clock seconds, peak RSS (KiB) of this child alone, and its stdout."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=REPO)
-        assert proc.stdout is not None
-        out = proc.stdout.read()  # until the child closes stdout (it exits)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        proc.stdout.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
-            raise BenchError(f"exit {proc.returncode}: {shlex.join(cmd)}\n    " + "\n    ".join(tail))
-    return seconds, usage.ru_maxrss, out.decode()
+READ_TABLE = Reference("read_table", "pyarrow.parquet.read_table (process)", "read-table")
+PANDAS_TORCH = Reference("pandas_torch", "pandas.read_parquet + np.stack + torch cross_entropy (process)",
+                         "pandas-torch", needs_torch=True)
+OPEN_CSV = Reference("open_csv", "pyarrow.csv.open_csv read to the end (process)", "open-csv")
+NUMPY = Reference("numpy", "plain numpy, whole array in memory (process)", "numpy")
 
 
-def measure(cmd: list[str], repeat: int) -> Timing:
-    """One warm-up run, then `repeat` timed runs: median time, max peak RSS over all runs."""
-    _, rss, out = run_once(cmd)
-    times = []
-    for _ in range(repeat):
-        seconds, run_rss, out = run_once(cmd)
-        times.append(seconds)
-        rss = max(rss, run_rss)
-    return Timing(statistics.median(times), rss, out)
-
-
-def measure_pair(cmd_a: list[str], cmd_b: list[str], repeat: int) -> tuple[Timing, Timing, float]:
-    """A and B in turn (A B A B …) after one warm-up each, so a drift of the machine's speed hits
-    both alike: both medians, and the median of the pairwise ratios A / B."""
-    _, rss_a, out_a = run_once(cmd_a)
-    _, rss_b, out_b = run_once(cmd_b)
-    times_a, times_b = [], []
-    for _ in range(repeat):
-        seconds, run_rss, out_a = run_once(cmd_a)
-        times_a.append(seconds)
-        rss_a = max(rss_a, run_rss)
-        seconds, run_rss, out_b = run_once(cmd_b)
-        times_b.append(seconds)
-        rss_b = max(rss_b, run_rss)
-    ratio = statistics.median(a / b for a, b in zip(times_a, times_b))
-    return Timing(statistics.median(times_a), rss_a, out_a), Timing(statistics.median(times_b), rss_b, out_b), ratio
-
-
-@dataclass
-class Row:
+@dataclass(frozen=True)
+class Case:
+    name: str  # the --cases name selecting it
     rows: int
     classes: int
     fmt: str
-    xent: Timing | None = None
-    numpy: Timing | None = None
-    plain: Timing | None = None  # xent --no-diagnostics
-    diagnostics_ratio: float | None = None  # xent / xent --no-diagnostics, median of pairs
+    references: tuple[Reference, ...] = ()
+    factor: int = 1  # rows relative to the case it scales
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return self.rows, self.classes, self.fmt
 
     @property
     def scores_gb(self) -> float:
         return self.rows * self.classes * 4 / 1e9
 
 
+SCALING = (2, 4)
+CASES: dict[str, list[Case]] = {
+    "npy1000": [Case("npy1000", 500_000, 1000, "npy", (torch_reference(2),))],
+    "npy10": [Case("npy10", 10_000_000, 10, "npy", (torch_reference(1),))],
+    "parquet": [Case("parquet", 250_000, 1000, "parquet", (READ_TABLE, PANDAS_TORCH))],
+    "csv": [Case("csv", 3_000_000, 10, "csv", (OPEN_CSV,)), Case("csv", 300_000, 100, "csv", (OPEN_CSV,))],
+    "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
+               for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
+    "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
+                for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
+}
+
+
+def select_cases(names: list[str], rows_scale: float) -> list[Case]:
+    """The chosen cases with --rows-scale applied; a dump measured by two cases is measured once."""
+    chosen: dict[tuple[int, int, str], Case] = {}
+    for case in sorted((c for n in names for c in CASES[n]), key=lambda c: c.name == "scaling"):
+        rows, _ = make_data.scaled((case.rows, case.classes), rows_scale)
+        chosen.setdefault((rows, case.classes, case.fmt), replace(case, rows=rows))
+    return list(chosen.values())
+
+
+def fit_disk(cases: list[Case]) -> tuple[list[Case], str]:
+    """Drop the 4x scaling dumps if writing every missing dump would leave under DISK_MARGIN free."""
+    make_data.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(make_data.DATA_DIR).free
+
+    def needed(cs: list[Case]) -> int:
+        return sum(make_data.estimated_bytes(c.rows, c.classes, c.fmt) for c in cs)
+
+    if needed(cases) + DISK_MARGIN <= free:
+        return cases, ""
+    kept = [c for c in cases if c.factor < max(SCALING)]
+    note = (f"Disk short: the dumps need {needed(cases) / 1e9:.1f} GB more and {free / 1e9:.1f} GB is free, "
+            f"so the {max(SCALING)}x scaling dumps were skipped.")
+    if needed(kept) + DISK_MARGIN > free:
+        note += f" Even without them {needed(kept) / 1e9:.1f} GB is needed: generation may fail."
+    log(note)
+    return kept, note
+
+
+@dataclass
+class Result:
+    case: Case
+    files: dict[str, Path]
+    series: dict[str, Series]  # "xent", "no_diag", then one per reference run
+    checks: list[str] = field(default_factory=list)  # what disagreed
+    compared: list[str] = field(default_factory=list)  # the references xent's loss_mean was checked against
+
+    @property
+    def file_gb(self) -> float:
+        return sum(p.stat().st_size for p in self.files.values()) / 1e9
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.fmt} {self.case.rows}x{self.case.classes}"
+
+
 def xent_command(files: dict[str, Path], threads: int | None) -> list[str]:
-    if "dump" in files:
-        cmd = [sys.executable, "-m", "xentcli", "score", str(files["dump"])]
-    else:
-        cmd = [sys.executable, "-m", "xentcli", "score", str(files["logits"]), "--labels", str(files["labels"])]
-    cmd += ["--json", "--quiet"]
-    return cmd + (["--threads", str(threads)] if threads else [])
+    paths = [str(files["dump"])] if "dump" in files else [str(files["logits"]), "--labels", str(files["labels"])]
+    return references.command("xent", "score", *paths, "--json", "--quiet",
+                              *(["--threads", str(threads)] if threads else []))
 
 
-def reference_command(files: dict[str, Path]) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--reference", *map(str, files.values())]
+def in_process_seconds(run: Run) -> float:
+    """xent's own time after its imports, from the `bench-timing` line of references.py."""
+    for line in run.stderr.splitlines():
+        if line.startswith(references.TIMING_PREFIX):
+            return float(json.loads(line[len(references.TIMING_PREFIX):])["run_s"])
+    raise ValueError("no timing line")
 
 
-def warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+def bench_case(case: Case, files: dict[str, Path], repeat: int, threads: int | None) -> Result:
+    xent = xent_command(files, threads)
+    commands = {"xent": xent, "no_diag": [*xent, "--no-diagnostics"]}
+    for ref in case.references:
+        if HAS_TORCH or not ref.needs_torch:
+            commands[ref.name] = ref.command(files)
+    result = Result(case, files, run_rounds(commands, repeat, f"{case.name} {case.fmt} {case.rows}x{case.classes}"))
+    check(result)
+    return result
 
 
-def bench_one(row: Row, files: dict[str, Path], repeat: int, threads: int | None) -> dict:
-    """Fill row.xent and row.numpy; returns xent's JSON document ({} if xent failed)."""
-    label = f"{row.rows}x{row.classes} {row.fmt}"
-    doc: dict = {}
-    xent_mean = ref_mean = None
-    agree = "not compared"
-    try:
-        command = xent_command(files, threads)
-        row.xent, row.plain, row.diagnostics_ratio = measure_pair(command, [*command, "--no-diagnostics"], repeat)
-        doc = json.loads(row.xent.stdout)
-        xent_mean, xent_rows = doc["summary"]["loss_mean"], doc["summary"]["rows"]
-        if xent_rows != row.rows:
-            warn(f"{label}: xent summary.rows = {xent_rows}, expected {row.rows}")
-    except (BenchError, ValueError, KeyError) as exc:
-        row.xent = None
-        warn(f"{label}: xent failed: {exc}")
-    try:
-        row.numpy = measure(reference_command(files), repeat)
-        ref_mean = float(row.numpy.stdout)
-    except (BenchError, ValueError) as exc:
-        row.numpy = None
-        warn(f"{label}: numpy reference failed: {exc}")
-    if xent_mean is not None and ref_mean is not None:
-        rel = abs(xent_mean - ref_mean) / max(abs(ref_mean), 1e-300)
-        agree = f"loss_mean rel. diff {rel:.1e}"
-        if not rel <= REL_TOL:
-            warn(f"{label}: loss_mean {xent_mean!r} (xent) vs {ref_mean!r} (numpy): relative difference {rel:.2e}")
-    print(f"bench: {label}: xent {fmt_s(row.xent)} s, numpy {fmt_s(row.numpy)} s, {agree}", file=sys.stderr, flush=True)
-    return doc
+def check(result: Result) -> None:
+    """xent's row count, and its loss_mean against every reference that computes one."""
+    xent = result.series["xent"]
+    if not xent.runs or xent.error:
+        return
+    summary = xent.runs[-1].json()["summary"]
+    if summary["rows"] != result.case.rows:
+        result.checks.append(f"{result.label}: xent counted {summary['rows']} rows, expected {result.case.rows}")
+    for name, series in result.series.items():
+        if name in ("xent", "no_diag") or not series.runs or series.error:
+            continue
+        doc = series.runs[-1].json()
+        if "loss_mean" in doc:
+            result.compared.append(f"{name} on {result.label}")
+            rel = abs(summary["loss_mean"] - doc["loss_mean"]) / max(abs(doc["loss_mean"]), 1e-300)
+            if not rel <= REL_TOL:
+                result.checks.append(f"{result.label}: loss_mean {summary['loss_mean']!r} (xent) vs "
+                                     f"{doc['loss_mean']!r} ({name}), relative difference {rel:.1e}")
+        if "rows" in doc and doc["rows"] != result.case.rows:
+            result.checks.append(f"{result.label}: {name} read {doc['rows']} rows, expected {result.case.rows}")
+    for message in result.checks:
+        log(f"WARNING: {message}")
 
 
-def fmt_s(t: Timing | None) -> str:
-    return "error" if t is None else f"{t.median_s:.3f}"
+def num(value: float | None, fmt: str, missing: str = "error") -> str:
+    return missing if value is None else format(value, fmt)
 
 
-def table(rows: list[Row]) -> str:
-    head = ["shape", "format", "scores GB", "xent s", "xent GB/s", "xent rows/s", "xent RSS MiB",
-            "numpy s", "numpy GB/s", "numpy RSS MiB", "xent/numpy throughput", "diagnostics cost"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|"]
-    for r in rows:
-        cells = [f"{r.rows:,} x {r.classes:,}", r.fmt, f"{r.scores_gb:.4g}"]
-        for t, with_rows in ((r.xent, True), (r.numpy, False)):
-            if t is None:
-                cells += ["error"] * (4 if with_rows else 3)
+def mib(kib: int | None) -> str:
+    return num(None if kib is None else kib / 1024, ",.0f")
+
+
+def markdown(head: list[str], rows: list[list[str]], left: int) -> str:
+    """A Markdown table, its first `left` columns left-aligned and the others right-aligned."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < left else "--:" for i in range(len(head))) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def shape(case: Case) -> str:
+    return f"{case.rows:,} x {case.classes:,}"
+
+
+def percent(ratio: float | None) -> str:
+    """1.07 -> '+7%'."""
+    return "error" if ratio is None else f"{(ratio - 1) * 100:+.0f}%"
+
+
+def throughput(gb: float, seconds: float | None) -> str:
+    return num(None if not seconds else gb / seconds, ".3g")
+
+
+def comparison_table(results: list[Result]) -> str:
+    head = ["case", "input", "rows x classes", "scores GB", "xent s", "xent GB/s", "xent in-process s",
+            "reference", "reference s", "reference GB/s", "xent/reference throughput", "reference peak RSS MiB"]
+    rows = []
+    for r in results:
+        xent = r.series["xent"]
+        xent_s = xent.median()
+        inproc = xent.median(in_process_seconds) if xent.runs else None
+        left = [r.case.name, r.case.fmt.upper() if r.case.fmt != "parquet" else "Parquet", shape(r.case),
+                f"{r.case.scores_gb:.4g}", num(xent_s, ".3f"), throughput(r.case.scores_gb, xent_s), num(inproc, ".3f")]
+        for ref in r.case.references:
+            series = r.series.get(ref.name)
+            if series is None:
+                rows.append(left + [ref.label] + [NO_TORCH] * 4)
                 continue
-            cells += [f"{t.median_s:.3f}", f"{r.scores_gb / t.median_s:.3g}"]
-            cells += [f"{r.rows / t.median_s:,.0f}"] if with_rows else []
-            cells += [f"{t.peak_rss_kib / 1024:,.0f}"]
-        ratio = r.numpy.median_s / r.xent.median_s if r.xent and r.numpy else None
-        cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
-        cells.append("n/a" if r.diagnostics_ratio is None else f"{(r.diagnostics_ratio - 1) * 100:+.0f}%")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            ref_s = series.median(ref.seconds)
+            ratio = pairwise(xent, series, lambda a, b, ref=ref: ref.seconds(b) / a.seconds)
+            rows.append(left + [ref.label, num(ref_s, ".3f"), throughput(r.case.scores_gb, ref_s),
+                                num(ratio, ".2f") + ("x" if ratio is not None else ""), mib(series.peak_rss_kib)])
+    return markdown(head, rows, left=3)
 
 
-def machine(xent_version: str) -> str:
+FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2}
+
+
+def xent_table(results: list[Result]) -> str:
+    head = ["input", "rows x classes", "file GB", "scores GB", "xent s", "xent GB/s", "xent peak RSS MiB",
+            "peak RSS of each run MiB (warm-up first)", "--no-diagnostics s", "diagnostics cost"]
+    rows = []
+    for r in sorted(results, key=lambda r: (FORMAT_ORDER[r.case.fmt], r.case.classes, r.case.rows)):
+        xent, plain = r.series["xent"], r.series["no_diag"]
+        each = " / ".join(f"{run.rss_kib / 1024:,.0f}" for run in (xent.warmup, *xent.runs) if run is not None)
+        cost = pairwise(xent, plain, lambda a, b: a.seconds / b.seconds)
+        rows.append([r.case.fmt, shape(r.case), f"{r.file_gb:.3g}", f"{r.case.scores_gb:.4g}", num(xent.median(), ".3f"),
+                     throughput(r.case.scores_gb, xent.median()), mib(xent.peak_rss_kib), each or "error",
+                     num(plain.median(), ".3f"), percent(cost)])
+    return markdown(head, rows, left=2)
+
+
+def versions() -> str:
+    import numpy
+    import pandas
     import pyarrow
 
+    torch = NO_TORCH
+    if HAS_TORCH:
+        import torch as torch_module
+
+        torch = f"torch {torch_module.__version__}"
+    return f"Python {platform.python_version()}, numpy {numpy.__version__}, pyarrow {pyarrow.__version__}, " \
+           f"pandas {pandas.__version__}, {torch}"
+
+
+def machine() -> str:
     model = "unknown CPU"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"Machine: nproc {usable} (of {os.cpu_count()}), {model}, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, pyarrow {pyarrow.__version__}, "
-            f"xent {xent_version}")
+    return f"nproc {usable} (of {os.cpu_count()}), {model}, {platform.system()} {platform.release()}"
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["--reference"]:  # hidden: the numpy baseline, run as a child process
-        reference(argv[1:])
-        return 0
-    import make_data  # bench/ is sys.path[0] when this file is run as a script
-
-    parser = argparse.ArgumentParser(description="Benchmark `xent score` against plain numpy.")
-    make_data.add_data_options(parser)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (default: 3)")
-    parser.add_argument("--threads", type=int, default=None, help="pass --threads N to xent (default: xent's own)")
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--repeat and --threads must be >= 1")
-
-    datasets = make_data.ensure_all(args.shapes, args.formats, args.rows_scale)
-    rows, version = [], "unknown"
-    for (n, c, fmt), files in datasets.items():
-        row = Row(n, c, fmt)
-        doc = bench_one(row, files, args.repeat, args.threads)
-        version = doc.get("xent_version", version)
-        rows.append(row)
-
-    report = "\n".join([
+def report(results: list[Result], args: argparse.Namespace, notes: list[str]) -> str:
+    xent_version = next((r.series["xent"].runs[-1].json().get("xent_version") for r in results
+                         if r.series["xent"].runs and not r.series["xent"].error), "unknown")
+    checks = [message for r in results for message in r.checks]
+    compared = [item for r in results for item in r.compared]
+    agreed = (f"xent's loss_mean agrees to {REL_TOL:g} relative with " + ", ".join(compared)) if compared \
+        else "no reference computed a loss_mean to compare with"
+    threads = f" --threads {args.threads}" if args.threads else " (its default threads: the number of cores)"
+    return "\n".join([
         "# xent benchmark",
         "",
-        machine(version),
+        f"Machine: {machine()}; {versions()}; xent {xent_version}",
         "",
         f"Command: `{shlex.join([sys.executable, *sys.argv])}`",
         "",
-        f"xent runs `python -m xentcli score FILE [--labels LABELS] --json --quiet"
-        f"{f' --threads {args.threads}' if args.threads else ''}`; numpy runs "
-        "`bench/run_bench.py --reference FILE [LABELS]` (whole array in memory, float32 passes). "
-        f"Times: median of {args.repeat} whole-process runs after one warm-up (files in the page cache). "
-        "RSS: peak resident set of the process, from wait4. GB = 1e9 bytes of float32 scores. "
-        "Diagnostics cost: xent's time over `xent --no-diagnostics`, the median of pairwise ratios of interleaved runs.",
+        f"xent runs `python -m xentcli score FILE [--labels LABELS] --json --quiet`{threads}, through "
+        "`bench/references.py xent`, which only adds a clock after the imports (xent in-process s: reading, "
+        f"computing and reporting). Every case runs xent, xent `--no-diagnostics` and its references in turn, "
+        f"one warm-up round (files in the page cache) then {args.repeat} timed rounds; times are medians, "
+        "ratios the median of the ratios within each round. xent's time is its whole process (interpreter "
+        "start-up and imports included), like every reference's except torch's, which is the median of "
+        f"{references.CALLS} in-process cross_entropy(reduction='none') calls on tensors already in memory. "
+        "GB = 1e9 bytes of float32 scores (rows x classes x 4), whatever the file's format. Peak RSS: "
+        "of the process alone, from wait4. Diagnostics cost: xent's time over xent `--no-diagnostics`.",
         "",
-        table(rows),
+        "## xent against the references",
+        "",
+        comparison_table([r for r in results if r.case.references]) if any(r.case.references for r in results)
+        else "(no case with references selected)",
+        "",
+        "## xent on every dump: peak memory against rows, and the diagnostics' cost",
+        "",
+        xent_table(results),
+        "",
+        *[note + "\n" for note in notes],
+        f"Checks FAILED: {'; '.join(checks)}" if checks else
+        f"Checks: xent counted the expected rows in every dump; {agreed}.",
         "",
     ])
-    print(report)
-    RESULTS.write_text(report)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark `xent score` against torch, pyarrow and pandas.")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, among {','.join(CASES)} (default: all)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
+    parser.add_argument("--threads", type=int, default=None, help="pass --threads N to xent (default: xent's own)")
+    parser.add_argument("--rows-scale", type=make_data.positive_float, default=1.0,
+                        help="multiply every dump's rows by this, e.g. 0.05 for a quick check (default: 1)")
+    parser.add_argument("--data-only", action="store_true", help="only generate the dumps")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.cases.split(",") if n.strip()]
+    if not names or any(n not in CASES for n in names):
+        parser.error(f"--cases must be among {','.join(CASES)}, got {args.cases!r}")
+    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeat and --threads must be >= 1")
+
+    t0 = time.perf_counter()
+    cases, disk_note = fit_disk(select_cases(names, args.rows_scale))
+    files = {case.key: make_data.ensure(case.rows, case.classes, case.fmt) for case in cases}
+    generated = time.perf_counter() - t0
+    if args.data_only:
+        return 0
+    results = [bench_case(case, files[case.key], args.repeat, args.threads) for case in cases]
+    total = time.perf_counter() - t0
+    on_disk = sum(p.stat().st_size for p in make_data.DATA_DIR.rglob("*") if p.is_file())
+    used = sum(p.stat().st_size for f in files.values() for p in f.values())
+    notes = [note for note in (disk_note, "" if HAS_TORCH else "torch is not installed: its cells say so.") if note]
+    notes.append(f"Bench wall time: {total / 60:.1f} min ({generated:.0f} s of it generating dumps); "
+                 f"this run's dumps take {used / 1e9:.1f} GB of the {on_disk / 1e9:.1f} GB in bench/data/.")
+    text = report(results, args, notes)
+    print(text)
+    RESULTS.write_text(text)
     print(f"(written to {RESULTS.relative_to(REPO)})", file=sys.stderr)
     return 0
 

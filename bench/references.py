@@ -1,0 +1,144 @@
+"""The child processes of `make bench`: xent under a stopwatch, and the scripts it is compared with.
+
+Owns what runs inside each timed process; run_bench.py owns the timing from outside. Each kind is
+run as `python bench/references.py KIND ARGS...` in a process of its own, so its wall-clock time
+and peak RSS are its alone, and prints one JSON document on stdout:
+
+  xent ARGS...                 exactly `python -m xentcli ARGS...` (xent's own JSON on stdout), with
+                               one `bench-timing {"import_s", "run_s"}` line on stderr: the time to
+                               import xentcli.cli, and everything after it (read, compute, report)
+  torch-npy LOGITS LABELS T    np.load both, torch.from_numpy, torch.set_num_threads(T), then times
+                               CALLS calls of cross_entropy(reduction='none') only:
+                               {"seconds": median call, "best_s", "loss_mean"}
+  read-table PARQUET           pyarrow.parquet.read_table of the whole file: {"rows"}
+  pandas-torch PARQUET         what users write: pandas.read_parquet, np.stack of the list column,
+                               torch cross_entropy(reduction='none') with torch's default threads:
+                               {"loss_mean"}
+  open-csv CSV                 pyarrow.csv.open_csv (default options) read to the end: {"rows"}
+  numpy FILE [LABELS]          the plain in-memory script: the whole array loaded (np.load, or
+                               read_table + the flat list values), max-subtract / exp / sum / log
+                               in float32, the mean in float64: {"loss_mean"}
+
+Imports happen inside each kind, so a process loads only what its own work needs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+CALLS = 3  # in-process cross_entropy calls per torch-npy process
+TIMING_PREFIX = "bench-timing "
+
+
+def emit(doc: dict) -> None:
+    print(json.dumps(doc), flush=True)
+
+
+def xent(args: list[str]) -> None:
+    t0 = time.perf_counter()
+    import runpy
+
+    import xentcli.cli  # noqa: F401  (what `python -m xentcli` imports first)
+
+    t1 = time.perf_counter()
+    sys.argv = ["xent", *args]
+    code: int | str | None = 0
+    try:
+        runpy.run_module("xentcli", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+    sys.stdout.flush()
+    timing = {"import_s": t1 - t0, "run_s": time.perf_counter() - t1}
+    print(TIMING_PREFIX + json.dumps(timing), file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def torch_npy(logits: str, labels: str, threads: str) -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(int(threads))
+    x = torch.from_numpy(np.load(logits))
+    y = torch.from_numpy(np.load(labels))
+    times = []
+    for _ in range(CALLS):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(x, y, reduction="none")
+        times.append(time.perf_counter() - t0)
+    emit({"seconds": statistics.median(times), "best_s": min(times), "loss_mean": loss.double().mean().item()})
+
+
+def read_table(path: str) -> None:
+    import pyarrow.parquet as pq
+
+    emit({"rows": pq.read_table(path).num_rows})
+
+
+def pandas_torch(path: str) -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+
+    df = pd.read_parquet(path)
+    x = torch.from_numpy(np.stack(df["logits"].to_numpy()))
+    y = torch.from_numpy(df["label"].to_numpy())
+    loss = F.cross_entropy(x, y, reduction="none")
+    emit({"loss_mean": loss.double().mean().item()})
+
+
+def open_csv(path: str) -> None:
+    import pyarrow.csv as pa_csv
+
+    with pa_csv.open_csv(path) as reader:
+        emit({"rows": sum(batch.num_rows for batch in reader)})
+
+
+def plain_numpy(path: str, labels: str | None = None) -> None:
+    import numpy as np
+
+    if path.endswith(".parquet"):
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["logits", "label"])
+        x = pc.list_flatten(table["logits"]).to_numpy().reshape(table.num_rows, -1)
+        y = table["label"].to_numpy()
+    else:
+        x, y = np.load(path), np.load(labels)
+    z = x - x.max(axis=1, keepdims=True)
+    loss = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+    emit({"loss_mean": float(loss.mean(dtype=np.float64))})
+
+
+KINDS: dict[str, Callable[..., None]] = {
+    "numpy": plain_numpy,
+    "torch-npy": torch_npy,
+    "read-table": read_table,
+    "pandas-torch": pandas_torch,
+    "open-csv": open_csv,
+}
+
+
+def command(kind: str, *args: str) -> list[str]:
+    """The argv that runs one kind in a fresh interpreter (this one's)."""
+    return [sys.executable, str(Path(__file__).resolve()), kind, *args]
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["xent"]:
+        xent(argv[1:])
+    elif argv and argv[0] in KINDS:
+        KINDS[argv[0]](*argv[1:])
+    else:
+        sys.exit(f"usage: references.py {{xent,{','.join(KINDS)}}} ARGS...")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
