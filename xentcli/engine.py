@@ -53,11 +53,16 @@ class SampleSink(Protocol):
 ProgressCallback = Callable[[int, float | None], None]
 
 
+# What a chunk holds per row besides its scores: labels, a dozen float64 per-sample values and the
+# diagnostics' temporaries. With few classes this, not the scores, sizes the chunk's memory.
+ROW_STATE_BYTES = 256
+
+
 def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
-    """Rows per chunk: as asked, else about DEFAULT_CHUNK_BYTES of scores."""
+    """Rows per chunk: as asked, else about DEFAULT_CHUNK_BYTES of scores and per-row state."""
     if config.chunk_rows:
         return config.chunk_rows
-    return max(1, DEFAULT_CHUNK_BYTES // max(1, bytes_per_row))
+    return max(1, DEFAULT_CHUNK_BYTES // (bytes_per_row + ROW_STATE_BYTES))
 
 
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, detail: bool) -> ChunkResult:
