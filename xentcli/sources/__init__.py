@@ -267,27 +267,18 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: 
     else:
         archive = open_npz(path)
         if want_scores:
-            scores = npz_member(archive, path, cfg.score_key, SCORE_KEYS, "--score-key")
-            if scores is None:
-                raise LayoutError(
-                    f"no score array (arrays: {', '.join(n[:-4] for n in archive.namelist())})",
-                    path=path,
-                    hint="name it with --score-key",
-                )
-            members["scores"] = scores
+            members["scores"] = npz_member(  # type: ignore[assignment]
+                archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key"
+            )
             if cfg.id_col:
                 members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col")  # type: ignore[assignment]
             if cfg.weight_col:
                 members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
         if not want_scores or cfg.labels_path is None:
-            labels = npz_member(archive, path, cfg.label_key, LABEL_KEYS, "--label-key")
-            if labels is None:
-                raise LayoutError(
-                    f"no label array (arrays: {', '.join(n[:-4] for n in archive.namelist())})",
-                    path=path,
-                    hint="name it with --label-key, or pass the labels with --labels FILE",
-                )
-            members["targets"] = labels
+            members["targets"] = npz_member(  # type: ignore[assignment]
+                archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",
+                "name it with --label-key, or pass the labels with --labels FILE",
+            )
     if "scores" in members:
         scores = members["scores"]
         num_classes, seq_len, class_axis = _sequence_layout(scores, cfg)

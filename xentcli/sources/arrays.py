@@ -111,8 +111,17 @@ def open_npz(path: str) -> zipfile.ZipFile:
         raise InputError(f"not a readable .npz file: {exc}", path=path, hint="check the file or --format") from None
 
 
-def npz_member(archive: zipfile.ZipFile, path: str, key: str | None, defaults: tuple[str, ...], option: str) -> NpzMember | None:
-    """The member named by `key`, else the first of `defaults` present; None when none is."""
+def npz_member(
+    archive: zipfile.ZipFile,
+    path: str,
+    key: str | None,
+    defaults: tuple[str, ...],
+    option: str,
+    role: str | None = None,
+    hint: str | None = None,
+) -> NpzMember | None:
+    """The member named by `key`, else the first of `defaults` present; when none is, None, or an
+    error naming the arrays there if the `role` is required."""
     names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
     if key is not None:
         if key not in names:
@@ -121,6 +130,8 @@ def npz_member(archive: zipfile.ZipFile, path: str, key: str | None, defaults: t
     for candidate in defaults:
         if candidate in names:
             return NpzMember(archive, path, candidate)
+    if role is not None:
+        raise LayoutError(f"no {role} array (arrays: {', '.join(names)})", path=path, hint=hint)
     return None
 
 
