@@ -30,7 +30,6 @@ from xentcli.errors import OptionError, XentError
 from xentcli.semantics import LossOptions
 from xentcli.render.json_doc import render_check_json, render_json
 from xentcli.render.progress import progress_bar
-from xentcli.render.rows import SampleWriter
 from xentcli.render.table import render_check, render_explain, render_tables
 from xentcli.sources import Source
 
@@ -223,6 +222,8 @@ def _run(p: dict[str, Any]) -> Report:
     with progress_bar(not (p["quiet"] or p["as_json"]), source.description.bytes_per_row) as on_progress:
         if p["output"] is None:
             return run(config, source, on_progress=on_progress)
+        from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
+
         with SampleWriter(str(p["output"]), source.files, p["id_col"], p["force"], config.loss.like) as writer:
             return run(config, source, sink=writer, on_progress=on_progress)
 

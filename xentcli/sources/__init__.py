@@ -17,16 +17,7 @@ import numpy.typing as npt
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources.arrays import LABEL_KEYS, SCORE_KEYS, ArrayRoles, NpyArray, NpzMember, npz_member, open_npz
-from xentcli.sources.columnar import ColumnarFile, ColumnarRoles
-from xentcli.sources.columns import (
-    Field,
-    check_target_kind,
-    find_scores,
-    find_targets,
-    find_weights,
-    is_text,
-    kind_from_name,
-)
+from xentcli.sources.names import kind_from_name
 
 COLUMNAR = ("parquet", "arrow", "csv")
 EXTENSIONS = {
@@ -143,6 +134,10 @@ class _Side:
 
 
 def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None) -> _Side:
+    # pyarrow is imported here, not at start-up: NPY and NPZ runs never need it
+    from xentcli.sources.columnar import ColumnarFile, ColumnarRoles
+    from xentcli.sources.columns import Field, check_target_kind, find_scores, find_targets, find_weights, is_text
+
     file = ColumnarFile(path, fmt)
     roles: dict[str, Field] = {}
     classes = cfg.classes or classes

@@ -14,19 +14,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from xentcli.errors import LayoutError, OptionError
+from xentcli.sources.names import SCORE_LIST_NAMES, SCORE_PREFIXES, TARGET_NAMES, TARGET_PREFIXES
 
-# Column names that say what the scores are; a score column named otherwise is taken as logits.
-SCORE_LIST_NAMES = {
-    "logits": "logits",
-    "scores": "logits",
-    "probs": "probs",
-    "probabilities": "probs",
-    "log_probs": "log-probs",
-    "logprobs": "log-probs",
-}
-SCORE_PREFIXES = {"logit_": "logits", "score_": "logits", "prob_": "probs", "log_prob_": "log-probs", "logprob_": "log-probs"}
-TARGET_NAMES = ("label", "labels", "target", "targets", "y")
-TARGET_PREFIXES = ("label_", "target_")
 _WIDE = re.compile(r"^(.*?)(\d+)$")
 
 
@@ -42,14 +31,6 @@ def is_number(dtype: pa.DataType) -> bool:
         or pa.types.is_decimal(dtype)
         or pa.types.is_null(dtype)
     )
-
-
-def kind_from_name(name: str) -> str | None:
-    """'probs' for a column called probs or prob_…, 'log-probs' for log_probs…, else None."""
-    lowered = name.lower()
-    if lowered in SCORE_LIST_NAMES:
-        return SCORE_LIST_NAMES[lowered]
-    return SCORE_PREFIXES.get(lowered)
 
 
 @dataclass(frozen=True)
