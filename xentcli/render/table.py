@@ -186,7 +186,8 @@ def diagnostics_table(report: Report) -> Table:
         text = Text(item["message"])
         text.append(f"\n→ {item['hint']}", style="dim")
         if examples:
-            text.append(f"\n  e.g. rows {examples}", style="dim")
+            kind = "ids" if any("id" in example for example in item["examples"]) else "rows"
+            text.append(f"\n  e.g. {kind} {examples}", style="dim")
         table.add_row(
             item["code"], item["name"], Text(item["severity"], style=SEVERITY_STYLE[item["severity"]]),
             fmt_number(item["rows"]) if item["rows"] else "", f"{item['fraction']:.1%}" if item["rows"] else "", text,
