@@ -270,27 +270,33 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
     bottom = stats.score_min if stats.score_min is not None else top
     label = np.where(stats.label_is_int, stats.label, -1)
 
-    def hit(code: str, rows: npt.NDArray[np.bool_], examples: list[dict[str, Any]] | None = None, rank_by: str | None = None) -> Finding | None:
+    def hit(
+        code: str,
+        rows: npt.NDArray[np.bool_],
+        examples: Callable[[], list[dict[str, Any]]] | None = None,
+        rank_by: str | None = None,
+    ) -> Finding | None:
+        """Record `code` when `rows` holds any row; the examples are built only then."""
         count = int(np.count_nonzero(rows))
         if count == 0:
             return None
         finding = Finding(code, count, rank_by=rank_by)
-        finding.add_examples(examples if examples is not None else _examples(view, rows))
+        finding.add_examples(examples() if examples is not None else _examples(view, rows))
         found[code] = finding
         return finding
 
     with np.errstate(invalid="ignore", over="ignore"):
         # scores
         nan_rows = np.isnan(top) | np.isnan(bottom)
-        hit("XE101", nan_rows, _examples(view, nan_rows, classes=_nan_classes(view.scores, nan_rows, np.isnan)))
+        hit("XE101", nan_rows, lambda: _examples(view, nan_rows, classes=_nan_classes(view.scores, nan_rows, np.isnan)))
         inf_rows = ~nan_rows & (np.isinf(top) | np.isinf(bottom))
-        hit("XE102", inf_rows, _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
+        hit("XE102", inf_rows, lambda: _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
         finite = ~nan_rows & ~inf_rows
         magnitude = np.maximum(np.abs(top), np.abs(bottom))
         if view.kind != "probs":
             limit = OVERFLOW_LIMIT.get(view.score_dtype, OVERFLOW_LIMIT["float32"])
             risky = finite & (magnitude > limit)
-            finding = hit("XE103", risky, _top(view, risky, np.where(risky, magnitude, 0), {"max_abs": magnitude}), rank_by="max_abs")
+            finding = hit("XE103", risky, lambda: _top(view, risky, np.where(risky, magnitude, 0), {"max_abs": magnitude}), rank_by="max_abs")
             if finding:
                 finding.fact("max_abs", float(magnitude[risky].max()), "max")
         if view.kind == "logits":
@@ -299,7 +305,7 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
                 sums = np.zeros(n)
                 sums[candidates] = view.scores[candidates].sum(axis=1, dtype=np.float64)
                 probs_like = candidates & (np.abs(sums - 1) <= PROBS_SUM_TOLERANCE)
-                hit("XE104", probs_like, _examples(view, probs_like, row_sum=sums))
+                hit("XE104", probs_like, lambda: _examples(view, probs_like, row_sum=sums))
             if stats.log_norm is not None:
                 log_probs = finite & (np.abs(stats.log_norm) <= LOG_PROBS_TOLERANCE)
                 if log_probs.any():
@@ -307,9 +313,9 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
         if view.kind == "probs" and stats.log_norm is not None:
             sums = np.exp(stats.log_norm)
             not_probs = finite & ((bottom < 0) | (top > 1) | (np.abs(sums - 1) > PROBS_SUM_TOLERANCE))
-            hit("XE105", not_probs, _examples(view, not_probs, row_sum=sums, min=bottom, max=top))
+            hit("XE105", not_probs, lambda: _examples(view, not_probs, row_sum=sums, min=bottom, max=top))
             zero = stats.label_ok & ~view.ignored & (stats.p_true == 0)
-            finding = hit("XE108", zero, _examples(view, zero, label=label))
+            finding = hit("XE108", zero, lambda: _examples(view, zero, label=label))
             if finding:
                 clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
                 counted = stats.label_ok & ~view.ignored & ~np.isnan(stats.loss)
@@ -325,7 +331,7 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
         # targets
         if view.targets is None:
             bad_int = stats.label_is_int & ~stats.label_ok & ~view.ignored
-            hit("XE201", bad_int, _examples(view, bad_int, label=label))
+            hit("XE201", bad_int, lambda: _examples(view, bad_int, label=label))
             ints = stats.label_is_int & ~view.ignored
             if ints.any():
                 shift = Finding("XE202", 0)
@@ -346,14 +352,14 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
             if onehot.any():
                 hit("XE205", onehot)
             multi = (ones >= 2) | ((sums > 1 + PROBS_SUM_TOLERANCE) & (np.count_nonzero(t >= 0.5, axis=1) >= 2))
-            hit("XE206", multi, _examples(view, multi, positives=nonzero, row_sum=sums))
+            hit("XE206", multi, lambda: _examples(view, multi, positives=nonzero, row_sum=sums))
             not_distribution = ~multi & (((t < 0).any(axis=1)) | (np.abs(sums - 1) > PROBS_SUM_TOLERANCE))
-            hit("XE207", not_distribution, _examples(view, not_distribution, row_sum=sums))
+            hit("XE207", not_distribution, lambda: _examples(view, not_distribution, row_sum=sums))
 
         # loss
         bad_loss = ~view.ignored & ~np.isfinite(stats.loss)
         if bad_loss.any():
-            finding = hit("XE401", bad_loss, _examples(view, bad_loss, loss=stats.loss, label=label))
+            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=label))
             assert finding is not None
             causes = {
                 "XE101": bad_loss & nan_rows,
@@ -370,11 +376,11 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
         counted = stats.counted & ~view.ignored
         threshold = OUTLIER_FACTOR * math.log(max(view.num_classes, 2))
         outliers = counted & (stats.loss > threshold)
-        finding = hit("XE402", outliers, _top(view, outliers, stats.loss, {"loss": stats.loss, "label": label, "pred": stats.pred}), rank_by="loss")
+        finding = hit("XE402", outliers, lambda: _top(view, outliers, stats.loss, {"loss": stats.loss, "label": label, "pred": stats.pred}), rank_by="loss")
         if finding:
             finding.fact("threshold", threshold, "max")
         confident = counted & (stats.p_max >= CONFIDENT) & (stats.pred != stats.label)
-        hit("XE404", confident, _top(view, confident, stats.p_max, {"p_max": stats.p_max, "pred": stats.pred, "label": label, "loss": stats.loss}), rank_by="p_max")
+        hit("XE404", confident, lambda: _top(view, confident, stats.p_max, {"p_max": stats.p_max, "pred": stats.pred, "label": label, "loss": stats.loss}), rank_by="p_max")
     return found
 
 
