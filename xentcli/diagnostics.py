@@ -10,7 +10,6 @@ the most extreme by a declared key, ties to the lower row). Codes are never reus
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -403,18 +402,9 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-_SINGULAR = {"have": "has", "hold": "holds", "are": "is", "give": "gives", "carry": "carries", "lie": "lies"}
-
-
-def _grammar(message: str) -> str:
-    """'1 rows have' → '1 row has' (and '1 classes never occur' → '1 class never occurs')."""
-    message = re.sub(
-        r"(^|; )1 ((?:[\w-]+ )?)rows (have|hold|are|give|carry|lie)\b",
-        lambda m: f"{m.group(1)}1 {m.group(2)}row {_SINGULAR[m.group(3)]}",
-        message,
-    )
-    message = re.sub(r"(^|; )1 ((?:[\w-]+ )?)rows\b", r"\g<1>1 \g<2>row", message)
-    return re.sub(r"(^|; )1 classes never (occur|are)", lambda m: f"{m.group(1)}1 class never {'occurs' if m.group(2) == 'occur' else 'is'}", message)
+def _count(n: int, one: str, many: str) -> str:
+    """'1 row has' / '2 rows have', with thousands separators."""
+    return f"{n:,} {one if n == 1 else many}"
 
 
 def finalize(
@@ -441,7 +431,7 @@ def finalize(
             "severity": rule.severity,
             "rows": count,
             "fraction": count / rows if rows else 0.0,
-            "message": _grammar(message),
+            "message": message,
             "hint": hint,
             "examples": [] if finding is None else finding.examples,
             **extra,
@@ -449,48 +439,48 @@ def finalize(
 
     f = findings
     if "XE101" in f:
-        emit("XE101", f["XE101"].rows, f"{f['XE101'].rows:,} rows hold NaN scores", "find where the model produced NaN; see the class positions in the examples", f["XE101"])
+        emit("XE101", f["XE101"].rows, f"{_count(f['XE101'].rows, 'row holds', 'rows hold')} NaN scores", "find where the model produced NaN; see the class positions in the examples", f["XE101"])
     if "XE102" in f:
-        emit("XE102", f["XE102"].rows, f"{f['XE102'].rows:,} rows hold ±inf scores", "clamp or mask the logits before dumping, and never mask the target", f["XE102"])
+        emit("XE102", f["XE102"].rows, f"{_count(f['XE102'].rows, 'row holds', 'rows hold')} ±inf scores", "clamp or mask the logits before dumping, and never mask the target", f["XE102"])
     if "XE103" in f:
         m = f["XE103"].facts["max_abs"]
-        emit("XE103", f["XE103"].rows, f"{f['XE103'].rows:,} rows have logits beyond ±{OVERFLOW_LIMIT.get(info.score_dtype, 88.72)} (max |logit| {_fmt(m)}, {info.score_dtype})",
+        emit("XE103", f["XE103"].rows, f"{_count(f['XE103'].rows, 'row has', 'rows have')} logits beyond ±{OVERFLOW_LIMIT.get(info.score_dtype, 88.72)} (max |logit| {_fmt(m)}, {info.score_dtype})",
              "xent's loss is exact; a softmax-then-log pipeline would overflow: use a fused cross-entropy on logits", f["XE103"], max_abs=m)
     if "XE104" in f and f["XE104"].rows >= 0.5 * rows:
-        emit("XE104", f["XE104"].rows, f"{f['XE104'].rows:,} rows lie in [0, 1] and sum to 1 although read as logits: they look like probabilities", "score with --input probs; in training, feed the logits before softmax to the loss", f["XE104"])
+        emit("XE104", f["XE104"].rows, f"{_count(f['XE104'].rows, 'row lies', 'rows lie')} in [0, 1] and sum to 1 although read as logits: they look like probabilities", "score with --input probs; in training, feed the logits before softmax to the loss", f["XE104"])
     if "XE105" in f:
-        emit("XE105", f["XE105"].rows, f"{f['XE105'].rows:,} rows are outside [0, 1] or do not sum to 1, read as probabilities", "score with --input logits, or apply softmax before dumping", f["XE105"])
+        emit("XE105", f["XE105"].rows, f"{_count(f['XE105'].rows, 'row is outside [0, 1] or does not sum to 1', 'rows are outside [0, 1] or do not sum to 1')}, read as probabilities", "score with --input logits, or apply softmax before dumping", f["XE105"])
     if "XE106" in f and f["XE106"].rows == summary["rows"]:
         emit("XE106", f["XE106"].rows, "every row's logsumexp is 0: the scores are log-probabilities", "harmless; --input log-probs reads them as such")
     if "XE107" in f:
-        emit("XE107", f["XE107"].rows, f"{f['XE107'].rows:,} rows have all scores equal (loss = log {num_classes} = {_fmt(math.log(num_classes))})", "check for a dead head or unmasked padding", f["XE107"])
+        emit("XE107", f["XE107"].rows, f"{_count(f['XE107'].rows, 'row has', 'rows have')} all scores equal (loss = log {num_classes} = {_fmt(math.log(num_classes))})", "check for a dead head or unmasked padding", f["XE107"])
     if "XE108" in f:
         finding = f["XE108"]
         clipped_mean = finding.facts["clipped_sum"] / finding.facts["clipped_rows"] if finding.facts.get("clipped_rows") else math.nan
-        emit("XE108", finding.rows, f"{finding.rows:,} rows give the target probability 0 (loss inf); clipped at 1e-7 as Keras does, the mean would be {_fmt(clipped_mean)}",
+        emit("XE108", finding.rows, f"{_count(finding.rows, 'row gives', 'rows give')} the target probability 0 (loss inf); clipped at 1e-7 as Keras does, the mean would be {_fmt(clipped_mean)}",
              "dump logits, or state the clipping (--epsilon 1e-7 reproduces Keras)", finding, clipped_mean=clipped_mean)
     if "XE109" in f:
         m = f["XE109"].facts["max_abs"]
         step = 2.0 ** (math.floor(math.log2(m)) - (10 if info.score_dtype == "float16" else 7)) if m > 0 else 0.0
         emit("XE109", rows, f"{info.score_dtype} scores: at |logit| {_fmt(m)} the dtype resolves steps of {_fmt(step)}", "dump float32 logits if finer differences matter", resolution=step)
     if "XE201" in f:
-        emit("XE201", f["XE201"].rows, f"{f['XE201'].rows:,} rows have a label outside [0, {num_classes})", "check the label encoding; mark rows to skip with the ignore index", f["XE201"])
+        emit("XE201", f["XE201"].rows, f"{_count(f['XE201'].rows, 'row has', 'rows have')} a label outside [0, {num_classes})", "check the label encoding; mark rows to skip with the ignore index", f["XE201"])
     if "XE202" in f:
         shift = f["XE202"]
         if shift.facts["min_label"] >= 1 and shift.facts["max_label"] == num_classes:
             emit("XE202", int(shift.facts["at_num_classes"]), f"no label is 0 and the largest is {num_classes} = C: the labels look 1-based", "subtract 1 from the labels", shift)
     if "XE203" in f:
-        emit("XE203", f["XE203"].rows, f"{f['XE203'].rows:,} rows have a fractional or NaN label", "class indices must be whole numbers; soft targets belong in a list column", f["XE203"])
+        emit("XE203", f["XE203"].rows, f"{_count(f['XE203'].rows, 'row has', 'rows have')} a fractional or NaN label", "class indices must be whole numbers; soft targets belong in a list column", f["XE203"])
     if "XE204" in f:
-        emit("XE204", f["XE204"].rows, f"{f['XE204'].rows:,} rows have a label that is no class name", "fix the names or pass the full class list with --classes", f["XE204"])
+        emit("XE204", f["XE204"].rows, f"{_count(f['XE204'].rows, 'row has', 'rows have')} a label that is no class name", "fix the names or pass the full class list with --classes", f["XE204"])
     if "XE205" in f and f["XE205"].rows == rows:
         emit("XE205", rows, "every dense target row is one-hot", f"store integer labels instead: 1/{num_classes} of the memory")
     if "XE206" in f:
-        emit("XE206", f["XE206"].rows, f"{f['XE206'].rows:,} target rows have more than one positive class", "use sigmoid binary cross-entropy for multi-label data", f["XE206"])
+        emit("XE206", f["XE206"].rows, f"{_count(f['XE206'].rows, 'target row has', 'target rows have')} more than one positive class", "use sigmoid binary cross-entropy for multi-label data", f["XE206"])
     if "XE207" in f:
-        emit("XE207", f["XE207"].rows, f"{f['XE207'].rows:,} soft-target rows are not distributions (negative, or not summing to 1)", "normalise the targets and clip negatives", f["XE207"])
+        emit("XE207", f["XE207"].rows, f"{_count(f['XE207'].rows, 'soft-target row is', 'soft-target rows are')} not distributions (negative, or not summing to 1)", "normalise the targets and clip negatives", f["XE207"])
     if "XE208" in f:
-        emit("XE208", f["XE208"].rows, f"{f['XE208'].rows:,} rows carry the ignore index and are left out", "nothing to fix if intended")
+        emit("XE208", f["XE208"].rows, f"{_count(f['XE208'].rows, 'row carries', 'rows carry')} the ignore index and are left out", "nothing to fix if intended")
     if per_class is not None and summary["counted"]:
         never_target = np.flatnonzero(per_class.support == 0)
         never_pred = np.flatnonzero(per_class.predicted == 0)
@@ -499,9 +489,9 @@ def finalize(
                 return ", ".join(map(str, idx[:10].tolist())) + (" …" if idx.size > 10 else "")
             parts = []
             if never_target.size:
-                parts.append(f"{never_target.size} classes never occur as a target ({some(never_target)})")
+                parts.append(f"{_count(never_target.size, 'class never occurs', 'classes never occur')} as a target ({some(never_target)})")
             if never_pred.size:
-                parts.append(f"{never_pred.size} are never predicted ({some(never_pred)})")
+                parts.append(f"{_count(never_pred.size, 'is never predicted', 'are never predicted')} ({some(never_pred)})")
             emit("XE209", 0, "; ".join(parts), "check the class list and the eval set's sampling",
                  absent_targets=never_target.tolist()[:100], never_predicted=never_pred.tolist()[:100])
         predicted = per_class.predicted
@@ -520,13 +510,13 @@ def finalize(
         names = {"XE101": "a NaN score", "XE102": "an infinite score", "XE201": "a label out of range", "XE203": "a fractional or NaN label",
                  "zero_probability": "a zero probability (or −inf logit) on the target", "other": "another cause"}
         causes = [f"{int(v):,} from {names[k]}" + (f" [{k}]" if k.startswith("XE") else "") for k, v in finding.facts.items() if v]
-        emit("XE401", finding.rows, f"{finding.rows:,} rows have a NaN or infinite loss: " + "; ".join(causes),
+        emit("XE401", finding.rows, f"{_count(finding.rows, 'row has', 'rows have')} a NaN or infinite loss: " + "; ".join(causes),
              "they are left out of the means; follow the causes named", finding,
              causes={k: int(v) for k, v in finding.facts.items() if v})
     if "XE402" in f:
-        emit("XE402", f["XE402"].rows, f"{f['XE402'].rows:,} rows have a loss above 3 × log C = {_fmt(f['XE402'].facts['threshold'])}", "inspect the worst rows for label errors", f["XE402"])
+        emit("XE402", f["XE402"].rows, f"{_count(f['XE402'].rows, 'row has', 'rows have')} a loss above 3 × log C = {_fmt(f['XE402'].facts['threshold'])}", "inspect the worst rows for label errors", f["XE402"])
     if "XE404" in f:
-        emit("XE404", f["XE404"].rows, f"{f['XE404'].rows:,} rows are predicted with p ≥ {CONFIDENT} against their label", "review them: label errors or a leaked target", f["XE404"])
+        emit("XE404", f["XE404"].rows, f"{_count(f['XE404'].rows, 'row is', 'rows are')} predicted with p ≥ {CONFIDENT} against their label", "review them: label errors or a leaked target", f["XE404"])
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     out.sort(key=lambda d: (order[d["severity"]], d["code"]))
     return out
