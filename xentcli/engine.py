@@ -76,9 +76,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     )
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
-    weighted = None
-    if options.class_weights is not None or chunk.weights is not None:
-        weighted = (terms.num["mean"], terms.den["mean"] or 0.0)
+    weighted = (terms.num["mean"], terms.den["mean"] or 0.0) if terms.num else None
     partial = LossSummary(info.num_classes, top_k, config.worst)
     partial.update(stats, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)

@@ -19,7 +19,7 @@ from xentcli.kernels import SampleStats, naive_logsumexp_loss, sample_stats
 
 KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
 
-FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")
+FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")  # --like choices
 COMPARED = ("torch", "keras", "tf", "optax")
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",
@@ -156,15 +156,18 @@ def _sum(values: npt.NDArray, rows: npt.NDArray[np.bool_] | None = None) -> floa
 
 
 def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64], RowTerms]:
-    """The true loss: per row −Σ t' log p (no clipping unless --epsilon), ignored rows left out,
-    and the weighted mean Σ s·ℓ_w / Σ s·w[y] over counted rows (ℓ_w weighted as PyTorch does)."""
+    """The true loss: per row −Σ t' log p (no clipping unless --epsilon), ignored rows left out.
+    With class or sample weights, `num`/`den` hold the sums of the weighted mean
+    Σ s·ℓ_w / Σ s·w[y] over counted rows (ℓ_w weighted as PyTorch does); without, they are empty."""
     options = ctx.options
     ignored = _ignored(stats, ctx, options.ignore_for(None))
     loss = smoothed_loss(stats, options.label_smoothing, ctx.num_classes).copy()
     loss[ignored] = np.nan
+    w = ctx.class_weights()
+    if w is None and ctx.sample_weights is None:
+        return ignored, RowTerms(loss)
     counted = stats.label_ok & ~ignored & np.isfinite(loss)
     weighted = _weighted_smoothed(stats, ctx, options.label_smoothing)
-    w = ctx.class_weights()
     if w is None:
         weight = np.ones(loss.size)
     elif ctx.targets is None:
