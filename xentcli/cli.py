@@ -27,7 +27,7 @@ from xentcli.gates import Gates, evaluate, verdict_line
 from xentcli.report import Report
 from xentcli.engine import run
 from xentcli.errors import OptionError, XentError
-from xentcli.semantics import LossOptions
+from xentcli.semantics import FRAMEWORKS, LossOptions
 from xentcli.render.json_doc import render_check_json, render_json
 from xentcli.render.progress import progress_bar
 from xentcli.render.table import render_check, render_explain, render_tables
@@ -61,13 +61,7 @@ class InputChoice(str, Enum):
     log_probs = "log-probs"
 
 
-class LikeChoice(str, Enum):
-    torch = "torch"
-    keras = "keras"
-    keras_jax = "keras-jax"
-    keras_torch = "keras-torch"
-    tf = "tf"
-    optax = "optax"
+LikeChoice = Enum("LikeChoice", {name.replace("-", "_"): name for name in FRAMEWORKS}, type=str)  # type: ignore[misc]
 
 
 class TargetChoice(str, Enum):
