@@ -337,9 +337,9 @@ def _probs_block(
     true_score = scores[rows, y]
     with np.errstate(divide="ignore", invalid="ignore"):
         rank = 1 + np.count_nonzero(scores > true_score[:, None], axis=1)
-        second = _max_excluding(scores.astype(np.float64), rows, pred)
-        margin = true_score.astype(np.float64) - np.where(pred == y, second, scores[rows, pred])
         values = scores.astype(np.float64)
+        second = _max_excluding(values.copy(), rows, pred)
+        margin = values[rows, y] - np.where(pred == y, second, values[rows, pred])
         if kind == "probs":
             log_p = np.log(values) - np.log(values.sum(axis=1))[:, None]
         else:
