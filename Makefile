@@ -8,11 +8,11 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py xentcli/_ckernel.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml setup.py xentcli/_ckernel.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
@@ -32,4 +32,4 @@ samples: $(VENV)/.installed
 	$(BIN)/python sample_data/make_samples.py
 
 clean:
-	rm -rf $(VENV) bench/data build *.egg-info
+	rm -rf $(VENV) bench/data build *.egg-info xentcli/*.so

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reference import log_softmax64, sparse_loss64
-from xentcli import __version__
+from xentcli import __version__, native
 from xentcli.cli import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
@@ -145,7 +145,7 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
 
 
 def test_version():
-    assert invoke("--version").stdout.strip() == f"xent {__version__}"
+    assert invoke("--version").stdout.strip() == f"xent {__version__} ({native.name()} kernel)"
 
 
 def _xent_command() -> list[str]:

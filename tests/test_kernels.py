@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -11,13 +13,23 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reference import dense_loss64, log_softmax64, sparse_loss64, within_float32_tolerance
-from xentcli import kernels
+from xentcli import kernels, native
 from xentcli.kernels import label_classes, sample_stats
 
 
-@pytest.fixture(autouse=True, params=["rows", "columns"])
+@pytest.fixture(autouse=True, params=["c", "rows", "columns"])
 def layout(request, monkeypatch):
-    """Run every test with both layouts of the logits kernel: [n, C] rows and transposed [C, n]."""
+    """Run every test with each logits kernel: the fused C kernel (for integer labels, where it was
+    built), and the numpy kernels' two layouts, [n, C] rows and transposed [C, n]."""
+    if request.param == "c":
+        if native.name() != "c":
+            # the extension is optional at install time; where a compiler exists, a failed build
+            # must not pass unnoticed
+            if shutil.which("cc") and os.environ.get("XENT_KERNEL", "").lower() != "numpy":
+                pytest.fail("the C kernel is not built although a C compiler exists (pip install -e . -v)")
+            pytest.skip("the C kernel is not built")
+    else:
+        monkeypatch.setattr(native, "_FUNCTIONS", None)
     monkeypatch.setattr(kernels, "COLUMN_LAYOUT_MAX_CLASSES", 0 if request.param == "rows" else 10**9)
     return request.param
 
@@ -112,6 +124,30 @@ def test_nonfinite_scores_poison_only_their_row():
     assert stats.loss[2] == pytest.approx(sparse_loss64(z[2:3], [2])[0], rel=1e-14)
     assert stats.loss[3] == math.inf  # the target's logit is −inf: probability 0
     assert np.isfinite(stats.entropy[3])
+
+
+@pytest.mark.parametrize("num_classes", [3, 10, 32, 33, 500])
+def test_special_rows_among_ordinary_ones_float32(num_classes):
+    # 13 rows (not a multiple of the C kernel's 8 lanes): NaN, +inf, an all −inf row and masked
+    # (−inf) logits among finite rows; each row's statistics must be its own.
+    rng = np.random.default_rng(num_classes)
+    z = (rng.standard_normal((13, num_classes)) * 4).astype(np.float32)
+    y = rng.integers(0, num_classes, 13)
+    z[2, 1], z[5, 0], z[7] = np.nan, np.inf, -np.inf
+    z[9, :-1] = -np.inf  # only the last class is open
+    z[11, ::2] = -np.inf
+    y[5], y[11] = 0, 1  # a +inf logit on the target: inf − inf, undefined
+    stats = sample_stats(z, "logits", labels=y)
+    ordinary = [0, 1, 3, 4, 6, 8, 10, 11, 12]
+    assert within_float32_tolerance(stats.loss[ordinary], sparse_loss64(z[ordinary], y[ordinary])).all()
+    assert np.isnan(stats.loss[[2, 5, 7]]).all()
+    assert stats.loss[9] == (0.0 if y[9] == num_classes - 1 else math.inf)
+    p = np.exp(log_softmax64(z[ordinary].astype(np.float64)))
+    np.testing.assert_array_equal(stats.pred[ordinary], z[ordinary].argmax(axis=1))
+    np.testing.assert_allclose(stats.p_max[ordinary], p.max(axis=1), rtol=1e-6)
+    entropy = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0).sum(axis=1)
+    np.testing.assert_allclose(stats.entropy[ordinary], entropy, rtol=1e-5, atol=1e-6)
+    assert (stats.rank[ordinary] == 1 + (z[ordinary] > z[ordinary, y[ordinary]][:, None]).sum(axis=1)).all()
 
 
 def test_masked_logits_with_zero_targets_cost_nothing():

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from xentcli import __version__
+from xentcli import __version__, native
 from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_classes, parse_codes, parse_ignore_index
 from xentcli.diagnostics import RULES
 from xentcli.gates import Gates, evaluate, verdict_line
@@ -72,7 +72,7 @@ class TargetChoice(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"xent {__version__}")
+        typer.echo(f"xent {__version__} ({native.name()} kernel)")
         raise typer.Exit()
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from xentcli import native
+
 InputKind = Literal["logits", "probs", "log-probs"]
 
 # Rows per kernel call are chosen so that one block of scores (and its two work buffers) stays
@@ -419,6 +421,48 @@ def sample_stats(
         assert labels is not None
         label, label_is_int, label_ok = label_classes(labels, num_classes)
     y = np.where(label_ok, label, 0)
+    if kind == "logits" and targets is None and class_vectors is None and native.supports(scores):
+        results = _native_logits(scores, y, detail, extremes)
+    else:
+        results = _numpy_blocks(scores, y, targets, kind, detail, class_vectors, clip, clip_first, extremes)
+    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = results
+    loss[~label_ok] = np.nan
+    return SampleStats(
+        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot,
+        score_max, score_min, log_norm,
+    )
+
+
+def _native_logits(scores: npt.NDArray, y: I64, detail: bool, extremes: bool) -> tuple[F64 | None, ...]:
+    """The C kernel's results in _logits_block's order; its rows with a NaN or an infinite maximum
+    go through the numpy kernel, which owns those corner cases."""
+    loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special = native.sparse_logits(
+        scores, y, detail
+    )
+    results = [loss, p_true, p_max, entropy if detail else None, margin if detail else None, rank, pred, None, None,
+               z_max, z_min if extremes else None, log_norm]
+    if special.any():
+        rows = np.flatnonzero(special)
+        redone = _logits_block(scores[rows], y[rows], None, detail, None, extremes)
+        for values, fixed in zip(results, redone):
+            if values is not None:
+                values[rows] = fixed
+    return tuple(results)
+
+
+def _numpy_blocks(
+    scores: npt.NDArray,
+    y: I64,
+    targets: npt.NDArray | None,
+    kind: InputKind,
+    detail: bool,
+    class_vectors: npt.NDArray | None,
+    clip: float | None,
+    clip_first: bool,
+    extremes: bool,
+) -> tuple[F64 | None, ...]:
+    """The numpy kernels, block by cache-sized block, with the blocks' results concatenated."""
+    n, num_classes = scores.shape
     per_block = COLUMN_BLOCK_ELEMENTS if kind == "logits" and num_classes <= COLUMN_LAYOUT_MAX_CLASSES else BLOCK_ELEMENTS
     step = max(1, per_block // max(num_classes, 1))
     blocks = []
@@ -429,11 +473,4 @@ def sample_stats(
             blocks.append(_logits_block(scores[block], y[block], block_targets, detail, class_vectors, extremes))
         else:
             blocks.append(_probs_block(scores[block], y[block], block_targets, kind, class_vectors, clip, clip_first))
-    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = (
-        parts[0] if len(parts) == 1 or parts[0] is None else np.concatenate(parts) for parts in zip(*blocks)
-    )
-    loss[~label_ok] = np.nan
-    return SampleStats(
-        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot,
-        score_max, score_min, log_norm,
-    )
+    return tuple(parts[0] if len(parts) == 1 or parts[0] is None else np.concatenate(parts) for parts in zip(*blocks))
