@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,3 +89,18 @@ def test_no_counted_rows_gives_nan_means():
     total = _summarise(z, np.array([5, 5, 5]), [(0, 3)], [0]).summary()
     assert total["counted"] == 0 and total["nonfinite"] == 3
     assert math.isnan(total["loss_mean"]) and math.isnan(total["accuracy"])
+
+
+def test_rows_left_out_of_the_means_are_not_counted_correct():
+    # an ignored row (NaN loss) whose label is a class and is predicted right, and a NaN-score row
+    # predicted as its label, must not enter the accuracy, the top-k hits or the per-class tallies
+    z = np.array([[5.0, 0.0, 0.0], [4.0, 1.0, 0.0], [0.0, 3.0, 1.0], [np.nan, 0.0, 0.0]])
+    y = np.array([0, 1, 1, 0])
+    stats = sample_stats(z, "logits", labels=y)
+    loss = stats.loss.copy()
+    loss[0] = np.nan  # as truth() leaves an ignored row
+    total = LossSummary(3, 1, 0)
+    total.update(replace(stats, loss=loss), 0)
+    summary = total.summary()
+    assert summary["counted"] == 2 and summary["accuracy"] == 0.5 and summary["top_k_accuracy"] == 0.5
+    assert total.per_class.correct.tolist() == [0, 1, 0] and total.per_class.support.tolist() == [0, 2, 0]

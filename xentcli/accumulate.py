@@ -85,14 +85,13 @@ class PerClass:
         self.predicted = np.zeros(self.num_classes, np.int64)
 
     def update(self, stats: SampleStats) -> None:
-        counted = stats.counted
-        label = stats.label[counted]
+        label = stats.counted_values(stats.label)
         c = self.num_classes
         self.support += np.bincount(label, minlength=c)
-        self.loss_sum += np.bincount(label, weights=stats.loss[counted], minlength=c)
-        self.correct += np.bincount(label, weights=stats.correct[counted], minlength=c).astype(np.int64)
-        self.p_true_sum += np.bincount(label, weights=stats.p_true[counted], minlength=c)
-        self.predicted += np.bincount(stats.pred[counted], minlength=c)
+        self.loss_sum += np.bincount(label, weights=stats.counted_values(stats.loss), minlength=c)
+        self.correct += np.bincount(stats.label[stats.counted_correct], minlength=c)
+        self.p_true_sum += np.bincount(label, weights=stats.counted_values(stats.p_true), minlength=c)
+        self.predicted += np.bincount(stats.counted_values(stats.pred), minlength=c)
 
     def merge(self, other: PerClass) -> None:
         self.support += other.support
@@ -140,8 +139,7 @@ class LossSummary:
     ) -> None:
         """Add one chunk: `stats.loss` is NaN on ignored rows; `weighted` = (Σ s·ℓ_w, Σ s·w) over
         counted rows when weights apply; `weights` the per-row sample weights, if any."""
-        counted = stats.counted
-        loss = stats.loss[counted]
+        loss = stats.counted_values(stats.loss)
         self.rows += int(stats.loss.size)
         self.counted += int(loss.size)
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
@@ -155,8 +153,8 @@ class LossSummary:
         if loss.size:
             self.loss_min = min(self.loss_min, float(loss.min()))
             self.loss_max = max(self.loss_max, float(loss.max()))
-        self.correct += int(np.count_nonzero(stats.correct[counted]))
-        self.top_k_hits += int(np.count_nonzero(stats.rank[counted] <= self.top_k))
+        self.correct += int(np.count_nonzero(stats.counted_correct))
+        self.top_k_hits += int(np.count_nonzero(stats.counted_values(stats.rank) <= self.top_k))
         self.sketch.update(loss)
         self.per_class.update(stats)
         self.worst.update(stats, offset, ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -53,14 +54,29 @@ class SampleStats:
     score_min: F64 | None = None  # its smallest, with extremes=True (for the diagnostics)
     log_norm: F64 | None = None  # logits: logsumexp(z); probabilities: log Σp
 
-    @property
+    # Computed once per chunk (several aggregates ask); replace() builds a new object, so a new
+    # loss gets a new mask.
+    @cached_property
     def correct(self) -> Bool:
         return self.label_ok & (self.pred == self.label)
 
-    @property
+    @cached_property
     def counted(self) -> Bool:
         """Rows that enter the means: a usable label and a finite loss."""
         return self.label_ok & np.isfinite(self.loss)
+
+    @cached_property
+    def counted_correct(self) -> Bool:
+        """Counted rows predicted right (an ignored or NaN row can have pred == label)."""
+        return self.correct & self.counted
+
+    @cached_property
+    def all_counted(self) -> bool:
+        return bool(self.counted.all())
+
+    def counted_values(self, values: npt.NDArray) -> npt.NDArray:
+        """`values` on the counted rows (no copy when every row counts)."""
+        return values if self.all_counted else values[self.counted]
 
 
 def label_classes(labels: npt.NDArray, num_classes: int) -> tuple[I64, Bool, Bool]:

@@ -46,14 +46,17 @@ class QuantileSketch:
         if values.size == 0:
             return
         values = np.asarray(values, dtype=np.float64)
-        magnitude = np.abs(values)
-        big = magnitude > MIN_INDEXABLE
-        self._add_store(self.positive, values[big & (values > 0)])
-        self._add_store(self.negative, -values[big & (values < 0)])
-        self.zeros += int(values.size - np.count_nonzero(big))
+        low, high = float(values.min()), float(values.max())
+        if low > MIN_INDEXABLE:  # every value positive (most losses): no masks needed
+            self._add_store(self.positive, values)
+        else:
+            big = np.abs(values) > MIN_INDEXABLE
+            self._add_store(self.positive, values[big & (values > 0)])
+            self._add_store(self.negative, -values[big & (values < 0)])
+            self.zeros += int(values.size - np.count_nonzero(big))
         self.count += int(values.size)
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
+        self.min = min(self.min, low)
+        self.max = max(self.max, high)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add another sketch's counts: exact, order-free."""
