@@ -4,7 +4,7 @@ Owns what runs inside each timed process; run_bench.py owns the timing from outs
 run as `python bench/references.py KIND ARGS...` in a process of its own, so its wall-clock time
 and peak RSS are its alone, and prints one JSON document on stdout:
 
-  xent ARGS...                 exactly `python -m xentcli ARGS...` (xent's own JSON on stdout), with
+  xent ARGS...                 what `python -m xentcli ARGS...` runs (xent's own JSON on stdout), with
                                one `bench-timing {"import_s", "run_s"}` line on stderr: the time to
                                import xentcli.cli, and everything after it (read, compute, report)
   torch-npy LOGITS LABELS T    np.load both, torch.from_numpy, torch.set_num_threads(T), then times
@@ -25,6 +25,7 @@ Imports happen inside each kind, so a process loads only what its own work needs
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,21 +42,19 @@ def emit(doc: dict) -> None:
 
 def xent(args: list[str]) -> None:
     t0 = time.perf_counter()
-    import runpy
-
-    import xentcli.cli  # noqa: F401  (what `python -m xentcli` imports first)
+    import xentcli.cli
 
     t1 = time.perf_counter()
     sys.argv = ["xent", *args]
     code: int | str | None = 0
     try:
-        runpy.run_module("xentcli", run_name="__main__", alter_sys=True)
+        xentcli.cli.app()  # what xentcli.cli.main runs, before it ends the process with os._exit
     except SystemExit as exc:
         code = exc.code
     sys.stdout.flush()
     timing = {"import_s": t1 - t0, "run_s": time.perf_counter() - t1}
     print(TIMING_PREFIX + json.dumps(timing), file=sys.stderr, flush=True)
-    sys.exit(code)
+    os._exit(code if isinstance(code, int) else 1)  # as xent does: no interpreter teardown
 
 
 def torch_npy(logits: str, labels: str, threads: str) -> None:
