@@ -1,4 +1,5 @@
-"""Per-chunk math: stable softmax cross-entropy and the per-sample statistics. Pure numpy, no I/O.
+"""Per-chunk math: stable softmax cross-entropy and the per-sample statistics. No I/O; logits with
+integer labels go through the C kernel (native.py) where it is built, everything else through numpy.
 
 Every function takes one chunk of scores `[n, C]` (float32 or float64; float16 is widened to
 float32 by the sources) and returns float64 per-sample values. The O(n·C) passes run in the

@@ -61,12 +61,9 @@ def sparse_logits(scores: npt.NDArray, y: npt.NDArray[np.int64], detail: bool) -
         scores = np.ascontiguousarray(scores)
     y = np.ascontiguousarray(y, dtype=np.int64)
     n, num_classes = scores.shape
-    doubles = np.empty((7, n))
-    ints = np.empty((2, n), dtype=np.int64)
+    loss, p_true, p_max, entropy, margin, z_max, z_min, log_norm = np.empty((8, n))
+    rank, pred = np.empty((2, n), dtype=np.int64)
     special = np.empty(n, dtype=np.uint8)
-    loss, p_true, p_max, entropy, margin, z_max, z_min = doubles
-    rank, pred = ints
-    log_norm = np.empty(n)
     _FUNCTIONS[scores.dtype](
         scores.ctypes.data, n, num_classes, scores.strides[0] // scores.itemsize, y.ctypes.data, int(detail),
         loss.ctypes.data, p_true.ctypes.data, p_max.ctypes.data, entropy.ctypes.data, margin.ctypes.data,
