@@ -19,7 +19,7 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from xentcli.errors import InputError, LayoutError
-from xentcli.sources.columns import Field, is_list, is_text, list_to_matrix, list_width, wide_to_matrix
+from xentcli.sources.columns import Field, is_list, is_text, list_to_matrix, list_width, to_numpy, wide_to_matrix
 
 # pyarrow parses CSV blocks on several threads ahead of the reader: 1 MiB blocks keep that
 # read-ahead near 100 MB of resident memory (4 MiB blocks: ~250 MB) at the same speed.
@@ -173,7 +173,7 @@ class ColumnarRoles:
             import pyarrow.compute as pc  # only here: importing it costs ~50 ms of every start
 
             column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
-        values = column.to_numpy(zero_copy_only=False)  # type: ignore[union-attr]
+        values = to_numpy(column)  # type: ignore[arg-type]
         return values if role == "ids" else np.asarray(values)
 
     def _sequence_batch(self, batch: pa.RecordBatch, offset: int) -> dict[str, npt.NDArray]:
@@ -207,7 +207,7 @@ class ColumnarRoles:
 
     def _group_positions(self, groups: pa.Array) -> dict[str, npt.NDArray]:
         """Each row's sequence (the group value) and its position within that run of rows."""
-        sample = groups.to_numpy(zero_copy_only=False)
+        sample = to_numpy(groups)
         n = len(sample)
         if n == 0:
             return {"sample": sample, "position": np.empty(0, np.int64)}
@@ -228,4 +228,4 @@ class ColumnarRoles:
 def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:
     if pa.types.is_fixed_size_list(column.type):
         return np.full(len(column), column.type.list_size, dtype=np.int64)
-    return np.diff(column.offsets.to_numpy()).astype(np.int64)
+    return np.diff(to_numpy(column.offsets)).astype(np.int64)
