@@ -8,9 +8,30 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from native_paths import require_c_extension
 from reference import sparse_loss64
+from xentcli import native
 from xentcli.accumulate import LossSummary
+from xentcli.diagnostics import ChunkView
 from xentcli.kernels import sample_stats
+from xentcli.tally import tally
+
+
+@pytest.fixture(autouse=True, params=["c", "numpy"])
+def tally_path(request, monkeypatch):
+    """Every aggregate test runs on the C tally and on the numpy one."""
+    if request.param == "numpy":
+        monkeypatch.setattr(native, "_TALLY", None)
+    else:
+        require_c_extension()
+    return request.param
+
+
+def _update(summary, stats, offset):
+    """What the engine does for one chunk of logits with integer labels and nothing ignored."""
+    ignored = np.zeros(stats.loss.size, dtype=bool)
+    view = ChunkView(offset, None, None, None, stats, ignored, "logits", summary.num_classes, "float64", False)
+    summary.update(stats, tally(view, summary.top_k, summary.sketch), offset, ignored=ignored)
 
 
 def _data(rows=2_000, classes=12, seed=5):
@@ -25,7 +46,7 @@ def _summarise(z, y, bounds, order, worst=5):
     parts = []
     for start, stop in bounds:
         part = LossSummary(z.shape[1], 3, worst)
-        part.update(sample_stats(z[start:stop], "logits", labels=y[start:stop]), start)
+        _update(part, sample_stats(z[start:stop], "logits", labels=y[start:stop]), start)
         parts.append(part)
     total = LossSummary(z.shape[1], 3, worst)
     for i in order:
@@ -100,7 +121,7 @@ def test_rows_left_out_of_the_means_are_not_counted_correct():
     loss = stats.loss.copy()
     loss[0] = np.nan  # as truth() leaves an ignored row
     total = LossSummary(3, 1, 0)
-    total.update(replace(stats, loss=loss), 0)
+    _update(total, replace(stats, loss=loss), 0)
     summary = total.summary()
     assert summary["counted"] == 2 and summary["accuracy"] == 0.5 and summary["top_k_accuracy"] == 0.5
     assert total.per_class.correct.tolist() == [0, 1, 0] and total.per_class.support.tolist() == [0, 2, 0]

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli.kernels import SampleStats
 from xentcli.sketch import QuantileSketch
+from xentcli.tally import ChunkTally
 
 
 @dataclass
@@ -84,21 +85,19 @@ class PerClass:
         self.p_true_sum = np.zeros(self.num_classes, np.float64)
         self.predicted = np.zeros(self.num_classes, np.int64)
 
-    def update(self, stats: SampleStats) -> None:
-        label = stats.counted_values(stats.label)
-        c = self.num_classes
-        self.support += np.bincount(label, minlength=c)
-        self.loss_sum += np.bincount(label, weights=stats.counted_values(stats.loss), minlength=c)
-        self.correct += np.bincount(stats.label[stats.counted_correct], minlength=c)
-        self.p_true_sum += np.bincount(label, weights=stats.counted_values(stats.p_true), minlength=c)
-        self.predicted += np.bincount(stats.counted_values(stats.pred), minlength=c)
+    def update(self, tally: ChunkTally) -> None:
+        self._add(tally.support, tally.class_loss, tally.class_correct, tally.class_p_true, tally.predicted)
 
     def merge(self, other: PerClass) -> None:
-        self.support += other.support
-        self.loss_sum += other.loss_sum
-        self.correct += other.correct
-        self.p_true_sum += other.p_true_sum
-        self.predicted += other.predicted
+        self._add(other.support, other.loss_sum, other.correct, other.p_true_sum, other.predicted)
+
+    def _add(self, support: npt.NDArray, loss_sum: npt.NDArray, correct: npt.NDArray, p_true_sum: npt.NDArray,
+             predicted: npt.NDArray) -> None:
+        self.support += support
+        self.loss_sum += loss_sum
+        self.correct += correct
+        self.p_true_sum += p_true_sum
+        self.predicted += predicted
 
 
 @dataclass
@@ -131,32 +130,35 @@ class LossSummary:
     def update(
         self,
         stats: SampleStats,
+        tally: ChunkTally,
         offset: int,
         ids: npt.NDArray | None = None,
         ignored: npt.NDArray[np.bool_] | None = None,
         weighted: tuple[float, float] | None = None,
         weights: npt.NDArray | None = None,
     ) -> None:
-        """Add one chunk: `stats.loss` is NaN on ignored rows; `weighted` = (Σ s·ℓ_w, Σ s·w) over
-        counted rows when weights apply; `weights` the per-row sample weights, if any."""
-        loss = stats.counted_values(stats.loss)
+        """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
+        (Σ s·ℓ_w, Σ s·w) over counted rows when weights apply; `weights` the per-row sample
+        weights, if any."""
         self.rows += int(stats.loss.size)
-        self.counted += int(loss.size)
+        self.counted += tally.counted
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
-        self.loss_sum += float(loss.sum())
+        self.loss_sum += tally.loss_sum
         if weighted is not None:
             self.weighted = True
             self.weighted_loss_sum += weighted[0]
             self.weight_sum += weighted[1]
         if weights is not None:
             self.zero_weight_rows += int(np.count_nonzero(weights == 0))
-        if loss.size:
-            self.loss_min = min(self.loss_min, float(loss.min()))
-            self.loss_max = max(self.loss_max, float(loss.max()))
-        self.correct += int(np.count_nonzero(stats.counted_correct))
-        self.top_k_hits += int(np.count_nonzero(stats.counted_values(stats.rank) <= self.top_k))
-        self.sketch.update(loss)
-        self.per_class.update(stats)
+        self.loss_min = min(self.loss_min, tally.loss_min)
+        self.loss_max = max(self.loss_max, tally.loss_max)
+        self.correct += tally.correct
+        self.top_k_hits += tally.top_k_hits
+        if tally.negatives:
+            self.sketch.update(stats.counted_values(stats.loss))
+        elif tally.counted:
+            self.sketch.update_keys(tally.keys, tally.zeros, tally.loss_min, tally.loss_max)
+        self.per_class.update(tally)
         self.worst.update(stats, offset, ids)
 
     def merge(self, other: LossSummary) -> None:

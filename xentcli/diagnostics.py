@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from xentcli.kernels import SampleStats
+
+if TYPE_CHECKING:
+    from xentcli.tally import ChunkTally
 
 SEVERITIES = ("error", "warning", "info")
 MAX_EXAMPLES = 5
@@ -260,14 +264,105 @@ def _nan_classes(scores: npt.NDArray, rows: npt.NDArray[np.bool_], test: Callabl
     return text
 
 
-def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
-    """Every per-chunk rule on one chunk; only rules that found something are returned."""
+def outlier_threshold(num_classes: int) -> float:
+    return OUTLIER_FACTOR * math.log(max(num_classes, 2))
+
+
+def overflow_limit(score_dtype: str) -> float:
+    return OVERFLOW_LIMIT.get(score_dtype, OVERFLOW_LIMIT["float32"])
+
+
+class RowMasks:
+    """The rows each per-row rule flags in one chunk, each mask computed on first use.
+
+    The one definition of those rules: the numpy tally (tally.py) counts them, the C tally
+    (_ctally.c) mirrors them, and diagnose_chunk takes its example rows from them. `of(code)`
+    gives a rule's rows (all False where the rule does not apply to this kind of input); XE104
+    counts its candidates, rows within [0, 1], whose sums diagnose_chunk then checks.
+    """
+
+    def __init__(self, view: ChunkView) -> None:
+        self.view = view
+        stats = view.stats
+        self.top = stats.score_max if stats.score_max is not None else np.full(stats.loss.size, np.nan)
+        self.bottom = stats.score_min if stats.score_min is not None else self.top
+        self.threshold = outlier_threshold(view.num_classes)
+        self.limit = overflow_limit(view.score_dtype)
+
+    def of(self, code: str) -> npt.NDArray[np.bool_]:
+        view, stats = self.view, self.view.stats
+        sparse = view.targets is None
+        with np.errstate(invalid="ignore", over="ignore"):
+            if code == "XE101":
+                return self.nan_rows
+            if code == "XE102":
+                return self.inf_rows
+            if code == "XE103" and view.kind != "probs":
+                return self.finite & (self.magnitude > self.limit)
+            if code == "XE104" and view.kind == "logits":
+                return self.finite & (self.bottom >= 0) & (self.top <= 1)
+            if code == "XE105" and view.kind == "probs" and stats.log_norm is not None:
+                sums = np.exp(stats.log_norm)
+                return self.finite & ((self.bottom < 0) | (self.top > 1) | (np.abs(sums - 1) > PROBS_SUM_TOLERANCE))
+            if code == "XE106" and view.kind == "logits" and stats.log_norm is not None:
+                return self.finite & (np.abs(stats.log_norm) <= LOG_PROBS_TOLERANCE)
+            if code == "XE107":
+                return self.finite & (self.top == self.bottom) & (view.num_classes > 1)
+            if code == "XE108" and view.kind == "probs" and stats.log_norm is not None:
+                return stats.label_ok & ~view.ignored & (stats.p_true == 0)
+            if code == "XE201" and sparse:
+                return stats.label_is_int & ~stats.label_ok & ~view.ignored
+            if code == "XE203" and sparse:
+                return ~stats.label_is_int
+            if code == "XE208" and sparse:
+                return view.ignored
+            if code == "XE401":
+                return ~view.ignored & ~np.isfinite(stats.loss)
+            if code == "XE402":
+                return self.counted & (stats.loss > self.threshold)
+            if code == "XE404":
+                return self.counted & (stats.p_max >= CONFIDENT) & (stats.pred != stats.label)
+        return np.zeros(stats.loss.size, dtype=bool)
+
+    @cached_property
+    def label(self) -> npt.NDArray[np.int64]:
+        """The labels, −1 where a label is not a whole number."""
+        return np.where(self.view.stats.label_is_int, self.view.stats.label, -1)
+
+    @cached_property
+    def nan_rows(self) -> npt.NDArray[np.bool_]:
+        return np.isnan(self.top) | np.isnan(self.bottom)
+
+    @cached_property
+    def inf_rows(self) -> npt.NDArray[np.bool_]:
+        return ~self.nan_rows & (np.isinf(self.top) | np.isinf(self.bottom))
+
+    @cached_property
+    def finite(self) -> npt.NDArray[np.bool_]:
+        return ~self.nan_rows & ~self.inf_rows
+
+    @cached_property
+    def magnitude(self) -> npt.NDArray:
+        return np.maximum(np.abs(self.top), np.abs(self.bottom))
+
+    @cached_property
+    def counted(self) -> npt.NDArray[np.bool_]:
+        return self.view.stats.counted & ~self.view.ignored
+
+    @cached_property
+    def sparse_labels(self) -> npt.NDArray[np.bool_]:
+        """Integer labels that are not ignored (XE202 looks at their range)."""
+        return self.view.stats.label_is_int & ~self.view.ignored
+
+
+def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
+    """Every per-chunk rule on one chunk; only rules that found something are returned. The tally
+    says which rules flag rows; their masks (and examples) are computed only for those."""
     found: dict[str, Finding] = {}
     stats = view.stats
-    n = stats.loss.size
-    top = stats.score_max if stats.score_max is not None else np.full(n, np.nan)
-    bottom = stats.score_min if stats.score_min is not None else top
-    label = np.where(stats.label_is_int, stats.label, -1)
+    masks = RowMasks(view)
+    top, bottom = masks.top, masks.bottom
+    hits = tally.hits
 
     def hit(
         code: str,
@@ -286,62 +381,60 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
 
     with np.errstate(invalid="ignore", over="ignore"):
         # scores
-        nan_rows = np.isnan(top) | np.isnan(bottom)
-        hit("XE101", nan_rows, lambda: _examples(view, nan_rows, classes=_nan_classes(view.scores, nan_rows, np.isnan)))
-        inf_rows = ~nan_rows & (np.isinf(top) | np.isinf(bottom))
-        hit("XE102", inf_rows, lambda: _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
-        finite = ~nan_rows & ~inf_rows
-        magnitude = np.maximum(np.abs(top), np.abs(bottom))
-        if view.kind != "probs":
-            limit = OVERFLOW_LIMIT.get(view.score_dtype, OVERFLOW_LIMIT["float32"])
-            risky = finite & (magnitude > limit)
+        if hits["XE101"]:
+            nan_rows = masks.of("XE101")
+            hit("XE101", nan_rows, lambda: _examples(view, nan_rows, classes=_nan_classes(view.scores, nan_rows, np.isnan)))
+        if hits["XE102"]:
+            inf_rows = masks.of("XE102")
+            hit("XE102", inf_rows, lambda: _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
+        if hits["XE103"]:
+            risky, magnitude = masks.of("XE103"), masks.magnitude
             finding = hit("XE103", risky, lambda: _top(view, risky, np.where(risky, magnitude, 0), {"max_abs": magnitude}), rank_by="max_abs")
             if finding:
-                finding.fact("max_abs", float(magnitude[risky].max()), "max")
-        if view.kind == "logits":
-            candidates = finite & (bottom >= 0) & (top <= 1)
-            if candidates.any():
-                sums = np.zeros(n)
-                sums[candidates] = view.scores[candidates].sum(axis=1, dtype=np.float64)
-                probs_like = candidates & (np.abs(sums - 1) <= PROBS_SUM_TOLERANCE)
-                hit("XE104", probs_like, lambda: _examples(view, probs_like, row_sum=sums))
-            if stats.log_norm is not None:
-                log_probs = finite & (np.abs(stats.log_norm) <= LOG_PROBS_TOLERANCE)
-                if log_probs.any():
-                    hit("XE106", log_probs)
-        if view.kind == "probs" and stats.log_norm is not None:
-            sums = np.exp(stats.log_norm)
-            not_probs = finite & ((bottom < 0) | (top > 1) | (np.abs(sums - 1) > PROBS_SUM_TOLERANCE))
-            hit("XE105", not_probs, lambda: _examples(view, not_probs, row_sum=sums, min=bottom, max=top))
-            zero = stats.label_ok & ~view.ignored & (stats.p_true == 0)
-            finding = hit("XE108", zero, lambda: _examples(view, zero, label=label))
+                finding.fact("max_abs", tally.max_abs, "max")
+        if hits["XE104"]:
+            candidates = masks.of("XE104")
+            sums = np.zeros(stats.loss.size)
+            sums[candidates] = view.scores[candidates].sum(axis=1, dtype=np.float64)
+            probs_like = candidates & (np.abs(sums - 1) <= PROBS_SUM_TOLERANCE)
+            hit("XE104", probs_like, lambda: _examples(view, probs_like, row_sum=sums))
+        if hits["XE106"]:
+            hit("XE106", masks.of("XE106"))
+        if hits["XE105"]:
+            not_probs = masks.of("XE105")
+            hit("XE105", not_probs, lambda: _examples(view, not_probs, row_sum=np.exp(stats.log_norm), min=bottom, max=top))
+        if hits["XE108"]:
+            zero = masks.of("XE108")
+            finding = hit("XE108", zero, lambda: _examples(view, zero, label=masks.label))
             if finding:
                 clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
                 counted = stats.label_ok & ~view.ignored & ~np.isnan(stats.loss)
                 finding.fact("clipped_sum", float(clipped[counted].sum()), "sum")
                 finding.fact("clipped_rows", float(counted.sum()), "sum")
-        constant = finite & (top == bottom) & (view.num_classes > 1)
-        hit("XE107", constant)
-        if view.score_dtype in ("float16", "bfloat16") and finite.any():
-            finding = Finding("XE109", n)
-            finding.fact("max_abs", float(magnitude[finite].max()), "max")
+        if hits["XE107"]:
+            hit("XE107", masks.of("XE107"))
+        if view.score_dtype in ("float16", "bfloat16") and masks.finite.any():
+            finding = Finding("XE109", stats.loss.size)
+            finding.fact("max_abs", float(masks.magnitude[masks.finite].max()), "max")
             found["XE109"] = finding
 
         # targets
         if view.targets is None:
-            bad_int = stats.label_is_int & ~stats.label_ok & ~view.ignored
-            hit("XE201", bad_int, lambda: _examples(view, bad_int, label=label))
-            ints = stats.label_is_int & ~view.ignored
-            if ints.any():
+            if hits["XE201"]:
+                bad_int = masks.of("XE201")
+                hit("XE201", bad_int, lambda: _examples(view, bad_int, label=masks.label))
+            if tally.int_labels:
                 shift = Finding("XE202", 0)
-                shift.fact("min_label", float(label[ints].min()), "min")
-                shift.fact("max_label", float(label[ints].max()), "max")
-                shift.fact("at_num_classes", float(np.count_nonzero(label[ints] == view.num_classes)), "sum")
-                shift.add_examples(_examples(view, ints & (label == view.num_classes), label=label))
+                shift.fact("min_label", float(tally.label_min), "min")
+                shift.fact("max_label", float(tally.label_max), "max")
+                shift.fact("at_num_classes", float(tally.at_num_classes), "sum")
+                if tally.at_num_classes:
+                    shift.add_examples(_examples(view, masks.sparse_labels & (masks.label == view.num_classes), label=masks.label))
                 found["XE202"] = shift
-            not_int = ~stats.label_is_int
-            hit("XE204" if view.label_names else "XE203", not_int)
-            hit("XE208", view.ignored)
+            if hits["XE203"]:
+                hit("XE204" if view.label_names else "XE203", masks.of("XE203"))
+            if hits["XE208"]:
+                hit("XE208", view.ignored)
         else:
             t = view.targets
             ones = np.count_nonzero(t == 1, axis=1)
@@ -356,9 +449,10 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
             hit("XE207", not_distribution, lambda: _examples(view, not_distribution, row_sum=sums))
 
         # loss
-        bad_loss = ~view.ignored & ~np.isfinite(stats.loss)
-        if bad_loss.any():
-            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=label))
+        if hits["XE401"]:
+            bad_loss = masks.of("XE401")
+            nan_rows, inf_rows, finite = masks.nan_rows, masks.inf_rows, masks.finite
+            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=masks.label))
             assert finding is not None
             causes = {
                 "XE101": bad_loss & nan_rows,
@@ -367,19 +461,19 @@ def diagnose_chunk(view: ChunkView) -> dict[str, Finding]:
                 "XE203": bad_loss & ~stats.label_is_int,
                 "zero_probability": bad_loss & finite & stats.label_ok & np.isinf(stats.loss),
             }
-            explained = np.zeros(n, dtype=bool)
+            explained = np.zeros(stats.loss.size, dtype=bool)
             for cause, rows in causes.items():
                 finding.fact(cause, float(np.count_nonzero(rows & ~explained)), "sum")
                 explained |= rows
             finding.fact("other", float(np.count_nonzero(bad_loss & ~explained)), "sum")
-        counted = stats.counted & ~view.ignored
-        threshold = OUTLIER_FACTOR * math.log(max(view.num_classes, 2))
-        outliers = counted & (stats.loss > threshold)
-        finding = hit("XE402", outliers, lambda: _top(view, outliers, stats.loss, {"loss": stats.loss, "label": label, "pred": stats.pred}), rank_by="loss")
-        if finding:
-            finding.fact("threshold", threshold, "max")
-        confident = counted & (stats.p_max >= CONFIDENT) & (stats.pred != stats.label)
-        hit("XE404", confident, lambda: _top(view, confident, stats.p_max, {"p_max": stats.p_max, "pred": stats.pred, "label": label, "loss": stats.loss}), rank_by="p_max")
+        if hits["XE402"]:
+            outliers = masks.of("XE402")
+            finding = hit("XE402", outliers, lambda: _top(view, outliers, stats.loss, {"loss": stats.loss, "label": masks.label, "pred": stats.pred}), rank_by="loss")
+            if finding:
+                finding.fact("threshold", masks.threshold, "max")
+        if hits["XE404"]:
+            confident = masks.of("XE404")
+            hit("XE404", confident, lambda: _top(view, confident, stats.p_max, {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label, "loss": stats.loss}), rank_by="p_max")
     return found
 
 

@@ -24,6 +24,7 @@ from xentcli.kernels import SampleStats, sample_stats
 from xentcli.report import Report
 from xentcli.semantics import ChunkContext, FrameworkSummary, explain_differences, framework_terms, truth
 from xentcli.sources import Chunk, InputDescription, Source
+from xentcli.tally import tally
 
 
 @dataclass
@@ -77,18 +78,19 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
     weighted = (terms.num["mean"], terms.den["mean"] or 0.0) if terms.num else None
+    view = ChunkView(
+        chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
+        info.score_dtype, info.label_names,
+    )
     partial = LossSummary(info.num_classes, top_k, config.worst)
-    partial.update(stats, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
+    counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
+    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)
     if config.diagnostics:
-        view = ChunkView(
-            chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
-            info.score_dtype, info.label_names,
-        )
-        result.findings = diagnose_chunk(view)
+        result.findings = diagnose_chunk(view, counts)
     for framework in options.frameworks:
         fw_terms = framework_terms(framework, base, ctx)
         result.framework_values[framework] = fw_terms.values

@@ -10,14 +10,45 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-KERNEL_VERSION = 1  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+if TYPE_CHECKING:
+    from xentcli.kernels import SampleStats
+
+KERNEL_VERSION = 2  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+N_RULES = 14  # N_RULES in _ctally.c
 
 
-def _load() -> dict[np.dtype, ctypes._CFuncPtr] | None:
+class _TallyIn(ctypes.Structure):
+    """xent_tally_in in _ctally.c, field for field."""
+
+    _fields_ = (
+        [(name, _I64) for name in ("n", "num_classes", "top_k", "kind")]
+        + [(name, _P) for name in ("loss", "p_true", "p_max", "top", "bottom", "log_norm", "label", "pred", "rank",
+                                   "label_is_int", "label_ok", "ignored")]
+        + [(name, ctypes.c_double) for name in ("log_gamma", "min_indexable", "overflow_limit", "probs_tolerance",
+                                                "log_probs_tolerance", "outlier", "confident")]
+    )
+
+
+class _TallyOut(ctypes.Structure):
+    """xent_tally_out in _ctally.c, field for field."""
+
+    _fields_ = (
+        [(name, _I64) for name in ("counted", "correct", "top_k_hits", "keys", "zeros", "negatives", "key_min",
+                                   "key_max", "int_labels", "label_min", "label_max", "at_num_classes")]
+        + [("hits", _I64 * N_RULES)]
+        + [(name, ctypes.c_double) for name in ("loss_sum", "loss_min", "loss_max", "max_abs")]
+        + [(name, _P) for name in ("support", "class_correct", "predicted", "class_loss", "class_p_true", "key_out")]
+    )
+
+
+def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
     if os.environ.get("XENT_KERNEL", "").lower() == "numpy":
         return None
     try:
@@ -36,15 +67,22 @@ def _load() -> dict[np.dtype, ctypes._CFuncPtr] | None:
         function.restype = i64
         function.argtypes = [pointer, i64, i64, i64, pointer, i32] + [pointer] * 11
         functions[dtype] = function
-    return functions
+    library.xent_tally.restype = i64
+    library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
+    return functions, library.xent_tally
 
 
-_FUNCTIONS = _load()
+_LOADED = _load()
+_FUNCTIONS, _TALLY = _LOADED if _LOADED is not None else (None, None)
 
 
 def name() -> str:
     """Which kernel scores logits with integer labels: "c" or "numpy"."""
     return "c" if _FUNCTIONS is not None else "numpy"
+
+
+def has_tally() -> bool:
+    return _TALLY is not None
 
 
 def supports(scores: npt.NDArray) -> bool:
@@ -71,3 +109,46 @@ def sparse_logits(scores: npt.NDArray, y: npt.NDArray[np.int64], detail: bool) -
         special.ctypes.data,
     )
     return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special.view(bool)
+
+
+def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
+    """The address of a contiguous array of `dtype` (converted if need be; kept alive by the caller)."""
+    if values is None:
+        return None, None
+    values = np.ascontiguousarray(values, dtype=dtype)
+    return values.ctypes.data, values
+
+
+def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
+          **limits: float) -> dict[str, Any]:
+    """The C tally of one chunk: the fields of tally.ChunkTally (see _ctally.c)."""
+    assert _TALLY is not None and len(codes) == N_RULES
+    n = stats.loss.size
+    keep = []  # the converted arrays, alive until the call returns
+    arrays = {}
+    for name, values, dtype in (
+        ("loss", stats.loss, np.float64), ("p_true", stats.p_true, np.float64), ("p_max", stats.p_max, np.float64),
+        ("top", stats.score_max, np.float64), ("bottom", stats.score_min, np.float64),
+        ("log_norm", stats.log_norm, np.float64), ("label", stats.label, np.int64), ("pred", stats.pred, np.int64),
+        ("rank", stats.rank, np.int64), ("label_is_int", stats.label_is_int, np.bool_),
+        ("label_ok", stats.label_ok, np.bool_), ("ignored", ignored, np.bool_),
+    ):
+        arrays[name], converted = _address(values, dtype)
+        keep.append(converted)
+    counts = np.zeros((3, num_classes), np.int64)
+    sums = np.zeros((2, num_classes), np.float64)
+    keys = np.empty(n, np.int32)
+    args = _TallyIn(n=n, num_classes=num_classes, top_k=top_k, kind=kind, **arrays, **limits)
+    out = _TallyOut(support=counts[0].ctypes.data, class_correct=counts[1].ctypes.data,
+                    predicted=counts[2].ctypes.data, class_loss=sums[0].ctypes.data,
+                    class_p_true=sums[1].ctypes.data, key_out=keys.ctypes.data)
+    _TALLY(ctypes.byref(args), ctypes.byref(out))
+    return {
+        "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits, "loss_sum": out.loss_sum,
+        "loss_min": out.loss_min, "loss_max": out.loss_max, "support": counts[0], "class_correct": counts[1],
+        "predicted": counts[2], "class_loss": sums[0], "class_p_true": sums[1], "keys": keys[: out.keys],
+        "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
+        "max_abs": out.max_abs, "int_labels": out.int_labels,
+        "label_min": out.label_min if out.int_labels else 0, "label_max": out.label_max if out.int_labels else 0,
+        "at_num_classes": out.at_num_classes,
+    }

@@ -18,28 +18,62 @@ RELATIVE_ACCURACY = 0.005
 MIN_INDEXABLE = 1e-300
 
 
+class Buckets:
+    """Integer counts of consecutive keys, held densely from `low` (adding a chunk's bincount is one
+    array addition; the keys of a run span a few thousand buckets at most)."""
+
+    def __init__(self) -> None:
+        self.low = 0
+        self.counts = np.zeros(0, np.int64)
+
+    def add(self, low: int, counts: npt.NDArray[np.int64]) -> None:
+        if counts.size == 0:
+            return
+        if self.counts.size == 0:
+            self.low, self.counts = low, counts.astype(np.int64, copy=True)
+            return
+        start, stop = min(self.low, low), max(self.low + self.counts.size, low + counts.size)
+        if (start, stop) != (self.low, self.low + self.counts.size):
+            grown = np.zeros(stop - start, np.int64)
+            grown[self.low - start : self.low - start + self.counts.size] = self.counts
+            self.low, self.counts = start, grown
+        self.counts[low - self.low : low - self.low + counts.size] += counts
+
+    def items(self) -> list[tuple[int, int]]:
+        """(key, count) of the non-empty buckets, keys ascending."""
+        keys = np.flatnonzero(self.counts)
+        return list(zip((keys + self.low).tolist(), self.counts[keys].tolist()))
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.counts))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Buckets) and self.items() == other.items()
+
+
 class QuantileSketch:
     """Quantiles of a stream of finite floats within `relative_accuracy` (0.5% by default)."""
 
     def __init__(self, relative_accuracy: float = RELATIVE_ACCURACY) -> None:
         self.relative_accuracy = relative_accuracy
         self.gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
-        self._log_gamma = math.log(self.gamma)
-        self.positive: dict[int, int] = {}
-        self.negative: dict[int, int] = {}
+        self.log_gamma = math.log(self.gamma)
+        self.positive = Buckets()
+        self.negative = Buckets()
         self.zeros = 0
         self.count = 0
         self.min = math.inf
         self.max = -math.inf
 
-    def _add_store(self, store: dict[int, int], magnitudes: npt.NDArray[np.float64]) -> None:
-        if magnitudes.size == 0:
-            return
-        keys = np.ceil(np.log(magnitudes) / self._log_gamma).astype(np.int64)
-        low = int(keys.min())
-        counts = np.bincount(keys - low)  # O(n): the keys span a few thousand buckets at most
-        for offset in np.flatnonzero(counts).tolist():
-            store[low + offset] = store.get(low + offset, 0) + int(counts[offset])
+    def keys(self, magnitudes: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """The bucket of each value > MIN_INDEXABLE: ceil(log_γ x)."""
+        return np.ceil(np.log(magnitudes) / self.log_gamma).astype(np.int64)
+
+    @staticmethod
+    def _add_store(store: Buckets, keys: npt.NDArray) -> None:
+        if keys.size:
+            low = int(keys.min())
+            store.add(low, np.bincount(keys - low))  # O(n)
 
     def update(self, values: npt.NDArray[np.float64]) -> None:
         """Add finite values (the caller filters NaN and inf)."""
@@ -48,30 +82,40 @@ class QuantileSketch:
         values = np.asarray(values, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
         if low > MIN_INDEXABLE:  # every value positive (most losses): no masks needed
-            self._add_store(self.positive, values)
+            self._add_store(self.positive, self.keys(values))
         else:
             big = np.abs(values) > MIN_INDEXABLE
-            self._add_store(self.positive, values[big & (values > 0)])
-            self._add_store(self.negative, -values[big & (values < 0)])
+            self._add_store(self.positive, self.keys(values[big & (values > 0)]))
+            self._add_store(self.negative, self.keys(-values[big & (values < 0)]))
             self.zeros += int(values.size - np.count_nonzero(big))
-        self.count += int(values.size)
-        self.min = min(self.min, low)
-        self.max = max(self.max, high)
+        self._add_range(values.size, low, high)
+
+    def update_keys(self, keys: npt.NDArray, zeros: int, low: float, high: float) -> None:
+        """Add values given as the keys of the positive ones (see `keys`), the count of those
+        within ±MIN_INDEXABLE of zero, and their extremes (no value may be negative)."""
+        self._add_store(self.positive, keys)
+        self.zeros += zeros
+        self._add_range(keys.size + zeros, low, high)
+
+    def _add_range(self, count: int, low: float, high: float) -> None:
+        if count:
+            self.count += int(count)
+            self.min = min(self.min, low)
+            self.max = max(self.max, high)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add another sketch's counts: exact, order-free."""
         if other.relative_accuracy != self.relative_accuracy:
             raise ValueError("cannot merge sketches of different accuracy")
-        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
-            for key, count in theirs.items():
-                mine[key] = mine.get(key, 0) + count
+        self.positive.add(other.positive.low, other.positive.counts)
+        self.negative.add(other.negative.low, other.negative.counts)
         self.zeros += other.zeros
         self.count += other.count
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
     def _value(self, key: int) -> float:
-        return 2.0 * math.exp(key * self._log_gamma) / (self.gamma + 1.0)
+        return 2.0 * math.exp(key * self.log_gamma) / (self.gamma + 1.0)
 
     def quantile(self, q: float) -> float:
         """The value of rank q·(count − 1) (lower), within the relative accuracy; NaN when empty."""
@@ -79,15 +123,15 @@ class QuantileSketch:
             return math.nan
         rank = q * (self.count - 1)
         seen = 0
-        for key in sorted(self.negative, reverse=True):
-            seen += self.negative[key]
+        for key, count in reversed(self.negative.items()):
+            seen += count
             if seen > rank:
                 return max(self.min, -self._value(key))
         seen += self.zeros
         if seen > rank:
             return 0.0
-        for key in sorted(self.positive):
-            seen += self.positive[key]
+        for key, count in self.positive.items():
+            seen += count
             if seen > rank:
                 return min(self.max, self._value(key))
         return self.max

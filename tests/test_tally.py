@@ -1,0 +1,145 @@
+"""The chunk tally: the C tally (_ctally.c) equals the numpy reference on every field, and both give
+the counts a chunk was built to have."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from native_paths import require_c_extension
+from xentcli import native
+from xentcli.diagnostics import ChunkView
+from xentcli.kernels import sample_stats
+from xentcli.sketch import QuantileSketch
+from xentcli.tally import RULE_CODES, tally
+
+C = 6
+
+
+def _chunk(kind: str, seed: int = 3, n: int = 400):
+    """Ordinary rows with a known number of each problem planted among them."""
+    rng = np.random.default_rng(seed)
+    if kind == "probs":
+        z = rng.dirichlet(np.ones(C), n)
+    else:
+        z = rng.standard_normal((n, C)) * 2
+        if kind == "log-probs":
+            z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    y = rng.integers(0, C, n).astype(np.float64)
+    planted = {}
+    z[0:3, 1] = np.nan
+    planted["XE101"] = 3
+    if kind != "probs":
+        z[3:5, 0] = np.inf
+        z[5, 2] = -np.inf  # a masked logit: an inf row, with a finite loss unless it is the target
+        planted["XE102"] = 3
+        z[6:8, 4] = 120.0  # beyond float32's 88.72
+        planted["XE103"] = 2
+    z[8:12] = 0.25 if kind != "probs" else 1.0 / C  # constant rows
+    planted["XE107"] = 4
+    y[12:15] = C  # out of range
+    y[15] = -3
+    planted["XE201"] = 4
+    y[16:18] = 1.5  # not whole numbers
+    y[18] = np.nan
+    planted["XE203"] = 3
+    y[19:24] = -100  # ignored
+    planted["XE208"] = 5
+    if kind == "logits":
+        z[24:26] = [0.5, 0.2, 0.1, 0.1, 0.05, 0.05]  # probabilities read as logits: in [0, 1], sum 1
+        planted["XE104"] = 2 + 4  # the four constant rows of 0.25 lie in [0, 1] too
+        z[28:30] = np.log([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])  # log-probabilities: logsumexp 0
+        planted["XE106"] = 2
+    if kind == "probs":
+        z[26] = [1.0, 0, 0, 0, 0, 0]
+        y[26] = 3  # p_true = 0: infinite loss
+        planted["XE108"] = 1
+        z[27] = [1.5, -0.5, 0, 0, 0, 0]  # not probabilities
+        y[27] = 0
+        planted["XE105"] = 1
+    stats = sample_stats(z, kind, labels=y, extremes=True, detail=False)
+    ignored = y == -100
+    loss = stats.loss.copy()
+    loss[ignored] = np.nan
+    stats.loss = loss
+    return ChunkView(0, z, None, None, stats, ignored, kind, C, "float32", False), planted
+
+
+def _both(view, top_k=2, monkeypatch=None):
+    c_path = tally(view, top_k, QuantileSketch())
+    monkeypatch.setattr(native, "_TALLY", None)
+    numpy_path = tally(view, top_k, QuantileSketch())
+    monkeypatch.undo()
+    return c_path, numpy_path
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs", "log-probs"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_c_tally_equals_numpy_tally(kind, seed, monkeypatch):
+    require_c_extension()
+    view, _ = _chunk(kind, seed)
+    c_path, numpy_path = _both(view, monkeypatch=monkeypatch)
+    for name, value in vars(numpy_path).items():
+        other = getattr(c_path, name)
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(other, value, rtol=1e-13, err_msg=name)
+            else:
+                np.testing.assert_array_equal(other, value, err_msg=name)
+        elif isinstance(value, float):
+            assert other == pytest.approx(value, rel=1e-13, abs=0), name
+        else:
+            assert other == value, name
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs", "log-probs"])
+@pytest.mark.parametrize("path", ["c", "numpy"])
+def test_planted_rows_are_counted(kind, path, monkeypatch):
+    if path == "c":
+        require_c_extension()
+    else:
+        monkeypatch.setattr(native, "_TALLY", None)
+    view, planted = _chunk(kind)
+    counts = tally(view, 2, QuantileSketch())
+    for code in RULE_CODES:
+        assert counts.hits[code] == planted.get(code, counts.hits[code] if code in ("XE401", "XE402", "XE404") else 0), code
+    if kind != "probs":
+        assert counts.max_abs == 120.0
+    # integer labels not ignored: everything but the 3 fractional/NaN and the 5 ignored rows
+    assert counts.int_labels == 400 - 3 - 5
+    assert (counts.label_min, counts.label_max, counts.at_num_classes) == (-3, C, 3)
+
+
+def test_counted_sums_against_a_float64_reference(monkeypatch):
+    require_c_extension()
+    view, _ = _chunk("logits", 7)
+    stats = view.stats
+    counted = stats.label_ok & np.isfinite(stats.loss)
+    loss = stats.loss[counted]
+    label = stats.label[counted].astype(int)
+    for path in ("c", "numpy"):
+        if path == "numpy":
+            monkeypatch.setattr(native, "_TALLY", None)
+        t = tally(view, 2, QuantileSketch())
+        assert t.counted == counted.sum()
+        assert t.loss_sum == pytest.approx(math.fsum(loss.tolist()), rel=1e-15)
+        assert (t.loss_min, t.loss_max) == (loss.min(), loss.max())
+        assert t.correct == np.count_nonzero(stats.pred[counted] == label)
+        assert t.top_k_hits == np.count_nonzero(stats.rank[counted] <= 2)
+        for c in range(C):
+            assert t.support[c] == np.count_nonzero(label == c)
+            assert t.class_loss[c] == pytest.approx(math.fsum(loss[label == c].tolist()), rel=1e-14)
+        gamma = QuantileSketch().gamma
+        np.testing.assert_array_equal(np.sort(t.keys), np.sort(np.ceil(np.log(loss) / np.log(gamma))).astype(int))
+
+
+def test_negative_losses_are_flagged_for_the_value_sketch(monkeypatch):
+    require_c_extension()
+    view, _ = _chunk("logits", 4)
+    view.stats.loss = np.where(np.isfinite(view.stats.loss), view.stats.loss, np.nan)
+    view.stats.loss[30:33] = [-1.0, 0.0, 1e-320]
+    c_path, numpy_path = _both(view, monkeypatch=monkeypatch)
+    for t in (c_path, numpy_path):
+        assert (t.negatives, t.zeros) == (1, 2)

@@ -1,0 +1,199 @@
+/* The chunk tally: one pass over a chunk's per-sample results for what the aggregates and the
+diagnostics count. Mirrors xentcli/tally.py (_tally_numpy and RowMasks in diagnostics.py), which
+stays the reference and the fallback; tests/test_tally.py checks that both agree on every field.
+
+Per counted row (a usable label and a finite loss): count, sum (compensated), min and max of the loss, correct
+predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
+ceil(log(loss) / log_gamma). Per row: how many rows each per-row diagnostic rule flags, the
+largest |score| among overflow-risk rows, and the range of the integer labels. Called through
+ctypes with the two structs below (their layout is declared again in xentcli/native.py). */
+
+#include <math.h>
+#include <stdint.h>
+
+enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
+
+/* The rules, in the order of RULE_CODES in xentcli/tally.py. */
+enum {
+    NAN_SCORES, INF_SCORES, OVERFLOW, PROBS_AS_LOGITS, LOGITS_AS_PROBS, LOG_PROBS, CONSTANT,
+    ZERO_PROBABILITY, LABEL_OUT_OF_RANGE, NOT_INTEGER, IGNORED, NONFINITE_LOSS, OUTLIER, CONFIDENT, N_RULES
+};
+
+typedef struct {
+    int64_t n, num_classes, top_k, kind;
+    const double *loss, *p_true, *p_max, *top, *bottom, *log_norm; /* bottom, log_norm: may be NULL */
+    const int64_t *label, *pred, *rank;
+    const uint8_t *label_is_int, *label_ok, *ignored;
+    double log_gamma, min_indexable, overflow_limit, probs_tolerance, log_probs_tolerance, outlier, confident;
+} xent_tally_in;
+
+typedef struct {
+    int64_t counted, correct, top_k_hits, keys, zeros, negatives, key_min, key_max;
+    int64_t int_labels, label_min, label_max, at_num_classes;
+    int64_t hits[N_RULES];
+    double loss_sum, loss_min, loss_max, max_abs;
+    /* [num_classes] each, zeroed by the caller */
+    int64_t *support, *class_correct, *predicted;
+    double *class_loss, *class_p_true;
+    int32_t *key_out; /* [n]: the sketch keys of the counted positive losses, in row order */
+} xent_tally_out;
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define XENT_CLONES
+#endif
+
+#define BLOCK 256 /* rows per step: the keys of a block are computed (vectorised) before it is tallied */
+
+/* log(x) for a normal x > 0, branch-free so that the loop calling it vectorises: fdlibm's
+   __ieee754_log (x = 2^k (1 + f), log(1 + f) = 2s + s R(s^2) with s = f / (2 + f)), error < 1 ulp. */
+static inline double log_normal(double x) {
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double lg1 = 6.666666666666735130e-01, lg2 = 3.999999999940941908e-01, lg3 = 2.857142874366239149e-01,
+                 lg4 = 2.222219843214978396e-01, lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01,
+                 lg7 = 1.479819860511658591e-01;
+    union { double d; uint64_t u; } bits = {.d = x};
+    /* the mantissa scaled into [sqrt(2)/2, sqrt(2)), k the matching exponent */
+    const uint64_t top = (bits.u & 0x000fffffffffffffULL) + 0x95f6400000000ULL; /* carries past sqrt(2) */
+    const int32_t k = (int32_t)(bits.u >> 52) - 1023 + (int32_t)(top >> 52); /* int32: AVX2 converts it */
+    bits.u = (bits.u & 0x000fffffffffffffULL) | ((top >> 52) ? 0x3fe0000000000000ULL : 0x3ff0000000000000ULL);
+    const double f = bits.d - 1.0, dk = (double)k;
+    const double s = f / (2.0 + f), z = s * s, w = z * z;
+    const double t1 = w * (lg2 + w * (lg4 + w * lg6)), t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
+    const double hfsq = 0.5 * f * f;
+    return dk * ln2_hi - ((hfsq - (s * (hfsq + t1 + t2) + dk * ln2_lo)) - f);
+}
+
+typedef struct {
+    int64_t counted, correct, top_k_hits, keys, zeros, negatives, key_min, key_max, outliers, confident_wrong;
+    double loss_sum, compensation, loss_min, loss_max; /* loss_sum + compensation: Neumaier's sum */
+} counted_sums;
+
+/* One counted row (a usable label and a finite loss x): its sums, per-class sums and sketch key. */
+static inline void count_row(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t i, double x,
+                             double key) {
+    const int64_t y = in->label[i], p = in->pred[i];
+    const int right = p == y;
+    t->counted++;
+    t->correct += right;
+    t->top_k_hits += in->rank[i] <= in->top_k;
+    t->outliers += x > in->outlier;
+    t->confident_wrong += in->p_max[i] >= in->confident && !right;
+    const double sum = t->loss_sum + x;
+    t->compensation += fabs(t->loss_sum) >= fabs(x) ? (t->loss_sum - sum) + x : (x - sum) + t->loss_sum;
+    t->loss_sum = sum;
+    t->loss_min = x < t->loss_min ? x : t->loss_min;
+    t->loss_max = x > t->loss_max ? x : t->loss_max;
+    out->support[y]++;
+    out->class_correct[y] += right;
+    out->class_loss[y] += x;
+    out->class_p_true[y] += in->p_true[i];
+    out->predicted[p]++;
+    if (x > in->min_indexable) {
+        const int64_t k = (int64_t)key;
+        out->key_out[t->keys++] = (int32_t)k;
+        t->key_min = k < t->key_min ? k : t->key_min;
+        t->key_max = k > t->key_max ? k : t->key_max;
+    } else if (x < -in->min_indexable) {
+        t->negatives++;
+    } else {
+        t->zeros++;
+    }
+}
+
+XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
+    const int64_t n = in->n, num_classes = in->num_classes;
+    const double *restrict loss = in->loss, *restrict top = in->top;
+    const double *restrict bottom = in->bottom ? in->bottom : in->top, *restrict log_norm = in->log_norm;
+    const int64_t *restrict label = in->label;
+    const uint8_t *restrict label_is_int = in->label_is_int, *restrict label_ok = in->label_ok;
+    const uint8_t *restrict ignored = in->ignored;
+    const double limit = in->overflow_limit, log_probs_tolerance = in->log_probs_tolerance;
+    const double log_gamma = in->log_gamma, min_indexable = in->min_indexable;
+    const int logits = in->kind == KIND_LOGITS, probs = in->kind == KIND_PROBS, has_log_norm = log_norm != 0;
+    int64_t hits[N_RULES] = {0};
+    int64_t int_labels = 0, label_min = INT64_MAX, label_max = INT64_MIN, at_num_classes = 0;
+    double max_abs = -INFINITY;
+    counted_sums t = {.key_min = INT64_MAX, .key_max = INT64_MIN, .loss_min = INFINITY, .loss_max = -INFINITY};
+    double key_of[BLOCK];
+
+    for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
+        const int64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
+        /* the sketch key ceil(log(x) / log_gamma) of every row (used where counted): vectorised */
+#pragma omp simd
+        for (int64_t i = b0; i < b1; i++) {
+            const double x = loss[i] > min_indexable && loss[i] < INFINITY ? loss[i] : 1.0;
+            key_of[i - b0] = ceil(log_normal(x) / log_gamma);
+        }
+        /* a vectorised screen: does any row of the block trip a rule, or go uncounted? Probabilities
+           always take the full path (their rules look at every row's sum). */
+        int64_t unusual = probs;
+#pragma omp simd reduction(+ : unusual)
+        for (int64_t i = b0; i < b1; i++) {
+            const double hi = top[i], lo = bottom[i], x = loss[i];
+            const double magnitude = fabs(hi) > fabs(lo) ? fabs(hi) : fabs(lo);
+            const double ln = has_log_norm ? log_norm[i] : 1.0;
+            unusual += (!(magnitude <= limit)) | (hi != hi) | (lo != lo) /* NaN, inf or overflow risk */
+                       | (logits & (lo >= 0.0) & (hi <= 1.0)) | (logits & (fabs(ln) <= log_probs_tolerance))
+                       | ((hi == lo) & (num_classes > 1)) | (label_ok[i] == 0) | (label_is_int[i] == 0)
+                       | (ignored[i] != 0) | (!(fabs(x) < INFINITY));
+        }
+        if (!unusual) { /* every row counted, no rule tripped */
+            for (int64_t i = b0; i < b1; i++) {
+                const int64_t y = label[i];
+                label_min = y < label_min ? y : label_min;
+                label_max = y > label_max ? y : label_max;
+                count_row(in, out, &t, i, loss[i], key_of[i - b0]);
+            }
+            int_labels += b1 - b0;
+            continue;
+        }
+        for (int64_t i = b0; i < b1; i++) { /* the full rules, as RowMasks in diagnostics.py states them */
+            const double hi = top[i], lo = bottom[i], x = loss[i];
+            const int64_t y = label[i];
+            const int is_int = label_is_int[i] != 0, ok = label_ok[i] != 0, skip = ignored[i] != 0;
+            const int nan_row = isnan(hi) || isnan(lo);
+            const int inf_row = !nan_row && (isinf(hi) || isinf(lo));
+            const int finite = !nan_row && !inf_row;
+            const double magnitude = fmax(fabs(hi), fabs(lo));
+            hits[NAN_SCORES] += nan_row;
+            hits[INF_SCORES] += inf_row;
+            if (!probs && finite && magnitude > limit) {
+                hits[OVERFLOW]++;
+                max_abs = fmax(max_abs, magnitude);
+            }
+            if (logits) {
+                hits[PROBS_AS_LOGITS] += finite && lo >= 0.0 && hi <= 1.0;
+                if (has_log_norm) hits[LOG_PROBS] += finite && fabs(log_norm[i]) <= log_probs_tolerance;
+            }
+            if (probs && has_log_norm) {
+                hits[LOGITS_AS_PROBS] +=
+                    finite && (lo < 0.0 || hi > 1.0 || fabs(exp(log_norm[i]) - 1.0) > in->probs_tolerance);
+                hits[ZERO_PROBABILITY] += ok && !skip && in->p_true[i] == 0.0;
+            }
+            hits[CONSTANT] += finite && hi == lo && num_classes > 1;
+            hits[LABEL_OUT_OF_RANGE] += is_int && !ok && !skip;
+            hits[NOT_INTEGER] += !is_int;
+            hits[IGNORED] += skip;
+            if (is_int && !skip) {
+                int_labels++;
+                label_min = y < label_min ? y : label_min;
+                label_max = y > label_max ? y : label_max;
+                at_num_classes += y == num_classes;
+            }
+            hits[NONFINITE_LOSS] += !skip && !isfinite(x);
+            /* counted: a usable label and a finite loss (an ignored row's loss is NaN) */
+            if (ok && isfinite(x)) count_row(in, out, &t, i, x, key_of[i - b0]);
+        }
+    }
+    hits[OUTLIER] = t.outliers, hits[CONFIDENT] = t.confident_wrong;
+    for (int r = 0; r < N_RULES; r++) out->hits[r] = hits[r];
+    out->counted = t.counted, out->correct = t.correct, out->top_k_hits = t.top_k_hits;
+    out->keys = t.keys, out->zeros = t.zeros, out->negatives = t.negatives;
+    out->key_min = t.key_min, out->key_max = t.key_max;
+    out->int_labels = int_labels, out->label_min = label_min, out->label_max = label_max;
+    out->at_num_classes = at_num_classes;
+    out->loss_sum = t.loss_sum + t.compensation, out->loss_min = t.loss_min, out->loss_max = t.loss_max, out->max_abs = max_abs;
+    return t.counted;
+}

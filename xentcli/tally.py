@@ -1,0 +1,111 @@
+"""One pass over a chunk's per-sample results: what the aggregates and the diagnostics count.
+
+The aggregates (accumulate.py) need counts, sums, extremes, per-class sums and the quantile
+sketch's keys of the counted rows; the diagnostics need how many rows each per-row rule flags
+(the rules' masks are defined once, in diagnostics.RowMasks). With few classes these bookkeeping
+passes cost more than the loss itself, so the C tally (_ctally.c, through native.py) makes them in
+one pass over the rows; `_tally_numpy` is the reference it is tested against and the fallback
+where the extension is not built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli import native
+from xentcli.diagnostics import (
+    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, outlier_threshold, overflow_limit,
+)
+from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
+
+# The per-row rules the tally counts, in the order of the C tally's hit counters. XE203 stands for
+# XE204 too (the same rows: labels that are not class numbers).
+RULE_CODES = (
+    "XE101", "XE102", "XE103", "XE104", "XE105", "XE106", "XE107",
+    "XE108", "XE201", "XE203", "XE208", "XE401", "XE402", "XE404",
+)
+KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
+
+
+@dataclass
+class ChunkTally:
+    """Counts and sums over one chunk. Per-class arrays have one entry per class; `keys` holds
+    the sketch keys of the counted positive losses (`zeros` counts the losses too small to
+    index); `negatives` > 0 means some counted losses are negative, and the sketch must take the
+    values instead."""
+
+    counted: int
+    correct: int
+    top_k_hits: int
+    loss_sum: float
+    loss_min: float
+    loss_max: float
+    support: npt.NDArray[np.int64]
+    class_correct: npt.NDArray[np.int64]
+    class_loss: npt.NDArray[np.float64]
+    class_p_true: npt.NDArray[np.float64]
+    predicted: npt.NDArray[np.int64]
+    keys: npt.NDArray
+    zeros: int
+    negatives: int
+    hits: dict[str, int]
+    max_abs: float  # the largest |score| among the XE103 rows
+    int_labels: int  # integer labels not ignored, their range and how many equal C (XE202)
+    label_min: int
+    label_max: int
+    at_num_classes: int
+
+
+def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = True) -> ChunkTally:
+    """The tally of one chunk (`view.stats.loss`: the true loss, NaN on ignored rows). Without
+    `rules` the numpy path leaves the rule counts at 0 (the C path counts them anyway: free)."""
+    stats = view.stats
+    if native.has_tally() and stats.score_max is not None and stats.loss.size:
+        return ChunkTally(**native.tally(
+            stats, view.ignored, KINDS[view.kind], view.num_classes, top_k,
+            log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
+            probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
+            outlier=outlier_threshold(view.num_classes), confident=CONFIDENT, codes=RULE_CODES,
+        ))
+    return _tally_numpy(view, top_k, sketch, rules)
+
+
+def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool) -> ChunkTally:
+    stats = view.stats
+    c = view.num_classes
+    loss = stats.counted_values(stats.loss)
+    label = stats.counted_values(stats.label)
+    right = stats.counted_correct
+    with np.errstate(divide="ignore"):
+        positive = loss[loss > MIN_INDEXABLE]
+    masks = RowMasks(view)
+    hits = {code: int(np.count_nonzero(masks.of(code))) if rules else 0 for code in RULE_CODES}
+    ints = masks.sparse_labels if view.targets is None else np.zeros(stats.loss.size, dtype=bool)
+    int_labels = masks.label[ints]
+    overflow = masks.of("XE103") if hits["XE103"] else None
+    return ChunkTally(
+        counted=int(loss.size),
+        correct=int(np.count_nonzero(right)),
+        top_k_hits=int(np.count_nonzero(stats.counted_values(stats.rank) <= top_k)),
+        loss_sum=float(loss.sum()),
+        loss_min=float(loss.min()) if loss.size else math.inf,
+        loss_max=float(loss.max()) if loss.size else -math.inf,
+        support=np.bincount(label, minlength=c),
+        class_correct=np.bincount(stats.label[right], minlength=c),
+        class_loss=np.bincount(label, weights=loss, minlength=c),
+        class_p_true=np.bincount(label, weights=stats.counted_values(stats.p_true), minlength=c),
+        predicted=np.bincount(stats.counted_values(stats.pred), minlength=c),
+        keys=sketch.keys(positive),
+        zeros=int(np.count_nonzero(np.abs(loss) <= MIN_INDEXABLE)),
+        negatives=int(np.count_nonzero(loss < -MIN_INDEXABLE)),
+        hits=hits,
+        max_abs=float(masks.magnitude[overflow].max()) if overflow is not None else -math.inf,
+        int_labels=int(int_labels.size),
+        label_min=int(int_labels.min()) if int_labels.size else 0,
+        label_max=int(int_labels.max()) if int_labels.size else 0,
+        at_num_classes=int(np.count_nonzero(int_labels == c)),
+    )
