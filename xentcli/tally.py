@@ -80,8 +80,7 @@ def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: boo
     loss = stats.counted_values(stats.loss)
     label = stats.counted_values(stats.label)
     right = stats.counted_correct
-    with np.errstate(divide="ignore"):
-        positive = loss[loss > MIN_INDEXABLE]
+    positive = loss[loss > MIN_INDEXABLE]
     masks = RowMasks(view)
     hits = {code: int(np.count_nonzero(masks.of(code))) if rules else 0 for code in RULE_CODES}
     ints = masks.sparse_labels if view.targets is None else np.zeros(stats.loss.size, dtype=bool)
