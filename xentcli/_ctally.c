@@ -2,8 +2,8 @@
 diagnostics count. Mirrors xentcli/tally.py (_tally_numpy and RowMasks in diagnostics.py), which
 stays the reference and the fallback; tests/test_tally.py checks that both agree on every field.
 
-Per counted row (a usable label and a finite loss): count, sum (compensated), min and max of the loss, correct
-predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
+Per counted row (a usable label and a finite loss): count, sum (compensated), min and max of the
+loss, correct predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
 ceil(log(loss) / log_gamma). Per row: how many rows each per-row diagnostic rule flags, the
 largest |score| among overflow-risk rows, and the range of the integer labels. Called through
 ctypes with the two structs below (their layout is declared again in xentcli/native.py). */
@@ -28,7 +28,7 @@ typedef struct {
 } xent_tally_in;
 
 typedef struct {
-    int64_t counted, correct, top_k_hits, keys, zeros, negatives, key_min, key_max;
+    int64_t counted, correct, top_k_hits, keys, zeros, negatives;
     int64_t int_labels, label_min, label_max, at_num_classes;
     int64_t hits[N_RULES];
     double loss_sum, loss_min, loss_max, max_abs;
@@ -66,7 +66,7 @@ static inline double log_normal(double x) {
 }
 
 typedef struct {
-    int64_t counted, correct, top_k_hits, keys, zeros, negatives, key_min, key_max, outliers, confident_wrong;
+    int64_t counted, correct, top_k_hits, keys, zeros, negatives, outliers, confident_wrong;
     double loss_sum, compensation, loss_min, loss_max; /* loss_sum + compensation: Neumaier's sum */
 } counted_sums;
 
@@ -91,10 +91,7 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     out->class_p_true[y] += in->p_true[i];
     out->predicted[p]++;
     if (x > in->min_indexable) {
-        const int64_t k = (int64_t)key;
-        out->key_out[t->keys++] = (int32_t)k;
-        t->key_min = k < t->key_min ? k : t->key_min;
-        t->key_max = k > t->key_max ? k : t->key_max;
+        out->key_out[t->keys++] = (int32_t)key;
     } else if (x < -in->min_indexable) {
         t->negatives++;
     } else {
@@ -115,7 +112,7 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     int64_t hits[N_RULES] = {0};
     int64_t int_labels = 0, label_min = INT64_MAX, label_max = INT64_MIN, at_num_classes = 0;
     double max_abs = -INFINITY;
-    counted_sums t = {.key_min = INT64_MAX, .key_max = INT64_MIN, .loss_min = INFINITY, .loss_max = -INFINITY};
+    counted_sums t = {.loss_min = INFINITY, .loss_max = -INFINITY};
     double key_of[BLOCK];
 
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
@@ -191,7 +188,6 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     for (int r = 0; r < N_RULES; r++) out->hits[r] = hits[r];
     out->counted = t.counted, out->correct = t.correct, out->top_k_hits = t.top_k_hits;
     out->keys = t.keys, out->zeros = t.zeros, out->negatives = t.negatives;
-    out->key_min = t.key_min, out->key_max = t.key_max;
     out->int_labels = int_labels, out->label_min = label_min, out->label_max = label_max;
     out->at_num_classes = at_num_classes;
     out->loss_sum = t.loss_sum + t.compensation, out->loss_min = t.loss_min, out->loss_max = t.loss_max, out->max_abs = max_abs;

@@ -18,7 +18,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
-KERNEL_VERSION = 2  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 3  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 14  # N_RULES in _ctally.c
@@ -40,8 +40,8 @@ class _TallyOut(ctypes.Structure):
     """xent_tally_out in _ctally.c, field for field."""
 
     _fields_ = (
-        [(name, _I64) for name in ("counted", "correct", "top_k_hits", "keys", "zeros", "negatives", "key_min",
-                                   "key_max", "int_labels", "label_min", "label_max", "at_num_classes")]
+        [(name, _I64) for name in ("counted", "correct", "top_k_hits", "keys", "zeros", "negatives", "int_labels",
+                                   "label_min", "label_max", "at_num_classes")]
         + [("hits", _I64 * N_RULES)]
         + [(name, ctypes.c_double) for name in ("loss_sum", "loss_min", "loss_max", "max_abs")]
         + [(name, _P) for name in ("support", "class_correct", "predicted", "class_loss", "class_p_true", "key_out")]

@@ -39,6 +39,12 @@ class Buckets:
             self.low, self.counts = start, grown
         self.counts[low - self.low : low - self.low + counts.size] += counts
 
+    def add_keys(self, keys: npt.NDArray) -> None:
+        """Count each key once (O(n): one bincount from the smallest)."""
+        if keys.size:
+            low = int(keys.min())
+            self.add(low, np.bincount(keys - low))
+
     def items(self) -> list[tuple[int, int]]:
         """(key, count) of the non-empty buckets, keys ascending."""
         keys = np.flatnonzero(self.counts)
@@ -69,12 +75,6 @@ class QuantileSketch:
         """The bucket of each value > MIN_INDEXABLE: ceil(log_γ x)."""
         return np.ceil(np.log(magnitudes) / self.log_gamma).astype(np.int64)
 
-    @staticmethod
-    def _add_store(store: Buckets, keys: npt.NDArray) -> None:
-        if keys.size:
-            low = int(keys.min())
-            store.add(low, np.bincount(keys - low))  # O(n)
-
     def update(self, values: npt.NDArray[np.float64]) -> None:
         """Add finite values (the caller filters NaN and inf)."""
         if values.size == 0:
@@ -82,18 +82,18 @@ class QuantileSketch:
         values = np.asarray(values, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
         if low > MIN_INDEXABLE:  # every value positive (most losses): no masks needed
-            self._add_store(self.positive, self.keys(values))
+            self.positive.add_keys(self.keys(values))
         else:
             big = np.abs(values) > MIN_INDEXABLE
-            self._add_store(self.positive, self.keys(values[big & (values > 0)]))
-            self._add_store(self.negative, self.keys(-values[big & (values < 0)]))
+            self.positive.add_keys(self.keys(values[big & (values > 0)]))
+            self.negative.add_keys(self.keys(-values[big & (values < 0)]))
             self.zeros += int(values.size - np.count_nonzero(big))
         self._add_range(values.size, low, high)
 
     def update_keys(self, keys: npt.NDArray, zeros: int, low: float, high: float) -> None:
         """Add values given as the keys of the positive ones (see `keys`), the count of those
         within ±MIN_INDEXABLE of zero, and their extremes (no value may be negative)."""
-        self._add_store(self.positive, keys)
+        self.positive.add_keys(keys)
         self.zeros += zeros
         self._add_range(keys.size + zeros, low, high)
 
