@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import platform
+import sys
 
 import numpy as np
 import pytest
@@ -212,3 +214,9 @@ def test_properties_shift_permutation_onehot(layout, z, shift, random):
     onehot = sample_stats(z, "logits", targets=np.eye(c)[y]).loss
     np.testing.assert_allclose(onehot, base, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(base, sparse_loss64(z, y), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
+def test_freed_chunk_memory_is_kept_on_glibc():
+    # mallopt refuses an out-of-range threshold (over 32 MiB) or an unknown parameter with 0
+    assert native.keep_freed_memory() is True

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from xentcli import native
 from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, RunConfig
@@ -123,6 +124,7 @@ def run(
     on_progress: ProgressCallback | None = None,
 ) -> Report:
     """One pass over the input: every aggregate of `score`, and the per-sample rows to `sink`."""
+    native.keep_freed_memory()
     source = source or Source(config.source)
     info = source.description
     check_options(config, info)
