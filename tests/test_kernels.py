@@ -124,7 +124,7 @@ def test_nonfinite_scores_poison_only_their_row():
 
 @pytest.mark.parametrize("num_classes", [3, 10, 32, 33, 500])
 def test_special_rows_among_ordinary_ones_float32(num_classes):
-    # 13 rows (not a multiple of the C kernel's 8 lanes): NaN, +inf, an all −inf row and masked
+    # 13 rows (fewer than the C kernel's 64 lanes): NaN, +inf, an all −inf row and masked
     # (−inf) logits among finite rows; each row's statistics must be its own.
     rng = np.random.default_rng(num_classes)
     z = (rng.standard_normal((13, num_classes)) * 4).astype(np.float32)
@@ -220,3 +220,26 @@ def test_properties_shift_permutation_onehot(layout, z, shift, random):
 def test_freed_chunk_memory_is_kept_on_glibc():
     # mallopt refuses an out-of-range threshold (over 32 MiB) or an unknown parameter with 0
     assert native.keep_freed_memory() is True
+
+
+@pytest.mark.parametrize("num_classes", [2, 10, 32])
+def test_blocks_of_lanes_with_and_without_detail(num_classes):
+    # 3 full blocks of the C kernel's 64 lanes and a partial one, a NaN row in the second block;
+    # without detail (no entropy or margin) every other value is the same as with it.
+    rng = np.random.default_rng(7)
+    z = (rng.standard_normal((200, num_classes)) * 5).astype(np.float32)
+    y = rng.integers(0, num_classes, 200)
+    z[70, 0] = np.nan
+    full = sample_stats(z, "logits", labels=y, detail=True)
+    lean = sample_stats(z, "logits", labels=y, detail=False)
+    ordinary = np.arange(200) != 70
+    assert within_float32_tolerance(full.loss[ordinary], sparse_loss64(z[ordinary], y[ordinary])).all()
+    assert np.isnan(full.loss[70]) and np.isnan(lean.loss[70])
+    for name in ("loss", "p_true", "p_max", "pred", "rank", "score_max", "log_norm"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name), err_msg=name)
+    assert lean.entropy is None and lean.margin is None
+    p = np.exp(log_softmax64(z[ordinary].astype(np.float64)))
+    top2 = np.sort(p, axis=1)[:, -2:]
+    right = p.argmax(axis=1) == y[ordinary]
+    margin = np.where(right, np.log(top2[:, 1] / top2[:, 0]), np.log(p[np.arange(199), y[ordinary]] / top2[:, 1]))
+    np.testing.assert_allclose(full.margin[ordinary], margin, rtol=1e-5, atol=1e-5)

@@ -160,11 +160,12 @@ static inline float log1p_nonnegative_f32(float x) {
 }
 
 /* Up to NARROW_MAX_CLASSES classes, float32 rows are taken LANES at a time, transposed so that each
-   SIMD lane holds one row: every step is then a vertical vector operation (short rows would spend
-   more on horizontal reductions and loop set-up than on arithmetic), and log1p and exp of the
-   per-row results vectorise too (in float: within a few ulp, inside the 1e-6 guarantee). */
+   SIMD lane holds one row: every step is then a vertical vector operation over LANES rows (short
+   rows would spend more on horizontal reductions and loop set-up than on arithmetic), and log1p
+   and exp of the per-row results vectorise too (in float: within a few ulp, inside the 1e-6
+   guarantee). LANES rows of work arrays stay in the L1 cache. */
 #define NARROW_MAX_CLASSES 32
-#define LANES 8
+#define LANES 64
 #define XENT_LANES _Pragma("omp simd")
 
 static inline __attribute__((always_inline)) int64_t narrow_f32(
@@ -178,7 +179,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
         float zy[LANES], top[LANES], bottom[LANES], second[LANES];
         int32_t above[LANES], nans[LANES], am[LANES];
         double rest[LANES], e_dot_s[LANES];
-        XENT_LANES for (int k = 0; k < LANES; k++) { /* lanes past the end repeat the last row */
+        for (int64_t k = 0; k < LANES; k++) { /* lanes past the end repeat the last row */
             const int64_t row = i0 + (k < width ? k : width - 1);
             const float *z = scores + row * row_stride;
             for (int64_t j = 0; j < num_classes; j++) t[j][k] = z[j];
@@ -202,42 +203,59 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
         }
         for (int64_t j = num_classes - 1; j >= 0; j--) /* the first index of the maximum */
             XENT_LANES for (int k = 0; k < LANES; k++) am[k] = t[j][k] == top[k] ? (int32_t)j : am[k];
-        for (int64_t j = 0; j < num_classes; j++) {
-            XENT_LANES for (int k = 0; k < LANES; k++) {
-                const float s = t[j][k] - top[k];
-                const float other = j == am[k] ? 0.0f : 1.0f; /* the argmax adds exp(0) = 1, kept apart */
-                const float e = exp_nonpositive_f32(s) * other;
-                rest[k] += (double)e;
-                e_dot_s[k] += (double)(e * (s >= -87.0f ? s : -87.0f));
-                second[k] = other != 0.0f && s > second[k] ? s : second[k];
+        /* the argmax adds exp(0) = 1, kept apart; e_dot_s and second only for entropy and margin */
+        if (detail) {
+            for (int64_t j = 0; j < num_classes; j++) {
+                XENT_LANES for (int k = 0; k < LANES; k++) {
+                    const float s = t[j][k] - top[k];
+                    const float other = j == am[k] ? 0.0f : 1.0f;
+                    const float e = exp_nonpositive_f32(s) * other;
+                    rest[k] += (double)e;
+                    e_dot_s[k] += (double)(e * (s >= -87.0f ? s : -87.0f));
+                    second[k] = other != 0.0f && s > second[k] ? s : second[k];
+                }
+            }
+        } else {
+            for (int64_t j = 0; j < num_classes; j++) {
+                XENT_LANES for (int k = 0; k < LANES; k++) {
+                    const float other = j == am[k] ? 0.0f : 1.0f;
+                    rest[k] += (double)(exp_nonpositive_f32(t[j][k] - top[k]) * other);
+                }
             }
         }
-        double out_loss[LANES], out_p_true[LANES], out_lse[LANES], out_s_y[LANES];
+        double out_lse[LANES], out_s_y[LANES], out_p_true[LANES];
         XENT_LANES for (int k = 0; k < LANES; k++) {
-            const float lse = log1p_nonnegative_f32((float)rest[k]);
-            const double s_y = (double)zy[k] - (double)top[k];
-            out_lse[k] = (double)lse;
-            out_s_y[k] = s_y;
-            out_loss[k] = (double)lse - s_y;
-            out_p_true[k] = (double)exp_nonpositive_f32((float)(s_y - (double)lse));
+            out_lse[k] = (double)log1p_nonnegative_f32((float)rest[k]);
+            out_s_y[k] = (double)zy[k] - (double)top[k];
+            out_p_true[k] = (double)exp_nonpositive_f32((float)(out_s_y[k] - out_lse[k]));
         }
-        for (int64_t k = 0; k < width; k++) {
-            const int64_t i = i0 + k;
-            special[i] = nans[k] != 0 || isinf(top[k]);
-            specials += special[i];
-            loss[i] = out_loss[k];
-            p_true[i] = out_p_true[k];
-            p_max[i] = 1.0 / (1.0 + rest[k]);
-            rank[i] = 1 + above[k];
-            pred[i] = am[k];
-            z_max[i] = (double)top[k];
-            z_min[i] = (double)bottom[k];
-            log_norm[i] = (double)top[k] + out_lse[k];
-            if (detail) {
-                entropy[i] = out_lse[k] - e_dot_s[k] / (1.0 + rest[k]);
-                margin[i] = am[k] == y[i] ? -(double)second[k] : out_s_y[k];
+        int64_t block_specials = 0;
+        const int64_t *restrict yb = y + i0;
+        uint8_t *restrict special_b = special + i0;
+        double *restrict loss_b = loss + i0, *restrict p_true_b = p_true + i0, *restrict p_max_b = p_max + i0;
+        double *restrict z_max_b = z_max + i0, *restrict z_min_b = z_min + i0, *restrict log_norm_b = log_norm + i0;
+        int64_t *restrict rank_b = rank + i0, *restrict pred_b = pred + i0;
+        XENT_LANES for (int64_t k = 0; k < width; k++) {
+            const uint8_t odd = (nans[k] != 0) | (top[k] == INFINITY) | (top[k] == -INFINITY);
+            special_b[k] = odd;
+            block_specials += odd;
+            loss_b[k] = out_lse[k] - out_s_y[k];
+            p_true_b[k] = out_p_true[k];
+            p_max_b[k] = 1.0 / (1.0 + rest[k]);
+            rank_b[k] = 1 + above[k];
+            pred_b[k] = am[k];
+            z_max_b[k] = (double)top[k];
+            z_min_b[k] = (double)bottom[k];
+            log_norm_b[k] = (double)top[k] + out_lse[k];
+        }
+        if (detail) {
+            double *restrict entropy_b = entropy + i0, *restrict margin_b = margin + i0;
+            XENT_LANES for (int64_t k = 0; k < width; k++) {
+                entropy_b[k] = out_lse[k] - e_dot_s[k] / (1.0 + rest[k]);
+                margin_b[k] = am[k] == yb[k] ? -(double)second[k] : out_s_y[k];
             }
         }
+        specials += block_specials;
     }
     return specials;
 }
