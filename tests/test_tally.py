@@ -90,6 +90,9 @@ def test_c_tally_equals_numpy_tally(kind, seed, monkeypatch):
                 np.testing.assert_array_equal(other, value, err_msg=name)
         elif isinstance(value, float):
             assert other == pytest.approx(value, rel=1e-13, abs=0), name
+        elif name == "ranked":  # the same example rows, in any order
+            assert {code: sorted(rows.tolist()) for code, rows in other.items()} == {
+                code: sorted(rows.tolist()) for code, rows in value.items()}
         else:
             assert other == value, name
 
@@ -143,3 +146,29 @@ def test_negative_losses_are_flagged_for_the_value_sketch(monkeypatch):
     c_path, numpy_path = _both(view, monkeypatch=monkeypatch)
     for t in (c_path, numpy_path):
         assert (t.negatives, t.zeros) == (1, 2)
+
+
+@pytest.mark.parametrize("path", ["c", "numpy"])
+def test_ranked_rules_keep_the_largest_keys_ties_to_the_lower_row(path, monkeypatch):
+    if path == "c":
+        require_c_extension()
+    else:
+        monkeypatch.setattr(native, "_TALLY", None)
+    view, _ = _chunk("logits", 5)
+    stats = view.stats
+    stats.loss = np.minimum(stats.loss, 1.0)  # NaN rows stay NaN; no outlier left (3 log 6 = 5.38)
+    stats.loss[100:112] = [9, 7, 9, 8, 9, 6, 9, 9, 7, 9, 5.5, 10]
+    stats.p_max = np.full(400, 0.5)
+    stats.p_max[200:210] = [0.995, 0.999, 0.999, 0.991, 0.999, 0.999, 0.999, 1.0, 0.98, 0.999]
+    stats.pred = stats.label.copy()
+    stats.pred[200:210] = (stats.label[200:210] + 1) % C  # mistakes
+    t = tally(view, 2, QuantileSketch())
+    assert (t.hits["XE402"], t.hits["XE404"]) == (12, 9)
+    assert sorted(t.ranked["XE402"].tolist()) == [100, 102, 104, 106, 111]  # 10, then the first four 9s
+    assert sorted(t.ranked["XE404"].tolist()) == [201, 202, 204, 205, 207]  # 1.0, then the first four 0.999s
+
+
+def test_ranked_examples_hold_as_many_rows_as_diagnostics_show():
+    from xentcli.diagnostics import MAX_EXAMPLES
+
+    assert native.EXAMPLES == MAX_EXAMPLES

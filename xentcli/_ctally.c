@@ -5,13 +5,17 @@ stays the reference and the fallback; tests/test_tally.py checks that both agree
 Per counted row (a usable label and a finite loss): count, sum (compensated), min and max of the
 loss, correct predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
 ceil(log(loss) / log_gamma). Per row: how many rows each per-row diagnostic rule flags, the
-largest |score| among overflow-risk rows, and the range of the integer labels. Called through
+largest |score| among overflow-risk rows, and the range of the integer labels. For the two ranked
+rules (loss outliers by loss, confident mistakes by p_max) it keeps the EXAMPLES rows with the
+largest key (ties to the lower row) that diagnose_chunk shows as examples. Called through
 ctypes with the two structs below (their layout is declared again in xentcli/native.py). */
 
 #include <math.h>
 #include <stdint.h>
 
 enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
+enum { EXAMPLES = 5 }; /* MAX_EXAMPLES in xentcli/diagnostics.py */
+enum { RANKED_OUTLIER, RANKED_CONFIDENT, N_RANKED }; /* RANKED_CODES in xentcli/tally.py */
 
 /* The rules, in the order of RULE_CODES in xentcli/tally.py. */
 enum {
@@ -31,6 +35,7 @@ typedef struct {
     int64_t counted, correct, top_k_hits, keys, zeros, negatives;
     int64_t int_labels, label_min, label_max, at_num_classes;
     int64_t hits[N_RULES];
+    int64_t ranked_rows[N_RANKED][EXAMPLES], ranked_count[N_RANKED]; /* the example rows, best first */
     double loss_sum, loss_min, loss_max, max_abs;
     /* [num_classes] each, zeroed by the caller */
     int64_t *support, *class_correct, *predicted;
@@ -65,9 +70,24 @@ static inline double log_normal(double x) {
     return dk * ln2_hi - ((hfsq - (s * (hfsq + t1 + t2) + dk * ln2_lo)) - f);
 }
 
+/* The EXAMPLES rows with the largest keys seen so far, best first. Rows arrive in increasing
+   order, so a key equal to the last one kept loses: ties go to the lower row. */
+typedef struct {
+    double key[EXAMPLES];
+    int64_t row[EXAMPLES], count;
+} ranked;
+
+static inline void rank_row(ranked *r, double key, int64_t row) {
+    if (r->count == EXAMPLES && !(key > r->key[EXAMPLES - 1])) return;
+    int64_t at = r->count < EXAMPLES ? r->count++ : EXAMPLES - 1;
+    for (; at > 0 && key > r->key[at - 1]; at--) r->key[at] = r->key[at - 1], r->row[at] = r->row[at - 1];
+    r->key[at] = key, r->row[at] = row;
+}
+
 typedef struct {
     int64_t counted, correct, top_k_hits, keys, zeros, negatives, outliers, confident_wrong;
     double loss_sum, compensation, loss_min, loss_max; /* loss_sum + compensation: Neumaier's sum */
+    ranked examples[N_RANKED];
 } counted_sums;
 
 /* One counted row (a usable label and a finite loss x): its sums, per-class sums and sketch key. */
@@ -78,8 +98,14 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     t->counted++;
     t->correct += right;
     t->top_k_hits += in->rank[i] <= in->top_k;
-    t->outliers += x > in->outlier;
-    t->confident_wrong += in->p_max[i] >= in->confident && !right;
+    if (x > in->outlier) {
+        t->outliers++;
+        rank_row(&t->examples[RANKED_OUTLIER], x, i);
+    }
+    if (in->p_max[i] >= in->confident && !right) {
+        t->confident_wrong++;
+        rank_row(&t->examples[RANKED_CONFIDENT], in->p_max[i], i);
+    }
     const double sum = t->loss_sum + x;
     t->compensation += fabs(t->loss_sum) >= fabs(x) ? (t->loss_sum - sum) + x : (x - sum) + t->loss_sum;
     t->loss_sum = sum;
@@ -185,6 +211,10 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
         }
     }
     hits[OUTLIER] = t.outliers, hits[CONFIDENT] = t.confident_wrong;
+    for (int r = 0; r < N_RANKED; r++) {
+        out->ranked_count[r] = t.examples[r].count;
+        for (int64_t e = 0; e < t.examples[r].count; e++) out->ranked_rows[r][e] = t.examples[r].row[e];
+    }
     for (int r = 0; r < N_RULES; r++) out->hits[r] = hits[r];
     out->counted = t.counted, out->correct = t.correct, out->top_k_hits = t.top_k_hits;
     out->keys = t.keys, out->zeros = t.zeros, out->negatives = t.negatives;

@@ -243,8 +243,9 @@ def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, npt.NDArray])
     return out
 
 
-def _top(view: ChunkView, rows: npt.NDArray[np.bool_], key: npt.NDArray, columns: dict[str, npt.NDArray]) -> list[dict[str, Any]]:
-    """The MAX_EXAMPLES rows with the largest `key` among `rows`."""
+def top_rows(rows: npt.NDArray[np.bool_], key: npt.NDArray) -> npt.NDArray[np.int64]:
+    """The (up to) MAX_EXAMPLES rows with the largest `key` among `rows`, ties going to the lower
+    row, in no particular order (the ranked rules' examples; the C tally keeps the same rows)."""
     candidates = np.flatnonzero(rows)
     if candidates.size > MAX_EXAMPLES:
         # the largest keys in O(n); ties at the cut go to the lower row (Finding.add_examples re-sorts)
@@ -252,7 +253,7 @@ def _top(view: ChunkView, rows: npt.NDArray[np.bool_], key: npt.NDArray, columns
         above = candidates[key[candidates] > cut]
         at_cut = candidates[key[candidates] == cut][: MAX_EXAMPLES - above.size]
         candidates = np.concatenate([above, at_cut])
-    return _rows(view, candidates, columns)
+    return candidates
 
 
 def _nan_classes(scores: npt.NDArray, rows: npt.NDArray[np.bool_], test: Callable[[npt.NDArray], npt.NDArray]) -> npt.NDArray:
@@ -366,16 +367,20 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
 
     def hit(
         code: str,
-        rows: npt.NDArray[np.bool_],
+        rows: npt.NDArray[np.bool_] | None = None,
         examples: Callable[[], list[dict[str, Any]]] | None = None,
         rank_by: str | None = None,
+        count: int | None = None,
     ) -> Finding | None:
-        """Record `code` when `rows` holds any row; the examples are built only then."""
-        count = int(np.count_nonzero(rows))
+        """Record `code` when it flags any row (`rows`, or `count` from the tally); the examples
+        are built only then (the first rows of `rows` unless `examples` is given)."""
+        if count is None:
+            assert rows is not None
+            count = int(np.count_nonzero(rows))
         if count == 0:
             return None
         finding = Finding(code, count, rank_by=rank_by)
-        finding.add_examples(examples() if examples is not None else _examples(view, rows))
+        finding.add_examples(examples() if examples is not None else _examples(view, rows))  # type: ignore[arg-type]
         found[code] = finding
         return finding
 
@@ -389,7 +394,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
             hit("XE102", inf_rows, lambda: _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
         if hits["XE103"]:
             risky, magnitude = masks.of("XE103"), masks.magnitude
-            finding = hit("XE103", risky, lambda: _top(view, risky, np.where(risky, magnitude, 0), {"max_abs": magnitude}), rank_by="max_abs")
+            finding = hit("XE103", risky, lambda: _rows(view, top_rows(risky, magnitude), {"max_abs": magnitude}), rank_by="max_abs")
             if finding:
                 finding.fact("max_abs", tally.max_abs, "max")
         if hits["XE104"]:
@@ -466,14 +471,15 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
                 finding.fact(cause, float(np.count_nonzero(rows & ~explained)), "sum")
                 explained |= rows
             finding.fact("other", float(np.count_nonzero(bad_loss & ~explained)), "sum")
+        # the ranked rules: their counts and example rows come from the tally, without a mask
         if hits["XE402"]:
-            outliers = masks.of("XE402")
-            finding = hit("XE402", outliers, lambda: _top(view, outliers, stats.loss, {"loss": stats.loss, "label": masks.label, "pred": stats.pred}), rank_by="loss")
+            finding = hit("XE402", count=hits["XE402"], rank_by="loss", examples=lambda: _rows(
+                view, tally.ranked["XE402"], {"loss": stats.loss, "label": masks.label, "pred": stats.pred}))
             if finding:
                 finding.fact("threshold", masks.threshold, "max")
         if hits["XE404"]:
-            confident = masks.of("XE404")
-            hit("XE404", confident, lambda: _top(view, confident, stats.p_max, {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label, "loss": stats.loss}), rank_by="p_max")
+            hit("XE404", count=hits["XE404"], rank_by="p_max", examples=lambda: _rows(
+                view, tally.ranked["XE404"], {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label, "loss": stats.loss}))
     return found
 
 

@@ -19,10 +19,11 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
-KERNEL_VERSION = 3  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 4  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 14  # N_RULES in _ctally.c
+N_RANKED, EXAMPLES = 2, 5  # N_RANKED and EXAMPLES in _ctally.c
 
 
 class _TallyIn(ctypes.Structure):
@@ -43,7 +44,7 @@ class _TallyOut(ctypes.Structure):
     _fields_ = (
         [(name, _I64) for name in ("counted", "correct", "top_k_hits", "keys", "zeros", "negatives", "int_labels",
                                    "label_min", "label_max", "at_num_classes")]
-        + [("hits", _I64 * N_RULES)]
+        + [("hits", _I64 * N_RULES), ("ranked_rows", (_I64 * EXAMPLES) * N_RANKED), ("ranked_count", _I64 * N_RANKED)]
         + [(name, ctypes.c_double) for name in ("loss_sum", "loss_min", "loss_max", "max_abs")]
         + [(name, _P) for name in ("support", "class_correct", "predicted", "class_loss", "class_p_true", "key_out")]
     )
@@ -145,9 +146,9 @@ def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.N
 
 
 def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
-          **limits: float) -> dict[str, Any]:
+          ranked_codes: tuple[str, ...], **limits: float) -> dict[str, Any]:
     """The C tally of one chunk: the fields of tally.ChunkTally (see _ctally.c)."""
-    assert _TALLY is not None and len(codes) == N_RULES
+    assert _TALLY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
     n = stats.loss.size
     keep = []  # the converted arrays, alive until the call returns
     arrays = {}
@@ -173,6 +174,8 @@ def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int,
         "loss_min": out.loss_min, "loss_max": out.loss_max, "support": counts[0], "class_correct": counts[1],
         "predicted": counts[2], "class_loss": sums[0], "class_p_true": sums[1], "keys": keys[: out.keys],
         "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
+        "ranked": {code: np.array(out.ranked_rows[r][: out.ranked_count[r]], dtype=np.int64)
+                   for r, code in enumerate(ranked_codes)},
         "max_abs": out.max_abs, "int_labels": out.int_labels,
         "label_min": out.label_min if out.int_labels else 0, "label_max": out.label_max if out.int_labels else 0,
         "at_num_classes": out.at_num_classes,

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from xentcli import native
 from xentcli.diagnostics import (
-    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, outlier_threshold, overflow_limit,
+    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, outlier_threshold, overflow_limit, top_rows,
 )
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 
@@ -28,6 +28,8 @@ RULE_CODES = (
     "XE101", "XE102", "XE103", "XE104", "XE105", "XE106", "XE107",
     "XE108", "XE201", "XE203", "XE208", "XE401", "XE402", "XE404",
 )
+# The rules whose examples are the rows with the largest key (loss, p_max): the tally keeps them.
+RANKED_CODES = ("XE402", "XE404")
 KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
 
 
@@ -58,6 +60,7 @@ class ChunkTally:
     label_min: int
     label_max: int
     at_num_classes: int
+    ranked: dict[str, npt.NDArray[np.int64]]  # per RANKED_CODES: its example rows (diagnostics.top_rows)
 
 
 def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = True) -> ChunkTally:
@@ -70,6 +73,7 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
             outlier=outlier_threshold(view.num_classes), confident=CONFIDENT, codes=RULE_CODES,
+            ranked_codes=RANKED_CODES,
         ))
     return _tally_numpy(view, top_k, sketch, rules)
 
@@ -107,4 +111,8 @@ def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: boo
         label_min=int(int_labels.min()) if int_labels.size else 0,
         label_max=int(int_labels.max()) if int_labels.size else 0,
         at_num_classes=int(np.count_nonzero(int_labels == c)),
+        ranked={
+            "XE402": top_rows(masks.of("XE402"), stats.loss) if hits["XE402"] else np.empty(0, np.int64),
+            "XE404": top_rows(masks.of("XE404"), stats.p_max) if hits["XE404"] else np.empty(0, np.int64),
+        },
     )
