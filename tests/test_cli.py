@@ -166,6 +166,20 @@ def test_installed_command_in_a_real_process(tmp_path, sample):
     assert out.exists()
 
 
+def test_json_runs_do_not_import_rich(sample):
+    """Rich costs ~40 ms of start-up; a --json run prints no table, bar or error with it."""
+    _, _, loss = sample
+    code = (
+        "import sys; from xentcli.cli import app\n"
+        f"try: app(['score', {str(SAMPLES / 'cifar10_val.parquet')!r}, '--json'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
+    assert proc.stderr.strip() == "[]"
+
+
 def test_python_dash_m_and_exit_code_in_a_real_process():
     proc = subprocess.run(
         [sys.executable, "-m", "xentcli", "score", str(SAMPLES / "nothing.parquet")],

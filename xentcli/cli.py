@@ -15,10 +15,9 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
-from rich.console import Console
 
 from xentcli import __version__, native
 from xentcli.config import RunConfig, SourceConfig, parse_class_weights, parse_classes, parse_codes, parse_ignore_index
@@ -30,8 +29,10 @@ from xentcli.errors import OptionError, XentError
 from xentcli.semantics import FRAMEWORKS, LossOptions
 from xentcli.render.json_doc import render_check_json, render_json
 from xentcli.render.progress import progress_bar
-from xentcli.render.table import render_check, render_explain, render_tables
 from xentcli.sources import Source
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_FAILED = 1
 EXIT_INPUT = 2
@@ -88,9 +89,17 @@ def _root(
 T = TypeVar("T")
 
 
+def _console(stderr: bool = False) -> Console:
+    """A Rich console for tables (stdout) or errors (stderr). Rich, and the table renderers, are
+    imported only when something is printed with them: a `--json` run never pays their ~40 ms."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+
+
 def _guarded(debug: bool, action: Callable[[], T]) -> T:
     """Run `action`, turning every error into one line on stderr and the documented exit code."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = _console  # called only when there is something to say
     try:
         return action()
     except typer.Exit:
@@ -98,18 +107,18 @@ def _guarded(debug: bool, action: Callable[[], T]) -> T:
     except XentError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
+        err(stderr=True).print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
         raise typer.Exit(EXIT_INPUT) from None
     except KeyboardInterrupt:
-        err.print("xent: interrupted; no output was written")
+        err(stderr=True).print("xent: interrupted; no output was written")
         raise typer.Exit(130) from None
     except MemoryError:
-        err.print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
+        err(stderr=True).print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
         raise typer.Exit(EXIT_INPUT) from None
     except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
         if debug:
             traceback.print_exc()
-        err.print(
+        err(stderr=True).print(
             f"[bold red]xent: internal error:[/] {type(exc).__name__}: {exc}; "
             "rerun with --debug and report the traceback",
             markup=True,
@@ -226,7 +235,9 @@ def _show_score(p: dict[str, Any], report: Report) -> None:
     if p["as_json"]:
         sys.stdout.write(render_json(report) + "\n")
     else:
-        render_tables(report, Console(highlight=False))
+        from xentcli.render.table import render_tables
+
+        render_tables(report, _console())
 
 
 class FailOn(str, Enum):
@@ -251,7 +262,9 @@ def _check(p: dict[str, Any]) -> None:
     if p["as_json"]:
         sys.stdout.write(render_check_json(report, result) + "\n")
     else:
-        render_check(report, result, verdict_line(result, report), Console(highlight=False))
+        from xentcli.render.table import render_check
+
+        render_check(report, result, verdict_line(result, report), _console())
     if not result["passed"]:
         raise typer.Exit(EXIT_FAILED)
 
@@ -295,7 +308,9 @@ def _explain(code: str | None, as_json: bool) -> None:
         docs = [rule.__dict__ for rule in rules]
         sys.stdout.write(json.dumps(docs[0] if code else docs, indent=2, ensure_ascii=False) + "\n")
     else:
-        render_explain(rules, single=code is not None, console=Console(highlight=False))
+        from xentcli.render.table import render_explain
+
+        render_explain(rules, single=code is not None, console=_console())
 
 
 def main() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from collections.abc import Iterator
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from xentcli.engine import ProgressCallback
 
@@ -16,9 +14,16 @@ def progress_bar(enabled: bool, bytes_per_row: int) -> Iterator[ProgressCallback
     """Yields the engine's progress callback, or None when no bar is to be shown.
 
     Shows the share of the input read, rows and bytes of scores done, the rate and the time left.
+    Rich is imported only when a bar may be shown.
     """
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not console.is_terminal:
         yield None
         return
     columns = (
