@@ -226,12 +226,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _examples(view: ChunkView, rows: npt.NDArray[np.bool_], **columns: npt.NDArray) -> list[dict[str, Any]]:
+def _examples(view: ChunkView, rows: npt.NDArray[np.bool_], **columns: Any) -> list[dict[str, Any]]:
     """Up to MAX_EXAMPLES example rows (the first ones) with the given per-row values."""
     return _rows(view, np.flatnonzero(rows)[:MAX_EXAMPLES], columns)
 
 
-def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, npt.NDArray]) -> list[dict[str, Any]]:
+def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """The example records of the `picked` rows: each column (an array, or LabelAt) at each row."""
     out = []
     for i in picked.tolist():
         item: dict[str, Any] = {"row": view.offset + i}
@@ -271,6 +272,17 @@ def outlier_threshold(num_classes: int) -> float:
 
 def overflow_limit(score_dtype: str) -> float:
     return OVERFLOW_LIMIT.get(score_dtype, OVERFLOW_LIMIT["float32"])
+
+
+class LabelAt:
+    """The label column of the examples, looked up row by row (five rows need no chunk-sized
+    array): the class number, −1 where the label is not a whole number."""
+
+    def __init__(self, stats: SampleStats) -> None:
+        self.stats = stats
+
+    def __getitem__(self, row: int) -> int:
+        return int(self.stats.label[row]) if self.stats.label_is_int[row] else -1
 
 
 class RowMasks:
@@ -327,8 +339,12 @@ class RowMasks:
 
     @cached_property
     def label(self) -> npt.NDArray[np.int64]:
-        """The labels, −1 where a label is not a whole number."""
+        """The labels, −1 where a label is not a whole number (as LabelAt shows them)."""
         return np.where(self.view.stats.label_is_int, self.view.stats.label, -1)
+
+    @cached_property
+    def label_at(self) -> LabelAt:
+        return LabelAt(self.view.stats)
 
     @cached_property
     def nan_rows(self) -> npt.NDArray[np.bool_]:
@@ -410,7 +426,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
             hit("XE105", not_probs, lambda: _examples(view, not_probs, row_sum=np.exp(stats.log_norm), min=bottom, max=top))
         if hits["XE108"]:
             zero = masks.of("XE108")
-            finding = hit("XE108", zero, lambda: _examples(view, zero, label=masks.label))
+            finding = hit("XE108", zero, lambda: _examples(view, zero, label=masks.label_at))
             if finding:
                 clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
                 counted = stats.label_ok & ~view.ignored & ~np.isnan(stats.loss)
@@ -427,14 +443,14 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         if view.targets is None:
             if hits["XE201"]:
                 bad_int = masks.of("XE201")
-                hit("XE201", bad_int, lambda: _examples(view, bad_int, label=masks.label))
+                hit("XE201", bad_int, lambda: _examples(view, bad_int, label=masks.label_at))
             if tally.int_labels:
                 shift = Finding("XE202", 0)
                 shift.fact("min_label", float(tally.label_min), "min")
                 shift.fact("max_label", float(tally.label_max), "max")
                 shift.fact("at_num_classes", float(tally.at_num_classes), "sum")
                 if tally.at_num_classes:
-                    shift.add_examples(_examples(view, masks.sparse_labels & (masks.label == view.num_classes), label=masks.label))
+                    shift.add_examples(_examples(view, masks.sparse_labels & (masks.label == view.num_classes), label=masks.label_at))
                 found["XE202"] = shift
             if hits["XE203"]:
                 hit("XE204" if view.label_names else "XE203", masks.of("XE203"))
@@ -457,7 +473,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         if hits["XE401"]:
             bad_loss = masks.of("XE401")
             nan_rows, inf_rows, finite = masks.nan_rows, masks.inf_rows, masks.finite
-            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=masks.label))
+            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=masks.label_at))
             assert finding is not None
             causes = {
                 "XE101": bad_loss & nan_rows,
@@ -474,12 +490,12 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         # the ranked rules: their counts and example rows come from the tally, without a mask
         if hits["XE402"]:
             finding = hit("XE402", count=hits["XE402"], rank_by="loss", examples=lambda: _rows(
-                view, tally.ranked["XE402"], {"loss": stats.loss, "label": masks.label, "pred": stats.pred}))
+                view, tally.ranked["XE402"], {"loss": stats.loss, "label": masks.label_at, "pred": stats.pred}))
             if finding:
                 finding.fact("threshold", masks.threshold, "max")
         if hits["XE404"]:
             hit("XE404", count=hits["XE404"], rank_by="p_max", examples=lambda: _rows(
-                view, tally.ranked["XE404"], {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label, "loss": stats.loss}))
+                view, tally.ranked["XE404"], {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label_at, "loss": stats.loss}))
     return found
 
 

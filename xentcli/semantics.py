@@ -161,8 +161,10 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
     Σ s·ℓ_w / Σ s·w[y] over counted rows (ℓ_w weighted as PyTorch does); without, they are empty."""
     options = ctx.options
     ignored = _ignored(stats, ctx, options.ignore_for(None))
-    loss = smoothed_loss(stats, options.label_smoothing, ctx.num_classes).copy()
-    loss[ignored] = np.nan
+    loss = smoothed_loss(stats, options.label_smoothing, ctx.num_classes)
+    if ignored.any():  # a new array: `stats.loss` stays the frameworks' (which may score ignored rows)
+        loss = loss.copy()
+        loss[ignored] = np.nan
     w = ctx.class_weights()
     if w is None and ctx.sample_weights is None:
         return ignored, RowTerms(loss)
