@@ -9,7 +9,9 @@ with m = max(z), s = z - m and rest = sum over j != argmax of exp(s_j),
 The max term (exactly 1) is split off, which keeps losses as small as 4e-9 in float32. Sums are
 accumulated in double. float32 rows use a polynomial expf (Cephes, relative error < 2e-7) that the
 compiler vectorises; double rows use libm's exp. Rows holding a NaN, or whose maximum is +-inf,
-are flagged in `special` and left to the numpy kernel, which owns the IEEE corner cases.
+are flagged in `special` and left to the numpy kernel, which owns the IEEE corner cases. The
+labels are checked here too: rows whose label is unusable are scored as class 0, flagged in
+`label_ok` and given a NaN loss.
 
 The functions are called through ctypes (which releases the GIL, so worker threads run them in
 parallel); the module object exists only so that the shared library can be found by import.
@@ -21,7 +23,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <string.h>
 
-#define XENT_KERNEL_VERSION 4
+#define XENT_KERNEL_VERSION 5
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -261,19 +263,47 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
 }
 
 #define XENT_KERNEL_ARGS(T)                                                                             \
-    const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, const int64_t *y, int32_t detail, \
+    const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, int64_t *y, int32_t detail,       \
         double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank,    \
         int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special
 #define XENT_KERNEL_CALL                                                                                \
     scores, n, num_classes, row_stride, y, detail, loss, p_true, p_max, entropy, margin, rank, pred, z_max, \
         z_min, log_norm, special
 
-XENT_CLONES int64_t xent_sparse_logits_f32(XENT_KERNEL_ARGS(float)) {
-    if (num_classes <= NARROW_MAX_CLASSES) return narrow_f32(XENT_KERNEL_CALL);
-    return rows_f32(XENT_KERNEL_CALL);
+/* The labels' side, around either kernel: a label is usable when it is a whole number in
+   [0, num_classes) (kernels.label_classes states the same rule); unusable rows are scored as
+   class 0 (y) and their loss is then NaN. */
+static inline void usable_labels(const int64_t *restrict label, const uint8_t *restrict label_is_int, int64_t n,
+                                 int64_t num_classes, int64_t *restrict y, uint8_t *restrict label_ok) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t ok = label_is_int[i] & (label[i] >= 0) & (label[i] < num_classes);
+        label_ok[i] = ok;
+        y[i] = ok ? label[i] : 0;
+    }
 }
 
-XENT_CLONES int64_t xent_sparse_logits_f64(XENT_KERNEL_ARGS(double)) { return rows_f64(XENT_KERNEL_CALL); }
+static inline void unusable_losses(double *restrict loss, const uint8_t *restrict label_ok, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) loss[i] = label_ok[i] ? loss[i] : NAN;
+}
+
+/* label, label_is_int: [n] as the sources give them; label_ok [n] and y [n] are written */
+#define XENT_LABEL_ARGS const int64_t *label, const uint8_t *label_is_int, uint8_t *label_ok
+
+XENT_CLONES int64_t xent_sparse_logits_f32(XENT_LABEL_ARGS, XENT_KERNEL_ARGS(float)) {
+    usable_labels(label, label_is_int, n, num_classes, y, label_ok);
+    const int64_t specials = num_classes <= NARROW_MAX_CLASSES ? narrow_f32(XENT_KERNEL_CALL) : rows_f32(XENT_KERNEL_CALL);
+    unusable_losses(loss, label_ok, n);
+    return specials;
+}
+
+XENT_CLONES int64_t xent_sparse_logits_f64(XENT_LABEL_ARGS, XENT_KERNEL_ARGS(double)) {
+    usable_labels(label, label_is_int, n, num_classes, y, label_ok);
+    const int64_t specials = rows_f64(XENT_KERNEL_CALL);
+    unusable_losses(loss, label_ok, n);
+    return specials;
+}
 
 static struct PyModuleDef xent_module = {
     PyModuleDef_HEAD_INIT, "_ckernel", "xent's fused logits kernel (called through ctypes)", -1, NULL,

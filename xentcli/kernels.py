@@ -80,25 +80,25 @@ class SampleStats:
         return values if self.all_counted else values[self.counted]
 
 
-def label_classes(labels: npt.NDArray, num_classes: int) -> tuple[I64, Bool, Bool]:
-    """Integer class of each sparse label, whether it is a whole number, and whether it is usable.
-
-    Float labels holding whole numbers (2.0) count as integers; NaN (also a null read from Arrow)
-    and fractional labels are not whole; a usable label is whole and in [0, num_classes).
-    """
+def whole_labels(labels: npt.NDArray) -> tuple[I64, Bool]:
+    """Integer class of each sparse label, and whether it is a whole number: float labels holding
+    whole numbers (2.0) count as integers; NaN (also a null read from Arrow) and fractional
+    labels do not (their class is 0)."""
     if labels.dtype.kind in "iu":
-        label = labels.astype(np.int64, copy=False)
-        is_int = np.ones(label.shape, dtype=bool)
-    elif labels.dtype.kind == "b":
-        label = labels.astype(np.int64)
-        is_int = np.ones(label.shape, dtype=bool)
-    else:
-        as_float = labels.astype(np.float64, copy=False)
-        with np.errstate(invalid="ignore"):
-            is_int = np.isfinite(as_float) & (np.floor(as_float) == as_float) & (np.abs(as_float) < 2.0**62)
-        label = np.where(is_int, as_float, 0.0).astype(np.int64)
-    ok = is_int & (label >= 0) & (label < num_classes)
-    return label, is_int, ok
+        return labels.astype(np.int64, copy=False), np.ones(labels.shape, dtype=bool)
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int64), np.ones(labels.shape, dtype=bool)
+    as_float = labels.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        is_int = np.isfinite(as_float) & (np.floor(as_float) == as_float) & (np.abs(as_float) < 2.0**62)
+    return np.where(is_int, as_float, 0.0).astype(np.int64), is_int
+
+
+def label_classes(labels: npt.NDArray, num_classes: int) -> tuple[I64, Bool, Bool]:
+    """whole_labels, and whether each label is usable: whole and in [0, num_classes) (the C
+    kernel, _ckernel.c, checks the same)."""
+    label, is_int = whole_labels(labels)
+    return label, is_int, is_int & (label >= 0) & (label < num_classes)
 
 
 def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray, axis: int = 1) -> F64:
@@ -429,42 +429,47 @@ def sample_stats(
             empty_i, empty_b, empty_b, empty_f, empty_i, empty_f, empty_i, empty_f, empty_f, empty_f, empty_k,
             None if targets is None else empty_k,
         )
-    if targets is not None:
-        label = targets.argmax(axis=1).astype(np.int64) if num_classes else np.zeros(n, np.int64)
-        label_is_int = np.ones(n, dtype=bool)
-        with np.errstate(invalid="ignore"):
-            label_ok = np.isfinite(targets.sum(axis=1, dtype=np.float64))
-    else:
-        assert labels is not None
-        label, label_is_int, label_ok = label_classes(labels, num_classes)
-    y = np.where(label_ok, label, 0)
     if kind == "logits" and targets is None and class_vectors is None and native.supports(scores):
-        results = _native_logits(scores, y, detail, extremes)
+        assert labels is not None
+        label, label_is_int = whole_labels(labels)
+        results, label_ok = _native_logits(scores, label, label_is_int, detail, extremes)
     else:
+        if targets is not None:
+            label = targets.argmax(axis=1).astype(np.int64) if num_classes else np.zeros(n, np.int64)
+            label_is_int = np.ones(n, dtype=bool)
+            with np.errstate(invalid="ignore"):
+                label_ok = np.isfinite(targets.sum(axis=1, dtype=np.float64))
+        else:
+            assert labels is not None
+            label, label_is_int, label_ok = label_classes(labels, num_classes)
+        y = np.where(label_ok, label, 0)
         results = _numpy_blocks(scores, y, targets, kind, detail, class_vectors, clip, clip_first, extremes)
+        results[0][~label_ok] = np.nan  # the loss of rows whose label is unusable
     loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = results
-    loss[~label_ok] = np.nan
     return SampleStats(
         label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot,
         score_max, score_min, log_norm,
     )
 
 
-def _native_logits(scores: npt.NDArray, y: I64, detail: bool, extremes: bool) -> tuple[F64 | None, ...]:
-    """The C kernel's results in _logits_block's order; its rows with a NaN or an infinite maximum
-    go through the numpy kernel, which owns those corner cases."""
-    loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special = native.sparse_logits(
-        scores, y, detail
-    )
+def _native_logits(
+    scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool
+) -> tuple[tuple[F64 | None, ...], Bool]:
+    """The C kernel's results in _logits_block's order (unusable labels checked, their losses NaN)
+    and label_ok; its rows with a NaN or an infinite maximum go through the numpy kernel, which
+    owns those corner cases."""
+    (loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special, label_ok,
+     y) = native.sparse_logits(scores, label, label_is_int, detail)
     results = [loss, p_true, p_max, entropy if detail else None, margin if detail else None, rank, pred, None, None,
                z_max, z_min if extremes else None, log_norm]
     if special.any():
         rows = np.flatnonzero(special)
         redone = _logits_block(scores[rows], y[rows], None, detail, None, extremes)
+        redone[0][~label_ok[rows]] = np.nan
         for values, fixed in zip(results, redone):
             if values is not None:
                 values[rows] = fixed
-    return tuple(results)
+    return tuple(results), label_ok
 
 
 def _numpy_blocks(

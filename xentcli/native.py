@@ -19,7 +19,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
-KERNEL_VERSION = 4  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 5  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 14  # N_RULES in _ctally.c
@@ -67,7 +67,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
     for dtype, name in ((np.dtype(np.float32), "xent_sparse_logits_f32"), (np.dtype(np.float64), "xent_sparse_logits_f64")):
         function = getattr(library, name)
         function.restype = i64
-        function.argtypes = [pointer, i64, i64, i64, pointer, i32] + [pointer] * 11
+        function.argtypes = [pointer] * 3 + [pointer, i64, i64, i64, pointer, i32] + [pointer] * 11
         functions[dtype] = function
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
@@ -115,26 +115,32 @@ def supports(scores: npt.NDArray) -> bool:
     return _FUNCTIONS is not None and scores.dtype in _FUNCTIONS and scores.ndim == 2 and scores.shape[1] > 0
 
 
-def sparse_logits(scores: npt.NDArray, y: npt.NDArray[np.int64], detail: bool) -> tuple[npt.NDArray, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm and the `special`
-    mask for a [n, C] block of logits and labels y in [0, C). Rows flagged special (a NaN, or a
-    ±inf maximum) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
+def sparse_logits(
+    scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool
+) -> tuple[npt.NDArray, ...]:
+    """loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the `special`
+    mask, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
+    each is a whole number). label_ok: the label is whole and in [0, C); y: the class each row was
+    scored as (the label, or 0 where unusable, whose loss is NaN). Rows flagged special (a NaN, or
+    a ±inf maximum) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
     filled only with `detail`."""
     assert _FUNCTIONS is not None
     if scores.strides[1] != scores.itemsize or scores.strides[0] % scores.itemsize:
         scores = np.ascontiguousarray(scores)
-    y = np.ascontiguousarray(y, dtype=np.int64)
+    label = np.ascontiguousarray(label, dtype=np.int64)
+    label_is_int = np.ascontiguousarray(label_is_int, dtype=np.bool_)
     n, num_classes = scores.shape
     loss, p_true, p_max, entropy, margin, z_max, z_min, log_norm = np.empty((8, n))
-    rank, pred = np.empty((2, n), dtype=np.int64)
-    special = np.empty(n, dtype=np.uint8)
+    rank, pred, y = np.empty((3, n), dtype=np.int64)
+    special, label_ok = np.empty((2, n), dtype=np.bool_)
     _FUNCTIONS[scores.dtype](
+        label.ctypes.data, label_is_int.ctypes.data, label_ok.ctypes.data,
         scores.ctypes.data, n, num_classes, scores.strides[0] // scores.itemsize, y.ctypes.data, int(detail),
         loss.ctypes.data, p_true.ctypes.data, p_max.ctypes.data, entropy.ctypes.data, margin.ctypes.data,
         rank.ctypes.data, pred.ctypes.data, z_max.ctypes.data, z_min.ctypes.data, log_norm.ctypes.data,
         special.ctypes.data,
     )
-    return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special.view(bool)
+    return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special, label_ok, y
 
 
 def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
