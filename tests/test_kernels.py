@@ -224,24 +224,24 @@ def test_freed_chunk_memory_is_kept_on_glibc():
 
 @pytest.mark.parametrize("num_classes", [2, 10, 32])
 def test_blocks_of_lanes_with_and_without_detail(num_classes):
-    # 3 full blocks of the C kernel's 64 lanes and a partial one, a NaN row in the second block;
+    # 3 full blocks of the C kernel's 64 lanes and a partial one, NaN and +inf rows in the second;
     # without detail (no entropy or margin) every other value is the same as with it.
     rng = np.random.default_rng(7)
     z = (rng.standard_normal((200, num_classes)) * 5).astype(np.float32)
     y = rng.integers(0, num_classes, 200)
     z[70, 0] = np.nan
-    y[[5, 6, 70]] = [num_classes, -1, num_classes + 3]  # out of range, one of them on the NaN row
+    z[71, 1] = np.inf  # scored as class 0 its loss would be inf: an unusable label makes it NaN
+    y[[5, 6, 70, 71]] = [num_classes, -1, num_classes + 3, -1]  # out of range, two on special rows
     full = sample_stats(z, "logits", labels=y, detail=True)
     lean = sample_stats(z, "logits", labels=y, detail=False)
-    assert np.flatnonzero(~full.label_ok).tolist() == [5, 6, 70] and np.isnan(full.loss[[5, 6]]).all()
-    ordinary = ~np.isin(np.arange(200), [5, 6, 70])
+    assert np.flatnonzero(~full.label_ok).tolist() == [5, 6, 70, 71] and np.isnan(full.loss[[5, 6, 70, 71]]).all()
+    ordinary = ~np.isin(np.arange(200), [5, 6, 70, 71])
     assert within_float32_tolerance(full.loss[ordinary], sparse_loss64(z[ordinary], y[ordinary])).all()
-    assert np.isnan(full.loss[70]) and np.isnan(lean.loss[70])
     for name in ("loss", "p_true", "p_max", "pred", "rank", "score_max", "log_norm"):
         np.testing.assert_array_equal(getattr(lean, name), getattr(full, name), err_msg=name)
     assert lean.entropy is None and lean.margin is None
     p = np.exp(log_softmax64(z[ordinary].astype(np.float64)))
     top2 = np.sort(p, axis=1)[:, -2:]
     right = p.argmax(axis=1) == y[ordinary]
-    margin = np.where(right, np.log(top2[:, 1] / top2[:, 0]), np.log(p[np.arange(197), y[ordinary]] / top2[:, 1]))
+    margin = np.where(right, np.log(top2[:, 1] / top2[:, 0]), np.log(p[np.arange(196), y[ordinary]] / top2[:, 1]))
     np.testing.assert_allclose(full.margin[ordinary], margin, rtol=1e-5, atol=1e-5)
