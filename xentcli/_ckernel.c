@@ -175,6 +175,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
     double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank, int64_t *pred,
     double *z_max, double *z_min, double *log_norm, uint8_t *special) {
     int64_t specials = 0;
+    const int32_t classes = (int32_t)num_classes; /* an int32 class index compares with am[] in one vector op */
     float t[NARROW_MAX_CLASSES][LANES];
     for (int64_t i0 = 0; i0 < n; i0 += LANES) {
         const int64_t width = n - i0 < LANES ? n - i0 : LANES;
@@ -184,7 +185,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
         for (int64_t k = 0; k < LANES; k++) { /* lanes past the end repeat the last row */
             const int64_t row = i0 + (k < width ? k : width - 1);
             const float *z = scores + row * row_stride;
-            for (int64_t j = 0; j < num_classes; j++) t[j][k] = z[j];
+            for (int32_t j = 0; j < classes; j++) t[j][k] = z[j];
             zy[k] = z[y[row]];
         }
         XENT_LANES for (int k = 0; k < LANES; k++) {
@@ -194,7 +195,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
             rest[k] = e_dot_s[k] = 0.0;
             second[k] = -INFINITY;
         }
-        for (int64_t j = 0; j < num_classes; j++) {
+        for (int32_t j = 0; j < classes; j++) {
             XENT_LANES for (int k = 0; k < LANES; k++) {
                 const float v = t[j][k];
                 top[k] = v > top[k] ? v : top[k];
@@ -203,11 +204,11 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
                 nans[k] += v != v;
             }
         }
-        for (int64_t j = num_classes - 1; j >= 0; j--) /* the first index of the maximum */
-            XENT_LANES for (int k = 0; k < LANES; k++) am[k] = t[j][k] == top[k] ? (int32_t)j : am[k];
+        for (int32_t j = classes - 1; j >= 0; j--) /* the first index of the maximum */
+            XENT_LANES for (int k = 0; k < LANES; k++) am[k] = t[j][k] == top[k] ? j : am[k];
         /* the argmax adds exp(0) = 1, kept apart; e_dot_s and second only for entropy and margin */
         if (detail) {
-            for (int64_t j = 0; j < num_classes; j++) {
+            for (int32_t j = 0; j < classes; j++) {
                 XENT_LANES for (int k = 0; k < LANES; k++) {
                     const float s = t[j][k] - top[k];
                     const float other = j == am[k] ? 0.0f : 1.0f;
@@ -218,7 +219,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
                 }
             }
         } else {
-            for (int64_t j = 0; j < num_classes; j++) {
+            for (int32_t j = 0; j < classes; j++) {
                 XENT_LANES for (int k = 0; k < LANES; k++) {
                     const float other = j == am[k] ? 0.0f : 1.0f;
                     rest[k] += (double)(exp_nonpositive_f32(t[j][k] - top[k]) * other);
