@@ -238,7 +238,8 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
         double *restrict loss_b = loss + i0, *restrict p_true_b = p_true + i0, *restrict p_max_b = p_max + i0;
         double *restrict z_max_b = z_max + i0, *restrict z_min_b = z_min + i0, *restrict log_norm_b = log_norm + i0;
         int64_t *restrict rank_b = rank + i0, *restrict pred_b = pred + i0;
-        XENT_LANES for (int64_t k = 0; k < width; k++) {
+#pragma omp simd reduction(+ : block_specials)
+        for (int64_t k = 0; k < width; k++) {
             const uint8_t odd = (nans[k] != 0) | (top[k] == INFINITY) | (top[k] == -INFINITY);
             special_b[k] = odd;
             block_specials += odd;

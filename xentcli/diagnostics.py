@@ -343,10 +343,6 @@ class RowMasks:
         return np.where(self.view.stats.label_is_int, self.view.stats.label, -1)
 
     @cached_property
-    def label_at(self) -> LabelAt:
-        return LabelAt(self.view.stats)
-
-    @cached_property
     def nan_rows(self) -> npt.NDArray[np.bool_]:
         return np.isnan(self.top) | np.isnan(self.bottom)
 
@@ -380,6 +376,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
     masks = RowMasks(view)
     top, bottom = masks.top, masks.bottom
     hits = tally.hits
+    shown_label = LabelAt(stats)
 
     def hit(
         code: str,
@@ -426,7 +423,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
             hit("XE105", not_probs, lambda: _examples(view, not_probs, row_sum=np.exp(stats.log_norm), min=bottom, max=top))
         if hits["XE108"]:
             zero = masks.of("XE108")
-            finding = hit("XE108", zero, lambda: _examples(view, zero, label=masks.label_at))
+            finding = hit("XE108", zero, lambda: _examples(view, zero, label=shown_label))
             if finding:
                 clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
                 counted = stats.label_ok & ~view.ignored & ~np.isnan(stats.loss)
@@ -443,14 +440,14 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         if view.targets is None:
             if hits["XE201"]:
                 bad_int = masks.of("XE201")
-                hit("XE201", bad_int, lambda: _examples(view, bad_int, label=masks.label_at))
+                hit("XE201", bad_int, lambda: _examples(view, bad_int, label=shown_label))
             if tally.int_labels:
                 shift = Finding("XE202", 0)
                 shift.fact("min_label", float(tally.label_min), "min")
                 shift.fact("max_label", float(tally.label_max), "max")
                 shift.fact("at_num_classes", float(tally.at_num_classes), "sum")
                 if tally.at_num_classes:
-                    shift.add_examples(_examples(view, masks.sparse_labels & (masks.label == view.num_classes), label=masks.label_at))
+                    shift.add_examples(_examples(view, masks.sparse_labels & (masks.label == view.num_classes), label=shown_label))
                 found["XE202"] = shift
             if hits["XE203"]:
                 hit("XE204" if view.label_names else "XE203", masks.of("XE203"))
@@ -473,7 +470,7 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         if hits["XE401"]:
             bad_loss = masks.of("XE401")
             nan_rows, inf_rows, finite = masks.nan_rows, masks.inf_rows, masks.finite
-            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=masks.label_at))
+            finding = hit("XE401", bad_loss, lambda: _examples(view, bad_loss, loss=stats.loss, label=shown_label))
             assert finding is not None
             causes = {
                 "XE101": bad_loss & nan_rows,
@@ -490,12 +487,12 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         # the ranked rules: their counts and example rows come from the tally, without a mask
         if hits["XE402"]:
             finding = hit("XE402", count=hits["XE402"], rank_by="loss", examples=lambda: _rows(
-                view, tally.ranked["XE402"], {"loss": stats.loss, "label": masks.label_at, "pred": stats.pred}))
+                view, tally.ranked["XE402"], {"loss": stats.loss, "label": shown_label, "pred": stats.pred}))
             if finding:
                 finding.fact("threshold", masks.threshold, "max")
         if hits["XE404"]:
             hit("XE404", count=hits["XE404"], rank_by="p_max", examples=lambda: _rows(
-                view, tally.ranked["XE404"], {"p_max": stats.p_max, "pred": stats.pred, "label": masks.label_at, "loss": stats.loss}))
+                view, tally.ranked["XE404"], {"p_max": stats.p_max, "pred": stats.pred, "label": shown_label, "loss": stats.loss}))
     return found
 
 

@@ -458,12 +458,11 @@ def _native_logits(
     """The C kernel's results in _logits_block's order (unusable labels checked, their losses NaN)
     and label_ok; its rows with a NaN or an infinite maximum go through the numpy kernel, which
     owns those corner cases."""
-    (loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special, label_ok,
+    (loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, rows, label_ok,
      y) = native.sparse_logits(scores, label, label_is_int, detail)
     results = [loss, p_true, p_max, entropy if detail else None, margin if detail else None, rank, pred, None, None,
                z_max, z_min if extremes else None, log_norm]
-    if special.any():
-        rows = np.flatnonzero(special)
+    if rows.size:
         redone = _logits_block(scores[rows], y[rows], None, detail, None, extremes)
         redone[0][~label_ok[rows]] = np.nan
         for values, fixed in zip(results, redone):

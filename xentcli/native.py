@@ -118,11 +118,11 @@ def supports(scores: npt.NDArray) -> bool:
 def sparse_logits(
     scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool
 ) -> tuple[npt.NDArray, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the `special`
-    mask, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
+    """loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the special
+    rows, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
     each is a whole number). label_ok: the label is whole and in [0, C); y: the class each row was
-    scored as (the label, or 0 where unusable, whose loss is NaN). Rows flagged special (a NaN, or
-    a ±inf maximum) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
+    scored as (the label, or 0 where unusable, whose loss is NaN). The special rows (a NaN, or a
+    ±inf maximum; the kernel counts them) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
     filled only with `detail`."""
     assert _FUNCTIONS is not None
     if scores.strides[1] != scores.itemsize or scores.strides[0] % scores.itemsize:
@@ -133,14 +133,15 @@ def sparse_logits(
     loss, p_true, p_max, entropy, margin, z_max, z_min, log_norm = np.empty((8, n))
     rank, pred, y = np.empty((3, n), dtype=np.int64)
     special, label_ok = np.empty((2, n), dtype=np.bool_)
-    _FUNCTIONS[scores.dtype](
+    specials = _FUNCTIONS[scores.dtype](
         label.ctypes.data, label_is_int.ctypes.data, label_ok.ctypes.data,
         scores.ctypes.data, n, num_classes, scores.strides[0] // scores.itemsize, y.ctypes.data, int(detail),
         loss.ctypes.data, p_true.ctypes.data, p_max.ctypes.data, entropy.ctypes.data, margin.ctypes.data,
         rank.ctypes.data, pred.ctypes.data, z_max.ctypes.data, z_min.ctypes.data, log_norm.ctypes.data,
         special.ctypes.data,
     )
-    return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, special, label_ok, y
+    redo = np.flatnonzero(special) if specials else np.empty(0, np.int64)
+    return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, redo, label_ok, y
 
 
 def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
