@@ -99,7 +99,6 @@ def _console(stderr: bool = False) -> Console:
 
 def _guarded(debug: bool, action: Callable[[], T]) -> T:
     """Run `action`, turning every error into one line on stderr and the documented exit code."""
-    err = _console  # called only when there is something to say
     try:
         return action()
     except typer.Exit:
@@ -107,18 +106,18 @@ def _guarded(debug: bool, action: Callable[[], T]) -> T:
     except XentError as exc:
         if debug:
             traceback.print_exc()
-        err(stderr=True).print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
+        _console(stderr=True).print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
         raise typer.Exit(EXIT_INPUT) from None
     except KeyboardInterrupt:
-        err(stderr=True).print("xent: interrupted; no output was written")
+        _console(stderr=True).print("xent: interrupted; no output was written")
         raise typer.Exit(130) from None
     except MemoryError:
-        err(stderr=True).print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
+        _console(stderr=True).print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
         raise typer.Exit(EXIT_INPUT) from None
     except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
         if debug:
             traceback.print_exc()
-        err(stderr=True).print(
+        _console(stderr=True).print(
             f"[bold red]xent: internal error:[/] {type(exc).__name__}: {exc}; "
             "rerun with --debug and report the traceback",
             markup=True,
