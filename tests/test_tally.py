@@ -33,8 +33,12 @@ def _chunk(kind: str, seed: int = 3, n: int = 400):
     planted["XE101"] = 3
     if kind != "probs":
         z[3:5, 0] = np.inf
-        z[5, 2] = -np.inf  # a masked logit: an inf row, with a finite loss unless it is the target
+        z[5, 2] = -np.inf  # a masked logit off the target: a finite loss, a mask (XE111)
+        y[5] = 0
+        z[30, 3] = -np.inf  # a mask on the target: an infinite loss, an error (XE102)
+        y[30] = 3
         planted["XE102"] = 3
+        planted["XE111"] = 1
         z[6:8, 4] = 120.0  # beyond float32's 88.72
         planted["XE103"] = 2
     z[8:12] = 0.25 if kind != "probs" else 1.0 / C  # constant rows
@@ -52,6 +56,8 @@ def _chunk(kind: str, seed: int = 3, n: int = 400):
         planted["XE104"] = 2 + 4  # the four constant rows of 0.25 lie in [0, 1] too
         z[28:30] = np.log([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])  # log-probabilities: logsumexp 0
         planted["XE106"] = 2
+    if kind == "log-probs":  # the rows whose logsumexp was moved off 0: masked, large, constant, masked target
+        planted["XE110"] = len([5, 6, 7, 8, 9, 10, 11, 30])
     if kind == "probs":
         z[26] = [1.0, 0, 0, 0, 0, 0]
         y[26] = 3  # p_true = 0: infinite loss

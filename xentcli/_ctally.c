@@ -20,7 +20,8 @@ enum { RANKED_OUTLIER, RANKED_CONFIDENT, N_RANKED }; /* RANKED_CODES in xentcli/
 /* The rules, in the order of RULE_CODES in xentcli/tally.py. */
 enum {
     NAN_SCORES, INF_SCORES, OVERFLOW, PROBS_AS_LOGITS, LOGITS_AS_PROBS, LOG_PROBS, CONSTANT,
-    ZERO_PROBABILITY, LABEL_OUT_OF_RANGE, NOT_INTEGER, IGNORED, NONFINITE_LOSS, OUTLIER, CONFIDENT, N_RULES
+    ZERO_PROBABILITY, LABEL_OUT_OF_RANGE, NOT_INTEGER, IGNORED, NONFINITE_LOSS, OUTLIER, CONFIDENT,
+    NOT_LOG_PROBS, MASKED, N_RULES
 };
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     const int64_t *label, *pred, *rank;
     const uint8_t *label_is_int, *label_ok, *ignored;
     double log_gamma, min_indexable, overflow_limit, probs_tolerance, log_probs_tolerance, outlier, confident;
+    double not_log_probs_tolerance;
 } xent_tally_in;
 
 typedef struct {
@@ -42,6 +44,18 @@ typedef struct {
     double *class_loss, *class_p_true;
     int32_t *key_out; /* [n]: the sketch keys of the counted positive losses, in row order */
 } xent_tally_out;
+
+/* The layout xentcli/native.py declares with ctypes, compared when the library is loaded: a struct
+   or constant changed on one side only makes xent refuse the library (and use numpy), never misread
+   memory. */
+int64_t xent_tally_layout(int64_t *out) {
+    out[0] = (int64_t)sizeof(xent_tally_in);
+    out[1] = (int64_t)sizeof(xent_tally_out);
+    out[2] = N_RULES;
+    out[3] = N_RANKED;
+    out[4] = EXAMPLES;
+    return 5;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -111,11 +125,13 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     t->loss_sum = sum;
     t->loss_min = x < t->loss_min ? x : t->loss_min;
     t->loss_max = x > t->loss_max ? x : t->loss_max;
-    out->support[y]++;
-    out->class_correct[y] += right;
-    out->class_loss[y] += x;
-    out->class_p_true[y] += in->p_true[i];
-    out->predicted[p]++;
+    if (y >= 0 && y < in->num_classes) { /* a counted row's label is in range; checked all the same */
+        out->support[y]++;
+        out->class_correct[y] += right;
+        out->class_loss[y] += x;
+        out->class_p_true[y] += in->p_true[i];
+    }
+    if (p >= 0 && p < in->num_classes) out->predicted[p]++;
     if (x > in->min_indexable) {
         out->key_out[t->keys++] = (int32_t)key;
     } else if (x < -in->min_indexable) {
@@ -135,6 +151,8 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     const double limit = in->overflow_limit, log_probs_tolerance = in->log_probs_tolerance;
     const double log_gamma = in->log_gamma, min_indexable = in->min_indexable;
     const int logits = in->kind == KIND_LOGITS, probs = in->kind == KIND_PROBS, has_log_norm = log_norm != 0;
+    const int log_probs = in->kind == KIND_LOG_PROBS && has_log_norm;
+    const double not_log_probs_tolerance = in->not_log_probs_tolerance;
     int64_t hits[N_RULES] = {0};
     int64_t int_labels = 0, label_min = INT64_MAX, label_max = INT64_MIN, at_num_classes = 0;
     double max_abs = -INFINITY;
@@ -159,6 +177,7 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
             const double ln = has_log_norm ? log_norm[i] : 1.0;
             unusual += (!(magnitude <= limit)) | (hi != hi) | (lo != lo) /* NaN, inf or overflow risk */
                        | (logits & (lo >= 0.0) & (hi <= 1.0)) | (logits & (fabs(ln) <= log_probs_tolerance))
+                       | (log_probs & !(fabs(ln) <= not_log_probs_tolerance))
                        | ((hi == lo) & (num_classes > 1)) | (label_ok[i] == 0) | (label_is_int[i] == 0)
                        | (ignored[i] != 0) | (!(fabs(x) < INFINITY));
         }
@@ -181,7 +200,13 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
             const int finite = !nan_row && !inf_row;
             const double magnitude = fmax(fabs(hi), fabs(lo));
             hits[NAN_SCORES] += nan_row;
-            hits[INF_SCORES] += inf_row;
+            /* an infinite score is a mask (XE111) when it is -inf off the target: no +inf, and a
+               finite loss where the row is scored; otherwise an error (XE102) */
+            const int scored = ok && !skip;
+            const int masked = inf_row && hi < INFINITY && !(scored && !isfinite(x));
+            hits[INF_SCORES] += inf_row && !masked;
+            hits[MASKED] += masked;
+            if (log_probs) hits[NOT_LOG_PROBS] += !nan_row && hi < INFINITY && !(fabs(log_norm[i]) <= not_log_probs_tolerance);
             if (!probs && finite && magnitude > limit) {
                 hits[OVERFLOW]++;
                 max_abs = fmax(max_abs, magnitude);

@@ -66,9 +66,12 @@ def parse_ignore_index(text: str | None) -> tuple[int | None, bool]:
     if text.strip().lower() == "none":
         return None, True
     try:
-        return int(text), True
+        index = int(text)
     except ValueError:
         raise OptionError(f"--ignore-index takes an integer or 'none', not '{text}'") from None
+    if abs(index) >= 2**62:
+        raise OptionError(f"--ignore-index {index} is beyond any label", hint="labels beyond ±2^62 are out of range anyway")
+    return index, True
 
 
 def parse_class_weights(text: str | None) -> tuple[float, ...] | None:

@@ -28,6 +28,10 @@ MAX_EXAMPLES = 5
 OVERFLOW_LIMIT = {"float16": 11.09, "bfloat16": 88.72, "float32": 88.72, "float64": 709.78}
 PROBS_SUM_TOLERANCE = 1e-3
 LOG_PROBS_TOLERANCE = 1e-4
+# How far from 0 a row's logsumexp may be before scores read as log-probabilities are not (XE110):
+# half-precision log-probabilities are stored with steps of up to 2^-7 (float16) or 2^-5 (bfloat16)
+# at |log p| ≈ 10, and Σp inherits that relative error.
+NOT_LOG_PROBS_TOLERANCE = {"float16": 1e-2, "bfloat16": 1e-1}
 CONFIDENT = 0.99
 COLLAPSE_SHARE = 0.95
 OUTLIER_FACTOR = 3.0  # loss above 3 · log C
@@ -57,9 +61,9 @@ _rule("XE101", "nan-scores", "error", "NaN among the scores.",
       "A NaN score makes that row's loss NaN, and a NaN anywhere makes a framework's mean NaN: the usual first sign of a diverged model or a float16 overflow.",
       "Find where the model produced NaN (look at the listed rows and class positions); check for overflow in a float16 head, divisions by zero, log of negative numbers.",
       "scores [0.3, nan, 1.2] → loss NaN.")
-_rule("XE102", "inf-scores", "error", "±inf among the scores.",
-      "+inf logits make softmax undefined (inf − inf); −inf logits are a mask, harmless unless they fall on the target, where the loss is +inf.",
-      "Clamp or mask the logits before dumping; make sure the target class is never masked.",
+_rule("XE102", "inf-scores", "error", "+inf among the scores, or −inf on the target class (or on every class).",
+      "+inf logits make softmax undefined (inf − inf) and the loss NaN; a −inf logit on the target makes the loss +inf. −inf on other classes is a mask and harmless (XE111).",
+      "Clamp the logits before dumping; make sure the target class is never masked.",
       "scores [inf, 0, 0] → loss NaN; scores [−inf, 0, 0] with label 0 → loss inf.")
 _rule("XE103", "overflow-risk", "warning", "Logits large enough to overflow a naive exp() in the dump's dtype.",
       "xent subtracts the row max, so its loss is right; but a softmax-then-log pipeline (exp of the raw logits) overflows beyond 11.09 in float16, 88.72 in float32 and 709.78 in float64 and gives inf/NaN.",
@@ -89,6 +93,14 @@ _rule("XE109", "low-precision-scores", "info", "float16/bfloat16 scores.",
       "Half-precision logits resolve only about three decimal digits: large logits lose the small differences that decide confident predictions.",
       "Dump float32 logits if the differences matter.",
       "float16 logits near 1000 are stored in steps of 0.5.")
+_rule("XE110", "not-log-probs", "error", "Scores read as log-probabilities whose rows do not have logsumexp 0.",
+      "Log-probabilities are scored as they are (loss = −score of the target), so logits read as log-probabilities give meaningless losses, even negative ones.",
+      "Score the dump with --input logits (xent applies log_softmax), or apply log_softmax before dumping.",
+      "scores [2.0, −1.0, 0.5] read as log-probabilities → loss −2.0 for label 0.")
+_rule("XE111", "masked-scores", "info", "−inf scores on classes other than the target: a mask.",
+      "Vocabulary and action masks set excluded classes to −inf; softmax gives them probability 0 and the loss stays finite.",
+      "Nothing to fix; XE102 says when a mask falls on the target.",
+      "scores [0.5, −inf, 1.2] with label 0 → a finite loss.")
 _rule("XE201", "label-out-of-range", "error", "Integer labels below 0 (other than the ignore index) or at least C.",
       "PyTorch and TensorFlow raise on them, JAX-based code silently gives 0 or NaN, and xent leaves those rows out (NaN loss).",
       "Check the label encoding and the number of classes; mark rows to skip with the ignore index (-100).",
@@ -266,6 +278,10 @@ def _nan_classes(scores: npt.NDArray, rows: npt.NDArray[np.bool_], test: Callabl
     return text
 
 
+def not_log_probs_tolerance(score_dtype: str) -> float:
+    return NOT_LOG_PROBS_TOLERANCE.get(score_dtype, LOG_PROBS_TOLERANCE)
+
+
 def outlier_threshold(num_classes: int) -> float:
     return OUTLIER_FACTOR * math.log(max(num_classes, 2))
 
@@ -301,6 +317,7 @@ class RowMasks:
         self.bottom = stats.score_min if stats.score_min is not None else self.top
         self.threshold = outlier_threshold(view.num_classes)
         self.limit = overflow_limit(view.score_dtype)
+        self.log_probs_tolerance = not_log_probs_tolerance(view.score_dtype)
 
     def of(self, code: str) -> npt.NDArray[np.bool_]:
         view, stats = self.view, self.view.stats
@@ -309,7 +326,11 @@ class RowMasks:
             if code == "XE101":
                 return self.nan_rows
             if code == "XE102":
-                return self.inf_rows
+                return self.inf_rows & ~self.masked
+            if code == "XE111":
+                return self.masked
+            if code == "XE110" and view.kind == "log-probs" and stats.log_norm is not None:
+                return ~self.nan_rows & (self.top < np.inf) & ~(np.abs(stats.log_norm) <= self.log_probs_tolerance)
             if code == "XE103" and view.kind != "probs":
                 return self.finite & (self.magnitude > self.limit)
             if code == "XE104" and view.kind == "logits":
@@ -349,6 +370,14 @@ class RowMasks:
     @cached_property
     def inf_rows(self) -> npt.NDArray[np.bool_]:
         return ~self.nan_rows & (np.isinf(self.top) | np.isinf(self.bottom))
+
+    @cached_property
+    def masked(self) -> npt.NDArray[np.bool_]:
+        """Rows whose infinite scores are −inf masks off the target: no +inf, and a finite loss
+        where the row is scored (an ignored row or an unusable label has no loss to judge by)."""
+        stats, view = self.view.stats, self.view
+        scored = stats.label_ok & ~view.ignored
+        return self.inf_rows & (self.top < np.inf) & ~(scored & ~np.isfinite(stats.loss))
 
     @cached_property
     def finite(self) -> npt.NDArray[np.bool_]:
@@ -405,6 +434,11 @@ def diagnose_chunk(view: ChunkView, tally: ChunkTally) -> dict[str, Finding]:
         if hits["XE102"]:
             inf_rows = masks.of("XE102")
             hit("XE102", inf_rows, lambda: _examples(view, inf_rows, classes=_nan_classes(view.scores, inf_rows, np.isinf), max=top, min=bottom))
+        if hits["XE111"]:
+            hit("XE111", masks.of("XE111"))
+        if hits["XE110"]:
+            not_log_probs = masks.of("XE110")
+            hit("XE110", not_log_probs, lambda: _examples(view, not_log_probs, logsumexp=stats.log_norm, label=shown_label, loss=stats.loss))
         if hits["XE103"]:
             risky, magnitude = masks.of("XE103"), masks.magnitude
             finding = hit("XE103", risky, lambda: _rows(view, top_rows(risky, magnitude), {"max_abs": magnitude}), rank_by="max_abs")
@@ -555,6 +589,8 @@ def finalize(
         emit("XE101", f["XE101"].rows, f"{_count(f['XE101'].rows, 'row holds', 'rows hold')} NaN scores", "find where the model produced NaN; see the class positions in the examples", f["XE101"])
     if "XE102" in f:
         emit("XE102", f["XE102"].rows, f"{_count(f['XE102'].rows, 'row holds', 'rows hold')} ±inf scores", "clamp or mask the logits before dumping, and never mask the target", f["XE102"])
+    if "XE111" in f:
+        emit("XE111", f["XE111"].rows, f"{_count(f['XE111'].rows, 'row masks', 'rows mask')} classes with −inf scores off the target (their losses are finite)", "nothing to fix")
     if "XE103" in f:
         m = f["XE103"].facts["max_abs"]
         emit("XE103", f["XE103"].rows, f"{_count(f['XE103'].rows, 'row has', 'rows have')} logits beyond ±{OVERFLOW_LIMIT.get(info.score_dtype, 88.72)} (max |logit| {_fmt(m)}, {info.score_dtype})",
@@ -565,6 +601,8 @@ def finalize(
         emit("XE105", f["XE105"].rows, f"{_count(f['XE105'].rows, 'row is outside [0, 1] or does not sum to 1', 'rows are outside [0, 1] or do not sum to 1')}, read as probabilities", "score with --input logits, or apply softmax before dumping", f["XE105"])
     if "XE106" in f and f["XE106"].rows == summary["rows"]:
         emit("XE106", f["XE106"].rows, "every row's logsumexp is 0: the scores are log-probabilities", "harmless; --input log-probs reads them as such")
+    if "XE110" in f:
+        emit("XE110", f["XE110"].rows, f"{_count(f['XE110'].rows, 'row is', 'rows are')} read as log-probabilities but their logsumexp is not 0: their losses mean nothing", "score with --input logits, or apply log_softmax before dumping", f["XE110"])
     if "XE107" in f:
         emit("XE107", f["XE107"].rows, f"{_count(f['XE107'].rows, 'row has', 'rows have')} all scores equal (loss = log {num_classes} = {_fmt(math.log(num_classes))})", "check for a dead head or unmasked padding", f["XE107"])
     if "XE108" in f:

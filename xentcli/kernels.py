@@ -53,7 +53,7 @@ class SampleStats:
     target_lp_dot: F64 | None = None  # [n, k] Σ_c t_c V_ck log p_c (dense targets)
     score_max: F64 | None = None  # the row's largest score (NaN if the row holds a NaN)
     score_min: F64 | None = None  # its smallest, with extremes=True (for the diagnostics)
-    log_norm: F64 | None = None  # logits: logsumexp(z); probabilities: log Σp
+    log_norm: F64 | None = None  # logits and log-probabilities: logsumexp(z); probabilities: log Σp
 
     # Computed once per chunk (several aggregates ask); replace() builds a new object, so a new
     # loss gets a new mask.
@@ -80,18 +80,27 @@ class SampleStats:
         return values if self.all_counted else values[self.counted]
 
 
+# Whole labels beyond ±2^62 cannot be classes of any dump: they are kept as whole numbers at this
+# magnitude (out of range for every C, never equal to an ignore index a user can mean), not wrapped.
+LABEL_LIMIT = 2**62
+
+
 def whole_labels(labels: npt.NDArray) -> tuple[I64, Bool]:
     """Integer class of each sparse label, and whether it is a whole number: float labels holding
     whole numbers (2.0) count as integers; NaN (also a null read from Arrow) and fractional
-    labels do not (their class is 0)."""
+    labels do not (their class is 0). Whole labels beyond ±2^62 (uint64 ≥ 2^63, 1e300) keep their
+    sign at ±2^62: out of range, never wrapped onto a class or onto the ignore index."""
+    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8:
+        return np.minimum(labels, np.uint64(LABEL_LIMIT)).astype(np.int64), np.ones(labels.shape, dtype=bool)
     if labels.dtype.kind in "iu":
         return labels.astype(np.int64, copy=False), np.ones(labels.shape, dtype=bool)
     if labels.dtype.kind == "b":
         return labels.astype(np.int64), np.ones(labels.shape, dtype=bool)
     as_float = labels.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):
-        is_int = np.isfinite(as_float) & (np.floor(as_float) == as_float) & (np.abs(as_float) < 2.0**62)
-    return np.where(is_int, as_float, 0.0).astype(np.int64), is_int
+        is_int = np.isfinite(as_float) & (np.floor(as_float) == as_float)
+        clipped = np.clip(as_float, -float(LABEL_LIMIT), float(LABEL_LIMIT))
+    return np.where(is_int, clipped, 0.0).astype(np.int64), is_int
 
 
 def label_classes(labels: npt.NDArray, num_classes: int) -> tuple[I64, Bool, Bool]:
@@ -379,7 +388,11 @@ def _probs_block(
                 target_lp_dot = dot_vectors(_targets_times(targets, log_p), vectors)
         top = values[rows, pred]
         bottom = values.min(axis=1)
-        log_norm = np.log(values.sum(axis=1)) if kind == "probs" else None
+        if kind == "probs":
+            log_norm = np.log(values.sum(axis=1))
+        else:  # logsumexp of the stored log-probabilities: 0 when they are what they claim (XE110)
+            shift = np.where(np.isfinite(top), top, 0.0)
+            log_norm = shift + np.log(np.exp(values - shift[:, None]).sum(axis=1))
     return (
         loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot, top, bottom, log_norm,
     )

@@ -19,10 +19,10 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
-KERNEL_VERSION = 5  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 6  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-N_RULES = 14  # N_RULES in _ctally.c
+N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
 N_RANKED, EXAMPLES = 2, 5  # N_RANKED and EXAMPLES in _ctally.c
 
 
@@ -34,7 +34,8 @@ class _TallyIn(ctypes.Structure):
         + [(name, _P) for name in ("loss", "p_true", "p_max", "top", "bottom", "log_norm", "label", "pred", "rank",
                                    "label_is_int", "label_ok", "ignored")]
         + [(name, ctypes.c_double) for name in ("log_gamma", "min_indexable", "overflow_limit", "probs_tolerance",
-                                                "log_probs_tolerance", "outlier", "confident")]
+                                                "log_probs_tolerance", "outlier", "confident",
+                                                "not_log_probs_tolerance")]
     )
 
 
@@ -60,7 +61,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
     except (ImportError, OSError):
         return None
     library.xent_kernel_version.restype = ctypes.c_int64
-    if library.xent_kernel_version() != KERNEL_VERSION:
+    if library.xent_kernel_version() != KERNEL_VERSION or _c_layout(library) != layout():
         return None
     pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     functions = {}
@@ -72,6 +73,22 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
     return functions, library.xent_tally
+
+
+def layout() -> tuple[int, ...]:
+    """The sizes of the tally's structs and its constants as declared here (see xent_tally_layout)."""
+    return (ctypes.sizeof(_TallyIn), ctypes.sizeof(_TallyOut), N_RULES, N_RANKED, EXAMPLES)
+
+
+def _c_layout(library: ctypes.CDLL) -> tuple[int, ...]:
+    """The same, as the compiled C declares them."""
+    values = (ctypes.c_int64 * 8)()
+    if not hasattr(library, "xent_tally_layout"):
+        return ()
+    library.xent_tally_layout.restype = ctypes.c_int64
+    library.xent_tally_layout.argtypes = [ctypes.c_void_p]
+    count = library.xent_tally_layout(values)
+    return tuple(values[:count])
 
 
 _LOADED = _load()

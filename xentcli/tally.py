@@ -18,7 +18,8 @@ import numpy.typing as npt
 
 from xentcli import native
 from xentcli.diagnostics import (
-    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, outlier_threshold, overflow_limit, top_rows,
+    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, not_log_probs_tolerance, outlier_threshold,
+    overflow_limit, top_rows,
 )
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 
@@ -26,7 +27,7 @@ from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 # XE204 too (the same rows: labels that are not class numbers).
 RULE_CODES = (
     "XE101", "XE102", "XE103", "XE104", "XE105", "XE106", "XE107",
-    "XE108", "XE201", "XE203", "XE208", "XE401", "XE402", "XE404",
+    "XE108", "XE201", "XE203", "XE208", "XE401", "XE402", "XE404", "XE110", "XE111",
 )
 # The rules whose examples are the rows with the largest key (loss, p_max): the tally keeps them.
 RANKED_CODES = ("XE402", "XE404")
@@ -72,7 +73,8 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
             stats, view.ignored, KINDS[view.kind], view.num_classes, top_k,
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
-            outlier=outlier_threshold(view.num_classes), confident=CONFIDENT, codes=RULE_CODES,
+            outlier=outlier_threshold(view.num_classes), confident=CONFIDENT,
+            not_log_probs_tolerance=not_log_probs_tolerance(view.score_dtype), codes=RULE_CODES,
             ranked_codes=RANKED_CODES,
         ))
     return _tally_numpy(view, top_k, sketch, rules)
