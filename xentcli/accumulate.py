@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.kernels import SampleStats
+from xentcli.plain import id_at
 from xentcli.sketch import QuantileSketch
 from xentcli.tally import ChunkTally
 
@@ -44,7 +45,7 @@ class WorstRows:
         details = [
             {
                 "row": offset + int(i),
-                "id": None if ids is None else _plain(ids[i]),
+                "id": None if ids is None else id_at(ids, i),
                 "label": int(stats.label[i]),
                 "pred": int(stats.pred[i]),
                 "loss": float(stats.loss[i]),
@@ -60,11 +61,6 @@ class WorstRows:
             np.concatenate([self.loss, other.loss]),
             self.details + other.details,
         )
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value JSON and Rich understand."""
-    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass

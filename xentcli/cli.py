@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -97,31 +98,61 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
 
 
-def _guarded(debug: bool, action: Callable[[], T]) -> T:
-    """Run `action`, turning every error into one line on stderr and the documented exit code."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what `timeout` and CI runners send), handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def error_line(label: str, text: str) -> None:
+    """One line on stderr: `xent: error: …`, the text shown as text (no markup, no control characters)."""
+    from rich.text import Text
+
+    from xentcli.render.escape import terminal
+
+    _console(stderr=True).print(Text.assemble((f"xent: {label}:", "bold red" if "error" in label else "yellow"), " ", terminal(text)))
+
+
+def _error_document(code: str, message: str, hint: str | None) -> None:
+    """With --json an exit-2 run still prints one JSON document, so `xent check --json | jq` always has one."""
+    doc = {"xent_version": __version__, "error": {"code": code, "message": message, "hint": hint}}
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
+    """Run `action`, turning every error into one line on stderr and the documented exit code
+    (and, with --json, an error document on stdout)."""
     try:
         return action()
     except typer.Exit:
         raise
-    except XentError as exc:
+    except (XentError, OSError, MemoryError) as exc:
         if debug:
             traceback.print_exc()
-        _console(stderr=True).print(f"[bold red]xent: error:[/] {exc.one_line()}", markup=True)
+        if isinstance(exc, XentError):
+            code, message, hint = exc.code or type(exc).__name__, exc.one_line(), exc.hint
+        elif isinstance(exc, MemoryError):
+            code, message, hint = "OutOfMemory", "out of memory; lower --chunk-rows or --threads", None
+        else:  # the system refused a read or a write: permissions, a full disk, a file size limit
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            code, message, hint = "OSError", f"{where}{exc.strerror or exc}", None
+        error_line("error", message)
+        if as_json:
+            _error_document(code, message, hint)
         raise typer.Exit(EXIT_INPUT) from None
-    except KeyboardInterrupt:
-        _console(stderr=True).print("xent: interrupted; no output was written")
-        raise typer.Exit(130) from None
-    except MemoryError:
-        _console(stderr=True).print("[bold red]xent: error:[/] out of memory; lower --chunk-rows or --threads")
-        raise typer.Exit(EXIT_INPUT) from None
+    except KeyboardInterrupt as exc:
+        error_line("interrupted", "no output was written")
+        raise typer.Exit(128 + exc.signum if isinstance(exc, Interrupted) else 130) from None
     except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
         if debug:
             traceback.print_exc()
-        _console(stderr=True).print(
-            f"[bold red]xent: internal error:[/] {type(exc).__name__}: {exc}; "
-            "rerun with --debug and report the traceback",
-            markup=True,
-        )
+        error_line("internal error", f"{type(exc).__name__}: {exc}; rerun with --debug and report the traceback")
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -170,7 +201,7 @@ def score(
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
     params = dict(locals())
-    _guarded(debug, lambda: _show_score(params, _run(params)))
+    _guarded(debug, lambda: _show_score(params, _run(params)), as_json)
 
 
 def _config(p: dict[str, Any]) -> RunConfig:
@@ -218,15 +249,20 @@ def _config(p: dict[str, Any]) -> RunConfig:
 
 
 def _run(p: dict[str, Any]) -> Report:
-    """One pass: the report, and the per-sample file when -o is given."""
+    """One pass: the report, and the per-sample file when -o is given. Notes (files skipped,
+    columns reordered) go to stderr, one line each."""
     config = _config(p)
     source = Source(config.source)
+    for note in source.description.notes:
+        error_line("note", note)
     with progress_bar(not (p["quiet"] or p["as_json"]), source.description.bytes_per_row) as on_progress:
         if p["output"] is None:
             return run(config, source, on_progress=on_progress)
         from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
 
-        with SampleWriter(str(p["output"]), source.files, p["id_col"], p["force"], config.loss.like) as writer:
+        # --classes and --class-weights files are inputs too: never written over, --force or not
+        inputs = source.files + [p[name] for name in ("classes", "class_weights") if p[name] and os.path.isfile(p[name])]
+        with SampleWriter(str(p["output"]), inputs, p["id_col"], p["force"], config.loss.like) as writer:
             return run(config, source, sink=writer, on_progress=on_progress)
 
 
@@ -251,12 +287,18 @@ def check(**params: Any) -> None:
     It fails on any error-level diagnostic (--fail-on) and on the gates given.
     Example: [bold]xent check eval_dump/ --max-loss 2.5[/]
     """
-    _guarded(params["debug"], lambda: _check(params))
+    _guarded(params["debug"], lambda: _check(params), params["as_json"])
 
 
 def _check(p: dict[str, Any]) -> None:
-    report = _run(p)
     gates = Gates(p["fail_on"].value, p["max_loss"], p["max_nonfinite"], p["min_accuracy"], p["max_loss_p99"])
+    gates.validate()
+    if p["no_diagnostics"] and gates.fail_on != "never":
+        raise OptionError(
+            "--no-diagnostics leaves check blind to what --fail-on fails on",
+            hint="drop --no-diagnostics, or pass --fail-on never to gate on the numbers alone",
+        )
+    report = _run(p)
     result = evaluate(report, gates)
     if p["as_json"]:
         sys.stdout.write(render_check_json(report, result) + "\n")
@@ -315,18 +357,46 @@ def _explain(code: str | None, as_json: bool) -> None:
 def main() -> None:
     """Console-script entry point.
 
-    Once the command has finished and its output is flushed, the process ends with os._exit: the
+    Usage errors (a typo'd option, a bad choice) are one line on stderr and exit 2, like every other
+    error. SIGTERM and SIGHUP are handled as Ctrl-C: outputs in progress are removed. Once the
+    command has finished and its output is flushed, the process ends with os._exit: the
     interpreter's own teardown (freeing every module of numpy and pyarrow) would add ~0.2 s to
     each run and change nothing. Outputs are already closed and renamed by then."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    native.keep_freed_memory()  # a process-wide allocator setting: the CLI's decision, not the library's
     try:
-        app()  # click ends every run, error or not, with SystemExit
-        code = 0
+        code = app(standalone_mode=False)
+        code = code if isinstance(code, int) else 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
         else:  # sys.exit("message"): printed, status 1, as Python would
             print(exc.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt as exc:
+        error_line("interrupted", "no output was written")
+        code = 128 + exc.signum if isinstance(exc, Interrupted) else 130
+    except Exception as exc:  # noqa: BLE001 — click's usage errors, and anything else: one line
+        code = _usage_error(exc)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _usage_error(exc: Exception) -> int:
+    """A command-line usage error as one line with the way to the help (no boxed panel)."""
+    format_message = getattr(exc, "format_message", None)
+    if format_message is None:
+        error_line("internal error", f"{type(exc).__name__}: {exc}; rerun with --debug and report the traceback")
+        return EXIT_INTERNAL
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]
+        return 0
+    context = getattr(exc, "ctx", None)
+    where = f"xent {context.info_name}" if context is not None and context.info_name not in (None, "xent") else "xent"
+    message = " ".join(format_message().split())
+    error_line("error", f"{message} (see '{where} --help')")
+    if "--json" in sys.argv:
+        _error_document("UsageError", message, f"see '{where} --help'")
+    return int(getattr(exc, "exit_code", EXIT_INPUT) or EXIT_INPUT)

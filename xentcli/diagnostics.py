@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.kernels import SampleStats
+from xentcli.plain import id_at
 
 if TYPE_CHECKING:
     from xentcli.tally import ChunkTally
@@ -249,7 +250,7 @@ def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list
     for i in picked.tolist():
         item: dict[str, Any] = {"row": view.offset + i}
         if view.ids is not None:
-            item["id"] = _plain(view.ids[i])
+            item["id"] = id_at(view.ids, i)
         for name, values in columns.items():
             item[name] = _plain(values[i])
         out.append(item)

@@ -124,7 +124,6 @@ def run(
     on_progress: ProgressCallback | None = None,
 ) -> Report:
     """One pass over the input: every aggregate of `score`, and the per-sample rows to `sink`."""
-    native.keep_freed_memory()
     source = source or Source(config.source)
     info = source.description
     check_options(config, info)

@@ -48,7 +48,7 @@ def sample_table(result: ChunkResult, id_column: str | None, like: str | None = 
         columns["sample"] = pa.array(result.sample)
         columns["position"] = pa.array(result.position)
     if id_column is not None and result.ids is not None:
-        columns[id_column] = pa.array(result.ids)
+        columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else pa.array(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]
     columns.update(
         label=_nullable(stats.label, ~stats.label_is_int),
@@ -68,42 +68,102 @@ def sample_table(result: ChunkResult, id_column: str | None, like: str | None = 
     return pa.RecordBatch.from_pydict(columns)
 
 
+# The columns xent writes itself; an id column may not take one of their names.
+OUTPUT_COLUMNS = ("row", "sample", "position", "label", "loss", "pred", "correct", "p_true", "rank", "p_max", "margin",
+                  "entropy", "loss_true", "weight")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class SampleWriter:
-    """A sink for the engine; use as a context manager: renamed into place on success, removed on error."""
+    """A sink for the engine; use as a context manager: moved into place on success, removed on
+    error or interruption. Without `force` the move never replaces a file, even one that appeared
+    during the run; the file gets the mode an ordinary open() would give it."""
 
     def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None) -> None:
         self.path = path
         self.like = like
+        self.force = force
         self.format = output_format(path)
         self.id_column = id_column
+        if id_column is not None and id_column in OUTPUT_COLUMNS:
+            raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(OUTPUT_COLUMNS)})",
+                              path=path, hint="rename the id column in the dump, or leave out --id-col")
         for source in inputs:
-            if os.path.exists(path) and os.path.samefile(path, source):
+            if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
                 raise OutputError("is one of the inputs", path=path, hint="write the per-sample rows to a new file")
+        if os.path.isdir(path):
+            raise OutputError("is a folder", path=path, hint="name a .parquet or .csv file")
         if os.path.exists(path) and not force:
             raise OutputError("already exists", path=path, hint="pass --force to replace it")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise OutputError("its folder does not exist", path=path, hint="create the folder first")
-        handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=f".{self.format}.part", dir=folder)
-        os.close(handle)
+        try:
+            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=f".{self.format}.part", dir=folder)
+            os.fchmod(handle, 0o666 & ~_umask())
+            os.close(handle)
+        except OSError as exc:
+            raise OutputError(f"cannot write in its folder: {exc.strerror}", path=path) from None
         self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
     def write(self, result: ChunkResult) -> None:
         batch = sample_table(result, self.id_column, self.like)
+        if self.format == "csv":
+            batch = _csv_safe(batch)
         if self._writer is None:
+            self._schema = batch.schema
             if self.format == "parquet":
                 self._writer = pq.ParquetWriter(self._temp, batch.schema)
             else:
                 self._writer = pa_csv.CSVWriter(self._temp, batch.schema)
+        if batch.schema != self._schema:  # an id type that changed between chunks (null, then ints)
+            try:
+                batch = batch.cast(self._schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                raise OutputError("the id column changes type between chunks", path=self.path, hint="store the ids with one type") from None
         self._writer.write_batch(batch)
 
     def __enter__(self) -> SampleWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if kind is None and self._writer is not None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if kind is None and self._writer is not None:
+                self._move_into_place()
+        finally:
+            if os.path.exists(self._temp):
+                os.unlink(self._temp)
+
+    def _move_into_place(self) -> None:
+        if self.force:
             os.replace(self._temp, self.path)
-        elif os.path.exists(self._temp):
-            os.unlink(self._temp)
+            return
+        try:  # link-then-unlink: fails, rather than replaces, when the target appeared meanwhile
+            os.link(self._temp, self.path)
+        except FileExistsError:
+            raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path,
+                              hint="pass --force to replace it") from None
+        except OSError:  # a file system without hard links: check, then rename (a small window remains)
+            if os.path.exists(self.path):
+                raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path) from None
+            os.rename(self._temp, self.path)
+
+
+def _csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """CSV cells hold text: ids of types pyarrow's CSV writer cannot write (binary, durations,
+    decimals…) are written as their text."""
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type) or pa.types.is_fixed_size_binary(column.type):
+            column = pa.array([None if v is None else v.decode("utf-8", "backslashreplace") for v in column.to_pylist()], pa.string())
+        elif pa.types.is_duration(column.type) or pa.types.is_decimal(column.type) or pa.types.is_time(column.type):
+            column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)

@@ -10,7 +10,13 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from xentcli.render.escape import MAX_CELL, terminal
 from xentcli.report import Report
+
+
+def shown(value: Any, limit: int | None = MAX_CELL) -> Text:
+    """A value from the data or the user, as plain text: no markup, no control characters."""
+    return Text(terminal(value, limit))
 
 
 def fmt_number(value: Any, digits: int = 7) -> str:
@@ -46,7 +52,7 @@ def _key_value(title: str, rows: list[tuple[str, str]]) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="left")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, shown(value, None) if isinstance(value, str) else value)
     return table
 
 
@@ -98,29 +104,38 @@ def summary_table(report: Report) -> Table:
 
 
 def worst_table(report: Report) -> Table:
-    table = Table(title=f"Worst {len(report.worst)} rows", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("row", justify="right")
     if report.id_column:
-        table.add_column(report.id_column)
+        table.add_column(shown(report.id_column))
     for name in ("label", "pred", "loss", "p_true"):
         table.add_column(name, justify="right")
-    for item in report.worst:
-        cells = [fmt_number(item["row"])]
+    for item in report.worst[:TABLE_ROWS_SHOWN]:
+        cells: list[str | Text] = [fmt_number(item["row"])]
         if report.id_column:
-            cells.append(fmt_number(item["id"]))
+            cells.append(shown(item["id"]))  # an identifier: its exact text, never a formatted number
         cells += [str(item["label"]), str(item["pred"]), fmt_number(item["loss"]), fmt_number(item["p_true"], 4)]
         table.add_row(*cells)
     return table
 
 
+# The tables show at most this many classes or rows (rendering 100,000 rows takes Rich half a
+# minute); the title says so, and --json lists them all.
+TABLE_ROWS_SHOWN = 200
+
+
+def _capped_title(title: str, total: int) -> str:
+    return f"{title} (the first {TABLE_ROWS_SHOWN:,} of {total:,}; --json lists all)" if total > TABLE_ROWS_SHOWN else title
+
+
 def per_class_table(report: Report) -> Table:
-    table = Table(title="Per class", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=_capped_title("Per class", len(report.per_class)), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("class", justify="left")
     for name in ("support", "predicted", "mean loss", "accuracy", "mean p_true"):
         table.add_column(name, justify="right")
-    for item in report.per_class:
+    for item in report.per_class[:TABLE_ROWS_SHOWN]:
         table.add_row(
-            f"{item['class']} {item['name']}" if "name" in item else str(item["class"]),
+            shown(f"{item['class']} {item['name']}" if "name" in item else str(item["class"])),
             fmt_number(item["support"]),
             fmt_number(item["predicted"]),
             fmt_number(item["loss_mean"]),
@@ -139,7 +154,7 @@ def like_table(doc: dict[str, Any]) -> Table:
     for error in doc["errors"]:
         table.add_row(Text("would raise", style="bold red"), Text(f"{error} ({doc['error_rows']:,} rows left out here)", style="red"))
     for note in doc["notes"]:
-        table.add_row(Text("note", style="yellow"), note)
+        table.add_row(Text("note", style="yellow"), Text(note))
     return table
 
 
@@ -152,7 +167,7 @@ def compare_table(report: Report) -> Group:
     for doc in report.compare:
         errors = ", ".join(error.split(":")[0] for error in doc["errors"])
         table.add_row(doc["short_name"], doc["reduction"], fmt_reported(doc["loss"]), fmt_reported(doc["sum"]), Text(errors, style="red"))
-    lines = [Text(f"• {line}") for line in report.explanations]
+    lines = [Text("• " + terminal(line)) for line in report.explanations]
     return Group(table, *lines, Text(""))
 
 
@@ -168,7 +183,7 @@ def sequence_table(report: Report) -> Table:
         table.add_column(name, justify="right")
     for item in shown:
         table.add_row(
-            fmt_number(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
+            shown(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
             fmt_number(item["loss_sum"]), fmt_number(item["loss_mean"]), fmt_number(item["perplexity"]),
         )
     return table
@@ -182,9 +197,9 @@ def diagnostics_table(report: Report) -> Table:
     for name, justify in (("code", "left"), ("name", "left"), ("severity", "left"), ("rows", "right"), ("share", "right"), ("what and what to do", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for item in report.diagnostics:
-        examples = ", ".join(str(example.get("id", example["row"])) for example in item["examples"])
-        text = Text(item["message"])
-        text.append(f"\n→ {item['hint']}", style="dim")
+        examples = ", ".join(terminal(example.get("id", example["row"]), 40) for example in item["examples"])
+        text = Text(terminal(item["message"]))
+        text.append(f"\n→ {terminal(item['hint'])}", style="dim")
         if examples:
             kind = "ids" if any("id" in example for example in item["examples"]) else "rows"
             text.append(f"\n  e.g. {kind} {examples}", style="dim")
@@ -216,9 +231,11 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
     """`xent check`: one line of what was read, the diagnostics, the gates, and the verdict last."""
     s = report.summary
     console.print(
-        f"{report.input.path}: {fmt_number(s['rows'])} rows × {report.input.num_classes:,} classes, "
-        f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
-        f"{fmt_number(s['nonfinite'])} non-finite",
+        Text(
+            f"{terminal(report.input.path)}: {fmt_number(s['rows'])} rows × {report.input.num_classes:,} classes, "
+            f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
+            f"{fmt_number(s['nonfinite'])} non-finite"
+        ),
         soft_wrap=True,
     )
     if report.diagnostics:
@@ -229,7 +246,7 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
         mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
         console.print(Text.assemble(mark, f" {gate['gate']} {fmt_number(gate['value'])} (limit {gate['op']} {fmt_number(gate['limit'])})"))
     # one line whatever the terminal width: CI logs are read by grep and by people scrolling
-    console.print(Text(verdict, style="bold green" if result["passed"] else "bold red"), soft_wrap=True)
+    console.print(Text(terminal(verdict), style="bold green" if result["passed"] else "bold red"), soft_wrap=True)
 
 
 def render_explain(rules: list[Any], single: bool, console: Console) -> None:
@@ -239,11 +256,11 @@ def render_explain(rules: list[Any], single: bool, console: Console) -> None:
         console.print(Text(f"{rule.code} {rule.name} ({rule.severity})", style="bold"))
         for title, body in (("What", rule.summary), ("Why it matters", rule.why), ("How to fix it", rule.fix), ("Example", rule.example)):
             console.print(Text(f"\n{title}", style="bold"))
-            console.print(body)
+            console.print(Text(body))
         return
     table = Table(title="Diagnostics (xent explain CODE for one)", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("code", "name", "severity", "what"):
         table.add_column(name)
     for rule in rules:
-        table.add_row(rule.code, rule.name, Text(rule.severity, style=SEVERITY_STYLE[rule.severity]), rule.summary)
+        table.add_row(rule.code, rule.name, Text(rule.severity, style=SEVERITY_STYLE[rule.severity]), Text(rule.summary))
     console.print(table)

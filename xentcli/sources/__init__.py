@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,6 +45,7 @@ class Chunk:
     weights: npt.NDArray | None = None  # [n] per-row sample weights
     sample: npt.NDArray | None = None  # sequences: the sequence of each row (index or group id)
     position: npt.NDArray | None = None  # and the row's position in it
+    score_dtype: str = ""  # the stored dtype of this chunk's scores (shards may differ)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class InputDescription:
     shards: int = 1  # files read as one dataset
     classes: tuple[str, ...] | None = None  # class names, when known
     label_names: bool = False  # the labels were class names, mapped to indices
+    id_type: str | None = None  # the id column's type, as stored
+    notes: tuple[str, ...] = ()  # what xent decided for the user (skipped files, reordered columns)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,7 +80,7 @@ class InputDescription:
     @property
     def bytes_per_row(self) -> int:
         """Bytes of scores per row as computed: float64 stays 8 bytes, everything else becomes float32."""
-        return self.num_classes * (8 if self.score_dtype == "float64" else 4)
+        return self.num_classes * (8 if "float64" in self.score_dtype else 4)
 
 
 class Roles(Protocol):
@@ -108,6 +111,10 @@ def _check_file(path: str) -> None:
         raise InputError("no such file", path=path)
     if os.path.isdir(path):
         raise InputError("is a folder, not a file", path=path, hint="name one file")
+    if not os.path.isfile(path):
+        raise InputError("is not a regular file (a pipe, socket or device)", path=path, hint="save the dump to a file first")
+    if not os.access(path, os.R_OK):
+        raise InputError("cannot be read (permission denied)", path=path)
 
 
 @dataclass
@@ -131,33 +138,49 @@ class _Side:
     sequences: str | None = None
     classes: tuple[str, ...] | None = None
     label_names: bool = False
+    id_type: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def _columnar_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None) -> _Side:
+def _columnar_side(
+    path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None,
+    first: tuple[str, tuple[str, ...]] | None = None,
+) -> _Side:
+    """`classes`: names known for the labels file; `first`: the first shard's path and class names,
+    which a later shard's class-named columns must match."""
     # pyarrow is imported here, not at start-up: NPY and NPZ runs never need it
     from xentcli.sources.columnar import ColumnarFile, ColumnarRoles
-    from xentcli.sources.columns import Field, check_target_kind, find_scores, find_targets, find_weights, is_text
+    from xentcli.sources.columns import (
+        Field, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_text, reconcile_classes,
+    )
 
     file = ColumnarFile(path, fmt)
+    cells = file if fmt == "csv" else None
     roles: dict[str, Field] = {}
+    notes: list[str] = []
     classes = cfg.classes or classes
     if want_scores:
-        roles["scores"] = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix)
-        classes = cfg.classes or roles["scores"].classes
+        found = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix, cells)
+        if found.classes is not None:
+            for known, given_by in ((first[1], first[0]) if first else (None, ""), (cfg.classes, "--classes")):
+                if known is not None:
+                    found, note = reconcile_classes(found, known, path, given_by)
+                    notes += [note] if note else []
+                    break
+        roles["scores"] = found
+        classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
-        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes)
+        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
     if want_scores and cfg.id_col:
-        if cfg.id_col not in file.schema.names:
-            raise LayoutError(f"no column '{cfg.id_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --id-col")
-        roles["ids"] = Field((cfg.id_col,), False, file.schema.field(cfg.id_col).type)
+        roles["ids"] = id_field(file.schema, cfg.id_col, path)
     if want_scores and cfg.weight_col:
         roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
     if want_scores and cfg.group_col:
-        if cfg.group_col not in file.schema.names:
-            raise LayoutError(f"no column '{cfg.group_col}' (columns: {', '.join(file.schema.names)})", path=path, hint="check --group-col")
-        roles["group"] = Field((cfg.group_col,), False, file.schema.field(cfg.group_col).type)
+        roles["group"] = group_field(file.schema, cfg.group_col, path)
     reader = ColumnarRoles(file, roles, classes)
-    side = _Side(reader, classes=classes)
+    side = _Side(reader, classes=classes, notes=notes)
+    if "ids" in roles:
+        side.id_type = "string" if fmt == "csv" else str(roles["ids"].dtype)
     if want_scores:
         found = roles["scores"]
         side.scores = found.describe
@@ -307,22 +330,24 @@ def _open_side(
     fmt_override: str | None,
     seq: tuple[int | None, int] = (None, 2),
     classes: tuple[str, ...] | None = None,
+    first: tuple[str, tuple[str, ...]] | None = None,
 ) -> tuple[_Side, str]:
     _check_file(path)
     fmt = detect_format(path, fmt_override)
     if fmt in COLUMNAR:
         if seq[0] is not None:
             raise OptionError("labels of [N, T, C] scores must be an .npy or .npz array", path=path, hint="save them as [N, T]")
-        return _columnar_side(path, fmt, cfg, want_scores, classes), fmt
+        return _columnar_side(path, fmt, cfg, want_scores, classes, first), fmt
     return _array_side(path, fmt, cfg, want_scores, seq), fmt
 
 
 class FileSource:
     """One opened input file (with its labels and weights files): description and chunks."""
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: SourceConfig, first: tuple[str, tuple[str, ...]] | None = None) -> None:
+        """`first`: the first shard's path and class names, when this file is a later shard."""
         path = cfg.paths[0]
-        main, fmt = _open_side(path, cfg, True, cfg.format)
+        main, fmt = _open_side(path, cfg, True, cfg.format, first=first)
         labels = None
         if cfg.labels_path is not None:
             labels, _ = _open_side(cfg.labels_path, cfg, False, None, (main.seq_len, main.class_axis), main.classes or cfg.classes)
@@ -333,8 +358,10 @@ class FileSource:
         if cfg.sample_weights_path is not None:
             _check_file(cfg.sample_weights_path)
             weights = NpyArray(cfg.sample_weights_path, os.path.basename(cfg.sample_weights_path))
-            if len(weights.shape) not in (1, 2):
-                raise LayoutError(f"sample weights have shape {weights.shape}; expected [rows] or [N, T]", path=cfg.sample_weights_path)
+            fits = len(weights.shape) == 1 or (len(weights.shape) == 2 and weights.shape[1] in (1, main.seq_len or 1))
+            if not fits:
+                expected = "[rows] or [rows, 1]" if main.seq_len is None else f"[N], [N, 1] or [N, {main.seq_len}]"
+                raise LayoutError(f"sample weights have shape {list(weights.shape)}; expected {expected}", path=cfg.sample_weights_path)
             extras.append((ArrayRoles({"weights": weights}, cfg.sample_weights_path, main.seq_len, main.class_axis), "weights"))
             weights_from = f"array of shape {list(weights.shape)} in {cfg.sample_weights_path}"
         for extra, _ in extras:
@@ -373,6 +400,7 @@ class FileSource:
             kind, kind_from = "logits", "default"
         self._main = main.roles
         self._extras = extras
+        self._weights_from = cfg.sample_weights_path or f"{path} (column '{cfg.weight_col}')"
         self.description = InputDescription(
             format=fmt,
             path=path,
@@ -392,8 +420,23 @@ class FileSource:
             sequences=main.sequences,
             classes=classes,
             label_names=target_side.label_names,
+            id_type=main.id_type,
+            notes=tuple(main.notes),
         )
         self._rows_done = 0
+
+    def _checked_weights(self, weights: npt.NDArray[np.float64], offset: int) -> npt.NDArray[np.float64]:
+        """Sample weights must be finite and ≥ 0, as --class-weights must: a negative weight makes
+        the weighted mean leave [min, max] of the losses, a NaN one makes it undefined."""
+        with np.errstate(invalid="ignore"):
+            bad = ~(weights >= 0) | (weights == np.inf)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"the sample weight of row {offset + row} is {weights[row]}; weights must be finite and ≥ 0",
+                path=self._weights_from, hint="fix the weights (0 leaves a row out of the weighted mean)",
+            )
+        return weights
 
     def progress(self) -> float | None:
         """Fraction of the input read so far, when it can be known."""
@@ -413,20 +456,24 @@ class FileSource:
             n = len(scores)
             weights = batch.get("weights")
             if weights is not None:
-                weights = weights.reshape(n).astype(np.float64)
+                weights = self._checked_weights(weights.reshape(n).astype(np.float64), offset)
             sample, position = batch.get("sample"), batch.get("position")
             if dense:
                 chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"), weights, sample, position)
             else:
                 chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights, sample, position)
+            chunk.score_dtype = self.description.score_dtype
             yield chunk
             offset += n
             self._rows_done = offset
 
 
-def expand_paths(paths: tuple[str, ...]) -> list[str]:
-    """Files named, matched by a glob, or found (recursively) in a folder, in a stable order."""
+def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[str], list[str]]:
+    """Files named, matched by a glob, or found (recursively) in a folder, in a stable order; and
+    notes on what a folder or glob held that was left out. Within a folder or glob, non-regular
+    files (pipes, sockets) are skipped, and one format is read: the only one there, or `fmt`."""
     files: list[str] = []
+    notes: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(
@@ -437,79 +484,124 @@ def expand_paths(paths: tuple[str, ...]) -> list[str]:
             )
             if not found:
                 raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path)
-            files += found
         elif any(char in path for char in "*?[") and not os.path.exists(path):
-            found = sorted(glob.glob(path, recursive=True))
+            found = sorted(name for name in glob.glob(path, recursive=True) if not os.path.isdir(name))
             if not found:
                 raise InputError("matches no file", path=path, hint="check the pattern (quote it so the shell leaves it to xent)")
-            files += found
         else:
             files.append(path)
-    return files
+            continue
+        files += _one_format(path, found, fmt, notes)
+    return files, notes
+
+
+def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) -> list[str]:
+    """The regular files of one format among those a folder or glob found."""
+    regular = [name for name in found if os.path.isfile(name)]
+    if len(regular) < len(found):
+        notes.append(f"{path}: skipped {len(found) - len(regular)} entries that are not regular files (pipes, sockets, devices)")
+    if not regular:
+        raise InputError("holds no regular files to read", path=path)
+    if fmt is not None:
+        kept = [name for name in regular if detect_format(name, None) == fmt]
+        if len(kept) < len(regular):
+            notes.append(f"{path}: --format {fmt}: skipped {len(regular) - len(kept)} files of other formats")
+        if not kept:
+            raise InputError(f"holds no {fmt} files", path=path)
+        return kept
+    formats = sorted({detect_format(name, None) for name in regular})
+    if len(formats) > 1:
+        raise InputError(
+            f"holds files of several formats ({', '.join(formats)}): one dump is one format",
+            path=path, hint=f"say which to read with --format {formats[0]} (the others are skipped)",
+        )
+    return regular
 
 
 class Source:
     """The input: one file, or several shards read one after another as one dataset.
 
-    Shards must agree on the number of classes and on what the scores and targets are; rows
-    are numbered across the shards in order (sorted names within a folder or glob)."""
+    Shards must agree on the number of classes, their names and order (class-named columns in
+    another order are read in the first shard's order), what the scores and targets are, and the
+    id type; rows are numbered across the shards in order (sorted names within a folder or glob).
+    Each shard is opened to check it and closed again, and opened anew when its turn comes to be
+    read: a dump of thousands of shards never holds more than one open."""
 
     def __init__(self, cfg: SourceConfig) -> None:
-        files = expand_paths(cfg.paths)
+        files, notes = expand_paths(cfg.paths, cfg.format)
         if len(files) > 1 and (cfg.labels_path or cfg.sample_weights_path):
             raise OptionError(
                 "--labels and --sample-weights pair with a single scores file",
                 hint="keep the labels in the shards themselves, or score one file at a time",
             )
         self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path) if p]
-        self._files = [FileSource(replace(cfg, paths=(name,))) for name in files]
-        first = self._files[0].description
-        for shard in self._files[1:]:
-            info = shard.description
-            for field_name in ("num_classes", "input_kind", "target_kind", "sequence_length"):
+        self._configs = [replace(cfg, paths=(name,)) for name in files]
+        first = FileSource(self._configs[0]).description
+        self._first_classes = (first.path, first.classes) if first.classes else None
+        descriptions = [first] + [FileSource(shard, self._first_classes).description for shard in self._configs[1:]]
+        for info in descriptions[1:]:
+            for field_name in ("num_classes", "input_kind", "target_kind", "sequence_length", "id_type"):
                 if getattr(info, field_name) != getattr(first, field_name):
                     raise LayoutError(
                         f"{field_name.replace('_', ' ')} is {getattr(info, field_name)}, but {first.path} has {getattr(first, field_name)}",
                         path=info.path,
                         hint="all shards of a dump must have the same layout",
                     )
-        if len(self._files) == 1:
-            self.description = first
+        self._dtypes = [info.score_dtype for info in descriptions]
+        dtypes = sorted(set(self._dtypes))
+        if len(dtypes) > 1:
+            notes.append(f"shards store their scores in different dtypes ({', '.join(dtypes)}); each is read as stored")
+        notes += [note for info in descriptions for note in info.notes]
+        if len(descriptions) == 1:
+            self.description = replace(first, notes=tuple(notes))
         else:
-            rows = [shard.description.rows for shard in self._files]
-            samples = [shard.description.samples for shard in self._files]
+            rows = [info.rows for info in descriptions]
+            samples = [info.samples for info in descriptions]
             self.description = replace(
                 first,
                 path=" ".join(cfg.paths),
                 rows=None if None in rows else sum(rows),  # type: ignore[arg-type]
                 samples=None if None in samples else sum(samples),  # type: ignore[arg-type]
-                shards=len(self._files),
-                format=first.format if len({s.description.format for s in self._files}) == 1 else "mixed",
+                shards=len(descriptions),
+                format=first.format,
+                score_dtype="+".join(dtypes),
+                notes=tuple(notes),
             )
         self._current = 0
+        self._shard: FileSource | None = None
 
     def progress(self) -> float | None:
-        done = self._files[self._current].progress()
+        done = self._shard.progress() if self._shard is not None else 0.0
         if done is None:
             return None
-        return (self._current + done) / len(self._files)
+        return (self._current + done) / len(self._configs)
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         offset = 0
         sample_offset = 0
-        for index, shard in enumerate(self._files):
+        weight_total: float | None = None
+        for index, shard_cfg in enumerate(self._configs):
             self._current = index
+            self._shard = FileSource(shard_cfg, self._first_classes if index else None)
             last = None
-            for chunk in shard.chunks(rows):
+            tail = offset
+            for chunk in self._shard.chunks(rows):
                 chunk.offset += offset
+                chunk.score_dtype = self._dtypes[index]
                 if chunk.sample is not None and chunk.sample.dtype.kind in "iu":
                     chunk.sample = chunk.sample + sample_offset
                     last = chunk.sample[-1] if chunk.sample.size else last
+                if chunk.weights is not None:
+                    weight_total = (weight_total or 0.0) + float(chunk.weights.sum())
                 yield chunk
                 tail = chunk.offset + len(chunk.scores)
+            self._shard = None  # closes its files
             offset = tail
             if last is not None:
                 sample_offset = int(last) + 1
+        if weight_total == 0.0:
+            raise InputError("every sample weight is 0: the weighted mean is undefined", path=self.description.weights,
+                             hint="check the weights column or file")
 
 
 def _compute_dtype(values: npt.NDArray) -> npt.NDArray:
@@ -534,7 +626,7 @@ def rechunk(batches: Iterator[dict[str, npt.NDArray]], rows: int) -> Iterator[di
         have += n
         if have < rows:
             continue
-        joined = pending[0] if len(pending) == 1 else {key: np.concatenate([p[key] for p in pending]) for key in batch}
+        joined = pending[0] if len(pending) == 1 else {key: _join([p[key] for p in pending]) for key in batch}
         start = 0
         while have - start >= rows:
             yield {key: value[start : start + rows] for key, value in joined.items()}
@@ -542,7 +634,16 @@ def rechunk(batches: Iterator[dict[str, npt.NDArray]], rows: int) -> Iterator[di
         have -= start
         pending = [{key: value[start:] for key, value in joined.items()}] if have else []
     if have:
-        yield pending[0] if len(pending) == 1 else {key: np.concatenate([p[key] for p in pending]) for key in pending[0]}
+        yield pending[0] if len(pending) == 1 else {key: _join([p[key] for p in pending]) for key in pending[0]}
+
+
+def _join(parts: list[Any]) -> Any:
+    """Row-aligned pieces of one role joined: numpy arrays, or Arrow arrays (ids keep their type)."""
+    if hasattr(parts[0], "as_py") or type(parts[0]).__module__.startswith("pyarrow"):
+        import pyarrow as pa
+
+        return pa.concat_arrays(parts)
+    return np.concatenate(parts)
 
 
 def _paired(

@@ -172,6 +172,8 @@ class ArrayRoles:
             if self.class_axis == 1:
                 values = np.moveaxis(values, 1, 2)
             return np.ascontiguousarray(values).reshape(-1, values.shape[2])
+        if values.ndim == 2 and role == "weights" and values.shape[1] == 1:  # one weight per sequence, as Keras broadcasts
+            return np.repeat(values[:, 0], seq_len)
         if values.ndim == 2 and role != "scores":
             return values.reshape(-1)
         return np.repeat(values, seq_len, axis=0)

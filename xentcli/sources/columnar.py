@@ -27,6 +27,7 @@ CSV_BLOCK_BYTES = 1 << 20
 # Parquet is read through a buffered stream, column chunk by column chunk: resident memory stays
 # near one row group of decoded values instead of the whole file pre-buffered.
 PARQUET_BUFFER_BYTES = 1 << 20
+CSV_MAX_BLOCK_BYTES = 1 << 30
 
 
 class ColumnarFile:
@@ -37,6 +38,7 @@ class ColumnarFile:
         self.format = fmt
         self._raw: BinaryIO | None = None
         self._column_types: dict[str, pa.DataType] = {}
+        self._csv_block = CSV_BLOCK_BYTES
         try:
             if fmt == "parquet":
                 self._parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
@@ -48,8 +50,11 @@ class ColumnarFile:
                 with self._csv_reader({}, None) as reader:
                     self.schema = reader.schema
                 self.rows = None
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
             raise InputError(f"cannot read as {fmt}: {_first_line(exc)}", path=path, hint="check the file or --format") from None
+        repeated = sorted({name for name in self.schema.names if self.schema.names.count(name) > 1})
+        if repeated:
+            raise InputError(f"column names repeat: {', '.join(map(repr, repeated))}", path=path, hint="give every column its own name")
 
     def _open_ipc(self) -> None:
         source = pa.memory_map(self.path)
@@ -63,20 +68,50 @@ class ColumnarFile:
             self.rows = None
 
     def _csv_reader(self, column_types: dict[str, pa.DataType], include: list[str] | None) -> pa_csv.CSVStreamingReader:
-        self._raw = open(self.path, "rb")  # noqa: SIM115 — closed by the reader's owner
-        stream = pa.CompressedInputStream(self._raw, "gzip") if self.path.endswith(".gz") else self._raw
-        return pa_csv.open_csv(
-            stream,
-            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            convert_options=pa_csv.ConvertOptions(column_types=column_types, include_columns=include),
-        )
+        """A streaming CSV reader whose blocks hold at least a few rows: a block smaller than a row
+        (60,000 wide columns) is an error in pyarrow, so the block grows until the first one parses."""
+        while True:
+            self._raw = open(self.path, "rb")  # noqa: SIM115 — closed by the reader's owner
+            stream = pa.CompressedInputStream(self._raw, "gzip") if self.path.lower().endswith(".gz") else self._raw
+            try:
+                return pa_csv.open_csv(
+                    stream,
+                    read_options=pa_csv.ReadOptions(block_size=self._csv_block),
+                    convert_options=pa_csv.ConvertOptions(column_types=column_types, include_columns=include,
+                                                          strings_can_be_null=True),
+                )
+            except pa.ArrowInvalid as exc:
+                self._raw.close()
+                if "straddling" not in str(exc) or self._csv_block >= CSV_MAX_BLOCK_BYTES:
+                    raise
+                self._csv_block *= 4
 
-    def set_csv_types(self, fields: list[Field]) -> None:
-        """Parse CSV score and label columns as float64 so a later block cannot change their type."""
-        for found in fields:
-            if found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
+    def set_csv_types(self, fields: dict[str, Field]) -> None:
+        """Parse CSV score, label and weight columns as float64 so a later block cannot change their
+        type, and ids as text, kept exactly as written (007 stays 007)."""
+        for role, found in fields.items():
+            if role == "ids":
+                self._column_types[found.columns[0]] = pa.string()
+            elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
                 for name in found.columns:
                     self._column_types[name] = pa.float64()
+
+    def first_bad_cell(self, columns: list[str]) -> tuple[str, int, str] | None:
+        """(column, row, text) of the first cell among `columns` that is text but not a number
+        (a null or empty cell is NaN, not an error). One more pass over the file, on the error path only."""
+        import pyarrow.compute as pc  # the error path only
+
+        types = {name: pa.string() for name in columns}
+        offset = 0
+        with self._csv_reader(types, columns) as reader:
+            for batch in reader:
+                for name in columns:
+                    column = batch.column(name)
+                    bad = _first_unparsable(column, pc)
+                    if bad is not None:
+                        return name, offset + bad, column[bad].as_py()
+                offset += batch.num_rows
+        return None
 
     def first_batch(self, columns: list[str]) -> pa.RecordBatch | None:
         for batch in self.record_batches(columns, 16):
@@ -92,8 +127,16 @@ class ColumnarFile:
             else:
                 with self._csv_reader(self._column_types, columns) as reader:
                     yield from reader
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-            raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint="check the file") from None
+        except (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowNotImplementedError, OSError) as exc:
+            numbers = [name for name in columns if self._column_types.get(name) == pa.float64()]
+            if self.format == "csv" and "conversion error" in str(exc) and numbers:
+                found = self.first_bad_cell(numbers)
+                if found is not None:
+                    name, row, text = found
+                    raise InputError(f"column '{name}' row {row}: {text!r} is not a number", path=self.path,
+                                     hint="fix or blank the cell (an empty cell reads as NaN and is flagged XE101)") from None
+            hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
+            raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None
 
     def _ipc_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         if self._ipc_file is not None:
@@ -108,6 +151,27 @@ class ColumnarFile:
         if self._raw is None or self._raw.closed:
             return None
         return self._raw.tell() / max(1, os.path.getsize(self.path))
+
+
+def _first_unparsable(column: pa.Array, pc: object) -> int | None:
+    """Index of the first non-null string in `column` that does not cast to float64 (bisection)."""
+    def parses(part: pa.Array) -> bool:
+        try:
+            pc.cast(part, pa.float64())  # type: ignore[attr-defined]
+            return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+
+    if parses(column):
+        return None
+    low, high = 0, len(column)  # the first bad cell lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if parses(column.slice(low, middle - low)):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _first_line(exc: Exception) -> str:
@@ -130,7 +194,7 @@ class ColumnarRoles:
         self.nested = "scores" in roles and roles["scores"].nested
         self.rows = None if self.nested else file.rows
         if file.format == "csv":
-            file.set_csv_types(list(roles.values()))
+            file.set_csv_types(roles)
         self._columns = [name for found in roles.values() for name in found.columns]
         first = file.first_batch(self._columns)
         self.empty = first is None or first.num_rows == 0
@@ -173,8 +237,9 @@ class ColumnarRoles:
             import pyarrow.compute as pc  # only here: importing it costs ~50 ms of every start
 
             column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
-        values = to_numpy(column)  # type: ignore[arg-type]
-        return values if role == "ids" else np.asarray(values)
+        if role == "ids":  # identifiers keep their Arrow type and values exactly (nulls, int64 > 2^53, dates)
+            return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column  # type: ignore[return-value]
+        return np.asarray(to_numpy(column))  # type: ignore[arg-type]
 
     def _sequence_batch(self, batch: pa.RecordBatch, offset: int) -> dict[str, npt.NDArray]:
         """Nested rows → one row per token, with each token's sequence (row) and position."""
@@ -198,6 +263,8 @@ class ColumnarRoles:
                             code="XE302",
                         )
                 out[role] = self._array(column.flatten(), role, found, offset)
+            elif role == "ids":
+                out[role] = self._array(column, role, found, offset).take(np.repeat(np.arange(len(lengths)), lengths))  # type: ignore[attr-defined]
             else:
                 out[role] = np.repeat(self._array(column, role, found, offset), lengths)
         starts = np.cumsum(lengths) - lengths

@@ -7,7 +7,8 @@ Shared by every columnar format (Parquet, Arrow IPC, CSV): the plan is made once
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -80,17 +81,43 @@ class Field:
         return inner.value_type if is_list(inner) and not self.wide else inner
 
 
+class CellFinder(Protocol):
+    """Finds the first cell of a column that is not a number (CSV, whose types are inferred)."""
+
+    def first_bad_cell(self, columns: list[str]) -> tuple[str, int, str] | None: ...
+
+
 def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
-    """Columns named prefix + index, grouped by prefix and sorted by index."""
+    """Columns named prefix + index, grouped by prefix and sorted by index, whatever their type
+    (a member that is not numeric is an error of the group, not a column to leave out)."""
     groups: dict[str, list[tuple[int, str]]] = {}
     for name in schema.names:
         match = _WIDE.match(name)
-        if match and is_number(schema.field(name).type):
+        if match:
             groups.setdefault(match.group(1), []).append((int(match.group(2)), name))
     return {prefix: tuple(name for _, name in sorted(members)) for prefix, members in groups.items()}
 
 
-def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: str) -> Field:
+def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells: CellFinder | None) -> None:
+    """Every column of a group must hold numbers: name the first that does not, and in a CSV file
+    the cell (row 0-based, as -o numbers rows) that made it text."""
+    bad = [name for name in columns if not is_number(schema.field(name).type)]
+    if not bad:
+        return
+    found = cells.first_bad_cell(bad) if cells is not None else None
+    if found is not None:
+        name, row, text = found
+        raise LayoutError(
+            f"column '{name}' row {row}: {text!r} is not a number", path=path,
+            hint="fix or blank the cell (an empty cell reads as NaN and is flagged XE101)",
+        )
+    raise LayoutError(
+        f"column '{bad[0]}' holds {schema.field(bad[0]).type}, not numbers", path=path,
+        hint="store the scores and targets as numbers",
+    )
+
+
+def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: str, cells: CellFinder | None) -> Field:
     indices = [int(_WIDE.match(name).group(2)) for name in members]  # type: ignore[union-attr]
     if indices != list(range(len(indices))):
         missing = sorted(set(range(max(indices) + 1)) - set(indices))
@@ -100,14 +127,15 @@ def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: 
             path=path,
             hint="rename the columns or pick others with --score-prefix/--target-prefix",
         )
+    check_numeric(schema, members, path, cells)
     return Field(members, True, schema.field(members[0]).type)
 
 
-def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str) -> Field:
+def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str, cells: CellFinder | None) -> Field:
     groups = wide_groups(schema)
-    for candidate in (prefix, prefix + "_"):
+    for candidate in dict.fromkeys((prefix, prefix + "_")):
         if candidate in groups:
-            return _wide_field(schema, candidate, groups[candidate], path)
+            return _wide_field(schema, candidate, groups[candidate], path, cells)
     raise LayoutError(
         f"no columns named {prefix}0, {prefix}1, … (columns: {', '.join(schema.names)})",
         path=path,
@@ -123,14 +151,15 @@ def _named_column(schema: pa.Schema, name: str, path: str, option: str) -> Field
     return Field((name,), False, schema.field(name).type)
 
 
-def find_scores(schema: pa.Schema, path: str, column: str | None, prefix: str | None) -> Field:
-    """The score field: named by option, else found by the rules in the README."""
+def find_scores(schema: pa.Schema, path: str, column: str | None, prefix: str | None, cells: CellFinder | None = None) -> Field:
+    """The score field: named by option, else found by the rules in the README. `--score-prefix ""`
+    names columns 0, 1, … (a predict_proba DataFrame)."""
     if column:
         found = _named_column(schema, column, path, "--score-col")
-    elif prefix:
-        found = _find_prefix(schema, prefix, path, "--score-prefix")
+    elif prefix is not None:
+        found = _find_prefix(schema, prefix, path, "--score-prefix", cells)
     else:
-        found = _auto_scores(schema, path)
+        found = _auto_scores(schema, path, cells)
     if not (found.wide or is_list(found.dtype)):
         raise LayoutError(
             f"score column '{found.columns[0]}' holds {found.dtype}, not a list of numbers per row",
@@ -145,18 +174,19 @@ def find_scores(schema: pa.Schema, path: str, column: str | None, prefix: str | 
     return found
 
 
-def named_class_columns(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
-    """Numeric columns named prefix + class name (logit_cat, logit_dog …), grouped by known prefix."""
+def named_class_columns(schema: pa.Schema, any_type: bool = False) -> dict[str, tuple[str, ...]]:
+    """Numeric columns named prefix + class name (logit_cat, logit_dog …), grouped by known prefix;
+    with `any_type` (CSV, whose types are guessed) columns of any type."""
     groups: dict[str, list[str]] = {}
     for name in schema.names:
         for prefix in sorted(SCORE_PREFIXES, key=len, reverse=True):
-            if name.lower().startswith(prefix) and len(name) > len(prefix) and is_number(schema.field(name).type):
+            if name.lower().startswith(prefix) and len(name) > len(prefix) and (any_type or is_number(schema.field(name).type)):
                 groups.setdefault(name[: len(prefix)], []).append(name)
                 break
     return {prefix: tuple(names) for prefix, names in groups.items() if len(names) >= 2}
 
 
-def _auto_scores(schema: pa.Schema, path: str) -> Field:
+def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Field:
     lists = [name for name in schema.names if is_list(schema.field(name).type)]
     named = [name for name in lists if name.lower() in SCORE_LIST_NAMES]
     candidates = named or [name for name in lists if name.lower() not in TARGET_NAMES]
@@ -171,22 +201,62 @@ def _auto_scores(schema: pa.Schema, path: str) -> Field:
     groups = {p: m for p, m in wide_groups(schema).items() if p.lower() in SCORE_PREFIXES}
     if len(groups) == 1:
         prefix, members = next(iter(groups.items()))
-        return _wide_field(schema, prefix, members, path)
+        return _wide_field(schema, prefix, members, path, cells)
     if len(groups) > 1:
         raise LayoutError(
             f"several groups of wide score columns: {', '.join(p + '0…' for p in groups)}",
             path=path,
             hint="choose one with --score-prefix",
         )
-    named_groups = named_class_columns(schema)
+    named_groups = named_class_columns(schema, any_type=cells is not None)
     if len(named_groups) == 1:
         prefix, members = next(iter(named_groups.items()))
+        check_numeric(schema, members, path, cells)
         return Field(members, True, schema.field(members[0]).type, tuple(m[len(prefix):] for m in members))
     raise LayoutError(
         f"no score column found (columns: {', '.join(schema.names)})",
         path=path,
         hint="name a list column with --score-col, or wide columns with --score-prefix",
     )
+
+
+def reconcile_classes(found: Field, classes: tuple[str, ...], path: str, given_by: str) -> tuple[Field, str | None]:
+    """Class-named score columns against class names known already (`--classes`, or the first
+    shard's columns). The same names in another order: --classes yields to the columns' order, a
+    later shard is read in the first shard's order; either way a note says so. Other names: an error."""
+    assert found.classes is not None
+    if found.classes == classes:
+        return found, None
+    if set(found.classes) != set(classes):
+        extra = [name for name in found.classes if name not in classes]
+        missing = [name for name in classes if name not in found.classes]
+        parts = ([f"the columns name {', '.join(map(repr, extra))} not in {given_by}"] if extra else []) + (
+            [f"{given_by} names {', '.join(map(repr, missing))} not among the columns"] if missing else [])
+        error = OptionError if given_by == "--classes" else LayoutError
+        raise error("class names disagree: " + "; ".join(parts), path=path,
+                    hint="name the same classes" if given_by == "--classes" else "all shards of a dump must score the same classes")
+    if given_by == "--classes":
+        return found, f"{path}: --classes lists the score columns' classes in another order; the columns' order is used"
+    position = {name: i for i, name in enumerate(found.classes)}
+    columns = tuple(found.columns[position[name]] for name in classes)
+    return replace(found, columns=columns, classes=classes), f"{path}: class columns come in another order than in {given_by}; read in its order"
+
+
+def id_field(schema: pa.Schema, name: str, path: str) -> Field:
+    """The id column: one scalar per row (numbers, text, bytes, dates, times, decimals), never a list."""
+    found = _named_column(schema, name, path, "--id-col")
+    if pa.types.is_nested(found.dtype):
+        raise LayoutError(f"id column '{name}' holds {found.dtype}, not one value per row", path=path, hint="pick a column of scalars with --id-col")
+    return found
+
+
+def group_field(schema: pa.Schema, name: str, path: str) -> Field:
+    """The column naming each token row's sequence: integers or text."""
+    found = _named_column(schema, name, path, "--group-col")
+    dtype = found.dtype.value_type if pa.types.is_dictionary(found.dtype) else found.dtype
+    if not (pa.types.is_integer(dtype) or is_text(dtype)):
+        raise LayoutError(f"group column '{name}' holds {found.dtype}; sequences are named by integers or text", path=path, hint="check --group-col")
+    return found
 
 
 def is_text(dtype: pa.DataType) -> bool:
@@ -196,21 +266,22 @@ def is_text(dtype: pa.DataType) -> bool:
 
 
 def find_targets(
-    schema: pa.Schema, path: str, column: str | None, prefix: str | None, classes: tuple[str, ...] | None = None
+    schema: pa.Schema, path: str, column: str | None, prefix: str | None, classes: tuple[str, ...] | None = None,
+    cells: CellFinder | None = None,
 ) -> Field:
     """The target field: an integer label column, a list column or wide columns of target rows;
     with class names, a column of strings."""
     if column:
         found = _named_column(schema, column, path, "--label-col")
-    elif prefix:
-        found = _find_prefix(schema, prefix, path, "--target-prefix")
+    elif prefix is not None:
+        found = _find_prefix(schema, prefix, path, "--target-prefix", cells)
     else:
         names = [name for name in schema.names if name.lower() in TARGET_NAMES]
         groups = {p: m for p, m in wide_groups(schema).items() if p.lower() in TARGET_PREFIXES}
         if names:
             found = Field((names[0],), False, schema.field(names[0]).type)
         elif groups:
-            found = _wide_field(schema, *next(iter(groups.items())), path)
+            found = _wide_field(schema, *next(iter(groups.items())), path, cells)
         else:
             raise LayoutError(
                 f"no label column found (columns: {', '.join(schema.names)})",
@@ -226,6 +297,8 @@ def find_targets(
                 hint="name the classes in order with --classes a,b,c (or a file, one per line)",
             )
         return found
+    if not found.wide and not is_list(found.dtype) and cells is not None and not is_number(value_type):
+        check_numeric(schema, found.columns, path, cells)  # a CSV label column that a bad cell made text
     if not (is_number(value_type) or pa.types.is_boolean(value_type)):
         raise LayoutError(
             f"labels in {found.describe} are {value_type}, not numbers",

@@ -1,0 +1,34 @@
+"""Plain Python values from numpy and Arrow ones: what JSON, the tables and the examples hold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON and Rich understand (NaN stays a float)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def id_value(value: Any) -> Any:
+    """An identifier as JSON can hold it exactly: integers (any size), text, booleans and null as
+    they are; a non-finite float as null; bytes as text (undecodable bytes escaped); dates, times,
+    decimals and durations as their ISO or decimal text."""
+    if hasattr(value, "as_py"):  # an Arrow scalar
+        value = value.as_py()
+    value = plain(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def id_at(ids: Any, row: int) -> Any:
+    """The id of one row of a chunk's ids (an Arrow array or a numpy array)."""
+    return id_value(ids[row])

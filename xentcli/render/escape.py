@@ -1,0 +1,27 @@
+"""The one escaping function per output kind for text that comes from the data or the user (file,
+column, class and id names, option values): shown as text, never as markup or terminal control."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0 controls, DEL and C1 controls (ESC and CSI above all): shown as \\x1b, never sent to a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# A table cell longer than this is cut, with a marker; --json keeps every character.
+MAX_CELL = 80
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
+
+
+def terminal(value: Any, limit: int | None = None) -> str:
+    """Text for a terminal: every control character as a visible escape, one line, and cut to
+    `limit` characters with '…' when a limit is given. Rich markup is not interpreted by callers
+    that pass the result as `rich.text.Text` (the tables do)."""
+    text = _CONTROL.sub(_visible, "null" if value is None else str(value))
+    if limit is not None and len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
