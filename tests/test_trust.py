@@ -117,3 +117,20 @@ def test_huge_labels_are_out_of_range(tmp_path, labels):
 def test_ignore_index_beyond_int64_is_refused(tmp_path):
     result = invoke("score", *_npy(tmp_path, np.zeros((2, 3)), [0, 1]), "--ignore-index", str(2**70))
     assert result.exit_code == 2
+
+
+# ---- 15. --epsilon E is Keras' rule with that epsilon --------------------------------------
+
+def test_epsilon_equals_keras_with_that_epsilon(tmp_path):
+    p = np.array([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6], [1.0, 0.0, 0.0]])
+    y = np.array([2, 2, 1])
+    args = _npy(tmp_path, p, y, name="probs.npy")
+    eps = 1e-3
+    truth = json.loads(invoke("score", *args, "--epsilon", eps, "--json").stdout)
+    keras = json.loads(invoke("score", *args, "--epsilon", eps, "--like", "keras", "--json").stdout)
+    # by hand, as keras/src/backend/tensorflow/nn.py does for integer labels: clip to [ε, 1 − ε],
+    # then log_softmax of the log renormalises: −log(clip(p_y) / Σ clip(p))
+    clipped = np.clip(p, eps, 1 - eps)
+    hand = -np.log(clipped[np.arange(3), y] / clipped.sum(axis=1))
+    assert truth["summary"]["loss_mean"] == pytest.approx(hand.mean(), rel=1e-12)
+    assert keras["like"]["loss"] == pytest.approx(hand.mean(), rel=1e-12)

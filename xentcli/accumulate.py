@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
+from xentcli.ranking import top_rows
 from xentcli.sketch import QuantileSketch
 from xentcli.tally import ChunkTally
 
@@ -38,10 +39,7 @@ class WorstRows:
     def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None) -> None:
         if self.k == 0:
             return
-        candidates = np.flatnonzero(stats.counted)
-        if candidates.size > self.k:
-            top = np.argpartition(-stats.loss[candidates], self.k - 1)[: self.k]
-            candidates = candidates[top]
+        candidates = top_rows(stats.counted, stats.loss, self.k)  # ties to the lower row, as the merge keeps them
         details = [
             {
                 "row": offset + int(i),

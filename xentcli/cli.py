@@ -179,7 +179,7 @@ def score(
     weight_col: Annotated[Optional[str], typer.Option("--weight-col", help="Column (or NPZ array) of per-row sample weights.", rich_help_panel="Loss")] = None,
     sample_weights: Annotated[Optional[Path], typer.Option("--sample-weights", help="Per-row sample weights in an .npy file.", rich_help_panel="Loss")] = None,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=1.0, help="Targets become (1-ε)·t + ε/C.", rich_help_panel="Loss")] = 0.0,
-    epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="Clip probabilities to [E, 1-E] (Keras: 1e-7). Default: no clipping.", rich_help_panel="Loss")] = None,
+    epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="Clip probabilities to [E, 1-E] as Keras (TensorFlow backend) does: integer labels clip, then renormalise; one-hot/soft rows normalise, then clip. --like keras then uses E too. Keras' default: 1e-7. Default: no clipping.", rich_help_panel="Loss")] = None,
     like: Annotated[Optional[LikeChoice], typer.Option("--like", help="Also report what this framework computes on the dump (and write its per-sample values with -o).", rich_help_panel="Loss")] = None,
     compare: Annotated[bool, typer.Option("--compare-frameworks", help="Show the true loss beside what PyTorch, Keras, tf.nn and optax report, with the rule behind each difference.", rich_help_panel="Loss")] = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of top-k accuracy (capped at the number of classes).", rich_help_panel="Output")] = 5,

@@ -74,14 +74,40 @@ def parse_ignore_index(text: str | None) -> tuple[int | None, bool]:
     return index, True
 
 
+# --classes and --class-weights files are read whole: a file larger than this is not a class list.
+OPTION_FILE_LIMIT = 64 << 20
+
+
+def read_option_file(text: str, option: str) -> str | None:
+    """The text of the file an option names (None when `text` names no file: then it is the value
+    itself). Folders, devices, unreadable, oversized and non-UTF-8 files are refused with one line."""
+    if not os.path.exists(text):
+        return None
+    if os.path.isdir(text):
+        raise OptionError(f"{option} names a folder", path=text, hint="name a file, or give the values as a comma list")
+    if not os.path.isfile(text):
+        raise OptionError(f"{option} names something that is not a regular file", path=text)
+    try:
+        with open(text, "rb") as handle:
+            raw = handle.read(OPTION_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise OptionError(f"{option}: cannot read the file ({exc.strerror})", path=text) from None
+    if len(raw) > OPTION_FILE_LIMIT:
+        raise OptionError(f"{option}: the file is larger than {OPTION_FILE_LIMIT >> 20} MiB", path=text)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OptionError(f"{option}: the file is not UTF-8 text (byte {exc.start})", path=text) from None
+
+
 def parse_class_weights(text: str | None) -> tuple[float, ...] | None:
     """`--class-weights 1,2.5,0.5`, or a file: one weight per line, or a JSON list."""
     if text is None:
         return None
+    content = read_option_file(text, "--class-weights")
     source = text
-    if os.path.exists(text):
-        with open(text, encoding="utf-8") as handle:
-            source = handle.read()
+    if content is not None:
+        source = content
         stripped = source.strip()
         if stripped.startswith("["):
             try:
@@ -107,13 +133,13 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
     """`--classes cat,dog,bird`, or a file with one class name per line."""
     if text is None:
         return None
-    if os.path.exists(text):
-        with open(text, encoding="utf-8") as handle:
-            names = [line.strip() for line in handle if line.strip()]
+    content = read_option_file(text, "--classes")
+    if content is not None:
+        names = [line.strip() for line in content.splitlines() if line.strip()]
     else:
         names = [part.strip() for part in text.split(",") if part.strip()]
     if len(set(names)) != len(names):
-        raise OptionError("--classes names a class twice", path=text if os.path.exists(text) else None)
+        raise OptionError("--classes names a class twice", path=text if content is not None else None)
     if not names:
         raise OptionError("--classes names no class")
     return tuple(names)

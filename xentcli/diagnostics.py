@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import numpy.typing as npt
 
+from xentcli import ranking
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
 
@@ -88,7 +89,7 @@ _rule("XE107", "constant-rows", "warning", "Rows whose scores are all equal.",
       "scores [0, 0, 0, 0] → loss log 4 = 1.386.")
 _rule("XE108", "probs-clipped", "warning", "Probabilities of exactly 0 on the target: an infinite loss without clipping, a framework-dependent one with it.",
       "The unclipped loss is +inf; Keras clips at 1e-7 (loss 16.118), other code at other epsilons, so the mean depends on an arbitrary constant.",
-      "Dump logits instead of probabilities, or state the clipping (xent --epsilon 1e-7 reproduces Keras).",
+      "Dump logits instead of probabilities, or state the clipping (xent --epsilon 1e-7 gives Keras' number on TensorFlow).",
       "p = [1.0, 0.0] with label 1 → inf; Keras → 16.118.")
 _rule("XE109", "low-precision-scores", "info", "float16/bfloat16 scores.",
       "Half-precision logits resolve only about three decimal digits: large logits lose the small differences that decide confident predictions.",
@@ -258,16 +259,8 @@ def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list
 
 
 def top_rows(rows: npt.NDArray[np.bool_], key: npt.NDArray) -> npt.NDArray[np.int64]:
-    """The (up to) MAX_EXAMPLES rows with the largest `key` among `rows`, ties going to the lower
-    row, in no particular order (the ranked rules' examples; the C tally keeps the same rows)."""
-    candidates = np.flatnonzero(rows)
-    if candidates.size > MAX_EXAMPLES:
-        # the largest keys in O(n); ties at the cut go to the lower row (Finding.add_examples re-sorts)
-        cut = np.partition(key[candidates], candidates.size - MAX_EXAMPLES)[candidates.size - MAX_EXAMPLES]
-        above = candidates[key[candidates] > cut]
-        at_cut = candidates[key[candidates] == cut][: MAX_EXAMPLES - above.size]
-        candidates = np.concatenate([above, at_cut])
-    return candidates
+    """The (up to) MAX_EXAMPLES example rows of a ranked rule (ranking.top_rows)."""
+    return ranking.top_rows(rows, key, MAX_EXAMPLES)
 
 
 def _nan_classes(scores: npt.NDArray, rows: npt.NDArray[np.bool_], test: Callable[[npt.NDArray], npt.NDArray]) -> npt.NDArray:
@@ -609,8 +602,8 @@ def finalize(
     if "XE108" in f:
         finding = f["XE108"]
         clipped_mean = finding.facts["clipped_sum"] / finding.facts["clipped_rows"] if finding.facts.get("clipped_rows") else math.nan
-        emit("XE108", finding.rows, f"{_count(finding.rows, 'row gives', 'rows give')} the target probability 0 (loss inf); clipped at 1e-7 as Keras does, the mean would be {_fmt(clipped_mean)}",
-             "dump logits, or state the clipping (--epsilon 1e-7 reproduces Keras)", finding, clipped_mean=clipped_mean)
+        emit("XE108", finding.rows, f"{_count(finding.rows, 'row gives', 'rows give')} the target probability 0 (loss inf); with probabilities clipped at 1e-7 the mean would be about {_fmt(clipped_mean)}",
+             "dump logits, or state the clipping (--epsilon 1e-7 gives Keras' exact number)", finding, clipped_mean=clipped_mean)
     if "XE109" in f:
         m = f["XE109"].facts["max_abs"]
         step = 2.0 ** (math.floor(math.log2(m)) - (10 if info.score_dtype == "float16" else 7)) if m > 0 else 0.0
@@ -632,7 +625,7 @@ def finalize(
     if "XE207" in f:
         emit("XE207", f["XE207"].rows, f"{_count(f['XE207'].rows, 'soft-target row is', 'soft-target rows are')} not distributions (negative, or not summing to 1)", "normalise the targets and clip negatives", f["XE207"])
     if "XE208" in f:
-        emit("XE208", f["XE208"].rows, f"{_count(f['XE208'].rows, 'row carries', 'rows carry')} the ignore index and are left out", "nothing to fix if intended")
+        emit("XE208", f["XE208"].rows, f"{_count(f['XE208'].rows, 'row carries the ignore index and is', 'rows carry the ignore index and are')} left out", "nothing to fix if intended")
     if per_class is not None and summary["counted"]:
         never_target = np.flatnonzero(per_class.support == 0)
         never_pred = np.flatnonzero(per_class.predicted == 0)
@@ -668,7 +661,7 @@ def finalize(
     if "XE402" in f:
         emit("XE402", f["XE402"].rows, f"{_count(f['XE402'].rows, 'row has', 'rows have')} a loss above 3 × log C = {_fmt(f['XE402'].facts['threshold'])}", "inspect the worst rows for label errors", f["XE402"])
     if "XE404" in f:
-        emit("XE404", f["XE404"].rows, f"{_count(f['XE404'].rows, 'row is', 'rows are')} predicted with p ≥ {CONFIDENT} against their label", "review them: label errors or a leaked target", f["XE404"])
+        emit("XE404", f["XE404"].rows, f"{_count(f['XE404'].rows, 'row is predicted with p ≥ ' + str(CONFIDENT) + ' against its label', 'rows are predicted with p ≥ ' + str(CONFIDENT) + ' against their labels')}", "review them: label errors or a leaked target", f["XE404"])
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     out.sort(key=lambda d: (order[d["severity"]], d["code"]))
     return out

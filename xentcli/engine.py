@@ -74,6 +74,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     base = sample_stats(
         chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
         detail=detail, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
+        clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see semantics._keras
         extremes=config.diagnostics,
     )
     ignored, terms = truth(base, ctx)
@@ -103,6 +104,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
 def check_options(config: RunConfig, info: InputDescription) -> None:
     """Options that only the data can refute: class weight count, --epsilon without probabilities."""
     options = config.loss
+    if not 0 <= options.label_smoothing <= 1:  # NaN fails too
+        raise OptionError(f"--label-smoothing must lie in [0, 1], not {options.label_smoothing}")
+    if not 1 <= config.threads <= 1024:
+        raise OptionError(f"--threads must lie in [1, 1024], not {config.threads}")
     if options.class_weights is not None and len(options.class_weights) != info.num_classes:
         raise OptionError(
             f"--class-weights has {len(options.class_weights)} entries but the scores have {info.num_classes} classes",
@@ -172,7 +177,7 @@ def run(
     documents = {name: fw.document() for name, fw in frameworks.items()}
     like = config.loss.like
     return Report(
-        input=info,
+        input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
         summary=summary,
         per_class=total.per_class_rows(info.classes) if config.per_class else [],
         worst=total.worst.details,

@@ -63,7 +63,7 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         worst = SEVERITIES.index(gates.fail_on)
         for item in report.diagnostics:
             if SEVERITIES.index(item["severity"]) <= worst:
-                reasons.append(f"{item['code']} {item['name']} ({item['severity']}, {item['rows']:,} rows)" if item["rows"] else f"{item['code']} {item['name']} ({item['severity']})")
+                reasons.append(f"{item['code']} {item['name']} ({item['severity']}, {item['rows']:,} {'row' if item['rows'] == 1 else 'rows'})" if item["rows"] else f"{item['code']} {item['name']} ({item['severity']})")
     return {"passed": not reasons, "reasons": reasons, "gates": checks}
 
 

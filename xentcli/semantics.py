@@ -232,11 +232,14 @@ def _keras(stats: SampleStats, ctx: ChunkContext, backend: str) -> RowTerms:
     options = ctx.options
     n = stats.loss.size
     notes = []
-    if ctx.kind == "probs":  # from_logits=False: normalise, clip to [1e-7, 1 − 1e-7], log
+    if ctx.kind == "probs":  # from_logits=False: normalise, clip to [ε, 1 − ε] (ε = --epsilon or 1e-7), log
+        # keras/src/backend/tensorflow/nn.py: sparse_categorical_crossentropy clips the stored values
+        # and log_softmax renormalises them; categorical_crossentropy (and the other backends)
+        # normalises first, then clips. `--epsilon E` applies the same rule to the true loss.
         clip_first = backend == "tensorflow" and ctx.targets is None
         stats = sample_stats(
             ctx.scores, "probs", labels=ctx.labels, targets=ctx.targets, detail=False,
-            class_vectors=ctx.class_vectors(), clip=KERAS_EPSILON, clip_first=clip_first,
+            class_vectors=ctx.class_vectors(), clip=options.epsilon or KERAS_EPSILON, clip_first=clip_first,
         )
     mask = None
     if ctx.targets is not None:  # CategoricalCrossentropy: label smoothing, no ignore_class

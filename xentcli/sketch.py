@@ -126,12 +126,16 @@ class QuantileSketch:
         for key, count in reversed(self.negative.items()):
             seen += count
             if seen > rank:
-                return max(self.min, -self._value(key))
+                return self._clamped(-self._value(key))
         seen += self.zeros
         if seen > rank:
-            return 0.0
+            return self._clamped(0.0)
         for key, count in self.positive.items():
             seen += count
             if seen > rank:
-                return min(self.max, self._value(key))
+                return self._clamped(self._value(key))
         return self.max
+
+    def _clamped(self, value: float) -> float:
+        """A bucket's representative, kept within the exact min and max: a quantile never lies outside them."""
+        return min(self.max, max(self.min, value))

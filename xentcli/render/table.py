@@ -201,7 +201,8 @@ def diagnostics_table(report: Report) -> Table:
         text = Text(terminal(item["message"]))
         text.append(f"\n→ {terminal(item['hint'])}", style="dim")
         if examples:
-            kind = "ids" if any("id" in example for example in item["examples"]) else "rows"
+            plural = len(item["examples"]) > 1
+            kind = ("ids" if plural else "id") if any("id" in example for example in item["examples"]) else ("rows" if plural else "row")
             text.append(f"\n  e.g. {kind} {examples}", style="dim")
         table.add_row(
             item["code"], item["name"], Text(item["severity"], style=SEVERITY_STYLE[item["severity"]]),

@@ -289,7 +289,7 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: 
                 archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key"
             )
             if cfg.id_col:
-                members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col")  # type: ignore[assignment]
+                members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col", kinds="biufUSMm")  # type: ignore[assignment]
             if cfg.weight_col:
                 members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
         if not want_scores or cfg.labels_path is None:
@@ -316,6 +316,7 @@ def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: 
         side.kind_hint = kind_from_name(name)
         side.kind_hint_from = f"array name '{name}'"
         side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
+        side.id_type = str(members["ids"].dtype) if "ids" in members else None
         side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in members:
         side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)

@@ -5,7 +5,9 @@ Neither is ever loaded whole, and pickled object arrays are refused.
 
 from __future__ import annotations
 
+import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import IO
 
@@ -13,16 +15,28 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.errors import InputError, LayoutError
+from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES
 
-SCORE_KEYS = ("logits", "probs", "log_probs", "scores")
-LABEL_KEYS = ("labels", "label", "targets", "target", "y")
+# The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…
+SCORE_KEYS = tuple(SCORE_LIST_NAMES)
+LABEL_KEYS = TARGET_NAMES
+# What reading a zip member can raise on a damaged, encrypted or unsupported archive.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError, ValueError)
+# One read() returns at most about 2 GiB on Linux: larger blocks are read in pieces.
+_READ_PIECE = 1 << 30
 
 
-def _check_dtype(dtype: np.dtype, path: str, name: str) -> None:
+def _check_dtype(dtype: np.dtype, path: str, name: str, kinds: str = "biuf") -> None:
+    """Numbers only (ids may also be text, bytes, dates and durations: kinds "biufUSMm")."""
     if dtype.hasobject:
         raise InputError(f"'{name}' is an array of Python objects", path=path, hint="pickled arrays are refused: save numbers")
-    if dtype.kind not in "biuf":
+    if dtype.kind not in kinds:
         raise InputError(f"'{name}' holds {dtype}, not numbers", path=path, hint="save the array as float or integer")
+
+
+def _check_shape(shape: tuple[int, ...], path: str, name: str) -> None:
+    if any(size < 0 for size in shape):
+        raise InputError(f"'{name}' claims the shape {list(shape)}", path=path, hint="the header is damaged")
 
 
 def _read_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -41,18 +55,23 @@ class NpyArray:
     Fortran-ordered files). Reads beat page faults on a memory map by ~2x, and keep the resident
     memory to the chunks in flight instead of every page touched."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
         self.path = path
         self.name = name
         try:
             with open(path, "rb") as stream:
                 self.shape, self._fortran, self.dtype = _read_header(stream)
                 self._data_offset = stream.tell()
-        except ValueError as exc:
+        except (ValueError, SyntaxError, TypeError) as exc:
             raise InputError(f"not a readable .npy file: {exc}", path=path, hint="check the file or --format") from None
         except OSError as exc:
-            raise InputError(f"cannot read: {exc}", path=path) from None
-        _check_dtype(self.dtype, path, name)
+            raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+        _check_dtype(self.dtype, path, name, kinds)
+        _check_shape(self.shape, path, name)
+        expected = self._data_offset + int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+        if os.path.getsize(path) < expected:
+            raise InputError(f"holds {os.path.getsize(path):,} bytes where its header promises {expected:,}", path=path,
+                             hint="the file is truncated")
 
     def slices(self, rows: int) -> Iterator[npt.NDArray]:
         total = self.shape[0] if self.shape else 0
@@ -65,22 +84,31 @@ class NpyArray:
             stream.seek(self._data_offset)
             for start in range(0, total, rows):
                 block = np.empty((min(rows, total - start), *self.shape[1:]), dtype=self.dtype)
-                if stream.readinto(memoryview(block).cast("B")) != block.nbytes:
-                    raise InputError(f"ends early at row {start}", path=self.path, hint="the file is truncated")
+                view = memoryview(block).cast("B")
+                done = 0
+                while done < block.nbytes:  # one read returns at most ~2 GiB
+                    got = stream.readinto(view[done : done + _READ_PIECE])
+                    if not got:
+                        raise InputError(f"ends early at row {start}", path=self.path, hint="the file is truncated")
+                    done += got
                 yield block
 
 
 class NpzMember:
     """One array inside an .npz file, read sequentially from its zip member (stored or deflated)."""
 
-    def __init__(self, archive: zipfile.ZipFile, path: str, key: str) -> None:
+    def __init__(self, archive: zipfile.ZipFile, path: str, key: str, kinds: str = "biuf") -> None:
         self.path = path
         self.name = key
         self._archive = archive
         self._member = f"{key}.npy"
-        with self._open() as stream:
-            self.shape, fortran, self.dtype = _read_header(stream)
-        _check_dtype(self.dtype, path, key)
+        try:
+            with self._open() as stream:
+                self.shape, fortran, self.dtype = _read_header(stream)
+        except (*_ZIP_ERRORS, SyntaxError, TypeError) as exc:
+            raise InputError(f"cannot read array '{key}': {exc}", path=path, hint="check the archive") from None
+        _check_dtype(self.dtype, path, key, kinds)
+        _check_shape(self.shape, path, key)
         if fortran and len(self.shape) > 1:
             raise InputError(
                 f"array '{key}' is stored in Fortran order and cannot be streamed by rows",
@@ -94,14 +122,17 @@ class NpzMember:
     def slices(self, rows: int) -> Iterator[npt.NDArray]:
         row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         row_bytes = row_items * self.dtype.itemsize
-        with self._open() as stream:
-            _read_header(stream)
-            for start in range(0, self.shape[0] if self.shape else 0, rows):
-                n = min(rows, self.shape[0] - start)
-                raw = stream.read(n * row_bytes)
-                if len(raw) != n * row_bytes:
-                    raise InputError(f"array '{self.name}' ends early at row {start}", path=self.path, hint="the file is truncated")
-                yield np.frombuffer(raw, dtype=self.dtype).reshape((n, *self.shape[1:]))
+        try:
+            with self._open() as stream:
+                _read_header(stream)
+                for start in range(0, self.shape[0] if self.shape else 0, rows):
+                    n = min(rows, self.shape[0] - start)
+                    raw = stream.read(n * row_bytes)
+                    if len(raw) != n * row_bytes:
+                        raise InputError(f"array '{self.name}' ends early at row {start}", path=self.path, hint="the file is truncated")
+                    yield np.frombuffer(raw, dtype=self.dtype).reshape((n, *self.shape[1:]))
+        except _ZIP_ERRORS as exc:  # a bad CRC shows at the member's end; encryption, deflate64 at its start
+            raise InputError(f"cannot read array '{self.name}': {exc}", path=self.path, hint="check the archive") from None
 
 
 def open_npz(path: str) -> zipfile.ZipFile:
@@ -119,6 +150,7 @@ def npz_member(
     option: str,
     role: str | None = None,
     hint: str | None = None,
+    kinds: str = "biuf",
 ) -> NpzMember | None:
     """The member named by `key`, else the first of `defaults` present; when none is, None, or an
     error naming the arrays there if the `role` is required."""
@@ -126,10 +158,10 @@ def npz_member(
     if key is not None:
         if key not in names:
             raise LayoutError(f"no array '{key}' (arrays: {', '.join(names)})", path=path, hint=f"check {option}")
-        return NpzMember(archive, path, key)
+        return NpzMember(archive, path, key, kinds)
     for candidate in defaults:
         if candidate in names:
-            return NpzMember(archive, path, candidate)
+            return NpzMember(archive, path, candidate, kinds)
     if role is not None:
         raise LayoutError(f"no {role} array (arrays: {', '.join(names)})", path=path, hint=hint)
     return None
