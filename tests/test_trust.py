@@ -134,3 +134,235 @@ def test_epsilon_equals_keras_with_that_epsilon(tmp_path):
     hand = -np.log(clipped[np.arange(3), y] / clipped.sum(axis=1))
     assert truth["summary"]["loss_mean"] == pytest.approx(hand.mean(), rel=1e-12)
     assert keras["like"]["loss"] == pytest.approx(hand.mean(), rel=1e-12)
+
+
+# ---- terminal and markup injection ------------------------------------------------------------
+
+HOSTILE_TEXT = ["[link=http://x]click[/link]", "\x1b[2Jcleared", "[eval]", "bell\x07\x9b31m", "two\nlines", "[bold red]x"]
+
+
+def _render_all(report) -> str:
+    import io
+
+    from rich.console import Console
+
+    from xentcli.render.table import render_check, render_tables
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None, force_terminal=False)
+    render_tables(report, console)
+    render_check(report, {"passed": False, "reasons": ["x"], "gates": []}, "FAIL: x", console)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_hostile_names_are_shown_as_text(tmp_path, text):
+    from xentcli.config import RunConfig, SourceConfig
+    from xentcli.engine import run
+
+    folder = tmp_path / f"dir{text[:6]}".replace("/", "_")
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((6, 2)) * 9
+    ids = [text + str(i) for i in range(6)]
+    column = "id" + text
+    pq.write_table(pa.table({"score_" + text: z[:, 0], "score_b": z[:, 1], "label": [0, 1, 0, 1, 0, 1], column: ids}),
+                   folder / "d.parquet")
+    config = RunConfig(SourceConfig((str(folder / "d.parquet"),), id_col=column), worst=6, per_class=True)
+    output = _render_all(run(config))
+    assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output
+    visible = text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\x9b").replace("\n", "\\n")
+    assert visible + "0" in output  # the id, whole: no markup eaten
+    assert visible in output.split("Per class")[1]  # the class name from the column
+
+
+def test_explain_prints_its_brackets():
+    result = invoke("explain", "XE102")
+    assert "scores [inf, 0, 0] → loss NaN" in result.stdout
+
+
+def test_error_lines_escape_the_data(tmp_path):
+    path = tmp_path / "bad\x1b[2J[red]name.parquet"
+    path.write_bytes(b"not parquet")
+    result = invoke("score", path)
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr and "\\x1b[2J[red]name.parquet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- 6. ids are kept exactly ------------------------------------------------------------------
+
+def test_ids_keep_their_type_and_text(tmp_path):
+    big = 2**53 + 1
+    ids = pa.array([big, None, 7, big + 2], pa.int64())
+    z = np.array([[0.0, 5.0], [0.0, 4.0], [0.0, 3.0], [0.0, 6.0]])
+    pq.write_table(pa.table({"logits": list(z), "label": [0, 0, 0, 0], "id": ids}), tmp_path / "d.parquet")
+    doc = json.loads(invoke("score", tmp_path / "d.parquet", "--id-col", "id", "--worst", "4", "--json").stdout)
+    assert [w["id"] for w in doc["worst"]] == [big + 2, big, None, 7]
+    out = tmp_path / "rows.parquet"
+    assert invoke("score", tmp_path / "d.parquet", "--id-col", "id", "-o", out).exit_code == 0
+    written = pq.read_table(out).column("id")
+    assert written.type == pa.int64() and written.to_pylist() == [big, None, 7, big + 2]
+    table = invoke("score", tmp_path / "d.parquet", "--id-col", "id", "--worst", "4").stdout
+    assert str(big + 2) in table and "9.007" not in table and "9,007" not in table
+
+
+@pytest.mark.parametrize("ids", [
+    pa.array([b"a\xff", b"b", b"c"], pa.binary()),
+    pa.array([0, 1, 2], pa.date32()),
+    pa.array([0, 1, 2], pa.timestamp("ms")),
+    pa.array([0, 1, 2], pa.duration("s")),
+    pa.array([1, 2, 3], pa.decimal128(5, 2)) if False else pa.array(["1.50", "2.00", "3.25"]).cast(pa.decimal128(5, 2)),
+])
+@pytest.mark.parametrize("out", ["rows.parquet", "rows.csv"])
+def test_ids_of_every_scalar_type(tmp_path, ids, out):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ids}), tmp_path / "d.parquet")
+    result = invoke("score", tmp_path / "d.parquet", "--id-col", "id", "--worst", "3", "--json", "-o", tmp_path / out)
+    assert result.exit_code == 0, result.stderr
+    shown = [w["id"] for w in json.loads(result.stdout)["worst"]]
+    assert all(isinstance(value, str) for value in shown)
+
+
+# ---- 13, 14. quantiles within [min, max]; worst rows whatever the chunking ---------------------
+
+def test_quantiles_never_leave_min_max():
+    from xentcli.sketch import QuantileSketch
+
+    sketch = QuantileSketch()
+    sketch.update(np.array([1.46115, 1.46115, 1.46116]))
+    assert all(1.46115 <= sketch.quantile(q) <= 1.46116 for q in (0.0, 0.5, 0.9, 0.99, 1.0))
+    negative = QuantileSketch()
+    negative.update(np.array([-2.0001, -2.0]))
+    assert all(-2.0001 <= negative.quantile(q) <= -2.0 for q in (0.0, 0.5, 1.0))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 333, 1000])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worst_rows_with_ties_do_not_depend_on_chunks(tmp_path, chunk_rows, threads):
+    z = np.zeros((1000, 4), np.float32)  # every row the same loss: log 4
+    z[[10, 500], 0] = -3.0  # two rows worse than the rest
+    y = np.zeros(1000, np.int64)
+    args = _npy(tmp_path, z, y)
+    doc = json.loads(invoke("score", *args, "--worst", "5", "--chunk-rows", chunk_rows, "--threads", threads, "--json").stdout)
+    assert [w["row"] for w in doc["worst"]] == [10, 500, 0, 1, 2]
+
+
+# ---- 9, 10. gates that cannot fail are refused --------------------------------------------------
+
+@pytest.mark.parametrize("gate", [("--max-loss", "nan"), ("--max-loss", "inf"), ("--max-loss", "-1"), ("--max-loss-p99", "nan"),
+                                  ("--min-accuracy", "80"), ("--min-accuracy", "nan"), ("--min-accuracy", "-0.1")])
+def test_gates_that_cannot_fail_are_refused(tmp_path, gate):
+    result = invoke("check", *_npy(tmp_path, np.zeros((2, 3)), [0, 1]), *gate)
+    assert result.exit_code == 2 and gate[0] in result.stderr
+
+
+def test_no_diagnostics_needs_fail_on_never(tmp_path):
+    args = _npy(tmp_path, np.array([[np.nan, 0, 0], [0, 0, 0]]), [0, 1])
+    assert invoke("check", *args, "--no-diagnostics").exit_code == 2
+    result = invoke("check", *args, "--no-diagnostics", "--fail-on", "never", "--max-nonfinite", "5")
+    assert result.exit_code == 0 and "PASS: no diagnostic" not in result.stdout
+
+
+# ---- files you never meant to touch -----------------------------------------------------------
+
+def _named_dump(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 4, "label": ["a", "b", "a", "b"]}), tmp_path / "d.parquet")
+    (tmp_path / "classes.csv").write_text("a\nb\n")
+    return tmp_path / "d.parquet"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_output_never_overwrites_option_files(tmp_path, force):
+    dump = _named_dump(tmp_path)
+    before = (tmp_path / "classes.csv").read_bytes()
+    result = invoke("score", dump, "--classes", tmp_path / "classes.csv", "-o", tmp_path / "classes.csv", *(["--force"] if force else []))
+    assert result.exit_code == 2 and "is one of the inputs" in result.stderr
+    assert (tmp_path / "classes.csv").read_bytes() == before
+
+
+def test_output_that_appears_during_the_run_is_not_replaced(tmp_path):
+    from xentcli.errors import OutputError
+    from xentcli.render.rows import SampleWriter
+
+    target = tmp_path / "rows.parquet"
+    with pytest.raises(OutputError, match="appeared while xent was writing"):
+        with SampleWriter(str(target), [], None, force=False) as writer:
+            writer._writer = pq.ParquetWriter(writer._temp, pa.schema([("row", pa.int64())]))
+            target.write_text("another run's file")
+    assert target.read_text() == "another run's file"
+    assert not list(tmp_path.glob(".xent-*"))
+
+
+def test_output_mode_follows_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        args = _npy(tmp_path, np.zeros((3, 2)), [0, 1, 0])
+        assert invoke("score", *args, "-o", tmp_path / "rows.csv").exit_code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "rows.csv").stat().st_mode & 0o777 == 0o640
+
+
+def test_output_onto_a_folder_leaves_nothing(tmp_path):
+    (tmp_path / "rows.parquet").mkdir()
+    result = invoke("score", *_npy(tmp_path, np.zeros((3, 2)), [0, 1, 0]), "-o", tmp_path / "rows.parquet", "--force")
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+    assert not list(tmp_path.glob(".xent-*")) and not list((tmp_path / "rows.parquet").iterdir())
+
+
+def _xent(*args, **kwargs):
+    import subprocess
+    import sys
+
+    code = "from xentcli.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_terminated_run_leaves_no_part_file(tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = _npy(tmp_path, np.zeros((400_000, 4), np.float32), np.zeros(400_000, np.int64))
+    env = {**os.environ, "XENT_KERNEL": "numpy"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from xentcli.cli import main; main()", "score", *map(str, args), "-o", str(tmp_path / "rows.csv"),
+         "--chunk-rows", "500", "--threads", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".xent-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(getattr(signal, signum))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + getattr(signal, signum), stderr
+    assert "interrupted" in stderr
+    assert not list(tmp_path.glob(".xent-*")) and not (tmp_path / "rows.csv").exists()
+
+
+def test_file_size_limit_is_one_line(tmp_path):
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    args = _npy(tmp_path, np.zeros((20_000, 4), np.float32), np.zeros(20_000, np.int64))
+    result = _xent("score", *args, "-o", tmp_path / "rows.csv", preexec_fn=limit)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("xent: error:") and len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob(".xent-*"))
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    result = _xent("score", tmp_path / "x.npy", "--wrost", "5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "xent: error: No such option: --wrost (Possible options: --worst) (see 'xent score --help')"]
+    bad_choice = _xent("check", tmp_path / "x.npy", "--fail-on", "sometimes", "--json")
+    assert bad_choice.returncode == 2 and len(bad_choice.stderr.strip().splitlines()) == 1
+    assert json.loads(bad_choice.stdout)["error"]["code"] == "UsageError"

@@ -305,7 +305,7 @@ def _check(p: dict[str, Any]) -> None:
     else:
         from xentcli.render.table import render_check
 
-        render_check(report, result, verdict_line(result, report), _console())
+        render_check(report, result, verdict_line(result, report, gates), _console())
     if not result["passed"]:
         raise typer.Exit(EXIT_FAILED)
 
