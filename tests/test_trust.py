@@ -366,3 +366,82 @@ def test_usage_errors_are_one_line(tmp_path):
     bad_choice = _xent("check", tmp_path / "x.npy", "--fail-on", "sometimes", "--json")
     assert bad_choice.returncode == 2 and len(bad_choice.stderr.strip().splitlines()) == 1
     assert json.loads(bad_choice.stdout)["error"]["code"] == "UsageError"
+
+
+# ---- limits that must not depend on what a file claims ---------------------------------------
+
+def test_thousands_of_shards_under_a_small_open_file_limit(tmp_path):
+    import resource
+
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((300, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    for i in range(300):
+        pq.write_table(pa.table({"logits": [z[i]], "label": [y[i]]}), tmp_path / f"part-{i:04d}.parquet")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    result = _xent("score", tmp_path, "--json", "--threads", "1", preexec_fn=limit)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+def test_pipes_in_a_folder_are_skipped(tmp_path):
+    import os
+
+    np.savez(tmp_path / "a.npz", logits=np.zeros((2, 3)), labels=np.array([0, 1]))
+    os.mkfifo(tmp_path / "b.npz")
+    result = invoke("score", tmp_path, "--json")
+    assert result.exit_code == 0 and "not regular files" in result.stderr
+    assert invoke("score", tmp_path / "b.npz").exit_code == 2
+
+
+def test_csv_rows_longer_than_a_block(tmp_path, monkeypatch):
+    from xentcli.sources import columnar
+
+    monkeypatch.setattr(columnar, "CSV_BLOCK_BYTES", 256)  # a row of 200 scores is ~1.4 KiB
+    z = np.round(np.random.default_rng(2).standard_normal((5, 200)), 4)
+    header = ",".join(f"logit_{c}" for c in range(200)) + ",label"
+    lines = [header] + [",".join(f"{v:.4f}" for v in row) + ",3" for row in z]
+    (tmp_path / "wide.csv").write_text("\n".join(lines) + "\n")
+    doc = json.loads(invoke("score", tmp_path / "wide.csv", "--json").stdout)
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, np.full(5, 3)).mean(), rel=1e-9)
+
+
+def test_mixed_dtype_shards_are_reported(tmp_path):
+    z = np.random.default_rng(3).standard_normal((8, 4))
+    y = np.arange(8) % 4
+    np.savez(tmp_path / "a.npz", logits=z[:4].astype(np.float16), labels=y[:4])
+    np.savez(tmp_path / "b.npz", logits=z[4:].astype(np.float32), labels=y[4:])
+    result = invoke("score", tmp_path, "--json")
+    doc = json.loads(result.stdout)
+    assert doc["input"]["score_dtype"] == "float16+float32" and "different dtypes" in result.stderr
+    xe109 = next(d for d in doc["diagnostics"] if d["code"] == "XE109")
+    assert xe109["rows"] == 4  # the float16 shard's rows only
+    stored = np.concatenate([z[:4].astype(np.float16).astype(np.float64), z[4:].astype(np.float32).astype(np.float64)])
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(stored, y).mean(), rel=1e-6)
+
+
+# ---- smaller conformance gaps ------------------------------------------------------------------
+
+def test_npz_logprobs_name(tmp_path):
+    lp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
+    np.savez(tmp_path / "d.npz", logprobs=lp, labels=np.array([0, 1]))
+    doc = json.loads(invoke("score", tmp_path / "d.npz", "--json").stdout)
+    assert doc["input"]["input_kind"] == "log-probs"
+    assert doc["summary"]["loss_mean"] == pytest.approx((np.log(2) + np.log(1.25)) / 2, rel=1e-12)
+
+
+def test_per_sequence_weights_broadcast_over_positions(tmp_path):
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal((4, 3, 5))
+    y = rng.integers(0, 5, (4, 3))
+    w = np.array([[1.0], [2.0], [0.0], [3.0]])
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "w.npy", w)
+    doc = json.loads(invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--json").stdout)
+    loss = sparse_loss64(z.reshape(12, 5), y.reshape(12))
+    weights = np.repeat(w[:, 0], 3)
+    assert doc["summary"]["loss_mean"] == pytest.approx((loss * weights).sum() / weights.sum(), rel=1e-9)

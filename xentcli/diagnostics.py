@@ -587,7 +587,7 @@ def finalize(
         emit("XE111", f["XE111"].rows, f"{_count(f['XE111'].rows, 'row masks', 'rows mask')} classes with −inf scores off the target (their losses are finite)", "nothing to fix")
     if "XE103" in f:
         m = f["XE103"].facts["max_abs"]
-        emit("XE103", f["XE103"].rows, f"{_count(f['XE103'].rows, 'row has', 'rows have')} logits beyond ±{OVERFLOW_LIMIT.get(info.score_dtype, 88.72)} (max |logit| {_fmt(m)}, {info.score_dtype})",
+        emit("XE103", f["XE103"].rows, f"{_count(f['XE103'].rows, 'row has', 'rows have')} logits beyond ±{'/'.join(str(overflow_limit(d)) for d in info.score_dtype.split('+'))} (max |logit| {_fmt(m)}, {info.score_dtype})",
              "xent's loss is exact; a softmax-then-log pipeline would overflow: use a fused cross-entropy on logits", f["XE103"], max_abs=m)
     if "XE104" in f and f["XE104"].rows >= 0.5 * rows:
         emit("XE104", f["XE104"].rows, f"{_count(f['XE104'].rows, 'row lies', 'rows lie')} in [0, 1] and sum to 1 although read as logits: they look like probabilities", "score with --input probs; in training, feed the logits before softmax to the loss", f["XE104"])
@@ -606,8 +606,8 @@ def finalize(
              "dump logits, or state the clipping (--epsilon 1e-7 gives Keras' exact number)", finding, clipped_mean=clipped_mean)
     if "XE109" in f:
         m = f["XE109"].facts["max_abs"]
-        step = 2.0 ** (math.floor(math.log2(m)) - (10 if info.score_dtype == "float16" else 7)) if m > 0 else 0.0
-        emit("XE109", rows, f"{info.score_dtype} scores: at |logit| {_fmt(m)} the dtype resolves steps of {_fmt(step)}", "dump float32 logits if finer differences matter", resolution=step)
+        step = 2.0 ** (math.floor(math.log2(m)) - (10 if "float16" in info.score_dtype else 7)) if m > 0 else 0.0
+        emit("XE109", f["XE109"].rows, f"{info.score_dtype} scores: at |logit| {_fmt(m)} the dtype resolves steps of {_fmt(step)}", "dump float32 logits if finer differences matter", resolution=step)
     if "XE201" in f:
         emit("XE201", f["XE201"].rows, f"{_count(f['XE201'].rows, 'row has', 'rows have')} a label outside [0, {num_classes})", "check the label encoding; mark rows to skip with the ignore index", f["XE201"])
     if "XE202" in f:

@@ -82,7 +82,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     weighted = (terms.num["mean"], terms.den["mean"] or 0.0) if terms.num else None
     view = ChunkView(
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
-        info.score_dtype, info.label_names,
+        chunk.score_dtype or info.score_dtype, info.label_names,
     )
     partial = LossSummary(info.num_classes, top_k, config.worst)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)

@@ -38,7 +38,7 @@ class ColumnarFile:
         self.format = fmt
         self._raw: BinaryIO | None = None
         self._column_types: dict[str, pa.DataType] = {}
-        self._csv_block = CSV_BLOCK_BYTES
+        self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
         try:
             if fmt == "parquet":
                 self._parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
@@ -151,6 +151,20 @@ class ColumnarFile:
         if self._raw is None or self._raw.closed:
             return None
         return self._raw.tell() / max(1, os.path.getsize(self.path))
+
+
+def _csv_block_for(path: str) -> int:
+    """A CSV block that holds several rows: four times the header line, at least CSV_BLOCK_BYTES
+    (pyarrow refuses a row, or a header, longer than its block)."""
+    import gzip
+
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.readline(CSV_MAX_BLOCK_BYTES)
+    except (OSError, EOFError):
+        return CSV_BLOCK_BYTES  # the reader reports the error
+    return min(CSV_MAX_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * len(header)))
 
 
 def _first_unparsable(column: pa.Array, pc: object) -> int | None:
