@@ -582,7 +582,7 @@ def finalize(
     if "XE101" in f:
         emit("XE101", f["XE101"].rows, f"{_count(f['XE101'].rows, 'row holds', 'rows hold')} NaN scores", "find where the model produced NaN; see the class positions in the examples", f["XE101"])
     if "XE102" in f:
-        emit("XE102", f["XE102"].rows, f"{_count(f['XE102'].rows, 'row holds', 'rows hold')} ±inf scores", "clamp or mask the logits before dumping, and never mask the target", f["XE102"])
+        emit("XE102", f["XE102"].rows, f"{_count(f['XE102'].rows, 'row holds', 'rows hold')} +inf scores, or −inf on the target", "clamp or mask the logits before dumping, and never mask the target", f["XE102"])
     if "XE111" in f:
         emit("XE111", f["XE111"].rows, f"{_count(f['XE111'].rows, 'row masks', 'rows mask')} classes with −inf scores off the target (their losses are finite)", "nothing to fix")
     if "XE103" in f:
