@@ -47,6 +47,7 @@ def xent(args: list[str]) -> None:
     t1 = time.perf_counter()
     sys.argv = ["xent", *args]
     code: int | str | None = 0
+    xentcli.cli.setup_process()  # as xentcli.cli.main does
     try:
         xentcli.cli.app()  # what xentcli.cli.main runs, before it ends the process with os._exit
     except SystemExit as exc:

@@ -354,6 +354,15 @@ def _explain(code: str | None, as_json: bool) -> None:
         render_explain(rules, single=code is not None, console=_console())
 
 
+def setup_process() -> None:
+    """The process-wide settings of a run of `xent`, made by the entry point, never by importing or
+    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, and glibc's malloc asked to keep
+    chunk-sized blocks (native.keep_freed_memory)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    native.keep_freed_memory()
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -362,9 +371,7 @@ def main() -> None:
     command has finished and its output is flushed, the process ends with os._exit: the
     interpreter's own teardown (freeing every module of numpy and pyarrow) would add ~0.2 s to
     each run and change nothing. Outputs are already closed and renamed by then."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
-    native.keep_freed_memory()  # a process-wide allocator setting: the CLI's decision, not the library's
+    setup_process()
     try:
         code = app(standalone_mode=False)
         code = code if isinstance(code, int) else 0
