@@ -445,3 +445,19 @@ def test_per_sequence_weights_broadcast_over_positions(tmp_path):
     loss = sparse_loss64(z.reshape(12, 5), y.reshape(12))
     weights = np.repeat(w[:, 0], 3)
     assert doc["summary"]["loss_mean"] == pytest.approx((loss * weights).sum() / weights.sum(), rel=1e-9)
+
+
+def test_input_rows_are_the_rows_read(tmp_path):
+    """A footer that claims 10^12 rows (here: a description that says so) does not reach the report."""
+    from dataclasses import replace
+
+    from xentcli.config import RunConfig, SourceConfig
+    from xentcli.engine import run
+    from xentcli.sources import Source
+
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 7, "label": [0] * 7}), tmp_path / "d.parquet")
+    config = RunConfig(SourceConfig((str(tmp_path / "d.parquet"),)))
+    source = Source(config.source)
+    source.description = replace(source.description, rows=10**12)
+    report = run(config, source)
+    assert report.input.rows == 7 and report.summary["rows"] == 7
