@@ -161,12 +161,11 @@ def _columnar_side(
     classes = cfg.classes or classes
     if want_scores:
         found = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix, cells)
-        if found.classes is not None:
-            for known, given_by in ((first[1], first[0]) if first else (None, ""), (cfg.classes, "--classes")):
-                if known is not None:
-                    found, note = reconcile_classes(found, known, path, given_by)
-                    notes += [note] if note else []
-                    break
+        # class-named columns must match the first shard's (a later shard), else --classes
+        known, given_by = (first[1], first[0]) if first else (cfg.classes, "--classes")
+        if found.classes is not None and known is not None:
+            found, note = reconcile_classes(found, known, path, given_by)
+            notes += [note] if note else []
         roles["scores"] = found
         classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
@@ -525,8 +524,8 @@ class Source:
     Shards must agree on the number of classes, their names and order (class-named columns in
     another order are read in the first shard's order), what the scores and targets are, and the
     id type; rows are numbered across the shards in order (sorted names within a folder or glob).
-    Each shard is opened to check it and closed again, and opened anew when its turn comes to be
-    read: a dump of thousands of shards never holds more than one open."""
+    Each later shard is opened to check it and closed again, and opened anew when its turn comes
+    to be read: a dump of thousands of shards holds at most two open (the first, and one more)."""
 
     def __init__(self, cfg: SourceConfig) -> None:
         files, notes = expand_paths(cfg.paths, cfg.format)
@@ -537,7 +536,10 @@ class Source:
             )
         self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path) if p]
         self._configs = [replace(cfg, paths=(name,)) for name in files]
-        first = FileSource(self._configs[0]).description
+        # the first shard stays open (a single-file dump is opened once); later shards are opened to
+        # check them and again when read
+        self._opened: FileSource | None = FileSource(self._configs[0])
+        first = self._opened.description
         self._first_classes = (first.path, first.classes) if first.classes else None
         descriptions = [first] + [FileSource(shard, self._first_classes).description for shard in self._configs[1:]]
         for info in descriptions[1:]:
@@ -548,8 +550,7 @@ class Source:
                         path=info.path,
                         hint="all shards of a dump must have the same layout",
                     )
-        self._dtypes = [info.score_dtype for info in descriptions]
-        dtypes = sorted(set(self._dtypes))
+        dtypes = sorted({info.score_dtype for info in descriptions})
         if len(dtypes) > 1:
             notes.append(f"shards store their scores in different dtypes ({', '.join(dtypes)}); each is read as stored")
         notes += [note for info in descriptions for note in info.notes]
@@ -583,12 +584,12 @@ class Source:
         weight_total: float | None = None
         for index, shard_cfg in enumerate(self._configs):
             self._current = index
-            self._shard = FileSource(shard_cfg, self._first_classes if index else None)
+            self._shard = self._opened if index == 0 and self._opened is not None else FileSource(shard_cfg, self._first_classes if index else None)
+            self._opened = None
             last = None
             tail = offset
             for chunk in self._shard.chunks(rows):
                 chunk.offset += offset
-                chunk.score_dtype = self._dtypes[index]
                 if chunk.sample is not None and chunk.sample.dtype.kind in "iu":
                     chunk.sample = chunk.sample + sample_offset
                     last = chunk.sample[-1] if chunk.sample.size else last
@@ -640,11 +641,11 @@ def rechunk(batches: Iterator[dict[str, npt.NDArray]], rows: int) -> Iterator[di
 
 def _join(parts: list[Any]) -> Any:
     """Row-aligned pieces of one role joined: numpy arrays, or Arrow arrays (ids keep their type)."""
-    if hasattr(parts[0], "as_py") or type(parts[0]).__module__.startswith("pyarrow"):
-        import pyarrow as pa
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import pyarrow as pa
 
-        return pa.concat_arrays(parts)
-    return np.concatenate(parts)
+    return pa.concat_arrays(parts)
 
 
 def _paired(
