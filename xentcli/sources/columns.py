@@ -98,6 +98,12 @@ def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {prefix: tuple(name for _, name in sorted(members)) for prefix, members in groups.items()}
 
 
+def bad_cell_error(path: str, column: str, row: int, text: str) -> LayoutError:
+    """A score, label or weight cell that is not a number, named by column, row (0-based) and text."""
+    return LayoutError(f"column '{column}' row {row}: {text!r} is not a number", path=path,
+                       hint="fix or blank the cell (an empty cell reads as NaN and is flagged XE101)")
+
+
 def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells: CellFinder | None) -> None:
     """Every column of a group must hold numbers: name the first that does not, and in a CSV file
     the cell (row 0-based, as -o numbers rows) that made it text."""
@@ -106,11 +112,7 @@ def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells:
         return
     found = cells.first_bad_cell(bad) if cells is not None else None
     if found is not None:
-        name, row, text = found
-        raise LayoutError(
-            f"column '{name}' row {row}: {text!r} is not a number", path=path,
-            hint="fix or blank the cell (an empty cell reads as NaN and is flagged XE101)",
-        )
+        raise bad_cell_error(path, *found)
     raise LayoutError(
         f"column '{bad[0]}' holds {schema.field(bad[0]).type}, not numbers", path=path,
         hint="store the scores and targets as numbers",
@@ -227,9 +229,10 @@ def reconcile_classes(found: Field, classes: tuple[str, ...], path: str, given_b
     assert found.classes is not None
     if found.classes == classes:
         return found, None
-    if set(found.classes) != set(classes):
-        extra = [name for name in found.classes if name not in classes]
-        missing = [name for name in classes if name not in found.classes]
+    columns, given = set(found.classes), set(classes)
+    if columns != given:
+        extra = [name for name in found.classes if name not in given][:5]
+        missing = [name for name in classes if name not in columns][:5]
         parts = ([f"the columns name {', '.join(map(repr, extra))} not in {given_by}"] if extra else []) + (
             [f"{given_by} names {', '.join(map(repr, missing))} not among the columns"] if missing else [])
         error = OptionError if given_by == "--classes" else LayoutError
