@@ -461,3 +461,37 @@ def test_input_rows_are_the_rows_read(tmp_path):
     source.description = replace(source.description, rows=10**12)
     report = run(config, source)
     assert report.input.rows == 7 and report.summary["rows"] == 7
+
+
+# ---- memory with a huge class count: per-class sums for the classes seen only ------------------
+
+@pytest.mark.parametrize("kernel", ["c", "numpy"])
+def test_sparse_per_class_sums_equal_dense(tmp_path, monkeypatch, kernel):
+    from xentcli import accumulate, native, tally
+    from xentcli.config import RunConfig, SourceConfig
+    from xentcli.engine import run
+
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((300, 50)).astype(np.float32)
+    y = rng.integers(0, 20, 300)  # classes 20..49 never occur as targets
+    z[:, 40:] -= 10  # and 40..49 are never predicted
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    config = RunConfig(SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy")),
+                       per_class=True, chunk_rows=37, threads=2)
+    if kernel == "numpy":
+        monkeypatch.setattr(native, "_TALLY", None)
+    dense = run(config)
+    monkeypatch.setattr(tally, "DENSE_CLASS_LIMIT", 8)
+    monkeypatch.setattr(accumulate, "DENSE_CLASS_LIMIT", 8)
+    sparse = run(config)
+    # the classes seen, by support (ties to the lower class), equal the dense rows of those classes
+    seen = sorted((row for row in dense.per_class if row["support"] or row["predicted"]), key=lambda r: (-r["support"], r["class"]))
+    assert [row["class"] for row in sparse.per_class] == [row["class"] for row in seen]
+    for got, want in zip(sparse.per_class, seen):
+        assert got["support"] == want["support"] and got["predicted"] == want["predicted"]
+        assert got["loss_mean"] == pytest.approx(want["loss_mean"], rel=1e-12, nan_ok=True)
+    assert sparse.diagnostics == dense.diagnostics  # XE209 names the same absent classes
+    xe209 = next(d for d in dense.diagnostics if d["code"] == "XE209")
+    assert xe209["absent_targets"] == list(range(20, 50)) and xe209["never_predicted"] == list(range(40, 50))
+    assert sparse.summary == dense.summary

@@ -39,7 +39,7 @@ typedef struct {
     int64_t hits[N_RULES];
     int64_t ranked_rows[N_RANKED][EXAMPLES], ranked_count[N_RANKED]; /* the example rows, best first */
     double loss_sum, loss_min, loss_max, max_abs;
-    /* [num_classes] each, zeroed by the caller */
+    /* [num_classes] each, zeroed by the caller; all NULL: no per-class sums (many classes) */
     int64_t *support, *class_correct, *predicted;
     double *class_loss, *class_p_true;
     int32_t *key_out; /* [n]: the sketch keys of the counted positive losses, in row order */
@@ -125,13 +125,13 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     t->loss_sum = sum;
     t->loss_min = x < t->loss_min ? x : t->loss_min;
     t->loss_max = x > t->loss_max ? x : t->loss_max;
-    if (y >= 0 && y < in->num_classes) { /* a counted row's label is in range; checked all the same */
+    if (out->support && y >= 0 && y < in->num_classes) { /* NULL: per-class sums kept sparse by the caller */
         out->support[y]++;
         out->class_correct[y] += right;
         out->class_loss[y] += x;
         out->class_p_true[y] += in->p_true[i];
     }
-    if (p >= 0 && p < in->num_classes) out->predicted[p]++;
+    if (out->predicted && p >= 0 && p < in->num_classes) out->predicted[p]++;
     if (x > in->min_indexable) {
         out->key_out[t->keys++] = (int32_t)key;
     } else if (x < -in->min_indexable) {

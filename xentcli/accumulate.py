@@ -19,7 +19,7 @@ from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
 from xentcli.ranking import top_rows
 from xentcli.sketch import QuantileSketch
-from xentcli.tally import ChunkTally
+from xentcli.tally import DENSE_CLASS_LIMIT, ChunkTally
 
 
 @dataclass
@@ -61,11 +61,20 @@ class WorstRows:
         )
 
 
+# Above DENSE_CLASS_LIMIT classes, the per-class rows list the classes with the most support only.
+SPARSE_PER_CLASS_ROWS = 1000
+_SUMS = ("support", "loss_sum", "correct", "p_true_sum", "predicted")
+
+
 @dataclass
 class PerClass:
-    """Per target class: support, summed loss, correct predictions, summed p_true (counted rows)."""
+    """Per target class: support, summed loss, correct predictions, summed p_true (counted rows),
+    and how often each class is predicted. Dense arrays up to DENSE_CLASS_LIMIT classes; above it
+    sparse: `classes` (ascending) holds the classes seen and the sums are aligned with it, so memory
+    grows with the classes that occur, never with the class count. Both merge exactly."""
 
     num_classes: int
+    classes: npt.NDArray[np.int64] | None = field(init=False)  # None: dense, one entry per class
     support: npt.NDArray[np.int64] = field(init=False)
     loss_sum: npt.NDArray[np.float64] = field(init=False)
     correct: npt.NDArray[np.int64] = field(init=False)
@@ -73,25 +82,43 @@ class PerClass:
     predicted: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.support = np.zeros(self.num_classes, np.int64)
-        self.loss_sum = np.zeros(self.num_classes, np.float64)
-        self.correct = np.zeros(self.num_classes, np.int64)
-        self.p_true_sum = np.zeros(self.num_classes, np.float64)
-        self.predicted = np.zeros(self.num_classes, np.int64)
+        dense = self.num_classes <= DENSE_CLASS_LIMIT
+        width = self.num_classes if dense else 0
+        self.classes = None if dense else np.empty(0, np.int64)
+        for name in _SUMS:
+            setattr(self, name, np.zeros(width, np.float64 if name.endswith("_sum") else np.int64))
+
+    @property
+    def class_ids(self) -> npt.NDArray[np.int64]:
+        """The class of each entry of the sums."""
+        return np.arange(self.num_classes) if self.classes is None else self.classes
 
     def update(self, tally: ChunkTally) -> None:
-        self._add(tally.support, tally.class_loss, tally.class_correct, tally.class_p_true, tally.predicted)
+        self._add(tally.classes, tally.support, tally.class_loss, tally.class_correct, tally.class_p_true, tally.predicted)
 
     def merge(self, other: PerClass) -> None:
-        self._add(other.support, other.loss_sum, other.correct, other.p_true_sum, other.predicted)
+        self._add(other.classes, *(getattr(other, name) for name in _SUMS))
 
-    def _add(self, support: npt.NDArray, loss_sum: npt.NDArray, correct: npt.NDArray, p_true_sum: npt.NDArray,
-             predicted: npt.NDArray) -> None:
-        self.support += support
-        self.loss_sum += loss_sum
-        self.correct += correct
-        self.p_true_sum += p_true_sum
-        self.predicted += predicted
+    def _add(self, classes: npt.NDArray | None, *sums: npt.NDArray) -> None:
+        if self.classes is None:
+            for name, values in zip(_SUMS, sums):
+                getattr(self, name).__iadd__(values)
+            return
+        assert classes is not None
+        merged = np.union1d(self.classes, classes)
+        mine, theirs = np.searchsorted(merged, self.classes), np.searchsorted(merged, classes)
+        for name, values in zip(_SUMS, sums):
+            total = np.zeros(merged.size, getattr(self, name).dtype)
+            total[mine] = getattr(self, name)
+            total[theirs] += values  # the classes are unique on each side: no repeated index
+            setattr(self, name, total)
+        self.classes = merged
+
+    def absent(self, counts: npt.NDArray, limit: int = 100) -> tuple[int, list[int]]:
+        """How many classes have a zero count (support, predicted), and the first `limit` of them."""
+        present = self.class_ids[counts > 0]
+        candidates = np.arange(min(self.num_classes, present.size + limit))
+        return self.num_classes - present.size, candidates[~np.isin(candidates, present)][:limit].tolist()
 
 
 @dataclass
@@ -207,22 +234,28 @@ class LossSummary:
         }
 
     def per_class_rows(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """One row per class, in class order; above DENSE_CLASS_LIMIT classes, the
+        SPARSE_PER_CLASS_ROWS classes with the most support (ties to the lower class)."""
         pc = self.per_class
         with np.errstate(invalid="ignore", divide="ignore"):
             loss_mean = pc.loss_sum / pc.support
             accuracy = pc.correct / pc.support
             p_true_mean = pc.p_true_sum / pc.support
+        order = np.arange(pc.support.size)
+        if pc.classes is not None:
+            order = np.lexsort((pc.classes, -pc.support))[:SPARSE_PER_CLASS_ROWS]
+        ids = pc.class_ids
         return [
             {
-                "class": c,
-                **({"name": names[c]} if names else {}),
-                "support": int(pc.support[c]),
-                "predicted": int(pc.predicted[c]),
-                "loss_mean": float(loss_mean[c]),
-                "accuracy": float(accuracy[c]),
-                "p_true_mean": float(p_true_mean[c]),
+                "class": int(ids[i]),
+                **({"name": names[ids[i]]} if names else {}),
+                "support": int(pc.support[i]),
+                "predicted": int(pc.predicted[i]),
+                "loss_mean": float(loss_mean[i]),
+                "accuracy": float(accuracy[i]),
+                "p_true_mean": float(p_true_mean[i]),
             }
-            for c in range(self.num_classes)
+            for i in order.tolist()
         ]
 
 

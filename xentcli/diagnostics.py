@@ -627,21 +627,21 @@ def finalize(
     if "XE208" in f:
         emit("XE208", f["XE208"].rows, f"{_count(f['XE208'].rows, 'row carries the ignore index and is', 'rows carry the ignore index and are')} left out", "nothing to fix if intended")
     if per_class is not None and summary["counted"]:
-        never_target = np.flatnonzero(per_class.support == 0)
-        never_pred = np.flatnonzero(per_class.predicted == 0)
-        if never_target.size or never_pred.size:
-            def some(idx: npt.NDArray) -> str:
-                return ", ".join(map(str, idx[:10].tolist())) + (" …" if idx.size > 10 else "")
+        never_target, absent_targets = per_class.absent(per_class.support)
+        never_pred, never_predicted = per_class.absent(per_class.predicted)
+        if never_target or never_pred:
+            def some(count: int, ids: list[int]) -> str:
+                return ", ".join(map(str, ids[:10])) + (" …" if count > 10 else "")
             parts = []
-            if never_target.size:
-                parts.append(f"{_count(never_target.size, 'class never occurs', 'classes never occur')} as a target ({some(never_target)})")
-            if never_pred.size:
-                parts.append(f"{_count(never_pred.size, 'is never predicted', 'are never predicted')} ({some(never_pred)})")
+            if never_target:
+                parts.append(f"{_count(never_target, 'class never occurs', 'classes never occur')} as a target ({some(never_target, absent_targets)})")
+            if never_pred:
+                parts.append(f"{_count(never_pred, 'is never predicted', 'are never predicted')} ({some(never_pred, never_predicted)})")
             emit("XE209", 0, "; ".join(parts), "check the class list and the eval set's sampling",
-                 absent_targets=never_target.tolist()[:100], never_predicted=never_pred.tolist()[:100])
+                 absent_targets=absent_targets, never_predicted=never_predicted)
         predicted = per_class.predicted
         if predicted.sum() and predicted.max() > COLLAPSE_SHARE * predicted.sum() and np.count_nonzero(per_class.support) > 1:
-            top_class = int(predicted.argmax())
+            top_class = int(per_class.class_ids[predicted.argmax()])
             emit("XE403", int(predicted.max()), f"class {top_class} is predicted for {predicted.max() / predicted.sum():.1%} of rows while the targets hold {np.count_nonzero(per_class.support)} classes",
                  "check the checkpoint and the head the scores came from")
     if info.sequence_length is not None and "XE202" in f:

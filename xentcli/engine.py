@@ -157,16 +157,19 @@ def run(
 
     args = (info, config, top_k, sink is not None)
     chunks = source.chunks(chunk_rows(config, info.bytes_per_row))
-    if config.threads <= 1:
+    # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
+    # run needs about one row of scores beside the kernel's, not threads + 1 of them.
+    threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
+    if threads <= 1:
         for chunk in chunks:
             finish(_compute(chunk, *args))
     else:
-        with ThreadPoolExecutor(config.threads, thread_name_prefix="xent") as pool:
+        with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
             in_flight: deque[Future[ChunkResult]] = deque()
             try:
                 for chunk in chunks:
                     in_flight.append(pool.submit(_compute, chunk, *args))
-                    while len(in_flight) > config.threads:
+                    while len(in_flight) > threads:
                         finish(in_flight.popleft().result())
                 while in_flight:
                     finish(in_flight.popleft().result())

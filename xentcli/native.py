@@ -170,8 +170,9 @@ def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.N
 
 
 def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
-          ranked_codes: tuple[str, ...], **limits: float) -> dict[str, Any]:
-    """The C tally of one chunk: the fields of tally.ChunkTally (see _ctally.c)."""
+          ranked_codes: tuple[str, ...], per_class: bool = True, **limits: float) -> dict[str, Any]:
+    """The C tally of one chunk: the fields of tally.ChunkTally (see _ctally.c); without
+    `per_class` the per-class sums are left out (None)."""
     assert _TALLY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
     n = stats.loss.size
     keep = []  # the converted arrays, alive until the call returns
@@ -185,18 +186,21 @@ def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int,
     ):
         arrays[name], converted = _address(values, dtype)
         keep.append(converted)
-    counts = np.zeros((3, num_classes), np.int64)
-    sums = np.zeros((2, num_classes), np.float64)
+    width = num_classes if per_class else 0
+    counts = np.zeros((3, width), np.int64)
+    sums = np.zeros((2, width), np.float64)
     keys = np.empty(n, np.int32)
     args = _TallyIn(n=n, num_classes=num_classes, top_k=top_k, kind=kind, **arrays, **limits)
-    out = _TallyOut(support=counts[0].ctypes.data, class_correct=counts[1].ctypes.data,
-                    predicted=counts[2].ctypes.data, class_loss=sums[0].ctypes.data,
-                    class_p_true=sums[1].ctypes.data, key_out=keys.ctypes.data)
+    pointers = {name: values.ctypes.data if per_class else None for name, values in (
+        ("support", counts[0]), ("class_correct", counts[1]), ("predicted", counts[2]), ("class_loss", sums[0]),
+        ("class_p_true", sums[1]))}
+    out = _TallyOut(**pointers, key_out=keys.ctypes.data)
     _TALLY(ctypes.byref(args), ctypes.byref(out))
+    classes = {"support": counts[0], "class_correct": counts[1], "predicted": counts[2], "class_loss": sums[0],
+               "class_p_true": sums[1]} if per_class else dict.fromkeys(("support", "class_correct", "predicted", "class_loss", "class_p_true"))
     return {
         "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits, "loss_sum": out.loss_sum,
-        "loss_min": out.loss_min, "loss_max": out.loss_max, "support": counts[0], "class_correct": counts[1],
-        "predicted": counts[2], "class_loss": sums[0], "class_p_true": sums[1], "keys": keys[: out.keys],
+        "loss_min": out.loss_min, "loss_max": out.loss_max, **classes, "keys": keys[: out.keys],
         "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
         "ranked": {code: np.array(out.ranked_rows[r][: out.ranked_count[r]], dtype=np.int64)
                    for r, code in enumerate(ranked_codes)},

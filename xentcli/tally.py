@@ -11,7 +11,7 @@ where the extension is not built.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,7 @@ from xentcli.diagnostics import (
     CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, not_log_probs_tolerance, outlier_threshold,
     overflow_limit, top_rows,
 )
+from xentcli.kernels import SampleStats
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 
 # The per-row rules the tally counts, in the order of the C tally's hit counters. XE203 stands for
@@ -32,6 +33,10 @@ RULE_CODES = (
 # The rules whose examples are the rows with the largest key (loss, p_max): the tally keeps them.
 RANKED_CODES = ("XE402", "XE404")
 KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
+# Up to this many classes the per-class sums are dense arrays (5 × 8 bytes a class, per chunk and in
+# the totals); above it they are kept for the classes seen only, so memory grows with the classes
+# that occur, never with a vocabulary of 2^27 (accumulate.PerClass).
+DENSE_CLASS_LIMIT = 1 << 20
 
 
 @dataclass
@@ -62,25 +67,48 @@ class ChunkTally:
     label_max: int
     at_num_classes: int
     ranked: dict[str, npt.NDArray[np.int64]]  # per RANKED_CODES: its example rows (diagnostics.top_rows)
+    classes: npt.NDArray[np.int64] | None = None  # sparse per-class sums: the classes they belong to
+
+
+def sparse_class_sums(stats: SampleStats) -> dict[str, npt.NDArray]:
+    """The per-class sums of the counted rows for the classes that occur (as label or prediction):
+    `classes` ascending and the five sums aligned with it."""
+    counted = stats.counted
+    label, pred = stats.label[counted], stats.pred[counted]
+    classes = np.union1d(label, pred)
+    at_label, at_pred = np.searchsorted(classes, label), np.searchsorted(classes, pred)
+    k = classes.size
+    right = pred == label
+    return {
+        "classes": classes,
+        "support": np.bincount(at_label, minlength=k),
+        "class_correct": np.bincount(at_label[right], minlength=k),
+        "predicted": np.bincount(at_pred, minlength=k),
+        "class_loss": np.bincount(at_label, weights=stats.loss[counted], minlength=k),
+        "class_p_true": np.bincount(at_label, weights=stats.p_true[counted], minlength=k),
+    }
 
 
 def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = True) -> ChunkTally:
     """The tally of one chunk (`view.stats.loss`: the true loss, NaN on ignored rows). Without
     `rules` the numpy path leaves the rule counts at 0 (the C path counts them anyway: free)."""
     stats = view.stats
+    dense = view.num_classes <= DENSE_CLASS_LIMIT
     if native.has_tally() and stats.score_max is not None and stats.loss.size:
-        return ChunkTally(**native.tally(
-            stats, view.ignored, KINDS[view.kind], view.num_classes, top_k,
+        fields = native.tally(
+            stats, view.ignored, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
             outlier=outlier_threshold(view.num_classes), confident=CONFIDENT,
             not_log_probs_tolerance=not_log_probs_tolerance(view.score_dtype), codes=RULE_CODES,
             ranked_codes=RANKED_CODES,
-        ))
-    return _tally_numpy(view, top_k, sketch, rules)
+        )
+        return ChunkTally(**fields) if dense else ChunkTally(**{**fields, **sparse_class_sums(stats)})
+    counts = _tally_numpy(view, top_k, sketch, rules, dense)
+    return counts if dense else replace(counts, **sparse_class_sums(stats))
 
 
-def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool) -> ChunkTally:
+def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool, dense: bool = True) -> ChunkTally:
     stats = view.stats
     c = view.num_classes
     loss = stats.counted_values(stats.loss)
@@ -99,11 +127,11 @@ def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: boo
         loss_sum=float(loss.sum()),
         loss_min=float(loss.min()) if loss.size else math.inf,
         loss_max=float(loss.max()) if loss.size else -math.inf,
-        support=np.bincount(label, minlength=c),
-        class_correct=np.bincount(stats.label[right], minlength=c),
-        class_loss=np.bincount(label, weights=loss, minlength=c),
-        class_p_true=np.bincount(label, weights=stats.counted_values(stats.p_true), minlength=c),
-        predicted=np.bincount(stats.counted_values(stats.pred), minlength=c),
+        support=np.bincount(label, minlength=c) if dense else None,
+        class_correct=np.bincount(stats.label[right], minlength=c) if dense else None,
+        class_loss=np.bincount(label, weights=loss, minlength=c) if dense else None,
+        class_p_true=np.bincount(label, weights=stats.counted_values(stats.p_true), minlength=c) if dense else None,
+        predicted=np.bincount(stats.counted_values(stats.pred), minlength=c) if dense else None,
         keys=sketch.keys(positive),
         zeros=int(np.count_nonzero(np.abs(loss) <= MIN_INDEXABLE)),
         negatives=int(np.count_nonzero(loss < -MIN_INDEXABLE)),
