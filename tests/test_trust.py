@@ -495,3 +495,25 @@ def test_sparse_per_class_sums_equal_dense(tmp_path, monkeypatch, kernel):
     xe209 = next(d for d in dense.diagnostics if d["code"] == "XE209")
     assert xe209["absent_targets"] == list(range(20, 50)) and xe209["never_predicted"] == list(range(40, 50))
     assert sparse.summary == dense.summary
+
+
+@pytest.mark.parametrize("like", ["torch", "keras", "tf", "optax"])
+def test_frameworks_keep_the_c_kernel(tmp_path, monkeypatch, like):
+    from native_paths import require_c_extension
+
+    from xentcli import native
+    from xentcli.config import RunConfig, SourceConfig
+    from xentcli.engine import run
+    from xentcli.semantics import LossOptions
+
+    require_c_extension()
+    calls = []
+    real = native.sparse_logits
+    monkeypatch.setattr(native, "sparse_logits", lambda *args: calls.append(1) or real(*args))
+    z = np.random.default_rng(4).standard_normal((50, 6)).astype(np.float32)
+    y = np.arange(50) % 6
+    args = _npy(tmp_path, z, y)
+    config = RunConfig(SourceConfig((str(args[0]),), labels_path=str(args[2])), loss=LossOptions(like=like, compare=True))
+    report = run(config)
+    assert calls, "--like/--compare-frameworks fell back to the numpy kernel"
+    assert report.like["loss"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)

@@ -95,7 +95,7 @@ class ChunkContext:
     def class_vectors(self) -> npt.NDArray[np.float64] | None:
         """V = [1, w]: Σ_c log p_c for smoothing and Σ_c w_c log p_c for weights."""
         w = self.class_weights()
-        needed = self.options.label_smoothing > 0 or w is not None or bool(self.options.frameworks)
+        needed = self.options.label_smoothing > 0 or w is not None
         if not needed:
             return None
         ones = np.ones(self.num_classes)
