@@ -21,7 +21,9 @@ def terminal(value: Any, limit: int | None = None) -> str:
     """Text for a terminal: every control character as a visible escape, one line, and cut to
     `limit` characters with '…' when a limit is given. Rich markup is not interpreted by callers
     that pass the result as `rich.text.Text` (the tables do)."""
-    text = _CONTROL.sub(_visible, "null" if value is None else str(value))
+    text = "null" if value is None else str(value)
+    cut = limit is not None and len(text) > limit
+    text = _CONTROL.sub(_visible, text[:limit] if cut else text)  # a 10M-character id is cut before it is escaped
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text
