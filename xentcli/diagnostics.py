@@ -636,7 +636,8 @@ def finalize(
             if never_target:
                 parts.append(f"{_count(never_target, 'class never occurs', 'classes never occur')} as a target ({some(never_target, absent_targets)})")
             if never_pred:
-                parts.append(f"{_count(never_pred, 'is never predicted', 'are never predicted')} ({some(never_pred, never_predicted)})")
+                noun = ("", "") if parts else ("class ", "classes ")
+                parts.append(f"{_count(never_pred, noun[0] + 'is never predicted', noun[1] + 'are never predicted')} ({some(never_pred, never_predicted)})")
             emit("XE209", 0, "; ".join(parts), "check the class list and the eval set's sampling",
                  absent_targets=absent_targets, never_predicted=never_predicted)
         predicted = per_class.predicted
