@@ -46,7 +46,7 @@ def _config(case, layout: str) -> SourceConfig:
 @pytest.mark.parametrize("case", FLAT_CASES, ids=[case["id"] for case in FLAT_CASES])
 def test_reference_per_sample_and_aggregates(case, layout):
     sink = Collect()
-    report = run(RunConfig(_config(case, layout), chunk_rows=5, threads=2), sink=sink)
+    report = run(RunConfig(_config(case, layout), chunk_rows=5, threads=2, per_sample=True), sink=sink)
     reference = case["reference"]
     got = np.concatenate(sink.loss)
     want = _numbers(reference["per_sample"])
@@ -78,7 +78,7 @@ TF_CASES = [
 def test_tf_nn_sparse_float64_per_sample(case):
     """tf.nn.sparse_softmax_cross_entropy_with_logits (float64 run) wherever TF accepts the labels."""
     sink = Collect()
-    run(RunConfig(_config(case, "npy")), sink=sink)
+    run(RunConfig(_config(case, "npy"), per_sample=True), sink=sink)
     got = np.concatenate(sink.loss)
     want = _numbers(case["expected"][TF_SPARSE]["float64"]["none"])
     assert close_to(got, want, case["stored_dtype"]).all()

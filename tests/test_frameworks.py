@@ -17,7 +17,8 @@ import pytest
 from reference import close_to
 
 from xentcli.kernels import sample_stats
-from xentcli.semantics import ChunkContext, LossOptions, framework_terms, FrameworkSummary
+from xentcli.config import LossOptions
+from xentcli.semantics import ChunkContext, framework_terms, FrameworkSummary
 
 HERE = Path(__file__).parent / "conformance"
 CASES = json.loads((HERE / "cases.json").read_text())["cases"]

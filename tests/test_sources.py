@@ -28,7 +28,7 @@ class Collect:
 def config_from_args(args, **options) -> RunConfig:
     labels = args[2] if len(args) > 1 else None
     run_options = {k: options.pop(k) for k in list(options) if k in ("chunk_rows", "threads", "worst", "top_k")}
-    return RunConfig(SourceConfig((args[0],), labels_path=labels, **options), **run_options)
+    return RunConfig(SourceConfig((args[0],), labels_path=labels, **options), per_sample=True, **run_options)
 
 
 def score(args, **options):

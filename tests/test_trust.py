@@ -504,7 +504,7 @@ def test_frameworks_keep_the_c_kernel(tmp_path, monkeypatch, like):
     from xentcli import native
     from xentcli.config import RunConfig, SourceConfig
     from xentcli.engine import run
-    from xentcli.semantics import LossOptions
+    from xentcli.config import LossOptions
 
     require_c_extension()
     calls = []

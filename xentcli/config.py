@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Literal
 
 from xentcli.errors import OptionError
-from xentcli.semantics import LossOptions
 
 InputKind = Literal["logits", "probs", "log-probs"]
 TargetKind = Literal["auto", "sparse", "dense"]
 FileFormat = Literal["parquet", "arrow", "csv", "npy", "npz"]
 
 DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
+DEFAULT_THREADS = os.cpu_count() or 1
+
+FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")  # --like choices
+COMPARED = ("torch", "keras", "tf", "optax")  # --compare-frameworks
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,31 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class LossOptions:
+    """The loss as the user asked for it; `ignore_explicit` says --ignore-index was given."""
+
+    ignore_index: int | None = -100
+    ignore_explicit: bool = False
+    class_weights: tuple[float, ...] | None = None
+    label_smoothing: float = 0.0
+    epsilon: float | None = None
+    like: str | None = None
+    compare: bool = False
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        if self.compare:
+            return COMPARED if self.like in (None, *COMPARED) else (*COMPARED, self.like)
+        return (self.like,) if self.like else ()
+
+    def ignore_for(self, framework: str | None) -> int | None:
+        """torch (and the truth) ignore -100 by default; the others only when asked."""
+        if framework in (None, "torch") or self.ignore_explicit:
+            return self.ignore_index
+        return None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """How to compute and what to keep: everything `score` needs beyond the source."""
 
@@ -56,7 +83,48 @@ class RunConfig:
     select: tuple[str, ...] | None = None  # diagnostic codes or prefixes to keep (None: all)
     ignore_codes: tuple[str, ...] = ()  # and to drop
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
-    threads: int = os.cpu_count() or 1
+    threads: int = DEFAULT_THREADS
+    per_sample: bool = False  # the per-sample rows are written (-o): the kernels add margin and entropy
+
+    @property
+    def extremes(self) -> bool:
+        """The kernels keep each row's smallest score: the diagnostics need it, nothing else does."""
+        return self.diagnostics
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where the results go: the per-sample file (-o) and how the report is printed."""
+
+    path: str | None = None
+    force: bool = False
+    as_json: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Gates:
+    """`xent check`'s limits; None: not checked."""
+
+    fail_on: str = "error"  # error | warning | never
+    max_loss: float | None = None
+    max_nonfinite: int | None = 0
+    min_accuracy: float | None = None
+    max_loss_p99: float | None = None
+
+    def validate(self) -> None:
+        """A gate that cannot fail is refused: NaN/inf limits, negative losses, accuracies outside [0, 1]."""
+        for option, value in (("--max-loss", self.max_loss), ("--max-loss-p99", self.max_loss_p99)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise OptionError(f"{option} must be a finite loss ≥ 0, not {value}")
+        if self.min_accuracy is not None and not (0 <= self.min_accuracy <= 1):
+            hint = f"accuracy is a fraction: --min-accuracy {self.min_accuracy / 100:g} for {self.min_accuracy:g}%" if 1 < self.min_accuracy <= 100 else None
+            raise OptionError(f"--min-accuracy must lie in [0, 1], not {self.min_accuracy}", hint=hint)
+
+
+def kernel_choice() -> str:
+    """XENT_KERNEL=numpy forces the numpy kernels (read here, once, when native.py loads)."""
+    return os.environ.get("XENT_KERNEL", "").lower()
 
 
 def parse_ignore_index(text: str | None) -> tuple[int | None, bool]:
@@ -145,14 +213,12 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def parse_codes(values: list[str] | None) -> tuple[str, ...] | None:
-    """`--select XE1,XE201 --select XE4` → ('XE1', 'XE201', 'XE4'); codes are checked."""
+def parse_codes(values: list[str] | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    """`--select XE1,XE201 --select XE4` → ('XE1', 'XE201', 'XE4'); each must prefix a `known` code."""
     if not values:
         return None
-    from xentcli.diagnostics import RULES
-
     codes = tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
     for code in codes:
-        if not any(rule.startswith(code) for rule in RULES):
+        if not any(rule.startswith(code) for rule in known):
             raise OptionError(f"no diagnostic code starts with '{code}'", hint="run 'xent explain' for the list")
     return codes

@@ -67,15 +67,15 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // (bytes_per_row + ROW_STATE_BYTES))
 
 
-def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, detail: bool) -> ChunkResult:
+def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
     ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options)
     base = sample_stats(
         chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
-        detail=detail, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
+        detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
         clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see semantics._keras
-        extremes=config.diagnostics,
+        extremes=config.extremes,
     )
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
@@ -155,7 +155,9 @@ def run(
         if on_progress is not None:
             on_progress(total.rows, source.progress())
 
-    args = (info, config, top_k, sink is not None)
+    if sink is not None and not config.per_sample:
+        raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
+    args = (info, config, top_k)
     chunks = source.chunks(chunk_rows(config, info.bytes_per_row))
     # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
     # run needs about one row of scores beside the kernel's, not threads + 1 of them.
@@ -184,7 +186,7 @@ def run(
         summary=summary,
         per_class=total.per_class_rows(info.classes) if config.per_class else [],
         worst=total.worst.details,
-        id_column=config.source.id_col,
+        id_column=info.id_column,
         like=documents.get(like) if like else None,
         compare=list(documents.values()) if config.loss.compare else [],
         explanations=explain_differences(summary, documents, total, config.loss, info) if config.loss.compare else [],

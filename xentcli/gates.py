@@ -7,28 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
-from xentcli.errors import OptionError
+from xentcli.config import Gates
 from xentcli.report import Report
-
-
-@dataclass(frozen=True)
-class Gates:
-    """Limits from the command line; None: not checked."""
-
-    fail_on: str = "error"  # error | warning | never
-    max_loss: float | None = None
-    max_nonfinite: int | None = 0
-    min_accuracy: float | None = None
-    max_loss_p99: float | None = None
-
-    def validate(self) -> None:
-        """A gate that cannot fail is refused: NaN/inf limits, negative losses, accuracies outside [0, 1]."""
-        for option, value in (("--max-loss", self.max_loss), ("--max-loss-p99", self.max_loss_p99)):
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise OptionError(f"{option} must be a finite loss ≥ 0, not {value}")
-        if self.min_accuracy is not None and not (0 <= self.min_accuracy <= 1):
-            hint = f"accuracy is a fraction: --min-accuracy {self.min_accuracy / 100:g} for {self.min_accuracy:g}%" if 1 < self.min_accuracy <= 100 else None
-            raise OptionError(f"--min-accuracy must lie in [0, 1], not {self.min_accuracy}", hint=hint)
 
 
 def _breaks(value: float, limit: float, upper: bool) -> bool:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from xentcli.config import kernel_choice
+
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
@@ -52,7 +54,7 @@ class _TallyOut(ctypes.Structure):
 
 
 def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
-    if os.environ.get("XENT_KERNEL", "").lower() == "numpy":
+    if kernel_choice() == "numpy":
         return None
     try:
         from xentcli import _ckernel  # type: ignore[attr-defined]

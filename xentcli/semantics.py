@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xentcli.config import COMPARED, FRAMEWORKS, LossOptions
 from xentcli.kernels import SampleStats, naive_logsumexp_loss, sample_stats
 
 KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
 
-FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")  # --like choices
-COMPARED = ("torch", "keras", "tf", "optax")
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",
     "keras": "Keras 3 (TensorFlow backend)",
@@ -46,31 +45,6 @@ DEFAULT_REDUCTION = {
     "tf": "mean",
     "optax": "mean",
 }
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """The loss as the user asked for it; `ignore_explicit` says --ignore-index was given."""
-
-    ignore_index: int | None = -100
-    ignore_explicit: bool = False
-    class_weights: tuple[float, ...] | None = None
-    label_smoothing: float = 0.0
-    epsilon: float | None = None
-    like: str | None = None
-    compare: bool = False
-
-    @property
-    def frameworks(self) -> tuple[str, ...]:
-        if self.compare:
-            return COMPARED if self.like in (None, *COMPARED) else (*COMPARED, self.like)
-        return (self.like,) if self.like else ()
-
-    def ignore_for(self, framework: str | None) -> int | None:
-        """torch (and the truth) ignore -100 by default; the others only when asked."""
-        if framework in (None, "torch") or self.ignore_explicit:
-            return self.ignore_index
-        return None
 
 
 @dataclass

@@ -73,9 +73,11 @@ class InputDescription:
     label_names: bool = False  # the labels were class names, mapped to indices
     id_type: str | None = None  # the id column's type, as stored
     notes: tuple[str, ...] = ()  # what xent decided for the user (skipped files, reordered columns)
+    id_column: str | None = None  # the name ids carry in every output (the --id-col value)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The JSON `input` object (the id column's name is in `ids` already)."""
+        return {key: value for key, value in self.__dict__.items() if key != "id_column"}
 
     @property
     def bytes_per_row(self) -> int:
@@ -422,6 +424,7 @@ class FileSource:
             label_names=target_side.label_names,
             id_type=main.id_type,
             notes=tuple(main.notes),
+            id_column=cfg.id_col,
         )
         self._rows_done = 0
 

@@ -1,0 +1,176 @@
+"""The app itself: the Typer object, one-line errors and exit codes, and the process entry point.
+
+Exit codes: 0 success, 1 `check` failed its gates, 2 unusable input or options (one line on
+stderr; with --json also an error document on stdout), 3 an internal error (a bug: report it with
+--debug), 128 + the signal for SIGHUP and SIGTERM (130 for Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+
+import typer
+
+from xentcli import __version__, native
+from xentcli.errors import XentError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+EXIT_INTERNAL = 3
+
+app = typer.Typer(
+    name="xent",
+    help="A loss auditor for machine-learning eval dumps: softmax cross-entropy, exact and fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xent {__version__} ({native.name()} kernel)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """xent: softmax cross-entropy of eval dumps, with the diagnostics of what went wrong."""
+
+
+T = TypeVar("T")
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console for tables (stdout) or errors (stderr). Rich, and the table renderers, are
+    imported only when something is printed with them: a `--json` run never pays their ~40 ms."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what `timeout` and CI runners send), handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def error_line(label: str, text: str) -> None:
+    """One line on stderr: `xent: error: …`, the text shown as text (no markup, no control characters)."""
+    from rich.text import Text
+
+    from xentcli.render.escape import terminal
+
+    console(stderr=True).print(Text.assemble((f"xent: {label}:", "bold red" if "error" in label else "yellow"), " ", terminal(text)))
+
+
+def _error_document(code: str, message: str, hint: str | None) -> None:
+    """With --json an exit-2 run still prints one JSON document, so `xent check --json | jq` always has one."""
+    doc = {"xent_version": __version__, "error": {"code": code, "message": message, "hint": hint}}
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
+    """Run `action`, turning every error into one line on stderr and the documented exit code
+    (and, with --json, an error document on stdout)."""
+    try:
+        return action()
+    except typer.Exit:
+        raise
+    except (XentError, OSError, MemoryError) as exc:
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, XentError):
+            code, message, hint = exc.code or type(exc).__name__, exc.one_line(), exc.hint
+        elif isinstance(exc, MemoryError):
+            code, message, hint = "OutOfMemory", "out of memory; lower --chunk-rows or --threads", None
+        else:  # the system refused a read or a write: permissions, a full disk, a file size limit
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            code, message, hint = "OSError", f"{where}{exc.strerror or exc}", None
+        error_line("error", message)
+        if as_json:
+            _error_document(code, message, hint)
+        raise typer.Exit(EXIT_INPUT) from None
+    except KeyboardInterrupt as exc:
+        error_line("interrupted", "no output was written")
+        raise typer.Exit(128 + exc.signum if isinstance(exc, Interrupted) else 130) from None
+    except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
+        if debug:
+            traceback.print_exc()
+        error_line("internal error", f"{type(exc).__name__}: {exc}; rerun with --debug and report the traceback")
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def setup_process() -> None:
+    """The process-wide settings of a run of `xent`, made by the entry point, never by importing or
+    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, and glibc's malloc asked to keep
+    chunk-sized blocks (native.keep_freed_memory)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    native.keep_freed_memory()
+
+
+def main() -> None:
+    """Console-script entry point.
+
+    Usage errors (a typo'd option, a bad choice) are one line on stderr and exit 2, like every other
+    error. SIGTERM and SIGHUP are handled as Ctrl-C: outputs in progress are removed. Once the
+    command has finished and its output is flushed, the process ends with os._exit: the
+    interpreter's own teardown (freeing every module of numpy and pyarrow) would add ~0.2 s to
+    each run and change nothing. Outputs are already closed and renamed by then."""
+    setup_process()
+    try:
+        code = app(standalone_mode=False)
+        code = code if isinstance(code, int) else 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message"): printed, status 1, as Python would
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt as exc:
+        error_line("interrupted", "no output was written")
+        code = 128 + exc.signum if isinstance(exc, Interrupted) else 130
+    except Exception as exc:  # noqa: BLE001 — click's usage errors, and anything else: one line
+        code = _usage_error(exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _usage_error(exc: Exception) -> int:
+    """A command-line usage error as one line with the way to the help (no boxed panel)."""
+    format_message = getattr(exc, "format_message", None)
+    if format_message is None:
+        error_line("internal error", f"{type(exc).__name__}: {exc}; rerun with --debug and report the traceback")
+        return EXIT_INTERNAL
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]
+        return 0
+    context = getattr(exc, "ctx", None)
+    where = f"xent {context.info_name}" if context is not None and context.info_name not in (None, "xent") else "xent"
+    message = " ".join(format_message().split())
+    error_line("error", f"{message} (see '{where} --help')")
+    if "--json" in sys.argv:
+        _error_document("UsageError", message, f"see '{where} --help'")
+    return int(getattr(exc, "exit_code", EXIT_INPUT) or EXIT_INPUT)

@@ -1,0 +1,72 @@
+"""`xent check`: `score`'s pass, then the gates; exit 0 pass, 1 fail, 2 unusable input."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from xentcli.cli.app import EXIT_FAILED, app, console, guarded
+from xentcli.cli.options import (
+    ChunkRows, ClassAxis, Classes, ClassWeights, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
+    IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxLoss, MaxLossP99,
+    MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
+)
+from xentcli.cli.score import scored
+from xentcli.config import DEFAULT_THREADS, Gates
+from xentcli.errors import OptionError
+from xentcli.gates import evaluate, verdict_line
+from xentcli.render.json_doc import render_check_json
+
+
+@app.command()
+def check(
+    paths: Paths, labels: Labels = None, file_format: Format = None, input_kind: Input = None,
+    target: Target = TargetChoice.auto, class_axis: ClassAxis = -1, group_col: GroupCol = None,
+    per_sequence: PerSequence = False, classes: Classes = None, score_col: ScoreCol = None,
+    score_prefix: ScorePrefix = None, label_col: LabelCol = None, target_prefix: TargetPrefix = None,
+    score_key: ScoreKey = None, label_key: LabelKey = None, id_col: IdCol = None, ignore_index: IgnoreIndex = None,
+    class_weights: ClassWeights = None, weight_col: WeightCol = None, sample_weights: SampleWeights = None,
+    label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
+    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
+    force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
+    debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
+    fail_on: FailOnOpt = FailOn.error, max_loss: MaxLoss = None, max_nonfinite: MaxNonfinite = 0,
+    min_accuracy: MinAccuracy = None, max_loss_p99: MaxLossP99 = None,
+) -> None:
+    """Score and diagnose a dump for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input.
+
+    It fails on any error-level diagnostic (--fail-on) and on the gates given.
+    Example: [bold]xent check eval_dump/ --max-loss 2.5[/]
+    """
+    options = ScoreOptions(
+        paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
+        group_col=group_col, per_sequence=per_sequence, classes=classes, score_col=score_col, score_prefix=score_prefix,
+        label_col=label_col, target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=id_col,
+        ignore_index=ignore_index, class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights,
+        label_smoothing=label_smoothing, epsilon=epsilon, like=like, compare=compare, top_k=top_k, worst=worst,
+        per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
+        quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
+    )
+    limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99)
+    guarded(debug, lambda: _check(options, limits), as_json)
+
+
+def _check(options: ScoreOptions, limits: Gates) -> None:
+    limits.validate()
+    if options.no_diagnostics and limits.fail_on != "never":
+        raise OptionError(
+            "--no-diagnostics leaves check blind to what --fail-on fails on",
+            hint="drop --no-diagnostics, or pass --fail-on never to gate on the numbers alone",
+        )
+    report = scored(options)
+    result = evaluate(report, limits)
+    if options.as_json:
+        sys.stdout.write(render_check_json(report, result) + "\n")
+    else:
+        from xentcli.render.table import render_check
+
+        render_check(report, result, verdict_line(result, report, limits), console())
+    if not result["passed"]:
+        raise typer.Exit(EXIT_FAILED)

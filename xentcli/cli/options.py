@@ -1,0 +1,198 @@
+"""The command line's options, declared once as `Annotated` aliases that every command reuses, and
+turned into the frozen config objects (config.py) that flow down. No I/O and no math here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from xentcli.config import (
+    DEFAULT_THREADS, FRAMEWORKS, Gates, LossOptions, OutputOptions, RunConfig, SourceConfig, parse_class_weights,
+    parse_classes, parse_codes, parse_ignore_index,
+)
+from xentcli.diagnostics import RULES
+
+
+class FormatChoice(str, Enum):
+    parquet = "parquet"
+    arrow = "arrow"
+    csv = "csv"
+    npy = "npy"
+    npz = "npz"
+
+
+class InputChoice(str, Enum):
+    logits = "logits"
+    probs = "probs"
+    log_probs = "log-probs"
+
+
+LikeChoice = Enum("LikeChoice", {name.replace("-", "_"): name for name in FRAMEWORKS}, type=str)  # type: ignore[misc]
+
+
+class TargetChoice(str, Enum):
+    auto = "auto"
+    sparse = "sparse"
+    dense = "dense"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+def _option(*names: str, panel: str, help: str, **extra: object) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, rich_help_panel=panel, **extra)  # type: ignore[arg-type]
+
+
+# ---- input ------------------------------------------------------------------------------------
+Paths = Annotated[list[str], typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz; several files, a quoted glob or a folder are read as shards of one dump.", show_default=False, metavar="PATH...")]
+Labels = Annotated[Optional[Path], _option("--labels", panel="Input", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.")]
+Format = Annotated[Optional[FormatChoice], _option("--format", panel="Input", help="Read PATH as this format (default: from the extension; in a folder of several formats, the one to read).")]
+Input = Annotated[Optional[InputChoice], _option("--input", panel="Input", help="What the scores are (default: logits, or as the column names say).")]
+Target = Annotated[TargetChoice, _option("--target", panel="Input", help="Integer labels (sparse) or one-hot/soft rows (dense).")]
+ClassAxis = Annotated[int, _option("--class-axis", panel="Sequences", help="Axis of the classes in [N, T, C] arrays: -1 (default) or 1 for PyTorch's [N, C, T].")]
+GroupCol = Annotated[Optional[str], _option("--group-col", panel="Sequences", help="One row per token: the column naming each row's sequence.")]
+PerSequence = Annotated[bool, _option("--per-sequence", panel="Sequences", help="Add per-sequence sums, means, token counts and perplexities.")]
+Classes = Annotated[Optional[str], _option("--classes", panel="Columns", help="Class names in class order (comma list or a file, one per line), for string labels.")]
+ScoreCol = Annotated[Optional[str], _option("--score-col", panel="Columns", help="List column holding the scores.")]
+ScorePrefix = Annotated[Optional[str], _option("--score-prefix", panel="Columns", help="Prefix of wide score columns (P0, P1, …); \"\" for columns 0, 1, ….")]
+LabelCol = Annotated[Optional[str], _option("--label-col", panel="Columns", help="Column holding the labels or target rows.")]
+TargetPrefix = Annotated[Optional[str], _option("--target-prefix", panel="Columns", help="Prefix of wide target columns.")]
+ScoreKey = Annotated[Optional[str], _option("--score-key", panel="Columns", help="NPZ array holding the scores.")]
+LabelKey = Annotated[Optional[str], _option("--label-key", panel="Columns", help="NPZ array holding the labels.")]
+IdCol = Annotated[Optional[str], _option("--id-col", panel="Columns", help="Column (or NPZ array) identifying each row in every output.")]
+# ---- loss -------------------------------------------------------------------------------------
+IgnoreIndex = Annotated[Optional[str], _option("--ignore-index", panel="Loss", help="Label of rows to leave out (default -100, PyTorch's); 'none' to turn it off.")]
+ClassWeights = Annotated[Optional[str], _option("--class-weights", panel="Loss", help="One weight per class: a comma list, or a file (one per line, or a JSON list).")]
+WeightCol = Annotated[Optional[str], _option("--weight-col", panel="Loss", help="Column (or NPZ array) of per-row sample weights.")]
+SampleWeights = Annotated[Optional[Path], _option("--sample-weights", panel="Loss", help="Per-row sample weights in an .npy file.")]
+LabelSmoothing = Annotated[float, _option("--label-smoothing", panel="Loss", help="Targets become (1-ε)·t + ε/C.", min=0.0, max=1.0)]
+Epsilon = Annotated[Optional[float], _option("--epsilon", panel="Loss", help="Clip probabilities to [E, 1-E] as Keras (TensorFlow backend) does: integer labels clip, then renormalise; one-hot/soft rows normalise, then clip. --like keras then uses E too. Keras' default: 1e-7. Default: no clipping.")]
+Like = Annotated[Optional[LikeChoice], _option("--like", panel="Loss", help="Also report what this framework computes on the dump (and write its per-sample values with -o).")]
+Compare = Annotated[bool, _option("--compare-frameworks", panel="Loss", help="Show the true loss beside what PyTorch, Keras, tf.nn and optax report, with the rule behind each difference.")]
+# ---- output and run ---------------------------------------------------------------------------
+TopK = Annotated[int, _option("--top-k", panel="Output", help="k of top-k accuracy (capped at the number of classes).", min=1)]
+Worst = Annotated[int, _option("--worst", panel="Output", help="Show the K rows with the highest loss.", min=0)]
+PerClass = Annotated[bool, _option("--per-class", panel="Output", help="Add a per-class table.")]
+Json = Annotated[bool, _option("--json", panel="Output", help="Print one JSON document and nothing else.")]
+Output = Annotated[Optional[Path], _option("-o", "--output", panel="Output", help="Write per-sample rows to FILE.parquet or FILE.csv.")]
+Force = Annotated[bool, _option("--force", panel="Output", help="Replace an existing --output file.")]
+ChunkRows = Annotated[Optional[int], _option("--chunk-rows", panel="Run", help="Rows per chunk (default: ~16 MiB of scores).", min=1)]
+Threads = Annotated[int, _option("--threads", panel="Run", help="Worker threads (default: the number of cores).", min=1, show_default=False)]
+Quiet = Annotated[bool, _option("--quiet", "-q", panel="Run", help="No progress bar.")]
+Debug = Annotated[bool, _option("--debug", panel="Run", help="Show the traceback of an error.")]
+# ---- diagnostics and gates --------------------------------------------------------------------
+NoDiagnostics = Annotated[bool, _option("--no-diagnostics", panel="Diagnostics", help="Skip the diagnostics (a little faster).")]
+Select = Annotated[Optional[list[str]], _option("--select", panel="Diagnostics", help="Only these diagnostic codes or prefixes (XE2, XE401); repeatable, comma lists too.")]
+Ignore = Annotated[Optional[list[str]], _option("--ignore", panel="Diagnostics", help="Leave out these diagnostic codes or prefixes.")]
+FailOnOpt = Annotated[FailOn, _option("--fail-on", panel="Gates", help="Fail on diagnostics of this severity or worse.")]
+MaxLoss = Annotated[Optional[float], _option("--max-loss", panel="Gates", help="Fail when the mean loss is above X.")]
+MaxNonfinite = Annotated[int, _option("--max-nonfinite", panel="Gates", help="Fail when more rows have a NaN/inf loss.", min=0)]
+MinAccuracy = Annotated[Optional[float], _option("--min-accuracy", panel="Gates", help="Fail when accuracy is below A (a fraction).")]
+MaxLossP99 = Annotated[Optional[float], _option("--max-loss-p99", panel="Gates", help="Fail when the 99th percentile loss is above X.")]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What `score` (and `check`) were given, typed as the command line gives it; `run_config` and
+    `output` parse it into the config objects, once."""
+
+    paths: list[str]
+    labels: Path | None = None
+    file_format: FormatChoice | None = None
+    input_kind: InputChoice | None = None
+    target: TargetChoice = TargetChoice.auto
+    class_axis: int = -1
+    group_col: str | None = None
+    per_sequence: bool = False
+    classes: str | None = None
+    score_col: str | None = None
+    score_prefix: str | None = None
+    label_col: str | None = None
+    target_prefix: str | None = None
+    score_key: str | None = None
+    label_key: str | None = None
+    id_col: str | None = None
+    ignore_index: str | None = None
+    class_weights: str | None = None
+    weight_col: str | None = None
+    sample_weights: Path | None = None
+    label_smoothing: float = 0.0
+    epsilon: float | None = None
+    like: Enum | None = None
+    compare: bool = False
+    top_k: int = 5
+    worst: int = 0
+    per_class: bool = False
+    as_json: bool = False
+    output: Path | None = None
+    force: bool = False
+    chunk_rows: int | None = None
+    threads: int = DEFAULT_THREADS
+    quiet: bool = False
+    no_diagnostics: bool = False
+    select: list[str] | None = None
+    ignore_codes: list[str] | None = None
+
+    def run_config(self) -> RunConfig:
+        ignore, ignore_explicit = parse_ignore_index(self.ignore_index)
+        return RunConfig(
+            source=SourceConfig(
+                paths=tuple(self.paths),
+                format=self.file_format.value if self.file_format else None,
+                labels_path=str(self.labels) if self.labels else None,
+                score_col=self.score_col,
+                score_prefix=self.score_prefix,
+                label_col=self.label_col,
+                target_prefix=self.target_prefix,
+                score_key=self.score_key,
+                label_key=self.label_key,
+                id_col=self.id_col,
+                weight_col=self.weight_col,
+                sample_weights_path=str(self.sample_weights) if self.sample_weights else None,
+                input_kind=self.input_kind.value if self.input_kind else None,  # type: ignore[arg-type]
+                target_kind=self.target.value,  # type: ignore[arg-type]
+                class_axis=self.class_axis,
+                group_col=self.group_col,
+                classes=parse_classes(self.classes),
+            ),
+            loss=LossOptions(
+                ignore_index=ignore,
+                ignore_explicit=ignore_explicit,
+                class_weights=parse_class_weights(self.class_weights),
+                label_smoothing=self.label_smoothing,
+                epsilon=self.epsilon,
+                like=self.like.value if self.like else None,
+                compare=self.compare,
+            ),
+            top_k=self.top_k,
+            worst=self.worst,
+            per_class=self.per_class,
+            per_sequence=self.per_sequence,
+            chunk_rows=self.chunk_rows,
+            threads=self.threads,
+            diagnostics=not self.no_diagnostics,
+            select=parse_codes(self.select, tuple(RULES)),
+            ignore_codes=parse_codes(self.ignore_codes, tuple(RULES)) or (),
+            per_sample=self.output is not None,
+        )
+
+    @property
+    def output_options(self) -> OutputOptions:
+        return OutputOptions(str(self.output) if self.output else None, self.force, self.as_json, self.quiet)
+
+    @property
+    def option_files(self) -> list[str]:
+        """--classes and --class-weights when they name files: inputs, never to be written over."""
+        return [value for value in (self.classes, self.class_weights) if value and Path(value).is_file()]
+
+
+def gates(fail_on: FailOn, max_loss: float | None, max_nonfinite: int, min_accuracy: float | None,
+          max_loss_p99: float | None) -> Gates:
+    return Gates(fail_on.value, max_loss, max_nonfinite, min_accuracy, max_loss_p99)

@@ -1,0 +1,76 @@
+"""`xent score`: one pass over a dump, printed as tables or JSON, per-sample rows to -o."""
+
+from __future__ import annotations
+
+import sys
+
+from xentcli.cli.app import app, console, error_line, guarded
+from xentcli.cli.options import (
+    ChunkRows, ClassAxis, Classes, ClassWeights, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
+    IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
+    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice,
+    TargetPrefix, Threads, TopK, WeightCol, Worst,
+)
+from xentcli.config import DEFAULT_THREADS
+from xentcli.engine import run
+from xentcli.render.json_doc import render_json
+from xentcli.render.progress import progress_bar
+from xentcli.report import Report
+from xentcli.sources import Source
+
+
+@app.command()
+def score(
+    paths: Paths, labels: Labels = None, file_format: Format = None, input_kind: Input = None,
+    target: Target = TargetChoice.auto, class_axis: ClassAxis = -1, group_col: GroupCol = None,
+    per_sequence: PerSequence = False, classes: Classes = None, score_col: ScoreCol = None,
+    score_prefix: ScorePrefix = None, label_col: LabelCol = None, target_prefix: TargetPrefix = None,
+    score_key: ScoreKey = None, label_key: LabelKey = None, id_col: IdCol = None, ignore_index: IgnoreIndex = None,
+    class_weights: ClassWeights = None, weight_col: WeightCol = None, sample_weights: SampleWeights = None,
+    label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
+    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
+    force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
+    debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
+) -> None:
+    """Compute the softmax cross-entropy of an eval dump, summarise it and diagnose it.
+
+    Example: [bold]xent score preds.parquet --worst 5[/]
+    """
+    options = ScoreOptions(
+        paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
+        group_col=group_col, per_sequence=per_sequence, classes=classes, score_col=score_col, score_prefix=score_prefix,
+        label_col=label_col, target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=id_col,
+        ignore_index=ignore_index, class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights,
+        label_smoothing=label_smoothing, epsilon=epsilon, like=like, compare=compare, top_k=top_k, worst=worst,
+        per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
+        quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
+    )
+    guarded(debug, lambda: show(options, scored(options)), as_json)
+
+
+def scored(options: ScoreOptions) -> Report:
+    """One pass: the report, and the per-sample file when -o is given. Notes (files skipped,
+    columns reordered) go to stderr, one line each."""
+    config = options.run_config()
+    out = options.output_options
+    source = Source(config.source)
+    for note in source.description.notes:
+        error_line("note", note)
+    with progress_bar(not (out.quiet or out.as_json), source.description.bytes_per_row) as on_progress:
+        if out.path is None:
+            return run(config, source, on_progress=on_progress)
+        from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
+
+        # --classes and --class-weights files are inputs too: never written over, --force or not
+        with SampleWriter(out.path, source.files + options.option_files, source.description.id_column, out.force,
+                          config.loss.like) as writer:
+            return run(config, source, sink=writer, on_progress=on_progress)
+
+
+def show(options: ScoreOptions, report: Report) -> None:
+    if options.as_json:
+        sys.stdout.write(render_json(report) + "\n")
+    else:
+        from xentcli.render.table import render_tables
+
+        render_tables(report, console())
