@@ -17,12 +17,15 @@ enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
 enum { EXAMPLES = 5 }; /* MAX_EXAMPLES in xentcli/diagnostics.py */
 enum { RANKED_OUTLIER, RANKED_CONFIDENT, N_RANKED }; /* RANKED_CODES in xentcli/tally.py */
 
-/* The rules, in the order of RULE_CODES in xentcli/tally.py. */
+/* The rules, in the order of the registry's tallied rules (xentcli/diagnostics/rules.py, RULE_CODES
+   in tally.py); RULE_ORDER names them, and native.py compares it with the registry at load. */
 enum {
     NAN_SCORES, INF_SCORES, OVERFLOW, PROBS_AS_LOGITS, LOGITS_AS_PROBS, LOG_PROBS, CONSTANT,
-    ZERO_PROBABILITY, LABEL_OUT_OF_RANGE, NOT_INTEGER, IGNORED, NONFINITE_LOSS, OUTLIER, CONFIDENT,
-    NOT_LOG_PROBS, MASKED, N_RULES
+    ZERO_PROBABILITY, NOT_LOG_PROBS, MASKED, LABEL_OUT_OF_RANGE, NOT_INTEGER, IGNORED, NONFINITE_LOSS,
+    OUTLIER, CONFIDENT, N_RULES
 };
+static const char RULE_ORDER[] =
+    "XE101 XE102 XE103 XE104 XE105 XE106 XE107 XE108 XE110 XE111 XE201 XE203 XE208 XE401 XE402 XE404";
 
 typedef struct {
     int64_t n, num_classes, top_k, kind;
@@ -48,6 +51,8 @@ typedef struct {
 /* The layout xentcli/native.py declares with ctypes, compared when the library is loaded: a struct
    or constant changed on one side only makes xent refuse the library (and use numpy), never misread
    memory. */
+const char *xent_tally_rules(void) { return RULE_ORDER; }
+
 int64_t xent_tally_layout(int64_t *out) {
     out[0] = (int64_t)sizeof(xent_tally_in);
     out[1] = (int64_t)sizeof(xent_tally_out);

@@ -21,7 +21,7 @@ from xentcli.config import kernel_choice
 if TYPE_CHECKING:
     from xentcli.kernels import SampleStats
 
-KERNEL_VERSION = 6  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 7  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -53,7 +53,7 @@ class _TallyOut(ctypes.Structure):
     )
 
 
-def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
+def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.CDLL] | None:
     if kernel_choice() == "numpy":
         return None
     try:
@@ -74,7 +74,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr] | None:
         functions[dtype] = function
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
-    return functions, library.xent_tally
+    return functions, library.xent_tally, library
 
 
 def layout() -> tuple[int, ...]:
@@ -94,7 +94,7 @@ def _c_layout(library: ctypes.CDLL) -> tuple[int, ...]:
 
 
 _LOADED = _load()
-_FUNCTIONS, _TALLY = _LOADED if _LOADED is not None else (None, None)
+_FUNCTIONS, _TALLY, _LIBRARY = _LOADED if _LOADED is not None else (None, None, None)
 
 
 # glibc's mallopt parameters (malloc.h) and the values the engine asks for.
@@ -119,6 +119,14 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
+def tally_rules() -> tuple[str, ...]:
+    """The rule codes of the C tally's hit counters, in its order (xent_tally_rules in _ctally.c)."""
+    if _LIBRARY is None:
+        return ()
+    _LIBRARY.xent_tally_rules.restype = ctypes.c_char_p
+    return tuple(_LIBRARY.xent_tally_rules().decode().split())
 
 
 def name() -> str:

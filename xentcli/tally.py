@@ -18,20 +18,20 @@ import numpy.typing as npt
 
 from xentcli import native
 from xentcli.diagnostics import (
-    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, ChunkView, RowMasks, not_log_probs_tolerance, outlier_threshold,
-    overflow_limit, top_rows,
+    CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, RULES, ChunkView, RowMasks, not_log_probs_tolerance,
+    outlier_threshold, overflow_limit, tallied_codes, top_rows,
 )
 from xentcli.kernels import SampleStats
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 
-# The per-row rules the tally counts, in the order of the C tally's hit counters. XE203 stands for
-# XE204 too (the same rows: labels that are not class numbers).
-RULE_CODES = (
-    "XE101", "XE102", "XE103", "XE104", "XE105", "XE106", "XE107",
-    "XE108", "XE201", "XE203", "XE208", "XE401", "XE402", "XE404", "XE110", "XE111",
-)
+# The per-row rules the tally counts, in the order of the C tally's hit counters: the registry's
+# order of the rules declared `tallied` (native.py checks it against the C enum at load). XE203
+# stands for XE204 too (the same rows: labels that are not class numbers).
+RULE_CODES = tallied_codes()
 # The rules whose examples are the rows with the largest key (loss, p_max): the tally keeps them.
-RANKED_CODES = ("XE402", "XE404")
+RANKED_CODES = tuple(code for code in RULE_CODES if RULES[code].ranked)
+# The C tally counts the same rules in the same order, or it is not used (a stale build).
+C_RULES_MATCH = native.tally_rules() == RULE_CODES
 KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
 # Up to this many classes the per-class sums are dense arrays (5 × 8 bytes a class, per chunk and in
 # the totals); above it they are kept for the classes seen only, so memory grows with the classes
@@ -94,7 +94,7 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
     `rules` the numpy path leaves the rule counts at 0 (the C path counts them anyway: free)."""
     stats = view.stats
     dense = view.num_classes <= DENSE_CLASS_LIMIT
-    if native.has_tally() and stats.score_max is not None and stats.loss.size:
+    if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size:
         fields = native.tally(
             stats, view.ignored, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),

@@ -33,7 +33,7 @@ def _explain(code: str | None, as_json: bool) -> None:
         if not rules:
             raise OptionError(f"no diagnostic '{code}'", hint="run 'xent explain' for the list")
     if as_json:
-        docs = [rule.__dict__ for rule in rules]
+        docs = [rule.doc() for rule in rules]
         sys.stdout.write(json.dumps(docs[0] if code else docs, indent=2, ensure_ascii=False) + "\n")
     else:
         from xentcli.render.table import render_explain

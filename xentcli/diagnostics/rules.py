@@ -1,0 +1,439 @@
+"""Every diagnostic, one record each: texts, how it is found, and what its finding says.
+
+Per-row rules give a mask over RowMasks `m` (None where the rule does not apply); `tallied` ones
+are counted by the C tally in this order. Message functions take the merged finding `f` and the
+run's totals `t` (diagnostics/run.py: summary, per_class, info).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from xentcli.diagnostics.registry import (
+    COLLAPSE_SHARE, CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, Rule, declare, overflow_limit,
+)
+from xentcli.diagnostics.view import Finding, RowMasks, _examples, _nan_classes, _rows
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """'1 row has' / '2 rows have', with thousands separators."""
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _rows_say(one: str, many: str, rest: str = "") -> Any:
+    """A message '<n> <one|many><rest>' over the finding's rows."""
+    return lambda f, t: f"{_count(f.rows, one, many)}{rest}"
+
+
+def _kind(m: RowMasks, *kinds: str) -> bool:
+    return m.view.kind in kinds
+
+
+# ---- scores ---------------------------------------------------------------------------------
+declare(Rule(
+    "XE101", "nan-scores", "error", "NaN among the scores.",
+    "A NaN score makes that row's loss NaN, and a NaN anywhere makes a framework's mean NaN: the usual first sign of a diverged model or a float16 overflow.",
+    "Find where the model produced NaN (look at the listed rows and class positions); check for overflow in a float16 head, divisions by zero, log of negative numbers.",
+    "scores [0.3, nan, 1.2] → loss NaN.",
+    hint="find where the model produced NaN; see the class positions in the examples",
+    message=_rows_say("row holds", "rows hold", " NaN scores"),
+    mask=lambda m: m.nan_rows, tallied=True,
+    columns=lambda m, rows: {"classes": _nan_classes(m.view.scores, rows, np.isnan)},
+))
+declare(Rule(
+    "XE102", "inf-scores", "error", "+inf among the scores, or −inf on the target class (or on every class).",
+    "+inf logits make softmax undefined (inf − inf) and the loss NaN; a −inf logit on the target makes the loss +inf. −inf on other classes is a mask and harmless (XE111).",
+    "Clamp the logits before dumping; make sure the target class is never masked.",
+    "scores [inf, 0, 0] → loss NaN; scores [−inf, 0, 0] with label 0 → loss inf.",
+    hint="clamp or mask the logits before dumping, and never mask the target",
+    message=_rows_say("row holds", "rows hold", " +inf scores, or −inf on the target"),
+    mask=lambda m: m.inf_rows & ~m.masked, tallied=True,
+    columns=lambda m, rows: {"classes": _nan_classes(m.view.scores, rows, np.isinf), "max": m.top, "min": m.bottom},
+))
+declare(Rule(
+    "XE103", "overflow-risk", "warning", "Logits large enough to overflow a naive exp() in the dump's dtype.",
+    "xent subtracts the row max, so its loss is right; but a softmax-then-log pipeline (exp of the raw logits) overflows beyond 11.09 in float16, 88.72 in float32 and 709.78 in float64 and gives inf/NaN.",
+    "Compute the loss from logits with a fused, stable function (F.cross_entropy, tf.nn.*_with_logits, optax), or scale the logits down.",
+    "float32 logits [95.0, 0.0]: exp(95) = inf in float32.",
+    hint="xent's loss is exact; a softmax-then-log pipeline would overflow: use a fused cross-entropy on logits",
+    message=lambda f, t: (
+        f"{_count(f.rows, 'row has', 'rows have')} logits beyond ±{'/'.join(str(overflow_limit(d)) for d in t.info.score_dtype.split('+'))} "
+        f"(max |logit| {_fmt(f.facts['max_abs'])}, {t.info.score_dtype})"),
+    mask=lambda m: m.finite & (m.magnitude > m.limit) if not _kind(m, "probs") else None, tallied=True,
+    rank_by="max_abs", columns=lambda m, rows: {"max_abs": m.magnitude},
+    facts=lambda m, f: f.fact("max_abs", m.tally.max_abs, "max"),
+    extra=lambda f, t: {"max_abs": f.facts["max_abs"]},
+))
+
+
+def _probs_as_logits(m: RowMasks) -> Finding | None:
+    """XE104: the tally counts rows within [0, 1]; of those, the ones summing to 1."""
+    candidates = m.of("XE104")
+    sums = np.zeros(m.stats.loss.size)
+    sums[candidates] = m.view.scores[candidates].sum(axis=1, dtype=np.float64)
+    rows = candidates & (np.abs(sums - 1) <= PROBS_SUM_TOLERANCE)
+    return Finding.of("XE104", rows, lambda: _examples(m.view, rows, row_sum=sums))
+
+
+declare(Rule(
+    "XE104", "probs-as-logits", "error", "--input logits, but the rows lie in [0, 1] and sum to 1: the softmax was already applied.",
+    "Feeding probabilities to a softmax cross-entropy applies softmax twice: the loss stays near log C and learning stalls.",
+    "Score the dump with --input probs, and in training feed the raw logits (before softmax) to the loss.",
+    "scores [0.7, 0.2, 0.1] read as logits → loss ≈ 0.77 even for a confident correct prediction.",
+    hint="score with --input probs; in training, feed the logits before softmax to the loss",
+    message=_rows_say("row lies", "rows lie", " in [0, 1] and sum to 1 although read as logits: they look like probabilities"),
+    mask=lambda m: m.finite & (m.bottom >= 0) & (m.top <= 1) if _kind(m, "logits") else None, tallied=True,
+    chunk=_probs_as_logits, show=lambda f, t: f.rows >= 0.5 * t.rows,
+))
+declare(Rule(
+    "XE105", "logits-as-probs", "error", "--input probs, but values fall outside [0, 1] or rows do not sum to 1.",
+    "Probabilities must be non-negative and sum to 1; raw logits read as probabilities give meaningless (even negative or NaN) losses.",
+    "Score the dump with --input logits, or apply softmax before dumping.",
+    "scores [2.3, −1.0, 0.4] read as probabilities → log of a negative number.",
+    hint="score with --input logits, or apply softmax before dumping",
+    message=_rows_say("row is outside [0, 1] or does not sum to 1", "rows are outside [0, 1] or do not sum to 1", ", read as probabilities"),
+    mask=lambda m: (m.finite & ((m.bottom < 0) | (m.top > 1) | (np.abs(np.exp(m.stats.log_norm) - 1) > PROBS_SUM_TOLERANCE))
+                    if _kind(m, "probs") and m.stats.log_norm is not None else None), tallied=True,
+    columns=lambda m, rows: {"row_sum": np.exp(m.stats.log_norm), "min": m.bottom, "max": m.top},
+))
+declare(Rule(
+    "XE106", "log-probs-detected", "info", "--input logits, and every row's logsumexp is 0: these are log-probabilities.",
+    "Harmless for the loss (log_softmax of log-probabilities changes nothing), said so that nobody is surprised.",
+    "Nothing to fix; --input log-probs reads them as such.",
+    "scores log([0.7, 0.2, 0.1]) → logsumexp = 0.",
+    hint="harmless; --input log-probs reads them as such",
+    message=lambda f, t: "every row's logsumexp is 0: the scores are log-probabilities",
+    mask=lambda m: (m.finite & (np.abs(m.stats.log_norm) <= LOG_PROBS_TOLERANCE)
+                    if _kind(m, "logits") and m.stats.log_norm is not None else None), tallied=True,
+    with_examples=False, show=lambda f, t: f.rows == t.rows,
+))
+declare(Rule(
+    "XE107", "constant-rows", "warning", "Rows whose scores are all equal.",
+    "A constant row predicts the uniform distribution: its loss is exactly log C. Many such rows mean a dead head, an uninitialised model or zero-filled padding.",
+    "Check the listed rows: padding that should be masked (use --ignore-index on its labels), or a head that outputs constants.",
+    "scores [0, 0, 0, 0] → loss log 4 = 1.386.",
+    hint="check for a dead head or unmasked padding",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} all scores equal (loss = log {t.num_classes} = {_fmt(math.log(t.num_classes))})",
+    mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1), tallied=True,
+))
+
+
+def _clipped_facts(m: RowMasks, f: Finding) -> None:
+    """XE108: the mean the rows would have with probabilities clipped at 1e-7."""
+    stats = m.stats
+    clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
+    counted = stats.label_ok & ~m.view.ignored & ~np.isnan(stats.loss)
+    f.fact("clipped_sum", float(clipped[counted].sum()), "sum")
+    f.fact("clipped_rows", float(counted.sum()), "sum")
+
+
+def _clipped_mean(f: Finding) -> float:
+    return f.facts["clipped_sum"] / f.facts["clipped_rows"] if f.facts.get("clipped_rows") else math.nan
+
+
+declare(Rule(
+    "XE108", "probs-clipped", "warning", "Probabilities of exactly 0 on the target: an infinite loss without clipping, a framework-dependent one with it.",
+    "The unclipped loss is +inf; Keras clips at 1e-7 (loss 16.118), other code at other epsilons, so the mean depends on an arbitrary constant.",
+    "Dump logits instead of probabilities, or state the clipping (xent --epsilon 1e-7 gives Keras' number on TensorFlow).",
+    "p = [1.0, 0.0] with label 1 → inf; Keras → 16.118.",
+    hint="dump logits, or state the clipping (--epsilon 1e-7 gives Keras' exact number)",
+    message=lambda f, t: (f"{_count(f.rows, 'row gives', 'rows give')} the target probability 0 (loss inf); "
+                          f"with probabilities clipped at 1e-7 the mean would be about {_fmt(_clipped_mean(f))}"),
+    mask=lambda m: (m.stats.label_ok & ~m.view.ignored & (m.stats.p_true == 0)
+                    if _kind(m, "probs") and m.stats.log_norm is not None else None), tallied=True,
+    columns=lambda m, rows: {"label": m.shown_label}, facts=_clipped_facts,
+    extra=lambda f, t: {"clipped_mean": _clipped_mean(f)},
+))
+
+
+def _low_precision(m: RowMasks) -> Finding | None:
+    if m.view.score_dtype not in ("float16", "bfloat16") or not m.finite.any():
+        return None
+    finding = Finding("XE109", m.stats.loss.size)
+    finding.fact("max_abs", float(m.magnitude[m.finite].max()), "max")
+    return finding
+
+
+def _resolution(f: Finding, t: Any) -> float:
+    top = f.facts["max_abs"]
+    return 2.0 ** (math.floor(math.log2(top)) - (10 if "float16" in t.info.score_dtype else 7)) if top > 0 else 0.0
+
+
+declare(Rule(
+    "XE109", "low-precision-scores", "info", "float16/bfloat16 scores.",
+    "Half-precision logits resolve only about three decimal digits: large logits lose the small differences that decide confident predictions.",
+    "Dump float32 logits if the differences matter.",
+    "float16 logits near 1000 are stored in steps of 0.5.",
+    hint="dump float32 logits if finer differences matter",
+    message=lambda f, t: f"{t.info.score_dtype} scores: at |logit| {_fmt(f.facts['max_abs'])} the dtype resolves steps of {_fmt(_resolution(f, t))}",
+    chunk=_low_precision, with_examples=False, extra=lambda f, t: {"resolution": _resolution(f, t)},
+))
+declare(Rule(
+    "XE110", "not-log-probs", "error", "Scores read as log-probabilities whose rows do not have logsumexp 0.",
+    "Log-probabilities are scored as they are (loss = −score of the target), so logits read as log-probabilities give meaningless losses, even negative ones.",
+    "Score the dump with --input logits (xent applies log_softmax), or apply log_softmax before dumping.",
+    "scores [2.0, −1.0, 0.5] read as log-probabilities → loss −2.0 for label 0.",
+    hint="score with --input logits, or apply log_softmax before dumping",
+    message=_rows_say("row is", "rows are", " read as log-probabilities but their logsumexp is not 0: their losses mean nothing"),
+    mask=lambda m: (~m.nan_rows & (m.top < np.inf) & ~(np.abs(m.stats.log_norm) <= m.log_probs_tolerance)
+                    if _kind(m, "log-probs") and m.stats.log_norm is not None else None), tallied=True,
+    columns=lambda m, rows: {"logsumexp": m.stats.log_norm, "label": m.shown_label, "loss": m.stats.loss},
+))
+declare(Rule(
+    "XE111", "masked-scores", "info", "−inf scores on classes other than the target: a mask.",
+    "Vocabulary and action masks set excluded classes to −inf; softmax gives them probability 0 and the loss stays finite.",
+    "Nothing to fix; XE102 says when a mask falls on the target.",
+    "scores [0.5, −inf, 1.2] with label 0 → a finite loss.",
+    hint="nothing to fix",
+    message=_rows_say("row masks", "rows mask", " classes with −inf scores off the target (their losses are finite)"),
+    mask=lambda m: m.masked, tallied=True, with_examples=False,
+))
+
+
+# ---- targets --------------------------------------------------------------------------------
+declare(Rule(
+    "XE201", "label-out-of-range", "error", "Integer labels below 0 (other than the ignore index) or at least C.",
+    "PyTorch and TensorFlow raise on them, JAX-based code silently gives 0 or NaN, and xent leaves those rows out (NaN loss).",
+    "Check the label encoding and the number of classes; mark rows to skip with the ignore index (-100).",
+    "C = 10 and label 10 → out of range.",
+    hint="check the label encoding; mark rows to skip with the ignore index",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a label outside [0, {t.num_classes})",
+    mask=lambda m: m.stats.label_is_int & ~m.stats.label_ok & ~m.view.ignored if m.sparse else None, tallied=True,
+    columns=lambda m, rows: {"label": m.shown_label},
+))
+
+
+def _label_range(m: RowMasks) -> Finding | None:
+    """XE202's facts: the range of the integer labels and how many equal C (from the tally)."""
+    tally = m.tally
+    if not m.sparse or not tally.int_labels:
+        return None
+    shift = Finding("XE202", 0)
+    shift.fact("min_label", float(tally.label_min), "min")
+    shift.fact("max_label", float(tally.label_max), "max")
+    shift.fact("at_num_classes", float(tally.at_num_classes), "sum")
+    if tally.at_num_classes:
+        shift.add_examples(_examples(m.view, m.sparse_labels & (m.label == m.view.num_classes), label=m.shown_label))
+    return shift
+
+
+declare(Rule(
+    "XE202", "one-based-labels", "error", "No label is 0 and the largest equals C: the labels look 1-based.",
+    "Every label points at the next class: the loss is computed against the wrong class for every row, and label C is out of range.",
+    "Subtract 1 from the labels.",
+    "C = 3 and labels in {1, 2, 3}.",
+    hint="subtract 1 from the labels",
+    message=lambda f, t: f"no label is 0 and the largest is {t.num_classes} = C: the labels look 1-based",
+    chunk=_label_range, count=lambda f, t: int(f.facts["at_num_classes"]),
+    show=lambda f, t: f.facts["min_label"] >= 1 and f.facts["max_label"] == t.num_classes,
+))
+declare(Rule(
+    "XE203", "non-integer-labels", "error", "Float labels with a fractional part, or NaN labels.",
+    "A class index must be a whole number; such rows get no loss.",
+    "Check how the labels were written (soft targets belong in a list column or wide columns, not in one float column).",
+    "label 2.5 or NaN.",
+    hint="class indices must be whole numbers; soft targets belong in a list column",
+    message=_rows_say("row has", "rows have", " a fractional or NaN label"),
+    # the tally's slot counts XE204's rows too (class names that are no class): the same rows
+    mask=lambda m: ~m.stats.label_is_int if m.sparse else None, tallied=True, applies=lambda m: not m.view.label_names,
+))
+declare(Rule(
+    "XE204", "unknown-class", "error", "String labels that match no class name.",
+    "Those rows cannot be scored: the names and the class list disagree (spelling, case, a class added later).",
+    "Fix the names, or pass the full class list with --classes.",
+    "classes cat, dog and label 'Cat'.",
+    hint="fix the names or pass the full class list with --classes",
+    message=_rows_say("row has", "rows have", " a label that is no class name"),
+    mask=lambda m: ~m.stats.label_is_int if m.sparse else None, trigger="XE203", applies=lambda m: m.view.label_names,
+))
+declare(Rule(
+    "XE205", "one-hot-targets", "info", "Dense targets that are exactly one-hot.",
+    "Sparse integer labels carry the same information at 1/C of the memory.",
+    "Store argmax(targets) as an integer label column.",
+    "targets [[0, 1, 0], [1, 0, 0]] → labels [1, 0].",
+    hint=lambda f, t: f"store integer labels instead: 1/{t.num_classes} of the memory",
+    message=lambda f, t: "every dense target row is one-hot",
+    mask=lambda m: ((np.count_nonzero(m.view.targets == 1, axis=1) == 1) & (m.target_positives == 1)) if not m.sparse else None,
+    with_examples=False, show=lambda f, t: f.rows == t.rows, count=lambda f, t: t.rows,
+))
+declare(Rule(
+    "XE206", "multi-label-targets", "error", "Dense target rows with more than one positive class.",
+    "Softmax cross-entropy assumes exactly one true class per row; for multi-label data the right loss is sigmoid binary cross-entropy per class.",
+    "Use binary cross-entropy (BCEWithLogitsLoss, sigmoid_cross_entropy_with_logits) for multi-label data.",
+    "targets [1, 0, 1] → two positives.",
+    hint="use sigmoid binary cross-entropy for multi-label data",
+    message=_rows_say("target row has", "target rows have", " more than one positive class"),
+    mask=lambda m: m.multi_label if not m.sparse else None,
+    columns=lambda m, rows: {"positives": m.target_positives, "row_sum": m.target_sums},
+))
+declare(Rule(
+    "XE207", "targets-not-distribution", "error", "Soft targets with negative entries or rows not summing to 1.",
+    "Cross-entropy against something that is not a distribution is not a cross-entropy: its value and gradient are meaningless.",
+    "Normalise the targets (t / Σt) and clip negatives; check the label-smoothing code.",
+    "targets [0.5, 0.3, 0.1] sum to 0.9.",
+    hint="normalise the targets and clip negatives",
+    message=_rows_say("soft-target row is", "soft-target rows are", " not distributions (negative, or not summing to 1)"),
+    mask=lambda m: (~m.multi_label & ((m.view.targets < 0).any(axis=1) | (np.abs(m.target_sums - 1) > PROBS_SUM_TOLERANCE))
+                    if not m.sparse else None),
+    columns=lambda m, rows: {"row_sum": m.target_sums},
+))
+declare(Rule(
+    "XE208", "ignored-rows", "info", "Rows carrying the ignore index, and their share.",
+    "They are left out of every mean (padding, void classes); a large share changes what the mean means.",
+    "Nothing to fix if intended; --ignore-index none scores them as out-of-range labels.",
+    "label -100 on padded tokens.",
+    hint="nothing to fix if intended",
+    message=_rows_say("row carries the ignore index and is", "rows carry the ignore index and are", " left out"),
+    mask=lambda m: m.view.ignored if m.sparse else None, tallied=True, with_examples=False,
+))
+
+
+def _absent_classes(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    per_class = t.per_class
+    if per_class is None or not t.summary["counted"]:
+        return None
+    never_target, absent_targets = per_class.absent(per_class.support)
+    never_pred, never_predicted = per_class.absent(per_class.predicted)
+    if not (never_target or never_pred):
+        return None
+
+    def some(count: int, ids: list[int]) -> str:
+        return ", ".join(map(str, ids[:10])) + (" …" if count > 10 else "")
+
+    parts = []
+    if never_target:
+        parts.append(f"{_count(never_target, 'class never occurs', 'classes never occur')} as a target ({some(never_target, absent_targets)})")
+    if never_pred:
+        noun = ("", "") if parts else ("class ", "classes ")
+        parts.append(f"{_count(never_pred, noun[0] + 'is never predicted', noun[1] + 'are never predicted')} ({some(never_pred, never_predicted)})")
+    return {"rows": 0, "message": "; ".join(parts), "absent_targets": absent_targets, "never_predicted": never_predicted}
+
+
+declare(Rule(
+    "XE209", "absent-classes", "info", "Classes that never occur as a target, or are never predicted.",
+    "Per-class metrics for them are undefined; a class never predicted may be unreachable for the model.",
+    "Check the class list and the eval set's sampling.",
+    "class 7 has no example in the eval set.",
+    hint="check the class list and the eval set's sampling", check=_absent_classes,
+))
+
+
+# ---- shapes: these end the run (exit 2) with their code in the error line ---------------------
+for code, name, summary, why, fix, example in (
+    ("XE301", "ragged-scores", "Score lists of varying length.", "Every row needs one score per class; a short row means a broken export.",
+     "Re-export the dump with fixed-size rows.", "row 0 has 10 scores, row 5 has 9."),
+    ("XE302", "row-count-mismatch", "The scores and the targets hold different numbers of rows.",
+     "Rows pair up by position; a different count means the files do not belong together or one was cut short.",
+     "Check that the labels file was written from the same eval run, in the same order.", "logits.npy with 1000 rows, labels.npy with 999."),
+    ("XE303", "class-count-mismatch", "Dense targets with a different width than the scores.", "One target entry is needed per class.",
+     "Check the number of classes of the model and of the target encoder.", "scores [N, 10], targets [N, 11]."),
+    ("XE304", "empty-input", "No rows.", "There is nothing to score; usually a failed export or a wrong path.",
+     "Check the step that wrote the dump.", "a Parquet file with 0 rows."),
+):
+    declare(Rule(code, name, "error", summary, why, fix, example))
+
+
+def _class_axis(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    shift = findings.get("XE202")
+    if t.info.sequence_length is None or shift is None:
+        return None
+    top_label, other = shift.facts["max_label"], t.info.sequence_length
+    if not t.num_classes <= top_label < other:
+        return None
+    return {"rows": 0, "message": f"labels reach {int(top_label)}, past the {t.num_classes} classes of the class axis used, but fit the other axis ({other})",
+            "hint": "try --class-axis 1 (PyTorch's [N, C, T]) or --class-axis -1"}
+
+
+declare(Rule(
+    "XE305", "class-axis-suspect", "warning", "For [N, T, C] arrays, the labels fit another axis better than the class axis used.",
+    "PyTorch keeps classes on axis 1 ([N, C, T]); read as [N, T, C], the labels run past C.",
+    "Pass --class-axis 1 (or -1) as the labels suggest.",
+    "scores [8, 5, 100] with labels up to 99: the classes are on axis 2 … or on axis 1 if labels reach 5.",
+    check=_class_axis,
+))
+
+
+# ---- the loss -------------------------------------------------------------------------------
+_CAUSE_NAMES = {"XE101": "a NaN score", "XE102": "an infinite score", "XE201": "a label out of range", "XE203": "a fractional or NaN label",
+                "zero_probability": "a zero probability (or −inf logit) on the target", "other": "another cause"}
+
+
+def _causes(m: RowMasks, f: Finding) -> None:
+    """XE401: each non-finite row traced to its first cause."""
+    stats, bad_loss = m.stats, m.of("XE401")
+    causes = {
+        "XE101": bad_loss & m.nan_rows,
+        "XE102": bad_loss & m.inf_rows,
+        "XE201": bad_loss & ~m.nan_rows & ~m.inf_rows & stats.label_is_int & ~stats.label_ok,
+        "XE203": bad_loss & ~stats.label_is_int,
+        "zero_probability": bad_loss & m.finite & stats.label_ok & np.isinf(stats.loss),
+    }
+    explained = np.zeros(stats.loss.size, dtype=bool)
+    for cause, rows in causes.items():
+        f.fact(cause, float(np.count_nonzero(rows & ~explained)), "sum")
+        explained |= rows
+    f.fact("other", float(np.count_nonzero(bad_loss & ~explained)), "sum")
+
+
+declare(Rule(
+    "XE401", "nonfinite-loss", "error", "Rows whose loss is NaN or infinite, each traced to its cause.",
+    "One such row makes a framework's mean NaN or inf; xent leaves them out and says why they are there.",
+    "Follow the cause named for each group of rows (the codes in brackets).",
+    "a NaN score → NaN loss; a zero probability on the target → inf.",
+    hint="they are left out of the means; follow the causes named",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a NaN or infinite loss: " + "; ".join(
+        f"{int(v):,} from {_CAUSE_NAMES[k]}" + (f" [{k}]" if k.startswith("XE") else "") for k, v in f.facts.items() if v),
+    mask=lambda m: ~m.view.ignored & ~np.isfinite(m.stats.loss), tallied=True,
+    columns=lambda m, rows: {"loss": m.stats.loss, "label": m.shown_label}, facts=_causes,
+    extra=lambda f, t: {"causes": {k: int(v) for k, v in f.facts.items() if v}},
+))
+declare(Rule(
+    "XE402", "loss-outliers", "warning", "Rows with a loss above 3 × log C.",
+    "Worse than three times a uniform guess: mislabelled examples, corrupt inputs or a truly hard tail.",
+    "Inspect the worst rows listed; look for label errors.",
+    "C = 10 and loss 12.3 > 6.9.",
+    hint="inspect the worst rows for label errors",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a loss above 3 × log C = {_fmt(f.facts['threshold'])}",
+    mask=lambda m: m.counted & (m.stats.loss > m.threshold), tallied=True, ranked=True, rank_by="loss",
+    columns=lambda m, rows: {"loss": m.stats.loss, "label": m.shown_label, "pred": m.stats.pred},
+    facts=lambda m, f: f.fact("threshold", m.threshold, "max"),
+))
+
+
+def _collapse(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    per_class = t.per_class
+    if per_class is None or not t.summary["counted"]:
+        return None
+    predicted = per_class.predicted
+    if not (predicted.sum() and predicted.max() > COLLAPSE_SHARE * predicted.sum() and np.count_nonzero(per_class.support) > 1):
+        return None
+    top_class = int(per_class.class_ids[predicted.argmax()])
+    return {"rows": int(predicted.max()),
+            "message": f"class {top_class} is predicted for {predicted.max() / predicted.sum():.1%} of rows while the targets hold {np.count_nonzero(per_class.support)} classes"}
+
+
+declare(Rule(
+    "XE403", "prediction-collapse", "warning", "One class is predicted for over 95% of rows while the targets hold several classes.",
+    "The model predicts a constant: a collapsed or untrained model, or scores from the wrong head.",
+    "Check the checkpoint and the head the scores came from.",
+    "class 0 predicted for 99% of rows, 10 classes in the targets.",
+    hint="check the checkpoint and the head the scores came from", check=_collapse,
+))
+declare(Rule(
+    "XE404", "confident-mistakes", "warning", "Rows predicted with probability ≥ 0.99 that disagree with their label.",
+    "Very confident mistakes are most often label errors, and sometimes a leaked target.",
+    "Review the listed rows and their labels.",
+    "p(pred) = 0.999 for 'cat', label 'dog'.",
+    hint="review them: label errors or a leaked target",
+    message=_rows_say(f"row is predicted with p ≥ {CONFIDENT} against its label", f"rows are predicted with p ≥ {CONFIDENT} against their labels"),
+    mask=lambda m: m.counted & (m.stats.p_max >= CONFIDENT) & (m.stats.pred != m.stats.label), tallied=True, ranked=True,
+    rank_by="p_max",
+    columns=lambda m, rows: {"p_max": m.stats.p_max, "pred": m.stats.pred, "label": m.shown_label, "loss": m.stats.loss},
+))
