@@ -125,17 +125,12 @@ declare(Rule(
 ))
 
 
-def _clipped_facts(m: RowMasks, f: Finding) -> None:
-    """XE108: the mean the rows would have with probabilities clipped at 1e-7."""
-    stats = m.stats
-    clipped = -np.log(np.clip(stats.p_true, 1e-7, 1 - 1e-7))
-    counted = stats.label_ok & ~m.view.ignored & ~np.isnan(stats.loss)
-    f.fact("clipped_sum", float(clipped[counted].sum()), "sum")
-    f.fact("clipped_rows", float(counted.sum()), "sum")
-
-
-def _clipped_mean(f: Finding) -> float:
-    return f.facts["clipped_sum"] / f.facts["clipped_rows"] if f.facts.get("clipped_rows") else math.nan
+def _clipped_mean(f: Finding, t: Any) -> float:
+    """XE108: the mean loss were the zero target probabilities clipped at 1e-7: the counted rows'
+    sum plus −log(1e-7) for each such row (clipping changes no other row by more than 1e-7), over
+    all of them — from the totals, so it is the same however the rows were chunked."""
+    rows = t.summary["counted"] + f.rows
+    return (t.summary["loss_sum"] - f.rows * math.log(1e-7)) / rows if rows else math.nan
 
 
 declare(Rule(
@@ -145,11 +140,11 @@ declare(Rule(
     "p = [1.0, 0.0] with label 1 → inf; Keras → 16.118.",
     hint="dump logits, or state the clipping (--epsilon 1e-7 gives Keras' exact number)",
     message=lambda f, t: (f"{_count(f.rows, 'row gives', 'rows give')} the target probability 0 (loss inf); "
-                          f"with probabilities clipped at 1e-7 the mean would be about {_fmt(_clipped_mean(f))}"),
+                          f"with probabilities clipped at 1e-7 the mean would be about {_fmt(_clipped_mean(f, t))}"),
     mask=lambda m: (m.stats.label_ok & ~m.view.ignored & (m.stats.p_true == 0)
                     if _kind(m, "probs") and m.stats.log_norm is not None else None), tallied=True,
-    columns=lambda m, rows: {"label": m.shown_label}, facts=_clipped_facts,
-    extra=lambda f, t: {"clipped_mean": _clipped_mean(f)},
+    columns=lambda m, rows: {"label": m.shown_label},
+    extra=lambda f, t: {"clipped_mean": _clipped_mean(f, t)},
 ))
 
 
