@@ -22,6 +22,13 @@ from xentcli.sketch import QuantileSketch
 from xentcli.tally import DENSE_CLASS_LIMIT, ChunkTally
 
 
+def perplexity(mean_loss: float, counted: int) -> float:
+    """exp(mean loss): inf where it overflows float64, NaN where nothing was counted."""
+    if not counted:
+        return math.nan
+    return math.exp(mean_loss) if mean_loss < 709.0 else math.inf
+
+
 @dataclass
 class WorstRows:
     """The `k` counted rows with the highest loss; ties go to the lower row index."""
@@ -226,7 +233,7 @@ class LossSummary:
             "loss_p50": self.sketch.quantile(0.50),
             "loss_p90": self.sketch.quantile(0.90),
             "loss_p99": self.sketch.quantile(0.99),
-            "perplexity": math.exp(mean) if mean < 709.0 else (math.inf if n else math.nan),
+            "perplexity": perplexity(mean, n),
             "accuracy": self.correct / n if n else math.nan,
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_hits / n if n else math.nan,
@@ -307,7 +314,7 @@ class SequenceTotals:
                     "tokens": tokens,
                     "loss_sum": loss_sum,
                     "loss_mean": mean,
-                    "perplexity": math.exp(mean) if tokens and mean < 709.0 else (math.inf if tokens else math.nan),
+                    "perplexity": perplexity(mean, tokens),
                 }
             )
         return out

@@ -19,6 +19,7 @@ DEFAULT_THREADS = os.cpu_count() or 1
 
 FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")  # --like choices
 COMPARED = ("torch", "keras", "tf", "optax")  # --compare-frameworks
+KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from xentcli import native
 from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
-from xentcli.config import DEFAULT_CHUNK_BYTES, RunConfig
+from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats, sample_stats
 from xentcli.report import Report
@@ -52,7 +52,7 @@ class SampleSink(Protocol):
     def write(self, result: ChunkResult) -> None: ...
 
 
-ProgressCallback = Callable[[int, float | None], None]
+ProgressCallback = Callable[[int, float | None], None]  # rows done, share of the input read (render/progress.py)
 
 
 # What a chunk holds per row besides its scores: labels, a dozen float64 per-sample values and the
@@ -114,7 +114,7 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
             hint="give exactly one weight per class",
         )
     if options.epsilon is not None and not 0 < options.epsilon < 0.5:
-        raise OptionError(f"--epsilon must lie in (0, 0.5), not {options.epsilon}", hint="Keras uses 1e-7")
+        raise OptionError(f"--epsilon must lie in (0, 0.5), not {options.epsilon}", hint=f"Keras uses {KERAS_EPSILON:g}")
     if options.epsilon is not None and info.input_kind != "probs":
         raise OptionError(
             f"--epsilon clips probabilities, but the scores are {info.input_kind}",

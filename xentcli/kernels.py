@@ -12,14 +12,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from xentcli import native
+from xentcli.config import InputKind
 
-InputKind = Literal["logits", "probs", "log-probs"]
 
 # Rows per kernel call are chosen so that one block of scores (and its two work buffers) stays
 # in the CPU cache: numpy's passes over a cache-resident block run several times faster.

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.config import COMPARED, FRAMEWORKS, LossOptions
+from xentcli.config import COMPARED, FRAMEWORKS, KERAS_EPSILON, LossOptions
 from xentcli.kernels import SampleStats, naive_logsumexp_loss, sample_stats
 
-KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
 
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from xentcli.config import KERAS_EPSILON
 from xentcli.diagnostics.registry import (
     COLLAPSE_SHARE, CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, Rule, declare, overflow_limit,
 )
@@ -130,7 +131,7 @@ def _clipped_mean(f: Finding, t: Any) -> float:
     sum plus −log(1e-7) for each such row (clipping changes no other row by more than 1e-7), over
     all of them — from the totals, so it is the same however the rows were chunked."""
     rows = t.summary["counted"] + f.rows
-    return (t.summary["loss_sum"] - f.rows * math.log(1e-7)) / rows if rows else math.nan
+    return (t.summary["loss_sum"] - f.rows * math.log(KERAS_EPSILON)) / rows if rows else math.nan
 
 
 declare(Rule(

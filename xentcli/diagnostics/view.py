@@ -3,7 +3,6 @@ the rules (each computed on first use), the example rows, and the mergeable Find
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +16,7 @@ from xentcli.diagnostics.registry import (
     CONFIDENT, MAX_EXAMPLES, PROBS_SUM_TOLERANCE, RULES, not_log_probs_tolerance, outlier_threshold, overflow_limit,
 )
 from xentcli.kernels import SampleStats
-from xentcli.plain import id_at
+from xentcli.plain import id_at, plain
 
 
 @dataclass
@@ -90,14 +89,6 @@ class ChunkView:
 
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 def _examples(view: ChunkView, rows: npt.NDArray[np.bool_], **columns: Any) -> list[dict[str, Any]]:
     """Up to MAX_EXAMPLES example rows (the first ones) with the given per-row values."""
     return _rows(view, np.flatnonzero(rows)[:MAX_EXAMPLES], columns)
@@ -111,7 +102,7 @@ def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list
         if view.ids is not None:
             item["id"] = id_at(view.ids, i)
         for name, values in columns.items():
-            item[name] = _plain(values[i])
+            item[name] = plain(values[i])  # NaN and inf stay floats: JSON writes them as null
         out.append(item)
     return out
 

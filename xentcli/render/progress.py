@@ -6,7 +6,10 @@ import sys
 from contextlib import contextmanager
 from collections.abc import Iterator
 
-from xentcli.engine import ProgressCallback
+from collections.abc import Callable
+
+# What the engine calls after each chunk: rows done, and the share of the input read (None: unknown).
+ProgressCallback = Callable[[int, float | None], None]
 
 
 @contextmanager

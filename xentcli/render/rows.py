@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from types import TracebackType
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,6 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from xentcli.engine import ChunkResult
 from xentcli.errors import OutputError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -33,7 +33,20 @@ def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
     return pa.array(values, mask=missing)
 
 
-def sample_table(result: ChunkResult, id_column: str | None, like: str | None = None) -> pa.RecordBatch:
+class SampleRows(Protocol):
+    """What the per-sample writer reads of one chunk's results (engine.ChunkResult has it)."""
+
+    offset: int
+    stats: Any  # kernels.SampleStats
+    ids: Any
+    ignored: npt.NDArray[np.bool_]
+    weights: npt.NDArray | None
+    sample: npt.NDArray | None
+    position: npt.NDArray | None
+    framework_values: dict[str, npt.NDArray]
+
+
+def sample_table(result: SampleRows, id_column: str | None, like: str | None = None) -> pa.RecordBatch:
     """The per-sample columns of one chunk; NaN and unusable-label values become null.
 
     With `like`, `loss` holds that framework's per-sample output and `loss_true` the true loss.
@@ -111,7 +124,7 @@ class SampleWriter:
             raise OutputError(f"cannot write in its folder: {exc.strerror}", path=path) from None
         self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
-    def write(self, result: ChunkResult) -> None:
+    def write(self, result: SampleRows) -> None:
         batch = sample_table(result, self.id_column, self.like)
         if self.format == "csv":
             batch = _csv_safe(batch)
