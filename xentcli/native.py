@@ -11,15 +11,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from xentcli.config import kernel_choice
-
-if TYPE_CHECKING:
-    from xentcli.kernels import SampleStats
 
 KERNEL_VERSION = 7  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
@@ -179,22 +176,24 @@ def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.N
     return values.ctypes.data, values
 
 
-def tally(stats: SampleStats, ignored: npt.NDArray, kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
+# The per-row inputs of the C tally (xent_tally_in) and their C types; None allowed for bottom, log_norm.
+TALLY_INPUTS = {
+    "loss": np.float64, "p_true": np.float64, "p_max": np.float64, "top": np.float64, "bottom": np.float64,
+    "log_norm": np.float64, "label": np.int64, "pred": np.int64, "rank": np.int64, "label_is_int": np.bool_,
+    "label_ok": np.bool_, "ignored": np.bool_,
+}
+
+
+def tally(rows: dict[str, npt.NDArray | None], kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
           ranked_codes: tuple[str, ...], per_class: bool = True, **limits: float) -> dict[str, Any]:
-    """The C tally of one chunk: the fields of tally.ChunkTally (see _ctally.c); without
-    `per_class` the per-class sums are left out (None)."""
+    """The C tally of one chunk's per-row values (`rows`: TALLY_INPUTS by name): the fields of
+    tally.ChunkTally (see _ctally.c); without `per_class` the per-class sums are left out (None)."""
     assert _TALLY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
-    n = stats.loss.size
+    n = rows["loss"].size  # type: ignore[union-attr]
     keep = []  # the converted arrays, alive until the call returns
     arrays = {}
-    for name, values, dtype in (
-        ("loss", stats.loss, np.float64), ("p_true", stats.p_true, np.float64), ("p_max", stats.p_max, np.float64),
-        ("top", stats.score_max, np.float64), ("bottom", stats.score_min, np.float64),
-        ("log_norm", stats.log_norm, np.float64), ("label", stats.label, np.int64), ("pred", stats.pred, np.int64),
-        ("rank", stats.rank, np.int64), ("label_is_int", stats.label_is_int, np.bool_),
-        ("label_ok", stats.label_ok, np.bool_), ("ignored", ignored, np.bool_),
-    ):
-        arrays[name], converted = _address(values, dtype)
+    for name, dtype in TALLY_INPUTS.items():
+        arrays[name], converted = _address(rows[name], dtype)
         keep.append(converted)
     width = num_classes if per_class else 0
     counts = np.zeros((3, width), np.int64)

@@ -95,8 +95,11 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
     stats = view.stats
     dense = view.num_classes <= DENSE_CLASS_LIMIT
     if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size:
+        rows = {"loss": stats.loss, "p_true": stats.p_true, "p_max": stats.p_max, "top": stats.score_max,
+                "bottom": stats.score_min, "log_norm": stats.log_norm, "label": stats.label, "pred": stats.pred,
+                "rank": stats.rank, "label_is_int": stats.label_is_int, "label_ok": stats.label_ok, "ignored": view.ignored}
         fields = native.tally(
-            stats, view.ignored, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
+            rows, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
             outlier=outlier_threshold(view.num_classes), confident=CONFIDENT,
