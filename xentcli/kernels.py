@@ -10,7 +10,7 @@ max(1e-6, 1e-6·|loss|) of the float64 value of the same stored numbers (tests/t
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
@@ -82,6 +82,39 @@ class SampleStats:
 # Whole labels beyond ±2^62 cannot be classes of any dump: they are kept as whole numbers at this
 # magnitude (out of range for every C, never equal to an ignore index a user can mean), not wrapped.
 LABEL_LIMIT = 2**62
+
+
+@dataclass
+class BlockResults:
+    """What a kernel computes for a block of rows (float64 per row unless said): the fields of
+    SampleStats that do not depend on how the labels were checked. None: not computed."""
+
+    loss: F64
+    p_true: F64
+    p_max: F64
+    entropy: F64 | None
+    margin: F64 | None
+    rank: I64
+    pred: I64
+    lp_dot: F64 | None = None
+    target_lp_dot: F64 | None = None
+    score_max: F64 | None = None
+    score_min: F64 | None = None
+    log_norm: F64 | None = None
+
+    @classmethod
+    def concatenate(cls, blocks: list[BlockResults]) -> BlockResults:
+        if len(blocks) == 1:
+            return blocks[0]
+        joined = {}
+        for item in fields(cls):
+            parts = [getattr(block, item.name) for block in blocks]
+            joined[item.name] = None if parts[0] is None else np.concatenate(parts)
+        return cls(**joined)
+
+    def stats(self, label: I64, label_is_int: Bool, label_ok: Bool) -> SampleStats:
+        return SampleStats(label=label, label_is_int=label_is_int, label_ok=label_ok,
+                           **{item.name: getattr(self, item.name) for item in fields(self)})
 
 
 def whole_labels(labels: npt.NDArray) -> tuple[I64, Bool]:
@@ -299,8 +332,8 @@ def _log1p(x: npt.NDArray) -> npt.NDArray:
 
 def _logits_block(
     z: npt.NDArray, y: I64, targets: npt.NDArray | None, detail: bool, vectors: npt.NDArray | None, extremes: bool
-) -> tuple[F64 | None, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot for logits (the fast path).
+) -> BlockResults:
+    """The block's results for logits (the numpy path).
 
     With s = z − max(z) and rest = Σ_{j≠argmax} exp(s_j), logsumexp(z) − max(z) = log1p(rest):
     splitting off the max term (exactly 1) keeps losses as small as 4e-9 that 1 + rest would round
@@ -334,10 +367,8 @@ def _logits_block(
     z_min = None if parts.z_min is None else parts.z_min.astype(np.float64)
     with np.errstate(invalid="ignore"):
         log_norm = z_max + lse
-    return (
-        loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred, lp_dot, target_lp_dot,
-        z_max, z_min, log_norm,
-    )
+    return BlockResults(loss, p_true, 1.0 / (1.0 + rest), entropy, margin, parts.rank, parts.pred, lp_dot, target_lp_dot,
+                        z_max, z_min, log_norm)
 
 
 def _probs_block(
@@ -348,7 +379,7 @@ def _probs_block(
     vectors: npt.NDArray | None,
     clip: float | None,
     clip_first: bool,
-) -> tuple[F64 | None, ...]:
+) -> BlockResults:
     """The same results for probabilities or log-probabilities.
 
     Probabilities are normalised by their row sum: loss = −log(p_y / Σp) (dense: −Σ t log(p/Σp),
@@ -392,9 +423,8 @@ def _probs_block(
         else:  # logsumexp of the stored log-probabilities: 0 when they are what they claim (XE110)
             shift = np.where(np.isfinite(top), top, 0.0)
             log_norm = shift + np.log(np.exp(values - shift[:, None]).sum(axis=1))
-    return (
-        loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot, top, bottom, log_norm,
-    )
+    return BlockResults(loss, p[rows, y], p[rows, pred], entropy, margin, rank, pred, lp_dot, target_lp_dot, top, bottom,
+                        log_norm)
 
 
 def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
@@ -437,10 +467,8 @@ def sample_stats(
     if n == 0:
         empty_f, empty_i, empty_b = np.empty(0), np.empty(0, np.int64), np.empty(0, bool)
         empty_k = None if class_vectors is None else np.empty((0, class_vectors.shape[1]))
-        return SampleStats(
-            empty_i, empty_b, empty_b, empty_f, empty_i, empty_f, empty_i, empty_f, empty_f, empty_f, empty_k,
-            None if targets is None else empty_k,
-        )
+        return BlockResults(empty_f, empty_f, empty_f, empty_f, empty_f, empty_i, empty_i, empty_k,
+                            None if targets is None else empty_k).stats(empty_i, empty_b, empty_b)
     if kind == "logits" and targets is None and class_vectors is None and native.supports(scores):
         assert labels is not None
         label, label_is_int = whole_labels(labels)
@@ -456,31 +484,30 @@ def sample_stats(
             label, label_is_int, label_ok = label_classes(labels, num_classes)
         y = np.where(label_ok, label, 0)
         results = _numpy_blocks(scores, y, targets, kind, detail, class_vectors, clip, clip_first, extremes)
-        results[0][~label_ok] = np.nan  # the loss of rows whose label is unusable
-    loss, p_true, p_max, entropy, margin, rank, pred, lp_dot, target_lp_dot, score_max, score_min, log_norm = results
-    return SampleStats(
-        label, label_is_int, label_ok, loss, pred, p_true, rank, p_max, margin, entropy, lp_dot, target_lp_dot,
-        score_max, score_min, log_norm,
-    )
+        results.loss[~label_ok] = np.nan  # the loss of rows whose label is unusable
+    return results.stats(label, label_is_int, label_ok)
 
 
 def _native_logits(
     scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool
-) -> tuple[tuple[F64 | None, ...], Bool]:
-    """The C kernel's results in _logits_block's order (unusable labels checked, their losses NaN)
-    and label_ok; its rows with a NaN or an infinite maximum go through the numpy kernel, which
-    owns those corner cases."""
-    (loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, rows, label_ok,
-     y) = native.sparse_logits(scores, label, label_is_int, detail)
-    results = [loss, p_true, p_max, entropy if detail else None, margin if detail else None, rank, pred, None, None,
-               z_max, z_min if extremes else None, log_norm]
+) -> tuple[BlockResults, Bool]:
+    """The C kernel's results (unusable labels checked, their losses NaN) and label_ok; its rows
+    with a NaN or an infinite maximum go through the numpy kernel, which owns those corner cases."""
+    out = native.sparse_logits(scores, label, label_is_int, detail)
+    results = BlockResults(
+        out["loss"], out["p_true"], out["p_max"], out["entropy"] if detail else None, out["margin"] if detail else None,
+        out["rank"], out["pred"], score_max=out["z_max"], score_min=out["z_min"] if extremes else None,
+        log_norm=out["log_norm"],
+    )
+    rows, label_ok = out["special"], out["label_ok"]
     if rows.size:
-        redone = _logits_block(scores[rows], y[rows], None, detail, None, extremes)
-        redone[0][~label_ok[rows]] = np.nan
-        for values, fixed in zip(results, redone):
+        redone = _logits_block(scores[rows], out["y"][rows], None, detail, None, extremes)
+        redone.loss[~label_ok[rows]] = np.nan
+        for item in fields(results):
+            values = getattr(results, item.name)
             if values is not None:
-                values[rows] = fixed
-    return tuple(results), label_ok
+                values[rows] = getattr(redone, item.name)
+    return results, label_ok
 
 
 def _numpy_blocks(
@@ -493,7 +520,7 @@ def _numpy_blocks(
     clip: float | None,
     clip_first: bool,
     extremes: bool,
-) -> tuple[F64 | None, ...]:
+) -> BlockResults:
     """The numpy kernels, block by cache-sized block, with the blocks' results concatenated."""
     n, num_classes = scores.shape
     per_block = COLUMN_BLOCK_ELEMENTS if kind == "logits" and num_classes <= COLUMN_LAYOUT_MAX_CLASSES else BLOCK_ELEMENTS
@@ -506,4 +533,4 @@ def _numpy_blocks(
             blocks.append(_logits_block(scores[block], y[block], block_targets, detail, class_vectors, extremes))
         else:
             blocks.append(_probs_block(scores[block], y[block], block_targets, kind, class_vectors, clip, clip_first))
-    return tuple(parts[0] if len(parts) == 1 or parts[0] is None else np.concatenate(parts) for parts in zip(*blocks))
+    return BlockResults.concatenate(blocks)

@@ -141,8 +141,8 @@ def supports(scores: npt.NDArray) -> bool:
 
 def sparse_logits(
     scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool
-) -> tuple[npt.NDArray, ...]:
-    """loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the special
+) -> dict[str, npt.NDArray]:
+    """By name: loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the special
     rows, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
     each is a whole number). label_ok: the label is whole and in [0, C); y: the class each row was
     scored as (the label, or 0 where unusable, whose loss is NaN). The special rows (a NaN, or a
@@ -165,7 +165,8 @@ def sparse_logits(
         special.ctypes.data,
     )
     redo = np.flatnonzero(special) if specials else np.empty(0, np.int64)
-    return loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, redo, label_ok, y
+    return {"loss": loss, "p_true": p_true, "p_max": p_max, "entropy": entropy, "margin": margin, "rank": rank, "pred": pred,
+            "z_max": z_max, "z_min": z_min, "log_norm": log_norm, "special": redo, "label_ok": label_ok, "y": y}
 
 
 def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
