@@ -18,7 +18,8 @@ from reference import close_to
 
 from xentcli.kernels import sample_stats
 from xentcli.config import LossOptions
-from xentcli.semantics import ChunkContext, framework_terms, FrameworkSummary
+from xentcli.frameworks import FrameworkSummary, framework_terms
+from xentcli.loss import ChunkContext
 
 HERE = Path(__file__).parent / "conformance"
 CASES = json.loads((HERE / "cases.json").read_text())["cases"]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from reference import log_softmax64, sparse_loss64
+from reference import log_softmax64
 from xentcli.cli import app
 
 DATA = Path(__file__).parent / "conformance" / "data"

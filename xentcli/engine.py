@@ -16,14 +16,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xentcli import native
 from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats, sample_stats
 from xentcli.report import Report
-from xentcli.semantics import ChunkContext, FrameworkSummary, explain_differences, framework_terms, truth
+from xentcli.frameworks import FrameworkSummary, framework_terms
+from xentcli.loss import ChunkContext, truth
 from xentcli.sources import Chunk, InputDescription, Source
 from xentcli.tally import tally
 
@@ -74,7 +74,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     base = sample_stats(
         chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
         detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
-        clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see semantics._keras
+        clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
         extremes=config.extremes,
     )
     ignored, terms = truth(base, ctx)
@@ -189,7 +189,8 @@ def run(
         id_column=info.id_column,
         like=documents.get(like) if like else None,
         compare=list(documents.values()) if config.loss.compare else [],
-        explanations=explain_differences(summary, documents, total, config.loss, info) if config.loss.compare else [],
+        loss=config.loss,
+        zero_weight_rows=total.zero_weight_rows,
         per_sequence=sequences.rows() if config.per_sequence else [],
         diagnostics=finalize(findings, summary, total.per_class, info, config.select, config.ignore_codes)
         if config.diagnostics else [],

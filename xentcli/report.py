@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from xentcli.config import LossOptions
 from xentcli.sources import InputDescription
 
 
@@ -19,6 +20,7 @@ class Report:
     id_column: str | None = None
     like: dict[str, Any] | None = None  # the --like framework's numbers (FrameworkSummary.document)
     compare: list[dict[str, Any]] = field(default_factory=list)  # --compare-frameworks
-    explanations: list[str] = field(default_factory=list)  # one line per rule behind a difference
+    loss: LossOptions = field(default_factory=LossOptions)  # the loss as asked (render/explanations.py reads it)
+    zero_weight_rows: int = 0  # rows whose sample weight is 0 (Keras still counts them)
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import struct
 import sys
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

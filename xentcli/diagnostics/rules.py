@@ -16,7 +16,7 @@ from xentcli.config import KERAS_EPSILON
 from xentcli.diagnostics.registry import (
     COLLAPSE_SHARE, CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, Rule, declare, overflow_limit,
 )
-from xentcli.diagnostics.view import Finding, RowMasks, _examples, _nan_classes, _rows
+from xentcli.diagnostics.view import Finding, RowMasks, _examples, _nan_classes
 
 
 def _fmt(x: float) -> str:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from xentcli import ranking
 from xentcli.diagnostics.registry import (
-    CONFIDENT, MAX_EXAMPLES, PROBS_SUM_TOLERANCE, RULES, not_log_probs_tolerance, outlier_threshold, overflow_limit,
+    MAX_EXAMPLES, PROBS_SUM_TOLERANCE, RULES, not_log_probs_tolerance, outlier_threshold, overflow_limit,
 )
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at, plain

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from xentcli import __version__
+from xentcli.render.explanations import explain_differences
 from xentcli.report import Report
 
 
@@ -34,7 +35,7 @@ def document(report: Report) -> dict[str, Any]:
     if report.like is not None:
         doc["like"] = report.like
     if report.compare:
-        doc["compare"] = {"frameworks": report.compare, "explanations": report.explanations}
+        doc["compare"] = {"frameworks": report.compare, "explanations": explain_differences(report)}
     return _finite(doc)
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from xentcli.render.escape import MAX_CELL, terminal
+from xentcli.render.explanations import explain_differences
 from xentcli.report import Report
 
 
@@ -167,7 +168,7 @@ def compare_table(report: Report) -> Group:
     for doc in report.compare:
         errors = ", ".join(error.split(":")[0] for error in doc["errors"])
         table.add_row(doc["short_name"], doc["reduction"], fmt_reported(doc["loss"]), fmt_reported(doc["sum"]), Text(errors, style="red"))
-    lines = [Text("• " + terminal(line)) for line in report.explanations]
+    lines = [Text("• " + terminal(line)) for line in explain_differences(report)]
     return Group(table, *lines, Text(""))
 
 

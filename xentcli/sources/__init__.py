@@ -243,7 +243,7 @@ def _check_sequence_labels(main: _Side, target_side: _Side) -> None:
         raise LayoutError(
             f"labels of shape {list(labels.shape)} do not fit scores read as "
             f"{'[N, C, T]' if main.class_axis == 1 else '[N, T, C]'} with T = {main.seq_len}"
-            + (f"; they fit the other layout" if fits_other else ""),
+            + ("; they fit the other layout" if fits_other else ""),
             path=labels.path,
             hint=f"pass --class-axis {other_axis}" if fits_other else "labels must be [N, T]",
             code="XE305" if fits_other else "XE302",

@@ -1,0 +1,127 @@
+"""The true loss of the stored numbers: per row −Σ t' log p, ignored rows left out, and the sums of
+its weighted mean. Works on one chunk's per-sample statistics (kernels) and returns per-row values
+plus additive sums, so every mean is a ratio of float64 sums that merge across chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli.config import LossOptions
+from xentcli.kernels import SampleStats
+
+@dataclass
+class ChunkContext:
+    """What the loss rules need to know about one chunk besides the kernel's statistics."""
+
+    scores: npt.NDArray
+    kind: str
+    labels: npt.NDArray | None
+    targets: npt.NDArray | None
+    sample_weights: npt.NDArray | None
+    options: LossOptions
+
+    @property
+    def num_classes(self) -> int:
+        return self.scores.shape[1]
+
+    def class_weights(self) -> npt.NDArray[np.float64] | None:
+        w = self.options.class_weights
+        return None if w is None else np.asarray(w, dtype=np.float64)
+
+    def class_vectors(self) -> npt.NDArray[np.float64] | None:
+        """V = [1, w]: Σ_c log p_c for smoothing and Σ_c w_c log p_c for weights."""
+        w = self.class_weights()
+        needed = self.options.label_smoothing > 0 or w is not None
+        if not needed:
+            return None
+        ones = np.ones(self.num_classes)
+        return np.stack([ones, ones if w is None else w], axis=1)
+
+
+@dataclass
+class RowTerms:
+    """One chunk's per-row results under one set of rules.
+
+    `values` is the per-sample output (NaN where the rules give no value); `num` and `den`
+    hold, per reduction, the additive numerator and denominator (den None: a plain sum).
+    `errors` are the messages the framework would raise, with `error_rows` the rows left out.
+    """
+
+    values: npt.NDArray[np.float64]
+    num: dict[str, float] = field(default_factory=dict)
+    den: dict[str, float | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    error_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
+    return np.where(stats.label_ok, stats.label, 0)
+
+
+def ignored_rows(stats: SampleStats, ctx: ChunkContext, ignore: int | None) -> npt.NDArray[np.bool_]:
+    if ignore is None or ctx.targets is not None:
+        return np.zeros(stats.loss.size, dtype=bool)
+    return stats.label_is_int & (stats.label == ignore)
+
+
+def smoothed_loss(stats: SampleStats, epsilon: float, num_classes: int) -> npt.NDArray[np.float64]:
+    """−Σ_c t'_c log p_c with t' = (1 − ε) t + ε / C (t one-hot for sparse labels)."""
+    if epsilon == 0:
+        return stats.loss
+    assert stats.lp_dot is not None
+    return (1 - epsilon) * stats.loss - (epsilon / num_classes) * stats.lp_dot[:, 0]
+
+
+def weighted_smoothed(stats: SampleStats, ctx: ChunkContext, epsilon: float) -> npt.NDArray[np.float64]:
+    """PyTorch's weighted loss: −Σ_c w_c t'_c log p_c (ATen LossNLL.cpp, cross_entropy_loss_*)."""
+    w = ctx.class_weights()
+    if w is None:
+        return smoothed_loss(stats, epsilon, ctx.num_classes)
+    assert stats.lp_dot is not None
+    if ctx.targets is None:
+        target_part = w[class_of(stats)] * stats.loss
+    else:
+        assert stats.target_lp_dot is not None
+        target_part = -stats.target_lp_dot[:, 1]
+    return (1 - epsilon) * target_part - (epsilon / ctx.num_classes) * stats.lp_dot[:, 1]
+
+
+def row_sum(values: npt.NDArray, rows: npt.NDArray[np.bool_] | None = None) -> float:
+    return float(values.sum() if rows is None else values[rows].sum())
+
+
+def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64], RowTerms]:
+    """The true loss: per row −Σ t' log p (no clipping unless --epsilon), ignored rows left out.
+    With class or sample weights, `num`/`den` hold the sums of the weighted mean
+    Σ s·ℓ_w / Σ s·w[y] over counted rows (ℓ_w weighted as PyTorch does); without, they are empty."""
+    options = ctx.options
+    ignored = ignored_rows(stats, ctx, options.ignore_for(None))
+    loss = smoothed_loss(stats, options.label_smoothing, ctx.num_classes)
+    if ignored.any():  # a new array: `stats.loss` stays the frameworks' (which may score ignored rows)
+        loss = loss.copy()
+        loss[ignored] = np.nan
+    w = ctx.class_weights()
+    if w is None and ctx.sample_weights is None:
+        return ignored, RowTerms(loss)
+    counted = stats.label_ok & ~ignored & np.isfinite(loss)
+    weighted = weighted_smoothed(stats, ctx, options.label_smoothing)
+    if w is None:
+        weight = np.ones(loss.size)
+    elif ctx.targets is None:
+        weight = w[class_of(stats)]
+    else:
+        weight = ctx.targets @ w
+    if ctx.sample_weights is not None:
+        weighted = weighted * ctx.sample_weights
+        weight = weight * ctx.sample_weights
+    terms = RowTerms(loss, {"mean": row_sum(weighted, counted)}, {"mean": row_sum(weight, counted)})
+    return ignored, terms
+
+
+# ---- the frameworks -------------------------------------------------------------------------
+
+
