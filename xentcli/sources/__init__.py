@@ -6,20 +6,20 @@ Nothing downstream knows the file format: the engine sees `Source.description` a
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
-from xentcli.sources.arrays import LABEL_KEYS, SCORE_KEYS, ArrayRoles, NpyArray, NpzMember, npz_member, open_npz
-from xentcli.sources.names import kind_from_name
+from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
+from xentcli.sources.side import Roles, Side
 
-COLUMNAR = ("parquet", "arrow", "csv")
 EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -85,15 +85,6 @@ class InputDescription:
         return self.num_classes * (8 if "float64" in self.score_dtype else 4)
 
 
-class Roles(Protocol):
-    path: str
-    rows: int | None
-
-    def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
-
-    def progress(self) -> float | None: ...
-
-
 def detect_format(path: str, override: str | None) -> str:
     if override:
         return override
@@ -119,210 +110,15 @@ def _check_file(path: str) -> None:
         raise InputError("cannot be read (permission denied)", path=path)
 
 
-@dataclass
-class _Side:
-    """One file's part of the input: its role reader and how its fields were described."""
-
-    roles: Roles
-    scores: str = ""
-    targets: str = ""
-    target_kind: str = ""
-    target_width: int = 0
-    num_classes: int = 0
-    score_dtype: str = ""
-    kind_hint: str | None = None
-    kind_hint_from: str = ""
-    ids: str | None = None
-    weights: str | None = None
-    seq_len: int | None = None
-    class_axis: int = 2
-    samples: int | None = None
-    sequences: str | None = None
-    classes: tuple[str, ...] | None = None
-    label_names: bool = False
-    id_type: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _columnar_side(
-    path: str, fmt: str, cfg: SourceConfig, want_scores: bool, classes: tuple[str, ...] | None = None,
-    first: tuple[str, tuple[str, ...]] | None = None,
-) -> _Side:
-    """`classes`: names known for the labels file; `first`: the first shard's path and class names,
-    which a later shard's class-named columns must match."""
-    # pyarrow is imported here, not at start-up: NPY and NPZ runs never need it
-    from xentcli.sources.columnar import ColumnarFile, ColumnarRoles
-    from xentcli.sources.columns import (
-        Field, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_text, reconcile_classes,
-    )
-
-    file = ColumnarFile(path, fmt)
-    cells = file if fmt == "csv" else None
-    roles: dict[str, Field] = {}
-    notes: list[str] = []
-    classes = cfg.classes or classes
-    if want_scores:
-        found = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix, cells)
-        # class-named columns must match the first shard's (a later shard), else --classes
-        known, given_by = (first[1], first[0]) if first else (cfg.classes, "--classes")
-        if found.classes is not None and known is not None:
-            found, note = reconcile_classes(found, known, path, given_by)
-            notes += [note] if note else []
-        roles["scores"] = found
-        classes = found.classes or cfg.classes
-    if not want_scores or cfg.labels_path is None:
-        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
-    if want_scores and cfg.id_col:
-        roles["ids"] = id_field(file.schema, cfg.id_col, path)
-    if want_scores and cfg.weight_col:
-        roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
-    if want_scores and cfg.group_col:
-        roles["group"] = group_field(file.schema, cfg.group_col, path)
-    reader = ColumnarRoles(file, roles, classes)
-    side = _Side(reader, classes=classes, notes=notes)
-    if "ids" in roles:
-        side.id_type = "string" if fmt == "csv" else str(roles["ids"].dtype)
-    if want_scores:
-        found = roles["scores"]
-        side.scores = found.describe
-        side.num_classes = reader.widths["scores"]
-        side.score_dtype = str(found.value_type.to_pandas_dtype().__name__) if fmt != "csv" else "float64"
-        name = found.columns[0] if not found.wide else found.columns[0].rstrip("0123456789")
-        side.kind_hint = kind_from_name(name)
-        side.kind_hint_from = f"column name '{name}'"
-        side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
-        side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
-        if reader.nested:
-            side.samples = file.rows
-            side.sequences = f"{file.rows:,} sequences (one per row, nested lists)" if file.rows else "one per row (nested lists)"
-            side.scores = side.scores.replace("list column", "nested list column")
-        elif cfg.group_col:
-            side.sequences = f"rows grouped by column '{cfg.group_col}'"
-    if "targets" in roles:
-        side.targets = roles["targets"].describe
-        if is_text(roles["targets"].value_type) and classes:
-            side.targets = f"class names in {side.targets}, mapped to {len(classes)} classes"
-            side.label_names = True
-        nested = "scores" in roles and roles["scores"].nested
-        side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path, sequences=nested)
-        side.target_width = reader.widths.get("targets", 0)
-    return side
-
-
-def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig, seq_len: int | None) -> tuple[str, int]:
-    """sparse or dense, and the width of dense rows. With sequences, [N, T] labels are sparse
-    and arrays shaped like the scores are dense."""
-    shape = member.shape
-    flat = len(shape) - (1 if seq_len is None else 2)
-    if flat == 0 or (flat == 1 and shape[-1] == 1 and cfg.target_kind != "dense" and seq_len is None):
-        kind, width = "sparse", 0
-    elif flat == 1:
-        kind, width = "dense", shape[cfg.class_axis % 3] if seq_len is not None else shape[1]
-    else:
-        expected = "[rows] or [rows, classes]" if seq_len is None else "[N, T] labels or targets shaped like the scores"
-        raise LayoutError(f"labels '{member.name}' have shape {shape}; expected {expected}", path=member.path)
-    if cfg.target_kind not in ("auto", kind):
-        raise OptionError(
-            f"--target {cfg.target_kind} was given, but '{member.name}' holds {kind} targets of shape {shape}",
-            path=member.path,
-            hint=f"use --target {kind} or --target auto",
-        )
-    return kind, width
-
-
-def _check_sequence_labels(main: _Side, target_side: _Side) -> None:
-    """[N, T] labels must match the scores' T; when they match the class axis instead, the class
-    axis is probably the other one (PyTorch's [N, C, T] read as [N, T, C], or the reverse)."""
-    roles = target_side.roles
-    if main.seq_len is None or not isinstance(roles, ArrayRoles) or target_side.target_kind != "sparse":
-        return
-    labels = roles.members["targets"]
-    if len(labels.shape) == 2 and labels.shape[1] != main.seq_len:
-        other_axis = 1 if main.class_axis == 2 else -1
-        fits_other = labels.shape[1] == main.num_classes
-        raise LayoutError(
-            f"labels of shape {list(labels.shape)} do not fit scores read as "
-            f"{'[N, C, T]' if main.class_axis == 1 else '[N, T, C]'} with T = {main.seq_len}"
-            + ("; they fit the other layout" if fits_other else ""),
-            path=labels.path,
-            hint=f"pass --class-axis {other_axis}" if fits_other else "labels must be [N, T]",
-            code="XE305" if fits_other else "XE302",
-        )
-
-
-def _sequence_layout(scores: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[int, int | None, int]:
-    """(classes, sequence length or None, class axis) of a score array."""
-    shape = scores.shape
-    if len(shape) == 2:
-        if cfg.class_axis not in (-1, 1):
-            raise OptionError(f"--class-axis {cfg.class_axis} does not fit scores of shape {shape}", path=scores.path, hint="2-D scores are [rows, classes]")
-        return shape[1], None, 1
-    if len(shape) == 3:
-        axis = cfg.class_axis % 3 if -3 <= cfg.class_axis < 3 else -1
-        if axis not in (1, 2):
-            raise OptionError(
-                f"--class-axis {cfg.class_axis} cannot be read row by row from scores of shape {shape}",
-                path=scores.path,
-                hint="use 2 (or -1) for [N, T, C] and 1 for PyTorch's [N, C, T]",
-            )
-        return shape[axis], shape[3 - axis], axis
-    raise LayoutError(
-        f"scores '{scores.name}' have shape {shape}; expected [rows, classes] or [N, T, C]",
-        path=scores.path,
-        hint="reshape them, or use --class-axis for [N, C, T]",
-    )
-
-
-def _array_side(path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: tuple[int | None, int] = (None, 2)) -> _Side:
-    members: dict[str, NpyArray | NpzMember] = {}
-    if fmt == "npy":
-        members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
-        if want_scores and cfg.weight_col:
-            raise OptionError("--weight-col names a column or an NPZ array", path=path, hint="pass per-row weights of an .npy dump with --sample-weights weights.npy")
-        if want_scores and cfg.labels_path is None:
-            raise OptionError(
-                "an .npy file holds only the scores", path=path, hint="pass the labels with --labels labels.npy"
-            )
-    else:
-        archive = open_npz(path)
-        if want_scores:
-            members["scores"] = npz_member(  # type: ignore[assignment]
-                archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key"
-            )
-            if cfg.id_col:
-                members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col", kinds="biufUSMm")  # type: ignore[assignment]
-            if cfg.weight_col:
-                members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
-        if not want_scores or cfg.labels_path is None:
-            members["targets"] = npz_member(  # type: ignore[assignment]
-                archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",
-                "name it with --label-key, or pass the labels with --labels FILE",
-            )
-    if "scores" in members:
-        scores = members["scores"]
-        num_classes, seq_len, class_axis = _sequence_layout(scores, cfg)
-    else:
-        num_classes = 0
-        seq_len, class_axis = seq
-    side = _Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis)
-    if "scores" in members:
-        side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
-        if seq_len is not None:
-            side.scores += f" ({'[N, C, T]' if class_axis == 1 else '[N, T, C]'})"
-            side.samples = scores.shape[0]
-            side.sequences = f"{scores.shape[0]:,} sequences of {seq_len} positions"
-        side.num_classes = num_classes
-        side.score_dtype = str(scores.dtype)
-        name = scores.name if fmt == "npz" else os.path.basename(path).split(".")[0]
-        side.kind_hint = kind_from_name(name)
-        side.kind_hint_from = f"array name '{name}'"
-        side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
-        side.id_type = str(members["ids"].dtype) if "ids" in members else None
-        side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
-    if "targets" in members:
-        side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)
-        side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
-    return side
+# One adapter per format: module and function (imported when a file of that format is opened,
+# so NPY runs never import pyarrow). A new format is a module and a line here.
+ADAPTERS = {
+    "parquet": ("xentcli.sources.columnar", "columnar_side"),
+    "arrow": ("xentcli.sources.columnar", "columnar_side"),
+    "csv": ("xentcli.sources.columnar", "columnar_side"),
+    "npy": ("xentcli.sources.arrays", "array_side"),
+    "npz": ("xentcli.sources.arrays", "array_side"),
+}
 
 
 def _open_side(
@@ -333,14 +129,12 @@ def _open_side(
     seq: tuple[int | None, int] = (None, 2),
     classes: tuple[str, ...] | None = None,
     first: tuple[str, tuple[str, ...]] | None = None,
-) -> tuple[_Side, str]:
+) -> tuple[Side, str]:
     _check_file(path)
     fmt = detect_format(path, fmt_override)
-    if fmt in COLUMNAR:
-        if seq[0] is not None:
-            raise OptionError("labels of [N, T, C] scores must be an .npy or .npz array", path=path, hint="save them as [N, T]")
-        return _columnar_side(path, fmt, cfg, want_scores, classes, first), fmt
-    return _array_side(path, fmt, cfg, want_scores, seq), fmt
+    module, function = ADAPTERS[fmt]
+    adapter = getattr(importlib.import_module(module), function)
+    return adapter(path, fmt, cfg, want_scores, seq, classes, first), fmt
 
 
 class FileSource:
@@ -376,7 +170,7 @@ class FileSource:
                 )
         target_side = labels or main
         num_classes = main.num_classes
-        _check_sequence_labels(main, target_side)
+        check_sequence_labels(main, target_side)
         if main.roles.rows == 0 or getattr(main.roles, "empty", False):
             raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it", code="XE304")
         if num_classes < 1:

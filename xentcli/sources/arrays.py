@@ -14,8 +14,10 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.errors import InputError, LayoutError
-from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES
+from xentcli.config import SourceConfig
+from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
+from xentcli.sources.side import Side
 
 # The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…
 SCORE_KEYS = tuple(SCORE_LIST_NAMES)
@@ -223,3 +225,123 @@ class ArrayRoles:
                 batch["position"] = np.tile(np.arange(self.seq_len), k)
                 first_sample += k
             yield batch
+
+
+def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig, seq_len: int | None) -> tuple[str, int]:
+    """sparse or dense, and the width of dense rows. With sequences, [N, T] labels are sparse
+    and arrays shaped like the scores are dense."""
+    shape = member.shape
+    flat = len(shape) - (1 if seq_len is None else 2)
+    if flat == 0 or (flat == 1 and shape[-1] == 1 and cfg.target_kind != "dense" and seq_len is None):
+        kind, width = "sparse", 0
+    elif flat == 1:
+        kind, width = "dense", shape[cfg.class_axis % 3] if seq_len is not None else shape[1]
+    else:
+        expected = "[rows] or [rows, classes]" if seq_len is None else "[N, T] labels or targets shaped like the scores"
+        raise LayoutError(f"labels '{member.name}' have shape {shape}; expected {expected}", path=member.path)
+    if cfg.target_kind not in ("auto", kind):
+        raise OptionError(
+            f"--target {cfg.target_kind} was given, but '{member.name}' holds {kind} targets of shape {shape}",
+            path=member.path,
+            hint=f"use --target {kind} or --target auto",
+        )
+    return kind, width
+
+
+def check_sequence_labels(main: Side, target_side: Side) -> None:
+    """[N, T] labels must match the scores' T; when they match the class axis instead, the class
+    axis is probably the other one (PyTorch's [N, C, T] read as [N, T, C], or the reverse)."""
+    roles = target_side.roles
+    if main.seq_len is None or not isinstance(roles, ArrayRoles) or target_side.target_kind != "sparse":
+        return
+    labels = roles.members["targets"]
+    if len(labels.shape) == 2 and labels.shape[1] != main.seq_len:
+        other_axis = 1 if main.class_axis == 2 else -1
+        fits_other = labels.shape[1] == main.num_classes
+        raise LayoutError(
+            f"labels of shape {list(labels.shape)} do not fit scores read as "
+            f"{'[N, C, T]' if main.class_axis == 1 else '[N, T, C]'} with T = {main.seq_len}"
+            + ("; they fit the other layout" if fits_other else ""),
+            path=labels.path,
+            hint=f"pass --class-axis {other_axis}" if fits_other else "labels must be [N, T]",
+            code="XE305" if fits_other else "XE302",
+        )
+
+
+def _sequence_layout(scores: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[int, int | None, int]:
+    """(classes, sequence length or None, class axis) of a score array."""
+    shape = scores.shape
+    if len(shape) == 2:
+        if cfg.class_axis not in (-1, 1):
+            raise OptionError(f"--class-axis {cfg.class_axis} does not fit scores of shape {shape}", path=scores.path, hint="2-D scores are [rows, classes]")
+        return shape[1], None, 1
+    if len(shape) == 3:
+        axis = cfg.class_axis % 3 if -3 <= cfg.class_axis < 3 else -1
+        if axis not in (1, 2):
+            raise OptionError(
+                f"--class-axis {cfg.class_axis} cannot be read row by row from scores of shape {shape}",
+                path=scores.path,
+                hint="use 2 (or -1) for [N, T, C] and 1 for PyTorch's [N, C, T]",
+            )
+        return shape[axis], shape[3 - axis], axis
+    raise LayoutError(
+        f"scores '{scores.name}' have shape {shape}; expected [rows, classes] or [N, T, C]",
+        path=scores.path,
+        hint="reshape them, or use --class-axis for [N, C, T]",
+    )
+
+
+def array_side(
+    path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: tuple[int | None, int] = (None, 2),
+    classes: tuple[str, ...] | None = None, first: tuple[str, tuple[str, ...]] | None = None,
+) -> Side:
+    """An NPY file or NPZ archive's side (class names play no part in arrays)."""
+    members: dict[str, NpyArray | NpzMember] = {}
+    if fmt == "npy":
+        members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
+        if want_scores and cfg.weight_col:
+            raise OptionError("--weight-col names a column or an NPZ array", path=path, hint="pass per-row weights of an .npy dump with --sample-weights weights.npy")
+        if want_scores and cfg.labels_path is None:
+            raise OptionError(
+                "an .npy file holds only the scores", path=path, hint="pass the labels with --labels labels.npy"
+            )
+    else:
+        archive = open_npz(path)
+        if want_scores:
+            members["scores"] = npz_member(  # type: ignore[assignment]
+                archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key"
+            )
+            if cfg.id_col:
+                members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col", kinds="biufUSMm")  # type: ignore[assignment]
+            if cfg.weight_col:
+                members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
+        if not want_scores or cfg.labels_path is None:
+            members["targets"] = npz_member(  # type: ignore[assignment]
+                archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",
+                "name it with --label-key, or pass the labels with --labels FILE",
+            )
+    if "scores" in members:
+        scores = members["scores"]
+        num_classes, seq_len, class_axis = _sequence_layout(scores, cfg)
+    else:
+        num_classes = 0
+        seq_len, class_axis = seq
+    side = Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis)
+    if "scores" in members:
+        side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
+        if seq_len is not None:
+            side.scores += f" ({'[N, C, T]' if class_axis == 1 else '[N, T, C]'})"
+            side.samples = scores.shape[0]
+            side.sequences = f"{scores.shape[0]:,} sequences of {seq_len} positions"
+        side.num_classes = num_classes
+        side.score_dtype = str(scores.dtype)
+        name = scores.name if fmt == "npz" else os.path.basename(path).split(".")[0]
+        side.kind_hint = kind_from_name(name)
+        side.kind_hint_from = f"array name '{name}'"
+        side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
+        side.id_type = str(members["ids"].dtype) if "ids" in members else None
+        side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
+    if "targets" in members:
+        side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)
+        side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
+    return side

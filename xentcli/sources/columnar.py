@@ -19,8 +19,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from xentcli.errors import InputError, LayoutError
-from xentcli.sources.columns import Field, bad_cell_error, is_list, is_text, list_to_matrix, list_width, to_numpy, wide_to_matrix
+from xentcli.config import SourceConfig
+from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.sources.columns import (
+    Field, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
+    list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
+)
+from xentcli.sources.names import kind_from_name
+from xentcli.sources.side import Side
 
 # pyarrow parses CSV blocks on several threads ahead of the reader: 1 MiB blocks keep that
 # read-ahead near 100 MB of resident memory (4 MiB blocks: ~250 MB) at the same speed.
@@ -309,3 +315,64 @@ def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:
     if pa.types.is_fixed_size_list(column.type):
         return np.full(len(column), column.type.list_size, dtype=np.int64)
     return np.diff(to_numpy(column.offsets)).astype(np.int64)
+
+
+def columnar_side(
+    path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: tuple[int | None, int] = (None, 2),
+    classes: tuple[str, ...] | None = None, first: tuple[str, tuple[str, ...]] | None = None,
+) -> Side:
+    """`classes`: names known for the labels file; `first`: the first shard's path and class names,
+    which a later shard's class-named columns must match."""
+    if seq[0] is not None:
+        raise OptionError("labels of [N, T, C] scores must be an .npy or .npz array", path=path, hint="save them as [N, T]")
+    file = ColumnarFile(path, fmt)
+    cells = file if fmt == "csv" else None
+    roles: dict[str, Field] = {}
+    notes: list[str] = []
+    classes = cfg.classes or classes
+    if want_scores:
+        found = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix, cells)
+        # class-named columns must match the first shard's (a later shard), else --classes
+        known, given_by = (first[1], first[0]) if first else (cfg.classes, "--classes")
+        if found.classes is not None and known is not None:
+            found, note = reconcile_classes(found, known, path, given_by)
+            notes += [note] if note else []
+        roles["scores"] = found
+        classes = found.classes or cfg.classes
+    if not want_scores or cfg.labels_path is None:
+        roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
+    if want_scores and cfg.id_col:
+        roles["ids"] = id_field(file.schema, cfg.id_col, path)
+    if want_scores and cfg.weight_col:
+        roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
+    if want_scores and cfg.group_col:
+        roles["group"] = group_field(file.schema, cfg.group_col, path)
+    reader = ColumnarRoles(file, roles, classes)
+    side = Side(reader, classes=classes, notes=notes)
+    if "ids" in roles:
+        side.id_type = "string" if fmt == "csv" else str(roles["ids"].dtype)
+    if want_scores:
+        found = roles["scores"]
+        side.scores = found.describe
+        side.num_classes = reader.widths["scores"]
+        side.score_dtype = str(found.value_type.to_pandas_dtype().__name__) if fmt != "csv" else "float64"
+        name = found.columns[0] if not found.wide else found.columns[0].rstrip("0123456789")
+        side.kind_hint = kind_from_name(name)
+        side.kind_hint_from = f"column name '{name}'"
+        side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
+        side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
+        if reader.nested:
+            side.samples = file.rows
+            side.sequences = f"{file.rows:,} sequences (one per row, nested lists)" if file.rows else "one per row (nested lists)"
+            side.scores = side.scores.replace("list column", "nested list column")
+        elif cfg.group_col:
+            side.sequences = f"rows grouped by column '{cfg.group_col}'"
+    if "targets" in roles:
+        side.targets = roles["targets"].describe
+        if is_text(roles["targets"].value_type) and classes:
+            side.targets = f"class names in {side.targets}, mapped to {len(classes)} classes"
+            side.label_names = True
+        nested = "scores" in roles and roles["scores"].nested
+        side.target_kind = check_target_kind(roles["targets"], cfg.target_kind, path, sequences=nested)
+        side.target_width = reader.widths.get("targets", 0)
+    return side

@@ -1,0 +1,43 @@
+"""What an adapter reports of one file: its role reader and how its fields were understood."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy.typing as npt
+
+
+class Roles(Protocol):
+    path: str
+    rows: int | None
+
+    def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
+
+    def progress(self) -> float | None: ...
+
+
+@dataclass
+class Side:
+    """One file's part of the input: its role reader and how its fields were described."""
+
+    roles: Roles
+    scores: str = ""
+    targets: str = ""
+    target_kind: str = ""
+    target_width: int = 0
+    num_classes: int = 0
+    score_dtype: str = ""
+    kind_hint: str | None = None
+    kind_hint_from: str = ""
+    ids: str | None = None
+    weights: str | None = None
+    seq_len: int | None = None
+    class_axis: int = 2
+    samples: int | None = None
+    sequences: str | None = None
+    classes: tuple[str, ...] | None = None
+    label_names: bool = False
+    id_type: str | None = None
+    notes: list[str] = field(default_factory=list)
