@@ -82,6 +82,11 @@ def test_tf_nn_sparse_float64_per_sample(case):
     got = np.concatenate(sink.loss)
     want = _numbers(case["expected"][TF_SPARSE]["float64"]["none"])
     assert close_to(got, want, case["stored_dtype"]).all()
+
+
+def test_tf_cases_are_found():
+    """The parametrised test above runs once per case with per-sample tf.nn numbers; an empty list
+    would run it never. The five: sparse_c3, sparse_c10_f64, c1000_small, large_logits_f32, float16_small."""
     assert len(TF_CASES) == 5
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference import close_to
+from reference import sparse_loss64, close_to
 
 from xentcli.kernels import sample_stats
 from xentcli.config import LossOptions
@@ -140,7 +140,8 @@ def test_framework_call(case, key, call):
 
 
 def test_optax_float32_precision_loss_is_reproduced():
-    """large_logits_f32: optax's integer path is 6% off in float32 (0.0048828 vs 0.0045953)."""
+    """large_logits_f32: optax's integer path loses precision in float32 (row 10 is 6% off the true
+    loss, recorded from optax 0.2.8); xent reproduces the recorded values, not the true ones."""
     case = next(c for c in CASES if c["id"] == "large_logits_f32")
     call = case["expected"]["optax.softmax_cross_entropy_with_integer_labels()"]
     scores, _, labels = _inputs(case, False)
@@ -149,4 +150,5 @@ def test_optax_float32_precision_loss_is_reproduced():
     terms = framework_terms("optax", sample_stats(scores, "logits", labels=labels, class_vectors=ctx.class_vectors()), ctx)
     want = _numbers(call["float32"]["none"])
     np.testing.assert_allclose(terms.values, want, rtol=1e-6, atol=2e-6)
-    assert abs(terms.values[8] - 0.0048828125) < 1e-9 or np.max(np.abs(terms.values - want)) < 2e-6
+    true = sparse_loss64(scores.astype(np.float64), labels)
+    assert abs(terms.values[10] - true[10]) > 0.05 * true[10]  # the 6% loss of precision is there, not the true value

@@ -64,13 +64,20 @@ def test_float64_matches_reference_to_1e12():
     np.testing.assert_allclose(sample_stats(z, "logits", labels=y).loss, sparse_loss64(z, y), rtol=1e-12, atol=1e-14)
 
 
-def test_blocks_do_not_change_results(monkeypatch):
+def test_blocks_do_not_change_results(monkeypatch, layout):
+    """Many small blocks (both numpy layouts) give the float64 reference; the C kernel has no blocks."""
     rng = np.random.default_rng(2)
     z = rng.standard_normal((103, 7))
     y = rng.integers(0, 7, 103)
     whole = sample_stats(z, "logits", labels=y)
     monkeypatch.setattr(kernels, "BLOCK_ELEMENTS", 20)
+    monkeypatch.setattr(kernels, "COLUMN_BLOCK_ELEMENTS", 20)
+    calls = []
+    real = kernels._logits_block
+    monkeypatch.setattr(kernels, "_logits_block", lambda *args: calls.append(1) or real(*args))
     blocked = sample_stats(z, "logits", labels=y)
+    assert len(calls) == (0 if layout == "c" else 103 // (20 // 7) + 1)  # 52 blocks of 2 rows (the last of 1)
+    np.testing.assert_allclose(blocked.loss, sparse_loss64(z, y), rtol=1e-12, atol=1e-14)
     for name in ("loss", "p_true", "p_max", "entropy", "margin", "rank", "pred"):
         np.testing.assert_allclose(getattr(whole, name), getattr(blocked, name), rtol=1e-12, atol=0)
 

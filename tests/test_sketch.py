@@ -64,4 +64,4 @@ def test_memory_is_bounded_by_range_not_count():
     for _ in range(20):
         sketch.update(rng.exponential(2.0, 50_000))
     assert sketch.count == 1_000_000
-    assert len(sketch.positive) < 3_000
+    assert sketch.positive.counts.size < 3_000  # the dense bucket array is the memory, not its non-empty buckets
