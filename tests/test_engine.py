@@ -1,0 +1,66 @@
+"""The engine: chunk sizes, options only the data can refute, the per-sample contract, and the
+thread pool's bound on memory when one row is larger than a chunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reference import sparse_loss64
+from xentcli import engine
+from xentcli.config import DEFAULT_CHUNK_BYTES, LossOptions, RunConfig, SourceConfig
+from xentcli.engine import ROW_STATE_BYTES, chunk_rows, run
+from xentcli.errors import OptionError
+
+
+def _dump(tmp_path, rows=50, classes=4, kind=np.float32):
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((rows, classes)).astype(kind)
+    y = rng.integers(0, classes, rows)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    return SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy")), z, y
+
+
+def test_chunk_rows():
+    assert chunk_rows(RunConfig(SourceConfig(("x",)), chunk_rows=7), 40) == 7
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 40) == DEFAULT_CHUNK_BYTES // (40 + ROW_STATE_BYTES)
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 10 * DEFAULT_CHUNK_BYTES) == 1
+
+
+@pytest.mark.parametrize("loss,says", [
+    (LossOptions(class_weights=(1.0, 2.0)), "--class-weights has 2 entries"),
+    (LossOptions(epsilon=1e-7), "--epsilon clips probabilities"),
+    (LossOptions(label_smoothing=float("nan")), "--label-smoothing must lie in [0, 1]"),
+])
+def test_options_the_data_refutes(tmp_path, loss, says):
+    source, _, _ = _dump(tmp_path)
+    with pytest.raises(OptionError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        run(RunConfig(source, loss))
+
+
+def test_a_sink_needs_per_sample(tmp_path):
+    source, _, _ = _dump(tmp_path)
+    with pytest.raises(ValueError, match="per_sample"):
+        run(RunConfig(source), sink=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("rows", [1, 7, 50])
+def test_threads_and_chunks_do_not_change_the_numbers(tmp_path, threads, rows):
+    source, z, y = _dump(tmp_path)
+    report = run(RunConfig(source, chunk_rows=rows, threads=threads, worst=3))
+    loss = sparse_loss64(z, y)
+    assert report.summary["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
+    assert [w["row"] for w in report.worst] == np.lexsort((np.arange(50), -loss))[:3].tolist()
+
+
+def test_one_chunk_at_a_time_when_a_row_is_larger_than_a_chunk(tmp_path, monkeypatch):
+    source, z, y = _dump(tmp_path, rows=6, classes=8)
+    pools = []
+    monkeypatch.setattr(engine, "DEFAULT_CHUNK_BYTES", 16)  # one row of 8 float32 scores is larger than a chunk
+    real_pool = engine.ThreadPoolExecutor
+    monkeypatch.setattr(engine, "ThreadPoolExecutor", lambda *args, **kwargs: pools.append(args) or real_pool(*args, **kwargs))
+    report = run(RunConfig(source, threads=4))
+    assert pools == [] and report.summary["rows"] == 6
+    assert report.summary["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)

@@ -1,0 +1,79 @@
+"""Every human renderer on one shared Report, at a fixed width, against exact golden text
+(tests/golden/*.txt): the tables, check's gates and verdict, explain, the error line. The renderers
+are pure functions of the Report; a change in what they print shows here first.
+
+XENT_UPDATE_GOLDEN=1 rewrites the files; do that only for a change of output that is meant."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from xentcli.config import Gates, LossOptions, RunConfig, SourceConfig
+from xentcli.diagnostics import RULES
+from xentcli.engine import run
+from xentcli.gates import evaluate, verdict_line
+from xentcli.render.table import render_check, render_explain, render_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+WIDTH = 100
+
+
+@pytest.fixture(scope="module")
+def report():
+    """The sample dump with ids, worst rows, per class and the frameworks: every table is filled."""
+    config = RunConfig(
+        SourceConfig(("sample_data/cifar10_val.parquet",), id_col="id"), LossOptions(compare=True), worst=3, per_class=True,
+    )
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return run(config)
+    finally:
+        os.chdir(cwd)
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, width=WIDTH, color_system=None, force_terminal=False, highlight=False), buffer
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("XENT_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name}: the rendered text changed (XENT_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_tables(report):
+    console, buffer = _console()
+    render_tables(report, console)
+    _golden("tables", buffer.getvalue())
+
+
+@pytest.mark.parametrize("gates", [Gates(max_loss=2.5, min_accuracy=0.5), Gates(max_loss=0.4, fail_on="warning"),
+                                   Gates(fail_on="never", max_loss_p99=9.0)], ids=["pass", "fail", "never"])
+def test_check(report, gates, request):
+    console, buffer = _console()
+    result = evaluate(report, gates)
+    render_check(report, result, verdict_line(result, report, gates), console)
+    _golden(f"check_{request.node.callspec.id}", buffer.getvalue())
+
+
+def test_explain_one_and_all():
+    console, buffer = _console()
+    render_explain([RULES["XE102"]], single=True, console=console)
+    render_explain(list(RULES.values()), single=False, console=console)
+    _golden("explain", buffer.getvalue())
+
+
+def test_error_line(capsys):
+    from xentcli.cli.app import error_line
+
+    error_line("error", "dump[eval]\x1b[2J.parquet: column 'logit_2' row 3: '#VALUE!' is not a number")
+    _golden("error_line", capsys.readouterr().err)
