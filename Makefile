@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench samples clean
+.PHONY: demo test bench samples readme clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check 'torch==2.13.0'
 	$(BIN)/python bench/run_bench.py
+
+# Rewrite the console examples in README.md from fresh runs (tests/test_readme.py checks them).
+readme: $(VENV)/.installed
+	$(BIN)/python tests/readme_blocks.py --update
 
 samples: $(VENV)/.installed
 	$(BIN)/python sample_data/make_samples.py

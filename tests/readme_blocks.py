@@ -1,0 +1,104 @@
+"""The README's console examples are real runs: each `$ xent …` line in a ```console block is run
+from the repository's root at 100 columns, and the lines under it must be what it prints (stdout
+and stderr); a block whose output starts with `…` shows the tail of it; `$ echo $?` shows the exit
+code of the command before. Commands naming files that are not in the repository are left alone.
+
+`python tests/readme_blocks.py --update` rewrites the outputs in README.md from fresh runs (as
+cog does); tests/test_readme.py checks them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+
+
+@dataclass
+class Example:
+    command: str
+    expected: list[str]  # the lines shown under it
+    tail: bool  # the shown lines are the end of the output ("…" first)
+
+
+def examples(text: str) -> list[list[Example]]:
+    """The examples of each console block, in order."""
+    blocks = []
+    for match in BLOCK.finditer(text):
+        current: list[Example] = []
+        for line in match.group(1).splitlines():
+            if line.startswith("$ "):
+                current.append(Example(line[2:], [], False))
+            elif current:
+                if line == "…" and not current[-1].expected:
+                    current[-1].tail = True
+                else:
+                    current[-1].expected.append(line)
+        blocks.append(current)
+    return blocks
+
+
+def runnable(command: str) -> bool:
+    words = shlex.split(command, comments=True)
+    if words[:1] != ["xent"]:
+        return False
+    paths = [word for word in words[2:] if not word.startswith("-") and ("/" in word or "." in word)]
+    return all((ROOT / path).exists() for path in paths if not re.match(r"^[\d.e-]+$", path))
+
+
+def run(command: str) -> tuple[list[str], int]:
+    words = shlex.split(command, comments=True)
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
+    done = subprocess.run([sys.executable, "-m", "xentcli", *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [line.rstrip() for line in (done.stdout + done.stderr).splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines, done.returncode
+
+
+def expected_and_actual(example: Example, last_code: int | None) -> tuple[list[str], list[str], int | None]:
+    """(shown, what a run gives in the same form, the exit code for a following `echo $?`)."""
+    if example.command == "echo $?":
+        return example.expected, [str(last_code)], last_code
+    lines, code = run(example.command)
+    shown = list(example.expected)
+    while shown and not shown[-1]:
+        shown.pop()
+    actual = lines[-len(shown):] if example.tail and shown else lines
+    return shown, actual, code
+
+
+def update() -> None:
+    text = README.read_text()
+    out, position = [], 0
+    for match in BLOCK.finditer(text):
+        out.append(text[position:match.start(1)])
+        position = match.end(1)
+        if not match.group(1).startswith("$ "):  # a list of commands, not an example: as it is
+            out.append(match.group(1))
+            continue
+        body, code = [], None
+        for example in examples(match.group(0).replace("```console\n", "```console\n", 1))[0]:
+            body.append(f"$ {example.command}")
+            if example.command != "echo $?" and not runnable(example.command):
+                body += (["…"] if example.tail else []) + example.expected
+                continue
+            shown, actual, code = expected_and_actual(example, code)
+            body += (["…"] if example.tail else []) + (actual if not example.tail else actual[-len(shown):])
+        out.append("\n".join(body) + "\n")
+    out.append(text[position:])
+    README.write_text("".join(out))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update"]:
+        update()
+    else:
+        print(__doc__)
