@@ -42,6 +42,7 @@ def emit(doc: dict) -> None:
 
 def xent(args: list[str]) -> None:
     t0 = time.perf_counter()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as xentcli.entry.main does, before numpy
     import xentcli.cli
 
     t1 = time.perf_counter()

@@ -1,5 +1,5 @@
 """`python -m xentcli` runs the same command-line app as `xent`."""
 
-from xentcli.cli import main
+from xentcli.entry import main
 
 main()
