@@ -1,0 +1,62 @@
+"""xent's own distributions against numbers recorded once from scipy 1.17.1 and statsmodels 0.15.0
+(scipy.special.betainc, scipy.stats.t.ppf / t.sf, statsmodels' mcnemar(exact=True)); neither is
+a dependency. The issue's McNemar numbers: b = 15, c = 35 → exact 0.00660045."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from xentcli import stats
+
+
+@pytest.mark.parametrize("a,b,x,want", [
+    (0.5, 0.5, 0.3, 0.36901011956554536),
+    (2.5, 0.5, 0.9, 0.48958974456442755),
+    (1e4, 0.5, 0.9999, 0.1572940177633515),
+    (3, 4, 0.2, 0.09888000000000005),
+    (1500, 1621, 0.5, 0.984862020909889),
+])
+def test_betainc(a, b, x, want):
+    assert stats.betainc(a, b, x) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("p,df,want", [
+    (0.975, 5, 2.5705818356363146),
+    (0.975, 999, 1.9623414611334493),
+    (0.995, 1, 63.656741162871526),
+    (0.9, 2.5, 1.7302509288071766),
+    (0.975, 1e6, 1.959966356814107),
+])
+def test_t_quantile(p, df, want):
+    assert stats.t_quantile(p, df) == pytest.approx(want, rel=1e-10)
+    assert stats.t_quantile(1 - p, df) == pytest.approx(-want, rel=1e-10)
+
+
+@pytest.mark.parametrize("t,df,want", [
+    (2.1, 10, 0.06207724420221853),
+    (0.3, 999, 0.7642395665698116),
+    (5.0, 1e5, 5.742701678641679e-07),
+    (40, 3, 3.4380680789158506e-05),
+])
+def test_t_two_sided_p(t, df, want):
+    assert stats.t_two_sided_p(t, df) == pytest.approx(want, rel=1e-10)
+    assert stats.t_two_sided_p(-t, df) == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("b,c,want", [
+    (15, 35, 0.006600447966810918),  # the issue's number: 0.00660045
+    (0, 0, 1.0),
+    (0, 7, 0.015625),  # 2 · 2^-7, by hand
+    (1500, 1620, 0.033118547219138456),
+    (3000, 2900, 0.19743902484357673),
+])
+def test_mcnemar_exact(b, c, want):
+    assert stats.mcnemar_exact_p(b, c) == pytest.approx(want, rel=1e-10)
+    assert stats.mcnemar_exact_p(c, b) == pytest.approx(want, rel=1e-10)
+
+
+def test_normal_quantile():
+    assert stats.normal_quantile(0.975) == pytest.approx(1.959963984540054, rel=1e-12)
+    assert math.isnan(stats.t_quantile(1.0, 5))
