@@ -8,7 +8,7 @@ in chunk order, so the thread count never changes a result.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -122,6 +122,87 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         )
 
 
+class Pass:
+    """One pass over a source: ChunkResults in input order (computed on a pool of threads, merged
+    into the totals as they come), then the Report. `run` drives one; `xent diff` drives two in
+    lockstep."""
+
+    def __init__(self, config: RunConfig, source: Source | None = None) -> None:
+        self.config = config
+        self.source = source or Source(config.source)
+        self.info = info = self.source.description
+        check_options(config, info)
+        if config.per_sequence and info.sequences is None:
+            raise OptionError(
+                "--per-sequence needs sequences", hint="give [N, T, C] arrays, nested list columns, or --group-col"
+            )
+        self.top_k = max(1, min(config.top_k, info.num_classes))
+        self.total = LossSummary(info.num_classes, self.top_k, config.worst)
+        self.frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
+        self.sequences = SequenceTotals()
+        self.findings: dict[str, Finding] = {}
+
+    def _merge(self, result: ChunkResult) -> None:
+        self.total.merge(result.partial)
+        merge_findings(self.findings, result.findings)
+        if result.sequences is not None:
+            self.sequences.merge(result.sequences)
+        for name, partial in result.frameworks.items():
+            self.frameworks[name].merge(partial)
+
+    def results(self) -> Iterator[ChunkResult]:
+        """Every chunk's results, in input order, each merged into the totals before it is yielded."""
+        info, config = self.info, self.config
+        args = (info, config, self.top_k)
+        chunks = self.source.chunks(chunk_rows(config, info.bytes_per_row))
+        # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
+        # run needs about one row of scores beside the kernel's, not threads + 1 of them.
+        threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
+        if threads <= 1:
+            for chunk in chunks:
+                result = _compute(chunk, *args)
+                self._merge(result)
+                yield result
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
+            in_flight: deque[Future[ChunkResult]] = deque()
+            try:
+                for chunk in chunks:
+                    in_flight.append(pool.submit(_compute, chunk, *args))
+                    while len(in_flight) > threads:
+                        result = in_flight.popleft().result()
+                        self._merge(result)
+                        yield result
+                while in_flight:
+                    result = in_flight.popleft().result()
+                    self._merge(result)
+                    yield result
+            finally:
+                for future in in_flight:
+                    future.cancel()
+
+    def report(self) -> Report:
+        """The Report of everything merged so far (the whole input once `results` is exhausted)."""
+        config, info, total = self.config, self.info, self.total
+        summary = total.summary()
+        documents = {name: fw.document() for name, fw in self.frameworks.items()}
+        like = config.loss.like
+        return Report(
+            input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
+            summary=summary,
+            per_class=total.per_class_rows(info.classes) if config.per_class else [],
+            worst=total.worst.details,
+            id_column=info.id_column,
+            like=documents.get(like) if like else None,
+            compare=list(documents.values()) if config.loss.compare else [],
+            loss=config.loss,
+            zero_weight_rows=total.zero_weight_rows,
+            per_sequence=self.sequences.rows() if config.per_sequence else [],
+            diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes)
+            if config.diagnostics else [],
+        )
+
+
 def run(
     config: RunConfig,
     source: Source | None = None,
@@ -129,69 +210,12 @@ def run(
     on_progress: ProgressCallback | None = None,
 ) -> Report:
     """One pass over the input: every aggregate of `score`, and the per-sample rows to `sink`."""
-    source = source or Source(config.source)
-    info = source.description
-    check_options(config, info)
-    if config.per_sequence and info.sequences is None:
-        raise OptionError(
-            "--per-sequence needs sequences", hint="give [N, T, C] arrays, nested list columns, or --group-col"
-        )
-    num_classes = info.num_classes
-    top_k = max(1, min(config.top_k, num_classes))
-    total = LossSummary(num_classes, top_k, config.worst)
-    frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
-    sequences = SequenceTotals()
-    findings: dict[str, Finding] = {}
-
-    def finish(result: ChunkResult) -> None:
-        total.merge(result.partial)
-        merge_findings(findings, result.findings)
-        if result.sequences is not None:
-            sequences.merge(result.sequences)
-        for name, partial in result.frameworks.items():
-            frameworks[name].merge(partial)
+    if sink is not None and not config.per_sample:
+        raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
+    one = Pass(config, source)
+    for result in one.results():
         if sink is not None:
             sink.write(result)
         if on_progress is not None:
-            on_progress(total.rows, source.progress())
-
-    if sink is not None and not config.per_sample:
-        raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
-    args = (info, config, top_k)
-    chunks = source.chunks(chunk_rows(config, info.bytes_per_row))
-    # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
-    # run needs about one row of scores beside the kernel's, not threads + 1 of them.
-    threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
-    if threads <= 1:
-        for chunk in chunks:
-            finish(_compute(chunk, *args))
-    else:
-        with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
-            in_flight: deque[Future[ChunkResult]] = deque()
-            try:
-                for chunk in chunks:
-                    in_flight.append(pool.submit(_compute, chunk, *args))
-                    while len(in_flight) > threads:
-                        finish(in_flight.popleft().result())
-                while in_flight:
-                    finish(in_flight.popleft().result())
-            finally:
-                for future in in_flight:
-                    future.cancel()
-    summary = total.summary()
-    documents = {name: fw.document() for name, fw in frameworks.items()}
-    like = config.loss.like
-    return Report(
-        input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
-        summary=summary,
-        per_class=total.per_class_rows(info.classes) if config.per_class else [],
-        worst=total.worst.details,
-        id_column=info.id_column,
-        like=documents.get(like) if like else None,
-        compare=list(documents.values()) if config.loss.compare else [],
-        loss=config.loss,
-        zero_weight_rows=total.zero_weight_rows,
-        per_sequence=sequences.rows() if config.per_sequence else [],
-        diagnostics=finalize(findings, summary, total.per_class, info, config.select, config.ignore_codes)
-        if config.diagnostics else [],
-    )
+            on_progress(one.total.rows, one.source.progress())
+    return one.report()
