@@ -123,6 +123,45 @@ class Gates:
             raise OptionError(f"--min-accuracy must lie in [0, 1], not {self.min_accuracy}", hint=hint)
 
 
+@dataclass(frozen=True)
+class DiffOptions:
+    """How `xent diff` pairs and compares: by a key column or by row order, the confidence of the
+    intervals, the bootstrap's replicates and seed, how many regressed/improved rows to keep."""
+
+    key: str | None = None
+    allow_unpaired: bool = False
+    confidence: float = 0.95
+    bootstrap: int = 1000
+    seed: int = 0
+    top: int = 10
+
+    def validate(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise OptionError(f"--confidence must lie in (0, 1), not {self.confidence}", hint="0.95 for 95% intervals")
+        if not 0 <= self.bootstrap <= 100_000:
+            raise OptionError(f"--bootstrap must lie in [0, 100000], not {self.bootstrap}", hint="0 turns it off")
+        if not 0 <= self.seed < 2**63:
+            raise OptionError(f"--seed must lie in [0, 2^63), not {self.seed}")
+
+
+@dataclass(frozen=True)
+class DiffGates:
+    """`xent diff`'s gates on the paired intervals; None: not checked."""
+
+    fail_on: str = "never"  # diagnostics of either side: error | warning | never
+    fail_on_regression: float | None = None  # fail when the loss-delta interval lies above this margin
+    require_noninferior: float | None = None  # fail unless the loss-delta interval lies below this margin
+    max_accuracy_drop: float | None = None  # fail when the accuracy-delta interval lies below −this
+
+    def validate(self) -> None:
+        for option, value in (("--fail-on-regression", self.fail_on_regression), ("--require-noninferior", self.require_noninferior),
+                              ("--max-accuracy-drop", self.max_accuracy_drop)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise OptionError(f"{option} must be a finite margin ≥ 0, not {value}")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop > 1:
+            raise OptionError(f"--max-accuracy-drop is a fraction of rows, not {self.max_accuracy_drop}")
+
+
 def kernel_choice() -> str:
     """XENT_KERNEL=numpy forces the numpy kernels (read here, once, when native.py loads)."""
     return os.environ.get("XENT_KERNEL", "").lower()

@@ -59,3 +59,15 @@ def verdict_line(result: dict[str, Any], report: Report, gates: Gates | None = N
             return "PASS: " + (passed or "no gate given") + " (diagnostics not gated: --fail-on never)"
         return "PASS: no diagnostic at the failing severity" + (f"; {passed}" if passed else "")
     return "FAIL: " + "; ".join(result["reasons"])
+
+
+def diff_verdict_line(report: Any) -> str:
+    """The last line of `xent diff`: the loss delta with its interval, the smallest delta this many
+    pairs could show at 80% power (so a user sees when a gate cannot fail), and PASS or FAIL."""
+    loss = report.metrics["loss_mean"]
+    low, high = loss["ci"]
+    summary = (f"loss Δ {loss['delta']:+.6g} [{low:+.4g}, {high:+.4g}] p {loss['p_value']:.3g}; "
+               f"smallest Δ detectable at 80% power {loss['min_detectable_delta']:.4g}")
+    if report.passed:
+        return "PASS: " + summary
+    return "FAIL: " + "; ".join(report.reasons) + " (" + summary + ")"

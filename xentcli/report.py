@@ -24,3 +24,26 @@ class Report:
     zero_weight_rows: int = 0  # rows whose sample weight is 0 (Keras still counts them)
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first
+
+
+@dataclass
+class DiffReport:
+    """`xent diff`'s result: each side's own report, how the rows were paired, the paired metrics,
+    the flips, the most regressed and improved pairs, the gates and the diagnostics."""
+
+    base: Report
+    candidate: Report
+    pairing: dict[str, Any]
+    confidence: float
+    metrics: dict[str, dict[str, Any]]
+    bootstrap: dict[str, Any]
+    flips: dict[str, int]
+    regressed: list[dict[str, Any]]
+    improved: list[dict[str, Any]]
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # each with its "side"
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why the gates failed
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons

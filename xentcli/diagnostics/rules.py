@@ -433,3 +433,24 @@ declare(Rule(
     rank_by="p_max",
     columns=lambda m, rows: {"p_max": m.stats.p_max, "pred": m.stats.pred, "label": m.shown_label, "loss": m.stats.loss},
 ))
+
+
+# ---- diff: pairing two dumps (raised by compare.py; XE501–XE504 end the run with exit 2) ----------
+for code, name, severity, summary, why, fix, example in (
+    ("XE501", "unpaired-rows", "error", "Rows of one dump without a partner in the other (a key on one side only, or row counts that differ).",
+     "A comparison over different rows compares the rows, not the models.", "Compare dumps of the same eval set; pass --allow-unpaired to compare the keys both hold.",
+     "base has 1000 rows, candidate 998."),
+    ("XE502", "duplicate-keys", "error", "A pairing key that names two rows of one dump.",
+     "A key must name one row on each side, or pairs are ambiguous.", "Deduplicate the key column, or pick another with --key.",
+     "key 'q17' on rows 3 and 9 of the base."),
+    ("XE503", "label-mismatch", "error", "Paired rows whose labels differ between the two dumps.",
+     "Two models scored against different targets cannot be compared row by row: the rows are misaligned or the labels changed.",
+     "Pair by a key with --key, or check that both dumps use the same labels.", "row 5: label 3 in the base, 7 in the candidate."),
+    ("XE504", "class-count-mismatch-diff", "error", "The two dumps score different numbers of classes.",
+     "Losses over different class sets are not comparable.", "Compare models with the same output classes.",
+     "base [N, 10], candidate [N, 11]."),
+    ("XE505", "nonfinite-pairs", "warning", "Pairs where either side's loss is NaN or infinite.",
+     "They are left out of the paired statistics, which then describe the other pairs only.",
+     "Fix the non-finite losses (each side's XE401 names the cause).", "candidate loss NaN on 3 rows."),
+):
+    declare(Rule(code, name, severity, summary, why, fix, example))

@@ -8,7 +8,7 @@ from typing import Any
 
 from xentcli import __version__
 from xentcli.render.explanations import explain_differences
-from xentcli.report import Report
+from xentcli.report import DiffReport, Report
 
 
 def _finite(value: Any) -> Any:
@@ -46,4 +46,24 @@ def render_json(report: Report) -> str:
 def render_check_json(report: Report, result: dict[str, Any]) -> str:
     """`xent check --json`: the verdict first, then the same document as `score --json`."""
     doc = {"passed": result["passed"], "reasons": result["reasons"], "gates": result["gates"], **document(report)}
+    return json.dumps(_finite(doc), indent=2, allow_nan=False)
+
+
+def render_diff_json(report: DiffReport) -> str:
+    """`xent diff --json`: the keys README.md documents, in that order."""
+    doc = {
+        "xent_version": __version__,
+        "base": report.base.input.as_dict(),
+        "candidate": report.candidate.input.as_dict(),
+        "pairing": report.pairing,
+        "confidence": report.confidence,
+        "metrics": report.metrics,
+        "bootstrap": report.bootstrap,
+        "flips": report.flips,
+        "regressed": report.regressed,
+        "improved": report.improved,
+        "gates": report.gates,
+        "passed": report.passed,
+        "diagnostics": report.diagnostics,
+    }
     return json.dumps(_finite(doc), indent=2, allow_nan=False)

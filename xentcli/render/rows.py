@@ -97,14 +97,15 @@ class SampleWriter:
     error or interruption. Without `force` the move never replaces a file, even one that appeared
     during the run; the file gets the mode an ordinary open() would give it."""
 
-    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None) -> None:
+    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None,
+                 reserved: tuple[str, ...] = OUTPUT_COLUMNS) -> None:
         self.path = path
         self.like = like
         self.force = force
         self.format = output_format(path)
         self.id_column = id_column
-        if id_column is not None and id_column in OUTPUT_COLUMNS:
-            raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(OUTPUT_COLUMNS)})",
+        if id_column is not None and id_column in reserved:
+            raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(reserved)})",
                               path=path, hint="rename the id column in the dump, or leave out --id-col")
         for source in inputs:
             if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
@@ -125,7 +126,10 @@ class SampleWriter:
         self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
     def write(self, result: SampleRows) -> None:
-        batch = sample_table(result, self.id_column, self.like)
+        self.write_batch(sample_table(result, self.id_column, self.like))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """Append rows (the first batch fixes the schema; a later id type is cast to it)."""
         if self.format == "csv":
             batch = _csv_safe(batch)
         if self._writer is None:
@@ -180,3 +184,36 @@ def _csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
             column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+# The columns of `xent diff -o`, one row per pair.
+DELTA_COLUMNS = ("row", "key", "label", "loss_base", "loss_candidate", "delta", "correct_base", "correct_candidate")
+
+
+class DeltaWriter:
+    """`xent diff -o`: one row per pair (usable or not), null loss and delta where a side is ignored
+    or non-finite; written through a SampleWriter (atomic, never over an input)."""
+
+    def __init__(self, path: str, inputs: list[str], key: str | None, force: bool) -> None:
+        self.writer = SampleWriter(path, inputs, None, force, reserved=DELTA_COLUMNS)
+
+    def __enter__(self) -> DeltaWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.writer.__exit__(*exc)
+
+    def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool) -> None:
+        columns: dict[str, pa.Array] = {"row": pa.array(base.row)}
+        if keyed:
+            columns["key"] = pa.array(base.key.tolist())
+        usable = ~np.isnan(delta)
+        columns.update(
+            label=_nullable(base.label, ~base.label_ok),
+            loss_base=_nullable(base.loss, ~np.isfinite(base.loss) | base.ignored),
+            loss_candidate=_nullable(candidate.loss, ~np.isfinite(candidate.loss) | candidate.ignored),
+            delta=_nullable(np.nan_to_num(delta), ~usable),
+            correct_base=_nullable(base.correct, ~usable),
+            correct_candidate=_nullable(candidate.correct, ~usable),
+        )
+        self.writer.write_batch(pa.RecordBatch.from_pydict(columns))

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from xentcli.render.escape import MAX_CELL, terminal
 from xentcli.render.explanations import explain_differences
-from xentcli.report import Report
+from xentcli.report import DiffReport, Report
 
 
 def shown(value: Any, limit: int | None = MAX_CELL) -> Text:
@@ -266,3 +266,79 @@ def render_explain(rules: list[Any], single: bool, console: Console) -> None:
     for rule in rules:
         table.add_row(rule.code, rule.name, Text(rule.severity, style=SEVERITY_STYLE[rule.severity]), Text(rule.summary))
     console.print(table)
+
+
+def _interval(values: list[float] | None, digits: int = 4) -> str:
+    if not values:
+        return "—"
+    return "[" + ", ".join(fmt_number(value, digits) for value in values) + "]"
+
+
+def _p(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else (f"{value:.2g}" if value < 0.001 else f"{value:.3f}")
+
+
+def diff_table(report: DiffReport) -> Table:
+    metrics = report.metrics
+    level = f"{report.confidence:.0%}"
+    table = Table(title=f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for name, justify in (("metric", "left"), ("base", "right"), ("candidate", "right"), ("Δ", "right"), (f"{level} CI", "right"), ("p", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    loss = metrics["loss_mean"]
+    se_note = f" (clustered, {loss['clusters']:,} clusters)" if "clusters" in loss else ""
+    table.add_row("loss (mean)" + se_note, fmt_number(loss["base"]), fmt_number(loss["candidate"]), fmt_number(loss["delta"], 4),
+                  _interval(loss["ci"]), _p(loss["p_value"]))
+    accuracy = metrics["accuracy"]
+    table.add_row("accuracy", fmt_fraction(accuracy["base"]), fmt_fraction(accuracy["candidate"]), fmt_number(accuracy["delta"], 4),
+                  _interval(accuracy["ci"]), _p(accuracy["p_value"]))
+    perplexity = metrics["perplexity"]
+    table.add_row("perplexity (ratio)", fmt_number(perplexity["base"]), fmt_number(perplexity["candidate"]),
+                  "×" + fmt_number(perplexity["ratio"], 4), _interval(perplexity["ci"]), "")
+    for name in ("loss_p50", "loss_p90", "loss_p99"):
+        entry = metrics[name]
+        table.add_row(name.replace("loss_", "loss "), fmt_number(entry["base"]), fmt_number(entry["candidate"]),
+                      fmt_number(entry["delta"], 4), _interval(entry["ci"]), "")
+    return table
+
+
+def pairs_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    keyed = any("key" in row for row in rows)
+    columns = ["row"] + (["key"] if keyed else []) + ["label", "loss base", "loss candidate", "Δ"]
+    for name in columns:
+        table.add_column(name, justify="left" if name == "key" else "right")
+    for row in rows[:TABLE_ROWS_SHOWN]:
+        cells: list[str | Text] = [fmt_number(row["row"])] + ([shown(row.get("key"))] if keyed else [])
+        cells += [str(row["label"]), fmt_number(row["loss_base"]), fmt_number(row["loss_candidate"]), fmt_number(row["delta"])]
+        table.add_row(*cells)
+    return table
+
+
+def render_diff(report: DiffReport, verdict: str, console: Console) -> None:
+    """`xent diff`: what was paired, the metrics with intervals, flips, the most regressed rows,
+    diagnostics, the gates and the verdict last."""
+    pairing = report.pairing
+    line = (f"{terminal(report.base.input.path)} → {terminal(report.candidate.input.path)}: {pairing['pairs']:,} pairs by "
+            + ("key " + terminal(pairing["key"]) if pairing["by"] == "key" else "row order")
+            + f", {pairing['usable_pairs']:,} usable")
+    if pairing["nonfinite_pairs"]:
+        line += f", {pairing['nonfinite_pairs']:,} with a non-finite loss"
+    if pairing["only_base"] or pairing["only_candidate"]:
+        line += f"; {pairing['only_base']:,} keys only in the base, {pairing['only_candidate']:,} only in the candidate"
+    console.print(Text(line), soft_wrap=True)
+    parts: list[Table | Group] = [diff_table(report)]
+    flips = report.flips
+    parts.append(_key_value("Flips", [("right → wrong", fmt_number(flips["correct_to_wrong"])),
+                                       ("wrong → right", fmt_number(flips["wrong_to_correct"]))]))
+    if report.regressed:
+        parts.append(pairs_table(f"Most regressed {len(report.regressed)} rows", report.regressed))
+    if report.diagnostics:
+        shown_report = Report(input=report.base.input, summary=report.base.summary, diagnostics=[
+            {**item, "message": f"{item['side']}: {item['message']}"} for item in report.diagnostics])
+        parts.append(diagnostics_table(shown_report))
+    console.print(Group(*parts))
+    for gate in report.gates:
+        mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
+        console.print(Text.assemble(mark, f" {gate['gate']} {gate['margin']:g}: {gate['bound']} bound {fmt_number(gate['value'], 4)}"))
+    console.print(Text(terminal(verdict), style="bold green" if report.passed else "bold red"), soft_wrap=True)

@@ -1,0 +1,91 @@
+"""`xent diff BASE CANDIDATE`: did the candidate get worse than the baseline? Paired statistics."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from xentcli.cli.app import EXIT_FAILED, app, console, error_line, guarded
+from xentcli.cli.options import (
+    ChunkRows, ClassAxis, Classes, ClassWeights, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
+    Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, NoDiagnostics, Output, Quiet, SampleWeights, ScoreCol,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads, WeightCol,
+)
+from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
+
+Key = Annotated[Optional[str], typer.Option("--key", help="Pair rows by this id column (present on both sides); default: by row order.", rich_help_panel="Pairing")]
+AllowUnpaired = Annotated[bool, typer.Option("--allow-unpaired", help="With --key: compare the keys both sides hold, and report the others.", rich_help_panel="Pairing")]
+Cluster = Annotated[Optional[str], typer.Option("--cluster", help="Column grouping dependent rows (a document, a prompt): clustered standard errors. Sequence dumps cluster by sequence.", rich_help_panel="Pairing")]
+Confidence = Annotated[float, typer.Option("--confidence", help="Confidence of the intervals.", rich_help_panel="Statistics")]
+Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Poisson bootstrap replicates for the quantiles' intervals (0: off).", rich_help_panel="Statistics")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap's weights.", rich_help_panel="Statistics")]
+Top = Annotated[int, typer.Option("--top", min=0, help="How many most regressed and most improved rows to list.", rich_help_panel="Statistics")]
+FailOnRegression = Annotated[Optional[float], typer.Option("--fail-on-regression", help="Fail when the loss delta's interval lies above MARGIN: a regression larger than MARGIN is shown.", rich_help_panel="Gates")]
+RequireNoninferior = Annotated[Optional[float], typer.Option("--require-noninferior", help="Fail unless the loss delta's interval lies below MARGIN (for releases).", rich_help_panel="Gates")]
+MaxAccuracyDrop = Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Fail when the accuracy delta's interval lies below -MARGIN.", rich_help_panel="Gates")]
+
+
+@app.command()
+def diff(
+    base: Annotated[str, typer.Argument(help="The baseline dump (a file, a folder or a quoted glob).", show_default=False)],
+    candidate: Annotated[str, typer.Argument(help="The candidate dump, scored on the same rows.", show_default=False)],
+    key: Key = None, allow_unpaired: AllowUnpaired = False, cluster: Cluster = None, confidence: Confidence = 0.95,
+    bootstrap: Bootstrap = 1000, seed: Seed = 0, top: Top = 10,
+    labels: Labels = None, file_format: Format = None, input_kind: Input = None, target: Target = TargetChoice.auto,
+    class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
+    label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
+    ignore_index: IgnoreIndex = None, class_weights: ClassWeights = None, weight_col: WeightCol = None,
+    sample_weights: SampleWeights = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
+    as_json: Json = False, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
+    threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
+    select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
+    fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
+    max_accuracy_drop: MaxAccuracyDrop = None,
+) -> None:
+    """Compare a candidate with a baseline on the same rows: paired loss, accuracy and quantile deltas
+    with intervals and p-values. Exit 0 when no gate failed, 1 when one did, 2 on unusable input.
+
+    Example: [bold]xent diff base.parquet candidate.parquet --key id --fail-on-regression 0.01[/]
+    """
+    def side(path: str) -> ScoreOptions:
+        return ScoreOptions(
+            paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
+            group_col=cluster, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
+            target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=key, ignore_index=ignore_index,
+            class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights, label_smoothing=label_smoothing,
+            epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
+            no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
+        )
+
+    options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top)
+    limits = DiffGates(fail_on.value, fail_on_regression, require_noninferior, max_accuracy_drop)
+    guarded(debug, lambda: _diff(side(base), side(candidate), options, limits, output, force), as_json)
+
+
+def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, limits: DiffGates, output: object, force: bool) -> None:
+    from xentcli.compare import run_diff
+    from xentcli.gates import diff_verdict_line
+    from xentcli.render.json_doc import render_diff_json
+
+    base_config, candidate_config = base.run_config(), candidate.run_config()
+    if output is None:
+        report = run_diff(base_config, candidate_config, options, limits)
+    else:
+        from xentcli.render.rows import DeltaWriter
+
+        inputs = [*base_config.source.paths, *candidate_config.source.paths, *base.option_files]
+        with DeltaWriter(str(output), inputs, options.key, force) as writer:
+            report = run_diff(base_config, candidate_config, options, limits, sink=writer)
+    for side in (report.base, report.candidate):
+        for note in side.input.notes:
+            error_line("note", note)
+    if base.as_json:
+        sys.stdout.write(render_diff_json(report) + "\n")
+    else:
+        from xentcli.render.table import render_diff
+
+        render_diff(report, diff_verdict_line(report), console())
+    if not report.passed:
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,595 @@
+"""`xent diff`: pair the rows of two dumps and compare their losses with paired statistics.
+
+Both dumps are read as `score` reads them (two engine Passes in lockstep, each with its own
+aggregates and diagnostics). Pairs are made by row order (streamed, bounded memory) or by a key
+column (the base side's compact per-row state held in memory). Per-pair deltas d = loss_candidate
+− loss_base feed mergeable partials: n, mean and M2 of d (Chan et al.'s merge), the loss sums,
+the 2×2 correctness counts (McNemar), per-cluster sums (clustered standard errors), the regressed
+and improved rows (top-K, ties to the lower row), the quantile sketches of both sides, and a
+Poisson bootstrap whose weights come from a counter-based hash of (the pair's key, replicate,
+seed): integer histograms per replicate, so its intervals never depend on chunking or threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli import stats
+from xentcli.errors import LayoutError, OptionError
+from xentcli.plain import id_value
+from xentcli.ranking import top_rows
+from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class SideRows:
+    """One side's compact per-row state for a run of rows: what pairing needs and nothing else."""
+
+    row: npt.NDArray[np.int64]
+    label: npt.NDArray[np.int64]
+    label_ok: npt.NDArray[np.bool_]
+    ignored: npt.NDArray[np.bool_]
+    loss: F64  # the true loss, NaN on ignored rows
+    correct: npt.NDArray[np.bool_]
+    key: npt.NDArray | None = None
+    cluster: npt.NDArray | None = None
+
+    @classmethod
+    def of(cls, result: Any, key_from_ids: bool, cluster: bool) -> SideRows:
+        stats_ = result.stats
+        n = stats_.loss.size
+        return cls(
+            row=np.arange(result.offset, result.offset + n, dtype=np.int64),
+            label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
+            correct=stats_.correct, key=_keys(result.ids) if key_from_ids else None,
+            cluster=result.sample if cluster else None,
+        )
+
+    def __len__(self) -> int:
+        return self.row.size
+
+    def take(self, index: npt.NDArray | slice) -> SideRows:
+        return SideRows(**{name: None if value is None else value[index] for name, value in self.__dict__.items()})
+
+    @classmethod
+    def join(cls, parts: list[SideRows]) -> SideRows:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(**{name: None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
+                      for name in parts[0].__dict__})
+
+
+def _keys(ids: Any) -> npt.NDArray:
+    """Key values as numpy: integers as int64, anything else as its text (object array); nulls refused."""
+    if ids is None:
+        raise OptionError("--key needs a key column on both sides")
+    if hasattr(ids, "null_count"):  # an Arrow array
+        import pyarrow as pa
+
+        if ids.null_count:
+            raise LayoutError("the key column holds nulls", hint="every row needs a key to be paired")
+        if pa.types.is_integer(ids.type):
+            return ids.to_numpy(zero_copy_only=False).astype(np.int64)
+        return np.array([str(id_value(value)) for value in ids.to_pylist()], dtype=object)
+    values = np.asarray(ids)
+    return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str).astype(object)
+
+
+# ---- the Poisson bootstrap ------------------------------------------------------------------------
+
+_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser (Steele et al. 2014): a counter-based hash of 64-bit words."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def key_hashes(keys: npt.NDArray) -> npt.NDArray[np.uint64]:
+    """A stable 64-bit word per pair key: integers as they are, text by BLAKE2b (never Python's
+    salted hash), so a key's bootstrap weights are the same in every process."""
+    if keys.dtype.kind in "iu":
+        return keys.astype(np.int64).view(np.uint64)
+    return np.array([int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "little") for k in keys],
+                    dtype=np.uint64)
+
+
+def poisson_weights(hashes: npt.NDArray[np.uint64], replicates: int, seed: int) -> npt.NDArray[np.uint8]:
+    """[n, B] Poisson(1) weights: replicate b of pair i draws from mix(mix(hash_i + seed) + b)."""
+    with np.errstate(over="ignore"):
+        base = _mix(hashes ^ _mix(np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15)))
+        words = _mix(base[:, None] + np.arange(1, replicates + 1, dtype=np.uint64)[None, :] * np.uint64(0x9E3779B97F4A7C15))
+    uniform = (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return np.searchsorted(_POISSON_CDF, uniform, side="right").astype(np.uint8)
+
+
+class Histograms:
+    """Per-replicate weighted counts of sketch keys: [B, span] integers from `low`, grown as needed."""
+
+    def __init__(self, replicates: int) -> None:
+        self.replicates = replicates
+        self.low = 0
+        self.counts = np.zeros((replicates, 0), np.int64)
+        self.zeros = np.zeros(replicates, np.int64)
+
+    def add(self, keys: npt.NDArray[np.int64], zero: npt.NDArray[np.bool_], weights: npt.NDArray[np.uint8]) -> None:
+        self.zeros += weights[zero].sum(axis=0, dtype=np.int64)
+        keys, weights = keys[~zero], weights[~zero]
+        if keys.size == 0:
+            return
+        low, high = int(keys.min()), int(keys.max())
+        span = high - low + 1
+        flat = (np.arange(self.replicates)[None, :] * span + (keys - low)[:, None]).ravel()
+        block = np.bincount(flat, weights=weights.ravel(), minlength=self.replicates * span).astype(np.int64)
+        self._add(low, block.reshape(self.replicates, span))
+
+    def _add(self, low: int, block: npt.NDArray[np.int64]) -> None:
+        if self.counts.shape[1] == 0:
+            self.low, self.counts = low, block.copy()
+            return
+        start, stop = min(self.low, low), max(self.low + self.counts.shape[1], low + block.shape[1])
+        if (start, stop) != (self.low, self.low + self.counts.shape[1]):
+            grown = np.zeros((self.replicates, stop - start), np.int64)
+            grown[:, self.low - start : self.low - start + self.counts.shape[1]] = self.counts
+            self.low, self.counts = start, grown
+        self.counts[:, low - self.low : low - self.low + block.shape[1]] += block
+
+    def merge(self, other: Histograms) -> None:
+        self.zeros += other.zeros
+        if other.counts.shape[1]:
+            self._add(other.low, other.counts)
+
+    def quantiles(self, q: float, sketch: QuantileSketch) -> F64:
+        """Each replicate's q-quantile (the value of rank q·(W − 1), as QuantileSketch.quantile)."""
+        total = self.zeros + self.counts.sum(axis=1)
+        rank = q * (total - 1)
+        cumulative = self.zeros[:, None] + np.cumsum(self.counts, axis=1)
+        index = (cumulative <= rank[:, None]).sum(axis=1)
+        values = np.array([sketch._value(self.low + i) for i in range(self.counts.shape[1])] + [math.nan])
+        out = np.where(self.zeros > rank, 0.0, values[np.minimum(index, self.counts.shape[1])])
+        return np.where(total > 0, out, np.nan)
+
+
+@dataclass
+class Bootstrap:
+    """The replicate state of both sides: loss histograms and the weighted sums of d."""
+
+    replicates: int
+    seed: int
+    base: Histograms = field(init=False)
+    candidate: Histograms = field(init=False)
+    weight: F64 = field(init=False)
+    weighted_delta: F64 = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base, self.candidate = Histograms(self.replicates), Histograms(self.replicates)
+        self.weight = np.zeros(self.replicates)
+        self.weighted_delta = np.zeros(self.replicates)
+
+    def update(self, hashes: npt.NDArray[np.uint64], base: F64, candidate: F64, sketch: QuantileSketch) -> None:
+        block = max(1, (1 << 22) // max(self.replicates, 1))  # [block, B] weights: ≤ 4 MiB at a time
+        for start in range(0, hashes.size, block):
+            part = slice(start, start + block)
+            weights = poisson_weights(hashes[part], self.replicates, self.seed)
+            for histograms, losses in ((self.base, base[part]), (self.candidate, candidate[part])):
+                zero = losses <= MIN_INDEXABLE
+                keys = sketch.keys(np.where(zero, 1.0, losses))
+                histograms.add(keys, zero, weights)
+            as_float = weights.astype(np.float64)
+            self.weight += as_float.sum(axis=0)
+            self.weighted_delta += (candidate[part] - base[part]) @ as_float
+
+    def merge(self, other: Bootstrap) -> None:
+        self.base.merge(other.base)
+        self.candidate.merge(other.candidate)
+        self.weight += other.weight
+        self.weighted_delta += other.weighted_delta
+
+
+# ---- the paired partials --------------------------------------------------------------------------
+
+@dataclass
+class RankedPairs:
+    """The K pairs with the largest key (d for regressed, −d for improved); ties to the lower row."""
+
+    k: int
+    rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    keys: F64 = field(default_factory=lambda: np.empty(0))
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def update(self, rows: npt.NDArray[np.int64], key: F64, details: Any) -> None:
+        if self.k == 0 or rows.size == 0:
+            return
+        picked = top_rows(np.ones(rows.size, bool), key, self.k)
+        self.merge(RankedPairs(self.k, rows[picked], key[picked], [details(i) for i in picked.tolist()]))
+
+    def merge(self, other: RankedPairs) -> None:
+        rows = np.concatenate([self.rows, other.rows])
+        keys = np.concatenate([self.keys, other.keys])
+        details = self.details + other.details
+        order = np.lexsort((rows, -keys))[: self.k]
+        self.rows, self.keys, self.details = rows[order], keys[order], [details[i] for i in order.tolist()]
+
+
+@dataclass
+class PairedTotals:
+    """Everything diff reports, mergeable; means are derived at the end."""
+
+    top: int = 10
+    bootstrap: Bootstrap | None = None
+    clustered: bool = False
+    pairs: int = 0
+    usable: int = 0
+    nonfinite: int = 0
+    mean: float = 0.0  # of d over usable pairs, with M2 (Chan's merge)
+    m2: float = 0.0
+    base_sum: float = 0.0
+    candidate_sum: float = 0.0
+    correct_base: int = 0
+    correct_candidate: int = 0
+    correct_to_wrong: int = 0  # b: right in base, wrong in candidate
+    wrong_to_correct: int = 0  # c
+    clusters: dict[Any, list[float]] = field(default_factory=dict)  # cluster → [Σ d, n]
+    base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    candidate_sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    regressed: RankedPairs = field(init=False)
+    improved: RankedPairs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.regressed, self.improved = RankedPairs(self.top), RankedPairs(self.top)
+
+    def update(self, base: SideRows, candidate: SideRows, hashes: npt.NDArray[np.uint64] | None) -> F64:
+        """Add paired rows; returns d per pair (NaN where the pair is not usable)."""
+        self.pairs += len(base)
+        scored = ~base.ignored & ~candidate.ignored & base.label_ok
+        finite = np.isfinite(base.loss) & np.isfinite(candidate.loss)
+        usable = scored & finite
+        self.nonfinite += int(np.count_nonzero(scored & ~finite))
+        with np.errstate(invalid="ignore"):
+            delta = np.where(usable, candidate.loss - base.loss, np.nan)
+        d = delta[usable]
+        n = d.size
+        if n:
+            chunk_mean = float(d.mean())
+            chunk_m2 = float(((d - chunk_mean) ** 2).sum())
+            total = self.usable + n
+            step = chunk_mean - self.mean
+            self.mean += step * n / total
+            self.m2 += chunk_m2 + step * step * self.usable * n / total
+            self.usable = total
+            b_loss, c_loss = base.loss[usable], candidate.loss[usable]
+            self.base_sum += float(b_loss.sum())
+            self.candidate_sum += float(c_loss.sum())
+            b_right, c_right = base.correct[usable], candidate.correct[usable]
+            self.correct_base += int(np.count_nonzero(b_right))
+            self.correct_candidate += int(np.count_nonzero(c_right))
+            self.correct_to_wrong += int(np.count_nonzero(b_right & ~c_right))
+            self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
+            self.base_sketch.update(b_loss)
+            self.candidate_sketch.update(c_loss)
+            if self.clustered and base.cluster is not None:
+                groups, inverse = np.unique(base.cluster[usable], return_inverse=True)
+                sums = np.bincount(inverse, weights=d)
+                counts = np.bincount(inverse)
+                for group, s, c in zip(groups.tolist(), sums.tolist(), counts.tolist()):
+                    entry = self.clusters.setdefault(group, [0.0, 0])
+                    entry[0] += s
+                    entry[1] += c
+            rows = base.row[usable]
+            keys = None if base.key is None else base.key[usable]
+
+            def details(i: int) -> dict[str, Any]:
+                item: dict[str, Any] = {"row": int(rows[i])}
+                if keys is not None:
+                    item["key"] = id_value(keys[i])
+                item.update(label=int(base.label[usable][i]), loss_base=float(b_loss[i]), loss_candidate=float(c_loss[i]),
+                            delta=float(d[i]))
+                return item
+
+            self.regressed.update(rows, d, details)
+            self.improved.update(rows, -d, details)
+            if self.bootstrap is not None and hashes is not None:
+                self.bootstrap.update(hashes[usable], b_loss, c_loss, self.base_sketch)
+        return delta
+
+
+# ---- pairing ---------------------------------------------------------------------------------------
+
+def _check_labels(base: SideRows, candidate: SideRows) -> None:
+    """Paired rows must carry the same target: XE503 names the first rows that do not."""
+    with np.errstate(invalid="ignore"):
+        same = (base.ignored == candidate.ignored) & (base.label_ok == candidate.label_ok)
+        same &= ~base.label_ok | (base.label == candidate.label)
+    if not same.all():
+        bad = np.flatnonzero(~same)[:5]
+        rows = ", ".join(f"{int(base.row[i])}/{int(candidate.row[i])}" for i in bad)
+        raise LayoutError(
+            f"{int(np.count_nonzero(~same)):,} pairs have different labels on the two sides (base/candidate rows {rows})",
+            hint="both dumps must score the same rows with the same labels; pair by a key with --key if the order differs",
+            code="XE503",
+        )
+
+
+def by_row_order(base: Iterator[SideRows], candidate: Iterator[SideRows], names: tuple[str, str]) -> Iterator[tuple[SideRows, SideRows]]:
+    """Pairs by position, streamed: each side's chunks wait only until the other side reaches them."""
+    streams = (base, candidate)
+    queues: tuple[list[SideRows], list[SideRows]] = ([], [])
+    counts = [0, 0]
+
+    def queued(side: int) -> int:
+        return sum(map(len, queues[side]))
+
+    def fill(side: int, need: int) -> None:
+        while queued(side) < need:
+            rows = next(streams[side], None)
+            if rows is None:
+                return
+            queues[side].append(rows)
+            counts[side] += len(rows)
+
+    while True:
+        fill(0, 1)
+        fill(1, max(1, queued(0)))
+        fill(0, queued(1))
+        have = min(queued(0), queued(1))
+        if have == 0:
+            if queued(0) or queued(1):
+                for side in (0, 1):  # count what is left, to say how many rows each side holds
+                    fill(side, 1 << 62)
+                raise LayoutError(
+                    f"{names[1]} holds {counts[1]:,} rows but {names[0]} holds {counts[0]:,}",
+                    hint="rows pair by position: both dumps must hold the same rows; or pair them by a key column with --key",
+                    code="XE501",
+                )
+            return
+        out = []
+        for side in (0, 1):
+            joined = SideRows.join(queues[side])
+            out.append(joined.take(slice(0, have)))
+            rest = joined.take(slice(have, None))
+            queues[side][:] = [rest] if len(rest) else []
+        yield out[0], out[1]
+
+
+@dataclass
+class KeyIndex:
+    """The base side held in memory, sorted by key, for pairing candidate rows by key."""
+
+    rows: SideRows
+    order: npt.NDArray[np.int64]
+    sorted_keys: npt.NDArray
+    matched: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, base: Iterator[SideRows], name: str) -> KeyIndex:
+        parts = list(base)
+        rows = SideRows.join(parts) if parts else None
+        assert rows is not None and rows.key is not None
+        order = np.argsort(rows.key, kind="stable")
+        sorted_keys = rows.key[order]
+        repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if repeated.size:
+            shown = ", ".join(str(id_value(k)) for k in sorted_keys[repeated[:5]])
+            raise LayoutError(f"{repeated.size:,} keys appear twice in {name} (e.g. {shown})",
+                              hint="a key must name one row on each side", code="XE502")
+        return cls(rows, order, sorted_keys, np.zeros(len(rows), bool))
+
+    def pair(self, candidate: SideRows, name: str) -> tuple[SideRows, SideRows, npt.NDArray]:
+        """The paired (base, candidate) rows of a candidate chunk, and the candidate keys not in base."""
+        assert candidate.key is not None
+        where = np.searchsorted(self.sorted_keys, candidate.key)
+        where = np.minimum(where, max(self.sorted_keys.size - 1, 0))
+        found = self.sorted_keys.size > 0
+        hit = (self.sorted_keys[where] == candidate.key) if found else np.zeros(len(candidate), bool)
+        index = self.order[where[hit]]
+        if self.matched[index].any() or np.unique(index).size != index.size:
+            twice = candidate.key[hit][self.matched[index] | _repeats(index)][:5]
+            raise LayoutError(f"keys appear twice in {name} (e.g. {', '.join(str(id_value(k)) for k in twice)})",
+                              hint="a key must name one row on each side", code="XE502")
+        self.matched[index] = True
+        return self.rows.take(index), candidate.take(np.flatnonzero(hit)), candidate.key[~hit]
+
+
+def _repeats(index: npt.NDArray) -> npt.NDArray[np.bool_]:
+    _, first = np.unique(index, return_index=True)
+    repeated = np.ones(index.size, bool)
+    repeated[first] = False
+    return repeated
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+class PairSink:
+    """Receives each block of pairs (for the per-pair output, render/rows.py)."""
+
+    def write(self, base: SideRows, candidate: SideRows, delta: F64, keyed: bool) -> None: ...
+
+
+def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, sink: PairSink | None = None) -> Any:
+    """Both dumps in one pass each, paired; the DiffReport with its gates decided."""
+    from xentcli.engine import Pass
+    from xentcli.report import DiffReport
+
+    options.validate()
+    gates.validate()
+    base, candidate = Pass(base_config), Pass(candidate_config)
+    names = (base.info.path, candidate.info.path)
+    if base.info.num_classes != candidate.info.num_classes:
+        raise LayoutError(
+            f"{names[1]} scores {candidate.info.num_classes:,} classes but {names[0]} scores {base.info.num_classes:,}",
+            hint="compare two models of the same classes", code="XE504",
+        )
+    keyed = options.key is not None
+    clustered = base.info.sequences is not None
+    totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered)
+    base_rows = (SideRows.of(result, keyed, clustered) for result in base.results())
+    candidate_rows = (SideRows.of(result, keyed, clustered) for result in candidate.results())
+    only_candidate, examples = 0, []
+    if keyed:
+        index = KeyIndex.build(base_rows, names[0])
+        blocks = []
+        for rows in candidate_rows:
+            paired_base, paired_candidate, missing = index.pair(rows, names[1])
+            only_candidate += missing.size
+            examples += [id_value(k) for k in missing[: 5 - len(examples)]]
+            blocks.append((paired_base, paired_candidate))
+        only_base = int(np.count_nonzero(~index.matched))
+        examples_base = [id_value(k) for k in index.rows.key[~index.matched][:5]] if only_base else []  # type: ignore[index]
+        if (only_base or only_candidate) and not options.allow_unpaired:
+            raise LayoutError(
+                f"{only_base:,} keys only in {names[0]} (e.g. {', '.join(map(str, examples_base)) or '–'}), "
+                f"{only_candidate:,} only in {names[1]} (e.g. {', '.join(map(str, examples)) or '–'})",
+                hint="pass --allow-unpaired to compare the keys both sides hold", code="XE501",
+            )
+        pairs: Iterator[tuple[SideRows, SideRows]] = iter(blocks)
+    else:
+        only_base = 0
+        pairs = by_row_order(base_rows, candidate_rows, names)
+    for paired_base, paired_candidate in pairs:
+        _check_labels(paired_base, paired_candidate)
+        hashes = None
+        if totals.bootstrap is not None:
+            hashes = key_hashes(paired_base.key) if keyed else paired_base.row.view(np.uint64)  # type: ignore[arg-type]
+        delta = totals.update(paired_base, paired_candidate, hashes)
+        if sink is not None:
+            sink.write(paired_base, paired_candidate, delta, keyed)
+    base_report, candidate_report = base.report(), candidate.report()
+    report = DiffReport(
+        base=base_report, candidate=candidate_report,
+        pairing={"by": "key" if keyed else "row", "key": options.key, "pairs": totals.pairs, "usable_pairs": totals.usable,
+                 "nonfinite_pairs": totals.nonfinite, "only_base": only_base, "only_candidate": only_candidate},
+        confidence=options.confidence,
+        metrics=metrics(totals, options.confidence),
+        bootstrap={"replicates": options.bootstrap, "seed": options.seed},
+        flips={"correct_to_wrong": totals.correct_to_wrong, "wrong_to_correct": totals.wrong_to_correct},
+        regressed=totals.regressed.details, improved=totals.improved.details,
+        diagnostics=_diagnostics(base_report, candidate_report, totals),
+    )
+    decide(report, gates)
+    return report
+
+
+def _diagnostics(base: Any, candidate: Any, totals: PairedTotals) -> list[dict[str, Any]]:
+    from xentcli.diagnostics import RULES
+
+    out = [{**item, "side": "base"} for item in base.diagnostics] + [{**item, "side": "candidate"} for item in candidate.diagnostics]
+    if totals.nonfinite:
+        rule = RULES["XE505"]
+        out.append({"code": rule.code, "name": rule.name, "severity": rule.severity, "rows": totals.nonfinite,
+                    "fraction": totals.nonfinite / totals.pairs if totals.pairs else 0.0,
+                    "message": f"{totals.nonfinite:,} pairs have a NaN or infinite loss on one side: left out of the statistics",
+                    "hint": "see each side's XE401 for the cause", "examples": [], "side": "pairs"})
+    return out
+
+
+# ---- the statistics --------------------------------------------------------------------------------
+
+def _interval(center: float, half: float) -> list[float]:
+    return [center - half, center + half]
+
+
+def _percentiles(values: F64, confidence: float) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
+
+
+def metrics(t: PairedTotals, confidence: float) -> dict[str, dict[str, Any]]:
+    """The paired metrics (README, `xent diff`: the formulas)."""
+    n = t.usable
+    nan = math.nan
+    two_sided = (1 + confidence) / 2
+    base_mean = t.base_sum / n if n else nan
+    candidate_mean = t.candidate_sum / n if n else nan
+    se_plain = math.sqrt(t.m2 / (n - 1) / n) if n > 1 else nan
+    loss: dict[str, Any] = {"base": base_mean, "candidate": candidate_mean, "delta": t.mean if n else nan}
+    if t.clustered and t.clusters:
+        groups = len(t.clusters)
+        spread = sum((s - c * t.mean) ** 2 for s, c in t.clusters.values())
+        se = math.sqrt(groups / (groups - 1) * spread) / n if groups > 1 else nan
+        df = groups - 1
+    else:
+        se, df = se_plain, n - 1
+    quantile = stats.t_quantile(two_sided, df) if df > 0 else nan
+    if se == 0 or math.isnan(se):
+        p_value = (1.0 if t.mean == 0 else 0.0) if se == 0 else nan
+    else:
+        p_value = stats.t_two_sided_p(t.mean / se, df)
+    loss.update(se=se, ci=_interval(loss["delta"], quantile * se), p_value=p_value, df=df,
+                min_detectable_delta=(quantile + stats.t_quantile(0.8, df)) * se if df > 0 else nan)
+    if t.clustered:
+        loss.update(clusters=len(t.clusters), se_unclustered=se_plain)
+    if t.bootstrap is not None and n:
+        means = t.bootstrap.weighted_delta / np.where(t.bootstrap.weight > 0, t.bootstrap.weight, np.nan)
+        loss["bootstrap_ci"] = _percentiles(means, confidence)
+    b, c = t.correct_to_wrong, t.wrong_to_correct
+    z = stats.normal_quantile(two_sided)
+    accuracy_delta = (c - b) / n if n else nan
+    accuracy = {
+        "base": t.correct_base / n if n else nan, "candidate": t.correct_candidate / n if n else nan, "delta": accuracy_delta,
+        "b": b, "c": c, "p_value": stats.mcnemar_exact_p(b, c),
+        "ci": _interval(accuracy_delta, z * math.sqrt(max(b + c - (c - b) ** 2 / n, 0.0)) / n) if n else [nan, nan],
+    }
+    perplexity = {
+        "base": math.exp(base_mean) if base_mean < 709 else math.inf, "candidate": math.exp(candidate_mean) if candidate_mean < 709 else math.inf,
+        "ratio": math.exp(loss["delta"]) if n else nan, "ci": [math.exp(v) if v < 709 else math.inf for v in loss["ci"]],
+    }
+    out = {"loss_mean": loss, "accuracy": accuracy, "perplexity": perplexity}
+    for name, q in (("loss_p50", 0.5), ("loss_p90", 0.9), ("loss_p99", 0.99)):
+        base_q, candidate_q = t.base_sketch.quantile(q), t.candidate_sketch.quantile(q)
+        entry: dict[str, Any] = {"base": base_q, "candidate": candidate_q, "delta": candidate_q - base_q, "ci": None}
+        if t.bootstrap is not None and n:
+            replicate = t.bootstrap.candidate.quantiles(q, t.candidate_sketch) - t.bootstrap.base.quantiles(q, t.base_sketch)
+            entry["ci"] = _percentiles(replicate, confidence)
+        out[name] = entry
+    return out
+
+
+def decide(report: Any, gates: Any) -> None:
+    """The gates on the paired intervals, and the diagnostics of either side at --fail-on."""
+    from xentcli.diagnostics import SEVERITIES
+
+    loss, accuracy = report.metrics["loss_mean"], report.metrics["accuracy"]
+    checks = []
+    if gates.fail_on_regression is not None:
+        low = loss["ci"][0]
+        checks.append({"gate": "fail-on-regression", "margin": gates.fail_on_regression, "bound": "lower", "value": low,
+                       "passed": not (low > gates.fail_on_regression) and not math.isnan(low)})
+    if gates.require_noninferior is not None:
+        high = loss["ci"][1]
+        checks.append({"gate": "require-noninferior", "margin": gates.require_noninferior, "bound": "upper", "value": high,
+                       "passed": high < gates.require_noninferior})
+    if gates.max_accuracy_drop is not None:
+        high = accuracy["ci"][1]
+        checks.append({"gate": "max-accuracy-drop", "margin": gates.max_accuracy_drop, "bound": "upper", "value": high,
+                       "passed": not (high < -gates.max_accuracy_drop) and not math.isnan(high)})
+    reasons = []
+    for check in checks:
+        if check["passed"]:
+            continue
+        if check["gate"] == "fail-on-regression":
+            reasons.append(f"the loss got worse by more than {check['margin']:g}: the interval's lower bound is {check['value']:.6g}")
+        elif check["gate"] == "require-noninferior":
+            reasons.append(f"non-inferiority within {check['margin']:g} not shown: the interval's upper bound is {check['value']:.6g}")
+        else:
+            reasons.append(f"accuracy dropped by more than {check['margin']:g}: the interval's upper bound is {check['value']:.6g}")
+    if gates.fail_on != "never":
+        worst = SEVERITIES.index(gates.fail_on)
+        for item in report.diagnostics:
+            if SEVERITIES.index(item["severity"]) <= worst:
+                reasons.append(f"{item['side']}: {item['code']} {item['name']} ({item['severity']})")
+    report.gates, report.reasons = checks, reasons
