@@ -104,6 +104,33 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
         elif code == "XE305":
             rng = np.random.default_rng(3)
             return _npy(folder, rng.standard_normal((6, 20, 7)).astype(np.float32), rng.integers(0, 20, (6, 7)))
+        elif code in ("XE501", "XE502", "XE503", "XE504", "XE505"):  # diff: pairing two dumps
+            other = z.copy()
+            if code == "XE501":
+                other = other[:-1]
+            elif code == "XE504":
+                other = np.zeros((N, C + 1), np.float32)
+            elif code == "XE505":
+                other[5, 0] = np.nan
+            np.save(folder / "z2.npy", other)
+            labels = y.copy()
+            if code == "XE503":
+                np.save(folder / "y2.npy", (y + 1) % C)
+            if code == "XE502":
+                pq.write_table(pa.table({"logits": list(z), "label": y, "id": np.arange(N) // 2}), folder / "b.parquet")
+                pq.write_table(pa.table({"logits": list(z), "label": y, "id": np.arange(N)}), folder / "c.parquet")
+                return ["diff", str(folder / "b.parquet"), str(folder / "c.parquet"), "--key", "id"]
+            if code == "XE503":
+                pq.write_table(pa.table({"logits": list(z), "label": y}), folder / "b.parquet")
+                pq.write_table(pa.table({"logits": list(z), "label": (y + 1) % C}), folder / "c.parquet")
+                return ["diff", str(folder / "b.parquet"), str(folder / "c.parquet")]
+            np.save(folder / "y.npy", labels)
+            np.save(folder / "z.npy", z)
+            if code == "XE501":
+                pq.write_table(pa.table({"logits": list(z), "label": y}), folder / "b.parquet")
+                pq.write_table(pa.table({"logits": list(z[:-1]), "label": y[:-1]}), folder / "c.parquet")
+                return ["diff", str(folder / "b.parquet"), str(folder / "c.parquet")]
+            return ["diff", str(folder / "z.npy"), str(folder / "z2.npy"), "--labels", str(folder / "y.npy")]
         elif code == "XE401":
             z[5, 1] = np.nan
         elif code == "XE402":
@@ -122,13 +149,14 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
 ALSO = {"XE101": {"XE401"}, "XE102": {"XE401"}, "XE108": {"XE401"}, "XE201": {"XE401"}, "XE202": {"XE201", "XE401"},
         "XE203": {"XE401"}, "XE204": {"XE401"}, "XE206": {"XE207"}, "XE401": {"XE101"}, "XE403": {"XE107", "XE209", "XE104", "XE402"},
         "XE404": {"XE402"}, "XE104": set(), "XE110": {"XE402", "XE404"}, "XE105": {"XE401", "XE402", "XE404"},
-        "XE209": {"XE402"}}
+        "XE209": {"XE402"}, "XE505": {"XE101", "XE401"}}
 ALSO["XE202"] = ALSO["XE202"] | {"XE402"}
 INFO = {code for code, rule in RULES.items() if rule.severity == "info"}
 
 
 def _run(args: list[str], *extra: str):
-    result = runner.invoke(app, ["check", *args, "--json", *extra])
+    command = ["diff", *args[1:]] if args[0] == "diff" else ["check", *args]
+    result = runner.invoke(app, [*command, "--json", *extra])
     return result, json.loads(result.stdout)
 
 
@@ -141,6 +169,9 @@ def test_bad_fixture_raises_its_rule(tmp_path, code):
     found = {d["code"] for d in doc["diagnostics"]}
     assert code in found, found
     assert found - {code} <= ALSO.get(code, set()) | INFO, found
+    if "passed" in doc and "pairing" in doc:  # diff gates diagnostics only with --fail-on
+        assert result.exit_code == 0
+        return
     assert result.exit_code == (1 if any(RULES[c].severity == "error" for c in found) else 0)
 
 

@@ -446,7 +446,7 @@ for code, name, severity, summary, why, fix, example in (
     ("XE503", "label-mismatch", "error", "Paired rows whose labels differ between the two dumps.",
      "Two models scored against different targets cannot be compared row by row: the rows are misaligned or the labels changed.",
      "Pair by a key with --key, or check that both dumps use the same labels.", "row 5: label 3 in the base, 7 in the candidate."),
-    ("XE504", "class-count-mismatch-diff", "error", "The two dumps score different numbers of classes.",
+    ("XE504", "classes-differ", "error", "The two dumps score different numbers of classes.",
      "Losses over different class sets are not comparable.", "Compare models with the same output classes.",
      "base [N, 10], candidate [N, 11]."),
     ("XE505", "nonfinite-pairs", "warning", "Pairs where either side's loss is NaN or infinite.",

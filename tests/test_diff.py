@@ -1,0 +1,252 @@
+"""`xent diff` against independent references: scipy.stats.ttest_rel and statsmodels' exact
+McNemar (numbers recorded once, source next to them), hand computations, and invariances."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+
+runner = CliRunner()
+
+
+def _log_probs(losses: np.ndarray) -> np.ndarray:
+    """Two-class log-probabilities whose loss for label 0 is exactly `losses`."""
+    return np.stack([-losses, np.log(-np.expm1(-losses))], axis=1)
+
+
+def _paired_losses():
+    rng = np.random.default_rng(2026)
+    base = rng.gamma(2.0, 0.5, 3000) + 0.01
+    candidate = base * np.exp(rng.normal(0.02, 0.2, 3000))
+    return base, candidate
+
+
+def _write(folder: Path, name: str, scores, labels=None):
+    np.save(folder / f"{name}.npy", np.asarray(scores))
+    if labels is not None:
+        np.save(folder / "y.npy", np.asarray(labels))
+    return str(folder / f"{name}.npy")
+
+
+def diff_json(*args):
+    result = runner.invoke(app, ["diff", *map(str, args), "--json"])
+    assert result.exit_code in (0, 1), (result.stdout, result.stderr)
+    return json.loads(result.stdout), result.exit_code
+
+
+@pytest.fixture
+def losses_dump(tmp_path):
+    base, candidate = _paired_losses()
+    b = _write(tmp_path, "base", _log_probs(base), np.zeros(3000, np.int64))
+    c = _write(tmp_path, "cand", _log_probs(candidate))
+    return [b, c, "--labels", tmp_path / "y.npy", "--input", "log-probs"]
+
+
+def test_paired_t_equals_ttest_rel(losses_dump):
+    doc, code = diff_json(*losses_dump)
+    loss = doc["metrics"]["loss_mean"]
+    # scipy 1.17.1: ttest_rel(candidate, base) on _paired_losses(); confidence_interval(0.95)
+    assert loss["delta"] == pytest.approx(0.04693659633325455, rel=1e-9)
+    assert loss["se"] == pytest.approx(0.004933626412432777, rel=1e-9)
+    assert loss["p_value"] == pytest.approx(3.650496261495756e-21, rel=1e-9)
+    assert loss["ci"] == pytest.approx([0.037262962102105154, 0.05661023056440395], rel=1e-9)
+    assert doc["pairing"] == {"by": "row", "key": None, "pairs": 3000, "usable_pairs": 3000, "nonfinite_pairs": 0,
+                              "only_base": 0, "only_candidate": 0}
+    base, candidate = _paired_losses()
+    assert doc["metrics"]["perplexity"]["ratio"] == pytest.approx(math.exp(0.04693659633325455), rel=1e-9)
+    assert doc["metrics"]["loss_mean"]["base"] == pytest.approx(base.mean(), rel=1e-12)
+    assert code == 0
+
+
+def test_confidence_option(losses_dump):
+    doc, _ = diff_json(*losses_dump, "--confidence", "0.9")
+    # scipy 1.17.1: ttest_rel(...).confidence_interval(0.9)
+    assert doc["metrics"]["loss_mean"]["ci"] == pytest.approx([0.03881899551736357, 0.05505419714914553], rel=1e-9)
+    assert doc["confidence"] == 0.9
+
+
+def test_bootstrap_interval_agrees_with_t_interval(losses_dump):
+    doc, _ = diff_json(*losses_dump)
+    loss = doc["metrics"]["loss_mean"]
+    t_low, t_high = loss["ci"]
+    b_low, b_high = loss["bootstrap_ci"]
+    width = t_high - t_low
+    assert abs(b_low - t_low) < 0.15 * width and abs(b_high - t_high) < 0.15 * width
+    assert doc["bootstrap"] == {"replicates": 1000, "seed": 0}
+    p50 = doc["metrics"]["loss_p50"]
+    assert p50["ci"][0] < p50["delta"] < p50["ci"][1]
+
+
+def test_bootstrap_is_identical_across_chunks_threads_and_shards(tmp_path, losses_dump):
+    whole, _ = diff_json(*losses_dump, "--chunk-rows", "100000", "--threads", "1")
+    for rows, threads in (("7", "2"), ("1000", "1"), ("333", "2")):
+        other, _ = diff_json(*losses_dump, "--chunk-rows", rows, "--threads", threads)
+        for name in ("loss_p50", "loss_p90", "loss_p99"):
+            assert other["metrics"][name] == whole["metrics"][name]  # bit-identical: integer histograms
+    # shards: the candidate split into three Parquet files, paired with the NPY base by row order
+    base, candidate = _paired_losses()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(3000), 3)):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(candidate[part])), "label": np.zeros(part.size, np.int64)}),
+                       folder / f"part-{i}.parquet")
+    pq.write_table(pa.table({"log_probs": list(_log_probs(base)), "label": np.zeros(3000, np.int64)}), tmp_path / "base.parquet")
+    sharded, _ = diff_json(tmp_path / "base.parquet", folder, "--input", "log-probs", "--threads", "2")
+    for name in ("loss_p50", "loss_p90", "loss_p99"):
+        assert sharded["metrics"][name] == whole["metrics"][name]
+    changed, _ = diff_json(*losses_dump, "--seed", "7")
+    assert changed["metrics"]["loss_p90"]["ci"] != whole["metrics"]["loss_p90"]["ci"]
+
+
+def _flips(tmp_path, b: int, c: int, both: int = 50, neither: int = 10):
+    """Two-class logits: b rows right in base and wrong in candidate, c the reverse."""
+    right, wrong = [2.0, 0.0], [0.0, 2.0]
+    base = [right] * b + [wrong] * c + [right] * both + [wrong] * neither
+    candidate = [wrong] * b + [right] * c + [right] * both + [wrong] * neither
+    return [_write(tmp_path, "base", base, np.zeros(len(base), np.int64)), _write(tmp_path, "cand", candidate),
+            "--labels", tmp_path / "y.npy"]
+
+
+def test_exact_mcnemar_and_accuracy_interval(tmp_path):
+    doc, _ = diff_json(*_flips(tmp_path, 15, 35))
+    accuracy = doc["metrics"]["accuracy"]
+    n = 15 + 35 + 60
+    assert (accuracy["b"], accuracy["c"]) == (15, 35)
+    assert accuracy["p_value"] == pytest.approx(0.00660045, rel=1e-6)  # the issue's number (statsmodels, exact)
+    assert accuracy["delta"] == pytest.approx(20 / n, rel=1e-12)
+    half = 1.959963984540054 * math.sqrt(15 + 35 - 20**2 / n) / n  # delta ± z·√(b + c − (c − b)²/n)/n, by hand
+    assert accuracy["ci"] == pytest.approx([20 / n - half, 20 / n + half], rel=1e-9)
+    assert doc["flips"] == {"correct_to_wrong": 15, "wrong_to_correct": 35}
+
+
+def test_clustered_standard_error_by_hand(tmp_path):
+    # 3 documents: d = [0.1, 0.3] in doc a, [0.2] in b, [-0.1, 0.0, 0.4] in c (losses base 1, candidate 1 + d)
+    d = np.array([0.1, 0.3, 0.2, -0.1, 0.0, 0.4])
+    docs = ["a", "a", "b", "c", "c", "c"]
+    for name, losses in (("base", np.ones(6)), ("cand", 1 + d)):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(6, np.int64), "doc": docs}),
+                       tmp_path / f"{name}.parquet")
+    doc, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--cluster", "doc")
+    loss = doc["metrics"]["loss_mean"]
+    # mean 0.15; S_a − 2·0.15 = 0.1, S_b − 0.15 = 0.05, S_c − 3·0.15 = −0.15; Σ² = 0.035
+    # se = √(3/2 · 0.035)/6 = √0.0525/6
+    assert loss["delta"] == pytest.approx(0.15, rel=1e-12)
+    assert loss["se"] == pytest.approx(math.sqrt(0.0525) / 6, rel=1e-12)
+    assert loss["clusters"] == 3 and loss["df"] == 2
+    assert loss["se_unclustered"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(6), rel=1e-12)
+
+
+def test_key_pairing_equals_row_pairing(tmp_path, losses_dump):
+    base, candidate = _paired_losses()
+    order = np.random.default_rng(5).permutation(3000)
+    pq.write_table(pa.table({"log_probs": list(_log_probs(base)), "label": np.zeros(3000, np.int64), "id": np.arange(3000)}),
+                   tmp_path / "b.parquet")
+    pq.write_table(pa.table({"log_probs": list(_log_probs(candidate[order])), "label": np.zeros(3000, np.int64),
+                             "id": order}), tmp_path / "c.parquet")
+    keyed, _ = diff_json(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--chunk-rows", "500")
+    rows, _ = diff_json(*losses_dump)
+    for name in ("loss_mean", "accuracy", "loss_p50", "loss_p90"):
+        for field in ("delta", "ci", "p_value"):
+            if field in rows["metrics"][name]:
+                assert keyed["metrics"][name][field] == pytest.approx(rows["metrics"][name][field], rel=1e-9)
+    assert keyed["regressed"][0]["key"] == keyed["regressed"][0]["row"]
+    assert keyed["pairing"]["by"] == "key" and keyed["pairing"]["usable_pairs"] == 3000
+
+
+def _refused(*args, code: str):
+    result = runner.invoke(app, ["diff", *map(str, args)])
+    assert result.exit_code == 2, result.stdout
+    assert f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    return result.stderr
+
+
+def test_xe501_unpaired(tmp_path):
+    np.save(tmp_path / "b.npy", np.zeros((5, 3)))
+    np.save(tmp_path / "c.npy", np.zeros((4, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(5, np.int64))
+    np.save(tmp_path / "y4.npy", np.zeros(4, np.int64))
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["a", "b", "c"]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["a", "b", "z"]}), tmp_path / "c.parquet")
+    assert "only in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
+    doc, _ = diff_json(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--allow-unpaired")
+    assert (doc["pairing"]["only_base"], doc["pairing"]["only_candidate"], doc["pairing"]["pairs"]) == (1, 1, 2)
+
+
+def test_xe501_row_counts(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 5, "label": [0] * 5}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 4, "label": [0] * 4}), tmp_path / "c.parquet")
+    assert "holds 4 rows but" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", code="XE501")
+
+
+def test_xe502_duplicate_keys(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1, 2, 2]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1, 2, 3]}), tmp_path / "c.parquet")
+    _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE502")
+    _refused(tmp_path / "c.parquet", tmp_path / "b.parquet", "--key", "id", "--allow-unpaired", code="XE502")
+
+
+def test_xe503_label_mismatch(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0]}), tmp_path / "c.parquet")
+    assert "rows 1/1" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", code="XE503")
+
+
+def test_xe504_class_count(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0, 2.0]] * 3, "label": [0, 1, 0]}), tmp_path / "c.parquet")
+    _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", code="XE504")
+
+
+def test_ignored_and_nonfinite_pairs(tmp_path):
+    base = np.zeros((6, 3))
+    candidate = np.zeros((6, 3))
+    candidate[4, 0] = np.nan
+    labels = np.array([0, 1, 2, -100, 1, 0])
+    doc, code = diff_json(_write(tmp_path, "b", base, labels), _write(tmp_path, "c", candidate), "--labels", tmp_path / "y.npy")
+    assert (doc["pairing"]["pairs"], doc["pairing"]["usable_pairs"], doc["pairing"]["nonfinite_pairs"]) == (6, 4, 1)
+    assert "XE505" in {d["code"] for d in doc["diagnostics"]}
+    failing, code = diff_json(tmp_path / "b.npy", tmp_path / "c.npy", "--labels", tmp_path / "y.npy", "--fail-on", "error")
+    assert code == 1 and not failing["passed"]  # the candidate's XE101/XE401 are errors
+
+
+@pytest.mark.parametrize("gate,margin,passes", [
+    ("--fail-on-regression", "0.03", True),   # lower bound 0.0373 > 0.03: a regression beyond 0.03 is shown
+    ("--fail-on-regression", "0.04", False),
+    ("--require-noninferior", "0.06", True),  # upper bound 0.0566 < 0.06
+    ("--require-noninferior", "0.05", False),
+])
+def test_loss_gates_on_both_sides(losses_dump, gate, margin, passes):
+    doc, code = diff_json(*losses_dump, gate, margin)
+    expected_pass = passes if gate == "--require-noninferior" else not passes
+    assert doc["passed"] is expected_pass and code == (0 if expected_pass else 1)
+    assert doc["gates"][0]["gate"] == gate.lstrip("-")
+
+
+@pytest.mark.parametrize("margin,passes", [("0.2", True), ("0.01", False)])
+def test_accuracy_gate(tmp_path, margin, passes):
+    doc, code = diff_json(*_flips(tmp_path, 35, 15), "--max-accuracy-drop", margin)  # accuracy drops by 20/110
+    assert doc["passed"] is passes and code == (0 if passes else 1)
+
+
+def test_per_pair_output(tmp_path):
+    base = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    candidate = np.array([[0.0, 2.0], [0.0, 2.0], [1.0, 1.0]])
+    labels = np.array([0, 1, -100])
+    args = [_write(tmp_path, "b", base, labels), _write(tmp_path, "c", candidate), "--labels", tmp_path / "y.npy"]
+    result = runner.invoke(app, ["diff", *map(str, args), "-o", str(tmp_path / "pairs.parquet")])
+    assert result.exit_code == 0, result.stderr
+    table = pq.read_table(tmp_path / "pairs.parquet").to_pydict()
+    assert list(table) == ["row", "label", "loss_base", "loss_candidate", "delta", "correct_base", "correct_candidate"]
+    low, high = math.log1p(math.exp(-2.0)), 2.0 + math.log1p(math.exp(-2.0))  # hand-derived two-class losses
+    assert table["loss_base"][:2] == pytest.approx([low, low]) and table["loss_candidate"][0] == pytest.approx(high)
+    assert table["delta"][0] == pytest.approx(high - low) and table["delta"][2] is None
+    assert table["correct_base"] == [True, True, None] and table["correct_candidate"] == [False, True, None]
