@@ -250,3 +250,36 @@ def test_per_pair_output(tmp_path):
     assert table["loss_base"][:2] == pytest.approx([low, low]) and table["loss_candidate"][0] == pytest.approx(high)
     assert table["delta"][0] == pytest.approx(high - low) and table["delta"][2] is None
     assert table["correct_base"] == [True, True, None] and table["correct_candidate"] == [False, True, None]
+
+
+@pytest.mark.parametrize("mean", [1, 3, 64, 65, 500, 100_000])
+def test_poisson_draws_have_poisson_moments(mean):
+    from xentcli.compare import poisson_draws
+
+    uniforms = (np.arange(200_000) + 0.5) / 200_000  # a stratified grid of uniforms: exact quantiles
+    draws = poisson_draws(np.array([mean]), uniforms[None, :])[0]
+    assert draws.mean() == pytest.approx(mean, rel=2e-3, abs=2e-3)
+    assert draws.var() == pytest.approx(mean, rel=2e-2)
+
+
+def test_c_bootstrap_equals_numpy_bootstrap(monkeypatch):
+    from native_paths import require_c_extension
+
+    from xentcli import native
+    from xentcli.compare import Bootstrap
+    from xentcli.sketch import QuantileSketch
+
+    require_c_extension()
+    rng = np.random.default_rng(3)
+    base = rng.gamma(2.0, 0.5, 4000)
+    candidate = base * np.exp(rng.normal(0, 0.05, 4000))
+    sketch = QuantileSketch()
+    state = Bootstrap(200, 11)
+    state.update(base, candidate, sketch)
+    with_c = state.replicates_of(sketch, (0.5, 0.9))
+    monkeypatch.setattr(native, "_LIBRARY", None)
+    with_numpy = state.replicates_of(sketch, (0.5, 0.9))
+    small = state.counts <= 64
+    assert small.mean() > 0.5  # most cells take the exact inversion, the same in C and numpy
+    for name in with_c:
+        np.testing.assert_allclose(with_c[name], with_numpy[name], rtol=1e-9)

@@ -253,3 +253,76 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     out->loss_sum = t.loss_sum + t.compensation, out->loss_min = t.loss_min, out->loss_max = t.loss_max, out->max_abs = max_abs;
     return t.counted;
 }
+
+/* xent diff's Poisson bootstrap (see xentcli/compare.py, Bootstrap.replicates_of, its numpy twin):
+   for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
+   counter-based hash of (cell, b, seed) — exact inversion of the CDF table for m <= small_mean, the
+   normal quantile with the first Cornish-Fisher term above — and added to both sides' histograms,
+   the replicate's total weight and its weighted delta. */
+static inline uint64_t mix64(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static double normal_quantile(double p) { /* P. J. Acklam's rational approximation, as normal_quantiles */
+    static const double a[] = {-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+                               1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00};
+    static const double b[] = {-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+                               6.680131188771972e01, -1.328068155288572e01};
+    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+                               -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00};
+    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+                               3.754408661907416e00};
+    if (p < 1e-15) p = 1e-15;
+    if (p > 1 - 1e-15) p = 1 - 1e-15;
+    if (p < 0.02425 || p > 1 - 0.02425) {
+        const double sign = p < 0.02425 ? 1.0 : -1.0, t = sqrt(-2 * log(p < 0.02425 ? p : 1 - p));
+        double num = 0, den = 0;
+        for (int i = 0; i < 6; i++) num = num * t + c[i];
+        for (int i = 0; i < 4; i++) den = den * t + d[i];
+        return sign * num / (den * t + 1);
+    }
+    const double q = p - 0.5, r = q * q;
+    double num = 0, den = 0;
+    for (int i = 0; i < 6; i++) num = num * r + a[i];
+    for (int i = 0; i < 5; i++) den = den * r + b[i];
+    return num * q / (den * r + 1);
+}
+
+int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const uint64_t *cell_ids,
+                       const int64_t *counts, const double *mean_delta, const int64_t *slot_base,
+                       const int64_t *slot_candidate, int64_t span, const double *cdf, int64_t cdf_width,
+                       int64_t small_mean, int64_t *hist_base, int64_t *hist_candidate, double *weight,
+                       double *weighted_delta) {
+    const uint64_t golden = 0x9E3779B97F4A7C15ULL, salt = mix64(seed + golden);
+    for (int64_t c = 0; c < cells; c++) {
+        const uint64_t word = mix64(cell_ids[c] ^ salt);
+        const int64_t m = counts[c];
+        const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;
+        const double sqrt_m = sqrt((double)m), delta = mean_delta[c];
+        int64_t *base = hist_base + slot_base[c], *candidate = hist_candidate + slot_candidate[c];
+        for (int64_t b = 0; b < replicates; b++) {
+            const double u = (double)(mix64(word + (uint64_t)(b + 1) * golden) >> 11) * 0x1.0p-53;
+            int64_t k;
+            if (row) { /* the first k with cdf[k] > u (searchsorted, side right) */
+                int64_t lo = 0, hi = cdf_width;
+                while (lo < hi) {
+                    const int64_t mid = (lo + hi) >> 1;
+                    if (row[mid] <= u) lo = mid + 1; else hi = mid;
+                }
+                k = lo;
+            } else {
+                const double z = normal_quantile(u);
+                const double x = rint((double)m + sqrt_m * z + (z * z - 1) / 6);
+                k = x > 0 ? (int64_t)x : 0;
+            }
+            if (!k) continue;
+            base[b * span] += k;
+            candidate[b * span] += k;
+            weight[b] += (double)k;
+            weighted_delta[b] += (double)k * delta;
+        }
+    }
+    return cells;
+}

@@ -12,7 +12,6 @@ seed): integer histograms per replicate, so its intervals never depend on chunki
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli import stats
+from xentcli import native, stats
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import id_value
 from xentcli.ranking import top_rows
@@ -85,9 +84,19 @@ def _keys(ids: Any) -> npt.NDArray:
 
 
 # ---- the Poisson bootstrap ------------------------------------------------------------------------
+#
+# In a Poisson bootstrap every pair gets an independent Poisson(1) weight in every replicate. The
+# quantiles of a side depend only on how much weight falls in each bucket of the quantile sketch,
+# so the pairs are kept as a joint histogram of (base bucket, candidate bucket) cells — integer
+# counts, merged exactly — and a cell of m pairs draws its replicate weight from Poisson(m), the
+# sum of m Poisson(1) weights. The draw comes from a counter-based hash of (cell, replicate, seed),
+# so the intervals never depend on chunking, threads or machines; the cost is cells × replicates,
+# not pairs × replicates (a million pairs fill a few ten thousand cells).
 
-_POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_ZERO_KEY = -(2**20)  # the cell of losses within ±1e-300 of 0 (sketch keys of losses lie within ±71,000)
+_CELL = 1 << 21  # a cell is (base key − _ZERO_KEY) · _CELL + (candidate key − _ZERO_KEY)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SMALL_MEAN = 64  # Poisson(m) drawn by exact inversion up to this m, by a Cornish–Fisher expansion above
 
 
 def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -98,105 +107,152 @@ def _mix(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return x ^ (x >> np.uint64(31))
 
 
-def key_hashes(keys: npt.NDArray) -> npt.NDArray[np.uint64]:
-    """A stable 64-bit word per pair key: integers as they are, text by BLAKE2b (never Python's
-    salted hash), so a key's bootstrap weights are the same in every process."""
-    if keys.dtype.kind in "iu":
-        return keys.astype(np.int64).view(np.uint64)
-    return np.array([int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "little") for k in keys],
-                    dtype=np.uint64)
+def _poisson_cdf(mean: int) -> F64:
+    k = np.arange(int(mean + 12 * math.sqrt(mean) + 30))
+    log_pmf = k * math.log(mean) - mean - np.array([math.lgamma(v + 1) for v in k])
+    return np.cumsum(np.exp(log_pmf))
 
 
-def poisson_weights(hashes: npt.NDArray[np.uint64], replicates: int, seed: int) -> npt.NDArray[np.uint8]:
-    """[n, B] Poisson(1) weights: replicate b of pair i draws from mix(mix(hash_i + seed) + b)."""
-    with np.errstate(over="ignore"):
-        base = _mix(hashes ^ _mix(np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15)))
-        words = _mix(base[:, None] + np.arange(1, replicates + 1, dtype=np.uint64)[None, :] * np.uint64(0x9E3779B97F4A7C15))
-    uniform = (words >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return np.searchsorted(_POISSON_CDF, uniform, side="right").astype(np.uint8)
+_CDF = {m: _poisson_cdf(m) for m in range(1, _SMALL_MEAN + 1)}
 
 
-class Histograms:
-    """Per-replicate weighted counts of sketch keys: [B, span] integers from `low`, grown as needed."""
+def poisson_draws(means: npt.NDArray[np.int64], uniforms: F64) -> npt.NDArray[np.int64]:
+    """Poisson(m) for each row's m, one draw per column's uniform: exact inversion for m ≤ 64;
+    above, the normal quantile with the first Cornish–Fisher term for the skew, k ≈ m + √m·z +
+    (z² − 1)/6, rounded (its error is far below the bootstrap's own)."""
+    out = np.empty(uniforms.shape, np.int64)
+    small = means <= _SMALL_MEAN
+    for mean in np.unique(means[small]).tolist():
+        rows = means == mean
+        out[rows] = np.searchsorted(CDF_TABLE[mean - 1], uniforms[rows], side="right")
+    if (~small).any():
+        m = means[~small].astype(np.float64)[:, None]
+        z = normal_quantiles(np.clip(uniforms[~small], 1e-15, 1 - 1e-15))
+        out[~small] = np.maximum(0, np.rint(m + np.sqrt(m) * z + (z * z - 1) / 6)).astype(np.int64)
+    return out
 
-    def __init__(self, replicates: int) -> None:
-        self.replicates = replicates
-        self.low = 0
-        self.counts = np.zeros((replicates, 0), np.int64)
-        self.zeros = np.zeros(replicates, np.int64)
 
-    def add(self, keys: npt.NDArray[np.int64], zero: npt.NDArray[np.bool_], weights: npt.NDArray[np.uint8]) -> None:
-        self.zeros += weights[zero].sum(axis=0, dtype=np.int64)
-        keys, weights = keys[~zero], weights[~zero]
-        if keys.size == 0:
-            return
-        low, high = int(keys.min()), int(keys.max())
-        span = high - low + 1
-        flat = (np.arange(self.replicates)[None, :] * span + (keys - low)[:, None]).ravel()
-        block = np.bincount(flat, weights=weights.ravel(), minlength=self.replicates * span).astype(np.int64)
-        self._add(low, block.reshape(self.replicates, span))
+# Acklam's rational approximation of the normal quantile (relative error < 1.2e-9), vectorised.
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 
-    def _add(self, low: int, block: npt.NDArray[np.int64]) -> None:
-        if self.counts.shape[1] == 0:
-            self.low, self.counts = low, block.copy()
-            return
-        start, stop = min(self.low, low), max(self.low + self.counts.shape[1], low + block.shape[1])
-        if (start, stop) != (self.low, self.low + self.counts.shape[1]):
-            grown = np.zeros((self.replicates, stop - start), np.int64)
-            grown[:, self.low - start : self.low - start + self.counts.shape[1]] = self.counts
-            self.low, self.counts = start, grown
-        self.counts[:, low - self.low : low - self.low + block.shape[1]] += block
 
-    def merge(self, other: Histograms) -> None:
-        self.zeros += other.zeros
-        if other.counts.shape[1]:
-            self._add(other.low, other.counts)
+def normal_quantiles(p: F64) -> F64:
+    """Φ⁻¹(p) elementwise (P. J. Acklam's algorithm; the bootstrap's draws need no more)."""
+    def poly(coefficients: tuple[float, ...], x: F64) -> F64:
+        total = np.zeros_like(x)
+        for c in coefficients:
+            total = total * x + c
+        return total
 
-    def quantiles(self, q: float, sketch: QuantileSketch) -> F64:
-        """Each replicate's q-quantile (the value of rank q·(W − 1), as QuantileSketch.quantile)."""
-        total = self.zeros + self.counts.sum(axis=1)
-        rank = q * (total - 1)
-        cumulative = self.zeros[:, None] + np.cumsum(self.counts, axis=1)
-        index = (cumulative <= rank[:, None]).sum(axis=1)
-        values = np.array([sketch._value(self.low + i) for i in range(self.counts.shape[1])] + [math.nan])
-        out = np.where(self.zeros > rank, 0.0, values[np.minimum(index, self.counts.shape[1])])
-        return np.where(total > 0, out, np.nan)
+    out = np.empty_like(p)
+    low, high = p < 0.02425, p > 1 - 0.02425
+    middle = ~low & ~high
+    q = p[middle] - 0.5
+    r = q * q
+    out[middle] = poly(_A, r) * q / (poly(_B, r) * r + 1)
+    for rows, sign, tail in ((low, 1.0, p[low]), (high, -1.0, 1 - p[high])):
+        t = np.sqrt(-2 * np.log(tail))
+        out[rows] = sign * poly(_C, t) / (poly(_D, t) * t + 1)
+    return out
 
 
 @dataclass
 class Bootstrap:
-    """The replicate state of both sides: loss histograms and the weighted sums of d."""
+    """The joint histogram of the pairs' (base, candidate) sketch buckets, with Σd per cell."""
 
     replicates: int
     seed: int
-    base: Histograms = field(init=False)
-    candidate: Histograms = field(init=False)
-    weight: F64 = field(init=False)
-    weighted_delta: F64 = field(init=False)
+    cells: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # see _CELL
+    counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    delta_sums: F64 = field(default_factory=lambda: np.empty(0))
 
-    def __post_init__(self) -> None:
-        self.base, self.candidate = Histograms(self.replicates), Histograms(self.replicates)
-        self.weight = np.zeros(self.replicates)
-        self.weighted_delta = np.zeros(self.replicates)
+    def update(self, base: F64, candidate: F64, sketch: QuantileSketch) -> None:
+        keys = [np.where(losses > MIN_INDEXABLE, sketch.keys(np.maximum(losses, MIN_INDEXABLE)), _ZERO_KEY) for losses in (base, candidate)]
+        cells = (keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY)
+        unique, inverse = np.unique(cells, return_inverse=True)
+        self._add(unique, np.bincount(inverse), np.bincount(inverse, weights=candidate - base))
 
-    def update(self, hashes: npt.NDArray[np.uint64], base: F64, candidate: F64, sketch: QuantileSketch) -> None:
-        block = max(1, (1 << 22) // max(self.replicates, 1))  # [block, B] weights: ≤ 4 MiB at a time
-        for start in range(0, hashes.size, block):
-            part = slice(start, start + block)
-            weights = poisson_weights(hashes[part], self.replicates, self.seed)
-            for histograms, losses in ((self.base, base[part]), (self.candidate, candidate[part])):
-                zero = losses <= MIN_INDEXABLE
-                keys = sketch.keys(np.where(zero, 1.0, losses))
-                histograms.add(keys, zero, weights)
-            as_float = weights.astype(np.float64)
-            self.weight += as_float.sum(axis=0)
-            self.weighted_delta += (candidate[part] - base[part]) @ as_float
+    def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], delta_sums: F64) -> None:
+        merged = np.union1d(self.cells, cells)
+        total_counts, total_sums = np.zeros(merged.size, np.int64), np.zeros(merged.size)
+        for side_cells, side_counts, side_sums in ((self.cells, self.counts, self.delta_sums), (cells, counts, delta_sums)):
+            at = np.searchsorted(merged, side_cells)
+            total_counts[at] += side_counts
+            total_sums[at] += side_sums
+        self.cells, self.counts, self.delta_sums = merged, total_counts, total_sums
 
     def merge(self, other: Bootstrap) -> None:
-        self.base.merge(other.base)
-        self.candidate.merge(other.candidate)
-        self.weight += other.weight
-        self.weighted_delta += other.weighted_delta
+        self._add(other.cells, other.counts, other.delta_sums)
+
+    def weights(self, cells: slice) -> npt.NDArray[np.int64]:
+        """[cells, B] replicate weights of a block of cells."""
+        words = _mix(self.cells[cells].view(np.uint64) ^ _mix(np.uint64(self.seed) + _GOLDEN))
+        with np.errstate(over="ignore"):
+            draws = _mix(words[:, None] + np.arange(1, self.replicates + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+        return poisson_draws(self.counts[cells], (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+    def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...]) -> dict[str, F64]:
+        """Per replicate: each side's quantiles (interpolated within the sketch's buckets) and the
+        weighted mean of d; under "point_*", the same quantiles of the sample itself."""
+        base_keys = self.cells // _CELL + _ZERO_KEY
+        candidate_keys = self.cells % _CELL + _ZERO_KEY
+        sides = {"base": base_keys, "candidate": candidate_keys}
+        nonzero = [keys[keys != _ZERO_KEY] for keys in sides.values()]
+        lowest = min((int(k.min()) for k in nonzero if k.size), default=0)
+        highest = max((int(k.max()) for k in nonzero if k.size), default=0)
+        span = highest - lowest + 2  # slot 0: the zero cell
+        slots = {side: np.where(keys == _ZERO_KEY, 0, keys - lowest + 1) for side, keys in sides.items()}
+        hist = {side: np.zeros((self.replicates, span), np.int64) for side in sides}
+        weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
+        mean_delta = self.delta_sums / np.maximum(self.counts, 1)
+        if native.has_bootstrap():
+            native.bootstrap(self.replicates, self.seed, self.cells.view(np.uint64), self.counts, mean_delta, slots["base"],
+                             slots["candidate"], span, CDF_TABLE, _SMALL_MEAN, hist["base"], hist["candidate"], weight,
+                             weighted_delta)
+        else:
+            block = max(1, (1 << 22) // max(self.replicates, 1))
+            for start in range(0, self.cells.size, block):
+                part = slice(start, start + block)
+                draws = self.weights(part)
+                weight += draws.sum(axis=0)
+                weighted_delta += mean_delta[part] @ draws
+                for side in sides:
+                    flat = (np.arange(self.replicates)[None, :] * span + slots[side][part][:, None]).ravel()
+                    hist[side] += np.bincount(flat, weights=draws.ravel(), minlength=self.replicates * span).astype(
+                        np.int64).reshape(self.replicates, span)
+        out = {"mean": weighted_delta / np.where(weight > 0, weight, np.nan)}
+        for side in sides:
+            sample = np.bincount(slots[side], weights=self.counts, minlength=span).astype(np.int64)[None, :]
+            for q in quantiles:
+                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], lowest, sketch.gamma, q)
+                out[f"point_{side}_{q}"] = interpolated_quantiles(sample, lowest, sketch.gamma, q)
+        return out
+
+
+def interpolated_quantiles(hist: npt.NDArray[np.int64], lowest: int, gamma: float, q: float) -> F64:
+    """The q-quantile (rank q·(W − 1)) of each row's weighted bucket counts: slot 0 holds zeros,
+    slot i ≥ 1 the sketch bucket k = lowest + i − 1, i.e. (γ^(k−1), γ^k]; within a bucket the value
+    is interpolated in log space by the rank's place among its weight, so that intervals move
+    smoothly instead of by whole buckets."""
+    cumulative = np.cumsum(hist, axis=1)
+    total = cumulative[:, -1]
+    rank = q * (total - 1)
+    index = np.minimum((cumulative <= rank[:, None]).sum(axis=1), hist.shape[1] - 1)
+    rows = np.arange(hist.shape[0])
+    before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0)
+    count = np.maximum(hist[rows, index], 1)
+    fraction = np.clip((rank - before + 0.5) / count, 0.0, 1.0)
+    key = lowest + index - 1
+    values = np.where(index == 0, 0.0, gamma ** (key - 1 + fraction))
+    return np.where(total > 0, values, np.nan)
+
+
+CDF_TABLE = np.ones((_SMALL_MEAN, max(table.size for table in _CDF.values())))
+for _mean, _table in _CDF.items():
+    CDF_TABLE[_mean - 1, : _table.size] = _table
 
 
 # ---- the paired partials --------------------------------------------------------------------------
@@ -251,7 +307,7 @@ class PairedTotals:
     def __post_init__(self) -> None:
         self.regressed, self.improved = RankedPairs(self.top), RankedPairs(self.top)
 
-    def update(self, base: SideRows, candidate: SideRows, hashes: npt.NDArray[np.uint64] | None) -> F64:
+    def update(self, base: SideRows, candidate: SideRows) -> F64:
         """Add paired rows; returns d per pair (NaN where the pair is not usable)."""
         self.pairs += len(base)
         scored = ~base.ignored & ~candidate.ignored & base.label_ok
@@ -301,8 +357,8 @@ class PairedTotals:
 
             self.regressed.update(rows, d, details)
             self.improved.update(rows, -d, details)
-            if self.bootstrap is not None and hashes is not None:
-                self.bootstrap.update(hashes[usable], b_loss, c_loss, self.base_sketch)
+            if self.bootstrap is not None:
+                self.bootstrap.update(b_loss, c_loss, self.base_sketch)
         return delta
 
 
@@ -460,10 +516,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         pairs = by_row_order(base_rows, candidate_rows, names)
     for paired_base, paired_candidate in pairs:
         _check_labels(paired_base, paired_candidate)
-        hashes = None
-        if totals.bootstrap is not None:
-            hashes = key_hashes(paired_base.key) if keyed else paired_base.row.view(np.uint64)  # type: ignore[arg-type]
-        delta = totals.update(paired_base, paired_candidate, hashes)
+        delta = totals.update(paired_base, paired_candidate)
         if sink is not None:
             sink.write(paired_base, paired_candidate, delta, keyed)
     base_report, candidate_report = base.report(), candidate.report()
@@ -533,9 +586,9 @@ def metrics(t: PairedTotals, confidence: float) -> dict[str, dict[str, Any]]:
                 min_detectable_delta=(quantile + stats.t_quantile(0.8, df)) * se if df > 0 else nan)
     if t.clustered:
         loss.update(clusters=len(t.clusters), se_unclustered=se_plain)
-    if t.bootstrap is not None and n:
-        means = t.bootstrap.weighted_delta / np.where(t.bootstrap.weight > 0, t.bootstrap.weight, np.nan)
-        loss["bootstrap_ci"] = _percentiles(means, confidence)
+    replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99)) if t.bootstrap is not None and n else None
+    if replicates is not None:
+        loss["bootstrap_ci"] = _percentiles(replicates["mean"], confidence)
     b, c = t.correct_to_wrong, t.wrong_to_correct
     z = stats.normal_quantile(two_sided)
     accuracy_delta = (c - b) / n if n else nan
@@ -550,11 +603,13 @@ def metrics(t: PairedTotals, confidence: float) -> dict[str, dict[str, Any]]:
     }
     out = {"loss_mean": loss, "accuracy": accuracy, "perplexity": perplexity}
     for name, q in (("loss_p50", 0.5), ("loss_p90", 0.9), ("loss_p99", 0.99)):
-        base_q, candidate_q = t.base_sketch.quantile(q), t.candidate_sketch.quantile(q)
+        if replicates is not None:  # interpolated within the sketch's buckets, as the replicates are
+            base_q, candidate_q = float(replicates[f"point_base_{q}"][0]), float(replicates[f"point_candidate_{q}"][0])
+        else:
+            base_q, candidate_q = t.base_sketch.quantile(q), t.candidate_sketch.quantile(q)
         entry: dict[str, Any] = {"base": base_q, "candidate": candidate_q, "delta": candidate_q - base_q, "ci": None}
-        if t.bootstrap is not None and n:
-            replicate = t.bootstrap.candidate.quantiles(q, t.candidate_sketch) - t.bootstrap.base.quantiles(q, t.base_sketch)
-            entry["ci"] = _percentiles(replicate, confidence)
+        if replicates is not None:
+            entry["ci"] = _percentiles(replicates[f"candidate_{q}"] - replicates[f"base_{q}"], confidence)
         out[name] = entry
     return out
 
