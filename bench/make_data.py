@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
-FORMATS = ("npy", "parquet", "csv")
+FORMATS = ("npy", "parquet", "csv", "pair")
 DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
 CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
@@ -66,6 +66,8 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
     folder = shape_dir(rows, classes)
     if fmt == "npy":
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy"}
+    if fmt == "pair":  # for xent diff: the npy dump and a candidate model's logits on the same rows
+        return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "candidate": folder / "candidate.npy"}
     if fmt in ("parquet", "csv"):
         return {"dump": folder / f"dump.{fmt}"}
     raise ValueError(f"unknown format {fmt!r}")
@@ -125,7 +127,18 @@ def write_csv(rows: int, classes: int, files: dict[str, Path]) -> None:
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
-WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv}
+def write_pair(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """The npy dump, and a candidate: the same logits with N(0, 0.3²) noise (its own seed)."""
+    write_npy(rows, classes, files)
+    rng = np.random.default_rng([SEED, rows, classes, 1])
+    with open(files["candidate"], "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, classes)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for x, _ in chunks(rows, classes):
+            (x + rng.normal(0.0, 0.3, x.shape).astype(np.float32)).tofile(f)
+
+
+WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair}
 CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
 
 
@@ -138,7 +151,7 @@ def estimated_bytes(rows: int, classes: int, fmt: str) -> int:
             return 0
     if fmt == "csv":
         return int(rows * (classes * CSV_BYTES_PER_SCORE + 3))
-    return rows * classes * 4 + rows * 8
+    return rows * classes * 4 * (2 if fmt == "pair" else 1) + rows * 8
 
 
 def read_manifest(folder: Path) -> dict:

@@ -118,7 +118,19 @@ def plain_numpy(path: str, labels: str | None = None) -> None:
     emit({"loss_mean": float(loss.mean(dtype=np.float64))})
 
 
+def score_twice(logits: str, candidate: str, labels: str) -> None:
+    """What `xent diff` replaces: two `xent score` processes, one after the other (their wall time)."""
+    import subprocess
+
+    start = time.perf_counter()
+    for scores in (logits, candidate):
+        subprocess.run(command("xent", "score", scores, "--labels", labels, "--json", "--quiet"), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    emit({"seconds": time.perf_counter() - start})
+
+
 KINDS: dict[str, Callable[..., None]] = {
+    "score-twice": score_twice,
     "numpy": plain_numpy,
     "torch-npy": torch_npy,
     "read-table": read_table,

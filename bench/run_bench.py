@@ -13,6 +13,8 @@ Cases (`--cases`, default all of them):
   csv       wide CSV, 3,000,000 x 10 and 300,000 x 100 (~320 MB each) vs pyarrow.csv.open_csv
   shapes    NPY and Parquet, 1,000,000 x 10, 250,000 x 1000 and 8,000 x 32,000, vs a plain numpy
             script holding the whole array in memory (both whole processes)
+  diff      xent diff of two NPY float32 1,000,000 x 10 dumps (row order, 1,000 bootstrap replicates)
+            vs the two xent score processes it replaces
   scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
             the disk is short): does the peak RSS grow with the rows?
 
@@ -62,6 +64,8 @@ class Reference:
     threads: int = 0  # torch threads, for torch-npy
 
     def command(self, files: dict[str, Path]) -> list[str]:
+        if self.kind == "score-twice":
+            return references.command(self.kind, str(files["logits"]), str(files["candidate"]), str(files["labels"]))
         if self.kind == "torch-npy":
             return references.command(self.kind, str(files["logits"]), str(files["labels"]), str(self.threads))
         if "dump" not in files:  # NPY: scores and labels in two files
@@ -82,6 +86,7 @@ PANDAS_TORCH = Reference("pandas_torch", "pandas.read_parquet + np.stack + torch
                          "pandas-torch", needs_torch=True)
 OPEN_CSV = Reference("open_csv", "pyarrow.csv.open_csv read to the end (process)", "open-csv")
 NUMPY = Reference("numpy", "plain numpy, whole array in memory (process)", "numpy")
+SCORE_TWICE = Reference("score_twice", "two xent score processes, one per model (what diff replaces)", "score-twice", in_process=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ CASES: dict[str, list[Case]] = {
     "csv": [Case("csv", 3_000_000, 10, "csv", (OPEN_CSV,)), Case("csv", 300_000, 100, "csv", (OPEN_CSV,))],
     "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
+    "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
                 for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
 }
@@ -161,9 +167,12 @@ class Result:
 
 
 def xent_command(files: dict[str, Path], threads: int | None) -> list[str]:
+    threads_option = ["--threads", str(threads)] if threads else []
+    if "candidate" in files:  # the diff case: both models, paired by row order, with the default bootstrap
+        return references.command("xent", "diff", str(files["logits"]), str(files["candidate"]), "--labels",
+                                  str(files["labels"]), "--json", "--quiet", *threads_option)
     paths = [str(files["dump"])] if "dump" in files else [str(files["logits"]), "--labels", str(files["labels"])]
-    return references.command("xent", "score", *paths, "--json", "--quiet",
-                              *(["--threads", str(threads)] if threads else []))
+    return references.command("xent", "score", *paths, "--json", "--quiet", *threads_option)
 
 
 def in_process_seconds(run: Run) -> float:
@@ -190,7 +199,12 @@ def check(result: Result) -> None:
     xent = result.series["xent"]
     if not xent.runs or xent.error:
         return
-    summary = xent.runs[-1].json()["summary"]
+    doc = xent.runs[-1].json()
+    if "pairing" in doc:  # diff: every row paired
+        if doc["pairing"]["usable_pairs"] != result.case.rows:
+            result.checks.append(f"{result.label}: xent diff paired {doc['pairing']['usable_pairs']} rows, expected {result.case.rows}")
+        return
+    summary = doc["summary"]
     if summary["rows"] != result.case.rows:
         result.checks.append(f"{result.label}: xent counted {summary['rows']} rows, expected {result.case.rows}")
     for name, series in result.series.items():
@@ -258,7 +272,7 @@ def comparison_table(results: list[Result]) -> str:
     return markdown(head, rows, left=3)
 
 
-FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2}
+FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9}
 
 
 def xent_table(results: list[Result]) -> str:

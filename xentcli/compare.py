@@ -168,12 +168,25 @@ class Bootstrap:
     cells: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # see _CELL
     counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     delta_sums: F64 = field(default_factory=lambda: np.empty(0))
+    _pending: list[tuple[npt.NDArray, npt.NDArray, F64]] = field(default_factory=list, repr=False)
 
-    def update(self, base: F64, candidate: F64, sketch: QuantileSketch) -> None:
-        keys = [np.where(losses > MIN_INDEXABLE, sketch.keys(np.maximum(losses, MIN_INDEXABLE)), _ZERO_KEY) for losses in (base, candidate)]
+    def update(self, base: F64, candidate: F64, keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> None:
+        """Add pairs given both sides' losses and their sketch keys (_ZERO_KEY for zero losses)."""
         cells = (keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY)
         unique, inverse = np.unique(cells, return_inverse=True)
-        self._add(unique, np.bincount(inverse), np.bincount(inverse, weights=candidate - base))
+        self._pending.append((unique, np.bincount(inverse), np.bincount(inverse, weights=candidate - base)))
+        if sum(part[0].size for part in self._pending) > max(1 << 20, 4 * self.cells.size):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Fold the chunks' cells into the totals (batched: one merge per many chunks)."""
+        if self._pending:
+            parts, self._pending = self._pending, []
+            cells = np.concatenate([part[0] for part in parts])
+            unique, inverse = np.unique(cells, return_inverse=True)
+            counts = np.bincount(inverse, weights=np.concatenate([part[1] for part in parts])).astype(np.int64)
+            sums = np.bincount(inverse, weights=np.concatenate([part[2] for part in parts]))
+            self._add(unique, counts, sums)
 
     def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], delta_sums: F64) -> None:
         merged = np.union1d(self.cells, cells)
@@ -185,6 +198,8 @@ class Bootstrap:
         self.cells, self.counts, self.delta_sums = merged, total_counts, total_sums
 
     def merge(self, other: Bootstrap) -> None:
+        self._compact()
+        other._compact()
         self._add(other.cells, other.counts, other.delta_sums)
 
     def weights(self, cells: slice) -> npt.NDArray[np.int64]:
@@ -194,9 +209,31 @@ class Bootstrap:
             draws = _mix(words[:, None] + np.arange(1, self.replicates + 1, dtype=np.uint64)[None, :] * _GOLDEN)
         return poisson_draws(self.counts[cells], (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53)
 
-    def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...]) -> dict[str, F64]:
+    def _native(self, slots: dict[str, npt.NDArray], span: int, mean_delta: F64, threads: int) -> tuple[dict[str, Any], F64, F64]:
+        """The C loop (GIL released) over `threads` parts of the cells, each into buffers of its own,
+        added up after: integer counts, so the histograms are the same for any thread count."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [part for part in np.array_split(np.arange(self.cells.size), max(1, threads)) if part.size]
+
+        def one(part: npt.NDArray) -> tuple[dict[str, npt.NDArray], F64, F64]:
+            by_slot = {side: np.zeros((span, self.replicates), np.int64) for side in slots}  # [span, B]: a cell's replicates adjacent
+            weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
+            cells = slice(int(part[0]), int(part[-1]) + 1)
+            native.bootstrap(self.replicates, self.seed, self.cells[cells].view(np.uint64), self.counts[cells], mean_delta[cells],
+                             slots["base"][cells], slots["candidate"][cells], span, CDF_TABLE, _SMALL_MEAN, GUIDE_TABLE, by_slot["base"],
+                             by_slot["candidate"], weight, weighted_delta)
+            return by_slot, weight, weighted_delta
+
+        with ThreadPoolExecutor(len(parts) or 1) as pool:
+            results = list(pool.map(one, parts))
+        hist = {side: np.ascontiguousarray(sum(r[0][side] for r in results).T) for side in slots}
+        return hist, sum(r[1] for r in results), sum(r[2] for r in results)
+
+    def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...], threads: int = 1) -> dict[str, F64]:
         """Per replicate: each side's quantiles (interpolated within the sketch's buckets) and the
         weighted mean of d; under "point_*", the same quantiles of the sample itself."""
+        self._compact()
         base_keys = self.cells // _CELL + _ZERO_KEY
         candidate_keys = self.cells % _CELL + _ZERO_KEY
         sides = {"base": base_keys, "candidate": candidate_keys}
@@ -209,9 +246,7 @@ class Bootstrap:
         weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
         mean_delta = self.delta_sums / np.maximum(self.counts, 1)
         if native.has_bootstrap():
-            native.bootstrap(self.replicates, self.seed, self.cells.view(np.uint64), self.counts, mean_delta, slots["base"],
-                             slots["candidate"], span, CDF_TABLE, _SMALL_MEAN, hist["base"], hist["candidate"], weight,
-                             weighted_delta)
+            hist, weight, weighted_delta = self._native(slots, span, mean_delta, threads)
         else:
             block = max(1, (1 << 22) // max(self.replicates, 1))
             for start in range(0, self.cells.size, block):
@@ -250,9 +285,11 @@ def interpolated_quantiles(hist: npt.NDArray[np.int64], lowest: int, gamma: floa
     return np.where(total > 0, values, np.nan)
 
 
-CDF_TABLE = np.ones((_SMALL_MEAN, max(table.size for table in _CDF.values())))
+CDF_TABLE = np.ones((_SMALL_MEAN, max(table.size for table in _CDF.values()) + 1))  # 1.0 past each table's end
 for _mean, _table in _CDF.items():
     CDF_TABLE[_mean - 1, : _table.size] = _table
+# For the C loop: per m, the first k with cdf[k] > j/1024, a lower bound to start the search from.
+GUIDE_TABLE = np.stack([np.searchsorted(row, np.arange(1024) / 1024, side="right") for row in CDF_TABLE]).astype(np.int32)
 
 
 # ---- the paired partials --------------------------------------------------------------------------
@@ -334,8 +371,7 @@ class PairedTotals:
             self.correct_candidate += int(np.count_nonzero(c_right))
             self.correct_to_wrong += int(np.count_nonzero(b_right & ~c_right))
             self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
-            self.base_sketch.update(b_loss)
-            self.candidate_sketch.update(c_loss)
+            buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
             if self.clustered and base.cluster is not None:
                 groups, inverse = np.unique(base.cluster[usable], return_inverse=True)
                 sums = np.bincount(inverse, weights=d)
@@ -358,8 +394,20 @@ class PairedTotals:
             self.regressed.update(rows, d, details)
             self.improved.update(rows, -d, details)
             if self.bootstrap is not None:
-                self.bootstrap.update(b_loss, c_loss, self.base_sketch)
+                self.bootstrap.update(b_loss, c_loss, buckets)
         return delta
+
+
+def _sketch_keys(sketch: QuantileSketch, losses: F64) -> npt.NDArray[np.int64]:
+    """Add the losses to the side's sketch; their bucket keys (_ZERO_KEY for zeros), computed once
+    for the sketch and the bootstrap's cells."""
+    zero = losses <= MIN_INDEXABLE
+    if (losses < -MIN_INDEXABLE).any():  # negative losses (flagged inputs): the sketch's general path
+        sketch.update(losses)
+        return np.where(zero, _ZERO_KEY, sketch.keys(np.maximum(losses, MIN_INDEXABLE)))
+    keys = sketch.keys(np.where(zero, 1.0, losses))
+    sketch.update_keys(keys[~zero], int(np.count_nonzero(zero)), float(losses.min()), float(losses.max()))
+    return np.where(zero, _ZERO_KEY, keys)
 
 
 # ---- pairing ---------------------------------------------------------------------------------------
@@ -525,7 +573,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         pairing={"by": "key" if keyed else "row", "key": options.key, "pairs": totals.pairs, "usable_pairs": totals.usable,
                  "nonfinite_pairs": totals.nonfinite, "only_base": only_base, "only_candidate": only_candidate},
         confidence=options.confidence,
-        metrics=metrics(totals, options.confidence),
+        metrics=metrics(totals, options.confidence, base_config.threads),
         bootstrap={"replicates": options.bootstrap, "seed": options.seed},
         flips={"correct_to_wrong": totals.correct_to_wrong, "wrong_to_correct": totals.wrong_to_correct},
         regressed=totals.regressed.details, improved=totals.improved.details,
@@ -561,7 +609,7 @@ def _percentiles(values: F64, confidence: float) -> list[float] | None:
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 
 
-def metrics(t: PairedTotals, confidence: float) -> dict[str, dict[str, Any]]:
+def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, dict[str, Any]]:
     """The paired metrics (README, `xent diff`: the formulas)."""
     n = t.usable
     nan = math.nan
@@ -586,7 +634,7 @@ def metrics(t: PairedTotals, confidence: float) -> dict[str, dict[str, Any]]:
                 min_detectable_delta=(quantile + stats.t_quantile(0.8, df)) * se if df > 0 else nan)
     if t.clustered:
         loss.update(clusters=len(t.clusters), se_unclustered=se_plain)
-    replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99)) if t.bootstrap is not None and n else None
+    replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
     if replicates is not None:
         loss["bootstrap_ci"] = _percentiles(replicates["mean"], confidence)
     b, c = t.correct_to_wrong, t.wrong_to_correct
