@@ -268,7 +268,7 @@ def render_explain(rules: list[Any], single: bool, console: Console) -> None:
     console.print(table)
 
 
-def _interval(values: list[float] | None, digits: int = 4) -> str:
+def _interval(values: list[float] | None, digits: int = 3) -> str:
     if not values:
         return "—"
     return "[" + ", ".join(fmt_number(value, digits) for value in values) + "]"
@@ -283,23 +283,35 @@ def diff_table(report: DiffReport) -> Table:
     level = f"{report.confidence:.0%}"
     table = Table(title=f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("metric", "left"), ("base", "right"), ("candidate", "right"), ("Δ", "right"), (f"{level} CI", "right"), ("p", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for name, justify in (("metric", "left"), ("base", "right"), ("candidate", "right"), ("Δ", "right"), (f"{level} CI", "right"),
+                          ("p", "right"), ("verdict", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "metric")  # type: ignore[arg-type]
     loss = metrics["loss_mean"]
     se_note = f" (clustered, {loss['clusters']:,} clusters)" if "clusters" in loss else ""
-    table.add_row("loss (mean)" + se_note, fmt_number(loss["base"]), fmt_number(loss["candidate"]), fmt_number(loss["delta"], 4),
-                  _interval(loss["ci"]), _p(loss["p_value"]))
+    table.add_row("loss (mean)" + se_note, fmt_number(loss["base"], 5), fmt_number(loss["candidate"], 5), fmt_number(loss["delta"], 4),
+                  _interval(loss["ci"]), _p(loss["p_value"]), _verdict(loss["ci"], higher_is_worse=True))
     accuracy = metrics["accuracy"]
     table.add_row("accuracy", fmt_fraction(accuracy["base"]), fmt_fraction(accuracy["candidate"]), fmt_number(accuracy["delta"], 4),
-                  _interval(accuracy["ci"]), _p(accuracy["p_value"]))
+                  _interval(accuracy["ci"]), _p(accuracy["p_value"]), _verdict(accuracy["ci"], higher_is_worse=False))
     perplexity = metrics["perplexity"]
-    table.add_row("perplexity (ratio)", fmt_number(perplexity["base"]), fmt_number(perplexity["candidate"]),
-                  "×" + fmt_number(perplexity["ratio"], 4), _interval(perplexity["ci"]), "")
+    table.add_row("perplexity (ratio)", fmt_number(perplexity["base"], 5), fmt_number(perplexity["candidate"], 5),
+                  "×" + fmt_number(perplexity["ratio"], 4), _interval(perplexity["ci"]), "", "")
     for name in ("loss_p50", "loss_p90", "loss_p99"):
         entry = metrics[name]
-        table.add_row(name.replace("loss_", "loss "), fmt_number(entry["base"]), fmt_number(entry["candidate"]),
-                      fmt_number(entry["delta"], 4), _interval(entry["ci"]), "")
+        table.add_row(name.replace("loss_", "loss "), fmt_number(entry["base"], 5), fmt_number(entry["candidate"], 5),
+                      fmt_number(entry["delta"], 4), _interval(entry["ci"]), "", _verdict(entry["ci"], higher_is_worse=True))
     return table
+
+
+def _verdict(interval: list[float] | None, higher_is_worse: bool) -> Text:
+    """worse / better when the interval excludes no change, else 'no clear change'."""
+    if not interval or any(math.isnan(value) for value in interval):
+        return Text("")
+    low, high = interval
+    if low > 0 or high < 0:
+        worse = (low > 0) == higher_is_worse
+        return Text("worse" if worse else "better", style="red" if worse else "green")
+    return Text("no clear change", style="dim")
 
 
 def pairs_table(title: str, rows: list[dict[str, Any]]) -> Table:
