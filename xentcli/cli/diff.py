@@ -29,8 +29,8 @@ MaxAccuracyDrop = Annotated[Optional[float], typer.Option("--max-accuracy-drop",
 
 @app.command()
 def diff(
-    base: Annotated[str, typer.Argument(help="The baseline dump (a file, a folder or a quoted glob).", show_default=False)],
-    candidate: Annotated[str, typer.Argument(help="The candidate dump, scored on the same rows.", show_default=False)],
+    base: Annotated[str, typer.Argument(help="The baseline dump (a file, a folder or a quoted glob).", show_default=False, metavar="BASE")],
+    candidate: Annotated[str, typer.Argument(help="The candidate dump, scored on the same rows.", show_default=False, metavar="CANDIDATE")],
     key: Key = None, allow_unpaired: AllowUnpaired = False, cluster: Cluster = None, confidence: Confidence = 0.95,
     bootstrap: Bootstrap = 1000, seed: Seed = 0, top: Top = 10,
     labels: Labels = None, file_format: Format = None, input_kind: Input = None, target: Target = TargetChoice.auto,
@@ -44,8 +44,9 @@ def diff(
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
     max_accuracy_drop: MaxAccuracyDrop = None,
 ) -> None:
-    """Compare a candidate with a baseline on the same rows: paired loss, accuracy and quantile deltas
-    with intervals and p-values. Exit 0 when no gate failed, 1 when one did, 2 on unusable input.
+    """Compare a candidate with a baseline on the same rows: paired deltas with intervals and p-values.
+
+    Exit 0 when no gate failed, 1 when one did, 2 on unusable input.
 
     Example: [bold]xent diff base.parquet candidate.parquet --key id --fail-on-regression 0.01[/]
     """
