@@ -284,3 +284,17 @@ def test_c_bootstrap_equals_numpy_bootstrap(monkeypatch):
     assert small.mean() > 0.5  # most cells take the exact inversion, the same in C and numpy
     for name in with_c:
         np.testing.assert_allclose(with_c[name], with_numpy[name], rtol=1e-9)
+
+
+def test_key_types_must_agree(tmp_path):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1, 2, 3]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["1", "2", "3"]}), tmp_path / "c.parquet")
+    assert "holds text in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
+
+
+@pytest.mark.parametrize("option,value", [("--fail-on-regression", "nan"), ("--require-noninferior", "inf"),
+                                          ("--max-accuracy-drop", "-0.1"), ("--max-accuracy-drop", "5"), ("--confidence", "1.5"),
+                                          ("--bootstrap", "-1")])
+def test_options_that_cannot_work_are_refused(losses_dump, option, value):
+    result = runner.invoke(app, ["diff", *map(str, losses_dump), option, value])
+    assert result.exit_code == 2 and option in result.stderr

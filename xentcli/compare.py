@@ -494,6 +494,11 @@ class KeyIndex:
     def pair(self, candidate: SideRows, name: str) -> tuple[SideRows, SideRows, npt.NDArray]:
         """The paired (base, candidate) rows of a candidate chunk, and the candidate keys not in base."""
         assert candidate.key is not None
+        if (self.sorted_keys.dtype == object) != (candidate.key.dtype == object):
+            kinds = {False: "integers", True: "text"}
+            raise LayoutError(f"the key column holds {kinds[candidate.key.dtype == object]} in {name} but "
+                              f"{kinds[self.sorted_keys.dtype == object]} in the base", hint="store the keys with one type on both sides",
+                              code="XE501")
         where = np.searchsorted(self.sorted_keys, candidate.key)
         where = np.minimum(where, max(self.sorted_keys.size - 1, 0))
         found = self.sorted_keys.size > 0

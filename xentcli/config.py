@@ -154,12 +154,11 @@ class DiffGates:
     max_accuracy_drop: float | None = None  # fail when the accuracy-delta interval lies below −this
 
     def validate(self) -> None:
-        for option, value in (("--fail-on-regression", self.fail_on_regression), ("--require-noninferior", self.require_noninferior),
-                              ("--max-accuracy-drop", self.max_accuracy_drop)):
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise OptionError(f"{option} must be a finite margin ≥ 0, not {value}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop > 1:
-            raise OptionError(f"--max-accuracy-drop is a fraction of rows, not {self.max_accuracy_drop}")
+        for option, value in (("--fail-on-regression", self.fail_on_regression), ("--require-noninferior", self.require_noninferior)):
+            if value is not None and not math.isfinite(value):  # negative: demand an improvement
+                raise OptionError(f"{option} must be a finite loss margin, not {value}")
+        if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 1:  # NaN fails too
+            raise OptionError(f"--max-accuracy-drop is a fraction of rows in [0, 1], not {self.max_accuracy_drop}")
 
 
 def kernel_choice() -> str:
