@@ -247,7 +247,7 @@ def reconcile_classes(found: Field, classes: tuple[str, ...], path: str, given_b
 
 def id_field(schema: pa.Schema, name: str, path: str) -> Field:
     """The id column: one scalar per row (numbers, text, bytes, dates, times, decimals), never a list."""
-    found = _named_column(schema, name, path, "--id-col")
+    found = _named_column(schema, name, path, "--id-col (--key for diff)")
     if pa.types.is_nested(found.dtype):
         raise LayoutError(f"id column '{name}' holds {found.dtype}, not one value per row", path=path, hint="pick a column of scalars with --id-col")
     return found
