@@ -287,7 +287,7 @@ def test_output_that_appears_during_the_run_is_not_replaced(tmp_path):
     target = tmp_path / "rows.parquet"
     with pytest.raises(OutputError, match="appeared while xent was writing"):
         with SampleWriter(str(target), [], None, force=False) as writer:
-            writer._writer = pq.ParquetWriter(writer._temp, pa.schema([("row", pa.int64())]))
+            writer.write_batch(pa.RecordBatch.from_pydict({"row": pa.array([0], pa.int64())}))
             target.write_text("another run's file")
     assert target.read_text() == "another run's file"
     assert not list(tmp_path.glob(".xent-*"))

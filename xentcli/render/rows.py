@@ -117,13 +117,19 @@ class SampleWriter:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise OutputError("its folder does not exist", path=path, hint="create the folder first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError("cannot write in its folder (permission denied)", path=path)
+        self._folder = folder
+        self._temp = ""  # created with the first rows, inside the `with` block that removes it on any error
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+
+    def _create_temp(self) -> None:
         try:
-            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=f".{self.format}.part", dir=folder)
+            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=f".{self.format}.part", dir=self._folder)
             os.fchmod(handle, 0o666 & ~_umask())
             os.close(handle)
         except OSError as exc:
-            raise OutputError(f"cannot write in its folder: {exc.strerror}", path=path) from None
-        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+            raise OutputError(f"cannot write in its folder: {exc.strerror}", path=self.path) from None
 
     def write(self, result: SampleRows) -> None:
         self.write_batch(sample_table(result, self.id_column, self.like))
@@ -133,6 +139,7 @@ class SampleWriter:
         if self.format == "csv":
             batch = _csv_safe(batch)
         if self._writer is None:
+            self._create_temp()
             self._schema = batch.schema
             if self.format == "parquet":
                 self._writer = pq.ParquetWriter(self._temp, batch.schema)
@@ -155,7 +162,7 @@ class SampleWriter:
             if kind is None and self._writer is not None:
                 self._move_into_place()
         finally:
-            if os.path.exists(self._temp):
+            if self._temp and os.path.exists(self._temp):
                 os.unlink(self._temp)
 
     def _move_into_place(self) -> None:
