@@ -8,6 +8,7 @@ cog does); tests/test_readme.py checks them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -94,7 +95,28 @@ def update() -> None:
             body += (["…"] if example.tail else []) + (actual if not example.tail else actual[-len(shown):])
         out.append("\n".join(body) + "\n")
     out.append(text[position:])
-    README.write_text("".join(out))
+    text = "".join(out)
+    start, end = json_block(text)
+    README.write_text(text[:start] + json_example() + "\n" + text[end:])
+
+
+
+JSON_COMMAND = "xent score sample_data/cifar10_val.parquet --json --id-col id --worst 1 --per-class"
+
+
+def json_example() -> str:
+    """The README's `--json` example: a real run, its lists cut to their first item."""
+    lines, _ = run(JSON_COMMAND)
+    doc = json.loads("\n".join(lines))
+    doc["per_class"] = doc["per_class"][:1] + ["… one object per class"]
+    doc["diagnostics"] = doc["diagnostics"][:1] + ["… one object per diagnostic"]
+    return json.dumps(doc, indent=1, ensure_ascii=False)
+
+
+def json_block(text: str) -> tuple[int, int]:
+    """Where the README's ```json example sits (start and end of its body)."""
+    start = text.index("```json\n") + len("```json\n")
+    return start, text.index("```", start)
 
 
 if __name__ == "__main__":

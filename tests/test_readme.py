@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from readme_blocks import README, examples, expected_and_actual, runnable
+from readme_blocks import README, examples, expected_and_actual, json_block, json_example, runnable
 
 BLOCKS = examples(README.read_text())
 CASES = [(i, block) for i, block in enumerate(BLOCKS) if any(runnable(e.command) for e in block)]
@@ -24,3 +24,9 @@ def test_readme_example(index, block):
         assert actual == shown, (
             f"README block {index}, `{example.command}`: the output changed; run `python tests/readme_blocks.py --update`"
         )
+
+
+def test_readme_json_example():
+    text = README.read_text()
+    start, end = json_block(text)
+    assert text[start:end].rstrip("\n") == json_example(), "the JSON example changed; run `python tests/readme_blocks.py --update`"

@@ -15,11 +15,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xentcli import stats
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
 from xentcli.ranking import top_rows
 from xentcli.sketch import QuantileSketch
 from xentcli.tally import DENSE_CLASS_LIMIT, ChunkTally
+
+
+def wilson(successes: int, n: int, confidence: float) -> list[float]:
+    """Wilson's score interval for a proportion (Wilson 1927): centre (p̂ + z²/2n)/(1 + z²/n),
+    half-width z·√(p̂(1 − p̂)/n + z²/4n²)/(1 + z²/n)."""
+    if n == 0:
+        return [math.nan, math.nan]
+    z = stats.normal_quantile((1 + confidence) / 2)
+    p = successes / n
+    scale = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / scale
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    return [centre - half, centre + half]
 
 
 def perplexity(mean_loss: float, counted: int) -> float:
@@ -129,6 +143,102 @@ class PerClass:
 
 
 @dataclass
+class Moments:
+    """n, mean and M2 of the counted losses, merged with Chan et al.'s update (the variance)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, n: int, mean: float, m2: float) -> None:
+        if n == 0:
+            return
+        total = self.n + n
+        step = mean - self.mean
+        self.mean += step * n / total
+        self.m2 += m2 + step * step * self.n * n / total
+        self.n = total
+
+    def update(self, values: npt.NDArray[np.float64]) -> None:
+        if values.size:
+            mean = float(values.mean())
+            self.add(values.size, mean, float(np.square(values - mean).sum()))
+
+    def merge(self, other: Moments) -> None:
+        self.add(other.n, other.mean, other.m2)
+
+
+@dataclass
+class ClusterRuns:
+    """Per-sequence sums for clustered standard errors, in O(1) memory: a sequence's rows come
+    together, so a chunk closes every sequence but its first and last, which may continue in the
+    neighbouring chunks. Closed sequences add Σ S², Σ S·n and Σ n² (S: the summed loss of a
+    sequence's counted rows, n their count); Σ_g (S_g − n_g·m)² follows for any mean m at the end."""
+
+    first: list[Any] | None = None  # [sequence, S, n] of the first run, open to the left
+    last: list[Any] | None = None  # and of the last, open to the right (the same list when one run)
+    groups: int = 0
+    ss: float = 0.0
+    sn: float = 0.0
+    nn: float = 0.0
+
+    def _close(self, run: list[Any] | None) -> None:
+        if run is not None and run[2]:
+            self.groups += 1
+            self.ss += run[1] * run[1]
+            self.sn += run[1] * run[2]
+            self.nn += float(run[2]) * run[2]
+
+    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64]) -> None:
+        if sample.size == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
+        sums = np.add.reduceat(np.where(counted, loss, 0.0), starts)
+        counts = np.add.reduceat(counted.astype(np.int64), starts)
+        runs = [[key, s, n] for key, s, n in zip(sample[starts].tolist(), sums.tolist(), counts.tolist())]
+        self.merge(ClusterRuns(runs[0], runs[-1]) if len(runs) == 1 else self._of(runs))
+
+    @staticmethod
+    def _of(runs: list[list[Any]]) -> ClusterRuns:
+        inner = ClusterRuns(runs[0], runs[-1])
+        for run in runs[1:-1]:
+            inner._close(run)
+        return inner
+
+    def merge(self, other: ClusterRuns) -> None:
+        """Add the runs that follow (in input order). A partial with one run has first is last."""
+        if other.first is None:
+            return
+        if self.first is None or self.last is None:
+            self.first, self.last = other.first, other.last
+        elif self.last[0] == other.first[0]:  # one sequence split between the two
+            merged = [self.last[0], self.last[1] + other.first[1], self.last[2] + other.first[2]]
+            self_single, other_single = self.first is self.last, other.first is other.last
+            if not self_single and not other_single:
+                self._close(merged)
+            self.first = merged if self_single else self.first
+            self.last = merged if other_single else other.last
+        else:
+            if self.first is not self.last:
+                self._close(self.last)
+            if other.first is not other.last:
+                self._close(other.first)
+            self.last = other.last
+        self.groups += other.groups
+        self.ss += other.ss
+        self.sn += other.sn
+        self.nn += other.nn
+
+    def spread(self, mean: float) -> tuple[int, float]:
+        """(G, Σ_g (S_g − n_g·mean)²) over every sequence, the open ones included."""
+        closed = ClusterRuns(groups=self.groups, ss=self.ss, sn=self.sn, nn=self.nn)
+        closed._close(self.first)
+        if self.last is not self.first:
+            closed._close(self.last)
+        return closed.groups, closed.ss - 2 * mean * closed.sn + mean * mean * closed.nn
+
+
+@dataclass
 class LossSummary:
     """All aggregates of a run. `update` takes one chunk's results, `merge` another summary."""
 
@@ -148,6 +258,9 @@ class LossSummary:
     correct: int = 0
     top_k_hits: int = 0
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    moments: Moments = field(default_factory=Moments)  # of the counted (unweighted) losses
+    ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # weighted: Σy², Σxy, Σx² (see summary)
+    clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
     per_class: PerClass = field(init=False)
     worst: WorstRows = field(init=False)
 
@@ -162,12 +275,14 @@ class LossSummary:
         offset: int,
         ids: npt.NDArray | None = None,
         ignored: npt.NDArray[np.bool_] | None = None,
-        weighted: tuple[float, float] | None = None,
+        weighted: tuple[float, ...] | None = None,
         weights: npt.NDArray | None = None,
+        sample: npt.NDArray | None = None,
     ) -> None:
         """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
-        (Σ s·ℓ_w, Σ s·w) over counted rows when weights apply; `weights` the per-row sample
-        weights, if any."""
+        (Σ y, Σ x, Σ y², Σ x·y, Σ x²) over counted rows when weights apply, with y = s·ℓ_w the
+        weighted loss and x = s·w its weight; `weights` the per-row sample weights, if any;
+        `sample` each row's sequence (sequence dumps: clustered errors)."""
         self.rows += int(stats.loss.size)
         self.counted += tally.counted
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
@@ -176,6 +291,16 @@ class LossSummary:
             self.weighted = True
             self.weighted_loss_sum += weighted[0]
             self.weight_sum += weighted[1]
+            for i, value in enumerate(weighted[2:]):
+                self.ratio[i] += value
+        if tally.counted:
+            values = stats.counted_values(stats.loss)
+            mean = tally.loss_sum / tally.counted
+            self.moments.add(tally.counted, mean, float(np.square(values - mean).sum()))
+        if sample is not None:
+            if self.clusters is None:
+                self.clusters = ClusterRuns()
+            self.clusters.update(sample, stats.counted, stats.loss)
         if weights is not None:
             self.zero_weight_rows += int(np.count_nonzero(weights == 0))
         self.loss_min = min(self.loss_min, tally.loss_min)
@@ -198,6 +323,12 @@ class LossSummary:
         self.loss_sum += other.loss_sum
         self.weighted_loss_sum += other.weighted_loss_sum
         self.weight_sum += other.weight_sum
+        self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
+        self.moments.merge(other.moments)
+        if other.clusters is not None:
+            if self.clusters is None:
+                self.clusters = ClusterRuns()
+            self.clusters.merge(other.clusters)
         self.loss_min = min(self.loss_min, other.loss_min)
         self.loss_max = max(self.loss_max, other.loss_max)
         self.correct += other.correct
@@ -210,10 +341,14 @@ class LossSummary:
     def nonfinite(self) -> int:
         return self.rows - self.counted - self.ignored
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, confidence: float = 0.95) -> dict[str, Any]:
         """The aggregates as plain numbers (NaN where undefined, e.g. no counted rows).
 
-        With weights, loss_mean is the weighted mean weighted_loss_sum / weight_sum."""
+        With weights, loss_mean is the weighted mean weighted_loss_sum / weight_sum. The error bars
+        (README, "Error bars"): a t-interval on the mean loss with n − 1 degrees of freedom —
+        clustered by sequence for sequence dumps (G − 1), the ratio estimator's linearised
+        standard error with weights —, Wilson's interval for accuracy, exp of the loss interval
+        for perplexity."""
         n = self.counted
         if self.weighted:
             mean = self.weighted_loss_sum / self.weight_sum if self.weight_sum else math.nan
@@ -238,6 +373,33 @@ class LossSummary:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_hits / n if n else math.nan,
             "num_classes": self.num_classes,
+            **self.error_bars(mean, confidence),
+        }
+
+    def error_bars(self, mean: float, confidence: float) -> dict[str, Any]:
+        n = self.counted
+        nan = math.nan
+        if self.weighted:
+            yy, xy, xx = self.ratio
+            spread = max(yy - 2 * mean * xy + mean * mean * xx, 0.0)
+            se = math.sqrt(spread) / self.weight_sum if self.weight_sum and n > 1 else nan
+            df = n - 1  # the ratio estimator's linearised standard error (sample or class weights)
+        elif self.clusters is not None:
+            groups, spread = self.clusters.spread(mean)
+            se = math.sqrt(groups / (groups - 1) * max(spread, 0.0)) / n if groups > 1 else nan
+            df = groups - 1
+        else:
+            se = math.sqrt(self.moments.m2 / (n - 1) / n) if n > 1 else nan
+            df = n - 1
+        half = stats.t_quantile((1 + confidence) / 2, df) * se if df > 0 and not math.isnan(se) else nan
+        loss_ci = [mean - half, mean + half]
+        return {
+            "confidence": confidence,
+            "loss_se": se,
+            "loss_ci": loss_ci,
+            "se_clustered": self.clusters is not None and not self.weighted,
+            "accuracy_ci": wilson(self.correct, n, confidence),
+            "perplexity_ci": [perplexity(bound, n) for bound in loss_ci],
         }
 
     def per_class_rows(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

@@ -86,6 +86,7 @@ class RunConfig:
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
     threads: int = DEFAULT_THREADS
     per_sample: bool = False  # the per-sample rows are written (-o): the kernels add margin and entropy
+    confidence: float = 0.95  # of the summary's intervals
 
     @property
     def extremes(self) -> bool:
@@ -108,6 +109,7 @@ class Gates:
     """`xent check`'s limits; None: not checked."""
 
     fail_on: str = "error"  # error | warning | never
+    gate_on: str = "point"  # point | upper: the estimate, or its interval's pessimistic bound
     max_loss: float | None = None
     max_nonfinite: int | None = 0
     min_accuracy: float | None = None

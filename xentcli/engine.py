@@ -79,14 +79,14 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     )
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
-    weighted = (terms.num["mean"], terms.den["mean"] or 0.0) if terms.num else None
+    weighted = (terms.num["mean"], terms.den["mean"] or 0.0, *terms.moments) if terms.num else None
     view = ChunkView(
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
         chunk.score_dtype or info.score_dtype, info.label_names,
     )
     partial = LossSummary(info.num_classes, top_k, config.worst)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
-    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights)
+    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
@@ -184,7 +184,7 @@ class Pass:
     def report(self) -> Report:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
         config, info, total = self.config, self.info, self.total
-        summary = total.summary()
+        summary = total.summary(config.confidence)
         documents = {name: fw.document() for name, fw in self.frameworks.items()}
         like = config.loss.like
         return Report(

@@ -20,15 +20,20 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
     """{"passed", "reasons", "gates"}: every gate with its value and limit, and why it failed."""
     summary = report.summary
     checks = []
+    bound = gates.gate_on == "upper"  # the interval's pessimistic side: the loss's upper, the accuracy's lower
     for name, key, limit, upper in (
-        ("mean loss", "loss_mean", gates.max_loss, True),
+        ("mean loss" + (" (upper bound)" if bound else ""), "loss_mean", gates.max_loss, True),
         ("non-finite rows", "nonfinite", gates.max_nonfinite, True),
-        ("accuracy", "accuracy", gates.min_accuracy, False),
+        ("accuracy" + (" (lower bound)" if bound else ""), "accuracy", gates.min_accuracy, False),
         ("loss p99", "loss_p99", gates.max_loss_p99, True),
     ):
         if limit is None:
             continue
         value = summary[key]
+        if bound and key == "loss_mean":
+            value = summary["loss_ci"][1]
+        elif bound and key == "accuracy":
+            value = summary["accuracy_ci"][0]
         passed = not _breaks(value, limit, upper)
         checks.append({"gate": name, "value": value, "limit": limit, "op": "<=" if upper else ">=", "passed": passed})
     reasons = [

@@ -15,6 +15,7 @@ from xentcli.config import (
     parse_classes, parse_codes, parse_ignore_index,
 )
 from xentcli.diagnostics import RULES
+from xentcli.errors import OptionError
 
 
 class FormatChoice(str, Enum):
@@ -38,6 +39,11 @@ class TargetChoice(str, Enum):
     auto = "auto"
     sparse = "sparse"
     dense = "dense"
+
+
+class GateOnChoice(str, Enum):
+    point = "point"
+    upper = "upper"
 
 
 class FailOn(str, Enum):
@@ -96,6 +102,8 @@ MaxLoss = Annotated[Optional[float], _option("--max-loss", panel="Gates", help="
 MaxNonfinite = Annotated[int, _option("--max-nonfinite", panel="Gates", help="Fail when more rows have a NaN/inf loss.", min=0)]
 MinAccuracy = Annotated[Optional[float], _option("--min-accuracy", panel="Gates", help="Fail when accuracy is below A (a fraction).")]
 MaxLossP99 = Annotated[Optional[float], _option("--max-loss-p99", panel="Gates", help="Fail when the 99th percentile loss is above X.")]
+GateOn = Annotated[GateOnChoice, _option("--gate-on", panel="Gates", help="point: gate the mean loss and accuracy on their estimates; upper: on their intervals' pessimistic bound (the loss's upper, the accuracy's lower).")]
+Confidence = Annotated[float, _option("--confidence", panel="Output", help="Confidence of the intervals (loss, accuracy, perplexity).")]
 
 
 @dataclass(frozen=True)
@@ -139,8 +147,11 @@ class ScoreOptions:
     no_diagnostics: bool = False
     select: list[str] | None = None
     ignore_codes: list[str] | None = None
+    confidence: float = 0.95
 
     def run_config(self) -> RunConfig:
+        if not 0 < self.confidence < 1:  # NaN fails too
+            raise OptionError(f"--confidence must lie in (0, 1), not {self.confidence}", hint="0.95 for 95% intervals")
         ignore, ignore_explicit = parse_ignore_index(self.ignore_index)
         return RunConfig(
             source=SourceConfig(
@@ -181,6 +192,7 @@ class ScoreOptions:
             select=parse_codes(self.select, tuple(RULES)),
             ignore_codes=parse_codes(self.ignore_codes, tuple(RULES)) or (),
             per_sample=self.output is not None,
+            confidence=self.confidence,
         )
 
     @property
@@ -194,5 +206,6 @@ class ScoreOptions:
 
 
 def gates(fail_on: FailOn, max_loss: float | None, max_nonfinite: int, min_accuracy: float | None,
-          max_loss_p99: float | None) -> Gates:
-    return Gates(fail_on.value, max_loss, max_nonfinite, min_accuracy, max_loss_p99)
+          max_loss_p99: float | None, gate_on: GateOnChoice = None) -> Gates:  # type: ignore[assignment]
+    return Gates(fail_on=fail_on.value, gate_on=(gate_on or GateOnChoice.point).value, max_loss=max_loss,
+                 max_nonfinite=max_nonfinite, min_accuracy=min_accuracy, max_loss_p99=max_loss_p99)

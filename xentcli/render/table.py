@@ -79,13 +79,17 @@ def input_table(report: Report) -> Table:
 
 def summary_table(report: Report) -> Table:
     s = report.summary
+    level = f"{s['confidence']:.0%}" if "confidence" in s else ""
+    loss_half = (s["loss_ci"][1] - s["loss_ci"][0]) / 2 if "loss_ci" in s else math.nan
     rows = [
-        ("loss (mean)", fmt_number(s["loss_mean"])),
+        ("loss (mean)", fmt_number(s["loss_mean"]) + ("" if math.isnan(loss_half) else f" ± {fmt_number(loss_half, 3)} ({level}"
+                                                      + (", clustered by sequence" if s.get("se_clustered") else "") + ")")),
         ("loss sum", fmt_number(s["loss_sum"])),
         ("min / p50 / p90", " / ".join(fmt_number(s[k]) for k in ("loss_min", "loss_p50", "loss_p90"))),
         ("p99 / max", " / ".join(fmt_number(s[k]) for k in ("loss_p99", "loss_max"))),
         ("perplexity", fmt_number(s["perplexity"])),
-        ("accuracy", fmt_fraction(s["accuracy"])),
+        ("accuracy", fmt_fraction(s["accuracy"]) + ("" if math.isnan(s.get("accuracy_ci", [math.nan])[0])
+                                                     else f" [{fmt_fraction(s['accuracy_ci'][0])}, {fmt_fraction(s['accuracy_ci'][1])}]")),
         (f"top-{s['top_k']} accuracy", fmt_fraction(s["top_k_accuracy"])),
         ("rows counted", f"{fmt_number(s['counted'])} of {fmt_number(s['rows'])}"),
     ]

@@ -1,0 +1,130 @@
+"""Error bars on the headline numbers: the t-interval of the mean loss against scipy (recorded
+once: scipy 1.17.1 ttest_1samp(...).confidence_interval), Wilson's interval against statsmodels
+0.15.0 proportion_confint(method="wilson"), clustered and weighted standard errors against direct
+formulas written here, and --gate-on upper."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reference import sparse_loss64
+from xentcli.accumulate import ClusterRuns, wilson
+from xentcli.cli import app
+
+runner = CliRunner()
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def score(*args):
+    result = runner.invoke(app, ["score", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["summary"]
+
+
+def test_loss_interval_is_the_t_interval():
+    """The sample's float32 logits: xent's losses are within 1e-6 of the float64 ones scipy saw."""
+    s = score(SAMPLES / "cifar10_val.parquet")
+    assert s["loss_se"] == pytest.approx(0.04645435102816474, rel=1e-6)
+    assert s["loss_ci"] == pytest.approx([0.41618032308364244, 0.5987207806922312], rel=1e-6)
+    assert s["perplexity_ci"] == pytest.approx([math.exp(0.41618032308364244), math.exp(0.5987207806922312)], rel=1e-6)
+    assert s["accuracy_ci"] == pytest.approx([0.826833135055546, 0.8876773398121365], rel=1e-9)
+    assert s["confidence"] == 0.95 and s["se_clustered"] is False
+    s90 = score(SAMPLES / "cifar10_val.parquet", "--confidence", "0.9")
+    assert s90["loss_ci"] == pytest.approx([0.4308978236625565, 0.5840032801133171], rel=1e-6)
+
+
+@pytest.mark.parametrize("successes,n,confidence,want", [
+    (430, 500, 0.95, [0.826833135055546, 0.8876773398121365]),
+    (0, 20, 0.95, [0.0, 0.1611251580528194]),
+    (20, 20, 0.9, [0.8808421626390355, 1.0]),
+    (7, 13, 0.99, [0.2353831251240346, 0.815546605768869]),
+])
+def test_wilson(successes, n, confidence, want):
+    assert wilson(successes, n, confidence) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def _clustered_reference(loss: np.ndarray, sequence: np.ndarray) -> tuple[float, int]:
+    """se = √(G/(G−1)·Σ_g (S_g − n_g·m)²)/n, written directly over the sequences."""
+    mean = loss.mean()
+    groups = [loss[sequence == g] for g in np.unique(sequence)]
+    spread = sum((g.sum() - g.size * mean) ** 2 for g in groups)
+    return math.sqrt(len(groups) / (len(groups) - 1) * spread) / loss.size, len(groups)
+
+
+@pytest.mark.parametrize("chunk_rows", ["7", "50", "100000"])
+def test_sequences_are_clustered(tmp_path, chunk_rows):
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((30, 12, 5)) * 2
+    y = rng.integers(0, 5, (30, 12))
+    y[:, 9:] = -100  # padding
+    y[4] = -100  # a sequence with no counted token: no cluster
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--chunk-rows", chunk_rows)
+    flat = sparse_loss64(z.reshape(-1, 5), np.where(y.reshape(-1) < 0, 0, y.reshape(-1)))
+    counted = y.reshape(-1) >= 0
+    se, groups = _clustered_reference(flat[counted], np.repeat(np.arange(30), 12)[counted])
+    assert groups == 29 and s["se_clustered"] is True
+    assert s["loss_se"] == pytest.approx(se, rel=1e-9)
+    from xentcli import stats
+
+    half = stats.t_quantile(0.975, groups - 1) * se
+    assert s["loss_ci"] == pytest.approx([flat[counted].mean() - half, flat[counted].mean() + half], rel=1e-9)
+
+
+def test_cluster_runs_merge_in_any_tree():
+    """Sequences split between partials, merged left to right or pairwise, give the same sums."""
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n = int(rng.integers(1, 80))
+        sample = np.sort(rng.integers(0, 10, n))
+        counted = rng.random(n) < 0.8
+        loss = rng.random(n)
+        cuts = sorted(set(rng.integers(0, n, int(rng.integers(0, 8))).tolist()))
+        parts = []
+        for index in np.split(np.arange(n), cuts):
+            if index.size:
+                part = ClusterRuns()
+                part.update(sample[index], counted[index], loss[index])
+                parts.append(part)
+        while len(parts) > 1:  # pairwise, as a tree of merges would
+            merged = []
+            for left, right in zip(parts[::2], parts[1::2]):
+                left.merge(right)
+                merged.append(left)
+            parts = merged + ([parts[-1]] if len(parts) % 2 else [])
+        whole = ClusterRuns()
+        whole.update(sample, counted, loss)
+        assert parts[0].spread(0.4) == pytest.approx(whole.spread(0.4), rel=1e-12)
+
+
+def test_weighted_mean_uses_the_ratio_estimator(tmp_path):
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((400, 6)) * 2
+    y = rng.integers(0, 6, 400)
+    w = rng.uniform(0, 3, 400)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "w.npy", w)
+    s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--chunk-rows", "33")
+    loss = sparse_loss64(z, y)
+    ratio = (w * loss).sum() / w.sum()
+    se = math.sqrt(((w * loss - ratio * w) ** 2).sum()) / w.sum()  # linearised: residuals y − R·x over Σx
+    assert s["loss_mean"] == pytest.approx(ratio, rel=1e-12)
+    assert s["loss_se"] == pytest.approx(se, rel=1e-9)
+
+
+@pytest.mark.parametrize("limit,passes", [("0.6", True), ("0.55", False)])
+def test_gate_on_the_upper_bound(limit, passes):
+    args = ["check", str(SAMPLES / "cifar10_val.parquet"), "--max-loss", limit, "--fail-on", "never", "--json"]
+    point = runner.invoke(app, args)
+    upper = runner.invoke(app, [*args, "--gate-on", "upper"])
+    assert point.exit_code == 0  # the point 0.507 is under both limits
+    assert upper.exit_code == (0 if passes else 1)  # the upper bound 0.5987 is under 0.6, over 0.55
+    assert json.loads(upper.stdout)["gates"][0]["value"] == pytest.approx(0.5987207806922312, rel=1e-6)
