@@ -131,6 +131,18 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
                 pq.write_table(pa.table({"logits": list(z[:-1]), "label": y[:-1]}), folder / "c.parquet")
                 return ["diff", str(folder / "b.parquet"), str(folder / "c.parquet")]
             return ["diff", str(folder / "z.npy"), str(folder / "z2.npy"), "--labels", str(folder / "y.npy")]
+        elif code == "XE601":  # confident and often wrong: over-confident
+            z = (z * 6).astype(np.float32)
+            y = (y + np.arange(N) % 2) % C
+            return _npy(folder, z, y, "--calibration")
+        elif code == "XE602":  # right but hesitant: under-confident
+            z = (z * 0.15).astype(np.float32)
+            return _npy(folder, z, y, "--calibration")
+        elif code == "XE603":
+            p = _softmax(z.astype(np.float64))
+            p[5] = 0.0
+            p[5, (y[5] + 1) % C] = 1.0
+            return _npy(folder, p, y, "--input", "probs", "--calibration")
         elif code == "XE401":
             z[5, 1] = np.nan
         elif code == "XE402":
@@ -149,7 +161,8 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
 ALSO = {"XE101": {"XE401"}, "XE102": {"XE401"}, "XE108": {"XE401"}, "XE201": {"XE401"}, "XE202": {"XE201", "XE401"},
         "XE203": {"XE401"}, "XE204": {"XE401"}, "XE206": {"XE207"}, "XE401": {"XE101"}, "XE403": {"XE107", "XE209", "XE104", "XE402"},
         "XE404": {"XE402"}, "XE104": set(), "XE110": {"XE402", "XE404"}, "XE105": {"XE401", "XE402", "XE404"},
-        "XE209": {"XE402"}, "XE505": {"XE101", "XE401"}}
+        "XE209": {"XE402"}, "XE505": {"XE101", "XE401"}, "XE601": {"XE402", "XE404", "XE103"},
+        "XE603": {"XE108", "XE401", "XE404", "XE402", "XE602"}}
 ALSO["XE202"] = ALSO["XE202"] | {"XE402"}
 INFO = {code for code, rule in RULES.items() if rule.severity == "info"}
 
@@ -175,7 +188,17 @@ def test_bad_fixture_raises_its_rule(tmp_path, code):
     assert result.exit_code == (1 if any(RULES[c].severity == "error" for c in found) else 0)
 
 
+def _calibrated(folder: Path) -> list[str]:
+    """Labels drawn from the model's own probabilities: calibrated by construction (ECE ~0.01)."""
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((20_000, C)) * 1.5
+    p = _softmax(z)
+    y = (rng.random((20_000, 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+    return _npy(folder, z, y, "--calibration", "--select", "XE6")  # a natural loss tail would raise XE402
+
+
 GOOD: dict[str, Callable[[Path], list[str]]] = {
+    "calibrated": _calibrated,
     "logits": lambda folder: _npy(folder, *_clean()),
     "probs": lambda folder: _npy(folder, _softmax(_clean()[0].astype(np.float64)), _clean()[1], "--input", "probs"),
     "log-probs": lambda folder: _npy(folder, np.log(_softmax(_clean()[0].astype(np.float64))), _clean()[1], "--input", "log-probs"),

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import stats
+from xentcli.calibration import Calibration
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
 from xentcli.ranking import top_rows
@@ -261,6 +262,7 @@ class LossSummary:
     moments: Moments = field(default_factory=Moments)  # of the counted (unweighted) losses
     ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # weighted: Σy², Σxy, Σx² (see summary)
     clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
+    calibration: Calibration | None = None  # with --calibration
     per_class: PerClass = field(init=False)
     worst: WorstRows = field(init=False)
 
@@ -325,6 +327,10 @@ class LossSummary:
         self.weight_sum += other.weight_sum
         self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
         self.moments.merge(other.moments)
+        if other.calibration is not None:
+            if self.calibration is None:
+                self.calibration = Calibration()
+            self.calibration.merge(other.calibration)
         if other.clusters is not None:
             if self.clusters is None:
                 self.clusters = ClusterRuns()

@@ -87,6 +87,8 @@ class RunConfig:
     threads: int = DEFAULT_THREADS
     per_sample: bool = False  # the per-sample rows are written (-o): the kernels add margin and entropy
     confidence: float = 0.95  # of the summary's intervals
+    calibration: bool = False  # top-label calibration (calibration.py)
+    bins: int = 15  # its equal-width bins (a divisor of 3600)
 
     @property
     def extremes(self) -> bool:
@@ -114,9 +116,12 @@ class Gates:
     max_nonfinite: int | None = 0
     min_accuracy: float | None = None
     max_loss_p99: float | None = None
+    max_ece: float | None = None
 
     def validate(self) -> None:
         """A gate that cannot fail is refused: NaN/inf limits, negative losses, accuracies outside [0, 1]."""
+        if self.max_ece is not None and not 0 <= self.max_ece <= 1:
+            raise OptionError(f"--max-ece must lie in [0, 1], not {self.max_ece}")
         for option, value in (("--max-loss", self.max_loss), ("--max-loss-p99", self.max_loss_p99)):
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise OptionError(f"{option} must be a finite loss ≥ 0, not {value}")

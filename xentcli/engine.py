@@ -20,7 +20,8 @@ from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
-from xentcli.kernels import SampleStats, sample_stats
+from xentcli.calibration import CELLS, Calibration
+from xentcli.kernels import SampleStats, probability_square_sums, sample_stats
 from xentcli.report import Report
 from xentcli.frameworks import FrameworkSummary, framework_terms
 from xentcli.loss import ChunkContext, truth
@@ -87,6 +88,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial = LossSummary(info.num_classes, top_k, config.worst)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
+    if config.calibration:
+        partial.calibration = calibration_of(chunk, stats, ignored, kind)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
@@ -101,11 +104,25 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     return result
 
 
+def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str) -> Calibration:
+    """One chunk's calibration partial: rows with a usable label, not ignored, and a finite confidence
+    (rows whose loss is infinite included)."""
+    rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
+    squares = probability_square_sums(chunk.scores[rows], kind, stats.log_norm[rows]) if stats.log_norm is not None else None  # type: ignore[arg-type]
+    brier = None if squares is None else squares - 2 * stats.p_true[rows] + 1
+    partial = Calibration()
+    partial.update(stats.p_max[rows], stats.correct[rows], brier)
+    return partial
+
+
 def check_options(config: RunConfig, info: InputDescription) -> None:
     """Options that only the data can refute: class weight count, --epsilon without probabilities."""
     options = config.loss
     if not 0 <= options.label_smoothing <= 1:  # NaN fails too
         raise OptionError(f"--label-smoothing must lie in [0, 1], not {options.label_smoothing}")
+    if config.calibration and (not 1 <= config.bins <= CELLS or CELLS % config.bins):
+        divisors = ", ".join(str(k) for k in (5, 10, 12, 15, 20, 25, 30, 40, 50, 60, 100))
+        raise OptionError(f"--bins must divide {CELLS}, not {config.bins}", hint=f"e.g. {divisors}")
     if not 1 <= config.threads <= 1024:
         raise OptionError(f"--threads must lie in [1, 1024], not {config.threads}")
     if options.class_weights is not None and len(options.class_weights) != info.num_classes:
@@ -185,6 +202,9 @@ class Pass:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
         config, info, total = self.config, self.info, self.total
         summary = total.summary(config.confidence)
+        calibration = None
+        if config.calibration:
+            calibration = (total.calibration or Calibration()).report(config.bins, config.confidence)
         documents = {name: fw.document() for name, fw in self.frameworks.items()}
         like = config.loss.like
         return Report(
@@ -198,7 +218,10 @@ class Pass:
             loss=config.loss,
             zero_weight_rows=total.zero_weight_rows,
             per_sequence=self.sequences.rows() if config.per_sequence else [],
-            diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes)
+            calibration=calibration,
+            diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes,
+                                 calibration=None if calibration is None else {
+                                     **calibration, "certain_wrong": total.calibration.certain_wrong if total.calibration else 0})
             if config.diagnostics else [],
         )
 

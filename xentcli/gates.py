@@ -7,6 +7,7 @@ from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
 from xentcli.config import Gates
+from xentcli.errors import OptionError
 from xentcli.report import Report
 
 
@@ -26,10 +27,13 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         ("non-finite rows", "nonfinite", gates.max_nonfinite, True),
         ("accuracy" + (" (lower bound)" if bound else ""), "accuracy", gates.min_accuracy, False),
         ("loss p99", "loss_p99", gates.max_loss_p99, True),
+        ("ECE", "ece", gates.max_ece, True),
     ):
         if limit is None:
             continue
-        value = summary[key]
+        if key == "ece" and report.calibration is None:
+            raise OptionError("--max-ece needs --calibration", hint="add --calibration")
+        value = report.calibration["ece"] if key == "ece" else summary[key]  # type: ignore[index]
         if bound and key == "loss_mean":
             value = summary["loss_ci"][1]
         elif bound and key == "accuracy":

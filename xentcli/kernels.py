@@ -427,6 +427,20 @@ def _probs_block(
                         log_norm)
 
 
+def probability_square_sums(scores: npt.NDArray, kind: InputKind, log_norm: F64) -> F64:
+    """Σ_c p_c² per row (the multiclass Brier score's Σ p² term): p = exp(z − logsumexp z) for logits
+    and log-probabilities, p / Σp for probabilities. One more pass, only with --calibration."""
+    values = scores.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if kind == "probs":
+            p = values / np.exp(log_norm)[:, None]
+        elif kind == "logits":
+            p = np.exp(values - log_norm[:, None])
+        else:  # log-probabilities are taken as they are, as the loss takes them
+            p = np.exp(values)
+        return (p * p).sum(axis=1)
+
+
 def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
     """logsumexp(z) − z_y the way optax's integer-label path computes it, in the scores' dtype:
     the max-shifted logsumexp is shifted back before z_y is subtracted, so for logits near 1e4 in

@@ -23,6 +23,7 @@ class Report:
     loss: LossOptions = field(default_factory=LossOptions)  # the loss as asked (render/explanations.py reads it)
     zero_weight_rows: int = 0  # rows whose sample weight is 0 (Keras still counts them)
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
+    calibration: dict[str, Any] | None = None  # --calibration: calibration.Calibration.report
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first
 
 

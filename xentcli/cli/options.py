@@ -104,6 +104,9 @@ MinAccuracy = Annotated[Optional[float], _option("--min-accuracy", panel="Gates"
 MaxLossP99 = Annotated[Optional[float], _option("--max-loss-p99", panel="Gates", help="Fail when the 99th percentile loss is above X.")]
 GateOn = Annotated[GateOnChoice, _option("--gate-on", panel="Gates", help="point: gate the mean loss and accuracy on their estimates; upper: on their intervals' pessimistic bound (the loss's upper, the accuracy's lower).")]
 Confidence = Annotated[float, _option("--confidence", panel="Output", help="Confidence of the intervals (loss, accuracy, perplexity).")]
+CalibrationOpt = Annotated[bool, _option("--calibration", panel="Output", help="Top-label calibration: ECE, MCE, RMSCE, Brier scores and the reliability table.")]
+Bins = Annotated[int, _option("--bins", panel="Output", help="Equal-width calibration bins (a divisor of 3600: 10, 15, 20 …).")]
+MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (turns --calibration on).")]
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class ScoreOptions:
     select: list[str] | None = None
     ignore_codes: list[str] | None = None
     confidence: float = 0.95
+    calibration: bool = False
+    bins: int = 15
 
     def run_config(self) -> RunConfig:
         if not 0 < self.confidence < 1:  # NaN fails too
@@ -193,6 +198,8 @@ class ScoreOptions:
             ignore_codes=parse_codes(self.ignore_codes, tuple(RULES)) or (),
             per_sample=self.output is not None,
             confidence=self.confidence,
+            calibration=self.calibration,
+            bins=self.bins,
         )
 
     @property
@@ -206,6 +213,6 @@ class ScoreOptions:
 
 
 def gates(fail_on: FailOn, max_loss: float | None, max_nonfinite: int, min_accuracy: float | None,
-          max_loss_p99: float | None, gate_on: GateOnChoice = None) -> Gates:  # type: ignore[assignment]
+          max_loss_p99: float | None, gate_on: GateOnChoice = None, max_ece: float | None = None) -> Gates:  # type: ignore[assignment]
     return Gates(fail_on=fail_on.value, gate_on=(gate_on or GateOnChoice.point).value, max_loss=max_loss,
-                 max_nonfinite=max_nonfinite, min_accuracy=min_accuracy, max_loss_p99=max_loss_p99)
+                 max_nonfinite=max_nonfinite, min_accuracy=min_accuracy, max_loss_p99=max_loss_p99, max_ece=max_ece)

@@ -454,3 +454,54 @@ for code, name, severity, summary, why, fix, example in (
      "Fix the non-finite losses (each side's XE401 names the cause).", "candidate loss NaN on 3 rows."),
 ):
     declare(Rule(code, name, severity, summary, why, fix, example))
+
+
+# ---- calibration (with --calibration; end-of-run rules over the calibration report) ------------
+MISCALIBRATION_ECE = 0.05  # an expected calibration error above this is worth a warning
+
+
+def _calibration(direction: str) -> Any:
+    def check(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+        report = t.calibration
+        if report is None or not report["table"] or not report["ece"] > MISCALIBRATION_ECE:
+            return None
+        n = sum(row["count"] for row in report["table"])
+        confidence = sum(row["confidence"] * row["count"] for row in report["table"]) / n
+        accuracy = sum(row["accuracy"] * row["count"] for row in report["table"]) / n
+        over = confidence > accuracy
+        if (direction == "over") != over:
+            return None
+        return {"rows": 0, "message": f"ECE {report['ece']:.3f} over {report['bins']} bins: mean confidence {confidence:.3f} "
+                                      f"{'above' if over else 'below'} accuracy {accuracy:.3f}", "ece": report["ece"]}
+    return check
+
+
+def _certain_mistakes(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    report = t.calibration
+    rows = report.get("certain_wrong", 0) if report else 0
+    if not rows:
+        return None
+    return {"rows": rows, "message": f"{_count(rows, 'row is', 'rows are')} predicted with confidence exactly 1.0 and wrong"}
+
+
+declare(Rule(
+    "XE601", "over-confidence", "warning", f"The model is over-confident: ECE above {MISCALIBRATION_ECE} with mean confidence above accuracy.",
+    "Its probabilities promise more than it delivers: thresholds, abstention and ensembling built on them misbehave.",
+    "Fit a temperature on held-out data (divide the logits by T > 1), or use label smoothing in training.",
+    "mean confidence 0.95, accuracy 0.85, ECE 0.10.",
+    hint="fit a temperature (T > 1) on held-out data", check=_calibration("over"),
+))
+declare(Rule(
+    "XE602", "under-confidence", "warning", f"The model is under-confident: ECE above {MISCALIBRATION_ECE} with mean confidence below accuracy.",
+    "Its probabilities understate how often it is right: too much label smoothing or a temperature above 1.",
+    "Fit a temperature on held-out data (T < 1), or reduce label smoothing.",
+    "mean confidence 0.70, accuracy 0.85, ECE 0.15.",
+    hint="fit a temperature (T < 1) on held-out data; check the label smoothing", check=_calibration("under"),
+))
+declare(Rule(
+    "XE603", "certain-mistakes", "warning", "Rows predicted with confidence exactly 1.0 that are wrong.",
+    "A probability of exactly 1 on a wrong class is an infinite loss in waiting: saturated logits, or probabilities rounded in export.",
+    "Check for saturated or clipped logits and for probabilities rounded before dumping.",
+    "p = [1.0, 0.0, 0.0] with label 1.",
+    hint="look for saturated logits or rounded probabilities", check=_certain_mistakes,
+))

@@ -66,6 +66,7 @@ class Totals:
     summary: dict[str, Any]
     per_class: Any  # accumulate.PerClass
     info: Any  # sources.InputDescription
+    calibration: dict[str, Any] | None = None  # the calibration report, with --calibration
 
     @property
     def rows(self) -> int:
@@ -83,10 +84,11 @@ def finalize(
     info: Any,
     select: tuple[str, ...] | None = None,
     ignore: tuple[str, ...] = (),
+    calibration: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The diagnostics of the run, most severe first: one record per finding and per end-of-run
     rule that holds, each with its message and hint."""
-    totals = Totals(summary, per_class, info)
+    totals = Totals(summary, per_class, info, calibration)
     out = []
     for rule in RULES.values():
         if not selected(rule.code, select, ignore):

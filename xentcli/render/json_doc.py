@@ -32,6 +32,8 @@ def document(report: Report) -> dict[str, Any]:
     }
     if report.per_sequence:
         doc["per_sequence"] = report.per_sequence
+    if report.calibration is not None:
+        doc["calibration"] = report.calibration
     if report.like is not None:
         doc["like"] = report.like
     if report.compare:

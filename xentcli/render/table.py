@@ -176,6 +176,28 @@ def compare_table(report: Report) -> Group:
     return Group(table, *lines, Text(""))
 
 
+def calibration_table(report: Report) -> Group:
+    """The calibration summary and the reliability table (bins with few rows marked)."""
+    from xentcli.calibration import LOW_COUNT
+
+    c = report.calibration
+    assert c is not None
+    summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", [
+        ("ECE / MCE / RMSCE", " / ".join(fmt_number(c[k], 4) for k in ("ece", "mce", "rmsce"))),
+        ("Brier (multiclass)", fmt_number(c["brier"], 5)),
+        ("Brier (top label)", fmt_number(c["brier_top_label"], 5)),
+    ])
+    table = Table(box=box.SIMPLE_HEAD, title="Reliability", title_justify="left")
+    for name in ("bin", "rows", "confidence", "accuracy", "gap", "accuracy 95% CI", ""):
+        table.add_column(name, justify="right" if name not in ("bin", "") else "left")
+    for row in c["table"]:
+        low, high = row["accuracy_ci"]
+        table.add_row(f"({row['lo']:.3f}, {row['hi']:.3f}]", fmt_number(row["count"]), fmt_fraction(row["confidence"]),
+                      fmt_fraction(row["accuracy"]), f"{row['gap']:+.4f}", f"[{fmt_fraction(low)}, {fmt_fraction(high)}]",
+                      Text("few rows", style="dim") if row["count"] < LOW_COUNT else "")
+    return Group(summary, table)
+
+
 SEQUENCE_ROWS_SHOWN = 20
 
 
@@ -228,6 +250,8 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(per_class_table(report))
     if report.per_sequence:
         parts.append(sequence_table(report))
+    if report.calibration is not None:
+        parts.append(calibration_table(report))
     if report.diagnostics:
         parts.append(diagnostics_table(report))
     console.print(Group(*parts))

@@ -1,0 +1,130 @@
+"""Calibration against the numbers the issue and the libraries give: torchmetrics' docstring case,
+the boundary case where torchmetrics' phantom bin differs, the multiclass Brier score by hand, the
+Brier decomposition identity, the binning convention at exact edges, and invariances."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xentcli.calibration import CELLS, Calibration, cells_of
+from xentcli.cli import app
+
+runner = CliRunner()
+
+
+def calibration(tmp_path, probs, labels, *args):
+    np.save(tmp_path / "p.npy", np.asarray(probs, dtype=np.float64))
+    np.save(tmp_path / "y.npy", np.asarray(labels))
+    result = runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs",
+                                 "--calibration", "--json", *args])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["calibration"]
+
+
+def test_torchmetrics_docstring_case(tmp_path):
+    # torchmetrics CalibrationError docstring: preds, target [0, 1, 2, 0], n_bins=3 → l1 0.2000, l2 0.2082, max 0.2333
+    preds = [[0.25, 0.2, 0.55], [0.55, 0.05, 0.4], [0.1, 0.3, 0.6], [0.9, 0.05, 0.05]]
+    c = calibration(tmp_path, preds, [0, 1, 2, 0], "--bins", "3")
+    assert c["ece"] == pytest.approx(0.2, abs=5e-5)
+    assert c["rmsce"] == pytest.approx(0.2082, abs=5e-5)
+    assert c["mce"] == pytest.approx(0.2333, abs=5e-5)
+    assert [(row["count"], row["accuracy"]) for row in c["table"]] == [(3, pytest.approx(1 / 3)), (1, 1.0)]
+    assert c["binning"] == "equal-width, (lo, hi], first bin closed" and c["bins"] == 3
+
+
+def test_confidence_one_sits_in_the_last_bin(tmp_path):
+    # top-label confidences [0.95, 1.0], the first right, the second wrong, 15 bins: both in (14/15, 1]:
+    # ECE = |0.5 − 0.975| = 0.475 (torchmetrics reports 0.525: its phantom 16th bin, torchmetrics#3510)
+    c = calibration(tmp_path, [[0.05, 0.95], [0.0, 1.0]], [1, 0], "--bins", "15")
+    assert c["ece"] == pytest.approx(0.475, rel=1e-12)
+    assert len(c["table"]) == 1 and c["table"][0]["hi"] == 1.0
+
+
+def test_multiclass_brier_by_hand(tmp_path):
+    # Σ_c (p_c − 1[y = c])² per row: 0.14, 0.06, 0.24, 0.54 → mean 0.245
+    probs = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]]
+    c = calibration(tmp_path, probs, [0, 1, 2, 1])
+    assert c["brier"] == pytest.approx(0.245, rel=1e-12)
+
+
+def test_brier_decomposition_identity(tmp_path):
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((3000, 6)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 6, 3000)
+    for bins in ("10", "15", "40"):
+        c = calibration(tmp_path, probs, labels, "--bins", bins)
+        d = c["brier_decomposition"]
+        rebuilt = d["reliability"] - d["resolution"] + d["uncertainty"] + d["within_bin_variance"] - 2 * d["within_bin_covariance"]
+        assert rebuilt == pytest.approx(c["brier_top_label"], rel=1e-12, abs=1e-15)
+        confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+        assert c["brier_top_label"] == pytest.approx(np.mean((confidence - correct) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("bins", [3, 10, 15, 20, 25, 30, 40, 60])
+def test_edges_go_to_the_lower_bin(bins):
+    """A confidence equal to k/M (the float64 number) lies in bin k − 1; just above it, in bin k."""
+    edges = np.arange(1, bins) / bins
+    state = Calibration()
+    state.update(edges, np.ones(edges.size, bool), None)
+    state.update(np.nextafter(edges, 2.0), np.zeros(edges.size, bool), None)
+    state.update(np.array([0.0, 1.0]), np.array([True, True]), None)
+    table = state.report(bins)["table"]
+    counts = {round(row["lo"] * bins): row["count"] for row in table}
+    assert counts[0] == 2 and counts[bins - 1] == 2  # 1/M and the closed first bin's 0.0; (M−1)/M⁺ and 1.0
+    for k in range(1, bins - 1):
+        assert counts[k] == 2  # k/M⁺ from below … (k+1)/M from above
+    assert cells_of(np.array([0.0]))[0] == 0 and cells_of(np.array([1.0]))[0] == CELLS - 1
+
+
+def test_same_for_any_chunking_and_threads(tmp_path):
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((2000, 5)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 5, 2000)
+    whole = calibration(tmp_path, probs, labels, "--chunk-rows", "100000", "--threads", "1")
+    for rows, threads in (("7", "2"), ("333", "2"), ("1", "1")):
+        other = calibration(tmp_path, probs, labels, "--chunk-rows", rows, "--threads", threads)
+        assert [row["count"] for row in other["table"]] == [row["count"] for row in whole["table"]]
+        assert other["ece"] == pytest.approx(whole["ece"], rel=1e-12)
+        assert other["brier"] == pytest.approx(whole["brier"], rel=1e-12)
+
+
+def test_bins_must_divide_the_grid(tmp_path):
+    np.save(tmp_path / "p.npy", np.full((3, 2), 0.5))
+    np.save(tmp_path / "y.npy", np.zeros(3, np.int64))
+    result = runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--calibration", "--bins", "7"])
+    assert result.exit_code == 2 and "--bins must divide 3600" in result.stderr
+
+
+def _ece_reference(confidence: np.ndarray, correct: np.ndarray, bins: int) -> float:
+    """ECE written directly: bins (lo, hi], the first closed, by exact comparison with k/M."""
+    index = np.array([next(k for k in range(bins) if c <= (k + 1) / bins) for c in confidence])
+    total = 0.0
+    for k in range(bins):
+        rows = index == k
+        if rows.any():
+            total += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
+    return total
+
+
+@pytest.mark.parametrize("margin,code", [(0.01, 0), (-0.01, 1)])
+def test_max_ece_gate(tmp_path, margin, code):
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((500, 4)) * 4  # confident and random: over-confident
+    labels = rng.integers(0, 4, 500)
+    np.save(tmp_path / "z.npy", logits)
+    np.save(tmp_path / "y.npy", labels)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    ece = _ece_reference(probs.max(axis=1), probs.argmax(axis=1) == labels, 15)
+    result = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"),
+                                 "--max-ece", str(ece + margin), "--fail-on", "never", "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["calibration"]["ece"] == pytest.approx(ece, rel=1e-6)
+    assert result.exit_code == code
+    assert "XE601" in {d["code"] for d in doc["diagnostics"]}
