@@ -128,3 +128,32 @@ def test_gate_on_the_upper_bound(limit, passes):
     assert point.exit_code == 0  # the point 0.507 is under both limits
     assert upper.exit_code == (0 if passes else 1)  # the upper bound 0.5987 is under 0.6, over 0.55
     assert json.loads(upper.stdout)["gates"][0]["value"] == pytest.approx(0.5987207806922312, rel=1e-6)
+
+
+def test_per_class_precision_recall_f1_equal_scikit_learn():
+    """scikit-learn 1.9.1 precision_recall_fscore_support(y, argmax, labels=range(10)) on the sample dump."""
+    result = runner.invoke(app, ["score", str(SAMPLES / "cifar10_val.parquet"), "--per-class", "--json"])
+    rows = json.loads(result.stdout)["per_class"]
+    precision = [0.7758620689655172, 0.8571428571428571, 0.9649122807017544, 0.75, 0.8541666666666666, 0.8936170212765957,
+                 0.84, 0.9090909090909091, 0.8813559322033898, 0.8541666666666666]
+    recall = [0.8823529411764706, 0.8571428571428571, 0.8461538461538461, 0.8823529411764706, 0.8367346938775511,
+              0.8571428571428571, 0.9130434782608695, 0.8333333333333334, 0.8666666666666667, 0.8367346938775511]
+    f1 = [0.8256880733944955, 0.8571428571428571, 0.9016393442622951, 0.8108108108108109, 0.845360824742268, 0.875, 0.875,
+          0.8695652173913043, 0.8739495798319328, 0.845360824742268]
+    assert [row["support"] for row in rows] == [51, 49, 65, 34, 49, 49, 46, 48, 60, 49]
+    assert [row["precision"] for row in rows] == pytest.approx(precision, rel=1e-12)
+    assert [row["recall"] for row in rows] == pytest.approx(recall, rel=1e-12)
+    assert [row["f1"] for row in rows] == pytest.approx(f1, rel=1e-12)
+
+
+def test_per_class_f1_of_a_class_never_right(tmp_path):
+    """A class predicted but never right: precision 0, recall 0, F1 0 (as scikit-learn); never
+    predicted nor a target: all undefined (null)."""
+    z = np.array([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.array([1, 0, 1]))
+    rows = json.loads(runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--per-class",
+                                          "--json"]).stdout)["per_class"]
+    assert (rows[0]["precision"], rows[0]["recall"], rows[0]["f1"]) == (0.5, 1.0, pytest.approx(2 / 3))
+    assert (rows[1]["precision"], rows[1]["recall"], rows[1]["f1"]) == (1.0, 0.5, pytest.approx(2 / 3))
+    assert (rows[2]["precision"], rows[2]["recall"], rows[2]["f1"]) == (None, None, None)

@@ -414,8 +414,11 @@ class LossSummary:
         pc = self.per_class
         with np.errstate(invalid="ignore", divide="ignore"):
             loss_mean = pc.loss_sum / pc.support
-            accuracy = pc.correct / pc.support
+            accuracy = pc.correct / pc.support  # the recall of the class
             p_true_mean = pc.p_true_sum / pc.support
+            precision = pc.correct / pc.predicted
+            f1 = 2 * precision * accuracy / (precision + accuracy)
+            f1 = np.where((pc.correct == 0) & (pc.support + pc.predicted > 0), 0.0, f1)
         order = np.arange(pc.support.size)
         if pc.classes is not None:
             order = np.lexsort((pc.classes, -pc.support))[:SPARSE_PER_CLASS_ROWS]
@@ -429,6 +432,9 @@ class LossSummary:
                 "loss_mean": float(loss_mean[i]),
                 "accuracy": float(accuracy[i]),
                 "p_true_mean": float(p_true_mean[i]),
+                "precision": float(precision[i]),
+                "recall": float(accuracy[i]),
+                "f1": float(f1[i]),
             }
             for i in order.tolist()
         ]

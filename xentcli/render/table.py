@@ -136,7 +136,7 @@ def _capped_title(title: str, total: int) -> str:
 def per_class_table(report: Report) -> Table:
     table = Table(title=_capped_title("Per class", len(report.per_class)), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("class", justify="left")
-    for name in ("support", "predicted", "mean loss", "accuracy", "mean p_true"):
+    for name in ("support", "predicted", "mean loss", "recall", "precision", "F1", "mean p_true"):
         table.add_column(name, justify="right")
     for item in report.per_class[:TABLE_ROWS_SHOWN]:
         table.add_row(
@@ -145,6 +145,8 @@ def per_class_table(report: Report) -> Table:
             fmt_number(item["predicted"]),
             fmt_number(item["loss_mean"]),
             fmt_fraction(item["accuracy"]),
+            fmt_fraction(item["precision"]),
+            fmt_fraction(item["f1"]),
             fmt_fraction(item["p_true_mean"]),
         )
     return table
