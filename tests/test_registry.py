@@ -143,6 +143,9 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
             p[5] = 0.0
             p[5, (y[5] + 1) % C] = 1.0
             return _npy(folder, p, y, "--input", "probs", "--calibration")
+        elif code == "XE701":
+            pq.write_table(pa.table({"logits": list(z), "label": y, "user": np.arange(N) % 7}), folder / "d.parquet")
+            return [str(folder / "d.parquet"), "--by", "user", "--max-groups", "3"]
         elif code == "XE401":
             z[5, 1] = np.nan
         elif code == "XE402":

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli import stats
 from xentcli.calibration import Calibration
+from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
 from xentcli.ranking import top_rows
@@ -263,6 +264,7 @@ class LossSummary:
     ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # weighted: Σy², Σxy, Σx² (see summary)
     clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
     calibration: Calibration | None = None  # with --calibration
+    groups: GroupTotals | None = None  # with --by
     per_class: PerClass = field(init=False)
     worst: WorstRows = field(init=False)
 
@@ -327,6 +329,10 @@ class LossSummary:
         self.weight_sum += other.weight_sum
         self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
         self.moments.merge(other.moments)
+        if other.groups is not None:
+            if self.groups is None:
+                self.groups = GroupTotals()
+            self.groups.merge(other.groups)
         if other.calibration is not None:
             if self.calibration is None:
                 self.calibration = Calibration()

@@ -43,6 +43,8 @@ class SourceConfig:
     class_axis: int = -1  # for [N, T, C] sequences; 1 reads PyTorch's [N, C, T]
     group_col: str | None = None  # one row per token: the column naming each row's sequence
     classes: tuple[str, ...] | None = None  # class names, in class order, for string labels
+    by: tuple[str, ...] = ()  # --by: columns (or NPZ arrays) whose values slice the rows into groups
+    by_file: str | None = None  # --by-file: an .npy of each row's group (NPY/NPZ dumps)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,15 @@ class RunConfig:
     confidence: float = 0.95  # of the summary's intervals
     calibration: bool = False  # top-label calibration (calibration.py)
     bins: int = 15  # its equal-width bins (a divisor of 3600)
+    min_group: int = 30  # --by: groups with fewer counted rows are listed after the others, marked small
+    max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The names of the --by keys (the --by-file's stem for an array of groups)."""
+        if self.source.by_file:
+            return (os.path.basename(self.source.by_file).split(".")[0],)
+        return self.source.by
 
     @property
     def extremes(self) -> bool:
@@ -117,6 +128,7 @@ class Gates:
     min_accuracy: float | None = None
     max_loss_p99: float | None = None
     max_ece: float | None = None
+    max_group_gap: float | None = None
 
     def validate(self) -> None:
         """A gate that cannot fail is refused: NaN/inf limits, negative losses, accuracies outside [0, 1]."""

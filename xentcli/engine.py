@@ -7,6 +7,7 @@ in chunk order, so the thread count never changes a result.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,8 @@ from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
-from xentcli.calibration import CELLS, Calibration
+from xentcli.calibration import CELLS, Calibration, cells_of
+from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, probability_square_sums, sample_stats
 from xentcli.report import Report
 from xentcli.frameworks import FrameworkSummary, framework_terms
@@ -90,6 +92,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
         partial.calibration = calibration_of(chunk, stats, ignored, kind)
+    if chunk.groups is not None:
+        partial.groups = groups_of(chunk, stats, ignored, config)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
@@ -113,6 +117,17 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
     partial = Calibration()
     partial.update(stats.p_max[rows], stats.correct[rows], brier)
     return partial
+
+
+def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], config: RunConfig) -> GroupTotals:
+    """One chunk's per-group partials (--by), with each calibrated row's bin when --calibration."""
+    counted = stats.counted & ~ignored
+    calibration = None
+    if config.calibration:
+        rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
+        bin_of = np.where(rows, cells_of(np.nan_to_num(stats.p_max)) // (CELLS // config.bins), -1)
+        calibration = (bin_of, stats.p_max, stats.correct.astype(np.float64), config.bins)
+    return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration)
 
 
 def check_options(config: RunConfig, info: InputDescription) -> None:
@@ -202,6 +217,11 @@ class Pass:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
         config, info, total = self.config, self.info, self.total
         summary = total.summary(config.confidence)
+        groups, merged = [], 0
+        if total.groups is not None:
+            overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
+            groups, merged = total.groups.report(config.group_names, overall, summary["counted"], config.confidence,
+                                                 config.min_group, config.max_groups)
         calibration = None
         if config.calibration:
             calibration = (total.calibration or Calibration()).report(config.bins, config.confidence)
@@ -219,7 +239,9 @@ class Pass:
             zero_weight_rows=total.zero_weight_rows,
             per_sequence=self.sequences.rows() if config.per_sequence else [],
             calibration=calibration,
+            groups=groups,
             diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes,
+                                 groups_merged=merged,
                                  calibration=None if calibration is None else {
                                      **calibration, "certain_wrong": total.calibration.certain_wrong if total.calibration else 0})
             if config.diagnostics else [],

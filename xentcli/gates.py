@@ -9,6 +9,7 @@ from xentcli.diagnostics import SEVERITIES
 from xentcli.config import Gates
 from xentcli.errors import OptionError
 from xentcli.report import Report
+from xentcli.slices import holm_failures
 
 
 def _breaks(value: float, limit: float, upper: bool) -> bool:
@@ -47,6 +48,16 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         for c in checks
         if not c["passed"]
     ]
+    if gates.max_group_gap is not None:
+        overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
+        confidence = summary.get("confidence", 0.95)
+        failed = holm_failures(report.groups, overall, gates.max_group_gap, confidence)
+        worst = max((g["loss_ci"][0] - overall for g in report.groups if not g["small"]), default=math.nan)
+        checks.append({"gate": "group gap (Holm)", "value": worst, "limit": gates.max_group_gap, "op": "<=", "passed": not failed})
+        for group in failed:
+            shown = ", ".join(f"{k}={v}" for k, v in group["by"].items())
+            reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "
+                           f"by more than {_show(gates.max_group_gap)} (Holm-adjusted p {_show(group['p_value'])})")
     if gates.fail_on != "never":
         worst = SEVERITIES.index(gates.fail_on)
         for item in report.diagnostics:

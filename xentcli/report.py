@@ -24,6 +24,7 @@ class Report:
     zero_weight_rows: int = 0  # rows whose sample weight is 0 (Keras still counts them)
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
     calibration: dict[str, Any] | None = None  # --calibration: calibration.Calibration.report
+    groups: list[dict[str, Any]] = field(default_factory=list)  # --by: slices.GroupTotals.report
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first
 
 

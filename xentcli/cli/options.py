@@ -106,6 +106,11 @@ GateOn = Annotated[GateOnChoice, _option("--gate-on", panel="Gates", help="point
 Confidence = Annotated[float, _option("--confidence", panel="Output", help="Confidence of the intervals (loss, accuracy, perplexity).")]
 CalibrationOpt = Annotated[bool, _option("--calibration", panel="Output", help="Top-label calibration: ECE, MCE, RMSCE, Brier scores and the reliability table.")]
 Bins = Annotated[int, _option("--bins", panel="Output", help="Equal-width calibration bins (a divisor of 3600: 10, 15, 20 …).")]
+By = Annotated[Optional[list[str]], _option("--by", panel="Slices", help="Slice the rows by this column (or NPZ array); repeatable: several give their combinations.")]
+ByFile = Annotated[Optional[Path], _option("--by-file", panel="Slices", help="Each row's group in an .npy file (NPY/NPZ dumps).")]
+MinGroup = Annotated[int, _option("--min-group", panel="Slices", help="Groups with fewer counted rows are listed last, marked small.", min=1)]
+MaxGroups = Annotated[int, _option("--max-groups", panel="Slices", help="Keep the groups with the most counted rows; the rest merge into '(other)'.", min=1)]
+MaxGroupGap = Annotated[Optional[float], _option("--max-group-gap", panel="Gates", help="Fail when a group's mean loss exceeds the overall mean by more than G, shown at the interval's confidence (Holm-corrected across groups).")]
 MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (turns --calibration on).")]
 
 
@@ -153,6 +158,10 @@ class ScoreOptions:
     confidence: float = 0.95
     calibration: bool = False
     bins: int = 15
+    by: list[str] | None = None
+    by_file: Path | None = None
+    min_group: int = 30
+    max_groups: int = 1000
 
     def run_config(self) -> RunConfig:
         if not 0 < self.confidence < 1:  # NaN fails too
@@ -177,6 +186,8 @@ class ScoreOptions:
                 class_axis=self.class_axis,
                 group_col=self.group_col,
                 classes=parse_classes(self.classes),
+                by=tuple(self.by or ()),
+                by_file=str(self.by_file) if self.by_file else None,
             ),
             loss=LossOptions(
                 ignore_index=ignore,
@@ -200,6 +211,8 @@ class ScoreOptions:
             confidence=self.confidence,
             calibration=self.calibration,
             bins=self.bins,
+            min_group=self.min_group,
+            max_groups=self.max_groups,
         )
 
     @property
@@ -213,6 +226,8 @@ class ScoreOptions:
 
 
 def gates(fail_on: FailOn, max_loss: float | None, max_nonfinite: int, min_accuracy: float | None,
-          max_loss_p99: float | None, gate_on: GateOnChoice = None, max_ece: float | None = None) -> Gates:  # type: ignore[assignment]
+          max_loss_p99: float | None, gate_on: GateOnChoice = None, max_ece: float | None = None,  # type: ignore[assignment]
+          max_group_gap: float | None = None) -> Gates:
     return Gates(fail_on=fail_on.value, gate_on=(gate_on or GateOnChoice.point).value, max_loss=max_loss,
-                 max_nonfinite=max_nonfinite, min_accuracy=min_accuracy, max_loss_p99=max_loss_p99, max_ece=max_ece)
+                 max_nonfinite=max_nonfinite, min_accuracy=min_accuracy, max_loss_p99=max_loss_p99, max_ece=max_ece,
+                 max_group_gap=max_group_gap)

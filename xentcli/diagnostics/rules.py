@@ -505,3 +505,19 @@ declare(Rule(
     "p = [1.0, 0.0, 0.0] with label 1.",
     hint="look for saturated logits or rounded probabilities", check=_certain_mistakes,
 ))
+
+
+# ---- slices (--by) ------------------------------------------------------------------------------
+def _too_many_groups(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    if not t.groups_merged:
+        return None
+    return {"rows": 0, "message": f"{t.groups_merged:,} groups beyond --max-groups are merged into one group '(other)'"}
+
+
+declare(Rule(
+    "XE701", "too-many-groups", "info", "More groups than --max-groups: the smallest are merged into '(other)'.",
+    "Reports over thousands of slices are unreadable and their intervals meaningless; the groups with the most rows are kept.",
+    "Raise --max-groups, or slice by a coarser column.",
+    "--by user_id with 50,000 users.",
+    hint="raise --max-groups or slice by a coarser column", check=_too_many_groups,
+))

@@ -67,6 +67,7 @@ class Totals:
     per_class: Any  # accumulate.PerClass
     info: Any  # sources.InputDescription
     calibration: dict[str, Any] | None = None  # the calibration report, with --calibration
+    groups_merged: int = 0  # --by: groups beyond --max-groups, merged into "(other)"
 
     @property
     def rows(self) -> int:
@@ -85,10 +86,11 @@ def finalize(
     select: tuple[str, ...] | None = None,
     ignore: tuple[str, ...] = (),
     calibration: dict[str, Any] | None = None,
+    groups_merged: int = 0,
 ) -> list[dict[str, Any]]:
     """The diagnostics of the run, most severe first: one record per finding and per end-of-run
     rule that holds, each with its message and hint."""
-    totals = Totals(summary, per_class, info, calibration)
+    totals = Totals(summary, per_class, info, calibration, groups_merged)
     out = []
     for rule in RULES.values():
         if not selected(rule.code, select, ignore):

@@ -200,6 +200,26 @@ def calibration_table(report: Report) -> Group:
     return Group(summary, table)
 
 
+def groups_table(report: Report) -> Table:
+    groups = report.groups
+    table = Table(title=_capped_title(f"Slices ({len(groups):,} groups, worst first)", len(groups)), title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    names = list(groups[0]["by"]) if groups else []
+    for name in names:
+        table.add_column(shown(name))
+    for name in ("rows", "share", "mean loss", "± CI", "Δ loss", "accuracy", "ECE", ""):
+        table.add_column(name, justify="right" if name else "left")
+    for group in groups[:TABLE_ROWS_SHOWN]:
+        low, high = group["loss_ci"]
+        half = (high - low) / 2
+        cells: list[str | Text] = [shown(value) for value in group["by"].values()]
+        cells += [fmt_number(group["counted"]), f"{group['share']:.1%}", fmt_number(group["loss_mean"], 5),
+                  "" if math.isnan(half) else fmt_number(half, 3), f"{group['delta_loss']:+.4g}", fmt_fraction(group["accuracy"]),
+                  "" if math.isnan(group["ece"]) else f"{group['ece']:.4f}", Text("small", style="dim") if group["small"] else ""]
+        table.add_row(*cells)
+    return table
+
+
 SEQUENCE_ROWS_SHOWN = 20
 
 
@@ -254,6 +274,8 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(sequence_table(report))
     if report.calibration is not None:
         parts.append(calibration_table(report))
+    if report.groups:
+        parts.append(groups_table(report))
     if report.diagnostics:
         parts.append(diagnostics_table(report))
     console.print(Group(*parts))

@@ -46,6 +46,7 @@ class Chunk:
     sample: npt.NDArray | None = None  # sequences: the sequence of each row (index or group id)
     position: npt.NDArray | None = None  # and the row's position in it
     score_dtype: str = ""  # the stored dtype of this chunk's scores (shards may differ)
+    groups: list[Any] | None = None  # --by: each group column's values (Arrow or numpy arrays)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,14 @@ class FileSource:
                 raise LayoutError(f"sample weights have shape {list(weights.shape)}; expected {expected}", path=cfg.sample_weights_path)
             extras.append((ArrayRoles({"weights": weights}, cfg.sample_weights_path, main.seq_len, main.class_axis), "weights"))
             weights_from = f"array of shape {list(weights.shape)} in {cfg.sample_weights_path}"
+        if cfg.by_file is not None:
+            if cfg.by:
+                raise OptionError("--by and --by-file both name the groups", hint="use one of them")
+            _check_file(cfg.by_file)
+            groups = NpyArray(cfg.by_file, os.path.basename(cfg.by_file), kinds="biufUSMm")
+            if len(groups.shape) != 1:
+                raise LayoutError(f"groups have shape {list(groups.shape)}; expected [rows]", path=cfg.by_file)
+            extras.append((ArrayRoles({"by0": groups}, cfg.by_file, main.seq_len, main.class_axis), "by0"))
         for extra, _ in extras:
             if main.roles.rows is not None and extra.rows is not None and main.roles.rows != extra.rows:
                 raise LayoutError(
@@ -260,6 +269,7 @@ class FileSource:
             else:
                 chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights, sample, position)
             chunk.score_dtype = self.description.score_dtype
+            chunk.groups = [batch[key] for key in sorted((k for k in batch if k.startswith("by")), key=lambda k: int(k[2:]))] or None
             yield chunk
             offset += n
             self._rows_done = offset
@@ -326,12 +336,12 @@ class Source:
 
     def __init__(self, cfg: SourceConfig) -> None:
         files, notes = expand_paths(cfg.paths, cfg.format)
-        if len(files) > 1 and (cfg.labels_path or cfg.sample_weights_path):
+        if len(files) > 1 and (cfg.labels_path or cfg.sample_weights_path or cfg.by_file):
             raise OptionError(
-                "--labels and --sample-weights pair with a single scores file",
+                "--labels, --sample-weights and --by-file pair with a single scores file",
                 hint="keep the labels in the shards themselves, or score one file at a time",
             )
-        self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path) if p]
+        self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p]
         self._configs = [replace(cfg, paths=(name,)) for name in files]
         # the first shard stays open (a single-file dump is opened once); later shards are opened to
         # check them and again when read

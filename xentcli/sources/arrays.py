@@ -305,6 +305,8 @@ def array_side(
             raise OptionError(
                 "an .npy file holds only the scores", path=path, hint="pass the labels with --labels labels.npy"
             )
+        if want_scores and cfg.by:
+            raise OptionError("--by names columns; an .npy file has none", path=path, hint="give each row's group with --by-file groups.npy")
     else:
         archive = open_npz(path)
         if want_scores:
@@ -315,6 +317,8 @@ def array_side(
                 members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col", kinds="biufUSMm")  # type: ignore[assignment]
             if cfg.weight_col:
                 members["weights"] = npz_member(archive, path, cfg.weight_col, (), "--weight-col")  # type: ignore[assignment]
+            for i, name in enumerate(cfg.by):
+                members[f"by{i}"] = npz_member(archive, path, name, (), "--by", kinds="biufUSMm")  # type: ignore[assignment]
         if not want_scores or cfg.labels_path is None:
             members["targets"] = npz_member(  # type: ignore[assignment]
                 archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",

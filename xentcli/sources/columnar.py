@@ -97,7 +97,7 @@ class ColumnarFile:
         """Parse CSV score, label and weight columns as float64 so a later block cannot change their
         type, and ids as text, kept exactly as written (007 stays 007)."""
         for role, found in fields.items():
-            if role == "ids":
+            if role == "ids" or role.startswith("by"):
                 self._column_types[found.columns[0]] = pa.string()
             elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
                 for name in found.columns:
@@ -256,7 +256,7 @@ class ColumnarRoles:
             import pyarrow.compute as pc  # only here: importing it costs ~50 ms of every start
 
             column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
-        if role == "ids":  # identifiers keep their Arrow type and values exactly (nulls, int64 > 2^53, dates)
+        if role == "ids" or role.startswith("by"):  # identifiers and groups keep their Arrow type and values exactly
             return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column  # type: ignore[return-value]
         return np.asarray(to_numpy(column))  # type: ignore[arg-type]
 
@@ -282,7 +282,7 @@ class ColumnarRoles:
                             code="XE302",
                         )
                 out[role] = self._array(column.flatten(), role, found, offset)
-            elif role == "ids":
+            elif role == "ids" or role.startswith("by"):
                 out[role] = self._array(column, role, found, offset).take(np.repeat(np.arange(len(lengths)), lengths))  # type: ignore[attr-defined]
             else:
                 out[role] = np.repeat(self._array(column, role, found, offset), lengths)
@@ -347,6 +347,8 @@ def columnar_side(
         roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
     if want_scores and cfg.group_col:
         roles["group"] = group_field(file.schema, cfg.group_col, path)
+    for i, name in enumerate(cfg.by if want_scores else ()):
+        roles[f"by{i}"] = id_field(file.schema, name, path)
     reader = ColumnarRoles(file, roles, classes)
     side = Side(reader, classes=classes, notes=notes)
     if "ids" in roles:

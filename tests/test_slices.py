@@ -1,0 +1,121 @@
+"""Slices (--by): per-group numbers against a float64 groupby written here, "(other)" beyond
+--max-groups, small groups, --by-file for arrays, chunk invariance, and the Holm-corrected gate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from reference import sparse_loss64
+from xentcli import stats
+from xentcli.accumulate import wilson
+from xentcli.cli import app
+
+runner = CliRunner()
+
+
+def _dump(tmp_path, rows=600, shift=0.0, seed=3):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((rows, 4)) * 2
+    y = rng.integers(0, 4, rows)
+    region = rng.choice(["north", "south", "east"], rows)
+    device = rng.integers(0, 2, rows)
+    z[region == "east", y[region == "east"]] -= shift  # a worse slice
+    pq.write_table(pa.table({"logits": list(z), "label": y, "region": region, "device": device}), tmp_path / "d.parquet")
+    return z, y, region, device
+
+
+def _run(*args):
+    result = runner.invoke(app, [*map(str, args), "--json"])
+    assert result.exit_code in (0, 1), result.stderr
+    return json.loads(result.stdout), result.exit_code
+
+
+@pytest.mark.parametrize("chunk_rows", ["17", "100000"])
+def test_groups_equal_a_float64_groupby(tmp_path, chunk_rows):
+    z, y, region, device = _dump(tmp_path)
+    doc, _ = _run("score", tmp_path / "d.parquet", "--by", "region", "--by", "device", "--chunk-rows", chunk_rows)
+    loss = sparse_loss64(z, y)
+    correct = z.argmax(axis=1) == y
+    groups = {(g["by"]["region"], g["by"]["device"]): g for g in doc["groups"]}
+    assert len(groups) == 6
+    for (r, d), group in groups.items():
+        rows = (region == r) & (device == d)
+        n = int(rows.sum())
+        mean = loss[rows].mean()
+        half = stats.t_quantile(0.975, n - 1) * loss[rows].std(ddof=1) / math.sqrt(n)
+        assert group["counted"] == group["rows"] == n
+        assert group["share"] == pytest.approx(n / 600, rel=1e-12)
+        assert group["loss_mean"] == pytest.approx(mean, rel=1e-12)
+        assert group["loss_ci"] == pytest.approx([mean - half, mean + half], rel=1e-9)
+        assert group["accuracy"] == pytest.approx(correct[rows].mean(), rel=1e-12)
+        assert group["accuracy_ci"] == pytest.approx(wilson(int(correct[rows].sum()), n, 0.95), rel=1e-12)
+        assert group["delta_loss"] == pytest.approx(mean - loss.mean(), rel=1e-9, abs=1e-12)
+        assert set(group) == {"by", "rows", "counted", "share", "loss_mean", "loss_ci", "accuracy", "accuracy_ci", "ece",
+                              "delta_loss", "small"}
+    means = [g["loss_mean"] for g in doc["groups"] if not g["small"]]
+    assert means == sorted(means, reverse=True)
+
+
+def test_other_group_small_groups_and_xe701(tmp_path):
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((300, 3))
+    y = rng.integers(0, 3, 300)
+    user = np.array([f"u{i % 40:02d}" if i < 280 else "rare" for i in range(300)])
+    pq.write_table(pa.table({"logits": list(z), "label": y, "user": user}), tmp_path / "d.parquet")
+    doc, _ = _run("score", tmp_path / "d.parquet", "--by", "user", "--max-groups", "5", "--min-group", "10")
+    names = [g["by"]["user"] for g in doc["groups"]]
+    assert len(names) == 6 and "(other)" in names and "rare" in names  # "rare" has 20 rows: the most
+    assert sum(g["rows"] for g in doc["groups"]) == 300
+    assert "XE701" in {d["code"] for d in doc["diagnostics"]}
+    small, _ = _run("score", tmp_path / "d.parquet", "--by", "user", "--min-group", "10")
+    flags = {g["by"]["user"]: g["small"] for g in small["groups"]}
+    assert flags["rare"] is False and flags["u00"] is True  # u00 has 7 rows
+
+
+def test_groups_from_a_file_for_arrays(tmp_path):
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((50, 3))
+    y = rng.integers(0, 3, 50)
+    groups = np.array(["a", "b"])[np.arange(50) % 2]
+    for name, array in (("z", z), ("y", y), ("site", groups)):
+        np.save(tmp_path / f"{name}.npy", array)
+    doc, _ = _run("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--by-file", tmp_path / "site.npy")
+    loss = sparse_loss64(z, y)
+    found = {g["by"]["site"]: g["loss_mean"] for g in doc["groups"]}
+    assert found == {"a": pytest.approx(loss[::2].mean(), rel=1e-12), "b": pytest.approx(loss[1::2].mean(), rel=1e-12)}
+    result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--by", "site"])
+    assert result.exit_code == 2 and "--by-file" in result.stderr
+
+
+def test_group_gap_gate_with_holm(tmp_path):
+    _dump(tmp_path, rows=3000, shift=3.0)  # east is far worse
+    failing, code = _run("check", tmp_path / "d.parquet", "--by", "region", "--max-group-gap", "0.1", "--fail-on", "never")
+    assert code == 1 and any("region=east" in reason for reason in failing["reasons"])
+    passing, code = _run("check", tmp_path / "d.parquet", "--by", "region", "--max-group-gap", "50", "--fail-on", "never")
+    assert code == 0
+    result = runner.invoke(app, ["check", str(tmp_path / "d.parquet"), "--max-group-gap", "0.1"])
+    assert result.exit_code == 2 and "--max-group-gap needs groups" in result.stderr
+
+
+def test_holm_step_down_by_hand():
+    from xentcli.slices import holm_failures
+
+    # three groups, one-sided p-values from t: the smallest must be ≤ α/3, the next ≤ α/2, …
+    groups = [{"by": {"g": name}, "small": False, "loss_mean": mean, "se": 0.1, "df": 1000}
+              for name, mean in (("a", 1.35), ("b", 1.30), ("c", 1.10))]
+    alpha = 0.025
+    p = {g["by"]["g"]: stats.t_two_sided_p((g["loss_mean"] - 1.0) / 0.1, 1000) / 2 for g in groups}
+    failed = {g["by"]["g"] for g in holm_failures(groups, 1.0, 0.0, 0.95)}
+    expected = set()
+    for i, name in enumerate(sorted(p, key=p.get)):
+        if p[name] > alpha / (3 - i):
+            break
+        expected.add(name)
+    assert failed == expected == {"a", "b"}

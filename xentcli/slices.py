@@ -1,0 +1,170 @@
+"""Slices (`--by COL`): one mergeable accumulator per group of rows — the combinations of the
+values of the --by columns — and the per-group report: rows, counted, share, the mean loss with
+its t-interval, accuracy with Wilson's, ECE (with --calibration), the gap to the whole dump."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli import stats
+from xentcli.plain import id_value
+
+OTHER = "(other)"
+
+
+@dataclass
+class GroupSums:
+    """One group's partial: counts, the loss's n/mean/M2 (Chan's merge), correct predictions, and
+    with calibration the per-bin count, Σconf and Σcorrect."""
+
+    rows: int = 0
+    counted: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    correct: int = 0
+    bins: npt.NDArray[np.float64] | None = None  # [3, M]: count, Σconf, Σcorrect per calibration bin
+
+    def merge(self, other: GroupSums) -> None:
+        self.rows += other.rows
+        if other.counted:
+            total = self.counted + other.counted
+            step = other.mean - self.mean
+            self.mean += step * other.counted / total
+            self.m2 += other.m2 + step * step * self.counted * other.counted / total
+            self.counted = total
+        self.correct += other.correct
+        if other.bins is not None:
+            self.bins = other.bins.copy() if self.bins is None else self.bins + other.bins
+
+
+@dataclass
+class GroupTotals:
+    """Group key (a tuple of plain values) → its sums. Memory grows with the number of groups."""
+
+    groups: dict[tuple[Any, ...], GroupSums] = field(default_factory=dict)
+
+    @classmethod
+    def of_chunk(cls, columns: list[Any], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
+                 correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None) -> GroupTotals:
+        """One chunk's groups. `calibration` = (bin of each calibrated row, −1 where none; confidence;
+        correctness; the number of bins)."""
+        codes, keys = _group_codes(columns)
+        unique, inverse = np.unique(codes, return_inverse=True)
+        k = unique.size
+        rows = np.bincount(inverse, minlength=k)
+        n = np.bincount(inverse, weights=counted, minlength=k)
+        x = np.where(counted, loss, 0.0)
+        sums = np.bincount(inverse, weights=x, minlength=k)
+        means = np.divide(sums, n, out=np.zeros(k), where=n > 0)
+        m2 = np.bincount(inverse, weights=np.where(counted, (loss - means[inverse]) ** 2, 0.0), minlength=k)
+        right = np.bincount(inverse, weights=counted & correct, minlength=k)
+        bins = None
+        if calibration is not None:
+            bin_of, confidence, hit, m = calibration
+            use = bin_of >= 0
+            flat = inverse[use] * m + bin_of[use]
+            bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
+                             np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
+        out = cls()
+        for j, code in enumerate(unique.tolist()):
+            out.groups[keys(code)] = GroupSums(int(rows[j]), int(n[j]), float(means[j]), float(m2[j]), int(right[j]),
+                                               None if bins is None else bins[:, j, :].copy())
+        return out
+
+    def merge(self, other: GroupTotals) -> None:
+        for key, sums in other.groups.items():
+            if key in self.groups:
+                self.groups[key].merge(sums)
+            else:
+                self.groups[key] = sums
+
+    def report(self, names: tuple[str, ...], overall: float, total_counted: int, confidence: float, min_group: int,
+               max_groups: int) -> tuple[list[dict[str, Any]], int]:
+        """The groups as JSON records (the --max-groups with the most counted rows, the rest merged
+        into "(other)"), sorted by mean loss (descending), small groups after; and how many groups
+        were merged into "(other)"."""
+        from xentcli.accumulate import wilson
+
+        ordered = sorted(self.groups.items(), key=lambda item: (-item[1].counted, [str(v) for v in item[0]]))
+        kept, rest = ordered[:max_groups], ordered[max_groups:]
+        if rest:
+            other = GroupSums()
+            for _, sums in rest:
+                other.merge(sums)
+            kept.append(((OTHER,) * len(names), other))
+        records = []
+        two_sided = (1 + confidence) / 2
+        for key, sums in kept:
+            n = sums.counted
+            mean = sums.mean if n else math.nan
+            se = math.sqrt(sums.m2 / (n - 1) / n) if n > 1 else math.nan
+            half = stats.t_quantile(two_sided, n - 1) * se if n > 1 else math.nan
+            ece = math.nan
+            if sums.bins is not None and sums.bins[0].sum():
+                count, conf, hit = sums.bins
+                used = count > 0
+                ece = float((count[used] / count.sum() * np.abs(hit[used] / count[used] - conf[used] / count[used])).sum())
+            records.append({
+                "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
+                "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
+                "accuracy_ci": wilson(sums.correct, n, confidence), "ece": ece, "delta_loss": mean - overall,
+                "small": n < min_group, "se": se, "df": n - 1,
+            })
+        records.sort(key=lambda r: (r["small"], -(r["loss_mean"] if not math.isnan(r["loss_mean"]) else -math.inf), str(r["by"])))
+        return records, len(rest)
+
+
+def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any]:
+    """An int64 code per row for the combination of the group columns' values, and a function from
+    a code to the combination as plain values (each column dictionary-encoded per chunk)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes = np.zeros(len(columns[0]), np.int64)
+    dictionaries = []
+    stride = 1
+    strides = []
+    for column in columns:
+        array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(column))
+        encoded = pc.dictionary_encode(array)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        indices = np.where(np.isnan(indices.astype(np.float64)), len(encoded.dictionary), indices).astype(np.int64) \
+            if encoded.indices.null_count else indices.astype(np.int64)
+        size = len(encoded.dictionary) + 1  # + 1: null
+        codes += indices * stride
+        strides.append((stride, size))
+        dictionaries.append(encoded.dictionary.to_pylist() + [None])
+        stride *= size
+
+    def keys(code: int) -> tuple[Any, ...]:
+        return tuple(id_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
+
+    return codes, keys
+
+
+def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, confidence: float) -> list[dict[str, Any]]:
+    """The non-small groups whose mean loss exceeds the overall mean by more than `gap`, shown at
+    the one-sided level (1 − confidence)/2 after Holm's step-down correction across the groups
+    (Holm 1979): sorted by p-value, the i-th (0-based) of m is rejected while p ≤ α/(m − i)."""
+    alpha = (1 - confidence) / 2
+    tested = []
+    for group in groups:
+        if group["small"] or group["by"] and OTHER in group["by"].values() or not group["se"] > 0:
+            continue
+        t = (group["loss_mean"] - overall - gap) / group["se"]
+        p = stats.t_two_sided_p(t, group["df"]) / 2 if t > 0 else 1.0 - stats.t_two_sided_p(t, group["df"]) / 2
+        tested.append((p, group))
+    tested.sort(key=lambda item: item[0])
+    failed = []
+    for i, (p, group) in enumerate(tested):
+        if p > alpha / (len(tested) - i):
+            break
+        failed.append({**group, "p_value": p})
+    return failed
