@@ -128,3 +128,22 @@ def test_max_ece_gate(tmp_path, margin, code):
     assert doc["calibration"]["ece"] == pytest.approx(ece, rel=1e-6)
     assert result.exit_code == code
     assert "XE601" in {d["code"] for d in doc["diagnostics"]}
+
+
+def test_adaptive_bins_hold_equal_mass(tmp_path):
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((6000, 4)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 6000)
+    c = calibration(tmp_path, probs, labels, "--bins", "adaptive")
+    assert c["binning"].startswith("equal-mass") and c["bins"] == 15
+    counts = [row["count"] for row in c["table"]]
+    assert sum(counts) == 6000 and max(counts) - min(counts) <= 0.05 * 6000 / 15 + 10  # equal mass, to the grid's step
+    assert c["table"][0]["lo"] == 0.0 and c["table"][-1]["hi"] == 1.0
+    # ECE over these bins, recomputed from the rows with the bins' own edges
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    ece = 0.0
+    for row in c["table"]:
+        rows = (confidence > row["lo"]) & (confidence <= row["hi"]) if row["lo"] > 0 else confidence <= row["hi"]
+        ece += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
+    assert c["ece"] == pytest.approx(ece, rel=1e-9)

@@ -119,3 +119,30 @@ def test_holm_step_down_by_hand():
             break
         expected.add(name)
     assert failed == expected == {"a", "b"}
+
+
+@pytest.mark.parametrize("chunk_rows", ["13", "100000"])
+def test_confusions_equal_a_count_of_error_pairs(tmp_path, chunk_rows):
+    z, y, _, _ = _dump(tmp_path, rows=2000)
+    doc, _ = _run("score", tmp_path / "d.parquet", "--confusions", "5", "--chunk-rows", chunk_rows)
+    pred = z.argmax(axis=1)
+    pairs = {}
+    for label, guess in zip(y.tolist(), pred.tolist()):
+        if label != guess:
+            pairs[(label, guess)] = pairs.get((label, guess), 0) + 1
+    expected = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5]
+    assert [(c["label"], c["pred"], c["count"]) for c in doc["confusions"]] == [(l, p, n) for (l, p), n in expected]
+
+
+def test_confusions_beyond_the_limit_are_approximate(monkeypatch):
+    from xentcli import confusions
+
+    monkeypatch.setattr(confusions, "MAX_PAIRS", 8)
+    state = confusions.Confusions(100)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 100, 5000)
+    preds = np.where(rng.random(5000) < 0.5, (labels + 1) % 100, rng.integers(0, 100, 5000))
+    heavy = np.full(500, 3)  # one pair far more frequent than any other: Misra–Gries keeps it
+    state.update(np.r_[labels, heavy], np.r_[preds, np.full(500, 7)])
+    top = state.top(1)
+    assert state.exact is False and (top[0]["label"], top[0]["pred"]) == (3, 7)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli import stats
 from xentcli.calibration import Calibration
+from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats
 from xentcli.plain import id_at
@@ -265,6 +266,7 @@ class LossSummary:
     clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
     calibration: Calibration | None = None  # with --calibration
     groups: GroupTotals | None = None  # with --by
+    confusions: Confusions | None = None  # with --confusions
     per_class: PerClass = field(init=False)
     worst: WorstRows = field(init=False)
 
@@ -329,6 +331,10 @@ class LossSummary:
         self.weight_sum += other.weight_sum
         self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
         self.moments.merge(other.moments)
+        if other.confusions is not None:
+            if self.confusions is None:
+                self.confusions = Confusions(self.num_classes)
+            self.confusions.merge(other.confusions)
         if other.groups is not None:
             if self.groups is None:
                 self.groups = GroupTotals()

@@ -23,6 +23,7 @@ CELLS = 3600
 EDGES = np.arange(CELLS + 1) / CELLS  # correctly rounded j/3600
 LOW_COUNT = 30  # a bin with fewer rows is marked in the table
 BINNING = "equal-width, (lo, hi], first bin closed"
+ADAPTIVE_BINNING = "equal-mass on a grid of 1/3600, (lo, hi], first bin closed"
 
 
 def cells_of(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -65,21 +66,35 @@ class Calibration:
         self.brier_rows += other.brier_rows
         self.certain_wrong += other.certain_wrong
 
-    def report(self, bins: int, confidence_level: float = 0.95) -> dict[str, Any]:
-        """The `calibration` object of the JSON for `bins` equal-width bins (bins divides 3600)."""
+    def boundaries(self, bins: int, adaptive: bool) -> npt.NDArray[np.int64]:
+        """The first cell of each bin, and CELLS: equal-width (bins divides CELLS), or equal-mass on the
+        grid — each edge at the first cell where the cumulative count reaches k·n/M (repeated edges
+        collapse, so heavy cells can leave fewer bins)."""
+        if not adaptive:
+            return np.arange(0, CELLS + 1, CELLS // bins)
+        cumulative = np.cumsum(self.count)
+        n = cumulative[-1]
+        if n == 0:
+            return np.array([0, CELLS])
+        cuts = np.searchsorted(cumulative, np.arange(1, bins) * n / bins, side="left") + 1
+        return np.unique(np.r_[0, np.clip(cuts, 1, CELLS - 1), CELLS])
+
+    def report(self, bins: int, confidence_level: float = 0.95, adaptive: bool = False) -> dict[str, Any]:
+        """The `calibration` object of the JSON for `bins` bins: equal-width (bins divides 3600), or
+        equal-mass on the grid with `adaptive`."""
         from xentcli.accumulate import wilson
 
-        assert CELLS % bins == 0
-        group = CELLS // bins
+        edges = self.boundaries(bins, adaptive)
+        bins = edges.size - 1
 
         def coarse(values: npt.NDArray) -> npt.NDArray:
-            return values.reshape(bins, group).sum(axis=1)
+            return np.add.reduceat(values, edges[:-1])
 
         count, conf, conf2 = coarse(self.count), coarse(self.conf), coarse(self.conf2)
         correct, conf_correct = coarse(self.correct), coarse(self.conf_correct)
         n = int(count.sum())
         nan = math.nan
-        out: dict[str, Any] = {"bins": bins, "binning": BINNING}
+        out: dict[str, Any] = {"bins": bins, "binning": ADAPTIVE_BINNING if adaptive else BINNING}
         if n == 0:
             out.update(ece=nan, mce=nan, rmsce=nan, brier=nan, brier_top_label=nan,
                        brier_decomposition=dict.fromkeys(("reliability", "resolution", "uncertainty", "within_bin_variance", "within_bin_covariance"), nan),
@@ -107,7 +122,7 @@ class Calibration:
         for index in np.flatnonzero(used).tolist():
             k = int(count[index])
             table.append({
-                "lo": index / bins, "hi": (index + 1) / bins, "count": k, "confidence": float(conf[index] / k),
+                "lo": float(EDGES[edges[index]]), "hi": float(EDGES[edges[index + 1]]), "count": k, "confidence": float(conf[index] / k),
                 "accuracy": float(correct[index] / k), "gap": float(correct[index] / k - conf[index] / k),
                 "accuracy_ci": wilson(int(correct[index]), k, confidence_level),
             })

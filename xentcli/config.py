@@ -90,7 +90,9 @@ class RunConfig:
     per_sample: bool = False  # the per-sample rows are written (-o): the kernels add margin and entropy
     confidence: float = 0.95  # of the summary's intervals
     calibration: bool = False  # top-label calibration (calibration.py)
-    bins: int = 15  # its equal-width bins (a divisor of 3600)
+    bins: int = 15  # its bins: equal-width (a divisor of 3600), or equal-mass with adaptive_bins
+    adaptive_bins: bool = False
+    confusions: int = 0  # --confusions K: the K most frequent (label, pred) errors
     min_group: int = 30  # --by: groups with fewer counted rows are listed after the others, marked small
     max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"
 

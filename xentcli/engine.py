@@ -22,6 +22,7 @@ from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, me
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
 from xentcli.calibration import CELLS, Calibration, cells_of
+from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, probability_square_sums, sample_stats
 from xentcli.report import Report
@@ -94,6 +95,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         partial.calibration = calibration_of(chunk, stats, ignored, kind)
     if chunk.groups is not None:
         partial.groups = groups_of(chunk, stats, ignored, config)
+    if config.confusions:
+        wrong = stats.counted & ~ignored & ~stats.correct
+        partial.confusions = Confusions(info.num_classes)
+        partial.confusions.update(stats.label[wrong], stats.pred[wrong])
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
@@ -135,7 +140,7 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
     options = config.loss
     if not 0 <= options.label_smoothing <= 1:  # NaN fails too
         raise OptionError(f"--label-smoothing must lie in [0, 1], not {options.label_smoothing}")
-    if config.calibration and (not 1 <= config.bins <= CELLS or CELLS % config.bins):
+    if config.calibration and (not 1 <= config.bins <= CELLS or (CELLS % config.bins and not config.adaptive_bins)):
         divisors = ", ".join(str(k) for k in (5, 10, 12, 15, 20, 25, 30, 40, 50, 60, 100))
         raise OptionError(f"--bins must divide {CELLS}, not {config.bins}", hint=f"e.g. {divisors}")
     if not 1 <= config.threads <= 1024:
@@ -224,7 +229,7 @@ class Pass:
                                                  config.min_group, config.max_groups)
         calibration = None
         if config.calibration:
-            calibration = (total.calibration or Calibration()).report(config.bins, config.confidence)
+            calibration = (total.calibration or Calibration()).report(config.bins, config.confidence, config.adaptive_bins)
         documents = {name: fw.document() for name, fw in self.frameworks.items()}
         like = config.loss.like
         return Report(
@@ -240,6 +245,8 @@ class Pass:
             per_sequence=self.sequences.rows() if config.per_sequence else [],
             calibration=calibration,
             groups=groups,
+            confusions=total.confusions.top(config.confusions) if total.confusions is not None else [],
+            confusions_exact=total.confusions.exact if total.confusions is not None else True,
             diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes,
                                  groups_merged=merged,
                                  calibration=None if calibration is None else {

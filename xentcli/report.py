@@ -25,6 +25,8 @@ class Report:
     per_sequence: list[dict[str, Any]] = field(default_factory=list)  # --per-sequence
     calibration: dict[str, Any] | None = None  # --calibration: calibration.Calibration.report
     groups: list[dict[str, Any]] = field(default_factory=list)  # --by: slices.GroupTotals.report
+    confusions: list[dict[str, Any]] = field(default_factory=list)  # --confusions K
+    confusions_exact: bool = True  # False when more distinct error pairs than confusions.MAX_PAIRS
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first
 
 

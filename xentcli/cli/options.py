@@ -105,7 +105,8 @@ MaxLossP99 = Annotated[Optional[float], _option("--max-loss-p99", panel="Gates",
 GateOn = Annotated[GateOnChoice, _option("--gate-on", panel="Gates", help="point: gate the mean loss and accuracy on their estimates; upper: on their intervals' pessimistic bound (the loss's upper, the accuracy's lower).")]
 Confidence = Annotated[float, _option("--confidence", panel="Output", help="Confidence of the intervals (loss, accuracy, perplexity).")]
 CalibrationOpt = Annotated[bool, _option("--calibration", panel="Output", help="Top-label calibration: ECE, MCE, RMSCE, Brier scores and the reliability table.")]
-Bins = Annotated[int, _option("--bins", panel="Output", help="Equal-width calibration bins (a divisor of 3600: 10, 15, 20 …).")]
+Bins = Annotated[str, _option("--bins", panel="Output", help="Calibration bins: a divisor of 3600 (10, 15, 20 …) for equal-width bins, or 'adaptive' for 15 equal-mass bins.")]
+Confusions = Annotated[int, _option("--confusions", panel="Output", help="List the K most frequent (label, pred) errors.", min=0)]
 By = Annotated[Optional[list[str]], _option("--by", panel="Slices", help="Slice the rows by this column (or NPZ array); repeatable: several give their combinations.")]
 ByFile = Annotated[Optional[Path], _option("--by-file", panel="Slices", help="Each row's group in an .npy file (NPY/NPZ dumps).")]
 MinGroup = Annotated[int, _option("--min-group", panel="Slices", help="Groups with fewer counted rows are listed last, marked small.", min=1)]
@@ -157,8 +158,9 @@ class ScoreOptions:
     ignore_codes: list[str] | None = None
     confidence: float = 0.95
     calibration: bool = False
-    bins: int = 15
+    bins: str = "15"
     by: list[str] | None = None
+    confusions: int = 0
     by_file: Path | None = None
     min_group: int = 30
     max_groups: int = 1000
@@ -210,7 +212,9 @@ class ScoreOptions:
             per_sample=self.output is not None,
             confidence=self.confidence,
             calibration=self.calibration,
-            bins=self.bins,
+            bins=15 if self.bins.strip().lower() == "adaptive" else _bins(self.bins),
+            adaptive_bins=self.bins.strip().lower() == "adaptive",
+            confusions=self.confusions,
             min_group=self.min_group,
             max_groups=self.max_groups,
         )
@@ -223,6 +227,13 @@ class ScoreOptions:
     def option_files(self) -> list[str]:
         """--classes and --class-weights when they name files: inputs, never to be written over."""
         return [value for value in (self.classes, self.class_weights) if value and Path(value).is_file()]
+
+
+def _bins(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise OptionError(f"--bins takes a number of bins or 'adaptive', not '{text}'") from None
 
 
 def gates(fail_on: FailOn, max_loss: float | None, max_nonfinite: int, min_accuracy: float | None,

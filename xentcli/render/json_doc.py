@@ -34,6 +34,10 @@ def document(report: Report) -> dict[str, Any]:
         doc["per_sequence"] = report.per_sequence
     if report.calibration is not None:
         doc["calibration"] = report.calibration
+    if report.confusions:
+        doc["confusions"] = report.confusions
+        if not report.confusions_exact:
+            doc["confusions_approximate"] = True
     if report.groups:
         doc["groups"] = [{key: value for key, value in group.items() if key not in ("se", "df")} for group in report.groups]
     if report.like is not None:

@@ -220,6 +220,18 @@ def groups_table(report: Report) -> Table:
     return table
 
 
+def confusions_table(report: Report) -> Table:
+    title = f"Most frequent confusions ({len(report.confusions)})" + ("" if report.confusions_exact else ", approximate counts")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("label", "predicted", "rows"):
+        table.add_column(name, justify="right" if name == "rows" else "left")
+    names = report.input.classes
+    for item in report.confusions[:TABLE_ROWS_SHOWN]:
+        label, pred = (f"{item[key]} {names[item[key]]}" if names else str(item[key]) for key in ("label", "pred"))
+        table.add_row(shown(label), shown(pred), fmt_number(item["count"]))
+    return table
+
+
 SEQUENCE_ROWS_SHOWN = 20
 
 
@@ -274,6 +286,8 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(sequence_table(report))
     if report.calibration is not None:
         parts.append(calibration_table(report))
+    if report.confusions:
+        parts.append(confusions_table(report))
     if report.groups:
         parts.append(groups_table(report))
     if report.diagnostics:
