@@ -27,8 +27,13 @@ ADAPTIVE_BINNING = "equal-mass on a grid of 1/3600, (lo, hi], first bin closed"
 
 
 def cells_of(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """The cell of each confidence in [0, 1]: the j with EDGES[j] < c ≤ EDGES[j+1] (0 for c = 0)."""
-    return np.clip(np.searchsorted(EDGES, confidence, side="left") - 1, 0, CELLS - 1)
+    """The cell of each confidence in [0, 1]: the j with EDGES[j] < c ≤ EDGES[j+1] (0 for c = 0).
+    ceil(c·3600) − 1 is within one cell of it; one comparison with each neighbouring edge settles
+    it exactly (a searchsorted over the edges, at a fraction of the cost)."""
+    cell = np.clip(np.ceil(confidence * CELLS).astype(np.int64) - 1, 0, CELLS - 1)
+    cell -= (confidence <= EDGES[cell]) & (cell > 0)
+    cell += (confidence > EDGES[cell + 1]) & (cell < CELLS - 1)
+    return cell
 
 
 @dataclass

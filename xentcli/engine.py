@@ -117,10 +117,15 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
     """One chunk's calibration partial: rows with a usable label, not ignored, and a finite confidence
     (rows whose loss is infinite included)."""
     rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
-    squares = probability_square_sums(chunk.scores[rows], kind, stats.log_norm[rows]) if stats.log_norm is not None else None  # type: ignore[arg-type]
-    brier = None if squares is None else squares - 2 * stats.p_true[rows] + 1
+    every = bool(rows.all())  # the usual chunk: views, no copies
+
+    def pick(values: npt.NDArray) -> npt.NDArray:
+        return values if every else values[rows]
+
+    squares = probability_square_sums(pick(chunk.scores), kind, pick(stats.log_norm)) if stats.log_norm is not None else None
+    brier = None if squares is None else squares - 2 * pick(stats.p_true) + 1
     partial = Calibration()
-    partial.update(stats.p_max[rows], stats.correct[rows], brier)
+    partial.update(pick(stats.p_max), pick(stats.correct), brier)
     return partial
 
 

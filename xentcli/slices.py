@@ -19,8 +19,7 @@ OTHER = "(other)"
 
 @dataclass
 class GroupSums:
-    """One group's partial: counts, the loss's n/mean/M2 (Chan's merge), correct predictions, and
-    with calibration the per-bin count, Σconf and Σcorrect."""
+    """One group's sums as the report reads them."""
 
     rows: int = 0
     counted: int = 0
@@ -29,32 +28,73 @@ class GroupSums:
     correct: int = 0
     bins: npt.NDArray[np.float64] | None = None  # [3, M]: count, Σconf, Σcorrect per calibration bin
 
-    def merge(self, other: GroupSums) -> None:
-        self.rows += other.rows
-        if other.counted:
-            total = self.counted + other.counted
-            step = other.mean - self.mean
-            self.mean += step * other.counted / total
-            self.m2 += other.m2 + step * step * self.counted * other.counted / total
-            self.counted = total
-        self.correct += other.correct
-        if other.bins is not None:
-            self.bins = other.bins.copy() if self.bins is None else self.bins + other.bins
 
-
-@dataclass
 class GroupTotals:
-    """Group key (a tuple of plain values) → its sums. Memory grows with the number of groups."""
+    """Every group's partial in arrays indexed by group (keys: tuples of plain values): rows,
+    counted, the loss's mean and M2 (Chan's merge, vectorised over the groups of a chunk), correct
+    predictions, and with calibration [3, G, M] per-bin sums. Memory grows with the groups."""
 
-    groups: dict[tuple[Any, ...], GroupSums] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.keys: list[tuple[Any, ...]] = []
+        self.index: dict[tuple[Any, ...], int] = {}
+        self.rows = np.zeros(0, np.int64)
+        self.counted = np.zeros(0, np.int64)
+        self.mean = np.zeros(0)
+        self.m2 = np.zeros(0)
+        self.correct = np.zeros(0, np.int64)
+        self.bins: npt.NDArray[np.float64] | None = None
+
+    @property
+    def groups(self) -> dict[tuple[Any, ...], GroupSums]:
+        return {key: GroupSums(int(self.rows[i]), int(self.counted[i]), float(self.mean[i]), float(self.m2[i]),
+                               int(self.correct[i]), None if self.bins is None else self.bins[:, i, :])
+                for i, key in enumerate(self.keys)}
+
+    def _ids(self, keys: list[tuple[Any, ...]]) -> npt.NDArray[np.int64]:
+        ids = []
+        for key in keys:
+            if key not in self.index:
+                self.index[key] = len(self.keys)
+                self.keys.append(key)
+            ids.append(self.index[key])
+        grow = len(self.keys) - self.rows.size
+        if grow:
+            self.rows, self.counted, self.correct = (np.r_[a, np.zeros(grow, np.int64)] for a in (self.rows, self.counted, self.correct))
+            self.mean, self.m2 = (np.r_[a, np.zeros(grow)] for a in (self.mean, self.m2))
+            if self.bins is not None:
+                self.bins = np.concatenate([self.bins, np.zeros((3, grow, self.bins.shape[2]))], axis=1)
+        return np.array(ids, np.int64)
+
+    def add(self, keys: list[tuple[Any, ...]], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
+            correct: npt.NDArray, bins: npt.NDArray | None) -> None:
+        """Merge the partials of `keys` (each key once)."""
+        ids = self._ids(keys)
+        if bins is not None and self.bins is None:
+            self.bins = np.zeros((3, len(self.keys), bins.shape[2]))
+        n_a, n_b = self.counted[ids], counted
+        total = n_a + n_b
+        safe = np.maximum(total, 1)
+        step = mean - self.mean[ids]
+        self.mean[ids] += np.where(total > 0, step * n_b / safe, 0.0)
+        self.m2[ids] += m2 + np.where(total > 0, step * step * n_a * n_b / safe, 0.0)
+        self.counted[ids] = total
+        self.rows[ids] += rows
+        self.correct[ids] += correct
+        if bins is not None and self.bins is not None:
+            self.bins[:, ids, :] += bins
 
     @classmethod
     def of_chunk(cls, columns: list[Any], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
                  correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None) -> GroupTotals:
         """One chunk's groups. `calibration` = (bin of each calibrated row, −1 where none; confidence;
         correctness; the number of bins)."""
-        codes, keys = _group_codes(columns)
-        unique, inverse = np.unique(codes, return_inverse=True)
+        codes, keys, size = _group_codes(columns)
+        if size <= 4 * max(codes.size, 1):  # few possible codes: O(n) instead of a sort
+            present = np.bincount(codes, minlength=size) > 0
+            unique = np.flatnonzero(present)
+            inverse = (np.cumsum(present) - 1)[codes]
+        else:
+            unique, inverse = np.unique(codes, return_inverse=True)
         k = unique.size
         rows = np.bincount(inverse, minlength=k)
         n = np.bincount(inverse, weights=counted, minlength=k)
@@ -71,17 +111,13 @@ class GroupTotals:
             bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
                              np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
         out = cls()
-        for j, code in enumerate(unique.tolist()):
-            out.groups[keys(code)] = GroupSums(int(rows[j]), int(n[j]), float(means[j]), float(m2[j]), int(right[j]),
-                                               None if bins is None else bins[:, j, :].copy())
+        out.add([keys(code) for code in unique.tolist()], rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins)
         return out
 
     def merge(self, other: GroupTotals) -> None:
-        for key, sums in other.groups.items():
-            if key in self.groups:
-                self.groups[key].merge(sums)
-            else:
-                self.groups[key] = sums
+        if other.keys:
+            other_bins = other.bins
+            self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other_bins)
 
     def report(self, names: tuple[str, ...], overall: float, total_counted: int, confidence: float, min_group: int,
                max_groups: int) -> tuple[list[dict[str, Any]], int]:
@@ -93,10 +129,11 @@ class GroupTotals:
         ordered = sorted(self.groups.items(), key=lambda item: (-item[1].counted, [str(v) for v in item[0]]))
         kept, rest = ordered[:max_groups], ordered[max_groups:]
         if rest:
-            other = GroupSums()
-            for _, sums in rest:
-                other.merge(sums)
-            kept.append(((OTHER,) * len(names), other))
+            merged = GroupTotals()
+            for key, sums in rest:
+                merged.add([(OTHER,) * len(names)], np.array([sums.rows]), np.array([sums.counted]), np.array([sums.mean]),
+                           np.array([sums.m2]), np.array([sums.correct]), None if sums.bins is None else sums.bins[:, None, :])
+            kept += list(merged.groups.items())
         records = []
         two_sided = (1 + confidence) / 2
         for key, sums in kept:
@@ -119,9 +156,10 @@ class GroupTotals:
         return records, len(rest)
 
 
-def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any]:
-    """An int64 code per row for the combination of the group columns' values, and a function from
-    a code to the combination as plain values (each column dictionary-encoded per chunk)."""
+def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
+    """An int64 code per row for the combination of the group columns' values, a function from a
+    code to the combination as plain values (each column dictionary-encoded per chunk), and the
+    number of possible codes."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -130,6 +168,19 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any]:
     stride = 1
     strides = []
     for column in columns:
+        if isinstance(column, np.ndarray) and column.dtype.kind in "biu":  # numbers: no Arrow round trip
+            low = int(column.min()) if column.size else 0
+            span = int(column.max()) - low + 1 if column.size else 1
+            if span <= 4 * max(column.size, 1):  # a small range: O(n) instead of a sort
+                present = np.bincount(column - low, minlength=span) > 0
+                values, indices = np.flatnonzero(present) + low, (np.cumsum(present) - 1)[column - low]
+            else:
+                values, indices = np.unique(column, return_inverse=True)
+            codes += indices.astype(np.int64) * stride
+            strides.append((stride, values.size))
+            dictionaries.append(values.tolist())
+            stride *= values.size
+            continue
         array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(column))
         encoded = pc.dictionary_encode(array)
         if isinstance(encoded, pa.ChunkedArray):
@@ -146,7 +197,7 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any]:
     def keys(code: int) -> tuple[Any, ...]:
         return tuple(id_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
 
-    return codes, keys
+    return codes, keys, stride
 
 
 def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, confidence: float) -> list[dict[str, Any]]:

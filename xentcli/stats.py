@@ -5,6 +5,7 @@ relative where it matters here (checked against scipy.special in tests/test_stat
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
@@ -87,9 +88,15 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+def t_pdf(t: float, df: float) -> float:
+    """Student's t density: (1 + t²/ν)^(−(ν+1)/2) / (√ν·B(ν/2, 1/2))."""
+    return math.exp(-(df + 1) / 2 * math.log1p(t * t / df) - 0.5 * math.log(df) - log_beta(df / 2, 0.5))
+
+
+@functools.lru_cache(maxsize=4096)
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t: Newton steps from the normal quantile, then bisection to the
-    last ulp where Newton stalls (df small and p extreme)."""
+    """The p-quantile of Student's t: Newton's method on the cdf from the normal quantile, inside a
+    bracket that bisection keeps when a Newton step would leave it (heavy tails, df < 1)."""
     if not 0.0 < p < 1.0 or df <= 0:
         return math.nan
     if p == 0.5:
@@ -99,15 +106,21 @@ def t_quantile(p: float, df: float) -> float:
     low, high = 0.0, 1.0
     while t_cdf(high, df) < p:
         low, high = high, high * 2.0
-    for _ in range(200):  # bisection: 200 halvings reach the ulp for any bracket here
-        middle = 0.5 * (low + high)
-        if middle in (low, high):
-            break
-        if t_cdf(middle, df) < p:
-            low = middle
+    t = min(max(normal_quantile(p), low), high)
+    for _ in range(100):
+        error = t_cdf(t, df) - p
+        if error > 0:
+            high = t
         else:
-            high = middle
-    return 0.5 * (low + high)
+            low = t
+        step = error / t_pdf(t, df)
+        following = t - step
+        if not low < following < high:
+            following = 0.5 * (low + high)
+        if abs(following - t) <= 1e-15 * max(1.0, abs(t)) or high - low <= 4e-16 * high:
+            return following
+        t = following
+    return t
 
 
 def binomial_cdf_half(k: int, n: int) -> float:
