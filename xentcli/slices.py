@@ -5,7 +5,7 @@ its t-interval, accuracy with Wilson's, ECE (with --calibration), the gap to the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
