@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
-FORMATS = ("npy", "parquet", "csv", "pair")
+FORMATS = ("npy", "parquet", "csv", "pair", "groups")
 DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
 CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
@@ -66,6 +66,8 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
     folder = shape_dir(rows, classes)
     if fmt == "npy":
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy"}
+    if fmt == "groups":  # the npy dump and each row's group (1,000 of them) for --by-file
+        return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "groups": folder / "groups.npy"}
     if fmt == "pair":  # for xent diff: the npy dump and a candidate model's logits on the same rows
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "candidate": folder / "candidate.npy"}
     if fmt in ("parquet", "csv"):
@@ -138,7 +140,13 @@ def write_pair(rows: int, classes: int, files: dict[str, Path]) -> None:
             (x + rng.normal(0.0, 0.3, x.shape).astype(np.float32)).tofile(f)
 
 
-WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair}
+def write_groups(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """The npy dump, and 1,000 groups spread over the rows (int64)."""
+    write_npy(rows, classes, files)
+    np.save(files["groups"], (np.arange(rows, dtype=np.int64) * 7919) % 1000)
+
+
+WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair, "groups": write_groups}
 CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
 
 

@@ -15,6 +15,9 @@ Cases (`--cases`, default all of them):
             script holding the whole array in memory (both whole processes)
   diff      xent diff of two NPY float32 1,000,000 x 10 dumps (row order, 1,000 bootstrap replicates)
             vs the two xent score processes it replaces
+  extras    NPY float32 4,000,000 x 10: xent score against itself with --calibration, with
+            --by-file (1,000 groups) --calibration, and with --per-class --confusions 10
+            (the ratio is the plain run's time over the variant's)
   scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
             the disk is short): does the peak RSS grow with the rows?
 
@@ -62,8 +65,12 @@ class Reference:
     in_process: bool = False  # timed by the child itself ("seconds"), not by its wall clock
     needs_torch: bool = False
     threads: int = 0  # torch threads, for torch-npy
+    flags: tuple[str, ...] = ()  # for kind "xent": the options this variant adds to a plain score
 
     def command(self, files: dict[str, Path]) -> list[str]:
+        if self.kind == "xent":  # xent itself with more options: what the options cost
+            flags = [f.replace("{groups}", str(files["groups"])) for f in self.flags]
+            return xent_command(files, None) + flags
         if self.kind == "score-twice":
             return references.command(self.kind, str(files["logits"]), str(files["candidate"]), str(files["labels"]))
         if self.kind == "torch-npy":
@@ -86,6 +93,11 @@ PANDAS_TORCH = Reference("pandas_torch", "pandas.read_parquet + np.stack + torch
                          "pandas-torch", needs_torch=True)
 OPEN_CSV = Reference("open_csv", "pyarrow.csv.open_csv read to the end (process)", "open-csv")
 NUMPY = Reference("numpy", "plain numpy, whole array in memory (process)", "numpy")
+CALIBRATION = Reference("calibration", "xent score --calibration (process)", "xent", flags=("--calibration",))
+GROUPS = Reference("groups", "xent score --by-file (1,000 groups) --calibration (process)", "xent",
+                   flags=("--by-file", "{groups}", "--calibration"))
+ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (process)", "xent",
+                       flags=("--per-class", "--confusions", "10"))
 SCORE_TWICE = Reference("score_twice", "two xent score processes, one per model (what diff replaces)", "score-twice", in_process=True)
 
 
@@ -116,6 +128,7 @@ CASES: dict[str, list[Case]] = {
     "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
     "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
+    "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, GROUPS, ERROR_BARS))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
                 for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
 }
@@ -272,7 +285,7 @@ def comparison_table(results: list[Result]) -> str:
     return markdown(head, rows, left=3)
 
 
-FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9}
+FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9, "groups": 10}
 
 
 def xent_table(results: list[Result]) -> str:
