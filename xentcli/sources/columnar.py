@@ -348,7 +348,7 @@ def columnar_side(
     if want_scores and cfg.group_col:
         roles["group"] = group_field(file.schema, cfg.group_col, path)
     for i, name in enumerate(cfg.by if want_scores else ()):
-        roles[f"by{i}"] = id_field(file.schema, name, path)
+        roles[f"by{i}"] = id_field(file.schema, name, path, "--by", "group")
     reader = ColumnarRoles(file, roles, classes)
     side = Side(reader, classes=classes, notes=notes)
     if "ids" in roles:

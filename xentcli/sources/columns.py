@@ -245,11 +245,11 @@ def reconcile_classes(found: Field, classes: tuple[str, ...], path: str, given_b
     return replace(found, columns=columns, classes=classes), f"{path}: class columns come in another order than in {given_by}; read in its order"
 
 
-def id_field(schema: pa.Schema, name: str, path: str) -> Field:
-    """The id column: one scalar per row (numbers, text, bytes, dates, times, decimals), never a list."""
-    found = _named_column(schema, name, path, "--id-col (--key for diff)")
+def id_field(schema: pa.Schema, name: str, path: str, option: str = "--id-col (--key for diff)", role: str = "id") -> Field:
+    """An id (or group) column: one scalar per row (numbers, text, bytes, dates, times, decimals), never a list."""
+    found = _named_column(schema, name, path, option)
     if pa.types.is_nested(found.dtype):
-        raise LayoutError(f"id column '{name}' holds {found.dtype}, not one value per row", path=path, hint="pick a column of scalars with --id-col")
+        raise LayoutError(f"{role} column '{name}' holds {found.dtype}, not one value per row", path=path, hint=f"pick a column of scalars with {option}")
     return found
 
 
