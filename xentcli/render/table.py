@@ -348,10 +348,12 @@ def diff_table(report: DiffReport) -> Table:
     metrics = report.metrics
     level = f"{report.confidence:.0%}"
     table = Table(title=f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
-                  title_justify="left", box=box.SIMPLE_HEAD)
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)  # fits 80 columns
     for name, justify in (("metric", "left"), ("base", "right"), ("candidate", "right"), ("Δ", "right"), (f"{level} CI", "right"),
                           ("p", "right"), ("verdict", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "metric")  # type: ignore[arg-type]
+        # the names and verdicts wrap (never below a word), the numbers never do
+        table.add_column(name, justify=justify, no_wrap=name not in ("metric", "verdict"),  # type: ignore[arg-type]
+                         min_width={"metric": 11, "verdict": 6}.get(name))
     loss = metrics["loss_mean"]
     se_note = f" (clustered, {loss['clusters']:,} clusters)" if "clusters" in loss else ""
     table.add_row("loss (mean)" + se_note, fmt_number(loss["base"], 5), fmt_number(loss["candidate"], 5), fmt_number(loss["delta"], 4),
