@@ -48,6 +48,18 @@ def fmt_fraction(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.4f}"
 
 
+def _table(title: str, columns: list[tuple[str, str]]) -> Table:
+    """A table in the house style. A "num" column (right-aligned) and a "tag" column (short words
+    xent writes: codes, bins) never wrap, so a number is never cut; a "text" column wraps, never
+    narrower than its header's first 12 characters. One space between columns: the usual tables fit
+    80 columns (a pipe, CI logs)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for name, kind in columns:
+        table.add_column(name, justify="right" if kind == "num" else "left", no_wrap=kind != "text",
+                         min_width=min(len(name), 12) if kind == "text" else None)
+    return table
+
+
 def _key_value(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
     table.add_column(style="bold")
@@ -109,12 +121,9 @@ def summary_table(report: Report) -> Table:
 
 
 def worst_table(report: Report) -> Table:
-    table = Table(title=_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)), title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("row", justify="right")
-    if report.id_column:
-        table.add_column(shown(report.id_column))
-    for name in ("label", "pred", "loss", "p_true"):
-        table.add_column(name, justify="right")
+    id_column = [(shown(report.id_column), "text")] if report.id_column else []
+    table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)),
+                   [("row", "num"), *id_column, ("label", "num"), ("pred", "num"), ("loss", "num"), ("p_true", "num")])
     for item in report.worst[:TABLE_ROWS_SHOWN]:
         cells: list[str | Text] = [fmt_number(item["row"])]
         if report.id_column:
@@ -134,10 +143,8 @@ def _capped_title(title: str, total: int) -> str:
 
 
 def per_class_table(report: Report) -> Table:
-    table = Table(title=_capped_title("Per class", len(report.per_class)), title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("class", justify="left")
-    for name in ("support", "predicted", "mean loss", "recall", "precision", "F1", "mean p_true"):
-        table.add_column(name, justify="right")
+    table = _table(_capped_title("Per class", len(report.per_class)),
+                   [("class", "text")] + [(name, "num") for name in ("support", "predicted", "mean loss", "recall", "precision", "F1", "mean p_true")])
     for item in report.per_class[:TABLE_ROWS_SHOWN]:
         table.add_row(
             shown(f"{item['class']} {item['name']}" if "name" in item else str(item["class"])),
@@ -166,9 +173,8 @@ def like_table(doc: dict[str, Any]) -> Table:
 
 
 def compare_table(report: Report) -> Group:
-    table = Table(title="True loss and what each framework reports", title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("", "left"), ("reduction", "left"), ("loss", "right"), ("sum", "right"), ("raises", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = _table("True loss and what each framework reports",
+                   [("", "tag"), ("reduction", "tag"), ("loss", "num"), ("sum", "num"), ("raises", "text")])
     s = report.summary
     table.add_row("true loss", "mean", fmt_number(s["loss_mean"]), fmt_number(s.get("weighted_loss_sum", s["loss_sum"])), "")
     for doc in report.compare:
@@ -189,9 +195,8 @@ def calibration_table(report: Report) -> Group:
         ("Brier (multiclass)", fmt_number(c["brier"], 5)),
         ("Brier (top label)", fmt_number(c["brier_top_label"], 5)),
     ])
-    table = Table(box=box.SIMPLE_HEAD, title="Reliability", title_justify="left")
-    for name in ("bin", "rows", "confidence", "accuracy", "gap", "accuracy 95% CI", ""):
-        table.add_column(name, justify="right" if name not in ("bin", "") else "left")
+    table = _table("Reliability", [("bin", "tag")] + [(name, "num") for name in ("rows", "confidence", "accuracy", "gap", "accuracy 95% CI")]
+                   + [("", "text")])
     for row in c["table"]:
         low, high = row["accuracy_ci"]
         table.add_row(f"({row['lo']:.3f}, {row['hi']:.3f}]", fmt_number(row["count"]), fmt_fraction(row["confidence"]),
@@ -202,13 +207,10 @@ def calibration_table(report: Report) -> Group:
 
 def groups_table(report: Report) -> Table:
     groups = report.groups
-    table = Table(title=_capped_title(f"Slices ({len(groups):,} groups, worst first)", len(groups)), title_justify="left",
-                  box=box.SIMPLE_HEAD)
     names = list(groups[0]["by"]) if groups else []
-    for name in names:
-        table.add_column(shown(name))
-    for name in ("rows", "share", "mean loss", "± CI", "Δ loss", "accuracy", "ECE", ""):
-        table.add_column(name, justify="right" if name else "left")
+    table = _table(_capped_title(f"Slices ({len(groups):,} groups, worst first)", len(groups)),
+                   [(shown(name), "text") for name in names]
+                   + [(name, "num") for name in ("rows", "share", "mean loss", "± CI", "Δ loss", "accuracy", "ECE")] + [("", "text")])
     for group in groups[:TABLE_ROWS_SHOWN]:
         low, high = group["loss_ci"]
         half = (high - low) / 2
@@ -222,9 +224,7 @@ def groups_table(report: Report) -> Table:
 
 def confusions_table(report: Report) -> Table:
     title = f"Most frequent confusions ({len(report.confusions)})" + ("" if report.confusions_exact else ", approximate counts")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("label", "predicted", "rows"):
-        table.add_column(name, justify="right" if name == "rows" else "left")
+    table = _table(title, [("label", "text"), ("predicted", "text"), ("rows", "num")])
     names = report.input.classes
     for item in report.confusions[:TABLE_ROWS_SHOWN]:
         label, pred = (f"{item[key]} {names[item[key]]}" if names else str(item[key]) for key in ("label", "pred"))
@@ -239,9 +239,7 @@ def sequence_table(report: Report) -> Table:
     shown = report.per_sequence[:SEQUENCE_ROWS_SHOWN]
     more = len(report.per_sequence) - len(shown)
     title = f"Per sequence ({len(report.per_sequence):,})" + (f": the first {len(shown)}; --json lists all" if more else "")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("sequence", "positions", "tokens", "loss sum", "mean loss", "perplexity"):
-        table.add_column(name, justify="right")
+    table = _table(title, [("sequence", "text")] + [(name, "num") for name in ("positions", "tokens", "loss sum", "mean loss", "perplexity")])
     for item in shown:
         table.add_row(
             shown(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
@@ -254,9 +252,8 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def diagnostics_table(report: Report) -> Table:
-    table = Table(title="Diagnostics", title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("code", "left"), ("name", "left"), ("severity", "left"), ("rows", "right"), ("share", "right"), ("what and what to do", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = _table("Diagnostics", [("code", "tag"), ("name", "tag"), ("severity", "tag"), ("rows", "num"), ("share", "num"),
+                                   ("what and what to do", "text")])
     for item in report.diagnostics:
         examples = ", ".join(terminal(example.get("id", example["row"]), 40) for example in item["examples"])
         text = Text(terminal(item["message"]))
@@ -326,9 +323,7 @@ def render_explain(rules: list[Any], single: bool, console: Console) -> None:
             console.print(Text(f"\n{title}", style="bold"))
             console.print(Text(body))
         return
-    table = Table(title="Diagnostics (xent explain CODE for one)", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("code", "name", "severity", "what"):
-        table.add_column(name)
+    table = _table("Diagnostics (xent explain CODE for one)", [("code", "tag"), ("name", "tag"), ("severity", "tag"), ("what", "text")])
     for rule in rules:
         table.add_row(rule.code, rule.name, Text(rule.severity, style=SEVERITY_STYLE[rule.severity]), Text(rule.summary))
     console.print(table)
@@ -347,13 +342,9 @@ def _p(value: float) -> str:
 def diff_table(report: DiffReport) -> Table:
     metrics = report.metrics
     level = f"{report.confidence:.0%}"
-    table = Table(title=f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
-                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)  # fits 80 columns
-    for name, justify in (("metric", "left"), ("base", "right"), ("candidate", "right"), ("Δ", "right"), (f"{level} CI", "right"),
-                          ("p", "right"), ("verdict", "left")):
-        # the names and verdicts wrap (never below a word), the numbers never do
-        table.add_column(name, justify=justify, no_wrap=name not in ("metric", "verdict"),  # type: ignore[arg-type]
-                         min_width={"metric": 11, "verdict": 6}.get(name))
+    table = _table(f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
+                   [("metric", "text"), ("base", "num"), ("candidate", "num"), ("Δ", "num"), (f"{level} CI", "num"), ("p", "num"),
+                    ("verdict", "text")])
     loss = metrics["loss_mean"]
     se_note = f" (clustered, {loss['clusters']:,} clusters)" if "clusters" in loss else ""
     table.add_row("loss (mean)" + se_note, fmt_number(loss["base"], 5), fmt_number(loss["candidate"], 5), fmt_number(loss["delta"], 4),
@@ -383,11 +374,9 @@ def _verdict(interval: list[float] | None, higher_is_worse: bool) -> Text:
 
 
 def pairs_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     keyed = any("key" in row for row in rows)
-    columns = ["row"] + (["key"] if keyed else []) + ["label", "loss base", "loss candidate", "Δ"]
-    for name in columns:
-        table.add_column(name, justify="left" if name == "key" else "right")
+    table = _table(title, [("row", "num")] + ([("key", "text")] if keyed else [])
+                   + [(name, "num") for name in ("label", "loss base", "loss candidate", "Δ")])
     for row in rows[:TABLE_ROWS_SHOWN]:
         cells: list[str | Text] = [fmt_number(row["row"])] + ([shown(row.get("key"))] if keyed else [])
         cells += [str(row["label"]), fmt_number(row["loss_base"]), fmt_number(row["loss_candidate"]), fmt_number(row["delta"])]
