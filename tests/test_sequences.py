@@ -63,6 +63,21 @@ def test_per_sequence_sums(seq):
         assert item["perplexity"] == pytest.approx(np.exp(ref[i][valid].mean()), rel=1e-6)
 
 
+def test_per_sequence_table(seq):
+    """The table (not only the JSON): one line per sequence with its token count and float64 loss sum."""
+    z, y = seq
+    result = runner.invoke(app, ["score", str(DATA / "seq_ntc_pad" / "logits.npy"), "--labels", str(DATA / "seq_ntc_pad" / "labels.npy"),
+                                 "--per-sequence", "--quiet"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    ref = _reference(z, y)
+    lines = result.stdout.split("Per sequence (4)")[1].splitlines()
+    for i in range(4):
+        valid = y[i] != -100
+        cells = next(line for line in lines if line.split()[:1] == [str(i)]).split()
+        assert cells[1:3] == ["6", str(valid.sum())]
+        assert float(cells[3]) == pytest.approx(ref[i][valid].sum(), rel=1e-6)
+
+
 def _nested_and_token_files(tmp_path, z, y):
     lengths = (y != -100).sum(axis=1)
     logits = [[z[i, t].tolist() for t in range(lengths[i])] for i in range(len(y))]

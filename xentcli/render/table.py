@@ -236,11 +236,11 @@ SEQUENCE_ROWS_SHOWN = 20
 
 
 def sequence_table(report: Report) -> Table:
-    shown = report.per_sequence[:SEQUENCE_ROWS_SHOWN]
-    more = len(report.per_sequence) - len(shown)
-    title = f"Per sequence ({len(report.per_sequence):,})" + (f": the first {len(shown)}; --json lists all" if more else "")
+    items = report.per_sequence[:SEQUENCE_ROWS_SHOWN]
+    more = len(report.per_sequence) - len(items)
+    title = f"Per sequence ({len(report.per_sequence):,})" + (f": the first {len(items)}; --json lists all" if more else "")
     table = _table(title, [("sequence", "text")] + [(name, "num") for name in ("positions", "tokens", "loss sum", "mean loss", "perplexity")])
-    for item in shown:
+    for item in items:
         table.add_row(
             shown(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
             fmt_number(item["loss_sum"]), fmt_number(item["loss_mean"]), fmt_number(item["perplexity"]),
