@@ -90,6 +90,23 @@ def shards_reordered(folder: Path) -> Case:
 
 
 @case
+def shards_reordered_index_labels(folder: Path) -> Case:
+    """Labels as class positions count each shard's own columns: reading b in a's order would move them."""
+    for name, order, rows in (("a.parquet", NAMES, slice(0, 20)), ("b.parquet", ("bird", "cat", "dog"), slice(20, 40))):
+        columns = {f"score_{c}": Z[rows, NAMES.index(c)] for c in order}
+        pq.write_table(pa.table({**columns, "label": [order.index(NAMES[i]) for i in Y[rows]]}), folder / name)
+    return Case([str(folder)], 2, says="class positions")
+
+
+@case
+def shards_reordered_target_rows(folder: Path) -> Case:
+    for name, order in (("a.parquet", NAMES), ("b.parquet", ("dog", "bird", "cat"))):
+        columns = {f"score_{c}": Z[:20, NAMES.index(c)] for c in order}
+        pq.write_table(pa.table({**columns, "target": [np.eye(3)[i].tolist() for i in Y[:20]]}), folder / name)
+    return Case([str(folder)], 2, says="class positions")
+
+
+@case
 def shards_other_classes(folder: Path) -> Case:
     _named(folder, NAMES, "a.parquet", Z[:20], Y[:20])
     pq.write_table(pa.table({"score_cat": Z[20:, 0], "score_dog": Z[20:, 1], "score_fish": Z[20:, 2], "label": ["cat"] * 20}), folder / "b.parquet")

@@ -317,6 +317,18 @@ def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:
     return np.diff(to_numpy(column.offsets)).astype(np.int64)
 
 
+def _labels_follow_names(targets: Field | None, path: str, given_by: str) -> None:
+    """A shard read in another shard's class order keeps its labels right only when they are class
+    names: class indices, or target rows, count this shard's columns, which were just reordered."""
+    if targets is not None and is_text(targets.value_type) and not targets.wide:
+        return
+    raise LayoutError(
+        f"the class columns come in another order than in {given_by}, and the labels are class positions, "
+        "which would then name other classes", path=path,
+        hint="write every shard's class columns in one order, or store the labels as class names (with --classes)",
+    )
+
+
 def columnar_side(
     path: str, fmt: str, cfg: SourceConfig, want_scores: bool, seq: tuple[int | None, int] = (None, 2),
     classes: tuple[str, ...] | None = None, first: tuple[str, tuple[str, ...]] | None = None,
@@ -341,6 +353,8 @@ def columnar_side(
         classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
         roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
+    if first and notes:  # a later shard's class columns were put in the first shard's order
+        _labels_follow_names(roles.get("targets"), path, first[0])
     if want_scores and cfg.id_col:
         roles["ids"] = id_field(file.schema, cfg.id_col, path)
     if want_scores and cfg.weight_col:
