@@ -218,6 +218,22 @@ def test_ignored_and_nonfinite_pairs(tmp_path):
     assert code == 1 and not failing["passed"]  # the candidate's XE101/XE401 are errors
 
 
+@pytest.mark.parametrize("gate", [["--fail-on-regression", "1"], ["--require-noninferior", "1"], ["--max-accuracy-drop", "1"]])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_pairs_fail_every_gate(tmp_path, gate, bad):
+    """Gates that the remaining pairs would pass (margins of 1) fail when a pair's loss is NaN or infinite on either side."""
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    base, candidate = np.zeros((6, 3)), np.zeros((6, 3))
+    candidate[2, 2 if bad == -np.inf else 0] = bad  # -inf on the target: an infinite loss
+    for side in (base, candidate):
+        doc, code = diff_json(_write(tmp_path, "b", base, labels), _write(tmp_path, "c", candidate), "--labels", tmp_path / "y.npy", *gate)
+        assert doc["pairing"]["nonfinite_pairs"] == 1 and code == 1 and not doc["passed"]
+        assert [g["passed"] for g in doc["gates"]] == [True, False] and doc["gates"][1]["gate"] == "nonfinite-pairs"
+        base, candidate = candidate, base  # then the base side holds the bad row
+    clean, code = diff_json(_write(tmp_path, "b", np.zeros((6, 3)), labels), _write(tmp_path, "c", np.zeros((6, 3))), "--labels", tmp_path / "y.npy", *gate)
+    assert code == 0 and clean["passed"]
+
+
 @pytest.mark.parametrize("gate,margin,passes", [
     ("--fail-on-regression", "0.03", True),   # lower bound 0.0373 > 0.03: a regression beyond 0.03 is shown
     ("--fail-on-regression", "0.04", False),

@@ -685,11 +685,16 @@ def decide(report: Any, gates: Any) -> None:
         high = accuracy["ci"][1]
         checks.append({"gate": "max-accuracy-drop", "margin": gates.max_accuracy_drop, "bound": "upper", "value": high,
                        "passed": not (high < -gates.max_accuracy_drop) and not math.isnan(high)})
+    nonfinite = report.pairing["nonfinite_pairs"]
+    if checks and nonfinite:  # the intervals leave these pairs out: no gate may pass on the rest (as check's --max-nonfinite 0)
+        checks.append({"gate": "nonfinite-pairs", "margin": 0, "bound": "count", "value": nonfinite, "passed": False})
     reasons = []
     for check in checks:
         if check["passed"]:
             continue
-        if check["gate"] == "fail-on-regression":
+        if check["gate"] == "nonfinite-pairs":
+            reasons.append(f"{check['value']:,} pairs have a NaN or infinite loss on one side (XE505): the intervals cannot judge them")
+        elif check["gate"] == "fail-on-regression":
             reasons.append(f"the loss got worse by more than {check['margin']:g}: the interval's lower bound is {check['value']:.6g}")
         elif check["gate"] == "require-noninferior":
             reasons.append(f"non-inferiority within {check['margin']:g} not shown: the interval's upper bound is {check['value']:.6g}")

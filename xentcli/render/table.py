@@ -409,5 +409,6 @@ def render_diff(report: DiffReport, verdict: str, console: Console) -> None:
     console.print(Group(*parts))
     for gate in report.gates:
         mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
-        console.print(Text.assemble(mark, f" {gate['gate']} {gate['margin']:g}: {gate['bound']} bound {fmt_number(gate['value'], 4)}"))
+        measure = "count" if gate["bound"] == "count" else f"{gate['bound']} bound"
+        console.print(Text.assemble(mark, f" {gate['gate']} {gate['margin']:g}: {measure} {fmt_number(gate['value'], 4)}"))
     console.print(Text(terminal(verdict), style="bold green" if report.passed else "bold red"), soft_wrap=True)
