@@ -108,17 +108,61 @@ def test_holm_step_down_by_hand():
     from xentcli.slices import holm_failures
 
     # three groups, one-sided p-values from t: the smallest must be ≤ α/3, the next ≤ α/2, …
-    groups = [{"by": {"g": name}, "small": False, "loss_mean": mean, "se": 0.1, "df": 1000}
+    groups = [{"by": {"g": name}, "small": False, "loss_mean": mean, "se": 0.1, "df": 1000, "merged_groups": 0}
               for name, mean in (("a", 1.35), ("b", 1.30), ("c", 1.10))]
     alpha = 0.025
     p = {g["by"]["g"]: stats.t_two_sided_p((g["loss_mean"] - 1.0) / 0.1, 1000) / 2 for g in groups}
-    failed = {g["by"]["g"] for g in holm_failures(groups, 1.0, 0.0, 0.95)}
+    found, bound = holm_failures(groups, 1.0, 0.0, 0.95)
+    failed = {g["by"]["g"] for g in found}
     expected = set()
     for i, name in enumerate(sorted(p, key=p.get)):
         if p[name] > alpha / (3 - i):
             break
         expected.add(name)
     assert failed == expected == {"a", "b"}
+    # Holm-adjusted p: 3·p_a, then max(3·p_a, 2·p_b)
+    assert [g["p_value"] for g in found] == pytest.approx([3 * p["a"], max(3 * p["a"], 2 * p["b"])], rel=1e-12)
+    # the figure shown: the largest gap's lower bound at level α/3 (group a: 0.35 − t(1 − α/3, 1000)·0.1)
+    assert bound == pytest.approx(0.35 - stats.t_quantile(1 - alpha / 3, 1000) * 0.1, rel=1e-12)
+
+
+def test_holm_figure_agrees_with_the_verdict():
+    """The gate's figure exceeds the gap exactly when Holm rejects a group, on either side of the edge."""
+    from xentcli.slices import holm_failures
+
+    for mean in np.linspace(1.1, 1.4, 61):
+        groups = [{"by": {"g": "a"}, "small": False, "loss_mean": float(mean), "se": 0.05, "df": 50, "merged_groups": 0},
+                  {"by": {"g": "b"}, "small": False, "loss_mean": 1.0, "se": 0.05, "df": 50, "merged_groups": 0}]
+        failed, bound = holm_failures(groups, 1.0, 0.1, 0.95)
+        assert bool(failed) == (bound > 0.1)
+
+
+def _gap_dump(tmp_path, worst_name, uniform):
+    """Two groups of 200 rows; the group `worst_name` is far worse, its rows all uniform (SE 0) if `uniform`."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((400, 4)) * 3
+    y = np.argmax(z, axis=1)
+    z[:200] = 0.0 if uniform else z[:200]
+    if not uniform:
+        z[np.arange(200), y[:200]] -= 6.0
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": [worst_name] * 200 + ["fine"] * 200}), tmp_path / "d.parquet")
+
+
+@pytest.mark.parametrize("worst_name,uniform", [("bad", True), ("(other)", False), ("(other)", True)])
+def test_group_gap_tests_every_real_group(tmp_path, worst_name, uniform):
+    """A group of equal losses (log 4 each: SE 0) and a group whose value is the text "(other)" are tested too."""
+    _gap_dump(tmp_path, worst_name, uniform)
+    doc, code = _run("check", tmp_path / "d.parquet", "--by", "g", "--max-group-gap", "0.5", "--fail-on", "never")
+    assert code == 1 and any(f"g={worst_name}" in reason for reason in doc["reasons"])
+
+
+def test_group_gap_undefined_or_unbounded(tmp_path):
+    _dump(tmp_path, rows=60)
+    doc, code = _run("check", tmp_path / "d.parquet", "--by", "region", "--max-group-gap", "0.1", "--min-group", "1000", "--fail-on", "never")
+    assert code == 1 and any("undefined" in reason for reason in doc["reasons"])  # every group small: nothing can vouch
+    for limit in ("inf", "nan", "-1"):
+        result = runner.invoke(app, ["check", str(tmp_path / "d.parquet"), "--by", "region", "--max-group-gap", limit])
+        assert result.exit_code == 2 and "--max-group-gap" in result.stderr
 
 
 @pytest.mark.parametrize("chunk_rows", ["13", "100000"])

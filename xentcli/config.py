@@ -136,7 +136,7 @@ class Gates:
         """A gate that cannot fail is refused: NaN/inf limits, negative losses, accuracies outside [0, 1]."""
         if self.max_ece is not None and not 0 <= self.max_ece <= 1:
             raise OptionError(f"--max-ece must lie in [0, 1], not {self.max_ece}")
-        for option, value in (("--max-loss", self.max_loss), ("--max-loss-p99", self.max_loss_p99)):
+        for option, value in (("--max-loss", self.max_loss), ("--max-loss-p99", self.max_loss_p99), ("--max-group-gap", self.max_group_gap)):
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise OptionError(f"{option} must be a finite loss ≥ 0, not {value}")
         if self.min_accuracy is not None and not (0 <= self.min_accuracy <= 1):

@@ -51,9 +51,11 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
     if gates.max_group_gap is not None:
         overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
         confidence = summary.get("confidence", 0.95)
-        failed = holm_failures(report.groups, overall, gates.max_group_gap, confidence)
-        worst = max((g["loss_ci"][0] - overall for g in report.groups if not g["small"]), default=math.nan)
-        checks.append({"gate": "group gap (Holm)", "value": worst, "limit": gates.max_group_gap, "op": "<=", "passed": not failed})
+        failed, bound = holm_failures(report.groups, overall, gates.max_group_gap, confidence)
+        checks.append({"gate": "group gap (Holm)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
+                       "passed": not failed and not math.isnan(bound)})
+        if math.isnan(bound):
+            reasons.append("group gap (Holm) is undefined (no group of --min-group rows or more)")
         for group in failed:
             shown = ", ".join(f"{k}={v}" for k, v in group["by"].items())
             reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "

@@ -136,7 +136,7 @@ class GroupTotals:
             kept += list(merged.groups.items())
         records = []
         two_sided = (1 + confidence) / 2
-        for key, sums in kept:
+        for index, (key, sums) in enumerate(kept):
             n = sums.counted
             mean = sums.mean if n else math.nan
             se = math.sqrt(sums.m2 / (n - 1) / n) if n > 1 else math.nan
@@ -150,7 +150,7 @@ class GroupTotals:
                 "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
                 "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
                 "accuracy_ci": wilson(sums.correct, n, confidence), "ece": ece, "delta_loss": mean - overall,
-                "small": n < min_group, "se": se, "df": n - 1,
+                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": len(rest) if rest and index == len(kept) - 1 else 0,
             })
         records.sort(key=lambda r: (r["small"], -(r["loss_mean"] if not math.isnan(r["loss_mean"]) else -math.inf), str(r["by"])))
         return records, len(rest)
@@ -200,22 +200,35 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
     return codes, keys, stride
 
 
-def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, confidence: float) -> list[dict[str, Any]]:
-    """The non-small groups whose mean loss exceeds the overall mean by more than `gap`, shown at
-    the one-sided level (1 − confidence)/2 after Holm's step-down correction across the groups
-    (Holm 1979): sorted by p-value, the i-th (0-based) of m is rejected while p ≤ α/(m − i)."""
+def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, confidence: float) -> tuple[list[dict[str, Any]], float]:
+    """The groups whose mean loss exceeds the overall mean by more than `gap`, shown at the
+    one-sided level α = (1 − confidence)/2 after Holm's step-down correction across the m tested
+    groups (Holm 1979): sorted by p-value, the i-th (0-based) is rejected while p ≤ α/(m − i); each
+    with its Holm-adjusted p. Tested: every group of at least --min-group rows but "(other)"; a
+    group of equal losses (SE 0) exceeds the gap or not, with certainty. Also the figure the gate
+    shows: the largest gap's lower bound at Holm's first level α/m, which exceeds `gap` exactly
+    when some group is rejected (NaN when no group can be tested: the gate cannot pass)."""
     alpha = (1 - confidence) / 2
-    tested = []
+    tested, bound = [], math.nan
     for group in groups:
-        if group["small"] or group["by"] and OTHER in group["by"].values() or not group["se"] > 0:
+        if group["small"] or group["merged_groups"] or math.isnan(group["se"]):
             continue
-        t = (group["loss_mean"] - overall - gap) / group["se"]
-        p = stats.t_two_sided_p(t, group["df"]) / 2 if t > 0 else 1.0 - stats.t_two_sided_p(t, group["df"]) / 2
+        excess = group["loss_mean"] - overall - gap
+        if group["se"] == 0:
+            p = 0.0 if excess > 0 else 1.0
+        else:
+            t = excess / group["se"]
+            p = stats.t_two_sided_p(t, group["df"]) / 2 if t > 0 else 1.0 - stats.t_two_sided_p(t, group["df"]) / 2
         tested.append((p, group))
+    m = len(tested)
+    for _, group in tested:
+        low = group["loss_mean"] - overall - (stats.t_quantile(1 - alpha / m, group["df"]) * group["se"] if group["se"] else 0.0)
+        bound = low if math.isnan(bound) else max(bound, low)
     tested.sort(key=lambda item: item[0])
-    failed = []
+    failed, adjusted = [], 0.0
     for i, (p, group) in enumerate(tested):
-        if p > alpha / (len(tested) - i):
+        if p > alpha / (m - i):
             break
-        failed.append({**group, "p_value": p})
-    return failed
+        adjusted = max(adjusted, min(1.0, (m - i) * p))
+        failed.append({**group, "p_value": adjusted})
+    return failed, bound

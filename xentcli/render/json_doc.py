@@ -39,7 +39,7 @@ def document(report: Report) -> dict[str, Any]:
         if not report.confusions_exact:
             doc["confusions_approximate"] = True
     if report.groups:
-        doc["groups"] = [{key: value for key, value in group.items() if key not in ("se", "df")} for group in report.groups]
+        doc["groups"] = [{key: value for key, value in group.items() if key not in ("se", "df", "merged_groups")} for group in report.groups]
     if report.like is not None:
         doc["like"] = report.like
     if report.compare:
