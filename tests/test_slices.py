@@ -190,3 +190,41 @@ def test_confusions_beyond_the_limit_are_approximate(monkeypatch):
     state.update(np.r_[labels, heavy], np.r_[preds, np.full(500, 7)])
     top = state.top(1)
     assert state.exact is False and (top[0]["label"], top[0]["pred"]) == (3, 7)
+
+
+def test_group_values_equal_as_plain_values_keep_their_rows(tmp_path):
+    """NaN and null (both null in JSON), 0.0 and -0.0: one group each, no row lost, whatever the chunking."""
+    rng = np.random.default_rng(8)
+    z, y = rng.standard_normal((500, 3)), rng.integers(0, 3, 500)
+    g = np.array([np.nan, 0.0, -0.0, 2.5, 1.5])[np.arange(500) % 5]
+    nullable = [None if i % 5 == 3 else float(v) for i, v in enumerate(g)]  # null where 2.5 was
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": nullable}), tmp_path / "d.parquet")
+    loss = sparse_loss64(z, y)
+    for chunk_rows in ("7", "100000"):
+        doc, _ = _run("score", tmp_path / "d.parquet", "--by", "g", "--chunk-rows", chunk_rows)
+        found = {g["by"]["g"]: (g["rows"], g["loss_mean"]) for g in doc["groups"]}
+        missing = (np.arange(500) % 5 == 0) | (np.arange(500) % 5 == 3)
+        zero = (np.arange(500) % 5 == 1) | (np.arange(500) % 5 == 2)
+        assert found == {None: (200, pytest.approx(loss[missing].mean(), rel=1e-12)), 0.0: (200, pytest.approx(loss[zero].mean(), rel=1e-12)),
+                         1.5: (100, pytest.approx(loss[np.arange(500) % 5 == 4].mean(), rel=1e-12))}
+
+
+@pytest.mark.parametrize("values", [np.array([-128, 127, 0, 5])[np.arange(60) % 4].astype(np.int8), (np.arange(60) % 3).astype(np.uint64) + np.uint64(2**63)])
+def test_group_files_of_narrow_and_wide_integers(tmp_path, values):
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "z.npy", rng.standard_normal((60, 3)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 60))
+    np.save(tmp_path / "g.npy", values)
+    doc, _ = _run("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--by-file", tmp_path / "g.npy")
+    expected = {int(v): int((values == v).sum()) for v in np.unique(values)}
+    assert {g["by"]["g"]: g["rows"] for g in doc["groups"]} == expected
+
+
+def test_many_high_cardinality_columns(tmp_path):
+    """Eight columns of 500 distinct values: their combined codes pass 2^62 and are renumbered; every group is real."""
+    rng = np.random.default_rng(10)
+    columns = {name: rng.permutation(500) for name in "abcdefgh"}
+    pq.write_table(pa.table({"logits": list(rng.standard_normal((500, 3))), "label": rng.integers(0, 3, 500), **columns}), tmp_path / "d.parquet")
+    doc, _ = _run("score", tmp_path / "d.parquet", *sum((["--by", name] for name in "abcdefgh"), []))
+    real = set(zip(*[columns[name].tolist() for name in "abcdefgh"]))
+    assert len(doc["groups"]) == 500 and {tuple(g["by"][name] for name in "abcdefgh") for g in doc["groups"]} == real

@@ -95,7 +95,13 @@ class GroupTotals:
             inverse = (np.cumsum(present) - 1)[codes]
         else:
             unique, inverse = np.unique(codes, return_inverse=True)
-        k = unique.size
+        found = [keys(code) for code in unique.tolist()]
+        distinct = dict.fromkeys(found)  # values equal as plain values (NaN and null, 0.0 and -0.0) are one group
+        if len(distinct) < len(found):
+            position = {key: i for i, key in enumerate(distinct)}
+            inverse = np.array([position[key] for key in found], np.int64)[inverse]
+            found = list(distinct)
+        k = len(found)
         rows = np.bincount(inverse, minlength=k)
         n = np.bincount(inverse, weights=counted, minlength=k)
         x = np.where(counted, loss, 0.0)
@@ -111,7 +117,7 @@ class GroupTotals:
             bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
                              np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
         out = cls()
-        out.add([keys(code) for code in unique.tolist()], rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins)
+        out.add(found, rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins)
         return out
 
     def merge(self, other: GroupTotals) -> None:
@@ -164,14 +170,26 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
     import pyarrow.compute as pc
 
     codes = np.zeros(len(columns[0]), np.int64)
-    dictionaries = []
+    dictionaries: list[list[Any]] = []
     stride = 1
-    strides = []
+    strides: list[tuple[int, int]] = []
+    prefix: list[tuple[Any, ...]] = [()]  # the combinations of the columns before, once renumbered
+
+    def keys(code: int) -> tuple[Any, ...]:
+        return prefix[code % len(prefix)] + tuple(id_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
+
     for column in columns:
+        width = len(column) + 1  # a bound on this column's distinct values (+ null) in the chunk
+        if stride * width >= 1 << 62:  # the combined codes would overflow: number the combinations seen so far
+            unique, codes = np.unique(codes, return_inverse=True)
+            prefix = [keys(code) for code in unique.tolist()]
+            codes, dictionaries, strides, stride = codes.astype(np.int64), [], [], len(prefix)
         if isinstance(column, np.ndarray) and column.dtype.kind in "biu":  # numbers: no Arrow round trip
+            wide = column.dtype == np.uint64  # beyond int64: sorted as it is
+            column = column if wide else column.astype(np.int64, copy=False)  # int8 − low would wrap
             low = int(column.min()) if column.size else 0
             span = int(column.max()) - low + 1 if column.size else 1
-            if span <= 4 * max(column.size, 1):  # a small range: O(n) instead of a sort
+            if span <= 4 * max(column.size, 1) and not wide:  # a small range: O(n) instead of a sort
                 present = np.bincount(column - low, minlength=span) > 0
                 values, indices = np.flatnonzero(present) + low, (np.cumsum(present) - 1)[column - low]
             else:
@@ -193,9 +211,6 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
         strides.append((stride, size))
         dictionaries.append(encoded.dictionary.to_pylist() + [None])
         stride *= size
-
-    def keys(code: int) -> tuple[Any, ...]:
-        return tuple(id_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
 
     return codes, keys, stride
 
