@@ -125,3 +125,12 @@ def test_rows_left_out_of_the_means_are_not_counted_correct():
     summary = total.summary()
     assert summary["counted"] == 2 and summary["accuracy"] == 0.5 and summary["top_k_accuracy"] == 0.5
     assert total.per_class.correct.tolist() == [0, 1, 0] and total.per_class.support.tolist() == [0, 2, 0]
+
+
+def test_perplexity_of_an_undefined_mean_is_undefined():
+    import math
+
+    from xentcli.accumulate import perplexity
+
+    assert math.isnan(perplexity(math.nan, 5)) and math.isnan(perplexity(1.0, 0))  # a NaN mean (all weights 0) was shown as inf
+    assert perplexity(math.log(3.0), 5) == pytest.approx(3.0, rel=1e-15) and perplexity(710.0, 5) == math.inf

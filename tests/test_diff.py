@@ -128,10 +128,12 @@ def test_exact_mcnemar_and_accuracy_interval(tmp_path):
     assert doc["flips"] == {"correct_to_wrong": 15, "wrong_to_correct": 35}
 
 
-def test_clustered_standard_error_by_hand(tmp_path):
-    # 3 documents: d = [0.1, 0.3] in doc a, [0.2] in b, [-0.1, 0.0, 0.4] in c (losses base 1, candidate 1 + d)
+@pytest.mark.parametrize("docs", [["a", "a", "b", "c", "c", "c"], ["a", "a", None, "c", "c", "c"], [7, 7, None, 9, 9, 9]],
+                         ids=["text", "text-and-null", "int-and-null"])
+def test_clustered_standard_error_by_hand(tmp_path, docs):
+    # 3 documents: d = [0.1, 0.3] in doc a, [0.2] in b, [-0.1, 0.0, 0.4] in c (losses base 1, candidate 1 + d);
+    # a null document is a cluster of its own
     d = np.array([0.1, 0.3, 0.2, -0.1, 0.0, 0.4])
-    docs = ["a", "a", "b", "c", "c", "c"]
     for name, losses in (("base", np.ones(6)), ("cand", 1 + d)):
         pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(6, np.int64), "doc": docs}),
                        tmp_path / f"{name}.parquet")
@@ -310,7 +312,8 @@ def test_key_types_must_agree(tmp_path):
 
 @pytest.mark.parametrize("option,value", [("--fail-on-regression", "nan"), ("--require-noninferior", "inf"),
                                           ("--max-accuracy-drop", "-0.1"), ("--max-accuracy-drop", "5"), ("--confidence", "1.5"),
-                                          ("--bootstrap", "-1")])
+                                          ("--bootstrap", "-1"), ("--class-weights", "1,2,3"), ("--weight-col", "w"),
+                                          ("--sample-weights", "w.npy")])
 def test_options_that_cannot_work_are_refused(losses_dump, option, value):
     result = runner.invoke(app, ["diff", *map(str, losses_dump), option, value])
     assert result.exit_code == 2 and option in result.stderr

@@ -40,8 +40,8 @@ def wilson(successes: int, n: int, confidence: float) -> list[float]:
 
 
 def perplexity(mean_loss: float, counted: int) -> float:
-    """exp(mean loss): inf where it overflows float64, NaN where nothing was counted."""
-    if not counted:
+    """exp(mean loss): inf where it overflows float64, NaN where nothing was counted or the mean is undefined."""
+    if not counted or math.isnan(mean_loss):
         return math.nan
     return math.exp(mean_loss) if mean_loss < 709.0 else math.inf
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli import native, stats
+from xentcli import accumulate, native, stats
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import id_value
 from xentcli.ranking import top_rows
@@ -373,21 +373,24 @@ class PairedTotals:
             self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
             buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
             if self.clustered and base.cluster is not None:
-                groups, inverse = np.unique(base.cluster[usable], return_inverse=True)
+                from xentcli.slices import _group_codes
+
+                codes, key_of, _ = _group_codes([base.cluster[usable]])  # nulls (and mixed values) are groups too
+                groups, inverse = np.unique(codes, return_inverse=True)
                 sums = np.bincount(inverse, weights=d)
                 counts = np.bincount(inverse)
-                for group, s, c in zip(groups.tolist(), sums.tolist(), counts.tolist()):
+                for group, s, c in zip((key_of(code) for code in groups.tolist()), sums.tolist(), counts.tolist()):
                     entry = self.clusters.setdefault(group, [0.0, 0])
                     entry[0] += s
                     entry[1] += c
-            rows = base.row[usable]
+            rows, labels = base.row[usable], base.label[usable]
             keys = None if base.key is None else base.key[usable]
 
             def details(i: int) -> dict[str, Any]:
                 item: dict[str, Any] = {"row": int(rows[i])}
                 if keys is not None:
                     item["key"] = id_value(keys[i])
-                item.update(label=int(base.label[usable][i]), loss_base=float(b_loss[i]), loss_candidate=float(c_loss[i]),
+                item.update(label=int(labels[i]), loss_base=float(b_loss[i]), loss_candidate=float(c_loss[i]),
                             delta=float(d[i]))
                 return item
 
@@ -651,8 +654,8 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
         "ci": _interval(accuracy_delta, z * math.sqrt(max(b + c - (c - b) ** 2 / n, 0.0)) / n) if n else [nan, nan],
     }
     perplexity = {
-        "base": math.exp(base_mean) if base_mean < 709 else math.inf, "candidate": math.exp(candidate_mean) if candidate_mean < 709 else math.inf,
-        "ratio": math.exp(loss["delta"]) if n else nan, "ci": [math.exp(v) if v < 709 else math.inf for v in loss["ci"]],
+        "base": accumulate.perplexity(base_mean, n), "candidate": accumulate.perplexity(candidate_mean, n),
+        "ratio": accumulate.perplexity(loss["delta"], n), "ci": [accumulate.perplexity(v, n) for v in loss["ci"]],
     }
     out = {"loss_mean": loss, "accuracy": accuracy, "perplexity": perplexity}
     for name, q in (("loss_p50", 0.5), ("loss_p90", 0.9), ("loss_p99", 0.99)):

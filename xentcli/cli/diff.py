@@ -9,9 +9,9 @@ import typer
 
 from xentcli.cli.app import EXIT_FAILED, app, console, error_line, guarded
 from xentcli.cli.options import (
-    ChunkRows, ClassAxis, Classes, ClassWeights, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
-    Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, NoDiagnostics, Output, Quiet, SampleWeights, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads, WeightCol,
+    ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
+    Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, NoDiagnostics, Output, Quiet, ScoreCol,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -36,8 +36,7 @@ def diff(
     labels: Labels = None, file_format: Format = None, input_kind: Input = None, target: Target = TargetChoice.auto,
     class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
-    ignore_index: IgnoreIndex = None, class_weights: ClassWeights = None, weight_col: WeightCol = None,
-    sample_weights: SampleWeights = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
+    ignore_index: IgnoreIndex = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
     as_json: Json = False, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
     threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
     select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
@@ -55,7 +54,7 @@ def diff(
             paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
             group_col=cluster, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
             target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=key, ignore_index=ignore_index,
-            class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights, label_smoothing=label_smoothing,
+            label_smoothing=label_smoothing,
             epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
             no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
         )
