@@ -120,6 +120,22 @@ def test_weighted_mean_uses_the_ratio_estimator(tmp_path):
     assert s["loss_se"] == pytest.approx(se, rel=1e-9)
 
 
+def test_rows_of_weight_zero_add_no_degrees_of_freedom(tmp_path):
+    """3 rows of weight 1 among 400: the interval is the 3-row one (t with 2 degrees of freedom), not t with 399."""
+    rng = np.random.default_rng(6)
+    z, y = rng.standard_normal((400, 4)) * 2, rng.integers(0, 4, 400)
+    w = np.zeros(400)
+    w[[5, 100, 300]] = 1.0
+    for name, array in (("z", z), ("y", y), ("w", w)):
+        np.save(tmp_path / f"{name}.npy", array)
+    s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--chunk-rows", "50")
+    loss = sparse_loss64(z, y)[[5, 100, 300]]
+    se = math.sqrt(((loss - loss.mean()) ** 2).sum()) / 3
+    half = 4.302652729911275 * se  # scipy.stats.t.ppf(0.975, 2)
+    assert s["loss_se"] == pytest.approx(se, rel=1e-9)
+    assert s["loss_ci"] == pytest.approx([loss.mean() - half, loss.mean() + half], rel=1e-9)
+
+
 @pytest.mark.parametrize("limit,passes", [("0.6", True), ("0.55", False)])
 def test_gate_on_the_upper_bound(limit, passes):
     args = ["check", str(SAMPLES / "cifar10_val.parquet"), "--max-loss", limit, "--fail-on", "never", "--json"]

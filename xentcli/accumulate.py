@@ -262,7 +262,7 @@ class LossSummary:
     top_k_hits: int = 0
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
     moments: Moments = field(default_factory=Moments)  # of the counted (unweighted) losses
-    ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # weighted: Σy², Σxy, Σx² (see summary)
+    ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # weighted: Σy², Σxy, Σx², rows of weight > 0 (see summary)
     clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
     calibration: Calibration | None = None  # with --calibration
     groups: GroupTotals | None = None  # with --by
@@ -398,10 +398,10 @@ class LossSummary:
         n = self.counted
         nan = math.nan
         if self.weighted:
-            yy, xy, xx = self.ratio
+            yy, xy, xx, weighed = self.ratio
             spread = max(yy - 2 * mean * xy + mean * mean * xx, 0.0)
-            se = math.sqrt(spread) / self.weight_sum if self.weight_sum and n > 1 else nan
-            df = n - 1  # the ratio estimator's linearised standard error (sample or class weights)
+            se = math.sqrt(spread) / self.weight_sum if self.weight_sum and weighed > 1 else nan
+            df = int(weighed) - 1  # the ratio estimator's linearised standard error; rows of weight 0 add nothing to it
         elif self.clusters is not None:
             groups, spread = self.clusters.spread(mean)
             se = math.sqrt(groups / (groups - 1) * max(spread, 0.0)) / n if groups > 1 else nan

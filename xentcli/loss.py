@@ -56,7 +56,7 @@ class RowTerms:
     errors: list[str] = field(default_factory=list)
     error_rows: int = 0
     notes: list[str] = field(default_factory=list)
-    moments: tuple[float, float, float] = (0.0, 0.0, 0.0)  # truth with weights: Σy², Σxy, Σx² over counted rows
+    moments: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # truth with weights: Σy², Σxy, Σx² over counted rows, and how many have x > 0
 
 
 def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
@@ -121,7 +121,7 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
         weight = weight * ctx.sample_weights
     terms = RowTerms(loss, {"mean": row_sum(weighted, counted)}, {"mean": row_sum(weight, counted)})
     y, x = weighted[counted], weight[counted]
-    terms.moments = (float(y @ y), float(x @ y), float(x @ x))  # the ratio estimator's standard error
+    terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))  # the ratio estimator's standard error
     return ignored, terms
 
 
