@@ -104,6 +104,27 @@ def test_cluster_runs_merge_in_any_tree():
         assert parts[0].spread(0.4) == pytest.approx(whole.spread(0.4), rel=1e-12)
 
 
+@pytest.mark.parametrize("chunk_rows", ["7", "100000"])
+@pytest.mark.parametrize("layout", ["sorted", "interleaved"])
+def test_group_col_rows_of_a_sequence_may_come_apart(tmp_path, chunk_rows, layout):
+    """--group-col: 4 documents of 50 rows, in runs or interleaved (a, b, c, d, a, …): 4 clusters either
+    way (runs counted as clusters gave 200 and an interval 9x too narrow), with a null document."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    docs = np.repeat(np.arange(4), 50) if layout == "sorted" else np.tile(np.arange(4), 50)
+    z = rng.standard_normal((200, 3)) + docs[:, None] * np.array([1.5, 0.0, 0.0])  # documents of different difficulty
+    y = rng.integers(0, 3, 200)
+    names = [None if d == 3 else f"doc{d}" for d in docs]
+    pq.write_table(pa.table({"logits": list(z), "label": y, "doc": names}), tmp_path / "d.parquet")
+    s = score(tmp_path / "d.parquet", "--group-col", "doc", "--chunk-rows", chunk_rows)
+    loss = sparse_loss64(z, y)
+    se, groups = _clustered_reference(loss, docs)
+    assert groups == 4 and s["se_clustered"] is True
+    assert s["loss_se"] == pytest.approx(se, rel=1e-9)
+
+
 def test_weighted_mean_uses_the_ratio_estimator(tmp_path):
     rng = np.random.default_rng(4)
     z = rng.standard_normal((400, 6)) * 2

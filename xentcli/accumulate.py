@@ -242,6 +242,47 @@ class ClusterRuns:
 
 
 @dataclass
+class KeyedClusters:
+    """Per-sequence sums for clustered standard errors keyed by the sequence, for layouts whose
+    rows of one sequence may come apart (--group-col, diff's --cluster): memory grows with the
+    sequences. The same `update`, `merge` and `spread` as ClusterRuns."""
+
+    sums: dict[Any, list[Any]] = field(default_factory=dict)  # sequence → [S, n]
+
+    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64]) -> None:
+        if sample.size == 0:
+            return
+        from xentcli.slices import _group_codes
+
+        codes, key_of, _ = _group_codes([sample])  # nulls are a sequence too
+        unique, inverse = np.unique(codes, return_inverse=True)
+        sums = np.bincount(inverse, weights=np.where(counted, loss, 0.0), minlength=unique.size)
+        counts = np.bincount(inverse, weights=counted, minlength=unique.size)
+        for code, s, n in zip(unique.tolist(), sums.tolist(), counts.tolist()):
+            entry = self.sums.setdefault(key_of(code), [0.0, 0])
+            entry[0] += s
+            entry[1] += int(n)
+
+    def merge(self, other: KeyedClusters) -> None:
+        for key, (s, n) in other.sums.items():
+            entry = self.sums.setdefault(key, [0.0, 0])
+            entry[0] += s
+            entry[1] += n
+
+    def spread(self, mean: float) -> tuple[int, float]:
+        """(G, Σ_g (S_g − n_g·mean)²) over the sequences with a counted row."""
+        used = [(s, n) for s, n in self.sums.values() if n]
+        return len(used), sum((s - n * mean) ** 2 for s, n in used)
+
+
+def clustered_se(clusters: ClusterRuns | KeyedClusters, mean: float, n: int) -> tuple[float, int]:
+    """The cluster-robust standard error of a mean over n rows, √(G/(G−1)·Σ_g (S_g − n_g·m)²)/n,
+    and its degrees of freedom G − 1."""
+    groups, spread = clusters.spread(mean)
+    return (math.sqrt(groups / (groups - 1) * max(spread, 0.0)) / n if groups > 1 else math.nan), groups - 1
+
+
+@dataclass
 class LossSummary:
     """All aggregates of a run. `update` takes one chunk's results, `merge` another summary."""
 
@@ -263,7 +304,8 @@ class LossSummary:
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
     moments: Moments = field(default_factory=Moments)  # of the counted (unweighted) losses
     ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # weighted: Σy², Σxy, Σx², rows of weight > 0 (see summary)
-    clusters: ClusterRuns | None = None  # sequence dumps: per-sequence sums for clustered errors
+    clusters: ClusterRuns | KeyedClusters | None = None  # sequence dumps: per-sequence sums for clustered errors
+    keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
     calibration: Calibration | None = None  # with --calibration
     groups: GroupTotals | None = None  # with --by
     confusions: Confusions | None = None  # with --confusions
@@ -305,7 +347,7 @@ class LossSummary:
             self.moments.add(tally.counted, mean, float(np.square(values - mean).sum()))
         if sample is not None:
             if self.clusters is None:
-                self.clusters = ClusterRuns()
+                self.clusters = KeyedClusters() if self.keyed_clusters else ClusterRuns()
             self.clusters.update(sample, stats.counted, stats.loss)
         if weights is not None:
             self.zero_weight_rows += int(np.count_nonzero(weights == 0))
@@ -345,8 +387,8 @@ class LossSummary:
             self.calibration.merge(other.calibration)
         if other.clusters is not None:
             if self.clusters is None:
-                self.clusters = ClusterRuns()
-            self.clusters.merge(other.clusters)
+                self.clusters = type(other.clusters)()
+            self.clusters.merge(other.clusters)  # type: ignore[arg-type]
         self.loss_min = min(self.loss_min, other.loss_min)
         self.loss_max = max(self.loss_max, other.loss_max)
         self.correct += other.correct
@@ -403,9 +445,7 @@ class LossSummary:
             se = math.sqrt(spread) / self.weight_sum if self.weight_sum and weighed > 1 else nan
             df = int(weighed) - 1  # the ratio estimator's linearised standard error; rows of weight 0 add nothing to it
         elif self.clusters is not None:
-            groups, spread = self.clusters.spread(mean)
-            se = math.sqrt(groups / (groups - 1) * max(spread, 0.0)) / n if groups > 1 else nan
-            df = groups - 1
+            se, df = clustered_se(self.clusters, mean, n)
         else:
             se = math.sqrt(self.moments.m2 / (n - 1) / n) if n > 1 else nan
             df = n - 1

@@ -335,7 +335,7 @@ class PairedTotals:
     correct_candidate: int = 0
     correct_to_wrong: int = 0  # b: right in base, wrong in candidate
     wrong_to_correct: int = 0  # c
-    clusters: dict[Any, list[float]] = field(default_factory=dict)  # cluster → [Σ d, n]
+    clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ d, n]
     base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     candidate_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     regressed: RankedPairs = field(init=False)
@@ -373,16 +373,7 @@ class PairedTotals:
             self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
             buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
             if self.clustered and base.cluster is not None:
-                from xentcli.slices import _group_codes
-
-                codes, key_of, _ = _group_codes([base.cluster[usable]])  # nulls (and mixed values) are groups too
-                groups, inverse = np.unique(codes, return_inverse=True)
-                sums = np.bincount(inverse, weights=d)
-                counts = np.bincount(inverse)
-                for group, s, c in zip((key_of(code) for code in groups.tolist()), sums.tolist(), counts.tolist()):
-                    entry = self.clusters.setdefault(group, [0.0, 0])
-                    entry[0] += s
-                    entry[1] += c
+                self.clusters.update(base.cluster[usable], np.ones(d.size, bool), d)
             rows, labels = base.row[usable], base.label[usable]
             keys = None if base.key is None else base.key[usable]
 
@@ -626,11 +617,8 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     candidate_mean = t.candidate_sum / n if n else nan
     se_plain = math.sqrt(t.m2 / (n - 1) / n) if n > 1 else nan
     loss: dict[str, Any] = {"base": base_mean, "candidate": candidate_mean, "delta": t.mean if n else nan}
-    if t.clustered and t.clusters:
-        groups = len(t.clusters)
-        spread = sum((s - c * t.mean) ** 2 for s, c in t.clusters.values())
-        se = math.sqrt(groups / (groups - 1) * spread) / n if groups > 1 else nan
-        df = groups - 1
+    if t.clustered and t.clusters.sums:
+        se, df = accumulate.clustered_se(t.clusters, t.mean, n)
     else:
         se, df = se_plain, n - 1
     quantile = stats.t_quantile(two_sided, df) if df > 0 else nan
@@ -641,7 +629,7 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     loss.update(se=se, ci=_interval(loss["delta"], quantile * se), p_value=p_value, df=df,
                 min_detectable_delta=(quantile + stats.t_quantile(0.8, df)) * se if df > 0 else nan)
     if t.clustered:
-        loss.update(clusters=len(t.clusters), se_unclustered=se_plain)
+        loss.update(clusters=len(t.clusters.sums), se_unclustered=se_plain)
     replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
     if replicates is not None:
         loss["bootstrap_ci"] = _percentiles(replicates["mean"], confidence)

@@ -88,7 +88,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
         chunk.score_dtype or info.score_dtype, info.label_names,
     )
-    partial = LossSummary(info.num_classes, top_k, config.worst)
+    partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
@@ -179,7 +179,7 @@ class Pass:
                 "--per-sequence needs sequences", hint="give [N, T, C] arrays, nested list columns, or --group-col"
             )
         self.top_k = max(1, min(config.top_k, info.num_classes))
-        self.total = LossSummary(info.num_classes, self.top_k, config.worst)
+        self.total = LossSummary(info.num_classes, self.top_k, config.worst, keyed_clusters=config.source.group_col is not None)
         self.frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
         self.sequences = SequenceTotals()
         self.findings: dict[str, Finding] = {}
