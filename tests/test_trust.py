@@ -138,7 +138,8 @@ def test_epsilon_equals_keras_with_that_epsilon(tmp_path):
 
 # ---- terminal and markup injection ------------------------------------------------------------
 
-HOSTILE_TEXT = ["[link=http://x]click[/link]", "\x1b[2Jcleared", "[eval]", "bell\x07\x9b31m", "two\nlines", "[bold red]x"]
+HOSTILE_TEXT = ["[link=http://x]click[/link]", "\x1b[2Jcleared", "[eval]", "bell\x07\x9b31m", "two\nlines", "[bold red]x",
+                "txt.\u202eexe", "sep\u2028arated\u200b"]  # a right-to-left override; a line separator, a zero-width space
 
 
 def _render_all(report) -> str:
@@ -170,8 +171,9 @@ def test_hostile_names_are_shown_as_text(tmp_path, text):
                    folder / "d.parquet")
     config = RunConfig(SourceConfig((str(folder / "d.parquet"),), id_col=column), worst=6, per_class=True)
     output = _render_all(run(config))
-    assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output
+    assert not {"\x1b", "\x07", "\x9b", "\u202e", "\u2028", "\u200b"} & set(output)
     visible = text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\x9b").replace("\n", "\\n")
+    visible = visible.replace("\u202e", "\\u202e").replace("\u2028", "\\u2028").replace("\u200b", "\\u200b")
     assert visible + "0" in output  # the id, whole: no markup eaten
     assert visible in output.split("Per class")[1]  # the class name from the column
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# C0 controls, DEL and C1 controls (ESC and CSI above all): shown as \\x1b, never sent to a terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and C1 controls (ESC and CSI above all), and the format characters that move
+# or hide text (bidirectional overrides and isolates, zero-width characters, line and paragraph
+# separators): shown as \\x1b or \\u202e, never sent to a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 # A table cell longer than this is cut, with a marker; --json keeps every character.
 MAX_CELL = 80
 
 
 def _visible(match: re.Match[str]) -> str:
     char = match.group()
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02x}")
+    code = ord(char)
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def terminal(value: Any, limit: int | None = None) -> str:

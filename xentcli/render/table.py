@@ -195,7 +195,7 @@ def calibration_table(report: Report) -> Group:
         ("Brier (multiclass)", fmt_number(c["brier"], 5)),
         ("Brier (top label)", fmt_number(c["brier_top_label"], 5)),
     ])
-    table = _table("Reliability", [("bin", "tag")] + [(name, "num") for name in ("rows", "confidence", "accuracy", "gap", "accuracy 95% CI")]
+    table = _table("Reliability", [("bin", "tag")] + [(name, "num") for name in ("rows", "confidence", "accuracy", "gap", f"accuracy {report.summary.get('confidence', 0.95):.0%} CI")]
                    + [("", "text")])
     for row in c["table"]:
         low, high = row["accuracy_ci"]
