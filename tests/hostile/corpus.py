@@ -321,6 +321,30 @@ def list_id_column(folder: Path) -> Case:
     return Case([str(folder / "d.parquet"), "--id-col", "key", "--worst", "3"], 2, says="id column 'key'")
 
 
+def _npz_role(option: str, shape: tuple[int, ...], says: str) -> Callable[[Path], Case]:
+    """An NPZ member for ids, weights or groups that is not one value per row."""
+    def make(folder: Path) -> Case:
+        np.savez(folder / "d.npz", logits=Z, labels=Y, extra=np.zeros(shape))
+        return Case([str(folder / "d.npz"), option, "extra"], 2, says=says)
+    return make
+
+
+CASES["npz_groups_3d"] = _npz_role("--by", (40, 2, 2), "groups need [N]")
+CASES["npz_groups_column"] = _npz_role("--by", (40, 1), "groups need [N]")
+CASES["npz_ids_2d"] = _npz_role("--id-col", (40, 3), "ids need [N]")
+CASES["npz_weights_3d"] = _npz_role("--weight-col", (40, 2, 2), "weights need [N] or [N, 1]")
+
+
+@case
+def dates_as_groups(folder: Path) -> Case:
+    """datetime64 groups from --by-file (numpy gives them no buffer format)."""
+    np.save(folder / "z.npy", Z)
+    np.save(folder / "y.npy", Y)
+    np.save(folder / "g.npy", np.full(40, "2024-01-01", dtype="datetime64[D]"))
+    return Case([str(folder / "z.npy"), "--labels", str(folder / "y.npy"), "--by-file", str(folder / "g.npy")], 0,
+                loss_mean=loss64(Z, Y).mean(), command="score")
+
+
 def _option_file(name: str, make_file: Callable[[Path], str], says: str) -> Callable[[Path], Case]:
     def make(folder: Path) -> Case:
         pq.write_table(pa.table({"logits": list(Z), "label": Y}), folder / "d.parquet")

@@ -86,7 +86,7 @@ class NpyArray:
             stream.seek(self._data_offset)
             for start in range(0, total, rows):
                 block = np.empty((min(rows, total - start), *self.shape[1:]), dtype=self.dtype)
-                view = memoryview(block).cast("B")
+                view = memoryview(block.view(np.uint8).reshape(-1))  # bytes of any dtype (datetime64 has no buffer format)
                 done = 0
                 while done < block.nbytes:  # one read returns at most ~2 GiB
                     got = stream.readinto(view[done : done + _READ_PIECE])
@@ -195,6 +195,18 @@ class ArrayRoles:
                     hint="scores and labels must hold the same rows in the same order",
                     code="XE302",
                 )
+            self._check_per_row(role, member)
+
+    def _check_per_row(self, role: str, member: NpyArray | NpzMember) -> None:
+        """Ids, weights and groups hold one value per row: [N], or per token [N, T] (weights also [N, 1])."""
+        if role not in ("ids", "weights") and not role.startswith("by"):
+            return
+        shape = tuple(member.shape)
+        allowed = [(shape[0],)] + ([(shape[0], self.seq_len)] if self.seq_len else []) + ([(shape[0], 1)] if role == "weights" else [])
+        if shape not in allowed:
+            expected = " or ".join(str(list(s)).replace(str(shape[0]), "N", 1) for s in allowed)
+            raise LayoutError(f"'{member.name}' has shape {list(shape)}; {'groups' if role.startswith('by') else role} need {expected}", path=member.path,
+                              hint="one value per row")
 
     def progress(self) -> float | None:
         return None
