@@ -74,13 +74,9 @@ def test_confidence_option(losses_dump):
     assert doc["confidence"] == 0.9
 
 
-def test_bootstrap_interval_agrees_with_t_interval(losses_dump):
+def test_bootstrap_settings_and_median_interval(losses_dump):
     doc, _ = diff_json(*losses_dump)
-    loss = doc["metrics"]["loss_mean"]
-    t_low, t_high = loss["ci"]
-    b_low, b_high = loss["bootstrap_ci"]
-    width = t_high - t_low
-    assert abs(b_low - t_low) < 0.15 * width and abs(b_high - t_high) < 0.15 * width
+    assert "bootstrap_ci" not in doc["metrics"]["loss_mean"]  # the cells' bootstrap understates the mean's spread
     assert doc["bootstrap"] == {"replicates": 1000, "seed": 0}
     p50 = doc["metrics"]["loss_p50"]
     assert p50["ci"][0] < p50["delta"] < p50["ci"][1]

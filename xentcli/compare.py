@@ -631,8 +631,6 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     if t.clustered:
         loss.update(clusters=len(t.clusters.sums), se_unclustered=se_plain)
     replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
-    if replicates is not None:
-        loss["bootstrap_ci"] = _percentiles(replicates["mean"], confidence)
     b, c = t.correct_to_wrong, t.wrong_to_correct
     z = stats.normal_quantile(two_sided)
     accuracy_delta = (c - b) / n if n else nan
