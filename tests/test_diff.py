@@ -143,20 +143,22 @@ def test_clustered_standard_error_by_hand(tmp_path, docs):
     assert loss["se_unclustered"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(6), rel=1e-12)
 
 
-def test_key_pairing_equals_row_pairing(tmp_path, losses_dump):
+@pytest.mark.parametrize("text", [False, True], ids=["int-keys", "text-keys"])
+def test_key_pairing_equals_row_pairing(tmp_path, losses_dump, text):
     base, candidate = _paired_losses()
     order = np.random.default_rng(5).permutation(3000)
-    pq.write_table(pa.table({"log_probs": list(_log_probs(base)), "label": np.zeros(3000, np.int64), "id": np.arange(3000)}),
+    ids = np.array([f"doc-{i}" for i in range(3000)], dtype=object) if text else np.arange(3000)
+    pq.write_table(pa.table({"log_probs": list(_log_probs(base)), "label": np.zeros(3000, np.int64), "id": ids}),
                    tmp_path / "b.parquet")
     pq.write_table(pa.table({"log_probs": list(_log_probs(candidate[order])), "label": np.zeros(3000, np.int64),
-                             "id": order}), tmp_path / "c.parquet")
+                             "id": ids[order]}), tmp_path / "c.parquet")
     keyed, _ = diff_json(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--chunk-rows", "500")
     rows, _ = diff_json(*losses_dump)
     for name in ("loss_mean", "accuracy", "loss_p50", "loss_p90"):
         for field in ("delta", "ci", "p_value"):
             if field in rows["metrics"][name]:
                 assert keyed["metrics"][name][field] == pytest.approx(rows["metrics"][name][field], rel=1e-9)
-    assert keyed["regressed"][0]["key"] == keyed["regressed"][0]["row"]
+    assert keyed["regressed"][0]["key"] == ids[keyed["regressed"][0]["row"]]
     assert keyed["pairing"]["by"] == "key" and keyed["pairing"]["usable_pairs"] == 3000
 
 

@@ -76,8 +76,10 @@ def _keys(ids: Any) -> npt.NDArray:
 
         if ids.null_count:
             raise LayoutError("the key column holds nulls", hint="every row needs a key to be paired")
-        if pa.types.is_integer(ids.type):
+        if pa.types.is_integer(ids.type) and not pa.types.is_uint64(ids.type):  # uint64 beyond 2^63 would wrap: as text
             return ids.to_numpy(zero_copy_only=False).astype(np.int64)
+        if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+            return ids.to_numpy(zero_copy_only=False).astype(object)  # already the text: no Python loop
         return np.array([str(id_value(value)) for value in ids.to_pylist()], dtype=object)
     values = np.asarray(ids)
     return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str).astype(object)
@@ -470,6 +472,7 @@ class KeyIndex:
     order: npt.NDArray[np.int64]
     sorted_keys: npt.NDArray
     matched: npt.NDArray[np.bool_]
+    text: Any = None  # text keys: a hash index over sorted_keys (a binary search over Python strings is ~10x slower)
 
     @classmethod
     def build(cls, base: Iterator[SideRows], name: str) -> KeyIndex:
@@ -483,6 +486,10 @@ class KeyIndex:
             shown = ", ".join(str(id_value(k)) for k in sorted_keys[repeated[:5]])
             raise LayoutError(f"{repeated.size:,} keys appear twice in {name} (e.g. {shown})",
                               hint="a key must name one row on each side", code="XE502")
+        if sorted_keys.dtype == object:
+            import pandas as pd
+
+            return cls(rows, order, sorted_keys, np.zeros(len(rows), bool), pd.Index(sorted_keys))
         return cls(rows, order, sorted_keys, np.zeros(len(rows), bool))
 
     def pair(self, candidate: SideRows, name: str) -> tuple[SideRows, SideRows, npt.NDArray]:
@@ -493,10 +500,12 @@ class KeyIndex:
             raise LayoutError(f"the key column holds {kinds[candidate.key.dtype == object]} in {name} but "
                               f"{kinds[self.sorted_keys.dtype == object]} in the base", hint="store the keys with one type on both sides",
                               code="XE501")
-        where = np.searchsorted(self.sorted_keys, candidate.key)
-        where = np.minimum(where, max(self.sorted_keys.size - 1, 0))
-        found = self.sorted_keys.size > 0
-        hit = (self.sorted_keys[where] == candidate.key) if found else np.zeros(len(candidate), bool)
+        if self.text is not None:
+            where = self.text.get_indexer(candidate.key)
+            hit = where >= 0
+        else:
+            where = np.minimum(np.searchsorted(self.sorted_keys, candidate.key), max(self.sorted_keys.size - 1, 0))
+            hit = (self.sorted_keys[where] == candidate.key) if self.sorted_keys.size else np.zeros(len(candidate), bool)
         index = self.order[where[hit]]
         if self.matched[index].any() or np.unique(index).size != index.size:
             twice = candidate.key[hit][self.matched[index] | _repeats(index)][:5]
