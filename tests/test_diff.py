@@ -315,3 +315,18 @@ def test_key_types_must_agree(tmp_path):
 def test_options_that_cannot_work_are_refused(losses_dump, option, value):
     result = runner.invoke(app, ["diff", *map(str, losses_dump), option, value])
     assert result.exit_code == 2 and option in result.stderr
+
+
+def test_bootstrap_memory_follows_the_buckets_that_occur(tmp_path):
+    """Losses of 1e-261 beside losses of 1 to 6 span ~60,000 sketch buckets: the replicate histograms
+    hold only the buckets that occur (a dense range took 1.5 GB; the bench has the memory). Slots
+    must still map back to their buckets: the median (rank 499.5 of 1000) lies among the 1e-261s,
+    the p90 among the linspace values (float64 reference, within the sketch's 2% buckets)."""
+    n = 1000
+    loss = np.where(np.arange(n) % 2 == 0, 1e-261, np.linspace(1, 6, n))
+    doc, _ = diff_json(_write(tmp_path, "b", np.stack([-loss, np.log(-np.expm1(-loss))], 1), np.zeros(n, np.int64)),
+                       _write(tmp_path, "c", np.stack([-loss * 1.01, np.log(-np.expm1(-loss * 1.01))], 1)),
+                       "--labels", tmp_path / "y.npy", "--input", "log-probs", "--bootstrap", "50")
+    p50, p90 = doc["metrics"]["loss_p50"], doc["metrics"]["loss_p90"]
+    assert p50["base"] == pytest.approx(1e-261, rel=0.02) and p50["candidate"] == pytest.approx(1.01e-261, rel=0.02)
+    assert p90["base"] == pytest.approx(np.quantile(loss, 0.9), rel=0.02)

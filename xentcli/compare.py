@@ -239,17 +239,17 @@ class Bootstrap:
         base_keys = self.cells // _CELL + _ZERO_KEY
         candidate_keys = self.cells % _CELL + _ZERO_KEY
         sides = {"base": base_keys, "candidate": candidate_keys}
-        nonzero = [keys[keys != _ZERO_KEY] for keys in sides.values()]
-        lowest = min((int(k.min()) for k in nonzero if k.size), default=0)
-        highest = max((int(k.max()) for k in nonzero if k.size), default=0)
-        span = highest - lowest + 2  # slot 0: the zero cell
-        slots = {side: np.where(keys == _ZERO_KEY, 0, keys - lowest + 1) for side, keys in sides.items()}
-        hist = {side: np.zeros((self.replicates, span), np.int64) for side in sides}
-        weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
+        # slot 0: the zero cell; slots 1… the sketch buckets that occur, in order (a dense range of
+        # buckets would follow the losses' range, not the pairs: 1e-261 and 5 span 60,000 buckets)
+        occupied = np.unique(np.concatenate([keys[keys != _ZERO_KEY] for keys in sides.values()]))
+        buckets, span = np.r_[0, occupied], occupied.size + 1
+        slots = {side: np.where(keys == _ZERO_KEY, 0, np.searchsorted(occupied, keys) + 1) for side, keys in sides.items()}
         mean_delta = self.delta_sums / np.maximum(self.counts, 1)
         if native.has_bootstrap():
             hist, weight, weighted_delta = self._native(slots, span, mean_delta, threads)
         else:
+            hist = {side: np.zeros((self.replicates, span), np.int64) for side in sides}
+            weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
             block = max(1, (1 << 22) // max(self.replicates, 1))
             for start in range(0, self.cells.size, block):
                 part = slice(start, start + block)
@@ -264,14 +264,14 @@ class Bootstrap:
         for side in sides:
             sample = np.bincount(slots[side], weights=self.counts, minlength=span).astype(np.int64)[None, :]
             for q in quantiles:
-                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], lowest, sketch.gamma, q)
-                out[f"point_{side}_{q}"] = interpolated_quantiles(sample, lowest, sketch.gamma, q)
+                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q)
+                out[f"point_{side}_{q}"] = interpolated_quantiles(sample, buckets, sketch.gamma, q)
         return out
 
 
-def interpolated_quantiles(hist: npt.NDArray[np.int64], lowest: int, gamma: float, q: float) -> F64:
+def interpolated_quantiles(hist: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float) -> F64:
     """The q-quantile (rank q·(W − 1)) of each row's weighted bucket counts: slot 0 holds zeros,
-    slot i ≥ 1 the sketch bucket k = lowest + i − 1, i.e. (γ^(k−1), γ^k]; within a bucket the value
+    slot i ≥ 1 the sketch bucket k = buckets[i], i.e. (γ^(k−1), γ^k]; within a bucket the value
     is interpolated in log space by the rank's place among its weight, so that intervals move
     smoothly instead of by whole buckets."""
     cumulative = np.cumsum(hist, axis=1)
@@ -282,7 +282,7 @@ def interpolated_quantiles(hist: npt.NDArray[np.int64], lowest: int, gamma: floa
     before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0)
     count = np.maximum(hist[rows, index], 1)
     fraction = np.clip((rank - before + 0.5) / count, 0.0, 1.0)
-    key = lowest + index - 1
+    key = buckets[index]
     values = np.where(index == 0, 0.0, gamma ** (key - 1 + fraction))
     return np.where(total > 0, values, np.nan)
 
