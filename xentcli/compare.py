@@ -234,7 +234,7 @@ class Bootstrap:
 
     def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...], threads: int = 1) -> dict[str, F64]:
         """Per replicate: each side's quantiles (interpolated within the sketch's buckets) and the
-        weighted mean of d; under "point_*", the same quantiles of the sample itself."""
+        weighted mean of d (over whole cells: not reported, see the README)."""
         self._compact()
         base_keys = self.cells // _CELL + _ZERO_KEY
         candidate_keys = self.cells % _CELL + _ZERO_KEY
@@ -262,10 +262,8 @@ class Bootstrap:
                         np.int64).reshape(self.replicates, span)
         out = {"mean": weighted_delta / np.where(weight > 0, weight, np.nan)}
         for side in sides:
-            sample = np.bincount(slots[side], weights=self.counts, minlength=span).astype(np.int64)[None, :]
             for q in quantiles:
                 out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q)
-                out[f"point_{side}_{q}"] = interpolated_quantiles(sample, buckets, sketch.gamma, q)
         return out
 
 
@@ -654,10 +652,7 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     }
     out = {"loss_mean": loss, "accuracy": accuracy, "perplexity": perplexity}
     for name, q in (("loss_p50", 0.5), ("loss_p90", 0.9), ("loss_p99", 0.99)):
-        if replicates is not None:  # interpolated within the sketch's buckets, as the replicates are
-            base_q, candidate_q = float(replicates[f"point_base_{q}"][0]), float(replicates[f"point_candidate_{q}"][0])
-        else:
-            base_q, candidate_q = t.base_sketch.quantile(q), t.candidate_sketch.quantile(q)
+        base_q, candidate_q = t.base_sketch.quantile(q), t.candidate_sketch.quantile(q)  # as score reports them, --bootstrap or not
         entry: dict[str, Any] = {"base": base_q, "candidate": candidate_q, "delta": candidate_q - base_q, "ci": None}
         if replicates is not None:
             entry["ci"] = _percentiles(replicates[f"candidate_{q}"] - replicates[f"base_{q}"], confidence)
