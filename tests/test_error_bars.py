@@ -106,7 +106,8 @@ def test_cluster_runs_merge_in_any_tree():
 
 @pytest.mark.parametrize("chunk_rows", ["7", "100000"])
 @pytest.mark.parametrize("layout", ["sorted", "interleaved"])
-def test_group_col_rows_of_a_sequence_may_come_apart(tmp_path, chunk_rows, layout):
+@pytest.mark.parametrize("ids", ["text", "int"])
+def test_group_col_rows_of_a_sequence_may_come_apart(tmp_path, chunk_rows, layout, ids):
     """--group-col: 4 documents of 50 rows, in runs or interleaved (a, b, c, d, a, …): 4 clusters either
     way (runs counted as clusters gave 200 and an interval 9x too narrow), with a null document."""
     import pyarrow as pa
@@ -116,7 +117,7 @@ def test_group_col_rows_of_a_sequence_may_come_apart(tmp_path, chunk_rows, layou
     docs = np.repeat(np.arange(4), 50) if layout == "sorted" else np.tile(np.arange(4), 50)
     z = rng.standard_normal((200, 3)) + docs[:, None] * np.array([1.5, 0.0, 0.0])  # documents of different difficulty
     y = rng.integers(0, 3, 200)
-    names = [None if d == 3 else f"doc{d}" for d in docs]
+    names = [None if d == 3 else f"doc{d}" for d in docs] if ids == "text" else docs * 7 + 1
     pq.write_table(pa.table({"logits": list(z), "label": y, "doc": names}), tmp_path / "d.parquet")
     s = score(tmp_path / "d.parquet", "--group-col", "doc", "--chunk-rows", chunk_rows)
     loss = sparse_loss64(z, y)

@@ -252,14 +252,19 @@ class KeyedClusters:
     def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64]) -> None:
         if sample.size == 0:
             return
-        from xentcli.slices import _group_codes
+        if sample.dtype.kind in "iu":  # integer sequence ids: their own keys
+            unique, inverse = np.unique(sample, return_inverse=True)
+            keys = unique.tolist()
+        else:  # text, with nulls as a sequence too
+            from xentcli.slices import _group_codes
 
-        codes, key_of, _ = _group_codes([sample])  # nulls are a sequence too
-        unique, inverse = np.unique(codes, return_inverse=True)
+            codes, key_of, _ = _group_codes([sample])
+            unique, inverse = np.unique(codes, return_inverse=True)
+            keys = [key_of(code) for code in unique.tolist()]
         sums = np.bincount(inverse, weights=np.where(counted, loss, 0.0), minlength=unique.size)
         counts = np.bincount(inverse, weights=counted, minlength=unique.size)
-        for code, s, n in zip(unique.tolist(), sums.tolist(), counts.tolist()):
-            entry = self.sums.setdefault(key_of(code), [0.0, 0])
+        for key, s, n in zip(keys, sums.tolist(), counts.tolist()):
+            entry = self.sums.setdefault(key, [0.0, 0])
             entry[0] += s
             entry[1] += int(n)
 
