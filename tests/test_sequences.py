@@ -133,3 +133,17 @@ def test_per_sequence_needs_sequences():
 def test_class_axis_zero_refused(seq):
     result = runner.invoke(app, ["score", str(DATA / "seq_ntc_pad" / "logits.npy"), "--labels", str(DATA / "seq_ntc_pad" / "labels.npy"), "--class-axis", "0"])
     assert result.exit_code == 2 and "--class-axis 0 cannot be read row by row" in result.stderr
+
+
+def test_group_col_values_are_kept_across_shards(tmp_path):
+    """Integer --group-col values name the sequence: a later shard's are not shifted (positional
+    sequence numbers of arrays are); a document split across the shard boundary stays one."""
+    rng = np.random.default_rng(2)
+    z, y = rng.standard_normal((16, 3)), rng.integers(0, 3, 16)
+    doc = np.array([10] * 4 + [11] * 6 + [1] * 2 + [2] * 4)  # doc 11 runs on into the second shard
+    pq.write_table(pa.table({"logits": list(z[:8]), "label": y[:8], "doc": doc[:8]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(z[8:]), "label": y[8:], "doc": doc[8:]}), tmp_path / "b.parquet")
+    doc_json = json.loads(score(tmp_path, "--group-col", "doc", "--per-sequence", "--json").stdout)
+    loss = sparse_loss64(z, y)
+    found = {s["sequence"]: (s["positions"], s["loss_sum"]) for s in doc_json["per_sequence"]}
+    assert found == {d: (int((doc == d).sum()), pytest.approx(loss[doc == d].sum(), rel=1e-12)) for d in (10, 11, 1, 2)}

@@ -397,7 +397,9 @@ class Source:
             tail = offset
             for chunk in self._shard.chunks(rows):
                 chunk.offset += offset
-                if chunk.sample is not None and chunk.sample.dtype.kind in "iu":
+                # positional sequence numbers ([N, T, C] arrays, nested lists) restart in each shard and are
+                # shifted past the last shard's; --group-col values name the sequence and stay as they are
+                if chunk.sample is not None and chunk.sample.dtype.kind in "iu" and shard_cfg.group_col is None:
                     chunk.sample = chunk.sample + sample_offset
                     last = chunk.sample[-1] if chunk.sample.size else last
                 if chunk.weights is not None:
