@@ -73,6 +73,13 @@ def test_other_group_small_groups_and_xe701(tmp_path):
     names = [g["by"]["user"] for g in doc["groups"]]
     assert len(names) == 6 and "(other)" in names and "rare" in names  # "rare" has 20 rows: the most
     assert sum(g["rows"] for g in doc["groups"]) == 300
+    other = next(g for g in doc["groups"] if g["by"]["user"] == "(other)")
+    kept = set(names) - {"(other)"}
+    rows = ~np.isin(user, list(kept))
+    loss = sparse_loss64(z, y)[rows]
+    half = stats.t_quantile(0.975, rows.sum() - 1) * loss.std(ddof=1) / math.sqrt(rows.sum())
+    assert other["counted"] == rows.sum() and other["loss_mean"] == pytest.approx(loss.mean(), rel=1e-12)
+    assert other["loss_ci"] == pytest.approx([loss.mean() - half, loss.mean() + half], rel=1e-9)
     assert "XE701" in {d["code"] for d in doc["diagnostics"]}
     small, _ = _run("score", tmp_path / "d.parquet", "--by", "user", "--min-group", "10")
     flags = {g["by"]["user"]: g["small"] for g in small["groups"]}

@@ -44,11 +44,18 @@ class GroupTotals:
         self.correct = np.zeros(0, np.int64)
         self.bins: npt.NDArray[np.float64] | None = None
 
-    @property
-    def groups(self) -> dict[tuple[Any, ...], GroupSums]:
-        return {key: GroupSums(int(self.rows[i]), int(self.counted[i]), float(self.mean[i]), float(self.m2[i]),
-                               int(self.correct[i]), None if self.bins is None else self.bins[:, i, :])
-                for i, key in enumerate(self.keys)}
+    def _sums(self, i: int) -> GroupSums:
+        return GroupSums(int(self.rows[i]), int(self.counted[i]), float(self.mean[i]), float(self.m2[i]), int(self.correct[i]),
+                         None if self.bins is None else self.bins[:, i, :])
+
+    def _pooled(self, ids: npt.NDArray[np.int64]) -> GroupSums:
+        """The groups `ids` as one (Chan's merge over all of them at once)."""
+        n = self.counted[ids]
+        total = int(n.sum())
+        mean = float(n @ self.mean[ids]) / total if total else 0.0
+        m2 = float(self.m2[ids].sum() + n @ (self.mean[ids] - mean) ** 2)
+        return GroupSums(int(self.rows[ids].sum()), total, mean, m2, int(self.correct[ids].sum()),
+                         None if self.bins is None else self.bins[:, ids, :].sum(axis=1))
 
     def _ids(self, keys: list[tuple[Any, ...]]) -> npt.NDArray[np.int64]:
         ids = []
@@ -132,14 +139,11 @@ class GroupTotals:
         were merged into "(other)"."""
         from xentcli.accumulate import wilson
 
-        ordered = sorted(self.groups.items(), key=lambda item: (-item[1].counted, [str(v) for v in item[0]]))
-        kept, rest = ordered[:max_groups], ordered[max_groups:]
-        if rest:
-            merged = GroupTotals()
-            for key, sums in rest:
-                merged.add([(OTHER,) * len(names)], np.array([sums.rows]), np.array([sums.counted]), np.array([sums.mean]),
-                           np.array([sums.m2]), np.array([sums.correct]), None if sums.bins is None else sums.bins[:, None, :])
-            kept += list(merged.groups.items())
+        order = sorted(range(len(self.keys)), key=lambda i: (-int(self.counted[i]), [str(v) for v in self.keys[i]]))
+        rest = np.array(order[max_groups:], np.int64)
+        kept = [(self.keys[i], self._sums(i)) for i in order[:max_groups]]
+        if rest.size:
+            kept.append(((OTHER,) * len(names), self._pooled(rest)))
         records = []
         two_sided = (1 + confidence) / 2
         for index, (key, sums) in enumerate(kept):
@@ -156,10 +160,10 @@ class GroupTotals:
                 "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
                 "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
                 "accuracy_ci": wilson(sums.correct, n, confidence), "ece": ece, "delta_loss": mean - overall,
-                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": len(rest) if rest and index == len(kept) - 1 else 0,
+                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": int(rest.size) if rest.size and index == len(kept) - 1 else 0,
             })
         records.sort(key=lambda r: (r["small"], -(r["loss_mean"] if not math.isnan(r["loss_mean"]) else -math.inf), str(r["by"])))
-        return records, len(rest)
+        return records, int(rest.size)
 
 
 def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
