@@ -345,6 +345,7 @@ def diff_table(report: DiffReport) -> Table:
     table = _table(f"Candidate against base ({report.pairing['usable_pairs']:,} paired rows, {level} intervals)",
                    [("metric", "text"), ("base", "num"), ("candidate", "num"), ("Δ", "num"), (f"{level} CI", "num"), ("p", "num"),
                     ("verdict", "text")])
+    table.columns[0].min_width = len("perplexity")  # its longest word: names wrap between words, never inside one
     loss = metrics["loss_mean"]
     se_note = f" (clustered, {loss['clusters']:,} clusters)" if "clusters" in loss else ""
     table.add_row("loss (mean)" + se_note, fmt_number(loss["base"], 5), fmt_number(loss["candidate"], 5), fmt_number(loss["delta"], 4),
