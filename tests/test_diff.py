@@ -330,3 +330,131 @@ def test_bootstrap_memory_follows_the_buckets_that_occur(tmp_path):
     p50, p90 = doc["metrics"]["loss_p50"], doc["metrics"]["loss_p90"]
     assert p50["base"] == pytest.approx(1e-261, rel=0.02) and p50["candidate"] == pytest.approx(1.01e-261, rel=0.02)
     assert p90["base"] == pytest.approx(np.quantile(loss, 0.9), rel=0.02)
+
+
+def _groups_of_pairs() -> np.ndarray:
+    groups = np.arange(3000) % 7 % 4  # groups 0…3 of 850, 850, 850 and 425 rows…
+    groups[:25] = 9  # …and a small one
+    return groups
+
+
+@pytest.mark.parametrize("extra", [[], ["--chunk-rows", "97", "--threads", "1"], ["--chunk-rows", "500", "--threads", "3"]])
+def test_by_group_equals_a_float64_groupby(tmp_path, losses_dump, extra):
+    np.save(tmp_path / "groups.npy", _groups_of_pairs())
+    doc, _ = diff_json(*losses_dump, "--by-file", tmp_path / "groups.npy", *extra)
+    base, candidate = _paired_losses()
+    groups = _groups_of_pairs()
+    by = {g["by"]["groups"]: g for g in doc["groups"]}
+    assert sorted(by) == [0, 1, 2, 3, 9]
+    for value, group in by.items():
+        rows = groups == value
+        d = candidate[rows] - base[rows]
+        loss = group["loss_mean"]
+        assert group["usable_pairs"] == group["pairs"] == rows.sum()
+        assert loss["delta"] == pytest.approx(d.mean(), rel=1e-12)
+        assert loss["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(d.size), rel=1e-10)
+        assert loss["base"] == pytest.approx(base[rows].mean(), rel=1e-12)
+        assert loss["candidate"] == pytest.approx(candidate[rows].mean(), rel=1e-12)
+        assert group["small"] == (rows.sum() < 30)
+    # scipy 1.17.1: ttest_rel(candidate[g == 0], base[g == 0]) and its confidence_interval(0.95); same for g == 9
+    assert by[0]["loss_mean"]["p_value"] == pytest.approx(1.3248918580559356e-06, rel=1e-9)
+    assert by[0]["loss_mean"]["ci"] == pytest.approx([0.028263030961117763, 0.0664132544766515], rel=1e-9)
+    assert by[9]["loss_mean"]["p_value"] == pytest.approx(0.1976496937569529, rel=1e-9)
+    assert by[9]["loss_mean"]["ci"] == pytest.approx([-0.04426948105583199, 0.20303733858046008], rel=1e-9)
+    # most regressed first; the small group last
+    deltas = [g["loss_mean"]["delta"] for g in doc["groups"][:-1]]
+    assert deltas == sorted(deltas, reverse=True) and doc["groups"][-1]["by"] == {"groups": 9}
+
+
+def test_by_group_with_key_pairing_and_text_groups(tmp_path, losses_dump):
+    """Groups come from the base side; with --key the candidate's rows may come in any order."""
+    base, candidate = _paired_losses()
+    groups = np.array(["en", "de", "fr", "ja", "[bold]x"], dtype=object)[np.minimum(_groups_of_pairs(), 4)]
+    order = np.random.default_rng(7).permutation(3000)
+    pq.write_table(pa.table({"log_probs": list(_log_probs(base)), "label": np.zeros(3000, np.int64), "id": np.arange(3000),
+                             "lang": groups}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"log_probs": list(_log_probs(candidate[order])), "label": np.zeros(3000, np.int64),
+                             "id": order}), tmp_path / "c.parquet")
+    doc, _ = diff_json(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--by", "lang", "--chunk-rows", "333")
+    by = {g["by"]["lang"]: g for g in doc["groups"]}
+    for value, group in by.items():
+        d = (candidate - base)[groups == value]
+        assert group["loss_mean"]["delta"] == pytest.approx(d.mean(), rel=1e-12)
+        assert group["loss_mean"]["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(d.size), rel=1e-10)
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id", "--by", "lang"])
+    assert "[bold]x" in result.stdout  # a group value is text, never markup
+
+
+def test_by_group_pools_beyond_max_groups(tmp_path, losses_dump):
+    np.save(tmp_path / "groups.npy", _groups_of_pairs())
+    doc, _ = diff_json(*losses_dump, "--by-file", tmp_path / "groups.npy", "--max-groups", "2")
+    base, candidate = _paired_losses()
+    groups = _groups_of_pairs()
+    assert [g["by"]["groups"] for g in doc["groups"]][-1] == "(other)"
+    other = doc["groups"][-1]
+    rest = ~np.isin(groups, [0, 1])  # the two largest groups are kept (0, 1 and 2 tie at 850 rows: by value)
+    assert other["pooled_groups"] == 3 and other["usable_pairs"] == rest.sum()
+    assert other["loss_mean"]["delta"] == pytest.approx((candidate - base)[rest].mean(), rel=1e-12)
+    assert other["loss_mean"]["se"] == pytest.approx((candidate - base)[rest].std(ddof=1) / math.sqrt(rest.sum()), rel=1e-10)
+
+
+def _group_record(name: str, delta: float, se: float, n: int = 1001, small: bool = False) -> dict:
+    return {"by": {"g": name}, "usable_pairs": n, "small": small, "pooled_groups": 0,
+            "loss_mean": {"delta": delta, "se": se, "df": n - 1, "ci": [delta - 1.96 * se, delta + 1.96 * se]},
+            "accuracy": {"delta": 0.0, "b": 0, "c": 0}}
+
+
+def test_group_gates_use_holm_across_groups():
+    from xentcli.compare import _group_gates
+    from xentcli.config import DiffGates
+    from xentcli import stats
+
+    # one-sided p of each group's Δ against the margin 0 (t with 1000 df):
+    # a: t = 2.5 → p 0.0063 ≤ 0.025/3; b: t = 2.0 → p 0.023 > 0.025/2 (alone it would fail at 0.025); c: t = 1 → 0.16
+    groups = [_group_record("a", 2.5, 1.0), _group_record("b", 2.0, 1.0), _group_record("c", 1.0, 1.0),
+              _group_record("tiny", 50.0, 1.0, n=5, small=True)]
+    assert stats.t_upper_p(2.0, 1000) < 0.025 and stats.t_upper_p(2.5, 1000) < 0.025 / 3 < stats.t_upper_p(2.2, 1000)
+    checks, reasons = _group_gates(groups, DiffGates(fail_on_regression=0.0), 0.95)
+    assert checks[0]["failed_groups"] == [{"g": "a"}] and checks[0]["groups_gated"] == 3 and not checks[0]["passed"]
+    assert reasons == [f"group g=a: the loss got worse by more than 0: Δ +2.5 (Holm-adjusted p {3 * stats.t_upper_p(2.5, 1000):.3g})"]
+    # the bound shown: the largest lower bound at Holm's first level α/m
+    assert checks[0]["value"] == pytest.approx(2.5 - stats.t_quantile(1 - 0.025 / 3, 1000), rel=1e-12)
+    checks, reasons = _group_gates(groups[1:], DiffGates(fail_on_regression=0.0), 0.95)
+    assert checks[0]["passed"] and not reasons  # b alone fails a 2.5% test, not Holm's 1.25% with two groups
+    # non-inferiority: every gated group's own upper bound must lie below the margin (no correction)
+    checks, _ = _group_gates(groups, DiffGates(require_noninferior=5.0), 0.95)
+    assert checks[0]["passed"] and checks[0]["value"] == pytest.approx(2.5 + 1.96)
+    checks, _ = _group_gates(groups, DiffGates(require_noninferior=4.0), 0.95)
+    assert checks[0]["failed_groups"] == [{"g": "a"}]
+    # no group large enough: the gate cannot pass
+    checks, reasons = _group_gates(groups[3:], DiffGates(fail_on_regression=0.0), 0.95)
+    assert not checks[0]["passed"] and "no group has --min-group usable pairs" in reasons[0]
+
+
+def test_by_group_accuracy_gate(tmp_path):
+    """Group a: 40 flips right → wrong of 100 pairs; group b: none. The accuracy Δ of a is −0.4."""
+    labels = np.zeros(200, np.int64)
+    right, wrong = np.log([0.9, 0.1]), np.log([0.1, 0.9])
+    base = np.tile(right, (200, 1))
+    candidate = base.copy()
+    candidate[:40] = wrong
+    np.save(tmp_path / "g.npy", np.repeat(["a", "b"], 100))
+    b, c = _write(tmp_path, "base", base, labels), _write(tmp_path, "cand", candidate)
+    args = [b, c, "--labels", tmp_path / "y.npy", "--input", "log-probs", "--by-file", tmp_path / "g.npy"]
+    doc, code = diff_json(*args, "--max-accuracy-drop", "0.2")
+    a = next(g for g in doc["groups"] if g["by"]["g"] == "a")
+    assert a["accuracy"]["delta"] == pytest.approx(-0.4) and a["accuracy"]["b"] == 40
+    # Wald se of a paired difference: √(b + c − (c − b)²/n)/n = √(40 − 16)/100
+    assert a["accuracy"]["ci"] == pytest.approx([-0.4 - 1.959963984540054 * math.sqrt(24) / 100,
+                                                 -0.4 + 1.959963984540054 * math.sqrt(24) / 100], rel=1e-9)
+    gate = next(g for g in doc["gates"] if g["gate"].startswith("max-accuracy-drop by group"))
+    assert code == 1 and gate["failed_groups"] == [{"g": "a"}]
+    doc, code = diff_json(*args, "--max-accuracy-drop", "0.6")
+    assert code == 0
+
+
+def test_by_group_refused_with_clusters(tmp_path):
+    pq.write_table(pa.table({"log_probs": list(_log_probs(np.ones(4))), "label": np.zeros(4, np.int64), "doc": [1, 1, 2, 2],
+                             "g": ["x", "x", "y", "y"]}), tmp_path / "b.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "b.parquet"), "--by", "g", "--cluster", "doc"])
+    assert result.exit_code == 2 and "--by with clustered rows" in result.stderr

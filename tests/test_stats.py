@@ -60,3 +60,17 @@ def test_mcnemar_exact(b, c, want):
 def test_normal_quantile():
     assert stats.normal_quantile(0.975) == pytest.approx(1.959963984540054, rel=1e-12)
     assert math.isnan(stats.t_quantile(1.0, 5))
+
+
+def test_t_upper_p():
+    # scipy.stats.t.sf(1.7, 12) and t.sf(-0.4, 5) (scipy 1.16, recorded once)
+    assert stats.t_upper_p(1.7, 12) == pytest.approx(0.057439932697604626, rel=1e-10)
+    assert stats.t_upper_p(-0.4, 5) == pytest.approx(0.6471634425834427, rel=1e-10)
+
+
+def test_holm_against_statsmodels():
+    # statsmodels.stats.multitest.multipletests([0.01, 0.04, 0.03, 0.005, 0.5], alpha=0.05, method='holm')
+    # (statsmodels 0.14, recorded once): reject [T, F, F, T, F], adjusted [0.04, 0.09, 0.09, 0.025, 0.5]
+    assert stats.holm([0.01, 0.04, 0.03, 0.005, 0.5], 0.05) == [(3, pytest.approx(0.025)), (0, pytest.approx(0.04))]
+    assert stats.holm([], 0.05) == []
+    assert stats.holm([0.05, 0.05], 0.05) == []  # 0.05 > 0.05/2: the first step already stops

@@ -25,6 +25,7 @@ from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import id_value
 from xentcli.ranking import top_rows
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
+from xentcli.slices import GroupTotals
 
 F64 = npt.NDArray[np.float64]
 
@@ -41,9 +42,10 @@ class SideRows:
     correct: npt.NDArray[np.bool_]
     key: npt.NDArray | None = None
     cluster: npt.NDArray | None = None
+    group: npt.NDArray[np.int64] | None = None  # --by (base side): each row's group, numbered by a GroupTotals
 
     @classmethod
-    def of(cls, result: Any, key_from_ids: bool, cluster: bool) -> SideRows:
+    def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None) -> SideRows:
         stats_ = result.stats
         n = stats_.loss.size
         return cls(
@@ -51,6 +53,7 @@ class SideRows:
             label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
             correct=stats_.correct, key=_keys(result.ids) if key_from_ids else None,
             cluster=result.sample if cluster else None,
+            group=groups.numbered(result.groups) if groups is not None and result.groups is not None else None,
         )
 
     def __len__(self) -> int:
@@ -338,6 +341,7 @@ class PairedTotals:
     clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ d, n]
     base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     candidate_sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    groups: GroupTotals | None = None  # --by: per group, d's mean and M2 and the sums of the other metrics
     regressed: RankedPairs = field(init=False)
     improved: RankedPairs = field(init=False)
 
@@ -355,6 +359,12 @@ class PairedTotals:
             delta = np.where(usable, candidate.loss - base.loss, np.nan)
         d = delta[usable]
         n = d.size
+        if self.groups is not None and base.group is not None:
+            right_base, right_candidate = usable & base.correct, usable & candidate.correct
+            self.groups.add_numbered(base.group, delta, usable, right_base, {
+                "base": np.where(usable, base.loss, 0.0), "candidate": np.where(usable, candidate.loss, 0.0),
+                "correct_candidate": right_candidate, "b": right_base & ~right_candidate, "c": ~right_base & right_candidate,
+            })
         if n:
             chunk_mean = float(d.mean())
             chunk_m2 = float(((d - chunk_mean) ** 2).sum())
@@ -544,8 +554,13 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         )
     keyed = options.key is not None
     clustered = base.info.sequences is not None
-    totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered)
-    base_rows = (SideRows.of(result, keyed, clustered) for result in base.results())
+    grouped = bool(base_config.source.by or base_config.source.by_file)
+    if grouped and clustered:
+        raise OptionError("--by with clustered rows (a sequence dump or --cluster) is not supported yet",
+                          hint="diff the whole dump, or each group's rows as dumps of their own")
+    totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,
+                          groups=GroupTotals() if grouped else None)
+    base_rows = (SideRows.of(result, keyed, clustered, totals.groups) for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered) for result in candidate.results())
     only_candidate, examples = 0, []
     if keyed:
@@ -584,6 +599,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         flips={"correct_to_wrong": totals.correct_to_wrong, "wrong_to_correct": totals.wrong_to_correct},
         regressed=totals.regressed.details, improved=totals.improved.details,
         diagnostics=_diagnostics(base_report, candidate_report, totals),
+        groups=group_metrics(totals, base_config.group_names, options.confidence, options.min_group, options.max_groups),
     )
     decide(report, gates)
     return report
@@ -615,39 +631,51 @@ def _percentiles(values: F64, confidence: float) -> list[float] | None:
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 
 
+def paired_loss(n: int, mean: float, m2: float, base_sum: float, candidate_sum: float, confidence: float,
+                se_df: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The mean loss of both sides and the paired delta with its se (std(d, ddof=1)/√n unless
+    `se_df` gives a clustered one), t-interval and two-sided p."""
+    nan = math.nan
+    se, df = se_df or ((math.sqrt(m2 / (n - 1) / n) if n > 1 else nan), n - 1)
+    delta = mean if n else nan
+    quantile = stats.t_quantile((1 + confidence) / 2, df) if df > 0 else nan
+    if se == 0 or math.isnan(se):
+        p_value = (1.0 if delta == 0 else 0.0) if se == 0 else nan
+    else:
+        p_value = stats.t_two_sided_p(delta / se, df)
+    return {"base": base_sum / n if n else nan, "candidate": candidate_sum / n if n else nan, "delta": delta, "se": se,
+            "ci": _interval(delta, quantile * se), "p_value": p_value, "df": df}
+
+
+def paired_accuracy(n: int, correct_base: int, correct_candidate: int, b: int, c: int, confidence: float) -> dict[str, Any]:
+    """Both accuracies, their delta (c − b)/n with the Wald interval of a paired difference of
+    proportions (Agresti, Categorical Data Analysis, 10.1.1), and the exact McNemar p."""
+    nan = math.nan
+    delta = (c - b) / n if n else nan
+    return {
+        "base": correct_base / n if n else nan, "candidate": correct_candidate / n if n else nan, "delta": delta,
+        "b": b, "c": c, "p_value": stats.mcnemar_exact_p(b, c),
+        "ci": _interval(delta, stats.normal_quantile((1 + confidence) / 2) * _accuracy_se(n, b, c)) if n else [nan, nan],
+    }
+
+
+def _accuracy_se(n: int, b: int, c: int) -> float:
+    return math.sqrt(max(b + c - (c - b) ** 2 / n, 0.0)) / n if n else math.nan
+
+
 def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, dict[str, Any]]:
     """The paired metrics (README, `xent diff`: the formulas)."""
     n = t.usable
-    nan = math.nan
-    two_sided = (1 + confidence) / 2
-    base_mean = t.base_sum / n if n else nan
-    candidate_mean = t.candidate_sum / n if n else nan
-    se_plain = math.sqrt(t.m2 / (n - 1) / n) if n > 1 else nan
-    loss: dict[str, Any] = {"base": base_mean, "candidate": candidate_mean, "delta": t.mean if n else nan}
-    if t.clustered and t.clusters.sums:
-        se, df = accumulate.clustered_se(t.clusters, t.mean, n)
-    else:
-        se, df = se_plain, n - 1
-    quantile = stats.t_quantile(two_sided, df) if df > 0 else nan
-    if se == 0 or math.isnan(se):
-        p_value = (1.0 if t.mean == 0 else 0.0) if se == 0 else nan
-    else:
-        p_value = stats.t_two_sided_p(t.mean / se, df)
-    loss.update(se=se, ci=_interval(loss["delta"], quantile * se), p_value=p_value, df=df,
-                min_detectable_delta=(quantile + stats.t_quantile(0.8, df)) * se if df > 0 else nan)
+    clustered = accumulate.clustered_se(t.clusters, t.mean, n) if t.clustered and t.clusters.sums else None
+    loss = paired_loss(n, t.mean, t.m2, t.base_sum, t.candidate_sum, confidence, clustered)
+    se, df = loss["se"], loss["df"]
+    loss["min_detectable_delta"] = (stats.t_quantile((1 + confidence) / 2, df) + stats.t_quantile(0.8, df)) * se if df > 0 else math.nan
     if t.clustered:
-        loss.update(clusters=len(t.clusters.sums), se_unclustered=se_plain)
+        loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(t.m2 / (n - 1) / n) if n > 1 else math.nan)
     replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
-    b, c = t.correct_to_wrong, t.wrong_to_correct
-    z = stats.normal_quantile(two_sided)
-    accuracy_delta = (c - b) / n if n else nan
-    accuracy = {
-        "base": t.correct_base / n if n else nan, "candidate": t.correct_candidate / n if n else nan, "delta": accuracy_delta,
-        "b": b, "c": c, "p_value": stats.mcnemar_exact_p(b, c),
-        "ci": _interval(accuracy_delta, z * math.sqrt(max(b + c - (c - b) ** 2 / n, 0.0)) / n) if n else [nan, nan],
-    }
+    accuracy = paired_accuracy(n, t.correct_base, t.correct_candidate, t.correct_to_wrong, t.wrong_to_correct, confidence)
     perplexity = {
-        "base": accumulate.perplexity(base_mean, n), "candidate": accumulate.perplexity(candidate_mean, n),
+        "base": accumulate.perplexity(loss["base"], n), "candidate": accumulate.perplexity(loss["candidate"], n),
         "ratio": accumulate.perplexity(loss["delta"], n), "ci": [accumulate.perplexity(v, n) for v in loss["ci"]],
     }
     out = {"loss_mean": loss, "accuracy": accuracy, "perplexity": perplexity}
@@ -658,6 +686,31 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
             entry["ci"] = _percentiles(replicates[f"candidate_{q}"] - replicates[f"base_{q}"], confidence)
         out[name] = entry
     return out
+
+
+def group_metrics(t: PairedTotals, names: tuple[str, ...], confidence: float, min_group: int, max_groups: int) -> list[dict[str, Any]]:
+    """Per --by group: the paired loss and accuracy, as for the whole dump (unclustered). The
+    --max-groups with the most usable pairs, the rest pooled as "(other)"; sorted by the loss
+    delta, largest first, groups smaller than --min-group and "(other)" last."""
+    if t.groups is None:
+        return []
+    kept, merged = t.groups.kept(len(names), max_groups)
+    records = []
+    for index, (key, sums) in enumerate(kept):
+        n, extra = sums.counted, sums.extra
+        b, c = int(extra.get("b", 0)), int(extra.get("c", 0))
+        records.append({
+            "by": dict(zip(names, key)), "pairs": sums.rows, "usable_pairs": n, "small": n < min_group,
+            "pooled_groups": merged if merged and index == len(kept) - 1 else 0,
+            "loss_mean": paired_loss(n, sums.mean, sums.m2, extra.get("base", 0.0), extra.get("candidate", 0.0), confidence),
+            "accuracy": paired_accuracy(n, sums.correct, int(extra.get("correct_candidate", 0)), b, c, confidence),
+        })
+    records.sort(key=lambda r: (r["small"] or r["pooled_groups"] > 0, _descending(r["loss_mean"]["delta"]), str(r["by"])))
+    return records
+
+
+def _descending(value: float) -> float:
+    return math.inf if math.isnan(value) else -value
 
 
 def decide(report: Any, gates: Any) -> None:
@@ -678,12 +731,14 @@ def decide(report: Any, gates: Any) -> None:
         high = accuracy["ci"][1]
         checks.append({"gate": "max-accuracy-drop", "margin": gates.max_accuracy_drop, "bound": "upper", "value": high,
                        "passed": not (high < -gates.max_accuracy_drop) and not math.isnan(high)})
+    group_checks, group_reasons = _group_gates(report.groups, gates, report.confidence) if report.groups else ([], [])
+    checks += group_checks
     nonfinite = report.pairing["nonfinite_pairs"]
     if checks and nonfinite:  # the intervals leave these pairs out: no gate may pass on the rest (as check's --max-nonfinite 0)
         checks.append({"gate": "nonfinite-pairs", "margin": 0, "bound": "count", "value": nonfinite, "passed": False})
     reasons = []
     for check in checks:
-        if check["passed"]:
+        if check["passed"] or "groups_gated" in check:  # the groups' gates give their reasons themselves
             continue
         if check["gate"] == "nonfinite-pairs":
             reasons.append(f"{check['value']:,} pairs have a NaN or infinite loss on one side (XE505): the intervals cannot judge them")
@@ -693,9 +748,66 @@ def decide(report: Any, gates: Any) -> None:
             reasons.append(f"non-inferiority within {check['margin']:g} not shown: the interval's upper bound is {check['value']:.6g}")
         else:
             reasons.append(f"accuracy dropped by more than {check['margin']:g}: the interval's upper bound is {check['value']:.6g}")
+    reasons += group_reasons
     if gates.fail_on != "never":
         worst = SEVERITIES.index(gates.fail_on)
         for item in report.diagnostics:
             if SEVERITIES.index(item["severity"]) <= worst:
                 reasons.append(f"{item['side']}: {item['code']} {item['name']} ({item['severity']})")
     report.gates, report.reasons = checks, reasons
+
+
+def _group_gates(groups: list[dict[str, Any]], gates: Any, confidence: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """The gates per --by group, each at the one-sided level α = (1 − confidence)/2 of the
+    whole-dump gates. Gated: the groups of at least --min-group usable pairs, "(other)" excepted.
+    --fail-on-regression and --max-accuracy-drop fail when any group fails: Holm's step-down across
+    the gated groups keeps the chance of a false failure at α (Holm 1979). --require-noninferior
+    passes only when every gated group shows non-inferiority: an intersection-union test, valid at α
+    without correction (Berger 1982). The value shown: the worst group's bound at the level used."""
+    from statistics import NormalDist
+
+    alpha = (1 - confidence) / 2
+    tested = [g for g in groups if not g["small"] and not g["pooled_groups"] and not math.isnan(g["loss_mean"]["se"])]
+    m = len(tested)
+    checks, reasons = [], []
+
+    def shown(group: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in group["by"].items())
+
+    def add(gate: str, margin: float, bound: str, value: float, failed: list[tuple[dict[str, Any], str]]) -> None:
+        checks.append({"gate": gate, "margin": margin, "bound": bound, "value": value, "groups_gated": m,
+                       "passed": not failed and not math.isnan(value), "failed_groups": [g["by"] for g, _ in failed]})
+        if math.isnan(value):
+            reasons.append(f"{gate}: no group has --min-group usable pairs: the gate cannot judge the groups")
+        reasons.extend(f"group {shown(g)}: {why}" for g, why in failed)
+
+    def one_sided_t(excess: float, se: float, df: float) -> float:
+        return (0.0 if excess > 0 else 1.0) if se == 0 else stats.t_upper_p(excess / se, df)
+
+    margin = gates.fail_on_regression
+    if margin is not None:
+        loss = [g["loss_mean"] for g in tested]
+        pvalues = [one_sided_t(x["delta"] - margin, x["se"], x["df"]) for x in loss]
+        lows = [x["delta"] - (stats.t_quantile(1 - alpha / m, x["df"]) * x["se"] if x["se"] else 0.0) for x in loss]
+        failed = [(tested[i], f"the loss got worse by more than {margin:g}: Δ {tested[i]['loss_mean']['delta']:+.6g} "
+                   f"(Holm-adjusted p {p:.3g})") for i, p in stats.holm(pvalues, alpha)]
+        add("fail-on-regression by group (Holm)", margin, "lower", max(lows, default=math.nan), failed)
+    margin = gates.require_noninferior
+    if margin is not None:
+        highs = [g["loss_mean"]["ci"][1] for g in tested]
+        failed = [(g, f"non-inferiority within {margin:g} not shown: the interval's upper bound is {high:.6g}")
+                  for g, high in zip(tested, highs) if not high < margin]
+        add("require-noninferior by group (every group)", margin, "upper", max(highs, default=math.nan), failed)
+    margin = gates.max_accuracy_drop
+    if margin is not None:
+        normal = NormalDist()
+        pvalues, highs = [], []
+        for g in tested:
+            x = g["accuracy"]
+            se = _accuracy_se(g["usable_pairs"], x["b"], x["c"])
+            pvalues.append((0.0 if x["delta"] < -margin else 1.0) if se == 0 else normal.cdf((x["delta"] + margin) / se))
+            highs.append(x["delta"] + normal.inv_cdf(1 - alpha / m) * se)
+        failed = [(tested[i], f"accuracy dropped by more than {margin:g}: Δ {tested[i]['accuracy']['delta']:+.6g} "
+                   f"(Holm-adjusted p {p:.3g})") for i, p in stats.holm(pvalues, alpha)]
+        add("max-accuracy-drop by group (Holm)", margin, "upper", min(highs, default=math.nan), failed)
+    return checks, reasons

@@ -95,6 +95,7 @@ class RunConfig:
     confusions: int = 0  # --confusions K: the K most frequent (label, pred) errors
     min_group: int = 30  # --by: groups with fewer counted rows are listed after the others, marked small
     max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"
+    slices: bool = True  # --by: the per-group partials; diff reads the group columns but slices the pairs itself
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -155,6 +156,8 @@ class DiffOptions:
     bootstrap: int = 1000
     seed: int = 0
     top: int = 10
+    min_group: int = 30  # --by: groups with fewer usable pairs are listed, marked small, and not gated
+    max_groups: int = 1000  # --by: the groups with the most usable pairs; the rest pooled as "(other)"
 
     def validate(self) -> None:
         if not 0 < self.confidence < 1:

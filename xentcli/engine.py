@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,7 @@ class ChunkResult:
     framework_values: dict[str, npt.NDArray] = field(default_factory=dict)
     frameworks: dict[str, FrameworkSummary] = field(default_factory=dict)
     findings: dict[str, Finding] = field(default_factory=dict)
+    groups: list[Any] | None = None  # --by: the chunk's group columns (diff pairs them)
 
 
 class SampleSink(Protocol):
@@ -93,13 +94,14 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
         partial.calibration = calibration_of(chunk, stats, ignored, kind)
-    if chunk.groups is not None:
+    if chunk.groups is not None and config.slices:
         partial.groups = groups_of(chunk, stats, ignored, config)
     if config.confusions:
         wrong = stats.counted & ~ignored & ~stats.correct
         partial.confusions = Confusions(info.num_classes)
         partial.confusions.update(stats.label[wrong], stats.pred[wrong])
-    result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position)
+    result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position,
+                         groups=chunk.groups)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)

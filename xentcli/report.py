@@ -45,6 +45,7 @@ class DiffReport:
     regressed: list[dict[str, Any]]
     improved: list[dict[str, Any]]
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # each with its "side"
+    groups: list[dict[str, Any]] = field(default_factory=list)  # --by: compare.group_metrics
     gates: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why the gates failed
 

@@ -5,7 +5,7 @@ its t-interval, accuracy with Wilson's, ECE (with --calibration), the gap to the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,12 +27,14 @@ class GroupSums:
     m2: float = 0.0
     correct: int = 0
     bins: npt.NDArray[np.float64] | None = None  # [3, M]: count, Σconf, Σcorrect per calibration bin
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 class GroupTotals:
     """Every group's partial in arrays indexed by group (keys: tuples of plain values): rows,
     counted, the loss's mean and M2 (Chan's merge, vectorised over the groups of a chunk), correct
-    predictions, and with calibration [3, G, M] per-bin sums. Memory grows with the groups."""
+    predictions, with calibration [3, G, M] per-bin sums, and any further per-row sums a caller
+    names (`extra`: diff's per-side sums and flips). Memory grows with the groups."""
 
     def __init__(self) -> None:
         self.keys: list[tuple[Any, ...]] = []
@@ -43,10 +45,11 @@ class GroupTotals:
         self.m2 = np.zeros(0)
         self.correct = np.zeros(0, np.int64)
         self.bins: npt.NDArray[np.float64] | None = None
+        self.extra: dict[str, npt.NDArray[np.float64]] = {}
 
     def _sums(self, i: int) -> GroupSums:
         return GroupSums(int(self.rows[i]), int(self.counted[i]), float(self.mean[i]), float(self.m2[i]), int(self.correct[i]),
-                         None if self.bins is None else self.bins[:, i, :])
+                         None if self.bins is None else self.bins[:, i, :], {k: float(v[i]) for k, v in self.extra.items()})
 
     def _pooled(self, ids: npt.NDArray[np.int64]) -> GroupSums:
         """The groups `ids` as one (Chan's merge over all of them at once)."""
@@ -55,7 +58,8 @@ class GroupTotals:
         mean = float(n @ self.mean[ids]) / total if total else 0.0
         m2 = float(self.m2[ids].sum() + n @ (self.mean[ids] - mean) ** 2)
         return GroupSums(int(self.rows[ids].sum()), total, mean, m2, int(self.correct[ids].sum()),
-                         None if self.bins is None else self.bins[:, ids, :].sum(axis=1))
+                         None if self.bins is None else self.bins[:, ids, :].sum(axis=1),
+                         {k: float(v[ids].sum()) for k, v in self.extra.items()})
 
     def _ids(self, keys: list[tuple[Any, ...]]) -> npt.NDArray[np.int64]:
         ids = []
@@ -68,14 +72,20 @@ class GroupTotals:
         if grow:
             self.rows, self.counted, self.correct = (np.r_[a, np.zeros(grow, np.int64)] for a in (self.rows, self.counted, self.correct))
             self.mean, self.m2 = (np.r_[a, np.zeros(grow)] for a in (self.mean, self.m2))
+            self.extra = {k: np.r_[v, np.zeros(grow)] for k, v in self.extra.items()}
             if self.bins is not None:
                 self.bins = np.concatenate([self.bins, np.zeros((3, grow, self.bins.shape[2]))], axis=1)
         return np.array(ids, np.int64)
 
     def add(self, keys: list[tuple[Any, ...]], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
-            correct: npt.NDArray, bins: npt.NDArray | None) -> None:
+            correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None) -> None:
         """Merge the partials of `keys` (each key once)."""
-        ids = self._ids(keys)
+        self._add_ids(self._ids(keys), rows, counted, mean, m2, correct, bins, extra)
+
+    def _add_ids(self, ids: npt.NDArray[np.int64], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
+                 correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None) -> None:
+        for name, values in (extra or {}).items():
+            self.extra.setdefault(name, np.zeros(len(self.keys)))[ids] += values
         if bins is not None and self.bins is None:
             self.bins = np.zeros((3, len(self.keys), bins.shape[2]))
         n_a, n_b = self.counted[ids], counted
@@ -92,45 +102,29 @@ class GroupTotals:
 
     @classmethod
     def of_chunk(cls, columns: list[Any], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
-                 correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None) -> GroupTotals:
+                 correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None,
+                 extra: dict[str, npt.NDArray] | None = None) -> GroupTotals:
         """One chunk's groups. `calibration` = (bin of each calibrated row, −1 where none; confidence;
-        correctness; the number of bins)."""
-        codes, keys, size = _group_codes(columns)
-        if size <= 4 * max(codes.size, 1):  # few possible codes: O(n) instead of a sort
-            present = np.bincount(codes, minlength=size) > 0
-            unique = np.flatnonzero(present)
-            inverse = (np.cumsum(present) - 1)[codes]
-        else:
-            unique, inverse = np.unique(codes, return_inverse=True)
-        found = [keys(code) for code in unique.tolist()]
-        distinct = dict.fromkeys(found)  # values equal as plain values (NaN and null, 0.0 and -0.0) are one group
-        if len(distinct) < len(found):
-            position = {key: i for i, key in enumerate(distinct)}
-            inverse = np.array([position[key] for key in found], np.int64)[inverse]
-            found = list(distinct)
-        k = len(found)
-        rows = np.bincount(inverse, minlength=k)
-        n = np.bincount(inverse, weights=counted, minlength=k)
-        x = np.where(counted, loss, 0.0)
-        sums = np.bincount(inverse, weights=x, minlength=k)
-        means = np.divide(sums, n, out=np.zeros(k), where=n > 0)
-        m2 = np.bincount(inverse, weights=np.where(counted, (loss - means[inverse]) ** 2, 0.0), minlength=k)
-        right = np.bincount(inverse, weights=counted & correct, minlength=k)
-        bins = None
-        if calibration is not None:
-            bin_of, confidence, hit, m = calibration
-            use = bin_of >= 0
-            flat = inverse[use] * m + bin_of[use]
-            bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
-                             np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
+        correctness; the number of bins); `extra`: per-row values summed per group as they are."""
+        found, inverse = _chunk_keys(columns)
         out = cls()
-        out.add(found, rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins)
+        out.add(found, *_sums_by(inverse, len(found), loss, counted, correct, calibration, extra))
         return out
+
+    def numbered(self, columns: list[Any]) -> npt.NDArray[np.int64]:
+        """Each row's group as this object's number for it (new groups are added, empty)."""
+        found, inverse = _chunk_keys(columns)
+        return self._ids(found)[inverse]
+
+    def add_numbered(self, group: npt.NDArray[np.int64], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
+                     correct: npt.NDArray[np.bool_], extra: dict[str, npt.NDArray] | None = None) -> None:
+        """Add rows whose groups `numbered` gave."""
+        unique, inverse = _unique(group, len(self.keys))
+        self._add_ids(unique, *_sums_by(inverse, unique.size, loss, counted, correct, None, extra))
 
     def merge(self, other: GroupTotals) -> None:
         if other.keys:
-            other_bins = other.bins
-            self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other_bins)
+            self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra)
 
     def report(self, names: tuple[str, ...], overall: float, total_counted: int, confidence: float, min_group: int,
                max_groups: int) -> tuple[list[dict[str, Any]], int]:
@@ -139,11 +133,7 @@ class GroupTotals:
         were merged into "(other)"."""
         from xentcli.accumulate import wilson
 
-        order = sorted(range(len(self.keys)), key=lambda i: (-int(self.counted[i]), [str(v) for v in self.keys[i]]))
-        rest = np.array(order[max_groups:], np.int64)
-        kept = [(self.keys[i], self._sums(i)) for i in order[:max_groups]]
-        if rest.size:
-            kept.append(((OTHER,) * len(names), self._pooled(rest)))
+        kept, merged = self.kept(len(names), max_groups)
         records = []
         two_sided = (1 + confidence) / 2
         for index, (key, sums) in enumerate(kept):
@@ -160,10 +150,64 @@ class GroupTotals:
                 "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
                 "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
                 "accuracy_ci": wilson(sums.correct, n, confidence), "ece": ece, "delta_loss": mean - overall,
-                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": int(rest.size) if rest.size and index == len(kept) - 1 else 0,
+                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": merged if merged and index == len(kept) - 1 else 0,
             })
         records.sort(key=lambda r: (r["small"], -(r["loss_mean"] if not math.isnan(r["loss_mean"]) else -math.inf), str(r["by"])))
-        return records, int(rest.size)
+        return records, merged
+
+    def kept(self, width: int, max_groups: int) -> tuple[list[tuple[tuple[Any, ...], GroupSums]], int]:
+        """The `max_groups` groups with the most counted rows (ties by their values as text), then the
+        rest pooled as one "(other)" group (last); and how many groups that pooled."""
+        order = sorted(range(len(self.keys)), key=lambda i: (-int(self.counted[i]), [str(v) for v in self.keys[i]]))
+        rest = np.array(order[max_groups:], np.int64)
+        kept = [(self.keys[i], self._sums(i)) for i in order[:max_groups]]
+        if rest.size:
+            kept.append(((OTHER,) * width, self._pooled(rest)))
+        return kept, int(rest.size)
+
+
+def _chunk_keys(columns: list[Any]) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.int64]]:
+    """The distinct groups of a chunk (as tuples of plain values) and each row's index among them."""
+    codes, keys, size = _group_codes(columns)
+    unique, inverse = _unique(codes, size)
+    found = [keys(code) for code in unique.tolist()]
+    distinct = dict.fromkeys(found)  # values equal as plain values (NaN and null, 0.0 and -0.0) are one group
+    if len(distinct) < len(found):
+        position = {key: i for i, key in enumerate(distinct)}
+        inverse = np.array([position[key] for key in found], np.int64)[inverse]
+        found = list(distinct)
+    return found, inverse
+
+
+def _unique(codes: npt.NDArray[np.int64], size: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """np.unique(codes, return_inverse=True) for codes in [0, size): O(n) when size is small."""
+    if size <= 4 * max(codes.size, 1):
+        present = np.bincount(codes, minlength=size) > 0
+        return np.flatnonzero(present), (np.cumsum(present) - 1)[codes]
+    return np.unique(codes, return_inverse=True)
+
+
+def _sums_by(inverse: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
+             correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None,
+             extra: dict[str, npt.NDArray] | None) -> tuple[Any, ...]:
+    """Per group (rows numbered 0…k−1 by `inverse`): rows, counted, mean and M2 of the counted
+    losses, correct counted rows, calibration bins, and the `extra` sums — GroupTotals.add's arguments."""
+    rows = np.bincount(inverse, minlength=k)
+    n = np.bincount(inverse, weights=counted, minlength=k)
+    x = np.where(counted, loss, 0.0)
+    sums = np.bincount(inverse, weights=x, minlength=k)
+    means = np.divide(sums, n, out=np.zeros(k), where=n > 0)
+    m2 = np.bincount(inverse, weights=np.where(counted, (loss - means[inverse]) ** 2, 0.0), minlength=k)
+    right = np.bincount(inverse, weights=counted & correct, minlength=k)
+    bins = None
+    if calibration is not None:
+        bin_of, confidence, hit, m = calibration
+        use = bin_of >= 0
+        flat = inverse[use] * m + bin_of[use]
+        bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
+                         np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
+    sums_of = {name: np.bincount(inverse, weights=values, minlength=k) for name, values in (extra or {}).items()}
+    return rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins, sums_of
 
 
 def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
@@ -228,26 +272,18 @@ def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, conf
     shows: the largest gap's lower bound at Holm's first level α/m, which exceeds `gap` exactly
     when some group is rejected (NaN when no group can be tested: the gate cannot pass)."""
     alpha = (1 - confidence) / 2
-    tested, bound = [], math.nan
+    tested, pvalues, bound = [], [], math.nan
     for group in groups:
         if group["small"] or group["merged_groups"] or math.isnan(group["se"]):
             continue
         excess = group["loss_mean"] - overall - gap
         if group["se"] == 0:
-            p = 0.0 if excess > 0 else 1.0
+            pvalues.append(0.0 if excess > 0 else 1.0)
         else:
-            t = excess / group["se"]
-            p = stats.t_two_sided_p(t, group["df"]) / 2 if t > 0 else 1.0 - stats.t_two_sided_p(t, group["df"]) / 2
-        tested.append((p, group))
+            pvalues.append(stats.t_upper_p(excess / group["se"], group["df"]))
+        tested.append(group)
     m = len(tested)
-    for _, group in tested:
+    for group in tested:
         low = group["loss_mean"] - overall - (stats.t_quantile(1 - alpha / m, group["df"]) * group["se"] if group["se"] else 0.0)
         bound = low if math.isnan(bound) else max(bound, low)
-    tested.sort(key=lambda item: item[0])
-    failed, adjusted = [], 0.0
-    for i, (p, group) in enumerate(tested):
-        if p > alpha / (m - i):
-            break
-        adjusted = max(adjusted, min(1.0, (m - i) * p))
-        failed.append({**group, "p_value": adjusted})
-    return failed, bound
+    return [{**tested[i], "p_value": p} for i, p in stats.holm(pvalues, alpha)], bound

@@ -146,3 +146,23 @@ def mcnemar_exact_p(b: int, c: int) -> float:
 
 def normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
+
+
+def t_upper_p(t: float, df: float) -> float:
+    """P(T ≥ t) for Student's t with `df` degrees of freedom (the one-sided p of an excess t)."""
+    tail = 0.5 * t_two_sided_p(t, df)
+    return tail if t > 0 else 1.0 - tail
+
+
+def holm(pvalues: list[float], alpha: float) -> list[tuple[int, float]]:
+    """Holm's step-down (Holm 1979) at family-wise level `alpha`: sorted by p, the i-th (0-based) of
+    m hypotheses is rejected while p ≤ alpha/(m − i). The rejected ones as (index into `pvalues`,
+    Holm-adjusted p = max over the steps so far of min(1, (m − i)·p)), smallest p first."""
+    m = len(pvalues)
+    rejected, adjusted = [], 0.0
+    for i, index in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        if not pvalues[index] <= alpha / (m - i):
+            break
+        adjusted = max(adjusted, min(1.0, (m - i) * pvalues[index]))
+        rejected.append((index, adjusted))
+    return rejected

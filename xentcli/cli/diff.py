@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
 
 from xentcli.cli.app import EXIT_FAILED, app, console, error_line, guarded
 from xentcli.cli.options import (
-    ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
-    Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, NoDiagnostics, Output, Quiet, ScoreCol,
+    By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
+    Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
@@ -33,6 +34,7 @@ def diff(
     candidate: Annotated[str, typer.Argument(help="The candidate dump, scored on the same rows.", show_default=False, metavar="CANDIDATE")],
     key: Key = None, allow_unpaired: AllowUnpaired = False, cluster: Cluster = None, confidence: Confidence = 0.95,
     bootstrap: Bootstrap = 1000, seed: Seed = 0, top: Top = 10,
+    by: By = None, by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000,
     labels: Labels = None, file_format: Format = None, input_kind: Input = None, target: Target = TargetChoice.auto,
     class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
@@ -49,7 +51,7 @@ def diff(
 
     Example: [bold]xent diff base.parquet candidate.parquet --key id --fail-on-regression 0.01[/]
     """
-    def side(path: str) -> ScoreOptions:
+    def side(path: str, grouped: bool = False) -> ScoreOptions:
         return ScoreOptions(
             paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
             group_col=cluster, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
@@ -57,11 +59,12 @@ def diff(
             label_smoothing=label_smoothing,
             epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
             no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
+            by=by if grouped else None, by_file=by_file if grouped else None,
         )
 
-    options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top)
+    options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top, min_group, max_groups)
     limits = DiffGates(fail_on.value, fail_on_regression, require_noninferior, max_accuracy_drop)
-    guarded(debug, lambda: _diff(side(base), side(candidate), options, limits, output, force), as_json)
+    guarded(debug, lambda: _diff(side(base, grouped=True), side(candidate), options, limits, output, force), as_json)
 
 
 def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, limits: DiffGates, output: object, force: bool) -> None:
@@ -69,7 +72,7 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     from xentcli.gates import diff_verdict_line
     from xentcli.render.json_doc import render_diff_json
 
-    base_config, candidate_config = base.run_config(), candidate.run_config()
+    base_config, candidate_config = replace(base.run_config(), slices=False), candidate.run_config()
     if output is None:
         report = run_diff(base_config, candidate_config, options, limits)
     else:

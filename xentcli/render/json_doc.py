@@ -70,6 +70,7 @@ def render_diff_json(report: DiffReport) -> str:
         "flips": report.flips,
         "regressed": report.regressed,
         "improved": report.improved,
+        **({"groups": report.groups} if report.groups else {}),
         "gates": report.gates,
         "passed": report.passed,
         "diagnostics": report.diagnostics,

@@ -222,6 +222,26 @@ def groups_table(report: Report) -> Table:
     return table
 
 
+def diff_groups_table(report: DiffReport) -> Table:
+    """Per --by group: usable pairs, the loss Δ with its interval and p, the accuracy Δ (both
+    sides' means are in the JSON)."""
+    groups = report.groups
+    names = list(groups[0]["by"])
+    table = _table(_capped_title(f"Groups ({len(groups):,}, most regressed first)", len(groups)),
+                   [(shown(name), "text") for name in names]
+                   + [(name, "num") for name in ("pairs", "Δ loss", f"{report.confidence:.0%} CI", "p", "Δ accuracy")]
+                   + [("", "text")])
+    for group in groups[:TABLE_ROWS_SHOWN]:
+        loss, accuracy = group["loss_mean"], group["accuracy"]
+        low, high = loss["ci"]
+        note = "(other)" if group["pooled_groups"] else "small" if group["small"] else ""
+        cells: list[str | Text] = [shown(value) for value in group["by"].values()]
+        cells += [fmt_number(group["usable_pairs"]), fmt_number(loss["delta"], 4), _interval(loss["ci"]), _p(loss["p_value"]),
+                  fmt_number(accuracy["delta"], 4), Text(note, style="dim")]
+        table.add_row(*cells)
+    return table
+
+
 def confusions_table(report: Report) -> Table:
     title = f"Most frequent confusions ({len(report.confusions)})" + ("" if report.confusions_exact else ", approximate counts")
     table = _table(title, [("label", "text"), ("predicted", "text"), ("rows", "num")])
@@ -401,6 +421,8 @@ def render_diff(report: DiffReport, verdict: str, console: Console) -> None:
     flips = report.flips
     parts.append(_key_value("Flips", [("right → wrong", fmt_number(flips["correct_to_wrong"])),
                                        ("wrong → right", fmt_number(flips["wrong_to_correct"]))]))
+    if report.groups:
+        parts.append(diff_groups_table(report))
     if report.regressed:
         parts.append(pairs_table(f"Most regressed {len(report.regressed)} rows", report.regressed))
     if report.diagnostics:
