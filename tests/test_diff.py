@@ -177,6 +177,9 @@ def test_xe501_unpaired(tmp_path):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["a", "b", "c"]}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["a", "b", "z"]}), tmp_path / "c.parquet")
     assert "only in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
+    # the candidate side streams: its pairs were written before the refusal, and -o leaves nothing
+    _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "-o", tmp_path / "d.parquet", "--chunk-rows", "1", code="XE501")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.npy", "b.parquet", "c.npy", "c.parquet", "y.npy", "y4.npy"]
     doc, _ = diff_json(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--allow-unpaired")
     assert (doc["pairing"]["only_base"], doc["pairing"]["only_candidate"], doc["pairing"]["pairs"]) == (1, 1, 2)
 

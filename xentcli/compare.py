@@ -562,32 +562,35 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
                           groups=GroupTotals() if grouped else None)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups) for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered) for result in candidate.results())
-    only_candidate, examples = 0, []
+    unpaired: dict[str, Any] = {"candidate": 0, "examples": []}  # candidate keys the base lacks
     if keyed:
         index = KeyIndex.build(base_rows, names[0])
-        blocks = []
-        for rows in candidate_rows:
-            paired_base, paired_candidate, missing = index.pair(rows, names[1])
-            only_candidate += missing.size
-            examples += [id_value(k) for k in missing[: 5 - len(examples)]]
-            blocks.append((paired_base, paired_candidate))
-        only_base = int(np.count_nonzero(~index.matched))
-        examples_base = [id_value(k) for k in index.rows.key[~index.matched][:5]] if only_base else []  # type: ignore[index]
-        if (only_base or only_candidate) and not options.allow_unpaired:
-            raise LayoutError(
-                f"{only_base:,} keys only in {names[0]} (e.g. {', '.join(map(str, examples_base)) or '–'}), "
-                f"{only_candidate:,} only in {names[1]} (e.g. {', '.join(map(str, examples)) or '–'})",
-                hint="pass --allow-unpaired to compare the keys both sides hold", code="XE501",
-            )
-        pairs: Iterator[tuple[SideRows, SideRows]] = iter(blocks)
+
+        def keyed_pairs() -> Iterator[tuple[SideRows, SideRows]]:
+            for rows in candidate_rows:  # streamed: only the base side is held
+                paired_base, paired_candidate, missing = index.pair(rows, names[1])
+                unpaired["candidate"] += missing.size
+                unpaired["examples"] += [id_value(k) for k in missing[: 5 - len(unpaired["examples"])]]
+                yield paired_base, paired_candidate
+
+        pairs: Iterator[tuple[SideRows, SideRows]] = keyed_pairs()
     else:
-        only_base = 0
         pairs = by_row_order(base_rows, candidate_rows, names)
     for paired_base, paired_candidate in pairs:
         _check_labels(paired_base, paired_candidate)
         delta = totals.update(paired_base, paired_candidate)
         if sink is not None:
             sink.write(paired_base, paired_candidate, delta, keyed)
+    only_base, only_candidate = 0, unpaired["candidate"]
+    if keyed:
+        only_base = int(np.count_nonzero(~index.matched))
+        examples_base = [id_value(k) for k in index.rows.key[~index.matched][:5]] if only_base else []  # type: ignore[index]
+        if (only_base or only_candidate) and not options.allow_unpaired:  # the statistics so far are dropped; -o leaves nothing
+            raise LayoutError(
+                f"{only_base:,} keys only in {names[0]} (e.g. {', '.join(map(str, examples_base)) or '–'}), "
+                f"{only_candidate:,} only in {names[1]} (e.g. {', '.join(map(str, unpaired['examples'])) or '–'})",
+                hint="pass --allow-unpaired to compare the keys both sides hold", code="XE501",
+            )
     base_report, candidate_report = base.report(), candidate.report()
     report = DiffReport(
         base=base_report, candidate=candidate_report,
