@@ -258,8 +258,7 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
    for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
    counter-based hash of (cell, b, seed) — exact inversion of the CDF table for m <= small_mean, the
    normal quantile with the first Cornish-Fisher term above — and added to both sides' histograms
-   (laid out [span][replicates], so that one cell's replicates are adjacent in memory), the
-   replicate's total weight and its weighted delta. */
+   (laid out [span][replicates], so that one cell's replicates are adjacent in memory). */
 static inline uint64_t mix64(uint64_t x) {
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
@@ -291,36 +290,43 @@ static double normal_quantile(double p) { /* P. J. Acklam's rational approximati
     return num * q / (den * r + 1);
 }
 
+static inline int64_t poisson_draw(double u, int64_t m, double sqrt_m, const double *row, const int32_t *start,
+                                   int64_t guide_width) {
+    if (row) { /* the first k with cdf[k] > u (searchsorted, side right), from the guide table's lower
+                  bound for u's bin: a step or two */
+        int64_t k = start[(int64_t)(u * (double)guide_width)];
+        while (row[k] <= u) k++;
+        return k;
+    }
+    const double z = normal_quantile(u);
+    const double x = rint((double)m + sqrt_m * z + (z * z - 1) / 6);
+    return x > 0 ? (int64_t)x : 0;
+}
+
 int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const uint64_t *cell_ids,
-                       const int64_t *counts, const double *mean_delta, const int64_t *slot_base,
-                       const int64_t *slot_candidate, int64_t span, const double *cdf, int64_t cdf_width,
-                       int64_t small_mean, const int32_t *guide, int64_t guide_width, int64_t *hist_base,
-                       int64_t *hist_candidate, double *weight, double *weighted_delta) {
+                       const int64_t *counts, const int64_t *slot_base, const int64_t *slot_candidate, int64_t span,
+                       const double *cdf, int64_t cdf_width, int64_t small_mean, const int32_t *guide,
+                       int64_t guide_width, int64_t *hist_base, int64_t *hist_candidate) {
     const uint64_t golden = 0x9E3779B97F4A7C15ULL, salt = mix64(seed + golden);
+    (void)span;
     for (int64_t c = 0; c < cells; c++) {
         const uint64_t word = mix64(cell_ids[c] ^ salt);
         const int64_t m = counts[c];
         const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;
         const int32_t *start = m <= small_mean ? guide + (m - 1) * guide_width : 0;
-        const double sqrt_m = sqrt((double)m), delta = mean_delta[c];
+        const double sqrt_m = sqrt((double)m);
         int64_t *base = hist_base + slot_base[c] * replicates, *candidate = hist_candidate + slot_candidate[c] * replicates;
-        for (int64_t b = 0; b < replicates; b++) {
-            const double u = (double)(mix64(word + (uint64_t)(b + 1) * golden) >> 11) * 0x1.0p-53;
-            int64_t k;
-            if (row) { /* the first k with cdf[k] > u (searchsorted, side right), from the guide table's
-                          lower bound for u's bin: a step or two */
-                k = start[(int64_t)(u * (double)guide_width)];
-                while (row[k] <= u) k++;
-            } else {
-                const double z = normal_quantile(u);
-                const double x = rint((double)m + sqrt_m * z + (z * z - 1) / 6);
-                k = x > 0 ? (int64_t)x : 0;
-            }
-            if (!k) continue;
+        /* one hash gives two replicates' uniforms: its high and its low 32 bits */
+        for (int64_t b = 0; b < replicates; b += 2) {
+            const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);
+            const int64_t k = poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
             base[b] += k;
             candidate[b] += k;
-            weight[b] += (double)k;
-            weighted_delta[b] += (double)k * delta;
+            if (b + 1 < replicates) {
+                const int64_t k2 = poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
+                base[b + 1] += k2;
+                candidate[b + 1] += k2;
+            }
         }
     }
     return cells;

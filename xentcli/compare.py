@@ -166,20 +166,19 @@ def normal_quantiles(p: F64) -> F64:
 
 @dataclass
 class Bootstrap:
-    """The joint histogram of the pairs' (base, candidate) sketch buckets, with Σd per cell."""
+    """The joint histogram of the pairs' (base, candidate) sketch buckets."""
 
     replicates: int
     seed: int
     cells: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # see _CELL
     counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    delta_sums: F64 = field(default_factory=lambda: np.empty(0))
-    _pending: list[tuple[npt.NDArray, npt.NDArray, F64]] = field(default_factory=list, repr=False)
+    _pending: list[tuple[npt.NDArray, npt.NDArray]] = field(default_factory=list, repr=False)
 
-    def update(self, base: F64, candidate: F64, keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> None:
-        """Add pairs given both sides' losses and their sketch keys (_ZERO_KEY for zero losses)."""
+    def update(self, keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> None:
+        """Add pairs given both sides' sketch keys (_ZERO_KEY for zero losses)."""
         cells = (keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY)
         unique, inverse = np.unique(cells, return_inverse=True)
-        self._pending.append((unique, np.bincount(inverse), np.bincount(inverse, weights=candidate - base)))
+        self._pending.append((unique, np.bincount(inverse)))
         if sum(part[0].size for part in self._pending) > max(1 << 20, 4 * self.cells.size):
             self._compact()
 
@@ -189,55 +188,51 @@ class Bootstrap:
             parts, self._pending = self._pending, []
             cells = np.concatenate([part[0] for part in parts])
             unique, inverse = np.unique(cells, return_inverse=True)
-            counts = np.bincount(inverse, weights=np.concatenate([part[1] for part in parts])).astype(np.int64)
-            sums = np.bincount(inverse, weights=np.concatenate([part[2] for part in parts]))
-            self._add(unique, counts, sums)
+            self._add(unique, np.bincount(inverse, weights=np.concatenate([part[1] for part in parts])).astype(np.int64))
 
-    def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], delta_sums: F64) -> None:
+    def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
         merged = np.union1d(self.cells, cells)
-        total_counts, total_sums = np.zeros(merged.size, np.int64), np.zeros(merged.size)
-        for side_cells, side_counts, side_sums in ((self.cells, self.counts, self.delta_sums), (cells, counts, delta_sums)):
-            at = np.searchsorted(merged, side_cells)
-            total_counts[at] += side_counts
-            total_sums[at] += side_sums
-        self.cells, self.counts, self.delta_sums = merged, total_counts, total_sums
+        total = np.zeros(merged.size, np.int64)
+        for side_cells, side_counts in ((self.cells, self.counts), (cells, counts)):
+            total[np.searchsorted(merged, side_cells)] += side_counts
+        self.cells, self.counts = merged, total
 
     def merge(self, other: Bootstrap) -> None:
         self._compact()
         other._compact()
-        self._add(other.cells, other.counts, other.delta_sums)
+        self._add(other.cells, other.counts)
 
     def weights(self, cells: slice) -> npt.NDArray[np.int64]:
-        """[cells, B] replicate weights of a block of cells."""
+        """[cells, B] replicate weights of a block of cells: one hash per two replicates, its high 32
+        bits the uniform of the even replicate, its low 32 bits the odd one's."""
         words = _mix(self.cells[cells].view(np.uint64) ^ _mix(np.uint64(self.seed) + _GOLDEN))
+        hashes = (self.replicates + 1) // 2
         with np.errstate(over="ignore"):
-            draws = _mix(words[:, None] + np.arange(1, self.replicates + 1, dtype=np.uint64)[None, :] * _GOLDEN)
-        return poisson_draws(self.counts[cells], (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+            draws = _mix(words[:, None] + np.arange(1, hashes + 1, dtype=np.uint64)[None, :] * _GOLDEN)
+        halves = np.stack([draws >> np.uint64(32), draws & np.uint64(0xFFFFFFFF)], axis=2).reshape(draws.shape[0], 2 * hashes)
+        return poisson_draws(self.counts[cells], halves[:, : self.replicates].astype(np.float64) * 2.0**-32)
 
-    def _native(self, slots: dict[str, npt.NDArray], span: int, mean_delta: F64, threads: int) -> tuple[dict[str, Any], F64, F64]:
+    def _native(self, slots: dict[str, npt.NDArray], span: int, threads: int) -> dict[str, npt.NDArray[np.int64]]:
         """The C loop (GIL released) over `threads` parts of the cells, each into buffers of its own,
         added up after: integer counts, so the histograms are the same for any thread count."""
         from concurrent.futures import ThreadPoolExecutor
 
         parts = [part for part in np.array_split(np.arange(self.cells.size), max(1, threads)) if part.size]
 
-        def one(part: npt.NDArray) -> tuple[dict[str, npt.NDArray], F64, F64]:
+        def one(part: npt.NDArray) -> dict[str, npt.NDArray]:
             by_slot = {side: np.zeros((span, self.replicates), np.int64) for side in slots}  # [span, B]: a cell's replicates adjacent
-            weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
             cells = slice(int(part[0]), int(part[-1]) + 1)
-            native.bootstrap(self.replicates, self.seed, self.cells[cells].view(np.uint64), self.counts[cells], mean_delta[cells],
-                             slots["base"][cells], slots["candidate"][cells], span, CDF_TABLE, _SMALL_MEAN, GUIDE_TABLE, by_slot["base"],
-                             by_slot["candidate"], weight, weighted_delta)
-            return by_slot, weight, weighted_delta
+            native.bootstrap(self.replicates, self.seed, self.cells[cells].view(np.uint64), self.counts[cells],
+                             slots["base"][cells], slots["candidate"][cells], span, CDF_TABLE, _SMALL_MEAN, GUIDE_TABLE,
+                             by_slot["base"], by_slot["candidate"])
+            return by_slot
 
         with ThreadPoolExecutor(len(parts) or 1) as pool:
             results = list(pool.map(one, parts))
-        hist = {side: np.ascontiguousarray(sum(r[0][side] for r in results).T) for side in slots}
-        return hist, sum(r[1] for r in results), sum(r[2] for r in results)
+        return {side: np.ascontiguousarray(sum(r[side] for r in results).T) for side in slots}
 
     def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...], threads: int = 1) -> dict[str, F64]:
-        """Per replicate: each side's quantiles (interpolated within the sketch's buckets) and the
-        weighted mean of d (over whole cells: not reported, see the README)."""
+        """Per replicate: each side's quantiles, interpolated within the sketch's buckets."""
         self._compact()
         base_keys = self.cells // _CELL + _ZERO_KEY
         candidate_keys = self.cells % _CELL + _ZERO_KEY
@@ -247,23 +242,19 @@ class Bootstrap:
         occupied = np.unique(np.concatenate([keys[keys != _ZERO_KEY] for keys in sides.values()]))
         buckets, span = np.r_[0, occupied], occupied.size + 1
         slots = {side: np.where(keys == _ZERO_KEY, 0, np.searchsorted(occupied, keys) + 1) for side, keys in sides.items()}
-        mean_delta = self.delta_sums / np.maximum(self.counts, 1)
         if native.has_bootstrap():
-            hist, weight, weighted_delta = self._native(slots, span, mean_delta, threads)
+            hist = self._native(slots, span, threads)
         else:
             hist = {side: np.zeros((self.replicates, span), np.int64) for side in sides}
-            weight, weighted_delta = np.zeros(self.replicates), np.zeros(self.replicates)
             block = max(1, (1 << 22) // max(self.replicates, 1))
             for start in range(0, self.cells.size, block):
                 part = slice(start, start + block)
                 draws = self.weights(part)
-                weight += draws.sum(axis=0)
-                weighted_delta += mean_delta[part] @ draws
                 for side in sides:
                     flat = (np.arange(self.replicates)[None, :] * span + slots[side][part][:, None]).ravel()
                     hist[side] += np.bincount(flat, weights=draws.ravel(), minlength=self.replicates * span).astype(
                         np.int64).reshape(self.replicates, span)
-        out = {"mean": weighted_delta / np.where(weight > 0, weight, np.nan)}
+        out = {}
         for side in sides:
             for q in quantiles:
                 out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q)
@@ -398,7 +389,7 @@ class PairedTotals:
             self.regressed.update(rows, d, details)
             self.improved.update(rows, -d, details)
             if self.bootstrap is not None:
-                self.bootstrap.update(b_loss, c_loss, buckets)
+                self.bootstrap.update(buckets)
         return delta
 
 

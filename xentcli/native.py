@@ -71,7 +71,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
     library.xent_bootstrap.restype = i64
-    library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 5 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 4
+    library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
 
 
@@ -225,21 +225,18 @@ def has_bootstrap() -> bool:
     return _LIBRARY is not None
 
 
-def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDArray, mean_delta: npt.NDArray,
-              slot_base: npt.NDArray, slot_candidate: npt.NDArray, span: int, cdf: npt.NDArray, small_mean: int,
-              guide: npt.NDArray, hist_base: npt.NDArray, hist_candidate: npt.NDArray, weight: npt.NDArray,
-              weighted_delta: npt.NDArray) -> None:
-    """xent_bootstrap in _ctally.c: adds every cell's replicate weights into the arrays given."""
+def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDArray, slot_base: npt.NDArray,
+              slot_candidate: npt.NDArray, span: int, cdf: npt.NDArray, small_mean: int, guide: npt.NDArray,
+              hist_base: npt.NDArray, hist_candidate: npt.NDArray) -> None:
+    """xent_bootstrap in _ctally.c: adds every cell's replicate weights into the histograms given."""
     assert _LIBRARY is not None
     keep = [np.ascontiguousarray(cell_ids, np.uint64), np.ascontiguousarray(counts, np.int64),
-            np.ascontiguousarray(mean_delta, np.float64), np.ascontiguousarray(slot_base, np.int64),
-            np.ascontiguousarray(slot_candidate, np.int64), np.ascontiguousarray(cdf, np.float64),
-            np.ascontiguousarray(guide, np.int32)]
-    for out, dtype in ((hist_base, np.int64), (hist_candidate, np.int64), (weight, np.float64), (weighted_delta, np.float64)):
-        assert out.dtype == dtype and out.flags.c_contiguous
+            np.ascontiguousarray(slot_base, np.int64), np.ascontiguousarray(slot_candidate, np.int64),
+            np.ascontiguousarray(cdf, np.float64), np.ascontiguousarray(guide, np.int32)]
+    for out in (hist_base, hist_candidate):
+        assert out.dtype == np.int64 and out.flags.c_contiguous
     _LIBRARY.xent_bootstrap(
         keep[0].size, replicates, seed, keep[0].ctypes.data, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
-        keep[4].ctypes.data, span, keep[5].ctypes.data, keep[5].shape[1], small_mean, keep[6].ctypes.data, keep[6].shape[1],
-        hist_base.ctypes.data,
-        hist_candidate.ctypes.data, weight.ctypes.data, weighted_delta.ctypes.data,
+        span, keep[4].ctypes.data, keep[4].shape[1], small_mean, keep[5].ctypes.data, keep[5].shape[1],
+        hist_base.ctypes.data, hist_candidate.ctypes.data,
     )
