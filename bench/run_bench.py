@@ -15,7 +15,7 @@ Cases (`--cases`, default all of them):
             script holding the whole array in memory (both whole processes)
   diff      xent diff of two NPY float32 1,000,000 x 10 dumps (row order, 1,000 bootstrap replicates)
             vs the two xent score processes it replaces
-  extras    NPY float32 4,000,000 x 10: xent score against itself with --calibration, with
+  extras    NPY float32 4,000,000 x 10: xent score against itself with --calibration, --temperature-scan, with
             --by-file (1,000 groups) --calibration, and with --per-class --confusions 10
             (the ratio is the plain run's time over the variant's)
   scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
@@ -94,6 +94,7 @@ PANDAS_TORCH = Reference("pandas_torch", "pandas.read_parquet + np.stack + torch
 OPEN_CSV = Reference("open_csv", "pyarrow.csv.open_csv read to the end (process)", "open-csv")
 NUMPY = Reference("numpy", "plain numpy, whole array in memory (process)", "numpy")
 CALIBRATION = Reference("calibration", "xent score --calibration (process)", "xent", flags=("--calibration",))
+TEMPERATURE = Reference("temperature", "xent score --temperature-scan (process)", "xent", flags=("--temperature-scan",))
 GROUPS = Reference("groups", "xent score --by-file (1,000 groups) --calibration (process)", "xent",
                    flags=("--by-file", "{groups}", "--calibration"))
 ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (process)", "xent",
@@ -128,7 +129,7 @@ CASES: dict[str, list[Case]] = {
     "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
     "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
-    "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, GROUPS, ERROR_BARS))],
+    "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, TEMPERATURE, GROUPS, ERROR_BARS))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
                 for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
 }

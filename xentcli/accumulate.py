@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli import stats
 from xentcli.calibration import Calibration
+from xentcli.temperature import TemperatureSample
 from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats
@@ -312,6 +313,7 @@ class LossSummary:
     clusters: ClusterRuns | KeyedClusters | None = None  # sequence dumps: per-sequence sums for clustered errors
     keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
     calibration: Calibration | None = None  # with --calibration
+    temperature: TemperatureSample | None = None  # with --temperature-scan
     groups: GroupTotals | None = None  # with --by
     confusions: Confusions | None = None  # with --confusions
     per_class: PerClass = field(init=False)
@@ -390,6 +392,10 @@ class LossSummary:
             if self.calibration is None:
                 self.calibration = Calibration()
             self.calibration.merge(other.calibration)
+        if other.temperature is not None:
+            if self.temperature is None:
+                self.temperature = TemperatureSample(other.temperature.capacity)
+            self.temperature.merge(other.temperature)
         if other.clusters is not None:
             if self.clusters is None:
                 self.clusters = type(other.clusters)()

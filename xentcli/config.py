@@ -92,6 +92,7 @@ class RunConfig:
     calibration: bool = False  # top-label calibration (calibration.py)
     bins: int = 15  # its bins: equal-width (a divisor of 3600), or equal-mass with adaptive_bins
     adaptive_bins: bool = False
+    temperature_scan: bool = False  # --temperature-scan: T* on a hash sample (temperature.py)
     confusions: int = 0  # --confusions K: the K most frequent (label, pred) errors
     min_group: int = 30  # --by: groups with fewer counted rows are listed after the others, marked small
     max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"

@@ -22,6 +22,7 @@ from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, me
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
 from xentcli.calibration import CELLS, Calibration, cells_of
+from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, probability_square_sums, sample_stats
@@ -94,6 +95,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
         partial.calibration = calibration_of(chunk, stats, ignored, kind)
+    if config.temperature_scan:
+        partial.temperature = TemperatureSample(capacity(info.num_classes))
+        partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
+                                  None if chunk.targets is not None else stats.label, chunk.targets)
     if chunk.groups is not None and config.slices:
         partial.groups = groups_of(chunk, stats, ignored, config)
     if config.confusions:
@@ -237,6 +242,7 @@ class Pass:
         calibration = None
         if config.calibration:
             calibration = (total.calibration or Calibration()).report(config.bins, config.confidence, config.adaptive_bins)
+            calibration["temperature"] = total.temperature.report(config.threads) if total.temperature is not None else None
         documents = {name: fw.document() for name, fw in self.frameworks.items()}
         like = config.loss.like
         return Report(

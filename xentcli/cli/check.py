@@ -8,7 +8,7 @@ import typer
 
 from xentcli.cli.app import EXIT_FAILED, app, console, guarded
 from xentcli.cli.options import (
-    Bins, By, ByFile, CalibrationOpt, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
+    Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
     MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
@@ -32,7 +32,7 @@ def check(
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
-    confidence: Confidence = 0.95, calibration: CalibrationOpt = False, bins: Bins = "15", by: By = None,
+    confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
     by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000, confusions: Confusions = 0,
     fail_on: FailOnOpt = FailOn.error, max_loss: MaxLoss = None, max_nonfinite: MaxNonfinite = 0,
     min_accuracy: MinAccuracy = None, max_loss_p99: MaxLossP99 = None, gate_on: GateOn = GateOnChoice.point,
@@ -51,7 +51,8 @@ def check(
         label_smoothing=label_smoothing, epsilon=epsilon, like=like, compare=compare, top_k=top_k, worst=worst,
         per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
-        calibration=calibration or max_ece is not None, bins=bins, by=by, by_file=by_file,
+        calibration=calibration or max_ece is not None or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by,
+        by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions,
     )
     limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, gate_on, max_ece, max_group_gap)

@@ -112,6 +112,7 @@ ByFile = Annotated[Optional[Path], _option("--by-file", panel="Slices", help="Ea
 MinGroup = Annotated[int, _option("--min-group", panel="Slices", help="Groups with fewer counted rows are listed last, marked small.", min=1)]
 MaxGroups = Annotated[int, _option("--max-groups", panel="Slices", help="Keep the groups with the most counted rows; the rest merge into '(other)'.", min=1)]
 MaxGroupGap = Annotated[Optional[float], _option("--max-group-gap", panel="Gates", help="Fail when a group's mean loss exceeds the overall mean by more than G, shown at the interval's confidence (Holm-corrected across groups).")]
+TemperatureScan = Annotated[bool, _option("--temperature-scan", panel="Output", help="With --calibration: the temperature T that minimises the loss of logits/T, and the share of the loss it removes (turns --calibration on).")]
 MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (turns --calibration on).")]
 
 
@@ -158,6 +159,7 @@ class ScoreOptions:
     ignore_codes: list[str] | None = None
     confidence: float = 0.95
     calibration: bool = False
+    temperature_scan: bool = False
     bins: str = "15"
     by: list[str] | None = None
     confusions: int = 0
@@ -214,6 +216,7 @@ class ScoreOptions:
             calibration=self.calibration,
             bins=15 if self.bins.strip().lower() == "adaptive" else _bins(self.bins),
             adaptive_bins=self.bins.strip().lower() == "adaptive",
+            temperature_scan=self.temperature_scan,
             confusions=self.confusions,
             min_group=self.min_group,
             max_groups=self.max_groups,

@@ -6,7 +6,7 @@ import sys
 
 from xentcli.cli.app import app, console, error_line, guarded
 from xentcli.cli.options import (
-    Bins, By, ByFile, CalibrationOpt, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
+    Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
     PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
@@ -31,7 +31,7 @@ def score(
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
-    confidence: Confidence = 0.95, calibration: CalibrationOpt = False, bins: Bins = "15", by: By = None,
+    confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
     by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000, confusions: Confusions = 0,
 ) -> None:
     """Compute the softmax cross-entropy of an eval dump, summarise it and diagnose it.
@@ -46,7 +46,7 @@ def score(
         label_smoothing=label_smoothing, epsilon=epsilon, like=like, compare=compare, top_k=top_k, worst=worst,
         per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
-        calibration=calibration, bins=bins, by=by, by_file=by_file,
+        calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)

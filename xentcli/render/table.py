@@ -190,11 +190,19 @@ def calibration_table(report: Report) -> Group:
 
     c = report.calibration
     assert c is not None
-    summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", [
+    lines = [
         ("ECE / MCE / RMSCE", " / ".join(fmt_number(c[k], 4) for k in ("ece", "mce", "rmsce"))),
         ("Brier (multiclass)", fmt_number(c["brier"], 5)),
         ("Brier (top label)", fmt_number(c["brier_top_label"], 5)),
-    ])
+    ]
+    t = c.get("temperature")
+    if t is not None:
+        sample = "" if t["sample_rows"] == t["rows"] else f" (a hash sample of {t['sample_rows']:,} rows)"
+        lines += [("best temperature T", ("≤ " if t["at_bound"] and t["temperature"] < 1 else "≥ " if t["at_bound"] else "")
+                   + fmt_number(t["temperature"], 4) + sample),
+                  ("loss at T=1 → at T", f"{fmt_number(t['loss'], 5)} → {fmt_number(t['loss_at_temperature'], 5)}"),
+                  ("loss a temperature removes", f"{t['miscalibration_share']:.1%}")]
+    summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", lines)
     table = _table("Reliability", [("bin", "tag")] + [(name, "num") for name in ("rows", "confidence", "accuracy", "gap", f"accuracy {report.summary.get('confidence', 0.95):.0%} CI")]
                    + [("", "text")])
     for row in c["table"]:

@@ -1,0 +1,235 @@
+"""`--temperature-scan`: the temperature T* that minimises the mean loss of softmax(z/T), the loss
+there, and the share of the loss a temperature would remove ((loss − loss(T*))/loss).
+
+The rows come from a deterministic hash sample kept during the one pass (no second read): every
+scored row's number is hashed (splitmix64, seeded), and the `capacity` rows with the smallest
+hashes are kept — a bottom-k sample, uniform without replacement, the same whatever the chunking,
+threads or shards, and mergeable. Each kept row holds its log-scores z (logits as they are;
+probabilities as log p; log-probabilities as they are), the target mass m = Σ_c t_c (1 for a
+label) and s = Σ_c t_c·z_c (z_y for a label), so that with β = 1/T
+
+    f(β) = mean_i [ m_i·logsumexp(β·z_i) − β·s_i ],
+    f'(β) = mean_i [ m_i·E_{softmax(βz_i)}[z_i] − s_i ],   f''(β) = mean_i [ m_i·Var_{softmax(βz_i)}[z_i] ] ≥ 0.
+
+f is convex in β, so its minimum is found by Newton's method on f' inside a bracket that
+bisection keeps (a sign change of f' found by doubling from β = 1). The loss here is the plain
+cross-entropy of the model's scores (no weights, no label smoothing): what a temperature can fix.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_ROWS = 100_000
+SAMPLE_VALUES = 1 << 22  # rows × classes kept at most: 32 MiB of float64 log-scores
+BLOCK_VALUES = 1 << 18  # scores per block of an evaluation (fixed: the sums never depend on the threads)
+BETA_RANGE = (1e-3, 1e3)  # T in [0.001, 1000]
+METHOD = "bottom-k hash sample of rows; Newton's method on the convex loss in 1/T"
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def capacity(num_classes: int) -> int:
+    return max(1, min(SAMPLE_ROWS, SAMPLE_VALUES // max(num_classes, 1)))
+
+
+def row_hashes(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """splitmix64 of the row numbers (Steele et al. 2014)."""
+    x = rows.astype(np.uint64) + _GOLDEN
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@dataclass
+class _Offer:
+    """A chunk's scored rows, not copied: the main thread picks from them when it merges the chunk."""
+
+    rows: npt.NDArray[np.int64]  # global row numbers
+    positions: npt.NDArray[np.int64]  # each row's position in `scores` (and the labels or targets)
+    scores: npt.NDArray  # [n, C], the chunk's own array
+    kind: str
+    labels: npt.NDArray[np.int64] | None  # sparse labels, or
+    targets: npt.NDArray | None  # dense targets [n, C]
+
+
+@dataclass
+class _Rows:
+    """Sampled rows, copied: hashes, row numbers, log-scores [n, C], target mass and Σt·z."""
+
+    hashes: npt.NDArray[np.uint64]
+    rows: npt.NDArray[np.int64]
+    z: npt.NDArray[np.float64]
+    mass: npt.NDArray[np.float64]
+    dot: npt.NDArray[np.float64]
+
+    def take(self, index: npt.NDArray[np.int64]) -> _Rows:
+        return _Rows(self.hashes[index], self.rows[index], self.z[index], self.mass[index], self.dot[index])
+
+    @staticmethod
+    def join(parts: list[_Rows], index: npt.NDArray[np.int64] | None = None) -> _Rows:
+        """The parts' rows one after the other (only those at `index` in that order, if given), each
+        array copied once."""
+        if index is None:
+            return _Rows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("hashes", "rows", "z", "mass", "dot")))
+        starts = np.cumsum([0] + [p.rows.size for p in parts])
+        index = np.sort(index)
+        picked = [parts[i].take(index[(index >= starts[i]) & (index < starts[i + 1])] - starts[i]) for i in range(len(parts))]
+        return _Rows.join(picked)
+
+
+@dataclass
+class TemperatureSample:
+    """The rows with the `capacity` smallest hashes. Chunks are offered by reference and picked from
+    when merged (only rows whose hash is below the largest kept are copied); picked rows wait in
+    `pending` until there are `capacity` of them, then one partial sort keeps the smallest — so the
+    work per row offered stays constant however large the sample."""
+
+    capacity: int
+    seen: int = 0  # rows offered (every scored row)
+    kept: _Rows | None = None  # at most `capacity` rows, any order
+    pending: list[_Rows] = field(default_factory=list)
+    offers: list[_Offer] = field(default_factory=list)
+    threshold: int = 2**64  # rows with a hash at or above it cannot enter (the largest kept, once full)
+
+    def offer(self, offset: int, positions: npt.NDArray[np.int64], scores: npt.NDArray, kind: str,
+              labels: npt.NDArray | None, targets: npt.NDArray | None) -> None:
+        """Offer a chunk's scored rows (`positions` in the chunk starting at row `offset`)."""
+        self.seen += positions.size
+        if positions.size:
+            self.offers.append(_Offer(offset + positions, positions, scores, kind, labels, targets))
+
+    def merge(self, other: TemperatureSample) -> None:
+        self.seen += other.seen
+        for offer in other.offers:
+            self._pick(offer)
+        for rows in other.pending + ([other.kept] if other.kept is not None else []):
+            self._add(rows.take(np.flatnonzero(rows.hashes < np.uint64(self.threshold)) if self.threshold < 2**64
+                                else np.arange(rows.rows.size)))
+
+    def _pick(self, offer: _Offer) -> None:
+        """Copy the offer's rows that can enter. splitmix64 is a bijection of 64-bit words, so
+        distinct rows never share a hash: no ties to break."""
+        hashes = row_hashes(offer.rows)
+        enter = np.flatnonzero(hashes < np.uint64(self.threshold)) if self.threshold < 2**64 else np.arange(hashes.size)
+        if not enter.size:
+            return
+        at = offer.positions[enter]
+        z = np.asarray(offer.scores[at], np.float64)
+        if offer.kind == "probs":
+            with np.errstate(divide="ignore"):
+                z = np.log(z)
+        if offer.targets is not None:
+            t = np.asarray(offer.targets[at], np.float64)
+            mass, dot = t.sum(axis=1), np.where(t > 0, t * z, 0.0).sum(axis=1)
+        else:
+            mass, dot = np.ones(enter.size), z[np.arange(enter.size), offer.labels[at]]  # type: ignore[index]
+        self._add(_Rows(hashes[enter], offer.rows[enter], z, mass, dot))
+
+    def _add(self, rows: _Rows) -> None:
+        if not rows.rows.size:
+            return
+        self.pending.append(rows)
+        if sum(part.rows.size for part in self.pending) >= max(1, self.capacity // 2):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep the `capacity` smallest hashes of the kept and pending rows (a partial sort of the
+        hashes; the chosen rows copied once)."""
+        if not self.pending:
+            return
+        parts = ([self.kept] if self.kept is not None else []) + self.pending
+        self.pending = []
+        hashes = np.concatenate([part.hashes for part in parts])
+        chosen = np.argpartition(hashes, self.capacity - 1)[: self.capacity] if hashes.size > self.capacity else None
+        self.kept = _Rows.join(parts, chosen)
+        if self.kept.rows.size == self.capacity:
+            self.threshold = int(self.kept.hashes.max())
+
+    def report(self, threads: int = 1) -> dict[str, Any] | None:
+        """The JSON's `calibration.temperature`; None when no row was scored."""
+        self._compact()
+        if self.kept is None:
+            return None
+        sample = self.kept.take(np.argsort(self.kept.hashes))  # in hash order: the same sums whatever the merges
+        loss_1, beta, at_bound, loss_t = minimise(sample.z, sample.mass, sample.dot, threads)
+        return {
+            "temperature": 1.0 / beta, "loss": loss_1, "loss_at_temperature": loss_t,
+            "miscalibration_share": (loss_1 - loss_t) / loss_1 if loss_1 > 0 else 0.0,
+            "at_bound": at_bound, "sample_rows": int(sample.rows.size), "rows": self.seen, "method": METHOD,
+        }
+
+
+def _moments(z: npt.NDArray[np.float64], beta: float) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray]:
+    """Per row: logsumexp(βz), E[z] and Var[z] under softmax(βz) (−inf scores weigh nothing)."""
+    scaled = beta * z
+    top = scaled.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        weights = np.exp(scaled - top)
+    total = weights.sum(axis=1)
+    p = weights / total[:, None]
+    finite_z = np.where(p > 0, z, 0.0)
+    mean = (p * finite_z).sum(axis=1)
+    var = (p * (finite_z - mean[:, None]) ** 2).sum(axis=1)
+    return top[:, 0] + np.log(total), mean, var
+
+
+def minimise(z: npt.NDArray[np.float64], mass: npt.NDArray[np.float64], dot: npt.NDArray[np.float64],
+             threads: int = 1) -> tuple[float, float, bool, float]:
+    """f(1), then β* = argmin f(β) on BETA_RANGE (see _newton), whether the minimum is not inside
+    it, and f(β*), for the rows' log-scores z, target masses and Σt·z."""
+    block = max(1, BLOCK_VALUES // z.shape[1])
+    blocks = [slice(start, start + block) for start in range(0, z.shape[0], block)]
+
+    def part(rows: slice, beta: float) -> npt.NDArray[np.float64]:
+        lse, mean, var = _moments(z[rows], beta)
+        m = mass[rows]
+        return np.array([(m * lse - beta * dot[rows]).sum(), (m * mean - dot[rows]).sum(), (m * var).sum()])
+
+    def evaluate(beta: float) -> tuple[float, float, float]:
+        """f, f' and f'' at β: blocks of rows (bounded temporaries) on `threads` threads, their sums
+        added in block order (the same result for any thread count)."""
+        parts = list(pool.map(lambda rows: part(rows, beta), blocks))
+        return tuple((np.sum(parts, axis=0) / z.shape[0]).tolist())  # type: ignore[return-value]
+
+    with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as pool:
+        return _newton(evaluate)
+
+
+def _newton(evaluate: Any) -> tuple[float, float, bool, float]:
+    """Given (f, f', f'') at β: f(1), β* to 1e-10 relative, whether the minimum is not inside the
+    range (f still falls at its end, or has fallen flat — slope 0 in float64 — on the way: separable
+    rows, whose loss falls to 0 as T → 0), and f(β*). f' increases with β: from β = 1 the end of
+    the range on the side f' points to is checked first (the minimum may lie there), then Newton's
+    method runs inside the bracket, a step leaving it replaced by the bracket's geometric midpoint."""
+    lo, hi = BETA_RANGE
+    beta = 1.0
+    f, g, h = evaluate(beta)
+    f_1 = f
+    if g != 0:
+        end = BETA_RANGE[1] if g < 0 else BETA_RANGE[0]
+        f_end, g_end, h_end = evaluate(end)
+        if g_end == 0 or (g_end < 0) == (g < 0):
+            return f_1, end, True, f_end
+        lo, hi = sorted((beta, end))
+    for _ in range(100):
+        if g == 0:
+            return f_1, beta, h < 1e-12, f  # softmax(βz) one-hot in every row: the loss has fallen flat, T* → 0
+        if g > 0:
+            hi = beta
+        else:
+            lo = beta
+        following = beta - g / h if h > 0 else math.nan
+        if abs(following - beta) <= 1e-10 * beta:  # (a step below the ulp too: `following` = β)
+            return f_1, beta, False, f
+        if not lo < following < hi:
+            following = math.sqrt(lo * hi)
+        beta = following
+        f, g, h = evaluate(beta)
+    return f_1, beta, False, f
