@@ -147,3 +147,16 @@ def test_adaptive_bins_hold_equal_mass(tmp_path):
         rows = (confidence > row["lo"]) & (confidence <= row["hi"]) if row["lo"] > 0 else confidence <= row["hi"]
         ece += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
     assert c["ece"] == pytest.approx(ece, rel=1e-9)
+
+
+def test_brier_against_soft_targets(tmp_path):
+    """Dense targets: Σ_c (p_c − t_c)² against the target distribution, not its argmax's one-hot.
+    Row 1: p [0.7, 0.2, 0.1], t [0.6, 0.4, 0] → 0.01 + 0.04 + 0.01 = 0.06; row 2: p [0.1, 0.8, 0.1],
+    t [0, 1, 0] → 0.01 + 0.04 + 0.01 = 0.06; row 3: p [0.2, 0.2, 0.6], t [0.1, 0.1, 0.8] → 0.01 + 0.01 + 0.04 = 0.06."""
+    np.save(tmp_path / "p.npy", np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]))
+    np.save(tmp_path / "t.npy", np.array([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8]]))
+    result = runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "t.npy"), "--input", "probs",
+                                 "--calibration", "--json"])
+    assert result.exit_code == 0, result.stderr
+    c = json.loads(result.stdout)["calibration"]
+    assert c["brier"] == pytest.approx(0.06, rel=1e-12)

@@ -25,7 +25,7 @@ from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
-from xentcli.kernels import SampleStats, probability_square_sums, sample_stats
+from xentcli.kernels import SampleStats, brier_scores, sample_stats
 from xentcli.report import Report
 from xentcli.frameworks import FrameworkSummary, framework_terms
 from xentcli.loss import ChunkContext, truth
@@ -129,8 +129,8 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
     def pick(values: npt.NDArray) -> npt.NDArray:
         return values if every else values[rows]
 
-    squares = probability_square_sums(pick(chunk.scores), kind, pick(stats.log_norm)) if stats.log_norm is not None else None
-    brier = None if squares is None else squares - 2 * pick(stats.p_true) + 1
+    brier = None if stats.log_norm is None else brier_scores(
+        pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
     partial = Calibration()
     partial.update(pick(stats.p_max), pick(stats.correct), brier)
     return partial

@@ -427,9 +427,11 @@ def _probs_block(
                         log_norm)
 
 
-def probability_square_sums(scores: npt.NDArray, kind: InputKind, log_norm: F64) -> F64:
-    """Σ_c p_c² per row (the multiclass Brier score's Σ p² term): p = exp(z − logsumexp z) for logits
-    and log-probabilities, p / Σp for probabilities. One more pass, only with --calibration."""
+def brier_scores(scores: npt.NDArray, kind: InputKind, log_norm: F64, p_true: F64, targets: npt.NDArray | None) -> F64:
+    """The multiclass Brier score of each row, Σ_c (p_c − t_c)²: p = exp(z − logsumexp z) for logits
+    and log-probabilities, p / Σp for probabilities; t the one-hot label (Σp² − 2·p_y + 1), or the
+    dense target row as it is (soft targets: against their distribution). One more pass, only with
+    --calibration."""
     # in the scores' dtype: a float32 Σp² is exact to ~1e-7, far inside what a Brier score resolves
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         if kind == "probs":
@@ -438,7 +440,10 @@ def probability_square_sums(scores: npt.NDArray, kind: InputKind, log_norm: F64)
             p = np.exp(scores - log_norm.astype(scores.dtype)[:, None])
         else:  # log-probabilities are taken as they are, as the loss takes them
             p = np.exp(scores)
-        return np.einsum("ij,ij->i", p, p, dtype=np.float64)
+        if targets is not None:
+            gap = p - targets
+            return np.einsum("ij,ij->i", gap, gap, dtype=np.float64)
+        return np.einsum("ij,ij->i", p, p, dtype=np.float64) - 2 * p_true + 1
 
 
 def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
