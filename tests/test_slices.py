@@ -235,3 +235,11 @@ def test_many_high_cardinality_columns(tmp_path):
     doc, _ = _run("score", tmp_path / "d.parquet", *sum((["--by", name] for name in "abcdefgh"), []))
     real = set(zip(*[columns[name].tolist() for name in "abcdefgh"]))
     assert len(doc["groups"]) == 500 and {tuple(g["by"][name] for name in "abcdefgh") for g in doc["groups"]} == real
+
+
+def test_infinite_group_values_are_named_not_null(tmp_path):
+    """A group of value ±inf is written "inf"/"-inf" in the JSON; null stays the group of missing values."""
+    z, y = np.zeros((6, 2)), np.zeros(6, np.int64)
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": [np.inf, -np.inf, None, np.inf, 1.0, None]}), tmp_path / "d.parquet")
+    doc, _ = _run("score", tmp_path / "d.parquet", "--by", "g")
+    assert sorted((str(g["by"]["g"]), g["rows"]) for g in doc["groups"]) == [("-inf", 1), ("1.0", 1), ("None", 2), ("inf", 2)]

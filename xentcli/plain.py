@@ -29,6 +29,17 @@ def id_value(value: Any) -> Any:
     return str(value)
 
 
+def group_value(value: Any) -> Any:
+    """A --by group's value: as id_value, but ±inf stays a float (a group of its own); NaN is null
+    (NaN equals nothing, so it could not name one group)."""
+    if hasattr(value, "as_py"):
+        value = value.as_py()
+    value = plain(value)
+    if isinstance(value, float) and math.isinf(value):
+        return value
+    return id_value(value)
+
+
 def id_at(ids: Any, row: int) -> Any:
     """The id of one row of a chunk's ids (an Arrow array or a numpy array)."""
     return id_value(ids[row])

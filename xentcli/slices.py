@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import stats
-from xentcli.plain import id_value
+from xentcli.plain import group_value
 
 OTHER = "(other)"
 
@@ -224,7 +224,7 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
     prefix: list[tuple[Any, ...]] = [()]  # the combinations of the columns before, once renumbered
 
     def keys(code: int) -> tuple[Any, ...]:
-        return prefix[code % len(prefix)] + tuple(id_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
+        return prefix[code % len(prefix)] + tuple(group_value(dictionary[(code // s) % size]) for dictionary, (s, size) in zip(dictionaries, strides))
 
     for column in columns:
         width = len(column) + 1  # a bound on this column's distinct values (+ null) in the chunk

@@ -21,6 +21,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _group_values(by: dict[str, Any]) -> dict[str, Any]:
+    """A group's values as data: a non-finite float value is named ("inf", "-inf", "nan"), never
+    written as null, which names the group of missing values."""
+    return {name: str(value) if isinstance(value, float) and not math.isfinite(value) else value for name, value in by.items()}
+
+
 def document(report: Report) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "xent_version": __version__,
@@ -39,7 +45,8 @@ def document(report: Report) -> dict[str, Any]:
         if not report.confusions_exact:
             doc["confusions_approximate"] = True
     if report.groups:
-        doc["groups"] = [{key: value for key, value in group.items() if key not in ("se", "df", "merged_groups")} for group in report.groups]
+        doc["groups"] = [{**{key: value for key, value in group.items() if key not in ("se", "df", "merged_groups")},
+                          "by": _group_values(group["by"])} for group in report.groups]
     if report.like is not None:
         doc["like"] = report.like
     if report.compare:
@@ -70,7 +77,7 @@ def render_diff_json(report: DiffReport) -> str:
         "flips": report.flips,
         "regressed": report.regressed,
         "improved": report.improved,
-        **({"groups": report.groups} if report.groups else {}),
+        **({"groups": [{**group, "by": _group_values(group["by"])} for group in report.groups]} if report.groups else {}),
         "gates": report.gates,
         "passed": report.passed,
         "diagnostics": report.diagnostics,
