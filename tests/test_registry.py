@@ -70,6 +70,12 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
             return _npy(folder, z, y, "--input", "log-probs")
         elif code == "XE111":
             z[5, (y[5] + 1) % C] = -np.inf
+        elif code == "XE112":  # one score per row read as a softmax
+            return _npy(folder, z[:, :1], np.ones(N), "--head", "softmax")
+        elif code == "XE113":  # a binary head's logits read as probabilities
+            return _npy(folder, z[:, 0], y % 2, "--input", "probs")
+        elif code == "XE114":  # a binary head's probabilities read as logits
+            return _npy(folder, 1 / (1 + np.exp(-z[:, 0])), y % 2)
         elif code == "XE201":
             y[5] = C
         elif code == "XE202":
@@ -165,7 +171,7 @@ ALSO = {"XE101": {"XE401"}, "XE102": {"XE401"}, "XE108": {"XE401"}, "XE201": {"X
         "XE203": {"XE401"}, "XE204": {"XE401"}, "XE206": {"XE207"}, "XE401": {"XE101"}, "XE403": {"XE107", "XE209", "XE104", "XE402"},
         "XE404": {"XE402"}, "XE104": set(), "XE110": {"XE402", "XE404"}, "XE105": {"XE401", "XE402", "XE404"},
         "XE209": {"XE402"}, "XE505": {"XE101", "XE401"}, "XE601": {"XE402", "XE404", "XE103"},
-        "XE603": {"XE108", "XE401", "XE404", "XE402", "XE602"}}
+        "XE603": {"XE108", "XE401", "XE404", "XE402", "XE602"}, "XE113": {"XE401", "XE402", "XE404"}, "XE114": {"XE403"}}
 ALSO["XE202"] = ALSO["XE202"] | {"XE402"}
 INFO = {code for code, rule in RULES.items() if rule.severity == "info"}
 

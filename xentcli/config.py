@@ -45,6 +45,7 @@ class SourceConfig:
     classes: tuple[str, ...] | None = None  # class names, in class order, for string labels
     by: tuple[str, ...] = ()  # --by: columns (or NPZ arrays) whose values slice the rows into groups
     by_file: str | None = None  # --by-file: an .npy of each row's group (NPY/NPZ dumps)
+    head: str = "auto"  # --head: softmax, sigmoid, or auto (one score per row: a binary sigmoid head)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class RunConfig:
     min_group: int = 30  # --by: groups with fewer counted rows are listed after the others, marked small
     max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"
     slices: bool = True  # --by: the per-group partials; diff reads the group columns but slices the pairs itself
+    threshold: float = 0.5  # binary heads: a row predicts the positive class when P(y = 1) ≥ threshold
 
     @property
     def group_names(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
+from xentcli.binary import binary_stats, sample_columns, two_class
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
@@ -50,6 +51,7 @@ class ChunkResult:
     frameworks: dict[str, FrameworkSummary] = field(default_factory=dict)
     findings: dict[str, Finding] = field(default_factory=dict)
     groups: list[Any] | None = None  # --by: the chunk's group columns (diff pairs them)
+    binary: dict[str, npt.NDArray] | None = None  # a binary head's per-sample p, margin and target (binary.sample_columns)
 
 
 class SampleSink(Protocol):
@@ -76,7 +78,10 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
-    ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options)
+    binary = ignore_mask = None
+    if info.head == "binary":  # scored as two classes (binary.py)
+        chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None))
+    ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
     base = sample_stats(
         chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
         detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
@@ -85,16 +90,18 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     )
     ignored, terms = truth(base, ctx)
     stats = replace(base, loss=terms.values)
+    if binary is not None:
+        stats = binary_stats(stats, binary, config.threshold)
     weighted = (terms.num["mean"], terms.den["mean"] or 0.0, *terms.moments) if terms.num else None
     view = ChunkView(
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
-        chunk.score_dtype or info.score_dtype, info.label_names,
+        chunk.score_dtype or info.score_dtype, info.label_names, binary,
     )
     partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
-        partial.calibration = calibration_of(chunk, stats, ignored, kind)
+        partial.calibration = calibration_of(chunk, stats, ignored, kind, binary is not None)
     if config.temperature_scan:
         partial.temperature = TemperatureSample(capacity(info.num_classes))
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
@@ -107,6 +114,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         partial.confusions.update(stats.label[wrong], stats.pred[wrong])
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position,
                          groups=chunk.groups)
+    if binary is not None and config.per_sample:
+        result.binary = sample_columns(chunk.scores, binary, config.threshold)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)
@@ -120,9 +129,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     return result
 
 
-def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str) -> Calibration:
+def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str, binary: bool = False) -> Calibration:
     """One chunk's calibration partial: rows with a usable label, not ignored, and a finite confidence
-    (rows whose loss is infinite included)."""
+    (rows whose loss is infinite included). A binary head's Brier score is (p − t)², half the sum
+    over its two classes (scikit-learn's brier_score_loss)."""
     rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
     every = bool(rows.all())  # the usual chunk: views, no copies
 
@@ -131,6 +141,8 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
 
     brier = None if stats.log_norm is None else brier_scores(
         pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
+    if brier is not None and binary:
+        brier = brier / 2
     partial = Calibration()
     partial.update(pick(stats.p_max), pick(stats.correct), brier)
     return partial
@@ -157,6 +169,15 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         raise OptionError(f"--bins must divide {CELLS}, not {config.bins}", hint=f"e.g. {divisors}")
     if not 1 <= config.threads <= 1024:
         raise OptionError(f"--threads must lie in [1, 1024], not {config.threads}")
+    if not 0 <= config.threshold <= 1:  # NaN fails too
+        raise OptionError(f"--threshold must lie in [0, 1], not {config.threshold}")
+    if info.head == "binary":
+        unsupported = [name for name, given in (("--like", options.like), ("--compare-frameworks", options.compare),
+                                                ("--class-weights", options.class_weights), ("--epsilon", options.epsilon))
+                       if given not in (None, False)]
+        if unsupported:
+            raise OptionError(f"{', '.join(unsupported)} with a binary (sigmoid) head is not supported yet",
+                              hint="score the binary head without it (the loss is binary cross-entropy, unclipped)")
     if options.class_weights is not None and len(options.class_weights) != info.num_classes:
         raise OptionError(
             f"--class-weights has {len(options.class_weights)} entries but the scores have {info.num_classes} classes",
@@ -234,6 +255,11 @@ class Pass:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
         config, info, total = self.config, self.info, self.total
         summary = total.summary(config.confidence)
+        if info.head == "binary":  # the rates of the positive class among the counted rows
+            n = summary["counted"]
+            summary.update(threshold=config.threshold,
+                           positive_rate=float(total.per_class.support[1]) / n if n else math.nan,
+                           predicted_positive_rate=float(total.per_class.predicted[1]) / n if n else math.nan)
         groups, merged = [], 0
         if total.groups is not None:
             overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan

@@ -22,6 +22,7 @@ class ChunkContext:
     targets: npt.NDArray | None
     sample_weights: npt.NDArray | None
     options: LossOptions
+    ignore_mask: npt.NDArray[np.bool_] | None = None  # rows to ignore that no label marks (a binary head's soft targets)
 
     @property
     def num_classes(self) -> int:
@@ -64,6 +65,8 @@ def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
 
 
 def ignored_rows(stats: SampleStats, ctx: ChunkContext, ignore: int | None) -> npt.NDArray[np.bool_]:
+    if ctx.ignore_mask is not None:
+        return ctx.ignore_mask
     if ignore is None or ctx.targets is not None:
         return np.zeros(stats.loss.size, dtype=bool)
     return stats.label_is_int & (stats.label == ignore)

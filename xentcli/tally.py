@@ -94,7 +94,7 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
     `rules` the numpy path leaves the rule counts at 0 (the C path counts them anyway: free)."""
     stats = view.stats
     dense = view.num_classes <= DENSE_CLASS_LIMIT
-    if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size:
+    if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size and view.binary is None:
         rows = {"loss": stats.loss, "p_true": stats.p_true, "p_max": stats.p_max, "top": stats.score_max,
                 "bottom": stats.score_min, "log_norm": stats.log_norm, "label": stats.label, "pred": stats.pred,
                 "rank": stats.rank, "label_is_int": stats.label_is_int, "label_ok": stats.label_ok, "ignored": view.ignored}

@@ -11,7 +11,7 @@ from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
     MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
 )
 from xentcli.cli.score import scored
 from xentcli.config import DEFAULT_THREADS, Gates
@@ -23,7 +23,8 @@ from xentcli.render.json_doc import render_check_json
 @app.command()
 def check(
     paths: Paths, labels: Labels = None, file_format: Format = None, input_kind: Input = None,
-    target: Target = TargetChoice.auto, class_axis: ClassAxis = -1, group_col: GroupCol = None,
+    target: Target = TargetChoice.auto, head: Head = HeadChoice.auto, threshold: Threshold = 0.5, class_axis: ClassAxis = -1,
+    group_col: GroupCol = None,
     per_sequence: PerSequence = False, classes: Classes = None, score_col: ScoreCol = None,
     score_prefix: ScorePrefix = None, label_col: LabelCol = None, target_prefix: TargetPrefix = None,
     score_key: ScoreKey = None, label_key: LabelKey = None, id_col: IdCol = None, ignore_index: IgnoreIndex = None,
@@ -44,7 +45,8 @@ def check(
     Example: [bold]xent check eval_dump/ --max-loss 2.5[/]
     """
     options = ScoreOptions(
-        paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
+        paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,
+        class_axis=class_axis,
         group_col=group_col, per_sequence=per_sequence, classes=classes, score_col=score_col, score_prefix=score_prefix,
         label_col=label_col, target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=id_col,
         ignore_index=ignore_index, class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights,

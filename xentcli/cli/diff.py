@@ -12,7 +12,7 @@ from xentcli.cli.app import EXIT_FAILED, app, console, error_line, guarded
 from xentcli.cli.options import (
     By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, TargetPrefix, Threads,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, TargetPrefix, Threads,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -36,6 +36,7 @@ def diff(
     bootstrap: Bootstrap = 1000, seed: Seed = 0, top: Top = 10,
     by: By = None, by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000,
     labels: Labels = None, file_format: Format = None, input_kind: Input = None, target: Target = TargetChoice.auto,
+    head: Head = HeadChoice.auto, threshold: Threshold = 0.5,
     class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
     ignore_index: IgnoreIndex = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
@@ -53,7 +54,8 @@ def diff(
     """
     def side(path: str, grouped: bool = False) -> ScoreOptions:
         return ScoreOptions(
-            paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, class_axis=class_axis,
+            paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head,
+            threshold=threshold, class_axis=class_axis,
             group_col=cluster, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
             target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=key, ignore_index=ignore_index,
             label_smoothing=label_smoothing,

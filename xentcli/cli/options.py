@@ -41,6 +41,12 @@ class TargetChoice(str, Enum):
     dense = "dense"
 
 
+class HeadChoice(str, Enum):
+    auto = "auto"
+    softmax = "softmax"
+    sigmoid = "sigmoid"
+
+
 class GateOnChoice(str, Enum):
     point = "point"
     upper = "upper"
@@ -62,6 +68,8 @@ Labels = Annotated[Optional[Path], _option("--labels", panel="Input", help="Targ
 Format = Annotated[Optional[FormatChoice], _option("--format", panel="Input", help="Read PATH as this format (default: from the extension; in a folder of several formats, the one to read).")]
 Input = Annotated[Optional[InputChoice], _option("--input", panel="Input", help="What the scores are (default: logits, or as the column names say).")]
 Target = Annotated[TargetChoice, _option("--target", panel="Input", help="Integer labels (sparse) or one-hot/soft rows (dense).")]
+Head = Annotated[HeadChoice, _option("--head", panel="Input", help="softmax, or sigmoid (binary); auto: one score per row is a binary sigmoid head.")]
+Threshold = Annotated[float, _option("--threshold", panel="Input", help="Binary heads: a row predicts the positive class when P(y = 1) ≥ this.", min=0.0, max=1.0)]
 ClassAxis = Annotated[int, _option("--class-axis", panel="Sequences", help="Axis of the classes in [N, T, C] arrays: -1 (default) or 1 for PyTorch's [N, C, T].")]
 GroupCol = Annotated[Optional[str], _option("--group-col", panel="Sequences", help="One row per token: the column naming each row's sequence.")]
 PerSequence = Annotated[bool, _option("--per-sequence", panel="Sequences", help="Add per-sequence sums, means, token counts and perplexities.")]
@@ -126,6 +134,8 @@ class ScoreOptions:
     file_format: FormatChoice | None = None
     input_kind: InputChoice | None = None
     target: TargetChoice = TargetChoice.auto
+    head: HeadChoice = HeadChoice.auto
+    threshold: float = 0.5
     class_axis: int = -1
     group_col: str | None = None
     per_sequence: bool = False
@@ -192,6 +202,7 @@ class ScoreOptions:
                 classes=parse_classes(self.classes),
                 by=tuple(self.by or ()),
                 by_file=str(self.by_file) if self.by_file else None,
+                head=self.head.value,
             ),
             loss=LossOptions(
                 ignore_index=ignore,
@@ -217,6 +228,7 @@ class ScoreOptions:
             bins=15 if self.bins.strip().lower() == "adaptive" else _bins(self.bins),
             adaptive_bins=self.bins.strip().lower() == "adaptive",
             temperature_scan=self.temperature_scan,
+            threshold=self.threshold,
             confusions=self.confusions,
             min_group=self.min_group,
             max_groups=self.max_groups,

@@ -37,6 +37,15 @@ def _kind(m: RowMasks, *kinds: str) -> bool:
     return m.view.kind in kinds
 
 
+def _softmax(m: RowMasks) -> bool:
+    """The scores are a softmax's (a binary head's are judged as stored: XE113, XE114)."""
+    return m.view.binary is None
+
+
+def _binary_hint(softmax: str, binary: str) -> Any:
+    return lambda f, t: binary if t.info.head == "binary" else softmax
+
+
 # ---- scores ---------------------------------------------------------------------------------
 declare(Rule(
     "XE101", "nan-scores", "error", "NaN among the scores.",
@@ -90,7 +99,7 @@ declare(Rule(
     "scores [0.7, 0.2, 0.1] read as logits → loss ≈ 0.77 even for a confident correct prediction.",
     hint="score with --input probs; in training, feed the logits before softmax to the loss",
     message=_rows_say("row lies", "rows lie", " in [0, 1] and sum to 1 although read as logits: they look like probabilities"),
-    mask=lambda m: m.finite & (m.bottom >= 0) & (m.top <= 1) if _kind(m, "logits") else None, tallied=True,
+    mask=lambda m: m.finite & (m.bottom >= 0) & (m.top <= 1) if _kind(m, "logits") and _softmax(m) else None, tallied=True,
     chunk=_probs_as_logits, show=lambda f, t: f.rows >= 0.5 * t.rows,
 ))
 declare(Rule(
@@ -122,7 +131,7 @@ declare(Rule(
     "scores [0, 0, 0, 0] → loss log 4 = 1.386.",
     hint="check for a dead head or unmasked padding",
     message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} all scores equal (loss = log {t.num_classes} = {_fmt(math.log(t.num_classes))})",
-    mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1), tallied=True,
+    mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1) if _softmax(m) else None, tallied=True,
 ))
 
 
@@ -179,7 +188,7 @@ declare(Rule(
     hint="score with --input logits, or apply log_softmax before dumping",
     message=_rows_say("row is", "rows are", " read as log-probabilities but their logsumexp is not 0: their losses mean nothing"),
     mask=lambda m: (~m.nan_rows & (m.top < np.inf) & ~(np.abs(m.stats.log_norm) <= m.log_probs_tolerance)
-                    if _kind(m, "log-probs") and m.stats.log_norm is not None else None), tallied=True,
+                    if _kind(m, "log-probs") and m.stats.log_norm is not None and _softmax(m) else None), tallied=True,
     columns=lambda m, rows: {"logsumexp": m.stats.log_norm, "label": m.shown_label, "loss": m.stats.loss},
 ))
 declare(Rule(
@@ -193,14 +202,77 @@ declare(Rule(
 ))
 
 
+
+def _one_class_softmax(m: RowMasks) -> Finding | None:
+    if m.view.num_classes != 1:
+        return None
+    return Finding.of("XE112", m.counted, lambda: _examples(m.view, m.counted, loss=m.stats.loss))
+
+
+declare(Rule(
+    "XE112", "softmax-one-class", "error", "A softmax over one score per row: every loss is 0, whatever the model.",
+    "softmax of a single logit is 1, so its cross-entropy is 0 on every row — the classic mistake of CrossEntropyLoss on a one-output binary head. The number says nothing about the model.",
+    "One score per row is a sigmoid head: drop --head softmax (xent reads it as binary), and train with BCEWithLogitsLoss / sigmoid cross-entropy.",
+    "logits [[2.3], [−1.0]] read as a softmax → loss 0 and 0.",
+    hint="drop --head softmax: one score per row is a sigmoid head, and BCEWithLogitsLoss its loss",
+    message=lambda f, t: f"the scores have one column, read as a softmax (--head softmax): the loss of all {f.rows:,} rows is 0 whatever the model",
+    chunk=_one_class_softmax,
+))
+
+
+def _binary_outside(m: RowMasks) -> Finding | None:
+    b = m.view.binary
+    if b is None or b.kind == "logits":
+        return None
+    return Finding.of("XE113", b.outside, lambda: _examples(m.view, b.outside, score=b.raw))
+
+
+declare(Rule(
+    "XE113", "binary-scores-out-of-range", "error", "A binary head read as probabilities (log-probabilities) with values outside [0, 1] (above 0).",
+    "A probability outside [0, 1] has no log-likelihood: these rows get no loss. Usually the scores are logits read with --input probs (or a column named prob).",
+    "Score the dump with --input logits if these are logits; else find where the probabilities left [0, 1].",
+    "--input probs and scores [2.3, −0.4] → no probability.",
+    hint="score with --input logits if these are logits",
+    message=lambda f, t: (f"{_count(f.rows, 'row holds', 'rows hold')} a "
+                          + ("probability outside [0, 1]" if t.info.input_kind == "probs" else "log-probability above 0")
+                          + ": no loss for them"),
+    chunk=_binary_outside,
+))
+
+
+def _binary_unit_logits(m: RowMasks) -> Finding | None:
+    b = m.view.binary
+    if b is None or b.kind != "logits":
+        return None
+    rows = np.isfinite(b.raw) & (b.raw >= 0) & (b.raw <= 1)
+    finding = Finding.of("XE114", rows, count=int(np.count_nonzero(rows)))
+    if finding is not None:  # their range: all equal scores are no evidence either way
+        finding.fact("low", float(b.raw[rows].min()), "min")
+        finding.fact("high", float(b.raw[rows].max()), "max")
+    return finding
+
+
+declare(Rule(
+    "XE114", "binary-probs-as-logits", "error", "A binary head read as logits whose every score lies in [0, 1]: they look like probabilities.",
+    "Logits of a trained model spread over the real line; scores confined to [0, 1] are sigmoid outputs. Read as logits, σ is applied twice: every prediction is positive (σ(z) ≥ 0.5) and the loss is wrong.",
+    "Score the dump with --input probs; in training, feed the logits before the sigmoid to BCEWithLogitsLoss.",
+    "scores [0.9, 0.1, 0.7] read as logits → P(y = 1) = 0.71, 0.52, 0.67.",
+    hint="score with --input probs",
+    message=lambda f, t: f"all {f.rows:,} scores lie in [0, 1] although read as logits: they look like probabilities",
+    chunk=_binary_unit_logits, with_examples=False,
+    show=lambda f, t: f.rows == t.rows and f.rows >= 20 and f.facts["high"] > f.facts["low"],
+))
+
 # ---- targets --------------------------------------------------------------------------------
 declare(Rule(
     "XE201", "label-out-of-range", "error", "Integer labels below 0 (other than the ignore index) or at least C.",
     "PyTorch and TensorFlow raise on them, JAX-based code silently gives 0 or NaN, and xent leaves those rows out (NaN loss).",
     "Check the label encoding and the number of classes; mark rows to skip with the ignore index (-100).",
     "C = 10 and label 10 → out of range.",
-    hint="check the label encoding; mark rows to skip with the ignore index",
-    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a label outside [0, {t.num_classes})",
+    hint=_binary_hint("check the label encoding; mark rows to skip with the ignore index",
+                      "a binary head's targets are 0/1 (or probabilities in [0, 1]): map −1/+1 labels to 0/1"),
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a label outside [0, {t.num_classes})"
+                         + (" (a binary head's targets are 0 or 1)" if t.info.head == "binary" else ""),
     mask=lambda m: m.stats.label_is_int & ~m.stats.label_ok & ~m.view.ignored if m.sparse else None, tallied=True,
     columns=lambda m, rows: {"label": m.shown_label},
 ))
@@ -225,8 +297,9 @@ declare(Rule(
     "Every label points at the next class: the loss is computed against the wrong class for every row, and label C is out of range.",
     "Subtract 1 from the labels.",
     "C = 3 and labels in {1, 2, 3}.",
-    hint="subtract 1 from the labels",
-    message=lambda f, t: f"no label is 0 and the largest is {t.num_classes} = C: the labels look 1-based",
+    hint=_binary_hint("subtract 1 from the labels", "a binary head's targets are 0/1: map the labels 1/2 to 0/1"),
+    message=lambda f, t: (f"no label is 0 and the largest is {t.num_classes} = C: the labels look 1-based" if t.info.head != "binary"
+                          else "no target is 0 and the largest is 2: the binary targets look like 1/2, not 0/1"),
     chunk=_label_range, count=lambda f, t: int(f.facts["at_num_classes"]),
     show=lambda f, t: f.facts["min_label"] >= 1 and f.facts["max_label"] == t.num_classes,
 ))
@@ -256,7 +329,7 @@ declare(Rule(
     "targets [[0, 1, 0], [1, 0, 0]] → labels [1, 0].",
     hint=lambda f, t: f"store integer labels instead: 1/{t.num_classes} of the memory",
     message=lambda f, t: "every dense target row is one-hot",
-    mask=lambda m: ((np.count_nonzero(m.view.targets == 1, axis=1) == 1) & (m.target_positives == 1)) if not m.sparse else None,
+    mask=lambda m: ((np.count_nonzero(m.view.targets == 1, axis=1) == 1) & (m.target_positives == 1)) if not m.sparse and _softmax(m) and m.view.num_classes > 1 else None,
     with_examples=False, show=lambda f, t: f.rows == t.rows, count=lambda f, t: t.rows,
 ))
 declare(Rule(
@@ -391,12 +464,13 @@ declare(Rule(
     extra=lambda f, t: {"causes": {k: int(v) for k, v in f.facts.items() if v}},
 ))
 declare(Rule(
-    "XE402", "loss-outliers", "warning", "Rows with a loss above 3 × log C.",
+    "XE402", "loss-outliers", "warning", "Rows with a loss above 3 × log C (binary heads: log 1000).",
     "Worse than three times a uniform guess: mislabelled examples, corrupt inputs or a truly hard tail.",
     "Inspect the worst rows listed; look for label errors.",
     "C = 10 and loss 12.3 > 6.9.",
     hint="inspect the worst rows for label errors",
-    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a loss above 3 × log C = {_fmt(f.facts['threshold'])}",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a loss above "
+                         + ("log 1000" if t.info.head == "binary" else "3 × log C") + f" = {_fmt(f.facts['threshold'])}",
     mask=lambda m: m.counted & (m.stats.loss > m.threshold), tallied=True, ranked=True, rank_by="loss",
     columns=lambda m, rows: {"loss": m.stats.loss, "label": m.shown_label, "pred": m.stats.pred},
     facts=lambda m, f: f.fact("threshold", m.threshold, "max"),

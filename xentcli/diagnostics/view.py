@@ -86,6 +86,7 @@ class ChunkView:
     num_classes: int
     score_dtype: str
     label_names: bool  # labels were class names mapped by --classes
+    binary: Any = None  # a binary head's rows as stored (binary.BinaryRows); None for a softmax
 
 
 
@@ -148,7 +149,7 @@ class RowMasks:
         stats = view.stats
         self.top = stats.score_max if stats.score_max is not None else np.full(stats.loss.size, np.nan)
         self.bottom = stats.score_min if stats.score_min is not None else self.top
-        self.threshold = outlier_threshold(view.num_classes)
+        self.threshold = outlier_threshold(view.num_classes, view.binary is not None)
         self.limit = overflow_limit(view.score_dtype)
         self.log_probs_tolerance = not_log_probs_tolerance(view.score_dtype)
 

@@ -44,6 +44,7 @@ class SampleRows(Protocol):
     sample: npt.NDArray | None
     position: npt.NDArray | None
     framework_values: dict[str, npt.NDArray]
+    binary: dict[str, npt.NDArray] | None
 
 
 def sample_table(result: SampleRows, id_column: str | None, like: str | None = None) -> pa.RecordBatch:
@@ -63,6 +64,20 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     if id_column is not None and result.ids is not None:
         columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else pa.array(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]
+    if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
+        b = result.binary
+        columns.update(
+            target=_nullable(b["target"], np.isnan(b["target"])),
+            label=_nullable(stats.label, ~stats.label_is_int),
+            loss=_nullable(loss, np.isnan(loss)),
+            p=_nullable(b["p"], np.isnan(b["p"])),
+            pred=_nullable(stats.pred, np.isnan(b["p"])),
+            correct=_nullable(stats.correct, undefined),
+            margin=_nullable(b["margin"], np.isnan(b["margin"])),
+        )
+        if result.weights is not None:
+            columns["weight"] = pa.array(result.weights)
+        return pa.RecordBatch.from_pydict(columns)
     columns.update(
         label=_nullable(stats.label, ~stats.label_is_int),
         loss=_nullable(loss, np.isnan(loss)),
@@ -83,7 +98,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
 
 # The columns xent writes itself; an id column may not take one of their names.
 OUTPUT_COLUMNS = ("row", "sample", "position", "label", "loss", "pred", "correct", "p_true", "rank", "p_max", "margin",
-                  "entropy", "loss_true", "weight")
+                  "entropy", "loss_true", "weight", "target", "p")
 
 
 def _umask() -> int:

@@ -73,13 +73,18 @@ def input_table(report: Report) -> Table:
     info = report.input
     kind_note = {"default": "", "--input": " (--input)"}.get(info.input_kind_from, " (by name)")
     target_kind = "integer labels" if info.target_kind == "sparse" else "one-hot/soft rows"
+    binary = info.head == "binary"
+    if binary:
+        target_kind = "0/1 or probabilities of the positive class"
     rows = [
         ("file", info.path + (f" + {info.labels_path}" if info.labels_path else "")),
         ("format", info.format),
-        ("rows × classes", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"),
+        ("rows", fmt_number(report.summary["rows"])) if binary else ("rows × classes", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"),
         ("scores", f"{info.score_dtype} {info.input_kind}{kind_note}, {info.scores}"),
         ("targets", f"{target_kind}, {info.targets}"),
     ]
+    if binary or info.head_from != "default":
+        rows.insert(3, ("head", f"binary sigmoid ({info.head_from})" if binary else f"softmax ({info.head_from})"))
     if info.ids:
         rows.append(("ids", info.ids))
     if info.sequences:
@@ -105,6 +110,9 @@ def summary_table(report: Report) -> Table:
         (f"top-{s['top_k']} accuracy", fmt_fraction(s["top_k_accuracy"])),
         ("rows counted", f"{fmt_number(s['counted'])} of {fmt_number(s['rows'])}"),
     ]
+    if "positive_rate" in s:  # a binary head: no top-k; the positive rates and the threshold
+        rows[6] = ("positives (targets / predicted)", f"{fmt_fraction(s['positive_rate'])} / {fmt_fraction(s['predicted_positive_rate'])}"
+                   f" at P(y = 1) ≥ {s['threshold']:g}")
     if s.get("ignored"):
         rows.append(("rows ignored", f"{fmt_number(s['ignored'])} (label = the ignore index)"))
     if "weight_sum" in s:
@@ -325,7 +333,8 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
     s = report.summary
     console.print(
         Text(
-            f"{terminal(report.input.path)}: {fmt_number(s['rows'])} rows × {report.input.num_classes:,} classes, "
+            f"{terminal(report.input.path)}: {fmt_number(s['rows'])} rows"
+            + (" (binary head), " if report.input.head == "binary" else f" × {report.input.num_classes:,} classes, ") +
             f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
             f"{fmt_number(s['nonfinite'])} non-finite"
         ),

@@ -75,6 +75,8 @@ class InputDescription:
     id_type: str | None = None  # the id column's type, as stored
     notes: tuple[str, ...] = ()  # what xent decided for the user (skipped files, reordered columns)
     id_column: str | None = None  # the name ids carry in every output (the --id-col value)
+    head: str = "softmax"  # softmax, or binary: one sigmoid score per row, read as two classes (binary.py)
+    head_from: str = "default"  # the rule or option that decided the head
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON `input` object (the id column's name is in `ids` already)."""
@@ -184,6 +186,19 @@ class FileSource:
             raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it", code="XE304")
         if num_classes < 1:
             raise LayoutError("the scores have no classes (empty rows)", path=path, hint="each row needs one score per class")
+        head, head_from = _head(cfg, num_classes)
+        if head == "softmax" and num_classes == 1 and target_side.target_kind == "sparse" and cfg.target_kind == "auto":
+            # a softmax over one score: its targets, of the scores' shape, are dense, as PyTorch reads them
+            # (and the loss is 0 whatever they hold: XE112 says so)
+            target_side.target_kind, target_side.target_width = "dense", 1
+        if head == "binary":
+            if main.seq_len is not None:
+                raise OptionError("a sigmoid head over sequences ([N, T] scores) is not supported yet", path=path,
+                                  hint="flatten the tokens into rows, one score each")
+            if target_side.target_kind == "dense":
+                raise LayoutError("a binary head takes one target per row (0/1 or a probability in [0, 1])",
+                                  path=target_side.roles.path, hint="store the targets as one column or a [rows] array")
+            num_classes = 2  # scored as two classes: P(y = 1) = σ(z) (binary.py)
         if target_side.target_kind == "dense" and target_side.target_width != num_classes:
             raise LayoutError(
                 f"dense targets have {target_side.target_width} classes but the scores have {num_classes}",
@@ -192,7 +207,9 @@ class FileSource:
                 code="XE303",
             )
         classes = main.classes or cfg.classes
-        if classes is not None and len(classes) != num_classes:
+        if classes is not None and head == "binary" and len(classes) == 2:
+            pass  # --classes neg,pos names a binary head's two outcomes
+        elif classes is not None and len(classes) != num_classes:
             raise OptionError(
                 f"--classes names {len(classes)} classes but the scores have {num_classes}",
                 hint="name every class, in the order of the score columns",
@@ -228,6 +245,8 @@ class FileSource:
             id_type=main.id_type,
             notes=tuple(main.notes),
             id_column=cfg.id_col,
+            head=head,
+            head_from=head_from,
         )
         self._rows_done = 0
 
@@ -260,12 +279,13 @@ class FileSource:
             targets = batch["targets"]
             scores = _compute_dtype(batch["scores"])
             n = len(scores)
+            scores = scores.reshape(n, -1)  # one score per row ([N]) as [N, 1]
             weights = batch.get("weights")
             if weights is not None:
                 weights = self._checked_weights(weights.reshape(n).astype(np.float64), offset)
             sample, position = batch.get("sample"), batch.get("position")
             if dense:
-                chunk = Chunk(offset, scores, None, _compute_dtype(targets), batch.get("ids"), weights, sample, position)
+                chunk = Chunk(offset, scores, None, _compute_dtype(targets).reshape(n, -1), batch.get("ids"), weights, sample, position)
             else:
                 chunk = Chunk(offset, scores, targets.reshape(n), None, batch.get("ids"), weights, sample, position)
             chunk.score_dtype = self.description.score_dtype
@@ -413,6 +433,20 @@ class Source:
         if weight_total == 0.0:
             raise InputError("every sample weight is 0: the weighted mean is undefined", path=self.description.weights,
                              hint="check the weights column or file")
+
+
+def _head(cfg: SourceConfig, width: int) -> tuple[str, str]:
+    """Which head the scores come from, and what decided it: one score per row is a binary
+    sigmoid head unless --head softmax; K ≥ 2 scores are a softmax unless --head sigmoid
+    (multi-label, not supported yet)."""
+    if cfg.head == "softmax":
+        return "softmax", "--head softmax"
+    if width == 1:
+        return "binary", "--head sigmoid" if cfg.head == "sigmoid" else "one score per row"
+    if cfg.head == "sigmoid":
+        raise OptionError(f"--head sigmoid on {width} scores per row (a multi-label head) is not supported yet",
+                          hint="score one label at a time (one score column, its 0/1 target), or drop --head for a softmax")
+    return "softmax", "default"
 
 
 def _compute_dtype(values: npt.NDArray) -> npt.NDArray:

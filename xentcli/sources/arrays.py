@@ -283,6 +283,8 @@ def check_sequence_labels(main: Side, target_side: Side) -> None:
 def _sequence_layout(scores: NpyArray | NpzMember, cfg: SourceConfig) -> tuple[int, int | None, int]:
     """(classes, sequence length or None, class axis) of a score array."""
     shape = scores.shape
+    if len(shape) == 1:  # one score per row: a binary head (sources._head)
+        return 1, None, 1
     if len(shape) == 2:
         if cfg.class_axis not in (-1, 1):
             raise OptionError(f"--class-axis {cfg.class_axis} does not fit scores of shape {shape}", path=scores.path, hint="2-D scores are [rows, classes]")

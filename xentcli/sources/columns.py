@@ -60,6 +60,8 @@ class Field:
 
     @property
     def describe(self) -> str:
+        if self.wide and len(self.columns) == 1:
+            return f"column '{self.columns[0]}'"
         if self.wide:
             return f"wide columns {self.columns[0]} … {self.columns[-1]}"
         kind = "list column" if is_list(self.dtype) else "column"
@@ -162,6 +164,8 @@ def find_scores(schema: pa.Schema, path: str, column: str | None, prefix: str | 
         found = _find_prefix(schema, prefix, path, "--score-prefix", cells)
     else:
         found = _auto_scores(schema, path, cells)
+    if not found.wide and is_number(found.dtype):  # one number per row: a binary head's scores, as one wide column
+        found = Field(found.columns, True, found.dtype)
     if not (found.wide or is_list(found.dtype)):
         raise LayoutError(
             f"score column '{found.columns[0]}' holds {found.dtype}, not a list of numbers per row",
@@ -215,6 +219,10 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
         prefix, members = next(iter(named_groups.items()))
         check_numeric(schema, members, path, cells)
         return Field(members, True, schema.field(members[0]).type, tuple(m[len(prefix):] for m in members))
+    scalars = [name for name in schema.names if name.lower() in SCORE_LIST_NAMES and not is_list(schema.field(name).type)]
+    if len(scalars) == 1:  # one score per row (a binary head): a numeric column named like the scores
+        check_numeric(schema, (scalars[0],), path, cells)
+        return Field((scalars[0],), True, schema.field(scalars[0]).type)
     raise LayoutError(
         f"no score column found (columns: {', '.join(schema.names)})",
         path=path,

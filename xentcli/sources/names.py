@@ -10,6 +10,13 @@ SCORE_LIST_NAMES = {
     "probabilities": "probs",
     "log_probs": "log-probs",
     "logprobs": "log-probs",
+    # and the singular names of one score per row (a binary head's logit or probability)
+    "logit": "logits",
+    "score": "logits",
+    "prob": "probs",
+    "probability": "probs",
+    "log_prob": "log-probs",
+    "logprob": "log-probs",
 }
 SCORE_PREFIXES = {"logit_": "logits", "score_": "logits", "prob_": "probs", "log_prob_": "log-probs", "logprob_": "log-probs"}
 TARGET_NAMES = ("label", "labels", "target", "targets", "y")

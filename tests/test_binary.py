@@ -1,0 +1,201 @@
+"""Binary (sigmoid) heads: binary cross-entropy against independent references — exact decimal
+arithmetic, hand-derived values, scikit-learn's log_loss (recorded once, source next to it) —
+the identity with a two-class softmax over [0, z], and every layout that holds one score a row."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal, getcontext
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+
+runner = CliRunner()
+
+
+def score(*args) -> dict:
+    result = runner.invoke(app, ["score", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def per_sample(tmp_path: Path, *args):
+    out = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["score", *map(str, args), "-o", str(out), "--force", "--quiet", "--json"])
+    assert result.exit_code == 0, result.stderr
+    return pq.read_table(out).to_pandas()
+
+
+def _npy(tmp_path: Path, scores, labels, name: str = "z") -> list:
+    np.save(tmp_path / f"{name}.npy", np.asarray(scores))
+    np.save(tmp_path / "y.npy", np.asarray(labels))
+    return [tmp_path / f"{name}.npy", "--labels", tmp_path / "y.npy"]
+
+
+def bce_decimal(z: float, t: float) -> float:
+    """−[t·log σ(z) + (1 − t)·log(1 − σ(z))] in 60-digit decimal arithmetic: t·ln(1 + e^−z) + (1 − t)·ln(1 + e^z)."""
+    getcontext().prec = 60
+    zd, td = Decimal(z), Decimal(t)
+    return float(td * (1 + (-zd).exp()).ln() + (1 - td) * (1 + zd.exp()).ln())
+
+
+Z = [0.0, 1e-8, -1e-8, 0.5, -3.0, 23.0, 30.0, -30.0, 40.0, 700.0, -700.0, 1e4, -1e4, 3e38, -3e38]
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0])
+def test_stable_formula_against_exact_arithmetic(tmp_path, target):
+    """float64 logits up to |z| = 3e38, losses down to 1e-300: 1e-12 relative to 60-digit arithmetic."""
+    rows = per_sample(tmp_path, *_npy(tmp_path, np.array(Z), np.full(len(Z), int(target))))
+    for z, got in zip(Z, rows["loss"]):
+        if abs(z) > 1e3:  # Decimal's exp would be huge; the exact value is |z| on the wrong side, e^-|z| on the right one
+            want = abs(z) if (z > 0) != (target == 1) else math.exp(-abs(z))
+        else:
+            want = bce_decimal(z, target)
+        assert got == pytest.approx(want, rel=1e-12, abs=0 if want else 1e-300), z
+
+
+def test_soft_targets_against_exact_arithmetic(tmp_path):
+    z = np.array([0.3, -2.0, 5.0, 0.0, 12.0])
+    t = np.array([0.25, 0.9, 0.5, 0.1, 0.999])
+    rows = per_sample(tmp_path, *_npy(tmp_path, z, t))
+    for zi, ti, got in zip(z, t, rows["loss"]):
+        assert got == pytest.approx(bce_decimal(zi, ti), rel=1e-12)
+    assert rows["label"].tolist() == [0, 1, 1, 0, 1]  # a soft target counts as positive when t ≥ 0.5
+    np.testing.assert_allclose(rows["target"], t)
+
+
+def test_probabilities_against_sklearn_log_loss(tmp_path):
+    # scikit-learn 1.9.1: log_loss([1, 0, 1, 1, 0, 0], [0.9, 0.2, 0.6, 0.99, 0.45, 1e-9]) = 0.24120283805785814
+    # (its clipping at the float64 epsilon changes none of these)
+    p = [0.9, 0.2, 0.6, 0.99, 0.45, 1e-9]
+    y = [1, 0, 1, 1, 0, 0]
+    doc = score(*_npy(tmp_path, p, y, "prob"))  # an array named prob: probabilities, by its name
+    assert doc["input"]["input_kind"] == "probs" and doc["input"]["head"] == "binary"
+    assert doc["summary"]["loss_mean"] == pytest.approx(0.24120283805785814, rel=1e-12)
+    # the same model as logits and as log-probabilities
+    z = np.log(p) - np.log1p(-np.array(p))
+    assert score(*_npy(tmp_path, z, y))["summary"]["loss_mean"] == pytest.approx(0.24120283805785814, rel=1e-12)
+    lp = score(*_npy(tmp_path, np.log(p), y, "lp"), "--input", "log-probs")
+    assert lp["summary"]["loss_mean"] == pytest.approx(0.24120283805785814, rel=1e-12)
+
+
+def test_tiny_probabilities_keep_their_precision(tmp_path):
+    """−log(1 − p) for p = 1e-10 is log1p(−p) = 1.00000000005e-10, not −log of a rounded 1 − p."""
+    rows = per_sample(tmp_path, *_npy(tmp_path, np.array([1e-10, 1 - 1e-10, 0.0]), np.array([0, 1, 0]), "probs"))
+    assert rows["loss"][0] == pytest.approx(1.00000000005e-10, rel=1e-12)
+    getcontext().prec = 50  # 1 − 1e-10 is stored as 0.99999999989999999172…: its −ln, exactly
+    assert rows["loss"][1] == pytest.approx(float(-Decimal(1 - 1e-10).ln()), rel=1e-12)
+    assert rows["loss"][2] == 0.0
+
+
+def test_binary_equals_two_class_softmax_over_zero_and_z(tmp_path):
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=2000) * 3
+    y = (rng.random(2000) < 0.4).astype(np.int64)
+    binary = score(*_npy(tmp_path, z, y))
+    two = score(*_npy(tmp_path, np.stack([np.zeros_like(z), z], axis=1), y, "two"))
+    for key in ("loss_mean", "loss_p50", "loss_p90", "loss_max", "accuracy", "perplexity"):
+        assert binary["summary"][key] == pytest.approx(two["summary"][key], rel=1e-12), key
+    assert two["input"]["head"] == "softmax"  # two columns stay a softmax
+
+
+def test_accuracy_threshold_and_rates(tmp_path):
+    z = np.array([-2.0, -0.5, 0.0, 0.4, 1.0, 3.0])
+    y = np.array([0, 1, 1, 0, 1, 1])
+    doc = score(*_npy(tmp_path, z, y))["summary"]
+    # P(y = 1) ≥ 0.5 ⇔ z ≥ 0: predictions 0 0 1 1 1 1 → right on rows 0, 2, 4, 5
+    assert doc["accuracy"] == pytest.approx(4 / 6)
+    assert doc["positive_rate"] == pytest.approx(4 / 6) and doc["predicted_positive_rate"] == pytest.approx(4 / 6)
+    high = score(*_npy(tmp_path, z, y), "--threshold", "0.7")["summary"]
+    # σ(z) ≥ 0.7 ⇔ z ≥ logit(0.7) = 0.847: predictions 0 0 0 0 1 1 → right on rows 0, 3, 4, 5
+    assert high["accuracy"] == pytest.approx(4 / 6) and high["predicted_positive_rate"] == pytest.approx(2 / 6)
+    assert high["threshold"] == 0.7
+    rows = per_sample(tmp_path, *_npy(tmp_path, z, y), "--threshold", "0.7")
+    np.testing.assert_allclose(rows["margin"], z - math.log(0.7 / 0.3), rtol=1e-12)
+    np.testing.assert_allclose(rows["p"], 1 / (1 + np.exp(-z)), rtol=1e-12)
+    assert rows["pred"].tolist() == [0, 0, 0, 0, 1, 1]
+
+
+def test_ignore_index_with_labels_and_soft_targets(tmp_path):
+    z = np.array([1.0, -1.0, 2.0])
+    doc = score(*_npy(tmp_path, z, np.array([1, -100, 0])))["summary"]
+    assert (doc["counted"], doc["ignored"]) == (2, 1)
+    assert doc["loss_mean"] == pytest.approx((bce_decimal(1.0, 1) + bce_decimal(2.0, 0)) / 2, rel=1e-12)
+    doc = score(*_npy(tmp_path, z, np.array([0.7, -100.0, 0.2])))["summary"]
+    assert (doc["counted"], doc["ignored"]) == (2, 1)
+    assert doc["loss_mean"] == pytest.approx((bce_decimal(1.0, 0.7) + bce_decimal(2.0, 0.2)) / 2, rel=1e-12)
+
+
+def test_label_smoothing_is_keras_rule(tmp_path):
+    """t' = t·(1 − ε) + ε/2 (Keras' BinaryCrossentropy): the two-class smoothing with C = 2."""
+    z = np.array([2.0, -1.0])
+    y = np.array([1, 0])
+    doc = score(*_npy(tmp_path, z, y), "--label-smoothing", "0.2")["summary"]
+    assert doc["loss_mean"] == pytest.approx((bce_decimal(2.0, 0.9) + bce_decimal(-1.0, 0.1)) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["npy-n1", "npz", "parquet-logit", "parquet-prob", "parquet-list1", "csv-score", "arrow-col"])
+def test_every_layout_of_one_score_per_row(tmp_path, layout):
+    rng = np.random.default_rng(9)
+    z = rng.normal(size=50)
+    y = (rng.random(50) < 0.5).astype(np.int64)
+    reference = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    p = 1 / (1 + np.exp(-z))
+    if layout == "npy-n1":
+        args = _npy(tmp_path, z[:, None], y)
+    elif layout == "npz":
+        np.savez(tmp_path / "d.npz", logits=z, labels=y)
+        args = [tmp_path / "d.npz"]
+    elif layout == "parquet-logit":
+        pq.write_table(pa.table({"logit": z, "label": y}), tmp_path / "d.parquet")
+        args = [tmp_path / "d.parquet"]
+    elif layout == "parquet-prob":
+        pq.write_table(pa.table({"prob": p, "label": y}), tmp_path / "d.parquet")
+        args = [tmp_path / "d.parquet"]
+    elif layout == "parquet-list1":
+        pq.write_table(pa.table({"logits": [[v] for v in z], "label": y}), tmp_path / "d.parquet")
+        args = [tmp_path / "d.parquet"]
+    elif layout == "csv-score":
+        (tmp_path / "d.csv").write_text("score,label\n" + "".join(f"{float(v)!r},{t}\n" for v, t in zip(z, y)))
+        args = [tmp_path / "d.csv"]
+    else:
+        import pyarrow.feather as feather
+
+        feather.write_feather(pa.table({"margin_score": z, "y": y}), tmp_path / "d.arrow")
+        args = [tmp_path / "d.arrow", "--score-col", "margin_score", "--label-col", "y"]
+    doc = score(*args)
+    assert doc["input"]["head"] == "binary"
+    assert doc["summary"]["loss_mean"] == pytest.approx(reference, rel=1e-9)
+
+
+def test_head_options(tmp_path):
+    z = np.array([0.5, -0.5, 1.5])
+    args = _npy(tmp_path, z, np.array([1, 0, 1]))
+    assert score(*args, "--head", "sigmoid")["input"]["head_from"] == "--head sigmoid"
+    assert score(*args)["input"]["head_from"] == "one score per row"
+    # a softmax over one class: loss 0 whatever the model, and XE112 fails check
+    result = runner.invoke(app, ["check", *map(str, _npy(tmp_path, z[:, None], np.ones(3))), "--head", "softmax"])
+    assert result.exit_code == 1 and "XE112" in result.stdout
+    two = _npy(tmp_path, np.zeros((3, 4)), np.array([1, 0, 1]), "four")
+    result = runner.invoke(app, ["score", *map(str, two), "--head", "sigmoid"])
+    assert result.exit_code == 2 and "multi-label" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    for option in (["--like", "torch"], ["--compare-frameworks"], ["--class-weights", "1,2"]):
+        result = runner.invoke(app, ["score", *map(str, args), *option])
+        assert result.exit_code == 2 and "binary" in result.stderr, option
+
+
+@pytest.mark.parametrize("labels, code", [([1, -1, 1, -1], "XE201"), ([1, 2, 2, 1], "XE202"), ([0.5, 1.5, 0.2, -0.3], "XE207")])
+def test_targets_outside_zero_one_fail_check(tmp_path, labels, code):
+    result = runner.invoke(app, ["check", *map(str, _npy(tmp_path, np.array([0.1, 2.0, -1.0, 0.3]), np.array(labels))), "--json"])
+    doc = json.loads(result.stdout)
+    found = {d["code"]: d for d in doc["diagnostics"]}
+    assert result.exit_code == 1 and code in found
+    if code != "XE207":
+        assert "0/1" in found[code]["hint"]
