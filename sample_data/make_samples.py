@@ -3,7 +3,8 @@
 A realistic 10-class image classifier (CIFAR-10 classes) evaluated on 500 validation images:
 ~85% accurate, with the usual confusions (cat/dog, automobile/truck, deer/horse, airplane/ship)
 and a few confident mistakes. The same rows are written as Parquet (list column + ids), wide CSV,
-NPY logits + labels, NPZ and Arrow IPC, so every reader can be tried on the same numbers.
+NPY logits + labels, NPZ and Arrow IPC, so every reader can be tried on the same numbers; and a
+binary spam filter's sigmoid head (spam_val.parquet: one logit per message).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def main() -> None:
     (HERE / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     broken_dumps(logits, labels, ids)
     candidate_dump(logits, labels, ids)
+    binary_dump()
+
+
+def binary_dump(rows: int = 1000, seed: int = SEED) -> None:
+    """A spam filter's sigmoid head: one float32 logit per message, 0/1 labels drawn from a slightly
+    over-confident model (the labels follow σ(0.8·z)), ids msg_00000 …"""
+    rng = np.random.default_rng(seed + 1)
+    logits = rng.normal(-0.6, 2.6, rows)
+    labels = (rng.random(rows) < 1 / (1 + np.exp(-0.8 * logits))).astype(np.int64)
+    ids = [f"msg_{i:05d}" for i in range(rows)]
+    pq.write_table(pa.table({"id": ids, "logit": logits.astype(np.float32), "label": labels}), HERE / "spam_val.parquet")
 
 
 def candidate_dump(logits: np.ndarray, labels: np.ndarray, ids: list[str]) -> None:
