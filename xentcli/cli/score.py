@@ -35,7 +35,7 @@ def score(
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
     by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000, confusions: Confusions = 0,
 ) -> None:
-    """Compute the softmax cross-entropy of an eval dump, summarise it and diagnose it.
+    """Compute the cross-entropy of an eval dump (softmax, or binary for a sigmoid head), summarise it and diagnose it.
 
     Example: [bold]xent score preds.parquet --worst 5[/]
     """

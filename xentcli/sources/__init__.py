@@ -370,7 +370,7 @@ class Source:
         self._first_classes = (first.path, first.classes) if first.classes else None
         descriptions = [first] + [FileSource(shard, self._first_classes).description for shard in self._configs[1:]]
         for info in descriptions[1:]:
-            for field_name in ("num_classes", "input_kind", "target_kind", "sequence_length", "id_type"):
+            for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type"):
                 if getattr(info, field_name) != getattr(first, field_name):
                     raise LayoutError(
                         f"{field_name.replace('_', ' ')} is {getattr(info, field_name)}, but {first.path} has {getattr(first, field_name)}",
