@@ -4,7 +4,8 @@ A realistic 10-class image classifier (CIFAR-10 classes) evaluated on 500 valida
 ~85% accurate, with the usual confusions (cat/dog, automobile/truck, deer/horse, airplane/ship)
 and a few confident mistakes. The same rows are written as Parquet (list column + ids), wide CSV,
 NPY logits + labels, NPZ and Arrow IPC, so every reader can be tried on the same numbers; and a
-binary spam filter's sigmoid head (spam_val.parquet: one logit per message).
+binary spam filter's sigmoid head (spam_val.parquet: one logit per message), and a photo tagger's
+multi-label head (tags_val.parquet: 6 logits and 6 0/1 targets per image).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> None:
     broken_dumps(logits, labels, ids)
     candidate_dump(logits, labels, ids)
     binary_dump()
+    multilabel_dump()
 
 
 def binary_dump(rows: int = 1000, seed: int = SEED) -> None:
@@ -104,6 +106,19 @@ def broken_dumps(logits: np.ndarray, labels: np.ndarray, ids: list[str]) -> None
     targets = np.eye(width, dtype=np.float32)[labels]
     targets[::7, (labels[::7] + 1) % width] = 1.0
     pq.write_table(pa.table({"id": ids, "logits": as_list(logits), "targets": as_list(targets)}), HERE / "broken_multilabel.parquet")
+
+
+def multilabel_dump(rows: int = 400, labels: int = 6, seed: int = SEED) -> None:
+    """A photo tagger's sigmoid head: 6 independent tags (outdoor, person, animal, vehicle, food,
+    text), float32 logits per tag and multi-hot targets drawn from the model's own probabilities
+    (one tag, vehicle, rarer and under-predicted)."""
+    rng = np.random.default_rng(seed + 2)
+    logits = rng.normal(-0.8, 2.4, (rows, labels))
+    logits[:, 3] -= 1.5
+    targets = (rng.random((rows, labels)) < 1 / (1 + np.exp(-logits))).astype(np.float32)
+    targets[:, 3] = np.maximum(targets[:, 3], rng.random(rows) < 0.08)
+    ids = [f"img_{i:05d}" for i in range(rows)]
+    pq.write_table(pa.table({"id": ids, "logits": list(logits.astype(np.float32)), "targets": list(targets)}), HERE / "tags_val.parquet")
 
 
 if __name__ == "__main__":

@@ -183,10 +183,7 @@ def test_head_options(tmp_path):
     # a softmax over one class: loss 0 whatever the model, and XE112 fails check
     result = runner.invoke(app, ["check", *map(str, _npy(tmp_path, z[:, None], np.ones(3))), "--head", "softmax"])
     assert result.exit_code == 1 and "XE112" in result.stdout
-    two = _npy(tmp_path, np.zeros((3, 4)), np.array([1, 0, 1]), "four")
-    result = runner.invoke(app, ["score", *map(str, two), "--head", "sigmoid"])
-    assert result.exit_code == 2 and "multi-label" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    for option in (["--like", "torch"], ["--compare-frameworks"], ["--class-weights", "1,2"]):
+    for option in (["--like", "torch"], ["--compare-frameworks"], ["--class-weights", "1,2"], ["--epsilon", "1e-7"]):
         result = runner.invoke(app, ["score", *map(str, args), *option])
         assert result.exit_code == 2 and "binary" in result.stderr, option
 
@@ -199,3 +196,126 @@ def test_targets_outside_zero_one_fail_check(tmp_path, labels, code):
     assert result.exit_code == 1 and code in found
     if code != "XE207":
         assert "0/1" in found[code]["hint"]
+
+
+# ---- multi-label heads (--head sigmoid on K ≥ 2 scores) and weighted binary heads -----------------
+
+def _multilabel(tmp_path: Path, n: int = 300, k: int = 4, seed: int = 2):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * 2
+    t = (rng.random((n, k)) < 1 / (1 + np.exp(-z))).astype(np.float64)
+    return z, t, _npy(tmp_path, z, t, "ml") + ["--head", "sigmoid"]
+
+
+def _bce(z, t, w=1.0):
+    """W·t·softplus(−z) + (1 − t)·softplus(z), the float64 formula (0·∞ never arises here)."""
+    softplus = lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))  # noqa: E731
+    return w * t * softplus(-z) + (1 - t) * softplus(z)
+
+
+def test_multilabel_is_the_row_mean_of_its_labels(tmp_path):
+    z, t, args = _multilabel(tmp_path)
+    doc = score(*args, "--per-class")
+    assert doc["input"]["head"] == "multilabel" and doc["summary"]["labels"] == 4
+    assert doc["summary"]["loss_mean"] == pytest.approx(_bce(z, t).mean(axis=1).mean(), rel=1e-12)
+    pred, positive = z >= 0, t >= 0.5
+    assert doc["summary"]["exact_match"] == doc["summary"]["accuracy"] == pytest.approx((pred == positive).all(axis=1).mean())
+    assert doc["summary"]["hamming_accuracy"] == pytest.approx((pred == positive).mean())
+    assert doc["summary"]["top_k_accuracy"] is None
+    for k, row in enumerate(doc["per_class"]):  # each label is a binary problem of its own
+        alone = score(*_npy(tmp_path, z[:, k], t[:, k], f"col{k}"))["summary"]
+        assert row["loss_mean"] == pytest.approx(alone["loss_mean"], rel=1e-12)
+        assert row["accuracy"] == pytest.approx(alone["accuracy"])
+        tp = int((pred[:, k] & positive[:, k]).sum())
+        assert (row["support"], row["precision"], row["recall"]) == (int(positive[:, k].sum()), pytest.approx(tp / pred[:, k].sum()),
+                                                                       pytest.approx(tp / positive[:, k].sum()))
+
+
+def test_multilabel_masked_and_ignored_elements(tmp_path):
+    z = np.array([[1.0, -2.0, 0.5], [0.3, 0.3, 0.3], [2.0, 1.0, -1.0]])
+    t = np.array([[1.0, np.nan, 0.0], [-100, -100, -100], [1.0, -100, 0.0]])
+    doc = score(*_npy(tmp_path, z, t, "ml"), "--head", "sigmoid")["summary"]
+    assert (doc["counted"], doc["ignored"]) == (2, 1)
+    row0 = (_bce(1.0, 1.0) + _bce(0.5, 0.0)) / 2
+    row2 = (_bce(2.0, 1.0) + _bce(-1.0, 0.0)) / 2
+    assert doc["loss_mean"] == pytest.approx((row0 + row2) / 2, rel=1e-12)
+
+
+def test_multilabel_same_for_any_chunking(tmp_path):
+    _, _, args = _multilabel(tmp_path, n=1000)
+    whole = score(*args, "--per-class")
+    for extra in (["--chunk-rows", "7", "--threads", "1"], ["--chunk-rows", "333", "--threads", "3"]):
+        other = score(*args, "--per-class", *extra)
+        for key in ("loss_mean", "exact_match", "hamming_accuracy", "loss_p90", "positive_rate"):
+            assert other["summary"][key] == pytest.approx(whole["summary"][key], rel=1e-12)
+        assert other["per_class"] == whole["per_class"] or all(
+            a["loss_mean"] == pytest.approx(b["loss_mean"], rel=1e-12) for a, b in zip(other["per_class"], whole["per_class"]))
+
+
+@pytest.mark.parametrize("weights", ["3", "0.5,1,2,4"])
+def test_pos_weight_as_pytorch(tmp_path, weights):
+    """PyTorch's BCEWithLogitsLoss(pos_weight=W) per element: −[W·t·log σ(z) + (1 − t)·log(1 − σ(z))]
+    (ATen's (1 − t)·z + (1 + (W − 1)·t)·(log1p(exp(−|z|)) + max(−z, 0)) is the same number), then the mean."""
+    z, t, args = _multilabel(tmp_path)
+    w = np.array([float(v) for v in weights.split(",")])
+    doc = score(*args, "--pos-weight", weights)["summary"]
+    aten = (1 - t) * z + (1 + (w - 1) * t) * (np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0))
+    assert doc["loss_mean"] == pytest.approx(aten.mean(), rel=1e-12)
+    assert doc["loss_mean"] == pytest.approx(_bce(z, t, w).mean(), rel=1e-12)
+
+
+def test_class_weights_per_label(tmp_path):
+    z, t, args = _multilabel(tmp_path)
+    doc = score(*args, "--class-weights", "1,2,0,0.5")["summary"]
+    assert doc["loss_mean"] == pytest.approx((np.array([1, 2, 0, 0.5]) * _bce(z, t)).mean(axis=1).mean(), rel=1e-12)
+
+
+def test_weighted_binary_head(tmp_path):
+    """A binary head with --pos-weight is scored element by element; weight 1 gives the plain binary numbers."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=400) * 3
+    t = (rng.random(400) < 0.3).astype(np.int64)
+    args = _npy(tmp_path, z, t)
+    plain = score(*args)["summary"]
+    one = score(*args, "--pos-weight", "1")["summary"]
+    for key in ("loss_mean", "accuracy", "loss_p50", "positive_rate", "predicted_positive_rate"):
+        assert one[key] == pytest.approx(plain[key], rel=1e-12), key
+    assert score(*args, "--pos-weight", "2.5")["summary"]["loss_mean"] == pytest.approx(_bce(z, t, 2.5).mean(), rel=1e-12)
+    assert score(*args, "--class-weights", "0.5")["summary"]["loss_mean"] == pytest.approx(0.5 * _bce(z, t).mean(), rel=1e-12)
+    rows = per_sample(tmp_path, *args, "--pos-weight", "2.5")
+    np.testing.assert_allclose(rows["loss"], _bce(z, t, 2.5), rtol=1e-12)
+    np.testing.assert_allclose(rows["margin"], z, rtol=1e-12)
+
+
+def test_multilabel_per_sample_output(tmp_path):
+    z = np.array([[1.0, -2.0], [0.5, 0.5]])
+    t = np.array([[1.0, 1.0], [0.0, 1.0]])
+    rows = per_sample(tmp_path, *_npy(tmp_path, z, t, "ml"), "--head", "sigmoid")
+    assert [list(v) for v in rows["pred"]] == [[1, 0], [1, 1]]
+    np.testing.assert_allclose(np.stack(rows["p"]), 1 / (1 + np.exp(-z)), rtol=1e-12)
+    assert rows["exact_match"].tolist() == [False, False] and rows["hamming_accuracy"].tolist() == [0.5, 0.5]
+    np.testing.assert_allclose(rows["loss"], _bce(z, t).mean(axis=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case, code", [("targets", "XE115"), ("probs", "XE113")])
+def test_multilabel_values_out_of_range_fail_check(tmp_path, case, code):
+    z = np.array([[1.0, -2.0], [0.5, 0.5], [0.1, 0.2]])
+    t = np.array([[1.0, -1.0], [0.0, 1.0], [1.0, 0.0]]) if case == "targets" else np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    extra = ["--input", "probs"] if case == "probs" else []
+    scores = z if case == "targets" else np.array([[0.9, 1.3], [0.2, 0.7], [0.5, 0.5]])
+    result = runner.invoke(app, ["check", *map(str, _npy(tmp_path, scores, t, "ml")), "--head", "sigmoid", *extra, "--json"])
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1 and code in {d["code"] for d in doc["diagnostics"]}
+    assert doc["summary"]["nonfinite"] == 1
+
+
+@pytest.mark.parametrize("option", [["--calibration"], ["--confusions", "3"], ["--like", "torch"], ["--temperature-scan"]])
+def test_multilabel_refuses_what_it_cannot_compute(tmp_path, option):
+    _, _, args = _multilabel(tmp_path, n=10)
+    result = runner.invoke(app, ["score", *map(str, args), *option])
+    assert result.exit_code == 2 and "multi-label" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_multilabel_needs_rows_of_targets(tmp_path):
+    result = runner.invoke(app, ["score", *map(str, _npy(tmp_path, np.zeros((4, 3)), np.array([0, 1, 2, 1]), "ml")), "--head", "sigmoid"])
+    assert result.exit_code == 2 and "one target per label" in result.stderr

@@ -314,6 +314,7 @@ class LossSummary:
     keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
     calibration: Calibration | None = None  # with --calibration
     temperature: TemperatureSample | None = None  # with --temperature-scan
+    labels: Any = None  # a multi-label head's per-label sums (binary.LabelTotals)
     groups: GroupTotals | None = None  # with --by
     confusions: Confusions | None = None  # with --confusions
     per_class: PerClass = field(init=False)
@@ -392,6 +393,11 @@ class LossSummary:
             if self.calibration is None:
                 self.calibration = Calibration()
             self.calibration.merge(other.calibration)
+        if other.labels is not None:
+            if self.labels is None:
+                self.labels = other.labels
+            else:
+                self.labels.merge(other.labels)
         if other.temperature is not None:
             if self.temperature is None:
                 self.temperature = TemperatureSample(other.temperature.capacity)

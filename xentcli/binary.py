@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,11 +34,24 @@ class BinaryRows:
     the rows whose stored score is outside its domain (a probability outside [0, 1], a
     log-probability above 0)."""
 
-    raw: npt.NDArray  # [n], the stored dtype
+    raw: npt.NDArray  # [n] (or [n, K] for a multi-label head), the stored dtype
     kind: str  # as stored: logits, probs or log-probs
-    targets: npt.NDArray[np.float64]  # [n]
+    targets: npt.NDArray[np.float64]  # shaped like raw
     soft: bool  # the chunk's targets are probabilities (read as dense rows)
-    outside: npt.NDArray[np.bool_]
+    outside: npt.NDArray[np.bool_]  # shaped like raw
+    bad_target: npt.NDArray[np.bool_] | None = None  # targets outside [0, 1] (the element path; else XE201/XE202/XE207)
+
+    def per_row(self, values: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Any element of the row (a binary head's row is its element)."""
+        return values if values.ndim == 1 else values.any(axis=1)
+
+    @property
+    def low(self) -> npt.NDArray:
+        return self.raw if self.raw.ndim == 1 else self.raw.min(axis=1)
+
+    @property
+    def high(self) -> npt.NDArray:
+        return self.raw if self.raw.ndim == 1 else self.raw.max(axis=1)
 
 
 def two_class(chunk: Chunk, kind: str, ignore: int | None) -> tuple[Chunk, str, BinaryRows, npt.NDArray[np.bool_] | None]:
@@ -110,12 +124,176 @@ def binary_stats(stats: SampleStats, rows: BinaryRows, threshold: float) -> Samp
     return replace(stats, **changes)
 
 
-def sample_columns(view: npt.NDArray, rows: BinaryRows, threshold: float) -> dict[str, npt.NDArray]:
-    """The per-sample output's binary columns: p = P(y = 1), margin = logit(p) − logit(threshold)
-    (positive: predicted positive; from the two-class view, whose difference of columns is the
-    logit), and the target as given."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        logit = view[:, 1].astype(np.float64) - view[:, 0].astype(np.float64)
-        margin = logit - decision_cut("logits", threshold)
-    margin[rows.outside] = np.nan
-    return {"p": positive_probability(rows), "margin": margin, "target": rows.targets}
+def logit_margin(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[np.float64]:
+    """logit(p) − logit(threshold): positive when the row predicts the positive class (NaN for a
+    score outside its domain)."""
+    x = raw.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if kind == "logits":
+            logit = x
+        elif kind == "probs":
+            logit = np.where((x >= 0) & (x <= 1), np.log(x) - np.log1p(-x), np.nan)
+        else:
+            logit = np.where(x <= 0, x - np.log(-np.expm1(x)), np.nan)
+        return logit - decision_cut("logits", threshold)
+
+
+def sample_columns(rows: BinaryRows, threshold: float) -> dict[str, npt.NDArray]:
+    """The per-sample output's binary columns: p = P(y = 1), the margin in logits, and the target
+    as given."""
+    raw = rows.raw if rows.raw.ndim == 1 else rows.raw[:, 0]
+    targets = rows.targets if rows.targets.ndim == 1 else rows.targets[:, 0]
+    p = positive_probability(rows)
+    return {"p": p if p.ndim == 1 else p[:, 0], "margin": logit_margin(raw, rows.kind, threshold), "target": targets}
+
+
+# ---- the element path: multi-label heads, and binary heads with --pos-weight or --class-weights ------
+
+@dataclass
+class ElementRows:
+    """One chunk's per-element results of a sigmoid head with K labels ([n, K] each)."""
+
+    p: npt.NDArray[np.float64]  # P(y_k = 1)
+    pred: npt.NDArray[np.bool_]  # p ≥ threshold
+    positive: npt.NDArray[np.bool_]  # the target counts as positive (t ≥ 0.5)
+    counted: npt.NDArray[np.bool_]  # not ignored, with a target in [0, 1] and a finite loss
+    loss: npt.NDArray[np.float64]  # the (weighted) element loss, NaN where not counted
+
+
+def _softplus(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """log(1 + e^x) = max(x, 0) + log1p(exp(−|x|)), exact for |x| up to float max."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_weight: npt.NDArray | None,
+                   class_weights: npt.NDArray | None) -> npt.NDArray[np.float64]:
+    """ℓ = w·(W·t·(−log p) + (1 − t)·(−log(1 − p))) per element, with 0·∞ = 0: −log σ(z) = softplus(−z)
+    and −log(1 − σ(z)) = softplus(z) for logits; −log p and −log1p(−p) for probabilities;
+    −lp and −log(−expm1(lp)) for log-probabilities. W is PyTorch's pos_weight, w its weight."""
+    x = raw.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "logits":
+            neg, pos = _softplus(-x), _softplus(x)
+        elif kind == "probs":
+            neg, pos = -np.log(x), -np.log1p(-x)
+        else:
+            neg, pos = -x, -np.log(-np.expm1(x))
+        positive_part = t * neg if pos_weight is None else pos_weight * t * neg
+        loss = np.where(t == 0, 0.0, positive_part) + np.where(t == 1, 0.0, (1 - t) * pos)
+        return loss if class_weights is None else class_weights * loss
+
+
+def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: int | None, smoothing: float,
+                  pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float
+                  ) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
+    """A chunk of a sigmoid head scored element by element: the rows' statistics (a row's loss is
+    the mean of its counted elements' losses; with K = 1 exactly the binary head's), the rows to
+    ignore (every element ignored), the rows as stored (for the diagnostics) and the elements."""
+    raw = scores
+    t = np.asarray(targets, np.float64).reshape(raw.shape) if targets.dtype.kind in "biuf" else np.full(raw.shape, np.nan)
+    with np.errstate(invalid="ignore"):
+        # a masked (null, NaN) element of a multi-label row is left out, as the ignore index is; a
+        # binary row's NaN target is no target (XE115)
+        ignored_el = (np.isnan(t) if raw.shape[1] > 1 else np.zeros(raw.shape, bool)) | ((t == ignore) if ignore is not None else False)
+        bad_target = ~ignored_el & ~((t >= 0) & (t <= 1))
+        if kind == "probs":
+            outside = (raw < 0) | (raw > 1)
+        elif kind == "log-probs":
+            outside = raw > 0
+        else:
+            outside = np.zeros(raw.shape, bool)
+    smoothed = t * (1 - smoothing) + smoothing / 2 if smoothing else t
+    loss = element_losses(raw, kind, np.where(ignored_el | bad_target, 0.0, smoothed), pos_weight, class_weights)
+    loss[bad_target | outside] = np.nan  # no loss for them: XE113, XE115 say why
+    scored = ~ignored_el
+    n_scored = scored.sum(axis=1)
+    ignored = n_scored == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row_loss = np.where(scored, loss, 0.0).sum(axis=1) / n_scored
+    row_loss[ignored] = np.nan
+    positive = t >= 0.5
+    rows = _rows_as_stored(raw, kind, t, outside, bad_target)
+    pred = raw >= decision_cut(kind, threshold)
+    p = positive_probability(rows)
+    counted = scored & np.isfinite(loss)
+    elements = ElementRows(p, pred, positive, counted, np.where(counted, loss, np.nan))
+    right = (pred == positive) | ~scored
+    n, k = raw.shape
+    if k == 1:  # a binary head: the row is its one element
+        label, pred_row = positive[:, 0].astype(np.int64), pred[:, 0].astype(np.int64)
+        p_true = np.where(label == 1, p[:, 0], 1.0 - p[:, 0])
+        p_max = np.maximum(p[:, 0], 1.0 - p[:, 0])
+    else:  # multi-label: right means an exact match (label 0, pred 0); p_true and p_max have no meaning
+        exact = right.all(axis=1)
+        label, pred_row = np.zeros(n, np.int64), np.where(exact, 0, 1).astype(np.int64)
+        p_true = p_max = np.full(n, np.nan)
+    label_ok = ~ignored
+    with np.errstate(invalid="ignore"):
+        top, bottom = raw.max(axis=1).astype(np.float64), raw.min(axis=1).astype(np.float64)
+    stats = SampleStats(
+        label=label, label_is_int=np.ones(n, bool), label_ok=label_ok, loss=row_loss, pred=pred_row, p_true=p_true,
+        rank=np.where(label == pred_row, 1, 2).astype(np.int64), p_max=p_max, score_max=top, score_min=bottom,
+    )
+    return stats, ignored, rows, elements
+
+
+def _rows_as_stored(raw: npt.NDArray, kind: str, t: npt.NDArray, outside: npt.NDArray, bad_target: npt.NDArray) -> BinaryRows:
+    return BinaryRows(raw, kind, t, soft=False, outside=outside, bad_target=bad_target)
+
+
+@dataclass
+class LabelTotals:
+    """A multi-label head's per-label sums over counted elements (mergeable): elements, positive
+    targets, positive predictions, right ones, true positives, and the summed loss."""
+
+    counted: npt.NDArray[np.int64]
+    positives: npt.NDArray[np.int64]
+    predicted: npt.NDArray[np.int64]
+    correct: npt.NDArray[np.int64]
+    true_positives: npt.NDArray[np.int64]
+    loss_sum: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, e: ElementRows) -> LabelTotals:
+        c = e.counted
+        return cls(c.sum(axis=0), (e.positive & c).sum(axis=0), (e.pred & c).sum(axis=0), ((e.pred == e.positive) & c).sum(axis=0),
+                   (e.pred & e.positive & c).sum(axis=0), np.where(c, e.loss, 0.0).sum(axis=0))
+
+    def merge(self, other: LabelTotals) -> None:
+        for name in ("counted", "positives", "predicted", "correct", "true_positives", "loss_sum"):
+            getattr(self, name).__iadd__(getattr(other, name))
+
+    def summary(self) -> dict[str, float]:
+        n = int(self.counted.sum())
+        nan = math.nan
+        return {"hamming_accuracy": int(self.correct.sum()) / n if n else nan,
+                "positive_rate": int(self.positives.sum()) / n if n else nan,
+                "predicted_positive_rate": int(self.predicted.sum()) / n if n else nan}
+
+    def rows(self, names: tuple[str, ...] | None) -> list[dict[str, Any]]:
+        """The per-label table: support = positive targets; precision and recall at the threshold
+        (null where undefined, as scikit-learn's zero_division=nan)."""
+        out = []
+        for k in range(self.counted.size):
+            n, tp = int(self.counted[k]), int(self.true_positives[k])
+            pos, pred = int(self.positives[k]), int(self.predicted[k])
+            precision = tp / pred if pred else math.nan
+            recall = tp / pos if pos else math.nan
+            out.append({"label": k, **({"name": names[k]} if names else {}), "support": pos, "elements": n,
+                        "loss_mean": float(self.loss_sum[k]) / n if n else math.nan,
+                        "accuracy": int(self.correct[k]) / n if n else math.nan, "precision": precision, "recall": recall,
+                        "f1": 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan})
+        return out
+
+
+def element_columns(e: ElementRows, targets: npt.NDArray) -> dict[str, npt.NDArray]:
+    """The per-sample output's multi-label columns: per-label p, pred and target lists, the exact
+    match and the Hamming accuracy over the row's counted elements."""
+    n_counted = e.counted.sum(axis=1)
+    right = (e.pred == e.positive) & e.counted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hamming = right.sum(axis=1) / n_counted
+    exact = np.where(n_counted > 0, (right | ~e.counted).all(axis=1), np.nan)
+    return {"p": e.p, "pred": e.pred, "target": np.asarray(targets, np.float64).reshape(e.p.shape), "exact_match": exact,
+            "hamming_accuracy": hamming}

@@ -55,6 +55,7 @@ class LossOptions:
     ignore_index: int | None = -100
     ignore_explicit: bool = False
     class_weights: tuple[float, ...] | None = None
+    pos_weight: tuple[float, ...] | None = None  # sigmoid heads: PyTorch's pos_weight, one value or one per label
     label_smoothing: float = 0.0
     epsilon: float | None = None
     like: str | None = None
@@ -234,11 +235,11 @@ def read_option_file(text: str, option: str) -> str | None:
         raise OptionError(f"{option}: the file is not UTF-8 text (byte {exc.start})", path=text) from None
 
 
-def parse_class_weights(text: str | None) -> tuple[float, ...] | None:
-    """`--class-weights 1,2.5,0.5`, or a file: one weight per line, or a JSON list."""
+def parse_class_weights(text: str | None, option: str = "--class-weights") -> tuple[float, ...] | None:
+    """`--class-weights 1,2.5,0.5` (or `--pos-weight`), or a file: one weight per line, or a JSON list."""
     if text is None:
         return None
-    content = read_option_file(text, "--class-weights")
+    content = read_option_file(text, option)
     source = text
     if content is not None:
         source = content
@@ -248,18 +249,18 @@ def parse_class_weights(text: str | None) -> tuple[float, ...] | None:
                 values = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise OptionError(f"not a JSON list of numbers: {exc}", path=text) from None
-            return _weights(values, text)
-        return _weights([line for line in stripped.splitlines() if line.strip()], text)
-    return _weights([part for part in source.split(",") if part.strip()], None)
+            return _weights(values, text, option)
+        return _weights([line for line in stripped.splitlines() if line.strip()], text, option)
+    return _weights([part for part in source.split(",") if part.strip()], None, option)
 
 
-def _weights(values: list, path: str | None) -> tuple[float, ...]:
+def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
     try:
         weights = tuple(float(value) for value in values)
     except (TypeError, ValueError):
-        raise OptionError("--class-weights must be numbers", path=path, hint="give a comma list like 1,2.5,0.5") from None
+        raise OptionError(f"{option} must be numbers", path=path, hint="give a comma list like 1,2.5,0.5") from None
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
-        raise OptionError("--class-weights must be finite and non-negative", path=path)
+        raise OptionError(f"{option} must be finite and non-negative", path=path)
     return weights
 
 

@@ -21,7 +21,7 @@ from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
-from xentcli.binary import binary_stats, sample_columns, two_class
+from xentcli.binary import LabelTotals, binary_stats, element_chunk, element_columns, sample_columns, two_class
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
@@ -29,7 +29,7 @@ from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, brier_scores, sample_stats
 from xentcli.report import Report
 from xentcli.frameworks import FrameworkSummary, framework_terms
-from xentcli.loss import ChunkContext, truth
+from xentcli.loss import ChunkContext, RowTerms, truth, weighted_terms
 from xentcli.sources import Chunk, InputDescription, Source
 from xentcli.tally import tally
 
@@ -78,20 +78,34 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
-    binary = ignore_mask = None
-    if info.head == "binary":  # scored as two classes (binary.py)
-        chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None))
-    ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
-    base = sample_stats(
-        chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
-        detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
-        clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
-        extremes=config.extremes,
-    )
-    ignored, terms = truth(base, ctx)
-    stats = replace(base, loss=terms.values)
-    if binary is not None:
-        stats = binary_stats(stats, binary, config.threshold)
+    binary = ignore_mask = elements = None
+    if info.head == "multilabel" or (info.head == "binary" and (options.pos_weight or options.class_weights)):
+        # element by element (binary.element_chunk): K labels, or a binary head's weights
+        targets = chunk.targets if chunk.targets is not None else chunk.labels
+        assert targets is not None
+        base, ignored, binary, elements = element_chunk(
+            chunk.scores, kind, targets, options.ignore_for(None), options.label_smoothing,
+            None if options.pos_weight is None else np.asarray(options.pos_weight),
+            None if options.class_weights is None else np.asarray(options.class_weights), config.threshold)
+        stats = base
+        counted = stats.counted & ~ignored
+        terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)
+        chunk = replace(chunk, labels=np.zeros(len(stats.loss), np.int64), targets=None)
+        ctx = ChunkContext(chunk.scores, kind, chunk.labels, None, chunk.weights, options)
+    else:
+        if info.head == "binary":  # scored as two classes (binary.py)
+            chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None))
+        ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
+        base = sample_stats(
+            chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
+            detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
+            clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
+            extremes=config.extremes,
+        )
+        ignored, terms = truth(base, ctx)
+        stats = replace(base, loss=terms.values)
+        if binary is not None:
+            stats = binary_stats(stats, binary, config.threshold)
     weighted = (terms.num["mean"], terms.den["mean"] or 0.0, *terms.moments) if terms.num else None
     view = ChunkView(
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
@@ -114,8 +128,12 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         partial.confusions.update(stats.label[wrong], stats.pred[wrong])
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position,
                          groups=chunk.groups)
-    if binary is not None and config.per_sample:
-        result.binary = sample_columns(chunk.scores, binary, config.threshold)
+    if elements is not None and info.head == "multilabel":
+        partial.labels = LabelTotals.of(elements)
+        if config.per_sample:
+            result.binary = element_columns(elements, binary.targets)  # type: ignore[union-attr]
+    elif binary is not None and config.per_sample:
+        result.binary = sample_columns(binary, config.threshold)
     if config.per_sequence and chunk.sample is not None:
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)
@@ -171,18 +189,30 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         raise OptionError(f"--threads must lie in [1, 1024], not {config.threads}")
     if not 0 <= config.threshold <= 1:  # NaN fails too
         raise OptionError(f"--threshold must lie in [0, 1], not {config.threshold}")
-    if info.head == "binary":
-        unsupported = [name for name, given in (("--like", options.like), ("--compare-frameworks", options.compare),
-                                                ("--class-weights", options.class_weights), ("--epsilon", options.epsilon))
-                       if given not in (None, False)]
+    if info.head != "softmax":
+        elementwise = info.head == "multilabel" or options.pos_weight is not None or options.class_weights is not None
+        asked = (("--like", options.like), ("--compare-frameworks", options.compare), ("--epsilon", options.epsilon),
+                 ("--temperature-scan", config.temperature_scan and elementwise),
+                 ("--calibration", config.calibration and info.head == "multilabel"),
+                 ("--confusions", config.confusions and info.head == "multilabel"))
+        unsupported = [name for name, given in asked if given not in (None, False, 0)]
         if unsupported:
-            raise OptionError(f"{', '.join(unsupported)} with a binary (sigmoid) head is not supported yet",
-                              hint="score the binary head without it (the loss is binary cross-entropy, unclipped)")
-    if options.class_weights is not None and len(options.class_weights) != info.num_classes:
+            head = "a binary (sigmoid) head" + (" with weights" if elementwise else "") if info.head == "binary" else "a multi-label head"
+            raise OptionError(f"{', '.join(unsupported)} with {head} is not supported yet",
+                              hint="score without it (the loss is binary cross-entropy, unclipped)")
+    labels = 1 if info.head == "binary" else info.num_classes  # the weights' count: classes, or a sigmoid head's labels
+    if options.class_weights is not None and len(options.class_weights) != labels:
         raise OptionError(
-            f"--class-weights has {len(options.class_weights)} entries but the scores have {info.num_classes} classes",
-            hint="give exactly one weight per class",
+            f"--class-weights has {len(options.class_weights)} entries but the scores have {labels} "
+            + ("classes" if info.head == "softmax" else "labels" if labels > 1 else "label (a binary head)"),
+            hint="give exactly one weight per class" if info.head == "softmax" else "give one weight per label",
         )
+    if options.pos_weight is not None:
+        if info.head == "softmax":
+            raise OptionError("--pos-weight weighs the positive targets of a sigmoid head; these scores are a softmax",
+                              hint="use --class-weights for a softmax")
+        if len(options.pos_weight) not in (1, labels):
+            raise OptionError(f"--pos-weight has {len(options.pos_weight)} entries; give one, or one per label ({labels})")
     if options.epsilon is not None and not 0 < options.epsilon < 0.5:
         raise OptionError(f"--epsilon must lie in (0, 0.5), not {options.epsilon}", hint=f"Keras uses {KERAS_EPSILON:g}")
     if options.epsilon is not None and info.input_kind != "probs":
@@ -255,6 +285,9 @@ class Pass:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
         config, info, total = self.config, self.info, self.total
         summary = total.summary(config.confidence)
+        if info.head == "multilabel":  # accuracy is the exact match; per label, the rates and the Hamming accuracy
+            summary.update(threshold=config.threshold, labels=info.num_classes, exact_match=summary["accuracy"],
+                           top_k_accuracy=math.nan, **(total.labels.summary() if total.labels is not None else {}))
         if info.head == "binary":  # the rates of the positive class among the counted rows
             n = summary["counted"]
             summary.update(threshold=config.threshold,
@@ -274,7 +307,8 @@ class Pass:
         return Report(
             input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
             summary=summary,
-            per_class=total.per_class_rows(info.classes) if config.per_class else [],
+            per_class=([] if not config.per_class else total.labels.rows(info.classes) if info.head == "multilabel" and total.labels is not None
+                       else total.per_class_rows(info.classes)),
             worst=total.worst.details,
             id_column=info.id_column,
             like=documents.get(like) if like else None,

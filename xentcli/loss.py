@@ -122,10 +122,17 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
     if ctx.sample_weights is not None:
         weighted = weighted * ctx.sample_weights
         weight = weight * ctx.sample_weights
+    return ignored, weighted_terms(loss, weighted, weight, counted)
+
+
+def weighted_terms(loss: npt.NDArray[np.float64], weighted: npt.NDArray[np.float64], weight: npt.NDArray[np.float64],
+                   counted: npt.NDArray[np.bool_]) -> RowTerms:
+    """The weighted mean's sums Σ y / Σ x over counted rows (y the weighted loss, x the weight), and
+    the moments of the ratio estimator's standard error."""
     terms = RowTerms(loss, {"mean": row_sum(weighted, counted)}, {"mean": row_sum(weight, counted)})
     y, x = weighted[counted], weight[counted]
-    terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))  # the ratio estimator's standard error
-    return ignored, terms
+    terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))
+    return terms
 
 
 # ---- the frameworks -------------------------------------------------------------------------

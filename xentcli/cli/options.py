@@ -84,6 +84,7 @@ IdCol = Annotated[Optional[str], _option("--id-col", panel="Columns", help="Colu
 # ---- loss -------------------------------------------------------------------------------------
 IgnoreIndex = Annotated[Optional[str], _option("--ignore-index", panel="Loss", help="Label of rows to leave out (default -100, PyTorch's); 'none' to turn it off.")]
 ClassWeights = Annotated[Optional[str], _option("--class-weights", panel="Loss", help="One weight per class: a comma list, or a file (one per line, or a JSON list).")]
+PosWeight = Annotated[Optional[str], _option("--pos-weight", panel="Loss", help="Sigmoid heads: PyTorch's pos_weight, one value or one per label (a comma list or a file).")]
 WeightCol = Annotated[Optional[str], _option("--weight-col", panel="Loss", help="Column (or NPZ array) of per-row sample weights.")]
 SampleWeights = Annotated[Optional[Path], _option("--sample-weights", panel="Loss", help="Per-row sample weights in an .npy file.")]
 LabelSmoothing = Annotated[float, _option("--label-smoothing", panel="Loss", help="Targets become (1-ε)·t + ε/C.", min=0.0, max=1.0)]
@@ -136,6 +137,7 @@ class ScoreOptions:
     target: TargetChoice = TargetChoice.auto
     head: HeadChoice = HeadChoice.auto
     threshold: float = 0.5
+    pos_weight: str | None = None
     class_axis: int = -1
     group_col: str | None = None
     per_sequence: bool = False
@@ -208,6 +210,7 @@ class ScoreOptions:
                 ignore_index=ignore,
                 ignore_explicit=ignore_explicit,
                 class_weights=parse_class_weights(self.class_weights),
+                pos_weight=parse_class_weights(self.pos_weight, "--pos-weight"),
                 label_smoothing=self.label_smoothing,
                 epsilon=self.epsilon,
                 like=self.like.value if self.like else None,

@@ -6,7 +6,7 @@ import sys
 
 from xentcli.cli.app import app, console, error_line, guarded
 from xentcli.cli.options import (
-    Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
+    Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
     PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
@@ -27,7 +27,8 @@ def score(
     per_sequence: PerSequence = False, classes: Classes = None, score_col: ScoreCol = None,
     score_prefix: ScorePrefix = None, label_col: LabelCol = None, target_prefix: TargetPrefix = None,
     score_key: ScoreKey = None, label_key: LabelKey = None, id_col: IdCol = None, ignore_index: IgnoreIndex = None,
-    class_weights: ClassWeights = None, weight_col: WeightCol = None, sample_weights: SampleWeights = None,
+    class_weights: ClassWeights = None, pos_weight: PosWeight = None, weight_col: WeightCol = None,
+    sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
@@ -44,7 +45,7 @@ def score(
         class_axis=class_axis,
         group_col=group_col, per_sequence=per_sequence, classes=classes, score_col=score_col, score_prefix=score_prefix,
         label_col=label_col, target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=id_col,
-        ignore_index=ignore_index, class_weights=class_weights, weight_col=weight_col, sample_weights=sample_weights,
+        ignore_index=ignore_index, class_weights=class_weights, pos_weight=pos_weight, weight_col=weight_col, sample_weights=sample_weights,
         label_smoothing=label_smoothing, epsilon=epsilon, like=like, compare=compare, top_k=top_k, worst=worst,
         per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,

@@ -224,7 +224,8 @@ def _binary_outside(m: RowMasks) -> Finding | None:
     b = m.view.binary
     if b is None or b.kind == "logits":
         return None
-    return Finding.of("XE113", b.outside, lambda: _examples(m.view, b.outside, score=b.raw))
+    rows = b.per_row(b.outside)
+    return Finding.of("XE113", rows, lambda: _examples(m.view, rows, low=b.low, high=b.high))
 
 
 declare(Rule(
@@ -244,11 +245,12 @@ def _binary_unit_logits(m: RowMasks) -> Finding | None:
     b = m.view.binary
     if b is None or b.kind != "logits":
         return None
-    rows = np.isfinite(b.raw) & (b.raw >= 0) & (b.raw <= 1)
+    low, high = b.low, b.high
+    rows = np.isfinite(low) & np.isfinite(high) & (low >= 0) & (high <= 1)
     finding = Finding.of("XE114", rows, count=int(np.count_nonzero(rows)))
     if finding is not None:  # their range: all equal scores are no evidence either way
-        finding.fact("low", float(b.raw[rows].min()), "min")
-        finding.fact("high", float(b.raw[rows].max()), "max")
+        finding.fact("low", float(low[rows].min()), "min")
+        finding.fact("high", float(high[rows].max()), "max")
     return finding
 
 
@@ -261,6 +263,25 @@ declare(Rule(
     message=lambda f, t: f"all {f.rows:,} scores lie in [0, 1] although read as logits: they look like probabilities",
     chunk=_binary_unit_logits, with_examples=False,
     show=lambda f, t: f.rows == t.rows and f.rows >= 20 and f.facts["high"] > f.facts["low"],
+))
+
+
+def _sigmoid_targets(m: RowMasks) -> Finding | None:
+    b = m.view.binary
+    if b is None or b.bad_target is None:
+        return None
+    rows = b.per_row(b.bad_target)
+    return Finding.of("XE115", rows, lambda: _examples(m.view, rows))
+
+
+declare(Rule(
+    "XE115", "sigmoid-targets-out-of-range", "error", "A sigmoid head's targets outside [0, 1] (other than the ignore index).",
+    "Binary cross-entropy compares a probability with a target in [0, 1]; −1/+1 labels (an SVM's) or class numbers 1/2 give meaningless, even negative, losses. Those rows get none.",
+    "Map the targets to 0/1 (−1 → 0; 1/2 → 0/1), or to probabilities in [0, 1]; mark elements to skip with the ignore index (-100).",
+    "targets [1, −1, 0] → −1 is no target.",
+    hint="map the targets to 0/1 (−1 → 0, 1/2 → 0/1); mark elements to skip with -100",
+    message=_rows_say("row has", "rows have", " targets outside [0, 1]: no loss for them"),
+    chunk=_sigmoid_targets,
 ))
 
 # ---- targets --------------------------------------------------------------------------------
@@ -366,7 +387,7 @@ declare(Rule(
 
 def _absent_classes(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
     per_class = t.per_class
-    if per_class is None or not t.summary["counted"]:
+    if per_class is None or not t.summary["counted"] or t.info.head == "multilabel":  # no classes: labels (per_class of --per-class)
         return None
     never_target, absent_targets = per_class.absent(per_class.support)
     never_pred, never_predicted = per_class.absent(per_class.predicted)

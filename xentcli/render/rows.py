@@ -64,6 +64,21 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     if id_column is not None and result.ids is not None:
         columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else pa.array(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]
+    if result.binary is not None and "hamming_accuracy" in result.binary:  # a multi-label head: per-label lists
+        b = result.binary
+        k = b["p"].shape[1]
+
+        def lists(values: npt.NDArray) -> pa.Array:
+            return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), k).cast(pa.list_(pa.array(values.ravel()).type))
+
+        columns.update(
+            target=lists(b["target"]), loss=_nullable(loss, np.isnan(loss)), p=lists(b["p"]), pred=lists(b["pred"].astype(np.int8)),
+            exact_match=_nullable(b["exact_match"] == 1, np.isnan(b["exact_match"])),
+            hamming_accuracy=_nullable(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
+        )
+        if result.weights is not None:
+            columns["weight"] = pa.array(result.weights)
+        return pa.RecordBatch.from_pydict(columns)
     if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
         b = result.binary
         columns.update(
@@ -98,7 +113,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
 
 # The columns xent writes itself; an id column may not take one of their names.
 OUTPUT_COLUMNS = ("row", "sample", "position", "label", "loss", "pred", "correct", "p_true", "rank", "p_max", "margin",
-                  "entropy", "loss_true", "weight", "target", "p")
+                  "entropy", "loss_true", "weight", "target", "p", "exact_match", "hamming_accuracy")
 
 
 def _umask() -> int:

@@ -76,15 +76,20 @@ def input_table(report: Report) -> Table:
     binary = info.head == "binary"
     if binary:
         target_kind = "0/1 or probabilities of the positive class"
+    elif info.head == "multilabel":
+        target_kind = "rows of 0/1 (or probabilities) per label"
+    size = (("rows", fmt_number(report.summary["rows"])) if binary
+            else (f"rows × {'labels' if info.head == 'multilabel' else 'classes'}", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"))
     rows = [
         ("file", info.path + (f" + {info.labels_path}" if info.labels_path else "")),
         ("format", info.format),
-        ("rows", fmt_number(report.summary["rows"])) if binary else ("rows × classes", f"{fmt_number(report.summary['rows'])} × {info.num_classes:,}"),
+        size,
         ("scores", f"{info.score_dtype} {info.input_kind}{kind_note}, {info.scores}"),
         ("targets", f"{target_kind}, {info.targets}"),
     ]
     if binary or info.head_from != "default":
-        rows.insert(3, ("head", f"binary sigmoid ({info.head_from})" if binary else f"softmax ({info.head_from})"))
+        head = {"binary": "binary sigmoid", "multilabel": "multi-label sigmoid"}.get(info.head, "softmax")
+        rows.insert(3, ("head", f"{head} ({info.head_from})"))
     if info.ids:
         rows.append(("ids", info.ids))
     if info.sequences:
@@ -110,7 +115,12 @@ def summary_table(report: Report) -> Table:
         (f"top-{s['top_k']} accuracy", fmt_fraction(s["top_k_accuracy"])),
         ("rows counted", f"{fmt_number(s['counted'])} of {fmt_number(s['rows'])}"),
     ]
-    if "positive_rate" in s:  # a binary head: no top-k; the positive rates and the threshold
+    if "hamming_accuracy" in s:  # a multi-label head: the exact match, and the share of labels right
+        rows[5] = ("exact match", rows[5][1])
+        rows.insert(6, ("Hamming accuracy", fmt_fraction(s["hamming_accuracy"])))
+        rows[7] = ("positives (targets / predicted)", f"{fmt_fraction(s['positive_rate'])} / {fmt_fraction(s['predicted_positive_rate'])}"
+                   f" of the labels at P(y = 1) ≥ {s['threshold']:g}")
+    elif "positive_rate" in s:  # a binary head: no top-k; the positive rates and the threshold
         rows[6] = ("positives (targets / predicted)", f"{fmt_fraction(s['positive_rate'])} / {fmt_fraction(s['predicted_positive_rate'])}"
                    f" at P(y = 1) ≥ {s['threshold']:g}")
     if s.get("ignored"):
@@ -129,6 +139,12 @@ def summary_table(report: Report) -> Table:
 
 
 def worst_table(report: Report) -> Table:
+    if report.input.head == "multilabel":  # a row has no one label: row, id and loss
+        table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)),
+                       [("row", "num"), *([(shown(report.id_column), "text")] if report.id_column else []), ("loss", "num")])
+        for item in report.worst[:TABLE_ROWS_SHOWN]:
+            table.add_row(fmt_number(item["row"]), *([shown(item["id"])] if report.id_column else []), fmt_number(item["loss"]))
+        return table
     id_column = [(shown(report.id_column), "text")] if report.id_column else []
     table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)),
                    [("row", "num"), *id_column, ("label", "num"), ("pred", "num"), ("loss", "num"), ("p_true", "num")])
@@ -150,7 +166,22 @@ def _capped_title(title: str, total: int) -> str:
     return f"{title} (the first {TABLE_ROWS_SHOWN:,} of {total:,}; --json lists all)" if total > TABLE_ROWS_SHOWN else title
 
 
+def per_label_table(report: Report) -> Table:
+    """A multi-label head's labels: positives, mean loss, accuracy, precision and recall at the threshold."""
+    table = _table(_capped_title("Per label", len(report.per_class)),
+                   [("label", "text")] + [(name, "num") for name in ("positives", "elements", "mean loss", "accuracy", "precision", "recall", "F1")])
+    for item in report.per_class[:TABLE_ROWS_SHOWN]:
+        table.add_row(
+            shown(f"{item['label']} {item['name']}" if "name" in item else str(item["label"])),
+            fmt_number(item["support"]), fmt_number(item["elements"]), fmt_number(item["loss_mean"]),
+            fmt_fraction(item["accuracy"]), fmt_fraction(item["precision"]), fmt_fraction(item["recall"]), fmt_fraction(item["f1"]),
+        )
+    return table
+
+
 def per_class_table(report: Report) -> Table:
+    if report.input.head == "multilabel":
+        return per_label_table(report)
     table = _table(_capped_title("Per class", len(report.per_class)),
                    [("class", "text")] + [(name, "num") for name in ("support", "predicted", "mean loss", "recall", "precision", "F1", "mean p_true")])
     for item in report.per_class[:TABLE_ROWS_SHOWN]:

@@ -199,6 +199,13 @@ class FileSource:
                 raise LayoutError("a binary head takes one target per row (0/1 or a probability in [0, 1])",
                                   path=target_side.roles.path, hint="store the targets as one column or a [rows] array")
             num_classes = 2  # scored as two classes: P(y = 1) = σ(z) (binary.py)
+        if head == "multilabel":
+            if main.seq_len is not None:
+                raise OptionError("a sigmoid head over sequences is not supported yet", path=path)
+            if target_side.target_kind != "dense":
+                raise LayoutError(f"a multi-label head needs one target per label: rows of {num_classes} entries in [0, 1]",
+                                  path=target_side.roles.path,
+                                  hint="store multi-hot rows (a list column, wide label_0… columns or a [rows, labels] array)")
         if target_side.target_kind == "dense" and target_side.target_width != num_classes:
             raise LayoutError(
                 f"dense targets have {target_side.target_width} classes but the scores have {num_classes}",
@@ -438,14 +445,13 @@ class Source:
 def _head(cfg: SourceConfig, width: int) -> tuple[str, str]:
     """Which head the scores come from, and what decided it: one score per row is a binary
     sigmoid head unless --head softmax; K ≥ 2 scores are a softmax unless --head sigmoid
-    (multi-label, not supported yet)."""
+    (multi-label: K independent labels)."""
     if cfg.head == "softmax":
         return "softmax", "--head softmax"
     if width == 1:
         return "binary", "--head sigmoid" if cfg.head == "sigmoid" else "one score per row"
     if cfg.head == "sigmoid":
-        raise OptionError(f"--head sigmoid on {width} scores per row (a multi-label head) is not supported yet",
-                          hint="score one label at a time (one score column, its 0/1 target), or drop --head for a softmax")
+        return "multilabel", "--head sigmoid"
     return "softmax", "default"
 
 
