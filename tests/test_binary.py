@@ -183,7 +183,7 @@ def test_head_options(tmp_path):
     # a softmax over one class: loss 0 whatever the model, and XE112 fails check
     result = runner.invoke(app, ["check", *map(str, _npy(tmp_path, z[:, None], np.ones(3))), "--head", "softmax"])
     assert result.exit_code == 1 and "XE112" in result.stdout
-    for option in (["--like", "torch"], ["--compare-frameworks"], ["--class-weights", "1,2"], ["--epsilon", "1e-7"]):
+    for option in (["--class-weights", "1,2"], ["--epsilon", "1e-7"]):
         result = runner.invoke(app, ["score", *map(str, args), *option])
         assert result.exit_code == 2 and "binary" in result.stderr, option
 
@@ -309,7 +309,7 @@ def test_multilabel_values_out_of_range_fail_check(tmp_path, case, code):
     assert doc["summary"]["nonfinite"] == 1
 
 
-@pytest.mark.parametrize("option", [["--calibration"], ["--confusions", "3"], ["--like", "torch"], ["--temperature-scan"]])
+@pytest.mark.parametrize("option", [["--calibration"], ["--confusions", "3"], ["--epsilon", "1e-7"], ["--temperature-scan"]])
 def test_multilabel_refuses_what_it_cannot_compute(tmp_path, option):
     _, _, args = _multilabel(tmp_path, n=10)
     result = runner.invoke(app, ["score", *map(str, args), *option])
@@ -319,3 +319,87 @@ def test_multilabel_refuses_what_it_cannot_compute(tmp_path, option):
 def test_multilabel_needs_rows_of_targets(tmp_path):
     result = runner.invoke(app, ["score", *map(str, _npy(tmp_path, np.zeros((4, 3)), np.array([0, 1, 2, 1]), "ml")), "--head", "sigmoid"])
     assert result.exit_code == 2 and "one target per label" in result.stderr
+
+
+# ---- what each framework reports on a sigmoid head (--like, --compare-frameworks) -------------------
+
+Z4 = np.array([[2.5, -1.0, 0.3], [-4.0, 0.0, 7.5], [0.8, 3.3, -2.2], [12.0, -9.0, 0.1]], np.float32)
+T4 = np.array([[1, 0, 1], [0, 1, 1], [0.25, 1, 0], [1, 0, 0.6]], np.float32)
+
+
+def like(*args) -> dict:
+    return score(*args)["like"]
+
+
+@pytest.mark.parametrize("option, want", [
+    # PyTorch 2.13.0 (CPU, float32): F.binary_cross_entropy_with_logits(Z4, T4) and with its options, recorded once
+    ([], 0.28794047236442566),
+    (["--pos-weight", "2,0.5,3"], 0.42878052592277527),
+    (["--class-weights", "1,2,0.5"], 0.3188202679157257),
+])
+def test_torch_multilabel(tmp_path, option, want):
+    doc = like(*_npy(tmp_path, Z4, T4, "ml"), "--head", "sigmoid", "--like", "torch", *option)
+    assert doc["loss"] == pytest.approx(want, rel=1e-6)
+    assert doc["name"] == "PyTorch F.binary_cross_entropy(_with_logits)" and doc["reduction"] == "mean"
+
+
+def test_torch_and_optax_and_sklearn_binary(tmp_path):
+    args = _npy(tmp_path, Z4[:, 0], np.array([1, 0, 0, 1]))
+    # PyTorch 2.13.0: F.binary_cross_entropy_with_logits(Z4[:, 0], [1, 0, 0, 1]) = 0.31703659892082214 (float32)
+    assert like(*args, "--like", "torch")["loss"] == pytest.approx(0.31703659892082214, rel=1e-6)
+    # scikit-learn 1.9.1: log_loss([1, 0, 0, 1], σ(Z4[:, 0]) in float64) = 0.3170366201441879
+    assert like(*args, "--like", "sklearn")["loss"] == pytest.approx(0.3170366201441879, rel=1e-12)
+    # optax 0.2.8 (JAX 0.10.2, CPU): jnp.mean(optax.sigmoid_binary_cross_entropy(Z4, T4)) = 0.28794050216674805
+    assert like(*_npy(tmp_path, Z4, T4, "ml"), "--head", "sigmoid", "--like", "optax")["loss"] == pytest.approx(0.28794050216674805, rel=1e-6)
+
+
+def test_torch_probabilities_clamp_the_logs_at_minus_100(tmp_path):
+    # PyTorch 2.13.0: F.binary_cross_entropy([[0.9, 0, 1], [1e-8, 0.5, 0.999]] (float64), [[1, 1, 0], [0, 1, 1]]) = 33.4665847010919
+    p = np.array([[0.9, 0.0, 1.0], [1e-8, 0.5, 0.999]])
+    t = np.array([[1, 1, 0], [0, 1, 1]], np.float64)
+    args = _npy(tmp_path, p, t, "probs") + ["--head", "sigmoid"]
+    assert like(*args, "--like", "torch")["loss"] == pytest.approx(33.4665847010919, rel=1e-12)
+    # scikit-learn 1.9.1: log_loss(t, p) = 18.421580792834256 — multilabel-indicator targets: −Σ t·log clip(p), the
+    # negative labels cost nothing there
+    assert like(*args, "--like", "sklearn")["loss"] == pytest.approx(18.421580792834256, rel=1e-12)
+    assert score(*args)["summary"]["nonfinite"] == 1  # the true loss: log 0 on the wrong side is infinite
+
+
+def test_keras_binary_crossentropy_rules(tmp_path):
+    """keras/src/losses/losses.py binary_crossentropy: t·(1 − ε) + ε/2, then the mean over the last axis of
+    ops.binary_crossentropy — on the TensorFlow backend (keras/src/backend/tensorflow/nn.py)
+    tf.nn.sigmoid_cross_entropy_with_logits for logits, clip(p, 1e-7, 1 − 1e-7) then −(t·log p + (1 − t)·log(1 − p))
+    for probabilities — in float32; sum_over_batch_size divides Σ value·weight by the rows."""
+    p = np.array([[0.9, 0.0], [1.0, 0.5]])
+    t = np.array([[1, 1], [0, 1]], np.float64)
+    args = _npy(tmp_path, p, t, "probs") + ["--head", "sigmoid"]
+    p32 = np.clip(p.astype(np.float32), np.float32(1e-7), np.float32(1 - 1e-7))
+    t32 = t.astype(np.float32) * np.float32(0.9) + np.float32(0.05)
+    per = (-(t32 * np.log(p32) + (1 - t32) * np.log(1 - p32))).mean(axis=1, dtype=np.float32)
+    doc = like(*args, "--like", "keras", "--label-smoothing", "0.1")
+    assert doc["loss"] == pytest.approx(float(per.mean()), rel=1e-6) and doc["reduction"] == "sum_over_batch_size"
+    # the same clip makes p = 0 on a positive target cost about −0.95·log(1e-7) = 15.3, not infinity
+    assert doc["per_reduction"]["sum"] == pytest.approx(float(per.sum()), rel=1e-6) and per[0] > 7
+
+
+def test_tf_sigmoid_cross_entropy_with_logits(tmp_path):
+    """tf.nn.sigmoid_cross_entropy_with_logits: max(x, 0) − x·z + log(1 + exp(−|x|)) (its documented stable form)."""
+    doc = like(*_npy(tmp_path, Z4, T4, "ml"), "--head", "sigmoid", "--like", "tf")
+    assert doc["loss"] == pytest.approx(float(_bce(Z4.astype(np.float64), T4.astype(np.float64)).mean()), rel=1e-6)
+
+
+def test_sklearn_for_softmax_heads(tmp_path):
+    # scikit-learn 1.9.1: log_loss([0, 0, 1], softmax([[2, 1, −1], [0, 0, 30], [5, −5, 0]]), labels=[0, 1, 2]) = 13.451924220105164
+    z = np.array([[2.0, 1.0, -1.0], [0.0, 0.0, 30.0], [5.0, -5.0, 0.0]])
+    assert like(*_npy(tmp_path, z, np.array([0, 0, 1]), "s"), "--like", "sklearn")["loss"] == pytest.approx(13.451924220105164, rel=1e-12)
+    # the issue's case: log_loss([1, 0], [[1, 0], [1, 0]] as the columns [1 − p, p] with p = 0) = 18.021826694558577
+    probs = np.array([[1.0, 0.0], [1.0, 0.0]])
+    assert like(*_npy(tmp_path, probs, np.array([1, 0]), "probs"), "--like", "sklearn")["loss"] == pytest.approx(18.021826694558577, rel=1e-12)
+
+
+def test_compare_frameworks_on_a_sigmoid_head(tmp_path):
+    args = _npy(tmp_path, Z4, np.where(np.arange(12).reshape(4, 3) == 5, -100, (T4 >= 0.5)), "ml") + ["--head", "sigmoid"]
+    doc = score(*args, "--compare-frameworks")
+    names = [f["framework"] for f in doc["compare"]["frameworks"]]
+    assert names == ["torch", "keras", "tf", "optax"]
+    assert any("has an ignore index" in line for line in doc["compare"]["explanations"])

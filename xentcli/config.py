@@ -17,7 +17,7 @@ FileFormat = Literal["parquet", "arrow", "csv", "npy", "npz"]
 DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
 DEFAULT_THREADS = os.cpu_count() or 1
 
-FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax")  # --like choices
+FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax", "sklearn")  # --like choices
 COMPARED = ("torch", "keras", "tf", "optax")  # --compare-frameworks
 KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
 

@@ -29,6 +29,7 @@ from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, brier_scores, sample_stats
 from xentcli.report import Report
 from xentcli.frameworks import FrameworkSummary, framework_terms
+from xentcli.frameworks_sigmoid import sigmoid_terms
 from xentcli.loss import ChunkContext, RowTerms, truth, weighted_terms
 from xentcli.sources import Chunk, InputDescription, Source
 from xentcli.tally import tally
@@ -140,9 +141,12 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     if config.diagnostics:
         result.findings = diagnose_chunk(view, counts)
     for framework in options.frameworks:
-        fw_terms = framework_terms(framework, base, ctx)
+        if binary is not None:  # a sigmoid head: the frameworks' binary cross-entropy, on the scores as stored
+            fw_terms = sigmoid_terms(framework, binary.raw, binary.kind, binary.targets, options, chunk.weights)
+        else:
+            fw_terms = framework_terms(framework, base, ctx)
         result.framework_values[framework] = fw_terms.values
-        result.frameworks[framework] = FrameworkSummary(framework)
+        result.frameworks[framework] = FrameworkSummary(framework, sigmoid=binary is not None)
         result.frameworks[framework].update(fw_terms)
     return result
 
@@ -191,7 +195,7 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         raise OptionError(f"--threshold must lie in [0, 1], not {config.threshold}")
     if info.head != "softmax":
         elementwise = info.head == "multilabel" or options.pos_weight is not None or options.class_weights is not None
-        asked = (("--like", options.like), ("--compare-frameworks", options.compare), ("--epsilon", options.epsilon),
+        asked = (("--epsilon", options.epsilon),
                  ("--temperature-scan", config.temperature_scan and elementwise),
                  ("--calibration", config.calibration and info.head == "multilabel"),
                  ("--confusions", config.confusions and info.head == "multilabel"))
@@ -238,7 +242,7 @@ class Pass:
             )
         self.top_k = max(1, min(config.top_k, info.num_classes))
         self.total = LossSummary(info.num_classes, self.top_k, config.worst, keyed_clusters=config.source.group_col is not None)
-        self.frameworks = {name: FrameworkSummary(name) for name in config.loss.frameworks}
+        self.frameworks = {name: FrameworkSummary(name, sigmoid=info.head != "softmax") for name in config.loss.frameworks}
         self.sequences = SequenceTotals()
         self.findings: dict[str, Finding] = {}
 

@@ -22,6 +22,16 @@ FRAMEWORK_NAMES = {
     "keras-torch": "Keras 3 (PyTorch backend)",
     "tf": "tf.nn.*softmax_cross_entropy_with_logits",
     "optax": "optax softmax_cross_entropy*",
+    "sklearn": "scikit-learn log_loss",
+}
+SIGMOID_NAMES = {
+    "torch": "PyTorch F.binary_cross_entropy(_with_logits)",
+    "keras": "Keras 3 BinaryCrossentropy (TensorFlow backend)",
+    "keras-jax": "Keras 3 BinaryCrossentropy (JAX backend)",
+    "keras-torch": "Keras 3 BinaryCrossentropy (PyTorch backend)",
+    "tf": "tf.nn.sigmoid_cross_entropy_with_logits",
+    "optax": "optax sigmoid_binary_cross_entropy",
+    "sklearn": "scikit-learn log_loss",
 }
 SHORT_NAMES = {
     "torch": "PyTorch",
@@ -30,6 +40,7 @@ SHORT_NAMES = {
     "keras-torch": "Keras (torch)",
     "tf": "tf.nn",
     "optax": "optax",
+    "sklearn": "sklearn",
 }
 # The reduction each framework applies by default (what its training loop prints).
 DEFAULT_REDUCTION = {
@@ -39,6 +50,7 @@ DEFAULT_REDUCTION = {
     "keras-torch": "sum_over_batch_size",
     "tf": "mean",
     "optax": "mean",
+    "sklearn": "mean",
 }
 
 
@@ -221,7 +233,55 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
         return _keras(stats, ctx, {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}[framework])
     if framework == "tf":
         return _tf(stats, ctx)
+    if framework == "sklearn":
+        return _sklearn(ctx)
     return _optax(stats, ctx)
+
+
+def _sklearn(ctx: ChunkContext) -> RowTerms:
+    """sklearn.metrics.log_loss(y, p, labels=range(C)) (scikit-learn 1.9): probabilities (softmax(z)
+    in float64 for logits, as stored for probabilities) clipped to [eps, 1 − eps], eps the machine
+    epsilon of their dtype, not renormalised; −Σ_c xlogy(t_c, p_c) per row, averaged (sample
+    weights applied). It raises on probabilities outside [0, 1] and on labels outside range(C), the
+    ignore index included."""
+    options = ctx.options
+    terms = RowTerms(np.empty(ctx.scores.shape[0]))
+    if options.label_smoothing or options.class_weights:
+        terms.notes.append("log_loss takes no label smoothing or class weights: not applied")
+    if ctx.kind == "probs":
+        p = ctx.scores
+    else:
+        z = ctx.scores.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            shifted = z - z.max(axis=1, keepdims=True)
+            p = np.exp(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))) if ctx.kind == "logits" else np.exp(z)
+    eps = np.finfo(p.dtype).eps
+    n, c = p.shape
+    with np.errstate(invalid="ignore"):
+        bad_p = ~((p >= 0) & (p <= 1)).all(axis=1)
+    if ctx.targets is not None:
+        t = ctx.targets.astype(np.float64)
+        bad_t = np.zeros(n, bool)
+    else:
+        labels = np.asarray(ctx.labels)
+        whole = labels.astype(np.float64) if labels.dtype.kind in "biuf" else np.full(n, np.nan)
+        bad_t = ~((whole >= 0) & (whole < c) & (whole == np.round(whole)))
+        t = np.zeros((n, c))
+        t[np.flatnonzero(~bad_t), whole[~bad_t].astype(np.int64)] = 1.0
+    if bad_p.any():
+        terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
+    elif bad_t.any():
+        terms.errors.append("ValueError: y_true contains labels not in labels")
+    bad = bad_p | bad_t
+    terms.error_rows = int(bad.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = -np.where(t > 0, t * np.log(np.clip(p, eps, 1 - eps)), 0.0).sum(axis=1).astype(np.float64)
+    values[bad] = np.nan
+    weight = np.ones(n) if ctx.sample_weights is None else ctx.sample_weights.astype(np.float64)
+    terms.values = values
+    terms.num = {"mean": row_sum(values * weight, ~bad), "sum": row_sum(values * weight, ~bad)}
+    terms.den = {"mean": row_sum(weight, ~bad), "sum": None}
+    return terms
 
 
 @dataclass
@@ -229,6 +289,7 @@ class FrameworkSummary:
     """Mergeable sums of one framework's reductions over all chunks."""
 
     framework: str
+    sigmoid: bool = False  # a sigmoid head's binary cross-entropy (frameworks_sigmoid.py)
     num: dict[str, float] = field(default_factory=dict)
     den: dict[str, float | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -266,7 +327,7 @@ class FrameworkSummary:
         default = DEFAULT_REDUCTION[self.framework]
         return {
             "framework": self.framework,
-            "name": FRAMEWORK_NAMES[self.framework],
+            "name": (SIGMOID_NAMES if self.sigmoid else FRAMEWORK_NAMES)[self.framework],
             "short_name": SHORT_NAMES[self.framework],
             "reduction": default,
             "loss": reductions.get(default, math.nan),

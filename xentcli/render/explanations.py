@@ -15,6 +15,8 @@ def _differs(a: float | None, b: float | None) -> bool:
 
 def explain_differences(report: Report) -> list[str]:
     """One sentence per rule that makes a framework's default number differ from the true loss."""
+    if report.input.head != "softmax":
+        return _sigmoid_differences(report)
     summary, options, info = report.summary, report.loss, report.input
     documents = {doc["framework"]: doc for doc in report.compare}
     truth_loss = summary["loss_mean"]
@@ -79,4 +81,39 @@ def explain_differences(report: Report) -> list[str]:
         )
     if not lines and not any(_differs(doc["loss"], truth_loss) for doc in documents.values()):
         lines.append("Every framework's default number equals the true loss (to 1e-6).")
+    return lines
+
+
+def _sigmoid_differences(report: Report) -> list[str]:
+    """The same for a sigmoid head's binary cross-entropy (frameworks_sigmoid.py has the rules)."""
+    summary, options, info = report.summary, report.loss, report.input
+    documents = {doc["framework"]: doc for doc in report.compare}
+    lines = []
+    if summary["ignored"] or any("no ignore index" in note for doc in documents.values() for note in doc["notes"]):
+        lines.append(f"Targets {options.ignore_index}: xent leaves them out; no framework's binary cross-entropy has an "
+                     "ignore index, so there they are scored as numbers (a mask or where= leaves them out).")
+    for doc in documents.values():
+        for error in doc["errors"]:
+            lines.append(f"{doc['name']} would raise {error}; the {doc['error_rows']:,} rows it rejects are left out of its numbers here.")
+    if options.pos_weight is not None:
+        lines.append("pos_weight: PyTorch's BCEWithLogitsLoss applies it (its BCELoss on probabilities does not); Keras, tf.nn, "
+                     "optax and scikit-learn take none.")
+    if options.class_weights is not None:
+        lines.append("Per-label weights: PyTorch multiplies each label's loss and still divides by the elements; the others take none.")
+    if info.weights is not None:
+        lines.append("Sample weights: Keras (sum_over_batch_size divides by the rows) and scikit-learn (a weighted average) "
+                     "apply them; PyTorch, tf.nn and optax do not.")
+    if options.label_smoothing:
+        lines.append(f"Label smoothing {options.label_smoothing:g}: only Keras smooths (t·(1 − ε) + ε/2); PyTorch, tf.nn, optax "
+                     "and scikit-learn score the targets as they are.")
+    if info.input_kind != "logits" and documents:
+        lines.append("Probabilities: Keras clips them to [1e-7, 1 − 1e-7] in float32, PyTorch clamps each log at −100, "
+                     "scikit-learn clips at its dtype's epsilon; tf.nn and optax take logits (here logit(p)).")
+    if info.head == "multilabel" and "sklearn" in documents:
+        lines.append("scikit-learn's log_loss reads multi-label targets as classes: it sums −log p over the positive labels only.")
+    truth_loss = summary["loss_mean"]
+    if not lines and not any(_differs(doc["loss"], truth_loss) for doc in documents.values()):
+        lines.append("Every framework's default number equals the true loss (to 1e-6).")
+    elif not lines:
+        lines.append("Keras computes in float32 whatever the dtype: its number differs in the digits float32 cannot hold.")
     return lines

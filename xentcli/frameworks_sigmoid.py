@@ -1,0 +1,180 @@
+"""What each framework's binary cross-entropy reports on a sigmoid head's chunk (binary: K = 1,
+multi-label: K labels), per row and as additive sums per reduction — the sigmoid counterpart of
+frameworks.py. Each rule is read from the framework's source and, for PyTorch, checked by running
+it (tests/test_binary.py records the numbers):
+
+- torch: `binary_cross_entropy_with_logits` (logits; `pos_weight`, `weight`) = (1 − t)·z +
+  (1 + (W − 1)·t)·(log1p(exp(−|z|)) + max(−z, 0)), and `binary_cross_entropy` (probabilities) =
+  −w·(t·max(log p, −100) + (1 − t)·max(log1p(−p), −100)), raising on p or t outside [0, 1]; in the
+  scores' dtype; mean over all elements, sum. No ignore index: a target of −100 is a number there.
+- keras: `BinaryCrossentropy(from_logits=…)` in float32 (Keras' floatx) whatever the dtype:
+  probabilities clipped to [1e-7, 1 − 1e-7]; label smoothing t·(1 − ε) + ε/2; the per-sample value
+  is the mean over the labels; sum_over_batch_size = Σ value·weight / rows.
+- tf: `tf.nn.sigmoid_cross_entropy_with_logits` (elementwise; its plain mean), on logit(p) for
+  probabilities. optax: `sigmoid_binary_cross_entropy` (−t·log_sigmoid(z) − (1 − t)·log_sigmoid(−z);
+  its plain mean). Both in the scores' dtype.
+- sklearn: `log_loss` (scikit-learn 1.9): probabilities (σ(z) in float64 for logits) clipped to
+  [eps, 1 − eps], eps the machine epsilon of their dtype, −Σ_k xlogy(t_k, p_k) per row — for a
+  binary head the two columns [1 − p, p], for a multi-label one only the positive terms (its
+  multilabel-indicator targets are one-hot classes to it) — averaged over rows (sample weights
+  applied); it raises on probabilities outside [0, 1] and on targets that are not class labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from xentcli.config import KERAS_EPSILON, LossOptions
+from xentcli.loss import RowTerms, row_sum
+
+
+def _softplus(x: npt.NDArray) -> npt.NDArray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _logits(x: npt.NDArray, kind: str) -> npt.NDArray:
+    """The scores as logits (probabilities and log-probabilities: logit(p)), in their dtype."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "logits":
+            return x
+        if kind == "probs":
+            return np.log(x) - np.log1p(-x)
+        return x - np.log(-np.expm1(x))
+
+
+def _probabilities(x: npt.NDArray, kind: str) -> npt.NDArray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "logits":
+            return 1.0 / (1.0 + np.exp(-x))
+        return x if kind == "probs" else np.exp(x)
+
+
+def _elementwise(values: npt.NDArray[np.float64], n: int, k: int, terms: RowTerms) -> RowTerms:
+    """A framework that reduces over all elements: its per-row value is the row's mean; the rows
+    it would reject (NaN: an error) are left out of its sums, as for a softmax."""
+    terms.values = values.mean(axis=1)
+    rejected = np.isnan(terms.values) if terms.errors else np.zeros(n, bool)
+    total = float(values[~rejected].sum())
+    terms.num = {"mean": total, "sum": total}
+    terms.den = {"mean": float((n - int(rejected.sum())) * k), "sum": None}
+    return terms
+
+
+def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
+    n, k = x.shape
+    terms = RowTerms(np.empty(n))
+    if options.label_smoothing:
+        terms.notes.append("BCEWithLogitsLoss has no label smoothing: it is not applied")
+    if weights is not None:
+        terms.notes.append("BCEWithLogitsLoss takes no per-sample weights here: they are not applied")
+    if options.ignore_index is not None and (t == options.ignore_index).any():
+        terms.notes.append(f"binary cross-entropy has no ignore index: targets {options.ignore_index} are scored as numbers")
+    target = t.astype(x.dtype)
+    w = None if options.class_weights is None else np.asarray(options.class_weights, x.dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if kind == "probs":  # F.binary_cross_entropy: the logs clamped at −100
+            if options.pos_weight is not None:
+                terms.notes.append("BCELoss (probabilities) has no pos_weight: it is not applied")
+            outside = ~((x >= 0) & (x <= 1)) | ~((target >= 0) & (target <= 1))
+            if outside.any():
+                terms.errors.append("RuntimeError: all elements of input should be between 0 and 1" if (~((x >= 0) & (x <= 1))).any()
+                                    else "RuntimeError: all elements of target should be between 0 and 1")
+                terms.error_rows = int(outside.any(axis=1).sum())
+            values = -(target * np.maximum(np.log(x), -100) + (1 - target) * np.maximum(np.log1p(-x), -100))
+            values[outside] = np.nan
+        else:  # F.binary_cross_entropy_with_logits (log-probabilities as their logits)
+            z = _logits(x, kind)
+            pw = 1 if options.pos_weight is None else np.asarray(options.pos_weight, x.dtype)
+            values = (1 - target) * z + (1 + (pw - 1) * target) * (np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0))
+        if w is not None:
+            values = values * w
+    return _elementwise(values.astype(np.float64), n, k, terms)
+
+
+def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
+    n, k = x.shape
+    terms = RowTerms(np.empty(n))
+    if options.pos_weight is not None or options.class_weights is not None:
+        terms.notes.append("BinaryCrossentropy takes no pos_weight or per-label weights: they are not applied")
+    x32, target = x.astype(np.float32), t.astype(np.float32)
+    eps = options.label_smoothing
+    if eps:
+        target = target * np.float32(1 - eps) + np.float32(0.5 * eps)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if kind == "logits":  # tf.nn.sigmoid_cross_entropy_with_logits, in float32
+            values = np.maximum(x32, 0) - x32 * target + np.log1p(np.exp(-np.abs(x32)))
+        else:
+            p = np.clip(x32 if kind == "probs" else np.exp(x32), np.float32(KERAS_EPSILON), np.float32(1 - KERAS_EPSILON))
+            values = -(target * np.log(p) + (1 - target) * np.log(1 - p))
+    per_sample = values.mean(axis=1, dtype=np.float32).astype(np.float64)
+    weight = np.ones(n) if weights is None else weights.astype(np.float64)
+    weighted = per_sample * weight if weights is not None else per_sample
+    terms.values = weighted
+    total = float(weighted.sum())
+    terms.num = {"sum": total, "sum_over_batch_size": total, "mean_with_sample_weight": total}
+    terms.den = {"sum": None, "sum_over_batch_size": float(n), "mean_with_sample_weight": float(weight.sum())}
+    return terms
+
+
+def _tf_optax(framework: str, x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
+    n, k = x.shape
+    terms = RowTerms(np.empty(n))
+    if options.label_smoothing or options.pos_weight is not None or options.class_weights is not None or weights is not None:
+        terms.notes.append(f"{'tf.nn.sigmoid_cross_entropy_with_logits' if framework == 'tf' else 'optax.sigmoid_binary_cross_entropy'} "
+                           "takes no weights or label smoothing: not applied")
+    if kind != "logits":
+        terms.notes.append("it takes logits: scored on logit(p)")
+    z, target = _logits(x, kind), t.astype(x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if framework == "tf":
+            values = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+        else:  # −t·log_sigmoid(z) − (1 − t)·log_sigmoid(−z), log_sigmoid(z) = −softplus(−z)
+            values = target * _softplus(-z) + (1 - target) * _softplus(z)
+    return _elementwise(values.astype(np.float64), n, k, terms)
+
+
+def _sklearn(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
+    n, k = x.shape
+    terms = RowTerms(np.empty(n))
+    p = _probabilities(x.astype(np.float64) if kind != "probs" else x, kind)
+    eps = np.finfo(p.dtype).eps
+    if options.label_smoothing or options.pos_weight is not None or options.class_weights is not None:
+        terms.notes.append("log_loss takes no label smoothing or class weights: not applied")
+    bad_p = ~((p >= 0) & (p <= 1))
+    bad_t = ~np.isin(t, (0.0, 1.0))
+    if bad_p.any():
+        terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
+    elif bad_t.any():
+        terms.errors.append("ValueError: Unknown label type: continuous" if k == 1 else "ValueError: y_true holds values other than 0 and 1")
+    terms.error_rows = int((bad_p | bad_t).any(axis=1).sum())
+    clipped = np.clip(p, eps, 1 - eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if k == 1:  # the columns [1 − p, p]
+            values = -(np.where(t == 1, np.log(clipped), 0.0) + np.where(t == 0, np.log(np.clip(1 - p, eps, 1 - eps)), 0.0)).sum(axis=1)
+        else:  # multilabel-indicator targets: −Σ_k t_k log p_k, the negative labels cost nothing
+            values = -np.where(t == 1, np.log(clipped), 0.0).sum(axis=1)
+    values = values.astype(np.float64)
+    values[(bad_p | bad_t).any(axis=1)] = np.nan
+    used = ~np.isnan(values)
+    weight = np.ones(n) if weights is None else weights.astype(np.float64)
+    terms.values = values
+    terms.num = {"mean": row_sum(values * weight, used), "sum": row_sum(values * weight, used)}
+    terms.den = {"mean": row_sum(weight, used), "sum": None}
+    return terms
+
+
+def sigmoid_terms(framework: str, raw: npt.NDArray, kind: str, targets: npt.NDArray, options: LossOptions,
+                  weights: npt.NDArray | None) -> RowTerms:
+    """What `framework` reports on a sigmoid head's chunk: scores as stored and targets as numbers,
+    [n] or [n, K]."""
+    x = raw.reshape(len(raw), -1)
+    t = np.asarray(targets, np.float64).reshape(x.shape)
+    if framework == "torch":
+        return _torch(x, kind, t, options, weights)
+    if framework.startswith("keras"):
+        return _keras(x, kind, t, options, weights)
+    if framework == "sklearn":
+        return _sklearn(x, kind, t, options, weights)
+    return _tf_optax(framework, x, kind, t, options, weights)
