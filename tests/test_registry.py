@@ -80,6 +80,8 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
             t = (z > 0).astype(np.float64)
             t[5, 1] = -1.0
             return _npy(folder, z, t, "--head", "sigmoid")
+        elif code == "XE116":  # a sigmoid head's logits written as two classes
+            return _npy(folder, np.stack([np.zeros(N), z[:, 0]], axis=1), y % 2)
         elif code == "XE201":
             y[5] = C
         elif code == "XE202":
@@ -175,7 +177,7 @@ ALSO = {"XE101": {"XE401"}, "XE102": {"XE401"}, "XE108": {"XE401"}, "XE201": {"X
         "XE203": {"XE401"}, "XE204": {"XE401"}, "XE206": {"XE207"}, "XE401": {"XE101"}, "XE403": {"XE107", "XE209", "XE104", "XE402"},
         "XE404": {"XE402"}, "XE104": set(), "XE110": {"XE402", "XE404"}, "XE105": {"XE401", "XE402", "XE404"},
         "XE209": {"XE402"}, "XE505": {"XE101", "XE401"}, "XE601": {"XE402", "XE404", "XE103"},
-        "XE603": {"XE108", "XE401", "XE404", "XE402", "XE602"}, "XE113": {"XE401", "XE402", "XE404"}, "XE114": {"XE403"}, "XE115": {"XE401"}}
+        "XE603": {"XE108", "XE401", "XE404", "XE402", "XE602"}, "XE113": {"XE401", "XE402", "XE404"}, "XE114": {"XE403"}, "XE115": {"XE401"}, "XE116": {"XE402"}}
 ALSO["XE202"] = ALSO["XE202"] | {"XE402"}
 INFO = {code for code, rule in RULES.items() if rule.severity == "info"}
 

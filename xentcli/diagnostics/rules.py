@@ -284,6 +284,25 @@ declare(Rule(
     chunk=_sigmoid_targets,
 ))
 
+
+def _two_class_sigmoid(m: RowMasks) -> Finding | None:
+    if m.view.binary is not None or m.view.num_classes != 2 or m.view.kind != "logits":
+        return None
+    z = m.view.scores
+    rows = np.isfinite(z).all(axis=1) & ((z[:, 0] == 0) | (z[:, 0] == -z[:, 1]))
+    return Finding.of("XE116", rows, count=int(np.count_nonzero(rows)))
+
+
+declare(Rule(
+    "XE116", "two-class-sigmoid", "info", "Two-class logits [0, z] or [−z/2, z/2] in every row: a sigmoid head written as a softmax.",
+    "softmax([0, z]) = [1 − σ(z), σ(z)]: the loss is the binary cross-entropy of the logit z (of z for [−z/2, z/2]), and xent's numbers are that head's.",
+    "Nothing to fix; dumping the one logit z per row halves the file, and xent reads it as a binary head.",
+    "logits [[0, 2.3], [0, −1.1]] → a sigmoid head with logits 2.3 and −1.1.",
+    hint="harmless: one logit per row (z) halves the dump; xent reads it as a binary head",
+    message=lambda f, t: "every row's two logits are [0, z] or [−z/2, z/2]: a sigmoid head written as a two-class softmax",
+    chunk=_two_class_sigmoid, with_examples=False, show=lambda f, t: f.rows == t.rows,
+))
+
 # ---- targets --------------------------------------------------------------------------------
 declare(Rule(
     "XE201", "label-out-of-range", "error", "Integer labels below 0 (other than the ignore index) or at least C.",
