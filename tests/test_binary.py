@@ -403,3 +403,14 @@ def test_compare_frameworks_on_a_sigmoid_head(tmp_path):
     names = [f["framework"] for f in doc["compare"]["frameworks"]]
     assert names == ["torch", "keras", "tf", "optax"]
     assert any("has an ignore index" in line for line in doc["compare"]["explanations"])
+
+
+def test_float32_multilabel_keeps_the_accuracy_guarantee(tmp_path):
+    """float32 scores are scored in float32: each row's loss within max(1e-6, 1e-6·|loss|) of float64."""
+    rng = np.random.default_rng(12)
+    z = (rng.normal(size=(500, 7)) * 20).astype(np.float32)
+    z[0] = [1e4, -1e4, 3e38, -3e38, 0.0, 1e-8, 88.0]
+    t = (rng.random((500, 7)) < 0.5).astype(np.float32)
+    rows = per_sample(tmp_path, *_npy(tmp_path, z, t, "ml"), "--head", "sigmoid")
+    want = _bce(z.astype(np.float64), t.astype(np.float64)).mean(axis=1)
+    assert np.all(np.abs(rows["loss"] - want) <= np.maximum(1e-6, 1e-6 * np.abs(want)))

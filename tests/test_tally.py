@@ -178,3 +178,34 @@ def test_ranked_examples_hold_as_many_rows_as_diagnostics_show():
     from xentcli.diagnostics import MAX_EXAMPLES
 
     assert native.EXAMPLES == MAX_EXAMPLES
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs", "log-probs"])
+def test_c_tally_equals_numpy_tally_on_a_binary_head(kind, monkeypatch):
+    """A binary head's two-class view: the C tally, which knows no heads, drops the softmax-only rules."""
+    from dataclasses import replace
+
+    from xentcli.binary import binary_stats, two_class
+    from xentcli.sources import Chunk
+
+    require_c_extension()
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=500) * 6
+    z[:3] = [np.nan, 200.0, -200.0]
+    z[3:40] = 0.5  # constant values: no XE107 for a binary head
+    with np.errstate(invalid="ignore"):
+        raw = {"logits": z, "probs": 1 / (1 + np.exp(-z)), "log-probs": -np.logaddexp(0, -z)}[kind]
+    if kind == "probs":
+        raw[5:8] = [1.5, -0.2, 0.0]
+    labels = rng.integers(0, 2, 500).astype(np.float64)
+    labels[8:10] = [-100, 3]
+    chunk, view_kind, rows, _ = two_class(Chunk(0, raw[:, None], labels, None, None), kind, -100)
+    stats = sample_stats(chunk.scores, view_kind, labels=chunk.labels, extremes=True, detail=False)
+    ignored = chunk.labels == -100
+    stats = binary_stats(replace(stats, loss=np.where(ignored, np.nan, stats.loss)), rows, 0.5)
+    view = ChunkView(0, chunk.scores, None, None, stats, ignored, view_kind, 2, "float64", False, rows)
+    c_path, numpy_path = _both(view, monkeypatch=monkeypatch)
+    assert c_path.hits == numpy_path.hits and c_path.hits["XE107"] == 0
+    assert (c_path.counted, c_path.correct, c_path.loss_sum) == (numpy_path.counted, numpy_path.correct, pytest.approx(numpy_path.loss_sum, rel=1e-13))
+    np.testing.assert_array_equal(c_path.support, numpy_path.support)
+    np.testing.assert_array_equal(c_path.predicted, numpy_path.predicted)

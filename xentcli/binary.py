@@ -160,42 +160,46 @@ class ElementRows:
     loss: npt.NDArray[np.float64]  # the (weighted) element loss, NaN where not counted
 
 
-def _softplus(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """log(1 + e^x) = max(x, 0) + log1p(exp(−|x|)), exact for |x| up to float max."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-
-
 def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_weight: npt.NDArray | None,
                    class_weights: npt.NDArray | None) -> npt.NDArray[np.float64]:
     """ℓ = w·(W·t·(−log p) + (1 − t)·(−log(1 − p))) per element, with 0·∞ = 0: −log σ(z) = softplus(−z)
     and −log(1 − σ(z)) = softplus(z) for logits; −log p and −log1p(−p) for probabilities;
     −lp and −log(−expm1(lp)) for log-probabilities. W is PyTorch's pos_weight, w its weight."""
-    x = raw.astype(np.float64)
+    # float32 scores in float32 (numpy's exp and log1p are within an ulp: inside the 1e-6 guarantee),
+    # everything else in float64
+    x = raw if raw.dtype == np.float32 else raw.astype(np.float64)
+    t = t.astype(x.dtype, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if kind == "logits":
-            neg, pos = _softplus(-x), _softplus(x)
+        if kind == "logits":  # softplus(∓z) = max(∓z, 0) + log1p(exp(−|z|)): one exp and one log1p for both
+            shared = np.log1p(np.exp(-np.abs(x)))
+            neg, pos = np.maximum(-x, 0) + shared, np.maximum(x, 0) + shared
         elif kind == "probs":
             neg, pos = -np.log(x), -np.log1p(-x)
         else:
             neg, pos = -x, -np.log(-np.expm1(x))
         positive_part = t * neg if pos_weight is None else pos_weight * t * neg
-        loss = np.where(t == 0, 0.0, positive_part) + np.where(t == 1, 0.0, (1 - t) * pos)
+        negative_part = (1 - t) * pos
+        if not (np.isfinite(neg).all() and np.isfinite(pos).all()):  # 0·∞ = 0: a certain score costs nothing on its side
+            positive_part = np.where(t == 0, 0.0, positive_part)
+            negative_part = np.where(t == 1, 0.0, negative_part)
+        loss = positive_part + negative_part
         return loss if class_weights is None else class_weights * loss
 
 
 def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: int | None, smoothing: float,
-                  pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float
+                  pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float, detail: bool = True
                   ) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
     """A chunk of a sigmoid head scored element by element: the rows' statistics (a row's loss is
     the mean of its counted elements' losses; with K = 1 exactly the binary head's), the rows to
-    ignore (every element ignored), the rows as stored (for the diagnostics) and the elements."""
+    ignore (every element ignored), the rows as stored (for the diagnostics) and the elements
+    (their probabilities only with `detail` or K = 1: the per-sample output needs them)."""
     raw = scores
+    n, k = raw.shape
     t = np.asarray(targets, np.float64).reshape(raw.shape) if targets.dtype.kind in "biuf" else np.full(raw.shape, np.nan)
     with np.errstate(invalid="ignore"):
         # a masked (null, NaN) element of a multi-label row is left out, as the ignore index is; a
         # binary row's NaN target is no target (XE115)
-        ignored_el = (np.isnan(t) if raw.shape[1] > 1 else np.zeros(raw.shape, bool)) | ((t == ignore) if ignore is not None else False)
+        ignored_el = (np.isnan(t) if k > 1 else np.zeros(raw.shape, bool)) | ((t == ignore) if ignore is not None else False)
         bad_target = ~ignored_el & ~((t >= 0) & (t <= 1))
         if kind == "probs":
             outside = (raw < 0) | (raw > 1)
@@ -203,36 +207,38 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
             outside = raw > 0
         else:
             outside = np.zeros(raw.shape, bool)
+    left_out = ignored_el | bad_target
+    special = bool(left_out.any())  # the usual chunk has no such element: no masking passes
     smoothed = t * (1 - smoothing) + smoothing / 2 if smoothing else t
-    loss = element_losses(raw, kind, np.where(ignored_el | bad_target, 0.0, smoothed), pos_weight, class_weights)
-    loss[bad_target | outside] = np.nan  # no loss for them: XE113, XE115 say why
+    loss = element_losses(raw, kind, np.where(left_out, 0.0, smoothed) if special else smoothed, pos_weight, class_weights)
+    if special or outside.any():
+        loss[bad_target | outside] = np.nan  # no loss for them: XE113, XE115 say why
     scored = ~ignored_el
-    n_scored = scored.sum(axis=1)
+    n_scored = scored.sum(axis=1) if special else np.full(n, k)
     ignored = n_scored == 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        row_loss = np.where(scored, loss, 0.0).sum(axis=1) / n_scored
+        row_loss = (np.where(scored, loss, 0.0) if special else loss).sum(axis=1, dtype=np.float64) / n_scored
     row_loss[ignored] = np.nan
     positive = t >= 0.5
     rows = _rows_as_stored(raw, kind, t, outside, bad_target)
     pred = raw >= decision_cut(kind, threshold)
-    p = positive_probability(rows)
+    p = positive_probability(rows) if detail or k == 1 else np.empty((0, k))
     counted = scored & np.isfinite(loss)
-    elements = ElementRows(p, pred, positive, counted, np.where(counted, loss, np.nan))
-    right = (pred == positive) | ~scored
-    n, k = raw.shape
+    every = bool(counted.all())
+    elements = ElementRows(p, pred, positive, counted, loss if every else np.where(counted, loss, np.nan))
     if k == 1:  # a binary head: the row is its one element
         label, pred_row = positive[:, 0].astype(np.int64), pred[:, 0].astype(np.int64)
         p_true = np.where(label == 1, p[:, 0], 1.0 - p[:, 0])
         p_max = np.maximum(p[:, 0], 1.0 - p[:, 0])
     else:  # multi-label: right means an exact match (label 0, pred 0); p_true and p_max have no meaning
-        exact = right.all(axis=1)
+        right = pred == positive
+        exact = (right | ~scored).all(axis=1) if special else right.all(axis=1)
         label, pred_row = np.zeros(n, np.int64), np.where(exact, 0, 1).astype(np.int64)
         p_true = p_max = np.full(n, np.nan)
-    label_ok = ~ignored
     with np.errstate(invalid="ignore"):
         top, bottom = raw.max(axis=1).astype(np.float64), raw.min(axis=1).astype(np.float64)
     stats = SampleStats(
-        label=label, label_is_int=np.ones(n, bool), label_ok=label_ok, loss=row_loss, pred=pred_row, p_true=p_true,
+        label=label, label_is_int=np.ones(n, bool), label_ok=~ignored, loss=row_loss, pred=pred_row, p_true=p_true,
         rank=np.where(label == pred_row, 1, 2).astype(np.int64), p_max=p_max, score_max=top, score_min=bottom,
     )
     return stats, ignored, rows, elements

@@ -33,6 +33,8 @@ RANKED_CODES = tuple(code for code in RULE_CODES if RULES[code].ranked)
 # The C tally counts the same rules in the same order, or it is not used (a stale build).
 C_RULES_MATCH = native.tally_rules() == RULE_CODES
 KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
+# The tallied rules that never flag a sigmoid head's rows (the C tally knows no heads).
+SOFTMAX_ONLY = frozenset(code for code in RULE_CODES if RULES[code].softmax_only)
 # Up to this many classes the per-class sums are dense arrays (5 × 8 bytes a class, per chunk and in
 # the totals); above it they are kept for the classes seen only, so memory grows with the classes
 # that occur, never with a vocabulary of 2^27 (accumulate.PerClass).
@@ -94,7 +96,7 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
     `rules` the numpy path leaves the rule counts at 0 (the C path counts them anyway: free)."""
     stats = view.stats
     dense = view.num_classes <= DENSE_CLASS_LIMIT
-    if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size and view.binary is None:
+    if native.has_tally() and C_RULES_MATCH and stats.score_max is not None and stats.loss.size:
         rows = {"loss": stats.loss, "p_true": stats.p_true, "p_max": stats.p_max, "top": stats.score_max,
                 "bottom": stats.score_min, "log_norm": stats.log_norm, "label": stats.label, "pred": stats.pred,
                 "rank": stats.rank, "label_is_int": stats.label_is_int, "label_ok": stats.label_ok, "ignored": view.ignored}
@@ -102,10 +104,12 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
             rows, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
             log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
-            outlier=outlier_threshold(view.num_classes), confident=CONFIDENT,
+            outlier=outlier_threshold(view.num_classes, view.binary is not None), confident=CONFIDENT,
             not_log_probs_tolerance=not_log_probs_tolerance(view.score_dtype), codes=RULE_CODES,
             ranked_codes=RANKED_CODES,
         )
+        if view.binary is not None:  # a sigmoid head: the C tally knows no heads; these rules judge softmax rows only
+            fields["hits"] = {code: 0 if code in SOFTMAX_ONLY else count for code, count in fields["hits"].items()}
         return ChunkTally(**fields) if dense else ChunkTally(**{**fields, **sparse_class_sums(stats)})
     counts = _tally_numpy(view, top_k, sketch, rules, dense)
     return counts if dense else replace(counts, **sparse_class_sums(stats))

@@ -49,6 +49,7 @@ class Rule:
     mask: Callable[[Any], Any] | None = None
     applies: Callable[[Any], bool] | None = None  # looked for in this chunk at all (default: yes)
     with_examples: bool = True  # the finding lists example rows
+    softmax_only: bool = False  # a per-row rule about a softmax's rows: never flags a sigmoid head's (binary.py)
     tallied: bool = False
     trigger: str | None = None
     ranked: bool = False

@@ -37,11 +37,6 @@ def _kind(m: RowMasks, *kinds: str) -> bool:
     return m.view.kind in kinds
 
 
-def _softmax(m: RowMasks) -> bool:
-    """The scores are a softmax's (a binary head's are judged as stored: XE113, XE114)."""
-    return m.view.binary is None
-
-
 def _binary_hint(softmax: str, binary: str) -> Any:
     return lambda f, t: binary if t.info.head == "binary" else softmax
 
@@ -99,7 +94,7 @@ declare(Rule(
     "scores [0.7, 0.2, 0.1] read as logits → loss ≈ 0.77 even for a confident correct prediction.",
     hint="score with --input probs; in training, feed the logits before softmax to the loss",
     message=_rows_say("row lies", "rows lie", " in [0, 1] and sum to 1 although read as logits: they look like probabilities"),
-    mask=lambda m: m.finite & (m.bottom >= 0) & (m.top <= 1) if _kind(m, "logits") and _softmax(m) else None, tallied=True,
+    mask=lambda m: m.finite & (m.bottom >= 0) & (m.top <= 1) if _kind(m, "logits") else None, tallied=True, softmax_only=True,
     chunk=_probs_as_logits, show=lambda f, t: f.rows >= 0.5 * t.rows,
 ))
 declare(Rule(
@@ -121,7 +116,7 @@ declare(Rule(
     hint="harmless; --input log-probs reads them as such",
     message=lambda f, t: "every row's logsumexp is 0: the scores are log-probabilities",
     mask=lambda m: (m.finite & (np.abs(m.stats.log_norm) <= LOG_PROBS_TOLERANCE)
-                    if _kind(m, "logits") and m.stats.log_norm is not None else None), tallied=True,
+                    if _kind(m, "logits") and m.stats.log_norm is not None else None), tallied=True, softmax_only=True,
     with_examples=False, show=lambda f, t: f.rows == t.rows,
 ))
 declare(Rule(
@@ -131,7 +126,7 @@ declare(Rule(
     "scores [0, 0, 0, 0] → loss log 4 = 1.386.",
     hint="check for a dead head or unmasked padding",
     message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} all scores equal (loss = log {t.num_classes} = {_fmt(math.log(t.num_classes))})",
-    mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1) if _softmax(m) else None, tallied=True,
+    mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1), tallied=True, softmax_only=True,
 ))
 
 
@@ -188,7 +183,7 @@ declare(Rule(
     hint="score with --input logits, or apply log_softmax before dumping",
     message=_rows_say("row is", "rows are", " read as log-probabilities but their logsumexp is not 0: their losses mean nothing"),
     mask=lambda m: (~m.nan_rows & (m.top < np.inf) & ~(np.abs(m.stats.log_norm) <= m.log_probs_tolerance)
-                    if _kind(m, "log-probs") and m.stats.log_norm is not None and _softmax(m) else None), tallied=True,
+                    if _kind(m, "log-probs") and m.stats.log_norm is not None else None), tallied=True, softmax_only=True,
     columns=lambda m, rows: {"logsumexp": m.stats.log_norm, "label": m.shown_label, "loss": m.stats.loss},
 ))
 declare(Rule(
@@ -246,7 +241,10 @@ def _binary_unit_logits(m: RowMasks) -> Finding | None:
     if b is None or b.kind != "logits":
         return None
     low, high = b.low, b.high
-    rows = np.isfinite(low) & np.isfinite(high) & (low >= 0) & (high <= 1)
+    with np.errstate(invalid="ignore"):
+        if not (np.nanmin(low, initial=np.inf) >= 0 and np.nanmax(high, initial=-np.inf) <= 1):
+            return None  # a score outside [0, 1]: the rule, which needs every row, cannot be shown
+    rows = np.isfinite(low) & np.isfinite(high)
     finding = Finding.of("XE114", rows, count=int(np.count_nonzero(rows)))
     if finding is not None:  # their range: all equal scores are no evidence either way
         finding.fact("low", float(low[rows].min()), "min")
@@ -369,7 +367,8 @@ declare(Rule(
     "targets [[0, 1, 0], [1, 0, 0]] → labels [1, 0].",
     hint=lambda f, t: f"store integer labels instead: 1/{t.num_classes} of the memory",
     message=lambda f, t: "every dense target row is one-hot",
-    mask=lambda m: ((np.count_nonzero(m.view.targets == 1, axis=1) == 1) & (m.target_positives == 1)) if not m.sparse and _softmax(m) and m.view.num_classes > 1 else None,
+    mask=lambda m: ((np.count_nonzero(m.view.targets == 1, axis=1) == 1) & (m.target_positives == 1)) if not m.sparse and m.view.num_classes > 1 else None,
+    softmax_only=True,
     with_examples=False, show=lambda f, t: f.rows == t.rows, count=lambda f, t: t.rows,
 ))
 declare(Rule(

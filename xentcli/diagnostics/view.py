@@ -156,7 +156,8 @@ class RowMasks:
     def of(self, code: str) -> npt.NDArray[np.bool_]:
         """The rows rule `code` flags in this chunk: its record's mask (all False where the rule does
         not apply to this kind of input)."""
-        mask = RULES[code].mask
+        rule = RULES[code]
+        mask = None if rule.softmax_only and self.view.binary is not None else rule.mask
         with np.errstate(invalid="ignore", over="ignore"):
             rows = None if mask is None else mask(self)
         return np.zeros(self.stats.loss.size, dtype=bool) if rows is None else rows

@@ -84,8 +84,10 @@ class InputDescription:
 
     @property
     def bytes_per_row(self) -> int:
-        """Bytes of scores per row as computed: float64 stays 8 bytes, everything else becomes float32."""
-        return self.num_classes * (8 if "float64" in self.score_dtype else 4)
+        """Bytes of scores per row as computed: float64 stays 8 bytes, everything else becomes float32;
+        a multi-label head's rows also hold a target and about ten float64 temporaries per label."""
+        scores = self.num_classes * (8 if "float64" in self.score_dtype else 4)
+        return scores + self.num_classes * 88 if self.head == "multilabel" else scores
 
 
 def detect_format(path: str, override: str | None) -> str:
