@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
-FORMATS = ("npy", "parquet", "csv", "pair", "groups")
+FORMATS = ("npy", "parquet", "csv", "pair", "groups", "binary", "multilabel")
 DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
 CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
@@ -72,6 +72,10 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "candidate": folder / "candidate.npy"}
     if fmt in ("parquet", "csv"):
         return {"dump": folder / f"dump.{fmt}"}
+    if fmt == "binary":  # a binary sigmoid head: one float32 logit a row, uint8 labels
+        return {"logits": folder / "binary_logits.npy", "labels": folder / "binary_labels.npy"}
+    if fmt == "multilabel":  # the npy dump, and multi-hot float32 targets of its shape (--head sigmoid)
+        return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "targets": folder / "targets.npy"}
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -146,7 +150,31 @@ def write_groups(rows: int, classes: int, files: dict[str, Path]) -> None:
     np.save(files["groups"], (np.arange(rows, dtype=np.int64) * 7919) % 1000)
 
 
-WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair, "groups": write_groups}
+def write_binary(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """[rows] float32 logits (classes = 1) and uint8 0/1 labels drawn from them, in chunks."""
+    rng = np.random.default_rng([SEED, rows, classes, 2])
+    step = CHUNK_BYTES // 4
+    with open(files["logits"], "wb") as fz, open(files["labels"], "wb") as fy:
+        for f, dtype in ((fz, np.float32), (fy, np.uint8)):
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows,)})
+        for start in range(0, rows, step):
+            z = rng.standard_normal(min(step, rows - start), dtype=np.float32) * np.float32(SCALE)
+            z.tofile(fz)
+            (rng.random(z.size, dtype=np.float32) < 1 / (1 + np.exp(-z))).astype(np.uint8).tofile(fy)
+
+
+def write_multilabel(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """The npy dump, and multi-hot float32 targets [rows, classes] drawn from σ of its logits."""
+    write_npy(rows, classes, files)
+    rng = np.random.default_rng([SEED, rows, classes, 3])
+    with open(files["targets"], "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, classes)})
+        for x, _ in chunks(rows, classes):
+            (rng.random(x.shape, dtype=np.float32) < 1 / (1 + np.exp(-x))).astype(np.float32).tofile(f)
+
+
+WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair, "groups": write_groups,
+           "binary": write_binary, "multilabel": write_multilabel}
 CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
 
 
@@ -159,7 +187,7 @@ def estimated_bytes(rows: int, classes: int, fmt: str) -> int:
             return 0
     if fmt == "csv":
         return int(rows * (classes * CSV_BYTES_PER_SCORE + 3))
-    return rows * classes * 4 * (2 if fmt == "pair" else 1) + rows * 8
+    return rows * classes * 4 * (2 if fmt in ("pair", "multilabel") else 1) + rows * 8
 
 
 def read_manifest(folder: Path) -> dict:

@@ -18,6 +18,9 @@ Cases (`--cases`, default all of them):
   extras    NPY float32 4,000,000 x 10: xent score against itself with --calibration, --temperature-scan, with
             --by-file (1,000 groups) --calibration, and with --per-class --confusions 10
             (the ratio is the plain run's time over the variant's)
+  sigmoid   a binary head, NPY float32 100,000,000 x 1 with uint8 labels (xent alone: GB/s of scores), and a
+            multi-label head, NPY float32 500,000 x 100 with multi-hot targets (--head sigmoid) vs xent
+            scoring the same logits as a softmax over integer labels
   scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
             the disk is short): does the peak RSS grow with the rows?
 
@@ -71,6 +74,8 @@ class Reference:
         if self.kind == "xent":  # xent itself with more options: what the options cost
             flags = [f.replace("{groups}", str(files["groups"])) for f in self.flags]
             return xent_command(files, None) + flags
+        if self.kind == "softmax":  # xent score of the same logits as a softmax over integer labels
+            return references.command("xent", "score", str(files["logits"]), "--labels", str(files["labels"]), "--json", "--quiet")
         if self.kind == "score-twice":
             return references.command(self.kind, str(files["logits"]), str(files["candidate"]), str(files["labels"]))
         if self.kind == "torch-npy":
@@ -99,6 +104,7 @@ GROUPS = Reference("groups", "xent score --by-file (1,000 groups) --calibration 
                    flags=("--by-file", "{groups}", "--calibration"))
 ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (process)", "xent",
                        flags=("--per-class", "--confusions", "10"))
+SOFTMAX_SAME = Reference("softmax", "xent score of the same logits as a softmax (process)", "softmax")
 SCORE_TWICE = Reference("score_twice", "two xent score processes, one per model (what diff replaces)", "score-twice", in_process=True)
 
 
@@ -130,6 +136,7 @@ CASES: dict[str, list[Case]] = {
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
     "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
     "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, TEMPERATURE, GROUPS, ERROR_BARS))],
+    "sigmoid": [Case("sigmoid", 100_000_000, 1, "binary"), Case("sigmoid", 500_000, 100, "multilabel", (SOFTMAX_SAME,))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
                 for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
 }
@@ -185,6 +192,9 @@ def xent_command(files: dict[str, Path], threads: int | None) -> list[str]:
     if "candidate" in files:  # the diff case: both models, paired by row order, with the default bootstrap
         return references.command("xent", "diff", str(files["logits"]), str(files["candidate"]), "--labels",
                                   str(files["labels"]), "--json", "--quiet", *threads_option)
+    if "targets" in files:  # a multi-label sigmoid head
+        return references.command("xent", "score", str(files["logits"]), "--labels", str(files["targets"]), "--head", "sigmoid",
+                                  "--json", "--quiet", *threads_option)
     paths = [str(files["dump"])] if "dump" in files else [str(files["logits"]), "--labels", str(files["labels"])]
     return references.command("xent", "score", *paths, "--json", "--quiet", *threads_option)
 
@@ -286,7 +296,7 @@ def comparison_table(results: list[Result]) -> str:
     return markdown(head, rows, left=3)
 
 
-FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9, "groups": 10}
+FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9, "groups": 10, "binary": 11, "multilabel": 12}
 
 
 def xent_table(results: list[Result]) -> str:
