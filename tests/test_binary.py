@@ -414,3 +414,15 @@ def test_float32_multilabel_keeps_the_accuracy_guarantee(tmp_path):
     rows = per_sample(tmp_path, *_npy(tmp_path, z, t, "ml"), "--head", "sigmoid")
     want = _bce(z.astype(np.float64), t.astype(np.float64)).mean(axis=1)
     assert np.all(np.abs(rows["loss"] - want) <= np.maximum(1e-6, 1e-6 * np.abs(want)))
+
+
+def test_binary_calibration_is_scikit_learns_reliability_of_the_positive_class(tmp_path):
+    """P(y = 1) binned against the positive rate. scikit-learn 1.9.1 on sample_data/spam_val.parquet (p = σ(z) in
+    float64): calibration_curve(y, p, n_bins=10, strategy='uniform') → prob_true [0.0738, 0.1429, 0.2903, 0.3934,
+    0.4915, 0.5455, 0.6429, 0.7121, 0.7927, 0.9321], prob_pred [0.0359, 0.1435, 0.2455, 0.3406, 0.4555, 0.5453,
+    0.6531, 0.7585, 0.8549, 0.9553] (4 decimals); brier_score_loss(y, p) = 0.14163950223757452."""
+    root = Path(__file__).resolve().parents[1]
+    c = score(root / "sample_data" / "spam_val.parquet", "--calibration", "--bins", "10")["calibration"]
+    assert [round(row["accuracy"], 4) for row in c["table"]] == [0.0738, 0.1429, 0.2903, 0.3934, 0.4915, 0.5455, 0.6429, 0.7121, 0.7927, 0.9321]
+    assert [round(row["confidence"], 4) for row in c["table"]] == [0.0359, 0.1435, 0.2455, 0.3406, 0.4555, 0.5453, 0.6531, 0.7585, 0.8549, 0.9553]
+    assert c["brier"] == pytest.approx(0.14163950223757452, rel=1e-6)  # float32 logits: σ in float64 of the stored values

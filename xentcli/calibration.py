@@ -49,8 +49,10 @@ class Calibration:
     brier_rows: int = 0
     certain_wrong: int = 0
 
-    def update(self, confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_], brier: npt.NDArray[np.float64] | None) -> None:
-        """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row."""
+    def update(self, confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_], brier: npt.NDArray[np.float64] | None,
+               certain_wrong: npt.NDArray[np.bool_] | None = None) -> None:
+        """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row;
+        `certain_wrong` the rows certain and wrong (default: confidence 1.0 and not right)."""
         cell = cells_of(confidence)
         hit = right.astype(np.float64)
         self.count += np.bincount(cell, minlength=CELLS)
@@ -58,7 +60,7 @@ class Calibration:
         self.conf2 += np.bincount(cell, weights=confidence * confidence, minlength=CELLS)
         self.correct += np.bincount(cell, weights=hit, minlength=CELLS).astype(np.int64)
         self.conf_correct += np.bincount(cell, weights=confidence * hit, minlength=CELLS)
-        self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right))
+        self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right if certain_wrong is None else certain_wrong))
         if brier is not None:
             finite = np.isfinite(brier)
             self.brier_sum += float(brier[finite].sum())

@@ -21,7 +21,9 @@ from xentcli.accumulate import LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
-from xentcli.binary import LabelTotals, binary_stats, element_chunk, element_columns, sample_columns, two_class
+from xentcli.binary import (
+    BinaryRows, LabelTotals, binary_stats, element_chunk, element_columns, positive_probability, sample_columns, two_class,
+)
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
@@ -116,13 +118,13 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     if config.calibration:
-        partial.calibration = calibration_of(chunk, stats, ignored, kind, binary is not None)
+        partial.calibration = calibration_of(chunk, stats, ignored, kind, binary)
     if config.temperature_scan:
         partial.temperature = TemperatureSample(capacity(info.num_classes))
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
                                   None if chunk.targets is not None else stats.label, chunk.targets)
     if chunk.groups is not None and config.slices:
-        partial.groups = groups_of(chunk, stats, ignored, config)
+        partial.groups = groups_of(chunk, stats, ignored, config, binary)
     if config.confusions:
         wrong = stats.counted & ~ignored & ~stats.correct
         partial.confusions = Confusions(info.num_classes)
@@ -151,33 +153,48 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     return result
 
 
-def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str, binary: bool = False) -> Calibration:
+def reliability(stats: SampleStats, binary: BinaryRows | None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """What calibration bins: the top-label confidence and whether the prediction is right; for a
+    binary head P(y = 1) and whether the target is positive (t ≥ 0.5), as scikit-learn's
+    calibration_curve does."""
+    if binary is None:
+        return stats.p_max, stats.correct
+    return positive_probability(binary).reshape(-1), stats.label == 1
+
+
+def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str, binary: BinaryRows | None = None) -> Calibration:
     """One chunk's calibration partial: rows with a usable label, not ignored, and a finite confidence
-    (rows whose loss is infinite included). A binary head's Brier score is (p − t)², half the sum
-    over its two classes (scikit-learn's brier_score_loss)."""
-    rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
+    (rows whose loss is infinite included). A binary head's Brier score is (p − t)², scikit-learn's
+    brier_score_loss, and its certain mistakes p = 1 on a negative target or p = 0 on a positive one."""
+    confidence, right = reliability(stats, binary)
+    rows = stats.label_ok & ~ignored & np.isfinite(confidence)
     every = bool(rows.all())  # the usual chunk: views, no copies
 
     def pick(values: npt.NDArray) -> npt.NDArray:
         return values if every else values[rows]
 
+    partial = Calibration()
+    if binary is not None:
+        t = binary.targets.reshape(-1)
+        partial.update(pick(confidence), pick(right), pick((confidence - t) ** 2),
+                       pick(((confidence == 1) & ~right) | ((confidence == 0) & right)))
+        return partial
     brier = None if stats.log_norm is None else brier_scores(
         pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
-    if brier is not None and binary:
-        brier = brier / 2
-    partial = Calibration()
-    partial.update(pick(stats.p_max), pick(stats.correct), brier)
+    partial.update(pick(confidence), pick(right), brier)
     return partial
 
 
-def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], config: RunConfig) -> GroupTotals:
+def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], config: RunConfig,
+              binary: BinaryRows | None = None) -> GroupTotals:
     """One chunk's per-group partials (--by), with each calibrated row's bin when --calibration."""
     counted = stats.counted & ~ignored
     calibration = None
     if config.calibration:
-        rows = stats.label_ok & ~ignored & np.isfinite(stats.p_max)
-        bin_of = np.where(rows, cells_of(np.nan_to_num(stats.p_max)) // (CELLS // config.bins), -1)
-        calibration = (bin_of, stats.p_max, stats.correct.astype(np.float64), config.bins)
+        confidence, right = reliability(stats, binary)
+        rows = stats.label_ok & ~ignored & np.isfinite(confidence)
+        bin_of = np.where(rows, cells_of(np.nan_to_num(confidence)) // (CELLS // config.bins), -1)
+        calibration = (bin_of, confidence, right.astype(np.float64), config.bins)
     return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration)
 
 

@@ -229,7 +229,11 @@ def calibration_table(report: Report) -> Group:
 
     c = report.calibration
     assert c is not None
+    binary = report.input.head == "binary"  # the reliability of P(y = 1) against the positive rate
     lines = [
+        ("ECE / MCE / RMSCE", " / ".join(fmt_number(c[k], 4) for k in ("ece", "mce", "rmsce"))),
+        ("Brier", fmt_number(c["brier"], 5)),
+    ] if binary else [
         ("ECE / MCE / RMSCE", " / ".join(fmt_number(c[k], 4) for k in ("ece", "mce", "rmsce"))),
         ("Brier (multiclass)", fmt_number(c["brier"], 5)),
         ("Brier (top label)", fmt_number(c["brier_top_label"], 5)),
@@ -242,7 +246,10 @@ def calibration_table(report: Report) -> Group:
                   ("loss at T=1 → at T", f"{fmt_number(t['loss'], 5)} → {fmt_number(t['loss_at_temperature'], 5)}"),
                   ("loss a temperature removes", f"{t['miscalibration_share']:.1%}")]
     summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", lines)
-    table = _table("Reliability", [("bin", "tag")] + [(name, "num") for name in ("rows", "confidence", "accuracy", "gap", f"accuracy {report.summary.get('confidence', 0.95):.0%} CI")]
+    observed = "positive rate" if binary else "accuracy"
+    table = _table("Reliability of P(y = 1)" if binary else "Reliability",
+                   [("bin", "tag")] + [(name, "num") for name in ("rows", "mean P(y = 1)" if binary else "confidence", observed, "gap",
+                                                                  f"{observed} {report.summary.get('confidence', 0.95):.0%} CI")]
                    + [("", "text")])
     for row in c["table"]:
         low, high = row["accuracy_ci"]
