@@ -160,3 +160,27 @@ def test_brier_against_soft_targets(tmp_path):
     assert result.exit_code == 0, result.stderr
     c = json.loads(result.stdout)["calibration"]
     assert c["brier"] == pytest.approx(0.06, rel=1e-12)
+
+
+@pytest.mark.parametrize("classes, dtype", [(10, np.float32), (300, np.float32), (10, np.float64)])
+def test_brier_of_logits_from_the_kernel_against_float64(tmp_path, classes, dtype):
+    """Logits with integer labels: the C kernel sums p² in its own pass (narrow and wide float32 rows,
+    float64 rows); the Brier score must equal Σ_c (softmax(z)_c − 1[y = c])² in float64, rows with a NaN
+    score left out."""
+    from native_paths import require_c_extension
+
+    require_c_extension()
+    rng = np.random.default_rng(classes)
+    z = (rng.standard_normal((400, classes)) * 3).astype(dtype)
+    y = rng.integers(0, classes, 400)
+    z[7, 3] = np.nan
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--calibration", "--json"])
+    c = json.loads(result.stdout)["calibration"]
+    z64 = np.delete(z.astype(np.float64), 7, axis=0)
+    y64 = np.delete(y, 7)
+    p = np.exp(z64 - z64.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = np.mean(((p - np.eye(classes)[y64]) ** 2).sum(axis=1))
+    assert c["brier"] == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)

@@ -23,7 +23,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <string.h>
 
-#define XENT_KERNEL_VERSION 8
+#define XENT_KERNEL_VERSION 9
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -73,26 +73,28 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
         }                                                                                                \
         *top_out = top, *bottom_out = bottom, *above_out = above, *nans_out = nans;                      \
     }                                                                                                    \
-    /* over z[lo:hi]: sum of exp(s), of exp(s) * s, and the largest s, with s = z - top */               \
+    /* over z[lo:hi]: sum of exp(s), of exp(s) * s, of exp(s)^2, and the largest s, with s = z - top */  \
     static inline void exps_##SUFFIX(const T *z, int64_t lo, int64_t hi, T top, double *rest_io,         \
-                                     double *e_dot_s_io, T *second_io) {                                 \
-        double rest = *rest_io, e_dot_s = *e_dot_s_io;                                                   \
+                                     double *e_dot_s_io, double *squares_io, T *second_io) {             \
+        double rest = *rest_io, e_dot_s = *e_dot_s_io, squares = *squares_io;                            \
         T second = *second_io;                                                                           \
-        _Pragma("omp simd reduction(+:rest, e_dot_s) reduction(max:second)")                            \
+        _Pragma("omp simd reduction(+:rest, e_dot_s, squares) reduction(max:second)")                   \
         for (int64_t j = lo; j < hi; j++) {                                                              \
             const T s = z[j] - top;                                                                      \
             const T e = EXP(s);                                                                          \
             const T s_floor = s >= (FLOOR) ? s : (FLOOR);                                                \
             rest += (double)e;                                                                           \
             e_dot_s += (double)(e * s_floor);                                                            \
+            squares += (double)(e * e);                                                                  \
             second = s > second ? s : second;                                                            \
         }                                                                                                \
-        *rest_io = rest, *e_dot_s_io = e_dot_s, *second_io = second;                                     \
+        *rest_io = rest, *e_dot_s_io = e_dot_s, *squares_io = squares, *second_io = second;             \
     }                                                                                                    \
     static inline __attribute__((always_inline)) int64_t rows_##SUFFIX(                                  \
         const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, const int64_t *y,          \
         int32_t detail, double *loss, double *p_true, double *p_max, double *entropy, double *margin,    \
-        int64_t *rank, int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special) { \
+        int64_t *rank, int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special,  \
+        double *p_squares) {                                                                             \
         int64_t specials = 0;                                                                            \
         for (int64_t i = 0; i < n; i++) {                                                                \
             const T *z = scores + i * row_stride;                                                        \
@@ -108,10 +110,10 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
             int64_t am = 0;                                                                              \
             while (z[am] != top) am++;                                                                   \
             /* the classes before the argmax, then after it; the argmax adds exp(0) = 1 and 0 */         \
-            double rest = 0.0, e_dot_s = 0.0;                                                            \
+            double rest = 0.0, e_dot_s = 0.0, squares = 0.0;                                             \
             T second = -INFINITY;                                                                        \
-            exps_##SUFFIX(z, 0, am, top, &rest, &e_dot_s, &second);                                      \
-            exps_##SUFFIX(z, am + 1, num_classes, top, &rest, &e_dot_s, &second);                        \
+            exps_##SUFFIX(z, 0, am, top, &rest, &e_dot_s, &squares, &second);                            \
+            exps_##SUFFIX(z, am + 1, num_classes, top, &rest, &e_dot_s, &squares, &second);              \
             const double lse = log1p(rest), s_y = (double)zy - (double)top;                            \
             loss[i] = lse - s_y;                                                                         \
             p_true[i] = exp(s_y - lse);                                                                  \
@@ -121,6 +123,7 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
             z_max[i] = (double)top;                                                                      \
             z_min[i] = (double)bottom;                                                                   \
             log_norm[i] = (double)top + lse;                                                             \
+            if (p_squares) p_squares[i] = (1.0 + squares) / ((1.0 + rest) * (1.0 + rest));              \
             if (detail) {                                                                                \
                 entropy[i] = lse - e_dot_s / (1.0 + rest);                                               \
                 margin[i] = am == y[i] ? -(double)second : s_y;                                          \
@@ -173,7 +176,7 @@ static inline float log1p_nonnegative_f32(float x) {
 static inline __attribute__((always_inline)) int64_t narrow_f32(
     const float *scores, int64_t n, int64_t num_classes, int64_t row_stride, const int64_t *y, int32_t detail,
     double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank, int64_t *pred,
-    double *z_max, double *z_min, double *log_norm, uint8_t *special) {
+    double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares) {
     int64_t specials = 0;
     const int32_t classes = (int32_t)num_classes; /* an int32 class index compares with am[] in one vector op */
     float t[NARROW_MAX_CLASSES][LANES];
@@ -181,7 +184,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
         const int64_t width = n - i0 < LANES ? n - i0 : LANES;
         float zy[LANES], top[LANES], bottom[LANES], second[LANES];
         int32_t above[LANES], nans[LANES], am[LANES];
-        double rest[LANES], e_dot_s[LANES];
+        double rest[LANES], e_dot_s[LANES], squares[LANES];
         for (int64_t k = 0; k < LANES; k++) { /* lanes past the end repeat the last row */
             const int64_t row = i0 + (k < width ? k : width - 1);
             const float *z = scores + row * row_stride;
@@ -192,7 +195,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
             top[k] = bottom[k] = t[0][k];
             above[k] = nans[k] = 0;
             am[k] = 0;
-            rest[k] = e_dot_s[k] = 0.0;
+            rest[k] = e_dot_s[k] = squares[k] = 0.0;
             second[k] = -INFINITY;
         }
         for (int32_t j = 0; j < classes; j++) {
@@ -215,7 +218,17 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
                     const float e = exp_nonpositive_f32(s) * other;
                     rest[k] += (double)e;
                     e_dot_s[k] += (double)(e * (s >= -87.0f ? s : -87.0f));
+                    squares[k] += (double)(e * e);
                     second[k] = other != 0.0f && s > second[k] ? s : second[k];
+                }
+            }
+        } else if (p_squares) { /* --calibration: Σp² for the Brier score, from the same exps */
+            for (int32_t j = 0; j < classes; j++) {
+                XENT_LANES for (int k = 0; k < LANES; k++) {
+                    const float other = j == am[k] ? 0.0f : 1.0f;
+                    const float e = exp_nonpositive_f32(t[j][k] - top[k]) * other;
+                    rest[k] += (double)e;
+                    squares[k] += (double)(e * e);
                 }
             }
         } else {
@@ -252,6 +265,10 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
             z_min_b[k] = (double)bottom[k];
             log_norm_b[k] = (double)top[k] + out_lse[k];
         }
+        if (p_squares) {
+            double *restrict squares_b = p_squares + i0;
+            XENT_LANES for (int64_t k = 0; k < width; k++) squares_b[k] = (1.0 + squares[k]) / ((1.0 + rest[k]) * (1.0 + rest[k]));
+        }
         if (detail) {
             double *restrict entropy_b = entropy + i0, *restrict margin_b = margin + i0;
             XENT_LANES for (int64_t k = 0; k < width; k++) {
@@ -267,10 +284,10 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
 #define XENT_KERNEL_ARGS(T)                                                                             \
     const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, int64_t *y, int32_t detail,       \
         double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank,    \
-        int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special
+        int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares
 #define XENT_KERNEL_CALL                                                                                \
     scores, n, num_classes, row_stride, y, detail, loss, p_true, p_max, entropy, margin, rank, pred, z_max, \
-        z_min, log_norm, special
+        z_min, log_norm, special, p_squares
 
 /* The labels' side, around either kernel: a label is usable when it is a whole number in
    [0, num_classes) (kernels.label_classes states the same rule); unusable rows are scored as

@@ -53,13 +53,15 @@ class Calibration:
                certain_wrong: npt.NDArray[np.bool_] | None = None) -> None:
         """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row;
         `certain_wrong` the rows certain and wrong (default: confidence 1.0 and not right)."""
-        cell = cells_of(confidence)
-        hit = right.astype(np.float64)
-        self.count += np.bincount(cell, minlength=CELLS)
-        self.conf += np.bincount(cell, weights=confidence, minlength=CELLS)
-        self.conf2 += np.bincount(cell, weights=confidence * confidence, minlength=CELLS)
-        self.correct += np.bincount(cell, weights=hit, minlength=CELLS).astype(np.int64)
-        self.conf_correct += np.bincount(cell, weights=confidence * hit, minlength=CELLS)
+        # three bincounts for the five sums: each cell split by right/wrong (slot 2·cell + right)
+        slot = cells_of(confidence) * 2 + right
+        counts = np.bincount(slot, minlength=2 * CELLS).reshape(CELLS, 2)
+        conf = np.bincount(slot, weights=confidence, minlength=2 * CELLS).reshape(CELLS, 2)
+        self.count += counts.sum(axis=1)
+        self.correct += counts[:, 1]
+        self.conf += conf.sum(axis=1)
+        self.conf_correct += conf[:, 1]
+        self.conf2 += np.bincount(slot >> 1, weights=confidence * confidence, minlength=CELLS)
         self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right if certain_wrong is None else certain_wrong))
         if brier is not None:
             finite = np.isfinite(brier)

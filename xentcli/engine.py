@@ -103,7 +103,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
             chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
             detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
             clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
-            extremes=config.extremes,
+            extremes=config.extremes, squares=config.calibration and binary is None,
         )
         ignored, terms = truth(base, ctx)
         stats = replace(base, loss=terms.values)
@@ -179,8 +179,11 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
         partial.update(pick(confidence), pick(right), pick((confidence - t) ** 2),
                        pick(((confidence == 1) & ~right) | ((confidence == 0) & right)))
         return partial
-    brier = None if stats.log_norm is None else brier_scores(
-        pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
+    if stats.p_squares is not None and chunk.targets is None:  # Σp² from the kernel's own pass: Σp² − 2·p_y + 1
+        brier = pick(stats.p_squares) - 2 * pick(stats.p_true) + 1
+    else:
+        brier = None if stats.log_norm is None else brier_scores(
+            pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
     partial.update(pick(confidence), pick(right), brier)
     return partial
 

@@ -53,6 +53,7 @@ class SampleStats:
     score_max: F64 | None = None  # the row's largest score (NaN if the row holds a NaN)
     score_min: F64 | None = None  # its smallest, with extremes=True (for the diagnostics)
     log_norm: F64 | None = None  # logits and log-probabilities: logsumexp(z); probabilities: log Σp
+    p_squares: F64 | None = None  # Σ_c p_c² (the C kernel, when asked: the Brier score's term), NaN where not known
 
     # Computed once per chunk (several aggregates ask); replace() builds a new object, so a new
     # loss gets a new mask.
@@ -101,6 +102,7 @@ class BlockResults:
     score_max: F64 | None = None
     score_min: F64 | None = None
     log_norm: F64 | None = None
+    p_squares: F64 | None = None
 
     @classmethod
     def concatenate(cls, blocks: list[BlockResults]) -> BlockResults:
@@ -471,6 +473,7 @@ def sample_stats(
     clip: float | None = None,
     clip_first: bool = False,
     extremes: bool = False,
+    squares: bool = False,
 ) -> SampleStats:
     """Per-sample loss and statistics of one chunk: sparse `labels` [n] or dense `targets` [n, C].
 
@@ -491,7 +494,7 @@ def sample_stats(
     if kind == "logits" and targets is None and class_vectors is None and native.supports(scores):
         assert labels is not None
         label, label_is_int = whole_labels(labels)
-        results, label_ok = _native_logits(scores, label, label_is_int, detail, extremes)
+        results, label_ok = _native_logits(scores, label, label_is_int, detail, extremes, squares)
     else:
         if targets is not None:
             label = targets.argmax(axis=1).astype(np.int64) if num_classes else np.zeros(n, np.int64)
@@ -508,15 +511,15 @@ def sample_stats(
 
 
 def _native_logits(
-    scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool
+    scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool, squares: bool = False
 ) -> tuple[BlockResults, Bool]:
     """The C kernel's results (unusable labels checked, their losses NaN) and label_ok; its rows
     with a NaN or an infinite maximum go through the numpy kernel, which owns those corner cases."""
-    out = native.sparse_logits(scores, label, label_is_int, detail)
+    out = native.sparse_logits(scores, label, label_is_int, detail, squares)
     results = BlockResults(
         out["loss"], out["p_true"], out["p_max"], out["entropy"] if detail else None, out["margin"] if detail else None,
         out["rank"], out["pred"], score_max=out["z_max"], score_min=out["z_min"] if extremes else None,
-        log_norm=out["log_norm"],
+        log_norm=out["log_norm"], p_squares=out["p_squares"],
     )
     rows, label_ok = out["special"], out["label_ok"]
     if rows.size:
@@ -525,7 +528,8 @@ def _native_logits(
         for item in fields(results):
             values = getattr(results, item.name)
             if values is not None:
-                values[rows] = getattr(redone, item.name)
+                redone_values = getattr(redone, item.name)
+                values[rows] = np.nan if redone_values is None else redone_values  # Σp²: unknown there
     return results, label_ok
 
 

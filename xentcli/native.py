@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 8  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 9  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -66,7 +66,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     for dtype, name in ((np.dtype(np.float32), "xent_sparse_logits_f32"), (np.dtype(np.float64), "xent_sparse_logits_f64")):
         function = getattr(library, name)
         function.restype = i64
-        function.argtypes = [pointer] * 3 + [pointer, i64, i64, i64, pointer, i32] + [pointer] * 11
+        function.argtypes = [pointer] * 3 + [pointer, i64, i64, i64, pointer, i32] + [pointer] * 12
         functions[dtype] = function
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
@@ -141,14 +141,14 @@ def supports(scores: npt.NDArray) -> bool:
 
 
 def sparse_logits(
-    scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool
+    scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool, squares: bool = False
 ) -> dict[str, npt.NDArray]:
     """By name: loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the special
     rows, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
     each is a whole number). label_ok: the label is whole and in [0, C); y: the class each row was
     scored as (the label, or 0 where unusable, whose loss is NaN). The special rows (a NaN, or a
     ±inf maximum; the kernel counts them) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
-    filled only with `detail`."""
+    filled only with `detail`; p_squares (Σ_c p_c², for the Brier score) only with `squares`."""
     assert _FUNCTIONS is not None
     if scores.strides[1] != scores.itemsize or scores.strides[0] % scores.itemsize:
         scores = np.ascontiguousarray(scores)
@@ -158,16 +158,18 @@ def sparse_logits(
     loss, p_true, p_max, entropy, margin, z_max, z_min, log_norm = np.empty((8, n))
     rank, pred, y = np.empty((3, n), dtype=np.int64)
     special, label_ok = np.empty((2, n), dtype=np.bool_)
+    p_squares = np.empty(n) if squares else None
     specials = _FUNCTIONS[scores.dtype](
         label.ctypes.data, label_is_int.ctypes.data, label_ok.ctypes.data,
         scores.ctypes.data, n, num_classes, scores.strides[0] // scores.itemsize, y.ctypes.data, int(detail),
         loss.ctypes.data, p_true.ctypes.data, p_max.ctypes.data, entropy.ctypes.data, margin.ctypes.data,
         rank.ctypes.data, pred.ctypes.data, z_max.ctypes.data, z_min.ctypes.data, log_norm.ctypes.data,
-        special.ctypes.data,
+        special.ctypes.data, None if p_squares is None else p_squares.ctypes.data,
     )
     redo = np.flatnonzero(special) if specials else np.empty(0, np.int64)
     return {"loss": loss, "p_true": p_true, "p_max": p_max, "entropy": entropy, "margin": margin, "rank": rank, "pred": pred,
-            "z_max": z_max, "z_min": z_min, "log_norm": log_norm, "special": redo, "label_ok": label_ok, "y": y}
+            "z_max": z_max, "z_min": z_min, "log_norm": log_norm, "special": redo, "label_ok": label_ok, "y": y,
+            "p_squares": p_squares}
 
 
 def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
