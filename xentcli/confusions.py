@@ -23,7 +23,13 @@ class Confusions:
 
     def update(self, label: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> None:
         """Add the counted rows predicted wrong."""
-        codes, counts = np.unique(label * self.num_classes + pred, return_counts=True)
+        pairs = label * self.num_classes + pred
+        if self.num_classes ** 2 <= max(4 * pairs.size, 1 << 16):  # few possible pairs: a count, no sort
+            counts = np.bincount(pairs, minlength=self.num_classes ** 2)
+            codes = np.flatnonzero(counts)
+            self._add(codes, counts[codes].astype(np.int64))
+            return
+        codes, counts = np.unique(pairs, return_counts=True)
         self._add(codes, counts.astype(np.int64))
 
     def merge(self, other: Confusions) -> None:
