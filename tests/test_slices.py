@@ -243,3 +243,19 @@ def test_infinite_group_values_are_named_not_null(tmp_path):
     pq.write_table(pa.table({"logits": list(z), "label": y, "g": [np.inf, -np.inf, None, np.inf, 1.0, None]}), tmp_path / "d.parquet")
     doc, _ = _run("score", tmp_path / "d.parquet", "--by", "g")
     assert sorted((str(g["by"]["g"]), g["rows"]) for g in doc["groups"]) == [("-inf", 1), ("1.0", 1), ("None", 2), ("inf", 2)]
+
+
+@pytest.mark.parametrize("chunk_rows", ["1", "13", "100000"])
+def test_integer_groups_take_the_fast_path_and_agree_with_text_groups(tmp_path, chunk_rows):
+    """An integer --by column (values spread to the int64 extremes) groups as the same values as text do."""
+    rng = np.random.default_rng(21)
+    z, y = rng.standard_normal((300, 3)), rng.integers(0, 3, 300)
+    values = np.array([-2**63, 2**63 - 1, 0, 7, -5])[rng.integers(0, 5, 300)]
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": values, "t": [str(v) for v in values]}), tmp_path / "d.parquet")
+    by_int, _ = _run("score", tmp_path / "d.parquet", "--by", "g", "--chunk-rows", chunk_rows)
+    by_text, _ = _run("score", tmp_path / "d.parquet", "--by", "t")
+    ints = {g["by"]["g"]: (g["rows"], g["loss_mean"]) for g in by_int["groups"]}
+    texts = {int(g["by"]["t"]): (g["rows"], g["loss_mean"]) for g in by_text["groups"]}
+    assert ints.keys() == texts.keys() == {-2**63, 2**63 - 1, 0, 7, -5}
+    for key, (rows, mean) in ints.items():
+        assert rows == texts[key][0] and mean == pytest.approx(texts[key][1], rel=1e-12)

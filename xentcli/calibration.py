@@ -50,11 +50,11 @@ class Calibration:
     certain_wrong: int = 0
 
     def update(self, confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_], brier: npt.NDArray[np.float64] | None,
-               certain_wrong: npt.NDArray[np.bool_] | None = None) -> None:
+               certain_wrong: npt.NDArray[np.bool_] | None = None, cells: npt.NDArray[np.int64] | None = None) -> None:
         """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row;
         `certain_wrong` the rows certain and wrong (default: confidence 1.0 and not right)."""
         # three bincounts for the five sums: each cell split by right/wrong (slot 2·cell + right)
-        slot = cells_of(confidence) * 2 + right
+        slot = (cells_of(confidence) if cells is None else cells) * 2 + right
         counts = np.bincount(slot, minlength=2 * CELLS).reshape(CELLS, 2)
         conf = np.bincount(slot, weights=confidence, minlength=2 * CELLS).reshape(CELLS, 2)
         self.count += counts.sum(axis=1)

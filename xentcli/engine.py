@@ -117,14 +117,15 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
-    if config.calibration:
-        partial.calibration = calibration_of(chunk, stats, ignored, kind, binary)
+    reliability = Reliability.of(stats, ignored, binary) if config.calibration else None
+    if reliability is not None:
+        partial.calibration = calibration_of(chunk, stats, reliability, kind, binary)
     if config.temperature_scan:
         partial.temperature = TemperatureSample(capacity(info.num_classes))
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
                                   None if chunk.targets is not None else stats.label, chunk.targets)
     if chunk.groups is not None and config.slices:
-        partial.groups = groups_of(chunk, stats, ignored, config, binary)
+        partial.groups = groups_of(chunk, stats, ignored, config, reliability)
     if config.confusions:
         wrong = stats.counted & ~ignored & ~stats.correct
         partial.confusions = Confusions(info.num_classes)
@@ -153,21 +154,29 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     return result
 
 
-def reliability(stats: SampleStats, binary: BinaryRows | None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """What calibration bins: the top-label confidence and whether the prediction is right; for a
-    binary head P(y = 1) and whether the target is positive (t ≥ 0.5), as scikit-learn's
-    calibration_curve does."""
-    if binary is None:
-        return stats.p_max, stats.correct
-    return positive_probability(binary).reshape(-1), stats.label == 1
+@dataclass
+class Reliability:
+    """What calibration bins, once per chunk for the whole dump and its groups alike: the top-label
+    confidence and whether the prediction is right — for a binary head P(y = 1) and whether the
+    target is positive (t ≥ 0.5), as scikit-learn's calibration_curve does — the rows that count (a
+    usable label, not ignored, a finite confidence: infinite losses included) and each row's cell."""
+
+    confidence: npt.NDArray[np.float64]
+    right: npt.NDArray[np.bool_]
+    rows: npt.NDArray[np.bool_]
+    cells: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, stats: SampleStats, ignored: npt.NDArray[np.bool_], binary: BinaryRows | None) -> Reliability:
+        confidence, right = (stats.p_max, stats.correct) if binary is None else (positive_probability(binary).reshape(-1), stats.label == 1)
+        rows = stats.label_ok & ~ignored & np.isfinite(confidence)
+        return cls(confidence, right, rows, cells_of(np.where(rows, confidence, 0.0)))
 
 
-def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], kind: str, binary: BinaryRows | None = None) -> Calibration:
-    """One chunk's calibration partial: rows with a usable label, not ignored, and a finite confidence
-    (rows whose loss is infinite included). A binary head's Brier score is (p − t)², scikit-learn's
+def calibration_of(chunk: Chunk, stats: SampleStats, r: Reliability, kind: str, binary: BinaryRows | None = None) -> Calibration:
+    """One chunk's calibration partial. A binary head's Brier score is (p − t)², scikit-learn's
     brier_score_loss, and its certain mistakes p = 1 on a negative target or p = 0 on a positive one."""
-    confidence, right = reliability(stats, binary)
-    rows = stats.label_ok & ~ignored & np.isfinite(confidence)
+    confidence, right, rows = r.confidence, r.right, r.rows
     every = bool(rows.all())  # the usual chunk: views, no copies
 
     def pick(values: npt.NDArray) -> npt.NDArray:
@@ -177,27 +186,25 @@ def calibration_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.boo
     if binary is not None:
         t = binary.targets.reshape(-1)
         partial.update(pick(confidence), pick(right), pick((confidence - t) ** 2),
-                       pick(((confidence == 1) & ~right) | ((confidence == 0) & right)))
+                       pick(((confidence == 1) & ~right) | ((confidence == 0) & right)), cells=pick(r.cells))
         return partial
     if stats.p_squares is not None and chunk.targets is None:  # Σp² from the kernel's own pass: Σp² − 2·p_y + 1
         brier = pick(stats.p_squares) - 2 * pick(stats.p_true) + 1
     else:
         brier = None if stats.log_norm is None else brier_scores(
             pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
-    partial.update(pick(confidence), pick(right), brier)
+    partial.update(pick(confidence), pick(right), brier, cells=pick(r.cells))
     return partial
 
 
 def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], config: RunConfig,
-              binary: BinaryRows | None = None) -> GroupTotals:
+              r: Reliability | None = None) -> GroupTotals:
     """One chunk's per-group partials (--by), with each calibrated row's bin when --calibration."""
     counted = stats.counted & ~ignored
     calibration = None
-    if config.calibration:
-        confidence, right = reliability(stats, binary)
-        rows = stats.label_ok & ~ignored & np.isfinite(confidence)
-        bin_of = np.where(rows, cells_of(np.nan_to_num(confidence)) // (CELLS // config.bins), -1)
-        calibration = (bin_of, confidence, right.astype(np.float64), config.bins)
+    if r is not None:
+        bin_of = np.where(r.rows, r.cells // (CELLS // config.bins), -1)
+        calibration = (bin_of, r.confidence, r.right.astype(np.float64), config.bins)
     return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration)
 
 

@@ -34,11 +34,19 @@ class GroupTotals:
     """Every group's partial in arrays indexed by group (keys: tuples of plain values): rows,
     counted, the loss's mean and M2 (Chan's merge, vectorised over the groups of a chunk), correct
     predictions, with calibration [3, G, M] per-bin sums, and any further per-row sums a caller
-    names (`extra`: diff's per-side sums and flips). Memory grows with the groups."""
+    names (`extra`: diff's per-side sums and flips). Memory grows with the groups.
+
+    One integer column (an `--by-file` array, an integer column without nulls) takes a path with
+    no Python per group and chunk: its values map to group numbers by a binary search over the
+    values seen (`_sorted`, `_sorted_ids`), and a chunk's partial holds its values (`int_values`)
+    instead of key tuples, which are made once per new value."""
 
     def __init__(self) -> None:
         self.keys: list[tuple[Any, ...]] = []
         self.index: dict[tuple[Any, ...], int] = {}
+        self.int_values: npt.NDArray[np.int64] | None = None  # a chunk's partial: its groups' values, by number
+        self._sorted = np.zeros(0, np.int64)  # the integer values seen, sorted, and their numbers; None once
+        self._sorted_ids: npt.NDArray[np.int64] | None = np.zeros(0, np.int64)  # a group is no single integer
         self.rows = np.zeros(0, np.int64)
         self.counted = np.zeros(0, np.int64)
         self.mean = np.zeros(0)
@@ -67,7 +75,33 @@ class GroupTotals:
             if key not in self.index:
                 self.index[key] = len(self.keys)
                 self.keys.append(key)
+                self._sorted_ids = None  # a key from the general path: no integer index any more
             ids.append(self.index[key])
+        self._grow()
+        return np.array(ids, np.int64)
+
+    def _int_ids(self, values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The numbers of the groups of these distinct integer values (new ones added)."""
+        if self._sorted_ids is None:  # other keys seen: the general path
+            return self._ids([(v,) for v in values.tolist()])
+        at = np.minimum(np.searchsorted(self._sorted, values), max(self._sorted.size - 1, 0))
+        known = (self._sorted.size > 0) & (self._sorted[at] == values) if self._sorted.size else np.zeros(values.size, bool)
+        ids = np.empty(values.size, np.int64)
+        ids[known] = self._sorted_ids[at[known]]
+        new = values[~known]
+        if new.size:
+            first = len(self.keys)
+            for value in new.tolist():
+                self.index[(value,)] = len(self.keys)
+                self.keys.append((value,))
+            ids[~known] = np.arange(first, first + new.size)
+            merged = np.concatenate([self._sorted, new])
+            order = np.argsort(merged, kind="stable")
+            self._sorted, self._sorted_ids = merged[order], np.concatenate([self._sorted_ids, ids[~known]])[order]
+            self._grow()
+        return ids
+
+    def _grow(self) -> None:
         grow = len(self.keys) - self.rows.size
         if grow:
             self.rows, self.counted, self.correct = (np.r_[a, np.zeros(grow, np.int64)] for a in (self.rows, self.counted, self.correct))
@@ -75,7 +109,6 @@ class GroupTotals:
             self.extra = {k: np.r_[v, np.zeros(grow)] for k, v in self.extra.items()}
             if self.bins is not None:
                 self.bins = np.concatenate([self.bins, np.zeros((3, grow, self.bins.shape[2]))], axis=1)
-        return np.array(ids, np.int64)
 
     def add(self, keys: list[tuple[Any, ...]], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
             correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None) -> None:
@@ -106,13 +139,25 @@ class GroupTotals:
                  extra: dict[str, npt.NDArray] | None = None) -> GroupTotals:
         """One chunk's groups. `calibration` = (bin of each calibrated row, −1 where none; confidence;
         correctness; the number of bins); `extra`: per-row values summed per group as they are."""
-        found, inverse = _chunk_keys(columns)
         out = cls()
+        ints = _integer_column(columns)
+        if ints is not None:  # the values themselves name the groups: no key tuples per chunk
+            values, inverse = ints
+            out.int_values = values
+            out._sorted_ids = None
+            out.rows, out.counted, out.mean, out.m2, out.correct, out.bins, out.extra = _sums_by(
+                inverse, values.size, loss, counted, correct, calibration, extra)
+            return out
+        found, inverse = _chunk_keys(columns)
         out.add(found, *_sums_by(inverse, len(found), loss, counted, correct, calibration, extra))
         return out
 
     def numbered(self, columns: list[Any]) -> npt.NDArray[np.int64]:
         """Each row's group as this object's number for it (new groups are added, empty)."""
+        ints = _integer_column(columns)
+        if ints is not None:
+            values, inverse = ints
+            return self._int_ids(values)[inverse]
         found, inverse = _chunk_keys(columns)
         return self._ids(found)[inverse]
 
@@ -123,7 +168,10 @@ class GroupTotals:
         self._add_ids(unique, *_sums_by(inverse, unique.size, loss, counted, correct, None, extra))
 
     def merge(self, other: GroupTotals) -> None:
-        if other.keys:
+        if other.int_values is not None:
+            ids = self._int_ids(other.int_values)
+            self._add_ids(ids, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra)
+        elif other.keys:
             self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra)
 
     def report(self, names: tuple[str, ...], overall: float, total_counted: int, confidence: float, min_group: int,
@@ -164,6 +212,32 @@ class GroupTotals:
         if rest.size:
             kept.append(((OTHER,) * width, self._pooled(rest)))
         return kept, int(rest.size)
+
+
+def _integer_column(columns: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """One column of integers that fit int64, without nulls: its distinct values (ascending) and
+    each row's index among them; None for anything else (the general path)."""
+    if len(columns) != 1:
+        return None
+    column = columns[0]
+    if not isinstance(column, np.ndarray):
+        import pyarrow as pa
+
+        if not isinstance(column, (pa.Array, pa.ChunkedArray)) or column.null_count or not pa.types.is_integer(column.type) \
+                or pa.types.is_uint64(column.type):
+            return None
+        column = column.to_numpy() if isinstance(column, pa.Array) else np.concatenate([c.to_numpy() for c in column.chunks])
+    if column.dtype.kind not in "iu" or column.dtype == np.uint64:
+        return None
+    values = column.astype(np.int64, copy=False)
+    if not values.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    low, span = int(values.min()), int(values.max()) - int(values.min()) + 1
+    if span > 4 * values.size:  # a wide range (values − low could even overflow): a sort
+        unique, inverse = np.unique(values, return_inverse=True)
+        return unique, inverse.astype(np.int64)
+    unique, inverse = _unique(values - low, span)
+    return unique + low, inverse
 
 
 def _chunk_keys(columns: list[Any]) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.int64]]:
