@@ -426,3 +426,36 @@ def test_binary_calibration_is_scikit_learns_reliability_of_the_positive_class(t
     assert [round(row["accuracy"], 4) for row in c["table"]] == [0.0738, 0.1429, 0.2903, 0.3934, 0.4915, 0.5455, 0.6429, 0.7121, 0.7927, 0.9321]
     assert [round(row["confidence"], 4) for row in c["table"]] == [0.0359, 0.1435, 0.2455, 0.3406, 0.4555, 0.5453, 0.6531, 0.7585, 0.8549, 0.9553]
     assert c["brier"] == pytest.approx(0.14163950223757452, rel=1e-6)  # float32 logits: σ in float64 of the stored values
+
+
+def test_diff_pairs_sigmoid_heads_and_compares_every_target(tmp_path):
+    """diff of two multi-label dumps: the row losses pair; targets that differ anywhere in a row are XE503."""
+    z, t, args = _multilabel(tmp_path)
+    np.save(tmp_path / "cand.npy", z * 0.8)
+    other = t.copy()
+    other[4, 2] = 1 - other[4, 2]  # one label of one row differs
+    np.save(tmp_path / "t2.npy", other)
+    result = runner.invoke(app, ["diff", str(tmp_path / "ml.npy"), str(tmp_path / "cand.npy"), "--labels", str(tmp_path / "y.npy"),
+                                 "--head", "sigmoid", "--json"])
+    doc = json.loads(result.stdout)
+    want = (_bce(0.8 * z, t).mean(axis=1) - _bce(z, t).mean(axis=1)).mean()
+    assert result.exit_code == 0 and doc["metrics"]["loss_mean"]["delta"] == pytest.approx(want, rel=1e-9)
+    # the same scores against targets that differ in one label: refused
+    np.save(tmp_path / "b.npy", z)
+    base = runner.invoke(app, ["diff", str(tmp_path / "b.npy"), str(tmp_path / "cand.npy"), "--labels", str(tmp_path / "t2.npy"),
+                               "--head", "sigmoid"])
+    assert base.exit_code == 0  # the same labels file for both: the same targets
+    pq.write_table(pa.table({"logits": list(z), "targets": list(t)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(z), "targets": list(other)}), tmp_path / "c.parquet")
+    refused = runner.invoke(app, ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "c.parquet"), "--head", "sigmoid"])
+    assert refused.exit_code == 2 and "[XE503]" in refused.stderr and "4/4" in refused.stderr
+
+
+def test_diff_compares_soft_targets_of_a_softmax_too(tmp_path):
+    t1 = np.array([[0.7, 0.3], [0.2, 0.8]])
+    t2 = np.array([[0.6, 0.4], [0.2, 0.8]])  # the same argmax, another distribution
+    z = np.array([[1.0, 0.0], [0.0, 2.0]])
+    pq.write_table(pa.table({"logits": list(z), "targets": list(t1)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(z), "targets": list(t2)}), tmp_path / "b.parquet")
+    refused = runner.invoke(app, ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+    assert refused.exit_code == 2 and "[XE503]" in refused.stderr and "0/0" in refused.stderr

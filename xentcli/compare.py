@@ -43,6 +43,7 @@ class SideRows:
     key: npt.NDArray | None = None
     cluster: npt.NDArray | None = None
     group: npt.NDArray[np.int64] | None = None  # --by (base side): each row's group, numbered by a GroupTotals
+    target: F64 | None = None  # [n, k] the targets as numbers where a label does not say them all (dense, sigmoid)
 
     @classmethod
     def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None) -> SideRows:
@@ -53,6 +54,7 @@ class SideRows:
             label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
             correct=stats_.correct, key=_keys(result.ids) if key_from_ids else None,
             cluster=result.sample if cluster else None,
+            target=None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1),
             group=groups.numbered(result.groups) if groups is not None and result.groups is not None else None,
         )
 
@@ -412,6 +414,14 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
     with np.errstate(invalid="ignore"):
         same = (base.ignored == candidate.ignored) & (base.label_ok == candidate.label_ok)
         same &= ~base.label_ok | (base.label == candidate.label)
+        if (base.target is None) != (candidate.target is None):
+            same &= False
+        elif base.target is not None and candidate.target is not None:  # soft or multi-hot targets: every entry
+            if base.target.shape[1] != candidate.target.shape[1]:
+                same &= False
+            else:
+                a, b = base.target, candidate.target
+                same &= ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
     if not same.all():
         bad = np.flatnonzero(~same)[:5]
         rows = ", ".join(f"{int(base.row[i])}/{int(candidate.row[i])}" for i in bad)

@@ -55,6 +55,7 @@ class ChunkResult:
     findings: dict[str, Finding] = field(default_factory=dict)
     groups: list[Any] | None = None  # --by: the chunk's group columns (diff pairs them)
     binary: dict[str, npt.NDArray] | None = None  # a binary head's per-sample p, margin and target (binary.sample_columns)
+    targets: npt.NDArray | None = None  # the targets as numbers when a label does not say them all: dense rows, sigmoid heads
 
 
 class SampleSink(Protocol):
@@ -131,7 +132,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         partial.confusions = Confusions(info.num_classes)
         partial.confusions.update(stats.label[wrong], stats.pred[wrong])
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position,
-                         groups=chunk.groups)
+                         groups=chunk.groups, targets=binary.targets if binary is not None else chunk.targets)
     if elements is not None and info.head == "multilabel":
         partial.labels = LabelTotals.of(elements)
         if config.per_sample:

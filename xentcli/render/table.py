@@ -372,8 +372,10 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
     console.print(
         Text(
             f"{terminal(report.input.path)}: {fmt_number(s['rows'])} rows"
-            + (" (binary head), " if report.input.head == "binary" else f" × {report.input.num_classes:,} classes, ") +
-            f"mean loss {fmt_number(s['loss_mean'])}, accuracy {fmt_fraction(s['accuracy'])}, "
+            + {"binary": " (binary head), ", "multilabel": f" × {report.input.num_classes:,} labels (multi-label head), "}.get(
+                report.input.head, f" × {report.input.num_classes:,} classes, ")
+            + f"mean loss {fmt_number(s['loss_mean'])}, "
+            + ("exact match" if report.input.head == "multilabel" else "accuracy") + f" {fmt_fraction(s['accuracy'])}, "
             f"{fmt_number(s['nonfinite'])} non-finite"
         ),
         soft_wrap=True,
