@@ -54,7 +54,8 @@ class BinaryRows:
         return self.raw if self.raw.ndim == 1 else self.raw.max(axis=1)
 
 
-def two_class(chunk: Chunk, kind: str, ignore: int | None) -> tuple[Chunk, str, BinaryRows, npt.NDArray[np.bool_] | None]:
+def two_class(chunk: Chunk, kind: str, ignore: int | None, epsilon: float | None = None
+              ) -> tuple[Chunk, str, BinaryRows, npt.NDArray[np.bool_] | None]:
     """The chunk as two classes, the kind the view is scored as, the rows' binary facts, and the
     rows to ignore among soft targets (None: the labels say it, as for any sparse labels)."""
     raw = chunk.scores[:, 0]
@@ -66,8 +67,9 @@ def two_class(chunk: Chunk, kind: str, ignore: int | None) -> tuple[Chunk, str, 
             view_kind = "logits"
         else:
             if kind == "probs":
-                low, high = np.log1p(-raw), np.log(raw)
                 outside = (raw < 0) | (raw > 1)
+                p = raw if epsilon is None else np.clip(raw, epsilon, 1 - epsilon)  # --epsilon: Keras' clip
+                low, high = np.log1p(-p), np.log(p)
             else:
                 low, high = np.log(-np.expm1(raw)), raw.copy()
                 outside = raw > 0
@@ -158,6 +160,7 @@ class ElementRows:
     positive: npt.NDArray[np.bool_]  # the target counts as positive (t ≥ 0.5)
     counted: npt.NDArray[np.bool_]  # not ignored, with a target in [0, 1] and a finite loss
     loss: npt.NDArray[np.float64]  # the (weighted) element loss, NaN where not counted
+    scored: npt.NDArray[np.bool_] | None = None  # not ignored, with a target in [0, 1] (a finite score or not)
 
 
 def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_weight: npt.NDArray | None,
@@ -187,8 +190,8 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
 
 
 def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: int | None, smoothing: float,
-                  pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float, detail: bool = True
-                  ) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
+                  pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float, detail: bool = True,
+                  epsilon: float | None = None) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
     """A chunk of a sigmoid head scored element by element: the rows' statistics (a row's loss is
     the mean of its counted elements' losses; with K = 1 exactly the binary head's), the rows to
     ignore (every element ignored), the rows as stored (for the diagnostics) and the elements
@@ -210,7 +213,8 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     left_out = ignored_el | bad_target
     special = bool(left_out.any())  # the usual chunk has no such element: no masking passes
     smoothed = t * (1 - smoothing) + smoothing / 2 if smoothing else t
-    loss = element_losses(raw, kind, np.where(left_out, 0.0, smoothed) if special else smoothed, pos_weight, class_weights)
+    clipped = raw if epsilon is None or kind != "probs" else np.clip(raw, epsilon, 1 - epsilon)  # --epsilon: Keras' clip
+    loss = element_losses(clipped, kind, np.where(left_out, 0.0, smoothed) if special else smoothed, pos_weight, class_weights)
     if special or outside.any():
         loss[bad_target | outside] = np.nan  # no loss for them: XE113, XE115 say why
     scored = ~ignored_el
@@ -225,7 +229,7 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     p = positive_probability(rows) if detail or k == 1 else np.empty((0, k))
     counted = scored & np.isfinite(loss)
     every = bool(counted.all())
-    elements = ElementRows(p, pred, positive, counted, loss if every else np.where(counted, loss, np.nan))
+    elements = ElementRows(p, pred, positive, counted, loss if every else np.where(counted, loss, np.nan), scored & ~bad_target)
     if k == 1:  # a binary head: the row is its one element
         label, pred_row = positive[:, 0].astype(np.int64), pred[:, 0].astype(np.int64)
         p_true = np.where(label == 1, p[:, 0], 1.0 - p[:, 0])
@@ -303,3 +307,23 @@ def element_columns(e: ElementRows, targets: npt.NDArray) -> dict[str, npt.NDArr
     exact = np.where(n_counted > 0, (right | ~e.counted).all(axis=1), np.nan)
     return {"p": e.p, "pred": e.pred, "target": np.asarray(targets, np.float64).reshape(e.p.shape), "exact_match": exact,
             "hamming_accuracy": hamming}
+
+
+def element_view(raw: npt.NDArray, kind: str, t: npt.NDArray, scored: npt.NDArray[np.bool_]
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray, str, npt.NDArray | None, npt.NDArray | None]:
+    """A sigmoid head's scored elements as two-class rows, as two_class reads a binary head (for
+    the temperature scan): their positions in the flattened [n·K] elements, the rows, the kind they
+    are scored as, and 0/1 labels or, for soft targets, the rows [1 − t, t]."""
+    positions = np.flatnonzero(scored.ravel())
+    x, target = raw.reshape(-1)[positions], t.reshape(-1)[positions].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "logits":
+            rows = np.stack([np.zeros_like(x), x], axis=1)
+        elif kind == "probs":
+            rows = np.stack([np.log1p(-x), np.log(x)], axis=1)
+        else:
+            rows = np.stack([np.log(-np.expm1(x)), x], axis=1)
+    whole = bool(np.all((target == 0) | (target == 1)))
+    labels = target.astype(np.int64) if whole else None
+    targets = None if whole else np.stack([1 - target, target], axis=1)
+    return positions, rows, "logits" if kind == "logits" else "log-probs", labels, targets

@@ -22,7 +22,8 @@ from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, me
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import OptionError
 from xentcli.binary import (
-    BinaryRows, LabelTotals, binary_stats, element_chunk, element_columns, positive_probability, sample_columns, two_class,
+    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, positive_probability,
+    sample_columns, two_class,
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.temperature import TemperatureSample, capacity
@@ -90,7 +91,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         base, ignored, binary, elements = element_chunk(
             chunk.scores, kind, targets, options.ignore_for(None), options.label_smoothing,
             None if options.pos_weight is None else np.asarray(options.pos_weight),
-            None if options.class_weights is None else np.asarray(options.class_weights), config.threshold, config.per_sample)
+            None if options.class_weights is None else np.asarray(options.class_weights), config.threshold,
+            config.per_sample or config.calibration, options.epsilon)
         stats = base
         counted = stats.counted & ~ignored
         terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)
@@ -98,7 +100,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, None, chunk.weights, options)
     else:
         if info.head == "binary":  # scored as two classes (binary.py)
-            chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None))
+            chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None), options.epsilon)
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
         base = sample_stats(
             chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
@@ -118,10 +120,15 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
     counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
-    reliability = Reliability.of(stats, ignored, binary) if config.calibration else None
+    reliability = Reliability.of(stats, ignored, binary, elements if info.head == "multilabel" else None) if config.calibration else None
     if reliability is not None:
         partial.calibration = calibration_of(chunk, stats, reliability, kind, binary)
-    if config.temperature_scan:
+    if config.temperature_scan and elements is not None:  # a sigmoid head scored by element: its elements as two classes
+        assert binary is not None and elements.scored is not None
+        positions, rows, row_kind, labels, targets = element_view(binary.raw, binary.kind, binary.targets, elements.scored)
+        partial.temperature = TemperatureSample(capacity(2))
+        partial.temperature.offer(chunk.offset * binary.raw.shape[1], positions, rows, row_kind, labels, targets)
+    elif config.temperature_scan:
         partial.temperature = TemperatureSample(capacity(info.num_classes))
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
                                   None if chunk.targets is not None else stats.label, chunk.targets)
@@ -168,9 +175,16 @@ class Reliability:
     cells: npt.NDArray[np.int64]
 
     @classmethod
-    def of(cls, stats: SampleStats, ignored: npt.NDArray[np.bool_], binary: BinaryRows | None) -> Reliability:
-        confidence, right = (stats.p_max, stats.correct) if binary is None else (positive_probability(binary).reshape(-1), stats.label == 1)
-        rows = stats.label_ok & ~ignored & np.isfinite(confidence)
+    def of(cls, stats: SampleStats, ignored: npt.NDArray[np.bool_], binary: BinaryRows | None,
+           elements: ElementRows | None = None) -> Reliability:
+        """Rows; for a multi-label head its elements (n·K, every label a binary problem)."""
+        if elements is not None:
+            assert elements.scored is not None
+            confidence, right = elements.p.reshape(-1), elements.positive.reshape(-1)
+            rows = elements.scored.reshape(-1) & np.isfinite(confidence)
+        else:
+            confidence, right = (stats.p_max, stats.correct) if binary is None else (positive_probability(binary).reshape(-1), stats.label == 1)
+            rows = stats.label_ok & ~ignored & np.isfinite(confidence)
         return cls(confidence, right, rows, cells_of(np.where(rows, confidence, 0.0)))
 
 
@@ -223,9 +237,7 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         raise OptionError(f"--threshold must lie in [0, 1], not {config.threshold}")
     if info.head != "softmax":
         elementwise = info.head == "multilabel" or options.pos_weight is not None or options.class_weights is not None
-        asked = (("--epsilon", options.epsilon),
-                 ("--temperature-scan", config.temperature_scan and elementwise),
-                 ("--calibration", config.calibration and info.head == "multilabel"),
+        asked = (("--by with --calibration", config.calibration and info.head == "multilabel" and bool(config.source.by or config.source.by_file)),
                  ("--confusions", config.confusions and info.head == "multilabel"))
         unsupported = [name for name, given in asked if given not in (None, False, 0)]
         if unsupported:

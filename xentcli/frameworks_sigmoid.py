@@ -106,7 +106,8 @@ def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         if kind == "logits":  # tf.nn.sigmoid_cross_entropy_with_logits, in float32
             values = np.maximum(x32, 0) - x32 * target + np.log1p(np.exp(-np.abs(x32)))
         else:
-            p = np.clip(x32 if kind == "probs" else np.exp(x32), np.float32(KERAS_EPSILON), np.float32(1 - KERAS_EPSILON))
+            eps = options.epsilon or KERAS_EPSILON
+            p = np.clip(x32 if kind == "probs" else np.exp(x32), np.float32(eps), np.float32(1 - eps))
             values = -(target * np.log(p) + (1 - target) * np.log(1 - p))
     per_sample = values.mean(axis=1, dtype=np.float32).astype(np.float64)
     weight = np.ones(n) if weights is None else weights.astype(np.float64)
