@@ -174,3 +174,24 @@ def _usage_error(exc: Exception) -> int:
     if "--json" in sys.argv:
         _error_document("UsageError", message, f"see '{where} --help'")
     return int(getattr(exc, "exit_code", EXIT_INPUT) or EXIT_INPUT)
+
+
+def output_format(as_json: bool, chosen: Any) -> str:
+    """The output format: --json is --output-format json; naming two different ones is a usage error."""
+    fmt = getattr(chosen, "value", chosen) or "text"
+    if as_json and fmt not in ("text", "json"):
+        from xentcli.errors import OptionError
+
+        raise OptionError(f"--json and --output-format {fmt} ask for two formats", hint="give one of them")
+    return "json" if as_json else fmt
+
+
+def emit_ci(run: Any, fmt: str) -> None:
+    """A CI format on stdout; with github and GITHUB_STEP_SUMMARY set, the markdown summary appended there too."""
+    from xentcli.render.ci import markdown, render
+
+    sys.stdout.write(render(run, fmt))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt == "github" and summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(markdown(run))

@@ -6,12 +6,12 @@ import sys
 
 import typer
 
-from xentcli.cli.app import EXIT_FAILED, app, console, guarded
+from xentcli.cli.app import EXIT_FAILED, app, console, emit_ci, guarded, output_format
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
     MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
 )
 from xentcli.cli.score import scored
 from xentcli.config import DEFAULT_THREADS, Gates
@@ -31,7 +31,8 @@ def check(
     class_weights: ClassWeights = None, pos_weight: PosWeight = None, weight_col: WeightCol = None,
     sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
-    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
+    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
+    out_format: OutputFormat = OutputFormatChoice.text, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -45,6 +46,8 @@ def check(
     It fails on any error-level diagnostic (--fail-on) and on the gates given.
     Example: [bold]xent check eval_dump/ --max-loss 2.5[/]
     """
+    fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
+    as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = ScoreOptions(
         paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,
         class_axis=class_axis,
@@ -56,7 +59,7 @@ def check(
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
         calibration=calibration or max_ece is not None or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by,
         by_file=by_file,
-        min_group=min_group, max_groups=max_groups, confusions=confusions,
+        min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt,
     )
     limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, gate_on, max_ece, max_group_gap)
     guarded(debug, lambda: _check(options, limits), as_json)
@@ -73,7 +76,11 @@ def _check(options: ScoreOptions, limits: Gates) -> None:
         )
     report = scored(options)
     result = evaluate(report, limits)
-    if options.as_json:
+    if options.output_format not in ("text", "json"):
+        from xentcli.render.ci import of_check
+
+        emit_ci(of_check(report, result, limits.fail_on, verdict_line(result, report, limits)), options.output_format)
+    elif options.as_json:
         sys.stdout.write(render_check_json(report, result) + "\n")
     else:
         from xentcli.render.table import render_check

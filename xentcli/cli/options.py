@@ -41,6 +41,15 @@ class TargetChoice(str, Enum):
     dense = "dense"
 
 
+class OutputFormatChoice(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+    gitlab = "gitlab"
+    junit = "junit"
+    markdown = "markdown"
+
+
 class HeadChoice(str, Enum):
     auto = "auto"
     softmax = "softmax"
@@ -96,6 +105,7 @@ TopK = Annotated[int, _option("--top-k", panel="Output", help="k of top-k accura
 Worst = Annotated[int, _option("--worst", panel="Output", help="Show the K rows with the highest loss.", min=0)]
 PerClass = Annotated[bool, _option("--per-class", panel="Output", help="Add a per-class table.")]
 Json = Annotated[bool, _option("--json", panel="Output", help="Print one JSON document and nothing else.")]
+OutputFormat = Annotated[OutputFormatChoice, _option("--output-format", panel="Output", help="text, json (as --json), or for CI: github (workflow annotations), gitlab (Code Quality), junit (XML), markdown.")]
 Output = Annotated[Optional[Path], _option("-o", "--output", panel="Output", help="Write per-sample rows to FILE.parquet or FILE.csv.")]
 Force = Annotated[bool, _option("--force", panel="Output", help="Replace an existing --output file.")]
 ChunkRows = Annotated[Optional[int], _option("--chunk-rows", panel="Run", help="Rows per chunk (default: ~16 MiB of scores).", min=1)]
@@ -161,6 +171,7 @@ class ScoreOptions:
     worst: int = 0
     per_class: bool = False
     as_json: bool = False
+    output_format: str = "text"  # text, json, or a CI format (render/ci.py)
     output: Path | None = None
     force: bool = False
     chunk_rows: int | None = None

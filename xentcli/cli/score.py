@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from xentcli.cli.app import app, console, error_line, guarded
+from xentcli.cli.app import app, console, emit_ci, error_line, guarded, output_format
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
-    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold,
+    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
 )
 from xentcli.config import DEFAULT_THREADS
@@ -30,7 +30,8 @@ def score(
     class_weights: ClassWeights = None, pos_weight: PosWeight = None, weight_col: WeightCol = None,
     sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
-    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False, output: Output = None,
+    top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
+    out_format: OutputFormat = OutputFormatChoice.text, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -40,6 +41,8 @@ def score(
 
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
+    fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
+    as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = ScoreOptions(
         paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,
         class_axis=class_axis,
@@ -50,7 +53,7 @@ def score(
         per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
         calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
-        min_group=min_group, max_groups=max_groups, confusions=confusions,
+        min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)
 
@@ -75,7 +78,11 @@ def scored(options: ScoreOptions) -> Report:
 
 
 def show(options: ScoreOptions, report: Report) -> None:
-    if options.as_json:
+    if options.output_format not in ("text", "json"):
+        from xentcli.render.ci import of_score
+
+        emit_ci(of_score(report), options.output_format)
+    elif options.as_json:
         sys.stdout.write(render_json(report) + "\n")
     else:
         from xentcli.render.table import render_tables

@@ -1,0 +1,125 @@
+"""`--output-format github|gitlab|junit|markdown`: each parsed back by a reader of its format and
+compared with the run's own JSON (diagnostics, gates, verdict); hostile names stay text."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+BROKEN = str(SAMPLE / "broken_one_based.parquet")
+
+
+def run(*args, env=None):
+    return runner.invoke(app, [*map(str, args)], env=env)
+
+
+def reference(*args) -> dict:
+    return json.loads(run(*args, "--json").stdout)
+
+
+COMMAND = re.compile(r"^::(error|warning|notice) (.*?)::(.*)$")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+
+
+def parse_github(text: str) -> list[tuple[str, dict[str, str], str]]:
+    out = []
+    for line in text.splitlines():
+        match = COMMAND.match(line)
+        if match:
+            props = dict(part.split("=", 1) for part in match.group(2).split(","))
+            out.append((match.group(1), {k: _unescape(v) for k, v in props.items()}, _unescape(match.group(3))))
+    return out
+
+
+def test_github_annotations_are_the_diagnostics_and_failed_gates():
+    result = run("check", BROKEN, "--max-loss", "0.5", "--output-format", "github")
+    doc = reference("check", BROKEN, "--max-loss", "0.5")
+    commands = parse_github(result.stdout)
+    level = {"error": "error", "warning": "warning", "info": "notice"}
+    diagnostics = [(c, p, m) for c, p, m in commands if not p["title"].startswith("xent gate")]
+    assert [(c, p["title"]) for c, p, _ in diagnostics] == [(level[d["severity"]], f"{d['code']} {d['name']}") for d in doc["diagnostics"]]
+    assert all(p["file"] == BROKEN for _, p, _ in commands)
+    failed_gates = [g["gate"] for g in doc["gates"] if not g["passed"]]
+    assert [p["title"] for _, p, _ in commands if p["title"].startswith("xent gate")] == [f"xent gate: {g}" for g in failed_gates]
+    assert result.exit_code == 1 and result.stdout.splitlines()[-1].startswith("FAIL: ")
+
+
+def test_github_step_summary_is_appended(tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("before\n")
+    result = run("check", BROKEN, "--output-format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    text = summary.read_text()
+    assert result.exit_code == 1 and text.startswith("before\n## xent check: FAIL") and "| XE201 |" in text
+
+
+def test_gitlab_code_quality_report():
+    first = json.loads(run("check", BROKEN, "--output-format", "gitlab").stdout)
+    second = json.loads(run("check", BROKEN, "--output-format", "gitlab", "--chunk-rows", "7").stdout)
+    doc = reference("check", BROKEN)
+    assert [i["check_name"] for i in first if not i["check_name"].startswith("xent-gate")] == [d["code"] for d in doc["diagnostics"]]
+    assert {i["severity"] for i in first} <= {"critical", "major", "info"}
+    assert {(i["check_name"], i["severity"]) for i in first} >= {("XE201", "critical"), ("XE402", "major"), ("XE209", "info")}
+    for issue in first:
+        assert set(issue) == {"description", "check_name", "fingerprint", "severity", "location"}
+        assert issue["location"] == {"path": BROKEN, "lines": {"begin": 1}}
+    assert [i["fingerprint"] for i in first] == [i["fingerprint"] for i in second]  # stable across runs
+    assert len({i["fingerprint"] for i in first}) == len(first)
+
+
+def test_junit_counts_agree_with_its_testcases():
+    result = run("check", BROKEN, "--max-loss", "9", "--fail-on", "warning", "--output-format", "junit")
+    suite = ET.fromstring(result.stdout)
+    doc = reference("check", BROKEN, "--max-loss", "9", "--fail-on", "warning")
+    cases = suite.findall("testcase")
+    assert suite.tag == "testsuite" and int(suite.get("tests")) == len(cases) == len(doc["gates"]) + len(doc["diagnostics"])
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failed)
+    # warnings fail with --fail-on warning, info does not; the gate of 9 passes
+    assert sorted(c.get("name") for c in failed) == sorted([f"{d['code']} {d['name']}" for d in doc["diagnostics"] if d["severity"] != "info"]
+                                                           + [g["gate"] for g in doc["gates"] if not g["passed"]])
+    assert "non-finite rows" in [g["gate"] for g in doc["gates"] if not g["passed"]] and "mean loss" in [c.get("name") for c in cases]
+    assert int(suite.get("errors")) == 0 and int(suite.get("skipped")) == 0
+
+
+def test_markdown_tables_and_score_and_diff():
+    md = run("score", SAMPLE / "cifar10_val.parquet", "--output-format", "markdown").stdout
+    assert md.startswith("## xent score: PASS") and "| mean loss | 0.507451 |" in md
+    diff = run("diff", SAMPLE / "cifar10_val.parquet", SAMPLE / "cifar10_val_candidate.parquet", "--key", "id",
+               "--fail-on-regression", "0.01", "--output-format", "github")
+    commands = parse_github(diff.stdout)
+    assert diff.exit_code == 1 and any(p["title"] == "xent gate: fail-on-regression" for _, p, _ in commands)
+
+
+def test_hostile_names_cannot_inject_commands_or_markup(tmp_path):
+    name = tmp_path / "a%2C|<b>x<b>,c:d\n::error title=pwned::\x1b[31m.parquet"
+    shutil.copy(BROKEN, name)
+    gh = run("check", name, "--output-format", "github").stdout
+    lines = gh.splitlines()
+    assert not any(line.startswith("::error title=pwned") for line in lines)
+    assert all(line.startswith("::") or line.startswith(("PASS", "FAIL")) for line in lines)
+    assert "\x1b" not in gh
+    for _, props, _ in parse_github(gh):
+        assert props["file"].endswith(".parquet") and "%2C" in props["file"]  # the name's own "%2C" survives as text
+    md = run("check", name, "--output-format", "markdown").stdout
+    assert "<b>" not in md and "\x1b" not in md
+    ET.fromstring(run("check", name, "--output-format", "junit").stdout)  # well-formed XML
+    json.loads(run("check", name, "--output-format", "gitlab").stdout)
+
+
+def test_json_and_another_format_are_refused():
+    result = run("score", BROKEN, "--json", "--output-format", "github")
+    assert result.exit_code == 2 and "two formats" in result.stdout + result.stderr
+    same = reference("score", BROKEN)
+    assert json.loads(run("score", BROKEN, "--output-format", "json").stdout)["summary"] == same["summary"]

@@ -1,0 +1,219 @@
+"""CI formats of a finished run (`--output-format github|gitlab|junit|markdown`): GitHub Actions
+workflow commands, a GitLab Code Quality report, JUnit XML and GitHub-flavoured markdown. Each is a
+pure function of a CiRun, built from what `score`, `check` or `diff` decided; every text from the
+data (paths, class and id names, messages quoting them) is escaped for the format it lands in."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from xentcli.diagnostics import SEVERITIES
+from xentcli.render.escape import terminal
+
+FORMATS = ("github", "gitlab", "junit", "markdown")
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool
+    detail: str  # the value against its limit, in words
+    reason: str = ""  # why it failed
+
+
+@dataclass
+class Diagnostic:
+    code: str
+    name: str
+    severity: str
+    rows: int
+    message: str
+    hint: str
+    failing: bool  # at or above --fail-on: it fails the run
+    side: str | None = None  # diff: base, candidate or pairs
+
+
+@dataclass
+class CiRun:
+    command: str  # "xent check", …
+    path: str
+    passed: bool
+    verdict: str
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    failing_reasons: list[str] = field(default_factory=list)  # the diagnostics' part of the reasons
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "undefined" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _diagnostics(items: list[dict[str, Any]], fail_on: str | None) -> list[Diagnostic]:
+    worst = SEVERITIES.index(fail_on) if fail_on in SEVERITIES else -1
+    return [Diagnostic(item["code"], item["name"], item["severity"], int(item.get("rows") or 0), item["message"], item.get("hint", ""),
+                       SEVERITIES.index(item["severity"]) <= worst, item.get("side")) for item in items]
+
+
+def _summary(report: Any) -> list[tuple[str, str]]:
+    s = report.summary
+    rows = [("rows", _number(s["rows"])), ("counted", _number(s["counted"])), ("mean loss", _number(s["loss_mean"])),
+            ("exact match" if report.input.head == "multilabel" else "accuracy", _number(s["accuracy"])),
+            ("non-finite rows", _number(s["nonfinite"])), ("loss p99", _number(s["loss_p99"]))]
+    if report.calibration is not None:
+        rows.append(("ECE", _number(report.calibration["ece"])))
+    return rows
+
+
+def of_score(report: Any) -> CiRun:
+    """`score` has no gates: its error-level diagnostics are what a CI would fail on."""
+    diagnostics = _diagnostics(report.diagnostics, "error")
+    passed = not any(d.failing for d in diagnostics)
+    verdict = "no error-level diagnostic" if passed else "error-level diagnostics: " + ", ".join(d.code for d in diagnostics if d.failing)
+    return CiRun("xent score", report.input.path, passed, verdict, _summary(report), [], diagnostics)
+
+
+def of_check(report: Any, result: dict[str, Any], fail_on: str, verdict: str) -> CiRun:
+    gates = []
+    for gate in result["gates"]:
+        detail = f"{_number(gate['value'])} {gate['op']} {_number(gate['limit'])}"
+        reasons = [reason for reason in result["reasons"] if reason.startswith(gate["gate"]) or gate["gate"] in reason]
+        gates.append(Gate(gate["gate"], gate["passed"], detail, "; ".join(reasons) or f"{gate['gate']} {detail} fails"))
+    return CiRun("xent check", report.input.path, result["passed"], verdict, _summary(report), gates,
+                 _diagnostics(report.diagnostics, fail_on))
+
+
+def of_diff(report: Any, fail_on: str, verdict: str) -> CiRun:
+    loss = report.metrics["loss_mean"]
+    summary = [("pairs", _number(report.pairing["usable_pairs"])), ("loss base", _number(loss["base"])),
+               ("loss candidate", _number(loss["candidate"])), ("loss Δ", _number(loss["delta"])),
+               (f"{report.confidence:.0%} CI", f"[{_number(loss['ci'][0])}, {_number(loss['ci'][1])}]"), ("p", _number(loss["p_value"]))]
+    gates = []
+    for gate in report.gates:
+        detail = f"{gate['bound']} {_number(gate['value'])} against {_number(gate['margin'])}"
+        gates.append(Gate(gate["gate"], gate["passed"], detail, f"{gate['gate']}: {detail}"))
+    summary.insert(0, ("base → candidate", f"{report.base.input.path} → {report.candidate.input.path}"))
+    return CiRun("xent diff", report.candidate.input.path, report.passed, verdict, summary, gates,
+                 _diagnostics(report.diagnostics, fail_on if fail_on != "never" else None))
+
+
+# ---- GitHub Actions ---------------------------------------------------------------------------
+
+def _gh_data(text: str) -> str:
+    """A workflow command's message: % CR LF escaped (docs: 'Workflow commands', escaping); other
+    control characters made visible (the log is a terminal)."""
+    return terminal(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(run: CiRun) -> str:
+    """One ::error / ::warning / ::notice per diagnostic, one ::error per failed gate, the verdict last."""
+    level = {"error": "error", "warning": "warning", "info": "notice"}
+    lines = []
+    for d in run.diagnostics:
+        side = f" ({d.side})" if d.side else ""
+        lines.append(f"::{level[d.severity]} file={_gh_property(run.path)},title={_gh_property(f'{d.code} {d.name}{side}')}::"
+                     + _gh_data(f"{d.message} → {d.hint}" if d.hint else d.message))
+    for gate in run.gates:
+        if not gate.passed:
+            lines.append(f"::error file={_gh_property(run.path)},title={_gh_property(f'xent gate: {gate.name}')}::{_gh_data(gate.reason)}")
+    lines.append(_gh_data(("PASS: " if run.passed else "FAIL: ") + run.verdict.removeprefix("PASS: ").removeprefix("FAIL: ")))
+    return "\n".join(lines) + "\n"
+
+
+# ---- GitLab Code Quality ------------------------------------------------------------------------
+
+GITLAB_SEVERITY = {"error": "critical", "warning": "major", "info": "info"}
+
+
+def gitlab(run: CiRun) -> str:
+    """A Code Quality report: one issue per diagnostic and per failed gate; fingerprints hash what
+    names the issue (the command, the path, the code or gate, the side), so they are stable across runs."""
+    def fingerprint(*parts: str) -> str:
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+    issues = []
+    location = {"path": terminal(run.path), "lines": {"begin": 1}}
+    for d in run.diagnostics:
+        issues.append({"description": terminal(f"{d.code} {d.name}: {d.message}" + (f" ({d.side})" if d.side else "")),
+                       "check_name": d.code, "fingerprint": fingerprint(run.command, run.path, d.code, d.side or ""),
+                       "severity": GITLAB_SEVERITY[d.severity], "location": location})
+    for gate in run.gates:
+        if not gate.passed:
+            issues.append({"description": terminal(gate.reason), "check_name": f"xent-gate-{gate.name}",
+                           "fingerprint": fingerprint(run.command, run.path, "gate", gate.name), "severity": "critical",
+                           "location": location})
+    return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"
+
+
+# ---- JUnit XML -----------------------------------------------------------------------------------
+
+def junit(run: CiRun) -> str:
+    """One testsuite; a testcase per gate and per diagnostic code found, failed when the gate failed
+    or the code is at or above --fail-on; the suite's counts are its testcases'. XML cannot hold
+    most control characters: every text is made visible first."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name=run.command)
+    failures = 0
+    for gate in run.gates:
+        case = ET.SubElement(suite, "testcase", classname="xent.gates", name=terminal(gate.name), time="0")
+        if not gate.passed:
+            failures += 1
+            ET.SubElement(case, "failure", message=terminal(gate.reason), type="gate").text = terminal(gate.detail)
+    for d in run.diagnostics:
+        name = f"{d.code} {d.name}" + (f" ({d.side})" if d.side else "")
+        case = ET.SubElement(suite, "testcase", classname="xent.diagnostics", name=terminal(name), time="0")
+        text = terminal(f"{d.message} → {d.hint}" if d.hint else d.message)
+        if d.failing:
+            failures += 1
+            ET.SubElement(case, "failure", message=terminal(d.message), type=d.severity).text = text
+        else:
+            ET.SubElement(case, "system-out").text = text
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", "0")
+    suite.set("time", "0")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+# ---- markdown ------------------------------------------------------------------------------------
+
+def _md(text: Any) -> str:
+    """A table cell: control characters visible, HTML escaped, pipes and backticks escaped."""
+    return html.escape(terminal(text), quote=False).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+
+
+def markdown(run: CiRun) -> str:
+    lines = [f"## {run.command}: {'PASS' if run.passed else 'FAIL'}", "", _md(run.path), "", "| | |", "|---|--:|"]
+    lines += [f"| {_md(key)} | {_md(value)} |" for key, value in run.summary]
+    if run.gates:
+        lines += ["", "### Gates", "", "| gate | value | |", "|---|---|---|"]
+        lines += [f"| {_md(g.name)} | {_md(g.detail)} | {'ok' if g.passed else '**FAIL**'} |" for g in run.gates]
+    if run.diagnostics:
+        lines += ["", "### Diagnostics", "", "| code | name | severity | rows | what and what to do |", "|---|---|---|--:|---|"]
+        for d in run.diagnostics:
+            what = _md(d.message) + (f" — {_md(d.hint)}" if d.hint else "")
+            lines.append(f"| {d.code} | {d.name}{f' ({_md(d.side)})' if d.side else ''} | "
+                         f"{'**' + d.severity + '**' if d.failing else d.severity} | {d.rows:,} | {what} |")
+    lines += ["", _md(run.verdict)]
+    return "\n".join(lines) + "\n"
+
+
+def render(run: CiRun, fmt: str) -> str:
+    return {"github": github, "gitlab": gitlab, "junit": junit, "markdown": markdown}[fmt](run)
