@@ -364,7 +364,7 @@ def test_usage_errors_are_one_line(tmp_path):
     result = _xent("score", tmp_path / "x.npy", "--wrost", "5")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "xent: error: No such option: --wrost (Possible options: --worst) (see 'xent score --help')"]
+        "xent: error: No such option: --wrost (Possible options: --plot, --worst) (see 'xent score --help')"]
     bad_choice = _xent("check", tmp_path / "x.npy", "--fail-on", "sometimes", "--json")
     assert bad_choice.returncode == 2 and len(bad_choice.stderr.strip().splitlines()) == 1
     assert json.loads(bad_choice.stdout)["error"]["code"] == "UsageError"

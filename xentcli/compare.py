@@ -25,6 +25,7 @@ from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import id_value
 from xentcli.ranking import top_rows
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
+from xentcli.histogram import log_histogram
 from xentcli.slices import GroupTotals
 
 F64 = npt.NDArray[np.float64]
@@ -334,6 +335,7 @@ class PairedTotals:
     clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ d, n]
     base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     candidate_sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    delta_sketch: QuantileSketch = field(default_factory=QuantileSketch)  # d, signed (the Δloss histogram)
     groups: GroupTotals | None = None  # --by: per group, d's mean and M2 and the sums of the other metrics
     regressed: RankedPairs = field(init=False)
     improved: RankedPairs = field(init=False)
@@ -367,6 +369,7 @@ class PairedTotals:
             self.m2 += chunk_m2 + step * step * self.usable * n / total
             self.usable = total
             b_loss, c_loss = base.loss[usable], candidate.loss[usable]
+            self.delta_sketch.update(d)
             self.base_sum += float(b_loss.sum())
             self.candidate_sum += float(c_loss.sum())
             b_right, c_right = base.correct[usable], candidate.correct[usable]
@@ -604,6 +607,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         regressed=totals.regressed.details, improved=totals.improved.details,
         diagnostics=_diagnostics(base_report, candidate_report, totals),
         groups=group_metrics(totals, base_config.group_names, options.confidence, options.min_group, options.max_groups),
+        delta_histogram=log_histogram(totals.delta_sketch),
     )
     decide(report, gates)
     return report

@@ -26,6 +26,7 @@ from xentcli.binary import (
     sample_columns, two_class,
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
+from xentcli.histogram import log_histogram
 from xentcli.temperature import TemperatureSample, capacity
 from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
@@ -350,7 +351,7 @@ class Pass:
         like = config.loss.like
         return Report(
             input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
-            summary=summary,
+            summary=summary, histogram=log_histogram(total.sketch),
             per_class=([] if not config.per_class else total.labels.rows(info.classes) if info.head == "multilabel" and total.labels is not None
                        else total.per_class_rows(info.classes)),
             worst=total.worst.details,

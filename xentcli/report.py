@@ -28,6 +28,7 @@ class Report:
     confusions: list[dict[str, Any]] = field(default_factory=list)  # --confusions K
     confusions_exact: bool = True  # False when more distinct error pairs than confusions.MAX_PAIRS
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # most severe first
+    histogram: list[dict[str, Any]] = field(default_factory=list)  # the counted losses' log-spaced bins (histogram.py)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DiffReport:
     improved: list[dict[str, Any]]
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # each with its "side"
     groups: list[dict[str, Any]] = field(default_factory=list)  # --by: compare.group_metrics
+    delta_histogram: list[dict[str, Any]] = field(default_factory=list)  # the usable pairs' d, log-spaced bins
     gates: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why the gates failed
 

@@ -195,3 +195,19 @@ def emit_ci(run: Any, fmt: str) -> None:
     if fmt == "github" and summary:
         with open(summary, "a", encoding="utf-8") as f:
             f.write(markdown(run))
+
+
+def check_plot(plot: bool, fmt: str) -> None:
+    if plot and fmt != "text":
+        from xentcli.errors import OptionError
+
+        raise OptionError(f"--plot draws text for a terminal; it cannot go with --output-format {fmt}", hint="drop one of them")
+
+
+def print_plots(lines: list[str]) -> None:
+    """Text charts on stdout, as text (no markup), at the console's width."""
+    from rich.text import Text
+
+    out = console()
+    for line in lines:
+        out.print(Text(line), soft_wrap=True)

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from xentcli.cli.app import EXIT_FAILED, app, console, emit_ci, error_line, guarded, output_format
+from xentcli.cli.app import EXIT_FAILED, app, check_plot, console, emit_ci, error_line, guarded, output_format, print_plots
 from xentcli.cli.options import (
     By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, TargetPrefix, Threads,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, TargetPrefix, Threads,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -40,7 +40,8 @@ def diff(
     class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
     ignore_index: IgnoreIndex = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
-    as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
+    as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
+    output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
     threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
     select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
@@ -61,10 +62,11 @@ def diff(
             label_smoothing=label_smoothing,
             epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
             no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
-            by=by if grouped else None, by_file=by_file if grouped else None, output_format=fmt,
+            by=by if grouped else None, by_file=by_file if grouped else None, output_format=fmt, plot=plot, ascii=ascii_bars,
         )
 
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt), as_json)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top, min_group, max_groups)
     limits = DiffGates(fail_on.value, fail_on_regression, require_noninferior, max_accuracy_drop)
@@ -98,5 +100,11 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
         from xentcli.render.table import render_diff
 
         render_diff(report, diff_verdict_line(report), console())
+        if base.plot:
+            from xentcli.histogram import histogram_lines
+
+            title = "Delta loss histogram (candidate - base" if base.ascii else "Δloss histogram (candidate − base"
+            print_plots(histogram_lines(title + ", log-spaced by magnitude)", report.delta_histogram,
+                                        console().width, base.ascii))
     if not report.passed:
         raise typer.Exit(EXIT_FAILED)

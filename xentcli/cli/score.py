@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from xentcli.cli.app import app, console, emit_ci, error_line, guarded, output_format
+from xentcli.cli.app import app, check_plot, console, emit_ci, error_line, guarded, output_format, print_plots
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
-    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice,
+    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
 )
 from xentcli.config import DEFAULT_THREADS
@@ -31,7 +31,7 @@ def score(
     sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
-    out_format: OutputFormat = OutputFormatChoice.text, output: Output = None,
+    out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -42,6 +42,7 @@ def score(
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt), as_json)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = ScoreOptions(
         paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,
@@ -53,7 +54,7 @@ def score(
         per_class=per_class, as_json=as_json, output=output, force=force, chunk_rows=chunk_rows, threads=threads,
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
         calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
-        min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt,
+        min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt, plot=plot, ascii=ascii_bars,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)
 
@@ -88,3 +89,11 @@ def show(options: ScoreOptions, report: Report) -> None:
         from xentcli.render.table import render_tables
 
         render_tables(report, console())
+        if options.plot:
+            from xentcli.histogram import histogram_lines, reliability_lines
+
+            width = console().width
+            lines = histogram_lines("Loss histogram (log-spaced bins of the counted losses)", report.histogram, width, options.ascii)
+            if report.calibration is not None and report.calibration["table"]:
+                lines += [""] + reliability_lines(report.calibration["table"], width, options.ascii, report.input.head != "softmax")
+            print_plots(lines)
