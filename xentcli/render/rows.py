@@ -122,26 +122,18 @@ def _umask() -> int:
     return mask
 
 
-class SampleWriter:
-    """A sink for the engine; use as a context manager: moved into place on success, removed on
-    error or interruption. Without `force` the move never replaces a file, even one that appeared
-    during the run; the file gets the mode an ordinary open() would give it."""
+class AtomicTarget:
+    """An output file written beside its target and moved into place only on success: never one of
+    the inputs, a folder, or (without `force`) a file that exists — also one that appears during the
+    run (link-then-unlink fails instead of replacing); the mode an ordinary open() would give it."""
 
-    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None,
-                 reserved: tuple[str, ...] = OUTPUT_COLUMNS) -> None:
-        self.path = path
-        self.like = like
-        self.force = force
-        self.format = output_format(path)
-        self.id_column = id_column
-        if id_column is not None and id_column in reserved:
-            raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(reserved)})",
-                              path=path, hint="rename the id column in the dump, or leave out --id-col")
+    def __init__(self, path: str, inputs: list[str], force: bool, what: str) -> None:
+        self.path, self.force, self._temp = path, force, ""
         for source in inputs:
             if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
-                raise OutputError("is one of the inputs", path=path, hint="write the per-sample rows to a new file")
+                raise OutputError("is one of the inputs", path=path, hint=f"write the {what} to a new file")
         if os.path.isdir(path):
-            raise OutputError("is a folder", path=path, hint="name a .parquet or .csv file")
+            raise OutputError("is a folder", path=path, hint="name a file")
         if os.path.exists(path) and not force:
             raise OutputError("already exists", path=path, hint="pass --force to replace it")
         folder = os.path.dirname(os.path.abspath(path))
@@ -150,16 +142,62 @@ class SampleWriter:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError("cannot write in its folder (permission denied)", path=path)
         self._folder = folder
-        self._temp = ""  # created with the first rows, inside the `with` block that removes it on any error
-        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
-    def _create_temp(self) -> None:
+    def create_temp(self, suffix: str) -> str:
         try:
-            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=f".{self.format}.part", dir=self._folder)
+            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=suffix, dir=self._folder)
             os.fchmod(handle, 0o666 & ~_umask())
             os.close(handle)
         except OSError as exc:
             raise OutputError(f"cannot write in its folder: {exc.strerror}", path=self.path) from None
+        return self._temp
+
+    def move_into_place(self) -> None:
+        if self.force:
+            os.replace(self._temp, self.path)
+            return
+        try:  # link-then-unlink: fails, rather than replaces, when the target appeared meanwhile
+            os.link(self._temp, self.path)
+        except FileExistsError:
+            raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path,
+                              hint="pass --force to replace it") from None
+        except OSError:  # a file system without hard links: check, then rename (a small window remains)
+            if os.path.exists(self.path):
+                raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path) from None
+            os.rename(self._temp, self.path)
+
+    def cleanup(self) -> None:
+        if self._temp and os.path.exists(self._temp):
+            os.unlink(self._temp)
+
+
+def write_atomically(path: str, data: bytes, inputs: list[str], force: bool, what: str) -> None:
+    """A whole small file (a report) through an AtomicTarget."""
+    target = AtomicTarget(path, inputs, force, what)
+    try:
+        with open(target.create_temp(".part"), "wb") as f:
+            f.write(data)
+        target.move_into_place()
+    finally:
+        target.cleanup()
+
+
+class SampleWriter:
+    """A sink for the engine; use as a context manager: moved into place on success, removed on
+    error or interruption (AtomicTarget)."""
+
+    def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None,
+                 reserved: tuple[str, ...] = OUTPUT_COLUMNS) -> None:
+        self.path = path
+        self.like = like
+        self.format = output_format(path)
+        self.id_column = id_column
+        if id_column is not None and id_column in reserved:
+            raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(reserved)})",
+                              path=path, hint="rename the id column in the dump, or leave out --id-col")
+        self._target = AtomicTarget(path, inputs, force, "per-sample rows")
+        self._temp = ""  # created with the first rows, inside the `with` block that removes it on any error
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
 
     def write(self, result: SampleRows) -> None:
         self.write_batch(sample_table(result, self.id_column, self.like))
@@ -169,7 +207,7 @@ class SampleWriter:
         if self.format == "csv":
             batch = _csv_safe(batch)
         if self._writer is None:
-            self._create_temp()
+            self._temp = self._target.create_temp(f".{self.format}.part")
             self._schema = batch.schema
             if self.format == "parquet":
                 self._writer = pq.ParquetWriter(self._temp, batch.schema)
@@ -190,24 +228,9 @@ class SampleWriter:
             if self._writer is not None:
                 self._writer.close()
             if kind is None and self._writer is not None:
-                self._move_into_place()
+                self._target.move_into_place()
         finally:
-            if self._temp and os.path.exists(self._temp):
-                os.unlink(self._temp)
-
-    def _move_into_place(self) -> None:
-        if self.force:
-            os.replace(self._temp, self.path)
-            return
-        try:  # link-then-unlink: fails, rather than replaces, when the target appeared meanwhile
-            os.link(self._temp, self.path)
-        except FileExistsError:
-            raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path,
-                              hint="pass --force to replace it") from None
-        except OSError:  # a file system without hard links: check, then rename (a small window remains)
-            if os.path.exists(self.path):
-                raise OutputError("appeared while xent was writing it; nothing was replaced", path=self.path) from None
-            os.rename(self._temp, self.path)
+            self._target.cleanup()
 
 
 def _csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
