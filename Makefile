@@ -19,7 +19,11 @@ $(VENV)/.installed-dev: pyproject.toml setup.py xentcli/_ckernel.c xentcli/_ctal
 demo: $(VENV)/.installed
 	$(BIN)/xent score sample_data/cifar10_val.parquet --id-col id --worst 5
 
+# The HTML report's browser test opens the page in Debian's headless Chromium: installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 test: $(VENV)/.installed-dev
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest
 
 # torch (a pinned CPU wheel) only for the bench's reference scripts; if it cannot be installed the

@@ -363,8 +363,9 @@ def test_file_size_limit_is_one_line(tmp_path):
 def test_usage_errors_are_one_line(tmp_path):
     result = _xent("score", tmp_path / "x.npy", "--wrost", "5")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "xent: error: No such option: --wrost (Possible options: --plot, --worst) (see 'xent score --help')"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xent: error: No such option: --wrost (Possible options: ")
+    assert "--worst" in lines[0] and lines[0].endswith("(see 'xent score --help')")
     bad_choice = _xent("check", tmp_path / "x.npy", "--fail-on", "sometimes", "--json")
     assert bad_choice.returncode == 2 and len(bad_choice.stderr.strip().splitlines()) == 1
     assert json.loads(bad_choice.stdout)["error"]["code"] == "UsageError"

@@ -211,3 +211,20 @@ def print_plots(lines: list[str]) -> None:
     out = console()
     for line in lines:
         out.print(Text(line), soft_wrap=True)
+
+
+def write_report(path: Any, page: str, inputs: list[str], force: bool) -> None:
+    """--report: the HTML page, written atomically like -o (never over an input; --force to replace)."""
+    from xentcli.errors import OutputError
+    from xentcli.render.rows import write_atomically
+
+    if not str(path).lower().endswith((".html", ".htm")):
+        raise OutputError("a report is an HTML page", path=str(path), hint="name a .html file")
+    write_atomically(str(path), page.encode("utf-8"), inputs, force, "report")
+
+
+def command_line() -> str:
+    """The command as typed (for the report's header)."""
+    import shlex
+
+    return "xent " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from xentcli.cli.app import app, check_plot, console, emit_ci, error_line, guarded, output_format, print_plots
+from xentcli.cli.app import (
+    app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, write_report,
+)
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
-    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii,
+    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
 )
 from xentcli.config import DEFAULT_THREADS
@@ -31,7 +33,8 @@ def score(
     sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
-    out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False, output: Output = None,
+    out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
+    report_path: HtmlReport = None, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -55,6 +58,7 @@ def score(
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
         calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt, plot=plot, ascii=ascii_bars,
+        report_path=report_path,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)
 
@@ -78,7 +82,13 @@ def scored(options: ScoreOptions) -> Report:
             return run(config, source, sink=writer, on_progress=on_progress)
 
 
-def show(options: ScoreOptions, report: Report) -> None:
+def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:
+    if options.report_path is not None:
+        from xentcli.render.html import score_report
+
+        inputs = [*options.paths, *([str(options.labels)] if options.labels else [])]
+        write_report(options.report_path, score_report(report, command_line(), inputs, verdict), [*inputs, *options.option_files],
+                     options.force)
     if options.output_format not in ("text", "json"):
         from xentcli.render.ci import of_score
 

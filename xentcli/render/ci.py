@@ -8,12 +8,11 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
-from xentcli.render.escape import terminal
+from xentcli.render.escape import number_text as _number, terminal
 
 FORMATS = ("github", "gitlab", "junit", "markdown")
 
@@ -48,16 +47,6 @@ class CiRun:
     gates: list[Gate] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     failing_reasons: list[str] = field(default_factory=list)  # the diagnostics' part of the reasons
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return "undefined" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 def _diagnostics(items: list[dict[str, Any]], fail_on: str | None) -> list[Diagnostic]:

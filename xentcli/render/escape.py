@@ -3,6 +3,8 @@ column, class and id names, option values): shown as text, never as markup or te
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import Any
 
@@ -30,3 +32,15 @@ def terminal(value: Any, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text
+
+
+def number_text(value: Any, digits: int = 6) -> str:
+    """A number for reports (CI formats, HTML): integers with thousands separators, floats to
+    `digits` significant digits, NaN as 'undefined'; anything else as its text (not escaped)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "undefined" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)

@@ -1,0 +1,128 @@
+"""`--report out.html`: one self-contained page — structure, escaping, size bound, bars that draw
+their numbers, atomic writing — and opened in a real browser (Debian's headless Chromium, which
+`make test` installs): a screenshot that is not blank and a DOM that holds the charts and tables."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+from xentcli.render.html import CHART_H
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def report(tmp_path: Path, *args, name: str = "r.html") -> str:
+    out = tmp_path / name
+    result = runner.invoke(app, [*map(str, args), "--report", str(out), "--quiet"])
+    assert result.exit_code in (0, 1), result.stderr
+    return out.read_text(encoding="utf-8")
+
+
+class Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def parsed(page: str) -> list[tuple[str, dict[str, str]]]:
+    parser = Elements()
+    parser.feed(page)
+    return parser.tags
+
+
+def test_self_contained_and_bars_draw_their_numbers(tmp_path):
+    page = report(tmp_path, "score", SAMPLE / "cifar10_val.parquet", "--calibration", "--per-class", "--worst", "5")
+    tags = parsed(page)
+    assert "<script" not in page.lower() and not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page)
+    assert not any(tag in ("link", "img", "iframe", "object") for tag, _ in tags)
+    svgs = [attrs for tag, attrs in tags if tag == "svg"]
+    assert len(svgs) == 3  # histogram, reliability, per class
+    # each chart's bars: height = |value| / the chart's largest × its height
+    charts = page.split("<svg")[1:]
+    for chart in (charts[0], charts[2]):
+        bars = [dict(parsed("<svg>" + rect)[-1][1]) for rect in re.findall(r'<rect class="bar"[^>]*>', chart)]
+        values = [float(b["data-value"]) for b in bars]
+        top = max(abs(v) for v in values)
+        for b, v in zip(bars, values):
+            assert float(b["height"]) == round(abs(v) / top * CHART_H, 2)
+    histogram = [float(v) for v in re.findall(r'data-value="([^"]+)"', charts[0])]
+    assert sum(histogram) == 500  # the counted rows
+
+
+def test_size_is_bounded_for_a_thousand_classes_and_groups(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((3000, 1000)).astype(np.float32)
+    y = rng.integers(0, 1000, 3000)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "g.npy", np.arange(3000) % 1500)
+    page = report(tmp_path, "score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--per-class", "--by-file", tmp_path / "g.npy",
+                  "--calibration", "--worst", "100", "--min-group", "1")
+    assert len(page.encode()) <= 300 * 1024
+
+
+def test_text_from_the_data_is_escaped(tmp_path):
+    evil = '<script>alert(1)</script>"\x1b[31m'
+    pq.write_table(pa.table({"id": [evil, "b", "c"], "logits": [[0.0, 9.0], [1.0, 0.0], [0.0, 1.0]], "label": [0, 0, 1],
+                             "g": [evil, "x", "x"]}), tmp_path / "d.parquet")
+    page = report(tmp_path, "score", tmp_path / "d.parquet", "--id-col", "id", "--worst", "3", "--by", "g", "--min-group", "1")
+    assert "<script" not in page and "\x1b" not in page and "&lt;script&gt;" in page
+
+
+def test_written_atomically_never_over_inputs(tmp_path):
+    existing = tmp_path / "r.html"
+    existing.write_text("keep")
+    result = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--report", str(existing)])
+    assert result.exit_code == 2 and existing.read_text() == "keep" and "already exists" in result.stderr
+    result = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--report", str(tmp_path / "r.txt")])
+    assert result.exit_code == 2 and "HTML" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temporary file left
+
+
+def test_diff_report(tmp_path):
+    page = report(tmp_path, "diff", SAMPLE / "cifar10_val.parquet", SAMPLE / "cifar10_val_candidate.parquet", "--key", "id")
+    assert "Candidate against base (500 pairs)" in page and "Δloss histogram" in page and page.count("<svg") == 1
+
+
+def _png_pixels_vary(path: Path) -> bool:
+    """Decode the PNG's image data (zlib over IDAT chunks) and look for more than one byte value."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, idat = 8, b""
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"IDAT":
+            idat += data[at + 8:at + 8 + length]
+        at += 12 + length
+    return len(set(zlib.decompress(idat))) > 8
+
+
+def test_opens_in_headless_chromium(tmp_path):
+    browser = shutil.which("chromium")
+    assert browser, "Debian's chromium is needed: `make test` installs it (apt-get install chromium)"
+    page_path = tmp_path / "r.html"
+    report(tmp_path, "score", SAMPLE / "cifar10_val.parquet", "--calibration", "--per-class")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1000,1600", page_path.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert _png_pixels_vary(shot)
+    dom = subprocess.run([browser, *flags, "--dump-dom", page_path.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert dom.count("<svg") == 3 and dom.count('class="bar"') > 20 and "Diagnostics" in dom and "<table>" in dom

@@ -1,0 +1,213 @@
+"""`--report out.html`: one self-contained page — inline CSS and inline SVG charts, no script, no
+external reference (the SVG namespace aside), no font download — drawn from the aggregates only
+(the histogram, the calibration table, the per-class and per-group rows, the top-K rows), so its
+size stays bounded whatever the dump: the long lists are cut to MAX_ITEMS with a note. Every text
+from the data is escaped (control characters made visible, then HTML-escaped)."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import os
+from typing import Any
+
+from xentcli import __version__
+from xentcli.render.escape import number_text, terminal
+
+MAX_ITEMS = 40  # classes, groups, rows and bins drawn or listed at most
+SVG_NS = "http://www.w3.org/2000/svg"
+CHART_W, CHART_H = 640, 180
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:960px;color:#1d2330;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #d8dde6;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #eceff4;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.pass{color:#17803d;font-weight:600}.fail{color:#b42318;font-weight:600}
+.error{color:#b42318}.warning{color:#a15c07}.info{color:#475467}.meta{color:#475467;font-size:.9em}code{font-size:.9em}
+svg{display:block;margin:.4em 0}.note{color:#475467;font-size:.9em}
+"""
+
+
+def _t(value: Any) -> str:
+    """Data as HTML text: control characters visible, markup escaped."""
+    return html.escape(terminal(value), quote=True)
+
+
+def _n(value: Any, digits: int = 6) -> str:
+    return _t(number_text(value, digits))
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
+    numeric = numeric or set()
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _key_values(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def bars_svg(labels: list[str], values: list[float], title: str, color: str = "#4c78a8",
+             whiskers: list[tuple[float, float]] | None = None) -> str:
+    """Vertical bars, heights proportional to the values (the largest fills the chart); each bar
+    carries its value in data-value, so the drawing can be checked against the numbers."""
+    finite = [v for v in values if v == v and abs(v) != math.inf]
+    top = max([abs(v) for v in finite] + [abs(hi) for _, hi in (whiskers or []) if hi == hi]) if finite else 1.0
+    top = top or 1.0
+    n = max(len(values), 1)
+    width = CHART_W / n
+    parts = [f'<svg xmlns="{SVG_NS}" width="{CHART_W}" height="{CHART_H + 24}" role="img" aria-label="{_t(title)}">',
+             f'<line x1="0" y1="{CHART_H}" x2="{CHART_W}" y2="{CHART_H}" stroke="#98a2b3"/>']
+    for i, (label, value) in enumerate(zip(labels, values)):
+        height = 0.0 if not (value == value and abs(value) != math.inf) else round(abs(value) / top * CHART_H, 2)
+        x = round(i * width + width * 0.1, 2)
+        parts.append(f'<rect class="bar" x="{x}" y="{round(CHART_H - height, 2)}" width="{round(width * 0.8, 2)}" height="{height}" '
+                     f'fill="{color}" data-value="{value!r}"><title>{_t(label)}: {_n(value)}</title></rect>')
+        if whiskers:
+            lo, hi = whiskers[i]
+            if lo == lo and hi == hi:
+                cx = round(i * width + width / 2, 2)
+                parts.append(f'<line x1="{cx}" x2="{cx}" y1="{round(CHART_H - max(lo, 0) / top * CHART_H, 2)}" '
+                             f'y2="{round(CHART_H - min(hi, top) / top * CHART_H, 2)}" stroke="#1d2330"/>')
+    if labels:
+        parts.append(f'<text x="0" y="{CHART_H + 16}" font-size="11" fill="#475467">{_t(labels[0])}</text>')
+        parts.append(f'<text x="{CHART_W}" y="{CHART_H + 16}" font-size="11" fill="#475467" text-anchor="end">{_t(labels[-1])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def reliability_svg(table: list[dict[str, Any]]) -> str:
+    """Bars of the observed accuracy over their bins on [0, 1], the diagonal, and each bin's interval."""
+    size = CHART_H
+    scale = size
+    parts = [f'<svg xmlns="{SVG_NS}" width="{size + 40}" height="{size + 24}" role="img" aria-label="reliability diagram">',
+             f'<line x1="0" y1="{size}" x2="{size}" y2="0" stroke="#98a2b3" stroke-dasharray="4 3"/>',
+             f'<line x1="0" y1="{size}" x2="{size}" y2="{size}" stroke="#98a2b3"/>']
+    for row in table:
+        x, w = round(row["lo"] * scale, 2), round((row["hi"] - row["lo"]) * scale, 2)
+        h = round(row["accuracy"] * scale, 2)
+        parts.append(f'<rect class="bar" x="{x}" y="{round(size - h, 2)}" width="{max(w - 1, 0.5)}" height="{h}" fill="#72b7b2" '
+                     f'data-value="{row["accuracy"]!r}"><title>({row["lo"]:.3f}, {row["hi"]:.3f}]: accuracy {row["accuracy"]:.4f}, '
+                     f'confidence {row["confidence"]:.4f}, {row["count"]:,} rows</title></rect>')
+        lo, hi = row["accuracy_ci"]
+        if lo == lo and hi == hi:
+            cx = round(x + w / 2, 2)
+            parts.append(f'<line x1="{cx}" x2="{cx}" y1="{round(size - lo * scale, 2)}" y2="{round(size - hi * scale, 2)}" stroke="#1d2330"/>')
+    parts.append(f'<text x="0" y="{size + 16}" font-size="11" fill="#475467">0</text>'
+                 f'<text x="{size}" y="{size + 16}" font-size="11" fill="#475467" text-anchor="end">1</text></svg>')
+    return "".join(parts)
+
+
+def input_fingerprint(path: str) -> tuple[int, str]:
+    """A file's size and the SHA-256 of its first MiB (enough to tell two dumps apart cheaply)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        return os.path.getsize(path), hashlib.sha256(head).hexdigest()
+    except OSError:
+        return -1, ""
+
+
+def _inputs(paths: list[str]) -> str:
+    rows = []
+    for path in paths:
+        size, digest = input_fingerprint(path)
+        rows.append([_t(path), _n(size) if size >= 0 else "–", f"<code>{digest[:16]}…</code>" if digest else "–"])
+    return _table(["input", "bytes", "SHA-256 of the first MiB"], rows, {1})
+
+
+def _histogram(bins: list[dict[str, Any]], title: str) -> str:
+    if not bins:
+        return ""
+    shown = bins[:MAX_ITEMS]
+    labels = [("0" if b["lo"] == b["hi"] == 0 else f"{b['lo']:.3g} – {b['hi']:.3g}") for b in shown]
+    return f"<h2>{title}</h2>" + bars_svg(labels, [float(b["count"]) for b in shown], title)
+
+
+def _diagnostics(items: list[dict[str, Any]]) -> str:
+    from xentcli.diagnostics import RULES
+
+    if not items:
+        return "<h2>Diagnostics</h2><p>No diagnostic.</p>"
+    rows = []
+    for item in items:
+        rule = RULES.get(item["code"])
+        why = f'<div class="note">{_t(rule.why)} <b>Fix:</b> {_t(rule.fix)}</div>' if rule else ""
+        side = f" ({_t(item['side'])})" if item.get("side") else ""
+        rows.append([f"<b>{item['code']}</b>", _t(item["name"]) + side, f'<span class="{item["severity"]}">{item["severity"]}</span>',
+                     _n(item.get("rows") or 0), _t(item["message"]) + (f"<br>→ {_t(item['hint'])}" if item.get("hint") else "") + why])
+    return "<h2>Diagnostics</h2>" + _table(["code", "name", "severity", "rows", "what and what to do"], rows, {3})
+
+
+def _page(title: str, body: list[str], command: str) -> str:
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width\"><title>{_t(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{_t(title)}</h1><p class=\"meta\">xent {__version__} · <code>{_t(command)}</code></p>" + "".join(body) + "</body></html>\n")
+
+
+def score_report(report: Any, command: str, inputs: list[str], verdict: str | None = None) -> str:
+    """The page of a score or check run."""
+    s = report.summary
+    body = []
+    if verdict is not None:
+        body.append(f'<p class="{"pass" if verdict.startswith("PASS") else "fail"}">{_t(verdict)}</p>')
+    body.append("<h2>Inputs</h2>" + _inputs(inputs))
+    rows = [("rows", _n(s["rows"])), ("counted", _n(s["counted"])), ("mean loss", _n(s["loss_mean"]) + (
+        f" [{_n(s['loss_ci'][0], 4)}, {_n(s['loss_ci'][1], 4)}]" if "loss_ci" in s else "")),
+            ("loss p50 / p90 / p99", " / ".join(_n(s[k], 5) for k in ("loss_p50", "loss_p90", "loss_p99"))),
+            ("exact match" if report.input.head == "multilabel" else "accuracy", _n(s["accuracy"])),
+            ("perplexity", _n(s["perplexity"])), ("non-finite rows", _n(s["nonfinite"])), ("head", _t(report.input.head))]
+    body.append("<h2>Summary</h2>" + _key_values(rows))
+    body.append(_histogram(report.histogram, "Loss histogram (log-spaced bins of the counted losses)"))
+    if report.calibration is not None and report.calibration["table"]:
+        c = report.calibration
+        body.append("<h2>Reliability</h2>" + reliability_svg(c["table"]) + _key_values(
+            [("ECE / MCE / RMSCE", " / ".join(_n(c[k], 4) for k in ("ece", "mce", "rmsce"))), ("Brier", _n(c["brier"], 5))]))
+    if report.per_class:
+        items = sorted(report.per_class, key=lambda r: -(r.get("support") or 0))[:MAX_ITEMS]
+        key = "class" if "class" in items[0] else "label"
+        labels = [str(r.get("name", r[key])) for r in items]
+        body.append(f"<h2>Mean loss per {key} (the {len(items)} with the most support of {len(report.per_class):,})</h2>"
+                    + bars_svg(labels, [r["loss_mean"] for r in items], f"mean loss per {key}", "#f58518")
+                    + _table([key, "support", "mean loss", "precision", "recall"],
+                             [[_t(label), _n(r["support"]), _n(r["loss_mean"], 5), _n(r.get("precision"), 4), _n(r.get("recall"), 4)]
+                              for label, r in zip(labels, items)], {1, 2, 3, 4}))
+    if report.groups:
+        items = report.groups[:MAX_ITEMS]
+        labels = [", ".join(f"{k}={v}" for k, v in g["by"].items()) for g in items]
+        body.append(f"<h2>Groups (the {len(items)} worst of {len(report.groups):,})</h2>"
+                    + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items])
+                    + _table(["group", "counted", "mean loss", "accuracy"], [[_t(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]
+                                                                           for label, g in zip(labels, items)], {1, 2, 3}))
+    body.append(_diagnostics(report.diagnostics))
+    if report.worst:
+        body.append(f"<h2>Worst {len(report.worst[:MAX_ITEMS])} rows</h2>" + _table(
+            ["row", "id", "label", "pred", "loss"], [[_n(r["row"]), _t(r.get("id", "")), _n(r.get("label")), _n(r.get("pred")), _n(r["loss"])]
+                                                    for r in report.worst[:MAX_ITEMS]], {0, 4}))
+    return _page(f"xent report: {report.input.path}", body, command)
+
+
+def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> str:
+    loss = report.metrics["loss_mean"]
+    body = [f'<p class="{"pass" if report.passed else "fail"}">{_t(verdict)}</p>', "<h2>Inputs</h2>" + _inputs(inputs)]
+    rows = []
+    for name in ("loss_mean", "accuracy", "loss_p50", "loss_p90", "loss_p99"):
+        m = report.metrics[name]
+        ci = m.get("ci")
+        rows.append([name, _n(m["base"]), _n(m["candidate"]), _n(m["delta"]), "–" if not ci else f"[{_n(ci[0], 4)}, {_n(ci[1], 4)}]",
+                     _n(m.get("p_value"), 3) if m.get("p_value") is not None else ""])
+    body.append(f"<h2>Candidate against base ({report.pairing['usable_pairs']:,} pairs)</h2>"
+                + _table(["metric", "base", "candidate", "Δ", f"{report.confidence:.0%} CI", "p"], rows, {1, 2, 3, 5}))
+    body.append(_key_values([("loss Δ", f"{_n(loss['delta'])} ± {_n(loss['ci'][1] - loss['delta'], 3)}"),
+                             ("right → wrong", _n(report.flips["correct_to_wrong"])), ("wrong → right", _n(report.flips["wrong_to_correct"]))]))
+    body.append(_histogram(report.delta_histogram, "Δloss histogram (candidate − base)"))
+    body.append(_diagnostics(report.diagnostics))
+    if report.regressed:
+        body.append("<h2>Most regressed rows</h2>" + _table(
+            ["row", "key", "label", "loss base", "loss candidate", "Δ"],
+            [[_n(r["row"]), _t(r.get("key", "")), _n(r["label"]), _n(r["loss_base"]), _n(r["loss_candidate"]), _n(r["delta"])]
+             for r in report.regressed[:MAX_ITEMS]], {0, 3, 4, 5}))
+    return _page(f"xent diff: {report.base.input.path} → {report.candidate.input.path}", body, command)
