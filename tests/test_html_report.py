@@ -126,3 +126,17 @@ def test_opens_in_headless_chromium(tmp_path):
     assert _png_pixels_vary(shot)
     dom = subprocess.run([browser, *flags, "--dump-dom", page_path.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
     assert dom.count("<svg") == 3 and dom.count('class="bar"') > 20 and "Diagnostics" in dom and "<table>" in dom
+
+
+def test_png_charts_through_the_extra(tmp_path, monkeypatch):
+    folder = tmp_path / "charts"
+    result = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--calibration", "--per-class", "--png", str(folder), "--quiet"])
+    assert result.exit_code == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["loss_histogram.png", "per_class.png", "reliability.png"]
+    assert all(_png_pixels_vary(p) for p in folder.iterdir())
+    diff = runner.invoke(app, ["diff", str(SAMPLE / "cifar10_val.parquet"), str(SAMPLE / "cifar10_val_candidate.parquet"), "--key", "id",
+                               "--png", str(tmp_path / "d")])
+    assert diff.exit_code == 0 and [p.name for p in (tmp_path / "d").iterdir()] == ["delta_histogram.png"]
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # the extra not installed
+    missing = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--png", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "pip install 'xentcli[png]'" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

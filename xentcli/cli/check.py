@@ -11,7 +11,7 @@ from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
     MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, HtmlReport, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, HtmlReport, Png, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
 )
 from xentcli.cli.score import scored
 from xentcli.config import DEFAULT_THREADS, Gates
@@ -32,7 +32,8 @@ def check(
     sample_weights: SampleWeights = None,
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
-    out_format: OutputFormat = OutputFormatChoice.text, report_path: HtmlReport = None, output: Output = None,
+    out_format: OutputFormat = OutputFormatChoice.text, report_path: HtmlReport = None, png_folder: Png = None,
+    output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -60,7 +61,7 @@ def check(
         calibration=calibration or max_ece is not None or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by,
         by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt,
-        report_path=report_path,
+        report_path=report_path, png_folder=png_folder,
     )
     limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, gate_on, max_ece, max_group_gap)
     guarded(debug, lambda: _check(options, limits), as_json)
@@ -77,6 +78,10 @@ def _check(options: ScoreOptions, limits: Gates) -> None:
         )
     report = scored(options)
     result = evaluate(report, limits)
+    if options.png_folder is not None:
+        from xentcli.render.png import write_pngs
+
+        write_pngs(str(options.png_folder), report)
     if options.report_path is not None:
         from xentcli.render.html import score_report
 

@@ -14,7 +14,7 @@ from xentcli.cli.app import (
 from xentcli.cli.options import (
     By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, TargetPrefix, Threads,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, Png, TargetPrefix, Threads,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -43,7 +43,7 @@ def diff(
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
     ignore_index: IgnoreIndex = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
     as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
-    report_path: HtmlReport = None, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
+    report_path: HtmlReport = None, png_folder: Png = None, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
     threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
     select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
@@ -65,7 +65,7 @@ def diff(
             epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
             no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
             by=by if grouped else None, by_file=by_file if grouped else None, output_format=fmt, plot=plot, ascii=ascii_bars,
-            report_path=report_path,
+            report_path=report_path, png_folder=png_folder,
         )
 
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
@@ -93,6 +93,10 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     for side in (report.base, report.candidate):
         for note in side.input.notes:
             error_line("note", note)
+    if base.png_folder is not None:
+        from xentcli.render.png import write_pngs
+
+        write_pngs(str(base.png_folder), diff=report)
     if base.report_path is not None:
         from xentcli.render.html import diff_report
 

@@ -10,7 +10,7 @@ from xentcli.cli.app import (
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
-    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport,
+    PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, Png,
     TargetPrefix, Threads, TopK, WeightCol, Worst,
 )
 from xentcli.config import DEFAULT_THREADS
@@ -34,7 +34,7 @@ def score(
     label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None, like: Like = None, compare: Compare = False,
     top_k: TopK = 5, worst: Worst = 0, per_class: PerClass = False, as_json: Json = False,
     out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
-    report_path: HtmlReport = None, output: Output = None,
+    report_path: HtmlReport = None, png_folder: Png = None, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
@@ -58,7 +58,7 @@ def score(
         quiet=quiet, no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes, confidence=confidence,
         calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt, plot=plot, ascii=ascii_bars,
-        report_path=report_path,
+        report_path=report_path, png_folder=png_folder,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)
 
@@ -83,6 +83,10 @@ def scored(options: ScoreOptions) -> Report:
 
 
 def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:
+    if options.png_folder is not None:
+        from xentcli.render.png import write_pngs
+
+        write_pngs(str(options.png_folder), report)
     if options.report_path is not None:
         from xentcli.render.html import score_report
 

@@ -1,0 +1,82 @@
+"""`--png FOLDER`: the report's charts as PNG files, through matplotlib's Agg backend — an optional
+extra (`pip install 'xentcli[png]'`); without it the option exits 2 with that line. Drawn from the
+same aggregates as the HTML report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from xentcli.errors import OptionError, OutputError
+
+INSTALL = "pip install 'xentcli[png]'"
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise OptionError("--png needs matplotlib, an optional extra", hint=INSTALL) from None
+    return plt
+
+
+def _bars(plt: Any, labels: list[str], values: list[float], title: str, path: str, color: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    ax.bar(range(len(values)), values, color=color)
+    ax.set_title(title)
+    step = max(1, len(labels) // 8)
+    ax.set_xticks(range(0, len(labels), step), [labels[i] for i in range(0, len(labels), step)], rotation=30, ha="right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_pngs(folder: str, report: Any = None, diff: Any = None) -> list[str]:
+    """The charts of a score/check report or a diff report as PNG files in `folder` (created if
+    missing); returns their paths."""
+    plt = _pyplot()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder: {exc.strerror}", path=folder) from None
+    written = []
+
+    def histogram(bins: list[dict[str, Any]], title: str, name: str) -> None:
+        if bins:
+            labels = ["0" if b["lo"] == b["hi"] == 0 else f"{b['lo']:.3g}–{b['hi']:.3g}" for b in bins]
+            path = os.path.join(folder, name)
+            _bars(plt, labels, [b["count"] for b in bins], title, path, "#4c78a8")
+            written.append(path)
+
+    if diff is not None:
+        histogram(diff.delta_histogram, "Δloss (candidate − base)", "delta_histogram.png")
+        return written
+    histogram(report.histogram, "loss histogram (log-spaced bins)", "loss_histogram.png")
+    if report.calibration is not None and report.calibration["table"]:
+        table = report.calibration["table"]
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        ax.bar([(r["lo"] + r["hi"]) / 2 for r in table], [r["accuracy"] for r in table],
+               width=[r["hi"] - r["lo"] for r in table], color="#72b7b2", edgecolor="white")
+        ax.plot([0, 1], [0, 1], "--", color="#98a2b3")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title="reliability")
+        fig.tight_layout()
+        path = os.path.join(folder, "reliability.png")
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    if report.per_class:
+        items = sorted(report.per_class, key=lambda r: -(r.get("support") or 0))[:40]
+        key = "class" if "class" in items[0] else "label"
+        path = os.path.join(folder, "per_class.png")
+        _bars(plt, [str(r.get("name", r[key])) for r in items], [r["loss_mean"] for r in items], f"mean loss per {key}", path, "#f58518")
+        written.append(path)
+    if report.groups:
+        items = report.groups[:40]
+        path = os.path.join(folder, "groups.png")
+        _bars(plt, [", ".join(f"{k}={v}" for k, v in g["by"].items()) for g in items], [g["loss_mean"] for g in items],
+              "mean loss per group", path, "#e45756")
+        written.append(path)
+    return written
