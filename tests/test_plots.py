@@ -75,3 +75,15 @@ def test_diff_plots_the_signed_deltas():
 def test_plot_is_text_only(fmt):
     result = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--plot", *fmt])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_golden_plot_at_a_fixed_width(ascii_only):
+    """The sample dump's charts at 100 columns, byte for byte (XENT_UPDATE_GOLDEN=1 rewrites them)."""
+    import os
+
+    text = plot("score", SAMPLE / "cifar10_val.parquet", "--calibration", *(["--ascii"] if ascii_only else []))
+    path = Path(__file__).resolve().parent / "golden" / f"plot{'_ascii' if ascii_only else ''}.txt"
+    if os.environ.get("XENT_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), "the plot changed (XENT_UPDATE_GOLDEN=1 rewrites it)"
