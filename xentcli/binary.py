@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,11 @@ class BinaryRows:
         """Any element of the row (a binary head's row is its element)."""
         return values if values.ndim == 1 else values.any(axis=1)
 
-    @property
+    @cached_property
     def low(self) -> npt.NDArray:
         return self.raw if self.raw.ndim == 1 else self.raw.min(axis=1)
 
-    @property
+    @cached_property
     def high(self) -> npt.NDArray:
         return self.raw if self.raw.ndim == 1 else self.raw.max(axis=1)
 
@@ -173,6 +174,10 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
     x = raw if raw.dtype == np.float32 else raw.astype(np.float64)
     t = t.astype(x.dtype, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "logits" and pos_weight is None and bool(np.isfinite(x).all()):
+            # the stable form itself, max(z, 0) − z·t + log1p(exp(−|z|)): fewest passes, exact for finite z
+            loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+            return loss if class_weights is None else class_weights * loss
         if kind == "logits":  # softplus(∓z) = max(∓z, 0) + log1p(exp(−|z|)): one exp and one log1p for both
             shared = np.log1p(np.exp(-np.abs(x)))
             neg, pos = np.maximum(-x, 0) + shared, np.maximum(x, 0) + shared
@@ -182,7 +187,9 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
             neg, pos = -x, -np.log(-np.expm1(x))
         positive_part = t * neg if pos_weight is None else pos_weight * t * neg
         negative_part = (1 - t) * pos
-        if not (np.isfinite(neg).all() and np.isfinite(pos).all()):  # 0·∞ = 0: a certain score costs nothing on its side
+        # finite logits give finite softplus: one check of the scores instead of two of the terms
+        certain = not np.isfinite(x).all() if kind == "logits" else not (np.isfinite(neg).all() and np.isfinite(pos).all())
+        if certain:  # 0·∞ = 0: a certain score costs nothing on its side
             positive_part = np.where(t == 0, 0.0, positive_part)
             negative_part = np.where(t == 1, 0.0, negative_part)
         loss = positive_part + negative_part
@@ -198,12 +205,18 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     (their probabilities only with `detail` or K = 1: the per-sample output needs them)."""
     raw = scores
     n, k = raw.shape
-    t = np.asarray(targets, np.float64).reshape(raw.shape) if targets.dtype.kind in "biuf" else np.full(raw.shape, np.nan)
+    if targets.dtype.kind not in "biuf":
+        t = np.full(raw.shape, np.nan)
+    else:  # float32 targets stay float32 (0/1 and soft values alike are scored in the scores' precision at most)
+        t = np.asarray(targets, np.float32 if targets.dtype == np.float32 else np.float64).reshape(raw.shape)
     with np.errstate(invalid="ignore"):
-        # a masked (null, NaN) element of a multi-label row is left out, as the ignore index is; a
-        # binary row's NaN target is no target (XE115)
-        ignored_el = (np.isnan(t) if k > 1 else np.zeros(raw.shape, bool)) | ((t == ignore) if ignore is not None else False)
-        bad_target = ~ignored_el & ~((t >= 0) & (t <= 1))
+        if ignore not in (0, 1) and bool(((t == 0) | (t == 1)).all()):  # the usual multi-hot rows: nothing left out
+            ignored_el = bad_target = np.zeros(raw.shape, bool)
+        else:
+            # a masked (null, NaN) element of a multi-label row is left out, as the ignore index is; a
+            # binary row's NaN target is no target (XE115)
+            ignored_el = (np.isnan(t) if k > 1 else np.zeros(raw.shape, bool)) | ((t == ignore) if ignore is not None else False)
+            bad_target = ~ignored_el & ~((t >= 0) & (t <= 1))
         if kind == "probs":
             outside = (raw < 0) | (raw > 1)
         elif kind == "log-probs":
@@ -227,7 +240,7 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     rows = _rows_as_stored(raw, kind, t, outside, bad_target)
     pred = raw >= decision_cut(kind, threshold)
     p = positive_probability(rows) if detail or k == 1 else np.empty((0, k))
-    counted = scored & np.isfinite(loss)
+    counted = scored if loss.dtype.kind == "f" and not special and bool(np.isfinite(row_loss).all()) else scored & np.isfinite(loss)
     every = bool(counted.all())
     elements = ElementRows(p, pred, positive, counted, loss if every else np.where(counted, loss, np.nan), scored & ~bad_target)
     if k == 1:  # a binary head: the row is its one element
@@ -267,6 +280,10 @@ class LabelTotals:
     @classmethod
     def of(cls, e: ElementRows) -> LabelTotals:
         c = e.counted
+        if c.all():  # the usual chunk: no mask to apply
+            n = np.full(c.shape[1], c.shape[0], np.int64)
+            return cls(n, e.positive.sum(axis=0), e.pred.sum(axis=0), (e.pred == e.positive).sum(axis=0),
+                       (e.pred & e.positive).sum(axis=0), e.loss.sum(axis=0, dtype=np.float64))
         return cls(c.sum(axis=0), (e.positive & c).sum(axis=0), (e.pred & c).sum(axis=0), ((e.pred == e.positive) & c).sum(axis=0),
                    (e.pred & e.positive & c).sum(axis=0), np.where(c, e.loss, 0.0).sum(axis=0))
 
