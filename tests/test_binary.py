@@ -488,3 +488,38 @@ def test_epsilon_clips_probabilities_as_keras(tmp_path, head):
     doc = score(*args, "--epsilon", "1e-7", *head)["summary"]
     assert doc["loss_mean"] == pytest.approx((-math.log(1e-7) - math.log1p(-(1 - 1e-7)) + math.log(2)) / 3, rel=1e-9)
     assert score(*args, *head)["summary"]["nonfinite"] == 2  # unclipped: infinite
+
+
+def test_multilabel_c_path_equals_numpy_path(tmp_path, monkeypatch):
+    """float32 logits with targets in [0, 1] go through xent_sigmoid_f32; the numpy path is the reference:
+    the same numbers (to float32's 1e-6), the same per-label counts, a NaN chunk handed back to numpy."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+
+    require_c_extension()
+    rng = np.random.default_rng(31)
+    z = (rng.normal(size=(700, 9)) * 4).astype(np.float32)
+    t = (rng.random((700, 9)) < 0.4).astype(np.float32)
+    t[::7, 2] = 0.3  # soft targets too
+    z[5, 4] = np.float32(math.log(0.7 / 0.3))  # on the threshold's cut
+    z2 = z.copy()
+    z2[600, 1] = np.nan  # the last chunk has a NaN: the numpy path takes it
+    for scores in (z, z2):
+        np.save(tmp_path / "ml.npy", scores)
+        np.save(tmp_path / "y.npy", t)
+        args = [tmp_path / "ml.npy", "--labels", tmp_path / "y.npy", "--head", "sigmoid", "--per-class", "--threshold", "0.7",
+                "--chunk-rows", "200"]
+        with_c = score(*args)
+        monkeypatch.setattr(native, "has_sigmoid", lambda: False)
+        with_numpy = score(*args)
+        monkeypatch.undo()
+        for key in ("loss_mean", "exact_match", "hamming_accuracy", "positive_rate", "predicted_positive_rate", "nonfinite", "loss_p90"):
+            assert with_c["summary"][key] == pytest.approx(with_numpy["summary"][key], rel=1e-6), key
+        for a, b in zip(with_c["per_class"], with_numpy["per_class"]):
+            assert (a["support"], a["precision"], a["recall"]) == (b["support"], b["precision"], b["recall"])
+            assert a["loss_mean"] == pytest.approx(b["loss_mean"], rel=1e-6)
+        assert [d["code"] for d in with_c["diagnostics"]] == [d["code"] for d in with_numpy["diagnostics"]]
+    want = _bce(z.astype(np.float64), t.astype(np.float64)).mean(axis=1).mean()
+    np.save(tmp_path / "ml.npy", z)
+    assert score(tmp_path / "ml.npy", "--labels", tmp_path / "y.npy", "--head", "sigmoid")["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)

@@ -23,7 +23,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <string.h>
 
-#define XENT_KERNEL_VERSION 9
+#define XENT_KERNEL_VERSION 10
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -322,6 +322,50 @@ XENT_CLONES int64_t xent_sparse_logits_f64(XENT_LABEL_ARGS, XENT_KERNEL_ARGS(dou
     const int64_t specials = rows_f64(XENT_KERNEL_CALL);
     unusable_losses(loss, label_ok, n);
     return specials;
+}
+
+/* A multi-label sigmoid head's chunk element by element (binary.py's fast path: finite float32
+   logits, targets in [0, 1], no weights, no smoothing): per row the summed loss and the labels
+   predicted right, its largest and smallest score; per label (added to) the positive targets, the
+   positive predictions, the right ones, the true positives and the summed loss. The loss is the
+   stable form max(z, 0) − z·t + log1p(exp(−|z|)) with the float32 exp and log1p above (each within
+   2e-7). Returns -1, before anything is added, when a score is not finite or a target lies outside
+   [0, 1] (NaN included): the caller's general path takes the chunk. */
+XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restrict t, int64_t n, int64_t k, float cut,
+                                     double *restrict row_loss, int64_t *restrict row_right, int64_t *restrict lab_pos,
+                                     int64_t *restrict lab_pred, int64_t *restrict lab_correct, int64_t *restrict lab_tp,
+                                     double *restrict lab_loss, double *restrict row_max, double *restrict row_min) {
+    int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+    for (int64_t e = 0; e < n * k; e++) bad += !(z[e] - z[e] == 0.0f) | !(t[e] >= 0.0f && t[e] <= 1.0f);
+    if (bad) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        const float *restrict zi = z + i * k, *restrict ti = t + i * k;
+        double sum = 0.0;
+        int64_t right = 0;
+        float top = zi[0], bottom = zi[0];
+#pragma omp simd reduction(+ : sum, right) reduction(max : top) reduction(min : bottom)
+        for (int64_t j = 0; j < k; j++) {
+            const float x = zi[j], target = ti[j];
+            top = x > top ? x : top;
+            bottom = x < bottom ? x : bottom;
+            const float magnitude = x < 0.0f ? -x : x;
+            const float loss = (x > 0.0f ? x : 0.0f) - x * target + log1p_nonnegative_f32(exp_nonpositive_f32(-magnitude));
+            const int64_t pred = x >= cut, positive = target >= 0.5f, hit = pred == positive;
+            sum += (double)loss;
+            right += hit;
+            lab_pos[j] += positive;
+            lab_pred[j] += pred;
+            lab_correct[j] += hit;
+            lab_tp[j] += pred & positive;
+            lab_loss[j] += (double)loss;
+        }
+        row_loss[i] = sum;
+        row_right[i] = right;
+        row_max[i] = (double)top;
+        row_min[i] = (double)bottom;
+    }
+    return n;
 }
 
 static struct PyModuleDef xent_module = {

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xentcli import native
 from xentcli.kernels import SampleStats
 from xentcli.sources import Chunk
 
@@ -115,7 +116,7 @@ def binary_stats(stats: SampleStats, rows: BinaryRows, threshold: float) -> Samp
     """The two-class statistics made binary: pred = P(y = 1) ≥ threshold, the label of a soft
     target t is 1 when t ≥ 0.5 (with p_true the probability of that label), rank 1 when right,
     and the stored score as the row's extremes (what the score diagnostics judge)."""
-    pred = (rows.raw >= decision_cut(rows.kind, threshold)).astype(np.int64)
+    pred = predicts(rows.raw, rows.kind, threshold).astype(np.int64)
     raw = rows.raw.astype(np.float64)
     changes = {"pred": pred, "score_max": raw, "score_min": raw}
     label = stats.label
@@ -162,6 +163,7 @@ class ElementRows:
     counted: npt.NDArray[np.bool_]  # not ignored, with a target in [0, 1] and a finite loss
     loss: npt.NDArray[np.float64]  # the (weighted) element loss, NaN where not counted
     scored: npt.NDArray[np.bool_] | None = None  # not ignored, with a target in [0, 1] (a finite score or not)
+    totals: Any = None  # the C fast path's per-label sums (LabelTotals), the per-element arrays then left empty
 
 
 def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_weight: npt.NDArray | None,
@@ -205,6 +207,11 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     (their probabilities only with `detail` or K = 1: the per-sample output needs them)."""
     raw = scores
     n, k = raw.shape
+    if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype == np.float32 and pos_weight is None
+            and class_weights is None and not smoothing and native.has_sigmoid()):
+        fast = _element_chunk_native(raw, targets.reshape(raw.shape), threshold)
+        if fast is not None:
+            return fast
     if targets.dtype.kind not in "biuf":
         t = np.full(raw.shape, np.nan)
     else:  # float32 targets stay float32 (0/1 and soft values alike are scored in the scores' precision at most)
@@ -238,7 +245,7 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     row_loss[ignored] = np.nan
     positive = t >= 0.5
     rows = _rows_as_stored(raw, kind, t, outside, bad_target)
-    pred = raw >= decision_cut(kind, threshold)
+    pred = predicts(raw, kind, threshold)
     p = positive_probability(rows) if detail or k == 1 else np.empty((0, k))
     counted = scored if loss.dtype.kind == "f" and not special and bool(np.isfinite(row_loss).all()) else scored & np.isfinite(loss)
     every = bool(counted.all())
@@ -261,6 +268,42 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     return stats, ignored, rows, elements
 
 
+def _float32_cut(cut: float) -> np.float32:
+    """The smallest float32 at or above `cut`: z ≥ it ⇔ z ≥ cut for float32 z (numpy would round a
+    float cut to the nearest float32, which may lie below it)."""
+    cut32 = np.float32(cut)
+    return np.nextafter(cut32, np.float32(np.inf)) if float(cut32) < cut else cut32
+
+
+def predicts(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[np.bool_]:
+    """P(y = 1) ≥ threshold, decided on the stored score exactly (float32 scores against the float32
+    at or above the cut)."""
+    cut = decision_cut(kind, threshold)
+    return raw >= (_float32_cut(cut) if raw.dtype == np.float32 else np.float64(cut))
+
+
+def _element_chunk_native(raw: npt.NDArray[np.float32], t: npt.NDArray[np.float32], threshold: float
+                          ) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows] | None:
+    """element_chunk's fast path in C (xent_sigmoid_f32): finite logits, targets in [0, 1] (nothing
+    ignored or masked), no weights or smoothing, no per-element output. None when the chunk has
+    anything else: the numpy path takes it."""
+    n, k = raw.shape
+    out = native.sigmoid_f32(raw, t, float(_float32_cut(decision_cut("logits", threshold))))  # None: a non-finite score or a target outside [0, 1]
+    if out is None:
+        return None
+    exact = out["row_right"] == k
+    label, pred_row = np.zeros(n, np.int64), np.where(exact, 0, 1).astype(np.int64)
+    stats = SampleStats(
+        label=label, label_is_int=np.ones(n, bool), label_ok=np.ones(n, bool), loss=out["row_loss"] / k, pred=pred_row,
+        p_true=np.full(n, np.nan), rank=np.where(exact, 1, 2).astype(np.int64), p_max=np.full(n, np.nan),
+        score_max=out["row_max"], score_min=out["row_min"],
+    )
+    totals = LabelTotals(np.full(k, n, np.int64), out["positives"], out["predicted"], out["correct"], out["true_positives"], out["loss_sum"])
+    empty = np.empty((0, k))
+    rows = BinaryRows(raw, "logits", t, soft=False, outside=np.broadcast_to(False, raw.shape))
+    return stats, np.zeros(n, bool), rows, ElementRows(empty, empty.astype(bool), empty.astype(bool), empty.astype(bool), empty, None, totals)
+
+
 def _rows_as_stored(raw: npt.NDArray, kind: str, t: npt.NDArray, outside: npt.NDArray, bad_target: npt.NDArray) -> BinaryRows:
     return BinaryRows(raw, kind, t, soft=False, outside=outside, bad_target=bad_target)
 
@@ -279,6 +322,8 @@ class LabelTotals:
 
     @classmethod
     def of(cls, e: ElementRows) -> LabelTotals:
+        if e.totals is not None:
+            return e.totals
         c = e.counted
         if c.all():  # the usual chunk: no mask to apply
             n = np.full(c.shape[1], c.shape[0], np.int64)

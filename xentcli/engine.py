@@ -93,7 +93,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
             chunk.scores, kind, targets, options.ignore_for(None), options.label_smoothing,
             None if options.pos_weight is None else np.asarray(options.pos_weight),
             None if options.class_weights is None else np.asarray(options.class_weights), config.threshold,
-            config.per_sample or config.calibration, options.epsilon)
+            config.per_sample or config.calibration or config.temperature_scan, options.epsilon)
         stats = base
         counted = stats.counted & ~ignored
         terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 9  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 10  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -70,6 +70,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
         functions[dtype] = function
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
+    library.xent_sigmoid_f32.restype = i64
+    library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
@@ -242,3 +244,25 @@ def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDA
         span, keep[4].ctypes.data, keep[4].shape[1], small_mean, keep[5].ctypes.data, keep[5].shape[1],
         hist_base.ctypes.data, hist_candidate.ctypes.data,
     )
+
+
+def has_sigmoid() -> bool:
+    return _LIBRARY is not None
+
+
+def sigmoid_f32(z: npt.NDArray[np.float32], t: npt.NDArray[np.float32], cut: float) -> dict[str, npt.NDArray] | None:
+    """xent_sigmoid_f32 in _ckernel.c on [n, K] float32 logits and targets: per row the summed loss,
+    the labels right and the extremes; per label the positive targets, predictions, right ones, true
+    positives and summed loss. None when a score is not finite or a target is outside [0, 1]."""
+    assert _LIBRARY is not None
+    z, t = np.ascontiguousarray(z, np.float32), np.ascontiguousarray(t, np.float32)
+    n, k = z.shape
+    row_loss, row_right = np.empty(n), np.empty(n, np.int64)
+    lab = {name: np.zeros(k, np.int64) for name in ("positives", "predicted", "correct", "true_positives")}
+    lab_loss, row_max, row_min = np.zeros(k), np.empty(n), np.empty(n)
+    done = _LIBRARY.xent_sigmoid_f32(z.ctypes.data, t.ctypes.data, n, k, ctypes.c_float(cut), row_loss.ctypes.data, row_right.ctypes.data,
+                                     lab["positives"].ctypes.data, lab["predicted"].ctypes.data, lab["correct"].ctypes.data,
+                                     lab["true_positives"].ctypes.data, lab_loss.ctypes.data, row_max.ctypes.data, row_min.ctypes.data)
+    if done < 0:
+        return None
+    return {"row_loss": row_loss, "row_right": row_right, "loss_sum": lab_loss, "row_max": row_max, "row_min": row_min, **lab}
