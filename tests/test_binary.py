@@ -523,3 +523,11 @@ def test_multilabel_c_path_equals_numpy_path(tmp_path, monkeypatch):
     want = _bce(z.astype(np.float64), t.astype(np.float64)).mean(axis=1).mean()
     np.save(tmp_path / "ml.npy", z)
     assert score(tmp_path / "ml.npy", "--labels", tmp_path / "y.npy", "--head", "sigmoid")["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+
+
+def test_multilabel_worst_rows_are_rows_and_losses(tmp_path):
+    z, t, args = _multilabel(tmp_path)
+    worst = score(*args, "--worst", "3")["worst"]
+    losses = _bce(z, t).mean(axis=1)
+    assert [set(w) for w in worst] == [{"row", "id", "loss"}] * 3
+    assert [w["row"] for w in worst] == np.argsort(-losses, kind="stable")[:3].tolist()

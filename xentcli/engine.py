@@ -354,7 +354,9 @@ class Pass:
             summary=summary, histogram=log_histogram(total.sketch),
             per_class=([] if not config.per_class else total.labels.rows(info.classes) if info.head == "multilabel" and total.labels is not None
                        else total.per_class_rows(info.classes)),
-            worst=total.worst.details,
+            # a multi-label row has no one label, prediction or target probability: its row, id and loss
+            worst=([{k: v for k, v in row.items() if k not in ("label", "pred", "p_true")} for row in total.worst.details]
+                   if info.head == "multilabel" else total.worst.details),
             id_column=info.id_column,
             like=documents.get(like) if like else None,
             compare=list(documents.values()) if config.loss.compare else [],

@@ -184,9 +184,10 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
                                                                            for label, g in zip(labels, items)], {1, 2, 3}))
     body.append(_diagnostics(report.diagnostics))
     if report.worst:
+        columns = ["row", "id", "loss"] if report.input.head == "multilabel" else ["row", "id", "label", "pred", "loss"]
         body.append(f"<h2>Worst {len(report.worst[:MAX_ITEMS])} rows</h2>" + _table(
-            ["row", "id", "label", "pred", "loss"], [[_n(r["row"]), _t(r.get("id", "")), _n(r.get("label")), _n(r.get("pred")), _n(r["loss"])]
-                                                    for r in report.worst[:MAX_ITEMS]], {0, 4}))
+            columns, [[_n(r["row"]), _t(r.get("id", "")), *([] if len(columns) == 3 else [_n(r.get("label")), _n(r.get("pred"))]), _n(r["loss"])]
+                      for r in report.worst[:MAX_ITEMS]], {0, len(columns) - 1}))
     return _page(f"xent report: {report.input.path}", body, command)
 
 
