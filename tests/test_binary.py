@@ -531,3 +531,33 @@ def test_multilabel_worst_rows_are_rows_and_losses(tmp_path):
     losses = _bce(z, t).mean(axis=1)
     assert [set(w) for w in worst] == [{"row", "id", "loss"}] * 3
     assert [w["row"] for w in worst] == np.argsort(-losses, kind="stable")[:3].tolist()
+
+
+# ---- found in review: each a class of inputs ----------------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--calibration"], ["--pos-weight", "1"], ["--threads", "1", "--chunk-rows", "1"]])
+def test_ignore_index_zero_or_one_on_every_path(tmp_path, extra):
+    """--ignore-index 1 leaves the elements whose target is 1 out, on the C path and the numpy paths alike."""
+    z = np.array([[-1, 2], [0.5, -0.3]], np.float32)
+    t = np.array([[1, 0], [0, 1]], np.float32)
+    doc = score(*_npy(tmp_path, z, t, "ml"), "--head", "sigmoid", "--ignore-index", "1", *extra)["summary"]
+    assert doc["loss_mean"] == pytest.approx((_bce(2.0, 0.0) + _bce(0.5, 0.0)) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("extra", [[], ["--calibration"], ["--class-weights", "1,1,1,1"], ["--pos-weight", "1"]])
+def test_soft_targets_keep_the_float32_guarantee_for_large_logits(tmp_path, extra):
+    """max(z, 0) − z·t cancels for z large and t near 1: every path stays within max(1e-6, 1e-6·|loss|)."""
+    z = np.array([[22659.363, 961.9537, 16712.855, 4155.8022]], np.float32)
+    t = np.array([[0.9999835, 0.9999715, 0.9999833, 0.9999778]], np.float32)
+    want = float(_bce(z.astype(np.float64), t.astype(np.float64)).mean())
+    got = score(*_npy(tmp_path, z, t, "ml"), "--head", "sigmoid", *extra)["summary"]["loss_mean"]
+    assert abs(got - want) <= max(1e-6, 1e-6 * want)
+    binary = score(*_npy(tmp_path, z[0], t[0], "b"), "--class-weights", "1")["summary"]["loss_mean"]
+    assert abs(binary - want) <= max(1e-6, 1e-6 * want)
+
+
+def test_multilabel_per_sample_csv_is_refused(tmp_path):
+    _, _, args = _multilabel(tmp_path, n=5)
+    result = runner.invoke(app, ["score", *map(str, args), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2 and ".parquet" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()

@@ -123,3 +123,34 @@ def test_json_and_another_format_are_refused():
     assert result.exit_code == 2 and "two formats" in result.stdout + result.stderr
     same = reference("score", BROKEN)
     assert json.loads(run("score", BROKEN, "--output-format", "json").stdout)["summary"] == same["summary"]
+
+
+def test_markdown_escapes_links_images_and_headings_from_the_data(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    evil = "![i](https://evil.example/p.png) [x](https:evil) # h ~~s~~ <img src=x> www.evil.example"
+    rng = np.random.default_rng(0)
+    logits = [[0.0, 3.0 + rng.random()] for _ in range(10)] + [[3.0 + rng.random(), 0.0] for _ in range(30)]
+    pq.write_table(pa.table({"logits": logits, "label": [0] * 40, "g": [evil] * 10 + ["a"] * 30}), tmp_path / "d.parquet")
+    name = tmp_path / "![a](http:evil) # h.parquet"
+    shutil.copy(tmp_path / "d.parquet", name)
+    md = run("check", name, "--by", "g", "--max-group-gap", "0.1", "--min-group", "1", "--output-format", "markdown").stdout
+    for raw in ("![", "](", "<img", "# h", "~~", "www.evil"):  # never unescaped (a backslash before each mark is text)
+        assert not re.search(r"(?<!\\)" + re.escape(raw[0]) + re.escape(raw[1:]), md), raw
+    assert "\\!\\[i\\]\\(https\\:" in md  # shown as text
+
+
+def test_non_utf8_file_names_stay_text(tmp_path):
+    import os
+
+    import numpy as np
+
+    name = os.fsdecode(bytes(tmp_path) + b"/bad\xff.npy")
+    np.save(name, np.array([[0.0, 1.0], [2.0, 0.0]]))
+    np.save(tmp_path / "y.npy", np.array([1, 2]))  # a label out of range: an error to report
+    for fmt in ("github", "gitlab", "markdown", "junit"):
+        out = runner.invoke(app, ["check", name, "--labels", str(tmp_path / "y.npy"), "--output-format", fmt]).stdout
+        assert "\udcff" not in out and ("\\xff" in out or fmt == "junit"), fmt  # (JUnit names no file)
+    json.loads(runner.invoke(app, ["check", name, "--labels", str(tmp_path / "y.npy"), "--output-format", "gitlab"]).stdout)

@@ -350,15 +350,18 @@ XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restr
             top = x > top ? x : top;
             bottom = x < bottom ? x : bottom;
             const float magnitude = x < 0.0f ? -x : x;
-            const float loss = (x > 0.0f ? x : 0.0f) - x * target + log1p_nonnegative_f32(exp_nonpositive_f32(-magnitude));
+            /* max(z, 0) − z·t in double: a float32 product is exact there, and with t near 1 and z large the
+               difference cancels (float32 would keep an ulp of z) */
+            const double loss = (double)(x > 0.0f ? x : 0.0f) - (double)x * (double)target
+                                + (double)log1p_nonnegative_f32(exp_nonpositive_f32(-magnitude));
             const int64_t pred = x >= cut, positive = target >= 0.5f, hit = pred == positive;
-            sum += (double)loss;
+            sum += loss;
             right += hit;
             lab_pos[j] += positive;
             lab_pred[j] += pred;
             lab_correct[j] += hit;
             lab_tp[j] += pred & positive;
-            lab_loss[j] += (double)loss;
+            lab_loss[j] += loss;
         }
         row_loss[i] = sum;
         row_right[i] = right;

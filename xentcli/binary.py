@@ -177,8 +177,14 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
     t = t.astype(x.dtype, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "logits" and pos_weight is None and bool(np.isfinite(x).all()):
-            # the stable form itself, max(z, 0) − z·t + log1p(exp(−|z|)): fewest passes, exact for finite z
-            loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+            # the stable form itself, max(z, 0) − z·t + log1p(exp(−|z|)): fewest passes, exact for finite z. With
+            # soft targets max(z, 0) − z·t cancels (z large, t near 1): z·t in float64, where a float32
+            # product is exact
+            if x.dtype == np.float32 and not bool(((t == 0) | (t == 1)).all()):
+                x64 = x.astype(np.float64)
+                loss = np.maximum(x64, 0) - x64 * t.astype(np.float64) + np.log1p(np.exp(-np.abs(x))).astype(np.float64)
+            else:
+                loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
             return loss if class_weights is None else class_weights * loss
         if kind == "logits":  # softplus(∓z) = max(∓z, 0) + log1p(exp(−|z|)): one exp and one log1p for both
             shared = np.log1p(np.exp(-np.abs(x)))
@@ -208,7 +214,7 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     raw = scores
     n, k = raw.shape
     if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype == np.float32 and pos_weight is None
-            and class_weights is None and not smoothing and native.has_sigmoid()):
+            and class_weights is None and not smoothing and ignore not in (0, 1) and native.has_sigmoid()):
         fast = _element_chunk_native(raw, targets.reshape(raw.shape), threshold)
         if fast is not None:
             return fast

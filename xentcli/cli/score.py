@@ -69,6 +69,11 @@ def scored(options: ScoreOptions) -> Report:
     config = options.run_config()
     out = options.output_options
     source = Source(config.source)
+    if out.path is not None and source.description.head == "multilabel" and str(out.path).lower().endswith(".csv"):
+        from xentcli.errors import OutputError
+
+        raise OutputError("a multi-label head's per-sample rows hold lists (p, pred, target per label), which CSV cannot",
+                          path=str(out.path), hint="write them to a .parquet file")
     for note in source.description.notes:
         error_line("note", note)
     with progress_bar(not (out.quiet or out.as_json), source.description.bytes_per_row) as on_progress:

@@ -6,8 +6,8 @@ data (paths, class and id names, messages quoting them) is escaped for the forma
 from __future__ import annotations
 
 import hashlib
-import html
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,9 +183,18 @@ def junit(run: CiRun) -> str:
 
 # ---- markdown ------------------------------------------------------------------------------------
 
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_MD_NUMBER = re.compile(r"[-+0-9.,e \[\]]*|undefined|True|False|None")
+
+
 def _md(text: Any) -> str:
-    """A table cell: control characters visible, HTML escaped, pipes and backticks escaped."""
-    return html.escape(terminal(text), quote=False).replace("|", "\\|").replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+    """Markdown text: control characters visible, then every ASCII punctuation character
+    backslash-escaped (CommonMark lets any be; it then stands for itself), so no link, image,
+    heading, emphasis, HTML or table cell can come from the data."""
+    shown = terminal(text)
+    if _MD_NUMBER.fullmatch(shown):  # a number (or an interval of them) is safe as it is: no escapes to read
+        return shown
+    return _MD_PUNCTUATION.sub(r"\\\1", shown)
 
 
 def markdown(run: CiRun) -> str:

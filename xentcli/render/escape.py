@@ -10,8 +10,9 @@ from typing import Any
 
 # C0 controls, DEL and C1 controls (ESC and CSI above all), and the format characters that move
 # or hide text (bidirectional overrides and isolates, zero-width characters, line and paragraph
-# separators): shown as \\x1b or \\u202e, never sent to a terminal.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# separators): shown as \\x1b or \\u202e, never sent to a terminal. Lone surrogates (the bytes of a
+# file name that is not UTF-8, as Python decodes them) are shown as the byte: \\xff.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
 # A table cell longer than this is cut, with a marker; --json keeps every character.
 MAX_CELL = 80
 
@@ -19,6 +20,8 @@ MAX_CELL = 80
 def _visible(match: re.Match[str]) -> str:
     char = match.group()
     code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the undecodable byte itself
+        return f"\\x{code - 0xDC00:02x}"
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
