@@ -331,3 +331,36 @@ int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const u
     }
     return cells;
 }
+
+/* --by: one chunk's per-group sums (slices.py, _sums_by, its numpy twin), rows numbered 0 … k−1 by
+   `group`: rows, counted rows, the counted losses' mean and M2 (a second pass over the rows: the
+   deviations from each group's mean), the counted rows predicted right, and with `bin_of` (−1: no
+   bin) the calibration bins [3][k][m]: count, Σconfidence, Σhit. The sums run in row order, as
+   numpy's bincount does. */
+int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t k, const double *loss, const uint8_t *counted,
+                        const uint8_t *correct, int64_t *rows, int64_t *count, double *mean, double *m2, int64_t *right,
+                        const int64_t *bin_of, int64_t m, const double *confidence, const double *hit, double *bins) {
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t g = group[i];
+        rows[g]++;
+        if (counted[i]) {
+            count[g]++;
+            mean[g] += loss[i];
+            right[g] += correct[i] != 0;
+        }
+        if (bin_of && bin_of[i] >= 0) {
+            const int64_t at = g * m + bin_of[i];
+            bins[at] += 1.0;
+            bins[k * m + at] += confidence[i];
+            bins[2 * k * m + at] += hit[i];
+        }
+    }
+    for (int64_t g = 0; g < k; g++) mean[g] = count[g] ? mean[g] / (double)count[g] : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (counted[i]) {
+            const double d = loss[i] - mean[group[i]];
+            m2[group[i]] += d * d;
+        }
+    }
+    return k;
+}

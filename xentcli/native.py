@@ -72,6 +72,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
     library.xent_sigmoid_f32.restype = i64
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
+    library.xent_group_sums.restype = i64
+    library.xent_group_sums.argtypes = [pointer, i64, i64] + [pointer] * 8 + [pointer, i64, pointer, pointer, pointer]
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
@@ -266,3 +268,26 @@ def sigmoid_f32(z: npt.NDArray[np.float32], t: npt.NDArray[np.float32], cut: flo
     if done < 0:
         return None
     return {"row_loss": row_loss, "row_right": row_right, "loss_sum": lab_loss, "row_max": row_max, "row_min": row_min, **lab}
+
+
+def group_sums(group: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
+               correct: npt.NDArray[np.bool_], bins: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None
+               ) -> tuple[npt.NDArray, ...]:
+    """xent_group_sums in _ctally.c: rows, counted, mean, M2, right per group, and the [3, k, m]
+    calibration bins (None without `bins` = (bin of each row or −1, confidence, hit, m))."""
+    assert _LIBRARY is not None
+    keep = [np.ascontiguousarray(group, np.int64), np.ascontiguousarray(loss, np.float64),
+            np.ascontiguousarray(counted, np.bool_), np.ascontiguousarray(correct, np.bool_)]
+    rows, count, right = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
+    mean, m2 = np.zeros(k), np.zeros(k)
+    out_bins = None
+    bin_args: list = [None, 0, None, None, None]
+    if bins is not None:
+        bin_of, confidence, hit, m = bins
+        extra = [np.ascontiguousarray(bin_of, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(hit, np.float64)]
+        keep += extra
+        out_bins = np.zeros((3, k, m))
+        bin_args = [extra[0].ctypes.data, m, extra[1].ctypes.data, extra[2].ctypes.data, out_bins.ctypes.data]
+    _LIBRARY.xent_group_sums(keep[0].ctypes.data, keep[0].size, k, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
+                             rows.ctypes.data, count.ctypes.data, mean.ctypes.data, m2.ctypes.data, right.ctypes.data, *bin_args)
+    return rows, count, mean, m2, right, out_bins

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli import stats
+from xentcli import native, stats
 from xentcli.plain import group_value
 
 OTHER = "(other)"
@@ -265,7 +265,13 @@ def _sums_by(inverse: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float6
              correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None,
              extra: dict[str, npt.NDArray] | None) -> tuple[Any, ...]:
     """Per group (rows numbered 0…k−1 by `inverse`): rows, counted, mean and M2 of the counted
-    losses, correct counted rows, calibration bins, and the `extra` sums — GroupTotals.add's arguments."""
+    losses, correct counted rows, calibration bins, and the `extra` sums — GroupTotals.add's arguments.
+    The C loop (native.group_sums) makes the first five and the bins in two passes over the rows;
+    these numpy passes are its reference and the fallback."""
+    sums_of = {name: np.bincount(inverse, weights=values, minlength=k) for name, values in (extra or {}).items()}
+    if native.has_tally():
+        rows_c, n_c, means_c, m2_c, right_c, bins_c = native.group_sums(inverse, k, loss, counted, correct, calibration)
+        return rows_c, n_c, means_c, m2_c, right_c, bins_c, sums_of
     rows = np.bincount(inverse, minlength=k)
     n = np.bincount(inverse, weights=counted, minlength=k)
     x = np.where(counted, loss, 0.0)
@@ -280,7 +286,6 @@ def _sums_by(inverse: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float6
         flat = inverse[use] * m + bin_of[use]
         bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
                          np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
-    sums_of = {name: np.bincount(inverse, weights=values, minlength=k) for name, values in (extra or {}).items()}
     return rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins, sums_of
 
 
