@@ -229,7 +229,7 @@ def calibration_table(report: Report) -> Group:
 
     c = report.calibration
     assert c is not None
-    binary = report.input.head == "binary"  # the reliability of P(y = 1) against the positive rate
+    binary = report.input.head != "softmax"  # sigmoid heads: the reliability of P(y = 1) against the positive rate
     lines = [
         ("ECE / MCE / RMSCE", " / ".join(fmt_number(c[k], 4) for k in ("ece", "mce", "rmsce"))),
         ("Brier", fmt_number(c["brier"], 5)),
