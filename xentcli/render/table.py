@@ -246,9 +246,9 @@ def calibration_table(report: Report) -> Group:
                   ("loss at T=1 → at T", f"{fmt_number(t['loss'], 5)} → {fmt_number(t['loss_at_temperature'], 5)}"),
                   ("loss a temperature removes", f"{t['miscalibration_share']:.1%}")]
     summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", lines)
-    observed = "positive rate" if binary else "accuracy"
-    table = _table("Reliability of P(y = 1)" if binary else "Reliability",
-                   [("bin", "tag")] + [(name, "num") for name in ("rows", "mean P(y = 1)" if binary else "confidence", observed, "gap",
+    observed = "pos. rate" if binary else "accuracy"  # short: the table must fit 80 columns
+    table = _table("Reliability: mean P(y = 1) against the positive rate" if binary else "Reliability",
+                   [("bin", "tag")] + [(name, "num") for name in ("rows", "mean p" if binary else "confidence", observed, "gap",
                                                                   f"{observed} {report.summary.get('confidence', 0.95):.0%} CI")]
                    + [("", "text")])
     for row in c["table"]:
