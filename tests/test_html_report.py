@@ -140,3 +140,9 @@ def test_png_charts_through_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # the extra not installed
     missing = runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--png", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "pip install 'xentcli[png]'" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_png_help_names_the_extra():
+    """Help texts are Rich markup: '[png]' would vanish as a tag unless escaped."""
+    result = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200"})
+    assert "xentcli[png]" in result.stdout

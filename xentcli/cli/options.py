@@ -106,7 +106,7 @@ Worst = Annotated[int, _option("--worst", panel="Output", help="Show the K rows 
 PerClass = Annotated[bool, _option("--per-class", panel="Output", help="Add a per-class table.")]
 Json = Annotated[bool, _option("--json", panel="Output", help="Print one JSON document and nothing else.")]
 HtmlReport = Annotated[Optional[Path], _option("--report", panel="Output", help="Also write one self-contained HTML page (inline SVG charts, no script): FILE.html.")]
-Png = Annotated[Optional[Path], _option("--png", panel="Output", help="Also write the charts as PNG files into FOLDER (needs pip install 'xentcli[png]').")]
+Png = Annotated[Optional[Path], _option("--png", panel="Output", help="Also write the charts as PNG files into FOLDER (needs pip install 'xentcli\\[png]').")]
 Plot = Annotated[bool, _option("--plot", panel="Output", help="Draw the loss histogram (and the reliability chart with --calibration) as text.")]
 Ascii = Annotated[bool, _option("--ascii", panel="Output", help="With --plot: plain '#' bars.")]
 OutputFormat = Annotated[OutputFormatChoice, _option("--output-format", panel="Output", help="text, json (as --json), or for CI: github (workflow annotations), gitlab (Code Quality), junit (XML), markdown.")]
