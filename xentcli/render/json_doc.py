@@ -27,6 +27,24 @@ def _group_values(by: dict[str, Any]) -> dict[str, Any]:
     return {name: str(value) if isinstance(value, float) and not math.isfinite(value) else value for name, value in by.items()}
 
 
+LONG_LIST = 100  # top-level lists longer than this (groups, per_class) are written one item per line
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """The document indented by 2, except that the items of a long top-level list are written one
+    per line, by the C encoder (the indenting one is pure Python: 1,000 groups took ~0.1 s)."""
+    long = {key: value for key, value in doc.items() if isinstance(value, list) and len(value) > LONG_LIST}
+    if not long:
+        return json.dumps(doc, indent=2, allow_nan=False)
+    marks = {key: f"\x00xent-list:{key}" for key in long}
+    text = json.dumps({key: marks.get(key, value) for key, value in doc.items()}, indent=2, allow_nan=False)
+    for key, items in long.items():
+        lines = ",\n    ".join(json.dumps(item, allow_nan=False) for item in items)
+        at = f"\n  {json.dumps(key)}: {json.dumps(marks[key])}"  # the top-level entry: no value from the data sits there
+        text = text.replace(at, f"\n  {json.dumps(key)}: [\n    " + lines + "\n  ]", 1)
+    return text
+
+
 def document(report: Report) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "xent_version": __version__,
@@ -55,13 +73,13 @@ def document(report: Report) -> dict[str, Any]:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(document(report), indent=2, allow_nan=False)
+    return dumps(document(report))
 
 
 def render_check_json(report: Report, result: dict[str, Any]) -> str:
     """`xent check --json`: the verdict first, then the same document as `score --json`."""
     doc = {"passed": result["passed"], "reasons": result["reasons"], "gates": result["gates"], **document(report)}
-    return json.dumps(_finite(doc), indent=2, allow_nan=False)
+    return dumps(_finite(doc))
 
 
 def render_diff_json(report: DiffReport) -> str:
@@ -82,4 +100,4 @@ def render_diff_json(report: DiffReport) -> str:
         "passed": report.passed,
         "diagnostics": report.diagnostics,
     }
-    return json.dumps(_finite(doc), indent=2, allow_nan=False)
+    return dumps(_finite(doc))
