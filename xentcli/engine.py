@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.accumulate import LossSummary, SequenceTotals
-from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize, merge_findings
+from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
-from xentcli.errors import OptionError
+from xentcli.errors import InputError, OptionError
+from xentcli.part import Part, chunk_part
 from xentcli.binary import (
     BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, positive_probability,
     sample_columns, two_class,
@@ -58,6 +59,11 @@ class ChunkResult:
     groups: list[Any] | None = None  # --by: the chunk's group columns (diff pairs them)
     binary: dict[str, npt.NDArray] | None = None  # a binary head's per-sample p, margin and target (binary.sample_columns)
     targets: npt.NDArray | None = None  # the targets as numbers when a label does not say them all: dense rows, sigmoid heads
+
+    def part(self, config: RunConfig) -> Part:
+        """What this chunk adds to the totals (sequence numbers are positional unless --group-col names them)."""
+        positional = config.source.group_col is None and self.sample is not None and self.sample.dtype.kind in "iu"
+        return chunk_part(self.partial, self.frameworks, self.sequences, self.findings, self.sample, positional, self.weights)
 
 
 class SampleSink(Protocol):
@@ -282,18 +288,14 @@ class Pass:
                 "--per-sequence needs sequences", hint="give [N, T, C] arrays, nested list columns, or --group-col"
             )
         self.top_k = max(1, min(config.top_k, info.num_classes))
-        self.total = LossSummary(info.num_classes, self.top_k, config.worst, keyed_clusters=config.source.group_col is not None)
-        self.frameworks = {name: FrameworkSummary(name, sigmoid=info.head != "softmax") for name in config.loss.frameworks}
-        self.sequences = SequenceTotals()
-        self.findings: dict[str, Finding] = {}
+        self.part = empty_part(config, info)
+
+    @property
+    def total(self) -> LossSummary:
+        return self.part.summary
 
     def _merge(self, result: ChunkResult) -> None:
-        self.total.merge(result.partial)
-        merge_findings(self.findings, result.findings)
-        if result.sequences is not None:
-            self.sequences.merge(result.sequences)
-        for name, partial in result.frameworks.items():
-            self.frameworks[name].merge(partial)
+        self.part.merge(result.part(self.config))
 
     def results(self) -> Iterator[ChunkResult]:
         """Every chunk's results, in input order, each merged into the totals before it is yielded."""
@@ -328,51 +330,67 @@ class Pass:
 
     def report(self) -> Report:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
-        config, info, total = self.config, self.info, self.total
-        summary = total.summary(config.confidence)
-        if info.head == "multilabel":  # accuracy is the exact match; per label, the rates and the Hamming accuracy
-            summary.update(threshold=config.threshold, labels=info.num_classes, exact_match=summary["accuracy"],
-                           top_k_accuracy=math.nan, **(total.labels.summary() if total.labels is not None else {}))
-        if info.head == "binary":  # the rates of the positive class among the counted rows
-            n = summary["counted"]
-            summary.update(threshold=config.threshold,
-                           positive_rate=float(total.per_class.support[1]) / n if n else math.nan,
-                           predicted_positive_rate=float(total.per_class.predicted[1]) / n if n else math.nan)
-        groups, merged = [], 0
-        if total.groups is not None:
-            overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
-            groups, merged = total.groups.report(config.group_names, overall, summary["counted"], config.confidence,
-                                                 config.min_group, config.max_groups)
-        calibration = None
-        if config.calibration:
-            calibration = (total.calibration or Calibration()).report(config.bins, config.confidence, config.adaptive_bins)
-            calibration["temperature"] = total.temperature.report(config.threads) if total.temperature is not None else None
-        documents = {name: fw.document() for name, fw in self.frameworks.items()}
-        like = config.loss.like
-        return Report(
-            input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
-            summary=summary, histogram=log_histogram(total.sketch),
-            per_class=([] if not config.per_class else total.labels.rows(info.classes) if info.head == "multilabel" and total.labels is not None
-                       else total.per_class_rows(info.classes)),
-            # a multi-label row has no one label, prediction or target probability: its row, id and loss
-            worst=([{k: v for k, v in row.items() if k not in ("label", "pred", "p_true")} for row in total.worst.details]
-                   if info.head == "multilabel" else total.worst.details),
-            id_column=info.id_column,
-            like=documents.get(like) if like else None,
-            compare=list(documents.values()) if config.loss.compare else [],
-            loss=config.loss,
-            zero_weight_rows=total.zero_weight_rows,
-            per_sequence=self.sequences.rows() if config.per_sequence else [],
-            calibration=calibration,
-            groups=groups,
-            confusions=total.confusions.top(config.confusions) if total.confusions is not None else [],
-            confusions_exact=total.confusions.exact if total.confusions is not None else True,
-            diagnostics=finalize(self.findings, summary, total.per_class, info, config.select, config.ignore_codes,
-                                 groups_merged=merged,
-                                 calibration=None if calibration is None else {
-                                     **calibration, "certain_wrong": total.calibration.certain_wrong if total.calibration else 0})
-            if config.diagnostics else [],
-        )
+        return report_of(self.config, self.info, self.part)
+
+
+def empty_part(config: RunConfig, info: InputDescription) -> Part:
+    """The totals of no rows, for these options and this input."""
+    top_k = max(1, min(config.top_k, info.num_classes))
+    summary = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
+    return Part(summary, {name: FrameworkSummary(name, sigmoid=info.head != "softmax") for name in config.loss.frameworks})
+
+
+def report_of(config: RunConfig, info: InputDescription, part: Part) -> Report:
+    """The Report of a run's merged totals (a local run, a Dask run, merged partial files)."""
+    total, findings = part.summary, part.findings
+    if part.weight_total == 0.0:
+        raise InputError("every sample weight is 0: the weighted mean is undefined", path=info.weights,
+                         hint="check the weights column or file")
+
+    summary = total.summary(config.confidence)
+    if info.head == "multilabel":  # accuracy is the exact match; per label, the rates and the Hamming accuracy
+        summary.update(threshold=config.threshold, labels=info.num_classes, exact_match=summary["accuracy"],
+                       top_k_accuracy=math.nan, **(total.labels.summary() if total.labels is not None else {}))
+    if info.head == "binary":  # the rates of the positive class among the counted rows
+        n = summary["counted"]
+        summary.update(threshold=config.threshold,
+                       positive_rate=float(total.per_class.support[1]) / n if n else math.nan,
+                       predicted_positive_rate=float(total.per_class.predicted[1]) / n if n else math.nan)
+    groups, merged = [], 0
+    if total.groups is not None:
+        overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
+        groups, merged = total.groups.report(config.group_names, overall, summary["counted"], config.confidence,
+                                             config.min_group, config.max_groups)
+    calibration = None
+    if config.calibration:
+        calibration = (total.calibration or Calibration()).report(config.bins, config.confidence, config.adaptive_bins)
+        calibration["temperature"] = total.temperature.report(config.threads) if total.temperature is not None else None
+    documents = {name: fw.document() for name, fw in part.frameworks.items()}
+    like = config.loss.like
+    return Report(
+        input=replace(info, rows=total.rows),  # what was read, whatever a file's footer claims
+        summary=summary, histogram=log_histogram(total.sketch),
+        per_class=([] if not config.per_class else total.labels.rows(info.classes) if info.head == "multilabel" and total.labels is not None
+                   else total.per_class_rows(info.classes)),
+        # a multi-label row has no one label, prediction or target probability: its row, id and loss
+        worst=([{k: v for k, v in row.items() if k not in ("label", "pred", "p_true")} for row in total.worst.details]
+               if info.head == "multilabel" else total.worst.details),
+        id_column=info.id_column,
+        like=documents.get(like) if like else None,
+        compare=list(documents.values()) if config.loss.compare else [],
+        loss=config.loss,
+        zero_weight_rows=total.zero_weight_rows,
+        per_sequence=part.sequences.rows() if config.per_sequence else [],
+        calibration=calibration,
+        groups=groups,
+        confusions=total.confusions.top(config.confusions) if total.confusions is not None else [],
+        confusions_exact=total.confusions.exact if total.confusions is not None else True,
+        diagnostics=finalize(findings, summary, total.per_class, info, config.select, config.ignore_codes,
+                             groups_merged=merged,
+                             calibration=None if calibration is None else {
+                                 **calibration, "certain_wrong": total.calibration.certain_wrong if total.calibration else 0})
+        if config.diagnostics else [],
+    )
 
 
 def run(

@@ -417,7 +417,6 @@ class Source:
     def chunks(self, rows: int) -> Iterator[Chunk]:
         offset = 0
         sample_offset = 0
-        weight_total: float | None = None
         for index, shard_cfg in enumerate(self._configs):
             self._current = index
             self._shard = self._opened if index == 0 and self._opened is not None else FileSource(shard_cfg, self._first_classes if index else None)
@@ -431,17 +430,12 @@ class Source:
                 if chunk.sample is not None and chunk.sample.dtype.kind in "iu" and shard_cfg.group_col is None:
                     chunk.sample = chunk.sample + sample_offset
                     last = chunk.sample[-1] if chunk.sample.size else last
-                if chunk.weights is not None:
-                    weight_total = (weight_total or 0.0) + float(chunk.weights.sum())
                 yield chunk
                 tail = chunk.offset + len(chunk.scores)
             self._shard = None  # closes its files
             offset = tail
             if last is not None:
                 sample_offset = int(last) + 1
-        if weight_total == 0.0:
-            raise InputError("every sample weight is 0: the weighted mean is undefined", path=self.description.weights,
-                             hint="check the weights column or file")
 
 
 def _head(cfg: SourceConfig, width: int) -> tuple[str, str]:
