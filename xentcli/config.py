@@ -46,6 +46,7 @@ class SourceConfig:
     by: tuple[str, ...] = ()  # --by: columns (or NPZ arrays) whose values slice the rows into groups
     by_file: str | None = None  # --by-file: an .npy of each row's group (NPY/NPZ dumps)
     head: str = "auto"  # --head: softmax, sigmoid, or auto (one score per row: a binary sigmoid head)
+    part: tuple[int, int] | None = None  # a Dask task's rows (sequences, for [N, T, C] arrays) of its one file (distributed.py)
 
 
 @dataclass(frozen=True)

@@ -278,8 +278,10 @@ class Pass:
     into the totals as they come), then the Report. `run` drives one; `xent diff` drives two in
     lockstep."""
 
-    def __init__(self, config: RunConfig, source: Source | None = None) -> None:
+    def __init__(self, config: RunConfig, source: Source | None = None, keep_totals: bool = True) -> None:
+        """`keep_totals=False`: the chunks' results only (a Dask task returns each chunk's part)."""
         self.config = config
+        self.keep_totals = keep_totals
         self.source = source or Source(config.source)
         self.info = info = self.source.description
         check_options(config, info)
@@ -295,7 +297,8 @@ class Pass:
         return self.part.summary
 
     def _merge(self, result: ChunkResult) -> None:
-        self.part.merge(result.part(self.config))
+        if self.keep_totals:
+            self.part.merge(result.part(self.config))
 
     def results(self) -> Iterator[ChunkResult]:
         """Every chunk's results, in input order, each merged into the totals before it is yielded."""
@@ -393,13 +396,13 @@ def report_of(config: RunConfig, info: InputDescription, part: Part) -> Report:
     )
 
 
-def run(
+def run_part(
     config: RunConfig,
     source: Source | None = None,
     sink: SampleSink | None = None,
     on_progress: ProgressCallback | None = None,
-) -> Report:
-    """One pass over the input: every aggregate of `score`, and the per-sample rows to `sink`."""
+) -> tuple[Part, InputDescription]:
+    """One pass over the input: its merged part (every aggregate of `score`), and the per-sample rows to `sink`."""
     if sink is not None and not config.per_sample:
         raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
     one = Pass(config, source)
@@ -408,4 +411,15 @@ def run(
             sink.write(result)
         if on_progress is not None:
             on_progress(one.total.rows, one.source.progress())
-    return one.report()
+    return one.part, replace(one.info, rows=one.total.rows)
+
+
+def run(
+    config: RunConfig,
+    source: Source | None = None,
+    sink: SampleSink | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """One pass over the input: the Report of `score`, and the per-sample rows to `sink`."""
+    part, info = run_part(config, source, sink, on_progress)
+    return report_of(config, info, part)

@@ -12,12 +12,14 @@ from xentcli.cli.options import (
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
     MaxNonfinite, MinAccuracy, NoDiagnostics, Output, Paths, PerClass, PerSequence, Quiet, SampleWeights, ScoreCol,
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, HtmlReport, Png, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
+    EngineOpt, EngineChoice, Scheduler, Workers, TaskRows, SavePartial,
 )
 from xentcli.cli.score import scored
 from xentcli.config import DEFAULT_THREADS, Gates
 from xentcli.errors import OptionError
 from xentcli.gates import evaluate, verdict_line
 from xentcli.render.json_doc import render_check_json
+from xentcli.report import Report
 
 
 @app.command()
@@ -35,6 +37,8 @@ def check(
     out_format: OutputFormat = OutputFormatChoice.text, report_path: HtmlReport = None, png_folder: Png = None,
     output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
+    engine: EngineOpt = EngineChoice.local, scheduler: Scheduler = None, workers: Workers = None, task_rows: TaskRows = None,
+    save_partial: SavePartial = None,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
     by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000, confusions: Confusions = 0,
@@ -62,6 +66,7 @@ def check(
         by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt,
         report_path=report_path, png_folder=png_folder,
+        engine=engine, scheduler=scheduler, workers=workers, task_rows=task_rows, save_partial=save_partial,
     )
     limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, gate_on, max_ece, max_group_gap)
     guarded(debug, lambda: _check(options, limits), as_json)
@@ -76,7 +81,11 @@ def _check(options: ScoreOptions, limits: Gates) -> None:
             "--no-diagnostics leaves check blind to what --fail-on fails on",
             hint="drop --no-diagnostics, or pass --fail-on never to gate on the numbers alone",
         )
-    report = scored(options)
+    judge(options, limits, scored(options))
+
+
+def judge(options: ScoreOptions, limits: Gates, report: Report) -> None:
+    """The gates on a report, printed as asked; exit 1 when it fails (check, and merge with gates)."""
     result = evaluate(report, limits)
     if options.png_folder is not None:
         from xentcli.render.png import write_pngs

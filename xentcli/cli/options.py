@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -59,6 +59,11 @@ class HeadChoice(str, Enum):
 class GateOnChoice(str, Enum):
     point = "point"
     upper = "upper"
+
+
+class EngineChoice(str, Enum):
+    local = "local"
+    dask = "dask"
 
 
 class FailOn(str, Enum):
@@ -116,6 +121,11 @@ ChunkRows = Annotated[Optional[int], _option("--chunk-rows", panel="Run", help="
 Threads = Annotated[int, _option("--threads", panel="Run", help="Worker threads (default: the number of cores).", min=1, show_default=False)]
 Quiet = Annotated[bool, _option("--quiet", "-q", panel="Run", help="No progress bar.")]
 Debug = Annotated[bool, _option("--debug", panel="Run", help="Show the traceback of an error.")]
+EngineOpt = Annotated[EngineChoice, _option("--engine", panel="Run", help="local, or dask: the chunks read and computed on Dask workers (pip install 'xentcli\\[dask]').")]
+Scheduler = Annotated[Optional[str], _option("--scheduler", panel="Run", help="With --engine dask: an existing cluster's scheduler (tcp://host:8786; default: $DASK_SCHEDULER_ADDRESS, else a local cluster).")]
+Workers = Annotated[Optional[int], _option("--workers", panel="Run", help="With --engine dask and no scheduler: worker processes of the local cluster (default: the cores, at most 4).", min=1, max=256)]
+TaskRows = Annotated[Optional[int], _option("--task-rows", panel="Run", help="With --engine dask: rows per task, in whole chunks (default: ~64 MiB of scores; Parquet tasks hold whole row groups).", min=1)]
+SavePartial = Annotated[Optional[Path], _option("--save-partial", panel="Output", help="Also write the run's mergeable totals to FILE (JSON), for xent merge.")]
 # ---- diagnostics and gates --------------------------------------------------------------------
 NoDiagnostics = Annotated[bool, _option("--no-diagnostics", panel="Diagnostics", help="Skip the diagnostics (a little faster).")]
 Select = Annotated[Optional[list[str]], _option("--select", panel="Diagnostics", help="Only these diagnostic codes or prefixes (XE2, XE401); repeatable, comma lists too.")]
@@ -197,6 +207,11 @@ class ScoreOptions:
     by_file: Path | None = None
     min_group: int = 30
     max_groups: int = 1000
+    engine: EngineChoice = EngineChoice.local
+    scheduler: str | None = None
+    workers: int | None = None
+    task_rows: int | None = None
+    save_partial: Path | None = None
 
     def run_config(self) -> RunConfig:
         if not 0 < self.confidence < 1:  # NaN fails too
@@ -259,6 +274,19 @@ class ScoreOptions:
     @property
     def output_options(self) -> OutputOptions:
         return OutputOptions(str(self.output) if self.output else None, self.force, self.as_json, self.quiet)
+
+    @property
+    def dask(self) -> Any:
+        """--engine dask's settings (distributed.Engine), or None for a local run."""
+        given = [name for name, value in (("--scheduler", self.scheduler), ("--workers", self.workers), ("--task-rows", self.task_rows))
+                 if value is not None]
+        if self.engine != EngineChoice.dask:
+            if given:
+                raise OptionError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine dask")
+            return None
+        from xentcli.distributed import Engine
+
+        return Engine(self.scheduler, self.workers, self.task_rows)
 
     @property
     def option_files(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 from xentcli.cli.app import (
     app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, write_report,
@@ -11,14 +12,19 @@ from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
     IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, NoDiagnostics, Output, Paths, PerClass,
     PerSequence, Quiet, SampleWeights, ScoreCol, ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, Png,
-    TargetPrefix, Threads, TopK, WeightCol, Worst,
+    TargetPrefix, Threads, TopK, WeightCol, Worst, EngineOpt, EngineChoice, Scheduler, Workers, TaskRows, SavePartial,
 )
 from xentcli.config import DEFAULT_THREADS
-from xentcli.engine import run
+from xentcli.engine import ProgressCallback, report_of, run_part
+from xentcli.errors import OptionError, OutputError
+from xentcli.part import Part
 from xentcli.render.json_doc import render_json
 from xentcli.render.progress import progress_bar
 from xentcli.report import Report
-from xentcli.sources import Source
+from xentcli.sources import InputDescription, Source
+
+if TYPE_CHECKING:
+    from xentcli.render.rows import SampleWriter
 
 
 @app.command()
@@ -36,6 +42,8 @@ def score(
     out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
     report_path: HtmlReport = None, png_folder: Png = None, output: Output = None,
     force: Force = False, chunk_rows: ChunkRows = None, threads: Threads = DEFAULT_THREADS, quiet: Quiet = False,
+    engine: EngineOpt = EngineChoice.local, scheduler: Scheduler = None, workers: Workers = None, task_rows: TaskRows = None,
+    save_partial: SavePartial = None,
     debug: Debug = False, no_diagnostics: NoDiagnostics = False, select: Select = None, ignore_codes: Ignore = None,
     confidence: Confidence = 0.95, calibration: CalibrationOpt = False, temperature_scan: TemperatureScan = False, bins: Bins = "15", by: By = None,
     by_file: ByFile = None, min_group: MinGroup = 30, max_groups: MaxGroups = 1000, confusions: Confusions = 0,
@@ -59,32 +67,55 @@ def score(
         calibration=calibration or temperature_scan, temperature_scan=temperature_scan, bins=bins, by=by, by_file=by_file,
         min_group=min_group, max_groups=max_groups, confusions=confusions, output_format=fmt, plot=plot, ascii=ascii_bars,
         report_path=report_path, png_folder=png_folder,
+        engine=engine, scheduler=scheduler, workers=workers, task_rows=task_rows, save_partial=save_partial,
     )
     guarded(debug, lambda: show(options, scored(options)), as_json)
 
 
 def scored(options: ScoreOptions) -> Report:
-    """One pass: the report, and the per-sample file when -o is given. Notes (files skipped,
-    columns reordered) go to stderr, one line each."""
+    """One pass (local, or on Dask): the report, the per-sample file when -o is given, the partial
+    file with --save-partial. Notes (files skipped, columns reordered) go to stderr, one line each."""
     config = options.run_config()
     out = options.output_options
+    dask = options.dask
     source = Source(config.source)
     if out.path is not None and source.description.head == "multilabel" and str(out.path).lower().endswith(".csv"):
-        from xentcli.errors import OutputError
-
         raise OutputError("a multi-label head's per-sample rows hold lists (p, pred, target per label), which CSV cannot",
                           path=str(out.path), hint="write them to a .parquet file")
+    inputs = source.files + options.option_files  # --classes and --class-weights files are inputs too: never written over
+    partial: Any = None
+    if options.save_partial is not None:
+        if config.temperature_scan:
+            raise OptionError("--save-partial with --temperature-scan is not supported yet",
+                              hint="the temperature's sample cannot be merged across runs; leave one of them out")
+        from xentcli.render.rows import AtomicTarget
+
+        partial = AtomicTarget(str(options.save_partial), inputs, out.force, "partial totals")  # checked before the run
     for note in source.description.notes:
         error_line("note", note)
+
+    def compute(sink: SampleWriter | None, on_progress: ProgressCallback) -> tuple[Report, Part, InputDescription]:
+        if dask is not None:
+            from xentcli.distributed import run as run_dask
+
+            part, info = run_dask(config, source, dask, sink, on_progress)
+        else:
+            part, info = run_part(config, source, sink, on_progress)
+        return report_of(config, info, part), part, info  # inside the writer's block: a refusal leaves no file
+
     with progress_bar(not (out.quiet or out.as_json), source.description.bytes_per_row) as on_progress:
         if out.path is None:
-            return run(config, source, on_progress=on_progress)
-        from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
+            report, part, info = compute(None, on_progress)
+        else:
+            from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
 
-        # --classes and --class-weights files are inputs too: never written over, --force or not
-        with SampleWriter(out.path, source.files + options.option_files, source.description.id_column, out.force,
-                          config.loss.like) as writer:
-            return run(config, source, sink=writer, on_progress=on_progress)
+            with SampleWriter(out.path, inputs, source.description.id_column, out.force, config.loss.like) as writer:
+                report, part, info = compute(writer, on_progress)
+    if partial is not None:
+        from xentcli.partial_file import dumps
+
+        partial.write(dumps(part, config, info).encode())
+    return report
 
 
 def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:

@@ -171,15 +171,19 @@ class AtomicTarget:
             os.unlink(self._temp)
 
 
+    def write(self, data: bytes) -> None:
+        """The whole file at once (a report, a partial file)."""
+        try:
+            with open(self.create_temp(".part"), "wb") as f:
+                f.write(data)
+            self.move_into_place()
+        finally:
+            self.cleanup()
+
+
 def write_atomically(path: str, data: bytes, inputs: list[str], force: bool, what: str) -> None:
     """A whole small file (a report) through an AtomicTarget."""
-    target = AtomicTarget(path, inputs, force, what)
-    try:
-        with open(target.create_temp(".part"), "wb") as f:
-            f.write(data)
-        target.move_into_place()
-    finally:
-        target.cleanup()
+    AtomicTarget(path, inputs, force, what).write(data)
 
 
 class SampleWriter:
@@ -187,10 +191,11 @@ class SampleWriter:
     error or interruption (AtomicTarget)."""
 
     def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None,
-                 reserved: tuple[str, ...] = OUTPUT_COLUMNS) -> None:
+                 reserved: tuple[str, ...] = OUTPUT_COLUMNS, fmt: str | None = None) -> None:
+        """`fmt`: "arrow" for a Dask task's part of the rows (distributed.py); else from the name."""
         self.path = path
         self.like = like
-        self.format = output_format(path)
+        self.format = fmt or output_format(path)
         self.id_column = id_column
         if id_column is not None and id_column in reserved:
             raise OutputError(f"the id column '{id_column}' has the name of a column xent writes ({', '.join(reserved)})",
@@ -211,6 +216,10 @@ class SampleWriter:
             self._schema = batch.schema
             if self.format == "parquet":
                 self._writer = pq.ParquetWriter(self._temp, batch.schema)
+            elif self.format == "arrow":
+                import pyarrow.ipc as pa_ipc
+
+                self._writer = pa_ipc.new_file(self._temp, batch.schema)
             else:
                 self._writer = pa_csv.CSVWriter(self._temp, batch.schema)
         if batch.schema != self._schema:  # an id type that changed between chunks (null, then ints)

@@ -181,6 +181,9 @@ class FileSource:
                     hint="it must hold one entry per row of scores, in the same order",
                     code="XE302",
                 )
+        if cfg.part is not None:
+            for roles in (main.roles, *(extra for extra, _ in extras)):
+                roles.restrict(*cfg.part)  # type: ignore[attr-defined]
         target_side = labels or main
         num_classes = main.num_classes
         check_sequence_labels(main, target_side)
@@ -407,6 +410,16 @@ class Source:
             )
         self._current = 0
         self._shard: FileSource | None = None
+
+    @property
+    def shard_configs(self) -> list[SourceConfig]:
+        """One source config per shard, in reading order."""
+        return list(self._configs)
+
+    @property
+    def first_classes(self) -> tuple[str, tuple[str, ...]] | None:
+        """The first shard's path and class names, when it names its classes (a later shard is read in their order)."""
+        return self._first_classes
 
     def progress(self) -> float | None:
         done = self._shard.progress() if self._shard is not None else 0.0

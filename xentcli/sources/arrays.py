@@ -75,16 +75,19 @@ class NpyArray:
             raise InputError(f"holds {os.path.getsize(path):,} bytes where its header promises {expected:,}", path=path,
                              hint="the file is truncated")
 
-    def slices(self, rows: int) -> Iterator[npt.NDArray]:
+    def slices(self, rows: int, first: int = 0, stop: int | None = None) -> Iterator[npt.NDArray]:
+        """Blocks of `rows` rows from row `first` up to `stop` (the end)."""
         total = self.shape[0] if self.shape else 0
+        total = total if stop is None else min(stop, total)
         if self._fortran and len(self.shape) > 1:
             mapped = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            for start in range(0, total, rows):
-                yield np.ascontiguousarray(mapped[start : start + rows])
+            for start in range(first, total, rows):
+                yield np.ascontiguousarray(mapped[start : min(start + rows, total)])
             return
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         with open(self.path, "rb", buffering=0) as stream:
-            stream.seek(self._data_offset)
-            for start in range(0, total, rows):
+            stream.seek(self._data_offset + first * row_bytes)
+            for start in range(first, total, rows):
                 block = np.empty((min(rows, total - start), *self.shape[1:]), dtype=self.dtype)
                 view = memoryview(block.view(np.uint8).reshape(-1))  # bytes of any dtype (datetime64 has no buffer format)
                 done = 0
@@ -121,7 +124,9 @@ class NpzMember:
     def _open(self) -> IO[bytes]:
         return self._archive.open(self._member)
 
-    def slices(self, rows: int) -> Iterator[npt.NDArray]:
+    def slices(self, rows: int, first: int = 0, stop: int | None = None) -> Iterator[npt.NDArray]:
+        if first or stop is not None:
+            raise ValueError("an .npz member is read whole")  # distributed.plan splits .npy files only
         row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         row_bytes = row_items * self.dtype.itemsize
         try:
@@ -185,6 +190,7 @@ class ArrayRoles:
         lengths = {role: (m.shape[0] if m.shape else 0) for role, m in members.items()}
         samples = next(iter(lengths.values()))
         self.rows: int | None = samples * (seq_len or 1)
+        self._part: tuple[int, int | None] = (0, None)
         for role, member in members.items():
             if len(member.shape) == 0:
                 raise LayoutError(f"'{member.name}' is a scalar, not an array of rows", path=member.path)
@@ -211,6 +217,11 @@ class ArrayRoles:
     def progress(self) -> float | None:
         return None
 
+    def restrict(self, first: int, stop: int) -> None:
+        """Read rows (sequences, for [N, T, C] arrays) `first` to `stop` only."""
+        self._part = (first, stop)
+        self.rows = (stop - first) * (self.seq_len or 1)
+
     def _flatten(self, role: str, values: npt.NDArray) -> npt.NDArray:
         """One row per token: [k, T, C] / [k, C, T] → [k·T, C]; [k, T] → [k·T]; [k] → repeated."""
         seq_len = self.seq_len or 1
@@ -226,7 +237,7 @@ class ArrayRoles:
 
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
         samples_per_batch = rows if self.seq_len is None else max(1, rows // self.seq_len)
-        iterators = {role: member.slices(samples_per_batch) for role, member in self.members.items()}
+        iterators = {role: member.slices(samples_per_batch, *self._part) for role, member in self.members.items()}
         first_sample = 0
         for parts in zip(*iterators.values()):
             batch = dict(zip(iterators.keys(), parts))

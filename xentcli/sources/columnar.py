@@ -125,9 +125,12 @@ class ColumnarFile:
             return batch
         return None
 
-    def record_batches(self, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+    def record_batches(self, columns: list[str], rows: int, part: tuple[int, int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Batches of the columns; with `part` (first, stop), only those rows (Parquet and Arrow files)."""
         try:
-            if self.format == "parquet":
+            if part is not None:
+                yield from _rows_between(self._part_batches(columns, rows, part[0]), *part)
+            elif self.format == "parquet":
                 yield from self._parquet.iter_batches(batch_size=rows, columns=columns, use_threads=True)
             elif self.format == "arrow":
                 yield from self._ipc_batches(columns)
@@ -142,6 +145,27 @@ class ColumnarFile:
                     raise bad_cell_error(self.path, *found) from None
             hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
             raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None
+
+    def _part_batches(self, columns: list[str], rows: int, first: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(row of its first row, batch) from the row group or record batch that holds row `first` on."""
+        if self.format == "parquet":
+            sizes = [self._parquet.metadata.row_group(i).num_rows for i in range(self._parquet.num_row_groups)]
+            starts = np.cumsum([0, *sizes])
+            group = max(0, int(np.searchsorted(starts, first, side="right")) - 1)
+            at = int(starts[group])
+            for batch in self._parquet.iter_batches(batch_size=rows, columns=columns, use_threads=True,
+                                                    row_groups=range(group, len(sizes))):
+                yield at, batch
+                at += batch.num_rows
+        elif self.format == "arrow" and self._ipc_file is not None:
+            at = 0
+            for i in range(self._ipc_file.num_record_batches):
+                batch = self._ipc_file.get_batch(i)
+                if at + batch.num_rows > first:
+                    yield at, batch.select(columns)
+                at += batch.num_rows
+        else:
+            raise ValueError(f"a {self.format} file is read whole")  # distributed.plan splits Parquet and Arrow files only
 
     def _ipc_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         if self._ipc_file is not None:
@@ -197,6 +221,16 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _rows_between(batches: Iterator[tuple[int, pa.RecordBatch]], first: int, stop: int) -> Iterator[pa.RecordBatch]:
+    """The rows first to stop of numbered batches."""
+    for at, batch in batches:
+        if at >= stop:
+            return
+        lo, hi = max(first - at, 0), min(stop - at, batch.num_rows)
+        if hi > lo:
+            yield batch if (lo, hi) == (0, batch.num_rows) else batch.slice(lo, hi - lo)
+
+
 class ColumnarRoles:
     """Batches of one columnar file turned into role arrays: scores, labels/targets, ids, weights.
 
@@ -223,6 +257,7 @@ class ColumnarRoles:
             if found.wide or is_list(self._per_token_type(found))
         }
         self._rows_read = 0
+        self._part: tuple[int, int] | None = None
         self._last_group: object = None
         self._last_position = -1
 
@@ -232,9 +267,14 @@ class ColumnarRoles:
             return found.dtype.value_type
         return found.dtype
 
+    def restrict(self, first: int, stop: int) -> None:
+        """Read rows `first` to `stop` only (a Parquet or Arrow file with a row per row)."""
+        self._part = (first, stop)
+        self.rows = stop - first
+
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
         offset = 0
-        for batch in self.file.record_batches(self._columns, rows):
+        for batch in self.file.record_batches(self._columns, rows, self._part):
             if self.nested:
                 arrays = self._sequence_batch(batch, offset)
             else:
@@ -306,8 +346,8 @@ class ColumnarRoles:
         return {"sample": sample, "position": position}
 
     def progress(self) -> float | None:
-        if self.file.rows:
-            return self._rows_read / self.file.rows
+        if self.rows:
+            return self._rows_read / self.rows
         return self.file.progress()
 
 

@@ -1,0 +1,62 @@
+"""`xent merge`: partial files from separate runs (--save-partial) reported as one run over all their inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from xentcli.cli.app import app, guarded, output_format
+from xentcli.cli.check import judge
+from xentcli.cli.options import (
+    Ascii, Debug, FailOn, Force, GateOn, GateOnChoice, HtmlReport, Json, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99, MinAccuracy,
+    OutputFormat, OutputFormatChoice, Plot, Png, Quiet, ScoreOptions, _option, gates,
+)
+from xentcli.cli.score import show
+from xentcli.report import Report
+
+Partials = Annotated[list[Path], typer.Argument(help="Partial files written by score or check --save-partial, in input order.",
+                                                show_default=False, metavar="PARTIAL...")]
+MergeFailOn = Annotated[Optional[FailOn], _option("--fail-on", panel="Gates", help="Fail on diagnostics of this severity or worse (any gate makes merge gate as check does: default error).")]
+MergeMaxNonfinite = Annotated[Optional[int], _option("--max-nonfinite", panel="Gates", help="Fail when more rows have a NaN/inf loss (with a gate: default 0).", min=0)]
+
+
+@app.command()
+def merge(
+    paths: Partials, as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False,
+    ascii_bars: Ascii = False, report_path: HtmlReport = None, png_folder: Png = None, force: Force = False, quiet: Quiet = False,
+    debug: Debug = False, fail_on: MergeFailOn = None, max_loss: MaxLoss = None, max_nonfinite: MergeMaxNonfinite = None,
+    min_accuracy: MinAccuracy = None, max_loss_p99: MaxLossP99 = None, gate_on: GateOn = GateOnChoice.point,
+    max_ece: MaxEce = None, max_group_gap: MaxGroupGap = None,
+) -> None:
+    """Merge partial files (--save-partial) into the report of one run over all their inputs, in the order given.
+
+    Without gates it reports as score (exit 0); with any gate option it gates as check (exit 1 when it fails).
+    Example: [bold]xent merge node0.xpart node1.xpart --max-loss 2.5[/]
+    """
+    fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
+    as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
+    options = ScoreOptions(paths=[str(p) for p in paths], as_json=as_json, output_format=fmt, plot=plot, ascii=ascii_bars,
+                           report_path=report_path, png_folder=png_folder, force=force, quiet=quiet)
+    gated = any(value is not None for value in (fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, max_ece,
+                                                max_group_gap)) or gate_on != GateOnChoice.point
+    if not gated:
+        guarded(debug, lambda: show(options, merged(options.paths)), as_json)
+        return
+    limits = gates(fail_on or FailOn.error, max_loss, 0 if max_nonfinite is None else max_nonfinite, min_accuracy, max_loss_p99,
+                   gate_on, max_ece, max_group_gap)
+
+    def gate() -> None:
+        limits.validate()
+        judge(options, limits, merged(options.paths))
+
+    guarded(debug, gate, as_json)
+
+
+def merged(paths: list[str]) -> Report:
+    from xentcli.engine import report_of
+    from xentcli.partial_file import merge_files
+
+    config, info, part = merge_files(paths)
+    return report_of(config, info, part)

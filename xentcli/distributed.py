@@ -1,0 +1,236 @@
+"""`--engine dask`: the same pass, its chunks read and computed on Dask workers.
+
+The work is planned with xent's own sources, never through dask.dataframe (which turns list
+columns into Python objects): one task per group of whole Parquet row groups, per range of an
+.npy or Arrow file's rows, per CSV or NPZ file (or sequence dump). A task runs the local code —
+reader, kernels, tally, diagnostics — over its rows, numbered from 0, and returns each chunk's
+part (part.py), not their sum; the driver shifts them past the rows before and merges them in
+input order, as a local run merges its chunks. So counts, the sketch, the worst rows and the
+diagnostics are those of a local run whatever the tasks and their completion order, and the float
+sums too where the tasks' rows start on the local run's chunk boundaries (.npy and Arrow ranges are
+cut there; a Parquet task starts on a row group, whose chunks may be cut elsewhere: then the sums
+agree to rounding, ~1e-16 relative).
+
+Per-sample rows (-o): each task writes its rows to an Arrow file in a hidden folder beside the
+target; the driver copies them in input order, renumbered, into the target, which is moved into
+place only when the run completes (render/rows.py); the folder is removed either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xentcli.config import RunConfig
+from xentcli.errors import OptionError, XentError
+from xentcli.part import Part
+from xentcli.sources import FileSource, InputDescription, Source, detect_format
+
+TASK_BYTES = 64 << 20  # scores per task by default: a few chunks, so a dump of a few GB has tens of tasks
+RETRIES = 2  # a task whose worker died runs again this many times
+
+
+@dataclass(frozen=True)
+class Engine:
+    """--engine dask's settings: an existing cluster's scheduler, or a LocalCluster of `workers`."""
+
+    scheduler: str | None = None
+    workers: int | None = None
+    task_rows: int | None = None  # rows per task (rounded to whole chunks); None: about TASK_BYTES of scores
+
+
+@dataclass(frozen=True)
+class Task:
+    """One file's rows (`config.source.part`, or the whole file), computed as a local run would."""
+
+    config: RunConfig
+    first: tuple[str, tuple[str, ...]] | None  # the first shard's path and class names (a later shard's column order)
+    samples_to: str | None = None  # the Arrow file for the task's per-sample rows (-o)
+    id_column: str | None = None
+
+
+@dataclass
+class TaskResult:
+    parts: list[Part]  # one per chunk, rows numbered from the task's first
+
+
+def require_dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise OptionError("--engine dask needs Dask, which is not installed", hint="pip install 'xentcli[dask]'") from None
+    return distributed
+
+
+def plan(source: Source, config: RunConfig, rows_per_chunk: int, task_rows: int | None, samples_folder: str | None) -> list[Task]:
+    """The tasks of a run, in input order."""
+    info = source.description
+    whole_only = info.sequences is not None or any(
+        path and detect_format(path, None) != "npy" for path in (config.source.labels_path, config.source.sample_weights_path))
+    if task_rows is None:
+        per_task = max(rows_per_chunk, TASK_BYTES // max(info.bytes_per_row, 1) // rows_per_chunk * rows_per_chunk)
+    else:
+        per_task = max(1, math.ceil(task_rows / rows_per_chunk)) * rows_per_chunk
+    tasks: list[Task] = []
+    for shard in source.shard_configs:
+        path = shard.paths[0]
+        ranges = [None] if whole_only else _ranges(path, detect_format(path, shard.format), per_task)
+        for part in ranges:
+            out = None if samples_folder is None else os.path.join(samples_folder, f"part-{len(tasks):06d}.arrow")
+            tasks.append(Task(replace(config, source=replace(shard, part=part)), source.first_classes, out, info.id_column))
+    return tasks
+
+
+def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
+    """Row ranges of one file: whole row groups of about `per_task` rows for Parquet, `per_task`
+    rows for .npy and Arrow files; [None] (the whole file) for CSV and NPZ, read in one stream."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        ranges, start, at = [], 0, 0
+        for i in range(meta.num_row_groups):
+            at += meta.row_group(i).num_rows
+            if at - start >= per_task or i == meta.num_row_groups - 1:
+                ranges.append((start, at))
+                start = at
+        return ranges or [None]  # type: ignore[return-value]
+    if fmt == "npy":
+        from xentcli.sources.arrays import NpyArray
+
+        rows = NpyArray(path, os.path.basename(path)).shape[0]
+    elif fmt == "arrow":
+        import pyarrow as pa
+        import pyarrow.ipc as pa_ipc
+
+        try:
+            reader = pa_ipc.open_file(pa.memory_map(path))
+        except pa.ArrowInvalid:  # an Arrow stream: read in one go
+            return [None]
+        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    else:
+        return [None]
+    return [(start, min(start + per_task, rows)) for start in range(0, rows, per_task)] or [None]  # type: ignore[list-item]
+
+
+def run_task(task: Task) -> TaskResult:
+    """A task, on a worker: the local pass over its rows; each chunk's part, and its per-sample rows."""
+    from xentcli.engine import Pass
+
+    source = FileSource(task.config.source, task.first)
+    one = Pass(task.config, source, keep_totals=False)  # type: ignore[arg-type]
+    parts = []
+    if task.samples_to is None:
+        for result in one.results():
+            parts.append(result.part(task.config))
+        return TaskResult(parts)
+    from xentcli.render.rows import SampleWriter
+
+    with SampleWriter(task.samples_to, [], task.id_column, False, task.config.loss.like, fmt="arrow") as writer:
+        for result in one.results():
+            parts.append(result.part(task.config))
+            writer.write(result)
+    return TaskResult(parts)
+
+
+@contextmanager
+def client(engine: Engine, threads: int) -> Iterator[tuple[Any, int]]:
+    """A Dask client: on the scheduler named (--scheduler, else DASK_SCHEDULER_ADDRESS), else on a
+    LocalCluster of --workers processes sharing the cores; and the threads each task may use."""
+    distributed = require_dask()
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    address = engine.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    try:
+        if address:
+            with distributed.Client(address, timeout="20s") as c:
+                yield c, threads
+            return
+        workers = engine.workers or min(os.cpu_count() or 1, 4)
+        if not 1 <= workers <= 256:
+            raise OptionError(f"--workers must lie in [1, 256], not {workers}")
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
+            yield c, max(1, threads // workers)
+    except (OSError, TimeoutError) as exc:
+        raise OptionError(f"cannot reach the Dask scheduler {address or '(local cluster)'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          hint="check --scheduler (tcp://host:8786) and that the cluster is up") from None
+
+
+def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
+        on_progress: Callable[[int, float | None], None] | None = None) -> tuple[Part, InputDescription]:
+    """The run's merged part on Dask, and its per-sample rows to `samples` (a render.rows.SampleWriter)."""
+    from xentcli.engine import chunk_rows, empty_part, check_options
+
+    info = source.description
+    check_options(config, info)
+    if config.temperature_scan:
+        raise OptionError("--temperature-scan with --engine dask is not supported yet", hint="run it locally")
+    require_dask()
+    folder = None
+    if samples is not None:
+        folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
+    try:
+        tasks = plan(source, replace(config, per_sample=samples is not None), chunk_rows(config, info.bytes_per_row),
+                     engine.task_rows, folder)
+        total = empty_part(config, info)
+        starts = []
+        with client(engine, config.threads) as (c, threads):
+            tasks = [replace(t, config=replace(t.config, threads=threads)) for t in tasks]
+            futures = c.map(run_task, tasks, pure=False, retries=RETRIES)
+            for done, future in enumerate(futures, 1):
+                result = _result(future, c)
+                starts.append((total.summary.rows, total.samples))
+                for part in result.parts:
+                    part.shift(*starts[-1])
+                    total.merge(part)
+                future.release()
+                if on_progress is not None:
+                    on_progress(total.summary.rows, done / len(futures))
+        if samples is not None:
+            for task, (rows, first_sample) in zip(tasks, starts):
+                _copy_rows(task, rows, first_sample, samples)
+        return total, replace(info, rows=total.summary.rows)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _result(future: Any, c: Any) -> TaskResult:
+    """A task's result; a task that failed raises its own error (one line), a lost one says so."""
+    try:
+        return future.result()
+    except XentError:
+        raise
+    except Exception as exc:  # KilledWorker, a lost scheduler, a worker without xentcli
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise OptionError(f"the Dask run could not finish: {type(exc).__name__}{': ' + text[:200] if text else ''}",
+                          hint="check the workers (each needs xentcli installed and the input's paths readable)") from None
+
+
+def _copy_rows(task: Task, rows: int, first_sample: int, samples: Any) -> None:
+    """One task's per-sample rows into the target, renumbered past the rows before."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.ipc as pa_ipc
+
+    assert task.samples_to is not None
+    if not os.path.exists(task.samples_to):  # a task over no rows
+        return
+    with pa.memory_map(task.samples_to) as stream:
+        reader = pa_ipc.open_file(stream)
+        positional = task.config.source.group_col is None
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            columns = dict(zip(batch.schema.names, batch.columns))
+            columns["row"] = pc.add(columns["row"], pa.scalar(rows, pa.int64()))
+            if "sample" in columns and positional and pa.types.is_integer(columns["sample"].type):
+                columns["sample"] = pc.add(columns["sample"], pa.scalar(first_sample, columns["sample"].type))
+            samples.write_batch(pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)))

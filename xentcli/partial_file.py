@@ -1,0 +1,297 @@
+"""Partial files (`--save-partial FILE`, `xent merge`): a run's merged totals, as JSON, never pickle.
+
+The document (README, "Partial files"):
+
+    {"format": "xent-partial", "version": 1, "xent": "<version that wrote it>",
+     "options": <what the numbers were computed under>, "input": <the input description>,
+     "sha256": <hex digest of the "state" text>, "state": "<JSON text of the totals>"}
+
+Values are JSON with tags for what JSON lacks: {"$f": "nan"|"inf"|"-inf"} a non-finite float,
+{"$t": [...]} a tuple, {"$d": [[key, value], ...]} a dict (keys of any type), {"$a": dtype,
+"shape": [...], "b64": ...} a numeric numpy array (little-endian bytes), {"$o": [...], "shape":
+[...]} an array of plain values, {"$": "ClassName", "v": {attribute: value}} one of the few
+classes of the totals. Reading builds those classes from their attributes only (no code runs), and
+refuses any other tag, class, attribute set or dtype with one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from xentcli import __version__
+from xentcli.accumulate import ClusterRuns, KeyedClusters, LossSummary, Moments, PerClass, SequenceTotals, WorstRows
+from xentcli.binary import LabelTotals
+from xentcli.calibration import Calibration
+from xentcli.config import LossOptions, RunConfig, SourceConfig
+from xentcli.confusions import Confusions
+from xentcli.diagnostics import Finding
+from xentcli.errors import InputError
+from xentcli.frameworks import FrameworkSummary
+from xentcli.part import Part
+from xentcli.sketch import Buckets, QuantileSketch
+from xentcli.slices import GroupTotals
+from xentcli.sources import InputDescription
+
+FORMAT = "xent-partial"
+VERSION = 1
+
+CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
+    Part, LossSummary, PerClass, WorstRows, Moments, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
+    Calibration, Confusions, GroupTotals, LabelTotals, FrameworkSummary, Finding, InputDescription, RunConfig, LossOptions,
+    SourceConfig,
+)}
+DTYPES = {np.dtype(name).str for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                                          "float32", "float64")}
+
+
+def _attributes(cls: type) -> set[str]:
+    """The attributes an instance of one of CLASSES has."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    return set(vars(cls()))
+
+
+class Malformed(ValueError):
+    """What is wrong with a partial file, in one line."""
+
+
+def encode(value: Any) -> Any:
+    """A JSON-able tagged tree of a value of the totals."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {"$f": str(value)}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            data = np.ascontiguousarray(value, value.dtype.newbyteorder("<"))
+            return {"$a": data.dtype.str, "shape": list(value.shape), "b64": base64.b64encode(data.tobytes()).decode("ascii")}
+        return {"$o": [encode(item) for item in value.reshape(-1).tolist()], "shape": list(value.shape)}
+    if isinstance(value, list):
+        return [encode(item) for item in value]
+    if isinstance(value, tuple):
+        return {"$t": [encode(item) for item in value]}
+    if isinstance(value, dict):
+        return {"$d": [[encode(key), encode(item)] for key, item in value.items()]}
+    name = type(value).__name__
+    if CLASSES.get(name) is type(value):
+        return {"$": name, "v": {key: encode(item) for key, item in vars(value).items()}}
+    if hasattr(value, "isoformat"):  # a date in a group's key or an id: as the report shows it
+        return value.isoformat()
+    raise TypeError(f"a partial cannot hold a {name}")
+
+
+def decode(tree: Any) -> Any:
+    """The value of a tagged tree; Malformed on anything `encode` does not write."""
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if isinstance(tree, list):
+        return [decode(item) for item in tree]
+    if not isinstance(tree, dict) or len(tree) not in (1, 2, 3):
+        raise Malformed(f"unexpected {type(tree).__name__} in the state")
+    if set(tree) == {"$f"} and tree["$f"] in ("nan", "inf", "-inf"):
+        return float(tree["$f"])
+    if set(tree) == {"$t"} and isinstance(tree["$t"], list):
+        return tuple(decode(item) for item in tree["$t"])
+    if set(tree) == {"$d"} and isinstance(tree["$d"], list):
+        out = {}
+        for pair in tree["$d"]:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise Malformed("a dict entry is not a [key, value] pair")
+            key = decode(pair[0])
+            try:
+                out[key] = decode(pair[1])
+            except TypeError:
+                raise Malformed("a dict key is not hashable") from None
+        return out
+    if set(tree) == {"$a", "shape", "b64"}:
+        return _array(tree)
+    if set(tree) == {"$o", "shape"} and isinstance(tree["$o"], list):
+        values = [decode(item) for item in tree["$o"]]
+        if any(isinstance(item, (list, dict, tuple)) or dataclasses.is_dataclass(item) for item in values):
+            raise Malformed("an array of values holds a container")
+        array = np.empty(len(values), object)
+        array[:] = values
+        return array.reshape(_shape(tree["shape"], len(values)))
+    if set(tree) == {"$", "v"} and isinstance(tree["v"], dict):
+        return _instance(tree["$"], tree["v"])
+    raise Malformed(f"unknown tag {sorted(tree)[0]!r} in the state")
+
+
+def _shape(shape: Any, size: int) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape) \
+            or math.prod(shape) != size:
+        raise Malformed("an array's shape does not fit its data")
+    return tuple(shape)
+
+
+def _array(tree: dict[str, Any]) -> np.ndarray:
+    if tree["$a"] not in DTYPES or not isinstance(tree["b64"], str):
+        raise Malformed(f"an array of dtype {str(tree['$a'])[:20]!r}")
+    try:
+        data = base64.b64decode(tree["b64"], validate=True)
+    except ValueError:
+        raise Malformed("an array's data is not base64") from None
+    dtype = np.dtype(tree["$a"])
+    if len(data) % dtype.itemsize:
+        raise Malformed("an array's data does not fit its dtype")
+    array = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="))  # a writable copy in native order
+    return array.reshape(_shape(tree["shape"], array.size))
+
+
+def _instance(name: Any, values: dict[str, Any]) -> Any:
+    cls = CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise Malformed(f"unknown class {str(name)[:40]!r} in the state")
+    if set(values) != _attributes(cls):
+        raise Malformed(f"a {name} with attributes {', '.join(sorted(set(values) ^ _attributes(cls)))} unlike xent's")
+    instance = object.__new__(cls)
+    for key, item in values.items():
+        object.__setattr__(instance, key, decode(item))  # frozen dataclasses too
+    return instance
+
+
+def comparable(config: RunConfig) -> RunConfig:
+    """The options that shape the numbers: where the input lives, how it is split among threads and
+    chunks, and whether per-sample rows are written do not."""
+    source = dataclasses.replace(config.source, paths=(), labels_path=None, part=None,
+                                 sample_weights_path="(a file)" if config.source.sample_weights_path else None,
+                                 by_file=config.group_names[0] if config.source.by_file else None)
+    return dataclasses.replace(config, source=source, threads=1, chunk_rows=None, per_sample=False)
+
+
+def dumps(part: Part, config: RunConfig, info: InputDescription) -> str:
+    """The partial file's text."""
+    state = json.dumps(encode(part), separators=(",", ":"), allow_nan=False)
+    return json.dumps({
+        "format": FORMAT, "version": VERSION, "xent": __version__,
+        "options": encode(comparable(config)), "input": encode(info),
+        "sha256": hashlib.sha256(state.encode()).hexdigest(), "state": state,
+    }, allow_nan=False) + "\n"
+
+
+def loads(text: str, path: str) -> tuple[Part, RunConfig, InputDescription]:
+    """A partial file's totals, options and input; InputError (one line) when it is not one."""
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise Malformed("it is not a xent partial file (no \"format\": \"xent-partial\")")
+        if document.get("version") != VERSION:
+            raise Malformed(f"it has version {str(document.get('version'))[:20]}; this xent reads version {VERSION}")
+        state = document.get("state")
+        if not isinstance(state, str) or hashlib.sha256(state.encode()).hexdigest() != document.get("sha256"):
+            raise Malformed("its state does not match its sha256 (the file was changed or cut short)")
+        part = decode(json.loads(state, parse_constant=_no_constant))
+        config, info = decode(document.get("options")), decode(document.get("input"))
+        if not (isinstance(part, Part) and isinstance(config, RunConfig) and isinstance(info, InputDescription)):
+            raise Malformed("it lacks the totals, the options or the input description")
+        _check(part, config, info)
+    except (Malformed, json.JSONDecodeError, RecursionError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"is not a usable partial file: {detail}", path=path,
+                         hint="write it with xent score --save-partial (of this version)") from None
+    return part, config, info
+
+
+def _no_constant(name: str) -> Any:
+    raise Malformed(f"the JSON holds {name}, which JSON does not allow")
+
+
+def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
+    """What the report relies on: counts are integers ≥ 0 that add up, arrays have one entry per class."""
+    s = part.summary
+    counts = (s.rows, s.counted, s.ignored, s.correct, s.top_k_hits, s.zero_weight_rows, s.sketch.count, s.moments.n)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise Malformed("a count is not a whole number ≥ 0")
+    if s.counted + s.ignored > s.rows or s.sketch.count > s.counted:
+        raise Malformed("its counts do not add up")
+    if s.num_classes != info.num_classes or (s.per_class.classes is None and s.per_class.support.shape != (info.num_classes,)):
+        raise Malformed("its per-class sums do not have one entry per class")
+    if len(s.worst.rows) != len(s.worst.details) or len(s.worst.rows) > s.worst.k:
+        raise Malformed("its worst rows do not add up")
+    if not isinstance(part.findings, dict) or not all(isinstance(f, Finding) for f in part.findings.values()):
+        raise Malformed("its diagnostics are not findings")
+    if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) for f in part.findings.values() for item in f.examples):
+        raise Malformed("a diagnostic's example is not a row")
+    if not all(isinstance(item.get("row"), int) for item in s.worst.details):
+        raise Malformed("a worst row has no row number")
+    if not all(isinstance(getattr(s, name), float) for name in ("loss_sum", "weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
+        raise Malformed("a sum is not a number")
+
+
+# What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).
+SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "classes", "label_names",
+              "id_column")
+
+
+def read(path: str) -> tuple[Part, RunConfig, InputDescription]:
+    """One partial file (InputError, one line, when it cannot be read or is not one)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except IsADirectoryError:
+        raise InputError("is a folder, not a partial file", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("is not a usable partial file: it is not UTF-8 text", path=path,
+                         hint="write it with xent score --save-partial (of this version)") from None
+    return loads(text, path)
+
+
+def merge_files(paths: list[str]) -> tuple[RunConfig, InputDescription, Part]:
+    """Partial files merged in the order given, as one run over their inputs in that order would
+    have merged them: the options and the layouts must agree (OptionError / LayoutError naming the
+    first difference)."""
+    from xentcli.errors import LayoutError, OptionError
+
+    part, config, info = read(paths[0])
+    infos = [info]
+    for path in paths[1:]:
+        other, other_config, other_info = read(path)
+        differences = _differences(comparable(config), comparable(other_config))
+        if differences:
+            raise OptionError(f"was computed under other options than {paths[0]}: {'; '.join(differences[:3])}", path=path,
+                              hint="merge partials written with the same options")
+        for name in SAME_INPUT:
+            if getattr(other_info, name) != getattr(info, name):
+                raise LayoutError(f"{name.replace('_', ' ')} is {getattr(other_info, name)}, but {paths[0]} has {getattr(info, name)}",
+                                  path=path, hint="merge partials of the same kind of dump")
+        if (other_info.weights is None) != (info.weights is None):
+            raise LayoutError(f"{'has' if other_info.weights else 'has no'} sample weights, unlike {paths[0]}", path=path,
+                              hint="merge partials of the same kind of dump")
+        part.then(other)
+        infos.append(other_info)
+    dtypes = sorted({dtype for i in infos for dtype in i.score_dtype.split("+")})
+    samples = [i.samples for i in infos]
+    joined = dataclasses.replace(
+        info, path=" ".join(i.path for i in infos), rows=part.summary.rows, shards=sum(i.shards for i in infos),
+        samples=None if None in samples else sum(samples),  # type: ignore[arg-type]
+        score_dtype="+".join(dtypes), notes=tuple(note for i in infos for note in i.notes),
+        labels_path=" ".join(i.labels_path for i in infos if i.labels_path) or None)
+    return config, joined, part
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The options that differ, as 'name: A vs B'."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
+            out += _differences(x, y, prefix)
+        elif x != y and not (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)):
+            out.append(f"{prefix}{f.name.replace('_', '-')} {x!r} vs {y!r}")
+    return out
