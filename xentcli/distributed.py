@@ -156,7 +156,7 @@ def client(engine: Engine, threads: int) -> Iterator[tuple[Any, int]]:
         workers = engine.workers or min(os.cpu_count() or 1, 4)
         if not 1 <= workers <= 256:
             raise OptionError(f"--workers must lie in [1, 256], not {workers}")
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                       silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
             yield c, max(1, threads // workers)
     except (OSError, TimeoutError) as exc:

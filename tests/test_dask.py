@@ -1,0 +1,194 @@
+"""--engine dask: the same numbers as a local run, on a real cluster of worker processes
+(LocalCluster, processes=True), whatever the number of tasks; per-sample rows assembled in input
+order; a worker lost mid-run retried; a run that cannot finish refused with one line."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+
+distributed = pytest.importorskip("distributed")  # `make test` installs the dask extra: this skip never happens there
+import cloudpickle  # noqa: E402 — distributed's own dependency
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker plugins below travel by value
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+def xent(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def doc(*args, code=0):
+    return json.loads(xent(*args, "--json", "-q", code=code).stdout)
+
+
+OPTIONS = ["--worst", "7", "--per-class", "--calibration", "--confusions", "4", "--chunk-rows", "500"]
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory):
+    """20,000 rows of 10 classes with a NaN, an overflow, an ignored and an out-of-range label: as
+    an .npy pair, and as two Parquet shards of row groups of 1,500 rows with ids."""
+    folder = tmp_path_factory.mktemp("dask")
+    rng = np.random.default_rng(5)
+    n = 20_000
+    z = (rng.standard_normal((n, 10)) * 3).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    z[17, 2] = np.nan
+    z[15_000] = 3e38
+    y[300] = -100
+    y[12_345] = 10
+    np.save(folder / "z.npy", z)
+    np.save(folder / "y.npy", y)
+    np.save(folder / "g.npy", rng.integers(0, 4, n))
+    (folder / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 9_000), (9_000, n)]):
+        table = pa.table({"id": [f"r{k}" for k in range(a, b)],
+                          "logits": pa.FixedSizeListArray.from_arrays(pa.array(z[a:b].ravel()), 10), "label": y[a:b]})
+        pq.write_table(table, folder / "shards" / f"part-{i}.parquet", row_group_size=1_500)
+    (folder / "csv").mkdir()
+    for i, (a, b) in enumerate([(0, 700), (700, 1_500), (1_500, 2_000)]):
+        table = pa.table({**{f"logit_{c}": z[a:b, c].astype(np.float64) for c in range(10)}, "label": y[a:b]})
+        pa_csv.write_csv(table, folder / "csv" / f"part-{i}.csv")
+    return folder
+
+
+@pytest.mark.parametrize("task_rows", [20_000, 7_000, 3_000, 1_000])  # 1, 3, 7 and 20 tasks
+def test_npy_equals_local_for_any_task_count(dump, cluster, task_rows):
+    args = ["score", dump / "z.npy", "--labels", dump / "y.npy", "--by-file", dump / "g.npy", *OPTIONS]
+    local = doc(*args)
+    remote = doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", task_rows)
+    assert remote == local  # every number, bit for bit: the tasks start on the local run's chunk boundaries
+
+
+def test_parquet_shards_and_per_sample_rows(dump, cluster, tmp_path):
+    args = ["score", dump / "shards", "--id-col", "id", *OPTIONS, "--chunk-rows", "750"]
+    local = doc(*args, "-o", tmp_path / "local.parquet")
+    remote = doc(*args, "-o", tmp_path / "dask.parquet", "--engine", "dask", "--scheduler", cluster.scheduler_address,
+                 "--task-rows", 3_000)
+    assert remote == local
+    assert pq.read_table(tmp_path / "dask.parquet").equals(pq.read_table(tmp_path / "local.parquet"))
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".xent")]  # the tasks' parts are gone
+
+
+def test_csv_shards_whole_files(dump, cluster, tmp_path):
+    args = ["check", dump / "csv", "--worst", "3", "--max-loss", "9"]
+    local = runner.invoke(app, [str(a) for a in args + ["--json", "-o", tmp_path / "l.csv"]])
+    remote = runner.invoke(app, [str(a) for a in args + ["--json", "-o", tmp_path / "d.csv", "--engine", "dask", "--scheduler",
+                                                          cluster.scheduler_address]])
+    assert local.exit_code == remote.exit_code == 1  # the NaN row fails --max-nonfinite 0
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    assert (tmp_path / "d.csv").read_bytes() == (tmp_path / "l.csv").read_bytes()
+
+
+def test_sequences_number_across_tasks(tmp_path, cluster):
+    rng = np.random.default_rng(9)
+    for i in range(3):
+        np.save(tmp_path / f"z{i}.npy", rng.standard_normal((5, 4, 3)).astype(np.float32))
+        np.save(tmp_path / f"y{i}.npy", rng.integers(0, 3, (5, 4)))
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        np.savez(tmp_path / "d" / f"s{i}.npz", scores=np.load(tmp_path / f"z{i}.npy"), labels=np.load(tmp_path / f"y{i}.npy"))
+    args = ["score", tmp_path / "d", "--per-sequence", "--worst", "4"]
+    local = doc(*args, "-o", tmp_path / "l.parquet")
+    remote = doc(*args, "-o", tmp_path / "r.parquet", "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    assert remote == local
+    assert [s["sequence"] for s in remote["per_sequence"]] == list(range(15))
+    assert pq.read_table(tmp_path / "r.parquet").equals(pq.read_table(tmp_path / "l.parquet"))
+
+
+def test_a_local_cluster_of_two_workers(dump):
+    args = ["score", dump / "z.npy", "--labels", dump / "y.npy", "--worst", "3"]
+    assert doc(*args, "--engine", "dask", "--workers", "2") == doc(*args)
+
+
+class KillWorker(distributed.WorkerPlugin):
+    """Kills the worker process when it starts a task of xent's: once (a marker file says it
+    happened), or every time."""
+
+    def __init__(self, marker: str, always: bool) -> None:
+        self.marker, self.always = marker, always
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and "run_task" in str(key) and (self.always or not os.path.exists(self.marker)):
+            open(self.marker, "w").close()
+            os._exit(1)
+
+
+def test_a_worker_lost_mid_run_is_retried(dump, tmp_path):
+    args = ["score", dump / "z.npy", "--labels", dump / "y.npy", *OPTIONS]
+    local = doc(*args)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        client.register_plugin(KillWorker(str(tmp_path / "killed"), always=False))
+        remote = doc(*args, "--engine", "dask", "--scheduler", c.scheduler_address, "--task-rows", 4_000)
+    assert (tmp_path / "killed").exists()  # a worker did die
+    assert remote == local
+
+
+def test_a_run_that_cannot_finish_leaves_nothing(dump, tmp_path):
+    target = tmp_path / "rows.parquet"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        client.register_plugin(KillWorker(str(tmp_path / "killed"), always=True))
+        result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "-o", str(target), "--engine",
+                                     "dask", "--scheduler", c.scheduler_address, "-q"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the Dask run could not finish: KilledWorker" in lines[0]
+    assert os.listdir(tmp_path) == ["killed"]  # no per-sample file, no temporary parts
+
+
+def test_errors_in_a_task_are_the_local_run_s(dump, cluster, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("logit_0,logit_1,label\n0.5,0.1,1\nabc,0.2,0\n")
+    local = runner.invoke(app, ["score", str(bad)])
+    remote = runner.invoke(app, ["score", str(bad), "--engine", "dask", "--scheduler", cluster.scheduler_address])
+    assert local.exit_code == remote.exit_code == 2
+    assert remote.stderr == local.stderr and "abc" in remote.stderr
+
+
+def test_without_dask_one_line(dump, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "--engine", "dask"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "xent: error: --engine dask needs Dask, which is not installed; pip install 'xentcli[dask]'"]
+
+
+def test_refusals(dump):
+    result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "--workers", "2"])
+    assert result.exit_code == 2 and "--workers needs --engine dask" in result.stderr
+    result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "--engine", "dask",
+                                 "--temperature-scan"])
+    assert result.exit_code == 2 and "not supported yet" in result.stderr
+    result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "--engine", "dask",
+                                 "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "cannot reach" in result.stderr

@@ -1,0 +1,257 @@
+"""Partial files (--save-partial) and `xent merge`: merging the partials of an input's pieces, in
+order, reports what one run over the whole input reports; other options, layouts and hostile files
+are refused with one line (exit 2)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xentcli.cli import app
+
+runner = CliRunner()
+
+
+def xent(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    return result
+
+
+def doc(*args, code=0):
+    return json.loads(xent(*args, "--json", code=code).stdout)
+
+
+def without_paths(document):
+    """The report less what names the files: the input's path, shards and labels file."""
+    for key in ("path", "labels_path", "shards"):
+        document["input"].pop(key, None)
+    return document
+
+
+def log_softmax(z):
+    z = z.astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+@pytest.fixture
+def pieces(tmp_path):
+    """A dump of 7,000 rows with a NaN row, an overflowing row, an ignored and an out-of-range
+    label, cut into 7 pieces of unequal size; and the whole dump."""
+    rng = np.random.default_rng(18)
+    n = 7000
+    z = (rng.standard_normal((n, 12)) * 2.5).astype(np.float32)
+    y = rng.integers(0, 12, n)
+    z[1234, 5] = np.nan
+    y[4321] = -100
+    y[5555] = 12
+    groups = rng.integers(0, 5, n)
+    cuts = [0, 900, 1000, 2500, 2501, 4000, 6100, n]
+    files = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        (tmp_path / f"node{i}").mkdir()
+        np.save(tmp_path / f"z{i}.npy", z[a:b])
+        np.save(tmp_path / f"y{i}.npy", y[a:b])
+        np.save(tmp_path / f"node{i}" / "g.npy", groups[a:b])  # one name: the groups' name is the file's stem
+        files.append(i)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "g.npy", groups)
+    return tmp_path, z, y, files
+
+
+OPTIONS = ["--worst", "6", "--per-class", "--calibration", "--confusions", "5", "--top-k", "3", "--chunk-rows", "100"]
+
+
+def _partials(folder, indices, extra=()):
+    out = []
+    for i in indices:
+        path = folder / f"part{i}.xpart"
+        xent("score", folder / f"z{i}.npy", "--labels", folder / f"y{i}.npy", "--by-file", folder / f"node{i}" / "g.npy", *OPTIONS, *extra,
+             "--save-partial", path, "-q", "--json")
+        out.append(path)
+    return out
+
+
+def test_seven_partials_merge_to_the_one_run(pieces):
+    folder, z, y, files = pieces
+    whole = doc("score", folder / "z.npy", "--labels", folder / "y.npy", "--by-file", folder / "g.npy", *OPTIONS)
+    merged = doc("merge", *_partials(folder, files))
+    # rows are numbered across the partials in order: the worst rows and the examples point into the whole dump
+    assert [row["row"] for row in merged["worst"]] == [row["row"] for row in whole["worst"]]
+    by_code = {d["code"]: d for d in merged["diagnostics"]}
+    assert by_code["XE101"]["examples"][0]["row"] == 1234
+    assert by_code["XE201"]["examples"][0]["row"] == 5555
+    # chunks of 100 rows start on the pieces' boundaries (all multiples of 100 but 2501): sums agree to rounding
+    whole, merged = without_paths(whole), without_paths(merged)
+    assert merged["summary"]["rows"] == 7000 and merged["summary"]["ignored"] == 1
+    assert merged["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-15)
+    for key in ("rows", "counted", "nonfinite", "loss_p50", "loss_p90", "loss_p99", "loss_min", "loss_max", "accuracy",
+                "top_k_accuracy", "accuracy_ci"):
+        assert merged["summary"][key] == whole["summary"][key], key
+    assert merged["diagnostics"] == whole["diagnostics"]
+    assert merged["confusions"] == whole["confusions"]
+    assert [g["counted"] for g in merged["groups"]] == [g["counted"] for g in whole["groups"]]
+    assert merged["calibration"]["ece"] == pytest.approx(whole["calibration"]["ece"], rel=1e-13)
+    # the mean loss from its float64 formula over the counted rows (the NaN row and labels -100 and 12 left out)
+    keep = np.ones(7000, bool)
+    keep[[1234, 4321, 5555]] = False
+    expected = -log_softmax(z[keep])[np.arange(keep.sum()), y[keep]].mean()
+    assert merged["summary"]["loss_mean"] == pytest.approx(expected, rel=1e-6)  # float32 scores: the kernel's 1e-6 guarantee
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_one_and_two_partials(pieces, count):
+    folder, _, _, _ = pieces
+    parts = _partials(folder, range(count))
+    merged = doc("merge", *parts)
+    alone = doc("score", *[folder / f"z{i}.npy" for i in range(count)][:1], "--labels", folder / "y0.npy",
+                "--by-file", folder / "node0" / "g.npy", *OPTIONS) if count == 1 else None
+    if alone is not None:
+        assert without_paths(merged) == without_paths(alone)  # one partial: exactly its run
+    else:
+        assert merged["summary"]["rows"] == 1000 and merged["input"]["shards"] == 2
+
+
+def test_order_is_the_input_order(pieces):
+    folder, _, _, _ = pieces
+    a, b = _partials(folder, [0, 1])
+    forward, backward = doc("merge", a, b), doc("merge", b, a)
+    assert forward["summary"]["loss_sum"] == pytest.approx(backward["summary"]["loss_sum"], rel=1e-15)
+    # piece 1 has 100 rows: first, its rows are 0-99; second, 900-999
+    rows_b_first = {r["row"] for r in backward["worst"]}
+    rows_a_first = {r["row"] for r in forward["worst"]}
+    assert {r - 900 if r >= 900 else r + 100 for r in rows_a_first} == rows_b_first
+
+
+def test_gates_apply_to_the_merged_run(pieces):
+    folder, _, _, _ = pieces
+    parts = _partials(folder, [0, 1])
+    assert xent("merge", *parts).exit_code == 0  # no gate: a report, as score
+    result = xent("merge", *parts, "--max-loss", "0.1", code=1)
+    assert "FAIL" in result.stdout
+    checked = json.loads(xent("merge", *parts, "--fail-on", "never", "--max-nonfinite", "5", "--json").stdout)
+    assert checked["passed"] is True and checked["summary"]["rows"] == 1000
+
+
+def test_other_options_are_refused(pieces):
+    folder, _, _, _ = pieces
+    a = _partials(folder, [0])[0]
+    other = folder / "other.xpart"
+    xent("score", folder / "z1.npy", "--labels", folder / "y1.npy", "--by-file", folder / "node1" / "g.npy", *OPTIONS, "--label-smoothing",
+         "0.1", "--save-partial", other, "-q", "--json")
+    result = xent("merge", a, other, code=2)
+    assert "label-smoothing 0.0 vs 0.1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_other_classes_are_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((4, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((4, 5), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(4, np.int64))
+    for name in "ab":
+        xent("score", tmp_path / f"{name}.npy", "--labels", tmp_path / "y.npy", "--save-partial", tmp_path / f"{name}.xpart", "-q")
+    result = xent("merge", tmp_path / "a.xpart", tmp_path / "b.xpart", code=2)
+    assert "num classes is 5, but" in result.stderr
+
+
+def test_save_partial_never_overwrites(pieces):
+    folder, _, _, _ = pieces
+    (target := folder / "exists.xpart").write_text("keep")
+    result = xent("score", folder / "z0.npy", "--labels", folder / "y0.npy", "--save-partial", target, code=2)
+    assert "already exists" in result.stderr and target.read_text() == "keep"
+    result = xent("score", folder / "z0.npy", "--labels", folder / "y0.npy", "--save-partial", folder / "y0.npy", code=2)
+    assert "is one of the inputs" in result.stderr
+    result = xent("score", folder / "z0.npy", "--labels", folder / "y0.npy", "--temperature-scan", "--save-partial", folder / "t.xpart", code=2)
+    assert "not supported yet" in result.stderr and not (folder / "t.xpart").exists()
+
+
+def _hostile(good: str):
+    """Variants of a good partial file that must be refused, never run."""
+    document = json.loads(good)
+    state = json.loads(document["state"])
+
+    def with_state(tree):
+        import hashlib
+
+        text = json.dumps(tree)
+        return json.dumps({**document, "state": text, "sha256": hashlib.sha256(text.encode()).hexdigest()})
+
+    pickle_like = base64.b64encode(b"\x80\x04cos\nsystem\n").decode()
+    yield "empty", ""
+    yield "not json", "{not json"
+    yield "binary", "\x00\xff\xfe"
+    yield "a list", "[1, 2, 3]"
+    yield "other format", json.dumps({**document, "format": "pickle"})
+    yield "future version", json.dumps({**document, "version": 99})
+    yield "edited state", json.dumps({**document, "state": document["state"].replace('"rows":', '"rows": 1 ,"x":', 1)})
+    yield "cut short", good[: len(good) // 2]
+    yield "NaN constant", good.replace('"version": 1', '"version": NaN')
+    yield "unknown class", with_state({"$": "Popen", "v": {"args": ["rm", "-rf", "/"]}})
+    yield "a class's method", with_state({"$": "__reduce__", "v": {}})
+    yield "object dtype bytes", with_state({"$a": "|O", "shape": [1], "b64": pickle_like})
+    yield "wrong shape", with_state({**state, "v": {**state["v"], "samples": {"$a": "<i8", "shape": [3], "b64": "AAAA"}}})
+    yield "missing attribute", with_state({**state, "v": {k: v for k, v in state["v"].items() if k != "findings"}})
+    yield "extra attribute", with_state({**state, "v": {**state["v"], "__class__": "x"}})
+    summary = state["v"]["summary"]
+    yield "negative count", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "rows": -5}}}})
+    yield "count as text", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "counted": "7"}}}})
+    yield "deep nesting", with_state(json.loads("[" * 50 + "]" * 50))
+    yield "a tag of the wrong type", with_state({"$t": 5})
+
+
+def test_hostile_partial_files_are_refused(pieces, tmp_path):
+    folder, _, _, _ = pieces
+    good = _partials(folder, [1])[0]
+    text = Path(good).read_text()
+    for name, content in _hostile(text):
+        path = tmp_path / "hostile.xpart"
+        path.write_bytes(content.encode("utf-8", "surrogateescape") if name != "binary" else b"\x00\xff\xfe")
+        result = runner.invoke(app, ["merge", str(good), str(path)])
+        assert result.exit_code == 2, (name, result.stdout, result.stderr, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "hostile.xpart" in lines[0], (name, lines)
+    result = xent("merge", folder / "nothing.xpart", code=2)
+    assert "cannot read" in result.stderr
+    result = xent("merge", folder, code=2)
+    assert "is a folder" in result.stderr
+
+
+def test_a_partial_round_trips_every_accumulator(tmp_path):
+    """Sequences (clustered errors, per-sequence rows), frameworks, weights and groups survive the file."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((6, 5, 4)).astype(np.float32)
+    y = rng.integers(0, 4, (6, 5))
+    w = rng.uniform(0.5, 2, 6)
+    for name, sl in (("a", slice(0, 4)), ("b", slice(4, 6)), ("all", slice(0, 6))):
+        np.save(tmp_path / f"z{name}.npy", z[sl])
+        np.save(tmp_path / f"y{name}.npy", y[sl])
+        np.save(tmp_path / f"w{name}.npy", w[sl])
+    options = ["--per-sequence", "--compare-frameworks", "--worst", "3"]
+    for name in "ab":
+        xent("score", tmp_path / f"z{name}.npy", "--labels", tmp_path / f"y{name}.npy", "--sample-weights", tmp_path / f"w{name}.npy",
+             *options, "--save-partial", tmp_path / f"{name}.xpart", "-q")
+    whole = without_paths(doc("score", tmp_path / "zall.npy", "--labels", tmp_path / "yall.npy", "--sample-weights", tmp_path / "wall.npy",
+                              *options))
+    merged = without_paths(doc("merge", tmp_path / "a.xpart", tmp_path / "b.xpart"))
+    assert [s["sequence"] for s in merged["per_sequence"]] == list(range(6))  # b's sequences numbered after a's
+    for mine, theirs in zip(merged["per_sequence"], whole["per_sequence"], strict=True):
+        assert {k: v for k, v in mine.items() if k != "loss_sum" and k != "loss_mean" and k != "perplexity"} == \
+            {k: v for k, v in theirs.items() if k != "loss_sum" and k != "loss_mean" and k != "perplexity"}
+        assert mine["loss_sum"] == pytest.approx(theirs["loss_sum"], rel=1e-15)
+    assert merged["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-15)
+    assert merged["summary"]["loss_se"] == pytest.approx(whole["summary"]["loss_se"], rel=1e-13)
+    assert [c["loss"] for c in merged["compare"]["frameworks"]] == pytest.approx([c["loss"] for c in whole["compare"]["frameworks"]], rel=1e-15)
+    assert merged["worst"] == whole["worst"]
+    # the weighted mean from its formula: Σ w·ℓ / Σ w over every token (each sequence's weight on its 5 tokens)
+    lp = log_softmax(z.reshape(-1, 4))
+    loss = -lp[np.arange(30), y.reshape(-1)]
+    weights = np.repeat(w, 5)
+    assert merged["summary"]["loss_mean"] == pytest.approx(float((weights * loss).sum() / weights.sum()), rel=1e-6)
+    assert not math.isnan(merged["summary"]["loss_se"])
