@@ -30,6 +30,7 @@ test: $(VENV)/.installed-dev
 # bench still runs and says "torch not available" in those cells.
 bench: $(VENV)/.installed
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dask]'
 	$(BIN)/python bench/run_bench.py
 
 # Rewrite the console examples in README.md from fresh runs (tests/test_readme.py checks them).

@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
-FORMATS = ("npy", "parquet", "csv", "pair", "groups", "binary", "multilabel")
+FORMATS = ("npy", "parquet", "csv", "pair", "groups", "binary", "multilabel", "shards")
+SHARDS = 4  # the "shards" format: the Parquet dump's row groups spread over this many files
 DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
 CHUNK_BYTES = 64 << 20  # scores per generated chunk, and per Parquet row group
@@ -72,6 +73,8 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "candidate": folder / "candidate.npy"}
     if fmt in ("parquet", "csv"):
         return {"dump": folder / f"dump.{fmt}"}
+    if fmt == "shards":  # the Parquet dump as SHARDS files (shard-0.parquet …), read as one dump through a glob
+        return {f"shard{i}": folder / f"shard-{i}.parquet" for i in range(SHARDS)}
     if fmt == "binary":  # a binary sigmoid head: one float32 logit a row, uint8 labels
         return {"logits": folder / "binary_logits.npy", "labels": folder / "binary_labels.npy"}
     if fmt == "multilabel":  # the npy dump, and multi-hot float32 targets of its shape (--head sigmoid)
@@ -117,6 +120,24 @@ def write_parquet(rows: int, classes: int, files: dict[str, Path]) -> None:
             nested = pa.FixedSizeListArray.from_arrays(flat, classes).cast(SCHEMA.field("logits").type)
             table = pa.Table.from_arrays([nested, pa.array(y)], schema=SCHEMA)
             writer.write_table(table, row_group_size=len(x))  # one chunk = one row group
+
+
+def write_shards(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """The Parquet dump's rows in SHARDS files of consecutive rows (row groups of at most ~64 MiB)."""
+    bounds = [rows * i // SHARDS for i in range(SHARDS + 1)]
+    writers = [pq.ParquetWriter(files[f"shard{i}"], SCHEMA, use_dictionary=["label"]) for i in range(SHARDS)]
+    try:
+        start = 0
+        for x, y in chunks(rows, classes):
+            for i, writer in enumerate(writers):  # the chunk's rows that fall in shard i
+                lo, hi = max(bounds[i], start) - start, min(bounds[i + 1], start + len(x)) - start
+                if hi > lo:
+                    nested = pa.FixedSizeListArray.from_arrays(pa.array(x[lo:hi].reshape(-1)), classes).cast(SCHEMA.field("logits").type)
+                    writer.write_table(pa.Table.from_arrays([nested, pa.array(y[lo:hi])], schema=SCHEMA), row_group_size=hi - lo)
+            start += len(x)
+    finally:
+        for writer in writers:
+            writer.close()
 
 
 def write_csv(rows: int, classes: int, files: dict[str, Path]) -> None:
@@ -174,7 +195,7 @@ def write_multilabel(rows: int, classes: int, files: dict[str, Path]) -> None:
 
 
 WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair, "groups": write_groups,
-           "binary": write_binary, "multilabel": write_multilabel}
+           "binary": write_binary, "multilabel": write_multilabel, "shards": write_shards}
 CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
 
 

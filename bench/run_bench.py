@@ -21,6 +21,9 @@ Cases (`--cases`, default all of them):
   sigmoid   a binary head, NPY float32 100,000,000 x 1 with uint8 labels (xent alone: GB/s of scores), and a
             multi-label head, NPY float32 500,000 x 100 with multi-hot targets (--head sigmoid) vs xent
             scoring the same logits as a softmax over integer labels
+  dask      the Parquet dump of the parquet case as 4 shards (1 GB): xent --engine dask on an already-started
+            LocalCluster of 2 worker processes against the same local run (the cluster's start-up time and
+            its workers' peak RSS are reported below the tables; the ratio is the local throughput over Dask's)
   scaling   xent alone on the npy1000 and parquet dumps with 2x and 4x the rows (2x only when
             the disk is short): does the peak RSS grow with the rows?
 
@@ -49,6 +52,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cluster
 import make_data  # bench/ is sys.path[0] when this file is run as a script
 import references
 from measure import REPO, Run, Series, log, pairwise, run_rounds
@@ -72,7 +76,7 @@ class Reference:
 
     def command(self, files: dict[str, Path]) -> list[str]:
         if self.kind == "xent":  # xent itself with more options: what the options cost
-            flags = [f.replace("{groups}", str(files["groups"])) for f in self.flags]
+            flags = [f.replace("{groups}", str(files.get("groups"))).replace("{scheduler}", str(files.get("scheduler"))) for f in self.flags]
             return xent_command(files, None) + flags
         if self.kind == "softmax":  # xent score of the same logits as a softmax over integer labels
             return references.command("xent", "score", str(files["logits"]), "--labels", str(files["labels"]), "--json", "--quiet")
@@ -104,6 +108,8 @@ GROUPS = Reference("groups", "xent score --by-file (1,000 groups) --calibration 
                    flags=("--by-file", "{groups}", "--calibration"))
 ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (process)", "xent",
                        flags=("--per-class", "--confusions", "10"))
+DASK = Reference("dask", "xent score --engine dask, 2 workers on a started cluster (process)", "xent",
+                 flags=("--engine", "dask", "--scheduler", "{scheduler}"))
 SOFTMAX_SAME = Reference("softmax", "xent score of the same logits as a softmax (process)", "softmax")
 SCORE_TWICE = Reference("score_twice", "two xent score processes, one per model (what diff replaces)", "score-twice", in_process=True)
 
@@ -137,6 +143,7 @@ CASES: dict[str, list[Case]] = {
     "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
     "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, TEMPERATURE, GROUPS, ERROR_BARS))],
     "sigmoid": [Case("sigmoid", 100_000_000, 1, "binary"), Case("sigmoid", 500_000, 100, "multilabel", (SOFTMAX_SAME,))],
+    "dask": [Case("dask", 250_000, 1000, "shards", (DASK,))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)
                 for fmt, rows in (("npy", 500_000), ("parquet", 250_000)) for k in (1, *SCALING)],
 }
@@ -180,7 +187,7 @@ class Result:
 
     @property
     def file_gb(self) -> float:
-        return sum(p.stat().st_size for p in self.files.values()) / 1e9
+        return sum(p.stat().st_size for p in self.files.values() if isinstance(p, Path)) / 1e9
 
     @property
     def label(self) -> str:
@@ -195,7 +202,10 @@ def xent_command(files: dict[str, Path], threads: int | None) -> list[str]:
     if "targets" in files:  # a multi-label sigmoid head
         return references.command("xent", "score", str(files["logits"]), "--labels", str(files["targets"]), "--head", "sigmoid",
                                   "--json", "--quiet", *threads_option)
-    paths = [str(files["dump"])] if "dump" in files else [str(files["logits"]), "--labels", str(files["labels"])]
+    if "shard0" in files:  # sharded Parquet: one glob
+        paths = [str(files["shard0"].parent / "shard-*.parquet")]
+    else:
+        paths = [str(files["dump"])] if "dump" in files else [str(files["logits"]), "--labels", str(files["labels"])]
     return references.command("xent", "score", *paths, "--json", "--quiet", *threads_option)
 
 
@@ -296,7 +306,7 @@ def comparison_table(results: list[Result]) -> str:
     return markdown(head, rows, left=3)
 
 
-FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9, "groups": 10, "binary": 11, "multilabel": 12}
+FORMAT_ORDER = {"npy": 0, "parquet": 1, "csv": 2, "pair": 9, "groups": 10, "binary": 11, "multilabel": 12, "shards": 13}
 
 
 def xent_table(results: list[Result]) -> str:
@@ -404,11 +414,18 @@ def main(argv: list[str]) -> int:
     # Bytecode as an installed package has it: where PYTHONDONTWRITEBYTECODE is set, every timed
     # run would otherwise compile xent's modules again (~0.08 s).
     compileall.compile_dir(REPO / "xentcli", quiet=1)
-    results = [bench_case(case, files[case.key], args.repeat, args.threads) for case in cases]
+    results, cluster_notes = [], []
+    for case in cases:
+        if case.name == "dask":
+            with cluster.started(2) as (address, note):
+                results.append(bench_case(case, {**files[case.key], "scheduler": address}, args.repeat, args.threads))  # type: ignore[dict-item]
+                cluster_notes.append(note())
+        else:
+            results.append(bench_case(case, files[case.key], args.repeat, args.threads))
     total = time.perf_counter() - t0
     on_disk = sum(p.stat().st_size for p in make_data.DATA_DIR.rglob("*") if p.is_file())
     used = sum(p.stat().st_size for f in files.values() for p in f.values())
-    notes = [note for note in (disk_note, "" if HAS_TORCH else "torch is not installed: its cells say so.") if note]
+    notes = [note for note in (disk_note, "" if HAS_TORCH else "torch is not installed: its cells say so.", *cluster_notes) if note]
     notes.append(f"Bench wall time: {total / 60:.1f} min ({generated:.0f} s of it generating dumps); "
                  f"this run's dumps take {used / 1e9:.1f} GB of the {on_disk / 1e9:.1f} GB in bench/data/.")
     text = report(results, args, notes)

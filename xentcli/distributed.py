@@ -124,6 +124,12 @@ def run_task(task: Task) -> TaskResult:
     """A task, on a worker: the local pass over its rows; each chunk's part, and its per-sample rows."""
     from xentcli.engine import Pass
 
+    try:  # as many threads as the worker has (a cluster's workers share the machine's cores already)
+        from distributed import get_worker
+
+        task = replace(task, config=replace(task.config, threads=max(1, min(task.config.threads, get_worker().state.nthreads))))
+    except (ImportError, ValueError):
+        pass  # not on a worker (a test calling run_task itself)
     source = FileSource(task.config.source, task.first)
     one = Pass(task.config, source, keep_totals=False)  # type: ignore[arg-type]
     parts = []
@@ -141,9 +147,9 @@ def run_task(task: Task) -> TaskResult:
 
 
 @contextmanager
-def client(engine: Engine, threads: int) -> Iterator[tuple[Any, int]]:
+def client(engine: Engine) -> Iterator[Any]:
     """A Dask client: on the scheduler named (--scheduler, else DASK_SCHEDULER_ADDRESS), else on a
-    LocalCluster of --workers processes sharing the cores; and the threads each task may use."""
+    LocalCluster of --workers single-threaded processes. A task uses as many threads as its worker has."""
     distributed = require_dask()
     for name in ("distributed", "tornado", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -151,14 +157,14 @@ def client(engine: Engine, threads: int) -> Iterator[tuple[Any, int]]:
     try:
         if address:
             with distributed.Client(address, timeout="20s") as c:
-                yield c, threads
+                yield c
             return
         workers = engine.workers or min(os.cpu_count() or 1, 4)
         if not 1 <= workers <= 256:
             raise OptionError(f"--workers must lie in [1, 256], not {workers}")
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                       silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
-            yield c, max(1, threads // workers)
+            yield c
     except (OSError, TimeoutError) as exc:
         raise OptionError(f"cannot reach the Dask scheduler {address or '(local cluster)'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                           hint="check --scheduler (tcp://host:8786) and that the cluster is up") from None
@@ -182,8 +188,7 @@ def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
                      engine.task_rows, folder)
         total = empty_part(config, info)
         starts = []
-        with client(engine, config.threads) as (c, threads):
-            tasks = [replace(t, config=replace(t.config, threads=threads)) for t in tasks]
+        with client(engine) as c:
             futures = c.map(run_task, tasks, pure=False, retries=RETRIES)
             for done, future in enumerate(futures, 1):
                 result = _result(future, c)
