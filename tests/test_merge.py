@@ -204,6 +204,10 @@ def _hostile(good: str):
     yield "count as text", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "counted": "7"}}}})
     yield "deep nesting", with_state(json.loads("[" * 50 + "]" * 50))
     yield "a tag of the wrong type", with_state({"$t": 5})
+    yield "a NaN key", with_state({**state, "v": {**state["v"], "findings": {"$d": [[{"$f": "nan"}, 1]]}}})
+    yield "an example keyed by a number", with_state({**state, "v": {**state["v"], "findings": {"$d": [["XE101", {
+        "$": "Finding", "v": {"code": "XE101", "rows": 1, "facts": {"$d": []}, "merge_rules": {"$d": []},
+                              "examples": [{"$d": [[5, 1]]}], "rank_by": None}}]]}}})
 
 
 def test_hostile_partial_files_are_refused(pieces, tmp_path):
@@ -255,3 +259,32 @@ def test_a_partial_round_trips_every_accumulator(tmp_path):
     weights = np.repeat(w, 5)
     assert merged["summary"]["loss_mean"] == pytest.approx(float((weights * loss).sum() / weights.sum()), rel=1e-6)
     assert not math.isnan(merged["summary"]["loss_se"])
+
+
+def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
+    """A digest recomputed over a state whose values have other types than xent's: refused, never a traceback."""
+    import hashlib
+
+    folder, _, _, _ = pieces
+    good = Path(_partials(folder, [1])[0]).read_text()
+    document = json.loads(good)
+    state = json.loads(document["state"])
+    summary = state["v"]["summary"]["v"]
+    float_array = {"$a": "<f8", "shape": [3], "b64": base64.b64encode(np.zeros(3).tobytes()).decode()}
+    variants = {
+        "worst rows as floats": {**summary, "worst": {**summary["worst"], "v": {**summary["worst"]["v"], "rows": float_array}}},
+        "sketch as a list": {**summary, "sketch": [1, 2]},
+        "loss sum as text": {**summary, "loss_sum": "0.5"},
+        "per-class support as floats": {**summary, "per_class": {**summary["per_class"], "v": {**summary["per_class"]["v"],
+                                                                                                "support": float_array}}},
+        "calibration of another class": {**summary, "calibration": summary["moments"]},
+        "moments n as a float": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "n": 1.5}}},
+    }
+    for name, changed in variants.items():
+        tree = {**state, "v": {**state["v"], "summary": {**state["v"]["summary"], "v": changed}}}
+        text = json.dumps(tree)
+        path = tmp_path / "typed.xpart"
+        path.write_text(json.dumps({**document, "state": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
+        result = runner.invoke(app, ["merge", str(path), "--json"])
+        assert result.exit_code == 2, (name, result.stdout, result.exception)
+        assert "typed.xpart" in json.loads(result.stdout)["error"]["message"], name

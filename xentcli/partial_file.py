@@ -110,6 +110,8 @@ def decode(tree: Any) -> Any:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise Malformed("a dict entry is not a [key, value] pair")
             key = decode(pair[0])
+            if any(isinstance(k, float) and math.isnan(k) for k in (key if isinstance(key, tuple) else (key,))):
+                raise Malformed("a dict key is NaN")  # xent never keys by NaN (it names no group); JSON cannot write it
             try:
                 out[key] = decode(pair[1])
             except TypeError:
@@ -208,8 +210,66 @@ def _no_constant(name: str) -> Any:
     raise Malformed(f"the JSON holds {name}, which JSON does not allow")
 
 
+# What the attributes that are None in the totals of no rows may hold, and a fresh instance of each class to check it by.
+OPTIONAL: dict[str, tuple[type, ...]] = {
+    "calibration": (Calibration,), "groups": (GroupTotals,), "confusions": (Confusions,), "labels": (LabelTotals,),
+    "clusters": (ClusterRuns, KeyedClusters), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
+    "last": (list,), "classes": (np.ndarray,), "bins": (np.ndarray,), "int_values": (np.ndarray,), "_sorted_ids": (np.ndarray,),
+}
+FRESH = {Calibration: Calibration, GroupTotals: GroupTotals, ClusterRuns: ClusterRuns, KeyedClusters: KeyedClusters,
+         Confusions: lambda: Confusions(0), LabelTotals: lambda: LabelTotals(*[np.zeros(0, np.int64)] * 5, np.zeros(0))}
+
+
+def _like(template: Any, value: Any, where: str) -> None:
+    """`value` has the types of `template` (the totals of no rows, built for the same options):
+    the same classes, numpy arrays of the same kind and dimensions, ints, floats and bools where
+    they are; optional parts (None in the template) are checked against their class's own fresh
+    instance when it has one."""
+    if template is None:
+        if value is None:
+            return
+        name = where.rsplit(".", 1)[-1]
+        allowed = OPTIONAL.get(name, (np.ndarray, str, float, int))
+        if type(value) not in allowed or isinstance(value, bool):
+            raise Malformed(f"{where} is not what xent keeps there")
+        fresh = FRESH.get(type(value))
+        if fresh is not None:
+            _like(fresh(), value, where)
+        return
+    if isinstance(template, np.ndarray):
+        if not isinstance(value, np.ndarray) or value.ndim != template.ndim or (value.dtype.kind != template.dtype.kind and
+                                                                                  template.dtype.kind != "O"):
+            raise Malformed(f"{where} is not an array like xent's")
+        return
+    if isinstance(template, bool) or isinstance(template, str):
+        if type(value) is not type(template):
+            raise Malformed(f"{where} is not a {type(template).__name__}")
+        return
+    if isinstance(template, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise Malformed(f"{where} is not a whole number")
+        return
+    if isinstance(template, float):
+        if not isinstance(value, float):
+            raise Malformed(f"{where} is not a number")
+        return
+    if type(template) in CLASSES.values():
+        if type(value) is not type(template):
+            raise Malformed(f"{where} is not a {type(template).__name__}")
+        for key, item in vars(template).items():
+            _like(item, getattr(value, key), f"{where}.{key}")
+    elif isinstance(template, (list, dict, tuple)) and not isinstance(value, type(template)):
+        raise Malformed(f"{where} is not a {type(template).__name__}")
+
+
 def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
-    """What the report relies on: counts are integers ≥ 0 that add up, arrays have one entry per class."""
+    """What the report relies on: the types of the totals of this run, counts that are integers ≥ 0
+    and add up, arrays with one entry per class."""
+    from xentcli.engine import empty_part
+
+    _like(empty_part(config, info), part, "the totals")
+    for name, framework in part.frameworks.items():
+        _like(FrameworkSummary(name), framework, f"the {str(name)[:20]} sums")
     s = part.summary
     counts = (s.rows, s.counted, s.ignored, s.correct, s.top_k_hits, s.zero_weight_rows, s.sketch.count, s.moments.n)
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
@@ -222,7 +282,8 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("its worst rows do not add up")
     if not isinstance(part.findings, dict) or not all(isinstance(f, Finding) for f in part.findings.values()):
         raise Malformed("its diagnostics are not findings")
-    if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) for f in part.findings.values() for item in f.examples):
+    if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) and all(isinstance(k, str) for k in item)
+               for f in part.findings.values() for item in f.examples):
         raise Malformed("a diagnostic's example is not a row")
     if not all(isinstance(item.get("row"), int) for item in s.worst.details):
         raise Malformed("a worst row has no row number")

@@ -58,5 +58,11 @@ def merged(paths: list[str]) -> Report:
     from xentcli.engine import report_of
     from xentcli.partial_file import merge_files
 
+    from xentcli.errors import InputError
+
     config, info, part = merge_files(paths)
-    return report_of(config, info, part)
+    try:
+        return report_of(config, info, part)
+    except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:  # a crafted file's numbers
+        raise InputError(f"the partial files do not make a report: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                         path=" ".join(paths), hint="write them again with xent score --save-partial") from None
