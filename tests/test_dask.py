@@ -192,3 +192,26 @@ def test_refusals(dump):
     result = runner.invoke(app, ["score", str(dump / "z.npy"), "--labels", str(dump / "y.npy"), "--engine", "dask",
                                  "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "cannot reach" in result.stderr
+
+
+def test_diff_row_order_with_groups_and_pairs_file(dump, cluster, tmp_path):
+    rng = np.random.default_rng(11)
+    candidate = np.load(dump / "z.npy") + rng.standard_normal((20_000, 10)).astype(np.float32) * 0.3
+    np.save(tmp_path / "c.npy", candidate)
+    args = ["diff", dump / "z.npy", tmp_path / "c.npy", "--labels", dump / "y.npy", "--by-file", dump / "g.npy", "--chunk-rows", "500",
+            "--bootstrap", "200", "--top", "4"]
+    local = doc(*args, "-o", tmp_path / "l.parquet")
+    remote = doc(*args, "-o", tmp_path / "r.parquet", "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 3_000)
+    assert remote == local
+    assert pq.read_table(tmp_path / "r.parquet").equals(pq.read_table(tmp_path / "l.parquet"))
+
+
+def test_diff_by_key(dump, cluster, tmp_path):
+    z, y = np.load(dump / "z.npy")[:3_000], np.load(dump / "y.npy")[:3_000]
+    order = np.random.default_rng(2).permutation(3_000)
+    for name, rows, scale in (("base", np.arange(3_000), 1.0), ("cand", order, 1.1)):
+        table = pa.table({"id": [f"k{k}" for k in rows], "logits": pa.FixedSizeListArray.from_arrays(pa.array((z[rows] * scale).ravel()), 10),
+                          "label": y[rows]})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=400)
+    args = ["diff", tmp_path / "base.parquet", tmp_path / "cand.parquet", "--key", "id", "--chunk-rows", "200"]
+    assert doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address) == doc(*args)

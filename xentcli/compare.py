@@ -13,7 +13,7 @@ seed): integer histograms per replicate, so its intervals never depend on chunki
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -542,14 +542,17 @@ class PairSink:
     def write(self, base: SideRows, candidate: SideRows, delta: F64, keyed: bool) -> None: ...
 
 
-def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, sink: PairSink | None = None) -> Any:
-    """Both dumps in one pass each, paired; the DiffReport with its gates decided."""
+def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, sink: PairSink | None = None,
+             make_pass: Callable[[Any], Any] | None = None) -> Any:
+    """Both dumps in one pass each, paired; the DiffReport with its gates decided. `make_pass`:
+    engine.Pass, or distributed.DaskPass on a cluster."""
     from xentcli.engine import Pass
     from xentcli.report import DiffReport
 
     options.validate()
     gates.validate()
-    base, candidate = Pass(base_config), Pass(candidate_config)
+    make_pass = make_pass or Pass
+    base, candidate = make_pass(base_config), make_pass(candidate_config)
     names = (base.info.path, candidate.info.path)
     if base.info.num_classes != candidate.info.num_classes:
         raise LayoutError(

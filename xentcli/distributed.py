@@ -18,11 +18,13 @@ place only when the run completes (render/rows.py); the folder is removed either
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -54,11 +56,36 @@ class Task:
     first: tuple[str, tuple[str, ...]] | None  # the first shard's path and class names (a later shard's column order)
     samples_to: str | None = None  # the Arrow file for the task's per-sample rows (-o)
     id_column: str | None = None
+    rows: bool = False  # also return each chunk's per-row state (xent diff pairs it)
+
+
+@dataclass
+class CompactStats:
+    """What `xent diff` pairs of each row's statistics (compare.SideRows.of reads them)."""
+
+    loss: Any
+    label: Any
+    label_ok: Any
+    correct: Any
+
+
+@dataclass
+class ChunkRows:
+    """A chunk's per-row state for `xent diff`: engine.ChunkResult less the scores and statistics it does not pair."""
+
+    offset: int
+    stats: CompactStats
+    ignored: Any
+    ids: Any = None
+    sample: Any = None
+    targets: Any = None
+    groups: list[Any] | None = None
 
 
 @dataclass
 class TaskResult:
     parts: list[Part]  # one per chunk, rows numbered from the task's first
+    rows: list[ChunkRows] | None = None
 
 
 def require_dask() -> Any:
@@ -132,18 +159,22 @@ def run_task(task: Task) -> TaskResult:
         pass  # not on a worker (a test calling run_task itself)
     source = FileSource(task.config.source, task.first)
     one = Pass(task.config, source, keep_totals=False)  # type: ignore[arg-type]
-    parts = []
-    if task.samples_to is None:
-        for result in one.results():
-            parts.append(result.part(task.config))
-        return TaskResult(parts)
-    from xentcli.render.rows import SampleWriter
+    out = TaskResult([], [] if task.rows else None)
+    writer: Any = None
+    with contextlib.ExitStack() as stack:
+        if task.samples_to is not None:
+            from xentcli.render.rows import SampleWriter
 
-    with SampleWriter(task.samples_to, [], task.id_column, False, task.config.loss.like, fmt="arrow") as writer:
+            writer = stack.enter_context(SampleWriter(task.samples_to, [], task.id_column, False, task.config.loss.like, fmt="arrow"))
         for result in one.results():
-            parts.append(result.part(task.config))
-            writer.write(result)
-    return TaskResult(parts)
+            out.parts.append(result.part(task.config))
+            if writer is not None:
+                writer.write(result)
+            if out.rows is not None:
+                s = result.stats
+                out.rows.append(ChunkRows(result.offset, CompactStats(s.loss, s.label, s.label_ok, s.correct), result.ignored,
+                                          result.ids, result.sample, result.targets, result.groups))
+    return out
 
 
 @contextmanager
@@ -170,13 +201,69 @@ def client(engine: Engine) -> Iterator[Any]:
                           hint="check --scheduler (tcp://host:8786) and that the cluster is up") from None
 
 
+class DaskPass:
+    """engine.Pass's interface (info, results(), report()) for a pass whose chunks run on Dask:
+    the tasks are submitted a few ahead of the one being merged (bounded memory), and their parts
+    merged in input order."""
+
+    def __init__(self, config: RunConfig, c: Any, engine: Engine, source: Source | None = None) -> None:
+        from xentcli.engine import check_options, empty_part
+
+        if config.temperature_scan:
+            raise OptionError("--temperature-scan with --engine dask is not supported yet", hint="run it locally")
+        self.config, self.engine, self._client = config, engine, c
+        self.source = source or Source(config.source)
+        self.info = self.source.description
+        check_options(config, self.info)
+        self.part = empty_part(config, self.info)
+        self.planned = 0
+
+    def tasks(self, samples_folder: str | None = None, rows: bool = False) -> Iterator[tuple[Task, tuple[int, int], TaskResult]]:
+        """Each task, the (row, sequence) it starts at, and its result, in input order, once its parts are merged."""
+        from xentcli.engine import chunk_rows
+
+        config = replace(self.config, per_sample=samples_folder is not None)
+        tasks = [replace(t, rows=rows) for t in plan(self.source, config, chunk_rows(config, self.info.bytes_per_row),
+                                                     self.engine.task_rows, samples_folder)]
+        self.planned = len(tasks)
+        window = max(4, 2 * sum(self._client.nthreads().values()) + 1)
+        pending: deque[tuple[Task, Any]] = deque()
+        queue = iter(tasks)
+        while True:
+            for task in queue:
+                pending.append((task, self._client.submit(run_task, task, pure=False, retries=RETRIES)))
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
+            task, future = pending.popleft()
+            result = _result(future)
+            future.release()
+            start = (self.part.summary.rows, self.part.samples)
+            for part in result.parts:
+                part.shift(*start)
+                self.part.merge(part)
+            yield task, start, result
+
+    def results(self) -> Iterator[ChunkRows]:
+        """Each chunk's per-row state in input order, its rows and positional sequences numbered in the whole input."""
+        positional = self.config.source.group_col is None
+        for _, (rows, samples), result in self.tasks(rows=True):
+            for chunk in result.rows or []:
+                chunk.offset += rows
+                if chunk.sample is not None and positional and chunk.sample.dtype.kind in "iu":
+                    chunk.sample = chunk.sample + samples
+                yield chunk
+
+    def report(self) -> Any:
+        from xentcli.engine import report_of
+
+        return report_of(self.config, self.info, self.part)
+
+
 def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
         on_progress: Callable[[int, float | None], None] | None = None) -> tuple[Part, InputDescription]:
     """The run's merged part on Dask, and its per-sample rows to `samples` (a render.rows.SampleWriter)."""
-    from xentcli.engine import chunk_rows, empty_part, check_options
-
-    info = source.description
-    check_options(config, info)
     if config.temperature_scan:
         raise OptionError("--temperature-scan with --engine dask is not supported yet", hint="run it locally")
     require_dask()
@@ -184,31 +271,20 @@ def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
     if samples is not None:
         folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
     try:
-        tasks = plan(source, replace(config, per_sample=samples is not None), chunk_rows(config, info.bytes_per_row),
-                     engine.task_rows, folder)
-        total = empty_part(config, info)
-        starts = []
         with client(engine) as c:
-            futures = c.map(run_task, tasks, pure=False, retries=RETRIES)
-            for done, future in enumerate(futures, 1):
-                result = _result(future, c)
-                starts.append((total.summary.rows, total.samples))
-                for part in result.parts:
-                    part.shift(*starts[-1])
-                    total.merge(part)
-                future.release()
+            one = DaskPass(config, c, engine, source)
+            for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
+                if samples is not None:
+                    _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
                 if on_progress is not None:
-                    on_progress(total.summary.rows, done / len(futures))
-        if samples is not None:
-            for task, (rows, first_sample) in zip(tasks, starts):
-                _copy_rows(task, rows, first_sample, samples)
-        return total, replace(info, rows=total.summary.rows)
+                    on_progress(one.part.summary.rows, done / one.planned)
+        return one.part, replace(one.info, rows=one.part.summary.rows)
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _result(future: Any, c: Any) -> TaskResult:
+def _result(future: Any) -> TaskResult:
     """A task's result; a task that failed raises its own error (one line), a lost one says so."""
     try:
         return future.result()
@@ -239,3 +315,4 @@ def _copy_rows(task: Task, rows: int, first_sample: int, samples: Any) -> None:
             if "sample" in columns and positional and pa.types.is_integer(columns["sample"].type):
                 columns["sample"] = pc.add(columns["sample"], pa.scalar(first_sample, columns["sample"].type))
             samples.write_batch(pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)))
+    os.unlink(task.samples_to)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,6 +16,7 @@ from xentcli.cli.options import (
     By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, Png, TargetPrefix, Threads,
+    EngineOpt, EngineChoice, Scheduler, Workers, TaskRows,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -48,6 +50,7 @@ def diff(
     select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
     max_accuracy_drop: MaxAccuracyDrop = None,
+    engine: EngineOpt = EngineChoice.local, scheduler: Scheduler = None, workers: Workers = None, task_rows: TaskRows = None,
 ) -> None:
     """Compare a candidate with a baseline on the same rows: paired deltas with intervals and p-values.
 
@@ -66,6 +69,7 @@ def diff(
             no_diagnostics=no_diagnostics, select=select, ignore_codes=ignore_codes,
             by=by if grouped else None, by_file=by_file if grouped else None, output_format=fmt, plot=plot, ascii=ascii_bars,
             report_path=report_path, png_folder=png_folder,
+            engine=engine, scheduler=scheduler, workers=workers, task_rows=task_rows,
         )
 
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
@@ -82,14 +86,24 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     from xentcli.render.json_doc import render_diff_json
 
     base_config, candidate_config = replace(base.run_config(), slices=False), candidate.run_config()
-    if output is None:
-        report = run_diff(base_config, candidate_config, options, limits)
-    else:
-        from xentcli.render.rows import DeltaWriter
+    dask = base.dask
+    with contextlib.ExitStack() as stack:
+        make_pass = None
+        if dask is not None:  # one cluster for both sides
+            from xentcli.distributed import DaskPass, client
 
-        inputs = [*base_config.source.paths, *candidate_config.source.paths, *base.option_files]
-        with DeltaWriter(str(output), inputs, options.key, force) as writer:
-            report = run_diff(base_config, candidate_config, options, limits, sink=writer)
+            c = stack.enter_context(client(dask))
+
+            def make_pass(config: Any) -> Any:
+                return DaskPass(config, c, dask)
+        if output is None:
+            report = run_diff(base_config, candidate_config, options, limits, make_pass=make_pass)
+        else:
+            from xentcli.render.rows import DeltaWriter
+
+            inputs = [*base_config.source.paths, *candidate_config.source.paths, *base.option_files]
+            with DeltaWriter(str(output), inputs, options.key, force) as writer:
+                report = run_diff(base_config, candidate_config, options, limits, sink=writer, make_pass=make_pass)
     for side in (report.base, report.candidate):
         for note in side.input.notes:
             error_line("note", note)
