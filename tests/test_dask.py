@@ -215,3 +215,12 @@ def test_diff_by_key(dump, cluster, tmp_path):
         pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=400)
     args = ["diff", tmp_path / "base.parquet", tmp_path / "cand.parquet", "--key", "id", "--chunk-rows", "200"]
     assert doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address) == doc(*args)
+
+
+def test_a_url_folder_on_the_workers(dump, cluster):
+    args = ["score", f"file://{dump}/shards", "--id-col", "id", "--worst", "3", "--chunk-rows", "750"]
+    remote = doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 3_000)
+    local = doc("score", dump / "shards", "--id-col", "id", "--worst", "3", "--chunk-rows", "750")
+    assert remote["input"]["path"] == f"file://{dump}/shards"
+    remote["input"].pop("path"), local["input"].pop("path")
+    assert remote == local

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -242,3 +244,53 @@ def test_columnar_runs_do_not_import_pandas(tmp_path, data64):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# ---- inputs named by URL (sources/paths.py): file:// stands for s3://, gs://… (the same pyarrow file-system calls) ----
+
+URL_SAMPLES = [("cifar10_val.parquet",), ("cifar10_val.csv",), ("cifar10_val.arrow",), ("cifar10_val.npz",),
+               ("cifar10_val_logits.npy", "--labels", "{}cifar10_val_labels.npy")]
+
+
+@pytest.mark.parametrize("args", URL_SAMPLES, ids=lambda a: a[0])
+def test_a_url_reads_as_the_local_file(args):
+    import json
+
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    folder = Path(__file__).resolve().parent.parent / "sample_data"
+    local = [str(folder / args[0]), *[a.format(str(folder) + "/") for a in args[1:]]]
+    url = ["file://" + str(folder / args[0]), *[a.format("file://" + str(folder) + "/") for a in args[1:]]]
+    runner = CliRunner()
+    a, b = runner.invoke(app, ["score", *local, "--json", "--worst", "3"]), runner.invoke(app, ["score", *url, "--json", "--worst", "3"])
+    assert a.exit_code == b.exit_code == 0, (a.stderr, b.stderr)
+    first, second = json.loads(a.stdout), json.loads(b.stdout)
+    assert second["input"]["path"].startswith("file://")
+    for doc in (first, second):
+        doc["input"].pop("path"), doc["input"].pop("labels_path")
+    assert first == second
+
+
+def test_url_folders_and_refusals(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    table = pq.read_table(Path(__file__).resolve().parent.parent / "sample_data" / "cifar10_val.parquet")
+    (tmp_path / "dump" / "sub").mkdir(parents=True)
+    pq.write_table(table.slice(0, 200), tmp_path / "dump" / "a.parquet")
+    pq.write_table(table.slice(200), tmp_path / "dump" / "sub" / "b.parquet")
+    (tmp_path / "dump" / ".hidden.parquet").write_bytes(b"not parquet")
+    runner = CliRunner()
+    doc = json.loads(runner.invoke(app, ["score", f"file://{tmp_path}/dump", "--json"]).stdout)
+    assert doc["summary"]["rows"] == 500 and doc["input"]["shards"] == 2
+    assert doc["summary"]["loss_mean"] == json.loads(runner.invoke(app, ["score", str(tmp_path / "dump"), "--json"]).stdout)["summary"]["loss_mean"]
+    for url, says in ((f"file://{tmp_path}/missing.parquet", "no such file"), ("nosuchscheme://host/x.parquet", "cannot open this URL"),
+                      (f"file://{tmp_path}/dump/*.parquet", "a URL cannot be a glob")):
+        result = runner.invoke(app, ["score", url])
+        assert result.exit_code == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -33,7 +33,7 @@ from typing import Any
 from xentcli.config import RunConfig
 from xentcli.errors import OptionError, XentError
 from xentcli.part import Part
-from xentcli.sources import FileSource, InputDescription, Source, detect_format
+from xentcli.sources import FileSource, InputDescription, Source, detect_format, paths
 
 TASK_BYTES = 64 << 20  # scores per task by default: a few chunks, so a dump of a few GB has tens of tasks
 RETRIES = 2  # a task whose worker died runs again this many times
@@ -121,7 +121,7 @@ def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(paths.open_file(path) if paths.is_url(path) else path).metadata
         ranges, start, at = [], 0, 0
         for i in range(meta.num_row_groups):
             at += meta.row_group(i).num_rows
@@ -138,7 +138,7 @@ def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
         import pyarrow.ipc as pa_ipc
 
         try:
-            reader = pa_ipc.open_file(pa.memory_map(path))
+            reader = pa_ipc.open_file(paths.open_file(path) if paths.is_url(path) else pa.memory_map(path))
         except pa.ArrowInvalid:  # an Arrow stream: read in one go
             return [None]
         rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))

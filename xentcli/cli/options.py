@@ -78,7 +78,7 @@ def _option(*names: str, panel: str, help: str, **extra: object) -> typer.models
 
 # ---- input ------------------------------------------------------------------------------------
 Paths = Annotated[list[str], typer.Argument(help="Eval dump: .parquet, .arrow/.feather, .csv(.gz), .npy or .npz; several files, a quoted glob or a folder are read as shards of one dump.", show_default=False, metavar="PATH...")]
-Labels = Annotated[Optional[Path], _option("--labels", panel="Input", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.")]
+Labels = Annotated[Optional[str], _option("--labels", panel="Input", help="Targets in a separate file (NPY, Parquet, CSV…), row by row.")]
 Format = Annotated[Optional[FormatChoice], _option("--format", panel="Input", help="Read PATH as this format (default: from the extension; in a folder of several formats, the one to read).")]
 Input = Annotated[Optional[InputChoice], _option("--input", panel="Input", help="What the scores are (default: logits, or as the column names say).")]
 Target = Annotated[TargetChoice, _option("--target", panel="Input", help="Integer labels (sparse) or one-hot/soft rows (dense).")]
@@ -100,7 +100,7 @@ IgnoreIndex = Annotated[Optional[str], _option("--ignore-index", panel="Loss", h
 ClassWeights = Annotated[Optional[str], _option("--class-weights", panel="Loss", help="One weight per class: a comma list, or a file (one per line, or a JSON list).")]
 PosWeight = Annotated[Optional[str], _option("--pos-weight", panel="Loss", help="Sigmoid heads: PyTorch's pos_weight, one value or one per label (a comma list or a file).")]
 WeightCol = Annotated[Optional[str], _option("--weight-col", panel="Loss", help="Column (or NPZ array) of per-row sample weights.")]
-SampleWeights = Annotated[Optional[Path], _option("--sample-weights", panel="Loss", help="Per-row sample weights in an .npy file.")]
+SampleWeights = Annotated[Optional[str], _option("--sample-weights", panel="Loss", help="Per-row sample weights in an .npy file.")]
 LabelSmoothing = Annotated[float, _option("--label-smoothing", panel="Loss", help="Targets become (1-ε)·t + ε/C.", min=0.0, max=1.0)]
 Epsilon = Annotated[Optional[float], _option("--epsilon", panel="Loss", help="Clip probabilities to [E, 1-E] as Keras (TensorFlow backend) does: integer labels clip, then renormalise; one-hot/soft rows normalise, then clip. --like keras then uses E too. Keras' default: 1e-7. Default: no clipping.")]
 Like = Annotated[Optional[LikeChoice], _option("--like", panel="Loss", help="Also report what this framework computes on the dump (and write its per-sample values with -o).")]
@@ -141,7 +141,7 @@ CalibrationOpt = Annotated[bool, _option("--calibration", panel="Output", help="
 Bins = Annotated[str, _option("--bins", panel="Output", help="Calibration bins: a divisor of 3600 (10, 15, 20 …) for equal-width bins, or 'adaptive' for 15 equal-mass bins.")]
 Confusions = Annotated[int, _option("--confusions", panel="Output", help="List the K most frequent (label, pred) errors.", min=0)]
 By = Annotated[Optional[list[str]], _option("--by", panel="Slices", help="Slice the rows by this column (or NPZ array); repeatable: several give their combinations.")]
-ByFile = Annotated[Optional[Path], _option("--by-file", panel="Slices", help="Each row's group in an .npy file (NPY/NPZ dumps).")]
+ByFile = Annotated[Optional[str], _option("--by-file", panel="Slices", help="Each row's group in an .npy file (NPY/NPZ dumps).")]
 MinGroup = Annotated[int, _option("--min-group", panel="Slices", help="Groups with fewer counted rows are listed last, marked small.", min=1)]
 MaxGroups = Annotated[int, _option("--max-groups", panel="Slices", help="Keep the groups with the most counted rows; the rest merge into '(other)'.", min=1)]
 MaxGroupGap = Annotated[Optional[float], _option("--max-group-gap", panel="Gates", help="Fail when a group's mean loss exceeds the overall mean by more than G, shown at the interval's confidence (Holm-corrected across groups).")]
@@ -155,7 +155,7 @@ class ScoreOptions:
     `output` parse it into the config objects, once."""
 
     paths: list[str]
-    labels: Path | None = None
+    labels: str | None = None  # str, not Path: a URL (s3://…) must keep its two slashes
     file_format: FormatChoice | None = None
     input_kind: InputChoice | None = None
     target: TargetChoice = TargetChoice.auto
@@ -176,7 +176,7 @@ class ScoreOptions:
     ignore_index: str | None = None
     class_weights: str | None = None
     weight_col: str | None = None
-    sample_weights: Path | None = None
+    sample_weights: str | None = None
     label_smoothing: float = 0.0
     epsilon: float | None = None
     like: Enum | None = None
@@ -204,7 +204,7 @@ class ScoreOptions:
     bins: str = "15"
     by: list[str] | None = None
     confusions: int = 0
-    by_file: Path | None = None
+    by_file: str | None = None
     min_group: int = 30
     max_groups: int = 1000
     engine: EngineChoice = EngineChoice.local

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.sources import paths as paths_
 from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
 from xentcli.sources.side import Roles, Side
 
@@ -105,13 +106,14 @@ def detect_format(path: str, override: str | None) -> str:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
+    found = paths_.kind(path)
+    if found == "missing":
         raise InputError("no such file", path=path)
-    if os.path.isdir(path):
+    if found == "folder":
         raise InputError("is a folder, not a file", path=path, hint="name one file")
-    if not os.path.isfile(path):
+    if found != "file":
         raise InputError("is not a regular file (a pipe, socket or device)", path=path, hint="save the dump to a file first")
-    if not os.access(path, os.R_OK):
+    if not paths_.is_url(path) and not os.access(path, os.R_OK):
         raise InputError("cannot be read (permission denied)", path=path)
 
 
@@ -314,7 +316,17 @@ def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[s
     files: list[str] = []
     notes: list[str] = []
     for path in paths:
-        if os.path.isdir(path):
+        if paths_.is_url(path):
+            if any(char in path for char in "*?["):
+                raise InputError("a URL cannot be a glob", path=path, hint="name a file or a folder")
+            if paths_.kind(path) != "folder":
+                files.append(path)
+                continue
+            found = [name for name in paths_.folder_files(path)
+                     if not name.rsplit("/", 1)[-1].startswith(".") and any(name.lower().endswith(ext) for ext in EXTENSIONS)]
+            if not found:
+                raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path)
+        elif os.path.isdir(path):
             found = sorted(
                 os.path.join(root, name)
                 for root, _, names in os.walk(path)
@@ -336,7 +348,7 @@ def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[s
 
 def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) -> list[str]:
     """The regular files of one format among those a folder or glob found."""
-    regular = [name for name in found if os.path.isfile(name)]
+    regular = [name for name in found if paths_.is_url(name) or os.path.isfile(name)]
     if len(regular) < len(found):
         notes.append(f"{path}: skipped {len(found) - len(regular)} entries that are not regular files (pipes, sockets, devices)")
     if not regular:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.sources import paths
 from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
 from xentcli.sources.side import Side
 
@@ -61,7 +62,7 @@ class NpyArray:
         self.path = path
         self.name = name
         try:
-            with open(path, "rb") as stream:
+            with paths.open_file(path) as stream:
                 self.shape, self._fortran, self.dtype = _read_header(stream)
                 self._data_offset = stream.tell()
         except (ValueError, SyntaxError, TypeError) as exc:
@@ -71,8 +72,8 @@ class NpyArray:
         _check_dtype(self.dtype, path, name, kinds)
         _check_shape(self.shape, path, name)
         expected = self._data_offset + int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
-        if os.path.getsize(path) < expected:
-            raise InputError(f"holds {os.path.getsize(path):,} bytes where its header promises {expected:,}", path=path,
+        if paths.size(path) < expected:
+            raise InputError(f"holds {paths.size(path):,} bytes where its header promises {expected:,}", path=path,
                              hint="the file is truncated")
 
     def slices(self, rows: int, first: int = 0, stop: int | None = None) -> Iterator[npt.NDArray]:
@@ -80,12 +81,15 @@ class NpyArray:
         total = self.shape[0] if self.shape else 0
         total = total if stop is None else min(stop, total)
         if self._fortran and len(self.shape) > 1:
+            if paths.is_url(self.path):
+                raise InputError("a Fortran-ordered .npy is read through a memory map, which a URL cannot give", path=self.path,
+                                 hint="save it with np.ascontiguousarray(...), or copy it to a local file")
             mapped = np.load(self.path, mmap_mode="r", allow_pickle=False)
             for start in range(first, total, rows):
                 yield np.ascontiguousarray(mapped[start : min(start + rows, total)])
             return
         row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        with open(self.path, "rb", buffering=0) as stream:
+        with paths.open_file(self.path) as stream:
             stream.seek(self._data_offset + first * row_bytes)
             for start in range(first, total, rows):
                 block = np.empty((min(rows, total - start), *self.shape[1:]), dtype=self.dtype)
@@ -144,7 +148,7 @@ class NpzMember:
 
 def open_npz(path: str) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
+        return zipfile.ZipFile(paths.open_file(path) if paths.is_url(path) else path)
     except (OSError, zipfile.BadZipFile) as exc:
         raise InputError(f"not a readable .npz file: {exc}", path=path, hint="check the file or --format") from None
 

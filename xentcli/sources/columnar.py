@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from xentcli.sources.columns import (
     Field, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
+from xentcli.sources import paths
 from xentcli.sources.names import kind_from_name
 from xentcli.sources.side import Side
 
@@ -48,7 +49,8 @@ class ColumnarFile:
         self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
         try:
             if fmt == "parquet":
-                self._parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
+                self._parquet = pq.ParquetFile(paths.open_file(path) if paths.is_url(path) else path, pre_buffer=False,
+                                               buffer_size=PARQUET_BUFFER_BYTES)
                 self.schema = self._parquet.schema_arrow
                 self.rows: int | None = self._parquet.metadata.num_rows
             elif fmt == "arrow":
@@ -63,22 +65,26 @@ class ColumnarFile:
         if repeated:
             raise InputError(f"column names repeat: {', '.join(map(repr, repeated))}", path=path, hint="give every column its own name")
 
+    def _mapped(self) -> Any:
+        """The Arrow file, memory-mapped (a URL: opened through its file system)."""
+        return paths.open_file(self.path) if paths.is_url(self.path) else pa.memory_map(self.path)
+
     def _open_ipc(self) -> None:
-        source = pa.memory_map(self.path)
+        source = self._mapped()
         try:
             self._ipc_file = pa_ipc.open_file(source)
             self.schema = self._ipc_file.schema
             self.rows = sum(self._ipc_file.get_batch(i).num_rows for i in range(self._ipc_file.num_record_batches))
         except pa.ArrowInvalid:
             self._ipc_file = None
-            self.schema = pa_ipc.open_stream(pa.memory_map(self.path)).schema
+            self.schema = pa_ipc.open_stream(self._mapped()).schema
             self.rows = None
 
     def _csv_reader(self, column_types: dict[str, pa.DataType], include: list[str] | None) -> pa_csv.CSVStreamingReader:
         """A streaming CSV reader whose blocks hold at least a few rows: a block smaller than a row
         (60,000 wide columns) is an error in pyarrow, so the block grows until the first one parses."""
         while True:
-            self._raw = open(self.path, "rb")  # noqa: SIM115 — closed by the reader's owner
+            self._raw = paths.open_file(self.path)  # closed by the reader's owner
             stream = pa.CompressedInputStream(self._raw, "gzip") if self.path.lower().endswith(".gz") else self._raw
             try:
                 return pa_csv.open_csv(
@@ -171,7 +177,7 @@ class ColumnarFile:
         if self._ipc_file is not None:
             batches = (self._ipc_file.get_batch(i) for i in range(self._ipc_file.num_record_batches))
         else:
-            batches = iter(pa_ipc.open_stream(pa.memory_map(self.path)))
+            batches = iter(pa_ipc.open_stream(self._mapped()))
         for batch in batches:
             yield batch.select(columns)
 
@@ -179,7 +185,7 @@ class ColumnarFile:
         """Fraction of a CSV file's bytes read so far (other formats count rows instead)."""
         if self._raw is None or self._raw.closed:
             return None
-        return self._raw.tell() / max(1, os.path.getsize(self.path))
+        return self._raw.tell() / max(1, paths.size(self.path))
 
 
 def _csv_block_for(path: str) -> int:
