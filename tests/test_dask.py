@@ -224,3 +224,10 @@ def test_a_url_folder_on_the_workers(dump, cluster):
     assert remote["input"]["path"] == f"file://{dump}/shards"
     remote["input"].pop("path"), local["input"].pop("path")
     assert remote == local
+
+
+def test_a_dask_run_saves_a_partial_that_merges(dump, cluster, tmp_path):
+    args = ["score", dump / "z.npy", "--labels", dump / "y.npy", *OPTIONS]
+    doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 7_000, "--save-partial", tmp_path / "a.xpart")
+    merged, local = doc("merge", tmp_path / "a.xpart"), doc(*args)
+    assert merged == local  # one partial: exactly the run it was saved from, which is the local run
