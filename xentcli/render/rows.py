@@ -30,7 +30,8 @@ def output_format(path: str) -> str:
 
 
 def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
-    return pa.array(values, mask=missing)
+    """The values, null where `missing`: without a mask (zero-copy for numbers) when none is."""
+    return pa.array(values, mask=missing) if missing.any() else pa.array(values)
 
 
 class SampleRows(Protocol):
@@ -203,6 +204,7 @@ class SampleWriter:
         self._target = AtomicTarget(path, inputs, force, "per-sample rows")
         self._temp = ""  # created with the first rows, inside the `with` block that removes it on any error
         self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+        self._thread: _WriterThread | None = None
 
     def write(self, result: SampleRows) -> None:
         self.write_batch(sample_table(result, self.id_column, self.like))
@@ -214,8 +216,9 @@ class SampleWriter:
         if self._writer is None:
             self._temp = self._target.create_temp(f".{self.format}.part")
             self._schema = batch.schema
-            if self.format == "parquet":
-                self._writer = pq.ParquetWriter(self._temp, batch.schema)
+            if self.format == "parquet":  # dictionaries only where values repeat: on floats they cost 2.5x and grow the file
+                self._writer = pq.ParquetWriter(self._temp, batch.schema,
+                                                use_dictionary=[name for name in DICTIONARY_COLUMNS if name in batch.schema.names])
             elif self.format == "arrow":
                 import pyarrow.ipc as pa_ipc
 
@@ -227,19 +230,70 @@ class SampleWriter:
                 batch = batch.cast(self._schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 raise OutputError("the id column changes type between chunks", path=self.path, hint="store the ids with one type") from None
-        self._writer.write_batch(batch)
+        if self._thread is None:
+            self._thread = _WriterThread(self._writer.write_batch, self.path)
+        self._thread.put(batch)
 
     def __enter__(self) -> SampleWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
+            if self._thread is not None:
+                self._thread.close(raise_error=kind is None)
             if self._writer is not None:
                 self._writer.close()
             if kind is None and self._writer is not None:
                 self._target.move_into_place()
         finally:
             self._target.cleanup()
+
+
+# Parquet columns worth a dictionary: labels, predictions, ranks and the like repeat; floats and row numbers do not.
+DICTIONARY_COLUMNS = ("label", "pred", "rank", "sample", "position", "target", "correct", "exact_match")
+
+
+class _WriterThread:
+    """Writes batches on a thread of its own (pyarrow encodes and compresses without the GIL), at
+    most QUEUE batches behind the computation, so the file is written while the next chunks are
+    scored; an error in writing is raised on the next batch or at the end."""
+
+    QUEUE = 2
+
+    def __init__(self, write: Any, path: str) -> None:
+        import queue
+        import threading
+
+        self._write, self._path = write, path
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xent-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(batch)
+                except BaseException as exc:  # noqa: BLE001 — handed to the calling thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, OSError):
+                raise OutputError(f"cannot write: {error.strerror or error}", path=self._path) from None
+            raise error
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        self._raise()
+        self._queue.put(batch)
+
+    def close(self, raise_error: bool) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error:
+            self._raise()
 
 
 def _csv_safe(batch: pa.RecordBatch) -> pa.RecordBatch:
