@@ -152,3 +152,30 @@ def test_optax_float32_precision_loss_is_reproduced():
     np.testing.assert_allclose(terms.values, want, rtol=1e-6, atol=2e-6)
     true = sparse_loss64(scores.astype(np.float64), labels)
     assert abs(terms.values[10] - true[10]) > 0.05 * true[10]  # the 6% loss of precision is there, not the true value
+
+
+def test_optax_naive_loss_from_the_kernel_equals_its_second_pass():
+    """optax's float32 logsumexp − z_y, rebuilt from the kernel's max and logsumexp, equals the
+    direct numpy computation to the rounding of the shifted-back logsumexp (one float32 ulp of it),
+    and keeps optax's loss of precision on large logits (float32 ulp of 1e4 ≈ 1e-3)."""
+    from xentcli.kernels import naive_logsumexp_from, naive_logsumexp_loss, sample_stats
+
+    rng = np.random.default_rng(19)
+    for scale, offset in ((3.0, 0.0), (3.0, 1e4), (50.0, -3e3)):
+        z = (rng.standard_normal((4000, 17)) * scale + offset).astype(np.float32)
+        y = rng.integers(-1, 18, 4000)  # -1 and 17: outside [0, C), NaN in both
+        stats = sample_stats(z, "logits", labels=y, detail=False, extremes=True)
+        rebuilt = naive_logsumexp_from(z, y, stats.score_max, stats.log_norm)
+        direct = naive_logsumexp_loss(z, y)
+        assert np.array_equal(np.isnan(rebuilt), np.isnan(direct)) and np.isnan(direct).sum() == ((y < 0) | (y > 16)).sum()
+        ok = ~np.isnan(direct)
+        lse = np.abs(z).max(axis=1).astype(np.float64) + np.log(17)
+        assert np.all(np.abs(rebuilt[ok] - direct[ok]) <= 2 * np.spacing(lse[ok].astype(np.float32)).astype(np.float64))
+        if offset:  # the precision optax loses there is kept: both differ from the float64 loss by ~ulp(1e4)
+            assert np.abs(rebuilt[ok] - stats.loss[ok]).max() > 1e-4
+    # a NaN or an infinite logit: the full path for that row
+    z = np.array([[1.0, np.nan, 0.0], [np.inf, 0.0, 1.0], [1.0, 2.0, 3.0]], np.float32)
+    stats = sample_stats(z, "logits", labels=np.array([0, 1, 2]), detail=False, extremes=True)
+    rebuilt, direct = naive_logsumexp_from(z, np.array([0, 1, 2]), stats.score_max, stats.log_norm), naive_logsumexp_loss(z, np.array([0, 1, 2]))
+    assert np.isnan(rebuilt[:2]).all() and np.isnan(direct[:2]).all()
+    assert abs(rebuilt[2] - direct[2]) <= np.spacing(np.float32(3.41))  # one float32 ulp of the logsumexp

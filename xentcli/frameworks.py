@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.config import KERAS_EPSILON
-from xentcli.kernels import SampleStats, naive_logsumexp_loss, sample_stats
+from xentcli.kernels import SampleStats, naive_logsumexp_from, naive_logsumexp_loss, sample_stats
 from xentcli.loss import ChunkContext, RowTerms, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
 
 FRAMEWORK_NAMES = {
@@ -205,7 +205,12 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
             terms.error_rows = int((~stats.label_is_int).sum())
         label = np.where(stats.label_is_int, stats.label, ctx.num_classes)
         wrapped = np.where((label < 0) & (label >= -ctx.num_classes), label + ctx.num_classes, label)
-        values = naive_logsumexp_loss(ctx.scores, wrapped) if ctx.kind == "logits" else stats.loss.copy()
+        if ctx.kind != "logits":
+            values = stats.loss.copy()
+        elif stats.log_norm is not None and stats.score_max is not None:  # from the kernel's pass: no second exp
+            values = naive_logsumexp_from(ctx.scores, wrapped, stats.score_max, stats.log_norm)
+        else:
+            values = naive_logsumexp_loss(ctx.scores, wrapped)
         if ctx.kind != "logits":
             values[~stats.label_ok] = np.nan
         ignore = options.ignore_for("optax")

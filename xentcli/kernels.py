@@ -463,6 +463,25 @@ def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
     return loss
 
 
+def naive_logsumexp_from(scores: npt.NDArray, labels: I64, z_max: F64, log_norm: F64) -> F64:
+    """naive_logsumexp_loss from the kernel's row maximum and logsumexp instead of a second exp
+    pass: lse = max + log Σ exp(z − max) rounded to the scores' dtype at the same two steps (the
+    shift back to the maximum, then the subtraction of z_y) — the rounding that costs optax its
+    precision on large logits. Rows with a non-finite maximum or logsumexp take the full path."""
+    n, num_classes = scores.shape
+    ok = (labels >= 0) & (labels < num_classes)
+    y = np.where(ok, labels, 0)
+    dtype = scores.dtype
+    with np.errstate(invalid="ignore", over="ignore"):
+        lse = z_max.astype(dtype) + (log_norm - z_max).astype(dtype)
+        loss = (lse - scores[np.arange(n), y]).astype(np.float64)
+    bad = np.flatnonzero(~(np.isfinite(z_max) & np.isfinite(log_norm)))
+    if bad.size:
+        loss[bad] = naive_logsumexp_loss(scores[bad], labels[bad])
+    loss[~ok] = np.nan
+    return loss
+
+
 def sample_stats(
     scores: npt.NDArray,
     kind: InputKind,
