@@ -266,7 +266,8 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
     import hashlib
 
     folder, _, _, _ = pieces
-    good = Path(_partials(folder, [1])[0]).read_text()
+    good_path = _partials(folder, [1])[0]
+    good = Path(good_path).read_text()
     document = json.loads(good)
     state = json.loads(document["state"])
     summary = state["v"]["summary"]["v"]
@@ -279,12 +280,88 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
                                                                                                 "support": float_array}}},
         "calibration of another class": {**summary, "calibration": summary["moments"]},
         "moments n as a float": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "n": 1.5}}},
+        "per-class sums of two classes": {**summary, "per_class": {**summary["per_class"], "v": {
+            **summary["per_class"]["v"], "loss_sum": {"$a": "<f8", "shape": [2], "b64": base64.b64encode(np.zeros(2).tobytes()).decode()}}}},
+        "worst losses shorter than their rows": {**summary, "worst": {**summary["worst"], "v": {
+            **summary["worst"]["v"], "loss": {"$a": "<f8", "shape": [0], "b64": ""}}}},
+        "another sketch accuracy": {**summary, "sketch": {**summary["sketch"], "v": {**summary["sketch"]["v"], "relative_accuracy": 0.01}}},
+        "a bucket far away": {**summary, "sketch": {**summary["sketch"], "v": {**summary["sketch"]["v"], "positive": {
+            **summary["sketch"]["v"]["positive"], "v": {**summary["sketch"]["v"]["positive"]["v"], "low": 10**30}}}}},
     }
     for name, changed in variants.items():
         tree = {**state, "v": {**state["v"], "summary": {**state["v"]["summary"], "v": changed}}}
         text = json.dumps(tree)
         path = tmp_path / "typed.xpart"
         path.write_text(json.dumps({**document, "state": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
-        result = runner.invoke(app, ["merge", str(path), "--json"])
-        assert result.exit_code == 2, (name, result.stdout, result.exception)
-        assert "typed.xpart" in json.loads(result.stdout)["error"]["message"], name
+        for pair in ([str(path)], [str(path), str(good_path)], [str(good_path), str(path)]):
+            result = runner.invoke(app, ["merge", *pair, "--json"])
+            assert result.exit_code == 2, (name, pair, result.stdout, result.exception)
+            assert "typed.xpart" in json.loads(result.stdout)["error"]["message"], name
+
+
+def test_string_and_several_group_columns_merge(tmp_path):
+    """GroupTotals of text keys (no integer index) and of two --by columns survive the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(4)
+    n = 600
+    z = rng.standard_normal((n, 4)).astype(np.float32)
+    table = pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(z.ravel()), 4), "label": rng.integers(0, 4, n),
+                      "lang": rng.choice(["en", "de", "fr"], n), "split": rng.integers(0, 2, n)})
+    pq.write_table(table, tmp_path / "all.parquet")
+    pq.write_table(table.slice(0, 250), tmp_path / "a.parquet")
+    pq.write_table(table.slice(250), tmp_path / "b.parquet")
+    for by in (["--by", "lang"], ["--by", "lang", "--by", "split"]):
+        for name in "ab":
+            xent("score", tmp_path / f"{name}.parquet", *by, "--save-partial", tmp_path / f"{name}.xpart", "--force", "-q")
+        merged = doc("merge", tmp_path / "a.xpart", tmp_path / "b.xpart")
+        whole = doc("score", tmp_path / "all.parquet", *by)
+        assert [(g["by"], g["counted"]) for g in merged["groups"]] == [(g["by"], g["counted"]) for g in whole["groups"]]
+        for mine, theirs in zip(merged["groups"], whole["groups"]):
+            assert mine["loss_mean"] == pytest.approx(theirs["loss_mean"], rel=1e-14)
+
+
+def test_the_merged_input_describes_every_partial(tmp_path):
+    rng = np.random.default_rng(8)
+    for name, n in (("a", 20), ("b", 33)):
+        np.save(tmp_path / f"z{name}.npy", rng.standard_normal((n, 3, 5)).astype(np.float32))
+        np.save(tmp_path / f"y{name}.npy", rng.integers(0, 5, (n, 3)))
+        xent("score", tmp_path / f"z{name}.npy", "--labels", tmp_path / f"y{name}.npy", "--save-partial", tmp_path / f"{name}.xpart", "-q")
+    merged = doc("merge", tmp_path / "a.xpart", tmp_path / "b.xpart")["input"]
+    assert merged["samples"] == 53 and merged["rows"] == 159
+    assert "20 sequences" in merged["sequences"] and "33 sequences" in merged["sequences"]
+    assert "[20, 3, 5]" in merged["scores"] and "[33, 3, 5]" in merged["scores"]
+
+
+def test_outputs_are_checked_before_the_run(pieces):
+    folder, _, _, _ = pieces
+    args = ["score", folder / "z0.npy", "--labels", folder / "y0.npy", "-q"]
+    result = xent(*args, "-o", folder / "x.parquet", "--save-partial", folder / "x.parquet", "--force", code=2)
+    assert "-o and --save-partial name the same file" in result.stderr and not (folder / "x.parquet").exists()
+    (folder / "r.html").write_text("keep")
+    result = xent(*args, "-o", folder / "rows.parquet", "--save-partial", folder / "p.xpart", "--report", folder / "r.html", code=2)
+    assert "already exists" in result.stderr
+    assert not (folder / "rows.parquet").exists() and not (folder / "p.xpart").exists() and (folder / "r.html").read_text() == "keep"
+    result = xent(*args, "--save-partial", folder / "q.xpart", "--report", folder / "missing" / "r.html", code=2)
+    assert not (folder / "q.xpart").exists()
+
+
+def test_a_part_whose_weights_are_all_zero_saves_its_partial(tmp_path):
+    """Its own report is undefined (exit 2), its totals merge: the whole dump's weighted mean."""
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((40, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    w = np.r_[np.zeros(15), rng.uniform(0.5, 2, 25)]
+    for name, sl in (("a", slice(0, 15)), ("b", slice(15, 40)), ("all", slice(0, 40))):
+        np.save(tmp_path / f"z{name}.npy", z[sl])
+        np.save(tmp_path / f"y{name}.npy", y[sl])
+        np.save(tmp_path / f"w{name}.npy", w[sl])
+    result = xent("score", tmp_path / "za.npy", "--labels", tmp_path / "ya.npy", "--sample-weights", tmp_path / "wa.npy",
+                  "--save-partial", tmp_path / "a.xpart", code=2)
+    assert "every sample weight is 0" in result.stderr and "partial totals were written" in result.stderr
+    xent("score", tmp_path / "zb.npy", "--labels", tmp_path / "yb.npy", "--sample-weights", tmp_path / "wb.npy",
+         "--save-partial", tmp_path / "b.xpart", "-q")
+    merged = doc("merge", tmp_path / "a.xpart", tmp_path / "b.xpart")
+    whole = doc("score", tmp_path / "zall.npy", "--labels", tmp_path / "yall.npy", "--sample-weights", tmp_path / "wall.npy")
+    assert merged["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-15)

@@ -216,6 +216,7 @@ OPTIONAL: dict[str, tuple[type, ...]] = {
     "clusters": (ClusterRuns, KeyedClusters), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
     "last": (list,), "classes": (np.ndarray,), "bins": (np.ndarray,), "int_values": (np.ndarray,), "_sorted_ids": (np.ndarray,),
 }
+NULLABLE_ARRAYS = ("_sorted_ids",)  # GroupTotals: None once a group is no single integer
 FRESH = {Calibration: Calibration, GroupTotals: GroupTotals, ClusterRuns: ClusterRuns, KeyedClusters: KeyedClusters,
          Confusions: lambda: Confusions(0), LabelTotals: lambda: LabelTotals(*[np.zeros(0, np.int64)] * 5, np.zeros(0))}
 
@@ -237,6 +238,8 @@ def _like(template: Any, value: Any, where: str) -> None:
             _like(fresh(), value, where)
         return
     if isinstance(template, np.ndarray):
+        if value is None and where.rsplit(".", 1)[-1] in NULLABLE_ARRAYS:
+            return
         if not isinstance(value, np.ndarray) or value.ndim != template.ndim or (value.dtype.kind != template.dtype.kind and
                                                                                   template.dtype.kind != "O"):
             raise Malformed(f"{where} is not an array like xent's")
@@ -289,6 +292,52 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("a worst row has no row number")
     if not all(isinstance(getattr(s, name), float) for name in ("loss_sum", "weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
+    _check_shapes(s, info)
+
+
+def _same_length(where: str, *arrays: Any, length: int | None = None) -> None:
+    sizes = {len(a) for a in arrays if a is not None}
+    if len(sizes) > 1 or (length is not None and sizes and sizes != {length}):
+        raise Malformed(f"the arrays of {where} do not have one length" + ("" if length is None else f" ({length})"))
+
+
+def _check_shapes(s: LossSummary, info: InputDescription) -> None:
+    """Arrays that merge entry by entry have the lengths xent gives them; the sketch is xent's."""
+    from xentcli.calibration import CELLS
+    from xentcli.sketch import RELATIVE_ACCURACY
+
+    pc = s.per_class
+    _same_length("the per-class sums", *(getattr(pc, name) for name in ("support", "loss_sum", "correct", "p_true_sum", "predicted")),
+                 pc.classes, length=info.num_classes if pc.classes is None else None)
+    if pc.classes is not None and (pc.classes.size and (pc.classes.min() < 0 or pc.classes.max() >= info.num_classes
+                                                        or np.any(np.diff(pc.classes) <= 0))):
+        raise Malformed("the per-class classes are not ascending classes")
+    _same_length("the worst rows", s.worst.rows, s.worst.loss, s.worst.details)
+    sketch = s.sketch
+    if sketch.relative_accuracy != RELATIVE_ACCURACY or sketch.gamma != QuantileSketch().gamma or sketch.log_gamma != QuantileSketch().log_gamma:
+        raise Malformed("its quantile sketch has another accuracy than xent's")
+    for buckets in (sketch.positive, sketch.negative):
+        if buckets.counts.ndim != 1 or abs(buckets.low) > 1 << 40 or (buckets.counts.size and buckets.counts.min() < 0):
+            raise Malformed("its quantile sketch's buckets are not xent's")
+    if int(sketch.positive.counts.sum()) + int(sketch.negative.counts.sum()) + sketch.zeros != sketch.count:
+        raise Malformed("its quantile sketch's counts do not add up")
+    if s.calibration is not None:
+        c = s.calibration
+        _same_length("the calibration grid", c.count, c.conf, c.conf2, c.correct, c.conf_correct, length=CELLS)
+    if s.confusions is not None:
+        _same_length("the confusions", s.confusions.codes, s.confusions.counts)
+        if s.confusions.num_classes != info.num_classes:
+            raise Malformed("its confusions count another number of classes")
+    if s.labels is not None:
+        t = s.labels
+        _same_length("the per-label sums", t.counted, t.positives, t.predicted, t.correct, t.true_positives, t.loss_sum,
+                     length=info.num_classes)
+    if s.groups is not None:
+        g = s.groups
+        _same_length("the groups", g.keys, g.rows, g.counted, g.mean, g.m2, g.correct, *g.extra.values(),
+                     length=None if g.int_values is None else len(g.int_values))
+        if g.bins is not None and (g.bins.ndim != 3 or g.bins.shape[:2] != (3, len(g.rows))):
+            raise Malformed("the groups' calibration bins do not fit the groups")
 
 
 # What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).
@@ -334,12 +383,24 @@ def merge_files(paths: list[str]) -> tuple[RunConfig, InputDescription, Part]:
         if (other_info.weights is None) != (info.weights is None):
             raise LayoutError(f"{'has' if other_info.weights else 'has no'} sample weights, unlike {paths[0]}", path=path,
                               hint="merge partials of the same kind of dump")
-        part.then(other)
+        try:
+            part.then(other)
+        except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:  # a crafted file
+            raise InputError(f"does not merge with the partials before it: {type(exc).__name__}", path=path,
+                             hint="write it again with xent score --save-partial") from None
         infos.append(other_info)
     dtypes = sorted({dtype for i in infos for dtype in i.score_dtype.split("+")})
     samples = [i.samples for i in infos]
+
+    def described(name: str) -> Any:
+        """A description the inputs share, else each input's (they were different files)."""
+        values = list(dict.fromkeys(getattr(i, name) for i in infos))
+        return values[0] if len(values) == 1 else "; ".join(str(v) for v in values[:3]) + (f"; … ({len(values)} in all)" if len(values) > 3 else "")
+
     joined = dataclasses.replace(
         info, path=" ".join(i.path for i in infos), rows=part.summary.rows, shards=sum(i.shards for i in infos),
+        scores=described("scores"), targets=described("targets"), weights=described("weights"), sequences=described("sequences"),
+        ids=described("ids"), format=described("format"),
         samples=None if None in samples else sum(samples),  # type: ignore[arg-type]
         score_dtype="+".join(dtypes), notes=tuple(note for i in infos for note in i.notes),
         labels_path=" ".join(i.labels_path for i in infos if i.labels_path) or None)

@@ -16,12 +16,11 @@ from xentcli.cli.options import (
 )
 from xentcli.config import DEFAULT_THREADS
 from xentcli.engine import ProgressCallback, report_of, run_part
-from xentcli.errors import OptionError, OutputError
-from xentcli.part import Part
+from xentcli.errors import InputError, OptionError, OutputError
 from xentcli.render.json_doc import render_json
 from xentcli.render.progress import progress_bar
 from xentcli.report import Report
-from xentcli.sources import InputDescription, Source
+from xentcli.sources import Source
 
 if TYPE_CHECKING:
     from xentcli.render.rows import SampleWriter
@@ -83,6 +82,7 @@ def scored(options: ScoreOptions) -> Report:
         raise OutputError("a multi-label head's per-sample rows hold lists (p, pred, target per label), which CSV cannot",
                           path=str(out.path), hint="write them to a .parquet file")
     inputs = source.files + options.option_files  # --classes and --class-weights files are inputs too: never written over
+    _check_outputs(options, inputs)
     partial: Any = None
     if options.save_partial is not None:
         if config.temperature_scan:
@@ -94,28 +94,54 @@ def scored(options: ScoreOptions) -> Report:
     for note in source.description.notes:
         error_line("note", note)
 
-    def compute(sink: SampleWriter | None, on_progress: ProgressCallback) -> tuple[Report, Part, InputDescription]:
+    def compute(sink: SampleWriter | None, on_progress: ProgressCallback) -> Report:
         if dask is not None:
             from xentcli.distributed import run as run_dask
 
             part, info = run_dask(config, source, dask, sink, on_progress)
         else:
             part, info = run_part(config, source, sink, on_progress)
-        return report_of(config, info, part), part, info  # inside the writer's block: a refusal leaves no file
+        if partial is not None:  # the totals merge even when this run alone has no report (every weight 0)
+            from xentcli.partial_file import dumps
+
+            partial.write(dumps(part, config, info).encode())
+        try:
+            return report_of(config, info, part)  # inside the writer's block: a refusal leaves no per-sample file
+        except InputError as exc:
+            if partial is not None:
+                exc.hint = f"{exc.hint or ''}; the partial totals were written to {options.save_partial} and merge".lstrip("; ")
+            raise
 
     with progress_bar(not (out.quiet or out.as_json), source.description.bytes_per_row) as on_progress:
         if out.path is None:
-            report, part, info = compute(None, on_progress)
+            report = compute(None, on_progress)
         else:
             from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
 
             with SampleWriter(out.path, inputs, source.description.id_column, out.force, config.loss.like) as writer:
-                report, part, info = compute(writer, on_progress)
-    if partial is not None:
-        from xentcli.partial_file import dumps
-
-        partial.write(dumps(part, config, info).encode())
+                report = compute(writer, on_progress)
     return report
+
+
+def _check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
+    """Before the run: every output has a file of its own, and the report's target is writable (a
+    refusal after the run would leave the other outputs written)."""
+    import os
+
+    named = [(flag, str(path)) for flag, path in (("-o", options.output), ("--save-partial", options.save_partial),
+                                                 ("--report", options.report_path), ("--png", options.png_folder)) if path]
+    seen: dict[str, str] = {}
+    for flag, path in named:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise OptionError(f"{seen[key]} and {flag} name the same file: {path}", hint="give each output a file of its own")
+        seen[key] = flag
+    if options.report_path is not None:
+        from xentcli.render.rows import AtomicTarget
+
+        if not str(options.report_path).lower().endswith((".html", ".htm")):
+            raise OutputError("a report is an HTML page", path=str(options.report_path), hint="name a .html file")
+        AtomicTarget(str(options.report_path), inputs, options.force, "report")  # exists, folder, an input: refused now
 
 
 def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:
