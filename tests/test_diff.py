@@ -462,3 +462,12 @@ def test_by_group_refused_with_clusters(tmp_path):
                              "g": ["x", "x", "y", "y"]}), tmp_path / "b.parquet")
     result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "b.parquet"), "--by", "g", "--cluster", "doc"])
     assert result.exit_code == 2 and "--by with clustered rows" in result.stderr
+
+
+def test_diff_outputs_are_checked_before_the_run(losses_dump, tmp_path):
+    (tmp_path / "r.html").write_text("keep")
+    result = runner.invoke(app, ["diff", *map(str, losses_dump), "-o", str(tmp_path / "d.parquet"), "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    assert not (tmp_path / "d.parquet").exists() and (tmp_path / "r.html").read_text() == "keep"
+    result = runner.invoke(app, ["diff", *map(str, losses_dump), "-o", str(tmp_path / "x.html"), "--report", str(tmp_path / "x.html")])
+    assert result.exit_code == 2 and "-o and --report name the same file" in result.stderr

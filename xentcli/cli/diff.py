@@ -85,7 +85,11 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     from xentcli.gates import diff_verdict_line
     from xentcli.render.json_doc import render_diff_json
 
+    from xentcli.cli.score import check_outputs
+
     base_config, candidate_config = replace(base.run_config(), slices=False), candidate.run_config()
+    check_outputs(replace(base, output=output, force=force),  # type: ignore[arg-type]
+                  [*base_config.source.paths, *candidate_config.source.paths, *base.option_files])
     dask = base.dask
     with contextlib.ExitStack() as stack:
         make_pass = None

@@ -82,7 +82,7 @@ def scored(options: ScoreOptions) -> Report:
         raise OutputError("a multi-label head's per-sample rows hold lists (p, pred, target per label), which CSV cannot",
                           path=str(out.path), hint="write them to a .parquet file")
     inputs = source.files + options.option_files  # --classes and --class-weights files are inputs too: never written over
-    _check_outputs(options, inputs)
+    check_outputs(options, inputs)
     partial: Any = None
     if options.save_partial is not None:
         if config.temperature_scan:
@@ -123,7 +123,7 @@ def scored(options: ScoreOptions) -> Report:
     return report
 
 
-def _check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
+def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
     """Before the run: every output has a file of its own, and the report's target is writable (a
     refusal after the run would leave the other outputs written)."""
     import os
