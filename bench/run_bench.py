@@ -8,7 +8,8 @@ Cases (`--cases`, default all of them):
 
   npy1000   NPY float32 500,000 x 1000 (2 GB) vs torch cross_entropy, 2 threads, in memory
   npy10     NPY float32 10,000,000 x 10 vs torch cross_entropy, 1 thread, in memory
-  parquet   Parquet list<float32> 250,000 x 1000 vs pyarrow.parquet.read_table, and vs
+  parquet   Parquet list<float32> 250,000 x 1000 vs pyarrow.parquet.read_table (a whole process, and in process
+            warm: the decode ceiling), and vs
             pandas.read_parquet + np.stack + torch cross_entropy (both whole processes)
   csv       wide CSV, 3,000,000 x 10 and 300,000 x 100 (~320 MB each) vs pyarrow.csv.open_csv
   shapes    NPY and Parquet, 1,000,000 x 10, 250,000 x 1000 and 8,000 x 32,000, vs a plain numpy
@@ -98,6 +99,8 @@ def torch_reference(threads: int) -> Reference:
 
 
 READ_TABLE = Reference("read_table", "pyarrow.parquet.read_table (process)", "read-table")
+READ_TABLE_WARM = Reference("read_table_warm", "pyarrow.parquet.read_table in process, warm (median of 3 calls)", "read-table-warm",
+                            in_process=True)
 PANDAS_TORCH = Reference("pandas_torch", "pandas.read_parquet + np.stack + torch cross_entropy (process)",
                          "pandas-torch", needs_torch=True)
 OPEN_CSV = Reference("open_csv", "pyarrow.csv.open_csv read to the end (process)", "open-csv")
@@ -136,7 +139,7 @@ SCALING = (2, 4)
 CASES: dict[str, list[Case]] = {
     "npy1000": [Case("npy1000", 500_000, 1000, "npy", (torch_reference(2),))],
     "npy10": [Case("npy10", 10_000_000, 10, "npy", (torch_reference(1),))],
-    "parquet": [Case("parquet", 250_000, 1000, "parquet", (READ_TABLE, PANDAS_TORCH))],
+    "parquet": [Case("parquet", 250_000, 1000, "parquet", (READ_TABLE, READ_TABLE_WARM, PANDAS_TORCH))],
     "csv": [Case("csv", 3_000_000, 10, "csv", (OPEN_CSV,)), Case("csv", 300_000, 100, "csv", (OPEN_CSV,))],
     "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
