@@ -29,6 +29,7 @@ static const char RULE_ORDER[] =
 
 typedef struct {
     int64_t n, num_classes, top_k, kind;
+    int64_t off_rules; /* bit r set: rule r counts nothing (a sigmoid head: the rules about softmax rows) */
     const double *loss, *p_true, *p_max, *top, *bottom, *log_norm; /* bottom, log_norm: may be NULL */
     const int64_t *label, *pred, *rank;
     const uint8_t *label_is_int, *label_ok, *ignored;
@@ -158,6 +159,10 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     const int logits = in->kind == KIND_LOGITS, probs = in->kind == KIND_PROBS, has_log_norm = log_norm != 0;
     const int log_probs = in->kind == KIND_LOG_PROBS && has_log_norm;
     const double not_log_probs_tolerance = in->not_log_probs_tolerance;
+#define RULE_ON(rule) ((int)(((in->off_rules >> (rule)) & 1) == 0))
+    /* the screen leaves out what rules that are off would look at (a sigmoid head's [0, z] rows lie in [0, 1]) */
+    const int probs_as_logits_on = RULE_ON(PROBS_AS_LOGITS), log_probs_on = RULE_ON(LOG_PROBS);
+    const int constant_on = RULE_ON(CONSTANT), not_log_probs_on = RULE_ON(NOT_LOG_PROBS);
     int64_t hits[N_RULES] = {0};
     int64_t int_labels = 0, label_min = INT64_MAX, label_max = INT64_MIN, at_num_classes = 0;
     double max_abs = -INFINITY;
@@ -181,9 +186,10 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
             const double magnitude = fabs(hi) > fabs(lo) ? fabs(hi) : fabs(lo);
             const double ln = has_log_norm ? log_norm[i] : 1.0;
             unusual += (!(magnitude <= limit)) | (hi != hi) | (lo != lo) /* NaN, inf or overflow risk */
-                       | (logits & (lo >= 0.0) & (hi <= 1.0)) | (logits & (fabs(ln) <= log_probs_tolerance))
-                       | (log_probs & !(fabs(ln) <= not_log_probs_tolerance))
-                       | ((hi == lo) & (num_classes > 1)) | (label_ok[i] == 0) | (label_is_int[i] == 0)
+                       | (logits & probs_as_logits_on & (lo >= 0.0) & (hi <= 1.0))
+                       | (logits & log_probs_on & (fabs(ln) <= log_probs_tolerance))
+                       | (log_probs & not_log_probs_on & !(fabs(ln) <= not_log_probs_tolerance))
+                       | ((hi == lo) & (num_classes > 1) & constant_on) | (label_ok[i] == 0) | (label_is_int[i] == 0)
                        | (ignored[i] != 0) | (!(fabs(x) < INFINITY));
         }
         if (!unusual) { /* every row counted, no rule tripped */
@@ -241,6 +247,8 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
         }
     }
     hits[OUTLIER] = t.outliers, hits[CONFIDENT] = t.confident_wrong;
+    for (int r = 0; r < N_RULES; r++) hits[r] *= RULE_ON(r);
+#undef RULE_ON
     for (int r = 0; r < N_RANKED; r++) {
         out->ranked_count[r] = t.examples[r].count;
         for (int64_t e = 0; e < t.examples[r].count; e++) out->ranked_rows[r][e] = t.examples[r].row[e];

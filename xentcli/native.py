@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 10  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 11  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -28,7 +28,7 @@ class _TallyIn(ctypes.Structure):
     """xent_tally_in in _ctally.c, field for field."""
 
     _fields_ = (
-        [(name, _I64) for name in ("n", "num_classes", "top_k", "kind")]
+        [(name, _I64) for name in ("n", "num_classes", "top_k", "kind", "off_rules")]
         + [(name, _P) for name in ("loss", "p_true", "p_max", "top", "bottom", "log_norm", "label", "pred", "rank",
                                    "label_is_int", "label_ok", "ignored")]
         + [(name, ctypes.c_double) for name in ("log_gamma", "min_indexable", "overflow_limit", "probs_tolerance",
@@ -193,9 +193,10 @@ TALLY_INPUTS = {
 
 
 def tally(rows: dict[str, npt.NDArray | None], kind: int, num_classes: int, top_k: int, *, codes: tuple[str, ...],
-          ranked_codes: tuple[str, ...], per_class: bool = True, **limits: float) -> dict[str, Any]:
+          ranked_codes: tuple[str, ...], per_class: bool = True, off_rules: int = 0, **limits: float) -> dict[str, Any]:
     """The C tally of one chunk's per-row values (`rows`: TALLY_INPUTS by name): the fields of
-    tally.ChunkTally (see _ctally.c); without `per_class` the per-class sums are left out (None)."""
+    tally.ChunkTally (see _ctally.c); without `per_class` the per-class sums are left out (None);
+    `off_rules`: a bit per rule (in `codes` order) that counts nothing."""
     assert _TALLY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
     n = rows["loss"].size  # type: ignore[union-attr]
     keep = []  # the converted arrays, alive until the call returns
@@ -207,7 +208,7 @@ def tally(rows: dict[str, npt.NDArray | None], kind: int, num_classes: int, top_
     counts = np.zeros((3, width), np.int64)
     sums = np.zeros((2, width), np.float64)
     keys = np.empty(n, np.int32)
-    args = _TallyIn(n=n, num_classes=num_classes, top_k=top_k, kind=kind, **arrays, **limits)
+    args = _TallyIn(n=n, num_classes=num_classes, top_k=top_k, kind=kind, off_rules=off_rules, **arrays, **limits)
     pointers = {name: values.ctypes.data if per_class else None for name, values in (
         ("support", counts[0]), ("class_correct", counts[1]), ("predicted", counts[2]), ("class_loss", sums[0]),
         ("class_p_true", sums[1]))}

@@ -35,6 +35,8 @@ C_RULES_MATCH = native.tally_rules() == RULE_CODES
 KINDS = {"logits": 0, "probs": 1, "log-probs": 2}
 # The tallied rules that never flag a sigmoid head's rows (the C tally knows no heads).
 SOFTMAX_ONLY = frozenset(code for code in RULE_CODES if RULES[code].softmax_only)
+# The C tally's rules (bit i: RULE_CODES[i]) that a sigmoid head's rows never trip: they judge softmax rows.
+SIGMOID_OFF = sum(1 << i for i, code in enumerate(RULE_CODES) if code in SOFTMAX_ONLY)
 # Up to this many classes the per-class sums are dense arrays (5 × 8 bytes a class, per chunk and in
 # the totals); above it they are kept for the classes seen only, so memory grows with the classes
 # that occur, never with a vocabulary of 2^27 (accumulate.PerClass).
@@ -106,10 +108,8 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
             probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
             outlier=outlier_threshold(view.num_classes, view.binary is not None), confident=CONFIDENT,
             not_log_probs_tolerance=not_log_probs_tolerance(view.score_dtype), codes=RULE_CODES,
-            ranked_codes=RANKED_CODES,
+            ranked_codes=RANKED_CODES, off_rules=SIGMOID_OFF if view.binary is not None else 0,
         )
-        if view.binary is not None:  # a sigmoid head: the C tally knows no heads; these rules judge softmax rows only
-            fields["hits"] = {code: 0 if code in SOFTMAX_ONLY else count for code, count in fields["hits"].items()}
         return ChunkTally(**fields) if dense else ChunkTally(**{**fields, **sparse_class_sums(stats)})
     counts = _tally_numpy(view, top_k, sketch, rules, dense)
     return counts if dense else replace(counts, **sparse_class_sums(stats))
