@@ -73,15 +73,12 @@ class _Rows:
         return _Rows(self.hashes[index], self.rows[index], self.z[index], self.mass[index], self.dot[index])
 
     @staticmethod
-    def join(parts: list[_Rows], index: npt.NDArray[np.int64] | None = None) -> _Rows:
-        """The parts' rows one after the other (only those at `index` in that order, if given), each
-        array copied once."""
-        if index is None:
-            return _Rows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("hashes", "rows", "z", "mass", "dot")))
-        starts = np.cumsum([0] + [p.rows.size for p in parts])
-        index = np.sort(index)
-        picked = [parts[i].take(index[(index >= starts[i]) & (index < starts[i + 1])] - starts[i]) for i in range(len(parts))]
-        return _Rows.join(picked)
+    def join(parts: list[_Rows], cut: np.uint64 | None = None) -> _Rows:
+        """The parts' rows one after the other (only those whose hash is at most `cut`, if given),
+        each array copied once."""
+        if cut is not None:
+            parts = [part.take(np.flatnonzero(part.hashes <= cut)) for part in parts]
+        return _Rows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("hashes", "rows", "z", "mass", "dot")))
 
 
 @dataclass
@@ -147,8 +144,9 @@ class TemperatureSample:
         parts = ([self.kept] if self.kept is not None else []) + self.pending
         self.pending = []
         hashes = np.concatenate([part.hashes for part in parts])
-        chosen = np.argpartition(hashes, self.capacity - 1)[: self.capacity] if hashes.size > self.capacity else None
-        self.kept = _Rows.join(parts, chosen)
+        # the capacity-th smallest hash: hashes are distinct (splitmix64 is a bijection), so exactly capacity rows lie at or below it
+        cut = np.partition(hashes, self.capacity - 1)[self.capacity - 1] if hashes.size > self.capacity else None
+        self.kept = _Rows.join(parts, cut)
         if self.kept.rows.size == self.capacity:
             self.threshold = int(self.kept.hashes.max())
 
