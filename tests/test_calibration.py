@@ -184,3 +184,28 @@ def test_brier_of_logits_from_the_kernel_against_float64(tmp_path, classes, dtyp
     p /= p.sum(axis=1, keepdims=True)
     want = np.mean(((p - np.eye(classes)[y64]) ** 2).sum(axis=1))
     assert c["brier"] == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_the_c_grid_equals_its_numpy_twin_bit_for_bit():
+    """xent_calibration_cells/_sums against cells_numpy and the three bincounts: the same cells on
+    every edge k/M (and its neighbours), the same float sums to the last bit, also when a partial
+    that already holds sums is updated again."""
+    from xentcli import native
+    from xentcli.calibration import CELLS, Calibration, cells_numpy
+
+    assert native.has_calibration()
+    rng = np.random.default_rng(23)
+    edges = np.array([k / m for m in (5, 10, 15, 20, 25, 30, 40, 60, 3600) for k in range(m + 1)])
+    confidence = np.concatenate([rng.random(200_000), rng.random(1000) ** 8, edges, np.nextafter(edges, 2.0), np.nextafter(edges, -1.0),
+                                 [0.0, 1.0, 5e-324, 1 - 2**-53]])
+    confidence = np.clip(confidence, 0.0, 1.0)
+    assert np.array_equal(native.calibration_cells(confidence, np.arange(CELLS + 1) / CELLS), cells_numpy(confidence))
+    right = rng.random(confidence.size) < confidence
+    c_side, numpy_side = Calibration(), Calibration()
+    for half in (slice(0, 100_000), slice(100_000, None)):  # twice into the same partial
+        cells = cells_numpy(confidence[half])
+        native.calibration_sums(cells, confidence[half], right[half], c_side.count, c_side.conf, c_side.conf2, c_side.correct,
+                                c_side.conf_correct)
+        numpy_side._sums_numpy(cells, confidence[half], right[half])
+    for name in ("count", "conf", "conf2", "correct", "conf_correct"):
+        assert np.array_equal(getattr(c_side, name), getattr(numpy_side, name)), name

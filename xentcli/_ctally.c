@@ -372,3 +372,43 @@ int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t k, const double
     }
     return k;
 }
+
+/* --calibration: each confidence's cell of the grid (calibration.py, cells_of, its numpy twin): the
+   j with edges[j] < c <= edges[j+1] (0 for c = 0), from ceil(c * cells) - 1 and one comparison
+   with each neighbouring edge. */
+int64_t xent_calibration_cells(const double *confidence, int64_t n, const double *edges, int64_t cells, int64_t *cell) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const double c = confidence[i], up = ceil(c * (double)cells);
+        int64_t j = up == up ? (up < 1.0 ? 0 : up > (double)cells ? cells - 1 : (int64_t)up - 1) : 0;
+        j -= (c <= edges[j]) & (j > 0);
+        j += (c > edges[j + 1]) & (j < cells - 1);
+        cell[i] = j;
+    }
+    return n;
+}
+
+/* --calibration: one chunk's grid sums (Calibration.update, its numpy twin): per cell the rows,
+   Σconf, Σconf², the right ones and Σconf·right, each float sum added in row order within (cell,
+   right) as numpy's bincount adds them, and Σconf as the wrong rows' sum plus the right rows'; each
+   chunk sum is then added to the arrays given, as `+=` adds numpy's. `scratch`: 3 * cells zeroed
+   doubles. (Built without FMA contraction, as the rest of this file: c * c is rounded before the sum.) */
+int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, const uint8_t *right, int64_t n, int64_t cells,
+                              int64_t *count, double *conf, double *conf2, int64_t *correct, double *conf_correct,
+                              double *scratch) {
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t j = cell[i];
+        const double c = confidence[i];
+        const int r = right[i] != 0;
+        count[j]++;
+        correct[j] += r;
+        scratch[3 * j + r] += c;
+        scratch[3 * j + 2] += c * c;
+    }
+    for (int64_t j = 0; j < cells; j++) {
+        conf[j] += scratch[3 * j] + scratch[3 * j + 1];
+        conf_correct[j] += scratch[3 * j + 1];
+        conf2[j] += scratch[3 * j + 2];
+    }
+    return n;
+}

@@ -30,6 +30,15 @@ def cells_of(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """The cell of each confidence in [0, 1]: the j with EDGES[j] < c ≤ EDGES[j+1] (0 for c = 0).
     ceil(c·3600) − 1 is within one cell of it; one comparison with each neighbouring edge settles
     it exactly (a searchsorted over the edges, at a fraction of the cost)."""
+    from xentcli import native
+
+    if native.has_calibration():
+        return native.calibration_cells(confidence, EDGES)
+    return cells_numpy(confidence)
+
+
+def cells_numpy(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """cells_of without the C library (and the C function's reference in the tests)."""
     cell = np.clip(np.ceil(confidence * CELLS).astype(np.int64) - 1, 0, CELLS - 1)
     cell -= (confidence <= EDGES[cell]) & (cell > 0)
     cell += (confidence > EDGES[cell + 1]) & (cell < CELLS - 1)
@@ -53,8 +62,22 @@ class Calibration:
                certain_wrong: npt.NDArray[np.bool_] | None = None, cells: npt.NDArray[np.int64] | None = None) -> None:
         """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row;
         `certain_wrong` the rows certain and wrong (default: confidence 1.0 and not right)."""
-        # three bincounts for the five sums: each cell split by right/wrong (slot 2·cell + right)
-        slot = (cells_of(confidence) if cells is None else cells) * 2 + right
+        from xentcli import native
+
+        cells = cells_of(confidence) if cells is None else cells
+        if native.has_calibration():  # the five sums in one C pass, as the bincounts below add them
+            native.calibration_sums(cells, confidence, right, self.count, self.conf, self.conf2, self.correct, self.conf_correct)
+        else:
+            self._sums_numpy(cells, confidence, right)
+        self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right if certain_wrong is None else certain_wrong))
+        if brier is not None:
+            finite = np.isfinite(brier)
+            self.brier_sum += float(brier[finite].sum())
+            self.brier_rows += int(np.count_nonzero(finite))
+
+    def _sums_numpy(self, cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_]) -> None:
+        """Three bincounts for the five sums: each cell split by right/wrong (slot 2·cell + right)."""
+        slot = cells * 2 + right
         counts = np.bincount(slot, minlength=2 * CELLS).reshape(CELLS, 2)
         conf = np.bincount(slot, weights=confidence, minlength=2 * CELLS).reshape(CELLS, 2)
         self.count += counts.sum(axis=1)
@@ -62,11 +85,6 @@ class Calibration:
         self.conf += conf.sum(axis=1)
         self.conf_correct += conf[:, 1]
         self.conf2 += np.bincount(slot >> 1, weights=confidence * confidence, minlength=CELLS)
-        self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right if certain_wrong is None else certain_wrong))
-        if brier is not None:
-            finite = np.isfinite(brier)
-            self.brier_sum += float(brier[finite].sum())
-            self.brier_rows += int(np.count_nonzero(finite))
 
     def merge(self, other: Calibration) -> None:
         for name in ("count", "conf", "conf2", "correct", "conf_correct"):

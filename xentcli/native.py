@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 11  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 12  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -74,6 +74,10 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64] + [pointer] * 8 + [pointer, i64, pointer, pointer, pointer]
+    library.xent_calibration_cells.restype = i64
+    library.xent_calibration_cells.argtypes = [pointer, i64, pointer, i64, pointer]
+    library.xent_calibration_sums.restype = i64
+    library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 6
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
@@ -249,6 +253,10 @@ def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDA
     )
 
 
+def has_calibration() -> bool:
+    return _LIBRARY is not None
+
+
 def has_sigmoid() -> bool:
     return _LIBRARY is not None
 
@@ -269,6 +277,29 @@ def sigmoid_f32(z: npt.NDArray[np.float32], t: npt.NDArray[np.float32], cut: flo
     if done < 0:
         return None
     return {"row_loss": row_loss, "row_right": row_right, "loss_sum": lab_loss, "row_max": row_max, "row_min": row_min, **lab}
+
+
+def calibration_cells(confidence: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """xent_calibration_cells in _ctally.c: calibration.cells_of in one pass."""
+    assert _LIBRARY is not None
+    confidence = np.ascontiguousarray(confidence, np.float64)
+    cells = np.empty(confidence.size, np.int64)
+    _LIBRARY.xent_calibration_cells(confidence.ctypes.data, confidence.size, edges.ctypes.data, edges.size - 1, cells.ctypes.data)
+    return cells
+
+
+def calibration_sums(cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_],
+                     count: npt.NDArray[np.int64], conf: npt.NDArray[np.float64], conf2: npt.NDArray[np.float64],
+                     correct: npt.NDArray[np.int64], conf_correct: npt.NDArray[np.float64]) -> None:
+    """xent_calibration_sums in _ctally.c: one chunk's grid sums added into zeroed arrays (Calibration.update)."""
+    assert _LIBRARY is not None
+    for out, dtype in ((count, np.int64), (conf, np.float64), (conf2, np.float64), (correct, np.int64), (conf_correct, np.float64)):
+        assert out.dtype == dtype and out.flags.c_contiguous
+    keep = [np.ascontiguousarray(cells, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(right, np.bool_)]
+    scratch = np.zeros(3 * count.size)
+    _LIBRARY.xent_calibration_sums(keep[0].ctypes.data, keep[1].ctypes.data, keep[2].ctypes.data, keep[0].size, count.size,
+                                   count.ctypes.data, conf.ctypes.data, conf2.ctypes.data, correct.ctypes.data,
+                                   conf_correct.ctypes.data, scratch.ctypes.data)
 
 
 def group_sums(group: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
