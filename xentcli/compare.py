@@ -232,7 +232,10 @@ class Bootstrap:
 
         with ThreadPoolExecutor(len(parts) or 1) as pool:
             results = list(pool.map(one, parts))
-        return {side: np.ascontiguousarray(sum(r[side] for r in results).T) for side in slots}
+        for result in results[1:]:  # integer counts: the same for any split of the cells
+            for side in slots:
+                results[0][side] += result[side]
+        return results[0]
 
     def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...], threads: int = 1) -> dict[str, F64]:
         """Per replicate: each side's quantiles, interpolated within the sketch's buckets."""
@@ -248,7 +251,7 @@ class Bootstrap:
         if native.has_bootstrap():
             hist = self._native(slots, span, threads)
         else:
-            hist = {side: np.zeros((self.replicates, span), np.int64) for side in sides}
+            hist = {side: np.zeros((span, self.replicates), np.int64) for side in sides}
             block = max(1, (1 << 22) // max(self.replicates, 1))
             for start in range(0, self.cells.size, block):
                 part = slice(start, start + block)
@@ -256,7 +259,7 @@ class Bootstrap:
                 for side in sides:
                     flat = (np.arange(self.replicates)[None, :] * span + slots[side][part][:, None]).ravel()
                     hist[side] += np.bincount(flat, weights=draws.ravel(), minlength=self.replicates * span).astype(
-                        np.int64).reshape(self.replicates, span)
+                        np.int64).reshape(self.replicates, span).T
         out = {}
         for side in sides:
             for q in quantiles:
@@ -265,17 +268,17 @@ class Bootstrap:
 
 
 def interpolated_quantiles(hist: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float) -> F64:
-    """The q-quantile (rank q·(W − 1)) of each row's weighted bucket counts: slot 0 holds zeros,
-    slot i ≥ 1 the sketch bucket k = buckets[i], i.e. (γ^(k−1), γ^k]; within a bucket the value
-    is interpolated in log space by the rank's place among its weight, so that intervals move
-    smoothly instead of by whole buckets."""
-    cumulative = np.cumsum(hist, axis=1)
-    total = cumulative[:, -1]
+    """The q-quantile (rank q·(W − 1)) of each replicate's (column's) weighted bucket counts, hist
+    [slots, replicates]: slot 0 holds zeros, slot i ≥ 1 the sketch bucket k = buckets[i], i.e.
+    (γ^(k−1), γ^k]; within a bucket the value is interpolated in log space by the rank's place
+    among its weight, so that intervals move smoothly instead of by whole buckets."""
+    cumulative = np.cumsum(hist, axis=0)
+    total = cumulative[-1]
     rank = q * (total - 1)
-    index = np.minimum((cumulative <= rank[:, None]).sum(axis=1), hist.shape[1] - 1)
-    rows = np.arange(hist.shape[0])
-    before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0)
-    count = np.maximum(hist[rows, index], 1)
+    index = np.minimum((cumulative <= rank[None, :]).sum(axis=0), hist.shape[0] - 1)
+    columns = np.arange(hist.shape[1])
+    before = np.where(index > 0, cumulative[np.maximum(index - 1, 0), columns], 0)
+    count = np.maximum(hist[index, columns], 1)
     fraction = np.clip((rank - before + 0.5) / count, 0.0, 1.0)
     key = buckets[index]
     values = np.where(index == 0, 0.0, gamma ** (key - 1 + fraction))
