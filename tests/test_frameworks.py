@@ -156,8 +156,9 @@ def test_optax_float32_precision_loss_is_reproduced():
 
 def test_optax_naive_loss_from_the_kernel_equals_its_second_pass():
     """optax's float32 logsumexp − z_y, rebuilt from the kernel's max and logsumexp, equals the
-    direct numpy computation to the rounding of the shifted-back logsumexp (one float32 ulp of it),
-    and keeps optax's loss of precision on large logits (float32 ulp of 1e4 ≈ 1e-3)."""
+    direct numpy computation to the scale of float32 rounding in it (2 ulps of max|z| + log C: the
+    two round log Σ exp differently, which where max and log Σ exp nearly cancel is many ulps of the
+    small logsumexp itself), and keeps optax's loss of precision on large logits (ulp of 1e4 ≈ 1e-3)."""
     from xentcli.kernels import naive_logsumexp_from, naive_logsumexp_loss, sample_stats
 
     rng = np.random.default_rng(19)
@@ -178,4 +179,4 @@ def test_optax_naive_loss_from_the_kernel_equals_its_second_pass():
     stats = sample_stats(z, "logits", labels=np.array([0, 1, 2]), detail=False, extremes=True)
     rebuilt, direct = naive_logsumexp_from(z, np.array([0, 1, 2]), stats.score_max, stats.log_norm), naive_logsumexp_loss(z, np.array([0, 1, 2]))
     assert np.isnan(rebuilt[:2]).all() and np.isnan(direct[:2]).all()
-    assert abs(rebuilt[2] - direct[2]) <= np.spacing(np.float32(3.41))  # one float32 ulp of the logsumexp
+    assert abs(rebuilt[2] - direct[2]) <= 2 * np.spacing(np.float32(3 + np.log(3)))  # the scale above

@@ -4,6 +4,7 @@ flags it with a coded diagnostic that fails `xent check`, or refuses with one li
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -520,3 +521,28 @@ def test_frameworks_keep_the_c_kernel(tmp_path, monkeypatch, like):
     report = run(config)
     assert calls, "--like/--compare-frameworks fell back to the numpy kernel"
     assert report.like["loss"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize("where", ["__init__", "write_batch", "close"])
+def test_a_write_error_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, where):
+    """Disk full or a file-size limit when the per-sample file is opened, written or closed (its
+    footer): one line naming the file, exit 2, no temporary file left."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.zeros((500, 3), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(500, np.int64))
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, where, full)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "-o", str(out / "rows.parquet"),
+                                      "--chunk-rows", "100"])
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert result.stderr.strip().splitlines() == [f"xent: error: {out / 'rows.parquet'}: cannot write: No space left on device"]
+    assert os.listdir(out) == []

@@ -467,7 +467,10 @@ def naive_logsumexp_from(scores: npt.NDArray, labels: I64, z_max: F64, log_norm:
     """naive_logsumexp_loss from the kernel's row maximum and logsumexp instead of a second exp
     pass: lse = max + log Σ exp(z − max) rounded to the scores' dtype at the same two steps (the
     shift back to the maximum, then the subtraction of z_y) — the rounding that costs optax its
-    precision on large logits. Rows with a non-finite maximum or logsumexp take the full path."""
+    precision on large logits. The two agree to the scale of that rounding, a float32 ulp of
+    max|z| + log C (log Σ exp is rounded from float64 here, from a float32 sum there; where max and
+    log Σ exp nearly cancel, that is many ulps of the small logsumexp, ~1 ulp of the loss). Rows
+    with a non-finite maximum or logsumexp take the full path."""
     n, num_classes = scores.shape
     ok = (labels >= 0) & (labels < num_classes)
     y = np.where(ok, labels, 0)

@@ -6,8 +6,10 @@ completes, so an interrupted run never leaves a half-written file. Inputs are ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -216,15 +218,8 @@ class SampleWriter:
         if self._writer is None:
             self._temp = self._target.create_temp(f".{self.format}.part")
             self._schema = batch.schema
-            if self.format == "parquet":  # dictionaries only where values repeat: on floats they cost 2.5x and grow the file
-                self._writer = pq.ParquetWriter(self._temp, batch.schema,
-                                                use_dictionary=[name for name in DICTIONARY_COLUMNS if name in batch.schema.names])
-            elif self.format == "arrow":
-                import pyarrow.ipc as pa_ipc
-
-                self._writer = pa_ipc.new_file(self._temp, batch.schema)
-            else:
-                self._writer = pa_csv.CSVWriter(self._temp, batch.schema)
+            with _write_errors(self.path):
+                self._writer = self._open(batch.schema)
         if batch.schema != self._schema:  # an id type that changed between chunks (null, then ints)
             try:
                 batch = batch.cast(self._schema)
@@ -234,6 +229,15 @@ class SampleWriter:
             self._thread = _WriterThread(self._writer.write_batch, self.path)
         self._thread.put(batch)
 
+    def _open(self, schema: pa.Schema) -> Any:
+        if self.format == "parquet":  # dictionaries only where values repeat: on floats they cost 2.5x and grow the file
+            return pq.ParquetWriter(self._temp, schema, use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names])
+        if self.format == "arrow":
+            import pyarrow.ipc as pa_ipc
+
+            return pa_ipc.new_file(self._temp, schema)
+        return pa_csv.CSVWriter(self._temp, schema)
+
     def __enter__(self) -> SampleWriter:
         return self
 
@@ -242,11 +246,28 @@ class SampleWriter:
             if self._thread is not None:
                 self._thread.close(raise_error=kind is None)
             if self._writer is not None:
-                self._writer.close()
+                with _write_errors(self.path, raise_them=kind is None):  # the file's last bytes (a Parquet footer)
+                    self._writer.close()
             if kind is None and self._writer is not None:
                 self._target.move_into_place()
         finally:
             self._target.cleanup()
+
+
+@contextlib.contextmanager
+def _write_errors(path: str, raise_them: bool = True) -> Iterator[None]:
+    """An OSError in writing (disk full, a file-size limit) as one OutputError line naming the file;
+    none at all when another error is on its way already."""
+    try:
+        yield
+    except OSError as exc:
+        if raise_them:
+            raise OutputError(f"cannot write: {_os_error_text(exc)}", path=path) from None
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OSError's own words in one line (pyarrow's carry a 'Detail: [errno N] …' tail)."""
+    return (exc.strerror or str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
 
 
 # Parquet columns worth a dictionary: labels, predictions, ranks and the like repeat; floats and row numbers do not.
@@ -282,7 +303,7 @@ class _WriterThread:
         if self._error is not None:
             error, self._error = self._error, None
             if isinstance(error, OSError):
-                raise OutputError(f"cannot write: {error.strerror or error}", path=self._path) from None
+                raise OutputError(f"cannot write: {_os_error_text(error)}", path=self._path) from None
             raise error
 
     def put(self, batch: pa.RecordBatch) -> None:
