@@ -209,3 +209,38 @@ def test_the_c_grid_equals_its_numpy_twin_bit_for_bit():
         numpy_side._sums_numpy(cells, confidence[half], right[half])
     for name in ("count", "conf", "conf2", "correct", "conf_correct"):
         assert np.array_equal(getattr(c_side, name), getattr(numpy_side, name)), name
+
+
+def test_the_c_update_equals_its_numpy_twin_with_rows_left_out(monkeypatch):
+    """Calibration.update over the rows with a cell (cells_of's −1 for the rows left out), with the
+    Brier score from Σp² and p_y and the default certain mistakes: the C pass and numpy's give the
+    same grid bit for bit, the same counts, and the Brier sum to rounding (C adds in row order,
+    numpy pairwise); the Brier sum is also checked against a float64 formula on the kept rows."""
+    from xentcli import native
+    from xentcli.calibration import cells_of
+
+    assert native.has_calibration()
+    rng = np.random.default_rng(31)
+    n = 50_000
+    confidence = np.where(rng.random(n) < 0.01, 1.0, rng.random(n))
+    right = rng.random(n) < 0.5
+    use = rng.random(n) < 0.9
+    squares = rng.random(n)
+    p_true = rng.random(n)
+    squares[:5] = np.inf  # a non-finite Brier value is left out of the sum, not the grid
+    c_cells = cells_of(confidence, use)
+    c_side = Calibration()
+    c_side.update(confidence, right, squares, cells=c_cells, p_true=p_true)
+    monkeypatch.setattr(native, "has_calibration", lambda: False)
+    numpy_cells = cells_of(confidence, use)
+    numpy_side = Calibration()
+    numpy_side.update(confidence, right, squares, cells=numpy_cells, p_true=p_true)
+    assert np.array_equal(c_cells, numpy_cells) and np.array_equal(c_cells < 0, ~use)
+    for name in ("count", "conf", "conf2", "correct", "conf_correct"):
+        assert np.array_equal(getattr(c_side, name), getattr(numpy_side, name)), name
+    kept = use & np.isfinite(squares)
+    assert c_side.brier_rows == numpy_side.brier_rows == int(kept.sum())
+    want = float(np.sum(squares[kept] - 2 * p_true[kept] + 1))
+    assert c_side.brier_sum == pytest.approx(want, rel=1e-12) and numpy_side.brier_sum == pytest.approx(want, rel=1e-12)
+    assert c_side.certain_wrong == numpy_side.certain_wrong == int(np.sum(use & (confidence == 1.0) & ~right)) > 0
+    assert c_side.count.sum() == use.sum()

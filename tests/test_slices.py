@@ -276,13 +276,22 @@ def test_c_group_sums_equal_the_numpy_reference(monkeypatch):
     counted = rng.random(n) < 0.9
     loss[~counted] = np.nan
     correct = rng.random(n) < 0.6
-    bin_of = np.where(rng.random(n) < 0.95, rng.integers(0, m, n), -1)
-    calibration = (bin_of, rng.random(n), correct.astype(np.float64), m)
+    cells = np.where(rng.random(n) < 0.95, rng.integers(0, 3600, n), -1)
+    calibration = (cells, 3600 // m, rng.random(n), rng.random(n) < 0.3, m)
     with_c = _sums_by(inverse, k, loss, counted, correct, calibration, None)
+    # the values themselves as groups (an integer --by column of a narrow range): value − low indexes the sums
+    low = -1_000_003
+    by_value = native.group_sums(inverse + low, k, loss, counted, correct, calibration, offset=low)
     monkeypatch.setattr(native, "has_tally", lambda: False)
     with_numpy = _sums_by(inverse, k, loss, counted, correct, calibration, None)
-    for got, want in zip(with_c[:6], with_numpy[:6]):
+    for got, value, want in zip(with_c[:6], by_value, with_numpy[:6]):
         np.testing.assert_allclose(got, want, rtol=1e-13)
+        assert np.array_equal(value, got)
+    # the bins against a hand loop: bin = cell // (3600 / m), hit counted as 1.0
+    hand = np.zeros((3, k, m))
+    for i in np.flatnonzero(cells >= 0):
+        hand[:, inverse[i], cells[i] // (3600 // m)] += (1.0, calibration[2][i], float(calibration[3][i]))
+    np.testing.assert_allclose(with_c[5], hand, rtol=1e-12)
 
 
 def test_long_lists_are_written_one_item_per_line_and_parse_back():

@@ -340,47 +340,58 @@ int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const u
     return cells;
 }
 
-/* --by: one chunk's per-group sums (slices.py, _sums_by, its numpy twin), rows numbered 0 … k−1 by
-   `group`: rows, counted rows, the counted losses' mean and M2 (a second pass over the rows: the
-   deviations from each group's mean), the counted rows predicted right, and with `bin_of` (−1: no
-   bin) the calibration bins [3][k][m]: count, Σconfidence, Σhit. The sums run in row order, as
-   numpy's bincount does. */
-int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t k, const double *loss, const uint8_t *counted,
+/* --by: one chunk's per-group sums (slices.py, _sums_by, its numpy twin), row i in group
+   group[i] − offset (0 … k−1): rows, counted rows, the counted losses' mean and M2 (a second pass
+   over the rows: the deviations from each group's mean), the counted rows predicted right, and
+   with `cell` (the row's calibration cell, −1: none; a bin is `per` cells) the calibration bins
+   [k][m][3]: count, Σconfidence, Σhit, one cache line a row. The sums run in row order, as numpy's
+   bincount does. */
+int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t k, const double *loss, const uint8_t *counted,
                         const uint8_t *correct, int64_t *rows, int64_t *count, double *mean, double *m2, int64_t *right,
-                        const int64_t *bin_of, int64_t m, const double *confidence, const double *hit, double *bins) {
+                        const int64_t *cell, int64_t per, int64_t m, const double *confidence, const uint8_t *hit, double *bins) {
+    int32_t bin_of_cell[4096];  /* cell / per without a division a row (cells < 4096: calibration.CELLS is 3600) */
+    if (cell)
+        for (int64_t j = 0; j < m * per && j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per);
     for (int64_t i = 0; i < n; i++) {
-        const int64_t g = group[i];
+        const int64_t g = group[i] - offset;
         rows[g]++;
         if (counted[i]) {
             count[g]++;
             mean[g] += loss[i];
             right[g] += correct[i] != 0;
         }
-        if (bin_of && bin_of[i] >= 0) {
-            const int64_t at = g * m + bin_of[i];
-            bins[at] += 1.0;
-            bins[k * m + at] += confidence[i];
-            bins[2 * k * m + at] += hit[i];
+        if (cell && cell[i] >= 0) {
+            double *at = bins + 3 * (g * m + bin_of_cell[cell[i]]);
+            at[0] += 1.0;
+            at[1] += confidence[i];
+            at[2] += hit[i] != 0 ? 1.0 : 0.0;
         }
     }
     for (int64_t g = 0; g < k; g++) mean[g] = count[g] ? mean[g] / (double)count[g] : 0.0;
     for (int64_t i = 0; i < n; i++) {
         if (counted[i]) {
-            const double d = loss[i] - mean[group[i]];
-            m2[group[i]] += d * d;
+            const int64_t g = group[i] - offset;
+            const double d = loss[i] - mean[g];
+            m2[g] += d * d;
         }
     }
     return k;
 }
 
-/* --calibration: each confidence's cell of the grid (calibration.py, cells_of, its numpy twin): the
-   j with edges[j] < c <= edges[j+1] (0 for c = 0), from ceil(c * cells) - 1 and one comparison
-   with each neighbouring edge. */
-int64_t xent_calibration_cells(const double *confidence, int64_t n, const double *edges, int64_t cells, int64_t *cell) {
-#pragma omp simd
+/* --calibration: each confidence's cell of the grid (calibration.py, cells_of, its numpy twin):
+   the j with edges[j] < c <= edges[j+1] (0 for c = 0), from floor(c * cells) — within one cell of
+   it, a truncation where ceil would be a libm call on baseline x86-64 — and one comparison with
+   each neighbouring edge; -1 for the rows `use` leaves out (NULL: every row). NaN and values below
+   0 start from 0, above 1 from the last cell. */
+int64_t xent_calibration_cells(const double *confidence, const uint8_t *use, int64_t n, const double *edges, int64_t cells,
+                               int64_t *cell) {
     for (int64_t i = 0; i < n; i++) {
-        const double c = confidence[i], up = ceil(c * (double)cells);
-        int64_t j = up == up ? (up < 1.0 ? 0 : up > (double)cells ? cells - 1 : (int64_t)up - 1) : 0;
+        if (use && !use[i]) {
+            cell[i] = -1;
+            continue;
+        }
+        const double c = confidence[i], x = c * (double)cells;
+        int64_t j = x >= 1.0 ? (x < (double)cells ? (int64_t)x : cells - 1) : 0;
         j -= (c <= edges[j]) & (j > 0);
         j += (c > edges[j + 1]) & (j < cells - 1);
         cell[i] = j;
@@ -388,27 +399,45 @@ int64_t xent_calibration_cells(const double *confidence, int64_t n, const double
     return n;
 }
 
-/* --calibration: one chunk's grid sums (Calibration.update, its numpy twin): per cell the rows,
-   Σconf, Σconf², the right ones and Σconf·right, each float sum added in row order within (cell,
-   right) as numpy's bincount adds them, and Σconf as the wrong rows' sum plus the right rows'; each
-   chunk sum is then added to the arrays given, as `+=` adds numpy's. `scratch`: 3 * cells zeroed
-   doubles. (Built without FMA contraction, as the rest of this file: c * c is rounded before the sum.) */
+/* --calibration: one chunk's grid sums (Calibration.update, its numpy twin) over the rows with a
+   cell (cell >= 0): per cell the rows, Σconf, Σconf², the right ones and Σconf·right, each float sum
+   added in row order within (cell, right) as numpy's bincount adds them, and Σconf as the wrong
+   rows' sum plus the right rows'; each chunk sum is then added to the arrays given, as `+=` adds
+   numpy's. `scratch`: 3 * cells zeroed doubles. And into totals[3]: the Brier sum and its rows over
+   the finite values — brier_a[i], or brier_a[i] − 2·brier_b[i] + 1 (Σp² − 2·p_y + 1) when brier_b is
+   given; none without brier_a — and the certain mistakes: certain[i], or by default confidence
+   exactly 1 and wrong. (Built without FMA contraction, as the rest of this file: c * c is rounded
+   before the sum.) */
 int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, const uint8_t *right, int64_t n, int64_t cells,
                               int64_t *count, double *conf, double *conf2, int64_t *correct, double *conf_correct,
-                              double *scratch) {
+                              double *scratch, const double *brier_a, const double *brier_b, const uint8_t *certain, double *totals) {
+    double brier = 0.0;
+    int64_t brier_rows = 0, certain_wrong = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t j = cell[i];
+        if (j < 0) continue;
         const double c = confidence[i];
         const int r = right[i] != 0;
         count[j]++;
         correct[j] += r;
         scratch[3 * j + r] += c;
         scratch[3 * j + 2] += c * c;
+        certain_wrong += certain ? certain[i] != 0 : (c == 1.0 && !r);
+        if (brier_a) {
+            const double v = brier_b ? brier_a[i] - 2.0 * brier_b[i] + 1.0 : brier_a[i];
+            if (isfinite(v)) {
+                brier += v;
+                brier_rows++;
+            }
+        }
     }
     for (int64_t j = 0; j < cells; j++) {
         conf[j] += scratch[3 * j] + scratch[3 * j + 1];
         conf_correct[j] += scratch[3 * j + 1];
         conf2[j] += scratch[3 * j + 2];
     }
+    totals[0] += brier;
+    totals[1] += (double)brier_rows;
+    totals[2] += (double)certain_wrong;
     return n;
 }

@@ -26,15 +26,18 @@ BINNING = "equal-width, (lo, hi], first bin closed"
 ADAPTIVE_BINNING = "equal-mass on a grid of 1/3600, (lo, hi], first bin closed"
 
 
-def cells_of(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """The cell of each confidence in [0, 1]: the j with EDGES[j] < c ≤ EDGES[j+1] (0 for c = 0).
-    ceil(c·3600) − 1 is within one cell of it; one comparison with each neighbouring edge settles
-    it exactly (a searchsorted over the edges, at a fraction of the cost)."""
+def cells_of(confidence: npt.NDArray[np.float64], use: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
+    """The cell of each confidence in [0, 1]: the j with EDGES[j] < c ≤ EDGES[j+1] (0 for c = 0);
+    −1 for the rows `use` leaves out. floor(c·3600) is within one cell of it; one comparison with
+    each neighbouring edge settles it exactly (a searchsorted over the edges, at a fraction of the
+    cost)."""
     from xentcli import native
 
     if native.has_calibration():
-        return native.calibration_cells(confidence, EDGES)
-    return cells_numpy(confidence)
+        return native.calibration_cells(confidence, EDGES, use)
+    if use is None:
+        return cells_numpy(confidence)
+    return np.where(use, cells_numpy(np.where(use, confidence, 0.0)), -1)
 
 
 def cells_numpy(confidence: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -59,20 +62,35 @@ class Calibration:
     certain_wrong: int = 0
 
     def update(self, confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_], brier: npt.NDArray[np.float64] | None,
-               certain_wrong: npt.NDArray[np.bool_] | None = None, cells: npt.NDArray[np.int64] | None = None) -> None:
-        """Rows with a usable label and a finite confidence; `brier` = Σ_c (p_c − 1[y = c])² per row;
-        `certain_wrong` the rows certain and wrong (default: confidence 1.0 and not right)."""
+               certain_wrong: npt.NDArray[np.bool_] | None = None, cells: npt.NDArray[np.int64] | None = None,
+               p_true: npt.NDArray[np.float64] | None = None) -> None:
+        """The rows with a cell ≥ 0 (every row without `cells`: rows with a usable label and a finite
+        confidence); `brier` = Σ_c (p_c − 1[y = c])² per row — or, with `p_true`, Σ_c p_c² per row,
+        the Brier score then Σp² − 2·p_y + 1 —; `certain_wrong` the rows certain and wrong (default:
+        confidence 1.0 and not right)."""
         from xentcli import native
 
         cells = cells_of(confidence) if cells is None else cells
-        if native.has_calibration():  # the five sums in one C pass, as the bincounts below add them
-            native.calibration_sums(cells, confidence, right, self.count, self.conf, self.conf2, self.correct, self.conf_correct)
-        else:
-            self._sums_numpy(cells, confidence, right)
-        self.certain_wrong += int(np.count_nonzero((confidence == 1.0) & ~right if certain_wrong is None else certain_wrong))
+        if native.has_calibration():  # the sums in one C pass, the grid's as the bincounts below add them
+            brier_sum, brier_rows, certain = native.calibration_sums(
+                cells, confidence, right, self.count, self.conf, self.conf2, self.correct, self.conf_correct,
+                None if brier is None else (brier, p_true), certain_wrong)
+            self.brier_sum += brier_sum
+            self.brier_rows += brier_rows
+            self.certain_wrong += certain
+            return
+        use = cells >= 0
+        every = bool(use.all())
+
+        def pick(values: npt.NDArray) -> npt.NDArray:
+            return values if every else values[use]
+
+        self._sums_numpy(pick(cells), pick(confidence), pick(right))
+        self.certain_wrong += int(np.count_nonzero((pick(confidence) == 1.0) & ~pick(right) if certain_wrong is None else pick(certain_wrong)))
         if brier is not None:
-            finite = np.isfinite(brier)
-            self.brier_sum += float(brier[finite].sum())
+            values = pick(brier) if p_true is None else pick(brier) - 2 * pick(p_true) + 1
+            finite = np.isfinite(values)
+            self.brier_sum += float(values[finite].sum())
             self.brier_rows += int(np.count_nonzero(finite))
 
     def _sums_numpy(self, cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_]) -> None:

@@ -192,30 +192,37 @@ class Reliability:
         else:
             confidence, right = (stats.p_max, stats.correct) if binary is None else (positive_probability(binary).reshape(-1), stats.label == 1)
             rows = stats.label_ok & ~ignored & np.isfinite(confidence)
-        return cls(confidence, right, rows, cells_of(np.where(rows, confidence, 0.0)))
+        return cls(confidence, right, rows, cells_of(confidence, rows))
 
 
 def calibration_of(chunk: Chunk, stats: SampleStats, r: Reliability, kind: str, binary: BinaryRows | None = None) -> Calibration:
-    """One chunk's calibration partial. A binary head's Brier score is (p − t)², scikit-learn's
-    brier_score_loss, and its certain mistakes p = 1 on a negative target or p = 0 on a positive one."""
-    confidence, right, rows = r.confidence, r.right, r.rows
+    """One chunk's calibration partial (its rows: those with a cell). A binary head's Brier score is
+    (p − t)², scikit-learn's brier_score_loss, and its certain mistakes p = 1 on a negative target
+    or p = 0 on a positive one."""
+    confidence, right = r.confidence, r.right
+    partial = Calibration()
+    if binary is not None:
+        t = binary.targets.reshape(-1)
+        with np.errstate(invalid="ignore", over="ignore"):  # the rows without a cell are not read
+            brier = (confidence - t) ** 2
+        partial.update(confidence, right, brier, ((confidence == 1) & ~right) | ((confidence == 0) & right), cells=r.cells)
+        return partial
+    if stats.p_squares is not None and chunk.targets is None:  # Σp² from the kernel's own pass: Σp² − 2·p_y + 1
+        partial.update(confidence, right, stats.p_squares, cells=r.cells, p_true=stats.p_true)
+        return partial
+    rows = r.rows
     every = bool(rows.all())  # the usual chunk: views, no copies
 
     def pick(values: npt.NDArray) -> npt.NDArray:
         return values if every else values[rows]
 
-    partial = Calibration()
-    if binary is not None:
-        t = binary.targets.reshape(-1)
-        partial.update(pick(confidence), pick(right), pick((confidence - t) ** 2),
-                       pick(((confidence == 1) & ~right) | ((confidence == 0) & right)), cells=pick(r.cells))
-        return partial
-    if stats.p_squares is not None and chunk.targets is None:  # Σp² from the kernel's own pass: Σp² − 2·p_y + 1
-        brier = pick(stats.p_squares) - 2 * pick(stats.p_true) + 1
-    else:
-        brier = None if stats.log_norm is None else brier_scores(
-            pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
-    partial.update(pick(confidence), pick(right), brier, cells=pick(r.cells))
+    brier = None if stats.log_norm is None else brier_scores(
+        pick(chunk.scores), kind, pick(stats.log_norm), pick(stats.p_true), None if chunk.targets is None else pick(chunk.targets))
+    if brier is not None and not every:  # one value a row again (the rows without a cell are not read)
+        spread = np.zeros(rows.size)
+        spread[rows] = brier
+        brier = spread
+    partial.update(confidence, right, brier, cells=r.cells)
     return partial
 
 
@@ -225,8 +232,7 @@ def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], 
     counted = stats.counted & ~ignored
     calibration = None
     if r is not None:
-        bin_of = np.where(r.rows, r.cells // (CELLS // config.bins), -1)
-        calibration = (bin_of, r.confidence, r.right.astype(np.float64), config.bins)
+        calibration = (r.cells, CELLS // config.bins, r.confidence, r.right, config.bins)
     return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration)
 
 

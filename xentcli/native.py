@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 12  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 13  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -73,11 +73,11 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.restype = i64
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
-    library.xent_group_sums.argtypes = [pointer, i64, i64] + [pointer] * 8 + [pointer, i64, pointer, pointer, pointer]
+    library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64, pointer, pointer, pointer]
     library.xent_calibration_cells.restype = i64
-    library.xent_calibration_cells.argtypes = [pointer, i64, pointer, i64, pointer]
+    library.xent_calibration_cells.argtypes = [pointer, pointer, i64, pointer, i64, pointer]
     library.xent_calibration_sums.restype = i64
-    library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 6
+    library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
@@ -279,47 +279,65 @@ def sigmoid_f32(z: npt.NDArray[np.float32], t: npt.NDArray[np.float32], cut: flo
     return {"row_loss": row_loss, "row_right": row_right, "loss_sum": lab_loss, "row_max": row_max, "row_min": row_min, **lab}
 
 
-def calibration_cells(confidence: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+def calibration_cells(confidence: npt.NDArray[np.float64], edges: npt.NDArray[np.float64],
+                      use: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
     """xent_calibration_cells in _ctally.c: calibration.cells_of in one pass."""
     assert _LIBRARY is not None
     confidence = np.ascontiguousarray(confidence, np.float64)
+    mask = None if use is None else np.ascontiguousarray(use, np.bool_)
     cells = np.empty(confidence.size, np.int64)
-    _LIBRARY.xent_calibration_cells(confidence.ctypes.data, confidence.size, edges.ctypes.data, edges.size - 1, cells.ctypes.data)
+    _LIBRARY.xent_calibration_cells(confidence.ctypes.data, None if mask is None else mask.ctypes.data, confidence.size,
+                                    edges.ctypes.data, edges.size - 1, cells.ctypes.data)
     return cells
 
 
 def calibration_sums(cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_],
                      count: npt.NDArray[np.int64], conf: npt.NDArray[np.float64], conf2: npt.NDArray[np.float64],
-                     correct: npt.NDArray[np.int64], conf_correct: npt.NDArray[np.float64]) -> None:
-    """xent_calibration_sums in _ctally.c: one chunk's grid sums added into zeroed arrays (Calibration.update)."""
+                     correct: npt.NDArray[np.int64], conf_correct: npt.NDArray[np.float64],
+                     brier: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None] | None = None,
+                     certain: npt.NDArray[np.bool_] | None = None) -> tuple[float, int, int]:
+    """xent_calibration_sums in _ctally.c: one chunk's grid sums, over the rows with a cell (≥ 0),
+    added into the arrays given (Calibration.update); returns the Brier sum and rows (`brier` =
+    (values, None) or (Σp², p_y)) and the certain mistakes."""
     assert _LIBRARY is not None
     for out, dtype in ((count, np.int64), (conf, np.float64), (conf2, np.float64), (correct, np.int64), (conf_correct, np.float64)):
         assert out.dtype == dtype and out.flags.c_contiguous
     keep = [np.ascontiguousarray(cells, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(right, np.bool_)]
+    n = keep[0].size
+    optional = [None if a is None else np.ascontiguousarray(a, dtype) for a, dtype in (
+        (None if brier is None else brier[0], np.float64), (None if brier is None else brier[1], np.float64), (certain, np.bool_))]
+    for a in optional:
+        assert a is None or a.size == n
     scratch = np.zeros(3 * count.size)
-    _LIBRARY.xent_calibration_sums(keep[0].ctypes.data, keep[1].ctypes.data, keep[2].ctypes.data, keep[0].size, count.size,
+    totals = np.zeros(3)
+    _LIBRARY.xent_calibration_sums(keep[0].ctypes.data, keep[1].ctypes.data, keep[2].ctypes.data, n, count.size,
                                    count.ctypes.data, conf.ctypes.data, conf2.ctypes.data, correct.ctypes.data,
-                                   conf_correct.ctypes.data, scratch.ctypes.data)
+                                   conf_correct.ctypes.data, scratch.ctypes.data,
+                                   *(None if a is None else a.ctypes.data for a in optional), totals.ctypes.data)
+    return float(totals[0]), int(totals[1]), int(totals[2])
 
 
 def group_sums(group: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
-               correct: npt.NDArray[np.bool_], bins: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None
-               ) -> tuple[npt.NDArray, ...]:
-    """xent_group_sums in _ctally.c: rows, counted, mean, M2, right per group, and the [3, k, m]
-    calibration bins (None without `bins` = (bin of each row or −1, confidence, hit, m))."""
+               correct: npt.NDArray[np.bool_], bins: tuple[npt.NDArray[np.int64], int, npt.NDArray, npt.NDArray, int] | None,
+               offset: int = 0) -> tuple[npt.NDArray, ...]:
+    """xent_group_sums in _ctally.c: rows, counted, mean, M2, right per group (row i's group is
+    group[i] − offset), and the [3, k, m] calibration bins (None without `bins` = (each row's
+    calibration cell or −1, cells per bin, confidence, hit, m))."""
     assert _LIBRARY is not None
     keep = [np.ascontiguousarray(group, np.int64), np.ascontiguousarray(loss, np.float64),
             np.ascontiguousarray(counted, np.bool_), np.ascontiguousarray(correct, np.bool_)]
     rows, count, right = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     mean, m2 = np.zeros(k), np.zeros(k)
     out_bins = None
-    bin_args: list = [None, 0, None, None, None]
+    bin_args: list = [None, 1, 0, None, None, None]
     if bins is not None:
-        bin_of, confidence, hit, m = bins
-        extra = [np.ascontiguousarray(bin_of, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(hit, np.float64)]
+        cells, per, confidence, hit, m = bins
+        extra = [np.ascontiguousarray(cells, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(hit, np.bool_)]
         keep += extra
-        out_bins = np.zeros((3, k, m))
-        bin_args = [extra[0].ctypes.data, m, extra[1].ctypes.data, extra[2].ctypes.data, out_bins.ctypes.data]
-    _LIBRARY.xent_group_sums(keep[0].ctypes.data, keep[0].size, k, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
+        out_bins = np.zeros((k, m, 3))
+        bin_args = [extra[0].ctypes.data, per, m, extra[1].ctypes.data, extra[2].ctypes.data, out_bins.ctypes.data]
+    _LIBRARY.xent_group_sums(keep[0].ctypes.data, keep[0].size, offset, k, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
                              rows.ctypes.data, count.ctypes.data, mean.ctypes.data, m2.ctypes.data, right.ctypes.data, *bin_args)
+    if out_bins is not None:
+        out_bins = np.ascontiguousarray(out_bins.transpose(2, 0, 1))
     return rows, count, mean, m2, right, out_bins

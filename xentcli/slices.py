@@ -135,16 +135,25 @@ class GroupTotals:
 
     @classmethod
     def of_chunk(cls, columns: list[Any], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
-                 correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None,
+                 correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], int, npt.NDArray, npt.NDArray, int] | None,
                  extra: dict[str, npt.NDArray] | None = None) -> GroupTotals:
-        """One chunk's groups. `calibration` = (bin of each calibrated row, −1 where none; confidence;
-        correctness; the number of bins); `extra`: per-row values summed per group as they are."""
+        """One chunk's groups. `calibration` = (calibration cell of each row, −1 where none; cells per
+        bin; confidence; correctness; the number of bins); `extra`: per-row values summed per group as
+        they are."""
         out = cls()
-        ints = _integer_column(columns)
+        ints = _integer_column(columns, dense=not extra and native.has_tally())
         if ints is not None:  # the values themselves name the groups: no key tuples per chunk
             values, inverse = ints
             out.int_values = values
             out._sorted_ids = None
+            if isinstance(inverse, tuple):  # a narrow range: the C sums indexed by value − low, then the empty values dropped
+                low, span = inverse
+                sums = native.group_sums(values, span, loss, counted, correct, calibration, offset=low)
+                present = np.flatnonzero(sums[0])
+                out.int_values = present + low
+                out.rows, out.counted, out.mean, out.m2, out.correct = (a[present] for a in sums[:5])
+                out.bins = None if sums[5] is None else sums[5][:, present, :]
+                return out
             out.rows, out.counted, out.mean, out.m2, out.correct, out.bins, out.extra = _sums_by(
                 inverse, values.size, loss, counted, correct, calibration, extra)
             return out
@@ -214,9 +223,10 @@ class GroupTotals:
         return kept, int(rest.size)
 
 
-def _integer_column(columns: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+def _integer_column(columns: list[Any], dense: bool = False) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | tuple[int, int]] | None:
     """One column of integers that fit int64, without nulls: its distinct values (ascending) and
-    each row's index among them; None for anything else (the general path)."""
+    each row's index among them; None for anything else (the general path). `dense`: when the
+    values span a narrow range, the values themselves (int64) and (their minimum, the span) instead."""
     if len(columns) != 1:
         return None
     column = columns[0]
@@ -236,6 +246,8 @@ def _integer_column(columns: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDAr
     if span > 4 * values.size:  # a wide range (values − low could even overflow): a sort
         unique, inverse = np.unique(values, return_inverse=True)
         return unique, inverse.astype(np.int64)
+    if dense:
+        return values, (low, span)
     unique, inverse = _unique(values - low, span)
     return unique + low, inverse
 
@@ -262,7 +274,7 @@ def _unique(codes: npt.NDArray[np.int64], size: int) -> tuple[npt.NDArray[np.int
 
 
 def _sums_by(inverse: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
-             correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], npt.NDArray, npt.NDArray, int] | None,
+             correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], int, npt.NDArray, npt.NDArray, int] | None,
              extra: dict[str, npt.NDArray] | None) -> tuple[Any, ...]:
     """Per group (rows numbered 0…k−1 by `inverse`): rows, counted, mean and M2 of the counted
     losses, correct counted rows, calibration bins, and the `extra` sums — GroupTotals.add's arguments.
@@ -281,9 +293,9 @@ def _sums_by(inverse: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float6
     right = np.bincount(inverse, weights=counted & correct, minlength=k)
     bins = None
     if calibration is not None:
-        bin_of, confidence, hit, m = calibration
-        use = bin_of >= 0
-        flat = inverse[use] * m + bin_of[use]
+        cells, per, confidence, hit, m = calibration
+        use = cells >= 0
+        flat = inverse[use] * m + cells[use] // per
         bins = np.stack([np.bincount(flat, minlength=k * m), np.bincount(flat, weights=confidence[use], minlength=k * m),
                          np.bincount(flat, weights=hit[use], minlength=k * m)]).reshape(3, k, m)
     return rows, n.astype(np.int64), means, m2, right.astype(np.int64), bins, sums_of
