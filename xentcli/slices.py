@@ -191,6 +191,7 @@ class GroupTotals:
         from xentcli.accumulate import wilson
 
         kept, merged = self.kept(len(names), max_groups)
+        eces = None if self.bins is None else expected_calibration_errors(np.stack([sums.bins for _, sums in kept], axis=1))
         records = []
         two_sided = (1 + confidence) / 2
         for index, (key, sums) in enumerate(kept):
@@ -198,11 +199,7 @@ class GroupTotals:
             mean = sums.mean if n else math.nan
             se = math.sqrt(sums.m2 / (n - 1) / n) if n > 1 else math.nan
             half = stats.t_quantile(two_sided, n - 1) * se if n > 1 else math.nan
-            ece = math.nan
-            if sums.bins is not None and sums.bins[0].sum():
-                count, conf, hit = sums.bins
-                used = count > 0
-                ece = float((count[used] / count.sum() * np.abs(hit[used] / count[used] - conf[used] / count[used])).sum())
+            ece = math.nan if sums.bins is None else float(eces[index])
             records.append({
                 "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
                 "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
@@ -221,6 +218,15 @@ class GroupTotals:
         if rest.size:
             kept.append(((OTHER,) * width, self._pooled(rest)))
         return kept, int(rest.size)
+
+
+def expected_calibration_errors(bins: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """ECE = Σ_m (n_m/n)·|acc_m − conf_m| of each group's bins [3 (count, Σconf, Σhit), groups, M];
+    NaN for a group without calibrated rows."""
+    count, conf, hit = bins
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(count > 0, count / count.sum(axis=1, keepdims=True) * np.abs(hit / count - conf / count), 0.0)
+        return np.where(count.sum(axis=1) > 0, terms.sum(axis=1), np.nan)
 
 
 def _integer_column(columns: list[Any], dense: bool = False) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | tuple[int, int]] | None:
