@@ -282,8 +282,13 @@ def test_c_group_sums_equal_the_numpy_reference(monkeypatch):
     # the values themselves as groups (an integer --by column of a narrow range): value − low indexes the sums
     low = -1_000_003
     by_value = native.group_sums(inverse + low, k, loss, counted, correct, calibration, offset=low)
+    # values with gaps (every other one unused), compacted: the groups with rows only, and their indices
+    *compact, present = native.group_sums(inverse * 2 + low, 2 * k, loss, counted, correct, calibration, offset=low, compact=True)
+    assert np.array_equal(present, np.arange(k) * 2)
     monkeypatch.setattr(native, "has_tally", lambda: False)
     with_numpy = _sums_by(inverse, k, loss, counted, correct, calibration, None)
+    for got, value, packed in zip(with_c[:6], by_value, compact):
+        assert np.array_equal(packed, got)
     for got, value, want in zip(with_c[:6], by_value, with_numpy[:6]):
         np.testing.assert_allclose(got, want, rtol=1e-13)
         assert np.array_equal(value, got)
@@ -307,3 +312,48 @@ def test_long_lists_are_written_one_item_per_line_and_parse_back():
     text = dumps(doc)
     assert json.loads(text) == doc
     assert text.count("\n") < 1020  # one line per group, not one per field
+
+
+def test_c_group_merge_equals_the_numpy_merge_bit_for_bit(monkeypatch):
+    """GroupTotals._add_ids in C (native.group_merge) against its numpy twin: chunks of overlapping
+    integer groups, some new, some empty of counted rows, with calibration bins, merged in order; every
+    array equal to the last bit, and the pooled mean and M2 equal to a float64 formula."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+    from xentcli.slices import GroupTotals
+
+    require_c_extension()
+    rng = np.random.default_rng(11)
+    chunks = []
+    for _ in range(6):
+        n = 3000
+        groups = rng.integers(0, 40, n) + rng.integers(0, 3) * 20 - 7
+        loss = rng.gamma(2.0, 0.5, n)
+        counted = rng.random(n) < 0.8
+        counted[groups == groups[0]] = False  # a group without counted rows in this chunk
+        correct = rng.random(n) < 0.5
+        cells = np.where(rng.random(n) < 0.9, rng.integers(0, 3600, n), -1)
+        chunks.append((groups, loss, counted, correct, (cells, 240, rng.random(n), correct, 15)))
+
+    def merged() -> GroupTotals:
+        totals = GroupTotals()
+        for groups, loss, counted, correct, calibration in chunks:
+            totals.merge(GroupTotals.of_chunk([groups], loss, counted, correct, calibration))
+        return totals
+
+    with_c = merged()
+    monkeypatch.setattr(native, "has_tally", lambda: False)
+    with_numpy = merged()
+    assert with_c.keys == with_numpy.keys
+    for name in ("rows", "counted", "mean", "m2", "correct", "bins"):
+        assert np.array_equal(getattr(with_c, name), getattr(with_numpy, name)), name
+    every = np.concatenate([c[0] for c in chunks])
+    losses = np.concatenate([c[1] for c in chunks])
+    kept = np.concatenate([c[2] for c in chunks])
+    for i, (value,) in enumerate(with_c.keys):
+        x = losses[(every == value) & kept]
+        assert with_c.counted[i] == x.size
+        if x.size:
+            assert with_c.mean[i] == pytest.approx(x.mean(), rel=1e-12)
+            assert with_c.m2[i] == pytest.approx(((x - x.mean()) ** 2).sum(), rel=1e-9, abs=1e-12)

@@ -12,6 +12,7 @@ ctypes with the two structs below (their layout is declared again in xentcli/nat
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
 enum { EXAMPLES = 5 }; /* MAX_EXAMPLES in xentcli/diagnostics.py */
@@ -344,14 +345,19 @@ int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const u
    group[i] − offset (0 … k−1): rows, counted rows, the counted losses' mean and M2 (a second pass
    over the rows: the deviations from each group's mean), the counted rows predicted right, and
    with `cell` (the row's calibration cell, −1: none; a bin is `per` cells) the calibration bins
-   [k][m][3]: count, Σconfidence, Σhit, one cache line a row. The sums run in row order, as numpy's
-   bincount does. */
+   count, Σconfidence, Σhit, summed in `scratch` [k][m][3] (one cache line a row; zeroed here) and
+   written out as bins [3][k'][m]. The sums run in row order, as numpy's bincount does. With
+   `present`, the groups without rows are dropped: the k' others (their indices in `present`) move
+   to the front of every output. Returns k'. */
 int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t k, const double *loss, const uint8_t *counted,
                         const uint8_t *correct, int64_t *rows, int64_t *count, double *mean, double *m2, int64_t *right,
-                        const int64_t *cell, int64_t per, int64_t m, const double *confidence, const uint8_t *hit, double *bins) {
+                        const int64_t *cell, int64_t per, int64_t m, const double *confidence, const uint8_t *hit, double *scratch,
+                        double *bins, int64_t *present) {
     int32_t bin_of_cell[4096];  /* cell / per without a division a row (cells < 4096: calibration.CELLS is 3600) */
-    if (cell)
+    if (cell) {
         for (int64_t j = 0; j < m * per && j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per);
+        memset(scratch, 0, (size_t)(k * m * 3) * sizeof(double));
+    }
     for (int64_t i = 0; i < n; i++) {
         const int64_t g = group[i] - offset;
         rows[g]++;
@@ -361,7 +367,7 @@ int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t
             right[g] += correct[i] != 0;
         }
         if (cell && cell[i] >= 0) {
-            double *at = bins + 3 * (g * m + bin_of_cell[cell[i]]);
+            double *at = scratch + 3 * (g * m + bin_of_cell[cell[i]]);
             at[0] += 1.0;
             at[1] += confidence[i];
             at[2] += hit[i] != 0 ? 1.0 : 0.0;
@@ -375,7 +381,23 @@ int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t
             m2[g] += d * d;
         }
     }
-    return k;
+    int64_t kept = k;
+    if (present) {
+        kept = 0;
+        for (int64_t g = 0; g < k; g++) {
+            if (!rows[g]) continue;
+            present[kept] = g;
+            rows[kept] = rows[g], count[kept] = count[g], mean[kept] = mean[g], m2[kept] = m2[g], right[kept] = right[g];
+            kept++;
+        }
+    }
+    if (cell)
+        for (int64_t j = 0; j < kept; j++) {
+            const int64_t g = present ? present[j] : j;
+            for (int64_t s = 0; s < 3; s++)
+                for (int64_t b = 0; b < m; b++) bins[(s * kept + j) * m + b] = scratch[3 * (g * m + b) + s];
+        }
+    return kept;
 }
 
 /* --calibration: each confidence's cell of the grid (calibration.py, cells_of, its numpy twin):
@@ -440,4 +462,30 @@ int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, con
     totals[1] += (double)brier_rows;
     totals[2] += (double)certain_wrong;
     return n;
+}
+
+/* --by: a chunk's per-group partials merged into the totals (GroupTotals._add_ids, its numpy twin,
+   with the same float operations in the same order): other group j is totals' group ids[j]; Chan's
+   merge of the counted losses' mean and M2, the counts added, and the [3][k][m] calibration bins
+   of the other (NULL: none) added into the totals' [3][groups][m]. */
+int64_t xent_group_merge(const int64_t *ids, int64_t k, int64_t groups, const int64_t *rows_b, const int64_t *counted_b,
+                         const double *mean_b, const double *m2_b, const int64_t *correct_b, const double *bins_b, int64_t m,
+                         int64_t *rows, int64_t *counted, double *mean, double *m2, int64_t *correct, double *bins) {
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t g = ids[j], na = counted[g], nb = counted_b[j], total = na + nb;
+        const double safe = (double)(total > 1 ? total : 1);
+        const double step = mean_b[j] - mean[g];
+        mean[g] += total > 0 ? step * (double)nb / safe : 0.0;
+        m2[g] += m2_b[j] + (total > 0 ? step * step * (double)na * (double)nb / safe : 0.0);
+        counted[g] = total;
+        rows[g] += rows_b[j];
+        correct[g] += correct_b[j];
+        if (bins_b)
+            for (int64_t s = 0; s < 3; s++) {
+                double *to = bins + (s * groups + g) * m;
+                const double *from = bins_b + (s * k + j) * m;
+                for (int64_t b = 0; b < m; b++) to[b] += from[b];
+            }
+    }
+    return k;
 }

@@ -73,7 +73,9 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.restype = i64
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
-    library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64, pointer, pointer, pointer]
+    library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
+    library.xent_group_merge.restype = i64
+    library.xent_group_merge.argtypes = [pointer, i64, i64] + [pointer] * 6 + [i64] + [pointer] * 6
     library.xent_calibration_cells.restype = i64
     library.xent_calibration_cells.argtypes = [pointer, pointer, i64, pointer, i64, pointer]
     library.xent_calibration_sums.restype = i64
@@ -319,25 +321,47 @@ def calibration_sums(cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.fl
 
 def group_sums(group: npt.NDArray[np.int64], k: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
                correct: npt.NDArray[np.bool_], bins: tuple[npt.NDArray[np.int64], int, npt.NDArray, npt.NDArray, int] | None,
-               offset: int = 0) -> tuple[npt.NDArray, ...]:
+               offset: int = 0, compact: bool = False) -> tuple[Any, ...]:
     """xent_group_sums in _ctally.c: rows, counted, mean, M2, right per group (row i's group is
     group[i] − offset), and the [3, k, m] calibration bins (None without `bins` = (each row's
-    calibration cell or −1, cells per bin, confidence, hit, m))."""
+    calibration cell or −1, cells per bin, confidence, hit, m)). `compact`: the groups without rows
+    left out, and their indices among the k appended (a seventh value)."""
     assert _LIBRARY is not None
     keep = [np.ascontiguousarray(group, np.int64), np.ascontiguousarray(loss, np.float64),
             np.ascontiguousarray(counted, np.bool_), np.ascontiguousarray(correct, np.bool_)]
     rows, count, right = np.zeros(k, np.int64), np.zeros(k, np.int64), np.zeros(k, np.int64)
     mean, m2 = np.zeros(k), np.zeros(k)
+    present = np.empty(k, np.int64) if compact else None
     out_bins = None
-    bin_args: list = [None, 1, 0, None, None, None]
+    bin_args: list = [None, 1, 0, None, None, None, None]
     if bins is not None:
         cells, per, confidence, hit, m = bins
         extra = [np.ascontiguousarray(cells, np.int64), np.ascontiguousarray(confidence, np.float64), np.ascontiguousarray(hit, np.bool_)]
         keep += extra
-        out_bins = np.zeros((k, m, 3))
-        bin_args = [extra[0].ctypes.data, per, m, extra[1].ctypes.data, extra[2].ctypes.data, out_bins.ctypes.data]
-    _LIBRARY.xent_group_sums(keep[0].ctypes.data, keep[0].size, offset, k, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
-                             rows.ctypes.data, count.ctypes.data, mean.ctypes.data, m2.ctypes.data, right.ctypes.data, *bin_args)
-    if out_bins is not None:
-        out_bins = np.ascontiguousarray(out_bins.transpose(2, 0, 1))
-    return rows, count, mean, m2, right, out_bins
+        out_bins, scratch = np.empty(3 * k * m), np.empty(k * m * 3)
+        keep += [scratch]
+        bin_args = [extra[0].ctypes.data, per, m, extra[1].ctypes.data, extra[2].ctypes.data, scratch.ctypes.data, out_bins.ctypes.data]
+    kept = _LIBRARY.xent_group_sums(keep[0].ctypes.data, keep[0].size, offset, k, keep[1].ctypes.data, keep[2].ctypes.data,
+                                    keep[3].ctypes.data, rows.ctypes.data, count.ctypes.data, mean.ctypes.data, m2.ctypes.data,
+                                    right.ctypes.data, *bin_args, None if present is None else present.ctypes.data)
+    sums = (rows[:kept], count[:kept], mean[:kept], m2[:kept], right[:kept],
+            None if out_bins is None else out_bins[:3 * kept * bins[4]].reshape(3, kept, bins[4]))
+    return sums + (present[:kept],) if present is not None else sums
+
+
+def group_merge(ids: npt.NDArray[np.int64], other: tuple[npt.NDArray, ...], totals: tuple[npt.NDArray, ...]) -> None:
+    """xent_group_merge in _ctally.c: GroupTotals._add_ids without its dozen numpy passes. `other`
+    and `totals` = (rows, counted, mean, m2, correct, bins or None), the totals' arrays updated in
+    place (contiguous, of the dtypes GroupTotals keeps)."""
+    assert _LIBRARY is not None
+    ids = np.ascontiguousarray(ids, np.int64)
+    dtypes = (np.int64, np.int64, np.float64, np.float64, np.int64, np.float64)
+    keep = [None if a is None else np.ascontiguousarray(a, dtype) for a, dtype in zip(other, dtypes)]
+    for a, dtype in zip(totals, dtypes):
+        assert a is None or (a.dtype == dtype and a.flags.c_contiguous)
+    bins, out_bins = keep[5], totals[5]
+    assert (bins is None) == (out_bins is None) and (bins is None or (bins.shape[1] == ids.size and out_bins.shape[2] == bins.shape[2]))
+    m = 0 if bins is None else bins.shape[2]
+    _LIBRARY.xent_group_merge(ids.ctypes.data, ids.size, totals[0].size, *(a.ctypes.data for a in keep[:5]),
+                              None if bins is None else bins.ctypes.data, m, *(a.ctypes.data for a in totals[:5]),
+                              None if out_bins is None else out_bins.ctypes.data)

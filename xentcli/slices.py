@@ -84,6 +84,8 @@ class GroupTotals:
         """The numbers of the groups of these distinct integer values (new ones added)."""
         if self._sorted_ids is None:  # other keys seen: the general path
             return self._ids([(v,) for v in values.tolist()])
+        if values.size == self._sorted.size and np.array_equal(values, self._sorted):  # every group seen so far: no search
+            return self._sorted_ids
         at = np.minimum(np.searchsorted(self._sorted, values), max(self._sorted.size - 1, 0))
         known = (self._sorted.size > 0) & (self._sorted[at] == values) if self._sorted.size else np.zeros(values.size, bool)
         ids = np.empty(values.size, np.int64)
@@ -121,6 +123,9 @@ class GroupTotals:
             self.extra.setdefault(name, np.zeros(len(self.keys)))[ids] += values
         if bins is not None and self.bins is None:
             self.bins = np.zeros((3, len(self.keys), bins.shape[2]))
+        if native.has_tally() and (bins is None) == (self.bins is None):  # one C loop, the same operations as below
+            native.group_merge(ids, (rows, counted, mean, m2, correct, bins), (self.rows, self.counted, self.mean, self.m2, self.correct, self.bins))
+            return
         n_a, n_b = self.counted[ids], counted
         total = n_a + n_b
         safe = np.maximum(total, 1)
@@ -148,11 +153,9 @@ class GroupTotals:
             out._sorted_ids = None
             if isinstance(inverse, tuple):  # a narrow range: the C sums indexed by value − low, then the empty values dropped
                 low, span = inverse
-                sums = native.group_sums(values, span, loss, counted, correct, calibration, offset=low)
-                present = np.flatnonzero(sums[0])
+                *sums, present = native.group_sums(values, span, loss, counted, correct, calibration, offset=low, compact=True)
                 out.int_values = present + low
-                out.rows, out.counted, out.mean, out.m2, out.correct = (a[present] for a in sums[:5])
-                out.bins = None if sums[5] is None else sums[5][:, present, :]
+                out.rows, out.counted, out.mean, out.m2, out.correct, out.bins = sums
                 return out
             out.rows, out.counted, out.mean, out.m2, out.correct, out.bins, out.extra = _sums_by(
                 inverse, values.size, loss, counted, correct, calibration, extra)
