@@ -148,3 +148,41 @@ def test_anti_correlated_scores_end_at_the_upper_bound(tmp_path):
     np.save(tmp_path / "y.npy", np.array([0, 1, 0]))
     t = temperature(tmp_path / "z.npy", "--labels", tmp_path / "y.npy")
     assert t["at_bound"] and t["temperature"] == pytest.approx(1000.0)
+
+
+def test_shards_of_float32_and_float64_give_the_float64_result(tmp_path):
+    """The sample keeps float32 logits as they are and float64 ones as float64; a dump whose first
+    shard is float32 and second float64 (values no float32 holds) scans to the same numbers as one
+    float64 file of the same values: the sample is widened, never the second shard rounded."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 5, 3000)
+    z = rng.normal(size=(3000, 5))
+    z[np.arange(3000), y] += 1.0
+    z = (z * 3).astype(np.float32)
+    (tmp_path / "d").mkdir()
+    np.savez(tmp_path / "d" / "a.npz", logits=z[:1500], labels=y[:1500])
+    wide = z.astype(np.float64)
+    wide[1500:] += 1e-7 * rng.random((1500, 5))  # below float32's resolution at these magnitudes
+    np.savez(tmp_path / "d" / "b.npz", logits=wide[1500:], labels=y[1500:])
+    np.savez(tmp_path / "all.npz", logits=wide, labels=y)
+    mixed = temperature(tmp_path / "d", "--chunk-rows", 500)
+    whole = temperature(tmp_path / "all.npz")
+    assert not whole["at_bound"] and whole["temperature"] > 1
+    for key in ("temperature", "loss", "loss_at_temperature", "sample_rows"):
+        assert mixed[key] == pytest.approx(whole[key], rel=1e-12), key
+
+
+def test_c_row_hashes_equal_splitmix64():
+    """xent_row_hashes (where the chunk is scored) against the numpy splitmix64 and two values of the
+    reference sequence: splitmix64 seeded with 0 gives 0xE220A8397B1DCDAF, then 0x6E789E6AA1B965F4
+    (Vigna's splitmix64.c; row r hashes the state 0x9E3779B97F4A7C15·1 + r)."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+
+    require_c_extension()
+    positions = np.array([0, 1, 5, 2**40, 2**62 - 1], np.int64)
+    for offset in (0, 7, 2**62):
+        assert np.array_equal(native.row_hashes(offset, positions), row_hashes(offset + positions))
+    assert row_hashes(np.array([0]))[0] == np.uint64(0xE220A8397B1DCDAF)
+    assert row_hashes(np.array([0x9E3779B97F4A7C15], np.uint64).astype(np.int64))[0] == np.uint64(0x6E789E6AA1B965F4)

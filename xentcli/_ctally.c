@@ -489,3 +489,10 @@ int64_t xent_group_merge(const int64_t *ids, int64_t k, int64_t groups, const in
     }
     return k;
 }
+
+/* --temperature-scan: splitmix64 of the row numbers offset + positions[i] (temperature.py,
+   row_hashes, its numpy twin), computed where the chunk is scored. */
+int64_t xent_row_hashes(int64_t offset, const int64_t *positions, int64_t n, uint64_t *out) {
+    for (int64_t i = 0; i < n; i++) out[i] = mix64((uint64_t)(offset + positions[i]) + 0x9E3779B97F4A7C15ULL);
+    return n;
+}

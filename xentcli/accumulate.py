@@ -400,7 +400,7 @@ class LossSummary:
                 self.labels.merge(other.labels)
         if other.temperature is not None:
             if self.temperature is None:
-                self.temperature = TemperatureSample(other.temperature.capacity)
+                self.temperature = TemperatureSample(other.temperature.capacity, bound=other.temperature.bound)
             self.temperature.merge(other.temperature)
         if other.clusters is not None:
             if self.clusters is None:

@@ -28,7 +28,7 @@ from xentcli.binary import (
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.histogram import log_histogram
-from xentcli.temperature import TemperatureSample, capacity
+from xentcli.temperature import Bound, TemperatureSample, capacity
 from xentcli.confusions import Confusions
 from xentcli.slices import GroupTotals
 from xentcli.kernels import SampleStats, brier_scores, sample_stats
@@ -87,7 +87,7 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // (bytes_per_row + ROW_STATE_BYTES))
 
 
-def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int) -> ChunkResult:
+def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
     binary = ignore_mask = elements = None
@@ -133,10 +133,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     if config.temperature_scan and elements is not None:  # a sigmoid head scored by element: its elements as two classes
         assert binary is not None and elements.scored is not None
         positions, rows, row_kind, labels, targets = element_view(binary.raw, binary.kind, binary.targets, elements.scored)
-        partial.temperature = TemperatureSample(capacity(2))
+        partial.temperature = TemperatureSample(capacity(2), bound=bound)
         partial.temperature.offer(chunk.offset * binary.raw.shape[1], positions, rows, row_kind, labels, targets)
     elif config.temperature_scan:
-        partial.temperature = TemperatureSample(capacity(info.num_classes))
+        partial.temperature = TemperatureSample(capacity(info.num_classes), bound=bound)
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
                                   None if chunk.targets is not None else stats.label, chunk.targets)
     if chunk.groups is not None and config.slices:
@@ -309,7 +309,9 @@ class Pass:
     def results(self) -> Iterator[ChunkResult]:
         """Every chunk's results, in input order, each merged into the totals before it is yielded."""
         info, config = self.info, self.config
-        args = (info, config, self.top_k)
+        # the temperature sample's threshold, shared with the chunks in flight (they copy only rows that can enter)
+        bound = Bound() if config.temperature_scan and self.keep_totals else None
+        args = (info, config, self.top_k, bound)
         chunks = self.source.chunks(chunk_rows(config, info.bytes_per_row))
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.

@@ -74,6 +74,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
+    library.xent_row_hashes.restype = i64
+    library.xent_row_hashes.argtypes = [i64, pointer, i64, pointer]
     library.xent_group_merge.restype = i64
     library.xent_group_merge.argtypes = [pointer, i64, i64] + [pointer] * 6 + [i64] + [pointer] * 6
     library.xent_calibration_cells.restype = i64
@@ -365,3 +367,12 @@ def group_merge(ids: npt.NDArray[np.int64], other: tuple[npt.NDArray, ...], tota
     _LIBRARY.xent_group_merge(ids.ctypes.data, ids.size, totals[0].size, *(a.ctypes.data for a in keep[:5]),
                               None if bins is None else bins.ctypes.data, m, *(a.ctypes.data for a in totals[:5]),
                               None if out_bins is None else out_bins.ctypes.data)
+
+
+def row_hashes(offset: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """xent_row_hashes in _ctally.c: temperature.row_hashes(offset + positions) in one pass."""
+    assert _LIBRARY is not None
+    positions = np.ascontiguousarray(positions, np.int64)
+    out = np.empty(positions.size, np.uint64)
+    _LIBRARY.xent_row_hashes(offset, positions.ctypes.data, positions.size, out.ctypes.data)
+    return out

@@ -52,6 +52,7 @@ class _Offer:
     """A chunk's scored rows, not copied: the main thread picks from them when it merges the chunk."""
 
     rows: npt.NDArray[np.int64]  # global row numbers
+    hashes: npt.NDArray[np.uint64]  # theirs, computed where the chunk is scored
     positions: npt.NDArray[np.int64]  # each row's position in `scores` (and the labels or targets)
     scores: npt.NDArray  # [n, C], the chunk's own array
     kind: str
@@ -61,7 +62,8 @@ class _Offer:
 
 @dataclass
 class _Rows:
-    """Sampled rows, copied: hashes, row numbers, log-scores [n, C], target mass and Σt·z."""
+    """Sampled rows, copied: hashes, row numbers, log-scores [n, C] (float32 scores as they are, else
+    float64), target mass and Σt·z."""
 
     hashes: npt.NDArray[np.uint64]
     rows: npt.NDArray[np.int64]
@@ -69,56 +71,81 @@ class _Rows:
     mass: npt.NDArray[np.float64]
     dot: npt.NDArray[np.float64]
 
+    NAMES = ("hashes", "rows", "z", "mass", "dot")
+
     def take(self, index: npt.NDArray[np.int64]) -> _Rows:
         return _Rows(self.hashes[index], self.rows[index], self.z[index], self.mass[index], self.dot[index])
 
-    @staticmethod
-    def join(parts: list[_Rows], cut: np.uint64 | None = None) -> _Rows:
-        """The parts' rows one after the other (only those whose hash is at most `cut`, if given),
-        each array copied once."""
-        if cut is not None:
-            parts = [part.take(np.flatnonzero(part.hashes <= cut)) for part in parts]
-        return _Rows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("hashes", "rows", "z", "mass", "dot")))
+
+@dataclass
+class Bound:
+    """The total sample's entry threshold, shared with the chunks being scored: a chunk's rows at or
+    above it can never enter, so they are not copied. Read without a lock: the value only falls, and
+    a value read late is larger, which keeps more rows, never fewer."""
+
+    value: int = 2**64
 
 
 @dataclass
 class TemperatureSample:
     """The rows with the `capacity` smallest hashes. Chunks are offered by reference and picked from
-    when merged (only rows whose hash is below the largest kept are copied); picked rows wait in
-    `pending` until there are `capacity` of them, then one partial sort keeps the smallest — so the
-    work per row offered stays constant however large the sample."""
+    when merged (only rows whose hash is below the largest kept are copied) into one store of 1.5 ×
+    capacity rows, allocated once; when it is full one partial sort keeps the smallest in place — so
+    the work per row offered stays constant however large the sample, and no array is allocated again."""
 
     capacity: int
     seen: int = 0  # rows offered (every scored row)
-    kept: _Rows | None = None  # at most `capacity` rows, any order
-    pending: list[_Rows] = field(default_factory=list)
+    store: _Rows | None = None  # its first `filled` rows are the candidates, any order
+    filled: int = 0
     offers: list[_Offer] = field(default_factory=list)
     threshold: int = 2**64  # rows with a hash at or above it cannot enter (the largest kept, once full)
+    bound: Bound | None = None  # given: offers are picked where the chunk is scored, below the total's threshold
+    picked: list[_Rows] = field(default_factory=list)  # those rows, copied
+
+    @property
+    def kept(self) -> _Rows | None:
+        """The candidates (after _compact: the sample), views into the store."""
+        store = self.store
+        return None if store is None or not self.filled else _Rows(*(getattr(store, name)[:self.filled] for name in _Rows.NAMES))
 
     def offer(self, offset: int, positions: npt.NDArray[np.int64], scores: npt.NDArray, kind: str,
               labels: npt.NDArray | None, targets: npt.NDArray | None) -> None:
         """Offer a chunk's scored rows (`positions` in the chunk starting at row `offset`)."""
+        from xentcli import native
+
         self.seen += positions.size
         if positions.size:
-            self.offers.append(_Offer(offset + positions, positions, scores, kind, labels, targets))
+            rows = offset + positions
+            hashes = native.row_hashes(offset, positions) if native.has_tally() else row_hashes(rows)
+            offer = _Offer(rows, hashes, positions, scores, kind, labels, targets)
+            if self.bound is None:
+                self.offers.append(offer)
+            else:
+                picked = self._picked(offer, self.bound.value)
+                if picked is not None:
+                    self.picked.append(picked)
 
     def merge(self, other: TemperatureSample) -> None:
         self.seen += other.seen
+        self.bound = self.bound or other.bound
         for offer in other.offers:
-            self._pick(offer)
-        for rows in other.pending + ([other.kept] if other.kept is not None else []):
-            self._add(rows.take(np.flatnonzero(rows.hashes < np.uint64(self.threshold)) if self.threshold < 2**64
-                                else np.arange(rows.rows.size)))
+            picked = self._picked(offer, self.threshold)
+            if picked is not None:
+                self._add(picked)
+        for rows in other.picked + ([other.kept] if other.kept is not None else []):
+            self._add(rows.take(np.flatnonzero(rows.hashes < np.uint64(self.threshold))) if self.threshold < 2**64 else rows)
 
-    def _pick(self, offer: _Offer) -> None:
-        """Copy the offer's rows that can enter. splitmix64 is a bijection of 64-bit words, so
-        distinct rows never share a hash: no ties to break."""
-        hashes = row_hashes(offer.rows)
-        enter = np.flatnonzero(hashes < np.uint64(self.threshold)) if self.threshold < 2**64 else np.arange(hashes.size)
+    @staticmethod
+    def _picked(offer: _Offer, threshold: int) -> _Rows | None:
+        """A copy of the offer's rows below the threshold. splitmix64 is a bijection of 64-bit
+        words, so distinct rows never share a hash: no ties to break."""
+        hashes = offer.hashes
+        enter = np.flatnonzero(hashes < np.uint64(threshold)) if threshold < 2**64 else np.arange(hashes.size)
         if not enter.size:
-            return
+            return None
         at = offer.positions[enter]
-        z = np.asarray(offer.scores[at], np.float64)
+        # float32 logits and log-probabilities are kept as they are (exact, half the copying); the scan reads them in float64
+        z = offer.scores[at] if offer.kind != "probs" and offer.scores.dtype == np.float32 else np.asarray(offer.scores[at], np.float64)
         if offer.kind == "probs":
             with np.errstate(divide="ignore"):
                 z = np.log(z)
@@ -127,28 +154,46 @@ class TemperatureSample:
             mass, dot = t.sum(axis=1), np.where(t > 0, t * z, 0.0).sum(axis=1)
         else:
             mass, dot = np.ones(enter.size), z[np.arange(enter.size), offer.labels[at]]  # type: ignore[index]
-        self._add(_Rows(hashes[enter], offer.rows[enter], z, mass, dot))
+        return _Rows(hashes[enter], offer.rows[enter], z, mass, dot)
 
     def _add(self, rows: _Rows) -> None:
-        if not rows.rows.size:
+        """Copy rows into the store, keeping the smallest hashes whenever it is full."""
+        n = rows.rows.size
+        if not n:
             return
-        self.pending.append(rows)
-        if sum(part.rows.size for part in self.pending) >= max(1, self.capacity // 2):
-            self._compact()
+        if self.store is None:
+            size = self.capacity + max(1, self.capacity // 2)
+            self.store = _Rows(np.zeros(size, np.uint64), np.zeros(size, np.int64), np.zeros((size, rows.z.shape[1]), rows.z.dtype),
+                               np.zeros(size), np.zeros(size))
+        elif np.result_type(self.store.z, rows.z) != self.store.z.dtype:  # float64 rows after float32 ones (shards of both)
+            self.store.z = self.store.z.astype(np.result_type(self.store.z, rows.z))
+        size = self.store.rows.size
+        start = 0
+        while start < n:
+            if self.filled == size:
+                self._compact()
+            take = min(n - start, size - self.filled)
+            for name in _Rows.NAMES:
+                getattr(self.store, name)[self.filled:self.filled + take] = getattr(rows, name)[start:start + take]
+            self.filled += take
+            start += take
 
     def _compact(self) -> None:
-        """Keep the `capacity` smallest hashes of the kept and pending rows (a partial sort of the
-        hashes; the chosen rows copied once)."""
-        if not self.pending:
+        """Keep the `capacity` smallest hashes of the candidates, moved to the front of the store (a
+        partial sort of the hashes)."""
+        if self.filled <= self.capacity or self.store is None:
             return
-        parts = ([self.kept] if self.kept is not None else []) + self.pending
-        self.pending = []
-        hashes = np.concatenate([part.hashes for part in parts])
+        hashes = self.store.hashes[:self.filled]
         # the capacity-th smallest hash: hashes are distinct (splitmix64 is a bijection), so exactly capacity rows lie at or below it
-        cut = np.partition(hashes, self.capacity - 1)[self.capacity - 1] if hashes.size > self.capacity else None
-        self.kept = _Rows.join(parts, cut)
-        if self.kept.rows.size == self.capacity:
-            self.threshold = int(self.kept.hashes.max())
+        cut = np.partition(hashes, self.capacity - 1)[self.capacity - 1]
+        keep = np.flatnonzero(hashes <= cut)
+        for name in _Rows.NAMES:
+            array = getattr(self.store, name)
+            array[:self.capacity] = array[keep]
+        self.filled = self.capacity
+        self.threshold = int(cut)
+        if self.bound is not None:
+            self.bound.value = self.threshold
 
     def report(self, threads: int = 1) -> dict[str, Any] | None:
         """The JSON's `calibration.temperature`; None when no row was scored."""
@@ -164,18 +209,28 @@ class TemperatureSample:
         }
 
 
-def _moments(z: npt.NDArray[np.float64], beta: float) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray]:
-    """Per row: logsumexp(βz), E[z] and Var[z] under softmax(βz) (−inf scores weigh nothing)."""
-    scaled = beta * z
-    top = scaled.max(axis=1, keepdims=True)
+def _centred(z: npt.NDArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Once per scan: each row's largest score m, the scores less it, d = z − m (−inf stays), and d
+    with −inf as 0 (what multiplies a weight of 0) — so that each β costs one exp a score."""
+    z = np.asarray(z, np.float64)
+    top = z.max(axis=1)
     with np.errstate(invalid="ignore"):
-        weights = np.exp(scaled - top)
+        d = z - top[:, None]
+    return top, d, np.where(np.isfinite(d), d, 0.0)
+
+
+def _moments(top: npt.NDArray[np.float64], d: npt.NDArray[np.float64], finite_d: npt.NDArray[np.float64],
+             beta: float) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray]:
+    """Per row: logsumexp(βz), E[z] and Var[z] under softmax(βz) (−inf scores weigh nothing), from
+    the weights w = exp(β·d) ≤ 1 (d ≤ 0): logsumexp = β·m + log Σw, E[z] = m + Σw·d/Σw, Var[z] =
+    Σw·d²/Σw − (Σw·d/Σw)² (d is centred on the row's largest score, so the difference keeps its digits)."""
+    weights = np.multiply(d, beta)
+    with np.errstate(invalid="ignore"):
+        np.exp(weights, out=weights)
     total = weights.sum(axis=1)
-    p = weights / total[:, None]
-    finite_z = np.where(p > 0, z, 0.0)
-    mean = (p * finite_z).sum(axis=1)
-    var = (p * (finite_z - mean[:, None]) ** 2).sum(axis=1)
-    return top[:, 0] + np.log(total), mean, var
+    first = np.einsum("ij,ij->i", weights, finite_d) / total
+    second = np.einsum("ij,ij->i", weights * finite_d, finite_d) / total
+    return beta * top + np.log(total), top + first, np.maximum(second - first * first, 0.0)
 
 
 def minimise(z: npt.NDArray[np.float64], mass: npt.NDArray[np.float64], dot: npt.NDArray[np.float64],
@@ -184,16 +239,18 @@ def minimise(z: npt.NDArray[np.float64], mass: npt.NDArray[np.float64], dot: npt
     it, and f(β*), for the rows' log-scores z, target masses and Σt·z."""
     block = max(1, BLOCK_VALUES // z.shape[1])
     blocks = [slice(start, start + block) for start in range(0, z.shape[0], block)]
+    centred = [_centred(z[rows]) for rows in blocks]
 
-    def part(rows: slice, beta: float) -> npt.NDArray[np.float64]:
-        lse, mean, var = _moments(z[rows], beta)
+    def part(index: int, beta: float) -> npt.NDArray[np.float64]:
+        rows = blocks[index]
+        lse, mean, var = _moments(*centred[index], beta)
         m = mass[rows]
         return np.array([(m * lse - beta * dot[rows]).sum(), (m * mean - dot[rows]).sum(), (m * var).sum()])
 
     def evaluate(beta: float) -> tuple[float, float, float]:
         """f, f' and f'' at β: blocks of rows (bounded temporaries) on `threads` threads, their sums
         added in block order (the same result for any thread count)."""
-        parts = list(pool.map(lambda rows: part(rows, beta), blocks))
+        parts = list(pool.map(lambda index: part(index, beta), range(len(blocks))))
         return tuple((np.sum(parts, axis=0) / z.shape[0]).tolist())  # type: ignore[return-value]
 
     with ThreadPoolExecutor(max(1, min(threads, len(blocks)))) as pool:
