@@ -298,6 +298,9 @@ def test_c_bootstrap_equals_numpy_bootstrap(monkeypatch, replicates):
     keys = tuple(sketch.keys(losses) for losses in (base, candidate))
     state.update(keys)
     with_c = state.replicates_of(sketch, (0.5, 0.9))
+    for threads in (2, 3, 7):  # threads split the replicates (the histograms' columns): the same counts
+        split = state.replicates_of(sketch, (0.5, 0.9), threads)
+        assert all(np.array_equal(split[name], with_c[name], equal_nan=True) for name in with_c)
     monkeypatch.setattr(native, "_LIBRARY", None)
     with_numpy = state.replicates_of(sketch, (0.5, 0.9))
     small = state.counts <= 64
@@ -471,3 +474,21 @@ def test_diff_outputs_are_checked_before_the_run(losses_dump, tmp_path):
     assert not (tmp_path / "d.parquet").exists() and (tmp_path / "r.html").read_text() == "keep"
     result = runner.invoke(app, ["diff", *map(str, losses_dump), "-o", str(tmp_path / "x.html"), "--report", str(tmp_path / "x.html")])
     assert result.exit_code == 2 and "-o and --report name the same file" in result.stderr
+
+
+def test_c_unique_counts_equal_numpy_unique():
+    """The bootstrap's cells are counted by a radix sort in C: the same distinct values and counts as
+    np.unique(return_counts=True), over the whole int64 range, repeats, one value, none."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+
+    require_c_extension()
+    rng = np.random.default_rng(8)
+    cases = [np.array([], np.int64), np.array([5]), np.array([3, 3, 3]), np.array([-2**63, 2**63 - 1, 0, -2**63, 7]),
+             rng.integers(-2**63, 2**63 - 1, 100_000, dtype=np.int64), rng.integers(0, 5, 1000) << 40,
+             rng.integers(0, 1500, 200_000) * (1 << 21) + rng.integers(0, 1500, 200_000)]
+    for values in cases:
+        got = native.unique_counts(values.copy())
+        want = np.unique(values, return_counts=True)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

@@ -12,6 +12,7 @@ ctypes with the two structs below (their layout is declared again in xentcli/nat
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
@@ -312,12 +313,12 @@ static inline int64_t poisson_draw(double u, int64_t m, double sqrt_m, const dou
     return x > 0 ? (int64_t)x : 0;
 }
 
-int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const uint64_t *cell_ids,
-                       const int64_t *counts, const int64_t *slot_base, const int64_t *slot_candidate, int64_t span,
+int64_t xent_bootstrap(int64_t cells, int64_t replicates, int64_t first, int64_t last, uint64_t seed, const uint64_t *cell_ids,
+                       const int64_t *counts, const int64_t *slot_base, const int64_t *slot_candidate,
                        const double *cdf, int64_t cdf_width, int64_t small_mean, const int32_t *guide,
                        int64_t guide_width, int64_t *hist_base, int64_t *hist_candidate) {
+    /* only replicates first … last − 1 (first even): threads share the histograms, each its columns */
     const uint64_t golden = 0x9E3779B97F4A7C15ULL, salt = mix64(seed + golden);
-    (void)span;
     for (int64_t c = 0; c < cells; c++) {
         const uint64_t word = mix64(cell_ids[c] ^ salt);
         const int64_t m = counts[c];
@@ -326,12 +327,12 @@ int64_t xent_bootstrap(int64_t cells, int64_t replicates, uint64_t seed, const u
         const double sqrt_m = sqrt((double)m);
         int64_t *base = hist_base + slot_base[c] * replicates, *candidate = hist_candidate + slot_candidate[c] * replicates;
         /* one hash gives two replicates' uniforms: its high and its low 32 bits */
-        for (int64_t b = 0; b < replicates; b += 2) {
+        for (int64_t b = first; b < last; b += 2) {
             const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);
             const int64_t k = poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
             base[b] += k;
             candidate[b] += k;
-            if (b + 1 < replicates) {
+            if (b + 1 < last) {
                 const int64_t k2 = poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
                 base[b + 1] += k2;
                 candidate[b + 1] += k2;
@@ -495,4 +496,49 @@ int64_t xent_group_merge(const int64_t *ids, int64_t k, int64_t groups, const in
 int64_t xent_row_hashes(int64_t offset, const int64_t *positions, int64_t n, uint64_t *out) {
     for (int64_t i = 0; i < n; i++) out[i] = mix64((uint64_t)(offset + positions[i]) + 0x9E3779B97F4A7C15ULL);
     return n;
+}
+
+/* xent diff's bootstrap cells (compare.py, Bootstrap._compact; numpy's unique(return_counts=True) is
+   its twin): the distinct values of `values` in ascending order with their counts, by an LSD radix
+   sort of value − min in 16-bit digits (as many passes as the range needs: two for the cells of
+   ordinary losses) instead of a comparison sort. Both arrays (n values each) are overwritten, no
+   other memory is used: the k distinct values end at the front of one, their counts at the front
+   of the other — of `scratch` and `values` respectively when *swapped is set. Returns k (−1: out of memory). */
+int64_t xent_unique_counts(int64_t *values, int64_t n, int64_t *scratch, int64_t *swapped) {
+    *swapped = 0;
+    if (n <= 0) return 0;
+    int64_t low = values[0], high = values[0];
+    for (int64_t i = 1; i < n; i++) {
+        if (values[i] < low) low = values[i];
+        if (values[i] > high) high = values[i];
+    }
+    const uint64_t range = (uint64_t)high - (uint64_t)low;
+    int64_t *from = values, *to = scratch;
+    int64_t *count = malloc(sizeof(int64_t) << 16);  /* 512 KiB: not on a thread's stack */
+    if (!count) return -1;
+    for (int shift = 0; shift < 64 && (range >> shift) != 0; shift += 16) {
+        memset(count, 0, sizeof(int64_t) << 16);
+        for (int64_t i = 0; i < n; i++) count[(((uint64_t)from[i] - (uint64_t)low) >> shift) & 0xFFFF]++;
+        int64_t at = 0;
+        for (int64_t d = 0; d < (1 << 16); d++) {
+            const int64_t c = count[d];
+            count[d] = at;
+            at += c;
+        }
+        for (int64_t i = 0; i < n; i++) to[count[(((uint64_t)from[i] - (uint64_t)low) >> shift) & 0xFFFF]++] = from[i];
+        int64_t *swap = from;
+        from = to, to = swap;
+    }
+    free(count);
+    *swapped = from == scratch;
+    int64_t k = 0;  /* run-length: the distinct values forward in `from` (k <= i), their counts in `to` */
+    for (int64_t i = 0; i < n; i++) {
+        if (k && from[k - 1] == from[i]) {
+            to[k - 1]++;
+        } else {
+            from[k] = from[i], to[k] = 1;
+            k++;
+        }
+    }
+    return k;
 }

@@ -175,25 +175,28 @@ class Bootstrap:
     seed: int
     cells: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # see _CELL
     counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    _pending: list[tuple[npt.NDArray, npt.NDArray]] = field(default_factory=list, repr=False)
+    _pending: list[npt.NDArray[np.int64]] = field(default_factory=list, repr=False)  # one cell a pair, not yet counted
 
     def update(self, keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> None:
         """Add pairs given both sides' sketch keys (_ZERO_KEY for zero losses)."""
-        cells = (keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY)
-        unique, inverse = np.unique(cells, return_inverse=True)
-        self._pending.append((unique, np.bincount(inverse)))
-        if sum(part[0].size for part in self._pending) > max(1 << 20, 4 * self.cells.size):
+        self._pending.append((keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY))
+        if sum(part.size for part in self._pending) > max(1 << 20, 4 * self.cells.size):
             self._compact()
 
     def _compact(self) -> None:
-        """Fold the chunks' cells into the totals (batched: one merge per many chunks)."""
+        """Fold the pending pairs' cells into the totals: one sort per million pairs or more (8 MiB
+        of pending cells at most, or 4 × the cells held)."""
         if self._pending:
             parts, self._pending = self._pending, []
-            cells = np.concatenate([part[0] for part in parts])
-            unique, inverse = np.unique(cells, return_inverse=True)
-            self._add(unique, np.bincount(inverse, weights=np.concatenate([part[1] for part in parts])).astype(np.int64))
+            cells = np.concatenate(parts)
+            unique, counts = native.unique_counts(cells) if native.has_bootstrap() else np.unique(cells, return_counts=True)
+            self._add(unique, counts.astype(np.int64))
 
     def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
+        """Add distinct sorted cells and their counts."""
+        if not self.cells.size:
+            self.cells, self.counts = cells, counts
+            return
         merged = np.union1d(self.cells, cells)
         total = np.zeros(merged.size, np.int64)
         for side_cells, side_counts in ((self.cells, self.counts), (cells, counts)):
@@ -216,26 +219,22 @@ class Bootstrap:
         return poisson_draws(self.counts[cells], halves[:, : self.replicates].astype(np.float64) * 2.0**-32)
 
     def _native(self, slots: dict[str, npt.NDArray], span: int, threads: int) -> dict[str, npt.NDArray[np.int64]]:
-        """The C loop (GIL released) over `threads` parts of the cells, each into buffers of its own,
-        added up after: integer counts, so the histograms are the same for any thread count."""
+        """The C loop (GIL released) on `threads` threads, each over every cell for its own columns
+        (replicates) of the two histograms: no copies to add up, the same counts for any thread count."""
         from concurrent.futures import ThreadPoolExecutor
 
-        parts = [part for part in np.array_split(np.arange(self.cells.size), max(1, threads)) if part.size]
+        hist = {side: np.zeros((span, self.replicates), np.int64) for side in slots}  # [span, B]: a cell's replicates adjacent
+        pairs = (self.replicates + 1) // 2  # replicates 2j and 2j + 1 share a hash: split between pairs
+        edges = [2 * (pairs * part // max(1, threads)) for part in range(max(1, threads) + 1)]
+        ranges = [(first, min(last, self.replicates)) for first, last in zip(edges, edges[1:]) if first < min(last, self.replicates)]
 
-        def one(part: npt.NDArray) -> dict[str, npt.NDArray]:
-            by_slot = {side: np.zeros((span, self.replicates), np.int64) for side in slots}  # [span, B]: a cell's replicates adjacent
-            cells = slice(int(part[0]), int(part[-1]) + 1)
-            native.bootstrap(self.replicates, self.seed, self.cells[cells].view(np.uint64), self.counts[cells],
-                             slots["base"][cells], slots["candidate"][cells], span, CDF_TABLE, _SMALL_MEAN, GUIDE_TABLE,
-                             by_slot["base"], by_slot["candidate"])
-            return by_slot
+        def one(columns: tuple[int, int]) -> None:
+            native.bootstrap(self.replicates, self.seed, self.cells.view(np.uint64), self.counts, slots["base"], slots["candidate"],
+                             CDF_TABLE, _SMALL_MEAN, GUIDE_TABLE, hist["base"], hist["candidate"], *columns)
 
-        with ThreadPoolExecutor(len(parts) or 1) as pool:
-            results = list(pool.map(one, parts))
-        for result in results[1:]:  # integer counts: the same for any split of the cells
-            for side in slots:
-                results[0][side] += result[side]
-        return results[0]
+        with ThreadPoolExecutor(len(ranges) or 1) as pool:
+            list(pool.map(one, ranges))
+        return hist
 
     def replicates_of(self, sketch: QuantileSketch, quantiles: tuple[float, ...], threads: int = 1) -> dict[str, F64]:
         """Per replicate: each side's quantiles, interpolated within the sketch's buckets."""
@@ -262,17 +261,20 @@ class Bootstrap:
                         np.int64).reshape(self.replicates, span).T
         out = {}
         for side in sides:
+            cumulative = np.cumsum(hist[side], axis=0)
             for q in quantiles:
-                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q)
+                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q, cumulative)
         return out
 
 
-def interpolated_quantiles(hist: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float) -> F64:
+def interpolated_quantiles(hist: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float,
+                           cumulative: npt.NDArray[np.int64] | None = None) -> F64:
     """The q-quantile (rank q·(W − 1)) of each replicate's (column's) weighted bucket counts, hist
     [slots, replicates]: slot 0 holds zeros, slot i ≥ 1 the sketch bucket k = buckets[i], i.e.
     (γ^(k−1), γ^k]; within a bucket the value is interpolated in log space by the rank's place
-    among its weight, so that intervals move smoothly instead of by whole buckets."""
-    cumulative = np.cumsum(hist, axis=0)
+    among its weight, so that intervals move smoothly instead of by whole buckets. `cumulative`:
+    hist's cumulative sums down the slots, when the caller has them."""
+    cumulative = np.cumsum(hist, axis=0) if cumulative is None else cumulative
     total = cumulative[-1]
     rank = q * (total - 1)
     index = np.minimum((cumulative <= rank[None, :]).sum(axis=0), hist.shape[0] - 1)
@@ -306,7 +308,8 @@ class RankedPairs:
     def update(self, rows: npt.NDArray[np.int64], key: F64, details: Any) -> None:
         if self.k == 0 or rows.size == 0:
             return
-        picked = top_rows(np.ones(rows.size, bool), key, self.k)
+        # once k pairs are held, only a key at least the k-th largest can enter (equal ones: the row decides, in merge)
+        picked = top_rows(np.ones(rows.size, bool) if self.keys.size < self.k else key >= self.keys[-1], key, self.k)
         self.merge(RankedPairs(self.k, rows[picked], key[picked], [details(i) for i in picked.tolist()]))
 
     def merge(self, other: RankedPairs) -> None:

@@ -74,6 +74,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
+    library.xent_unique_counts.restype = i64
+    library.xent_unique_counts.argtypes = [pointer, i64, pointer, pointer]
     library.xent_row_hashes.restype = i64
     library.xent_row_hashes.argtypes = [i64, pointer, i64, pointer]
     library.xent_group_merge.restype = i64
@@ -83,7 +85,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_bootstrap.restype = i64
-    library.xent_bootstrap.argtypes = [i64, i64, ctypes.c_uint64] + [pointer] * 4 + [i64, pointer, i64, i64, pointer, i64] + [pointer] * 2
+    library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 2
     return functions, library.xent_tally, library
 
 
@@ -241,9 +243,11 @@ def has_bootstrap() -> bool:
 
 
 def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDArray, slot_base: npt.NDArray,
-              slot_candidate: npt.NDArray, span: int, cdf: npt.NDArray, small_mean: int, guide: npt.NDArray,
-              hist_base: npt.NDArray, hist_candidate: npt.NDArray) -> None:
-    """xent_bootstrap in _ctally.c: adds every cell's replicate weights into the histograms given."""
+              slot_candidate: npt.NDArray, cdf: npt.NDArray, small_mean: int, guide: npt.NDArray,
+              hist_base: npt.NDArray, hist_candidate: npt.NDArray, first: int = 0, last: int | None = None) -> None:
+    """xent_bootstrap in _ctally.c: adds every cell's weights of replicates first … last − 1 (first
+    even; all by default) into the histograms given [slots, replicates]."""
+    assert first % 2 == 0
     assert _LIBRARY is not None
     keep = [np.ascontiguousarray(cell_ids, np.uint64), np.ascontiguousarray(counts, np.int64),
             np.ascontiguousarray(slot_base, np.int64), np.ascontiguousarray(slot_candidate, np.int64),
@@ -251,8 +255,8 @@ def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDA
     for out in (hist_base, hist_candidate):
         assert out.dtype == np.int64 and out.flags.c_contiguous
     _LIBRARY.xent_bootstrap(
-        keep[0].size, replicates, seed, keep[0].ctypes.data, keep[1].ctypes.data, keep[2].ctypes.data, keep[3].ctypes.data,
-        span, keep[4].ctypes.data, keep[4].shape[1], small_mean, keep[5].ctypes.data, keep[5].shape[1],
+        keep[0].size, replicates, first, replicates if last is None else last, seed, keep[0].ctypes.data, keep[1].ctypes.data,
+        keep[2].ctypes.data, keep[3].ctypes.data, keep[4].ctypes.data, keep[4].shape[1], small_mean, keep[5].ctypes.data, keep[5].shape[1],
         hist_base.ctypes.data, hist_candidate.ctypes.data,
     )
 
@@ -376,3 +380,18 @@ def row_hashes(offset: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.
     out = np.empty(positions.size, np.uint64)
     _LIBRARY.xent_row_hashes(offset, positions.ctypes.data, positions.size, out.ctypes.data)
     return out
+
+
+def unique_counts(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """xent_unique_counts in _ctally.c: np.unique(values, return_counts=True) by a radix sort, in
+    `values` itself (a contiguous int64 array is overwritten) and one scratch array; the results are
+    views into those two."""
+    assert _LIBRARY is not None
+    values = np.ascontiguousarray(values, np.int64)
+    scratch = np.empty_like(values)
+    swapped = np.zeros(1, np.int64)
+    k = _LIBRARY.xent_unique_counts(values.ctypes.data, values.size, scratch.ctypes.data, swapped.ctypes.data)
+    if k < 0:
+        raise MemoryError("xent_unique_counts")
+    distinct, counts = (scratch, values) if swapped[0] else (values, scratch)
+    return distinct[:k], counts[:k]
