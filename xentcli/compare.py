@@ -261,26 +261,24 @@ class Bootstrap:
                         np.int64).reshape(self.replicates, span).T
         out = {}
         for side in sides:
-            cumulative = np.cumsum(hist[side], axis=0)
+            cumulative = np.cumsum(hist[side], axis=0, out=hist[side])  # in place: no second [slots, B] array
             for q in quantiles:
-                out[f"{side}_{q}"] = interpolated_quantiles(hist[side], buckets, sketch.gamma, q, cumulative)
+                out[f"{side}_{q}"] = interpolated_quantiles(cumulative, buckets, sketch.gamma, q)
         return out
 
 
-def interpolated_quantiles(hist: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float,
-                           cumulative: npt.NDArray[np.int64] | None = None) -> F64:
-    """The q-quantile (rank q·(W − 1)) of each replicate's (column's) weighted bucket counts, hist
-    [slots, replicates]: slot 0 holds zeros, slot i ≥ 1 the sketch bucket k = buckets[i], i.e.
-    (γ^(k−1), γ^k]; within a bucket the value is interpolated in log space by the rank's place
-    among its weight, so that intervals move smoothly instead of by whole buckets. `cumulative`:
-    hist's cumulative sums down the slots, when the caller has them."""
-    cumulative = np.cumsum(hist, axis=0) if cumulative is None else cumulative
+def interpolated_quantiles(cumulative: npt.NDArray[np.int64], buckets: npt.NDArray[np.int64], gamma: float, q: float) -> F64:
+    """The q-quantile (rank q·(W − 1)) of each replicate's (column's) weighted bucket counts, given
+    as their cumulative sums down the slots [slots, replicates]: slot 0 holds zeros, slot i ≥ 1 the
+    sketch bucket k = buckets[i], i.e. (γ^(k−1), γ^k]; within a bucket the value is interpolated in
+    log space by the rank's place among its weight, so that intervals move smoothly instead of by
+    whole buckets."""
     total = cumulative[-1]
     rank = q * (total - 1)
-    index = np.minimum((cumulative <= rank[None, :]).sum(axis=0), hist.shape[0] - 1)
-    columns = np.arange(hist.shape[1])
+    index = np.minimum((cumulative <= rank[None, :]).sum(axis=0), cumulative.shape[0] - 1)
+    columns = np.arange(cumulative.shape[1])
     before = np.where(index > 0, cumulative[np.maximum(index - 1, 0), columns], 0)
-    count = np.maximum(hist[index, columns], 1)
+    count = np.maximum(cumulative[index, columns] - before, 1)
     fraction = np.clip((rank - before + 0.5) / count, 0.0, 1.0)
     key = buckets[index]
     values = np.where(index == 0, 0.0, gamma ** (key - 1 + fraction))
