@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -555,6 +555,9 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
 
     options.validate()
     gates.validate()
+    if make_pass is None and options.key is None:  # row order: the two sides in lockstep, each on half the threads
+        def make_pass(config: Any) -> Any:
+            return Pass(replace(config, threads=max(1, config.threads // 2)), background=True)
     make_pass = make_pass or Pass
     base, candidate = make_pass(base_config), make_pass(candidate_config)
     names = (base.info.path, candidate.info.path)

@@ -284,10 +284,13 @@ class Pass:
     into the totals as they come), then the Report. `run` drives one; `xent diff` drives two in
     lockstep."""
 
-    def __init__(self, config: RunConfig, source: Source | None = None, keep_totals: bool = True) -> None:
-        """`keep_totals=False`: the chunks' results only (a Dask task returns each chunk's part)."""
+    def __init__(self, config: RunConfig, source: Source | None = None, keep_totals: bool = True, background: bool = False) -> None:
+        """`keep_totals=False`: the chunks' results only (a Dask task returns each chunk's part).
+        `background`: chunks are computed on worker threads even with one thread (a diff's two sides
+        run side by side, each on its share of the threads)."""
         self.config = config
         self.keep_totals = keep_totals
+        self.background = background
         self.source = source or Source(config.source)
         self.info = info = self.source.description
         check_options(config, info)
@@ -316,7 +319,7 @@ class Pass:
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.
         threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
-        if threads <= 1:
+        if threads <= 1 and not (self.background and info.bytes_per_row <= DEFAULT_CHUNK_BYTES):
             for chunk in chunks:
                 result = _compute(chunk, *args)
                 self._merge(result)
