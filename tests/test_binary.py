@@ -561,3 +561,27 @@ def test_multilabel_per_sample_csv_is_refused(tmp_path):
     result = runner.invoke(app, ["score", *map(str, args), "-o", str(tmp_path / "out.csv")])
     assert result.exit_code == 2 and ".parquet" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_float32_multilabel_targets_of_any_type_score_alike(tmp_path):
+    """Multi-hot targets stored as bool, uint8, int64, float64 or float32 are the same targets: the
+    same numbers (the C path takes float32 logits with any of them); float64 soft targets float32
+    cannot hold take the float64 reading and keep the accuracy guarantee against a float64 formula."""
+    rng = np.random.default_rng(21)
+    z = (rng.normal(size=(3000, 9)) * 4).astype(np.float32)
+    hot = rng.random((3000, 9)) < 0.3
+    docs = []
+    for dtype in (np.float32, np.bool_, np.uint8, np.int64, np.float64):
+        np.save(tmp_path / "t.npy", hot.astype(dtype))
+        np.save(tmp_path / "z.npy", z)
+        docs.append(score(tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid", "--chunk-rows", "700"))
+    want = _bce(z.astype(np.float64), hot.astype(np.float64)).mean(axis=1).mean()
+    for doc in docs:
+        assert doc["summary"]["loss_mean"] == docs[0]["summary"]["loss_mean"]
+        assert doc["summary"]["exact_match"] == docs[0]["summary"]["exact_match"]
+        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+    soft = np.where(hot, 0.9, 0.1)  # 0.1 and 0.9 are no float32 numbers
+    np.save(tmp_path / "t.npy", soft)
+    rows = per_sample(tmp_path, tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid")
+    exact = _bce(z.astype(np.float64), soft).mean(axis=1)
+    assert np.all(np.abs(rows["loss"] - exact) <= np.maximum(1e-6, 1e-6 * np.abs(exact)))

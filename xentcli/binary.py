@@ -42,6 +42,7 @@ class BinaryRows:
     soft: bool  # the chunk's targets are probabilities (read as dense rows)
     outside: npt.NDArray[np.bool_]  # shaped like raw
     bad_target: npt.NDArray[np.bool_] | None = None  # targets outside [0, 1] (the element path; else XE201/XE202/XE207)
+    extremes: tuple[npt.NDArray, npt.NDArray] | None = None  # each row's lowest and highest score, when already known
 
     def per_row(self, values: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """Any element of the row (a binary head's row is its element)."""
@@ -49,10 +50,14 @@ class BinaryRows:
 
     @cached_property
     def low(self) -> npt.NDArray:
+        if self.extremes is not None:
+            return self.extremes[0]
         return self.raw if self.raw.ndim == 1 else self.raw.min(axis=1)
 
     @cached_property
     def high(self) -> npt.NDArray:
+        if self.extremes is not None:
+            return self.extremes[1]
         return self.raw if self.raw.ndim == 1 else self.raw.max(axis=1)
 
 
@@ -213,11 +218,14 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     (their probabilities only with `detail` or K = 1: the per-sample output needs them)."""
     raw = scores
     n, k = raw.shape
-    if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype == np.float32 and pos_weight is None
+    if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype.kind in "biuf" and pos_weight is None
             and class_weights is None and not smoothing and ignore not in (0, 1) and native.has_sigmoid()):
-        fast = _element_chunk_native(raw, targets.reshape(raw.shape), threshold)
-        if fast is not None:
-            return fast
+        t32 = targets if targets.dtype == np.float32 else targets.astype(np.float32)
+        # multi-hot rows of any type (0/1, bool, float64 values float32 holds) are the same float32 targets: the C path
+        if t32 is targets or bool(np.array_equal(t32, targets)):
+            fast = _element_chunk_native(raw, t32.reshape(raw.shape), threshold)
+            if fast is not None:
+                return fast
     if targets.dtype.kind not in "biuf":
         t = np.full(raw.shape, np.nan)
     else:  # float32 targets stay float32 (0/1 and soft values alike are scored in the scores' precision at most)
@@ -306,7 +314,7 @@ def _element_chunk_native(raw: npt.NDArray[np.float32], t: npt.NDArray[np.float3
     )
     totals = LabelTotals(np.full(k, n, np.int64), out["positives"], out["predicted"], out["correct"], out["true_positives"], out["loss_sum"])
     empty = np.empty((0, k))
-    rows = BinaryRows(raw, "logits", t, soft=False, outside=np.broadcast_to(False, raw.shape))
+    rows = BinaryRows(raw, "logits", t, soft=False, outside=np.broadcast_to(False, raw.shape), extremes=(out["row_min"], out["row_max"]))
     return stats, np.zeros(n, bool), rows, ElementRows(empty, empty.astype(bool), empty.astype(bool), empty.astype(bool), empty, None, totals)
 
 

@@ -220,10 +220,10 @@ class DaskPass:
 
     def tasks(self, samples_folder: str | None = None, rows: bool = False) -> Iterator[tuple[Task, tuple[int, int], TaskResult]]:
         """Each task, the (row, sequence) it starts at, and its result, in input order, once its parts are merged."""
-        from xentcli.engine import chunk_rows
+        from xentcli.engine import chunk_rows, row_bytes
 
         config = replace(self.config, per_sample=samples_folder is not None)
-        tasks = [replace(t, rows=rows) for t in plan(self.source, config, chunk_rows(config, self.info.bytes_per_row),
+        tasks = [replace(t, rows=rows) for t in plan(self.source, config, chunk_rows(config, row_bytes(config, self.info)),
                                                      self.engine.task_rows, samples_folder)]
         self.planned = len(tasks)
         window = max(4, 2 * sum(self._client.nthreads().values()) + 1)

@@ -87,6 +87,18 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     return max(1, DEFAULT_CHUNK_BYTES // (bytes_per_row + ROW_STATE_BYTES))
 
 
+def row_bytes(config: RunConfig, info: InputDescription) -> int:
+    """Bytes a row takes while it is scored. A multi-label head of float32 logits without per-element
+    output, weights or smoothing takes the C path (binary._element_chunk_native): its scores, its
+    targets as read and their float32 copy, ~24 bytes a label instead of the numpy path's ~90."""
+    options = config.loss
+    if (info.head == "multilabel" and info.input_kind == "logits" and "float64" not in info.score_dtype and not options.label_smoothing
+            and options.pos_weight is None and options.class_weights is None
+            and not (config.per_sample or config.calibration or config.temperature_scan)):
+        return info.num_classes * 24
+    return info.bytes_per_row
+
+
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
@@ -315,7 +327,7 @@ class Pass:
         # the temperature sample's threshold, shared with the chunks in flight (they copy only rows that can enter)
         bound = Bound() if config.temperature_scan and self.keep_totals else None
         args = (info, config, self.top_k, bound)
-        chunks = self.source.chunks(chunk_rows(config, info.bytes_per_row))
+        chunks = self.source.chunks(chunk_rows(config, row_bytes(config, info)))
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.
         threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
