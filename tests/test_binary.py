@@ -585,3 +585,27 @@ def test_float32_multilabel_targets_of_any_type_score_alike(tmp_path):
     rows = per_sample(tmp_path, tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid")
     exact = _bce(z.astype(np.float64), soft).mean(axis=1)
     assert np.all(np.abs(rows["loss"] - exact) <= np.maximum(1e-6, 1e-6 * np.abs(exact)))
+
+
+def test_the_numpy_element_path_in_blocks_equals_it_whole(monkeypatch):
+    """A chunk sized for the C path that the numpy path scores (soft targets, a NaN-masked element,
+    per-element detail) is scored in blocks of rows: every array the same as scored whole."""
+    from dataclasses import fields
+
+    from xentcli import binary
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(1000, 7)).astype(np.float32) * 3
+    t = rng.random((1000, 7)).astype(np.float32)
+    t[5, 3] = np.nan
+    whole = binary.element_chunk(z, "logits", t, -100, 0.0, None, None, 0.5, True)
+    monkeypatch.setattr(binary, "NUMPY_BLOCK_ELEMENTS", 50)  # blocks of 7 rows
+    blocks = binary.element_chunk(z, "logits", t, -100, 0.0, None, None, 0.5, True)
+    assert blocks[2].raw is z
+    for got, want in zip(blocks, whole):
+        if isinstance(want, np.ndarray):
+            assert np.array_equal(got, want, equal_nan=True)
+            continue
+        for f in fields(want):
+            a, b = getattr(got, f.name), getattr(want, f.name)
+            assert (np.array_equal(a, b, equal_nan=a.dtype.kind == "f") if isinstance(b, np.ndarray) else a == b), f.name

@@ -18,7 +18,7 @@ stored (raw), not the two-class view.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any
 
@@ -209,13 +209,17 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
         return loss if class_weights is None else class_weights * loss
 
 
+NUMPY_BLOCK_ELEMENTS = 1 << 17  # elements the numpy path scores at once: ~90 bytes of temporaries each
+
+
 def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: int | None, smoothing: float,
                   pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float, detail: bool = True,
                   epsilon: float | None = None) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
     """A chunk of a sigmoid head scored element by element: the rows' statistics (a row's loss is
     the mean of its counted elements' losses; with K = 1 exactly the binary head's), the rows to
     ignore (every element ignored), the rows as stored (for the diagnostics) and the elements
-    (their probabilities only with `detail` or K = 1: the per-sample output needs them)."""
+    (their probabilities only with `detail` or K = 1: the per-sample output needs them). Chunks are
+    sized for the C path; the numpy path scores a larger one in blocks of rows (bounded temporaries)."""
     raw = scores
     n, k = raw.shape
     if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype.kind in "biuf" and pos_weight is None
@@ -226,6 +230,32 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
             fast = _element_chunk_native(raw, t32.reshape(raw.shape), threshold)
             if fast is not None:
                 return fast
+    rows_at_once = max(1, NUMPY_BLOCK_ELEMENTS // k)
+    if n > rows_at_once:
+        blocks = [_element_block(raw[start:start + rows_at_once], kind, targets[start:start + rows_at_once], ignore, smoothing,
+                                 pos_weight, class_weights, threshold, detail, epsilon) for start in range(0, n, rows_at_once)]
+        joined = [_joined([block[part] for block in blocks]) for part in range(4)]
+        joined[2].raw = raw  # the chunk's own array, not a copy
+        return tuple(joined)  # type: ignore[return-value]
+    return _element_block(raw, kind, targets, ignore, smoothing, pos_weight, class_weights, threshold, detail, epsilon)
+
+
+def _joined(parts: list[Any]) -> Any:
+    """Blocks of rows as one: arrays concatenated, everything else as in the first block."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    values = {}
+    for f in fields(parts[0]):
+        items = [getattr(part, f.name) for part in parts]
+        values[f.name] = np.concatenate(items) if isinstance(items[0], np.ndarray) else items[0]
+    return type(parts[0])(**values)
+
+
+def _element_block(raw: npt.NDArray, kind: str, targets: npt.NDArray, ignore: int | None, smoothing: float,
+                   pos_weight: npt.NDArray | None, class_weights: npt.NDArray | None, threshold: float, detail: bool,
+                   epsilon: float | None) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
+    """element_chunk's numpy path on a block of rows."""
+    n, k = raw.shape
     if targets.dtype.kind not in "biuf":
         t = np.full(raw.shape, np.nan)
     else:  # float32 targets stay float32 (0/1 and soft values alike are scored in the scores' precision at most)
