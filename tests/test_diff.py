@@ -492,3 +492,13 @@ def test_c_unique_counts_equal_numpy_unique():
         got = native.unique_counts(values.copy())
         want = np.unique(values, return_counts=True)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_the_largest_poisson_draw_respects_the_histograms_bound():
+    """The C bootstrap keeps int32 histograms when 159 × pairs < 2^31, relying on every draw for a
+    cell of m pairs being at most 9·m + 150 (the largest 32-bit uniform, 1 − 2^-32)."""
+    from xentcli.compare import poisson_draws
+
+    m = np.array([1, 2, 10, 63, 64, 65, 100, 1000, 10**6, 10**9])
+    k = poisson_draws(m, np.full((m.size, 1), 1 - 2**-32))[:, 0]
+    assert np.all(k <= 9 * m + 150) and np.all(k >= m)

@@ -313,31 +313,41 @@ static inline int64_t poisson_draw(double u, int64_t m, double sqrt_m, const dou
     return x > 0 ? (int64_t)x : 0;
 }
 
+/* One cell's replicate weights first … last − 1 added into histograms of type T (int32 or int64). */
+#define XENT_BOOTSTRAP_CELLS(T, hist_b, hist_c)                                                                          \
+    for (int64_t c = 0; c < cells; c++) {                                                                                \
+        const uint64_t word = mix64(cell_ids[c] ^ salt);                                                                 \
+        const int64_t m = counts[c];                                                                                     \
+        const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;                                             \
+        const int32_t *start = m <= small_mean ? guide + (m - 1) * guide_width : 0;                                      \
+        const double sqrt_m = sqrt((double)m);                                                                           \
+        T *base = hist_b + slot_base[c] * replicates, *candidate = hist_c + slot_candidate[c] * replicates;              \
+        /* one hash gives two replicates' uniforms: its high and its low 32 bits */                                     \
+        for (int64_t b = first; b < last; b += 2) {                                                                      \
+            const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);                                             \
+            const T k = (T)poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);             \
+            base[b] += k;                                                                                                \
+            candidate[b] += k;                                                                                           \
+            if (b + 1 < last) {                                                                                          \
+                const T k2 = (T)poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start, guide_width); \
+                base[b + 1] += k2;                                                                                       \
+                candidate[b + 1] += k2;                                                                                  \
+            }                                                                                                            \
+        }                                                                                                                \
+    }
+
 int64_t xent_bootstrap(int64_t cells, int64_t replicates, int64_t first, int64_t last, uint64_t seed, const uint64_t *cell_ids,
                        const int64_t *counts, const int64_t *slot_base, const int64_t *slot_candidate,
                        const double *cdf, int64_t cdf_width, int64_t small_mean, const int32_t *guide,
-                       int64_t guide_width, int64_t *hist_base, int64_t *hist_candidate) {
-    /* only replicates first … last − 1 (first even): threads share the histograms, each its columns */
+                       int64_t guide_width, int64_t *hist_base, int64_t *hist_candidate, int32_t *narrow_base,
+                       int32_t *narrow_candidate) {
+    /* only replicates first … last − 1 (first even): threads share the histograms, each its columns;
+       with narrow_* (the caller's bound on the weights allows) int32 histograms instead of int64 */
     const uint64_t golden = 0x9E3779B97F4A7C15ULL, salt = mix64(seed + golden);
-    for (int64_t c = 0; c < cells; c++) {
-        const uint64_t word = mix64(cell_ids[c] ^ salt);
-        const int64_t m = counts[c];
-        const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;
-        const int32_t *start = m <= small_mean ? guide + (m - 1) * guide_width : 0;
-        const double sqrt_m = sqrt((double)m);
-        int64_t *base = hist_base + slot_base[c] * replicates, *candidate = hist_candidate + slot_candidate[c] * replicates;
-        /* one hash gives two replicates' uniforms: its high and its low 32 bits */
-        for (int64_t b = first; b < last; b += 2) {
-            const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);
-            const int64_t k = poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
-            base[b] += k;
-            candidate[b] += k;
-            if (b + 1 < last) {
-                const int64_t k2 = poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);
-                base[b + 1] += k2;
-                candidate[b + 1] += k2;
-            }
-        }
+    if (narrow_base) {
+        XENT_BOOTSTRAP_CELLS(int32_t, narrow_base, narrow_candidate)
+    } else {
+        XENT_BOOTSTRAP_CELLS(int64_t, hist_base, hist_candidate)
     }
     return cells;
 }

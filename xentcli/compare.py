@@ -218,12 +218,14 @@ class Bootstrap:
         halves = np.stack([draws >> np.uint64(32), draws & np.uint64(0xFFFFFFFF)], axis=2).reshape(draws.shape[0], 2 * hashes)
         return poisson_draws(self.counts[cells], halves[:, : self.replicates].astype(np.float64) * 2.0**-32)
 
-    def _native(self, slots: dict[str, npt.NDArray], span: int, threads: int) -> dict[str, npt.NDArray[np.int64]]:
+    def _native(self, slots: dict[str, npt.NDArray], span: int, threads: int) -> dict[str, npt.NDArray]:
         """The C loop (GIL released) on `threads` threads, each over every cell for its own columns
         (replicates) of the two histograms: no copies to add up, the same counts for any thread count."""
         from concurrent.futures import ThreadPoolExecutor
 
-        hist = {side: np.zeros((span, self.replicates), np.int64) for side in slots}  # [span, B]: a cell's replicates adjacent
+        # a replicate's weights add up to at most Σ_c (9·m_c + 150) ≤ 159 × pairs (poisson_draws' largest draws): int32 below 2^31
+        dtype = np.int32 if 159 * int(self.counts.sum()) < 2**31 else np.int64
+        hist = {side: np.zeros((span, self.replicates), dtype) for side in slots}  # [span, B]: a cell's replicates adjacent
         pairs = (self.replicates + 1) // 2  # replicates 2j and 2j + 1 share a hash: split between pairs
         edges = [2 * (pairs * part // max(1, threads)) for part in range(max(1, threads) + 1)]
         ranges = [(first, min(last, self.replicates)) for first, last in zip(edges, edges[1:]) if first < min(last, self.replicates)]

@@ -85,7 +85,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_bootstrap.restype = i64
-    library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 2
+    library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 4
     return functions, library.xent_tally, library
 
 
@@ -246,18 +246,22 @@ def bootstrap(replicates: int, seed: int, cell_ids: npt.NDArray, counts: npt.NDA
               slot_candidate: npt.NDArray, cdf: npt.NDArray, small_mean: int, guide: npt.NDArray,
               hist_base: npt.NDArray, hist_candidate: npt.NDArray, first: int = 0, last: int | None = None) -> None:
     """xent_bootstrap in _ctally.c: adds every cell's weights of replicates first … last − 1 (first
-    even; all by default) into the histograms given [slots, replicates]."""
+    even; all by default) into the histograms given [slots, replicates] (int64, or int32 when the
+    caller knows no count can exceed it)."""
     assert first % 2 == 0
     assert _LIBRARY is not None
     keep = [np.ascontiguousarray(cell_ids, np.uint64), np.ascontiguousarray(counts, np.int64),
             np.ascontiguousarray(slot_base, np.int64), np.ascontiguousarray(slot_candidate, np.int64),
             np.ascontiguousarray(cdf, np.float64), np.ascontiguousarray(guide, np.int32)]
+    narrow = hist_base.dtype == np.int32
     for out in (hist_base, hist_candidate):
-        assert out.dtype == np.int64 and out.flags.c_contiguous
+        assert out.dtype == (np.int32 if narrow else np.int64) and out.flags.c_contiguous
+    wide_out = [None, None] if narrow else [hist_base.ctypes.data, hist_candidate.ctypes.data]
+    narrow_out = [hist_base.ctypes.data, hist_candidate.ctypes.data] if narrow else [None, None]
     _LIBRARY.xent_bootstrap(
         keep[0].size, replicates, first, replicates if last is None else last, seed, keep[0].ctypes.data, keep[1].ctypes.data,
         keep[2].ctypes.data, keep[3].ctypes.data, keep[4].ctypes.data, keep[4].shape[1], small_mean, keep[5].ctypes.data, keep[5].shape[1],
-        hist_base.ctypes.data, hist_candidate.ctypes.data,
+        *wide_out, *narrow_out,
     )
 
 
