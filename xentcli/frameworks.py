@@ -83,13 +83,15 @@ def _torch(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
             else "RuntimeError: class-index targets must be integers"
         )
         terms.error_rows = int(bad.sum())
-    values[ignored] = 0.0
-    values[bad] = np.nan
+    if ignored.any():
+        values[ignored] = 0.0
+    if bad.any():
+        values[bad] = np.nan
     valid = stats.label_ok & ~ignored
     w = ctx.class_weights()
-    weight = np.ones(n) if w is None else w[class_of(stats)]
-    terms.num = {"mean": row_sum(values, valid), "sum": row_sum(values, valid)}
-    terms.den = {"mean": row_sum(weight, valid), "sum": None}
+    total = row_sum(values, valid)
+    terms.num = {"mean": total, "sum": total}
+    terms.den = {"mean": float(np.count_nonzero(valid)) if w is None else row_sum(w[class_of(stats)], valid), "sum": None}
     return terms
 
 
@@ -182,7 +184,8 @@ def _tf(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
         counted = ~bad
     else:
         counted = np.ones(values.size, dtype=bool)
-    terms.num = {"mean": row_sum(values, counted), "sum": row_sum(values, counted)}
+    total = row_sum(values, counted)
+    terms.num = {"mean": total, "sum": total}
     terms.den = {"mean": float(counted.sum()), "sum": None}
     return terms
 
@@ -203,8 +206,9 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
         if not stats.label_is_int.all():
             terms.errors.append("TypeError: labels must be integers")
             terms.error_rows = int((~stats.label_is_int).sum())
-        label = np.where(stats.label_is_int, stats.label, ctx.num_classes)
-        wrapped = np.where((label < 0) & (label >= -ctx.num_classes), label + ctx.num_classes, label)
+        label = stats.label if stats.label_is_int.all() else np.where(stats.label_is_int, stats.label, ctx.num_classes)
+        negative = label.size and int(label.min()) < 0
+        wrapped = np.where((label < 0) & (label >= -ctx.num_classes), label + ctx.num_classes, label) if negative else label
         if ctx.kind != "logits":
             values = stats.loss.copy()
         elif stats.log_norm is not None and stats.score_max is not None:  # from the kernel's pass: no second exp

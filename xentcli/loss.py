@@ -95,7 +95,8 @@ def weighted_smoothed(stats: SampleStats, ctx: ChunkContext, epsilon: float) -> 
 
 
 def row_sum(values: npt.NDArray, rows: npt.NDArray[np.bool_] | None = None) -> float:
-    return float(values.sum() if rows is None else values[rows].sum())
+    """Σ values over `rows` (all of them when None or all true: no copy, the same sum)."""
+    return float(values.sum() if rows is None or rows.all() else values[rows].sum())
 
 
 def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64], RowTerms]:
