@@ -149,6 +149,79 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     }
 }
 
+/* count_row over rows b0 … b1 − 1, all counted (usable labels, finite losses): the counts, extremes
+   and candidate tests in one vectorised loop, then the order-bound parts each in a tight loop of its
+   own — the compensated sum, the per-class sums, the sketch keys (row order, as count_row) — and the
+   example rows only where the vectorised loop found candidates. Every result equals count_row's. */
+static inline void count_block(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t b0, int64_t b1,
+                               const double *key_of, int64_t *label_min_io, int64_t *label_max_io) {
+    const double *restrict loss = in->loss, *restrict p_max = in->p_max, *restrict p_true = in->p_true;
+    const int64_t *restrict label = in->label, *restrict pred = in->pred, *restrict rank = in->rank;
+    const double outlier = in->outlier, confident = in->confident, min_indexable = in->min_indexable;
+    const int64_t top_k = in->top_k, num_classes = in->num_classes;
+    int64_t correct = 0, top_k_hits = 0, outliers = 0, confident_wrong = 0, keyed = 0, negatives = 0;
+    int64_t label_min = *label_min_io, label_max = *label_max_io;
+    double loss_min = t->loss_min, loss_max = t->loss_max;
+#pragma omp simd reduction(+ : correct, top_k_hits, outliers, confident_wrong, keyed, negatives) \
+    reduction(min : label_min, loss_min) reduction(max : label_max, loss_max)
+    for (int64_t i = b0; i < b1; i++) {
+        const int64_t y = label[i];
+        const double x = loss[i];
+        const int64_t right = pred[i] == y;
+        correct += right;
+        top_k_hits += rank[i] <= top_k;
+        outliers += x > outlier;
+        confident_wrong += (p_max[i] >= confident) & !right;
+        keyed += x > min_indexable;
+        negatives += x < -min_indexable;
+        label_min = y < label_min ? y : label_min;
+        label_max = y > label_max ? y : label_max;
+        loss_min = x < loss_min ? x : loss_min;
+        loss_max = x > loss_max ? x : loss_max;
+    }
+    *label_min_io = label_min, *label_max_io = label_max;
+    t->counted += b1 - b0;
+    t->correct += correct;
+    t->top_k_hits += top_k_hits;
+    t->outliers += outliers;
+    t->confident_wrong += confident_wrong;
+    t->loss_min = loss_min, t->loss_max = loss_max;
+    t->negatives += negatives;
+    t->zeros += (b1 - b0) - keyed - negatives;
+    double loss_sum = t->loss_sum, compensation = t->compensation; /* Neumaier's sum, row by row */
+    for (int64_t i = b0; i < b1; i++) {
+        const double x = loss[i], sum = loss_sum + x;
+        compensation += fabs(loss_sum) >= fabs(x) ? (loss_sum - sum) + x : (x - sum) + loss_sum;
+        loss_sum = sum;
+    }
+    t->loss_sum = loss_sum, t->compensation = compensation;
+    if (outliers || confident_wrong)
+        for (int64_t i = b0; i < b1; i++) {
+            if (loss[i] > outlier) rank_row(&t->examples[RANKED_OUTLIER], loss[i], i);
+            if (p_max[i] >= confident && pred[i] != label[i]) rank_row(&t->examples[RANKED_CONFIDENT], p_max[i], i);
+        }
+    if (out->support) /* labels in [0, num_classes): the rows are usable */
+        for (int64_t i = b0; i < b1; i++) {
+            const int64_t y = label[i];
+            out->support[y]++;
+            out->class_correct[y] += pred[i] == y;
+            out->class_loss[y] += loss[i];
+            out->class_p_true[y] += p_true[i];
+        }
+    if (out->predicted)
+        for (int64_t i = b0; i < b1; i++) {
+            const int64_t p = pred[i];
+            if (p >= 0 && p < num_classes) out->predicted[p]++;
+        }
+    int32_t *restrict keys = out->key_out + t->keys;
+    int64_t k = 0;
+    for (int64_t i = b0; i < b1; i++) {
+        keys[k] = (int32_t)key_of[i - b0];
+        k += loss[i] > min_indexable;
+    }
+    t->keys += k;
+}
+
 XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
     const int64_t n = in->n, num_classes = in->num_classes;
     const double *restrict loss = in->loss, *restrict top = in->top;
@@ -194,13 +267,8 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
                        | ((hi == lo) & (num_classes > 1) & constant_on) | (label_ok[i] == 0) | (label_is_int[i] == 0)
                        | (ignored[i] != 0) | (!(fabs(x) < INFINITY));
         }
-        if (!unusual) { /* every row counted, no rule tripped */
-            for (int64_t i = b0; i < b1; i++) {
-                const int64_t y = label[i];
-                label_min = y < label_min ? y : label_min;
-                label_max = y > label_max ? y : label_max;
-                count_row(in, out, &t, i, loss[i], key_of[i - b0]);
-            }
+        if (!unusual) { /* every row counted, no rule tripped: count_row's work in tighter loops, in the same order */
+            count_block(in, out, &t, b0, b1, key_of, &label_min, &label_max);
             int_labels += b1 - b0;
             continue;
         }

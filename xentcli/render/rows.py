@@ -230,8 +230,12 @@ class SampleWriter:
         self._thread.put(batch)
 
     def _open(self, schema: pa.Schema) -> Any:
-        if self.format == "parquet":  # dictionaries only where values repeat: on floats they cost 2.5x and grow the file
-            return pq.ParquetWriter(self._temp, schema, use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names])
+        if self.format == "parquet":
+            # dictionaries only where values repeat (on floats they cost 2.5x and grow the file); Snappy on every
+            # column but the float64 ones, which it shrinks by 0-20% at a third of the writing time
+            compression = {field.name: "none" if pa.types.is_float64(field.type) else "snappy" for field in schema}
+            return pq.ParquetWriter(self._temp, schema, use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names],
+                                    compression=compression)
         if self.format == "arrow":
             import pyarrow.ipc as pa_ipc
 
