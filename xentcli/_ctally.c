@@ -153,7 +153,7 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
    and candidate tests in one vectorised loop, then the order-bound parts each in a tight loop of its
    own — the compensated sum, the per-class sums, the sketch keys (row order, as count_row) — and the
    example rows only where the vectorised loop found candidates. Every result equals count_row's. */
-static inline void count_block(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t b0, int64_t b1,
+static inline __attribute__((always_inline)) void count_block(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t b0, int64_t b1,
                                const double *key_of, int64_t *label_min_io, int64_t *label_max_io) {
     const double *restrict loss = in->loss, *restrict p_max = in->p_max, *restrict p_true = in->p_true;
     const int64_t *restrict label = in->label, *restrict pred = in->pred, *restrict rank = in->rank;
