@@ -26,7 +26,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #define XENT_KERNEL_VERSION 13
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define XENT_CLONES
 #endif

@@ -66,7 +66,7 @@ int64_t xent_tally_layout(int64_t *out) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define XENT_CLONES
 #endif
