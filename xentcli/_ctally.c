@@ -381,25 +381,31 @@ static inline int64_t poisson_draw(double u, int64_t m, double sqrt_m, const dou
     return x > 0 ? (int64_t)x : 0;
 }
 
-/* One cell's replicate weights first … last − 1 added into histograms of type T (int32 or int64). */
+/* Every cell's replicate weights first … last − 1 added into histograms of type T (int32 or int64),
+   64 replicates at a time: a block's columns of both histograms stay in the cache while every cell
+   adds to them (a cell's whole rows would stream the histograms through memory once per cell). */
 #define XENT_BOOTSTRAP_CELLS(T, hist_b, hist_c)                                                                          \
-    for (int64_t c = 0; c < cells; c++) {                                                                                \
-        const uint64_t word = mix64(cell_ids[c] ^ salt);                                                                 \
-        const int64_t m = counts[c];                                                                                     \
-        const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;                                             \
-        const int32_t *start = m <= small_mean ? guide + (m - 1) * guide_width : 0;                                      \
-        const double sqrt_m = sqrt((double)m);                                                                           \
-        T *base = hist_b + slot_base[c] * replicates, *candidate = hist_c + slot_candidate[c] * replicates;              \
-        /* one hash gives two replicates' uniforms: its high and its low 32 bits */                                     \
-        for (int64_t b = first; b < last; b += 2) {                                                                      \
-            const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);                                             \
-            const T k = (T)poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);             \
-            base[b] += k;                                                                                                \
-            candidate[b] += k;                                                                                           \
-            if (b + 1 < last) {                                                                                          \
-                const T k2 = (T)poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start, guide_width); \
-                base[b + 1] += k2;                                                                                       \
-                candidate[b + 1] += k2;                                                                                  \
+    for (int64_t block = first; block < last; block += 64) {                                                             \
+        const int64_t block_end = block + 64 < last ? block + 64 : last;                                                 \
+        for (int64_t c = 0; c < cells; c++) {                                                                            \
+            const uint64_t word = mix64(cell_ids[c] ^ salt);                                                             \
+            const int64_t m = counts[c];                                                                                 \
+            const double *row = m <= small_mean ? cdf + (m - 1) * cdf_width : 0;                                         \
+            const int32_t *start = m <= small_mean ? guide + (m - 1) * guide_width : 0;                                  \
+            const double sqrt_m = sqrt((double)m);                                                                       \
+            T *base = hist_b + slot_base[c] * replicates, *candidate = hist_c + slot_candidate[c] * replicates;          \
+            /* one hash gives two replicates' uniforms: its high and its low 32 bits */                                 \
+            for (int64_t b = block; b < block_end; b += 2) {                                                             \
+                const uint64_t x = mix64(word + (uint64_t)(b / 2 + 1) * golden);                                         \
+                const T k = (T)poisson_draw((double)(x >> 32) * 0x1.0p-32, m, sqrt_m, row, start, guide_width);         \
+                base[b] += k;                                                                                            \
+                candidate[b] += k;                                                                                       \
+                if (b + 1 < block_end) {                                                                                 \
+                    const T k2 = (T)poisson_draw((double)(x & 0xFFFFFFFFULL) * 0x1.0p-32, m, sqrt_m, row, start,       \
+                                                 guide_width);                                                           \
+                    base[b + 1] += k2;                                                                                   \
+                    candidate[b + 1] += k2;                                                                              \
+                }                                                                                                        \
             }                                                                                                            \
         }                                                                                                                \
     }
