@@ -357,3 +357,18 @@ def test_c_group_merge_equals_the_numpy_merge_bit_for_bit(monkeypatch):
         if x.size:
             assert with_c.mean[i] == pytest.approx(x.mean(), rel=1e-12)
             assert with_c.m2[i] == pytest.approx(((x - x.mean()) ** 2).sum(), rel=1e-9, abs=1e-12)
+
+
+def test_confusions_from_every_row_equal_the_wrong_rows_counted():
+    """Confusions.update_rows (one count of all pairs, the diagonal dropped, when every row counts)
+    against counting the wrong rows alone (np.unique of their pairs), with and without rows left out."""
+    from xentcli.confusions import Confusions
+
+    rng = np.random.default_rng(9)
+    label, pred = rng.integers(0, 7, 5000), rng.integers(0, 7, 5000)
+    for counted in (np.ones(5000, bool), rng.random(5000) < 0.8):
+        fast = Confusions(7)
+        fast.update_rows(label, pred, counted)
+        wrong = counted & (label != pred)
+        codes, counts = np.unique(label[wrong] * 7 + pred[wrong], return_counts=True)
+        assert np.array_equal(fast.codes, codes) and np.array_equal(fast.counts, counts)

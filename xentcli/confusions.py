@@ -32,6 +32,20 @@ class Confusions:
         codes, counts = np.unique(pairs, return_counts=True)
         self._add(codes, counts.astype(np.int64))
 
+    def update_rows(self, label: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], counted: npt.NDArray[np.bool_]) -> None:
+        """Add the counted rows predicted wrong, from every row of a chunk: with few possible pairs
+        and every row counted (the usual chunk), one count of all pairs with the right ones (label =
+        pred, the diagonal) dropped after — no masks, no copies."""
+        c = self.num_classes
+        if c * c <= max(4 * label.size, 1 << 16) and bool(counted.all()):
+            counts = np.bincount(label * c + pred, minlength=c * c)
+            counts[:: c + 1] = 0
+            codes = np.flatnonzero(counts)
+            self._add(codes, counts[codes].astype(np.int64))
+            return
+        wrong = counted & (label != pred)
+        self.update(label[wrong], pred[wrong])
+
     def merge(self, other: Confusions) -> None:
         self.exact &= other.exact
         self._add(other.codes, other.counts)

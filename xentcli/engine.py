@@ -154,9 +154,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     if chunk.groups is not None and config.slices:
         partial.groups = groups_of(chunk, stats, ignored, config, reliability)
     if config.confusions:
-        wrong = stats.counted & ~ignored & ~stats.correct
         partial.confusions = Confusions(info.num_classes)
-        partial.confusions.update(stats.label[wrong], stats.pred[wrong])
+        partial.confusions.update_rows(stats.label, stats.pred, stats.counted & ~ignored)
     result = ChunkResult(chunk.offset, stats, chunk.ids, partial, ignored, chunk.weights, chunk.sample, chunk.position,
                          groups=chunk.groups, targets=binary.targets if binary is not None else chunk.targets)
     if elements is not None and info.head == "multilabel":
