@@ -109,6 +109,21 @@ _LOADED = _load()
 _FUNCTIONS, _TALLY, _LIBRARY = _LOADED if _LOADED is not None else (None, None, None)
 
 
+def _held(library: ctypes.CDLL | None) -> ctypes.PyDLL | None:
+    """The same library through ctypes.PyDLL, whose calls keep the GIL: for the short calls the main
+    thread makes between chunks (a merge takes microseconds; a CDLL call releases the GIL and then
+    waits for a worker thread to give it back, up to a switch interval of 5 ms)."""
+    if library is None:
+        return None
+    held = ctypes.PyDLL(library._name)
+    held.xent_group_merge.restype = library.xent_group_merge.restype
+    held.xent_group_merge.argtypes = library.xent_group_merge.argtypes
+    return held
+
+
+_HELD = _held(_LIBRARY)
+
+
 # glibc's mallopt parameters (malloc.h) and the values the engine asks for.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BYTES = 32 << 20  # the largest M_MMAP_THRESHOLD glibc accepts on 64-bit systems
@@ -372,7 +387,8 @@ def group_merge(ids: npt.NDArray[np.int64], other: tuple[npt.NDArray, ...], tota
     bins, out_bins = keep[5], totals[5]
     assert (bins is None) == (out_bins is None) and (bins is None or (bins.shape[1] == ids.size and out_bins.shape[2] == bins.shape[2]))
     m = 0 if bins is None else bins.shape[2]
-    _LIBRARY.xent_group_merge(ids.ctypes.data, ids.size, totals[0].size, *(a.ctypes.data for a in keep[:5]),
+    assert _HELD is not None
+    _HELD.xent_group_merge(ids.ctypes.data, ids.size, totals[0].size, *(a.ctypes.data for a in keep[:5]),
                               None if bins is None else bins.ctypes.data, m, *(a.ctypes.data for a in totals[:5]),
                               None if out_bins is None else out_bins.ctypes.data)
 
