@@ -609,3 +609,28 @@ def test_the_numpy_element_path_in_blocks_equals_it_whole(monkeypatch):
         for f in fields(want):
             a, b = getattr(got, f.name), getattr(want, f.name)
             assert (np.array_equal(a, b, equal_nan=a.dtype.kind == "f") if isinstance(b, np.ndarray) else a == b), f.name
+
+
+def test_the_fused_binary_pass_equals_the_two_class_path(tmp_path, monkeypatch):
+    """float32 logits with 0/1 labels take one C pass (xent_binary_logits_f32): the JSON of score,
+    with calibration and per-class, byte-identical to the two-class kernel and binary_stats; labels
+    of other values (2, -1) and non-finite scores fall back to that path, and say so as before."""
+    from xentcli import native
+
+    rng = np.random.default_rng(17)
+    z = (rng.normal(size=20_000) * 4).astype(np.float32)
+    z[:6] = [0.0, 1e-8, -1e-8, 88.0, -88.0, 30.0]
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-z))).astype(np.uint8)
+    cases = {"plain": (z, y), "label 2": (z, np.where(np.arange(z.size) == 7, 2, y)), "nan": (np.where(np.arange(z.size) == 9, np.nan, z).astype(np.float32), y)}
+    for name, (scores, labels) in cases.items():
+        args = _npy(tmp_path, scores, labels, name.replace(" ", "_"))
+        fused = runner.invoke(app, ["score", *map(str, args), "--json", "--calibration", "--per-class", "--chunk-rows", "3000"])
+        with monkeypatch.context() as m:
+            m.setattr(native, "binary_logits_f32", lambda *a: None)  # every chunk through the two-class path
+            general = runner.invoke(app, ["score", *map(str, args), "--json", "--calibration", "--per-class", "--chunk-rows", "3000"])
+        assert fused.exit_code == general.exit_code and fused.stdout == general.stdout, name
+    out = native.binary_logits_f32(z, y.astype(np.int64), 0.0)
+    assert out is not None and np.array_equal(out["pred"], (z >= 0).astype(np.int64))
+    want = np.maximum(z, 0).astype(np.float64) - z.astype(np.float64) * y + np.log1p(np.exp(-np.abs(z.astype(np.float64))))
+    assert np.all(np.abs(out["loss"] - want) <= np.maximum(1e-6, 1e-6 * want))  # float32 scores: the 1e-6 guarantee
+    assert native.binary_logits_f32(z, np.where(np.arange(z.size) == 3, 2, y).astype(np.int64), 0.0) is None

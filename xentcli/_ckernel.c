@@ -23,7 +23,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <string.h>
 
-#define XENT_KERNEL_VERSION 13
+#define XENT_KERNEL_VERSION 14
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define XENT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -322,6 +322,39 @@ XENT_CLONES int64_t xent_sparse_logits_f64(XENT_LABEL_ARGS, XENT_KERNEL_ARGS(dou
     const int64_t specials = rows_f64(XENT_KERNEL_CALL);
     unusable_losses(loss, label_ok, n);
     return specials;
+}
+
+/* A binary head of float32 logits z with 0/1 labels, row by row as the two-class kernel scores the
+   rows [0, z] (narrow_f32's arithmetic, vectorised over rows without the transposition): with
+   e = exp(−|z|) (float), the loss log1p(e) − (z_y − max(z, 0)), p_true = exp(z_y − max(z, 0) − log1p(e)),
+   p_max = 1/(1 + e), log_norm = max(z, 0) + log1p(e); and as binary.binary_stats makes them: pred =
+   z ≥ cut, rank 1 when pred is the label, else 2, and the score itself (the row's extremes).
+   Returns -1, with nothing promised of the outputs, when a score is not finite or a label is not 0
+   or 1: the general path takes the chunk. */
+XENT_CLONES int64_t xent_binary_logits_f32(const float *restrict z, const int64_t *restrict label, int64_t n, float cut,
+                                           double *restrict loss, double *restrict p_true, double *restrict p_max,
+                                           int64_t *restrict pred, int64_t *restrict rank, double *restrict score,
+                                           double *restrict log_norm) {
+    int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+    for (int64_t i = 0; i < n; i++) {
+        const float x = z[i];
+        const int64_t y = label[i];
+        bad += !(x - x == 0.0f) | (y != 0 && y != 1);
+        const float magnitude = x < 0.0f ? -x : x, top = x > 0.0f ? x : 0.0f;
+        const float e = exp_nonpositive_f32(-magnitude);
+        const double lse = (double)log1p_nonnegative_f32(e);
+        const double s_y = (double)(y == 1 ? x : 0.0f) - (double)top;
+        loss[i] = lse - s_y;
+        p_true[i] = (double)exp_nonpositive_f32((float)(s_y - lse));
+        p_max[i] = 1.0 / (1.0 + (double)e);
+        const int64_t positive = x >= cut;
+        pred[i] = positive;
+        rank[i] = positive == y ? 1 : 2;
+        score[i] = (double)x;
+        log_norm[i] = (double)top + lse;
+    }
+    return bad ? -1 : n;
 }
 
 /* A multi-label sigmoid head's chunk element by element (binary.py's fast path: finite float32

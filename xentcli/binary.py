@@ -133,6 +133,22 @@ def binary_stats(stats: SampleStats, rows: BinaryRows, threshold: float) -> Samp
     return replace(stats, **changes)
 
 
+def fast_stats(rows: BinaryRows, labels: npt.NDArray | None, threshold: float) -> SampleStats | None:
+    """binary_stats of the two-class kernel's statistics in one C pass (xent_binary_logits_f32, the
+    same numbers) for float32 logits with integer 0/1 labels; None for anything else (a label of
+    another value, a non-finite score, soft targets): the general path takes the chunk."""
+    if (rows.kind != "logits" or rows.raw.dtype != np.float32 or rows.raw.ndim != 1 or labels is None
+            or labels.dtype.kind not in "iu" or not native.has_sigmoid()):
+        return None
+    label = labels.astype(np.int64, copy=False)
+    out = native.binary_logits_f32(rows.raw, label, float(_float32_cut(decision_cut("logits", threshold))))
+    if out is None:
+        return None
+    every = np.ones(label.size, bool)
+    return SampleStats(label=label, label_is_int=every, label_ok=every, loss=out["loss"], pred=out["pred"], p_true=out["p_true"],
+                       rank=out["rank"], p_max=out["p_max"], score_max=out["score"], score_min=out["score"], log_norm=out["log_norm"])
+
+
 def logit_margin(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[np.float64]:
     """logit(p) − logit(threshold): positive when the row predicts the positive class (NaN for a
     score outside its domain)."""

@@ -23,7 +23,7 @@ from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
 from xentcli.part import Part, chunk_part
 from xentcli.binary import (
-    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, positive_probability,
+    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, fast_stats, positive_probability,
     sample_columns, two_class,
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
@@ -121,7 +121,10 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         if info.head == "binary":  # scored as two classes (binary.py)
             chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None), options.epsilon)
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
-        base = sample_stats(
+        # a binary head of float32 logits and 0/1 labels: the two-class kernel and binary_stats in one C pass
+        fast = None if binary is None or config.per_sample or ctx.class_vectors() is not None else fast_stats(
+            binary, chunk.labels, config.threshold)
+        base = fast or sample_stats(
             chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
             detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
             clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
@@ -129,7 +132,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         )
         ignored, terms = truth(base, ctx)
         stats = replace(base, loss=terms.values)
-        if binary is not None:
+        if binary is not None and fast is None:
             stats = binary_stats(stats, binary, config.threshold)
     weighted = (terms.num["mean"], terms.den["mean"] or 0.0, *terms.moments) if terms.num else None
     view = ChunkView(

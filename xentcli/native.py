@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 13  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 14  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -71,6 +71,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
     library.xent_sigmoid_f32.restype = i64
+    library.xent_binary_logits_f32.restype = i64
+    library.xent_binary_logits_f32.argtypes = [pointer, pointer, i64, ctypes.c_float] + [pointer] * 7
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
@@ -415,3 +417,20 @@ def unique_counts(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
         raise MemoryError("xent_unique_counts")
     distinct, counts = (scratch, values) if swapped[0] else (values, scratch)
     return distinct[:k], counts[:k]
+
+
+def binary_logits_f32(z: npt.NDArray[np.float32], label: npt.NDArray[np.int64], cut: float) -> dict[str, npt.NDArray] | None:
+    """xent_binary_logits_f32 in _ckernel.c on a binary head's float32 logits [n] and 0/1 labels:
+    loss, p_true, p_max, pred, rank, score and log_norm per row; None when a score is not finite or a
+    label is not 0 or 1."""
+    assert _LIBRARY is not None
+    z, label = np.ascontiguousarray(z, np.float32), np.ascontiguousarray(label, np.int64)
+    n = z.size
+    loss, p_true, p_max, score, log_norm = np.empty((5, n))
+    pred, rank = np.empty((2, n), np.int64)
+    done = _LIBRARY.xent_binary_logits_f32(z.ctypes.data, label.ctypes.data, n, ctypes.c_float(cut), loss.ctypes.data,
+                                           p_true.ctypes.data, p_max.ctypes.data, pred.ctypes.data, rank.ctypes.data,
+                                           score.ctypes.data, log_norm.ctypes.data)
+    if done < 0:
+        return None
+    return {"loss": loss, "p_true": p_true, "p_max": p_max, "pred": pred, "rank": rank, "score": score, "log_norm": log_norm}
