@@ -502,3 +502,20 @@ def test_the_largest_poisson_draw_respects_the_histograms_bound():
     m = np.array([1, 2, 10, 63, 64, 65, 100, 1000, 10**6, 10**9])
     k = poisson_draws(m, np.full((m.size, 1), 1 - 2**-32))[:, 0]
     assert np.all(k <= 9 * m + 150) and np.all(k >= m)
+
+
+def test_bootstrap_cells_merge_in_order():
+    """Bootstrap._add: distinct sorted cells merged into those held (some held already, some new,
+    before, between and after them) give the sorted union with summed counts, as a dict would."""
+    from collections import Counter
+
+    from xentcli.compare import Bootstrap
+
+    rng = np.random.default_rng(12)
+    state, want = Bootstrap(10, 0), Counter()
+    for _ in range(6):
+        cells = np.unique(rng.integers(-50, 50, rng.integers(1, 40)))
+        counts = rng.integers(1, 9, cells.size)
+        state._add(cells, counts)
+        want.update(dict(zip(cells.tolist(), counts.tolist())))
+    assert state.cells.tolist() == sorted(want) and state.counts.tolist() == [want[c] for c in sorted(want)]

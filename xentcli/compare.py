@@ -180,12 +180,12 @@ class Bootstrap:
     def update(self, keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> None:
         """Add pairs given both sides' sketch keys (_ZERO_KEY for zero losses)."""
         self._pending.append((keys[0] - _ZERO_KEY) * _CELL + (keys[1] - _ZERO_KEY))
-        if sum(part.size for part in self._pending) > max(1 << 20, 4 * self.cells.size):
+        if sum(part.size for part in self._pending) > max(1 << 18, 4 * self.cells.size):
             self._compact()
 
     def _compact(self) -> None:
-        """Fold the pending pairs' cells into the totals: one sort per million pairs or more (8 MiB
-        of pending cells at most, or 4 × the cells held)."""
+        """Fold the pending pairs' cells into the totals: one radix sort per 262,144 pairs or more
+        (2 MiB of pending cells, or 4 × the cells held)."""
         if self._pending:
             parts, self._pending = self._pending, []
             cells = np.concatenate(parts)
@@ -193,15 +193,20 @@ class Bootstrap:
             self._add(unique, counts.astype(np.int64))
 
     def _add(self, cells: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
-        """Add distinct sorted cells and their counts."""
+        """Add distinct sorted cells and their counts: those held already by a search, the new ones
+        inserted in order (no sort of the union)."""
         if not self.cells.size:
-            self.cells, self.counts = cells, counts
+            self.cells, self.counts = cells.copy(), counts.astype(np.int64)
             return
-        merged = np.union1d(self.cells, cells)
-        total = np.zeros(merged.size, np.int64)
-        for side_cells, side_counts in ((self.cells, self.counts), (cells, counts)):
-            total[np.searchsorted(merged, side_cells)] += side_counts
-        self.cells, self.counts = merged, total
+        at = np.searchsorted(self.cells, cells)
+        held = np.zeros(cells.size, bool)
+        inside = at < self.cells.size
+        held[inside] = self.cells[at[inside]] == cells[inside]
+        self.counts[at[held]] += counts[held]  # distinct cells: distinct positions
+        new = ~held
+        if new.any():
+            self.cells = np.insert(self.cells, at[new], cells[new])
+            self.counts = np.insert(self.counts, at[new], counts[new])
 
     def merge(self, other: Bootstrap) -> None:
         self._compact()
