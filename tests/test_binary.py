@@ -563,25 +563,34 @@ def test_multilabel_per_sample_csv_is_refused(tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_float32_multilabel_targets_of_any_type_score_alike(tmp_path):
-    """Multi-hot targets stored as bool, uint8, int64, float64 or float32 are the same targets: the
-    same numbers (the C path takes float32 logits with any of them); float64 soft targets float32
-    cannot hold take the float64 reading and keep the accuracy guarantee against a float64 formula."""
+def test_float32_multilabel_targets_of_any_type_keep_the_guarantee_and_the_chunking(tmp_path):
+    """Multi-hot targets stored as bool, uint8, int64 or float64 score alike (the numpy path) and
+    within the 1e-6 guarantee of a float64 formula, as float32 targets do (the C path); and a chunk
+    the C path refuses (a NaN logit) does not make the numbers depend on the chunk size."""
     rng = np.random.default_rng(21)
     z = (rng.normal(size=(3000, 9)) * 4).astype(np.float32)
     hot = rng.random((3000, 9)) < 0.3
-    docs = []
+    want = _bce(z.astype(np.float64), hot.astype(np.float64)).mean(axis=1).mean()
+    np.save(tmp_path / "z.npy", z)
+    docs = {}
     for dtype in (np.float32, np.bool_, np.uint8, np.int64, np.float64):
         np.save(tmp_path / "t.npy", hot.astype(dtype))
-        np.save(tmp_path / "z.npy", z)
-        docs.append(score(tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid", "--chunk-rows", "700"))
-    want = _bce(z.astype(np.float64), hot.astype(np.float64)).mean(axis=1).mean()
-    for doc in docs:
-        assert doc["summary"]["loss_mean"] == docs[0]["summary"]["loss_mean"]
-        assert doc["summary"]["exact_match"] == docs[0]["summary"]["exact_match"]
-        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+        docs[dtype] = score(tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid", "--chunk-rows", "700")
+        assert docs[dtype]["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+    assert len({doc["summary"]["loss_mean"] for dtype, doc in docs.items() if dtype != np.float32}) == 1
+    z[1234, 5] = np.nan  # the chunk holding it takes the numpy path, the others (float32 targets) the C path
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "t.npy", hot.astype(np.uint8))  # the numpy path for every chunk: sums agree to their rounding
+    whole = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--head", "sigmoid", "--json"])
+    small = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--head", "sigmoid", "--json",
+                                "--chunk-rows", "100"])
+    a, b = json.loads(whole.stdout)["summary"], json.loads(small.stdout)["summary"]
+    for key in ("loss_mean", "loss_min", "loss_max", "loss_p50", "loss_p99", "exact_match"):
+        assert a[key] == pytest.approx(b[key], rel=1e-13), key
     soft = np.where(hot, 0.9, 0.1)  # 0.1 and 0.9 are no float32 numbers
     np.save(tmp_path / "t.npy", soft)
+    z[1234, 5] = 0.0
+    np.save(tmp_path / "z.npy", z)
     rows = per_sample(tmp_path, tmp_path / "z.npy", "--labels", tmp_path / "t.npy", "--head", "sigmoid")
     exact = _bce(z.astype(np.float64), soft).mean(axis=1)
     assert np.all(np.abs(rows["loss"] - exact) <= np.maximum(1e-6, 1e-6 * np.abs(exact)))
@@ -634,3 +643,17 @@ def test_the_fused_binary_pass_equals_the_two_class_path(tmp_path, monkeypatch):
     want = np.maximum(z, 0).astype(np.float64) - z.astype(np.float64) * y + np.log1p(np.exp(-np.abs(z.astype(np.float64))))
     assert np.all(np.abs(out["loss"] - want) <= np.maximum(1e-6, 1e-6 * want))  # float32 scores: the 1e-6 guarantee
     assert native.binary_logits_f32(z, np.where(np.arange(z.size) == 3, 2, y).astype(np.int64), 0.0) is None
+
+
+def test_multilabel_temperature_scan_with_masked_elements(tmp_path):
+    """A multi-label head whose targets mask some elements (NaN): the scan samples the scored elements
+    only, each by its element number, the same for any chunking (it once indexed past the end)."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(1500, 8)).astype(np.float32) * 2
+    t = (rng.random((1500, 8)) < 0.3).astype(np.float32)
+    t[5, 3] = t[700, 0] = np.nan
+    args = _npy(tmp_path, z, t, "ml")
+    docs = [score(*args, "--head", "sigmoid", "--temperature-scan", *extra)["calibration"]["temperature"]
+            for extra in ([], ["--chunk-rows", "97"])]
+    assert docs[0]["sample_rows"] == docs[0]["rows"] == 1500 * 8 - 2
+    assert docs[0]["temperature"] == pytest.approx(docs[1]["temperature"], rel=1e-12)

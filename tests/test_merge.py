@@ -365,3 +365,36 @@ def test_a_part_whose_weights_are_all_zero_saves_its_partial(tmp_path):
     merged = doc("merge", tmp_path / "a.xpart", tmp_path / "b.xpart")
     whole = doc("score", tmp_path / "zall.npy", "--labels", tmp_path / "yall.npy", "--sample-weights", tmp_path / "wall.npy")
     assert merged["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-15)
+
+
+def test_group_bins_of_another_bin_count_are_refused(pieces, tmp_path):
+    """A partial whose groups' calibration bins have another count than its --bins (a crafted file:
+    xent writes them with one): refused in one line before any merge writes into the totals."""
+    import hashlib
+
+    folder, _, _, _ = pieces
+    good = _partials(folder, [1])[0]
+    document = json.loads(Path(good).read_text())
+    text = document["state"]
+    state = json.loads(text)
+
+    def widen(node):  # the groups' bins [3, G, M] become [3, G, M + 1]
+        if isinstance(node, dict):
+            if node.get("$") == "GroupTotals" and isinstance(node["v"].get("bins"), dict):
+                bins = node["v"]["bins"]
+                shape = [bins["shape"][0], bins["shape"][1], bins["shape"][2] + 1]
+                node["v"]["bins"] = {**bins, "shape": shape, "b64": base64.b64encode(np.zeros(shape).tobytes()).decode()}
+                return True
+            return any(widen(v) for v in node.values())
+        if isinstance(node, list):
+            return any(widen(v) for v in node)
+        return False
+
+    assert widen(state)  # the partial holds calibrated groups
+    text = json.dumps(state)
+    crafted = tmp_path / "crafted.xpart"
+    crafted.write_text(json.dumps({**document, "state": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
+    result = runner.invoke(app, ["merge", str(good), str(crafted)])
+    assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "crafted.xpart" in lines[0] and "bins" in lines[0], lines

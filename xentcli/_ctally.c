@@ -440,7 +440,7 @@ int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t
                         double *bins, int64_t *present) {
     int32_t bin_of_cell[4096];  /* cell / per without a division a row (cells < 4096: calibration.CELLS is 3600) */
     if (cell) {
-        for (int64_t j = 0; j < m * per && j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per);
+        for (int64_t j = 0; j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per < m ? j / per : m - 1); /* every entry set */
         memset(scratch, 0, (size_t)(k * m * 3) * sizeof(double));
     }
     for (int64_t i = 0; i < n; i++) {
@@ -510,7 +510,7 @@ XENT_CLONES int64_t xent_calibration_cells(const double *confidence, const uint8
    numpy's. `scratch`: 3 * cells zeroed doubles. And into totals[3]: the Brier sum and its rows over
    the finite values — brier_a[i], or brier_a[i] − 2·brier_b[i] + 1 (Σp² − 2·p_y + 1) when brier_b is
    given; none without brier_a — and the certain mistakes: certain[i], or by default confidence
-   exactly 1 and wrong. (Built without FMA contraction, as the rest of this file: c * c is rounded
+   exactly 1 and wrong. (Built for baseline x86-64, which has no FMA, unlike the cloned loops: c * c is rounded
    before the sum.) */
 int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, const uint8_t *right, int64_t n, int64_t cells,
                               int64_t *count, double *conf, double *conf2, int64_t *correct, double *conf_correct,

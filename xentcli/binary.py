@@ -238,14 +238,13 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     sized for the C path; the numpy path scores a larger one in blocks of rows (bounded temporaries)."""
     raw = scores
     n, k = raw.shape
-    if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype.kind in "biuf" and pos_weight is None
+    # the C path takes float32 targets only: it and the numpy path agree to the 1e-6 guarantee, not to the bit, so a
+    # target type both could take would make the numbers depend on which chunks hold an element the C path refuses
+    if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype == np.float32 and pos_weight is None
             and class_weights is None and not smoothing and ignore not in (0, 1) and native.has_sigmoid()):
-        t32 = targets if targets.dtype == np.float32 else targets.astype(np.float32)
-        # multi-hot rows of any type (0/1, bool, float64 values float32 holds) are the same float32 targets: the C path
-        if t32 is targets or bool(np.array_equal(t32, targets)):
-            fast = _element_chunk_native(raw, t32.reshape(raw.shape), threshold)
-            if fast is not None:
-                return fast
+        fast = _element_chunk_native(raw, targets.reshape(raw.shape), threshold)
+        if fast is not None:
+            return fast
     rows_at_once = max(1, NUMPY_BLOCK_ELEMENTS // k)
     if n > rows_at_once:
         blocks = [_element_block(raw[start:start + rows_at_once], kind, targets[start:start + rows_at_once], ignore, smoothing,

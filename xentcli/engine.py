@@ -149,7 +149,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         assert binary is not None and elements.scored is not None
         positions, rows, row_kind, labels, targets = element_view(binary.raw, binary.kind, binary.targets, elements.scored)
         partial.temperature = TemperatureSample(capacity(2), bound=bound)
-        partial.temperature.offer(chunk.offset * binary.raw.shape[1], positions, rows, row_kind, labels, targets)
+        partial.temperature.offer(chunk.offset * binary.raw.shape[1], np.arange(positions.size), rows, row_kind, labels, targets,
+                                  numbers=positions)  # rows holds the scored elements only: numbered by element
     elif config.temperature_scan:
         partial.temperature = TemperatureSample(capacity(info.num_classes), bound=bound)
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,

@@ -385,9 +385,15 @@ def group_merge(ids: npt.NDArray[np.int64], other: tuple[npt.NDArray, ...], tota
     dtypes = (np.int64, np.int64, np.float64, np.float64, np.int64, np.float64)
     keep = [None if a is None else np.ascontiguousarray(a, dtype) for a, dtype in zip(other, dtypes)]
     for a, dtype in zip(totals, dtypes):
-        assert a is None or (a.dtype == dtype and a.flags.c_contiguous)
+        if a is not None and (a.dtype != dtype or not a.flags.c_contiguous):
+            raise ValueError("group totals of another type")
     bins, out_bins = keep[5], totals[5]
-    assert (bins is None) == (out_bins is None) and (bins is None or (bins.shape[1] == ids.size and out_bins.shape[2] == bins.shape[2]))
+    # checked, never assumed (python -O drops asserts): the C loop writes where these shapes say
+    if (bins is None) != (out_bins is None) or (bins is not None and (bins.shape[:2] != (3, ids.size) or out_bins.shape[0] != 3
+                                                                      or out_bins.shape[2] != bins.shape[2])):
+        raise ValueError("calibration bins of another shape")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= totals[0].size) or any(a.size != ids.size for a in keep[:5]):
+        raise ValueError("group numbers outside the totals")
     m = 0 if bins is None else bins.shape[2]
     assert _HELD is not None
     _HELD.xent_group_merge(ids.ctypes.data, ids.size, totals[0].size, *(a.ctypes.data for a in keep[:5]),

@@ -292,7 +292,7 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("a worst row has no row number")
     if not all(isinstance(getattr(s, name), float) for name in ("loss_sum", "weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
-    _check_shapes(s, info)
+    _check_shapes(s, info, config.bins)
 
 
 def _same_length(where: str, *arrays: Any, length: int | None = None) -> None:
@@ -301,7 +301,7 @@ def _same_length(where: str, *arrays: Any, length: int | None = None) -> None:
         raise Malformed(f"the arrays of {where} do not have one length" + ("" if length is None else f" ({length})"))
 
 
-def _check_shapes(s: LossSummary, info: InputDescription) -> None:
+def _check_shapes(s: LossSummary, info: InputDescription, bins: int) -> None:
     """Arrays that merge entry by entry have the lengths xent gives them; the sketch is xent's."""
     from xentcli.calibration import CELLS
     from xentcli.sketch import RELATIVE_ACCURACY
@@ -336,8 +336,8 @@ def _check_shapes(s: LossSummary, info: InputDescription) -> None:
         g = s.groups
         _same_length("the groups", g.keys, g.rows, g.counted, g.mean, g.m2, g.correct, *g.extra.values(),
                      length=None if g.int_values is None else len(g.int_values))
-        if g.bins is not None and (g.bins.ndim != 3 or g.bins.shape[:2] != (3, len(g.rows))):
-            raise Malformed("the groups' calibration bins do not fit the groups")
+        if g.bins is not None and (g.bins.ndim != 3 or g.bins.shape != (3, len(g.rows), bins)):
+            raise Malformed("the groups' calibration bins do not fit the groups and the bin count")
 
 
 # What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).

@@ -109,14 +109,17 @@ class TemperatureSample:
         return None if store is None or not self.filled else _Rows(*(getattr(store, name)[:self.filled] for name in _Rows.NAMES))
 
     def offer(self, offset: int, positions: npt.NDArray[np.int64], scores: npt.NDArray, kind: str,
-              labels: npt.NDArray | None, targets: npt.NDArray | None) -> None:
-        """Offer a chunk's scored rows (`positions` in the chunk starting at row `offset`)."""
+              labels: npt.NDArray | None, targets: npt.NDArray | None, numbers: npt.NDArray[np.int64] | None = None) -> None:
+        """Offer a chunk's scored rows (`positions` in the chunk starting at row `offset`); `numbers`:
+        their positions in the chunk when they differ from their positions in `scores` (a multi-label
+        head's scored elements, compacted), so that each keeps its number in the whole input."""
         from xentcli import native
 
         self.seen += positions.size
         if positions.size:
-            rows = offset + positions
-            hashes = native.row_hashes(offset, positions) if native.has_tally() else row_hashes(rows)
+            at = positions if numbers is None else numbers
+            rows = offset + at
+            hashes = native.row_hashes(offset, at) if native.has_tally() else row_hashes(rows)
             offer = _Offer(rows, hashes, positions, scores, kind, labels, targets)
             if self.bound is None:
                 self.offers.append(offer)
