@@ -89,8 +89,9 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
 
 def row_bytes(config: RunConfig, info: InputDescription) -> int:
     """Bytes a row takes while it is scored. A multi-label head of float32 logits without per-element
-    output, weights or smoothing takes the C path (binary._element_chunk_native): its scores, its
-    targets as read and their float32 copy, ~24 bytes a label instead of the numpy path's ~90."""
+    output, weights or smoothing is sized for the C path (binary._element_chunk_native, float32
+    targets): ~24 bytes a label instead of the numpy path's ~90, which scores such a chunk in blocks
+    of rows when it takes it (other targets, a non-finite score), so its temporaries stay bounded."""
     options = config.loss
     if (info.head == "multilabel" and info.input_kind == "logits" and "float64" not in info.score_dtype and not options.label_smoothing
             and options.pos_weight is None and options.class_weights is None
@@ -124,7 +125,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         # a binary head of float32 logits and 0/1 labels: the two-class kernel and binary_stats in one C pass
         fast = None if binary is None or config.per_sample or ctx.class_vectors() is not None else fast_stats(
             binary, chunk.labels, config.threshold)
-        base = fast or sample_stats(
+        base = fast if fast is not None else sample_stats(
             chunk.scores, kind, labels=chunk.labels, targets=chunk.targets,  # type: ignore[arg-type]
             detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
             clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
