@@ -8,11 +8,11 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml setup.py xentcli/_ckernel.c xentcli/_ctally.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py xentcli/_ckernel.c xentcli/_ctally.c xentcli/_cmath.h | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml setup.py xentcli/_ckernel.c xentcli/_ctally.c | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml setup.py xentcli/_ckernel.c xentcli/_ctally.c xentcli/_cmath.h | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.installed
 

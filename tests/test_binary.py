@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
+from native_paths import require_c_extension
 
 from xentcli.cli import app
 
@@ -657,3 +658,76 @@ def test_multilabel_temperature_scan_with_masked_elements(tmp_path):
             for extra in ([], ["--chunk-rows", "97"])]
     assert docs[0]["sample_rows"] == docs[0]["rows"] == 1500 * 8 - 2
     assert docs[0]["temperature"] == pytest.approx(docs[1]["temperature"], rel=1e-12)
+
+
+def test_the_plain_binary_pass_scores_and_tallies_in_one_c_pass(tmp_path, monkeypatch):
+    """The plain pass over float32 logits with 0/1 labels (xent_binary_tally_f32: no per-row arrays
+    but the loss and the prediction) prints what the general path prints, byte for byte, for every
+    label type, a threshold, the worst rows and their examples; every chunk takes it. A chunk with a
+    row it refuses — a label 2 or −1, NaN, ±inf, a score beyond the overflow limit, labels equal to
+    --ignore-index — goes the general path, whose rules say what they see."""
+    from xentcli import engine
+
+    require_c_extension()
+    rng = np.random.default_rng(23)
+    n = 9_000
+    z = (rng.normal(size=n) * 5).astype(np.float32)
+    z[:6] = [0.0, 1e-8, -1e-8, 80.0, -80.0, 30.0]
+    y = (rng.random(n) < 1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.uint8)
+    y[rng.random(n) < 0.02] ^= 1  # confident mistakes: XE402/XE404 examples in every chunk
+    taken = []
+    fused = engine._fused_binary
+
+    def counting(*args):
+        got = fused(*args)
+        taken.append(got is not None)
+        return got
+
+    def at(values, row, value):
+        values = values.copy()
+        values[row] = value
+        return values
+
+    # name: scores, labels, options, the row the one pass refuses (its chunk of 2,000 goes the general path)
+    cases = {
+        **{f"labels {t.__name__}": (z, y.astype(t), [], None) for t in (np.uint8, np.int32, np.int64, np.uint16, np.bool_)},
+        "threshold": (z, y, ["--threshold", "0.7", "--worst", "4"], None),
+        "label 2": (z, at(y.astype(np.int64), 4321, 2), [], 4321),
+        "label -1": (z, at(y.astype(np.int64), 8000, -1), [], 8000),
+        "nan": (at(z, 777, np.nan), y, [], 777),
+        "inf": (at(z, 5555, np.inf), y, [], 5555),
+        "overflow": (at(z, 3000, 1e5), y, [], 3000),
+        "ignore 1": (z, y, ["--ignore-index", "1"], "every"),
+    }
+    for name, (scores, labels, extra, refused) in cases.items():
+        args = [*_npy(tmp_path, scores, labels, "case"), "--json", "--worst", "3", "--chunk-rows", "2000", *extra]
+        taken.clear()
+        monkeypatch.setattr(engine, "_fused_binary", counting)
+        one_pass = runner.invoke(app, ["score", *map(str, args)])
+        monkeypatch.setattr(engine, "_fused_binary", lambda *a: None)
+        general = runner.invoke(app, ["score", *map(str, args)])
+        assert one_pass.exit_code == general.exit_code and one_pass.stdout == general.stdout, name
+        assert taken == [refused is None or (refused != "every" and chunk != refused // 2000) for chunk in range(5)], name
+    doc = json.loads(one_pass.stdout)  # the last case: --ignore-index 1 leaves the negatives only
+    assert doc["summary"]["counted"] == np.count_nonzero(y == 0)
+
+
+def test_row_lookup_gives_the_kernels_values_row_by_row_and_whole():
+    """RowLookup (the statistics the one-pass tally keeps no array of) indexed by a row, by rows, by
+    a mask, and as an array: the values xent_binary_logits_f32 gives for the chunk."""
+    from xentcli import native
+    from xentcli.binary import RowLookup, logit_cut32
+
+    require_c_extension()
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=300) * 4).astype(np.float32)
+    y = rng.integers(0, 2, 300).astype(np.uint8)
+    whole = native.binary_logits_f32(z, y.astype(np.int64), float(logit_cut32(0.5)))
+    for name in ("p_true", "p_max", "rank", "log_norm", "score"):
+        lookup = RowLookup(z, y, logit_cut32(0.5), name)
+        assert np.array_equal(np.asarray(lookup), whole[name]) and len(lookup) == lookup.size == 300
+        assert lookup[17] == whole[name][17] and np.ndim(lookup[17]) == 0
+        rows = np.array([3, 250, 3])
+        assert np.array_equal(lookup[rows], whole[name][rows])
+        mask = z > 2
+        assert np.array_equal(lookup[mask], whole[name][mask])

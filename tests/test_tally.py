@@ -209,3 +209,53 @@ def test_c_tally_equals_numpy_tally_on_a_binary_head(kind, monkeypatch):
     assert (c_path.counted, c_path.correct, c_path.loss_sum) == (numpy_path.counted, numpy_path.correct, pytest.approx(numpy_path.loss_sum, rel=1e-13))
     np.testing.assert_array_equal(c_path.support, numpy_path.support)
     np.testing.assert_array_equal(c_path.predicted, numpy_path.predicted)
+
+
+@pytest.mark.parametrize("num_classes", [2, 6])
+def test_counted_sums_over_many_blocks_against_float64_references(num_classes, monkeypatch):
+    """Over many blocks of rows (the C tally takes 256 at a time, its loss sum in eight lanes, and two
+    classes' sums beside it): every sum within rounding of math.fsum, every count exact, the C and
+    numpy paths alike. Hand-made losses spanning 1e-12 … 1e6 make a naive sum lose digits."""
+    require_c_extension()
+    rng = np.random.default_rng(11)
+    n = 256 * 7 + 77  # whole blocks and a ragged last one (the lanes' tail)
+    z = rng.standard_normal((n, num_classes)) * 3
+    y = rng.integers(0, num_classes, n).astype(np.float64)
+    stats = sample_stats(z, "logits", labels=y, extremes=True, detail=False)
+    stats.loss = 10.0 ** rng.uniform(-12, 6, n)
+    view = ChunkView(0, z, None, None, stats, np.zeros(n, bool), "logits", num_classes, "float64", False)
+    label, pred = y.astype(int), stats.pred
+    for path in ("c", "numpy"):
+        if path == "numpy":
+            monkeypatch.setattr(native, "_TALLY", None)
+        t = tally(view, 2, QuantileSketch())
+        assert t.counted == n
+        assert t.loss_sum == pytest.approx(math.fsum(stats.loss.tolist()), rel=1e-15, abs=0), path
+        for c in range(num_classes):
+            rows = label == c
+            assert t.support[c] == np.count_nonzero(rows)
+            assert t.class_correct[c] == np.count_nonzero(rows & (pred == c))
+            assert t.predicted[c] == np.count_nonzero(pred == c)
+            assert t.class_loss[c] == pytest.approx(math.fsum(stats.loss[rows].tolist()), rel=1e-13, abs=0), path
+            assert t.class_p_true[c] == pytest.approx(math.fsum(stats.p_true[rows].tolist()), rel=1e-13, abs=0), path
+
+
+def test_ranked_rows_across_blocks_keep_the_largest_keys_ties_to_the_lower_row(monkeypatch):
+    """Candidates in many blocks, ties among them in different blocks: the C tally, which looks at a
+    block's rows only when one can enter the examples kept, keeps what the numpy path keeps."""
+    require_c_extension()
+    n = 256 * 6
+    view, _ = _chunk("logits", 8, n)
+    stats = view.stats
+    stats.loss = np.minimum(stats.loss, 1.0)
+    at = [10, 300, 301, 700, 1000, 1200, 1500, 40, 520]
+    stats.loss[at] = [9, 9, 12, 9, 12, 9, 12, 8, 9]
+    stats.p_max = np.full(n, 0.5)
+    stats.pred = stats.label.copy()
+    wrong = [50, 280, 600, 601, 1100, 1400, 1530]
+    stats.p_max[wrong] = [0.995, 0.999, 0.999, 0.999, 1.0, 0.999, 0.999]
+    stats.pred[wrong] = (stats.label[wrong] + 1) % C
+    c_path, numpy_path = _both(view, monkeypatch=monkeypatch)
+    assert sorted(c_path.ranked["XE402"].tolist()) == sorted(numpy_path.ranked["XE402"].tolist()) == [10, 300, 301, 1000, 1500]
+    assert sorted(c_path.ranked["XE404"].tolist()) == sorted(numpy_path.ranked["XE404"].tolist()) == [280, 600, 601, 1100, 1400]
+    assert (c_path.hits["XE402"], c_path.hits["XE404"]) == (9, 7)

@@ -23,35 +23,11 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <string.h>
 
-#define XENT_KERNEL_VERSION 14
+#include "_cmath.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define XENT_CLONES
-#endif
+#define XENT_KERNEL_VERSION 15
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
-
-/* exp(s) for s <= 0 (s = z - max z); 0 below -87 (under ln(FLT_MIN)). Cephes expf: s = n ln2 + r,
-   |r| <= ln2/2, exp(r) = 1 + r + r^2 P(r). Branch-free, so that the loops calling it vectorise. */
-static inline float exp_nonpositive_f32(float s) {
-    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float keep = s >= -87.0f ? 1.0f : 0.0f;
-    const float x = s >= -87.0f ? s : -87.0f;
-    const float n = (x * log2e + 0x1.8p23f) - 0x1.8p23f; /* round to nearest */
-    float r = x - n * ln2_hi;
-    r = r - n * ln2_lo;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f * keep;
-}
 
 static inline double exp_nonpositive_f64(double s) { return exp(s); }
 
@@ -134,35 +110,6 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
 
 XENT_DEFINE_KERNEL(f32, float, exp_nonpositive_f32, -87.0f)
 XENT_DEFINE_KERNEL(f64, double, exp_nonpositive_f64, -745.0)
-
-/* log(1 + x) for x >= 0 in float, branch-free: Goldberg's log(u) * x / (u - 1) with u = 1 + x
-   ("What every computer scientist should know about floating-point arithmetic", Theorem 4) over
-   Cephes' logf (relative error < 1e-7). */
-static inline float log1p_nonnegative_f32(float x) {
-    const float u = 1.0f + x;
-    union { float f; int32_t i; } bits = {.f = u};
-    float e = (float)(((bits.i >> 23) & 0xff) - 126);
-    bits.i = (bits.i & 0x007fffff) | 0x3f000000; /* mantissa in [0.5, 1) */
-    const float small = bits.f < 0.707106781186547524f ? 1.0f : 0.0f;
-    e -= small;
-    const float m = bits.f + bits.f * small - 1.0f;
-    const float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    y += -2.12194440e-4f * e;
-    y += -0.5f * z;
-    const float log_u = m + y + 0.693359375f * e;
-    const float d = u - 1.0f;
-    return d == 0.0f ? x : log_u * (x / (d == 0.0f ? 1.0f : d));
-}
 
 /* Up to NARROW_MAX_CLASSES classes, float32 rows are taken LANES at a time, transposed so that each
    SIMD lane holds one row: every step is then a vertical vector operation over LANES rows (short
@@ -325,12 +272,12 @@ XENT_CLONES int64_t xent_sparse_logits_f64(XENT_LABEL_ARGS, XENT_KERNEL_ARGS(dou
 }
 
 /* A binary head of float32 logits z with 0/1 labels, row by row as the two-class kernel scores the
-   rows [0, z] (narrow_f32's arithmetic, vectorised over rows without the transposition): with
-   e = exp(−|z|) (float), the loss log1p(e) − (z_y − max(z, 0)), p_true = exp(z_y − max(z, 0) − log1p(e)),
-   p_max = 1/(1 + e), log_norm = max(z, 0) + log1p(e); and as binary.binary_stats makes them: pred =
-   z ≥ cut, rank 1 when pred is the label, else 2, and the score itself (the row's extremes).
-   Returns -1, with nothing promised of the outputs, when a score is not finite or a label is not 0
-   or 1: the general path takes the chunk. */
+   rows [0, z] (binary_logit_row in _cmath.h, vectorised over rows without the transposition): loss,
+   p_true, p_max, log_norm, pred; rank 1 when pred is the label, else 2; and the score itself (the
+   row's extremes), as binary.binary_stats makes them. Returns -1, with nothing promised of the
+   outputs, when a score is not finite or a label is not 0 or 1: the general path takes the chunk.
+   (The plain score pass takes such a chunk through xent_binary_tally_f32 in _ctally.c, which keeps
+   none of these arrays.) */
 XENT_CLONES int64_t xent_binary_logits_f32(const float *restrict z, const int64_t *restrict label, int64_t n, float cut,
                                            double *restrict loss, double *restrict p_true, double *restrict p_max,
                                            int64_t *restrict pred, int64_t *restrict rank, double *restrict score,
@@ -341,18 +288,9 @@ XENT_CLONES int64_t xent_binary_logits_f32(const float *restrict z, const int64_
         const float x = z[i];
         const int64_t y = label[i];
         bad += !(x - x == 0.0f) | (y != 0 && y != 1);
-        const float magnitude = x < 0.0f ? -x : x, top = x > 0.0f ? x : 0.0f;
-        const float e = exp_nonpositive_f32(-magnitude);
-        const double lse = (double)log1p_nonnegative_f32(e);
-        const double s_y = (double)(y == 1 ? x : 0.0f) - (double)top;
-        loss[i] = lse - s_y;
-        p_true[i] = (double)exp_nonpositive_f32((float)(s_y - lse));
-        p_max[i] = 1.0 / (1.0 + (double)e);
-        const int64_t positive = x >= cut;
-        pred[i] = positive;
-        rank[i] = positive == y ? 1 : 2;
+        binary_logit_row(x, y, cut, &loss[i], &p_true[i], &p_max[i], &log_norm[i], &pred[i]);
+        rank[i] = pred[i] == y ? 1 : 2;
         score[i] = (double)x;
-        log_norm[i] = (double)top + lse;
     }
     return bad ? -1 : n;
 }

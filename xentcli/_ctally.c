@@ -15,6 +15,8 @@ ctypes with the two structs below (their layout is declared again in xentcli/nat
 #include <stdlib.h>
 #include <string.h>
 
+#include "_cmath.h"
+
 enum { KIND_LOGITS = 0, KIND_PROBS = 1, KIND_LOG_PROBS = 2 };
 enum { EXAMPLES = 5 }; /* MAX_EXAMPLES in xentcli/diagnostics.py */
 enum { RANKED_OUTLIER, RANKED_CONFIDENT, N_RANKED }; /* RANKED_CODES in xentcli/tally.py */
@@ -65,13 +67,10 @@ int64_t xent_tally_layout(int64_t *out) {
     return 5;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define XENT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define XENT_CLONES
-#endif
-
 #define BLOCK 256 /* rows per step: the keys of a block are computed (vectorised) before it is tallied */
+#define LANES_SUM 8 /* the lanes of a block's compensated loss sum */
+typedef double lanes __attribute__((vector_size(LANES_SUM * sizeof(double))));
+typedef int64_t lane_mask __attribute__((vector_size(LANES_SUM * sizeof(int64_t))));
 
 /* log(x) for a normal x > 0, branch-free so that the loop calling it vectorises: fdlibm's
    __ieee754_log (x = 2^k (1 + f), log(1 + f) = 2s + s R(s^2) with s = f / (2 + f)), error < 1 ulp. */
@@ -149,20 +148,25 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
     }
 }
 
-/* count_row over rows b0 … b1 − 1, all counted (usable labels, finite losses): the counts, extremes
+/* count_row over rows b0 … b1 − 1 (numbered row0 + i in the chunk), all counted (usable labels, finite losses): the counts, extremes
    and candidate tests in one vectorised loop, then the order-bound parts each in a tight loop of its
    own — the compensated sum, the per-class sums, the sketch keys (row order, as count_row) — and the
    example rows only where the vectorised loop found candidates. Every result equals count_row's. */
 static inline __attribute__((always_inline)) void count_block(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t b0, int64_t b1,
-                               const double *key_of, int64_t *label_min_io, int64_t *label_max_io) {
+                               int64_t row0, const double *key_of, int64_t *label_min_io, int64_t *label_max_io) {
     const double *restrict loss = in->loss, *restrict p_max = in->p_max, *restrict p_true = in->p_true;
     const int64_t *restrict label = in->label, *restrict pred = in->pred, *restrict rank = in->rank;
     const double outlier = in->outlier, confident = in->confident, min_indexable = in->min_indexable;
     const int64_t top_k = in->top_k, num_classes = in->num_classes;
-    int64_t correct = 0, top_k_hits = 0, outliers = 0, confident_wrong = 0, keyed = 0, negatives = 0;
+    int64_t correct = 0, top_k_hits = 0, outliers = 0, confident_wrong = 0, keyed = 0, negatives = 0, entering = 0;
     int64_t label_min = *label_min_io, label_max = *label_max_io;
     double loss_min = t->loss_min, loss_max = t->loss_max;
-#pragma omp simd reduction(+ : correct, top_k_hits, outliers, confident_wrong, keyed, negatives) \
+    /* once EXAMPLES rows are kept, a row enters only above the least of them (rank_row): the floors
+       at the block's start, which only rise within it, say which rows rank_row must see */
+    const ranked *kept_outliers = &t->examples[RANKED_OUTLIER], *kept_confident = &t->examples[RANKED_CONFIDENT];
+    const double floor_outlier = kept_outliers->count == EXAMPLES ? kept_outliers->key[EXAMPLES - 1] : -INFINITY;
+    const double floor_confident = kept_confident->count == EXAMPLES ? kept_confident->key[EXAMPLES - 1] : -INFINITY;
+#pragma omp simd reduction(+ : correct, top_k_hits, outliers, confident_wrong, keyed, negatives, entering) \
     reduction(min : label_min, loss_min) reduction(max : label_max, loss_max)
     for (int64_t i = b0; i < b1; i++) {
         const int64_t y = label[i];
@@ -172,6 +176,7 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
         top_k_hits += rank[i] <= top_k;
         outliers += x > outlier;
         confident_wrong += (p_max[i] >= confident) & !right;
+        entering += ((x > outlier) & (x > floor_outlier)) | ((p_max[i] >= confident) & !right & (p_max[i] > floor_confident));
         keyed += x > min_indexable;
         negatives += x < -min_indexable;
         label_min = y < label_min ? y : label_min;
@@ -188,19 +193,65 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
     t->loss_min = loss_min, t->loss_max = loss_max;
     t->negatives += negatives;
     t->zeros += (b1 - b0) - keyed - negatives;
-    double loss_sum = t->loss_sum, compensation = t->compensation; /* Neumaier's sum, row by row */
-    for (int64_t i = b0; i < b1; i++) {
-        const double x = loss[i], sum = loss_sum + x;
-        compensation += fabs(loss_sum) >= fabs(x) ? (loss_sum - sum) + x : (x - sum) + loss_sum;
-        loss_sum = sum;
+    /* Neumaier's compensated sum of the losses, kept in LANES_SUM lanes (row i in lane i mod
+       LANES_SUM, so that the loop vectorises) and folded into the running sum at the block's end;
+       with two classes (a binary head) the per-class sums ride along, plain, in lanes too */
+    lanes sum = {0}, compensation = {0}, loss_0 = {0}, loss_1 = {0}, p_0 = {0}, p_1 = {0};
+    const int two_classes = out->support && out->predicted && num_classes == 2;
+    const lane_mask sign = {INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN};
+    int64_t i = b0;
+    for (; i + LANES_SUM <= b1; i += LANES_SUM) {
+        lanes x, p;
+        lane_mask one;
+        memcpy(&x, loss + i, sizeof x);
+        memcpy(&p, p_true + i, sizeof p);
+        for (int j = 0; j < LANES_SUM; j++) one[j] = -(label[i + j] == 1);
+        const lanes s = sum + x;
+        const lane_mask larger = ((lane_mask)sum & ~sign) >= ((lane_mask)x & ~sign); /* |sum| >= |x|, on the bits */
+        const lanes first = (lanes)(((lane_mask)sum & larger) | ((lane_mask)x & ~larger));
+        const lanes second = (lanes)(((lane_mask)x & larger) | ((lane_mask)sum & ~larger));
+        compensation += (first - s) + second;
+        sum = s;
+        loss_0 += (lanes)((lane_mask)x & ~one), loss_1 += (lanes)((lane_mask)x & one);
+        p_0 += (lanes)((lane_mask)p & ~one), p_1 += (lanes)((lane_mask)p & one);
     }
-    t->loss_sum = loss_sum, t->compensation = compensation;
-    if (outliers || confident_wrong)
-        for (int64_t i = b0; i < b1; i++) {
-            if (loss[i] > outlier) rank_row(&t->examples[RANKED_OUTLIER], loss[i], i);
-            if (p_max[i] >= confident && pred[i] != label[i]) rank_row(&t->examples[RANKED_CONFIDENT], p_max[i], i);
+    for (int j = 0; i < b1; i++, j++) { /* the last rows of the block, one a lane */
+        const double x = loss[i], p = p_true[i], s = sum[j] + x;
+        const int larger = fabs(sum[j]) >= fabs(x), one = label[i] == 1;
+        compensation[j] += larger ? (sum[j] - s) + x : (x - s) + sum[j];
+        sum[j] = s;
+        loss_0[j] += one ? 0.0 : x, loss_1[j] += one ? x : 0.0;
+        p_0[j] += one ? 0.0 : p, p_1[j] += one ? p : 0.0;
+    }
+    double loss_sum = t->loss_sum, carried = t->compensation;
+    for (int64_t j = 0; j < LANES_SUM; j++) {
+        const double x = sum[j], s = loss_sum + x;
+        carried += (fabs(loss_sum) >= fabs(x) ? (loss_sum - s) + x : (x - s) + loss_sum) + compensation[j];
+        loss_sum = s;
+    }
+    t->loss_sum = loss_sum, t->compensation = carried;
+    if (two_classes) {
+        double lanes[4] = {0, 0, 0, 0};
+        for (int64_t j = 0; j < LANES_SUM; j++) lanes[0] += loss_0[j], lanes[1] += loss_1[j], lanes[2] += p_0[j], lanes[3] += p_1[j];
+        out->class_loss[0] += lanes[0], out->class_loss[1] += lanes[1], out->class_p_true[0] += lanes[2], out->class_p_true[1] += lanes[3];
+        int64_t ones = 0, right_0 = 0, right_1 = 0, predicted_0 = 0, predicted_1 = 0;
+#pragma omp simd reduction(+ : ones, right_0, right_1, predicted_0, predicted_1)
+        for (int64_t r = b0; r < b1; r++) {
+            const int64_t y = label[r], p = pred[r];
+            ones += y == 1;
+            right_0 += (y == 0) & (p == 0), right_1 += (y == 1) & (p == 1);
+            predicted_0 += p == 0, predicted_1 += p == 1;
         }
-    if (out->support) /* labels in [0, num_classes): the rows are usable */
+        out->support[0] += (b1 - b0) - ones, out->support[1] += ones;
+        out->class_correct[0] += right_0, out->class_correct[1] += right_1;
+        out->predicted[0] += predicted_0, out->predicted[1] += predicted_1;
+    }
+    if (entering)
+        for (int64_t i = b0; i < b1; i++) {
+            if (loss[i] > outlier) rank_row(&t->examples[RANKED_OUTLIER], loss[i], row0 + i);
+            if (p_max[i] >= confident && pred[i] != label[i]) rank_row(&t->examples[RANKED_CONFIDENT], p_max[i], row0 + i);
+        }
+    if (out->support && !two_classes) /* labels in [0, num_classes): the rows are usable */
         for (int64_t i = b0; i < b1; i++) {
             const int64_t y = label[i];
             out->support[y]++;
@@ -208,7 +259,7 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
             out->class_loss[y] += loss[i];
             out->class_p_true[y] += p_true[i];
         }
-    if (out->predicted)
+    if (out->predicted && !two_classes)
         for (int64_t i = b0; i < b1; i++) {
             const int64_t p = pred[i];
             if (p >= 0 && p < num_classes) out->predicted[p]++;
@@ -220,6 +271,32 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
         k += loss[i] > min_indexable;
     }
     t->keys += k;
+}
+
+/* The sketch key ceil(log(x) / log_gamma) of every row b0 … b1 − 1 (used where counted): vectorised. */
+static inline __attribute__((always_inline)) void block_keys(const double *restrict loss, int64_t b0, int64_t b1, double log_gamma,
+                                                             double min_indexable, double *restrict key_of) {
+#pragma omp simd
+    for (int64_t i = b0; i < b1; i++) {
+        const double x = loss[i] > min_indexable && loss[i] < INFINITY ? loss[i] : 1.0;
+        key_of[i - b0] = ceil(log_normal(x) / log_gamma);
+    }
+}
+
+/* The chunk's totals into `out`, after the last block. */
+static void finish(const xent_tally_in *in, xent_tally_out *out, const counted_sums *t, int64_t *hits, int64_t int_labels,
+                   int64_t label_min, int64_t label_max, int64_t at_num_classes, double max_abs) {
+    hits[OUTLIER] = t->outliers, hits[CONFIDENT] = t->confident_wrong;
+    for (int r = 0; r < N_RULES; r++) out->hits[r] = ((in->off_rules >> r) & 1) ? 0 : hits[r];
+    for (int r = 0; r < N_RANKED; r++) {
+        out->ranked_count[r] = t->examples[r].count;
+        for (int64_t e = 0; e < t->examples[r].count; e++) out->ranked_rows[r][e] = t->examples[r].row[e];
+    }
+    out->counted = t->counted, out->correct = t->correct, out->top_k_hits = t->top_k_hits;
+    out->keys = t->keys, out->zeros = t->zeros, out->negatives = t->negatives;
+    out->int_labels = int_labels, out->label_min = label_min, out->label_max = label_max;
+    out->at_num_classes = at_num_classes;
+    out->loss_sum = t->loss_sum + t->compensation, out->loss_min = t->loss_min, out->loss_max = t->loss_max, out->max_abs = max_abs;
 }
 
 XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
@@ -246,12 +323,7 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
 
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         const int64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
-        /* the sketch key ceil(log(x) / log_gamma) of every row (used where counted): vectorised */
-#pragma omp simd
-        for (int64_t i = b0; i < b1; i++) {
-            const double x = loss[i] > min_indexable && loss[i] < INFINITY ? loss[i] : 1.0;
-            key_of[i - b0] = ceil(log_normal(x) / log_gamma);
-        }
+        block_keys(loss, b0, b1, log_gamma, min_indexable, key_of);
         /* a vectorised screen: does any row of the block trip a rule, or go uncounted? Probabilities
            always take the full path (their rules look at every row's sum). */
         int64_t unusual = probs;
@@ -268,7 +340,7 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
                        | (ignored[i] != 0) | (!(fabs(x) < INFINITY));
         }
         if (!unusual) { /* every row counted, no rule tripped: count_row's work in tighter loops, in the same order */
-            count_block(in, out, &t, b0, b1, key_of, &label_min, &label_max);
+            count_block(in, out, &t, b0, b1, 0, key_of, &label_min, &label_max);
             int_labels += b1 - b0;
             continue;
         }
@@ -316,19 +388,56 @@ XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {
             if (ok && isfinite(x)) count_row(in, out, &t, i, x, key_of[i - b0]);
         }
     }
-    hits[OUTLIER] = t.outliers, hits[CONFIDENT] = t.confident_wrong;
-    for (int r = 0; r < N_RULES; r++) hits[r] *= RULE_ON(r);
 #undef RULE_ON
-    for (int r = 0; r < N_RANKED; r++) {
-        out->ranked_count[r] = t.examples[r].count;
-        for (int64_t e = 0; e < t.examples[r].count; e++) out->ranked_rows[r][e] = t.examples[r].row[e];
+    finish(in, out, &t, hits, int_labels, label_min, label_max, at_num_classes, max_abs);
+    return t.counted;
+}
+
+/* A binary head's chunk of float32 logits z [n] with 0/1 labels (`label`: n unsigned integers of
+   label_bytes each, bool included), scored and tallied in one pass: each block of rows is scored
+   by binary_logit_row (as xent_binary_logits_f32 scores it) into buffers that stay in the cache,
+   then counted by count_block, so `out` holds what xent_tally gives for that function's arrays;
+   `in` gives the limits only (its row pointers are not read). Per row only the loss (`loss`) and
+   the prediction (`pred`, 0/1) are kept. Returns -1, with nothing promised of the outputs, when a
+   row is anything but plain — a score not finite or beyond the overflow limit, a label not 0 or
+   1: the general path takes the chunk, and its rules say what they see. */
+XENT_CLONES int64_t xent_binary_tally_f32(const float *restrict z, const void *label, int64_t label_bytes, int64_t n, float cut,
+                                          const xent_tally_in *in, xent_tally_out *out, double *restrict loss, uint8_t *restrict pred) {
+    const double limit = in->overflow_limit;
+    int64_t hits[N_RULES] = {0};
+    int64_t label_min = INT64_MAX, label_max = INT64_MIN;
+    counted_sums t = {.loss_min = INFINITY, .loss_max = -INFINITY};
+    double key_of[BLOCK], p_true[BLOCK], p_max[BLOCK], log_norm[BLOCK];
+    int64_t y[BLOCK], predicted[BLOCK], rank[BLOCK];
+    xent_tally_in block = *in;
+    block.loss = 0, block.p_true = p_true, block.p_max = p_max, block.label = y, block.pred = predicted, block.rank = rank;
+    for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
+        const int64_t m = b0 + BLOCK < n ? BLOCK : n - b0;
+        switch (label_bytes) { /* any width: a 0 or a 1 reads the same signed or not */
+        case 1: for (int64_t i = 0; i < m; i++) y[i] = ((const uint8_t *)label)[b0 + i]; break;
+        case 2: for (int64_t i = 0; i < m; i++) y[i] = ((const uint16_t *)label)[b0 + i]; break;
+        case 4: for (int64_t i = 0; i < m; i++) y[i] = ((const uint32_t *)label)[b0 + i]; break;
+        case 8: for (int64_t i = 0; i < m; i++) y[i] = (int64_t)((const uint64_t *)label)[b0 + i]; break;
+        default: return -1;
+        }
+        const float *restrict zb = z + b0;
+        double *restrict lb = loss + b0;
+        int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+        for (int64_t i = 0; i < m; i++) {
+            const float x = zb[i];
+            const double magnitude = x < 0.0f ? -(double)x : (double)x;
+            bad += !(magnitude <= limit) | ((uint64_t)y[i] > 1); /* NaN, inf, overflow risk; a label not 0 or 1 */
+            binary_logit_row(x, y[i], cut, &lb[i], &p_true[i], &p_max[i], &log_norm[i], &predicted[i]);
+            rank[i] = predicted[i] == y[i] ? 1 : 2;
+            pred[b0 + i] = (uint8_t)predicted[i];
+        }
+        if (bad) return -1;
+        block_keys(lb, 0, m, in->log_gamma, in->min_indexable, key_of);
+        block.loss = lb;
+        count_block(&block, out, &t, 0, m, b0, key_of, &label_min, &label_max);
     }
-    for (int r = 0; r < N_RULES; r++) out->hits[r] = hits[r];
-    out->counted = t.counted, out->correct = t.correct, out->top_k_hits = t.top_k_hits;
-    out->keys = t.keys, out->zeros = t.zeros, out->negatives = t.negatives;
-    out->int_labels = int_labels, out->label_min = label_min, out->label_max = label_max;
-    out->at_num_classes = at_num_classes;
-    out->loss_sum = t.loss_sum + t.compensation, out->loss_min = t.loss_min, out->loss_max = t.loss_max, out->max_abs = max_abs;
+    finish(in, out, &t, hits, n, label_min, label_max, 0, -INFINITY);
     return t.counted;
 }
 

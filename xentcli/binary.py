@@ -141,12 +141,57 @@ def fast_stats(rows: BinaryRows, labels: npt.NDArray | None, threshold: float) -
             or labels.dtype.kind not in "iu" or not native.has_sigmoid()):
         return None
     label = labels.astype(np.int64, copy=False)
-    out = native.binary_logits_f32(rows.raw, label, float(_float32_cut(decision_cut("logits", threshold))))
+    out = native.binary_logits_f32(rows.raw, label, float(logit_cut32(threshold)))
     if out is None:
         return None
     every = np.ones(label.size, bool)
     return SampleStats(label=label, label_is_int=every, label_ok=every, loss=out["loss"], pred=out["pred"], p_true=out["p_true"],
                        rank=out["rank"], p_max=out["p_max"], score_max=out["score"], score_min=out["score"], log_norm=out["log_norm"])
+
+
+class RowLookup:
+    """One of binary_logits_f32's per-row statistics of a chunk that the fused tally scored
+    (tally.binary_logits_tally keeps only the loss and the prediction): computed, by the same C
+    function, for the rows asked — the few example rows a finding shows — and computed whole by
+    np.asarray for any other use, so that every reader gets the general path's numbers."""
+
+    def __init__(self, raw: npt.NDArray[np.float32], labels: npt.NDArray, cut: np.float32, name: str) -> None:
+        self.raw, self.labels, self.cut, self.name = raw, labels, cut, name
+
+    def _of(self, raw: npt.NDArray, labels: npt.NDArray) -> npt.NDArray:
+        out = native.binary_logits_f32(np.atleast_1d(raw), np.atleast_1d(labels).astype(np.int64), float(self.cut))
+        assert out is not None  # the fused tally took these rows: finite scores, 0/1 labels
+        return out[self.name]
+
+    def __getitem__(self, index: Any) -> Any:
+        values = self._of(self.raw[index], self.labels[index])
+        return values[0] if np.ndim(self.raw[index]) == 0 else values
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray:
+        values = self._of(self.raw, self.labels)
+        return values if dtype is None else values.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.raw.size
+
+    @property
+    def size(self) -> int:
+        return self.raw.size
+
+
+def fused_stats(raw: npt.NDArray[np.float32], labels: npt.NDArray, loss: npt.NDArray[np.float64], pred: npt.NDArray,
+                threshold: float) -> SampleStats:
+    """The statistics of a chunk that tally.binary_logits_tally scored (float32 logits, 0/1 labels,
+    every row counted): its loss and prediction, the labels as given, the rest looked up (RowLookup)."""
+    cut = logit_cut32(threshold)
+    every = np.broadcast_to(True, raw.shape)
+
+    def lookup(name: str) -> Any:
+        return RowLookup(raw, labels, cut, name)
+
+    return SampleStats(label=labels, label_is_int=every, label_ok=every, loss=loss, pred=pred, p_true=lookup("p_true"),
+                       rank=lookup("rank"), p_max=lookup("p_max"), score_max=lookup("score"), score_min=lookup("score"),
+                       log_norm=lookup("log_norm"))
 
 
 def logit_margin(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[np.float64]:
@@ -327,6 +372,11 @@ def _element_block(raw: npt.NDArray, kind: str, targets: npt.NDArray, ignore: in
     return stats, ignored, rows, elements
 
 
+def logit_cut32(threshold: float) -> np.float32:
+    """The float32 logit at which a float32 logit predicts the positive class (z ≥ it ⇔ σ(z) ≥ threshold)."""
+    return _float32_cut(decision_cut("logits", threshold))
+
+
 def _float32_cut(cut: float) -> np.float32:
     """The smallest float32 at or above `cut`: z ≥ it ⇔ z ≥ cut for float32 z (numpy would round a
     float cut to the nearest float32, which may lie below it)."""
@@ -347,7 +397,7 @@ def _element_chunk_native(raw: npt.NDArray[np.float32], t: npt.NDArray[np.float3
     ignored or masked), no weights or smoothing, no per-element output. None when the chunk has
     anything else: the numpy path takes it."""
     n, k = raw.shape
-    out = native.sigmoid_f32(raw, t, float(_float32_cut(decision_cut("logits", threshold))))  # None: a non-finite score or a target outside [0, 1]
+    out = native.sigmoid_f32(raw, t, float(logit_cut32(threshold)))  # None: a non-finite score or a target outside [0, 1]
     if out is None:
         return None
     exact = out["row_right"] == k

@@ -23,8 +23,8 @@ from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
 from xentcli.part import Part, chunk_part
 from xentcli.binary import (
-    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, fast_stats, positive_probability,
-    sample_columns, two_class,
+    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, fast_stats,
+    fused_stats, logit_cut32, positive_probability, sample_columns, two_class,
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
 from xentcli.histogram import log_histogram
@@ -37,7 +37,8 @@ from xentcli.frameworks import FrameworkSummary, framework_terms
 from xentcli.frameworks_sigmoid import sigmoid_terms
 from xentcli.loss import ChunkContext, RowTerms, truth, weighted_terms
 from xentcli.sources import Chunk, InputDescription, Source
-from xentcli.tally import tally
+from xentcli.sketch import QuantileSketch
+from xentcli.tally import ChunkTally, binary_logits_tally, tally
 
 
 @dataclass
@@ -103,7 +104,8 @@ def row_bytes(config: RunConfig, info: InputDescription) -> int:
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
-    binary = ignore_mask = elements = None
+    binary = ignore_mask = elements = counts = None
+    partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
     if info.head == "multilabel" or (info.head == "binary" and (options.pos_weight or options.class_weights)):
         # element by element (binary.element_chunk): K labels, or a binary head's weights
         targets = chunk.targets if chunk.targets is not None else chunk.labels
@@ -118,6 +120,9 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)
         chunk = replace(chunk, labels=np.zeros(len(stats.loss), np.int64), targets=None)
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, None, chunk.weights, options)
+    elif (fused := _fused_binary(chunk, info, config, top_k, partial.sketch)) is not None:  # the plain pass over a binary head: one C pass
+        stats, counts, binary = fused
+        base, ignored, terms = stats, np.zeros(stats.loss.size, bool), RowTerms(stats.loss)
     else:
         if info.head == "binary":  # scored as two classes (binary.py)
             chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None), options.epsilon)
@@ -140,8 +145,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
         chunk.score_dtype or info.score_dtype, info.label_names, binary,
     )
-    partial = LossSummary(info.num_classes, top_k, config.worst, keyed_clusters=config.source.group_col is not None)
-    counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
+    if counts is None:
+        counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
     partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample)
     reliability = Reliability.of(stats, ignored, binary, elements if info.head == "multilabel" else None) if config.calibration else None
     if reliability is not None:
@@ -183,6 +188,30 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         result.frameworks[framework] = FrameworkSummary(framework, sigmoid=binary is not None)
         result.frameworks[framework].update(fw_terms)
     return result
+
+
+def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, sketch: QuantileSketch
+                  ) -> tuple[SampleStats, ChunkTally, BinaryRows] | None:
+    """A binary head's chunk of float32 logits with 0/1 labels in the plain pass (no per-sample
+    output, weights, smoothing, frameworks, calibration, slices or sequences) scored and tallied in
+    one C pass (tally.binary_logits_tally): no two-class view and no per-row statistics beyond the
+    loss and the prediction. None: the general path takes the chunk, with the same numbers."""
+    options = config.loss
+    labels = chunk.labels
+    if (info.head != "binary" or info.input_kind != "logits" or chunk.scores.dtype != np.float32 or labels is None
+            or labels.dtype.kind not in "biu" or chunk.targets is not None or chunk.weights is not None or chunk.sample is not None
+            or (chunk.score_dtype or info.score_dtype) != "float32" or options.ignore_for(None) in (0, 1)
+            or options.label_smoothing or options.class_weights is not None or options.pos_weight is not None or options.frameworks
+            or config.per_sample or config.calibration or config.temperature_scan or config.confusions or config.per_sequence
+            or (chunk.groups is not None and config.slices)):
+        return None
+    raw = chunk.scores[:, 0]
+    fused = binary_logits_tally(raw, labels, float(logit_cut32(config.threshold)), top_k, sketch, "float32")
+    if fused is None:
+        return None
+    counts, loss, pred = fused
+    every = np.broadcast_to(False, raw.shape)
+    return fused_stats(raw, labels, loss, pred, config.threshold), counts, BinaryRows(raw, "logits", labels, False, every)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 14  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 15  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -73,6 +73,9 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.restype = i64
     library.xent_binary_logits_f32.restype = i64
     library.xent_binary_logits_f32.argtypes = [pointer, pointer, i64, ctypes.c_float] + [pointer] * 7
+    library.xent_binary_tally_f32.restype = i64
+    library.xent_binary_tally_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float, ctypes.POINTER(_TallyIn),
+                                              ctypes.POINTER(_TallyOut), pointer, pointer]
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
@@ -231,28 +234,64 @@ def tally(rows: dict[str, npt.NDArray | None], kind: int, num_classes: int, top_
     for name, dtype in TALLY_INPUTS.items():
         arrays[name], converted = _address(rows[name], dtype)
         keep.append(converted)
-    width = num_classes if per_class else 0
-    counts = np.zeros((3, width), np.int64)
-    sums = np.zeros((2, width), np.float64)
-    keys = np.empty(n, np.int32)
     args = _TallyIn(n=n, num_classes=num_classes, top_k=top_k, kind=kind, off_rules=off_rules, **arrays, **limits)
-    pointers = {name: values.ctypes.data if per_class else None for name, values in (
-        ("support", counts[0]), ("class_correct", counts[1]), ("predicted", counts[2]), ("class_loss", sums[0]),
-        ("class_p_true", sums[1]))}
-    out = _TallyOut(**pointers, key_out=keys.ctypes.data)
-    _TALLY(ctypes.byref(args), ctypes.byref(out))
-    classes = {"support": counts[0], "class_correct": counts[1], "predicted": counts[2], "class_loss": sums[0],
-               "class_p_true": sums[1]} if per_class else dict.fromkeys(("support", "class_correct", "predicted", "class_loss", "class_p_true"))
-    return {
-        "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits, "loss_sum": out.loss_sum,
-        "loss_min": out.loss_min, "loss_max": out.loss_max, **classes, "keys": keys[: out.keys],
-        "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
-        "ranked": {code: np.array(out.ranked_rows[r][: out.ranked_count[r]], dtype=np.int64)
-                   for r, code in enumerate(ranked_codes)},
-        "max_abs": out.max_abs, "int_labels": out.int_labels,
-        "label_min": out.label_min if out.int_labels else 0, "label_max": out.label_max if out.int_labels else 0,
-        "at_num_classes": out.at_num_classes,
-    }
+    call = _TallyCall(n, num_classes if per_class else 0)
+    _TALLY(ctypes.byref(args), ctypes.byref(call.out))
+    return call.fields(codes, ranked_codes)
+
+
+def binary_tally(z: npt.NDArray[np.float32], label: npt.NDArray, cut: float, top_k: int, *, codes: tuple[str, ...],
+                 ranked_codes: tuple[str, ...], off_rules: int, **limits: float
+                 ) -> tuple[dict[str, Any], npt.NDArray[np.float64], npt.NDArray[np.uint8]] | None:
+    """xent_binary_tally_f32 in _ctally.c: a binary head's float32 logits [n] and 0/1 labels (integers
+    or booleans of any width) scored and tallied in one pass. The fields of tally.ChunkTally (as
+    `tally` gives them for binary_logits_f32's arrays, per-class sums included), the loss and the
+    prediction (0/1) per row; None when a row is not plain (a score not finite or beyond the overflow
+    limit, a label not 0 or 1): the general path takes the chunk."""
+    assert _LIBRARY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
+    z = np.ascontiguousarray(z, np.float32)
+    label = np.ascontiguousarray(label)
+    if label.dtype.kind not in "biu" or label.itemsize not in (1, 2, 4, 8):
+        return None
+    n = z.size
+    loss, pred = np.empty(n), np.empty(n, np.uint8)
+    args = _TallyIn(n=n, num_classes=2, top_k=top_k, kind=0, off_rules=off_rules, **limits)
+    call = _TallyCall(n, 2)
+    done = _LIBRARY.xent_binary_tally_f32(z.ctypes.data, label.ctypes.data, label.itemsize, n, ctypes.c_float(cut),
+                                          ctypes.byref(args), ctypes.byref(call.out), loss.ctypes.data, pred.ctypes.data)
+    if done < 0:
+        return None
+    return call.fields(codes, ranked_codes), loss, pred
+
+
+class _TallyCall:
+    """The outputs of one C tally of n rows: the struct, its per-class arrays (`width` classes; 0:
+    none) and the sketch keys, read back as the fields of tally.ChunkTally."""
+
+    def __init__(self, n: int, width: int) -> None:
+        self.width = width
+        self.counts = np.zeros((3, width), np.int64)
+        self.sums = np.zeros((2, width), np.float64)
+        self.keys = np.empty(n, np.int32)
+        pointers = {name: values.ctypes.data if width else None for name, values in (
+            ("support", self.counts[0]), ("class_correct", self.counts[1]), ("predicted", self.counts[2]),
+            ("class_loss", self.sums[0]), ("class_p_true", self.sums[1]))}
+        self.out = _TallyOut(**pointers, key_out=self.keys.ctypes.data)
+
+    def fields(self, codes: tuple[str, ...], ranked_codes: tuple[str, ...]) -> dict[str, Any]:
+        out, counts, sums = self.out, self.counts, self.sums
+        names = ("support", "class_correct", "predicted", "class_loss", "class_p_true")
+        classes = dict(zip(names, (counts[0], counts[1], counts[2], sums[0], sums[1]))) if self.width else dict.fromkeys(names)
+        return {
+            "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits, "loss_sum": out.loss_sum,
+            "loss_min": out.loss_min, "loss_max": out.loss_max, **classes, "keys": self.keys[: out.keys],
+            "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
+            "ranked": {code: np.array(out.ranked_rows[r][: out.ranked_count[r]], dtype=np.int64)
+                       for r, code in enumerate(ranked_codes)},
+            "max_abs": out.max_abs, "int_labels": out.int_labels,
+            "label_min": out.label_min if out.int_labels else 0, "label_max": out.label_max if out.int_labels else 0,
+            "at_num_classes": out.at_num_classes,
+        }
 
 
 def has_bootstrap() -> bool:

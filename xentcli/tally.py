@@ -103,16 +103,37 @@ def tally(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool = Tru
                 "bottom": stats.score_min, "log_norm": stats.log_norm, "label": stats.label, "pred": stats.pred,
                 "rank": stats.rank, "label_is_int": stats.label_is_int, "label_ok": stats.label_ok, "ignored": view.ignored}
         fields = native.tally(
-            rows, KINDS[view.kind], view.num_classes, top_k, per_class=dense,
-            log_gamma=sketch.log_gamma, min_indexable=MIN_INDEXABLE, overflow_limit=overflow_limit(view.score_dtype),
-            probs_tolerance=PROBS_SUM_TOLERANCE, log_probs_tolerance=LOG_PROBS_TOLERANCE,
-            outlier=outlier_threshold(view.num_classes, view.binary is not None), confident=CONFIDENT,
-            not_log_probs_tolerance=not_log_probs_tolerance(view.score_dtype), codes=RULE_CODES,
-            ranked_codes=RANKED_CODES, off_rules=SIGMOID_OFF if view.binary is not None else 0,
+            rows, KINDS[view.kind], view.num_classes, top_k, per_class=dense, codes=RULE_CODES, ranked_codes=RANKED_CODES,
+            off_rules=SIGMOID_OFF if view.binary is not None else 0,
+            **_limits(sketch, view.score_dtype, view.num_classes, view.binary is not None),
         )
         return ChunkTally(**fields) if dense else ChunkTally(**{**fields, **sparse_class_sums(stats)})
     counts = _tally_numpy(view, top_k, sketch, rules, dense)
     return counts if dense else replace(counts, **sparse_class_sums(stats))
+
+
+def binary_logits_tally(raw: npt.NDArray, labels: npt.NDArray, cut: float, top_k: int, sketch: QuantileSketch, score_dtype: str
+                        ) -> tuple[ChunkTally, npt.NDArray[np.float64], npt.NDArray[np.uint8]] | None:
+    """A binary head's chunk of float32 logits with 0/1 labels, scored and tallied in one C pass
+    (xent_binary_tally_f32): the tally `tally` gives for binary.fast_stats' statistics of the chunk,
+    with the loss and the prediction per row. None when the C path cannot take the chunk (a row
+    that is not plain, no extension): the general path scores it, and its rules say what they see."""
+    if not (native.has_tally() and C_RULES_MATCH and native.has_sigmoid()):
+        return None
+    got = native.binary_tally(raw, labels, cut, top_k, codes=RULE_CODES, ranked_codes=RANKED_CODES, off_rules=SIGMOID_OFF,
+                              **_limits(sketch, score_dtype, 2, True))
+    if got is None:
+        return None
+    fields, loss, pred = got
+    return ChunkTally(**fields), loss, pred
+
+
+def _limits(sketch: QuantileSketch, score_dtype: str, num_classes: int, binary: bool) -> dict[str, float]:
+    """The C tally's thresholds for a chunk of these scores."""
+    return {"log_gamma": sketch.log_gamma, "min_indexable": MIN_INDEXABLE, "overflow_limit": overflow_limit(score_dtype),
+            "probs_tolerance": PROBS_SUM_TOLERANCE, "log_probs_tolerance": LOG_PROBS_TOLERANCE,
+            "outlier": outlier_threshold(num_classes, binary), "confident": CONFIDENT,
+            "not_log_probs_tolerance": not_log_probs_tolerance(score_dtype)}
 
 
 def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: bool, dense: bool = True) -> ChunkTally:
