@@ -731,3 +731,35 @@ def test_row_lookup_gives_the_kernels_values_row_by_row_and_whole():
         assert np.array_equal(lookup[rows], whole[name][rows])
         mask = z > 2
         assert np.array_equal(lookup[mask], whole[name][mask])
+
+
+def test_a_chunk_the_one_pass_refuses_is_scored_in_chunks_of_the_general_size(tmp_path, monkeypatch):
+    """A binary head's plain pass reads chunks sized for its one C pass (~5× the general size); a
+    chunk it refuses (here a label 2) is scored by the general path in pieces of the general size,
+    so memory stays bounded: the same counts and examples as the general path alone, the sums to
+    rounding, and no general chunk larger than the general size."""
+    from xentcli import binary, engine
+
+    require_c_extension()
+    rng = np.random.default_rng(29)
+    n = 30_000
+    z = (rng.normal(size=n) * 5).astype(np.float32)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.int64)
+    y[rng.random(n) < 0.02] ^= 1
+    y[17_000] = 2
+    args = [*_npy(tmp_path, z, y, "split"), "--json", "--worst", "3"]
+    # general chunks of 1,000 rows (the two-class view's 2 × 4 bytes of scores a row), one-pass chunks of 264,000 // 56 = 4,714
+    monkeypatch.setattr(engine, "DEFAULT_CHUNK_BYTES", 1000 * (8 + engine.ROW_STATE_BYTES))
+    sizes, fused_sizes = [], []
+    two_class, fused = engine.two_class, engine._fused_binary
+    monkeypatch.setattr(engine, "two_class", lambda chunk, *a: sizes.append(len(chunk.scores)) or two_class(chunk, *a))
+    monkeypatch.setattr(engine, "_fused_binary", lambda chunk, *a: fused_sizes.append(len(chunk.scores)) or fused(chunk, *a))
+    split = json.loads(runner.invoke(app, ["score", *map(str, args)]).stdout)
+    assert sizes == [1000]  # the one piece holding row 17,000: rows 16,142 … 17,141 of the chunk 14,142 … 18,855
+    assert max(fused_sizes) == 4714
+    monkeypatch.setattr(engine, "_fused_binary", lambda *a: None)
+    general = json.loads(runner.invoke(app, ["score", *map(str, args)]).stdout)
+    assert split["diagnostics"] == general["diagnostics"] and split["worst"] == general["worst"]
+    for key, value in general["summary"].items():
+        assert split["summary"][key] == (pytest.approx(value, rel=1e-12) if isinstance(value, (float, list)) else value), key
+    assert binary.RowLookup is not None

@@ -24,7 +24,7 @@ def _dump(tmp_path, rows=50, classes=4, kind=np.float32):
 
 def test_chunk_rows():
     assert chunk_rows(RunConfig(SourceConfig(("x",)), chunk_rows=7), 40) == 7
-    assert chunk_rows(RunConfig(SourceConfig(("x",))), 40) == DEFAULT_CHUNK_BYTES // (40 + ROW_STATE_BYTES)
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 40 + ROW_STATE_BYTES) == DEFAULT_CHUNK_BYTES // (40 + ROW_STATE_BYTES)
     assert chunk_rows(RunConfig(SourceConfig(("x",))), 10 * DEFAULT_CHUNK_BYTES) == 1
 
 

@@ -189,9 +189,11 @@ def fused_stats(raw: npt.NDArray[np.float32], labels: npt.NDArray, loss: npt.NDA
     def lookup(name: str) -> Any:
         return RowLookup(raw, labels, cut, name)
 
-    return SampleStats(label=labels, label_is_int=every, label_ok=every, loss=loss, pred=pred, p_true=lookup("p_true"),
-                       rank=lookup("rank"), p_max=lookup("p_max"), score_max=lookup("score"), score_min=lookup("score"),
-                       log_norm=lookup("log_norm"))
+    stats = SampleStats(label=labels, label_is_int=every, label_ok=every, loss=loss, pred=pred, p_true=lookup("p_true"),
+                        rank=lookup("rank"), p_max=lookup("p_max"), score_max=lookup("score"), score_min=lookup("score"),
+                        log_norm=lookup("log_norm"))
+    stats.__dict__.update(counted=every, all_counted=True)  # the cached masks, known: the one pass takes a chunk whose rows all count
+    return stats
 
 
 def logit_margin(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[np.float64]:

@@ -79,29 +79,71 @@ ProgressCallback = Callable[[int, float | None], None]  # rows done, share of th
 # What a chunk holds per row besides its scores: labels, a dozen float64 per-sample values and the
 # diagnostics' temporaries. With few classes this, not the scores, sizes the chunk's memory.
 ROW_STATE_BYTES = 256
+# The same for a binary head's chunk in one C pass (_fused_binary): the loss, the sketch key, the
+# prediction, and the loss's spread (two float64 temporaries).
+FUSED_STATE_BYTES = 48
 
 
 def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
-    """Rows per chunk: as asked, else about DEFAULT_CHUNK_BYTES of scores and per-row state."""
+    """Rows per chunk: as asked, else about DEFAULT_CHUNK_BYTES of scores and per-row state
+    (`bytes_per_row`, row_bytes: both)."""
     if config.chunk_rows:
         return config.chunk_rows
-    return max(1, DEFAULT_CHUNK_BYTES // (bytes_per_row + ROW_STATE_BYTES))
+    return max(1, DEFAULT_CHUNK_BYTES // bytes_per_row)
 
 
 def row_bytes(config: RunConfig, info: InputDescription) -> int:
-    """Bytes a row takes while it is scored. A multi-label head of float32 logits without per-element
-    output, weights or smoothing is sized for the C path (binary._element_chunk_native, float32
-    targets): ~24 bytes a label instead of the numpy path's ~90, which scores such a chunk in blocks
-    of rows when it takes it (other targets, a non-finite score), so its temporaries stay bounded."""
+    """Bytes a row takes while it is scored, its scores and state. A multi-label head of float32
+    logits without per-element output, weights or smoothing is sized for the C path
+    (binary._element_chunk_native, float32 targets): ~24 bytes a label instead of the numpy path's
+    ~90, which scores such a chunk in blocks of rows when it takes it (other targets, a non-finite
+    score), so its temporaries stay bounded. A binary head in the plain pass is sized for its one C
+    pass; a chunk that pass refuses is scored in chunks of the general size (_results)."""
     options = config.loss
     if (info.head == "multilabel" and info.input_kind == "logits" and "float64" not in info.score_dtype and not options.label_smoothing
             and options.pos_weight is None and options.class_weights is None
             and not (config.per_sample or config.calibration or config.temperature_scan)):
-        return info.num_classes * 24
-    return info.bytes_per_row
+        return info.num_classes * 24 + ROW_STATE_BYTES
+    if _plain_binary(config, info):
+        return info.bytes_per_row + FUSED_STATE_BYTES
+    return info.bytes_per_row + ROW_STATE_BYTES
 
 
-def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> ChunkResult:
+def _plain_binary(config: RunConfig, info: InputDescription) -> bool:
+    """A binary head of float32 logits in the plain pass (no per-sample output, weights, smoothing,
+    frameworks, calibration, confusions or sequences): what _fused_binary can take, chunk permitting."""
+    options = config.loss
+    return (info.head == "binary" and info.input_kind == "logits" and info.score_dtype == "float32"
+            and options.ignore_for(None) not in (0, 1) and not options.label_smoothing and options.class_weights is None
+            and options.pos_weight is None and not options.frameworks and not config.per_sample and not config.calibration
+            and not config.temperature_scan and not config.confusions and not config.per_sequence)
+
+
+def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> list[ChunkResult]:
+    """One chunk's results: one, or for a chunk sized for the binary head's one C pass that the pass
+    refuses, one per piece of the general chunk size (so that the general path's memory stays bounded)."""
+    rows = len(chunk.scores)
+    general = chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES)
+    if rows <= general:
+        return [_compute(chunk, info, config, top_k, bound)]
+    fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
+    if fused is not None:
+        return [_compute(chunk, info, config, top_k, bound, fused)]
+    return [_compute(_rows_of(chunk, start, start + general), info, config, top_k, bound) for start in range(0, rows, general)]
+
+
+def _rows_of(chunk: Chunk, start: int, stop: int) -> Chunk:
+    """Rows start … stop − 1 of a chunk, as a chunk."""
+    def part(values: Any) -> Any:
+        return None if values is None else values[start:stop]
+
+    return Chunk(chunk.offset + start, chunk.scores[start:stop], part(chunk.labels), part(chunk.targets), part(chunk.ids),
+                 part(chunk.weights), part(chunk.sample), part(chunk.position), chunk.score_dtype,
+                 None if chunk.groups is None else [part(g) for g in chunk.groups])
+
+
+def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None,
+             fused: tuple[SampleStats, ChunkTally, BinaryRows] | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
     binary = ignore_mask = elements = counts = None
@@ -120,7 +162,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)
         chunk = replace(chunk, labels=np.zeros(len(stats.loss), np.int64), targets=None)
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, None, chunk.weights, options)
-    elif (fused := _fused_binary(chunk, info, config, top_k, partial.sketch)) is not None:  # the plain pass over a binary head: one C pass
+    elif fused is not None or (fused := _fused_binary(chunk, info, config, top_k, partial.sketch)) is not None:  # the plain pass over a binary head: one C pass
         stats, counts, binary = fused
         base, ignored, terms = stats, np.zeros(stats.loss.size, bool), RowTerms(stats.loss)
     else:
@@ -196,14 +238,10 @@ def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k
     output, weights, smoothing, frameworks, calibration, slices or sequences) scored and tallied in
     one C pass (tally.binary_logits_tally): no two-class view and no per-row statistics beyond the
     loss and the prediction. None: the general path takes the chunk, with the same numbers."""
-    options = config.loss
     labels = chunk.labels
-    if (info.head != "binary" or info.input_kind != "logits" or chunk.scores.dtype != np.float32 or labels is None
-            or labels.dtype.kind not in "biu" or chunk.targets is not None or chunk.weights is not None or chunk.sample is not None
-            or (chunk.score_dtype or info.score_dtype) != "float32" or options.ignore_for(None) in (0, 1)
-            or options.label_smoothing or options.class_weights is not None or options.pos_weight is not None or options.frameworks
-            or config.per_sample or config.calibration or config.temperature_scan or config.confusions or config.per_sequence
-            or (chunk.groups is not None and config.slices)):
+    if (not _plain_binary(config, info) or chunk.scores.dtype != np.float32 or labels is None or labels.dtype.kind not in "biu"
+            or chunk.targets is not None or chunk.weights is not None or chunk.sample is not None
+            or (chunk.score_dtype or info.score_dtype) != "float32" or (chunk.groups is not None and config.slices)):
         return None
     raw = chunk.scores[:, 0]
     fused = binary_logits_tally(raw, labels, float(logit_cut32(config.threshold)), top_k, sketch, "float32")
@@ -366,23 +404,23 @@ class Pass:
         threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
         if threads <= 1 and not (self.background and info.bytes_per_row <= DEFAULT_CHUNK_BYTES):
             for chunk in chunks:
-                result = _compute(chunk, *args)
-                self._merge(result)
-                yield result
-            return
-        with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
-            in_flight: deque[Future[ChunkResult]] = deque()
-            try:
-                for chunk in chunks:
-                    in_flight.append(pool.submit(_compute, chunk, *args))
-                    while len(in_flight) > threads:
-                        result = in_flight.popleft().result()
-                        self._merge(result)
-                        yield result
-                while in_flight:
-                    result = in_flight.popleft().result()
+                for result in _results(chunk, *args):
                     self._merge(result)
                     yield result
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
+            in_flight: deque[Future[list[ChunkResult]]] = deque()
+            try:
+                for chunk in chunks:
+                    in_flight.append(pool.submit(_results, chunk, *args))
+                    while len(in_flight) > threads:
+                        for result in in_flight.popleft().result():
+                            self._merge(result)
+                            yield result
+                while in_flight:
+                    for result in in_flight.popleft().result():
+                        self._merge(result)
+                        yield result
             finally:
                 for future in in_flight:
                     future.cancel()
