@@ -678,9 +678,9 @@ def test_the_plain_binary_pass_scores_and_tallies_in_one_c_pass(tmp_path, monkey
     taken = []
     fused = engine._fused_binary
 
-    def counting(*args):
-        got = fused(*args)
-        taken.append(got is not None)
+    def counting(chunk, *args):
+        got = fused(chunk, *args)
+        taken.append((chunk.offset, got is not None))  # chunks run on worker threads: in any order
         return got
 
     def at(values, row, value):
@@ -707,7 +707,8 @@ def test_the_plain_binary_pass_scores_and_tallies_in_one_c_pass(tmp_path, monkey
         monkeypatch.setattr(engine, "_fused_binary", lambda *a: None)
         general = runner.invoke(app, ["score", *map(str, args)])
         assert one_pass.exit_code == general.exit_code and one_pass.stdout == general.stdout, name
-        assert taken == [refused is None or (refused != "every" and chunk != refused // 2000) for chunk in range(5)], name
+        assert [took for _, took in sorted(taken)] == [refused is None or (refused != "every" and chunk != refused // 2000)
+                                                      for chunk in range(5)], name
     doc = json.loads(one_pass.stdout)  # the last case: --ignore-index 1 leaves the negatives only
     assert doc["summary"]["counted"] == np.count_nonzero(y == 0)
 
@@ -763,3 +764,27 @@ def test_a_chunk_the_one_pass_refuses_is_scored_in_chunks_of_the_general_size(tm
     for key, value in general["summary"].items():
         assert split["summary"][key] == (pytest.approx(value, rel=1e-12) if isinstance(value, (float, list)) else value), key
     assert binary.RowLookup is not None
+
+
+def test_only_the_binary_one_pass_chunks_are_split(tmp_path, monkeypatch):
+    """Chunks sized for another path — a multi-label head's C path (24 bytes a label, smaller than
+    its general estimate), a softmax — are scored whole, one result each: splitting them would
+    multiply the chunks (it once cut a multi-label run's chunks in four)."""
+    from xentcli import engine
+    from xentcli.config import RunConfig, SourceConfig
+    from xentcli.sources import Source
+
+    rng = np.random.default_rng(31)
+    z = rng.normal(size=(3000, 50)).astype(np.float32)
+    t = (rng.random((3000, 50)) < 0.2).astype(np.float32)
+    monkeypatch.setattr(engine, "DEFAULT_CHUNK_BYTES", 400 * (50 * 24 + engine.ROW_STATE_BYTES))  # multi-label chunks of 400 rows
+    sizes = []
+    compute = engine._compute
+    monkeypatch.setattr(engine, "_compute", lambda chunk, *a, **k: sizes.append(len(chunk.scores)) or compute(chunk, *a, **k))
+    for name, labels, extra in (("multilabel", t, ["--head", "sigmoid"]), ("softmax", rng.integers(0, 50, 3000), [])):
+        sizes.clear()
+        args = _npy(tmp_path, z, labels, name)
+        assert runner.invoke(app, ["score", *map(str, args), "--json", *extra]).exit_code == 0
+        config = RunConfig(SourceConfig((str(args[0]),), labels_path=str(args[2]), head="sigmoid" if extra else "auto"))
+        rows = engine.chunk_rows(config, engine.row_bytes(config, Source(config.source).description))
+        assert sorted(sizes, reverse=True) == [rows] * (3000 // rows) + ([3000 % rows] if 3000 % rows else []), name  # any order: threads

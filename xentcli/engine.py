@@ -124,7 +124,7 @@ def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     refuses, one per piece of the general chunk size (so that the general path's memory stays bounded)."""
     rows = len(chunk.scores)
     general = chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES)
-    if rows <= general:
+    if rows <= general or not _plain_binary(config, info):  # only the one pass's chunks are larger than the general size
         return [_compute(chunk, info, config, top_k, bound)]
     fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
     if fused is not None:
