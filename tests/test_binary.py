@@ -698,6 +698,9 @@ def test_the_plain_binary_pass_scores_and_tallies_in_one_c_pass(tmp_path, monkey
         "inf": (at(z, 5555, np.inf), y, [], 5555),
         "overflow": (at(z, 3000, 1e5), y, [], 3000),
         "ignore 1": (z, y, ["--ignore-index", "1"], "every"),
+        **{f"labels {t}": (z, y.astype(t), [], None) for t in ("float32", "float64", ">i2", ">i8")},  # 0.0/1.0; big-endian 0/1
+        "labels >i2 of 0/256": (z, (y.astype(np.int64) * 256).astype(">i2"), [], "every"),  # read in native order 256 would pass for 1
+        "soft targets": (z, np.where(y == 1, 0.9, 0.1), [], "every"),
     }
     for name, (scores, labels, extra, refused) in cases.items():
         args = [*_npy(tmp_path, scores, labels, "case"), "--json", "--worst", "3", "--chunk-rows", "2000", *extra]
@@ -709,8 +712,6 @@ def test_the_plain_binary_pass_scores_and_tallies_in_one_c_pass(tmp_path, monkey
         assert one_pass.exit_code == general.exit_code and one_pass.stdout == general.stdout, name
         assert [took for _, took in sorted(taken)] == [refused is None or (refused != "every" and chunk != refused // 2000)
                                                       for chunk in range(5)], name
-    doc = json.loads(one_pass.stdout)  # the last case: --ignore-index 1 leaves the negatives only
-    assert doc["summary"]["counted"] == np.count_nonzero(y == 0)
 
 
 def test_row_lookup_gives_the_kernels_values_row_by_row_and_whole():
@@ -788,3 +789,27 @@ def test_only_the_binary_one_pass_chunks_are_split(tmp_path, monkeypatch):
         config = RunConfig(SourceConfig((str(args[0]),), labels_path=str(args[2]), head="sigmoid" if extra else "auto"))
         rows = engine.chunk_rows(config, engine.row_bytes(config, Source(config.source).description))
         assert sorted(sizes, reverse=True) == [rows] * (3000 // rows) + ([3000 % rows] if 3000 % rows else []), name  # any order: threads
+
+
+def test_the_binary_one_pass_sizes_only_runs_it_can_take(tmp_path):
+    """Chunks are sized for the binary head's one C pass only where the run's options let it take
+    them: sample weights, --by-file or --like make every chunk go the general path, which must
+    then read chunks of the general size (a one-pass chunk cut into pieces held ~50% more memory)."""
+    from dataclasses import replace
+
+    from xentcli import engine
+    from xentcli.config import LossOptions, RunConfig, SourceConfig
+    from xentcli.sources import Source
+
+    rng = np.random.default_rng(37)
+    z = rng.normal(size=500).astype(np.float32)
+    args = _npy(tmp_path, z, rng.integers(0, 2, 500).astype(np.uint8), "sizing")
+    np.save(tmp_path / "w.npy", np.ones(500))
+    np.save(tmp_path / "g.npy", rng.integers(0, 3, 500))
+    plain = SourceConfig((str(args[0]),), labels_path=str(args[2]))
+    info = Source(plain).description
+    assert engine.row_bytes(RunConfig(plain), info) == info.bytes_per_row + engine.FUSED_STATE_BYTES
+    for config in (RunConfig(replace(plain, sample_weights_path=str(tmp_path / "w.npy"))),
+                   RunConfig(replace(plain, by_file=str(tmp_path / "g.npy"))),
+                   RunConfig(plain, loss=LossOptions(like="torch"))):
+        assert engine.row_bytes(config, Source(config.source).description) == info.bytes_per_row + engine.ROW_STATE_BYTES

@@ -110,13 +110,16 @@ def row_bytes(config: RunConfig, info: InputDescription) -> int:
 
 
 def _plain_binary(config: RunConfig, info: InputDescription) -> bool:
-    """A binary head of float32 logits in the plain pass (no per-sample output, weights, smoothing,
-    frameworks, calibration, confusions or sequences): what _fused_binary can take, chunk permitting."""
-    options = config.loss
+    """A binary head of float32 logits in the plain pass (no per-sample output, sample weights,
+    smoothing, frameworks, calibration, confusions, slices or sequences): what _fused_binary can
+    take, labels permitting (soft targets are refused chunk by chunk)."""
+    options, source = config.loss, config.source
     return (info.head == "binary" and info.input_kind == "logits" and info.score_dtype == "float32"
             and options.ignore_for(None) not in (0, 1) and not options.label_smoothing and options.class_weights is None
             and options.pos_weight is None and not options.frameworks and not config.per_sample and not config.calibration
-            and not config.temperature_scan and not config.confusions and not config.per_sequence)
+            and not config.temperature_scan and not config.confusions and not config.per_sequence
+            and source.weight_col is None and source.sample_weights_path is None and source.group_col is None
+            and not ((source.by or source.by_file) and config.slices))
 
 
 def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> list[ChunkResult]:
@@ -239,10 +242,15 @@ def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k
     one C pass (tally.binary_logits_tally): no two-class view and no per-row statistics beyond the
     loss and the prediction. None: the general path takes the chunk, with the same numbers."""
     labels = chunk.labels
-    if (not _plain_binary(config, info) or chunk.scores.dtype != np.float32 or labels is None or labels.dtype.kind not in "biu"
+    if (not _plain_binary(config, info) or chunk.scores.dtype != np.float32 or labels is None or labels.dtype.kind not in "biuf"
             or chunk.targets is not None or chunk.weights is not None or chunk.sample is not None
             or (chunk.score_dtype or info.score_dtype) != "float32" or (chunk.groups is not None and config.slices)):
         return None
+    if labels.dtype.kind == "f":  # 0.0/1.0 labels (BCE dumps often store them so) are the 0/1 labels; soft targets are not
+        positive = labels == 1
+        if not bool((positive | (labels == 0)).all()):
+            return None
+        labels = positive
     raw = chunk.scores[:, 0]
     fused = binary_logits_tally(raw, labels, float(logit_cut32(config.threshold)), top_k, sketch, "float32")
     if fused is None:

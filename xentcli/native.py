@@ -250,9 +250,9 @@ def binary_tally(z: npt.NDArray[np.float32], label: npt.NDArray, cut: float, top
     limit, a label not 0 or 1): the general path takes the chunk."""
     assert _LIBRARY is not None and len(codes) == N_RULES and len(ranked_codes) == N_RANKED
     z = np.ascontiguousarray(z, np.float32)
-    label = np.ascontiguousarray(label)
     if label.dtype.kind not in "biu" or label.itemsize not in (1, 2, 4, 8):
         return None
+    label = np.ascontiguousarray(label, label.dtype.newbyteorder("="))  # the C pass reads native bytes: '>i2' 256 is not 1
     n = z.size
     loss, pred = np.empty(n), np.empty(n, np.uint8)
     args = _TallyIn(n=n, num_classes=2, top_k=top_k, kind=0, off_rules=off_rules, **limits)
