@@ -813,3 +813,29 @@ def test_the_binary_one_pass_sizes_only_runs_it_can_take(tmp_path):
                    RunConfig(replace(plain, by_file=str(tmp_path / "g.npy"))),
                    RunConfig(plain, loss=LossOptions(like="torch"))):
         assert engine.row_bytes(config, Source(config.source).description) == info.bytes_per_row + engine.ROW_STATE_BYTES
+
+
+def test_after_a_refused_one_pass_chunk_the_chunks_are_cut_before_they_are_scored(tmp_path, monkeypatch):
+    """Soft targets are refused by the one pass chunk after chunk: once it has refused one, the run
+    cuts every chunk it reads to the general size before scoring it, so no worker holds a one-pass
+    chunk's worth of general-path pieces (~50% more memory, measured); the numbers as without it."""
+    from xentcli import engine
+
+    rng = np.random.default_rng(41)
+    n = 30_000
+    z = (rng.normal(size=n) * 3).astype(np.float32)
+    soft = 1 / (1 + np.exp(-z.astype(np.float64)))
+    args = [*_npy(tmp_path, z, soft, "soft"), "--json", "--threads", "1"]
+    monkeypatch.setattr(engine, "DEFAULT_CHUNK_BYTES", 1000 * (8 + engine.ROW_STATE_BYTES))  # general 1,000 rows, one pass 4,714
+    general_sizes, tried = [], []
+    two_class, fused = engine.two_class, engine._fused_binary
+    monkeypatch.setattr(engine, "two_class", lambda chunk, *a: general_sizes.append(len(chunk.scores)) or two_class(chunk, *a))
+    monkeypatch.setattr(engine, "_fused_binary", lambda chunk, *a: tried.append(len(chunk.scores)) or fused(chunk, *a))
+    cut = json.loads(runner.invoke(app, ["score", *map(str, args)]).stdout)
+    assert [size for size in tried if size > 1000] == [4714]  # the first chunk only; the rest were cut when read
+    assert max(general_sizes) == 1000 and sum(general_sizes) == n
+    monkeypatch.setattr(engine, "DEFAULT_CHUNK_BYTES", 1000 * (8 + engine.ROW_STATE_BYTES) * 100)  # one chunk, general path
+    monkeypatch.setattr(engine, "_fused_binary", lambda *a: None)
+    whole = json.loads(runner.invoke(app, ["score", *map(str, args)]).stdout)
+    assert cut["diagnostics"] == whole["diagnostics"] and cut["summary"]["counted"] == whole["summary"]["counted"] == n
+    assert cut["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-12)

@@ -122,17 +122,40 @@ def _plain_binary(config: RunConfig, info: InputDescription) -> bool:
             and not ((source.by or source.by_file) and config.slices))
 
 
-def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None) -> list[ChunkResult]:
+@dataclass
+class _Sizing:
+    """The general chunk size, and whether the binary one pass has refused a chunk sized for it:
+    from then on the chunks read are cut to the general size before they are scored (a run of soft
+    targets is refused chunk after chunk; pieces held together would cost ~50% more memory)."""
+
+    general: int
+    refused: bool = False
+
+
+def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None, sizing: _Sizing
+             ) -> list[ChunkResult]:
     """One chunk's results: one, or for a chunk sized for the binary head's one C pass that the pass
-    refuses, one per piece of the general chunk size (so that the general path's memory stays bounded)."""
-    rows = len(chunk.scores)
-    general = chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES)
-    if rows <= general or not _plain_binary(config, info):  # only the one pass's chunks are larger than the general size
+    refuses, one per piece of the general size (so that the general path's memory stays bounded)."""
+    if len(chunk.scores) <= sizing.general or not _plain_binary(config, info):  # only the one pass's chunks are larger
         return [_compute(chunk, info, config, top_k, bound)]
     fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
     if fused is not None:
         return [_compute(chunk, info, config, top_k, bound, fused)]
-    return [_compute(_rows_of(chunk, start, start + general), info, config, top_k, bound) for start in range(0, rows, general)]
+    sizing.refused = True
+    return [_compute(piece, info, config, top_k, bound) for piece in _pieces(chunk, sizing.general)]
+
+
+def _cut(chunks: Iterator[Chunk], sizing: _Sizing) -> Iterator[Chunk]:
+    """The chunks as read, each cut to the general size once the one pass has refused one."""
+    for chunk in chunks:
+        if sizing.refused and len(chunk.scores) > sizing.general:
+            yield from _pieces(chunk, sizing.general)
+        else:
+            yield chunk
+
+
+def _pieces(chunk: Chunk, rows: int) -> Iterator[Chunk]:
+    return (_rows_of(chunk, start, start + rows) for start in range(0, len(chunk.scores), rows))
 
 
 def _rows_of(chunk: Chunk, start: int, stop: int) -> Chunk:
@@ -405,8 +428,9 @@ class Pass:
         info, config = self.info, self.config
         # the temperature sample's threshold, shared with the chunks in flight (they copy only rows that can enter)
         bound = Bound() if config.temperature_scan and self.keep_totals else None
-        args = (info, config, self.top_k, bound)
-        chunks = self.source.chunks(chunk_rows(config, row_bytes(config, info)))
+        sizing = _Sizing(chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES))
+        args = (info, config, self.top_k, bound, sizing)
+        chunks = _cut(self.source.chunks(chunk_rows(config, row_bytes(config, info))), sizing)
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.
         threads = config.threads if info.bytes_per_row <= DEFAULT_CHUNK_BYTES else 1
