@@ -518,7 +518,8 @@ def test_multilabel_c_path_equals_numpy_path(tmp_path, monkeypatch):
         for key in ("loss_mean", "exact_match", "hamming_accuracy", "positive_rate", "predicted_positive_rate", "nonfinite", "loss_p90"):
             assert with_c["summary"][key] == pytest.approx(with_numpy["summary"][key], rel=1e-6), key
         for a, b in zip(with_c["per_class"], with_numpy["per_class"]):
-            assert (a["support"], a["precision"], a["recall"]) == (b["support"], b["precision"], b["recall"])
+            assert (a["support"], a["elements"], a["accuracy"], a["precision"], a["recall"]) == (
+                b["support"], b["elements"], b["accuracy"], b["precision"], b["recall"])  # the C path derives the right ones
             assert a["loss_mean"] == pytest.approx(b["loss_mean"], rel=1e-6)
         assert [d["code"] for d in with_c["diagnostics"]] == [d["code"] for d in with_numpy["diagnostics"]]
     want = _bce(z.astype(np.float64), t.astype(np.float64)).mean(axis=1).mean()
