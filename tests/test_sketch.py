@@ -65,3 +65,26 @@ def test_memory_is_bounded_by_range_not_count():
         sketch.update(rng.exponential(2.0, 50_000))
     assert sketch.count == 1_000_000
     assert sketch.positive.counts.size < 3_000  # the dense bucket array is the memory, not its non-empty buckets
+
+
+def test_the_c_tallys_keys_are_counted_as_bincount_counts_them():
+    """The C tally's int32 keys are counted in C (native.key_counts: four partial counts against
+    runs of one key); np.bincount from the smallest key is the reference, and Buckets fed either
+    way hold the same counts."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+    from xentcli.sketch import Buckets
+
+    require_c_extension()
+    rng = np.random.default_rng(8)
+    cases = [rng.integers(-50, 3000, 100_003), np.full(7, 5), np.array([-3]), np.repeat(np.arange(-10, 10), 1001),
+             np.array([-(2**20), 2**20 + 5])]  # beyond the partial counts' span: numpy's count
+    for keys in cases:
+        keys = keys.astype(np.int32)
+        low, counts = native.key_counts(keys)
+        assert low == int(keys.min()) and np.array_equal(counts, np.bincount(keys.astype(np.int64) - low))
+        by_c, by_numpy = Buckets(), Buckets()
+        by_c.add_keys(keys)
+        by_numpy.add_keys(keys.astype(np.int64))
+        assert by_c == by_numpy

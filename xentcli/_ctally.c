@@ -441,6 +441,38 @@ XENT_CLONES int64_t xent_binary_tally_f32(const float *restrict z, const void *l
     return t.counted;
 }
 
+/* A chunk's sketch keys (count_block's key_out) counted by value, as sketch.Buckets.add_keys counts
+   them with numpy (np.bincount(keys − min)): xent_key_range writes the smallest and the largest key
+   to range[0], range[1]; xent_key_counts adds each key's count into counts[key − low], zeroed by the
+   caller for range[1] − range[0] + 1 keys. Consecutive rows often share a key: four partial counts,
+   in `scratch` (4 × the span, zeroed by the caller), break the chain of increments on one entry. */
+XENT_CLONES int64_t xent_key_range(const int32_t *restrict keys, int64_t n, int64_t *range) {
+    int32_t low = INT32_MAX, high = INT32_MIN;
+#pragma omp simd reduction(min : low) reduction(max : high)
+    for (int64_t i = 0; i < n; i++) {
+        low = keys[i] < low ? keys[i] : low;
+        high = keys[i] > high ? keys[i] : high;
+    }
+    range[0] = low, range[1] = high;
+    return n;
+}
+
+int64_t xent_key_counts(const int32_t *restrict keys, int64_t n, int64_t low, int64_t span, int64_t *restrict counts,
+                        int64_t *restrict scratch) {
+    int64_t *restrict part[4] = {scratch, scratch + span, scratch + 2 * span, scratch + 3 * span};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        part[0][keys[i] - low]++;
+        part[1][keys[i + 1] - low]++;
+        part[2][keys[i + 2] - low]++;
+        part[3][keys[i + 3] - low]++;
+    }
+    for (; i < n; i++) part[0][keys[i] - low]++;
+#pragma omp simd
+    for (int64_t k = 0; k < span; k++) counts[k] = part[0][k] + part[1][k] + part[2][k] + part[3][k];
+    return span;
+}
+
 /* xent diff's Poisson bootstrap (see xentcli/compare.py, Bootstrap.replicates_of, its numpy twin):
    for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
    counter-based hash of (cell, b, seed) — exact inversion of the CDF table for m <= small_mean, the

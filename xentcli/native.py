@@ -79,6 +79,10 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
+    library.xent_key_range.restype = i64
+    library.xent_key_range.argtypes = [pointer, i64, pointer]
+    library.xent_key_counts.restype = i64
+    library.xent_key_counts.argtypes = [pointer, i64, i64, i64, pointer, pointer]
     library.xent_unique_counts.restype = i64
     library.xent_unique_counts.argtypes = [pointer, i64, pointer, pointer]
     library.xent_row_hashes.restype = i64
@@ -447,6 +451,21 @@ def row_hashes(offset: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.
     out = np.empty(positions.size, np.uint64)
     _LIBRARY.xent_row_hashes(offset, positions.ctypes.data, positions.size, out.ctypes.data)
     return out
+
+
+def key_counts(keys: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int64]]:
+    """xent_key_range and xent_key_counts in _ctally.c: the smallest of int32 keys (n > 0) and each
+    key's count from it, as (keys.min(), np.bincount(keys - keys.min()))."""
+    assert _LIBRARY is not None and keys.size
+    keys = np.ascontiguousarray(keys, np.int32)
+    extremes = np.empty(2, np.int64)
+    _LIBRARY.xent_key_range(keys.ctypes.data, keys.size, extremes.ctypes.data)
+    low, span = int(extremes[0]), int(extremes[1] - extremes[0]) + 1
+    if span > 1 << 20:  # no loss spans this many keys (about 140,000 from 1e-300 to 1e308): numpy's one count, no partials
+        return low, np.bincount(keys.astype(np.int64) - low)
+    counts, scratch = np.empty(span, np.int64), np.zeros(4 * span, np.int64)
+    _LIBRARY.xent_key_counts(keys.ctypes.data, keys.size, low, span, counts.ctypes.data, scratch.ctypes.data)
+    return low, counts
 
 
 def unique_counts(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
