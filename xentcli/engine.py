@@ -279,8 +279,8 @@ def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k
     if fused is None:
         return None
     counts, loss, pred = fused
-    every = np.broadcast_to(False, raw.shape)
-    return fused_stats(raw, labels, loss, pred, config.threshold), counts, BinaryRows(raw, "logits", labels, False, every)
+    outside = np.broadcast_to(False, raw.shape)  # logits have no domain to leave
+    return fused_stats(raw, labels, loss, pred, config.threshold), counts, BinaryRows(raw, "logits", labels, False, outside)
 
 
 @dataclass
