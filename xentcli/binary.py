@@ -164,8 +164,9 @@ class RowLookup:
         return out[self.name]
 
     def __getitem__(self, index: Any) -> Any:
-        values = self._of(self.raw[index], self.labels[index])
-        return values[0] if np.ndim(self.raw[index]) == 0 else values
+        raw = self.raw[index]
+        values = self._of(raw, self.labels[index])
+        return values[0] if np.ndim(raw) == 0 else values
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray:
         values = self._of(self.raw, self.labels)
