@@ -34,7 +34,7 @@ def cells_of(confidence: npt.NDArray[np.float64], use: npt.NDArray[np.bool_] | N
     from xentcli import native
 
     if native.has_calibration():
-        return native.calibration_cells(confidence, EDGES, use)
+        return native.calibration_cells(confidence, CELLS, use)
     if use is None:
         return cells_numpy(confidence)
     return np.where(use, cells_numpy(np.where(use, confidence, 0.0)), -1)

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 15  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 16  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -90,7 +90,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_group_merge.restype = i64
     library.xent_group_merge.argtypes = [pointer, i64, i64] + [pointer] * 6 + [i64] + [pointer] * 6
     library.xent_calibration_cells.restype = i64
-    library.xent_calibration_cells.argtypes = [pointer, pointer, i64, pointer, i64, pointer]
+    library.xent_calibration_cells.argtypes = [pointer, pointer, i64, i64, pointer]
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_bootstrap.restype = i64
@@ -351,16 +351,16 @@ def sigmoid_f32(z: npt.NDArray[np.float32], t: npt.NDArray[np.float32], cut: flo
     return {"row_loss": row_loss, "row_right": row_right, "loss_sum": lab_loss, "row_max": row_max, "row_min": row_min, **lab}
 
 
-def calibration_cells(confidence: npt.NDArray[np.float64], edges: npt.NDArray[np.float64],
-                      use: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
-    """xent_calibration_cells in _ctally.c: calibration.cells_of in one pass."""
+def calibration_cells(confidence: npt.NDArray[np.float64], cells: int, use: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
+    """xent_calibration_cells in _ctally.c: calibration.cells_of in one pass, on a grid of `cells`
+    equal cells whose edges j/cells it computes as calibration.EDGES holds them."""
     assert _LIBRARY is not None
     confidence = np.ascontiguousarray(confidence, np.float64)
     mask = None if use is None else np.ascontiguousarray(use, np.bool_)
-    cells = np.empty(confidence.size, np.int64)
-    _LIBRARY.xent_calibration_cells(confidence.ctypes.data, None if mask is None else mask.ctypes.data, confidence.size,
-                                    edges.ctypes.data, edges.size - 1, cells.ctypes.data)
-    return cells
+    out = np.empty(confidence.size, np.int64)
+    _LIBRARY.xent_calibration_cells(confidence.ctypes.data, None if mask is None else mask.ctypes.data, confidence.size, cells,
+                                    out.ctypes.data)
+    return out
 
 
 def calibration_sums(cells: npt.NDArray[np.int64], confidence: npt.NDArray[np.float64], right: npt.NDArray[np.bool_],
