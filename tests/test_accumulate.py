@@ -134,3 +134,19 @@ def test_perplexity_of_an_undefined_mean_is_undefined():
 
     assert math.isnan(perplexity(math.nan, 5)) and math.isnan(perplexity(1.0, 0))  # a NaN mean (all weights 0) was shown as inf
     assert perplexity(math.log(3.0), 5) == pytest.approx(3.0, rel=1e-15) and perplexity(710.0, 5) == math.inf
+
+
+def test_the_c_squared_deviations_equal_numpys_to_the_last_bit(tally_path):
+    """A chunk's M2, Σ (x − mean)², by xent_squared_deviations: bit for bit numpy's
+    float(np.square(x − mean).sum()) — its pairwise sum (eight accumulators up to 128 values, halves
+    split at a multiple of 8 above) — on every length up to 300 and lengths around the block sizes,
+    at scales where the order of the additions shows in the last bits."""
+    from xentcli.accumulate import squared_deviations
+
+    rng = np.random.default_rng(41)
+    for n in [*range(301), 1023, 1024, 1025, 8191, 8193, 65537, 300_001]:
+        for scale in (1.0, 1e-9, 1e9):
+            x = rng.standard_normal(n) * scale + 3 * scale
+            mean = float(x.mean()) if n else 0.0
+            want = float(np.square(x - mean).sum())
+            assert squared_deviations(x, mean) == want, (n, scale)

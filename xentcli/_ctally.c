@@ -473,6 +473,48 @@ int64_t xent_key_counts(const int32_t *restrict keys, int64_t n, int64_t low, in
     return span;
 }
 
+/* Σ (x_i − mean)² over n contiguous doubles, exactly as numpy computes
+   float(np.square(x − mean).sum()) — each square rounded, then numpy's pairwise sum (numpy's
+   pairwise_sum in loops_utils.h.src: under 8 values one by one; up to 128 in eight accumulators
+   folded ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)) and the rest one by one; above that the
+   two halves, split at a multiple of 8), added to 0.0 — without its two temporaries of n doubles
+   (accumulate.LossSummary.update: a chunk's M2). Not cloned: baseline x86-64 has no FMA, so that
+   d * d is rounded before it is added, as numpy rounds it. */
+static double squared_deviations(const double *x, int64_t n, double mean) {
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const double d = x[i] - mean;
+            res += d * d;
+        }
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) {
+            const double d = x[j] - mean;
+            r[j] = d * d;
+        }
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) {
+                const double d = x[i + j] - mean;
+                r[j] += d * d;
+            }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            const double d = x[i] - mean;
+            res += d * d;
+        }
+        return res;
+    }
+    int64_t half = n / 2;
+    half -= half % 8;
+    return squared_deviations(x, half, mean) + squared_deviations(x + half, n - half, mean);
+}
+
+double xent_squared_deviations(const double *x, int64_t n, double mean) { return 0.0 + squared_deviations(x, n, mean); }
+
 /* xent diff's Poisson bootstrap (see xentcli/compare.py, Bootstrap.replicates_of, its numpy twin):
    for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
    counter-based hash of (cell, b, seed) — exact inversion of the CDF table for m <= small_mean, the

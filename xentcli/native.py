@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 16  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 17  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -79,6 +79,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
+    library.xent_squared_deviations.restype = ctypes.c_double
+    library.xent_squared_deviations.argtypes = [pointer, i64, ctypes.c_double]
     library.xent_key_range.restype = i64
     library.xent_key_range.argtypes = [pointer, i64, pointer]
     library.xent_key_counts.restype = i64
@@ -451,6 +453,14 @@ def row_hashes(offset: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.
     out = np.empty(positions.size, np.uint64)
     _LIBRARY.xent_row_hashes(offset, positions.ctypes.data, positions.size, out.ctypes.data)
     return out
+
+
+def squared_deviations(values: npt.NDArray[np.float64], mean: float) -> float:
+    """xent_squared_deviations in _ctally.c: float(np.square(values − mean).sum()) to the last bit
+    (numpy's pairwise sum), in one pass and no temporaries."""
+    assert _LIBRARY is not None
+    values = np.ascontiguousarray(values, np.float64)
+    return float(_LIBRARY.xent_squared_deviations(values.ctypes.data, values.size, float(mean)))
 
 
 def key_counts(keys: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int64]]:
