@@ -242,6 +242,8 @@ def _binary_unit_logits(m: RowMasks) -> Finding | None:
         return None
     low, high = b.low, b.high
     with np.errstate(invalid="ignore"):
+        if np.any(low[:1024] < 0) or np.any(high[:1024] > 1):  # the usual logits: the first rows settle it (NaN compares false)
+            return None
         if not (np.nanmin(low, initial=np.inf) >= 0 and np.nanmax(high, initial=-np.inf) <= 1):
             return None  # a score outside [0, 1]: the rule, which needs every row, cannot be shown
     rows = np.isfinite(low) & np.isfinite(high)

@@ -97,13 +97,18 @@ def _examples(view: ChunkView, rows: npt.NDArray[np.bool_], **columns: Any) -> l
 
 def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list[dict[str, Any]]:
     """The example records of the `picked` rows: each column (an array, or LabelAt) at each row."""
+    from xentcli.binary import RowLookup
+
+    rows = picked.tolist()
+    # a column a binary chunk's one pass did not keep (binary.RowLookup) is computed for the rows in one call, not one a row
+    at_rows = {name: values[np.asarray(picked, np.int64)] for name, values in columns.items() if isinstance(values, RowLookup)}
     out = []
-    for i in picked.tolist():
+    for k, i in enumerate(rows):
         item: dict[str, Any] = {"row": view.offset + i}
         if view.ids is not None:
             item["id"] = id_at(view.ids, i)
         for name, values in columns.items():
-            item[name] = plain(values[i])  # NaN and inf stay floats: JSON writes them as null
+            item[name] = plain(at_rows[name][k] if name in at_rows else values[i])  # NaN and inf stay floats: JSON writes them as null
         out.append(item)
     return out
 
