@@ -64,18 +64,34 @@ static inline float log1p_nonnegative_f32(float x) {
 /* A binary head's row: the float32 logit x with the 0/1 label y, scored as the two-class kernel
    scores the row [0, x] (narrow_f32's arithmetic): with e = exp(−|x|) (float), the loss
    log1p(e) − (x_y − max(x, 0)), p_true = exp(x_y − max(x, 0) − log1p(e)), p_max = 1/(1 + e),
-   log_norm = max(x, 0) + log1p(e), and pred = x ≥ cut (binary.binary_stats' rule). */
-static inline __attribute__((always_inline)) void binary_logit_row(float x, int64_t y, float cut, double *loss, double *p_true,
-                                                                   double *p_max, double *log_norm, int64_t *pred) {
-    const float magnitude = x < 0.0f ? -x : x, top = x > 0.0f ? x : 0.0f;
-    const float e = exp_nonpositive_f32(-magnitude);
-    const double lse = (double)log1p_nonnegative_f32(e);
+   log_norm = max(x, 0) + log1p(e), and pred = x ≥ cut (binary.binary_stats' rule). In three
+   stages, which binary_logit_row runs in turn and the one pass (xent_binary_tally_f32) runs as
+   three loops over a block, so that the float stages vectorise on float lanes only:
+   binary_logit_float gives e and log1p(e); binary_logit_rest the rest but p_true, for which it
+   gives the float argument of its exp. */
+static inline __attribute__((always_inline)) void binary_logit_float(float x, float *e, float *log1p_e) {
+    *e = exp_nonpositive_f32(-(x < 0.0f ? -x : x));
+    *log1p_e = log1p_nonnegative_f32(*e);
+}
+
+static inline __attribute__((always_inline)) void binary_logit_rest(float x, int64_t y, float cut, float e, float log1p_e, double *loss,
+                                                                    float *p_true_arg, double *p_max, double *log_norm, int64_t *pred) {
+    const float top = x > 0.0f ? x : 0.0f;
+    const double lse = (double)log1p_e;
     const double s_y = (double)(y == 1 ? x : 0.0f) - (double)top;
     *loss = lse - s_y;
-    *p_true = (double)exp_nonpositive_f32((float)(s_y - lse));
+    *p_true_arg = (float)(s_y - lse);
     *p_max = 1.0 / (1.0 + (double)e);
     *log_norm = (double)top + lse;
     *pred = x >= cut;
+}
+
+static inline __attribute__((always_inline)) void binary_logit_row(float x, int64_t y, float cut, double *loss, double *p_true,
+                                                                   double *p_max, double *log_norm, int64_t *pred) {
+    float e, log1p_e, p_true_arg;
+    binary_logit_float(x, &e, &log1p_e);
+    binary_logit_rest(x, y, cut, e, log1p_e, loss, &p_true_arg, p_max, log_norm, pred);
+    *p_true = (double)exp_nonpositive_f32(p_true_arg);
 }
 
 #endif
