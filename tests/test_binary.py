@@ -527,6 +527,27 @@ def test_multilabel_c_path_equals_numpy_path(tmp_path, monkeypatch):
     assert score(tmp_path / "ml.npy", "--labels", tmp_path / "y.npy", "--head", "sigmoid")["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1000, 9), (3, 5000), (50, 1), (4097, 1)])
+def test_multilabel_c_kernel_rows_across_its_blocks(shape):
+    """xent_sigmoid_f32 computes log1p(exp(−|z|)) for blocks of ~4,096 elements (whole rows; one row
+    when a row is longer) before the rows' sums: every row's loss and extremes, and every label's
+    sums, against the float64 formula, for shapes whose rows cross those blocks."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+
+    require_c_extension()
+    rng = np.random.default_rng(sum(shape))
+    z = (rng.normal(size=shape) * 5).astype(np.float32)
+    t = (rng.random(shape) < 0.3).astype(np.float32)
+    got = native.sigmoid_f32(z, t, 0.0)
+    elements = _bce(z.astype(np.float64), t.astype(np.float64))
+    np.testing.assert_allclose(got["row_loss"], elements.sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(got["loss_sum"], elements.sum(axis=0), rtol=1e-6)
+    assert np.array_equal(got["row_max"], z.max(axis=1)) and np.array_equal(got["row_min"], z.min(axis=1))
+    assert np.array_equal(got["row_right"], ((z >= 0) == (t >= 0.5)).sum(axis=1))
+
+
 def test_multilabel_worst_rows_are_rows_and_losses(tmp_path):
     z, t, args = _multilabel(tmp_path)
     worst = score(*args, "--worst", "3")["worst"]

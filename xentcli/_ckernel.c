@@ -21,11 +21,12 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 18
+#define XENT_KERNEL_VERSION 19
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 
@@ -310,8 +311,20 @@ XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restr
 #pragma omp simd reduction(+ : bad)
     for (int64_t e = 0; e < n * k; e++) bad += !(z[e] - z[e] == 0.0f) | !(t[e] >= 0.0f && t[e] <= 1.0f);
     if (bad) return -1;
+    /* log1p(exp(−|z|)) of a block of rows first, in a loop of floats only (it vectorises on float lanes;
+       mixed with the doubles and int64 counts below, it ran at half their width) */
+    enum { SOFTPLUS_BLOCK = 4096 };
+    const int64_t rows_per_block = k < SOFTPLUS_BLOCK ? SOFTPLUS_BLOCK / k : 1;
+    float *softplus = malloc((size_t)(rows_per_block * k) * sizeof(float));
+    if (!softplus) return -2;
     for (int64_t i = 0; i < n; i++) {
         const float *restrict zi = z + i * k, *restrict ti = t + i * k;
+        const float *restrict sp = softplus + (i % rows_per_block) * k;
+        if (i % rows_per_block == 0) {
+            const int64_t elements = (i + rows_per_block < n ? rows_per_block : n - i) * k;
+#pragma omp simd
+            for (int64_t e = 0; e < elements; e++) softplus[e] = log1p_nonnegative_f32(exp_nonpositive_f32(-fabsf(zi[e])));
+        }
         double sum = 0.0;
         int64_t right = 0;
         float top = zi[0], bottom = zi[0];
@@ -320,11 +333,9 @@ XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restr
             const float x = zi[j], target = ti[j];
             top = x > top ? x : top;
             bottom = x < bottom ? x : bottom;
-            const float magnitude = x < 0.0f ? -x : x;
             /* max(z, 0) − z·t in double: a float32 product is exact there, and with t near 1 and z large the
                difference cancels (float32 would keep an ulp of z) */
-            const double loss = (double)(x > 0.0f ? x : 0.0f) - (double)x * (double)target
-                                + (double)log1p_nonnegative_f32(exp_nonpositive_f32(-magnitude));
+            const double loss = (double)(x > 0.0f ? x : 0.0f) - (double)x * (double)target + (double)sp[j];
             const int64_t pred = x >= cut, positive = target >= 0.5f, hit = pred == positive;
             sum += loss;
             right += hit;
@@ -339,6 +350,7 @@ XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restr
         row_max[i] = (double)top;
         row_min[i] = (double)bottom;
     }
+    free(softplus);
     return n;
 }
 
