@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -97,6 +98,45 @@ def test_per_sample_csv_nulls_for_unusable_labels(tmp_path):
     assert rows["loss"][0] == pytest.approx(-np.log(0.5)) and rows["loss"][1:] == [None, None]
     assert rows["label"] == [0, None, 9]
     assert rows["correct"] == [True, None, None] and rows["pred"] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("first_null", [0, 1, 3, 6, None])
+def test_per_sample_parquet_columns_required_until_a_null_arrives(tmp_path, first_null):
+    """Parquet columns are written required while they hold no null (no definition levels to
+    write); when a later chunk brings the first null, the rows written so far are copied into a
+    file where that column is optional. Whatever chunk brings it: every value and every null where
+    the hand-built reference has them, a row group per chunk, nothing left beside the file."""
+    z = np.log(np.array([[0.5, 0.25, 0.25]] * 8))
+    y = np.arange(8) % 3
+    if first_null is not None:
+        y[first_null] = 7  # out of range: its loss, p_true, correct … are null
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "rows.parquet"
+    result = invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "-o", out, "--chunk-rows", "2", "--threads", "1")
+    assert result.exit_code in (0, 1), result.output
+    table = pq.read_table(out)
+    loss = [-math.log(0.5) if label == 0 else -math.log(0.25) for label in y.tolist()]
+    if first_null is not None:
+        loss[first_null] = None
+    got = table.column("loss").to_pylist()
+    assert [g if g is None else pytest.approx(w) for g, w in zip(got, loss)] == loss
+    assert table.column("label").to_pylist() == y.tolist() and table.column("row").to_pylist() == list(range(8))
+    optional = {f.name for f in table.schema if f.nullable}
+    assert optional == (set() if first_null is None else {"loss", "correct", "p_true", "rank", "margin"})
+    assert pq.ParquetFile(out).metadata.num_row_groups == 4
+    assert sorted(os.listdir(tmp_path)) == ["rows.parquet", "y.npy", "z.npy"]
+
+
+def test_per_sample_output_does_not_import_pandas(tmp_path):
+    """pa.array on a numpy array imports pandas (~0.2 s of a run) to ask whether it is a pandas
+    object; the per-sample columns are built from their buffers instead."""
+    out = tmp_path / "rows.parquet"
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "xentcli", "score", str(SAMPLES / "cifar10_val.parquet"), "-o", str(out),
+                          "--quiet"], capture_output=True, text=True)
+    assert run.returncode == 0 and out.exists(), run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "pyarrow.parquet" in imported and "pandas" not in imported
 
 
 def test_output_refuses_existing_and_inputs(tmp_path):

@@ -31,9 +31,24 @@ def output_format(path: str) -> str:
     raise OutputError("unknown output type", path=path, hint="name a .parquet or .csv file")
 
 
+def _arrow(values: Any, missing: npt.NDArray[np.bool_] | None = None) -> pa.Array:
+    """A column as an Arrow array, null where `missing`. A 1-D numpy array of numbers or booleans is
+    built from its buffers (numbers zero-copy, booleans and the validity as bits): pa.array on a
+    numpy array imports pandas (~0.2 s) to ask whether it is a pandas object. Anything else (ids of
+    any type, lists) goes through pa.array."""
+    if not (isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf" and values.dtype.isnative):
+        return pa.array(values, mask=missing) if missing is not None and missing.any() else pa.array(values)
+    values = np.ascontiguousarray(values)
+    nulls = 0 if missing is None else int(np.count_nonzero(missing))
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if nulls else None
+    if values.dtype == np.bool_:
+        return pa.Array.from_buffers(pa.bool_(), values.size, [validity, pa.py_buffer(np.packbits(values, bitorder="little"))], null_count=nulls)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.size, [validity, pa.py_buffer(values)], null_count=nulls)
+
+
 def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
-    """The values, null where `missing`: without a mask (zero-copy for numbers) when none is."""
-    return pa.array(values, mask=missing) if missing.any() else pa.array(values)
+    """The values, null where `missing` (zero-copy for numbers when nothing is)."""
+    return _arrow(values, missing)
 
 
 class SampleRows(Protocol):
@@ -60,19 +75,20 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     no_label = ~stats.label_ok | result.ignored
     no_scores = np.isnan(stats.p_max)
     undefined = no_label | np.isnan(stats.loss)
-    columns: dict[str, pa.Array] = {"row": pa.array(np.arange(result.offset, result.offset + n, dtype=np.int64))}
+    columns: dict[str, pa.Array] = {"row": _arrow(np.arange(result.offset, result.offset + n, dtype=np.int64))}
     if result.sample is not None and result.position is not None:
-        columns["sample"] = pa.array(result.sample)
-        columns["position"] = pa.array(result.position)
+        columns["sample"] = _arrow(result.sample)
+        columns["position"] = _arrow(result.position)
     if id_column is not None and result.ids is not None:
-        columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else pa.array(result.ids)
+        columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else _arrow(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]
     if result.binary is not None and "hamming_accuracy" in result.binary:  # a multi-label head: per-label lists
         b = result.binary
         k = b["p"].shape[1]
 
         def lists(values: npt.NDArray) -> pa.Array:
-            return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), k).cast(pa.list_(pa.array(values.ravel()).type))
+            flat = _arrow(values.ravel())
+            return pa.FixedSizeListArray.from_arrays(flat, k).cast(pa.list_(flat.type))
 
         columns.update(
             target=lists(b["target"]), loss=_nullable(loss, np.isnan(loss)), p=lists(b["p"]), pred=lists(b["pred"].astype(np.int8)),
@@ -80,7 +96,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             hamming_accuracy=_nullable(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
         )
         if result.weights is not None:
-            columns["weight"] = pa.array(result.weights)
+            columns["weight"] = _arrow(result.weights)
         return pa.RecordBatch.from_pydict(columns)
     if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
         b = result.binary
@@ -94,7 +110,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             margin=_nullable(b["margin"], np.isnan(b["margin"])),
         )
         if result.weights is not None:
-            columns["weight"] = pa.array(result.weights)
+            columns["weight"] = _arrow(result.weights)
         return pa.RecordBatch.from_pydict(columns)
     columns.update(
         label=_nullable(stats.label, ~stats.label_is_int),
@@ -110,7 +126,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     if like is not None:
         columns["loss_true"] = _nullable(stats.loss, np.isnan(stats.loss))
     if result.weights is not None:
-        columns["weight"] = pa.array(result.weights)
+        columns["weight"] = _arrow(result.weights)
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -212,22 +228,53 @@ class SampleWriter:
         self.write_batch(sample_table(result, self.id_column, self.like))
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
-        """Append rows (the first batch fixes the schema; a later id type is cast to it)."""
+        """Append rows (the first batch fixes the schema; a later id type is cast to it).
+
+        Parquet columns are declared required (not nullable) while they hold no null: pyarrow then
+        writes no definition levels, which took more than half of the writing time. The first null
+        in such a column makes it optional: the rows written so far are copied once into a new
+        temporary file with that column optional (_widen)."""
         if self.format == "csv":
             batch = _csv_safe(batch)
         if self._writer is None:
             self._temp = self._target.create_temp(f".{self.format}.part")
-            self._schema = batch.schema
+            self._schema = _required_where_full(batch) if self.format == "parquet" else batch.schema
             with _write_errors(self.path):
-                self._writer = self._open(batch.schema)
-        if batch.schema != self._schema:  # an id type that changed between chunks (null, then ints)
+                self._writer = self._open(self._schema)
+        loose = _nullable_schema(self._schema)
+        if batch.schema != loose:  # an id type that changed between chunks (null, then ints)
             try:
-                batch = batch.cast(self._schema)
+                batch = batch.cast(loose)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 raise OutputError("the id column changes type between chunks", path=self.path, hint="store the ids with one type") from None
+        if self.format == "parquet":
+            gaining = [f.name for f, column in zip(self._schema, batch.columns) if column.null_count and not f.nullable]
+            if gaining:
+                self._widen(gaining)
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=self._schema)
         if self._thread is None:
             self._thread = _WriterThread(self._writer.write_batch, self.path)
         self._thread.put(batch)
+
+    def _widen(self, names: list[str]) -> None:
+        """Columns `names`, required so far, get nulls: the file so far is copied, row group by row
+        group, into a new temporary file whose schema has them optional; writing goes on there."""
+        if self._thread is not None:
+            self._thread.close(raise_error=True)
+            self._thread = None
+        old = self._temp
+        try:
+            with _write_errors(self.path):
+                self._writer.close()
+                self._schema = pa.schema([f.with_nullable(True) if f.name in names else f for f in self._schema])
+                self._temp = self._target.create_temp(f".{self.format}.part")
+                self._writer = self._open(self._schema)
+                written = pq.ParquetFile(old)
+                for i in range(written.num_row_groups):
+                    self._writer.write_table(written.read_row_group(i).cast(self._schema))
+                written.close()
+        finally:
+            os.unlink(old)
 
     def _open(self, schema: pa.Schema) -> Any:
         if self.format == "parquet":
@@ -256,6 +303,15 @@ class SampleWriter:
                 self._target.move_into_place()
         finally:
             self._target.cleanup()
+
+
+def _required_where_full(batch: pa.RecordBatch) -> pa.Schema:
+    """The batch's schema with every column that holds no null declared required."""
+    return pa.schema([f.with_nullable(bool(column.null_count)) for f, column in zip(batch.schema, batch.columns)], metadata=batch.schema.metadata)
+
+
+def _nullable_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 
 
 @contextlib.contextmanager
@@ -352,7 +408,7 @@ class DeltaWriter:
         self.writer.__exit__(*exc)
 
     def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool) -> None:
-        columns: dict[str, pa.Array] = {"row": pa.array(base.row)}
+        columns: dict[str, pa.Array] = {"row": _arrow(base.row)}
         if keyed:
             columns["key"] = pa.array(base.key.tolist())
         usable = ~np.isnan(delta)
