@@ -242,10 +242,12 @@ def _integer_column(columns: list[Any], dense: bool = False) -> tuple[npt.NDArra
     if not isinstance(column, np.ndarray):
         import pyarrow as pa
 
+        from xentcli.sources.columns import to_numpy
+
         if not isinstance(column, (pa.Array, pa.ChunkedArray)) or column.null_count or not pa.types.is_integer(column.type) \
                 or pa.types.is_uint64(column.type):
             return None
-        column = column.to_numpy() if isinstance(column, pa.Array) else np.concatenate([c.to_numpy() for c in column.chunks])
+        column = to_numpy(column) if isinstance(column, pa.Array) else np.concatenate([to_numpy(c) for c in column.chunks])
     if column.dtype.kind not in "iu" or column.dtype == np.uint64:
         return None
     values = column.astype(np.int64, copy=False)
@@ -317,6 +319,8 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from xentcli.sources.columns import from_numpy, to_numpy
+
     codes = np.zeros(len(columns[0]), np.int64)
     dictionaries: list[list[Any]] = []
     stride = 1
@@ -347,13 +351,15 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
             dictionaries.append(values.tolist())
             stride *= values.size
             continue
-        array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(column))
+        array = column if isinstance(column, (pa.Array, pa.ChunkedArray)) else from_numpy(np.asarray(column))
         encoded = pc.dictionary_encode(array)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        indices = np.where(np.isnan(indices.astype(np.float64)), len(encoded.dictionary), indices).astype(np.int64) \
-            if encoded.indices.null_count else indices.astype(np.int64)
+        indices = encoded.indices
+        if indices.null_count:  # null: the last code (its fill value made from a buffer: pa.scalar imports pandas)
+            fill = from_numpy(np.array([len(encoded.dictionary)], indices.type.to_pandas_dtype()))[0]
+            indices = pc.fill_null(indices, fill)
+        indices = to_numpy(indices).astype(np.int64)
         size = len(encoded.dictionary) + 1  # + 1: null
         codes += indices * stride
         strides.append((stride, size))

@@ -20,6 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from xentcli.errors import OutputError
+from xentcli.sources.columns import from_numpy
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
@@ -31,24 +32,9 @@ def output_format(path: str) -> str:
     raise OutputError("unknown output type", path=path, hint="name a .parquet or .csv file")
 
 
-def _arrow(values: Any, missing: npt.NDArray[np.bool_] | None = None) -> pa.Array:
-    """A column as an Arrow array, null where `missing`. A 1-D numpy array of numbers or booleans is
-    built from its buffers (numbers zero-copy, booleans and the validity as bits): pa.array on a
-    numpy array imports pandas (~0.2 s) to ask whether it is a pandas object. Anything else (ids of
-    any type, lists) goes through pa.array."""
-    if not (isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf" and values.dtype.isnative):
-        return pa.array(values, mask=missing) if missing is not None and missing.any() else pa.array(values)
-    values = np.ascontiguousarray(values)
-    nulls = 0 if missing is None else int(np.count_nonzero(missing))
-    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if nulls else None
-    if values.dtype == np.bool_:
-        return pa.Array.from_buffers(pa.bool_(), values.size, [validity, pa.py_buffer(np.packbits(values, bitorder="little"))], null_count=nulls)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.size, [validity, pa.py_buffer(values)], null_count=nulls)
-
-
 def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
     """The values, null where `missing` (zero-copy for numbers when nothing is)."""
-    return _arrow(values, missing)
+    return from_numpy(values, missing)
 
 
 class SampleRows(Protocol):
@@ -75,19 +61,19 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     no_label = ~stats.label_ok | result.ignored
     no_scores = np.isnan(stats.p_max)
     undefined = no_label | np.isnan(stats.loss)
-    columns: dict[str, pa.Array] = {"row": _arrow(np.arange(result.offset, result.offset + n, dtype=np.int64))}
+    columns: dict[str, pa.Array] = {"row": from_numpy(np.arange(result.offset, result.offset + n, dtype=np.int64))}
     if result.sample is not None and result.position is not None:
-        columns["sample"] = _arrow(result.sample)
-        columns["position"] = _arrow(result.position)
+        columns["sample"] = from_numpy(result.sample)
+        columns["position"] = from_numpy(result.position)
     if id_column is not None and result.ids is not None:
-        columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else _arrow(result.ids)
+        columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else from_numpy(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]
     if result.binary is not None and "hamming_accuracy" in result.binary:  # a multi-label head: per-label lists
         b = result.binary
         k = b["p"].shape[1]
 
         def lists(values: npt.NDArray) -> pa.Array:
-            flat = _arrow(values.ravel())
+            flat = from_numpy(values.ravel())
             return pa.FixedSizeListArray.from_arrays(flat, k).cast(pa.list_(flat.type))
 
         columns.update(
@@ -96,7 +82,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             hamming_accuracy=_nullable(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
         )
         if result.weights is not None:
-            columns["weight"] = _arrow(result.weights)
+            columns["weight"] = from_numpy(result.weights)
         return pa.RecordBatch.from_pydict(columns)
     if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
         b = result.binary
@@ -110,7 +96,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             margin=_nullable(b["margin"], np.isnan(b["margin"])),
         )
         if result.weights is not None:
-            columns["weight"] = _arrow(result.weights)
+            columns["weight"] = from_numpy(result.weights)
         return pa.RecordBatch.from_pydict(columns)
     columns.update(
         label=_nullable(stats.label, ~stats.label_is_int),
@@ -126,7 +112,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     if like is not None:
         columns["loss_true"] = _nullable(stats.loss, np.isnan(stats.loss))
     if result.weights is not None:
-        columns["weight"] = _arrow(result.weights)
+        columns["weight"] = from_numpy(result.weights)
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -408,7 +394,7 @@ class DeltaWriter:
         self.writer.__exit__(*exc)
 
     def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool) -> None:
-        columns: dict[str, pa.Array] = {"row": _arrow(base.row)}
+        columns: dict[str, pa.Array] = {"row": from_numpy(base.row)}
         if keyed:
             columns["key"] = pa.array(base.key.tolist())
         usable = ~np.isnan(delta)

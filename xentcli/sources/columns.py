@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,21 @@ def is_number(dtype: pa.DataType) -> bool:
         or pa.types.is_decimal(dtype)
         or pa.types.is_null(dtype)
     )
+
+
+def from_numpy(values: Any, missing: npt.NDArray[np.bool_] | None = None) -> pa.Array:
+    """A column as an Arrow array, null where `missing` — to_numpy's inverse. A 1-D numpy array of
+    numbers or booleans is built from its buffers (numbers zero-copy, booleans and the validity as
+    bits): pa.array, on a numpy array or a list, imports pandas (~0.2 s) to ask whether it is a
+    pandas object. Anything else (ids of any type, lists) goes through pa.array."""
+    if not (isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf" and values.dtype.isnative):
+        return pa.array(values, mask=missing) if missing is not None and missing.any() else pa.array(values)
+    values = np.ascontiguousarray(values)
+    nulls = 0 if missing is None else int(np.count_nonzero(missing))
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if nulls else None
+    if values.dtype == np.bool_:
+        return pa.Array.from_buffers(pa.bool_(), values.size, [validity, pa.py_buffer(np.packbits(values, bitorder="little"))], null_count=nulls)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.size, [validity, pa.py_buffer(values)], null_count=nulls)
 
 
 def to_numpy(array: pa.Array) -> npt.NDArray:
