@@ -307,6 +307,7 @@ XENT_CLONES int64_t xent_sigmoid_f32(const float *restrict z, const float *restr
                                      double *restrict row_loss, int64_t *restrict row_right, int64_t *restrict lab_pos,
                                      int64_t *restrict lab_pred, int64_t *restrict lab_correct, int64_t *restrict lab_tp,
                                      double *restrict lab_loss, double *restrict row_max, double *restrict row_min) {
+    if (k <= 0) return -1; /* no labels: nothing to score here (the sources refuse such scores) */
     int64_t bad = 0;
 #pragma omp simd reduction(+ : bad)
     for (int64_t e = 0; e < n * k; e++) bad += !(z[e] - z[e] == 0.0f) | !(t[e] >= 0.0f && t[e] <= 1.0f);
