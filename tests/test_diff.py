@@ -184,6 +184,28 @@ def test_xe501_unpaired(tmp_path):
     assert (doc["pairing"]["only_base"], doc["pairing"]["only_candidate"], doc["pairing"]["pairs"]) == (1, 1, 2)
 
 
+@pytest.mark.parametrize("ids", ["text", "int"])
+def test_keyed_delta_file_when_the_first_chunks_pair_nothing(tmp_path, ids):
+    """`diff --key --allow-unpaired -o`: a candidate chunk that pairs no row still writes its (empty)
+    batch with the key column's own type — int64 keys, or their text — so a file whose first chunks
+    pair nothing, or nothing at all, is written (an empty batch once gave the key column Arrow's null
+    type, which a Parquet column cannot be required with, nor cast to the next chunk's keys)."""
+    key = (lambda i: f"k{i}") if ids == "text" else (lambda i: i)
+    n = 100
+    base_ids = [key(i) for i in range(n)]
+    for name, cand_ids, pairs in (("none", [key(i + 1000) for i in range(n)], 0),
+                                  ("late", [key(i + 1000) for i in range(50)] + [key(i) for i in range(50)], 50)):
+        pq.write_table(pa.table({"logits": [[0.0, 1.0]] * n, "label": [0] * n, "id": base_ids}), tmp_path / "b.parquet")
+        pq.write_table(pa.table({"logits": [[0.0, 1.0]] * n, "label": [0] * n, "id": cand_ids}), tmp_path / "c.parquet")
+        out = tmp_path / f"d_{name}.parquet"
+        result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id", "--allow-unpaired",
+                                     "-o", str(out), "--chunk-rows", "25", "--quiet"])
+        assert result.exit_code in (0, 1), (result.stdout, result.stderr)
+        table = pq.read_table(out)
+        assert table.num_rows == pairs and table.column("key").to_pylist() == [key(i) for i in range(pairs)], name
+        assert table.schema.field("key").type == (pa.string() if ids == "text" else pa.int64())
+
+
 def test_xe501_row_counts(tmp_path):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 5, "label": [0] * 5}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 4, "label": [0] * 4}), tmp_path / "c.parquet")

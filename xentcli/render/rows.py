@@ -292,8 +292,10 @@ class SampleWriter:
 
 
 def _required_where_full(batch: pa.RecordBatch) -> pa.Schema:
-    """The batch's schema with every column that holds no null declared required."""
-    return pa.schema([f.with_nullable(bool(column.null_count)) for f, column in zip(batch.schema, batch.columns)], metadata=batch.schema.metadata)
+    """The batch's schema with every column that holds no null declared required (a column of
+    Arrow's null type, which an empty batch can give, stays optional: Parquet requires it)."""
+    return pa.schema([f.with_nullable(bool(column.null_count) or pa.types.is_null(f.type)) for f, column in zip(batch.schema, batch.columns)],
+                     metadata=batch.schema.metadata)
 
 
 def _nullable_schema(schema: pa.Schema) -> pa.Schema:
@@ -395,8 +397,8 @@ class DeltaWriter:
 
     def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool) -> None:
         columns: dict[str, pa.Array] = {"row": from_numpy(base.row)}
-        if keyed:
-            columns["key"] = pa.array(base.key.tolist())
+        if keyed:  # int64 keys or their text (compare._keys): the same type in every batch, an empty one too
+            columns["key"] = from_numpy(base.key) if base.key.dtype.kind == "i" else pa.array(base.key.tolist(), pa.string())
         usable = ~np.isnan(delta)
         columns.update(
             label=_nullable(base.label, ~base.label_ok),
