@@ -372,3 +372,17 @@ def test_confusions_from_every_row_equal_the_wrong_rows_counted():
         wrong = counted & (label != pred)
         codes, counts = np.unique(label[wrong] * 7 + pred[wrong], return_counts=True)
         assert np.array_equal(fast.codes, codes) and np.array_equal(fast.counts, counts)
+
+
+@pytest.mark.parametrize("index_type, size", [(pa.int8(), 128), (pa.uint8(), 256), (pa.int16(), 300)])
+def test_a_dictionary_column_whose_indices_are_full_with_a_null(tmp_path, index_type, size):
+    """--by on a dictionary column whose dictionary fills its index type (int8 indices of 128 values)
+    and a null: the null's group code is the dictionary's size, which the index type cannot hold, so
+    the codes are made in int64 (this once crashed)."""
+    n = size + 1
+    values = [f"s{i}" for i in range(size)] + [None]
+    site = pa.DictionaryArray.from_arrays(pa.array(list(range(size)) + [None], index_type), pa.array([f"s{i}" for i in range(size)]))
+    z = np.zeros((n, 2))
+    pq.write_table(pa.table({"logits": list(z), "label": [0] * n, "site": site}), tmp_path / "d.parquet")
+    doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "site", "--json", "--max-groups", "1000"]).stdout)
+    assert sorted((str(g["by"]["site"]), g["rows"]) for g in doc["groups"]) == sorted((str(v), 1) for v in values)

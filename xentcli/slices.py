@@ -356,9 +356,9 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
         indices = encoded.indices
-        if indices.null_count:  # null: the last code (its fill value made from a buffer: pa.scalar imports pandas)
-            fill = from_numpy(np.array([len(encoded.dictionary)], indices.type.to_pandas_dtype()))[0]
-            indices = pc.fill_null(indices, fill)
+        if indices.null_count:  # null: the last code, in int64 (int8 indices of 128 values cannot hold 128); the fill
+            # value made from a buffer: pa.scalar imports pandas
+            indices = pc.fill_null(pc.cast(indices, pa.int64()), from_numpy(np.array([len(encoded.dictionary)], np.int64))[0])
         indices = to_numpy(indices).astype(np.int64)
         size = len(encoded.dictionary) + 1  # + 1: null
         codes += indices * stride
