@@ -12,6 +12,20 @@ float32 exp and log1p their vectorised loops call, and a binary head's row of fl
 #define XENT_CLONES
 #endif
 
+/* For the functions whose float arithmetic must equal numpy's operation for operation (their numpy
+   twins are tested bit for bit): no fused multiply-add. GCC contracts a * b + c into one FMA
+   wherever the target has it (aarch64, -march=native, -mfma), which rounds once instead of twice. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define XENT_EXACT __attribute__((optimize("fp-contract=off")))
+#else
+#define XENT_EXACT
+#endif
+#if defined(__clang__)
+#define XENT_EXACT_BODY _Pragma("clang fp contract(off)")
+#else
+#define XENT_EXACT_BODY
+#endif
+
 /* exp(s) for s <= 0 (s = z - max z); 0 below -87 (under ln(FLT_MIN)). Cephes expf: s = n ln2 + r,
    |r| <= ln2/2, exp(r) = 1 + r + r^2 P(r). Branch-free, so that the loops calling it vectorise. */
 static inline float exp_nonpositive_f32(float s) {

@@ -493,7 +493,8 @@ int64_t xent_key_counts(const int32_t *restrict keys, int64_t n, int64_t low, in
    two halves, split at a multiple of 8), added to 0.0 — without its two temporaries of n doubles
    (accumulate.LossSummary.update: a chunk's M2). Not cloned: baseline x86-64 has no FMA, so that
    d * d is rounded before it is added, as numpy rounds it. */
-static double squared_deviations(const double *x, int64_t n, double mean) {
+XENT_EXACT static double squared_deviations(const double *x, int64_t n, double mean) {
+    XENT_EXACT_BODY
     if (n < 8) {
         double res = 0.0;
         for (int64_t i = 0; i < n; i++) {
@@ -526,7 +527,7 @@ static double squared_deviations(const double *x, int64_t n, double mean) {
     return squared_deviations(x, half, mean) + squared_deviations(x + half, n - half, mean);
 }
 
-double xent_squared_deviations(const double *x, int64_t n, double mean) { return 0.0 + squared_deviations(x, n, mean); }
+XENT_EXACT double xent_squared_deviations(const double *x, int64_t n, double mean) { return 0.0 + squared_deviations(x, n, mean); }
 
 /* xent diff's Poisson bootstrap (see xentcli/compare.py, Bootstrap.replicates_of, its numpy twin):
    for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
@@ -630,10 +631,11 @@ int64_t xent_bootstrap(int64_t cells, int64_t replicates, int64_t first, int64_t
    written out as bins [3][k'][m]. The sums run in row order, as numpy's bincount does. With
    `present`, the groups without rows are dropped: the k' others (their indices in `present`) move
    to the front of every output. Returns k'. */
-int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t k, const double *loss, const uint8_t *counted,
+XENT_EXACT int64_t xent_group_sums(const int64_t *group, int64_t n, int64_t offset, int64_t k, const double *loss, const uint8_t *counted,
                         const uint8_t *correct, int64_t *rows, int64_t *count, double *mean, double *m2, int64_t *right,
                         const int64_t *cell, int64_t per, int64_t m, const double *confidence, const uint8_t *hit, double *scratch,
                         double *bins, int64_t *present) {
+    XENT_EXACT_BODY
     int32_t bin_of_cell[4096];  /* cell / per without a division a row (cells < 4096: calibration.CELLS is 3600) */
     if (cell) {
         for (int64_t j = 0; j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per < m ? j / per : m - 1); /* every entry set */
@@ -709,9 +711,10 @@ XENT_CLONES int64_t xent_calibration_cells(const double *confidence, const uint8
    given; none without brier_a — and the certain mistakes: certain[i], or by default confidence
    exactly 1 and wrong. (Built for baseline x86-64, which has no FMA, unlike the cloned loops: c * c is rounded
    before the sum.) */
-int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, const uint8_t *right, int64_t n, int64_t cells,
+XENT_EXACT int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, const uint8_t *right, int64_t n, int64_t cells,
                               int64_t *count, double *conf, double *conf2, int64_t *correct, double *conf_correct,
                               double *scratch, const double *brier_a, const double *brier_b, const uint8_t *certain, double *totals) {
+    XENT_EXACT_BODY
     double brier = 0.0;
     int64_t brier_rows = 0, certain_wrong = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -747,9 +750,10 @@ int64_t xent_calibration_sums(const int64_t *cell, const double *confidence, con
    with the same float operations in the same order): other group j is totals' group ids[j]; Chan's
    merge of the counted losses' mean and M2, the counts added, and the [3][k][m] calibration bins
    of the other (NULL: none) added into the totals' [3][groups][m]. */
-int64_t xent_group_merge(const int64_t *ids, int64_t k, int64_t groups, const int64_t *rows_b, const int64_t *counted_b,
+XENT_EXACT int64_t xent_group_merge(const int64_t *ids, int64_t k, int64_t groups, const int64_t *rows_b, const int64_t *counted_b,
                          const double *mean_b, const double *m2_b, const int64_t *correct_b, const double *bins_b, int64_t m,
                          int64_t *rows, int64_t *counted, double *mean, double *m2, int64_t *correct, double *bins) {
+    XENT_EXACT_BODY
     for (int64_t j = 0; j < k; j++) {
         const int64_t g = ids[j], na = counted[g], nb = counted_b[j], total = na + nb;
         const double safe = (double)(total > 1 ? total : 1);
