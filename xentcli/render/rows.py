@@ -32,11 +32,6 @@ def output_format(path: str) -> str:
     raise OutputError("unknown output type", path=path, hint="name a .parquet or .csv file")
 
 
-def _nullable(values: npt.NDArray, missing: npt.NDArray[np.bool_]) -> pa.Array:
-    """The values, null where `missing` (zero-copy for numbers when nothing is)."""
-    return from_numpy(values, missing)
-
-
 class SampleRows(Protocol):
     """What the per-sample writer reads of one chunk's results (engine.ChunkResult has it)."""
 
@@ -77,9 +72,9 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             return pa.FixedSizeListArray.from_arrays(flat, k).cast(pa.list_(flat.type))
 
         columns.update(
-            target=lists(b["target"]), loss=_nullable(loss, np.isnan(loss)), p=lists(b["p"]), pred=lists(b["pred"].astype(np.int8)),
-            exact_match=_nullable(b["exact_match"] == 1, np.isnan(b["exact_match"])),
-            hamming_accuracy=_nullable(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
+            target=lists(b["target"]), loss=from_numpy(loss, np.isnan(loss)), p=lists(b["p"]), pred=lists(b["pred"].astype(np.int8)),
+            exact_match=from_numpy(b["exact_match"] == 1, np.isnan(b["exact_match"])),
+            hamming_accuracy=from_numpy(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
         )
         if result.weights is not None:
             columns["weight"] = from_numpy(result.weights)
@@ -87,30 +82,30 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
         b = result.binary
         columns.update(
-            target=_nullable(b["target"], np.isnan(b["target"])),
-            label=_nullable(stats.label, ~stats.label_is_int),
-            loss=_nullable(loss, np.isnan(loss)),
-            p=_nullable(b["p"], np.isnan(b["p"])),
-            pred=_nullable(stats.pred, np.isnan(b["p"])),
-            correct=_nullable(stats.correct, undefined),
-            margin=_nullable(b["margin"], np.isnan(b["margin"])),
+            target=from_numpy(b["target"], np.isnan(b["target"])),
+            label=from_numpy(stats.label, ~stats.label_is_int),
+            loss=from_numpy(loss, np.isnan(loss)),
+            p=from_numpy(b["p"], np.isnan(b["p"])),
+            pred=from_numpy(stats.pred, np.isnan(b["p"])),
+            correct=from_numpy(stats.correct, undefined),
+            margin=from_numpy(b["margin"], np.isnan(b["margin"])),
         )
         if result.weights is not None:
             columns["weight"] = from_numpy(result.weights)
         return pa.RecordBatch.from_pydict(columns)
     columns.update(
-        label=_nullable(stats.label, ~stats.label_is_int),
-        loss=_nullable(loss, np.isnan(loss)),
-        pred=_nullable(stats.pred, no_scores),
-        correct=_nullable(stats.correct, undefined),
-        p_true=_nullable(stats.p_true, undefined | np.isnan(stats.p_true)),
-        rank=_nullable(stats.rank, undefined),
-        p_max=_nullable(stats.p_max, no_scores),
-        margin=_nullable(stats.margin, undefined | np.isnan(stats.margin)),
-        entropy=_nullable(stats.entropy, np.isnan(stats.entropy)),
+        label=from_numpy(stats.label, ~stats.label_is_int),
+        loss=from_numpy(loss, np.isnan(loss)),
+        pred=from_numpy(stats.pred, no_scores),
+        correct=from_numpy(stats.correct, undefined),
+        p_true=from_numpy(stats.p_true, undefined | np.isnan(stats.p_true)),
+        rank=from_numpy(stats.rank, undefined),
+        p_max=from_numpy(stats.p_max, no_scores),
+        margin=from_numpy(stats.margin, undefined | np.isnan(stats.margin)),
+        entropy=from_numpy(stats.entropy, np.isnan(stats.entropy)),
     )
     if like is not None:
-        columns["loss_true"] = _nullable(stats.loss, np.isnan(stats.loss))
+        columns["loss_true"] = from_numpy(stats.loss, np.isnan(stats.loss))
     if result.weights is not None:
         columns["weight"] = from_numpy(result.weights)
     return pa.RecordBatch.from_pydict(columns)
@@ -401,11 +396,11 @@ class DeltaWriter:
             columns["key"] = from_numpy(base.key) if base.key.dtype.kind == "i" else pa.array(base.key.tolist(), pa.string())
         usable = ~np.isnan(delta)
         columns.update(
-            label=_nullable(base.label, ~base.label_ok),
-            loss_base=_nullable(base.loss, ~np.isfinite(base.loss) | base.ignored),
-            loss_candidate=_nullable(candidate.loss, ~np.isfinite(candidate.loss) | candidate.ignored),
-            delta=_nullable(np.nan_to_num(delta), ~usable),
-            correct_base=_nullable(base.correct, ~usable),
-            correct_candidate=_nullable(candidate.correct, ~usable),
+            label=from_numpy(base.label, ~base.label_ok),
+            loss_base=from_numpy(base.loss, ~np.isfinite(base.loss) | base.ignored),
+            loss_candidate=from_numpy(candidate.loss, ~np.isfinite(candidate.loss) | candidate.ignored),
+            delta=from_numpy(np.nan_to_num(delta), ~usable),
+            correct_base=from_numpy(base.correct, ~usable),
+            correct_candidate=from_numpy(candidate.correct, ~usable),
         )
         self.writer.write_batch(pa.RecordBatch.from_pydict(columns))
