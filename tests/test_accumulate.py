@@ -11,7 +11,7 @@ import pytest
 from native_paths import require_c_extension
 from reference import sparse_loss64
 from xentcli import native
-from xentcli.accumulate import LossSummary
+from xentcli.accumulate import BLOCK_ROWS, LossMoments, LossSummary
 from xentcli.diagnostics import ChunkView
 from xentcli.kernels import sample_stats
 from xentcli.tally import tally
@@ -150,3 +150,128 @@ def test_the_c_squared_deviations_equal_numpys_to_the_last_bit(tally_path):
             mean = float(x.mean()) if n else 0.0
             want = float(np.square(x - mean).sum())
             assert squared_deviations(x, mean) == want, (n, scale)
+
+
+# ---- LossMoments: Σ and M2 of the counted losses, the same to the bit whatever the chunking ----
+
+def _moments_of(loss, counted, bounds, order=None, origin_shift=False):
+    """Update one LossMoments per (start, stop) range and merge them in `order`; with
+    `origin_shift`, each part is numbered from 0 and shifted afterwards, as a Dask task's is."""
+    parts = []
+    for start, stop in bounds:
+        part = LossMoments()
+        if origin_shift:  # rows numbered from the part's first, the blocks' edges where the input has them
+            part.update(0, loss[start:stop], counted[start:stop], every=bool(counted[start:stop].all()), origin=start)
+            if start:
+                part.shift(start)
+        else:
+            part.update(start, loss[start:stop], counted[start:stop], every=bool(counted[start:stop].all()))
+        parts.append(part)
+    total = LossMoments()
+    for i in order if order is not None else range(len(parts)):
+        total.merge(parts[i])
+    return total.closed().results()
+
+
+def _exact_mean_m2(values):
+    """The mean and M2 of float64 values as exact fractions (the reference: no rounding at all)."""
+    from fractions import Fraction
+
+    exact = [Fraction(v) for v in values.tolist()]
+    mean = sum(exact) / len(exact)
+    return mean, sum((v - mean) ** 2 for v in exact)
+
+
+def _losses(rows, seed, spread=2.0, base=0.0):
+    rng = np.random.default_rng(seed)
+    loss = base + rng.exponential(spread, rows)
+    counted = rng.random(rows) > 0.1
+    loss[~counted] = np.nan  # the engine's stats.loss is NaN where a row does not count
+    return loss, counted
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_loss_moments_are_the_same_to_the_bit_for_any_chunking_and_merge_order(seed):
+    rows = 3 * BLOCK_ROWS + 12_345
+    loss, counted = _losses(rows, seed)
+    rng = np.random.default_rng(100 + seed)
+    one = _moments_of(loss, counted, [(0, rows)])
+    for cut_count in (1, 7, 40, 300):  # chunks smaller and larger than a block, edges anywhere
+        cuts = np.sort(rng.choice(np.arange(1, rows), size=cut_count, replace=False)).tolist()
+        bounds = list(zip([0, *cuts], [*cuts, rows]))
+        assert _moments_of(loss, counted, bounds) == one
+        assert _moments_of(loss, counted, bounds, rng.permutation(len(bounds)).tolist()) == one
+        assert _moments_of(loss, counted, bounds, origin_shift=True) == one
+    aligned = [(i, min(i + BLOCK_ROWS, rows)) for i in range(0, rows, BLOCK_ROWS)]  # on the edges: blocks close at once
+    assert _moments_of(loss, counted, aligned) == one
+
+
+def test_loss_moments_against_exact_fractions():
+    loss, counted = _losses(2 * BLOCK_ROWS + 999, seed=7)
+    n, total, mean, m2 = _moments_of(loss, counted, [(0, 50_000), (50_000, loss.size)])
+    values = loss[counted]
+    exact_mean, exact_m2 = _exact_mean_m2(values)
+    assert n == values.size
+    assert mean == pytest.approx(float(exact_mean), rel=1e-15)  # pairwise sums within blocks: ~1e-16 each
+    assert total == pytest.approx(float(exact_mean * n), rel=1e-15)
+    assert m2 == pytest.approx(float(exact_m2), rel=1e-14)
+
+
+def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
+    """Losses of 2.302585 ± 1e-9 (a near-uniform model): Σx² − (Σx)²/n in float64 would lose every
+    digit of M2 (mean²/variance ~ 5e18); the blocks' decomposition keeps it."""
+    rng = np.random.default_rng(3)
+    loss = 2.302585 + rng.standard_normal(BLOCK_ROWS + 5_000) * 1e-9
+    counted = np.ones(loss.size, bool)
+    n, _, mean, m2 = _moments_of(loss, counted, [(0, 30_000), (30_000, loss.size)])
+    exact_mean, exact_m2 = _exact_mean_m2(loss)
+    assert mean == pytest.approx(float(exact_mean), rel=1e-15)
+    assert m2 == pytest.approx(float(exact_m2), rel=1e-6)
+    assert abs(float(exact_m2) / n - 1e-18) < 1e-19  # the reference is what the data says
+
+
+@pytest.mark.parametrize(("values", "expected_sum"), [
+    ([1.0, np.inf, 2.0], np.inf), ([1.0, -np.inf], -np.inf), ([np.inf, 1.0, -np.inf], np.nan), ([1e308, 1e308], np.inf),
+])
+def test_loss_moments_of_non_finite_losses(values, expected_sum):
+    loss = np.array(values)
+    counted = np.ones(loss.size, bool)
+    for bounds in ([(0, loss.size)], [(i, i + 1) for i in range(loss.size)]):
+        n, total, mean, m2 = _moments_of(loss, counted, bounds)
+        assert n == loss.size and math.isnan(m2)
+        assert (math.isnan(total) and math.isnan(expected_sum)) or total == expected_sum
+        assert (math.isnan(mean) and math.isnan(expected_sum)) or mean == expected_sum
+
+
+def test_loss_moments_of_no_counted_rows():
+    n, total, mean, m2 = _moments_of(np.full(10, np.nan), np.zeros(10, bool), [(0, 4), (4, 10)])
+    assert (n, total) == (0, 0.0) and math.isnan(mean) and math.isnan(m2)
+
+
+def test_loss_moments_sum_beyond_float64_is_infinite():
+    """Finite block sums whose exact total passes the largest float64: the sum is +inf, the mean
+    still the mean (a float sum would have made it inf too)."""
+    loss = np.full(3 * BLOCK_ROWS, 1e303)
+    n, total, mean, m2 = _moments_of(loss, np.ones(loss.size, bool), [(0, loss.size)])
+    assert total == math.inf and mean == pytest.approx(1e303, rel=1e-15)  # (M2: deviations from a rounded mean, squared, overflow)
+
+
+def test_the_c_block_moments_equal_numpys_to_the_last_bit(tally_path):
+    """Each block's sum and M2 by xent_block_moments: bit for bit float(np.add.reduce(block)) and
+    float(np.square(block − sum / n).sum()), on blocks of every length up to 300 and around numpy's
+    pairwise split (128, 1024, 65,536), an empty block, and NaN where a sum is not finite."""
+    require_c_extension()
+    rng = np.random.default_rng(11)
+    lengths = [*range(0, 301), 1023, 1024, 1025, 65_535, 65_536]
+    values = rng.standard_normal(sum(lengths)) * 1e3 + 1e8  # large offsets: the order of the additions shows
+    bounds = np.cumsum([0, *lengths])
+    sums, m2s = native.block_moments(values, bounds)
+    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        block = values[lo:hi]
+        assert sums[b] == float(np.add.reduce(block)), hi - lo
+        if hi > lo:
+            assert m2s[b] == float(np.square(block - sums[b] / (hi - lo)).sum()), hi - lo
+    sums, m2s = native.block_moments(np.array([1.0, np.inf, 2.0, 3.0]), np.array([0, 2, 4]))
+    assert sums.tolist() == [np.inf, 5.0] and math.isnan(m2s[0]) and m2s[1] == 0.5
+    with pytest.raises(ValueError):
+        native.block_moments(np.zeros(3), np.array([0, 4]))

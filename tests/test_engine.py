@@ -8,6 +8,7 @@ import pytest
 
 from reference import sparse_loss64
 from xentcli import engine
+from xentcli.accumulate import BLOCK_ROWS
 from xentcli.config import DEFAULT_CHUNK_BYTES, LossOptions, RunConfig, SourceConfig
 from xentcli.engine import ROW_STATE_BYTES, chunk_rows, run
 from xentcli.errors import OptionError
@@ -64,3 +65,28 @@ def test_one_chunk_at_a_time_when_a_row_is_larger_than_a_chunk(tmp_path, monkeyp
     report = run(RunConfig(source, threads=4))
     assert pools == [] and report.summary["rows"] == 6
     assert report.summary["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+def test_the_summary_is_the_same_to_the_bit_for_every_chunk_size_and_thread_count(tmp_path):
+    """The mean loss, its sum, standard error and interval, perplexity: bit for bit whatever the
+    chunks (smaller and larger than the loss blocks, edges anywhere) and threads, and right
+    against a float64 reference. A NaN row and an ignored row do not count."""
+    rows = 2 * BLOCK_ROWS + 4321
+    rng = np.random.default_rng(8)
+    z = (rng.standard_normal((rows, 5)) * 4).astype(np.float32)
+    y = rng.integers(0, 5, rows)
+    z[17, 2] = np.nan
+    y[40_000] = -100
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    source = SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy"))
+    keys = ("counted", "loss_sum", "loss_mean", "loss_se", "loss_ci", "perplexity", "perplexity_ci")
+    first = {key: run(RunConfig(source)).summary[key] for key in keys}
+    for chunk, threads in ((1_000, 2), (7_777, 1), (65_536, 2), (100_003, 2), (rows, 1)):
+        summary = run(RunConfig(source, chunk_rows=chunk, threads=threads)).summary
+        assert {key: summary[key] for key in keys} == first, (chunk, threads)
+    loss = sparse_loss64(z.astype(np.float64), np.where(y < 0, 0, y))
+    keep = np.isfinite(loss) & (y >= 0)
+    assert first["counted"] == rows - 2
+    assert first["loss_mean"] == pytest.approx(loss[keep].mean(), rel=1e-7)  # float32 scores: per-row losses to ~1e-7
+    assert first["loss_se"] == pytest.approx(loss[keep].std(ddof=1) / np.sqrt(keep.sum()), rel=1e-6)

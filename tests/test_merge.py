@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xentcli.cli import app
+from xentcli.partial_file import VERSION
 
 runner = CliRunner()
 
@@ -192,7 +193,7 @@ def _hostile(good: str):
     yield "future version", json.dumps({**document, "version": 99})
     yield "edited state", json.dumps({**document, "state": document["state"].replace('"rows":', '"rows": 1 ,"x":', 1)})
     yield "cut short", good[: len(good) // 2]
-    yield "NaN constant", good.replace('"version": 1', '"version": NaN')
+    yield "NaN constant", good.replace(f'"version": {VERSION}', '"version": NaN')
     yield "unknown class", with_state({"$": "Popen", "v": {"args": ["rm", "-rf", "/"]}})
     yield "a class's method", with_state({"$": "__reduce__", "v": {}})
     yield "object dtype bytes", with_state({"$a": "|O", "shape": [1], "b64": pickle_like})
@@ -275,7 +276,18 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
     variants = {
         "worst rows as floats": {**summary, "worst": {**summary["worst"], "v": {**summary["worst"]["v"], "rows": float_array}}},
         "sketch as a list": {**summary, "sketch": [1, 2]},
-        "loss sum as text": {**summary, "loss_sum": "0.5"},
+        "loss sum as text": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "total": "0.5"}}},
+        "loss sum as a float": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "total": 0.5}}},
+        "a negative M2": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "m2": -1}}},
+        "a sum of 5,000 digits": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "total": "$huge"}}},
+        "more losses than counted rows": {**summary, "moments": {**summary["moments"], "v": {
+            **summary["moments"]["v"], "n": summary["moments"]["v"]["n"] + 1}}},
+        "a pending piece outside its block": {**summary, "moments": {**summary["moments"], "v": {
+            **summary["moments"]["v"], "pending": {"$d": [[3, [[0, 5, {"$a": "<f8", "shape": [0], "b64": ""}]]]]}}}},
+        "a pending piece of more losses than rows": {**summary, "moments": {**summary["moments"], "v": {
+            **summary["moments"]["v"], "pending": {"$d": [[0, [[0, 2, float_array]]]]}}}},
+        "a pending piece of text": {**summary, "moments": {**summary["moments"], "v": {
+            **summary["moments"]["v"], "pending": {"$d": [[0, "piece"]]}}}},
         "per-class support as floats": {**summary, "per_class": {**summary["per_class"], "v": {**summary["per_class"]["v"],
                                                                                                 "support": float_array}}},
         "calibration of another class": {**summary, "calibration": summary["moments"]},
@@ -290,7 +302,7 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
     }
     for name, changed in variants.items():
         tree = {**state, "v": {**state["v"], "summary": {**state["v"]["summary"], "v": changed}}}
-        text = json.dumps(tree)
+        text = json.dumps(tree).replace('"$huge"', "9" * 5000)  # beyond Python's 4,300 digits of int("…")
         path = tmp_path / "typed.xpart"
         path.write_text(json.dumps({**document, "state": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
         for pair in ([str(path)], [str(path), str(good_path)], [str(good_path), str(path)]):

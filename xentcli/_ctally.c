@@ -529,6 +529,46 @@ XENT_EXACT static double squared_deviations(const double *x, int64_t n, double m
 
 XENT_EXACT double xent_squared_deviations(const double *x, int64_t n, double mean) { return 0.0 + squared_deviations(x, n, mean); }
 
+/* numpy's pairwise sum of n contiguous doubles, float(np.add.reduce(x)), as squared_deviations
+   above computes it for the squares. */
+XENT_EXACT static double pairwise_sum(const double *x, int64_t n) {
+    XENT_EXACT_BODY
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; i++) res += x[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = x[j];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += x[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += x[i];
+        return res;
+    }
+    int64_t half = n / 2;
+    half -= half % 8;
+    return pairwise_sum(x, half) + pairwise_sum(x + half, n - half);
+}
+
+/* accumulate.LossMoments: per block b (values bounds[b] … bounds[b+1] − 1) its sum,
+   float(np.add.reduce(block)), and its M2 about its mean sum / n_b, float(np.square(block −
+   mean).sum()) (accumulate.block_moments is the numpy twin); NaN M2 for a block whose sum is not
+   finite. */
+XENT_EXACT int64_t xent_block_moments(const double *values, const int64_t *bounds, int64_t blocks, double *sums, double *m2s) {
+    XENT_EXACT_BODY
+    for (int64_t b = 0; b < blocks; b++) {
+        const double *x = values + bounds[b];
+        const int64_t n = bounds[b + 1] - bounds[b];
+        const double sum = 0.0 + pairwise_sum(x, n);
+        sums[b] = sum;
+        m2s[b] = n && isfinite(sum) ? 0.0 + squared_deviations(x, n, sum / (double)n) : NAN;
+    }
+    return blocks;
+}
+
 /* xent diff's Poisson bootstrap (see xentcli/compare.py, Bootstrap.replicates_of, its numpy twin):
    for each cell of m pairs and each replicate b, the weight k ~ Poisson(m) is drawn from a
    counter-based hash of (cell, b, seed) — exact inversion of the CDF table for m <= small_mean, the

@@ -2,8 +2,9 @@
 
 Every state is declared with its merge rule (as torchmetrics does): counts and sums add, extrema
 take min/max, the quantile sketch adds integer bucket counts, the worst rows are re-selected by
-(loss descending, row ascending). Means are derived at the end, never stored, so the result does
-not depend on how the rows were chunked; float64 sums agree across chunkings to ~1e-15 relative.
+(loss descending, row ascending). Means are derived at the end, never stored. The counted losses'
+sum and M2 (LossMoments) are the same to the bit whatever the chunking; the other float64 sums
+agree across chunkings to ~1e-15 relative (and to the bit across threads: chunks merge in order).
 """
 
 from __future__ import annotations
@@ -146,6 +147,21 @@ class PerClass:
         return self.num_classes - present.size, candidates[~np.isin(candidates, present)][:limit].tolist()
 
 
+def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray]:
+    """Per block b (values bounds[b] … bounds[b+1] − 1): its sum by numpy's pairwise sum, and its M2
+    Σ (x − mean)² about its mean sum / n_b (NaN where the sum is not finite); through the C
+    extension in one call for all blocks, to the same bit."""
+    if native.has_tally():
+        return native.block_moments(values, bounds)
+    sums, m2s = np.empty(bounds.size - 1), np.full(bounds.size - 1, math.nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # ±inf and NaN are the caller's to keep apart
+        for b, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+            sums[b] = float(np.add.reduce(values[lo:hi]))
+            if hi > lo and math.isfinite(sums[b]):
+                m2s[b] = squared_deviations(values[lo:hi], sums[b] / (hi - lo))
+    return sums, m2s
+
+
 def squared_deviations(values: npt.NDArray, mean: float) -> float:
     """Σ (x − mean)², as float(np.square(values − mean).sum()) gives it; for float64 values through
     the C extension, to the same bit, without numpy's two temporaries of the chunk's size."""
@@ -154,30 +170,148 @@ def squared_deviations(values: npt.NDArray, mean: float) -> float:
     return float(np.square(values - mean).sum())
 
 
+# The rows fall in blocks of BLOCK_ROWS by their row number (README, "The same to the bit whatever the chunking").
+BLOCK_ROWS = 1 << 16
+_SCALE = 1074  # every finite float64 is a whole multiple of 2^-1074
+
+
+def _scaled(x: float) -> int:
+    """x·2^1074, exactly, as an integer (x finite)."""
+    p, q = x.as_integer_ratio()  # q is a power of two ≤ 2^1074
+    return p << (_SCALE + 1 - q.bit_length())
+
+
+def _quotient(numerator: int, denominator: int) -> float:
+    """numerator / denominator correctly rounded (Python's integer division is), ±inf beyond float64."""
+    try:
+        return numerator / denominator
+    except OverflowError:
+        return math.inf if (numerator < 0) == (denominator < 0) else -math.inf
+
+
 @dataclass
-class Moments:
-    """n, mean and M2 of the counted losses, merged with Chan et al.'s update (the variance)."""
+class LossMoments:
+    """n, Σ and M2 of the counted losses, to the same bit whatever the chunking, the threads or the
+    engine. The rows fall in blocks of BLOCK_ROWS by their row number; a block's sum and M2 (about
+    its mean) come from numpy's pairwise sum over its counted losses in row order once the whole
+    block is at hand, and the blocks' figures add as exact integers (multiples of 2^-1074): no
+    float sum depends on where a chunk begins. A block a partial holds only in part (its first and
+    last) waits in `pending` as row ranges with their counted losses; `merge` completes it from the
+    neighbouring partial, and the end of the input closes what is left.
 
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+    M2 = Σ_b M2_b + Σ_b n_b·(m_b − m)², the second term exact from Σ n_b·m_b and Σ n_b·m_b² (Chan
+    et al.'s decomposition over the blocks, with m_b the block's float mean)."""
 
-    def add(self, n: int, mean: float, m2: float) -> None:
-        if n == 0:
+    n: int = 0  # counted losses in the closed blocks
+    total: int = 0  # Σ block sums · 2^1074
+    m2: int = 0  # Σ block M2 · 2^1074
+    means: int = 0  # Σ n_b·m_b · 2^1074
+    squares: int = 0  # Σ n_b·m_b² · 2^2148
+    special: float = 0.0  # the non-finite block sums added (±inf or NaN); 0.0 when none
+    m2_special: float = 0.0  # likewise the non-finite block M2s
+    pending: dict[int, list[list[Any]]] = field(default_factory=dict)  # block → [[first row, stop row, counted losses], …]
+
+    def update(self, offset: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_], every: bool = False,
+               origin: int = 0) -> None:
+        """Add rows offset … offset + len(loss) − 1: `loss` on every row, `counted` which count
+        (`every`: all of them). `origin`: the row number of row 0 in the whole input when the rows
+        are numbered from elsewhere (a Dask task's), for the blocks' edges; `shift` renumbers."""
+        rows = loss.size
+        if not rows:
             return
-        total = self.n + n
-        step = mean - self.mean
-        self.mean += step * n / total
-        self.m2 += m2 + step * step * self.n * n / total
-        self.n = total
+        first = offset + origin
+        edges = [edge - origin for edge in range((first // BLOCK_ROWS + 1) * BLOCK_ROWS, first + rows, BLOCK_ROWS)]
+        cuts = [offset, *edges, offset + rows]
+        if every:  # the counted losses, and where each piece's begin among them
+            values, at = loss, [cut - offset for cut in cuts]
+        else:
+            positions = np.flatnonzero(counted)
+            values, at = loss[positions], np.searchsorted(positions, np.array(cuts) - offset).tolist()
+        whole = []  # the bounds of the blocks complete here: one run of pieces (only the first and last may not be)
+        for lo, hi, a, b in zip(cuts, cuts[1:], at, at[1:]):
+            if (lo + origin) % BLOCK_ROWS == 0 and (hi + origin) % BLOCK_ROWS == 0:
+                whole.append(b if whole else [a, b])
+            else:
+                self.pending.setdefault((lo + origin) // BLOCK_ROWS, []).append([lo, hi, np.array(values[a:b])])
+        if whole:
+            self._close(values, np.array([*whole[0], *whole[1:]], np.int64))
 
-    def update(self, values: npt.NDArray[np.float64]) -> None:
-        if values.size:
-            mean = float(values.mean())
-            self.add(values.size, mean, squared_deviations(values, mean))
+    def shift(self, rows: int) -> None:
+        """Number the pending rows from `rows` on (a Dask task's, a partial file's after the inputs
+        before it). A piece that now spans an edge can complete no block: it closes as it is."""
+        pieces = [piece for block in self.pending.values() for piece in block]
+        self.pending = {}
+        for lo, hi, values in pieces:
+            lo, hi = lo + rows, hi + rows
+            if lo // BLOCK_ROWS != (hi - 1) // BLOCK_ROWS:
+                self._close(values)
+            else:
+                self.pending.setdefault(lo // BLOCK_ROWS, []).append([lo, hi, values])
+        self._complete()
 
-    def merge(self, other: Moments) -> None:
-        self.add(other.n, other.mean, other.m2)
+    def merge(self, other: LossMoments) -> None:
+        self.n += other.n
+        self.total += other.total
+        self.m2 += other.m2
+        self.means += other.means
+        self.squares += other.squares
+        self.special += other.special
+        self.m2_special += other.m2_special
+        for block, pieces in other.pending.items():
+            self.pending.setdefault(block, []).extend(pieces)
+        self._complete()
+
+    def _complete(self) -> None:
+        """Close the pending blocks whose pieces now cover them, each piece once, in row order."""
+        for block in [b for b, pieces in self.pending.items() if len(pieces) > 1]:
+            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
+            ends = [block * BLOCK_ROWS] + [piece[1] for piece in pieces]
+            if [piece[0] for piece in pieces] == ends[:-1] and ends[-1] == (block + 1) * BLOCK_ROWS:
+                del self.pending[block]
+                self._close(np.concatenate([piece[2] for piece in pieces]))
+
+    def _close(self, values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64] | None = None) -> None:
+        """Add the blocks of `values` (bounds[b] … bounds[b+1] − 1; None: all of them, one block)."""
+        sums, m2s = block_moments(values, np.array([0, values.size], np.int64) if bounds is None else bounds)
+        counts = np.diff(bounds).tolist() if bounds is not None else [values.size]
+        for n, total, m2 in zip(counts, sums.tolist(), m2s.tolist()):
+            if not n:
+                continue
+            self.n += n
+            if not math.isfinite(total):
+                self.special += total
+                self.m2_special += math.nan
+                continue
+            mean = total / n
+            self.total += _scaled(total)
+            scaled_mean = _scaled(mean)
+            self.means += n * scaled_mean
+            self.squares += n * scaled_mean * scaled_mean
+            if math.isfinite(m2):
+                self.m2 += _scaled(m2)
+            else:
+                self.m2_special += m2
+
+    def closed(self) -> LossMoments:
+        """A copy with every pending block closed (the input has ended): the pieces of a block in row
+        order, overlapping pieces (partial files of other inputs) as they come."""
+        done = LossMoments(self.n, self.total, self.m2, self.means, self.squares, self.special, self.m2_special)
+        for block in sorted(self.pending):
+            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
+            done._close(np.concatenate([piece[2] for piece in pieces]))
+        return done
+
+    def results(self) -> tuple[int, float, float, float]:
+        """(n, Σ, mean, M2) of the closed blocks, each correctly rounded from the exact figures."""
+        n = self.n
+        if self.special:
+            return n, self.special, self.special / n, math.nan
+        total = _quotient(self.total, 1 << _SCALE)
+        mean = _quotient(self.total, n << _SCALE) if n else math.nan
+        if self.m2_special or not n:
+            return n, total, mean, self.m2_special or math.nan
+        m2 = _quotient((self.m2 << _SCALE) * n + self.squares * n - self.means * self.means, n << (2 * _SCALE))
+        return n, total, mean, m2
 
 
 @dataclass
@@ -308,7 +442,6 @@ class LossSummary:
     ignored: int = 0
     zero_weight_rows: int = 0
     weighted: bool = False
-    loss_sum: float = 0.0
     weighted_loss_sum: float = 0.0
     weight_sum: float = 0.0
     loss_min: float = math.inf
@@ -316,7 +449,7 @@ class LossSummary:
     correct: int = 0
     top_k_hits: int = 0
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
-    moments: Moments = field(default_factory=Moments)  # of the counted (unweighted) losses
+    moments: LossMoments = field(default_factory=LossMoments)  # of the counted (unweighted) losses
     ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # weighted: Σy², Σxy, Σx², rows of weight > 0 (see summary)
     clusters: ClusterRuns | KeyedClusters | None = None  # sequence dumps: per-sequence sums for clustered errors
     keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
@@ -342,6 +475,7 @@ class LossSummary:
         weighted: tuple[float, ...] | None = None,
         weights: npt.NDArray | None = None,
         sample: npt.NDArray | None = None,
+        origin: int = 0,
     ) -> None:
         """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
         (Σ y, Σ x, Σ y², Σ x·y, Σ x²) over counted rows when weights apply, with y = s·ℓ_w the
@@ -350,7 +484,6 @@ class LossSummary:
         self.rows += int(stats.loss.size)
         self.counted += tally.counted
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
-        self.loss_sum += tally.loss_sum
         if weighted is not None:
             self.weighted = True
             self.weighted_loss_sum += weighted[0]
@@ -358,9 +491,7 @@ class LossSummary:
             for i, value in enumerate(weighted[2:]):
                 self.ratio[i] += value
         if tally.counted:
-            values = stats.counted_values(stats.loss)
-            mean = tally.loss_sum / tally.counted
-            self.moments.add(tally.counted, mean, squared_deviations(values, mean))
+            self.moments.update(offset, stats.loss, stats.counted, every=stats.all_counted, origin=origin)
         if sample is not None:
             if self.clusters is None:
                 self.clusters = KeyedClusters() if self.keyed_clusters else ClusterRuns()
@@ -384,7 +515,6 @@ class LossSummary:
         self.ignored += other.ignored
         self.zero_weight_rows += other.zero_weight_rows
         self.weighted = self.weighted or other.weighted
-        self.loss_sum += other.loss_sum
         self.weighted_loss_sum += other.weighted_loss_sum
         self.weight_sum += other.weight_sum
         self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
@@ -435,10 +565,9 @@ class LossSummary:
         standard error with weights —, Wilson's interval for accuracy, exp of the loss interval
         for perplexity."""
         n = self.counted
+        _, loss_sum, mean, m2 = self.moments.closed().results()
         if self.weighted:
             mean = self.weighted_loss_sum / self.weight_sum if self.weight_sum else math.nan
-        else:
-            mean = self.loss_sum / n if n else math.nan
         weights = {"weighted_loss_sum": self.weighted_loss_sum, "weight_sum": self.weight_sum} if self.weighted else {}
         return {
             "rows": self.rows,
@@ -446,7 +575,7 @@ class LossSummary:
             "ignored": self.ignored,
             "nonfinite": self.nonfinite,
             "loss_mean": mean,
-            "loss_sum": self.loss_sum,
+            "loss_sum": loss_sum,
             **weights,
             "loss_min": self.loss_min if n else math.nan,
             "loss_max": self.loss_max if n else math.nan,
@@ -458,10 +587,11 @@ class LossSummary:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_hits / n if n else math.nan,
             "num_classes": self.num_classes,
-            **self.error_bars(mean, confidence),
+            **self.error_bars(mean, m2, confidence),
         }
 
-    def error_bars(self, mean: float, confidence: float) -> dict[str, Any]:
+    def error_bars(self, mean: float, m2: float, confidence: float) -> dict[str, Any]:
+        """The error bars of `mean`, the mean loss; `m2` = Σ (ℓ − mean)² over the counted rows."""
         n = self.counted
         nan = math.nan
         if self.weighted:
@@ -472,7 +602,7 @@ class LossSummary:
         elif self.clusters is not None:
             se, df = clustered_se(self.clusters, mean, n)
         else:
-            se = math.sqrt(self.moments.m2 / (n - 1) / n) if n > 1 else nan
+            se = math.sqrt(m2 / (n - 1) / n) if n > 1 else nan
             df = n - 1
         half = stats.t_quantile((1 + confidence) / 2, df) * se if df > 0 and not math.isnan(se) else nan
         loss_ci = [mean - half, mean + half]

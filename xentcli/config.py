@@ -89,6 +89,7 @@ class RunConfig:
     select: tuple[str, ...] | None = None  # diagnostic codes or prefixes to keep (None: all)
     ignore_codes: tuple[str, ...] = ()  # and to drop
     chunk_rows: int | None = None  # None: sized by DEFAULT_CHUNK_BYTES of scores
+    first_row: int = 0  # the input's number of the first row read (a Dask task's, when the plan knows it): the loss blocks' edges
     threads: int = DEFAULT_THREADS
     per_sample: bool = False  # the per-sample rows are written (-o): the kernels add margin and entropy
     confidence: float = 0.95  # of the summary's intervals

@@ -106,12 +106,18 @@ def plan(source: Source, config: RunConfig, rows_per_chunk: int, task_rows: int 
     else:
         per_task = max(1, math.ceil(task_rows / rows_per_chunk)) * rows_per_chunk
     tasks: list[Task] = []
+    first: int | None = 0  # the input's number of the next task's first row, while the plan knows it
     for shard in source.shard_configs:
         path = shard.paths[0]
         ranges = [None] if whole_only else _ranges(path, detect_format(path, shard.format), per_task)
         for part in ranges:
             out = None if samples_folder is None else os.path.join(samples_folder, f"part-{len(tasks):06d}.arrow")
-            tasks.append(Task(replace(config, source=replace(shard, part=part)), source.first_classes, out, info.id_column))
+            # rows numbered from 0 in the task, their loss blocks' edges where the whole input has them (else
+            # the driver's shift closes the blocks cut by them: the sums then agree to rounding, not to the bit)
+            origin = (first + part[0]) if first is not None and part is not None else (first or 0)
+            tasks.append(Task(replace(config, source=replace(shard, part=part), first_row=origin), source.first_classes, out,
+                              info.id_column))
+        first = first + ranges[-1][1] if first is not None and ranges[-1] is not None else None
     return tasks
 
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 20  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 21  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -81,6 +81,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
     library.xent_squared_deviations.restype = ctypes.c_double
     library.xent_squared_deviations.argtypes = [pointer, i64, ctypes.c_double]
+    library.xent_block_moments.restype = i64
+    library.xent_block_moments.argtypes = [pointer] * 2 + [i64] + [pointer] * 2
     library.xent_key_range.restype = i64
     library.xent_key_range.argtypes = [pointer, i64, pointer]
     library.xent_key_counts.restype = i64
@@ -461,6 +463,18 @@ def squared_deviations(values: npt.NDArray[np.float64], mean: float) -> float:
     assert _LIBRARY is not None
     values = np.ascontiguousarray(values, np.float64)
     return float(_LIBRARY.xent_squared_deviations(values.ctypes.data, values.size, float(mean)))
+
+
+def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray]:
+    """xent_block_moments in _ctally.c: each block's (values bounds[b] … bounds[b+1] − 1) sum and
+    M2 about its mean, as accumulate.block_moments computes them with numpy, to the last bit."""
+    assert _LIBRARY is not None
+    values, bounds = np.ascontiguousarray(values, np.float64), np.ascontiguousarray(bounds, np.int64)
+    if bounds.size < 1 or bounds[0] < 0 or bounds[-1] > values.size or (np.diff(bounds) < 0).any():
+        raise ValueError("block bounds outside the values")
+    sums, m2s = np.empty(bounds.size - 1), np.empty(bounds.size - 1)
+    _LIBRARY.xent_block_moments(values.ctypes.data, bounds.ctypes.data, bounds.size - 1, sums.ctypes.data, m2s.ctypes.data)
+    return sums, m2s
 
 
 def key_counts(keys: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int64]]:

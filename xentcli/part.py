@@ -51,6 +51,7 @@ class Part:
     def shift(self, rows: int, samples: int) -> None:
         """Number the rows from `rows` and the positional sequences from `samples` (in place)."""
         if rows:
+            self.summary.moments.shift(rows)
             worst = self.summary.worst
             worst.rows = worst.rows + rows
             worst.details = [{**item, "row": item["row"] + rows} for item in worst.details]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from xentcli import __version__
-from xentcli.accumulate import ClusterRuns, KeyedClusters, LossSummary, Moments, PerClass, SequenceTotals, WorstRows
+from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WorstRows
 from xentcli.binary import LabelTotals
 from xentcli.calibration import Calibration
 from xentcli.config import LossOptions, RunConfig, SourceConfig
@@ -40,10 +40,10 @@ from xentcli.slices import GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 1
+VERSION = 2  # 2: the losses' sums in exact blocks (LossMoments)
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    Part, LossSummary, PerClass, WorstRows, Moments, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
+    Part, LossSummary, PerClass, WorstRows, LossMoments, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
     Calibration, Confusions, GroupTotals, LabelTotals, FrameworkSummary, Finding, InputDescription, RunConfig, LossOptions,
     SourceConfig,
 )}
@@ -290,9 +290,34 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("a diagnostic's example is not a row")
     if not all(isinstance(item.get("row"), int) for item in s.worst.details):
         raise Malformed("a worst row has no row number")
-    if not all(isinstance(getattr(s, name), float) for name in ("loss_sum", "weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
+    if not all(isinstance(getattr(s, name), float) for name in ("weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
+    _check_moments(s.moments, s.counted)
     _check_shapes(s, info, config.bins)
+
+
+def _check_moments(m: LossMoments, counted: int) -> None:
+    """The exact sums: whole numbers (M2's and the squares' ≥ 0), floats for the non-finite ones,
+    and pending blocks as pieces [first row, stop row, float64 losses] inside their block, no more
+    losses than rows; with the closed blocks, one loss a counted row."""
+    from xentcli.accumulate import BLOCK_ROWS
+
+    numbers = (m.n, m.total, m.m2, m.means, m.squares)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in numbers) or min(m.n, m.m2, m.squares) < 0 \
+            or not isinstance(m.special, float) or not isinstance(m.m2_special, float):
+        raise Malformed("its loss sums are not whole numbers")
+    pending = 0
+    for block, pieces in m.pending.items():
+        for piece in pieces if isinstance(pieces, list) else [None]:
+            if not (isinstance(block, int) and isinstance(piece, list) and len(piece) == 3
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in piece[:2])
+                    and block * BLOCK_ROWS <= piece[0] < piece[1] <= (block + 1) * BLOCK_ROWS
+                    and isinstance(piece[2], np.ndarray) and piece[2].dtype == np.float64 and piece[2].ndim == 1
+                    and piece[2].size <= piece[1] - piece[0]):
+                raise Malformed("its pending loss blocks are not row ranges with their losses")
+            pending += piece[2].size
+    if m.n + pending != counted:
+        raise Malformed("its loss sums do not add up")
 
 
 def _same_length(where: str, *arrays: Any, length: int | None = None) -> None:
