@@ -231,7 +231,7 @@ def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
 
 
 @pytest.mark.parametrize(("values", "expected_sum"), [
-    ([1.0, np.inf, 2.0], np.inf), ([1.0, -np.inf], -np.inf), ([np.inf, 1.0, -np.inf], np.nan), ([1e308, 1e308], np.inf),
+    ([1.0, np.inf, 2.0], np.inf), ([1.0, -np.inf], -np.inf), ([np.inf, 1.0, -np.inf], np.nan),
 ])
 def test_loss_moments_of_non_finite_losses(values, expected_sum):
     loss = np.array(values)
@@ -241,6 +241,15 @@ def test_loss_moments_of_non_finite_losses(values, expected_sum):
         assert n == loss.size and math.isnan(m2)
         assert (math.isnan(total) and math.isnan(expected_sum)) or total == expected_sum
         assert (math.isnan(mean) and math.isnan(expected_sum)) or mean == expected_sum
+
+
+@pytest.mark.parametrize("bounds", [[(0, 3)], [(0, 1), (1, 3)]])
+def test_loss_moments_of_finite_losses_whose_float_sum_overflows(bounds):
+    """Losses of 1e308 (logits of 1e308): each finite, their float sum +inf; the mean is still their
+    mean (exact sum over n, correctly rounded) and M2, beyond float64, +inf."""
+    loss = np.array([1e308, 1.5e308, 1.6e308])
+    n, total, mean, m2 = _moments_of(loss, np.ones(3, bool), bounds)
+    assert n == 3 and total == math.inf and mean == 1.3666666666666667e308 and m2 == math.inf
 
 
 def test_loss_moments_of_no_counted_rows():

@@ -195,3 +195,14 @@ def test_per_class_f1_of_a_class_never_right(tmp_path):
     assert (rows[0]["precision"], rows[0]["recall"], rows[0]["f1"]) == (0.5, 1.0, pytest.approx(2 / 3))
     assert (rows[1]["precision"], rows[1]["recall"], rows[1]["f1"]) == (1.0, 0.5, pytest.approx(2 / 3))
     assert (rows[2]["precision"], rows[2]["recall"], rows[2]["f1"]) == (None, None, None)
+
+
+@pytest.mark.parametrize("confidence", ["0", "1", "1.5", "-0.5", "nan", "0.9999999999999999"])
+@pytest.mark.parametrize("command", ["score", "check", "diff"])
+def test_a_confidence_without_a_two_sided_level_is_refused(command, confidence):
+    """(1 + c)/2 must stay below 1 in float64: 0.9999999999999999 makes it 1.0 (it crashed)."""
+    dump = str(SAMPLES / "cifar10_val.parquet")
+    args = [command, dump, *([dump] if command == "diff" else []), "--confidence", confidence]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, (result.stdout, result.exception)
+    assert "--confidence must lie in (0, 1)" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -162,6 +162,8 @@ def _bad(code: str) -> Callable[[Path], list[str]]:
             z[5, 1] = np.nan
         elif code == "XE402":
             z[5, y[5]] = -30.0
+        elif code == "XE405":
+            y[:] = -100
         elif code == "XE403":
             z = np.zeros((N, C), np.float32)
             z[:, 0] = 5.0

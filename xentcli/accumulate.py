@@ -272,18 +272,27 @@ class LossMoments:
 
     def _close(self, values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64] | None = None) -> None:
         """Add the blocks of `values` (bounds[b] … bounds[b+1] − 1; None: all of them, one block)."""
-        sums, m2s = block_moments(values, np.array([0, values.size], np.int64) if bounds is None else bounds)
-        counts = np.diff(bounds).tolist() if bounds is not None else [values.size]
-        for n, total, m2 in zip(counts, sums.tolist(), m2s.tolist()):
+        bounds = np.array([0, values.size], np.int64) if bounds is None else bounds
+        sums, m2s = block_moments(values, bounds)
+        for lo, hi, total, m2 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), sums.tolist(), m2s.tolist()):
+            n = hi - lo
             if not n:
                 continue
             self.n += n
+            exact = None
             if not math.isfinite(total):
-                self.special += total
-                self.m2_special += math.nan
-                continue
-            mean = total / n
-            self.total += _scaled(total)
+                block = values[lo:hi]
+                if not np.isfinite(block).all():  # an infinite or NaN loss: the sum is that
+                    self.special += total
+                    self.m2_special += math.nan
+                    continue
+                exact = sum(_scaled(x) for x in block.tolist())  # finite losses whose float sum overflowed
+                mean = _quotient(exact, n << _SCALE)
+                with np.errstate(over="ignore"):
+                    m2 = squared_deviations(block, mean)
+            else:
+                mean = total / n
+            self.total += _scaled(total) if exact is None else exact
             scaled_mean = _scaled(mean)
             self.means += n * scaled_mean
             self.squares += n * scaled_mean * scaled_mean

@@ -166,8 +166,7 @@ class DiffOptions:
     max_groups: int = 1000  # --by: the groups with the most usable pairs; the rest pooled as "(other)"
 
     def validate(self) -> None:
-        if not 0 < self.confidence < 1:
-            raise OptionError(f"--confidence must lie in (0, 1), not {self.confidence}", hint="0.95 for 95% intervals")
+        check_confidence(self.confidence)
         if not 0 <= self.bootstrap <= 100_000:
             raise OptionError(f"--bootstrap must lie in [0, 100000], not {self.bootstrap}", hint="0 turns it off")
         if not 0 <= self.seed < 2**63:
@@ -189,6 +188,13 @@ class DiffGates:
                 raise OptionError(f"{option} must be a finite loss margin, not {value}")
         if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 1:  # NaN fails too
             raise OptionError(f"--max-accuracy-drop is a fraction of rows in [0, 1], not {self.max_accuracy_drop}")
+
+
+def check_confidence(confidence: float) -> None:
+    """--confidence: in (0, 1), and far enough from 1 that the two-sided level (1 + c)/2 is not 1.0
+    in float64 (0.9999999999999999 is refused)."""
+    if not (0 < confidence < 1 and (1 + confidence) / 2 < 1):  # NaN fails too
+        raise OptionError(f"--confidence must lie in (0, 1), not {confidence!r}", hint="0.95 for 95% intervals")
 
 
 def kernel_choice() -> str:

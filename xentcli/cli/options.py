@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from xentcli.config import (
-    DEFAULT_THREADS, FRAMEWORKS, Gates, LossOptions, OutputOptions, RunConfig, SourceConfig, parse_class_weights,
+    DEFAULT_THREADS, FRAMEWORKS, Gates, LossOptions, OutputOptions, RunConfig, SourceConfig, check_confidence, parse_class_weights,
     parse_classes, parse_codes, parse_ignore_index,
 )
 from xentcli.diagnostics import RULES
@@ -214,8 +214,7 @@ class ScoreOptions:
     save_partial: Path | None = None
 
     def run_config(self) -> RunConfig:
-        if not 0 < self.confidence < 1:  # NaN fails too
-            raise OptionError(f"--confidence must lie in (0, 1), not {self.confidence}", hint="0.95 for 95% intervals")
+        check_confidence(self.confidence)
         ignore, ignore_explicit = parse_ignore_index(self.ignore_index)
         return RunConfig(
             source=SourceConfig(

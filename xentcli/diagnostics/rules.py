@@ -504,6 +504,24 @@ declare(Rule(
     columns=lambda m, rows: {"loss": m.stats.loss, "label": m.shown_label}, facts=_causes,
     extra=lambda f, t: {"causes": {k: int(v) for k, v in f.facts.items() if v}},
 ))
+def _undefined_mean(findings: dict[str, Finding], t: Any) -> dict[str, Any] | None:
+    s = t.summary
+    if not s["rows"]:
+        return None
+    if not s["counted"]:
+        return {"rows": 0, "message": "no row counts (every row is ignored or has a non-finite loss): the mean loss is undefined"}
+    if s.get("weight_sum") == 0.0:
+        return {"rows": 0, "message": f"every one of the {s['counted']:,} counted rows weighs 0: the weighted mean loss is undefined"}
+    return None
+
+
+declare(Rule(
+    "XE405", "undefined-mean", "error", "The mean loss is undefined: no row counts, or every counted row weighs 0.",
+    "A gate on a number that does not exist cannot pass; a dump that scores nothing is a broken export or a wrong option.",
+    "Check the labels (all ignore index?), --ignore-index, and the class or sample weights.",
+    "every label is -100; --class-weights 0,0,0.",
+    hint="check the labels, --ignore-index and the weights", check=_undefined_mean,
+))
 declare(Rule(
     "XE402", "loss-outliers", "warning", "Rows with a loss above 3 × log C (binary heads: log 1000).",
     "Worse than three times a uniform guess: mislabelled examples, corrupt inputs or a truly hard tail.",
