@@ -115,11 +115,12 @@ def test_holm_step_down_by_hand():
     from xentcli.slices import holm_failures
 
     # three groups, one-sided p-values from t: the smallest must be ≤ α/3, the next ≤ α/2, …
-    groups = [{"by": {"g": name}, "small": False, "loss_mean": mean, "se": 0.1, "df": 1000, "merged_groups": 0}
-              for name, mean in (("a", 1.35), ("b", 1.30), ("c", 1.10))]
+    groups = [{"by": {"g": name}, "small": False, "loss_mean": mean, "delta_loss": mean - 1.0, "se": 0.1, "df": 1000,
+               "merged_groups": 0} for name, mean in (("a", 1.35), ("b", 1.30), ("c", 1.10))]
     alpha = 0.025
     p = {g["by"]["g"]: stats.t_two_sided_p((g["loss_mean"] - 1.0) / 0.1, 1000) / 2 for g in groups}
-    found, bound = holm_failures(groups, 1.0, 0.0, 0.95)
+    found, bound, untestable = holm_failures(groups, 0.0, 0.95)
+    assert untestable == []
     failed = {g["by"]["g"] for g in found}
     expected = set()
     for i, name in enumerate(sorted(p, key=p.get)):
@@ -138,9 +139,10 @@ def test_holm_figure_agrees_with_the_verdict():
     from xentcli.slices import holm_failures
 
     for mean in np.linspace(1.1, 1.4, 61):
-        groups = [{"by": {"g": "a"}, "small": False, "loss_mean": float(mean), "se": 0.05, "df": 50, "merged_groups": 0},
-                  {"by": {"g": "b"}, "small": False, "loss_mean": 1.0, "se": 0.05, "df": 50, "merged_groups": 0}]
-        failed, bound = holm_failures(groups, 1.0, 0.1, 0.95)
+        groups = [{"by": {"g": "a"}, "small": False, "loss_mean": float(mean), "delta_loss": float(mean) - 1.0, "se": 0.05,
+                   "df": 50, "merged_groups": 0},
+                  {"by": {"g": "b"}, "small": False, "loss_mean": 1.0, "delta_loss": 0.0, "se": 0.05, "df": 50, "merged_groups": 0}]
+        failed, bound, _ = holm_failures(groups, 0.1, 0.95)
         assert bool(failed) == (bound > 0.1)
 
 
@@ -386,3 +388,25 @@ def test_a_dictionary_column_whose_indices_are_full_with_a_null(tmp_path, index_
     pq.write_table(pa.table({"logits": list(z), "label": [0] * n, "site": site}), tmp_path / "d.parquet")
     doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "site", "--json", "--max-groups", "1000"]).stdout)
     assert sorted((str(g["by"]["site"]), g["rows"]) for g in doc["groups"]) == sorted((str(v), 1) for v in values)
+
+
+@pytest.mark.parametrize("case", ["one-row group", "infinite spread"])
+def test_a_group_without_a_standard_error_fails_the_group_gap_gate(tmp_path, case):
+    """A group the gate must test (of --min-group rows or more) but cannot (no standard error: one
+    row, or losses whose spread overflows) makes the gate undefined: it fails, naming the group
+    (it was skipped, and the gate passed)."""
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((300, 2))
+    y = rng.integers(0, 2, 300)
+    g = ["ok"] * 300
+    if case == "one-row group":
+        z, y, g, extra = np.vstack([z, [[30.0, 0.0]]]), np.r_[y, 1], g + ["solo"], ["--min-group", "1"]
+    else:  # group "bad": 30 rows of logits ~±1e155 against their label, losses ~1e155 whose squares overflow
+        z[:30] = np.where(np.arange(2) == y[:30, None], -1.0, 1.0) * 10 ** rng.uniform(155, 156, (30, 1))
+        g[:30], extra = ["bad"] * 30, []
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": g}), tmp_path / "d.parquet")
+    result = runner.invoke(app, ["check", str(tmp_path / "d.parquet"), "--by", "g", "--max-group-gap", "0.1",
+                                 "--fail-on", "never", *extra])
+    assert result.exit_code == 1, result.stdout
+    name = "solo" if case == "one-row group" else "bad"
+    assert f"group gap (Holm) is undefined: group g={name}" in " ".join(result.stdout.split())

@@ -488,7 +488,7 @@ def report_of(config: RunConfig, info: InputDescription, part: Part) -> Report:
                        predicted_positive_rate=float(total.per_class.predicted[1]) / n if n else math.nan)
     groups, merged = [], 0
     if total.groups is not None:
-        overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
+        overall = total.moments.closed().results()[2]  # the unweighted mean, as the groups' (NaN when nothing counts)
         groups, merged = total.groups.report(config.group_names, overall, summary["counted"], config.confidence,
                                              config.min_group, config.max_groups)
     calibration = None

@@ -44,20 +44,24 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
     reasons = [
         f"{c['gate']} {_show(c['value'])} {'>' if c['op'] == '<=' else '<'} {_show(c['limit'])}"
         if c["value"] is not None and not (isinstance(c["value"], float) and math.isnan(c["value"]))
-        else f"{c['gate']} is undefined (no counted rows)"
+        else f"{c['gate']} is undefined ({_why_undefined(c['gate'], summary)})"
         for c in checks
         if not c["passed"]
     ]
     if gates.max_group_gap is not None:
-        overall = summary["loss_sum"] / summary["counted"] if summary["counted"] else math.nan
         confidence = summary.get("confidence", 0.95)
-        failed, bound = holm_failures(report.groups, overall, gates.max_group_gap, confidence)
+        failed, bound, untestable = holm_failures(report.groups, gates.max_group_gap, confidence)
         checks.append({"gate": "group gap (Holm)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
                        "passed": not failed and not math.isnan(bound)})
-        if math.isnan(bound):
+        if untestable:
+            shown = ", ".join(f"{k}={v}" for k, v in untestable[0]["by"].items())
+            reasons.append(f"group gap (Holm) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
+                           f"standard error (one row, or an infinite spread){' nor do ' + str(len(untestable) - 1) + ' more' if len(untestable) > 1 else ''}")
+        elif math.isnan(bound):
             reasons.append("group gap (Holm) is undefined (no group of --min-group rows or more)")
         for group in failed:
             shown = ", ".join(f"{k}={v}" for k, v in group["by"].items())
+            overall = group["loss_mean"] - group["delta_loss"]
             reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "
                            f"by more than {_show(gates.max_group_gap)} (Holm-adjusted p {_show(group['p_value'])})")
     if gates.fail_on != "never":
@@ -66,6 +70,15 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
             if SEVERITIES.index(item["severity"]) <= worst:
                 reasons.append(f"{item['code']} {item['name']} ({item['severity']}, {item['rows']:,} {'row' if item['rows'] == 1 else 'rows'})" if item["rows"] else f"{item['code']} {item['name']} ({item['severity']})")
     return {"passed": not reasons, "reasons": reasons, "gates": checks}
+
+
+def _why_undefined(gate: str, summary: dict[str, Any]) -> str:
+    if not summary["counted"]:
+        return "no counted rows"
+    if "bound" in gate:
+        n = summary["counted"]
+        return f"no interval from {n:,} counted {'row' if n == 1 else 'rows: an infinite spread'}"
+    return "the data leave it undefined"
 
 
 def _show(value: Any) -> str:

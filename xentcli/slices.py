@@ -369,27 +369,33 @@ def _group_codes(columns: list[Any]) -> tuple[npt.NDArray[np.int64], Any, int]:
     return codes, keys, stride
 
 
-def holm_failures(groups: list[dict[str, Any]], overall: float, gap: float, confidence: float) -> tuple[list[dict[str, Any]], float]:
-    """The groups whose mean loss exceeds the overall mean by more than `gap`, shown at the
-    one-sided level α = (1 − confidence)/2 after Holm's step-down correction across the m tested
-    groups (Holm 1979): sorted by p-value, the i-th (0-based) is rejected while p ≤ α/(m − i); each
-    with its Holm-adjusted p. Tested: every group of at least --min-group rows but "(other)"; a
-    group of equal losses (SE 0) exceeds the gap or not, with certainty. Also the figure the gate
-    shows: the largest gap's lower bound at Holm's first level α/m, which exceeds `gap` exactly
-    when some group is rejected (NaN when no group can be tested: the gate cannot pass)."""
+def holm_failures(groups: list[dict[str, Any]], gap: float, confidence: float
+                  ) -> tuple[list[dict[str, Any]], float, list[dict[str, Any]]]:
+    """The groups whose mean loss exceeds the overall mean by more than `gap` (each group's
+    `delta_loss`), shown at the one-sided level α = (1 − confidence)/2 after Holm's step-down
+    correction across the m tested groups (Holm 1979): sorted by p-value, the i-th (0-based) is
+    rejected while p ≤ α/(m − i); each with its Holm-adjusted p. Tested: every group of at least
+    --min-group rows but "(other)"; a group of equal losses (SE 0) exceeds the gap or not, with
+    certainty. Also the figure the gate shows: the largest gap's lower bound at Holm's first level
+    α/m, which exceeds `gap` exactly when some group is rejected — NaN when no group can be tested,
+    or when a group that must be tested has no standard error (one row, an infinite spread): the gate
+    cannot pass; and those untestable groups."""
     alpha = (1 - confidence) / 2
-    tested, pvalues, bound = [], [], math.nan
+    tested, pvalues, untestable, bound = [], [], [], math.nan
     for group in groups:
-        if group["small"] or group["merged_groups"] or math.isnan(group["se"]):
+        if group["small"] or group["merged_groups"]:
             continue
-        excess = group["loss_mean"] - overall - gap
+        if math.isnan(group["se"]) or math.isnan(group["delta_loss"]):
+            untestable.append(group)
+            continue
+        excess = group["delta_loss"] - gap
         if group["se"] == 0:
             pvalues.append(0.0 if excess > 0 else 1.0)
         else:
             pvalues.append(stats.t_upper_p(excess / group["se"], group["df"]))
         tested.append(group)
-    m = len(tested)
+    m = len(tested) + len(untestable)
     for group in tested:
-        low = group["loss_mean"] - overall - (stats.t_quantile(1 - alpha / m, group["df"]) * group["se"] if group["se"] else 0.0)
+        low = group["delta_loss"] - (stats.t_quantile(1 - alpha / m, group["df"]) * group["se"] if group["se"] else 0.0)
         bound = low if math.isnan(bound) else max(bound, low)
-    return [{**tested[i], "p_value": p} for i, p in stats.holm(pvalues, alpha)], bound
+    return [{**tested[i], "p_value": p} for i, p in stats.holm(pvalues, alpha)], math.nan if untestable else bound, untestable
