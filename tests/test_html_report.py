@@ -146,3 +146,30 @@ def test_the_png_help_names_the_extra():
     """Help texts are Rich markup: '[png]' would vanish as a tag unless escaped."""
     result = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200"})
     assert "xentcli[png]" in result.stdout
+
+
+def test_png_group_names_are_text_and_never_land_on_an_input(tmp_path):
+    """Group values like "$\\undefinedmacro$" (matplotlib's math markup: it crashed with exit 3),
+    ESC and CR are drawn as text, with nothing on stderr; a chart's name that is an input (also
+    through a symlink) is refused before the run, and a symlink elsewhere is replaced, its target
+    untouched."""
+    names = ["$\\undefinedmacro$", "$\\frac{a}{b}$", "esc\x1b[31mred\rcr", "plain"]
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal((400, 3))
+    pq.write_table(pa.table({"logits": list(z), "label": rng.integers(0, 3, 400), "g": [names[i % 4] for i in range(400)]}),
+                   tmp_path / "d.parquet")
+    result = runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "charts"), "--quiet"])
+    assert result.exit_code == 0 and result.stderr == "", (result.stderr, result.exception)
+    assert _png_pixels_vary(tmp_path / "charts" / "groups.png")
+    before = (tmp_path / "d.parquet").read_bytes()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "groups.png").symlink_to(tmp_path / "d.parquet")
+    refused = runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links")])
+    assert refused.exit_code == 2 and "is one of the inputs" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "d.parquet").read_bytes() == before
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"keep")
+    (tmp_path / "links" / "groups.png").unlink()
+    (tmp_path / "links" / "groups.png").symlink_to(other)
+    assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links")]).exit_code == 0
+    assert other.read_bytes() == b"keep" and not (tmp_path / "links" / "groups.png").is_symlink()

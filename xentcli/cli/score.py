@@ -142,6 +142,10 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
         if not str(options.report_path).lower().endswith((".html", ".htm")):
             raise OutputError("a report is an HTML page", path=str(options.report_path), hint="name a .html file")
         AtomicTarget(str(options.report_path), inputs, options.force, "report")  # exists, folder, an input: refused now
+    if options.png_folder is not None:
+        from xentcli.render.png import refuse_inputs
+
+        refuse_inputs(str(options.png_folder), inputs)
 
 
 def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from xentcli.errors import OptionError, OutputError
+from xentcli.render.escape import terminal
 
 INSTALL = "pip install 'xentcli[png]'"
 
@@ -23,15 +24,45 @@ def _pyplot() -> Any:
     return plt
 
 
+# Every file --png may write: checked against the inputs before the run.
+NAMES = ("loss_histogram.png", "delta_histogram.png", "reliability.png", "per_class.png", "groups.png")
+
+
+def refuse_inputs(folder: str, inputs: list[str]) -> None:
+    """Before the run: no chart may land on an input (also through a symlink)."""
+    for name in NAMES:
+        path = os.path.join(folder, name)
+        for source in inputs:
+            if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+                raise OutputError("is one of the inputs", path=path, hint="give --png a folder of its own")
+
+
+def _save(plt: Any, fig: Any, path: str) -> None:
+    """The figure as PNG bytes, moved into place whole (a symlink there is replaced, never written through)."""
+    import io
+    import warnings
+
+    from xentcli.render.rows import write_atomically
+
+    data = io.BytesIO()
+    with warnings.catch_warnings():  # a glyph the font lacks: drawn as a box, not warned about on stderr
+        warnings.simplefilter("ignore")
+        fig.tight_layout()
+        fig.savefig(data, format="png")
+    plt.close(fig)
+    write_atomically(path, data.getvalue(), [], True, "chart")
+
+
 def _bars(plt: Any, labels: list[str], values: list[float], title: str, path: str, color: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
     ax.bar(range(len(values)), values, color=color)
     ax.set_title(title)
     step = max(1, len(labels) // 8)
-    ax.set_xticks(range(0, len(labels), step), [labels[i] for i in range(0, len(labels), step)], rotation=30, ha="right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    ax.set_xticks(range(0, len(labels), step), [terminal(labels[i], 40) for i in range(0, len(labels), step)],
+                  rotation=30, ha="right", fontsize=7)
+    for label in ax.get_xticklabels():  # text from the data: never TeX-like math ("$\\frac{a}{b}$" is those characters)
+        label.set_parse_math(False)
+    _save(plt, fig, path)
 
 
 def write_pngs(folder: str, report: Any = None, diff: Any = None) -> list[str]:
@@ -62,10 +93,8 @@ def write_pngs(folder: str, report: Any = None, diff: Any = None) -> list[str]:
                width=[r["hi"] - r["lo"] for r in table], color="#72b7b2", edgecolor="white")
         ax.plot([0, 1], [0, 1], "--", color="#98a2b3")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title="reliability")
-        fig.tight_layout()
         path = os.path.join(folder, "reliability.png")
-        fig.savefig(path)
-        plt.close(fig)
+        _save(plt, fig, path)
         written.append(path)
     if report.per_class:
         items = sorted(report.per_class, key=lambda r: -(r.get("support") or 0))[:40]
