@@ -93,3 +93,21 @@ def test_class_named_score_columns(tmp_path):
 def test_classes_count_must_match():
     result = runner.invoke(app, ["score", str(SAMPLES / "cifar10_val.parquet"), "--classes", "a,b,c"])
     assert result.exit_code == 2 and "--classes names 3 classes but the scores have 10" in result.stderr
+
+
+@pytest.mark.parametrize("nested_first", [False, True])
+@pytest.mark.parametrize("extra", [[], ["-o", "out.parquet"], ["--per-sequence"]])
+def test_flat_and_sequence_shards_do_not_mix(tmp_path, nested_first, extra):
+    """A shard of flat rows and a shard of nested sequences: refused whatever their order (scored
+    silently, per-sequence and -o crashed with exit 3)."""
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    flat = pa.table({"logits": [[0.1, 0.2, 0.3]] * 4, "label": [0, 1, 2, 0]})
+    nested = pa.table({"logits": [[[0.1, 0.2, 0.3]] * 2], "label": [[1, 2]]})
+    pq.write_table(nested if nested_first else flat, folder / "a.parquet")
+    pq.write_table(flat if nested_first else nested, folder / "b.parquet")
+    args = [str(tmp_path / a) if a.endswith(".parquet") else a for a in extra]
+    result = runner.invoke(app, ["score", str(folder), *args])
+    assert result.exit_code == 2, (result.stdout, result.exception)
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "b.parquet" in line and "flat rows" in line and "sequences" in line

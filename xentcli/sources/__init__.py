@@ -401,6 +401,12 @@ class Source:
                         path=info.path,
                         hint="all shards of a dump must have the same layout",
                     )
+            if (info.sequences is None) != (first.sequences is None):  # a row is a sample in one, a sequence in the other
+                def rows_of(d: InputDescription) -> str:
+                    return "flat rows" if d.sequences is None else f"sequences ({d.sequences})"
+
+                raise LayoutError(f"its rows are {rows_of(info)}, but {first.path} has {rows_of(first)}", path=info.path,
+                                  hint="all shards of a dump must have the same layout")
         dtypes = sorted({info.score_dtype for info in descriptions})
         if len(dtypes) > 1:
             notes.append(f"shards store their scores in different dtypes ({', '.join(dtypes)}); each is read as stored")
