@@ -194,6 +194,19 @@ def _hostile(good: str):
     yield "edited state", json.dumps({**document, "state": document["state"].replace('"rows":', '"rows": 1 ,"x":', 1)})
     yield "cut short", good[: len(good) // 2]
     yield "NaN constant", good.replace(f'"version": {VERSION}', '"version": NaN')
+
+    def edited(part, field, value):  # the options and the input lie outside the digest: each field is checked
+        return json.dumps({**document, part: {**document[part], "v": {**document[part]["v"], field: value}}})
+
+    yield "input path as a number", edited("input", "path", 5)
+    yield "input dtype as a number", edited("input", "score_dtype", 5)
+    yield "input rows below 0", edited("input", "rows", -5)
+    yield "input classes as text", edited("input", "num_classes", "10")
+    yield "options confidence 0", edited("options", "confidence", 0.0)
+    yield "options top-k below 1", edited("options", "top_k", -3)
+    yield "options worst below 0", edited("options", "worst", -1)
+    yield "options threshold as text", edited("options", "threshold", "0.5")
+    yield "options loss options as a list", edited("options", "loss", [1, 2])
     yield "unknown class", with_state({"$": "Popen", "v": {"args": ["rm", "-rf", "/"]}})
     yield "a class's method", with_state({"$": "__reduce__", "v": {}})
     yield "object dtype bytes", with_state({"$a": "|O", "shape": [1], "b64": pickle_like})

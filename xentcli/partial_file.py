@@ -28,7 +28,7 @@ import numpy as np
 from xentcli import __version__
 from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WorstRows
 from xentcli.binary import LabelTotals
-from xentcli.calibration import Calibration
+from xentcli.calibration import CELLS, Calibration
 from xentcli.config import LossOptions, RunConfig, SourceConfig
 from xentcli.confusions import Confusions
 from xentcli.diagnostics import Finding
@@ -198,12 +198,76 @@ def loads(text: str, path: str) -> tuple[Part, RunConfig, InputDescription]:
         config, info = decode(document.get("options")), decode(document.get("input"))
         if not (isinstance(part, Part) and isinstance(config, RunConfig) and isinstance(info, InputDescription)):
             raise Malformed("it lacks the totals, the options or the input description")
+        _typed(config, "the options")
+        _typed(info, "the input description")
+        _check_options(config, info)
         _check(part, config, info)
     except (Malformed, json.JSONDecodeError, RecursionError, TypeError, ValueError, AttributeError, KeyError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"is not a usable partial file: {detail}", path=path,
                          hint="write it with xent score --save-partial (of this version)") from None
     return part, config, info
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """`value` is of the annotated type `hint` (the few forms the option and input classes use)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(item, args[0]) for item in value)
+        return len(args) == len(value) and all(_fits(item, arg) for item, arg in zip(value, args))
+    if origin is not None:  # list[...], dict[...]: the container's type
+        return isinstance(value, origin)
+    if hint is float:
+        return isinstance(value, float)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    return True  # a form these classes do not use: left to the checks below
+
+
+def _typed(value: Any, where: str) -> None:
+    """Every field of an options or input dataclass holds a value of its annotated type (and the
+    nested option classes likewise): an edited file's `"path": 5` is refused here, not met later."""
+    import typing
+
+    for name, hint in typing.get_type_hints(type(value)).items():
+        item = getattr(value, name)
+        if not _fits(item, hint):
+            raise Malformed(f"{where}: {name} is not what xent keeps there")
+        if dataclasses.is_dataclass(item):
+            _typed(item, where)
+
+
+def _check_options(config: RunConfig, info: InputDescription) -> None:
+    """The options' values within the ranges the command line allows, and an input of rows."""
+    from xentcli.config import check_confidence
+    from xentcli.errors import OptionError
+
+    try:
+        check_confidence(config.confidence)
+    except OptionError as exc:
+        raise Malformed(f"its options: {exc}") from None
+    if (config.top_k < 1 or config.worst < 0 or config.threads < 1 or config.min_group < 1 or config.max_groups < 1
+            or config.confusions < 0 or not 0 <= config.threshold <= 1 or not 1 <= config.bins <= CELLS
+            or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0):
+        raise Malformed("its options lie outside the ranges xent accepts")
+    if info.num_classes < 1 or (info.rows is not None and info.rows < 0) or (info.samples is not None and info.samples < 0):
+        raise Malformed("its input description counts rows or classes below 0")
 
 
 def _no_constant(name: str) -> Any:
