@@ -158,3 +158,32 @@ def test_bad_option_values():
     ]:
         result = runner.invoke(app, ["score", path, *args])
         assert result.exit_code == 2 and needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("how", ["class", "sample"])
+@pytest.mark.parametrize("weight", [5e-324, 1e-300, 2.0**-301, 2.0**301, 1e308])
+def test_weights_beyond_float64s_normal_products_are_refused(tmp_path, how, weight):
+    """Weights whose products with a loss leave float64's normal range: 5e-324 made every w·ℓ 0, the
+    mean loss 0 and `check --max-loss 0.2` pass (the true mean is log1p(e^-1) = 0.3132617); 1e308
+    made it inf. They are refused with one line (only their ratios matter); 2^±300 are used."""
+    n = 50
+    z = np.tile([1.5, 0.5], (n, 1))
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.zeros(n, np.int64))
+    np.save(tmp_path / "w.npy", np.full(n, weight))
+    given = ["--class-weights", f"{weight!r},{weight!r}"] if how == "class" else ["--sample-weights", str(tmp_path / "w.npy")]
+    result = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), *given, "--max-loss", "0.2"])
+    assert result.exit_code == 2, result.stdout
+    assert "lies outside" in result.stderr and "only their ratios matter" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("weight", [2.0**-300, 2.0**300])
+def test_weights_at_the_edges_of_the_range_give_the_unweighted_mean(tmp_path, weight):
+    n = 50
+    np.save(tmp_path / "z.npy", np.tile([1.5, 0.5], (n, 1)))
+    np.save(tmp_path / "y.npy", np.zeros(n, np.int64))
+    result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"),
+                                 "--class-weights", f"{weight!r},{weight!r}", "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-15)

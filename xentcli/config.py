@@ -269,7 +269,26 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
         raise OptionError(f"{option} must be numbers", path=path, hint="give a comma list like 1,2.5,0.5") from None
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
         raise OptionError(f"{option} must be finite and non-negative", path=path)
+    if option == "--class-weights":
+        for w in weights:
+            if unscaled_weight(w):
+                raise OptionError(f"{option}: {w!r} {unscaled_weight(w)}", path=path, hint=WEIGHT_HINT)
     return weights
+
+
+# Weights whose mean is a ratio Σ w·ℓ / Σ w (class and sample weights) only matter by their ratios;
+# beyond 2^±300 their products with a loss, and their squares (the error bars), leave float64's
+# normal range (5e-324 made every w·ℓ 0 and the mean 0; 1e308 made them inf), so such weights are
+# refused rather than summed wrongly.
+WEIGHT_RANGE = (2.0**-300, 2.0**300)
+WEIGHT_HINT = "rescale the weights: only their ratios matter (divide them by the largest)"
+
+
+def unscaled_weight(w: float) -> str:
+    """Why a weight cannot be used as it is ('' when it can: 0 or within WEIGHT_RANGE)."""
+    if w == 0 or WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1]:
+        return ""
+    return f"lies outside [{WEIGHT_RANGE[0]:.3g}, {WEIGHT_RANGE[1]:.3g}]"
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:

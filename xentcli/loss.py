@@ -132,7 +132,8 @@ def weighted_terms(loss: npt.NDArray[np.float64], weighted: npt.NDArray[np.float
     the moments of the ratio estimator's standard error."""
     terms = RowTerms(loss, {"mean": row_sum(weighted, counted)}, {"mean": row_sum(weight, counted)})
     y, x = weighted[counted], weight[counted]
-    terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))
+    with np.errstate(over="ignore", invalid="ignore"):  # losses beyond ~1e150: an infinite spread, the error bars undefined
+        terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))
     return terms
 
 

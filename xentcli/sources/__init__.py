@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.config import SourceConfig
+from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, SourceConfig, unscaled_weight
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths as paths_
 from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
@@ -275,6 +275,11 @@ class FileSource:
                 f"the sample weight of row {offset + row} is {weights[row]}; weights must be finite and ≥ 0",
                 path=self._weights_from, hint="fix the weights (0 leaves a row out of the weighted mean)",
             )
+        odd = (weights != 0) & ((weights < WEIGHT_RANGE[0]) | (weights > WEIGHT_RANGE[1]))
+        if odd.any():
+            row = int(np.flatnonzero(odd)[0])
+            raise InputError(f"the sample weight of row {offset + row} is {float(weights[row])!r}, which {unscaled_weight(float(weights[row]))}",
+                             path=self._weights_from, hint=WEIGHT_HINT)
         return weights
 
     def progress(self) -> float | None:
