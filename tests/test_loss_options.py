@@ -174,7 +174,7 @@ def test_weights_beyond_float64s_normal_products_are_refused(tmp_path, how, weig
     given = ["--class-weights", f"{weight!r},{weight!r}"] if how == "class" else ["--sample-weights", str(tmp_path / "w.npy")]
     result = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), *given, "--max-loss", "0.2"])
     assert result.exit_code == 2, result.stdout
-    assert "lies outside" in result.stderr and "only their ratios matter" in result.stderr
+    assert "lies outside" in result.stderr and "divide them by the largest" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -281,7 +281,7 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
 # normal range (5e-324 made every w·ℓ 0 and the mean 0; 1e308 made them inf), so such weights are
 # refused rather than summed wrongly.
 WEIGHT_RANGE = (2.0**-300, 2.0**300)
-WEIGHT_HINT = "rescale the weights: only their ratios matter (divide them by the largest)"
+WEIGHT_HINT = "rescale the weights (of a weighted mean only their ratios matter: divide them by the largest)"
 
 
 def unscaled_weight(w: float) -> str:
