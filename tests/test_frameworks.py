@@ -180,3 +180,29 @@ def test_optax_naive_loss_from_the_kernel_equals_its_second_pass():
     rebuilt, direct = naive_logsumexp_from(z, np.array([0, 1, 2]), stats.score_max, stats.log_norm), naive_logsumexp_loss(z, np.array([0, 1, 2]))
     assert np.isnan(rebuilt[:2]).all() and np.isnan(direct[:2]).all()
     assert abs(rebuilt[2] - direct[2]) <= 2 * np.spacing(np.float32(3 + np.log(3)))  # the scale above
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_framework_computing_in_float32_overflows_where_it_does(tmp_path, dtype):
+    """Logits of ±3.4e38: the loss of rows 1 and 3 is 3.4e38 − (−3.4e38) = 6.8e38, beyond float32.
+    PyTorch 2.13 on the float32 tensor: F.cross_entropy(..., reduction='none') = [-0., inf, 3.4e38,
+    inf], mean inf (recorded once); on float64 it is finite. Keras computes in float32 either way."""
+    z = np.zeros((4, 3), dtype)
+    z[:, 0], z[:, 1] = 3.4e38, -3.4e38
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 1]))
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--compare-frameworks",
+                                      "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    shown = {f["framework"]: f["per_reduction"] for f in doc["compare"]["frameworks"]}
+    big = float(np.float32(3.4e38)) if dtype == np.float32 else 3.4e38
+    finite_mean = (0.0 + 2 * big + big + 2 * big) / 4
+    assert doc["summary"]["loss_mean"] == pytest.approx(finite_mean, rel=1e-12)  # the true loss: float64, finite
+    expected_torch = None if dtype == np.float32 else pytest.approx(finite_mean, rel=1e-12)  # JSON: inf is null
+    assert shown["torch"]["mean"] == expected_torch and shown["tf"]["mean"] == expected_torch
+    assert shown["keras"]["sum_over_batch_size"] is None  # float32 (floatx) for float64 scores too

@@ -236,15 +236,32 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     if ctx.kind == "log-probs":
         stats = sample_stats(ctx.scores, "logits", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
         ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options)
-    if framework == "torch":
-        return _torch(stats, ctx)
-    if framework.startswith("keras"):
-        return _keras(stats, ctx, {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}[framework])
-    if framework == "tf":
-        return _tf(stats, ctx)
-    if framework == "sklearn":
+    if framework == "sklearn":  # float64 whatever the scores
         return _sklearn(ctx)
-    return _optax(stats, ctx)
+    if framework == "torch":
+        terms = _torch(stats, ctx)
+    elif framework.startswith("keras"):
+        terms = _keras(stats, ctx, {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}[framework])
+    elif framework == "tf":
+        terms = _tf(stats, ctx)
+    else:
+        terms = _optax(stats, ctx)
+    if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
+        _overflow_as_float32(terms)
+    return terms
+
+
+def _overflow_as_float32(terms: RowTerms) -> None:
+    """A framework computing in float32: a per-row value beyond float32's range is ±inf there (logits of
+    ±3.4e38 give a loss of 6.8e38: inf in PyTorch, whatever float64 makes of it), and so is every sum
+    holding it."""
+    values = terms.values
+    with np.errstate(over="ignore"):
+        over = np.isfinite(values) & ~np.isfinite(values.astype(np.float32))
+    if over.any():
+        values[over] = np.copysign(np.inf, values[over])
+        added = float(values[over].sum())
+        terms.num = {key: value + added for key, value in terms.num.items()}
 
 
 def _sklearn(ctx: ChunkContext) -> RowTerms:
