@@ -861,3 +861,24 @@ def test_after_a_refused_one_pass_chunk_the_chunks_are_cut_before_they_are_score
     whole = json.loads(runner.invoke(app, ["score", *map(str, args)]).stdout)
     assert cut["diagnostics"] == whole["diagnostics"] and cut["summary"]["counted"] == whole["summary"]["counted"] == n
     assert cut["summary"]["loss_mean"] == pytest.approx(whole["summary"]["loss_mean"], rel=1e-12)
+
+
+@pytest.mark.parametrize(("raw", "targets", "bad_row"), [
+    ([2.5, -1, 0.5, 3, -2, 1, -0.5, 2], [2, 0, 1, 1, 0, 0.3, 0, 1], 0),  # a label 2 among soft targets
+    ([np.inf, -1, 0.5, 3, -2, 1, -0.5, 2], [1, 0, 1, 1, 0, 0.3, 0, 1], 0),  # an infinite logit
+])
+def test_a_binary_row_counts_the_same_whatever_its_chunk_holds(tmp_path, raw, targets, bad_row):
+    """A chunk with a fractional target is scored as soft targets, one without as 0/1 labels: a
+    target of 2 was counted with a negative loss (−2.42) in the first and left out in the second,
+    an infinite logit scored 0 or NaN, so the mean depended on --chunk-rows. Each row now counts as
+    in a chunk of labels: the same rows counted, the same mean (to the float32 kernels' ~1e-9)."""
+    np.save(tmp_path / "z.npy", np.array(raw, np.float32))
+    np.save(tmp_path / "t.npy", np.array(targets, np.float32))
+    z, t = np.array(raw, np.float64), np.array(targets, np.float64)
+    keep = np.arange(len(raw)) != bad_row
+    expected = np.mean(np.maximum(z[keep], 0) - z[keep] * t[keep] + np.log1p(np.exp(-np.abs(z[keep]))))
+    for chunk in (8, 4, 2, 1):
+        result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--chunk-rows", str(chunk), "--json"])
+        summary = json.loads(result.stdout)["summary"]
+        assert (summary["counted"], summary["nonfinite"]) == (7, 1), chunk
+        assert summary["loss_mean"] == pytest.approx(expected, rel=1e-7), chunk

@@ -97,6 +97,10 @@ def two_class(chunk: Chunk, kind: str, ignore: int | None, epsilon: float | None
         ignored = np.zeros(t.size, bool) if ignore is None else t == ignore
         dense = np.stack([1 - t, t], axis=1)
         dense[ignored] = 0.5
+        # a row scores as it would in a chunk of 0/1 labels, whatever its neighbours: a whole target
+        # other than 0 and 1 (a label out of range) and a non-finite score have no loss there
+        odd = ~ignored & (((t == np.round(t)) & (t != 0) & (t != 1)) | ~np.isfinite(raw))
+        dense[odd] = np.nan
         view.labels, view.targets = None, dense
     return view, view_kind, BinaryRows(raw, kind, t, not whole, outside), ignored
 
