@@ -264,13 +264,14 @@ def groups_table(report: Report) -> Table:
     names = list(groups[0]["by"]) if groups else []
     table = _table(_capped_title(f"Slices ({len(groups):,} groups, worst first)", len(groups)),
                    [(shown(name), "text") for name in names]
-                   + [(name, "num") for name in ("rows", "share", "mean loss", "± CI", "Δ loss", "accuracy", "ECE")] + [("", "text")])
+                   + [(name, "num") for name in ("counted", "share", "mean loss", "± CI", "Δ loss", "accuracy", "ECE")] + [("", "text")])
     for group in groups[:TABLE_ROWS_SHOWN]:
         low, high = group["loss_ci"]
         half = (high - low) / 2
         cells: list[str | Text] = [shown(value) for value in group["by"].values()]
         cells += [fmt_number(group["counted"]), f"{group['share']:.1%}", fmt_number(group["loss_mean"], 5),
-                  "" if math.isnan(half) else fmt_number(half, 3), f"{group['delta_loss']:+.4g}", fmt_fraction(group["accuracy"]),
+                  "" if math.isnan(half) else fmt_number(half, 3), "" if math.isnan(group["delta_loss"]) else f"{group['delta_loss']:+.4g}",
+                  fmt_fraction(group["accuracy"]),
                   "" if math.isnan(group["ece"]) else f"{group['ece']:.4f}", Text("small", style="dim") if group["small"] else ""]
         table.add_row(*cells)
     return table
