@@ -154,3 +154,27 @@ def test_non_utf8_file_names_stay_text(tmp_path):
         out = runner.invoke(app, ["check", name, "--labels", str(tmp_path / "y.npy"), "--output-format", fmt]).stdout
         assert "\udcff" not in out and ("\\xff" in out or fmt == "junit"), fmt  # (JUnit names no file)
     json.loads(runner.invoke(app, ["check", name, "--labels", str(tmp_path / "y.npy"), "--output-format", "gitlab"]).stdout)
+
+
+def test_the_verdict_line_and_gate_details_read_as_the_text_verdict(tmp_path):
+    """GitHub's last line is a plain log line: a group value "%0A" stays "%0A" (it read "%250A");
+    a failed gate's detail reads "3 (limit <= 0)", as the text verdict's gate line (JUnit said
+    "3 <= 0" of a gate that failed because 3 > 0)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 120)
+    z = rng.standard_normal((120, 3))
+    z[::2][np.arange(60), y[::2]] -= 8.0  # group "%0A" (the even rows): far worse than the rest
+    z[1:7:2, 0] = np.nan  # three non-finite rows in group "b"
+    pq.write_table(pa.table({"logits": list(z), "label": y, "g": ["%0A", "b"] * 60}), tmp_path / "d.parquet")
+    args = ["check", tmp_path / "d.parquet", "--by", "g", "--max-group-gap", "0.1", "--fail-on", "never"]
+    text = run(*args).stdout
+    gh = run(*args, "--output-format", "github").stdout
+    verdict = [line for line in text.splitlines() if line.startswith("FAIL: ")][0]
+    assert gh.splitlines()[-1] == verdict and "%0A" in verdict
+    failure = [c.find("failure") for c in ET.fromstring(run(*args, "--output-format", "junit").stdout).findall("testcase")
+               if c.get("name") == "non-finite rows"][0]
+    assert failure.text == "3 (limit <= 0)"

@@ -76,9 +76,9 @@ def of_score(report: Any) -> CiRun:
 def of_check(report: Any, result: dict[str, Any], fail_on: str, verdict: str) -> CiRun:
     gates = []
     for gate in result["gates"]:
-        detail = f"{_number(gate['value'])} {gate['op']} {_number(gate['limit'])}"
+        detail = f"{_number(gate['value'])} (limit {gate['op']} {_number(gate['limit'])})"  # as the text verdict shows it
         reasons = [reason for reason in result["reasons"] if reason.startswith(gate["gate"]) or gate["gate"] in reason]
-        gates.append(Gate(gate["gate"], gate["passed"], detail, "; ".join(reasons) or f"{gate['gate']} {detail} fails"))
+        gates.append(Gate(gate["gate"], gate["passed"], detail, "; ".join(reasons) or f"{gate['gate']} {detail}: outside the limit"))
     return CiRun("xent check", report.input.path, result["passed"], verdict, _summary(report), gates,
                  _diagnostics(report.diagnostics, fail_on))
 
@@ -120,7 +120,8 @@ def github(run: CiRun) -> str:
     for gate in run.gates:
         if not gate.passed:
             lines.append(f"::error file={_gh_property(run.path)},title={_gh_property(f'xent gate: {gate.name}')}::{_gh_data(gate.reason)}")
-    lines.append(_gh_data(("PASS: " if run.passed else "FAIL: ") + run.verdict.removeprefix("PASS: ").removeprefix("FAIL: ")))
+    # a plain log line, not a workflow command (it starts with PASS/FAIL, never "::"): only made visible, not %-escaped
+    lines.append(terminal(("PASS: " if run.passed else "FAIL: ") + run.verdict.removeprefix("PASS: ").removeprefix("FAIL: ")))
     return "\n".join(lines) + "\n"
 
 
