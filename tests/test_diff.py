@@ -334,7 +334,7 @@ def test_c_bootstrap_equals_numpy_bootstrap(monkeypatch, replicates):
 def test_key_types_must_agree(tmp_path):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1, 2, 3]}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["1", "2", "3"]}), tmp_path / "c.parquet")
-    assert "holds text in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
+    assert "holds text or floats in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
 
 
 @pytest.mark.parametrize("option,value", [("--fail-on-regression", "nan"), ("--require-noninferior", "inf"),
@@ -541,3 +541,25 @@ def test_bootstrap_cells_merge_in_order():
         state._add(cells, counts)
         want.update(dict(zip(cells.tolist(), counts.tolist())))
     assert state.cells.tolist() == sorted(want) and state.counts.tolist() == [want[c] for c in sorted(want)]
+
+
+@pytest.mark.parametrize(("base_ids", "candidate_ids", "pairs"), [
+    (pa.array([1, 2, 3], pa.uint64()), pa.array([3, 2, 1], pa.int64()), 3),  # uint64 within int64: integers ("text" before)
+    (pa.array([1.0, -0.0, 2.5]), pa.array([0.0, 2.5, 1.0]), 3),  # -0.0 and 0.0 are one key
+    (pa.array([1.0, 2.0, 1e300]), pa.array([1e300, 2.0, 1.0]), 3),
+])
+def test_numeric_keys_pair_by_value(tmp_path, base_ids, candidate_ids, pairs):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0], "id": base_ids}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0], "id": candidate_ids}), tmp_path / "c.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id", "--json"])
+    assert result.exit_code in (0, 1), (result.stderr, result.exception)
+    assert json.loads(result.stdout)["pairing"]["usable_pairs"] == pairs
+
+
+@pytest.mark.parametrize(("ids", "says"), [(pa.array([1.0, float("nan"), 3.0]), "holds NaN"), (pa.array([1, None, 3]), "holds nulls")])
+def test_null_and_nan_keys_are_refused_naming_the_file(tmp_path, ids, says):
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1.0, 2.0, 3.0]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ids}), tmp_path / "c.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id"])
+    assert result.exit_code == 2 and says in result.stderr and "c.parquet" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

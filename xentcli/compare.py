@@ -47,13 +47,13 @@ class SideRows:
     target: F64 | None = None  # [n, k] the targets as numbers where a label does not say them all (dense, sigmoid)
 
     @classmethod
-    def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None) -> SideRows:
+    def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None, path: str = "") -> SideRows:
         stats_ = result.stats
         n = stats_.loss.size
         return cls(
             row=np.arange(result.offset, result.offset + n, dtype=np.int64),
             label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
-            correct=stats_.correct, key=_keys(result.ids) if key_from_ids else None,
+            correct=stats_.correct, key=_keys(result.ids, path) if key_from_ids else None,
             cluster=result.sample if cluster else None,
             target=None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1),
             group=groups.numbered(result.groups) if groups is not None and result.groups is not None else None,
@@ -73,22 +73,35 @@ class SideRows:
                       for name in parts[0].__dict__})
 
 
-def _keys(ids: Any) -> npt.NDArray:
-    """Key values as numpy: integers as int64, anything else as its text (object array); nulls refused."""
+def _keys(ids: Any, path: str) -> npt.NDArray:
+    """Key values as numpy: integers (uint64 up to 2^63 − 1) as int64, anything else as its text
+    (object array): floats as their shortest text, whole ones as integers' (2.0 as "2", -0.0 as
+    "0": both pair with the same keys of a float column); null and NaN keys refused, naming the file."""
     if ids is None:
         raise OptionError("--key needs a key column on both sides")
     if hasattr(ids, "null_count"):  # an Arrow array
         import pyarrow as pa
 
         if ids.null_count:
-            raise LayoutError("the key column holds nulls", hint="every row needs a key to be paired")
-        if pa.types.is_integer(ids.type) and not pa.types.is_uint64(ids.type):  # uint64 beyond 2^63 would wrap: as text
-            return ids.to_numpy(zero_copy_only=False).astype(np.int64)
+            raise LayoutError("the key column holds nulls", path=path, hint="every row needs a key to be paired")
+        if pa.types.is_integer(ids.type) or pa.types.is_floating(ids.type):
+            return _number_keys(ids.to_numpy(zero_copy_only=False), path)
         if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
             return ids.to_numpy(zero_copy_only=False).astype(object)  # already the text: no Python loop
         return np.array([str(id_value(value)) for value in ids.to_pylist()], dtype=object)
     values = np.asarray(ids)
-    return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str).astype(object)
+    return _number_keys(values, path) if values.dtype.kind in "iuf" else values.astype(str).astype(object)
+
+
+def _number_keys(values: npt.NDArray, path: str) -> npt.NDArray:
+    if values.dtype.kind == "f":  # as text in every chunk alike (a chunk's kind must not depend on its values)
+        if np.isnan(values).any():
+            raise LayoutError("the key column holds NaN", path=path, hint="every row needs a key to be paired")
+        return np.array([str(int(v)) if math.isfinite(v) and v == int(v) else repr(v) for v in values.astype(np.float64).tolist()],
+                        dtype=object)
+    if values.dtype == np.uint64 and values.size and int(values.max()) >= 2**63:  # beyond int64: as text
+        return values.astype(str).astype(object)
+    return values.astype(np.int64)
 
 
 # ---- the Poisson bootstrap ------------------------------------------------------------------------
@@ -519,7 +532,7 @@ class KeyIndex:
         """The paired (base, candidate) rows of a candidate chunk, and the candidate keys not in base."""
         assert candidate.key is not None
         if (self.sorted_keys.dtype == object) != (candidate.key.dtype == object):
-            kinds = {False: "integers", True: "text"}
+            kinds = {False: "integers", True: "text or floats"}
             raise LayoutError(f"the key column holds {kinds[candidate.key.dtype == object]} in {name} but "
                               f"{kinds[self.sorted_keys.dtype == object]} in the base", hint="store the keys with one type on both sides",
                               code="XE501")
@@ -581,8 +594,8 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
                           hint="diff the whole dump, or each group's rows as dumps of their own")
     totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,
                           groups=GroupTotals() if grouped else None)
-    base_rows = (SideRows.of(result, keyed, clustered, totals.groups) for result in base.results())
-    candidate_rows = (SideRows.of(result, keyed, clustered) for result in candidate.results())
+    base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0]) for result in base.results())
+    candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1]) for result in candidate.results())
     unpaired: dict[str, Any] = {"candidate": 0, "examples": []}  # candidate keys the base lacks
     if keyed:
         index = KeyIndex.build(base_rows, names[0])
