@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 
 from dumps import LAYOUTS, write_dump
 from reference import dense_loss64, sparse_loss64
+from typer.testing import CliRunner
+
+from xentcli.cli import app
 from xentcli.config import RunConfig, SourceConfig
 from xentcli.engine import run
 from xentcli.errors import InputError, LayoutError, OptionError, XentError
@@ -294,3 +298,20 @@ def test_url_folders_and_refusals(tmp_path):
                       (f"file://{tmp_path}/dump/*.parquet", "a URL cannot be a glob")):
         result = runner.invoke(app, ["score", url])
         assert result.exit_code == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("label_type", [pa.int8(), pa.int64(), pa.float64()])
+def test_dictionary_encoded_number_labels_are_their_values(tmp_path, label_type):
+    """A pandas Categorical of integers written to Feather is a dictionary<int64> column: its
+    values are the labels (it was refused as 'not numbers'), scored as the plain column is."""
+    import pyarrow.feather as feather
+
+    z = np.random.default_rng(0).standard_normal((6, 3))
+    labels = pa.array([0, 1, 2, 2, 1, 0], label_type)
+    feather.write_feather(pa.table({"logits": list(z), "label": labels.dictionary_encode()}), str(tmp_path / "cat.arrow"))
+    feather.write_feather(pa.table({"logits": list(z), "label": labels}), str(tmp_path / "plain.arrow"))
+    runs = [CliRunner().invoke(app, ["score", str(tmp_path / name), "--json"]) for name in ("cat.arrow", "plain.arrow")]
+    assert all(r.exit_code == 0 for r in runs), [r.stderr for r in runs]
+    cat, plain = (json.loads(r.stdout)["summary"] for r in runs)
+    expected = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(6), [0, 1, 2, 2, 1, 0]]))
+    assert cat["loss_mean"] == plain["loss_mean"] == pytest.approx(expected, rel=1e-15) and cat["counted"] == 6

@@ -304,6 +304,8 @@ class ColumnarRoles:
             column = pc.index_in(column.cast(pa.string()), value_set=self.classes)  # type: ignore[union-attr]
         if role == "ids" or role.startswith("by"):  # identifiers and groups keep their Arrow type and values exactly
             return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column  # type: ignore[return-value]
+        if pa.types.is_dictionary(column.type):  # a categorical of numbers (pandas writes them to Feather): its values
+            column = column.dictionary_decode()  # type: ignore[union-attr]
         return np.asarray(to_numpy(column))  # type: ignore[arg-type]
 
     def _sequence_batch(self, batch: pa.RecordBatch, offset: int) -> dict[str, npt.NDArray]:

@@ -94,8 +94,10 @@ class Field:
 
     @property
     def value_type(self) -> pa.DataType:
+        """The type of one value (a dictionary-encoded column's: its values', read decoded)."""
         inner = self.per_row_type
-        return inner.value_type if is_list(inner) and not self.wide else inner
+        inner = inner.value_type if is_list(inner) and not self.wide else inner
+        return inner.value_type if pa.types.is_dictionary(inner) else inner
 
 
 class CellFinder(Protocol):
