@@ -46,6 +46,7 @@ class ColumnarFile:
         self.format = fmt
         self._raw: BinaryIO | None = None
         self._column_types: dict[str, pa.DataType] = {}
+        self._label_columns: set[str] = set()  # a CSV file's label column: a bad cell there is XE203's when blank
         self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
         try:
             if fmt == "parquet":
@@ -103,6 +104,8 @@ class ColumnarFile:
         """Parse CSV score, label and weight columns as float64 so a later block cannot change their
         type, and ids as text, kept exactly as written (007 stays 007)."""
         for role, found in fields.items():
+            if role == "targets" and not found.wide:
+                self._label_columns = set(found.columns)
             if role == "ids" or role.startswith("by"):
                 self._column_types[found.columns[0]] = pa.string()
             elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
@@ -148,7 +151,7 @@ class ColumnarFile:
             if self.format == "csv" and "conversion error" in str(exc) and numbers:
                 found = self.first_bad_cell(numbers)
                 if found is not None:
-                    raise bad_cell_error(self.path, *found) from None
+                    raise bad_cell_error(self.path, *found, flagged="XE203" if found[0] in self._label_columns else "XE101") from None
             hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
             raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None
 

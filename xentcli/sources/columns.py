@@ -117,13 +117,14 @@ def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {prefix: tuple(name for _, name in sorted(members)) for prefix, members in groups.items()}
 
 
-def bad_cell_error(path: str, column: str, row: int, text: str) -> LayoutError:
-    """A score, label or weight cell that is not a number, named by column, row (0-based) and text."""
+def bad_cell_error(path: str, column: str, row: int, text: str, flagged: str = "XE101") -> LayoutError:
+    """A score, label or weight cell that is not a number, named by column, row (0-based) and text;
+    `flagged`: the code that flags a blank cell there (a NaN score XE101, a NaN label XE203)."""
     return LayoutError(f"column '{column}' row {row}: {text!r} is not a number", path=path,
-                       hint="fix or blank the cell (an empty cell reads as NaN and is flagged XE101)")
+                       hint=f"fix or blank the cell (an empty cell reads as NaN and is flagged {flagged})")
 
 
-def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells: CellFinder | None) -> None:
+def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells: CellFinder | None, flagged: str = "XE101") -> None:
     """Every column of a group must hold numbers: name the first that does not, and in a CSV file
     the cell (row 0-based, as -o numbers rows) that made it text."""
     bad = [name for name in columns if not is_number(schema.field(name).type)]
@@ -131,7 +132,7 @@ def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells:
         return
     found = cells.first_bad_cell(bad) if cells is not None else None
     if found is not None:
-        raise bad_cell_error(path, *found)
+        raise bad_cell_error(path, *found, flagged=flagged)
     raise LayoutError(
         f"column '{bad[0]}' holds {schema.field(bad[0]).type}, not numbers", path=path,
         hint="store the scores and targets as numbers",
@@ -326,7 +327,7 @@ def find_targets(
             )
         return found
     if not found.wide and not is_list(found.dtype) and cells is not None and not is_number(value_type):
-        check_numeric(schema, found.columns, path, cells)  # a CSV label column that a bad cell made text
+        check_numeric(schema, found.columns, path, cells, "XE203")  # a CSV label column that a bad cell made text
     if not (is_number(value_type) or pa.types.is_boolean(value_type)):
         raise LayoutError(
             f"labels in {found.describe} are {value_type}, not numbers",
