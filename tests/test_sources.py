@@ -315,3 +315,18 @@ def test_dictionary_encoded_number_labels_are_their_values(tmp_path, label_type)
     cat, plain = (json.loads(r.stdout)["summary"] for r in runs)
     expected = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(6), [0, 1, 2, 2, 1, 0]]))
     assert cat["loss_mean"] == plain["loss_mean"] == pytest.approx(expected, rel=1e-15) and cat["counted"] == 6
+
+
+@pytest.mark.parametrize(("column", "flagged"), [("label", "XE203"), ("logit_1", "XE101")])
+def test_a_late_bad_csv_cell_is_named_with_the_code_a_blank_one_gets(tmp_path, column, flagged):
+    """A cell past the first block (1 MiB, where the types are inferred) that is not a number: named
+    by column and row, and the hint names what a blank cell there becomes (a NaN label: XE203; it
+    said XE101, the NaN-score code, for labels too)."""
+    rows = 150_000
+    lines = ["logit_0,logit_1,label"] + ["1,2,0"] * rows
+    at = rows - 2
+    lines[at + 1] = "1,x,0" if column == "logit_1" else "1,2,x"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv")])
+    assert result.exit_code == 2
+    assert f"column '{column}' row {at}: 'x' is not a number" in result.stderr and f"flagged {flagged}" in result.stderr
