@@ -322,7 +322,7 @@ def test_a_late_bad_csv_cell_is_named_with_the_code_a_blank_one_gets(tmp_path, c
     """A cell past the first block (1 MiB, where the types are inferred) that is not a number: named
     by column and row, and the hint names what a blank cell there becomes (a NaN label: XE203; it
     said XE101, the NaN-score code, for labels too)."""
-    rows = 150_000
+    rows = 250_000  # 1.5 MB: the bad cell lies past the first block
     lines = ["logit_0,logit_1,label"] + ["1,2,0"] * rows
     at = rows - 2
     lines[at + 1] = "1,x,0" if column == "logit_1" else "1,2,x"
