@@ -330,3 +330,14 @@ def test_a_late_bad_csv_cell_is_named_with_the_code_a_blank_one_gets(tmp_path, c
     result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv")])
     assert result.exit_code == 2
     assert f"column '{column}' row {at}: 'x' is not a number" in result.stderr and f"flagged {flagged}" in result.stderr
+
+
+@pytest.mark.parametrize("null_row", [0, 2])
+def test_a_null_score_row_is_named_wherever_it_is(tmp_path, null_row):
+    """A null list in row 0 read as 'the scores have no classes (empty rows)'; it is named as a null
+    row anywhere else is."""
+    scores = [[0.1, 0.2], [0.3, 0.1], [0.5, 0.5]]
+    scores[null_row] = None
+    pq.write_table(pa.table({"logits": scores, "label": [0, 1, 0]}), tmp_path / "d.parquet")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet")])
+    assert result.exit_code == 2 and f"row {null_row} of column 'logits' is null" in result.stderr

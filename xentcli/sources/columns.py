@@ -400,6 +400,8 @@ def list_width(first_value: pa.Array | None, found: Field) -> int:
         return len(found.columns)
     if pa.types.is_fixed_size_list(found.dtype):
         return found.dtype.list_size
+    if first_value is not None and first_value.null_count:  # a null row is named when it is read: the width is the first row's that has one
+        first_value = first_value.drop_null()
     if first_value is None or len(first_value) == 0:
         return 0
     first = first_value[0]
