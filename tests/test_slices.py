@@ -58,7 +58,7 @@ def test_groups_equal_a_float64_groupby(tmp_path, chunk_rows):
         assert group["accuracy_ci"] == pytest.approx(wilson(int(correct[rows].sum()), n, 0.95), rel=1e-12)
         assert group["delta_loss"] == pytest.approx(mean - loss.mean(), rel=1e-9, abs=1e-12)
         assert set(group) == {"by", "rows", "counted", "share", "loss_mean", "loss_ci", "accuracy", "accuracy_ci", "ece",
-                              "delta_loss", "small"}
+                              "delta_loss", "small", "merged_groups"} and group["merged_groups"] == 0
     means = [g["loss_mean"] for g in doc["groups"] if not g["small"]]
     assert means == sorted(means, reverse=True)
 
@@ -410,3 +410,17 @@ def test_a_group_without_a_standard_error_fails_the_group_gap_gate(tmp_path, cas
     assert result.exit_code == 1, result.stdout
     name = "solo" if case == "one-row group" else "bad"
     assert f"group gap (Holm) is undefined: group g={name}" in " ".join(result.stdout.split())
+
+
+def test_the_other_pool_is_told_apart_from_a_group_named_other(tmp_path):
+    """--max-groups 1 with a real group value "(other)": JSON's merged_groups is 0 for it and the
+    number of pooled groups for the pool; the table shows the pool as "(other: N groups)"."""
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((300, 3))
+    names = ["(other)"] * 200 + ["a"] * 60 + ["b"] * 40
+    pq.write_table(pa.table({"logits": list(z), "label": rng.integers(0, 3, 300), "g": names}), tmp_path / "d.parquet")
+    args = ["score", str(tmp_path / "d.parquet"), "--by", "g", "--max-groups", "1"]
+    groups = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["groups"]
+    assert sorted((g["by"]["g"], g["counted"], g["merged_groups"]) for g in groups) == [("(other)", 100, 2), ("(other)", 200, 0)]
+    table = runner.invoke(app, args, env={"COLUMNS": "160"}).stdout
+    assert "(other: 2 groups)" in table

@@ -63,7 +63,7 @@ def document(report: Report) -> dict[str, Any]:
         if not report.confusions_exact:
             doc["confusions_approximate"] = True
     if report.groups:
-        doc["groups"] = [{**{key: value for key, value in group.items() if key not in ("se", "df", "merged_groups")},
+        doc["groups"] = [{**{key: value for key, value in group.items() if key not in ("se", "df")},
                           "by": _group_values(group["by"])} for group in report.groups]
     if report.like is not None:
         doc["like"] = report.like

@@ -268,7 +268,9 @@ def groups_table(report: Report) -> Table:
     for group in groups[:TABLE_ROWS_SHOWN]:
         low, high = group["loss_ci"]
         half = (high - low) / 2
-        cells: list[str | Text] = [shown(value) for value in group["by"].values()]
+        pool = group.get("merged_groups")  # the "(other)" pool, told apart from a value "(other)"
+        cells: list[str | Text] = ([Text(f"(other: {pool:,} groups)", style="dim")] * len(group["by"]) if pool
+                                   else [shown(value) for value in group["by"].values()])
         cells += [fmt_number(group["counted"]), f"{group['share']:.1%}", fmt_number(group["loss_mean"], 5),
                   "" if math.isnan(half) else fmt_number(half, 3), "" if math.isnan(group["delta_loss"]) else f"{group['delta_loss']:+.4g}",
                   fmt_fraction(group["accuracy"]),
