@@ -147,3 +147,17 @@ def test_group_col_values_are_kept_across_shards(tmp_path):
     loss = sparse_loss64(z, y)
     found = {s["sequence"]: (s["positions"], s["loss_sum"]) for s in doc_json["per_sequence"]}
     assert found == {d: (int((doc == d).sum()), pytest.approx(loss[doc == d].sum(), rel=1e-12)) for d in (10, 11, 1, 2)}
+
+
+def test_one_label_per_sequence_beside_token_scores_is_refused(tmp_path):
+    """Nested per-token scores with a scalar label per sequence: the label was copied to every token
+    silently; which token it means is not known, so it is refused with one line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    pq.write_table(pa.table({"logits": [[[0.1, 0.2, 0.3]] * 2, [[0.3, 0.2, 0.1]] * 3], "label": [1, 2]}), tmp_path / "d.parquet")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet")])
+    assert result.exit_code == 2 and "one label per sequence" in result.stderr and len(result.stderr.strip().splitlines()) == 1

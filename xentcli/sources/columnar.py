@@ -333,9 +333,13 @@ class ColumnarRoles:
                             code="XE302",
                         )
                 out[role] = self._array(column.flatten(), role, found, offset)
+            elif role == "targets":  # one label per sequence beside per-token scores: which token does it mean?
+                raise LayoutError(f"the scores hold one row per token but {found.describe} one label per sequence",
+                                  path=self.path, hint="store a list of labels per sequence, one per token (or the scores of each "
+                                  "sequence as one row)")
             elif role == "ids" or role.startswith("by"):
                 out[role] = self._array(column, role, found, offset).take(np.repeat(np.arange(len(lengths)), lengths))  # type: ignore[attr-defined]
-            else:
+            else:  # a sequence's weight: its tokens'
                 out[role] = np.repeat(self._array(column, role, found, offset), lengths)
         starts = np.cumsum(lengths) - lengths
         out["sample"] = np.repeat(np.arange(offset, offset + len(lengths)), lengths)
