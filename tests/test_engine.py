@@ -90,3 +90,32 @@ def test_the_summary_is_the_same_to_the_bit_for_every_chunk_size_and_thread_coun
     assert first["counted"] == rows - 2
     assert first["loss_mean"] == pytest.approx(loss[keep].mean(), rel=1e-7)  # float32 scores: per-row losses to ~1e-7
     assert first["loss_se"] == pytest.approx(loss[keep].std(ddof=1) / np.sqrt(keep.sum()), rel=1e-6)
+
+
+def test_the_weighted_summary_is_the_same_to_the_bit_for_every_chunk_size(tmp_path):
+    """With class and sample weights: the weighted mean, its sums and the ratio estimator's error
+    bars, bit for bit across chunks and threads, and right against float64 formulas (mean Σy/Σx,
+    se √(Σ (y − m·x)²)/Σx, y = s·w[label]·ℓ, x = s·w[label])."""
+    rows = BLOCK_ROWS + 30_001
+    rng = np.random.default_rng(9)
+    z = (rng.standard_normal((rows, 4)) * 2).astype(np.float32)
+    y = rng.integers(0, 4, rows)
+    s = rng.uniform(0, 3, rows)
+    s[::7] = 0.0
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "s.npy", s)
+    weights = (0.5, 1.0, 2.0, 4.0)
+    source = SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy"), sample_weights_path=str(tmp_path / "s.npy"))
+    keys = ("loss_mean", "weighted_loss_sum", "weight_sum", "loss_se", "loss_ci", "perplexity")
+    config = RunConfig(source, LossOptions(class_weights=weights))
+    first = {key: run(config).summary[key] for key in keys}
+    for chunk, threads in ((999, 2), (65_536, 1), (70_000, 2)):
+        summary = run(RunConfig(source, LossOptions(class_weights=weights), chunk_rows=chunk, threads=threads)).summary
+        assert {key: summary[key] for key in keys} == first, (chunk, threads)
+    loss = sparse_loss64(z.astype(np.float64), y)
+    x = s * np.array(weights)[y]
+    mean = (x * loss).sum() / x.sum()
+    assert first["loss_mean"] == pytest.approx(mean, rel=1e-7)
+    assert first["weight_sum"] == pytest.approx(x.sum(), rel=1e-12)
+    assert first["loss_se"] == pytest.approx(np.sqrt(((x * loss - mean * x) ** 2).sum()) / x.sum(), rel=1e-6)

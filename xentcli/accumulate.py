@@ -10,7 +10,7 @@ agree across chunkings to ~1e-15 relative (and to the bit across threads: chunks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -190,49 +190,40 @@ def _quotient(numerator: int, denominator: int) -> float:
 
 
 @dataclass
-class LossMoments:
-    """n, Σ and M2 of the counted losses, to the same bit whatever the chunking, the threads or the
-    engine. The rows fall in blocks of BLOCK_ROWS by their row number; a block's sum and M2 (about
-    its mean) come from numpy's pairwise sum over its counted losses in row order once the whole
-    block is at hand, and the blocks' figures add as exact integers (multiples of 2^-1074): no
-    float sum depends on where a chunk begins. A block a partial holds only in part (its first and
-    last) waits in `pending` as row ranges with their counted losses; `merge` completes it from the
-    neighbouring partial, and the end of the input closes what is left.
+class RowBlocks:
+    """Per-row values summed the same to the bit whatever the chunking, the threads or the engine.
+    The rows fall in blocks of BLOCK_ROWS by their row number; a subclass's `_close` takes a whole
+    block's counted values (in row order, numpy's pairwise sums) and adds its figures as exact
+    integers (multiples of 2^-1074), so no float sum depends on where a chunk begins. A block a
+    partial holds only in part (its first and last) waits in `pending` as row ranges with their
+    counted values; `merge` completes it from the neighbouring partial, and the end of the input
+    (`closed`) closes what is left."""
 
-    M2 = Σ_b M2_b + Σ_b n_b·(m_b − m)², the second term exact from Σ n_b·m_b and Σ n_b·m_b² (Chan
-    et al.'s decomposition over the blocks, with m_b the block's float mean)."""
+    pending: dict[int, list[list[Any]]] = field(default_factory=dict)  # block → [[first row, stop row, values [k, m]], …]
 
-    n: int = 0  # counted losses in the closed blocks
-    total: int = 0  # Σ block sums · 2^1074
-    m2: int = 0  # Σ block M2 · 2^1074
-    means: int = 0  # Σ n_b·m_b · 2^1074
-    squares: int = 0  # Σ n_b·m_b² · 2^2148
-    special: float = 0.0  # the non-finite block sums added (±inf or NaN); 0.0 when none
-    m2_special: float = 0.0  # likewise the non-finite block M2s
-    pending: dict[int, list[list[Any]]] = field(default_factory=dict)  # block → [[first row, stop row, counted losses], …]
-
-    def update(self, offset: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_], every: bool = False,
-               origin: int = 0) -> None:
-        """Add rows offset … offset + len(loss) − 1: `loss` on every row, `counted` which count
-        (`every`: all of them). `origin`: the row number of row 0 in the whole input when the rows
-        are numbered from elsewhere (a Dask task's), for the blocks' edges; `shift` renumbers."""
-        rows = loss.size
+    def _add_rows(self, offset: int, columns: list[npt.NDArray[np.float64]], counted: npt.NDArray[np.bool_], every: bool,
+                  origin: int) -> None:
+        """Rows offset … offset + n − 1: `columns` hold k values a row, `counted` says which rows
+        count (`every`: all). `origin`: the row number of row 0 in the whole input when the rows are
+        numbered from elsewhere (a Dask task's), for the blocks' edges; `shift` renumbers."""
+        rows = counted.size
         if not rows:
             return
         first = offset + origin
         edges = [edge - origin for edge in range((first // BLOCK_ROWS + 1) * BLOCK_ROWS, first + rows, BLOCK_ROWS)]
         cuts = [offset, *edges, offset + rows]
-        if every:  # the counted losses, and where each piece's begin among them
-            values, at = loss, [cut - offset for cut in cuts]
+        if every:  # the counted values, and where each piece begins among them
+            values, at = columns, [cut - offset for cut in cuts]
         else:
             positions = np.flatnonzero(counted)
-            values, at = loss[positions], np.searchsorted(positions, np.array(cuts) - offset).tolist()
+            values, at = [column[positions] for column in columns], np.searchsorted(positions, np.array(cuts) - offset).tolist()
         whole = []  # the bounds of the blocks complete here: one run of pieces (only the first and last may not be)
         for lo, hi, a, b in zip(cuts, cuts[1:], at, at[1:]):
             if (lo + origin) % BLOCK_ROWS == 0 and (hi + origin) % BLOCK_ROWS == 0:
                 whole.append(b if whole else [a, b])
             else:
-                self.pending.setdefault((lo + origin) // BLOCK_ROWS, []).append([lo, hi, np.array(values[a:b])])
+                piece = np.array([column[a:b] for column in values], np.float64).reshape(len(values), b - a)
+                self.pending.setdefault((lo + origin) // BLOCK_ROWS, []).append([lo, hi, piece])
         if whole:
             self._close(values, np.array([*whole[0], *whole[1:]], np.int64))
 
@@ -244,10 +235,61 @@ class LossMoments:
         for lo, hi, values in pieces:
             lo, hi = lo + rows, hi + rows
             if lo // BLOCK_ROWS != (hi - 1) // BLOCK_ROWS:
-                self._close(values)
+                self._close(list(values))
             else:
                 self.pending.setdefault(lo // BLOCK_ROWS, []).append([lo, hi, values])
         self._complete()
+
+    def _merge_pending(self, other: RowBlocks) -> None:
+        for block, pieces in other.pending.items():
+            self.pending.setdefault(block, []).extend(pieces)
+        self._complete()
+
+    @staticmethod
+    def _joined(pieces: list[list[Any]]) -> list[npt.NDArray[np.float64]]:
+        """A block's pieces in row order (overlapping ones, of partial files of other inputs, as they come), as k columns."""
+        pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))
+        return list(np.concatenate([piece[2] for piece in pieces], axis=1))
+
+    def _complete(self) -> None:
+        """Close the pending blocks whose pieces now cover them, each piece once, in row order."""
+        for block in [b for b, pieces in self.pending.items() if len(pieces) > 1]:
+            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
+            ends = [block * BLOCK_ROWS] + [piece[1] for piece in pieces]
+            if [piece[0] for piece in pieces] == ends[:-1] and ends[-1] == (block + 1) * BLOCK_ROWS:
+                del self.pending[block]
+                self._close(self._joined(pieces))
+
+    def closed(self) -> Any:
+        """A copy with every pending block closed: the input has ended."""
+        done = replace(self, pending={})
+        for block in sorted(self.pending):
+            done._close(self._joined(self.pending[block]))
+        return done
+
+    def _close(self, columns: list[npt.NDArray[np.float64]], bounds: npt.NDArray[np.int64] | None = None) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class LossMoments(RowBlocks):
+    """n, Σ and M2 of the counted losses, to the same bit whatever the chunking (RowBlocks): each
+    block's sum and M2 about its mean. M2 = Σ_b M2_b + Σ_b n_b·(m_b − m)², the second term exact
+    from Σ n_b·m_b and Σ n_b·m_b² (Chan et al.'s decomposition over the blocks, with m_b the block's
+    float mean)."""
+
+    n: int = 0  # counted losses in the closed blocks
+    total: int = 0  # Σ block sums · 2^1074
+    m2: int = 0  # Σ block M2 · 2^1074
+    means: int = 0  # Σ n_b·m_b · 2^1074
+    squares: int = 0  # Σ n_b·m_b² · 2^2148
+    special: float = 0.0  # the non-finite block sums added (±inf or NaN); 0.0 when none
+    m2_special: float = 0.0  # likewise the non-finite block M2s
+
+    def update(self, offset: int, loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_], every: bool = False,
+               origin: int = 0) -> None:
+        """Add rows offset … offset + len(loss) − 1: `loss` on every row, `counted` which count."""
+        self._add_rows(offset, [loss], counted, every, origin)
 
     def merge(self, other: LossMoments) -> None:
         self.n += other.n
@@ -257,21 +299,11 @@ class LossMoments:
         self.squares += other.squares
         self.special += other.special
         self.m2_special += other.m2_special
-        for block, pieces in other.pending.items():
-            self.pending.setdefault(block, []).extend(pieces)
-        self._complete()
+        self._merge_pending(other)
 
-    def _complete(self) -> None:
-        """Close the pending blocks whose pieces now cover them, each piece once, in row order."""
-        for block in [b for b, pieces in self.pending.items() if len(pieces) > 1]:
-            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
-            ends = [block * BLOCK_ROWS] + [piece[1] for piece in pieces]
-            if [piece[0] for piece in pieces] == ends[:-1] and ends[-1] == (block + 1) * BLOCK_ROWS:
-                del self.pending[block]
-                self._close(np.concatenate([piece[2] for piece in pieces]))
-
-    def _close(self, values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64] | None = None) -> None:
-        """Add the blocks of `values` (bounds[b] … bounds[b+1] − 1; None: all of them, one block)."""
+    def _close(self, columns: list[npt.NDArray[np.float64]], bounds: npt.NDArray[np.int64] | None = None) -> None:
+        """Add the blocks of the losses (bounds[b] … bounds[b+1] − 1; None: all of them, one block)."""
+        values = columns[0]
         bounds = np.array([0, values.size], np.int64) if bounds is None else bounds
         sums, m2s = block_moments(values, bounds)
         for lo, hi, total, m2 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), sums.tolist(), m2s.tolist()):
@@ -301,15 +333,6 @@ class LossMoments:
             else:
                 self.m2_special += m2
 
-    def closed(self) -> LossMoments:
-        """A copy with every pending block closed (the input has ended): the pieces of a block in row
-        order, overlapping pieces (partial files of other inputs) as they come."""
-        done = LossMoments(self.n, self.total, self.m2, self.means, self.squares, self.special, self.m2_special)
-        for block in sorted(self.pending):
-            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
-            done._close(np.concatenate([piece[2] for piece in pieces]))
-        return done
-
     def results(self) -> tuple[int, float, float, float]:
         """(n, Σ, mean, M2) of the closed blocks, each correctly rounded from the exact figures."""
         n = self.n
@@ -321,6 +344,56 @@ class LossMoments:
             return n, total, mean, self.m2_special or math.nan
         m2 = _quotient((self.m2 << _SCALE) * n + self.squares * n - self.means * self.means, n << (2 * _SCALE))
         return n, total, mean, m2
+
+
+@dataclass
+class WeightedSums(RowBlocks):
+    """The weighted mean's sums over the counted rows, to the same bit whatever the chunking
+    (RowBlocks): Σy, Σx, Σy², Σxy, Σx² with y = s·ℓ_w a row's weighted loss and x = s·w its weight,
+    each block's by numpy's pairwise sum."""
+
+    sums: list[int] = field(default_factory=lambda: [0] * 5)  # · 2^1074
+    specials: list[float] = field(default_factory=lambda: [0.0] * 5)  # the non-finite block sums added
+
+    def update(self, offset: int, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
+               origin: int = 0) -> None:
+        self._add_rows(offset, [y, x], counted, False, origin)
+
+    def merge(self, other: WeightedSums) -> None:
+        self.sums = [a + b for a, b in zip(self.sums, other.sums)]
+        self.specials = [a + b for a, b in zip(self.specials, other.specials)]
+        self._merge_pending(other)
+
+    def _close(self, columns: list[npt.NDArray[np.float64]], bounds: npt.NDArray[np.int64] | None = None) -> None:
+        y, x = columns
+        bounds = np.array([0, y.size], np.int64) if bounds is None else bounds
+        sums, specials = list(self.sums), list(self.specials)  # new lists: a closed() copy shares the old
+        with np.errstate(over="ignore", invalid="ignore"):  # ±inf and NaN are kept apart below
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                yb, xb = y[lo:hi], x[lo:hi]
+                for i, values in enumerate((yb, xb, yb * yb, xb * yb, xb * xb)):
+                    total = float(np.add.reduce(values))
+                    if math.isfinite(total):
+                        sums[i] += _scaled(total)
+                    else:
+                        specials[i] += total
+        self.sums, self.specials = sums, specials
+
+    def results(self) -> tuple[float, float, float, float]:
+        """(Σy, Σx, the weighted mean Σy/Σx, Σ (y − m·x)²: the ratio estimator's spread), each
+        correctly rounded from the exact sums (NaN where undefined)."""
+        yy, xy, xx = self.sums[2:]
+        y, x = (_quotient(v, 1 << _SCALE) if not s else s for v, s in zip(self.sums[:2], self.specials[:2]))
+        if any(self.specials[:2]) or not self.sums[1]:
+            mean = y / x if x else math.nan
+            return y, x, mean, math.nan
+        mean = _quotient(self.sums[0], self.sums[1])
+        if any(self.specials[2:]):
+            return y, x, mean, math.nan
+        # Σ (y − m·x)² = Σy² − 2m·Σxy + m²·Σx², m = Σy/Σx: exact over Σx², then correctly rounded
+        sy, sx = self.sums[0], self.sums[1]
+        spread = _quotient(yy * sx * sx - 2 * sy * xy * sx + sy * sy * xx, sx * sx << _SCALE)
+        return y, x, mean, max(spread, 0.0)
 
 
 @dataclass
@@ -451,15 +524,14 @@ class LossSummary:
     ignored: int = 0
     zero_weight_rows: int = 0
     weighted: bool = False
-    weighted_loss_sum: float = 0.0
-    weight_sum: float = 0.0
     loss_min: float = math.inf
     loss_max: float = -math.inf
     correct: int = 0
     top_k_hits: int = 0
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
     moments: LossMoments = field(default_factory=LossMoments)  # of the counted (unweighted) losses
-    ratio: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # weighted: Σy², Σxy, Σx², rows of weight > 0 (see summary)
+    weighted_sums: WeightedSums | None = None  # with weights: the weighted mean's sums
+    weighed: int = 0  # with weights: the counted rows of weight > 0 (the ratio estimator's degrees of freedom + 1)
     clusters: ClusterRuns | KeyedClusters | None = None  # sequence dumps: per-sequence sums for clustered errors
     keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
     calibration: Calibration | None = None  # with --calibration
@@ -481,24 +553,25 @@ class LossSummary:
         offset: int,
         ids: npt.NDArray | None = None,
         ignored: npt.NDArray[np.bool_] | None = None,
-        weighted: tuple[float, ...] | None = None,
+        weighted: tuple[npt.NDArray, npt.NDArray, npt.NDArray[np.bool_]] | None = None,
         weights: npt.NDArray | None = None,
         sample: npt.NDArray | None = None,
         origin: int = 0,
     ) -> None:
         """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
-        (Σ y, Σ x, Σ y², Σ x·y, Σ x²) over counted rows when weights apply, with y = s·ℓ_w the
-        weighted loss and x = s·w its weight; `weights` the per-row sample weights, if any;
+        (y, x, counted) when weights apply, y = s·ℓ_w each row's weighted loss and x = s·w its
+        weight; `weights` the per-row sample weights, if any;
         `sample` each row's sequence (sequence dumps: clustered errors)."""
         self.rows += int(stats.loss.size)
         self.counted += tally.counted
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
         if weighted is not None:
+            y, x, rows = weighted
             self.weighted = True
-            self.weighted_loss_sum += weighted[0]
-            self.weight_sum += weighted[1]
-            for i, value in enumerate(weighted[2:]):
-                self.ratio[i] += value
+            self.weighed += int(np.count_nonzero(rows & (x > 0)))
+            if self.weighted_sums is None:
+                self.weighted_sums = WeightedSums()
+            self.weighted_sums.update(offset, y, x, rows, origin)
         if tally.counted:
             self.moments.update(offset, stats.loss, stats.counted, every=stats.all_counted, origin=origin)
         if sample is not None:
@@ -524,9 +597,11 @@ class LossSummary:
         self.ignored += other.ignored
         self.zero_weight_rows += other.zero_weight_rows
         self.weighted = self.weighted or other.weighted
-        self.weighted_loss_sum += other.weighted_loss_sum
-        self.weight_sum += other.weight_sum
-        self.ratio = [a + b for a, b in zip(self.ratio, other.ratio)]
+        self.weighed += other.weighed
+        if other.weighted_sums is not None:
+            if self.weighted_sums is None:
+                self.weighted_sums = WeightedSums()
+            self.weighted_sums.merge(other.weighted_sums)
         self.moments.merge(other.moments)
         if other.confusions is not None:
             if self.confusions is None:
@@ -575,9 +650,11 @@ class LossSummary:
         for perplexity."""
         n = self.counted
         _, loss_sum, mean, m2 = self.moments.closed().results()
+        weights: dict[str, float] = {}
+        spread = math.nan
         if self.weighted:
-            mean = self.weighted_loss_sum / self.weight_sum if self.weight_sum else math.nan
-        weights = {"weighted_loss_sum": self.weighted_loss_sum, "weight_sum": self.weight_sum} if self.weighted else {}
+            weighted_loss_sum, weight_sum, mean, spread = (self.weighted_sums or WeightedSums()).closed().results()
+            weights = {"weighted_loss_sum": weighted_loss_sum, "weight_sum": weight_sum}
         return {
             "rows": self.rows,
             "counted": n,
@@ -596,18 +673,18 @@ class LossSummary:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_hits / n if n else math.nan,
             "num_classes": self.num_classes,
-            **self.error_bars(mean, m2, confidence),
+            **self.error_bars(mean, m2, confidence, spread, weights.get("weight_sum", math.nan)),
         }
 
-    def error_bars(self, mean: float, m2: float, confidence: float) -> dict[str, Any]:
-        """The error bars of `mean`, the mean loss; `m2` = Σ (ℓ − mean)² over the counted rows."""
+    def error_bars(self, mean: float, m2: float, confidence: float, spread: float = math.nan, weight_sum: float = math.nan
+                   ) -> dict[str, Any]:
+        """The error bars of `mean`, the mean loss; `m2` = Σ (ℓ − mean)² over the counted rows;
+        with weights `spread` = Σ (y − mean·x)² and `weight_sum` = Σx."""
         n = self.counted
         nan = math.nan
         if self.weighted:
-            yy, xy, xx, weighed = self.ratio
-            spread = max(yy - 2 * mean * xy + mean * mean * xx, 0.0)
-            se = math.sqrt(spread) / self.weight_sum if self.weight_sum and weighed > 1 else nan
-            df = int(weighed) - 1  # the ratio estimator's linearised standard error; rows of weight 0 add nothing to it
+            se = math.sqrt(spread) / weight_sum if weight_sum and self.weighed > 1 else nan
+            df = self.weighed - 1  # the ratio estimator's linearised standard error; rows of weight 0 add nothing to it
         elif self.clusters is not None:
             se, df = clustered_se(self.clusters, mean, n)
         else:

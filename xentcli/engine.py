@@ -209,7 +209,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         stats = replace(base, loss=terms.values)
         if binary is not None and fast is None:
             stats = binary_stats(stats, binary, config.threshold)
-    weighted = (terms.num["mean"], terms.den["mean"] or 0.0, *terms.moments) if terms.num else None
+    weighted = terms.rows if terms.num else None
     view = ChunkView(
         chunk.offset, chunk.scores, chunk.targets, chunk.ids, stats, ignored, kind, info.num_classes,
         chunk.score_dtype or info.score_dtype, info.label_names, binary,

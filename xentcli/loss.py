@@ -57,7 +57,7 @@ class RowTerms:
     errors: list[str] = field(default_factory=list)
     error_rows: int = 0
     notes: list[str] = field(default_factory=list)
-    moments: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # truth with weights: Σy², Σxy, Σx² over counted rows, and how many have x > 0
+    rows: tuple[npt.NDArray, npt.NDArray, npt.NDArray[np.bool_]] | None = None  # truth with weights: each row's y and x, and which count
 
 
 def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
@@ -129,11 +129,9 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
 def weighted_terms(loss: npt.NDArray[np.float64], weighted: npt.NDArray[np.float64], weight: npt.NDArray[np.float64],
                    counted: npt.NDArray[np.bool_]) -> RowTerms:
     """The weighted mean's sums Σ y / Σ x over counted rows (y the weighted loss, x the weight), and
-    the moments of the ratio estimator's standard error."""
+    the rows themselves (accumulate.WeightedSums sums them, and the ratio estimator's moments, by blocks)."""
     terms = RowTerms(loss, {"mean": row_sum(weighted, counted)}, {"mean": row_sum(weight, counted)})
-    y, x = weighted[counted], weight[counted]
-    with np.errstate(over="ignore", invalid="ignore"):  # losses beyond ~1e150: an infinite spread, the error bars undefined
-        terms.moments = (float(y @ y), float(x @ y), float(x @ x), int(np.count_nonzero(x > 0)))
+    terms.rows = (weighted, weight, counted)
     return terms
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from xentcli import __version__
-from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WorstRows
+from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WeightedSums, WorstRows
 from xentcli.binary import LabelTotals
 from xentcli.calibration import CELLS, Calibration
 from xentcli.config import LossOptions, RunConfig, SourceConfig
@@ -43,7 +43,7 @@ FORMAT = "xent-partial"
 VERSION = 2  # 2: the losses' sums in exact blocks (LossMoments)
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    Part, LossSummary, PerClass, WorstRows, LossMoments, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
+    Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
     Calibration, Confusions, GroupTotals, LabelTotals, FrameworkSummary, Finding, InputDescription, RunConfig, LossOptions,
     SourceConfig,
 )}
@@ -277,11 +277,11 @@ def _no_constant(name: str) -> Any:
 # What the attributes that are None in the totals of no rows may hold, and a fresh instance of each class to check it by.
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "calibration": (Calibration,), "groups": (GroupTotals,), "confusions": (Confusions,), "labels": (LabelTotals,),
-    "clusters": (ClusterRuns, KeyedClusters), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
+    "clusters": (ClusterRuns, KeyedClusters), "weighted_sums": (WeightedSums,), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
     "last": (list,), "classes": (np.ndarray,), "bins": (np.ndarray,), "int_values": (np.ndarray,), "_sorted_ids": (np.ndarray,),
 }
 NULLABLE_ARRAYS = ("_sorted_ids",)  # GroupTotals: None once a group is no single integer
-FRESH = {Calibration: Calibration, GroupTotals: GroupTotals, ClusterRuns: ClusterRuns, KeyedClusters: KeyedClusters,
+FRESH = {WeightedSums: WeightedSums, Calibration: Calibration, GroupTotals: GroupTotals, ClusterRuns: ClusterRuns, KeyedClusters: KeyedClusters,
          Confusions: lambda: Confusions(0), LabelTotals: lambda: LabelTotals(*[np.zeros(0, np.int64)] * 5, np.zeros(0))}
 
 
@@ -354,9 +354,17 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("a diagnostic's example is not a row")
     if not all(isinstance(item.get("row"), int) for item in s.worst.details):
         raise Malformed("a worst row has no row number")
-    if not all(isinstance(getattr(s, name), float) for name in ("weighted_loss_sum", "weight_sum", "loss_min", "loss_max")):
+    if not all(isinstance(getattr(s, name), float) for name in ("loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
     _check_moments(s.moments, s.counted)
+    if s.weighted_sums is not None:
+        w = s.weighted_sums
+        if not (len(w.sums) == 5 and len(w.specials) == 5 and all(isinstance(x, int) and not isinstance(x, bool) for x in w.sums)
+                and all(isinstance(x, float) for x in w.specials) and min(w.sums[1], w.sums[2], w.sums[4]) >= 0):
+            raise Malformed("its weighted sums are not five whole numbers")
+        _check_pending(w, 2)
+    if s.weighed < 0 or s.weighed > s.counted:
+        raise Malformed("its weighted rows do not add up")
     _check_shapes(s, info, config.bins)
 
 
@@ -364,24 +372,30 @@ def _check_moments(m: LossMoments, counted: int) -> None:
     """The exact sums: whole numbers (M2's and the squares' ≥ 0), floats for the non-finite ones,
     and pending blocks as pieces [first row, stop row, float64 losses] inside their block, no more
     losses than rows; with the closed blocks, one loss a counted row."""
-    from xentcli.accumulate import BLOCK_ROWS
-
     numbers = (m.n, m.total, m.m2, m.means, m.squares)
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in numbers) or min(m.n, m.m2, m.squares) < 0 \
             or not isinstance(m.special, float) or not isinstance(m.m2_special, float):
         raise Malformed("its loss sums are not whole numbers")
+    if m.n + _check_pending(m, 1) != counted:
+        raise Malformed("its loss sums do not add up")
+
+
+def _check_pending(blocks: Any, width: int) -> int:
+    """Pending blocks as pieces [first row, stop row, float64 values [width, m]] inside their block,
+    no more values than rows; returns how many values they hold."""
+    from xentcli.accumulate import BLOCK_ROWS
+
     pending = 0
-    for block, pieces in m.pending.items():
+    for block, pieces in blocks.pending.items():
         for piece in pieces if isinstance(pieces, list) else [None]:
             if not (isinstance(block, int) and isinstance(piece, list) and len(piece) == 3
                     and all(isinstance(x, int) and not isinstance(x, bool) for x in piece[:2])
                     and block * BLOCK_ROWS <= piece[0] < piece[1] <= (block + 1) * BLOCK_ROWS
-                    and isinstance(piece[2], np.ndarray) and piece[2].dtype == np.float64 and piece[2].ndim == 1
-                    and piece[2].size <= piece[1] - piece[0]):
-                raise Malformed("its pending loss blocks are not row ranges with their losses")
-            pending += piece[2].size
-    if m.n + pending != counted:
-        raise Malformed("its loss sums do not add up")
+                    and isinstance(piece[2], np.ndarray) and piece[2].dtype == np.float64 and piece[2].ndim == 2
+                    and piece[2].shape[0] == width and piece[2].shape[1] <= piece[1] - piece[0]):
+                raise Malformed("its pending blocks are not row ranges with their values")
+            pending += piece[2].shape[1]
+    return pending
 
 
 def _same_length(where: str, *arrays: Any, length: int | None = None) -> None:
