@@ -25,7 +25,10 @@ def _dump(tmp_path, rows=50, classes=4, kind=np.float32):
 
 def test_chunk_rows():
     assert chunk_rows(RunConfig(SourceConfig(("x",)), chunk_rows=7), 40) == 7
-    assert chunk_rows(RunConfig(SourceConfig(("x",))), 40 + ROW_STATE_BYTES) == DEFAULT_CHUNK_BYTES // (40 + ROW_STATE_BYTES)
+    # about DEFAULT_CHUNK_BYTES of scores and state; from half a loss block on, whole blocks (16 MiB / 296 B = 56,679 → 65,536)
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 40 + ROW_STATE_BYTES) == BLOCK_ROWS == 65_536
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 4000 + ROW_STATE_BYTES) == DEFAULT_CHUNK_BYTES // (4000 + ROW_STATE_BYTES)
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 20) == 13 * BLOCK_ROWS  # 838,860 rows → 12.8 blocks → 13
     assert chunk_rows(RunConfig(SourceConfig(("x",))), 10 * DEFAULT_CHUNK_BYTES) == 1
 
 

@@ -222,7 +222,9 @@ class RowBlocks:
             if (lo + origin) % BLOCK_ROWS == 0 and (hi + origin) % BLOCK_ROWS == 0:
                 whole.append(b if whole else [a, b])
             else:
-                piece = np.array([column[a:b] for column in values], np.float64).reshape(len(values), b - a)
+                piece = np.empty((len(values), b - a))  # a copy: the chunk's arrays are not kept
+                for i, column in enumerate(values):
+                    piece[i] = column[a:b]
                 self.pending.setdefault((lo + origin) // BLOCK_ROWS, []).append([lo, hi, piece])
         if whole:
             self._close(values, np.array([*whole[0], *whole[1:]], np.int64))
@@ -357,7 +359,7 @@ class WeightedSums(RowBlocks):
 
     def update(self, offset: int, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
                origin: int = 0) -> None:
-        self._add_rows(offset, [y, x], counted, False, origin)
+        self._add_rows(offset, [y, x], counted, bool(counted.all()), origin)
 
     def merge(self, other: WeightedSums) -> None:
         self.sums = [a + b for a, b in zip(self.sums, other.sums)]

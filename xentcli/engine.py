@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.accumulate import LossSummary, SequenceTotals
+from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
@@ -90,7 +90,10 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
     (`bytes_per_row`, row_bytes: both)."""
     if config.chunk_rows:
         return config.chunk_rows
-    return max(1, DEFAULT_CHUNK_BYTES // bytes_per_row)
+    rows = max(1, DEFAULT_CHUNK_BYTES // bytes_per_row)
+    if rows >= BLOCK_ROWS // 2:  # whole loss blocks (accumulate.RowBlocks): none waits for the next chunk, nothing is copied
+        rows = round(rows / BLOCK_ROWS) * BLOCK_ROWS
+    return rows
 
 
 def row_bytes(config: RunConfig, info: InputDescription) -> int:
