@@ -882,3 +882,20 @@ def test_a_binary_row_counts_the_same_whatever_its_chunk_holds(tmp_path, raw, ta
         summary = json.loads(result.stdout)["summary"]
         assert (summary["counted"], summary["nonfinite"]) == (7, 1), chunk
         assert summary["loss_mean"] == pytest.approx(expected, rel=1e-7), chunk
+
+
+def test_infinite_logits_score_as_labels_do_in_a_chunk_of_soft_targets(tmp_path):
+    """Logits of ±inf: −inf on target 0 costs 0 (counted), −inf on 1 and +inf on 0 cost inf, +inf
+    on 1 is NaN, as in a chunk of 0/1 labels (the two-class view [0, z]); in a chunk with a soft
+    target they were all NaN (counted 2 rows, not 3), so the mean depended on --chunk-rows."""
+    np.save(tmp_path / "z.npy", np.array([0.0, -np.inf, 1.0, np.inf, np.inf, -np.inf], np.float32))
+    np.save(tmp_path / "t.npy", np.array([0.3, 0.0, 1.0, 0.0, 1.0, 1.0], np.float32))
+    expected_rows = [np.log1p(np.exp(0.0)) - 0.0 * 0.3, 0.0, np.log1p(np.exp(-1.0))]  # max(z,0) − z·t + log1p(e^−|z|)
+    for chunk in (6, 3, 1):
+        result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--chunk-rows", str(chunk),
+                                     "-o", str(tmp_path / f"rows{chunk}.parquet"), "--json"])
+        summary = json.loads(result.stdout)["summary"]
+        assert (summary["counted"], summary["nonfinite"]) == (3, 3), chunk
+        assert summary["loss_mean"] == pytest.approx(np.mean(expected_rows), rel=1e-7)
+        losses = pq.read_table(tmp_path / f"rows{chunk}.parquet").column("loss").to_pylist()
+        assert losses[1] == 0.0 and losses[3] == math.inf and losses[4] is None and losses[5] == math.inf, chunk

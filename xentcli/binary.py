@@ -98,8 +98,14 @@ def two_class(chunk: Chunk, kind: str, ignore: int | None, epsilon: float | None
         dense = np.stack([1 - t, t], axis=1)
         dense[ignored] = 0.5
         # a row scores as it would in a chunk of 0/1 labels, whatever its neighbours: a whole target
-        # other than 0 and 1 (a label out of range) and a non-finite score have no loss there
-        odd = ~ignored & (((t == np.round(t)) & (t != 0) & (t != 1)) | ~np.isfinite(raw))
+        # other than 0 and 1 (a label out of range) has no loss, nor has a non-finite score with a
+        # fractional target; as labels do, a logit of −inf costs 0 on target 0 and inf on 1, one of
+        # +inf inf on target 0 (its two-class row [−inf, 0]) and NaN on 1
+        whole_t = t == np.round(t)
+        finite = np.isfinite(raw)
+        odd = ~ignored & ((whole_t & (t != 0) & (t != 1)) | (~finite & ~whole_t) | ((raw == np.inf) & (t == 1)))
+        if kind == "logits" and not finite.all():
+            scores[raw == np.inf] = (-np.inf, 0.0)
         dense[odd] = np.nan
         view.labels, view.targets = None, dense
     return view, view_kind, BinaryRows(raw, kind, t, not whole, outside), ignored
