@@ -299,6 +299,8 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
             **summary["moments"]["v"], "pending": {"$d": [[3, [[0, 5, {"$a": "<f8", "shape": [1, 0], "b64": ""}]]]]}}}},
         "a pending piece of more losses than rows": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "pending": {"$d": [[0, [[0, 2, {**float_array, "shape": [1, 3]}]]]]}}}},
+        "pending rows that do not add up": {**summary, "moments": {**summary["moments"], "v": {
+            **summary["moments"]["v"], "covered": {"$d": [[0, 5]]}}}},
         "a pending piece of text": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "pending": {"$d": [[0, "piece"]]}}}},
         "per-class support as floats": {**summary, "per_class": {**summary["per_class"], "v": {**summary["per_class"]["v"],

@@ -200,6 +200,11 @@ class RowBlocks:
     (`closed`) closes what is left."""
 
     pending: dict[int, list[list[Any]]] = field(default_factory=dict)  # block → [[first row, stop row, values [k, m]], …]
+    covered: dict[int, int] = field(default_factory=dict)  # block → the rows its pending pieces span
+
+    def _hold(self, block: int, pieces: list[list[Any]]) -> None:
+        self.pending.setdefault(block, []).extend(pieces)
+        self.covered[block] = self.covered.get(block, 0) + sum(piece[1] - piece[0] for piece in pieces)
 
     def _add_rows(self, offset: int, columns: list[npt.NDArray[np.float64]], counted: npt.NDArray[np.bool_], every: bool,
                   origin: int) -> None:
@@ -225,7 +230,7 @@ class RowBlocks:
                 piece = np.empty((len(values), b - a))  # a copy: the chunk's arrays are not kept
                 for i, column in enumerate(values):
                     piece[i] = column[a:b]
-                self.pending.setdefault((lo + origin) // BLOCK_ROWS, []).append([lo, hi, piece])
+                self._hold((lo + origin) // BLOCK_ROWS, [[lo, hi, piece]])
         if whole:
             self._close(values, np.array([*whole[0], *whole[1:]], np.int64))
 
@@ -233,19 +238,19 @@ class RowBlocks:
         """Number the pending rows from `rows` on (a Dask task's, a partial file's after the inputs
         before it). A piece that now spans an edge can complete no block: it closes as it is."""
         pieces = [piece for block in self.pending.values() for piece in block]
-        self.pending = {}
+        self.pending, self.covered = {}, {}
         for lo, hi, values in pieces:
             lo, hi = lo + rows, hi + rows
             if lo // BLOCK_ROWS != (hi - 1) // BLOCK_ROWS:
                 self._close(list(values))
             else:
-                self.pending.setdefault(lo // BLOCK_ROWS, []).append([lo, hi, values])
+                self._hold(lo // BLOCK_ROWS, [[lo, hi, values]])
         self._complete()
 
     def _merge_pending(self, other: RowBlocks) -> None:
         for block, pieces in other.pending.items():
-            self.pending.setdefault(block, []).extend(pieces)
-        self._complete()
+            self._hold(block, pieces)
+        self._complete(list(other.pending))
 
     @staticmethod
     def _joined(pieces: list[list[Any]]) -> list[npt.NDArray[np.float64]]:
@@ -253,18 +258,23 @@ class RowBlocks:
         pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))
         return list(np.concatenate([piece[2] for piece in pieces], axis=1))
 
-    def _complete(self) -> None:
-        """Close the pending blocks whose pieces now cover them, each piece once, in row order."""
-        for block in [b for b, pieces in self.pending.items() if len(pieces) > 1]:
-            pieces = sorted(self.pending[block], key=lambda piece: (piece[0], piece[1]))
+    def _complete(self, blocks: list[int] | None = None) -> None:
+        """Close the pending blocks (of `blocks`, else all) whose pieces now cover them, each piece
+        once, in row order. A block is looked at once its pieces span as many rows as it has: a
+        block cut into k one-row chunks is sorted once, not k times."""
+        for block in blocks if blocks is not None else list(self.pending):
+            pieces = self.pending.get(block)
+            if not pieces or len(pieces) < 2 or self.covered[block] < BLOCK_ROWS:
+                continue
+            pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))
             ends = [block * BLOCK_ROWS] + [piece[1] for piece in pieces]
             if [piece[0] for piece in pieces] == ends[:-1] and ends[-1] == (block + 1) * BLOCK_ROWS:
-                del self.pending[block]
+                del self.pending[block], self.covered[block]
                 self._close(self._joined(pieces))
 
     def closed(self) -> Any:
         """A copy with every pending block closed: the input has ended."""
-        done = replace(self, pending={})
+        done = replace(self, pending={}, covered={})
         for block in sorted(self.pending):
             done._close(self._joined(self.pending[block]))
         return done

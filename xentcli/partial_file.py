@@ -395,6 +395,9 @@ def _check_pending(blocks: Any, width: int) -> int:
                     and piece[2].shape[0] == width and piece[2].shape[1] <= piece[1] - piece[0]):
                 raise Malformed("its pending blocks are not row ranges with their values")
             pending += piece[2].shape[1]
+    if set(blocks.covered) != set(blocks.pending) or any(
+            blocks.covered[block] != sum(piece[1] - piece[0] for piece in pieces) for block, pieces in blocks.pending.items()):
+        raise Malformed("its pending blocks' row counts do not add up")
     return pending
 
 
