@@ -187,3 +187,18 @@ def test_weights_at_the_edges_of_the_range_give_the_unweighted_mean(tmp_path, we
                                  "--class-weights", f"{weight!r},{weight!r}", "--json"])
     assert result.exit_code == 0 and result.stderr == ""
     assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-15)
+
+
+def test_a_class_weight_times_a_sample_weight_outside_the_range_is_refused(tmp_path):
+    """2^-300 · 2^-300 = 2^-600: each weight in range, their product's square underflows to 0 and the
+    interval had width 0 (check --gate-on upper passed on the point estimate)."""
+    n = 200
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "z.npy", rng.standard_normal((n, 3)) * 3)
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, n))
+    np.save(tmp_path / "w.npy", np.full(n, 2.0**-300))
+    tiny = repr(2.0**-300)
+    result = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--sample-weights",
+                                 str(tmp_path / "w.npy"), "--class-weights", f"{tiny},{tiny},{tiny}", "--max-loss", "9", "--gate-on", "upper"])
+    assert result.exit_code == 2 and "class weight times its sample weight" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.config import LossOptions
+from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, LossOptions, unscaled_weight
+from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats
 
 @dataclass
@@ -123,6 +124,11 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
     if ctx.sample_weights is not None:
         weighted = weighted * ctx.sample_weights
         weight = weight * ctx.sample_weights
+        odd = (weight != 0) & ((weight < WEIGHT_RANGE[0]) | (weight > WEIGHT_RANGE[1]))
+        if odd.any():  # each factor within the range, their product not: its square, the error bars', underflows
+            value = float(weight[np.flatnonzero(odd)[0]])
+            raise OptionError(f"a row's weight, its class weight times its sample weight, is {value!r}, which {unscaled_weight(value)}",
+                              hint=WEIGHT_HINT)
     return ignored, weighted_terms(loss, weighted, weight, counted)
 
 
