@@ -173,3 +173,14 @@ def test_png_group_names_are_text_and_never_land_on_an_input(tmp_path):
     (tmp_path / "links" / "groups.png").symlink_to(other)
     assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links")]).exit_code == 0
     assert other.read_bytes() == b"keep" and not (tmp_path / "links" / "groups.png").is_symlink()
+
+
+def test_merge_and_check_png_never_land_on_an_input(tmp_path):
+    """xent merge --png wrote its charts over an input partial file named loss_histogram.png."""
+    partial = tmp_path / "loss_histogram.png"
+    assert runner.invoke(app, ["score", str(SAMPLE / "cifar10_val.parquet"), "--save-partial", str(partial), "--quiet"]).exit_code == 0
+    before = partial.read_bytes()
+    for command in (["merge", str(partial)], ["merge", str(partial), "--max-loss", "9"]):
+        result = runner.invoke(app, [*command, "--png", str(tmp_path)])
+        assert result.exit_code == 2 and "is one of the inputs" in result.stderr, (command, result.stderr)
+    assert partial.read_bytes() == before

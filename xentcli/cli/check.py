@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from xentcli.cli.app import EXIT_FAILED, app, command_line, console, emit_ci, guarded, output_format, write_report
+from xentcli.cli.app import EXIT_FAILED, app, console, emit_ci, guarded, output_format
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, GroupCol,
     GateOn, GateOnChoice, IdCol, Ignore, IgnoreIndex, Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, Like, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99,
@@ -14,7 +14,7 @@ from xentcli.cli.options import (
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, HtmlReport, Png, TargetPrefix, Threads, TopK, WeightCol, Worst, gates,
     EngineOpt, EngineChoice, Scheduler, Workers, TaskRows, SavePartial,
 )
-from xentcli.cli.score import scored
+from xentcli.cli.score import scored, write_charts
 from xentcli.config import DEFAULT_THREADS, Gates
 from xentcli.errors import OptionError
 from xentcli.gates import evaluate, verdict_line
@@ -87,16 +87,7 @@ def _check(options: ScoreOptions, limits: Gates) -> None:
 def judge(options: ScoreOptions, limits: Gates, report: Report) -> None:
     """The gates on a report, printed as asked; exit 1 when it fails (check, and merge with gates)."""
     result = evaluate(report, limits)
-    if options.png_folder is not None:
-        from xentcli.render.png import write_pngs
-
-        write_pngs(str(options.png_folder), report)
-    if options.report_path is not None:
-        from xentcli.render.html import score_report
-
-        inputs = [*options.paths, *([str(options.labels)] if options.labels else [])]
-        write_report(options.report_path, score_report(report, command_line(), inputs, verdict_line(result, report, limits)),
-                     [*inputs, *options.option_files], options.force)
+    write_charts(options, report, verdict_line(result, report, limits))
     if options.output_format not in ("text", "json"):
         from xentcli.render.ci import of_check
 

@@ -111,14 +111,14 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     for side in (report.base, report.candidate):
         for note in side.input.notes:
             error_line("note", note)
+    inputs = [*base_config.source.paths, *candidate_config.source.paths, *([str(base.labels)] if base.labels else [])]
     if base.png_folder is not None:
         from xentcli.render.png import write_pngs
 
-        write_pngs(str(base.png_folder), diff=report)
+        write_pngs(str(base.png_folder), diff=report, inputs=[*inputs, *base.option_files])
     if base.report_path is not None:
         from xentcli.render.html import diff_report
 
-        inputs = [*base_config.source.paths, *candidate_config.source.paths, *([str(base.labels)] if base.labels else [])]
         write_report(base.report_path, diff_report(report, command_line(), inputs, diff_verdict_line(report)),
                      [*inputs, *base.option_files], force)
     if base.output_format not in ("text", "json"):

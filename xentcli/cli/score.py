@@ -148,17 +148,22 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
         refuse_inputs(str(options.png_folder), inputs)
 
 
-def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:
+def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> None:
+    """--png and --report of score, check and merge: never over one of the inputs."""
+    inputs = [*options.paths, *([str(options.labels)] if options.labels else [])]
     if options.png_folder is not None:
         from xentcli.render.png import write_pngs
 
-        write_pngs(str(options.png_folder), report)
+        write_pngs(str(options.png_folder), report, inputs=[*inputs, *options.option_files])
     if options.report_path is not None:
         from xentcli.render.html import score_report
 
-        inputs = [*options.paths, *([str(options.labels)] if options.labels else [])]
         write_report(options.report_path, score_report(report, command_line(), inputs, verdict), [*inputs, *options.option_files],
                      options.force)
+
+
+def show(options: ScoreOptions, report: Report, verdict: str | None = None) -> None:
+    write_charts(options, report, verdict)
     if options.output_format not in ("text", "json"):
         from xentcli.render.ci import of_score
 

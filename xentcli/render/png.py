@@ -65,9 +65,10 @@ def _bars(plt: Any, labels: list[str], values: list[float], title: str, path: st
     _save(plt, fig, path)
 
 
-def write_pngs(folder: str, report: Any = None, diff: Any = None) -> list[str]:
+def write_pngs(folder: str, report: Any = None, diff: Any = None, inputs: list[str] | None = None) -> list[str]:
     """The charts of a score/check report or a diff report as PNG files in `folder` (created if
-    missing); returns their paths."""
+    missing), never over one of the `inputs`; returns their paths."""
+    refuse_inputs(folder, inputs or [])
     plt = _pyplot()
     try:
         os.makedirs(folder, exist_ok=True)
