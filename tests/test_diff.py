@@ -334,7 +334,7 @@ def test_c_bootstrap_equals_numpy_bootstrap(monkeypatch, replicates):
 def test_key_types_must_agree(tmp_path):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": [1, 2, 3]}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], "id": ["1", "2", "3"]}), tmp_path / "c.parquet")
-    assert "holds text or floats in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
+    assert "holds text, floats or uint64 in" in _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", code="XE501")
 
 
 @pytest.mark.parametrize("option,value", [("--fail-on-regression", "nan"), ("--require-noninferior", "inf"),
@@ -544,7 +544,7 @@ def test_bootstrap_cells_merge_in_order():
 
 
 @pytest.mark.parametrize(("base_ids", "candidate_ids", "pairs"), [
-    (pa.array([1, 2, 3], pa.uint64()), pa.array([3, 2, 1], pa.int64()), 3),  # uint64 within int64: integers ("text" before)
+    (pa.array([1, 2, 2**63 + 5], pa.uint64()), pa.array([2**63 + 5, 2, 1], pa.uint64()), 3),  # uint64: decimal text in every chunk
     (pa.array([1.0, -0.0, 2.5]), pa.array([0.0, 2.5, 1.0]), 3),  # -0.0 and 0.0 are one key
     (pa.array([1.0, 2.0, 1e300]), pa.array([1e300, 2.0, 1.0]), 3),
 ])
@@ -563,3 +563,17 @@ def test_null_and_nan_keys_are_refused_naming_the_file(tmp_path, ids, says):
     result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id"])
     assert result.exit_code == 2 and says in result.stderr and "c.parquet" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_uint64_keys_beyond_int64_in_small_chunks(tmp_path):
+    """A uint64 key of 2^63 + 5 in one chunk made that chunk's keys text and the others' integers:
+    the base index mixed them and crashed (exit 3)."""
+    rng = np.random.default_rng(1)
+    ids = np.arange(40, dtype=np.uint64)
+    ids[-1] = 2**63 + 5
+    pq.write_table(pa.table({"id": pa.array(ids, pa.uint64()), "logits": list(rng.standard_normal((40, 3))),
+                             "label": rng.integers(0, 3, 40)}), tmp_path / "u.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "u.parquet"), str(tmp_path / "u.parquet"), "--key", "id", "--chunk-rows", "7",
+                                 "--json"])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert json.loads(result.stdout)["pairing"]["usable_pairs"] == 40

@@ -74,9 +74,10 @@ class SideRows:
 
 
 def _keys(ids: Any, path: str) -> npt.NDArray:
-    """Key values as numpy: integers (uint64 up to 2^63 − 1) as int64, anything else as its text
-    (object array): floats as their shortest text, whole ones as integers' (2.0 as "2", -0.0 as
-    "0": both pair with the same keys of a float column); null and NaN keys refused, naming the file."""
+    """Key values as numpy: signed integers as int64, anything else as its text (object array),
+    decided by the column's type, never by a chunk's values: uint64 as decimal text, floats as their
+    shortest text, whole ones as integers' (2.0 as "2", -0.0 as "0"); null and NaN keys refused,
+    naming the file."""
     if ids is None:
         raise OptionError("--key needs a key column on both sides")
     if hasattr(ids, "null_count"):  # an Arrow array
@@ -99,7 +100,7 @@ def _number_keys(values: npt.NDArray, path: str) -> npt.NDArray:
             raise LayoutError("the key column holds NaN", path=path, hint="every row needs a key to be paired")
         return np.array([str(int(v)) if math.isfinite(v) and v == int(v) else repr(v) for v in values.astype(np.float64).tolist()],
                         dtype=object)
-    if values.dtype == np.uint64 and values.size and int(values.max()) >= 2**63:  # beyond int64: as text
+    if values.dtype == np.uint64:  # as text in every chunk alike: a chunk's values beyond int64 must not change its kind
         return values.astype(str).astype(object)
     return values.astype(np.int64)
 
@@ -532,7 +533,7 @@ class KeyIndex:
         """The paired (base, candidate) rows of a candidate chunk, and the candidate keys not in base."""
         assert candidate.key is not None
         if (self.sorted_keys.dtype == object) != (candidate.key.dtype == object):
-            kinds = {False: "integers", True: "text or floats"}
+            kinds = {False: "signed integers", True: "text, floats or uint64"}
             raise LayoutError(f"the key column holds {kinds[candidate.key.dtype == object]} in {name} but "
                               f"{kinds[self.sorted_keys.dtype == object]} in the base", hint="store the keys with one type on both sides",
                               code="XE501")
