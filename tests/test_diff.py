@@ -547,6 +547,7 @@ def test_bootstrap_cells_merge_in_order():
     (pa.array([1, 2, 2**63 + 5], pa.uint64()), pa.array([2**63 + 5, 2, 1], pa.uint64()), 3),  # uint64: decimal text in every chunk
     (pa.array([1.0, -0.0, 2.5]), pa.array([0.0, 2.5, 1.0]), 3),  # -0.0 and 0.0 are one key
     (pa.array([1.0, 2.0, 1e300]), pa.array([1e300, 2.0, 1.0]), 3),
+    (pa.array([0.1, 2.5, 7.0], pa.float32()), pa.array([7.0, 0.1, 2.5]), 3),  # float32 0.1 pairs with float64 0.1
 ])
 def test_numeric_keys_pair_by_value(tmp_path, base_ids, candidate_ids, pairs):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0], "id": base_ids}), tmp_path / "b.parquet")

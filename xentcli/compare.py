@@ -98,8 +98,9 @@ def _number_keys(values: npt.NDArray, path: str) -> npt.NDArray:
     if values.dtype.kind == "f":  # as text in every chunk alike (a chunk's kind must not depend on its values)
         if np.isnan(values).any():
             raise LayoutError("the key column holds NaN", path=path, hint="every row needs a key to be paired")
-        return np.array([str(int(v)) if math.isfinite(v) and v == int(v) else repr(v) for v in values.astype(np.float64).tolist()],
-                        dtype=object)
+        shortest = values.astype(str)  # the shortest text of each value in its own dtype: float32 0.1 is "0.1", as float64's
+        return np.array([str(int(v)) if math.isfinite(v) and v == int(v) else text
+                         for v, text in zip(values.astype(np.float64).tolist(), shortest.tolist())], dtype=object)
     if values.dtype == np.uint64:  # as text in every chunk alike: a chunk's values beyond int64 must not change its kind
         return values.astype(str).astype(object)
     return values.astype(np.int64)
