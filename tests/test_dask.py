@@ -231,3 +231,20 @@ def test_a_dask_run_saves_a_partial_that_merges(dump, cluster, tmp_path):
     doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 7_000, "--save-partial", tmp_path / "a.xpart")
     merged, local = doc("merge", tmp_path / "a.xpart"), doc(*args)
     assert merged == local  # one partial: exactly the run it was saved from, which is the local run
+
+
+def test_the_loss_summary_is_the_local_runs_bits_over_whole_file_shards(tmp_path, cluster):
+    """NPZ shards (one task each) of odd sizes over several loss blocks: each task is told where its
+    rows begin (from the shards' headers), so the sum, mean and error bars are the local run's to
+    the bit (they differed in the last digits when the later shards' blocks were cut from 0)."""
+    from xentcli.accumulate import BLOCK_ROWS
+
+    rng = np.random.default_rng(12)
+    for i, n in enumerate([BLOCK_ROWS + 4_465, 100_003]):
+        y = rng.integers(0, 4, n)
+        y[::20] = -100
+        np.savez(tmp_path / f"s{i}.npz", logits=(rng.standard_normal((n, 4)) * 3).astype(np.float32), labels=y)
+    keys = ("counted", "loss_sum", "loss_mean", "loss_se", "loss_ci", "perplexity")
+    local = doc("score", tmp_path)["summary"]
+    remote = doc("score", tmp_path, "--engine", "dask", "--scheduler", cluster.scheduler_address)["summary"]
+    assert {k: remote[k] for k in keys} == {k: local[k] for k in keys}

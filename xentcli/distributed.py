@@ -107,7 +107,7 @@ def plan(source: Source, config: RunConfig, rows_per_chunk: int, task_rows: int 
         per_task = max(1, math.ceil(task_rows / rows_per_chunk)) * rows_per_chunk
     tasks: list[Task] = []
     first: int | None = 0  # the input's number of the next task's first row, while the plan knows it
-    for shard in source.shard_configs:
+    for shard, shard_rows in zip(source.shard_configs, source.shard_rows):
         path = shard.paths[0]
         ranges = [None] if whole_only else _ranges(path, detect_format(path, shard.format), per_task)
         for part in ranges:
@@ -117,7 +117,8 @@ def plan(source: Source, config: RunConfig, rows_per_chunk: int, task_rows: int 
             origin = (first + part[0]) if first is not None and part is not None else (first or 0)
             tasks.append(Task(replace(config, source=replace(shard, part=part), first_row=origin), source.first_classes, out,
                               info.id_column))
-        first = first + ranges[-1][1] if first is not None and ranges[-1] is not None else None
+        size = ranges[-1][1] if ranges[-1] is not None else shard_rows  # a whole-file task: the rows its header says (CSV: unknown)
+        first = first + size if first is not None and size is not None else None
     return tasks
 
 

@@ -412,6 +412,7 @@ class Source:
 
                 raise LayoutError(f"its rows are {rows_of(info)}, but {first.path} has {rows_of(first)}", path=info.path,
                                   hint="all shards of a dump must have the same layout")
+        self.shard_rows = [info.rows for info in descriptions]  # rows a shard scores (tokens of sequences); None: known once read
         dtypes = sorted({info.score_dtype for info in descriptions})
         if len(dtypes) > 1:
             notes.append(f"shards store their scores in different dtypes ({', '.join(dtypes)}); each is read as stored")
