@@ -207,6 +207,10 @@ def _hostile(good: str):
     yield "options worst below 0", edited("options", "worst", -1)
     yield "options threshold as text", edited("options", "threshold", "0.5")
     yield "options loss options as a list", edited("options", "loss", [1, 2])
+    yield "options 7 bins", edited("options", "bins", 7)
+    loss_options = document["options"]["v"]["loss"]
+    yield "options smoothing 2", edited("options", "loss", {**loss_options, "v": {**loss_options["v"], "label_smoothing": 2.0}})
+    yield "options a preset of no framework", edited("options", "loss", {**loss_options, "v": {**loss_options["v"], "like": "caffe"}})
     yield "unknown class", with_state({"$": "Popen", "v": {"args": ["rm", "-rf", "/"]}})
     yield "a class's method", with_state({"$": "__reduce__", "v": {}})
     yield "object dtype bytes", with_state({"$a": "|O", "shape": [1], "b64": pickle_like})
@@ -299,6 +303,7 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
             **summary["moments"]["v"], "pending": {"$d": [[3, [[0, 5, {"$a": "<f8", "shape": [1, 0], "b64": ""}]]]]}}}},
         "a pending piece of more losses than rows": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "pending": {"$d": [[0, [[0, 2, {**float_array, "shape": [1, 3]}]]]]}}}},
+        "a special sum of 5": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "special": 5.0}}},
         "pending rows that do not add up": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "covered": {"$d": [[0, 5]]}}}},
         "a pending piece of text": {**summary, "moments": {**summary["moments"], "v": {

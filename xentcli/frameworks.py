@@ -247,19 +247,20 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     else:
         terms = _optax(stats, ctx)
     if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
-        _overflow_as_float32(terms)
+        _overflow_as_float32(terms, stats.loss)
     return terms
 
 
-def _overflow_as_float32(terms: RowTerms) -> None:
-    """A framework computing in float32: a per-row value beyond float32's range is ±inf there (logits of
-    ±3.4e38 give a loss of 6.8e38: inf in PyTorch, whatever float64 makes of it), and so is every sum
-    holding it."""
+def _overflow_as_float32(terms: RowTerms, loss: npt.NDArray[np.float64]) -> None:
+    """A framework computing in float32: a row whose loss is beyond float32's range is inf there
+    (logits of ±3.4e38 give 6.8e38: inf in PyTorch, whatever float64 makes of it), its weighted value
+    ±inf, or NaN where its weight is 0 (0·inf); and so is every sum holding it."""
     values = terms.values
     with np.errstate(over="ignore"):
-        over = np.isfinite(values) & ~np.isfinite(values.astype(np.float32))
+        over = (np.isfinite(values) & ~np.isfinite(values.astype(np.float32))) | (
+            np.isfinite(loss) & ~np.isfinite(loss.astype(np.float32)) & np.isfinite(values))
     if over.any():
-        values[over] = np.copysign(np.inf, values[over])
+        values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
         added = float(values[over].sum())
         terms.num = {key: value + added for key, value in terms.num.items()}
 

@@ -164,7 +164,8 @@ def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray, axis: int = 1) -
 def dot_vectors(values: npt.NDArray, vectors: npt.NDArray) -> F64:
     """values [n, C] @ vectors [C, k] in float64, with 0 · (±inf) = 0 (a zero class weight on a
     masked −inf logit)."""
-    total = np.asarray(values @ vectors.astype(values.dtype), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # the rows it leaves non-finite are redone below
+        total = np.asarray(values @ vectors.astype(values.dtype), dtype=np.float64)
     bad = ~np.isfinite(total).all(axis=1)
     if bad.any():
         rows = values[bad].astype(np.float64)[:, :, None]
@@ -309,7 +310,7 @@ def _passes_by_columns(
     pred[np.isnan(z_max)] = 0
     z_true = zt.ravel()[y * n + flat_index]
     at_max = pred * n + flat_index
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # ±3.4e38 − ∓3.4e38 overflows float32: an infinite loss, flagged
         rank = 1 + np.add.reduce(zt > z_true, axis=0, dtype=weights.dtype).astype(np.int64)
         s = np.subtract(zt, z_max, out=_scratch("s", zt.shape, z.dtype))
     s.ravel()[at_max] = -np.inf
@@ -359,7 +360,8 @@ def _logits_block(
             loss = parts.t_sum * lse - parts.t_dot_s
         entropy = None if parts.e_dot_s is None else lse - parts.e_dot_s / (1.0 + rest)
         margin = None if parts.second is None else np.where(parts.pred == y, -parts.second, s_true)
-        p_true = np.exp((s_true - lse).astype(parts.rest.dtype)).astype(np.float64)
+        with np.errstate(over="ignore"):  # a difference beyond float32: p_true 0 (or NaN), its loss flagged
+            p_true = np.exp((s_true - lse).astype(parts.rest.dtype)).astype(np.float64)
         lp_dot = target_lp_dot = None
         if vectors is not None:
             lp_dot = parts.s_dot_v - lse[:, None] * vectors.sum(axis=0)

@@ -29,7 +29,7 @@ from xentcli import __version__
 from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WeightedSums, WorstRows
 from xentcli.binary import LabelTotals
 from xentcli.calibration import CELLS, Calibration
-from xentcli.config import LossOptions, RunConfig, SourceConfig
+from xentcli.config import FRAMEWORKS, LossOptions, RunConfig, SourceConfig, unscaled_weight
 from xentcli.confusions import Confusions
 from xentcli.diagnostics import Finding
 from xentcli.errors import InputError
@@ -262,9 +262,14 @@ def _check_options(config: RunConfig, info: InputDescription) -> None:
         check_confidence(config.confidence)
     except OptionError as exc:
         raise Malformed(f"its options: {exc}") from None
+    loss = config.loss
     if (config.top_k < 1 or config.worst < 0 or config.threads < 1 or config.min_group < 1 or config.max_groups < 1
             or config.confusions < 0 or not 0 <= config.threshold <= 1 or not 1 <= config.bins <= CELLS
-            or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0):
+            or (CELLS % config.bins and not config.adaptive_bins)
+            or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0
+            or not 0 <= loss.label_smoothing <= 1 or (loss.epsilon is not None and not 0 < loss.epsilon < 0.5)
+            or any(not math.isfinite(w) or w < 0 or unscaled_weight(w) for w in loss.class_weights or ())
+            or (loss.like is not None and loss.like not in FRAMEWORKS) or any(f not in FRAMEWORKS for f in loss.frameworks)):
         raise Malformed("its options lie outside the ranges xent accepts")
     if info.num_classes < 1 or (info.rows is not None and info.rows < 0) or (info.samples is not None and info.samples < 0):
         raise Malformed("its input description counts rows or classes below 0")
@@ -360,7 +365,7 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     if s.weighted_sums is not None:
         w = s.weighted_sums
         if not (len(w.sums) == 5 and len(w.specials) == 5 and all(isinstance(x, int) and not isinstance(x, bool) for x in w.sums)
-                and all(isinstance(x, float) for x in w.specials) and min(w.sums[1], w.sums[2], w.sums[4]) >= 0):
+                and all(_special(x) for x in w.specials) and min(w.sums[1], w.sums[2], w.sums[4]) >= 0):
             raise Malformed("its weighted sums are not five whole numbers")
         _check_pending(w, 2)
     if s.weighed < 0 or s.weighed > s.counted:
@@ -374,10 +379,15 @@ def _check_moments(m: LossMoments, counted: int) -> None:
     losses than rows; with the closed blocks, one loss a counted row."""
     numbers = (m.n, m.total, m.m2, m.means, m.squares)
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in numbers) or min(m.n, m.m2, m.squares) < 0 \
-            or not isinstance(m.special, float) or not isinstance(m.m2_special, float):
+            or not all(_special(x) for x in (m.special, m.m2_special)):
         raise Malformed("its loss sums are not whole numbers")
     if m.n + _check_pending(m, 1) != counted:
         raise Malformed("its loss sums do not add up")
+
+
+def _special(value: Any) -> bool:
+    """A sum of non-finite block sums: 0.0 (none), ±inf or NaN."""
+    return isinstance(value, float) and (value == 0.0 or not math.isfinite(value))
 
 
 def _check_pending(blocks: Any, width: int) -> int:
@@ -388,7 +398,8 @@ def _check_pending(blocks: Any, width: int) -> int:
     pending = 0
     for block, pieces in blocks.pending.items():
         for piece in pieces if isinstance(pieces, list) else [None]:
-            if not (isinstance(block, int) and isinstance(piece, list) and len(piece) == 3
+            if not (isinstance(block, int) and not isinstance(block, bool) and 0 <= block < 1 << 50 and isinstance(piece, list)
+                    and len(piece) == 3
                     and all(isinstance(x, int) and not isinstance(x, bool) for x in piece[:2])
                     and block * BLOCK_ROWS <= piece[0] < piece[1] <= (block + 1) * BLOCK_ROWS
                     and isinstance(piece[2], np.ndarray) and piece[2].dtype == np.float64 and piece[2].ndim == 2
