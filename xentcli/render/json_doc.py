@@ -38,8 +38,9 @@ def dumps(doc: dict[str, Any]) -> str:
         return json.dumps(doc, indent=2, allow_nan=False)
     marks = {key: f"\x00xent-list:{key}" for key in long}
     text = json.dumps({key: marks.get(key, value) for key, value in doc.items()}, indent=2, allow_nan=False)
+    encode = json.JSONEncoder(allow_nan=False).encode  # one encoder for every item (json.dumps with options makes one a call)
     for key, items in long.items():
-        lines = ",\n    ".join(json.dumps(item, allow_nan=False) for item in items)
+        lines = ",\n    ".join(encode(item) for item in items)
         at = f"\n  {json.dumps(key)}: {json.dumps(marks[key])}"  # the top-level entry: no value from the data sits there
         text = text.replace(at, f"\n  {json.dumps(key)}: [\n    " + lines + "\n  ]", 1)
     return text
