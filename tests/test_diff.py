@@ -578,3 +578,16 @@ def test_uint64_keys_beyond_int64_in_small_chunks(tmp_path):
                                  "--json"])
     assert result.exit_code == 0, (result.stderr, result.exception)
     assert json.loads(result.stdout)["pairing"]["usable_pairs"] == 40
+
+
+def test_dictionary_encoded_keys_pair_as_their_values(tmp_path):
+    """A pandas Categorical key column in Feather is dictionary<int64>: keyed by its values' type
+    (integers), it pairs with the int64 keys of a Parquet file (it was text, and refused)."""
+    import pyarrow.feather as feather
+
+    ids = pa.array([3, 1, 2]).dictionary_encode()
+    feather.write_feather(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0], "id": ids}), str(tmp_path / "b.arrow"))
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0], "id": [2, 3, 1]}), tmp_path / "c.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.arrow"), str(tmp_path / "c.parquet"), "--key", "id", "--json"])
+    assert result.exit_code in (0, 1), (result.stderr, result.exception)
+    assert json.loads(result.stdout)["pairing"]["usable_pairs"] == 3

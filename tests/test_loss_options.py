@@ -202,3 +202,20 @@ def test_a_class_weight_times_a_sample_weight_outside_the_range_is_refused(tmp_p
                                  str(tmp_path / "w.npy"), "--class-weights", f"{tiny},{tiny},{tiny}", "--max-loss", "9", "--gate-on", "upper"])
     assert result.exit_code == 2 and "class weight times its sample weight" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [["--class-weights", "1,1,1"], ["--sample-weights", "w"]])
+def test_a_zero_probability_off_the_target_with_weights_is_no_nan(tmp_path, extra):
+    """Probabilities with a 0 on a class that is not the target, and weights: the smoothing term
+    0·Σ w_c log p_c was NaN without smoothing, the weighted mean n/a and check passed. Equal weights
+    give the unweighted mean, −mean(log [0.7, 0.5, 0.8]); a weight-0 row of infinite loss warns of nothing."""
+    p = np.array([[0.7, 0.3, 0.0], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.0, 1.0, 0.0]])
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 0]))
+    np.save(tmp_path / "w.npy", np.array([1.0, 1.0, 1.0, 0.0]))
+    args = [str(tmp_path / "w.npy") if a == "w" else a for a in extra]
+    if extra[0] == "--class-weights":  # no weight-0 row: leave the last (infinite) row out by the ignore index
+        np.save(tmp_path / "y.npy", np.array([0, 1, 2, -100]))
+    result = runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs", *args, "--json"])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(-np.mean(np.log([0.7, 0.5, 0.8])), rel=1e-14)

@@ -303,6 +303,7 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
             **summary["moments"]["v"], "pending": {"$d": [[3, [[0, 5, {"$a": "<f8", "shape": [1, 0], "b64": ""}]]]]}}}},
         "a pending piece of more losses than rows": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "pending": {"$d": [[0, [[0, 2, {**float_array, "shape": [1, 3]}]]]]}}}},
+        "weighted without weights": {**summary, "weighted": True},
         "a special sum of 5": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "special": 5.0}}},
         "pending rows that do not add up": {**summary, "moments": {**summary["moments"], "v": {
             **summary["moments"]["v"], "covered": {"$d": [[0, 5]]}}}},

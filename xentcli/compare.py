@@ -85,6 +85,8 @@ def _keys(ids: Any, path: str) -> npt.NDArray:
 
         if ids.null_count:
             raise LayoutError("the key column holds nulls", path=path, hint="every row needs a key to be paired")
+        if pa.types.is_dictionary(ids.type):  # a categorical: its values, of their type
+            ids = ids.dictionary_decode()
         if pa.types.is_integer(ids.type) or pa.types.is_floating(ids.type):
             return _number_keys(ids.to_numpy(zero_copy_only=False), path)
         if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):

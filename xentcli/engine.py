@@ -189,7 +189,9 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
             config.per_sample or config.calibration or config.temperature_scan, options.epsilon)
         stats = base
         counted = stats.counted & ~ignored
-        terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights, counted)
+        with np.errstate(invalid="ignore"):  # 0·inf on a row of weight 0 and infinite loss
+            terms = RowTerms(stats.loss) if chunk.weights is None else weighted_terms(stats.loss, stats.loss * chunk.weights, chunk.weights,
+                                                                                      counted)
         chunk = replace(chunk, labels=np.zeros(len(stats.loss), np.int64), targets=None)
         ctx = ChunkContext(chunk.scores, kind, chunk.labels, None, chunk.weights, options)
     elif fused is not None or (fused := _fused_binary(chunk, info, config, top_k, partial.sketch)) is not None:  # the plain pass over a binary head: one C pass

@@ -92,6 +92,8 @@ def weighted_smoothed(stats: SampleStats, ctx: ChunkContext, epsilon: float) -> 
     else:
         assert stats.target_lp_dot is not None
         target_part = -stats.target_lp_dot[:, 1]
+    if not epsilon:  # no smoothing term: 0·Σ_c w_c log p_c would be NaN where a class has p = 0 (a −inf log-probability)
+        return target_part
     return (1 - epsilon) * target_part - (epsilon / ctx.num_classes) * stats.lp_dot[:, 1]
 
 
@@ -122,7 +124,8 @@ def truth(stats: SampleStats, ctx: ChunkContext) -> tuple[npt.NDArray[np.float64
     else:
         weight = ctx.targets @ w
     if ctx.sample_weights is not None:
-        weighted = weighted * ctx.sample_weights
+        with np.errstate(invalid="ignore"):  # 0·inf on a row of weight 0 and infinite loss: not counted either way
+            weighted = weighted * ctx.sample_weights
         weight = weight * ctx.sample_weights
         odd = (weight != 0) & ((weight < WEIGHT_RANGE[0]) | (weight > WEIGHT_RANGE[1]))
         if odd.any():  # each factor within the range, their product not: its square, the error bars', underflows

@@ -52,6 +52,8 @@ class Part:
         """Number the rows from `rows` and the positional sequences from `samples` (in place)."""
         if rows:
             self.summary.moments.shift(rows)
+            if self.summary.weighted_sums is not None:
+                self.summary.weighted_sums.shift(rows)
             worst = self.summary.worst
             worst.rows = worst.rows + rows
             worst.details = [{**item, "row": item["row"] + rows} for item in worst.details]

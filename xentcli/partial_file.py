@@ -370,6 +370,10 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         _check_pending(w, 2)
     if s.weighed < 0 or s.weighed > s.counted:
         raise Malformed("its weighted rows do not add up")
+    source = config.source
+    weights = bool(source.sample_weights_path or source.weight_col) or (bool(config.loss.class_weights) and info.head == "softmax")
+    if s.counted and s.weighted != weights:  # a sigmoid head's class weights scale its losses: no weighted mean
+        raise Malformed("its weighted sums do not match its options' weights")
     _check_shapes(s, info, config.bins)
 
 

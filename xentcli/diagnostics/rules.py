@@ -512,6 +512,8 @@ def _undefined_mean(findings: dict[str, Finding], t: Any) -> dict[str, Any] | No
         return {"rows": 0, "message": "no row counts (every row is ignored or has a non-finite loss): the mean loss is undefined"}
     if s.get("weight_sum") == 0.0:
         return {"rows": 0, "message": f"every one of the {s['counted']:,} counted rows weighs 0: the weighted mean loss is undefined"}
+    if math.isnan(s["loss_mean"]):  # a safety net: no usable input should get here
+        return {"rows": 0, "message": f"the mean loss of the {s['counted']:,} counted rows is undefined (NaN)"}
     return None
 
 
