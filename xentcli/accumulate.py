@@ -361,11 +361,15 @@ class LossMoments(RowBlocks):
 @dataclass
 class WeightedSums(RowBlocks):
     """The weighted mean's sums over the counted rows, to the same bit whatever the chunking
-    (RowBlocks): Σy, Σx, Σy², Σxy, Σx² with y = s·ℓ_w a row's weighted loss and x = s·w its weight,
-    each block's by numpy's pairwise sum."""
+    (RowBlocks), with y = s·ℓ_w a row's weighted loss and x = s·w its weight: Σy, Σx, and the ratio
+    estimator's spread Σ (y − m·x)² for the final m = Σy/Σx through each block's own ratio m_b:
+    Σ_b [R_b + 2(m_b − m)·C_b + (m_b − m)²·Q_b] with R_b = Σ (y − m_b·x)², C_b = Σ x·(y − m_b·x),
+    Q_b = Σ x² (the ratio's analogue of Chan et al.'s merge: deviations stay small where the losses
+    are nearly equal, where Σy² − 2m·Σxy + m²·Σx² loses every digit)."""
 
-    sums: list[int] = field(default_factory=lambda: [0] * 5)  # · 2^1074
-    specials: list[float] = field(default_factory=lambda: [0.0] * 5)  # the non-finite block sums added
+    # Σ block Y, X, R, C, Q · 2^1074; Σ m_b·C_b, Σ m_b·Q_b · 2^2148; Σ m_b²·Q_b · 2^3222
+    sums: list[int] = field(default_factory=lambda: [0] * 8)
+    specials: list[float] = field(default_factory=lambda: [0.0] * 5)  # the non-finite block Y, X, R, C, Q added
 
     def update(self, offset: int, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
                origin: int = 0) -> None:
@@ -380,32 +384,42 @@ class WeightedSums(RowBlocks):
         y, x = columns
         bounds = np.array([0, y.size], np.int64) if bounds is None else bounds
         sums, specials = list(self.sums), list(self.specials)  # new lists: a closed() copy shares the old
-        with np.errstate(over="ignore", invalid="ignore"):  # ±inf and NaN are kept apart below
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # ±inf and NaN are kept apart below
             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                 yb, xb = y[lo:hi], x[lo:hi]
-                for i, values in enumerate((yb, xb, yb * yb, xb * yb, xb * xb)):
-                    total = float(np.add.reduce(values))
-                    if math.isfinite(total):
-                        sums[i] += _scaled(total)
-                    else:
-                        specials[i] += total
+                total_y, total_x = float(np.add.reduce(yb)), float(np.add.reduce(xb))
+                ratio = total_y / total_x if total_x and math.isfinite(total_y) and math.isfinite(total_x) else 0.0
+                deviation = yb - ratio * xb
+                block = (total_y, total_x, float(np.add.reduce(deviation * deviation)), float(np.add.reduce(xb * deviation)),
+                         float(np.add.reduce(xb * xb)))
+                if not all(math.isfinite(v) for v in block):
+                    for i, v in enumerate(block):
+                        specials[i] += v if not math.isfinite(v) else 0.0
+                    continue
+                scaled = [_scaled(v) for v in block]
+                m = _scaled(ratio)
+                for i in range(5):
+                    sums[i] += scaled[i]
+                sums[5] += m * scaled[3]
+                sums[6] += m * scaled[4]
+                sums[7] += m * m * scaled[4]
         self.sums, self.specials = sums, specials
 
     def results(self) -> tuple[float, float, float, float]:
         """(Σy, Σx, the weighted mean Σy/Σx, Σ (y − m·x)²: the ratio estimator's spread), each
         correctly rounded from the exact sums (NaN where undefined)."""
-        yy, xy, xx = self.sums[2:]
-        y, x = (_quotient(v, 1 << _SCALE) if not s else s for v, s in zip(self.sums[:2], self.specials[:2]))
-        if any(self.specials[:2]) or not self.sums[1]:
-            mean = y / x if x else math.nan
-            return y, x, mean, math.nan
-        mean = _quotient(self.sums[0], self.sums[1])
+        sy, sx, r, c, q, mc, mq, mmq = self.sums
+        y, x = (_quotient(v, 1 << _SCALE) if not s else s for v, s in zip((sy, sx), self.specials[:2]))
+        if any(self.specials[:2]) or not sx:
+            return y, x, (y / x if x else math.nan), math.nan
+        mean = _quotient(sy, sx)
         if any(self.specials[2:]):
             return y, x, mean, math.nan
-        # Σ (y − m·x)² = Σy² − 2m·Σxy + m²·Σx², m = Σy/Σx: exact over Σx², then correctly rounded
-        sy, sx = self.sums[0], self.sums[1]
-        spread = _quotient(yy * sx * sx - 2 * sy * xy * sx + sy * sy * xx, sx * sx << _SCALE)
-        return y, x, mean, max(spread, 0.0)
+        # Σ_b [R_b + 2(m_b − m)C_b + (m_b − m)²Q_b] with m = sy/sx, over X²·2^3222, exactly
+        s1, s2 = _SCALE, 2 * _SCALE
+        numerator = (r * sx * sx << s2) + (2 * mc * sx * sx << s1) - (2 * sy * sx * c << s2) + mmq * sx * sx \
+            - (2 * sy * sx * mq << s1) + (sy * sy * q << s2)
+        return y, x, mean, max(_quotient(numerator, sx * sx << (3 * _SCALE)), 0.0)
 
 
 @dataclass

@@ -364,9 +364,9 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     _check_moments(s.moments, s.counted)
     if s.weighted_sums is not None:
         w = s.weighted_sums
-        if not (len(w.sums) == 5 and len(w.specials) == 5 and all(isinstance(x, int) and not isinstance(x, bool) for x in w.sums)
-                and all(_special(x) for x in w.specials) and min(w.sums[1], w.sums[2], w.sums[4]) >= 0):
-            raise Malformed("its weighted sums are not five whole numbers")
+        if not (len(w.sums) == 8 and len(w.specials) == 5 and all(isinstance(x, int) and not isinstance(x, bool) for x in w.sums)
+                and all(_special(x) for x in w.specials) and min(w.sums[1], w.sums[2], w.sums[4], w.sums[7]) >= 0):
+            raise Malformed("its weighted sums are not eight whole numbers")
         _check_pending(w, 2)
     if s.weighed < 0 or s.weighed > s.counted:
         raise Malformed("its weighted rows do not add up")
