@@ -224,3 +224,18 @@ def test_a_zero_weight_on_a_float32_overflow_is_nan_as_in_pytorch(tmp_path):
                                       "--class-weights", "1,0,1", "--json", "-o", str(tmp_path / "rows.parquet")])
     assert result.exit_code == 0 and result.stderr == "", result.stderr
     assert json.loads(result.stdout)["like"]["loss"] is None
+
+
+def test_a_float32_frameworks_sum_overflows_where_it_does(tmp_path):
+    """Rows of 3.3e38 each (finite in float32) sum past float32's range: PyTorch 2.13's
+    F.cross_entropy mean and sum are inf on these float32 logits (recorded once); xent said 2.2e38."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array([[2e38, -1.3e38], [2e38, -1.3e38], [2, 1]], np.float32))
+    np.save(tmp_path / "y.npy", np.array([1, 1, 0]))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", "torch", "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+    like = json.loads(result.stdout)["like"]
+    assert like["per_reduction"] == {"mean": None, "sum": None}  # JSON: inf is null

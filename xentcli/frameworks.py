@@ -248,6 +248,7 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
         terms = _optax(stats, ctx)
     if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
         _overflow_as_float32(terms, stats.loss)
+        terms.float32 = True
     return terms
 
 
@@ -317,6 +318,7 @@ class FrameworkSummary:
 
     framework: str
     sigmoid: bool = False  # a sigmoid head's binary cross-entropy (frameworks_sigmoid.py)
+    float32: bool = False  # it sums in float32: a total beyond float32's range is ±inf there
     num: dict[str, float] = field(default_factory=dict)
     den: dict[str, float | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -329,17 +331,21 @@ class FrameworkSummary:
             den = terms.den[key]
             self.den[key] = None if den is None else (self.den.get(key) or 0.0) + den
         self.error_rows += terms.error_rows
+        self.float32 = self.float32 or terms.float32
         for message in terms.errors:
             if not any(message.split(":")[0] == known.split(":")[0] for known in self.errors):
                 self.errors.append(message)
         self.notes.extend(note for note in terms.notes if note not in self.notes)
 
     def merge(self, other: FrameworkSummary) -> None:
-        self.update(RowTerms(np.empty(0), other.num, other.den, other.errors, other.error_rows, other.notes))
+        self.update(RowTerms(np.empty(0), other.num, other.den, other.errors, other.error_rows, other.notes, float32=other.float32))
 
     def reductions(self) -> dict[str, float]:
         out = {}
         for key, total in self.num.items():
+            with np.errstate(over="ignore"):
+                if self.float32 and math.isfinite(total) and not np.isfinite(np.float32(total)):
+                    total = math.copysign(math.inf, total)  # the float32 sum overflows, as PyTorch's does
             den = self.den[key]
             if den is None:
                 out[key] = total

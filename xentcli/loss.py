@@ -59,6 +59,7 @@ class RowTerms:
     error_rows: int = 0
     notes: list[str] = field(default_factory=list)
     rows: tuple[npt.NDArray, npt.NDArray, npt.NDArray[np.bool_]] | None = None  # truth with weights: each row's y and x, and which count
+    float32: bool = False  # a framework that computes and sums in float32
 
 
 def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
