@@ -254,22 +254,22 @@ def _typed(value: Any, where: str) -> None:
 
 
 def _check_options(config: RunConfig, info: InputDescription) -> None:
-    """The options' values within the ranges the command line allows, and an input of rows."""
+    """The options' values within the ranges the command line allows (the run's own checks,
+    engine.check_options and check_confidence, then the ranges Typer enforces), and an input of rows."""
     from xentcli.config import check_confidence
+    from xentcli.engine import check_options
     from xentcli.errors import OptionError
 
     try:
         check_confidence(config.confidence)
+        check_options(config, info)
     except OptionError as exc:
         raise Malformed(f"its options: {exc}") from None
     loss = config.loss
-    if (config.top_k < 1 or config.worst < 0 or config.threads < 1 or config.min_group < 1 or config.max_groups < 1
-            or config.confusions < 0 or not 0 <= config.threshold <= 1 or not 1 <= config.bins <= CELLS
-            or (CELLS % config.bins and not config.adaptive_bins)
-            or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0
-            or not 0 <= loss.label_smoothing <= 1 or (loss.epsilon is not None and not 0 < loss.epsilon < 0.5)
+    if (config.top_k < 1 or config.worst < 0 or config.min_group < 1 or config.max_groups < 1 or config.confusions < 0
+            or not 1 <= config.bins <= CELLS or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0
             or any(not math.isfinite(w) or w < 0 or unscaled_weight(w) for w in loss.class_weights or ())
-            or (loss.like is not None and loss.like not in FRAMEWORKS) or any(f not in FRAMEWORKS for f in loss.frameworks)):
+            or (loss.like is not None and loss.like not in FRAMEWORKS)):
         raise Malformed("its options lie outside the ranges xent accepts")
     if info.num_classes < 1 or (info.rows is not None and info.rows < 0) or (info.samples is not None and info.samples < 0):
         raise Malformed("its input description counts rows or classes below 0")
