@@ -252,3 +252,21 @@ def test_blocks_of_lanes_with_and_without_detail(num_classes):
     right = p.argmax(axis=1) == y[ordinary]
     margin = np.where(right, np.log(top2[:, 1] / top2[:, 0]), np.log(p[np.arange(196), y[ordinary]] / top2[:, 1]))
     np.testing.assert_allclose(full.margin[ordinary], margin, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_rows_argmax_is_the_first_maximum_and_rank_counts_above(dtype):
+    # The wide kernel finds the argmax in blocks of 64 compared in vector lanes, then scalar within the
+    # block: ties of the maximum on either side of the block edges must give the first index (numpy's
+    # argmax), and the rank 1 + #{z > z_y} must count across pieces, as numpy counts them.
+    rng = np.random.default_rng(11)
+    num_classes = 1000
+    z = rng.standard_normal((12, num_classes)).astype(dtype)
+    for row, places in enumerate([(0,), (63,), (64,), (65,), (127, 128), (63, 64), (0, 999), (999,), (500, 700, 900),
+                                  (128, 129, 130), (62, 191, 192), (998, 999)]):
+        z[row, list(places)] = 9.0
+    y = rng.integers(0, num_classes, 12)
+    stats = sample_stats(z, "logits", labels=y)
+    assert stats.pred.tolist() == z.argmax(axis=1).tolist()
+    assert stats.rank.tolist() == (1 + (z > z[np.arange(12), y][:, None]).sum(axis=1)).tolist()
+    assert within_float32_tolerance(stats.loss, sparse_loss64(z, y)).all()
