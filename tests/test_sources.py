@@ -341,3 +341,24 @@ def test_a_null_score_row_is_named_wherever_it_is(tmp_path, null_row):
     pq.write_table(pa.table({"logits": scores, "label": [0, 1, 0]}), tmp_path / "d.parquet")
     result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet")])
     assert result.exit_code == 2 and f"row {null_row} of column 'logits' is null" in result.stderr
+
+
+def test_npy_blocks_reuse_memory_only_once_released(tmp_path):
+    # The reader reuses a block's memory for a later block once nothing refers to it (arrays._Buffers):
+    # a block still held (here the first, and a view of the third) must keep its values to the end.
+    from xentcli.sources.arrays import NpyArray
+
+    values = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
+    np.save(tmp_path / "s.npy", values)
+    blocks = NpyArray(str(tmp_path / "s.npy"), "scores").slices(10)
+    first = next(blocks)
+    addresses, held = [], None
+    for index, block in enumerate(blocks, start=1):
+        np.testing.assert_array_equal(block, values[10 * index : 10 * index + 10])
+        addresses.append(block.ctypes.data)
+        if index == 3:
+            held = block[2:5]  # a view: its block's memory stays held
+    np.testing.assert_array_equal(first, values[:10])
+    np.testing.assert_array_equal(held, values[32:35])
+    # released blocks were reused: 9 blocks read after the first, in at most 3 buffers besides the two held
+    assert len(set(addresses)) <= 4 and addresses[2] not in addresses[3:]

