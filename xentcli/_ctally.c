@@ -2,8 +2,8 @@
 diagnostics count. Mirrors xentcli/tally.py (_tally_numpy and RowMasks in diagnostics.py), which
 stays the reference and the fallback; tests/test_tally.py checks that both agree on every field.
 
-Per counted row (a usable label and a finite loss): count, sum (compensated), min and max of the
-loss, correct predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
+Per counted row (a usable label and a finite loss): count, min and max of the loss (its sums are
+accumulate.LossMoments', exact, over blocks of rows), correct predictions, top-k hits, the five per-class sums, and the row's quantile-sketch key
 ceil(log(loss) / log_gamma). Per row: how many rows each per-row diagnostic rule flags, the
 largest |score| among overflow-risk rows, and the range of the integer labels. For the two ranked
 rules (loss outliers by loss, confident mistakes by p_max) it keeps the EXAMPLES rows with the
@@ -46,7 +46,7 @@ typedef struct {
     int64_t int_labels, label_min, label_max, at_num_classes;
     int64_t hits[N_RULES];
     int64_t ranked_rows[N_RANKED][EXAMPLES], ranked_count[N_RANKED]; /* the example rows, best first */
-    double loss_sum, loss_min, loss_max, max_abs;
+    double loss_min, loss_max, max_abs;
     /* [num_classes] each, zeroed by the caller; all NULL: no per-class sums (many classes) */
     int64_t *support, *class_correct, *predicted;
     double *class_loss, *class_p_true;
@@ -68,7 +68,7 @@ int64_t xent_tally_layout(int64_t *out) {
 }
 
 #define BLOCK 256 /* rows per step: the keys of a block are computed (vectorised) before it is tallied */
-#define LANES_SUM 8 /* the lanes of a block's compensated loss sum */
+#define LANES_SUM 8 /* the lanes of a block's two-class sums (count_block) */
 typedef double lanes __attribute__((vector_size(LANES_SUM * sizeof(double))));
 typedef int64_t lane_mask __attribute__((vector_size(LANES_SUM * sizeof(int64_t))));
 
@@ -107,7 +107,7 @@ static inline void rank_row(ranked *r, double key, int64_t row) {
 
 typedef struct {
     int64_t counted, correct, top_k_hits, keys, zeros, negatives, outliers, confident_wrong;
-    double loss_sum, compensation, loss_min, loss_max; /* loss_sum + compensation: Neumaier's sum */
+    double loss_min, loss_max; /* (the loss sums are accumulate.LossMoments', exact, over blocks of rows) */
     ranked examples[N_RANKED];
 } counted_sums;
 
@@ -127,9 +127,6 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
         t->confident_wrong++;
         rank_row(&t->examples[RANKED_CONFIDENT], in->p_max[i], i);
     }
-    const double sum = t->loss_sum + x;
-    t->compensation += fabs(t->loss_sum) >= fabs(x) ? (t->loss_sum - sum) + x : (x - sum) + t->loss_sum;
-    t->loss_sum = sum;
     t->loss_min = x < t->loss_min ? x : t->loss_min;
     t->loss_max = x > t->loss_max ? x : t->loss_max;
     if (out->support && y >= 0 && y < in->num_classes) { /* NULL: per-class sums kept sparse by the caller */
@@ -150,7 +147,7 @@ static inline void count_row(const xent_tally_in *in, xent_tally_out *out, count
 
 /* count_row over rows b0 … b1 − 1 (numbered row0 + i in the chunk), all counted (usable labels, finite losses): the counts, extremes
    and candidate tests in one vectorised loop, then the order-bound parts each in a tight loop of its
-   own — the compensated sum, the per-class sums, the sketch keys (row order, as count_row) — and the
+   own — the per-class sums, the sketch keys (row order, as count_row) — and the
    example rows only where the vectorised loop found candidates. Every result equals count_row's. */
 static inline __attribute__((always_inline)) void count_block(const xent_tally_in *in, xent_tally_out *out, counted_sums *t, int64_t b0, int64_t b1,
                                int64_t row0, const double *key_of, int64_t *label_min_io, int64_t *label_max_io) {
@@ -193,44 +190,27 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
     t->loss_min = loss_min, t->loss_max = loss_max;
     t->negatives += negatives;
     t->zeros += (b1 - b0) - keyed - negatives;
-    /* Neumaier's compensated sum of the losses, kept in LANES_SUM lanes (row i in lane i mod
-       LANES_SUM, so that the loop vectorises) and folded into the running sum at the block's end;
-       with two classes (a binary head) the per-class sums ride along, plain, in lanes too */
-    lanes sum = {0}, compensation = {0}, loss_0 = {0}, loss_1 = {0}, p_0 = {0}, p_1 = {0};
+    /* with two classes (a binary head) the per-class sums in LANES_SUM lanes (row i in lane i mod
+       LANES_SUM, so that the loop vectorises), added up at the block's end */
     const int two_classes = out->support && out->predicted && num_classes == 2;
-    const lane_mask sign = {INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN};
-    int64_t i = b0;
-    for (; i + LANES_SUM <= b1; i += LANES_SUM) {
-        lanes x, p;
-        lane_mask one;
-        memcpy(&x, loss + i, sizeof x);
-        memcpy(&p, p_true + i, sizeof p);
-        for (int j = 0; j < LANES_SUM; j++) one[j] = -(label[i + j] == 1);
-        const lanes s = sum + x;
-        const lane_mask larger = ((lane_mask)sum & ~sign) >= ((lane_mask)x & ~sign); /* |sum| >= |x|, on the bits */
-        const lanes first = (lanes)(((lane_mask)sum & larger) | ((lane_mask)x & ~larger));
-        const lanes second = (lanes)(((lane_mask)x & larger) | ((lane_mask)sum & ~larger));
-        compensation += (first - s) + second;
-        sum = s;
-        loss_0 += (lanes)((lane_mask)x & ~one), loss_1 += (lanes)((lane_mask)x & one);
-        p_0 += (lanes)((lane_mask)p & ~one), p_1 += (lanes)((lane_mask)p & one);
-    }
-    for (int j = 0; i < b1; i++, j++) { /* the last rows of the block, one a lane */
-        const double x = loss[i], p = p_true[i], s = sum[j] + x;
-        const int larger = fabs(sum[j]) >= fabs(x), one = label[i] == 1;
-        compensation[j] += larger ? (sum[j] - s) + x : (x - s) + sum[j];
-        sum[j] = s;
-        loss_0[j] += one ? 0.0 : x, loss_1[j] += one ? x : 0.0;
-        p_0[j] += one ? 0.0 : p, p_1[j] += one ? p : 0.0;
-    }
-    double loss_sum = t->loss_sum, carried = t->compensation;
-    for (int64_t j = 0; j < LANES_SUM; j++) {
-        const double x = sum[j], s = loss_sum + x;
-        carried += (fabs(loss_sum) >= fabs(x) ? (loss_sum - s) + x : (x - s) + loss_sum) + compensation[j];
-        loss_sum = s;
-    }
-    t->loss_sum = loss_sum, t->compensation = carried;
     if (two_classes) {
+        lanes loss_0 = {0}, loss_1 = {0}, p_0 = {0}, p_1 = {0};
+        int64_t i = b0;
+        for (; i + LANES_SUM <= b1; i += LANES_SUM) {
+            lanes x, p;
+            lane_mask one;
+            memcpy(&x, loss + i, sizeof x);
+            memcpy(&p, p_true + i, sizeof p);
+            for (int j = 0; j < LANES_SUM; j++) one[j] = -(label[i + j] == 1);
+            loss_0 += (lanes)((lane_mask)x & ~one), loss_1 += (lanes)((lane_mask)x & one);
+            p_0 += (lanes)((lane_mask)p & ~one), p_1 += (lanes)((lane_mask)p & one);
+        }
+        for (int j = 0; i < b1; i++, j++) { /* the last rows of the block, one a lane */
+            const double x = loss[i], p = p_true[i];
+            const int one = label[i] == 1;
+            loss_0[j] += one ? 0.0 : x, loss_1[j] += one ? x : 0.0;
+            p_0[j] += one ? 0.0 : p, p_1[j] += one ? p : 0.0;
+        }
         double lanes[4] = {0, 0, 0, 0};
         for (int64_t j = 0; j < LANES_SUM; j++) lanes[0] += loss_0[j], lanes[1] += loss_1[j], lanes[2] += p_0[j], lanes[3] += p_1[j];
         out->class_loss[0] += lanes[0], out->class_loss[1] += lanes[1], out->class_p_true[0] += lanes[2], out->class_p_true[1] += lanes[3];
@@ -301,7 +281,7 @@ static void finish(const xent_tally_in *in, xent_tally_out *out, const counted_s
     out->keys = t->keys, out->zeros = t->zeros, out->negatives = t->negatives;
     out->int_labels = int_labels, out->label_min = label_min, out->label_max = label_max;
     out->at_num_classes = at_num_classes;
-    out->loss_sum = t->loss_sum + t->compensation, out->loss_min = t->loss_min, out->loss_max = t->loss_max, out->max_abs = max_abs;
+    out->loss_min = t->loss_min, out->loss_max = t->loss_max, out->max_abs = max_abs;
 }
 
 XENT_CLONES int64_t xent_tally(const xent_tally_in *in, xent_tally_out *out) {

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 22  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 23  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -44,7 +44,7 @@ class _TallyOut(ctypes.Structure):
         [(name, _I64) for name in ("counted", "correct", "top_k_hits", "keys", "zeros", "negatives", "int_labels",
                                    "label_min", "label_max", "at_num_classes")]
         + [("hits", _I64 * N_RULES), ("ranked_rows", (_I64 * EXAMPLES) * N_RANKED), ("ranked_count", _I64 * N_RANKED)]
-        + [(name, ctypes.c_double) for name in ("loss_sum", "loss_min", "loss_max", "max_abs")]
+        + [(name, ctypes.c_double) for name in ("loss_min", "loss_max", "max_abs")]
         + [(name, _P) for name in ("support", "class_correct", "predicted", "class_loss", "class_p_true", "key_out")]
     )
 
@@ -291,7 +291,7 @@ class _TallyCall:
         names = ("support", "class_correct", "predicted", "class_loss", "class_p_true")
         classes = dict(zip(names, (counts[0], counts[1], counts[2], sums[0], sums[1]))) if self.width else dict.fromkeys(names)
         return {
-            "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits, "loss_sum": out.loss_sum,
+            "counted": out.counted, "correct": out.correct, "top_k_hits": out.top_k_hits,
             "loss_min": out.loss_min, "loss_max": out.loss_max, **classes, "keys": self.keys[: out.keys],
             "zeros": out.zeros, "negatives": out.negatives, "hits": dict(zip(codes, out.hits)),
             "ranked": {code: np.array(out.ranked_rows[r][: out.ranked_count[r]], dtype=np.int64)

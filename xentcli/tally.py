@@ -53,7 +53,6 @@ class ChunkTally:
     counted: int
     correct: int
     top_k_hits: int
-    loss_sum: float
     loss_min: float
     loss_max: float
     support: npt.NDArray[np.int64]
@@ -152,7 +151,6 @@ def _tally_numpy(view: ChunkView, top_k: int, sketch: QuantileSketch, rules: boo
         counted=int(loss.size),
         correct=int(np.count_nonzero(right)),
         top_k_hits=int(np.count_nonzero(stats.counted_values(stats.rank) <= top_k)),
-        loss_sum=float(loss.sum()),
         loss_min=float(loss.min()) if loss.size else math.inf,
         loss_max=float(loss.max()) if loss.size else -math.inf,
         support=np.bincount(label, minlength=c) if dense else None,
