@@ -3,6 +3,8 @@ thread pool's bound on memory when one row is larger than a chunk."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,106 @@ def test_the_weighted_error_bars_of_nearly_equal_losses(tmp_path):
     for chunk in (None, 50_000):
         summary = run(RunConfig(source, chunk_rows=chunk)).summary
         assert summary["loss_se"] == pytest.approx(expected, rel=1e-6)
+
+
+def _row_groups_dump(tmp_path, monkeypatch, rows=700, groups=100):
+    """A Parquet file of several row groups, with a NaN row, labels out of range and ids; tasks of one
+    row group each (distributed.TASK_BYTES lowered), as a large file's row groups become tasks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xentcli import distributed
+
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((rows, 6)) * 3).astype(np.float32)
+    y = rng.integers(0, 6, rows)
+    z[[33, 512], 1] = np.nan
+    y[[250, 699]] = [6, -4]
+    pq.write_table(pa.table({"logits": list(z), "label": y, "id": [f"s{i}" for i in range(rows)]}), tmp_path / "d.parquet",
+                   row_group_size=groups)
+    monkeypatch.setattr(distributed, "TASK_BYTES", 1)
+    return SourceConfig((str(tmp_path / "d.parquet"),), id_col="id"), z, y
+
+
+def test_parquet_row_groups_run_as_tasks_the_same_for_every_thread_count(tmp_path, monkeypatch):
+    """Row groups decode side by side as tasks (distributed.run_local): the tasks, and so every number,
+    are the same for 1, 2 and 3 threads; the same as the streamed pass's (its chunks cut elsewhere:
+    the exact sums to the bit, per-class sums to rounding); and right against float64."""
+    import json
+
+    from xentcli import distributed
+    from xentcli.render.json_doc import render_json as report_json
+
+    source, z, y = _row_groups_dump(tmp_path, monkeypatch)
+    config = RunConfig(source, worst=4, calibration=True, per_class=True, chunk_rows=40)  # tasks of whole chunks
+    assert len(distributed.local_tasks(config, engine.Source(source))) == 7
+    reports = [json.loads(report_json(run(replace(config, threads=t)))) for t in (1, 2, 3)]
+    assert reports[0] == reports[1] == reports[2]
+    monkeypatch.setattr(distributed, "local_tasks", lambda *_: None)
+    streamed = json.loads(report_json(run(replace(config, threads=2))))
+    summary, other = reports[0]["summary"], streamed["summary"]
+    for key in ("rows", "counted", "loss_sum", "loss_mean", "loss_se", "loss_ci", "accuracy", "perplexity"):
+        assert summary[key] == other[key], key
+    assert reports[0]["worst"] == streamed["worst"] and reports[0]["diagnostics"] == streamed["diagnostics"]
+    for mine, theirs in zip(reports[0]["per_class"], streamed["per_class"]):
+        assert mine == pytest.approx(theirs, rel=1e-12)
+    loss = sparse_loss64(z.astype(np.float64), np.clip(y, 0, 5))
+    keep = np.isfinite(loss) & (y >= 0) & (y < 6)
+    assert summary["counted"] == 696
+    assert summary["loss_mean"] == pytest.approx(loss[keep].mean(), rel=1e-7)
+    assert [w["row"] for w in reports[0]["worst"]] == np.flatnonzero(keep)[np.argsort(-loss[keep], kind="stable")][:4].tolist()
+    examples = {d["code"]: d["examples"] for d in reports[0]["diagnostics"]}
+    assert [e["row"] for e in examples["XE101"]] == [33, 512] and [e["row"] for e in examples["XE201"]] == [250, 699]
+
+
+def test_parquet_tasks_write_the_per_sample_rows_in_order(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from xentcli.cli import app
+    from typer.testing import CliRunner
+
+    _row_groups_dump(tmp_path, monkeypatch)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet"), "--id-col", "id", "-o", str(out), "--quiet",
+                                      "--chunk-rows", "30"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.column("row").to_pylist() == list(range(700))
+    assert table.column("id").to_pylist() == [f"s{i}" for i in range(700)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet", "rows.parquet"]  # the tasks' files are gone
+
+
+def test_parquet_task_errors_name_the_row_in_the_file(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xentcli import distributed
+    from xentcli.errors import XentError
+
+    rows = [[0.1, 0.2, 0.3]] * 500
+    rows[420] = [0.1, 0.2]
+    pq.write_table(pa.table({"logits": rows, "label": [0] * 500}), tmp_path / "r.parquet", row_group_size=100)
+    monkeypatch.setattr(distributed, "TASK_BYTES", 1)
+    with pytest.raises(XentError, match="row 420 has 2 values"):
+        run(RunConfig(SourceConfig((str(tmp_path / "r.parquet"),)), threads=2, chunk_rows=50))
+    weights = np.ones(500)
+    weights[333] = -1.0
+    pq.write_table(pa.table({"logits": [[0.1, 0.2, 0.3]] * 500, "label": [0] * 500, "w": weights}), tmp_path / "w.parquet",
+                   row_group_size=100)
+    with pytest.raises(XentError, match="the sample weight of row 333 is -1.0"):
+        run(RunConfig(SourceConfig((str(tmp_path / "w.parquet"),), weight_col="w"), threads=2, chunk_rows=50))
+    rows[420] = None
+    pq.write_table(pa.table({"logits": rows, "label": [0] * 500}), tmp_path / "n.parquet", row_group_size=100)
+    with pytest.raises(XentError, match="row 420 of column 'logits' is null"):
+        run(RunConfig(SourceConfig((str(tmp_path / "n.parquet"),)), threads=2, chunk_rows=50))
+
+
+def test_a_local_run_never_imports_dask(tmp_path):
+    import subprocess
+    import sys
+
+    source, _, _ = _dump(tmp_path)
+    code = ("import sys; from xentcli.engine import run; from xentcli.config import RunConfig, SourceConfig; "
+            f"run(RunConfig(SourceConfig(({source.paths[0]!r},), labels_path={source.labels_path!r}))); "
+            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

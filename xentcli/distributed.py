@@ -23,9 +23,11 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -158,12 +160,13 @@ def run_task(task: Task) -> TaskResult:
     """A task, on a worker: the local pass over its rows; each chunk's part, and its per-sample rows."""
     from xentcli.engine import Pass
 
-    try:  # as many threads as the worker has (a cluster's workers share the machine's cores already)
+    if "distributed" in sys.modules:  # on a Dask worker (never imported by a local run: it takes ~0.4 s)
         from distributed import get_worker
 
-        task = replace(task, config=replace(task.config, threads=max(1, min(task.config.threads, get_worker().state.nthreads))))
-    except (ImportError, ValueError):
-        pass  # not on a worker (a test calling run_task itself)
+        try:  # as many threads as the worker has (a cluster's workers share the machine's cores already)
+            task = replace(task, config=replace(task.config, threads=max(1, min(task.config.threads, get_worker().state.nthreads))))
+        except ValueError:
+            pass  # not on a worker (a test calling run_task itself)
     source = FileSource(task.config.source, task.first)
     one = Pass(task.config, source, keep_totals=False)  # type: ignore[arg-type]
     out = TaskResult([], [] if task.rows else None)
@@ -244,7 +247,7 @@ class DaskPass:
             if not pending:
                 return
             task, future = pending.popleft()
-            result = _result(future)
+            result = future.result() if getattr(self._client, "local", False) else _result(future)
             future.release()
             start = (self.part.summary.rows, self.part.samples)
             for part in result.parts:
@@ -274,17 +277,68 @@ def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
     if config.temperature_scan:
         raise OptionError("--temperature-scan with --engine dask is not supported yet", hint="run it locally")
     require_dask()
+    with client(engine) as c:
+        return _run_tasks(config, source, c, engine, samples, on_progress)
+
+
+def local_tasks(config: RunConfig, source: Source) -> list[Task] | None:
+    """The tasks of a local run over Parquet row groups (the plan a Dask run makes), when they are
+    how it runs: a Parquet row group decodes on one thread (pyarrow decodes a column's pages in
+    turn), so the row groups of a file are decoded side by side only as tasks of their own, each
+    on a thread. None where the run streams instead: no Parquet shard, fewer than two tasks, a
+    temperature scan (its sample's threshold is shared while the chunks run), or `xent diff`."""
+    if config.temperature_scan or not any(detect_format(shard.paths[0], shard.format) == "parquet" for shard in source.shard_configs):
+        return None
+    from xentcli.engine import chunk_rows, row_bytes
+
+    tasks = plan(source, config, chunk_rows(config, row_bytes(config, source.description)), None, None)
+    return tasks if len(tasks) > 1 else None
+
+
+def run_local(config: RunConfig, source: Source, samples: Any = None,
+              on_progress: Callable[[int, float | None], None] | None = None) -> tuple[Part, InputDescription]:
+    """A local run as tasks (local_tasks), run on config.threads threads of this process, one
+    thread each (decoding and scoring its rows; pyarrow and the kernels release the GIL), their
+    parts merged in input order as a Dask run merges them. The tasks and so the chunks are the
+    same for every thread count (and the same as a Dask run's by default), so every number is too."""
+    threads = max(1, config.threads)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="xent-task")
+    try:
+        return _run_tasks(replace(config, threads=1), source, _Threads(pool, threads), Engine(), samples, on_progress)
+    finally:  # on an error, the tasks not started are dropped; the running ones end with their row groups
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Threads:
+    """The calls DaskPass makes of a Dask client, on a pool of local threads."""
+
+    local = True
+
+    def __init__(self, pool: ThreadPoolExecutor, threads: int) -> None:
+        self._pool, self._threads = pool, threads
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **_: Any) -> Any:
+        future = self._pool.submit(fn, *args)
+        future.release = lambda: None  # type: ignore[attr-defined]
+        return future
+
+    def nthreads(self) -> dict[str, int]:
+        return {"local": self._threads}
+
+
+def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, samples: Any,
+               on_progress: Callable[[int, float | None], None] | None) -> tuple[Part, InputDescription]:
+    """The tasks of a run on client `c` (Dask's, or _Threads), merged; per-sample rows copied into `samples`."""
     folder = None
     if samples is not None:
         folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
     try:
-        with client(engine) as c:
-            one = DaskPass(config, c, engine, source)
-            for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
-                if samples is not None:
-                    _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
-                if on_progress is not None:
-                    on_progress(one.part.summary.rows, done / one.planned)
+        one = DaskPass(config, c, engine, source)
+        for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
+            if samples is not None:
+                _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
+            if on_progress is not None:
+                on_progress(one.part.summary.rows, done / one.planned)
         return one.part, replace(one.info, rows=one.part.summary.rows)
     finally:
         if folder is not None:

@@ -102,8 +102,13 @@ def row_bytes(config: RunConfig, info: InputDescription) -> int:
     (binary._element_chunk_native, float32 targets): ~24 bytes a label instead of the numpy path's
     ~90, which scores such a chunk in blocks of rows when it takes it (other targets, a non-finite
     score), so its temporaries stay bounded. A binary head in the plain pass is sized for its one C
-    pass; a chunk that pass refuses is scored in chunks of the general size (_results)."""
+    pass; a chunk that pass refuses is scored in chunks of the general size (_results). A Parquet
+    chunk's scores count twice: pyarrow's decoded batch and its decoder's buffers stand beside them
+    (Parquet 250,000 × 1000 in 16 MiB chunks: 299 MiB peak with two row groups decoded side
+    by side, 210 MiB in chunks of half the rows, which also ran 15% faster)."""
     options = config.loss
+    if info.format == "parquet" and info.head == "softmax":
+        return 2 * info.bytes_per_row + ROW_STATE_BYTES
     if (info.head == "multilabel" and info.input_kind == "logits" and "float64" not in info.score_dtype and not options.label_smoothing
             and options.pos_weight is None and options.class_weights is None
             and not (config.per_sample or config.calibration or config.temperature_scan)):
@@ -537,6 +542,11 @@ def run_part(
     """One pass over the input: its merged part (every aggregate of `score`), and the per-sample rows to `sink`."""
     if sink is not None and not config.per_sample:
         raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
+    from xentcli import distributed
+
+    source = source or Source(config.source)
+    if distributed.local_tasks(config, source) is not None:  # Parquet row groups, decoded side by side
+        return distributed.run_local(config, source, sink, on_progress)
     one = Pass(config, source)
     for result in one.results():
         if sink is not None:

@@ -183,6 +183,7 @@ class FileSource:
                     hint="it must hold one entry per row of scores, in the same order",
                     code="XE302",
                 )
+        self._first_row = cfg.part[0] if cfg.part is not None else 0  # a part's first row: errors name rows as the file does
         if cfg.part is not None:
             for roles in (main.roles, *(extra for extra, _ in extras)):
                 roles.restrict(*cfg.part)  # type: ignore[attr-defined]
@@ -301,7 +302,7 @@ class FileSource:
             scores = scores.reshape(n, -1)  # one score per row ([N]) as [N, 1]
             weights = batch.get("weights")
             if weights is not None:
-                weights = self._checked_weights(weights.reshape(n).astype(np.float64), offset)
+                weights = self._checked_weights(weights.reshape(n).astype(np.float64), self._first_row + offset)
             sample, position = batch.get("sample"), batch.get("position")
             if dense:
                 chunk = Chunk(offset, scores, None, _compute_dtype(targets).reshape(n, -1), batch.get("ids"), weights, sample, position)

@@ -138,7 +138,7 @@ class ColumnarFile:
         """Batches of the columns; with `part` (first, stop), only those rows (Parquet and Arrow files)."""
         try:
             if part is not None:
-                yield from _rows_between(self._part_batches(columns, rows, part[0]), *part)
+                yield from _rows_between(self._part_batches(columns, rows, *part), *part)
             elif self.format == "parquet":
                 yield from self._parquet.iter_batches(batch_size=rows, columns=columns, use_threads=True)
             elif self.format == "arrow":
@@ -155,15 +155,17 @@ class ColumnarFile:
             hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
             raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None
 
-    def _part_batches(self, columns: list[str], rows: int, first: int) -> Iterator[tuple[int, pa.RecordBatch]]:
-        """(row of its first row, batch) from the row group or record batch that holds row `first` on."""
+    def _part_batches(self, columns: list[str], rows: int, first: int, stop: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(row of its first row, batch) from the row group or record batch that holds row `first`
+        on (Parquet: up to the row group that holds row `stop` − 1, and no further)."""
         if self.format == "parquet":
             sizes = [self._parquet.metadata.row_group(i).num_rows for i in range(self._parquet.num_row_groups)]
             starts = np.cumsum([0, *sizes])
             group = max(0, int(np.searchsorted(starts, first, side="right")) - 1)
+            end = max(group + 1, min(len(sizes), int(np.searchsorted(starts, stop, side="left"))))
             at = int(starts[group])
             for batch in self._parquet.iter_batches(batch_size=rows, columns=columns, use_threads=True,
-                                                    row_groups=range(group, len(sizes))):
+                                                    row_groups=range(group, end)):
                 yield at, batch
                 at += batch.num_rows
         elif self.format == "arrow" and self._ipc_file is not None:
@@ -283,11 +285,12 @@ class ColumnarRoles:
 
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]:
         offset = 0
+        first = self._part[0] if self._part is not None else 0  # errors name rows as the file numbers them
         for batch in self.file.record_batches(self._columns, rows, self._part):
             if self.nested:
                 arrays = self._sequence_batch(batch, offset)
             else:
-                arrays = {role: self._array(batch.column(found.columns[0]) if not found.wide else batch, role, found, offset)
+                arrays = {role: self._array(batch.column(found.columns[0]) if not found.wide else batch, role, found, first + offset)
                           for role, found in self.roles.items() if role != "group"}
                 if "group" in self.roles:
                     arrays.update(self._group_positions(batch.column(self.roles["group"].columns[0])))
