@@ -287,7 +287,7 @@ def local_tasks(config: RunConfig, source: Source) -> list[Task] | None:
     turn), so the row groups of a file are decoded side by side only as tasks of their own, each
     on a thread. None where the run streams instead: no Parquet shard, fewer than two tasks, a
     temperature scan (its sample's threshold is shared while the chunks run), or `xent diff`."""
-    if config.temperature_scan or not any(detect_format(shard.paths[0], shard.format) == "parquet" for shard in source.shard_configs):
+    if config.temperature_scan or not source.has_parquet:
         return None
     from xentcli.engine import chunk_rows, row_bytes
 

@@ -542,11 +542,12 @@ def run_part(
     """One pass over the input: its merged part (every aggregate of `score`), and the per-sample rows to `sink`."""
     if sink is not None and not config.per_sample:
         raise ValueError("a per-sample sink needs RunConfig(per_sample=True): the kernels then keep margin and entropy")
-    from xentcli import distributed
-
     source = source or Source(config.source)
-    if distributed.local_tasks(config, source) is not None:  # Parquet row groups, decoded side by side
-        return distributed.run_local(config, source, sink, on_progress)
+    if source.has_parquet:
+        from xentcli import distributed  # only then: its import is ~7 ms of a run
+
+        if distributed.local_tasks(config, source) is not None:  # the row groups, decoded side by side
+            return distributed.run_local(config, source, sink, on_progress)
     one = Pass(config, source)
     for result in one.results():
         if sink is not None:

@@ -11,13 +11,26 @@ from xentcli.render.explanations import explain_differences
 from xentcli.report import DiffReport, Report
 
 
+_CHECK = json.JSONEncoder(allow_nan=False).encode
+
+
 def _finite(value: Any) -> Any:
+    """`value` with every NaN and ±inf float replaced by None. The C encoder's refusal says whether
+    there is one at all (most documents have none: 1,000 groups took 15 ms to walk in Python)."""
+    try:
+        _CHECK(value)
+        return value
+    except ValueError:
+        return _replace_nonfinite(value)
+
+
+def _replace_nonfinite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _replace_nonfinite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [_replace_nonfinite(item) for item in value]
     return value
 
 

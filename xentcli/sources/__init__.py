@@ -442,6 +442,11 @@ class Source:
         return list(self._configs)
 
     @property
+    def has_parquet(self) -> bool:
+        """Whether a shard is a Parquet file (a local run then runs its row groups as tasks: distributed.local_tasks)."""
+        return any(detect_format(shard.paths[0], shard.format) == "parquet" for shard in self._configs)
+
+    @property
     def first_classes(self) -> tuple[str, tuple[str, ...]] | None:
         """The first shard's path and class names, when it names its classes (a later shard is read in their order)."""
         return self._first_classes
