@@ -270,3 +270,24 @@ def test_wide_rows_argmax_is_the_first_maximum_and_rank_counts_above(dtype):
     assert stats.pred.tolist() == z.argmax(axis=1).tolist()
     assert stats.rank.tolist() == (1 + (z > z[np.arange(12), y][:, None]).sum(axis=1)).tolist()
     assert within_float32_tolerance(stats.loss, sparse_loss64(z, y)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_rows_give_the_same_loss_whatever_else_is_asked(dtype, layout):
+    # The C kernel compiles one loop per set of sums asked (the loss alone; with entropy and margin;
+    # with Σp²; with both): the loss, p_true and p_max must be the same bits in all four (so with the
+    # numpy kernels), and entropy and Σp² (the C kernel's only) right against float64.
+    rng = np.random.default_rng(12)
+    z = (rng.standard_normal((300, 777)) * rng.choice([0.1, 3.0, 30.0], (300, 1))).astype(dtype)
+    y = rng.integers(0, 777, 300)
+    runs = [sample_stats(z, "logits", labels=y, detail=detail, squares=squares) for detail in (False, True) for squares in (False, True)]
+    for name in ("loss", "p_true", "p_max", "pred", "rank", "log_norm"):
+        for other in runs[1:]:
+            np.testing.assert_array_equal(getattr(other, name), getattr(runs[0], name), err_msg=name)
+    p = np.exp(log_softmax64(z.astype(np.float64)))
+    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+    for run in (runs[2], runs[3]):
+        np.testing.assert_allclose(run.entropy, entropy, rtol=1e-5, atol=1e-6)
+    if layout == "c":
+        for run in (runs[1], runs[3]):
+            np.testing.assert_allclose(run.p_squares, (p * p).sum(axis=1), rtol=1e-5, atol=1e-7)
