@@ -5,6 +5,8 @@ numbers in up to three formats:
 
   logits.npy + labels.npy   float32 [N, C] (standard normal x 3) and int64 [N] (uniform in [0, C))
   dump.parquet              list<float> column `logits`, int64 column `label`, ~64 MiB row groups
+  pandas.parquet            the same columns as pandas' DataFrame.to_parquet() writes them by default
+                            (one row group up to 1,048,576 rows, dictionary encoding tried, snappy)
   dump.csv                  wide columns `logit_0` … `logit_{C-1}` (shortest float32 text), `label`
 
 The data is generated in chunks of ~64 MiB of scores from one numpy generator seeded by the shape,
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHAPES: list[tuple[int, int]] = [(250_000, 1000)]  # 1 GB of float32 scores
-FORMATS = ("npy", "parquet", "csv", "pair", "groups", "binary", "multilabel", "shards")
+FORMATS = ("npy", "parquet", "pandas", "csv", "pair", "groups", "binary", "multilabel", "shards")
 SHARDS = 4  # the "shards" format: the Parquet dump's row groups spread over this many files
 DEFAULT_FORMATS = ["npy", "parquet"]
 SEED = 20240611
@@ -73,6 +75,8 @@ def dataset_files(rows: int, classes: int, fmt: str) -> dict[str, Path]:
         return {"logits": folder / "logits.npy", "labels": folder / "labels.npy", "candidate": folder / "candidate.npy"}
     if fmt in ("parquet", "csv"):
         return {"dump": folder / f"dump.{fmt}"}
+    if fmt == "pandas":  # the Parquet dump as pandas writes it by default
+        return {"dump": folder / "pandas.parquet"}
     if fmt == "shards":  # the Parquet dump as SHARDS files (shard-0.parquet …), read as one dump through a glob
         return {f"shard{i}": folder / f"shard-{i}.parquet" for i in range(SHARDS)}
     if fmt == "binary":  # a binary sigmoid head: one float32 logit a row, uint8 labels
@@ -120,6 +124,17 @@ def write_parquet(rows: int, classes: int, files: dict[str, Path]) -> None:
             nested = pa.FixedSizeListArray.from_arrays(flat, classes).cast(SCHEMA.field("logits").type)
             table = pa.Table.from_arrays([nested, pa.array(y)], schema=SCHEMA)
             writer.write_table(table, row_group_size=len(x))  # one chunk = one row group
+
+
+def write_pandas(rows: int, classes: int, files: dict[str, Path]) -> None:
+    """DataFrame.to_parquet() with its defaults, of a frame holding one numpy row of logits a cell
+    (how a user's eval loop often collects them). The frame holds every row: this format is for
+    dumps of a few GB at most."""
+    import pandas as pd
+
+    logits, labels = zip(*chunks(rows, classes))
+    frame = pd.DataFrame({"logits": [row for block in logits for row in block], "label": np.concatenate(labels)})
+    frame.to_parquet(files["dump"])
 
 
 def write_shards(rows: int, classes: int, files: dict[str, Path]) -> None:
@@ -194,7 +209,7 @@ def write_multilabel(rows: int, classes: int, files: dict[str, Path]) -> None:
             (rng.random(x.shape, dtype=np.float32) < 1 / (1 + np.exp(-x))).astype(np.float32).tofile(f)
 
 
-WRITERS = {"npy": write_npy, "parquet": write_parquet, "csv": write_csv, "pair": write_pair, "groups": write_groups,
+WRITERS = {"npy": write_npy, "parquet": write_parquet, "pandas": write_pandas, "csv": write_csv, "pair": write_pair, "groups": write_groups,
            "binary": write_binary, "multilabel": write_multilabel, "shards": write_shards}
 CSV_BYTES_PER_SCORE = 10.6  # measured: a standard normal x 3 float32 as shortest text, plus a comma
 
