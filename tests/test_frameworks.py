@@ -239,3 +239,18 @@ def test_a_float32_frameworks_sum_overflows_where_it_does(tmp_path):
     assert result.exit_code == 0 and result.stderr == ""
     like = json.loads(result.stdout)["like"]
     assert like["per_reduction"] == {"mean": None, "sum": None}  # JSON: inf is null
+
+
+def test_beyond_float32_is_exactly_where_the_cast_overflows():
+    # loss.beyond_float32 compares with 2^128 − 2^103 instead of casting: the same rows as numpy's cast
+    # to float32 (the reference), at the boundary and around it, NaN and ±inf left out.
+    from xentcli.loss import FLOAT32_OVERFLOW, beyond_float32
+
+    edge = FLOAT32_OVERFLOW
+    values = np.array([edge, np.nextafter(edge, 0), -edge, -np.nextafter(edge, 0), np.finfo(np.float32).max, 1e300, -1e39,
+                       np.inf, -np.inf, np.nan, 0.0, 3.4e38])
+    with np.errstate(over="ignore"):
+        reference = np.isfinite(values) & ~np.isfinite(values.astype(np.float32))
+    assert beyond_float32(values).tolist() == reference.tolist() == [True, False, True, False, False, True, True,
+                                                                       False, False, False, False, False]
+    assert beyond_float32(np.array([1.0, np.nan, np.inf])) is None

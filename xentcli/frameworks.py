@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from xentcli.config import KERAS_EPSILON
 from xentcli.kernels import SampleStats, naive_logsumexp_from, naive_logsumexp_loss, sample_stats
-from xentcli.loss import ChunkContext, RowTerms, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
+from xentcli.loss import ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
 
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",
@@ -247,20 +247,20 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     else:
         terms = _optax(stats, ctx)
     if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
-        _overflow_as_float32(terms, stats.loss)
+        _overflow_as_float32(terms, ctx.loss_beyond_float32(stats.loss))
         terms.float32 = True
     return terms
 
 
-def _overflow_as_float32(terms: RowTerms, loss: npt.NDArray[np.float64]) -> None:
-    """A framework computing in float32: a row whose loss is beyond float32's range is inf there
-    (logits of ±3.4e38 give 6.8e38: inf in PyTorch, whatever float64 makes of it), its weighted value
-    ±inf, or NaN where its weight is 0 (0·inf); and so is every sum holding it."""
+def _overflow_as_float32(terms: RowTerms, loss_over: npt.NDArray[np.bool_] | None) -> None:
+    """A framework computing in float32: a row whose loss is beyond float32's range (`loss_over`)
+    is inf there (logits of ±3.4e38 give 6.8e38: inf in PyTorch, whatever float64 makes of it), its
+    weighted value ±inf, or NaN where its weight is 0 (0·inf); and so is every sum holding it."""
     values = terms.values
-    with np.errstate(over="ignore"):
-        over = (np.isfinite(values) & ~np.isfinite(values.astype(np.float32))) | (
-            np.isfinite(loss) & ~np.isfinite(loss.astype(np.float32)) & np.isfinite(values))
-    if over.any():
+    over = beyond_float32(values)
+    if loss_over is not None:
+        over = (loss_over & np.isfinite(values)) if over is None else over | (loss_over & np.isfinite(values))
+    if over is not None and over.any():
         values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
         added = float(values[over].sum())
         terms.num = {key: value + added for key, value in terms.num.items()}

@@ -13,6 +13,21 @@ from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, LossOptions, unscaled_weig
 from xentcli.errors import OptionError
 from xentcli.kernels import SampleStats
 
+# A float64 of this magnitude or more rounds to ±inf in float32: 2^128 − 2^103 lies halfway between
+# float32's largest finite value (2 − 2^−23)·2^127 and 2^128, and the tie rounds to the even 2^128.
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+
+
+def beyond_float32(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_] | None:
+    """The finite values that float32 rounds to ±inf (None when there is none: the usual chunk)."""
+    with np.errstate(invalid="ignore"):
+        big = np.abs(values) >= FLOAT32_OVERFLOW  # ±inf included, NaN not
+    if not big.any():
+        return None
+    over = big & np.isfinite(values)
+    return over if over.any() else None
+
+
 @dataclass
 class ChunkContext:
     """What the loss rules need to know about one chunk besides the kernel's statistics."""
@@ -25,9 +40,19 @@ class ChunkContext:
     options: LossOptions
     ignore_mask: npt.NDArray[np.bool_] | None = None  # rows to ignore that no label marks (a binary head's soft targets)
 
+    _beyond_float32: object = field(default=None, init=False, repr=False)  # loss_beyond_float32's, once computed
+
     @property
     def num_classes(self) -> int:
         return self.scores.shape[1]
+
+    def loss_beyond_float32(self, loss: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_] | None:
+        """The rows whose finite loss float32 rounds to inf (None: none), computed once for every
+        framework that computes in float32 (frameworks._overflow_as_float32)."""
+        if self._beyond_float32 is None:
+            found = beyond_float32(loss)
+            self._beyond_float32 = (found,)
+        return self._beyond_float32[0]  # type: ignore[index]
 
     def class_weights(self) -> npt.NDArray[np.float64] | None:
         w = self.options.class_weights
