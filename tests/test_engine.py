@@ -248,3 +248,73 @@ def test_a_local_run_never_imports_dask(tmp_path):
             f"run(RunConfig(SourceConfig(({source.paths[0]!r},), labels_path={source.labels_path!r}))); "
             "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_half_a_block_of_rows_is_a_whole_block():
+    # 16 MiB / 512 bytes = 32,768 rows = half a loss block, which round() takes to 0 blocks (half to
+    # even): 64 float32 classes from NPY, 32 from Parquet (whose scores count twice) must still run.
+    assert chunk_rows(RunConfig(SourceConfig(("x",))), 512) == BLOCK_ROWS
+
+
+@pytest.mark.parametrize("fmt,classes", [("npy", 64), ("parquet", 32)])
+def test_rows_of_512_bytes_score(tmp_path, fmt, classes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((1000, classes)).astype(np.float32)
+    y = rng.integers(0, classes, 1000)
+    if fmt == "npy":
+        np.save(tmp_path / "z.npy", z)
+        np.save(tmp_path / "y.npy", y)
+        source = SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy"))
+    else:
+        pq.write_table(pa.table({"logits": list(z), "label": y}), tmp_path / "z.parquet")
+        source = SourceConfig((str(tmp_path / "z.parquet"),))
+    assert run(RunConfig(source)).summary["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+def test_parquet_tasks_skip_empty_row_groups(tmp_path, monkeypatch):
+    """Empty row groups anywhere (the last ones after a task's edge too) make no task of their own."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xentcli import distributed
+
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((300, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 300)
+    table = pa.table({"logits": list(z), "label": y})
+    with pq.ParquetWriter(tmp_path / "e.parquet", table.schema) as writer:
+        for lo, hi in ((0, 0), (0, 100), (100, 100), (100, 200), (200, 300), (300, 300), (300, 300)):
+            writer.write_table(table.slice(lo, hi - lo))
+    monkeypatch.setattr(distributed, "TASK_BYTES", 1)
+    assert distributed._ranges(str(tmp_path / "e.parquet"), "parquet", 50) == [(0, 100), (100, 200), (200, 300)]
+    for threads in (1, 3):
+        summary = run(RunConfig(SourceConfig((str(tmp_path / "e.parquet"),)), chunk_rows=50, threads=threads)).summary
+        assert summary["rows"] == 300 and summary["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-6)
+
+
+def test_parquet_tasks_leave_no_folder_when_a_task_fails(tmp_path, monkeypatch):
+    """A task's error (a negative weight in row 5) ends the run with one line while other tasks are
+    still writing their rows: the hidden folder of the tasks' rows is removed after they stop."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli import distributed
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(6)
+    weights = rng.uniform(0, 1, 20_000)
+    weights[5] = -1.0
+    pq.write_table(pa.table({"logits": list(rng.standard_normal((20_000, 8)).astype(np.float32)), "label": rng.integers(0, 8, 20_000),
+                             "weight": weights}), tmp_path / "w.parquet", row_group_size=200)
+    monkeypatch.setattr(distributed, "TASK_BYTES", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(8):
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "w.parquet"), "--weight-col", "weight", "--chunk-rows", "50",
+                                          "--threads", "8", "--quiet", "-o", str(out / "rows.parquet")])
+        assert result.exit_code == 2 and "the sample weight of row 5 is -1.0" in result.output
+        assert list(out.iterdir()) == []

@@ -134,7 +134,7 @@ def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
         ranges, start, at = [], 0, 0
         for i in range(meta.num_row_groups):
             at += meta.row_group(i).num_rows
-            if at - start >= per_task or i == meta.num_row_groups - 1:
+            if at - start >= per_task or (i == meta.num_row_groups - 1 and at > start):  # empty row groups at the end: no task
                 ranges.append((start, at))
                 start = at
         return ranges or [None]  # type: ignore[return-value]
@@ -239,21 +239,25 @@ class DaskPass:
         window = max(4, 2 * sum(self._client.nthreads().values()) + 1)
         pending: deque[tuple[Task, Any]] = deque()
         queue = iter(tasks)
-        while True:
-            for task in queue:
-                pending.append((task, self._client.submit(run_task, task, pure=False, retries=RETRIES)))
-                if len(pending) >= window:
-                    break
-            if not pending:
-                return
-            task, future = pending.popleft()
-            result = future.result() if getattr(self._client, "local", False) else _result(future)
-            future.release()
-            start = (self.part.summary.rows, self.part.samples)
-            for part in result.parts:
-                part.shift(*start)
-                self.part.merge(part)
-            yield task, start, result
+        try:
+            while True:
+                for task in queue:
+                    pending.append((task, self._client.submit(run_task, task, pure=False, retries=RETRIES)))
+                    if len(pending) >= window:
+                        break
+                if not pending:
+                    return
+                task, future = pending.popleft()
+                result = future.result() if getattr(self._client, "local", False) else _result(future)
+                future.release()
+                start = (self.part.summary.rows, self.part.samples)
+                for part in result.parts:
+                    part.shift(*start)
+                    self.part.merge(part)
+                yield task, start, result
+        finally:  # an error, or a consumer that stopped: the tasks submitted but not merged are dropped
+            for _, future in pending:
+                future.cancel()
 
     def results(self) -> Iterator[ChunkRows]:
         """Each chunk's per-row state in input order, its rows and positional sequences numbered in the whole input."""
@@ -277,8 +281,8 @@ def run(config: RunConfig, source: Source, engine: Engine, samples: Any = None,
     if config.temperature_scan:
         raise OptionError("--temperature-scan with --engine dask is not supported yet", hint="run it locally")
     require_dask()
-    with client(engine) as c:
-        return _run_tasks(config, source, c, engine, samples, on_progress)
+    with _parts_folder(samples) as folder, client(engine) as c:  # the client closed (its tasks gone) before the folder goes
+        return _run_tasks(config, source, c, engine, samples, folder, on_progress)
 
 
 def local_tasks(config: RunConfig, source: Source) -> list[Task] | None:
@@ -302,11 +306,12 @@ def run_local(config: RunConfig, source: Source, samples: Any = None,
     parts merged in input order as a Dask run merges them. The tasks and so the chunks are the
     same for every thread count (and the same as a Dask run's by default), so every number is too."""
     threads = max(1, config.threads)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="xent-task")
-    try:
-        return _run_tasks(replace(config, threads=1), source, _Threads(pool, threads), Engine(), samples, on_progress)
-    finally:  # on an error, the tasks not started are dropped; the running ones end with their row groups
-        pool.shutdown(wait=True, cancel_futures=True)
+    with _parts_folder(samples) as folder:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="xent-task")
+        try:
+            return _run_tasks(replace(config, threads=1), source, _Threads(pool, threads), Engine(), samples, folder, on_progress)
+        finally:  # before the folder goes: the tasks not started are dropped, the running ones end with their row groups
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Threads:
@@ -326,23 +331,32 @@ class _Threads:
         return {"local": self._threads}
 
 
-def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, samples: Any,
-               on_progress: Callable[[int, float | None], None] | None) -> tuple[Part, InputDescription]:
-    """The tasks of a run on client `c` (Dask's, or _Threads), merged; per-sample rows copied into `samples`."""
-    folder = None
-    if samples is not None:
-        folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
+@contextmanager
+def _parts_folder(samples: Any) -> Iterator[str | None]:
+    """The hidden folder beside the per-sample target (`samples`, or None: no folder) where the tasks
+    write their rows, removed on the way out, whatever ends the run. The caller stops its tasks
+    first (a task still running would write into the folder as it goes)."""
+    if samples is None:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
     try:
-        one = DaskPass(config, c, engine, source)
-        for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
-            if samples is not None:
-                _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
-            if on_progress is not None:
-                on_progress(one.part.summary.rows, done / one.planned)
-        return one.part, replace(one.info, rows=one.part.summary.rows)
+        yield folder
     finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, samples: Any, folder: str | None,
+               on_progress: Callable[[int, float | None], None] | None) -> tuple[Part, InputDescription]:
+    """The tasks of a run on client `c` (Dask's, or _Threads), merged; their per-sample rows, written
+    to `folder`, copied into `samples`."""
+    one = DaskPass(config, c, engine, source)
+    for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
+        if samples is not None:
+            _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
+        if on_progress is not None:
+            on_progress(one.part.summary.rows, done / one.planned)
+    return one.part, replace(one.info, rows=one.part.summary.rows)
 
 
 def _result(future: Any) -> TaskResult:

@@ -92,7 +92,7 @@ def chunk_rows(config: RunConfig, bytes_per_row: int) -> int:
         return config.chunk_rows
     rows = max(1, DEFAULT_CHUNK_BYTES // bytes_per_row)
     if rows >= BLOCK_ROWS // 2:  # whole loss blocks (accumulate.RowBlocks): none waits for the next chunk, nothing is copied
-        rows = round(rows / BLOCK_ROWS) * BLOCK_ROWS
+        rows = max(1, round(rows / BLOCK_ROWS)) * BLOCK_ROWS  # (half a block rounds to even: 0)
     return rows
 
 
