@@ -318,3 +318,25 @@ def test_parquet_tasks_leave_no_folder_when_a_task_fails(tmp_path, monkeypatch):
                                           "--threads", "8", "--quiet", "-o", str(out / "rows.parquet")])
         assert result.exit_code == 2 and "the sample weight of row 5 is -1.0" in result.output
         assert list(out.iterdir()) == []
+
+
+def test_a_task_that_cannot_write_its_rows_names_the_target(tmp_path, monkeypatch):
+    # A full disk while a task writes its rows to the hidden folder: the one-line error names the
+    # file the user asked for (-o), not the task's hidden file.
+    from typer.testing import CliRunner
+
+    from xentcli import distributed
+    from xentcli.cli import app
+    from xentcli.errors import OutputError
+
+    _row_groups_dump(tmp_path, monkeypatch)
+
+    def full_disk(task):
+        raise OutputError("cannot write: No space left on device", path=task.samples_to)
+
+    monkeypatch.setattr(distributed, "run_task", full_disk)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet"), "--chunk-rows", "40", "--quiet", "-o", str(out)])
+    assert result.exit_code == 2
+    assert f"{out}: cannot write: No space left on device" in result.output and ".xent-parts" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from xentcli.config import RunConfig
-from xentcli.errors import OptionError, XentError
+from xentcli.errors import OptionError, OutputError, XentError
 from xentcli.part import Part
 from xentcli.sources import FileSource, InputDescription, Source, detect_format, paths
 
@@ -351,11 +351,16 @@ def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, sample
     """The tasks of a run on client `c` (Dask's, or _Threads), merged; their per-sample rows, written
     to `folder`, copied into `samples`."""
     one = DaskPass(config, c, engine, source)
-    for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
-        if samples is not None:
-            _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
-        if on_progress is not None:
-            on_progress(one.part.summary.rows, done / one.planned)
+    try:
+        for done, (task, (rows, first_sample), _) in enumerate(one.tasks(folder), 1):
+            if samples is not None:
+                _copy_rows(task, rows, first_sample, samples)  # then removed: the folder holds a few tasks' rows at most
+            if on_progress is not None:
+                on_progress(one.part.summary.rows, done / one.planned)
+    except OutputError as exc:  # a task's file of rows could not be written (a full disk): say so of the target
+        if folder is not None and exc.path and os.path.dirname(os.path.abspath(exc.path)) == os.path.abspath(folder):
+            exc.path = samples.path
+        raise
     return one.part, replace(one.info, rows=one.part.summary.rows)
 
 
