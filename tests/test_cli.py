@@ -238,3 +238,24 @@ def test_probability_dump_is_recognised_by_name(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["input"]["input_kind"] == "probs" and doc["input"]["input_kind_from"] == "array name 'probs'"
     assert doc["summary"]["loss_mean"] == pytest.approx(-np.log(p[np.arange(20), np.arange(20) % 4]).mean(), rel=1e-12)
+
+
+def test_long_comma_lists_are_values_not_file_names(tmp_path):
+    # 300 class weights or class names inline run past a file name's 255 bytes: they are the values
+    # (the check for an option naming a file must not raise ENAMETOOLONG), and the weighted mean is the
+    # float64 formula's: Σ w_y ℓ / Σ w_y.
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((400, 300)).astype(np.float32)
+    y = rng.integers(0, 300, 400)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    weights = rng.uniform(0.5, 2.0, 300).round(3)
+    result = invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--json", "--class-weights", ",".join(map(str, weights)))
+    assert result.exit_code == 0, result.output
+    loss = sparse_loss64(z, y)
+    assert json.loads(result.output)["summary"]["loss_mean"] == pytest.approx((weights[y] * loss).sum() / weights[y].sum(), rel=1e-6)
+    names = [f"class_number_{i}" for i in range(300)]
+    pq.write_table(pa.table({"logits": list(z), "label": np.array(names)[y]}), tmp_path / "named.parquet")
+    result = invoke("score", tmp_path / "named.parquet", "--json", "--classes", ",".join(names))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)

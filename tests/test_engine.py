@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from reference import sparse_loss64
+from reference import dense_loss64, sparse_loss64
 from xentcli import engine
 from xentcli.accumulate import BLOCK_ROWS
 from xentcli.config import DEFAULT_CHUNK_BYTES, LossOptions, RunConfig, SourceConfig
@@ -340,3 +340,35 @@ def test_a_task_that_cannot_write_its_rows_names_the_target(tmp_path, monkeypatc
     assert result.exit_code == 2
     assert f"{out}: cannot write: No space left on device" in result.output and ".xent-parts" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+@pytest.mark.parametrize("classes", [7, 50])
+@pytest.mark.parametrize("options", [[], ["--label-smoothing", "0.1"], ["--class-weights", "FILE", "--sample-weights", "W"]])
+def test_dense_targets_give_each_row_the_same_loss_in_any_chunk(tmp_path, classes, options):
+    """Soft rows beside one-hot rows: a row's loss (-o) is the same bits whatever chunk holds it, so
+    with chunks of 16 rows (most without a soft row) and of the whole file; and right against float64."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(classes)
+    z = (rng.standard_normal((1000, classes)) * 3).astype(np.float32)
+    t = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, 1000)]
+    soft = rng.random(1000) < 0.02
+    t[soft] = rng.dirichlet(np.ones(classes), int(soft.sum())).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "t.npy", t)
+    np.save(tmp_path / "w.npy", rng.uniform(0.5, 2.0, 1000))
+    weights = ",".join(f"{w:.3f}" for w in rng.uniform(0.5, 2.0, classes))
+    options = [{"FILE": weights, "W": str(tmp_path / "w.npy")}.get(o, o) for o in options]
+    losses = []
+    for rows in (16, 1000):
+        out = tmp_path / f"rows{rows}.parquet"
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--chunk-rows", str(rows),
+                                          "--json", "-o", str(out), *options])
+        assert result.exit_code == 0, result.output
+        losses.append(pq.read_table(out).column("loss").to_numpy())
+    np.testing.assert_array_equal(losses[0], losses[1])
+    if not options:
+        assert losses[0] == pytest.approx(dense_loss64(z, t), rel=1e-6)

@@ -3,6 +3,8 @@ turned into the frozen config objects (config.py) that flow down. No I/O and no 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -290,7 +292,8 @@ class ScoreOptions:
     @property
     def option_files(self) -> list[str]:
         """--classes and --class-weights when they name files: inputs, never to be written over."""
-        return [value for value in (self.classes, self.class_weights) if value and Path(value).is_file()]
+        # os.path.isfile, not Path.is_file: a long comma list is no file name, and Path.is_file raises on it (ENAMETOOLONG)
+        return [value for value in (self.classes, self.class_weights) if value and os.path.isfile(value)]
 
 
 def _bins(text: str) -> int:
