@@ -83,3 +83,13 @@ def write_dump(folder: Path, layout: str, scores: np.ndarray, labels: np.ndarray
 
 
 __all__ = ["LAYOUTS", "write_dump", "zipfile"]
+
+
+def random_npy(folder: Path, rows: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal float32 logits [rows, classes] and uniform integer labels, saved as z.npy and y.npy in `folder`."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((rows, classes)).astype(np.float32)
+    y = rng.integers(0, classes, rows)
+    np.save(folder / "z.npy", z)
+    np.save(folder / "y.npy", y)
+    return z, y

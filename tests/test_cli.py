@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from dumps import random_npy
 from reference import log_softmax64, sparse_loss64
 from xentcli import __version__, native
 from xentcli.cli import app
@@ -244,12 +245,8 @@ def test_long_comma_lists_are_values_not_file_names(tmp_path):
     # 300 class weights or class names inline run past a file name's 255 bytes: they are the values
     # (the check for an option naming a file must not raise ENAMETOOLONG), and the weighted mean is the
     # float64 formula's: Σ w_y ℓ / Σ w_y.
-    rng = np.random.default_rng(2)
-    z = rng.standard_normal((400, 300)).astype(np.float32)
-    y = rng.integers(0, 300, 400)
-    np.save(tmp_path / "z.npy", z)
-    np.save(tmp_path / "y.npy", y)
-    weights = rng.uniform(0.5, 2.0, 300).round(3)
+    z, y = random_npy(tmp_path, 400, 300, seed=2)
+    weights = np.random.default_rng(3).uniform(0.5, 2.0, 300).round(3)
     result = invoke("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--json", "--class-weights", ",".join(map(str, weights)))
     assert result.exit_code == 0, result.output
     loss = sparse_loss64(z, y)

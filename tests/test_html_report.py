@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
+from dumps import random_npy
 from xentcli.cli import app
 from xentcli.render.html import CHART_H
 
@@ -66,11 +67,7 @@ def test_self_contained_and_bars_draw_their_numbers(tmp_path):
 
 
 def test_size_is_bounded_for_a_thousand_classes_and_groups(tmp_path):
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((3000, 1000)).astype(np.float32)
-    y = rng.integers(0, 1000, 3000)
-    np.save(tmp_path / "z.npy", z)
-    np.save(tmp_path / "y.npy", y)
+    random_npy(tmp_path, 3000, 1000, seed=0)
     np.save(tmp_path / "g.npy", np.arange(3000) % 1500)
     page = report(tmp_path, "score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--per-class", "--by-file", tmp_path / "g.npy",
                   "--calibration", "--worst", "100", "--min-group", "1")
