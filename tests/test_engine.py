@@ -372,3 +372,51 @@ def test_dense_targets_give_each_row_the_same_loss_in_any_chunk(tmp_path, classe
     np.testing.assert_array_equal(losses[0], losses[1])
     if not options:
         assert losses[0] == pytest.approx(dense_loss64(z, t), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs", "log-probs"])
+@pytest.mark.parametrize("options", [[], ["--sample-weights", "W"], ["--label-smoothing", "0.1"]])
+def test_binary_soft_targets_beside_labels_give_each_row_the_same_numbers_in_any_chunk(tmp_path, kind, options):
+    """A binary head whose targets are mostly 0/1 with a few soft ones, an ignored row, a label 2, a
+    missing one and infinite logits: every per-sample column and the summary are the same whatever
+    chunk holds a row — a chunk with a soft target scores its other rows as labels, as a chunk
+    without one does — and the 0/1 rows' losses are the float64 formula's."""
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(9)
+    z = (rng.standard_normal(2000) * 3).astype(np.float32)
+    scores = {"logits": z, "probs": 1 / (1 + np.exp(-z)), "log-probs": -np.log1p(np.exp(-z))}[kind].astype(np.float32)
+    t = rng.integers(0, 2, 2000).astype(np.float32)
+    soft = rng.random(2000) < 0.02
+    t[soft] = rng.random(int(soft.sum())).astype(np.float32)
+    t[[5, 11, 13]] = [-100, 2, np.nan]
+    if kind == "logits":
+        scores[[7, 9]] = [np.inf, -np.inf]
+    np.save(tmp_path / "s.npy", scores)
+    np.save(tmp_path / "t.npy", t)
+    np.save(tmp_path / "w.npy", rng.uniform(0.5, 2.0, 2000))
+    options = [str(tmp_path / "w.npy") if o == "W" else o for o in options] + ([] if kind == "logits" else ["--input", kind])
+    tables, summaries = [], []
+    for rows in (64, 2000):
+        out = tmp_path / f"rows{rows}.parquet"
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "s.npy"), "--labels", str(tmp_path / "t.npy"), "--chunk-rows", str(rows),
+                                          "--json", "-o", str(out), *options])
+        assert result.exit_code == 0, result.output
+        tables.append(pq.read_table(out))
+        summaries.append(json.loads(result.output)["summary"])
+    assert tables[0].equals(tables[1]) and summaries[0] == summaries[1]
+    plain = ~soft & (t >= 0) & (t <= 1) & np.isfinite(z)
+    if not options or kind != "logits":
+        loss = tables[0].column("loss").to_numpy(zero_copy_only=False)
+        stored = scores.astype(np.float64)  # the loss of the numbers as stored, in float64
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want = {"logits": np.logaddexp(0.0, stored) - t * stored,  # max(z, 0) − z·t + log1p(exp(−|z|))
+                    "probs": -(t * np.log(stored) + (1 - t) * np.log1p(-stored)),
+                    "log-probs": -(t * stored + (1 - t) * np.log(-np.expm1(stored)))}[kind]
+        if not any(o == "--label-smoothing" for o in options):
+            np.testing.assert_allclose(loss[plain], want[plain], rtol=1e-6, atol=1e-7)

@@ -127,6 +127,13 @@ def decision_cut(kind: str, threshold: float) -> float:
     return threshold if kind == "probs" else (math.log(threshold) if threshold > 0 else -math.inf)
 
 
+def fractional(t: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """The soft targets among a binary head's: finite and not a whole number (a row with a whole
+    target, 0, 1 or out of range, or none, scores as labels do, whatever its neighbours)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(t) & (t != np.round(t))
+
+
 def binary_stats(stats: SampleStats, rows: BinaryRows, threshold: float) -> SampleStats:
     """The two-class statistics made binary: pred = P(y = 1) ≥ threshold, the label of a soft
     target t is 1 when t ≥ 0.5 (with p_true the probability of that label), rank 1 when right,
@@ -135,10 +142,11 @@ def binary_stats(stats: SampleStats, rows: BinaryRows, threshold: float) -> Samp
     raw = rows.raw.astype(np.float64)
     changes = {"pred": pred, "score_max": raw, "score_min": raw}
     label = stats.label
-    if rows.soft:
-        label = (rows.targets >= 0.5).astype(np.int64)
+    if rows.soft:  # its fractional targets' rows (the others score as labels: engine._whole_targets_as_labels)
+        soft = fractional(rows.targets)
+        label = np.where(soft, rows.targets >= 0.5, stats.label).astype(np.int64)
         p1 = positive_probability(rows)
-        changes.update(label=label, p_true=np.where(label == 1, p1, 1.0 - p1))
+        changes.update(label=label, p_true=np.where(soft, np.where(label == 1, p1, 1.0 - p1), stats.p_true))
     changes["rank"] = np.where(pred == label, 1, 2).astype(np.int64)
     return replace(stats, **changes)
 

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +23,7 @@ from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
 from xentcli.part import Part, chunk_part
 from xentcli.binary import (
-    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, fast_stats,
+    BinaryRows, ElementRows, LabelTotals, binary_stats, element_chunk, element_columns, element_view, fast_stats, fractional,
     fused_stats, logit_cut32, positive_probability, sample_columns, two_class,
 )
 from xentcli.calibration import CELLS, Calibration, cells_of
@@ -215,6 +215,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
             clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
             extremes=config.extremes, squares=config.calibration and binary is None,
         )
+        if binary is not None and chunk.targets is not None:
+            base = _whole_targets_as_labels(base, chunk.scores, binary, kind, config, ctx.class_vectors())
         ignored, terms = truth(base, ctx)
         stats = replace(base, loss=terms.values)
         if binary is not None and fast is None:
@@ -267,6 +269,33 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         result.frameworks[framework] = FrameworkSummary(framework, sigmoid=binary is not None)
         result.frameworks[framework].update(fw_terms)
     return result
+
+
+def _whole_targets_as_labels(base: SampleStats, scores: npt.NDArray, binary: BinaryRows, kind: str, config: RunConfig,
+                             class_vectors: npt.NDArray | None) -> SampleStats:
+    """A binary head's chunk that holds a soft target is scored as dense rows [1 − t, t] (two_class);
+    its other rows — a whole target (0, 1, or a label out of range), a missing one, the ignore index —
+    are scored again as labels, as a chunk without a soft target scores them, so that no row's
+    numbers depend on the rows read with it (the two kernels agree only to their last digits, and an
+    ignored row's label would read 0)."""
+    t = binary.targets
+    rows = np.flatnonzero(~fractional(t))
+    if rows.size == 0:
+        return base
+    if kind == "logits":  # the rows [0, z] as labels score them (two_class rewrites a +inf logit's row for the dense kernel)
+        raw = binary.raw[rows]
+        scores = np.stack([np.zeros_like(raw), raw], axis=1)
+    else:
+        scores = scores[rows]
+    again = sample_stats(scores, kind, labels=t[rows], detail=config.per_sample, class_vectors=class_vectors, extremes=config.extremes)
+    updates = {}
+    for name in (f.name for f in fields(base)):
+        mine, theirs = getattr(base, name), getattr(again, name)
+        if isinstance(mine, np.ndarray) and theirs is not None:
+            mine = mine.copy()
+            mine[rows] = theirs
+            updates[name] = mine
+    return replace(base, **updates)
 
 
 def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, sketch: QuantileSketch
