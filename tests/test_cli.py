@@ -256,3 +256,15 @@ def test_long_comma_lists_are_values_not_file_names(tmp_path):
     result = invoke("score", tmp_path / "named.parquet", "--json", "--classes", ",".join(names))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize("option", ["--pos-weight", "--class-weights"])
+def test_a_weights_file_is_an_input_never_overwritten(tmp_path, option):
+    # --pos-weight and --class-weights take a file as well as a list: -o (or --report) naming it is refused.
+    pq.write_table(pa.table({"logit": np.array([0.5, -1.0], np.float32), "label": [0, 1]}), tmp_path / "bin.parquet")
+    for flag, name in (("-o", "w.csv"), ("--report", "w.html")):
+        weights = tmp_path / name
+        weights.write_text("2\n")
+        result = invoke("score", tmp_path / "bin.parquet", option, weights, flag, weights, "--force", "--quiet")
+        assert result.exit_code == 2 and "is one of the inputs" in result.stderr, (flag, result.output)
+        assert weights.read_text() == "2\n"

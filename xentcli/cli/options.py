@@ -291,9 +291,9 @@ class ScoreOptions:
 
     @property
     def option_files(self) -> list[str]:
-        """--classes and --class-weights when they name files: inputs, never to be written over."""
+        """--classes, --class-weights and --pos-weight when they name files: inputs, never to be written over."""
         # os.path.isfile, not Path.is_file: a long comma list is no file name, and Path.is_file raises on it (ENAMETOOLONG)
-        return [value for value in (self.classes, self.class_weights) if value and os.path.isfile(value)]
+        return [value for value in (self.classes, self.class_weights, self.pos_weight) if value and os.path.isfile(value)]
 
 
 def _bins(text: str) -> int:
