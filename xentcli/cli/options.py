@@ -4,7 +4,6 @@ turned into the frozen config objects (config.py) that flow down. No I/O and no 
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path

@@ -79,8 +79,8 @@ _UNHELD = 3
 
 
 class NpyArray:
-    """An .npy file read by rows: plain sequential reads into fresh arrays (a memory map only for
-    Fortran-ordered files). Reads beat page faults on a memory map by ~2x, and keep the resident
+    """An .npy file read by rows: plain sequential reads into blocks whose memory is reused once
+    released (_Buffers; a memory map only for Fortran-ordered files). Reads beat page faults on a memory map by ~2x, and keep the resident
     memory to the chunks in flight instead of every page touched."""
 
     def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
