@@ -168,6 +168,27 @@ def test_xe205_xe206_xe207_dense_targets(tmp_path):
     assert found["XE207"]["rows"] == 2 and "XE205" not in found
 
 
+@pytest.mark.parametrize("targets, want", [
+    # hand-counted: the whole targets other than 0/1 are labels out of range (XE201) and have no loss (XE401)
+    ([0.3, -1, 1, 0, 2, 1], {"XE201": 2, "XE401": 2}),
+    ([0.3, 1, 2, 2, 2, 1], {"XE201": 3, "XE202": 3, "XE401": 3}),  # 1/2 targets: no 0, the largest 2
+    ([0.3, np.nan, 1, 0, -100, 1], {"XE203": 1, "XE208": 1, "XE401": 1}),  # a missing target; the ignore index
+])
+def test_binary_label_diagnostics_judge_whole_targets_beside_soft_ones_in_any_chunk(tmp_path, targets, want):
+    """A binary head's whole targets beside a soft one (0.3) are scored as labels whatever chunk
+    holds them (engine._whole_targets_as_labels), so the label rules judge them in every chunk too:
+    the same codes, counts and examples for every --chunk-rows (they were missed in a chunk holding
+    the soft target)."""
+    z = np.array([0.5, -1, 2, 0.3, -0.2, 1.0], np.float32)
+    found = []
+    for rows in (1, 2, 3, 6):
+        doc, code = run_json(tmp_path, z, np.array(targets, np.float64), "--chunk-rows", str(rows), command="check")
+        assert code == 1
+        found.append(doc["diagnostics"])
+        assert {d["code"]: d["rows"] for d in doc["diagnostics"] if d["code"] in ("XE201", "XE202", "XE203", "XE208", "XE401")} == want
+    assert all(f == found[0] for f in found)
+
+
 def test_xe208_ignored_rows(tmp_path):
     z, y = clean()
     y[:10] = -100

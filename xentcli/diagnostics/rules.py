@@ -313,7 +313,7 @@ declare(Rule(
                       "a binary head's targets are 0/1 (or probabilities in [0, 1]): map −1/+1 labels to 0/1"),
     message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a label outside [0, {t.num_classes})"
                          + (" (a binary head's targets are 0 or 1)" if t.info.head == "binary" else ""),
-    mask=lambda m: m.stats.label_is_int & ~m.stats.label_ok & ~m.view.ignored if m.sparse else None, tallied=True,
+    mask=lambda m: m.on_labels(lambda: m.stats.label_is_int & ~m.stats.label_ok & ~m.view.ignored), tallied=True,
     columns=lambda m, rows: {"label": m.shown_label},
 ))
 
@@ -321,13 +321,20 @@ declare(Rule(
 def _label_range(m: RowMasks) -> Finding | None:
     """XE202's facts: the range of the integer labels and how many equal C (from the tally)."""
     tally = m.tally
-    if not m.sparse or not tally.int_labels:
+    if m.sparse:  # every row's label: the tally has the range
+        low, high, at_c = (tally.label_min, tally.label_max, tally.at_num_classes) if tally.int_labels else (0, 0, None)
+    elif m.label_rows is not None:  # a binary head's whole targets beside soft ones
+        labels = m.label[m.sparse_labels]
+        low, high, at_c = (labels.min(), labels.max(), np.count_nonzero(labels == m.view.num_classes)) if labels.size else (0, 0, None)
+    else:
+        return None
+    if at_c is None:
         return None
     shift = Finding("XE202", 0)
-    shift.fact("min_label", float(tally.label_min), "min")
-    shift.fact("max_label", float(tally.label_max), "max")
-    shift.fact("at_num_classes", float(tally.at_num_classes), "sum")
-    if tally.at_num_classes:
+    shift.fact("min_label", float(low), "min")
+    shift.fact("max_label", float(high), "max")
+    shift.fact("at_num_classes", float(at_c), "sum")
+    if at_c:
         shift.add_examples(_examples(m.view, m.sparse_labels & (m.label == m.view.num_classes), label=m.shown_label))
     return shift
 
@@ -351,7 +358,7 @@ declare(Rule(
     hint="class indices must be whole numbers; soft targets belong in a list column",
     message=_rows_say("row has", "rows have", " a fractional or NaN label"),
     # the tally's slot counts XE204's rows too (class names that are no class): the same rows
-    mask=lambda m: ~m.stats.label_is_int if m.sparse else None, tallied=True, applies=lambda m: not m.view.label_names,
+    mask=lambda m: m.on_labels(lambda: ~m.stats.label_is_int), tallied=True, applies=lambda m: not m.view.label_names,
 ))
 declare(Rule(
     "XE204", "unknown-class", "error", "String labels that match no class name.",
@@ -360,7 +367,7 @@ declare(Rule(
     "classes cat, dog and label 'Cat'.",
     hint="fix the names or pass the full class list with --classes",
     message=_rows_say("row has", "rows have", " a label that is no class name"),
-    mask=lambda m: ~m.stats.label_is_int if m.sparse else None, trigger="XE203", applies=lambda m: m.view.label_names,
+    mask=lambda m: m.on_labels(lambda: ~m.stats.label_is_int), trigger="XE203", applies=lambda m: m.view.label_names,
 ))
 declare(Rule(
     "XE205", "one-hot-targets", "info", "Dense targets that are exactly one-hot.",
@@ -401,7 +408,7 @@ declare(Rule(
     "label -100 on padded tokens.",
     hint="nothing to fix if intended",
     message=_rows_say("row carries the ignore index and is", "rows carry the ignore index and are", " left out"),
-    mask=lambda m: m.view.ignored if m.sparse else None, tallied=True, with_examples=False,
+    mask=lambda m: m.on_labels(lambda: m.view.ignored), tallied=True, with_examples=False,
 ))
 
 

@@ -176,6 +176,26 @@ class RowMasks:
         return self.view.targets is None
 
     @cached_property
+    def label_rows(self) -> npt.NDArray[np.bool_] | None:
+        """The rows whose target is a class label, which the label rules (XE201–XE204, XE208) judge:
+        every row of sparse labels, and in a binary head's chunk of soft targets the rows whose target
+        is not fractional (scored as labels: engine._whole_targets_as_labels), so that a row is judged
+        as it is scored, whatever its neighbours; None for dense targets."""
+        from xentcli.binary import fractional
+
+        binary = self.view.binary
+        if self.sparse:
+            return np.ones(self.stats.loss.size, dtype=bool)
+        if binary is not None and binary.soft and binary.raw.ndim == 1:
+            return ~fractional(binary.targets)
+        return None
+
+    def on_labels(self, rows: Callable[[], npt.NDArray[np.bool_]]) -> npt.NDArray[np.bool_] | None:
+        """A label rule's mask: `rows` among the rows whose target is a label (None: no such rows)."""
+        at = self.label_rows
+        return None if at is None else rows() & at
+
+    @cached_property
     def shown_label(self) -> LabelAt:
         return LabelAt(self.view.stats)
 
@@ -233,6 +253,8 @@ class RowMasks:
     @cached_property
     def sparse_labels(self) -> npt.NDArray[np.bool_]:
         """Integer labels that are not ignored (XE202 looks at their range)."""
-        return self.view.stats.label_is_int & ~self.view.ignored
+        at = self.label_rows
+        labels = self.view.stats.label_is_int & ~self.view.ignored
+        return labels if at is None else labels & at
 
 
