@@ -9,6 +9,7 @@ an error of the same type.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,60 @@ def test_beyond_float32_is_exactly_where_the_cast_overflows():
     assert beyond_float32(values).tolist() == reference.tolist() == [True, False, True, False, False, True, True,
                                                                        False, False, False, False, False]
     assert beyond_float32(np.array([1.0, np.nan, np.inf])) is None
+
+
+INF = math.inf
+NAN = math.nan
+# float32 logits with ±inf (overflowed activations, masked classes); their rows' values as recorded
+# once from the frameworks, reduction none: PyTorch 2.13 F.cross_entropy, optax 0.2.8 on jax 0.10.2,
+# Keras 3.15.1 on its JAX backend. The true loss differs: [1, 2, inf] with label 0 is inf (xent),
+# NaN where the framework subtracts the row's largest logit; a −inf under a target of 0 is
+# 0·(−inf) = NaN where it multiplies by the target.
+INFINITE_LOGITS = [[1, 2, INF], [0.5, 0.2, -1], [-INF, 0, 1], [3, INF, 0], [-INF, 0, 1], [2, 1, 0]]
+SOFT = [[0.2, 0.3, 0.5], [0, 1, 0], [0, 0.5, 0.5], [1, 0, 0], [1, 0, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("framework, targets, options, want", [
+    ("torch", [0, 1, 1, -100, 0, 2], [], [NAN, 0.9749569892883301, 1.31326162815094, 0.0, INF, 2.4076058864593506]),
+    ("torch", [0, 1, 1, -100, 0, 2], ["--label-smoothing", "0.1"], [NAN, 1.0049569606781006, INF, 0.0, INF, 2.3076059818267822]),
+    ("torch", [0, 1, 1, -100, 0, 2], ["--class-weights", "1,2,0"], [NAN, 1.9499139785766602, 2.62652325630188, 0.0, INF, 0.0]),
+    ("torch", SOFT, [], [NAN, 0.9749569892883301, NAN, NAN, INF, 2.4076058864593506]),
+    ("optax", [0, 1, 1, 2, 0, 2], [], [INF, 0.97495705, 1.3132616, INF, INF, 2.407606]),
+    ("optax", [0, 1, 1, 2, 0, 2], ["--label-smoothing", "0.1"], [NAN, 1.004957, INF, NAN, INF, 2.307606]),
+    ("optax", SOFT, [], [NAN, 0.974957, NAN, NAN, INF, 2.407606]),
+    ("keras-jax", [0, 1, 1, -100, 7, 2], [], [NAN, 0.974957, NAN, NAN, NAN, 2.407606]),
+    ("keras-jax", SOFT, [], [NAN, 0.974957, NAN, NAN, INF, 2.407606]),
+    ("keras-jax", SOFT, ["--label-smoothing", "0.1"], [NAN, 1.004957, INF, NAN, INF, 2.307606]),
+])
+def test_infinite_logits_give_each_frameworks_nan_or_inf(tmp_path, framework, targets, options, want):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array(INFINITE_LOGITS, np.float32))
+    np.save(tmp_path / "y.npy", np.array(targets, np.float32 if isinstance(targets[0], list) else np.int64))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", framework,
+                                      "--json", "-o", str(tmp_path / "rows.parquet"), *options])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(got, want, rtol=1e-6)  # NaN and inf where the framework has them
+
+
+def test_keras_casts_float64_logits_to_float32(tmp_path):
+    """Keras 3.15.1 (JAX backend), SparseCategoricalCrossentropy(from_logits=True, reduction=None) on
+    float64 logits: it casts them to float32, where ±1e39 is ±inf: [nan, 0.974957, inf, nan, nan]
+    (recorded once); xent scored the float64 values (0, …, 1e39, …)."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array([[1e39, 0, 1], [0.5, 0.2, -1], [-1e39, 0, 1], [-1e39, 0, 1], [1, 2, 1e39]]))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1, 0]))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", "keras-jax",
+                                      "--json", "-o", str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(got, [NAN, 0.974957, INF, NAN, NAN], rtol=1e-6)
+    assert json.loads(result.stdout)["like"]["loss"] is None

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -288,14 +288,7 @@ def _whole_targets_as_labels(base: SampleStats, scores: npt.NDArray, binary: Bin
     else:
         scores = scores[rows]
     again = sample_stats(scores, kind, labels=t[rows], detail=config.per_sample, class_vectors=class_vectors, extremes=config.extremes)
-    updates = {}
-    for name in (f.name for f in fields(base)):
-        mine, theirs = getattr(base, name), getattr(again, name)
-        if isinstance(mine, np.ndarray) and theirs is not None:
-            mine = mine.copy()
-            mine[rows] = theirs
-            updates[name] = mine
-    return replace(base, **updates)
+    return base.with_rows(rows, again)
 
 
 def _fused_binary(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, sketch: QuantileSketch

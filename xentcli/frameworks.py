@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from xentcli.config import KERAS_EPSILON
 from xentcli.kernels import SampleStats, naive_logsumexp_from, naive_logsumexp_loss, sample_stats
-from xentcli.loss import ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
+from xentcli.loss import FLOAT32_OVERFLOW, ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
 
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",
@@ -102,6 +102,8 @@ def _keras(stats: SampleStats, ctx: ChunkContext, backend: str) -> RowTerms:
     options = ctx.options
     n = stats.loss.size
     notes = []
+    if ctx.kind == "logits" and ctx.scores.dtype != np.float32:
+        stats = _cast_to_floatx(stats, ctx)
     if ctx.kind == "probs":  # from_logits=False: normalise, clip to [ε, 1 − ε] (ε = --epsilon or 1e-7), log
         # keras/src/backend/tensorflow/nn.py: sparse_categorical_crossentropy clips the stored values
         # and log_softmax renormalises them; categorical_crossentropy (and the other backends)
@@ -164,6 +166,22 @@ def _keras(stats: SampleStats, ctx: ChunkContext, backend: str) -> RowTerms:
     return terms
 
 
+def _cast_to_floatx(stats: SampleStats, ctx: ChunkContext) -> SampleStats:
+    """Keras casts y_pred to its floatx, float32 (keras/src/losses/loss.py, Loss.__call__:
+    ops.convert_to_tensor(y_pred, dtype=self.dtype)): a row holding a logit beyond float32's
+    range scores as the ±inf it becomes there — a +inf gives NaN (inf − inf in the softmax), a −inf
+    a zero probability — not as its float64 value. The other rows differ from float64 by rounding only."""
+    over = beyond_float32(ctx.scores)
+    if over is None:
+        return stats
+    rows = np.flatnonzero(over.any(axis=1))
+    with np.errstate(over="ignore"):
+        scores = ctx.scores[rows].astype(np.float32)
+    again = sample_stats(scores, "logits", labels=None if ctx.labels is None else ctx.labels[rows],
+                         targets=None if ctx.targets is None else ctx.targets[rows], detail=False, class_vectors=ctx.class_vectors())
+    return stats.with_rows(rows, again)
+
+
 def _tf(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
     options = ctx.options
     values = stats.loss.copy()
@@ -217,6 +235,8 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
             values = naive_logsumexp_loss(ctx.scores, wrapped)
         if ctx.kind != "logits":
             values[~stats.label_ok] = np.nan
+        else:
+            _jax_logsumexp_of_inf(values, ctx.scores, wrapped)
         ignore = options.ignore_for("optax")
         where = None if ignore is None else ~ignored_rows(stats, ctx, ignore)
         if where is not None:
@@ -246,10 +266,72 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
         terms = _tf(stats, ctx)
     else:
         terms = _optax(stats, ctx)
+    _nan_of_infinite_logits(terms, stats, ctx, framework)
     if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
         _overflow_as_float32(terms, ctx.loss_beyond_float32(stats.loss))
         terms.float32 = True
     return terms
+
+
+# The frameworks that take cross-entropy as −Σ_c t_c·log_softmax(z)_c, a product per class (not a
+# gather of the label's log-probability): a target of 0 on a logit of −inf is 0·(−inf) = NaN there.
+# Dense targets everywhere but scikit-learn; sparse labels in Keras' JAX and PyTorch backends, which
+# one-hot them first (keras/src/backend/{jax,torch}/nn.py: sparse_categorical_crossentropy).
+_ONE_HOT_SPARSE = ("keras-jax", "keras-torch")
+# Whose label smoothing (t' = (1 − ε)·t + ε/C > 0 on every class) they apply: Keras' to dense targets only.
+_SMOOTHS = {"torch": (True, True), "keras": (False, True), "keras-jax": (False, True), "keras-torch": (False, True),
+            "tf": (False, False), "optax": (True, True)}  # (sparse, dense)
+
+
+def _jax_logsumexp_of_inf(values: npt.NDArray[np.float64], scores: npt.NDArray, label: npt.NDArray[np.int64]) -> None:
+    """jax.nn.logsumexp of a row holding +inf is +inf (it shifts by the largest logit only where
+    that is finite): optax's logsumexp(z) − z[y] is then +inf where z[y] is finite, NaN where it is
+    +inf (optax 0.2.8 with jax 0.10.2: [1, 2, inf] with label 0 gives inf), where the shifted
+    logsumexp of the kernel's pass gives NaN."""
+    rows = np.flatnonzero(np.isnan(values))
+    if rows.size == 0:
+        return
+    at = label[rows]
+    usable = (at >= 0) & (at < scores.shape[1])
+    rows, at = rows[usable], at[usable]
+    z = scores[rows]
+    plus_inf = (z == np.inf).any(axis=1) & ~np.isnan(z).any(axis=1) & (z[np.arange(rows.size), at] < np.inf)
+    values[rows[plus_inf]] = np.inf
+
+
+def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkContext, framework: str) -> None:
+    """Where the frameworks' log-softmax is NaN and the true loss is not: it subtracts the row's
+    largest logit, so a row holding +inf is NaN there (inf − inf) whatever its label — except
+    optax's integer labels, logsumexp(z) − z[y], whose jax logsumexp is +inf (NaN only on the
+    label) — and a −inf logit under a target of 0 is 0·(−inf) = NaN in the frameworks that multiply
+    (_ONE_HOT_SPARSE, dense targets). Keras first casts the scores to float32, where a logit beyond
+    its range is ±inf. Rows the framework leaves out or zeroes keep their value."""
+    values = terms.values
+    limit = FLOAT32_OVERFLOW if framework.startswith("keras") and ctx.scores.dtype != np.float32 else np.inf
+    sparse = ctx.targets is None
+    nan = np.zeros(values.size, dtype=bool)
+    if not (framework == "optax" and sparse and not ctx.options.label_smoothing):
+        rows = np.flatnonzero(np.isinf(values))  # the true loss of a row holding +inf is ±inf or NaN
+        nan[rows[(ctx.scores[rows] >= limit).any(axis=1)]] = True
+    smoothed = ctx.options.label_smoothing > 0 and _SMOOTHS[framework][0 if sparse else 1]
+    if (not sparse or framework in _ONE_HOT_SPARSE) and not smoothed:
+        low = stats.score_min <= -limit if stats.score_min is not None else (ctx.scores <= -limit).any(axis=1)
+        kept = ~np.isnan(values)
+        if sparse:  # an ignored row is 0 there (Keras' mask); a label out of range a row of zeros (jax.nn.one_hot)
+            kept &= ~ignored_rows(stats, ctx, ctx.options.ignore_for(framework))
+            low |= ~stats.label_ok & (stats.score_max >= limit if stats.score_max is not None else (ctx.scores >= limit).any(axis=1))
+        rows = np.flatnonzero(low & kept)
+        if rows.size:
+            minus_inf = ctx.scores[rows] <= -limit
+            if sparse:  # one-hot: every class but a usable label's has target 0, and 0·NaN is NaN
+                ok = stats.label_ok[rows]
+                at_label = ok & minus_inf[np.arange(rows.size), np.where(ok, stats.label[rows], 0)]
+                nan[rows[(np.count_nonzero(minus_inf, axis=1) > at_label) | (ctx.scores[rows] >= limit).any(axis=1)]] = True
+            else:
+                nan[rows[(minus_inf & (ctx.targets[rows] == 0)).any(axis=1)]] = True
+    if nan.any():
+        values[nan] = np.nan
+        terms.num = {key: math.nan for key in terms.num}  # their sums hold those rows
 
 
 def _overflow_as_float32(terms: RowTerms, loss_over: npt.NDArray[np.bool_] | None) -> None:

@@ -98,11 +98,11 @@ def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
     terms = RowTerms(np.empty(n))
     if options.pos_weight is not None or options.class_weights is not None:
         terms.notes.append("BinaryCrossentropy takes no pos_weight or per-label weights: they are not applied")
-    x32, target = x.astype(np.float32), t.astype(np.float32)
-    eps = options.label_smoothing
-    if eps:
-        target = target * np.float32(1 - eps) + np.float32(0.5 * eps)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a float64 beyond float32's range is ±inf there
+        x32, target = x.astype(np.float32), t.astype(np.float32)
+        eps = options.label_smoothing
+        if eps:
+            target = target * np.float32(1 - eps) + np.float32(0.5 * eps)
         if kind == "logits":  # tf.nn.sigmoid_cross_entropy_with_logits, in float32
             values = np.maximum(x32, 0) - x32 * target + np.log1p(np.exp(-np.abs(x32)))
         else:

@@ -10,7 +10,7 @@ max(1e-6, 1e-6·|loss|) of the float64 value of the same stored numbers (tests/t
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -74,6 +74,18 @@ class SampleStats:
     @cached_property
     def all_counted(self) -> bool:
         return bool(self.counted.all())
+
+    def with_rows(self, rows: npt.NDArray[np.int64], other: SampleStats) -> SampleStats:
+        """These statistics with `rows` taken from `other` (the statistics of those rows alone):
+        each array both have, copied and patched."""
+        updates = {}
+        for name in (f.name for f in fields(self)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, np.ndarray) and theirs is not None:
+                mine = mine.copy()
+                mine[rows] = theirs
+                updates[name] = mine
+        return replace(self, **updates)
 
     def counted_values(self, values: npt.NDArray) -> npt.NDArray:
         """`values` on the counted rows (no copy when every row counts)."""
