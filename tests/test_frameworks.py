@@ -312,3 +312,48 @@ def test_keras_casts_float64_logits_to_float32(tmp_path):
     got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
     np.testing.assert_allclose(got, [NAN, 0.974957, INF, NAN, NAN], rtol=1e-6)
     assert json.loads(result.stdout)["like"]["loss"] is None
+
+
+@pytest.mark.parametrize("framework, want", [
+    # recorded once, reduction none: PyTorch 2.13 F.binary_cross_entropy_with_logits (and Keras 3.15.1's
+    # PyTorch backend, which calls it), optax 0.2.8 sigmoid_binary_cross_entropy (and Keras' JAX backend,
+    # its log_sigmoid form); tf.nn.sigmoid_cross_entropy_with_logits is max(z, 0) − z·t + log1p(exp(−|z|))
+    # by its source: 0·inf at z = +inf, t = 0 is NaN there
+    ("torch", [NAN, NAN, INF, NAN, 0.6931471824645996, 0.04858735203742981]),
+    ("keras-torch", [NAN, NAN, INF, NAN, 0.6931472, 0.04858735]),
+    ("optax", [NAN, INF, INF, NAN, 0.6931472, 0.04858735]),
+    ("keras-jax", [NAN, INF, INF, NAN, 0.6931472, 0.04858735]),
+    ("tf", [NAN, INF, NAN, NAN, 0.6931471824645996, 0.04858735]),
+])
+def test_infinite_binary_logits_give_each_frameworks_nan_or_inf(tmp_path, framework, want):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array([INF, -INF, INF, -INF, 0, 3], np.float32))
+    np.save(tmp_path / "y.npy", np.array([1, 1, 0, 0, 0.3, 1], np.float32))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", framework,
+                                      "--json", "-o", str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_keras_torch_backend_ignores_minus_100_and_raises_on_other_negative_labels(tmp_path):
+    """Keras 3.15.1's PyTorch backend calls F.cross_entropy (ignore_index −100): labels [−100, 1] give
+    [0, 0.974957]; [−1, 1] raise IndexError: Target -1 is out of bounds (recorded once)."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array([[1, 2, 3], [0.5, 0.2, -1]], np.float32))
+    for labels, errors, loss in (([-100, 1], [], 0.974957 / 2), ([-1, 1], ["IndexError: Target -1 is out of bounds."], None)):
+        np.save(tmp_path / "y.npy", np.array(labels))
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", "keras-torch",
+                                          "--json", "--ignore-index", "none"])
+        assert result.exit_code == 0, result.stderr
+        like = json.loads(result.stdout)["like"]
+        assert like["errors"] == errors
+        if loss is not None:
+            assert like["loss"] == pytest.approx(loss, rel=1e-6)

@@ -20,6 +20,7 @@ DEFAULT_THREADS = os.cpu_count() or 1
 FRAMEWORKS = ("torch", "keras", "keras-jax", "keras-torch", "tf", "optax", "sklearn")  # --like choices
 COMPARED = ("torch", "keras", "tf", "optax")  # --compare-frameworks
 KERAS_EPSILON = 1e-7  # keras.config.epsilon(): probabilities are clipped to [1e-7, 1 − 1e-7]
+KERAS_BACKENDS = {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}  # each --like keras preset's backend
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.config import KERAS_EPSILON
+from xentcli.config import KERAS_BACKENDS, KERAS_EPSILON
 from xentcli.kernels import SampleStats, naive_logsumexp_from, naive_logsumexp_loss, sample_stats
 from xentcli.loss import FLOAT32_OVERFLOW, ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
 
@@ -127,12 +127,12 @@ def _keras(stats: SampleStats, ctx: ChunkContext, backend: str) -> RowTerms:
         bad = ~stats.label_ok if mask is None else mask & ~stats.label_ok
     terms = RowTerms(ell, notes=notes)
     used = np.ones(n, dtype=bool)
-    # jax.nn.one_hot of a label outside [0, C) is all zeros, and the torch backend's one_hot
-    # zeroes negative labels: such rows cost 0. The others raise.
+    # jax.nn.one_hot of a label outside [0, C) is all zeros: such rows cost 0; the torch backend calls
+    # F.cross_entropy (Keras 3.15.1), whose default ignore_index −100 costs 0. The others raise.
     if backend == "jax":
         zero_rows = bad
     elif backend == "torch":
-        zero_rows = bad & stats.label_is_int & (stats.label < 0)
+        zero_rows = bad & stats.label_is_int & (stats.label == -100)
     else:
         zero_rows = np.zeros(n, dtype=bool)
     ell[zero_rows] = 0.0
@@ -261,7 +261,7 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     if framework == "torch":
         terms = _torch(stats, ctx)
     elif framework.startswith("keras"):
-        terms = _keras(stats, ctx, {"keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}[framework])
+        terms = _keras(stats, ctx, KERAS_BACKENDS[framework])
     elif framework == "tf":
         terms = _tf(stats, ctx)
     else:
@@ -275,9 +275,9 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
 
 # The frameworks that take cross-entropy as −Σ_c t_c·log_softmax(z)_c, a product per class (not a
 # gather of the label's log-probability): a target of 0 on a logit of −inf is 0·(−inf) = NaN there.
-# Dense targets everywhere but scikit-learn; sparse labels in Keras' JAX and PyTorch backends, which
-# one-hot them first (keras/src/backend/{jax,torch}/nn.py: sparse_categorical_crossentropy).
-_ONE_HOT_SPARSE = ("keras-jax", "keras-torch")
+# Dense targets everywhere but scikit-learn; sparse labels in Keras' JAX backend, which one-hots them
+# first (keras/src/backend/jax/nn.py: sparse_categorical_crossentropy; its torch backend calls F.cross_entropy).
+_ONE_HOT_SPARSE = ("keras-jax",)
 # Whose label smoothing (t' = (1 − ε)·t + ε/C > 0 on every class) they apply: Keras' to dense targets only.
 _SMOOTHS = {"torch": (True, True), "keras": (False, True), "keras-jax": (False, True), "keras-torch": (False, True),
             "tf": (False, False), "optax": (True, True)}  # (sparse, dense)

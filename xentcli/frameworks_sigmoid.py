@@ -25,13 +25,26 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.config import KERAS_EPSILON, LossOptions
+from xentcli.config import KERAS_BACKENDS, KERAS_EPSILON, LossOptions
 from xentcli.loss import RowTerms, row_sum
 
 
 def _softplus(x: npt.NDArray) -> npt.NDArray:
     with np.errstate(over="ignore", invalid="ignore"):
         return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _with_logits(z: npt.NDArray, t: npt.NDArray, form: str, pos_weight: npt.NDArray | float = 1) -> npt.NDArray:
+    """Binary cross-entropy on logits as each framework writes it (they differ at ±inf: 0·inf):
+    tf.nn.sigmoid_cross_entropy_with_logits, max(z, 0) − z·t + log1p(exp(−|z|)); PyTorch's
+    binary_cross_entropy_with_logits, (1 − t)·z + (1 + (W − 1)·t)·(log1p(exp(−|z|)) + max(−z, 0));
+    optax's (and Keras' JAX backend's) −t·log_sigmoid(z) − (1 − t)·log_sigmoid(−z)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if form == "tf":
+            return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        if form == "torch":
+            return (1 - t) * z + (1 + (pos_weight - 1) * t) * (np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0))
+        return t * _softplus(-z) + (1 - t) * _softplus(z)  # log_sigmoid(z) = −softplus(−z)
 
 
 def _logits(x: npt.NDArray, kind: str) -> npt.NDArray:
@@ -87,13 +100,13 @@ def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         else:  # F.binary_cross_entropy_with_logits (log-probabilities as their logits)
             z = _logits(x, kind)
             pw = 1 if options.pos_weight is None else np.asarray(options.pos_weight, x.dtype)
-            values = (1 - target) * z + (1 + (pw - 1) * target) * (np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0))
+            values = _with_logits(z, target, "torch", pw)
         if w is not None:
             values = values * w
     return _elementwise(values.astype(np.float64), n, k, terms)
 
 
-def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
+def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None, backend: str) -> RowTerms:
     n, k = x.shape
     terms = RowTerms(np.empty(n))
     if options.pos_weight is not None or options.class_weights is not None:
@@ -103,8 +116,8 @@ def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         eps = options.label_smoothing
         if eps:
             target = target * np.float32(1 - eps) + np.float32(0.5 * eps)
-        if kind == "logits":  # tf.nn.sigmoid_cross_entropy_with_logits, in float32
-            values = np.maximum(x32, 0) - x32 * target + np.log1p(np.exp(-np.abs(x32)))
+        if kind == "logits":  # keras/src/backend/<backend>/nn.py: binary_crossentropy(from_logits=True), in float32
+            values = _with_logits(x32, target, {"tensorflow": "tf", "jax": "optax", "torch": "torch"}[backend])
         else:
             eps = options.epsilon or KERAS_EPSILON
             p = np.clip(x32 if kind == "probs" else np.exp(x32), np.float32(eps), np.float32(1 - eps))
@@ -129,10 +142,7 @@ def _tf_optax(framework: str, x: npt.NDArray, kind: str, t: npt.NDArray, options
         terms.notes.append("it takes logits: scored on logit(p)")
     z, target = _logits(x, kind), t.astype(x.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        if framework == "tf":
-            values = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
-        else:  # −t·log_sigmoid(z) − (1 − t)·log_sigmoid(−z), log_sigmoid(z) = −softplus(−z)
-            values = target * _softplus(-z) + (1 - target) * _softplus(z)
+        values = _with_logits(z, target, framework)
     return _elementwise(values.astype(np.float64), n, k, terms)
 
 
@@ -175,7 +185,7 @@ def sigmoid_terms(framework: str, raw: npt.NDArray, kind: str, targets: npt.NDAr
     if framework == "torch":
         return _torch(x, kind, t, options, weights)
     if framework.startswith("keras"):
-        return _keras(x, kind, t, options, weights)
+        return _keras(x, kind, t, options, weights, KERAS_BACKENDS[framework])
     if framework == "sklearn":
         return _sklearn(x, kind, t, options, weights)
     return _tf_optax(framework, x, kind, t, options, weights)
