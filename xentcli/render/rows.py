@@ -259,11 +259,15 @@ class SampleWriter:
 
     def _open(self, schema: pa.Schema) -> Any:
         if self.format == "parquet":
-            # dictionaries only where values repeat (on floats they cost 2.5x and grow the file); Snappy on every
-            # column but the float64 ones, which it shrinks by 0-20% at a third of the writing time
-            compression = {field.name: "none" if pa.types.is_float64(field.type) else "snappy" for field in schema}
-            return pq.ParquetWriter(self._temp, schema, use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names],
-                                    compression=compression)
+            # Integer columns (row numbers, classes, ranks, sequence positions) delta-encoded: the row numbers
+            # in next to no bytes at a third of the time, classes in about as many bytes as a dictionary's at
+            # two thirds of its time; dictionaries where other values repeat (on floats they cost 2.5x and
+            # grow the file); Snappy on the rest but the float64 columns, which it shrinks by 0-20% at a
+            # third of the writing time.
+            delta = [f.name for f in schema if pa.types.is_integer(f.type)]
+            compression = {f.name: "none" if pa.types.is_float64(f.type) or f.name in delta else "snappy" for f in schema}
+            return pq.ParquetWriter(self._temp, schema, use_dictionary=[name for name in DICTIONARY_COLUMNS if name in schema.names and name not in delta],
+                                    compression=compression, column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED") or None)
         if self.format == "arrow":
             import pyarrow.ipc as pa_ipc
 
@@ -314,7 +318,7 @@ def _os_error_text(exc: OSError) -> str:
 
 
 # Parquet columns worth a dictionary: labels, predictions, ranks and the like repeat; floats and row numbers do not.
-DICTIONARY_COLUMNS = ("label", "pred", "rank", "sample", "position", "target", "correct", "exact_match")
+DICTIONARY_COLUMNS = ("label", "pred", "rank", "sample", "position", "target", "correct", "exact_match")  # unless integers (delta)
 
 
 class _WriterThread:
