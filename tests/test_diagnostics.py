@@ -305,3 +305,15 @@ def test_explain():
     assert all(code in listing for code in RULES)
     bad = runner.invoke(app, ["explain", "XE999"])
     assert bad.exit_code == 2 and "no diagnostic 'XE999'" in bad.stderr
+
+
+def test_xe109_counts_the_finite_half_precision_rows_in_any_chunk(tmp_path):
+    """XE109 counted every row of a chunk holding a finite float16 score and none of a chunk of NaN
+    rows, so its count moved with --chunk-rows; it counts the 7 rows with finite scores (of 10)."""
+    z = np.random.default_rng(5).standard_normal((10, 3)).astype(np.float16)
+    z[[1, 2, 3]] = np.nan
+    counts = set()
+    for rows in (1, 2, 3, 10):
+        found, _ = diagnose(tmp_path, z, np.arange(10) % 3, "--chunk-rows", str(rows))
+        counts.add(found["XE109"]["rows"])
+    assert counts == {7}
