@@ -357,3 +357,26 @@ def test_keras_torch_backend_ignores_minus_100_and_raises_on_other_negative_labe
         assert like["errors"] == errors
         if loss is not None:
             assert like["loss"] == pytest.approx(loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("scores, targets, which", [
+    # PyTorch 2.13 F.binary_cross_entropy on these (recorded once): its element loop raises at the first
+    # bad element, checking the input before the target
+    ([0.3, 1.5], [1.0, 0.0], "input"),
+    ([0.3, 0.5], [1.5, 0.0], "target"),
+    ([1.5, 0.5], [1.5, 0.0], "input"),
+    ([-0.5, 0.5], [0.5, -1.0], "input"),
+    ([0.3, 0.6, 1.5, 0.2], [1.5, 1.0, 0.0, 0.0], "target"),
+])
+def test_torch_binary_cross_entropy_names_the_first_bad_element_in_any_chunk(tmp_path, scores, targets, which):
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "p.npy", np.array(scores, np.float32))
+    np.save(tmp_path / "t.npy", np.array(targets, np.float32))
+    for rows in (1, len(scores)):
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "t.npy"), "--input", "probs",
+                                          "--like", "torch", "--chunk-rows", str(rows), "--json"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["like"]["errors"] == [f"RuntimeError: all elements of {which} should be between 0 and 1"]

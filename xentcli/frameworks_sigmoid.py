@@ -90,10 +90,11 @@ def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         if kind == "probs":  # F.binary_cross_entropy: the logs clamped at −100
             if options.pos_weight is not None:
                 terms.notes.append("BCELoss (probabilities) has no pos_weight: it is not applied")
-            outside = ~((x >= 0) & (x <= 1)) | ~((target >= 0) & (target <= 1))
-            if outside.any():
-                terms.errors.append("RuntimeError: all elements of input should be between 0 and 1" if (~((x >= 0) & (x <= 1))).any()
-                                    else "RuntimeError: all elements of target should be between 0 and 1")
+            bad_input = ~((x >= 0) & (x <= 1))
+            outside = bad_input | ~((target >= 0) & (target <= 1))
+            if outside.any():  # its element loop raises at the first bad element, checking the input first (PyTorch 2.13)
+                first = np.flatnonzero(outside.ravel())[0]
+                terms.errors.append(f"RuntimeError: all elements of {'input' if bad_input.ravel()[first] else 'target'} should be between 0 and 1")
                 terms.error_rows = int(outside.any(axis=1).sum())
             values = -(target * np.maximum(np.log(x), -100) + (1 - target) * np.maximum(np.log1p(-x), -100))
             values[outside] = np.nan
