@@ -78,7 +78,9 @@ class Reference:
 
     def command(self, files: dict[str, Path]) -> list[str]:
         if self.kind == "xent":  # xent itself with more options: what the options cost
-            flags = [f.replace("{groups}", str(files.get("groups"))).replace("{scheduler}", str(files.get("scheduler"))) for f in self.flags]
+            output = Path(files.get("logits") or files["dump"]).parent / "xent-rows.parquet"  # -o: beside the dump
+            flags = [f.replace("{groups}", str(files.get("groups"))).replace("{scheduler}", str(files.get("scheduler")))
+                     .replace("{output}", str(output)) for f in self.flags]
             return xent_command(files, None) + flags
         if self.kind == "softmax":  # xent score of the same logits as a softmax over integer labels
             return references.command("xent", "score", str(files["logits"]), "--labels", str(files["labels"]), "--json", "--quiet")
@@ -114,6 +116,9 @@ ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (pro
                        flags=("--per-class", "--confusions", "10"))
 DASK = Reference("dask", "xent score --engine dask, 2 workers on a started cluster (process)", "xent",
                  flags=("--engine", "dask", "--scheduler", "{scheduler}"))
+OUTPUT = Reference("output", "xent score -o rows.parquet (process)", "xent", flags=("-o", "{output}", "--force"))
+LIKE_TORCH = Reference("like_torch", "xent score --like torch (process)", "xent", flags=("--like", "torch"))
+COMPARE = Reference("compare", "xent score --compare-frameworks (process)", "xent", flags=("--compare-frameworks",))
 SOFTMAX_SAME = Reference("softmax", "xent score of the same logits as a softmax (process)", "softmax")
 SCORE_TWICE = Reference("score_twice", "two xent score processes, one per model (what diff replaces)", "score-twice", in_process=True)
 
@@ -138,8 +143,8 @@ class Case:
 
 SCALING = (2, 4)
 CASES: dict[str, list[Case]] = {
-    "npy1000": [Case("npy1000", 500_000, 1000, "npy", (torch_reference(2),))],
-    "npy10": [Case("npy10", 10_000_000, 10, "npy", (torch_reference(1),))],
+    "npy1000": [Case("npy1000", 500_000, 1000, "npy", (torch_reference(2), OUTPUT, LIKE_TORCH, COMPARE))],
+    "npy10": [Case("npy10", 10_000_000, 10, "npy", (torch_reference(1), OUTPUT, LIKE_TORCH, COMPARE))],
     "parquet": [Case("parquet", 250_000, 1000, "parquet", (READ_TABLE, READ_TABLE_WARM, PANDAS_TORCH)),
                 Case("parquet", 250_000, 1000, "pandas", (READ_TABLE, READ_TABLE_WARM))],
     "csv": [Case("csv", 3_000_000, 10, "csv", (OPEN_CSV,)), Case("csv", 300_000, 100, "csv", (OPEN_CSV,))],
