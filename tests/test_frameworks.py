@@ -380,3 +380,68 @@ def test_torch_binary_cross_entropy_names_the_first_bad_element_in_any_chunk(tmp
                                           "--like", "torch", "--chunk-rows", str(rows), "--json"])
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["like"]["errors"] == [f"RuntimeError: all elements of {which} should be between 0 and 1"]
+
+
+# Hostile rows and what each framework returns on them, reduction none, recorded once (PyTorch 2.13,
+# TensorFlow 2.21 with Keras 3.15.1 on its TensorFlow, JAX and PyTorch backends, optax 0.2.8 on jax
+# 0.10.2, scikit-learn 1.9.1; probabilities: F.cross_entropy, tf.nn and optax on log p, Keras'
+# (Sparse)CategoricalCrossentropy and BinaryCrossentropy on p, log_loss(y, p, labels=range(C))). A
+# string is the error the framework raised.
+HOSTILE = [
+    # a logit spread beyond float32 (or float64): z − max is −inf there, 0·(−inf) under a target of 0 NaN
+    ("float32", "logits", [[0.0, 3e38, -3e38]], [[0.0, 1.0, 0.0]], [], {
+        "torch": [NAN], "tf": [NAN], "optax": [NAN], "keras": [NAN], "keras-jax": [NAN], "keras-torch": [NAN],
+        "sklearn": "ValueError: The object was not fitted with multilabel input."}),
+    ("float32", "logits", [[0.0, 3e38, -3e38]], [1], [], {"torch": [0.0], "tf": [0.0], "optax": [0.0], "keras": [0.0],
+                                                         "keras-jax": [NAN], "keras-torch": [0.0]}),
+    ("float64", "logits", [[0.0, 1e308, -1e308]], [[0.0, 1.0, 0.0]], [], {"torch": [NAN], "tf": [NAN], "optax": [NAN], "keras": [NAN]}),
+    # a +inf logit under a class weight of 0, dense targets
+    ("float32", "logits", [[0.0, INF]], [[1.0, 0.0]], ["--class-weights", "0,1"], {"torch": [NAN], "keras": [NAN], "optax": [NAN]}),
+    ("float32", "logits", [[0.0, INF]], [0], ["--class-weights", "0,1"], {"torch": [NAN], "keras": [NAN], "optax": [INF]}),
+    # optax smooths the zero one-hot of a label out of range
+    ("float64", "logits", [[0.0, 1.0, 2.0]], [-100], ["--label-smoothing", "0.1"],
+     {"optax": [0.140760596444438], "keras-jax": [0.0], "keras-torch": [0.0], "torch": [0.0]}),
+    ("float32", "logits", [[0.0, 1.0, 2.0]], [3], ["--label-smoothing", "0.1"], {"optax": [0.140760600566864], "keras-jax": [0.0],
+                                                                               "torch": "IndexError: Target 3 is out of bounds."}),
+    # a negative probability: Keras divides by the sum, then clips; the others take its log
+    ("float32", "probs", [[0.5, -0.1, 0.6]], [1], [], {"keras": [16.21340560913086], "keras-jax": [16.11809539794922],
+                                                      "keras-torch": [16.11809539794922], "torch": [NAN], "tf": [NAN], "optax": [NAN]}),
+    ("float32", "probs", [[0.5, -0.1, 0.6]], [[0.0, 1.0, 0.0]], [], {"keras": [16.11809539794922], "keras-jax": [16.11809539794922],
+                                                                    "torch": [NAN]}),
+    ("float32", "probs", [[0.5, -0.1, 0.6]], [2], [], {"keras": [0.606135904788971], "keras-jax": [0.5108255743980408], "optax": [NAN]}),
+    # a zero probability under a target of 0: log 0 = −inf, times 0
+    ("float32", "probs", [[0.0, 1.0]], [[0.0, 1.0]], [], {"torch": [NAN], "tf": [NAN], "optax": [NAN]}),
+    # optax wraps a negative label, on log p too
+    ("float32", "probs", [[0.2, 0.3, 0.5]], [-1], ["--ignore-index", "none"], {"optax": [0.6931472]}),
+    # scikit-learn takes class labels only
+    ("float64", "logits", [[0.0, 1.0]], [[0.3, 0.7]], [], {"sklearn": "TypeError: unhashable type: 'numpy.ndarray'",
+                                                        "torch": [0.6132616875182229]}),
+    # Keras' PyTorch backend calls F.binary_cross_entropy on the clipped probabilities, which checks them
+    ("float32", "probs", [NAN, 0.5], [1.0, 1.0], [], {"keras-torch": "RuntimeError: all elements of input should be between 0 and 1",
+                                                     "keras": [NAN, 0.6931471824645996]}),
+    ("float32", "probs", [0.5], [2.0], [], {"keras-torch": "RuntimeError: all elements of target should be between 0 and 1",
+                                           "keras-jax": [0.6931471824645996]}),
+]
+
+
+@pytest.mark.parametrize("dtype, kind, scores, targets, options, want", HOSTILE)
+def test_hostile_rows_give_what_each_framework_gives(tmp_path, dtype, kind, scores, targets, options, want):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array(scores, dtype))
+    dense = isinstance(targets[0], list) or np.ndim(scores) == 1
+    np.save(tmp_path / "y.npy", np.array(targets, np.float32 if dense else np.int64))
+    for framework, expected in want.items():
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--input", kind,
+                                          "--like", framework, "--json", "-o", str(tmp_path / "rows.parquet"), "--force", *options])
+        assert result.exit_code == 0 and result.stderr == "", (framework, result.stderr)
+        like = json.loads(result.stdout)["like"]
+        if isinstance(expected, str):
+            assert like["errors"] == [expected], framework
+        else:
+            assert like["errors"] == [], framework
+            got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
+            np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=framework)

@@ -153,7 +153,8 @@ def _keras(stats: SampleStats, ctx: ChunkContext, backend: str) -> RowTerms:
     if mask is not None:
         ell[~mask] = 0.0
         weight = weight * mask
-    values = ell * weight if weighted else ell
+    with np.errstate(invalid="ignore"):  # 0·inf: a weight of 0 on an infinite loss is NaN there too
+        values = ell * weight if weighted else ell
     values[~used] = np.nan
     total = row_sum(values, used)
     terms.values = values
@@ -215,8 +216,14 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
     if options.class_weights or ctx.sample_weights is not None:
         terms.notes.append("optax losses take no weights: they are not applied")
     if ctx.targets is not None or options.label_smoothing:
-        # softmax_cross_entropy(logits, smooth_labels(labels, ε)): −Σ t' log_softmax(z)
+        # softmax_cross_entropy(logits, smooth_labels(labels, ε)): −Σ t' log_softmax(z); a label out of
+        # range one-hots to zeros (jax.nn.one_hot), which smoothing makes ε/C on every class
         values = smoothed_loss(stats, options.label_smoothing, ctx.num_classes).copy()
+        if ctx.targets is None:
+            zeros = stats.label_is_int & ~stats.label_ok
+            if zeros.any():
+                assert stats.lp_dot is not None
+                values[zeros] = -(options.label_smoothing / ctx.num_classes) * stats.lp_dot[zeros, 0]
         where = None
     else:
         # softmax_cross_entropy_with_integer_labels: logsumexp(z) − z[y] in the scores' dtype;
@@ -227,14 +234,18 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
         label = stats.label if stats.label_is_int.all() else np.where(stats.label_is_int, stats.label, ctx.num_classes)
         negative = label.size and int(label.min()) < 0
         wrapped = np.where((label < 0) & (label >= -ctx.num_classes), label + ctx.num_classes, label) if negative else label
-        if ctx.kind != "logits":
+        if ctx.kind != "logits":  # on log p: log Σp − log p_y, the label wrapped
             values = stats.loss.copy()
+            turned = np.flatnonzero(wrapped != label) if negative else np.empty(0, np.int64)
+            if turned.size and stats.log_norm is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    values[turned] = stats.log_norm[turned] - np.log(ctx.scores[turned, wrapped[turned]].astype(np.float64))
         elif stats.log_norm is not None and stats.score_max is not None:  # from the kernel's pass: no second exp
             values = naive_logsumexp_from(ctx.scores, wrapped, stats.score_max, stats.log_norm)
         else:
             values = naive_logsumexp_loss(ctx.scores, wrapped)
         if ctx.kind != "logits":
-            values[~stats.label_ok] = np.nan
+            values[~stats.label_ok & (wrapped == label)] = np.nan
         else:
             _jax_logsumexp_of_inf(values, ctx.scores, wrapped)
         ignore = options.ignore_for("optax")
@@ -253,11 +264,11 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
 
 def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> RowTerms:
     """What `framework` computes on this chunk (logits path: log-probabilities are valid logits)."""
+    if framework == "sklearn":  # float64 whatever the scores; log-probabilities as exp(lp), not renormalised
+        return _sklearn(ctx)
     if ctx.kind == "log-probs":
         stats = sample_stats(ctx.scores, "logits", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
         ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options)
-    if framework == "sklearn":  # float64 whatever the scores
-        return _sklearn(ctx)
     if framework == "torch":
         terms = _torch(stats, ctx)
     elif framework.startswith("keras"):
@@ -300,33 +311,46 @@ def _jax_logsumexp_of_inf(values: npt.NDArray[np.float64], scores: npt.NDArray, 
 
 
 def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkContext, framework: str) -> None:
-    """Where the frameworks' log-softmax is NaN and the true loss is not: it subtracts the row's
-    largest logit, so a row holding +inf is NaN there (inf − inf) whatever its label — except
-    optax's integer labels, logsumexp(z) − z[y], whose jax logsumexp is +inf (NaN only on the
-    label) — and a −inf logit under a target of 0 is 0·(−inf) = NaN in the frameworks that multiply
-    (_ONE_HOT_SPARSE, dense targets). Keras first casts the scores to float32, where a logit beyond
-    its range is ±inf. Rows the framework leaves out or zeroes keep their value."""
+    """Where the frameworks' log-softmax is NaN and the true loss is not. It subtracts the row's
+    largest logit: a row holding +inf is NaN there (inf − inf) whatever its label and weights —
+    except optax's integer labels, logsumexp(z) − z[y], whose jax logsumexp is +inf (NaN only on
+    the label: _jax_logsumexp_of_inf) — and a logit whose distance below the largest overflows the
+    compute dtype (a −inf, or −3e38 beside 3e38 in float32) has log-probability −inf, which a
+    target of 0 turns into 0·(−inf) = NaN in the frameworks that multiply (_ONE_HOT_SPARSE, dense
+    targets). Keras computes in float32 (its floatx; it casts float64 scores first). Rows the
+    framework leaves out or zeroes (an ignored row, an error) keep their value."""
     values = terms.values
-    limit = FLOAT32_OVERFLOW if framework.startswith("keras") and ctx.scores.dtype != np.float32 else np.inf
+    compute32 = framework.startswith("keras") or ctx.scores.dtype != np.float64
+    limit = FLOAT32_OVERFLOW if compute32 else np.inf  # z_max − z at or beyond it is inf there
     sparse = ctx.targets is None
+    kept = ~np.isnan(values)
+    if sparse:  # an ignored row costs 0 (PyTorch's ignore_index, Keras' mask, optax's where)
+        kept &= ~ignored_rows(stats, ctx, ctx.options.ignore_for(framework))
     nan = np.zeros(values.size, dtype=bool)
-    if not (framework == "optax" and sparse and not ctx.options.label_smoothing):
-        rows = np.flatnonzero(np.isinf(values))  # the true loss of a row holding +inf is ±inf or NaN
-        nan[rows[(ctx.scores[rows] >= limit).any(axis=1)]] = True
     smoothed = ctx.options.label_smoothing > 0 and _SMOOTHS[framework][0 if sparse else 1]
-    if (not sparse or framework in _ONE_HOT_SPARSE) and not smoothed:
-        low = stats.score_min <= -limit if stats.score_min is not None else (ctx.scores <= -limit).any(axis=1)
-        kept = ~np.isnan(values)
-        if sparse:  # an ignored row is 0 there (Keras' mask); a label out of range a row of zeros (jax.nn.one_hot)
-            kept &= ~ignored_rows(stats, ctx, ctx.options.ignore_for(framework))
-            low |= ~stats.label_ok & (stats.score_max >= limit if stats.score_max is not None else (ctx.scores >= limit).any(axis=1))
-        rows = np.flatnonzero(low & kept)
+    if ctx.kind == "probs":  # scored on log p (Keras clips them instead): a negative or +inf p is NaN there, a 0 is −inf
+        if not framework.startswith("keras"):
+            with np.errstate(invalid="ignore"):
+                nan = kept & ((ctx.scores < 0) | (ctx.scores == np.inf)).any(axis=1)
+                if not sparse and not smoothed:
+                    nan |= kept & ((ctx.scores == 0) & (ctx.targets == 0)).any(axis=1)
+    elif not (framework == "optax" and sparse and not ctx.options.label_smoothing):
+        # the true loss of a row holding +inf is inf or NaN (Keras' of a float64 logit beyond float32 inf)
+        rows = np.flatnonzero((~np.isfinite(stats.loss) | ~np.isfinite(values)) & kept)
+        nan[rows[(ctx.scores[rows].astype(np.float64) >= limit).any(axis=1)]] = True
+    if ctx.kind == "logits" and (not sparse or framework in _ONE_HOT_SPARSE) and not smoothed:
+        top, bottom = (stats.score_max, stats.score_min) if stats.score_min is not None and stats.score_max is not None else (
+            ctx.scores.max(axis=1), ctx.scores.min(axis=1))
+        with np.errstate(invalid="ignore", over="ignore"):
+            rows = np.flatnonzero(((top.astype(np.float64) - bottom) >= limit) & kept)  # a spread that overflows, ±inf included
         if rows.size:
-            minus_inf = ctx.scores[rows] <= -limit
-            if sparse:  # one-hot: every class but a usable label's has target 0, and 0·NaN is NaN
+            z = ctx.scores[rows].astype(np.float64)
+            with np.errstate(invalid="ignore", over="ignore"):
+                minus_inf = (z.max(axis=1, keepdims=True) - z) >= limit  # log_softmax −inf (NaN where the largest is +inf)
+            if sparse:  # one-hot: every class but a usable label's has target 0
                 ok = stats.label_ok[rows]
                 at_label = ok & minus_inf[np.arange(rows.size), np.where(ok, stats.label[rows], 0)]
-                nan[rows[(np.count_nonzero(minus_inf, axis=1) > at_label) | (ctx.scores[rows] >= limit).any(axis=1)]] = True
+                nan[rows[np.count_nonzero(minus_inf, axis=1) > at_label]] = True
             else:
                 nan[rows[(minus_inf & (ctx.targets[rows] == 0)).any(axis=1)]] = True
     if nan.any():
@@ -352,8 +376,8 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     """sklearn.metrics.log_loss(y, p, labels=range(C)) (scikit-learn 1.9): probabilities (softmax(z)
     in float64 for logits, as stored for probabilities) clipped to [eps, 1 − eps], eps the machine
     epsilon of their dtype, not renormalised; −Σ_c xlogy(t_c, p_c) per row, averaged (sample
-    weights applied). It raises on probabilities outside [0, 1] and on labels outside range(C), the
-    ignore index included."""
+    weights applied). It raises on probabilities outside [0, 1], on labels outside range(C), the
+    ignore index included, and on dense targets (it takes class labels)."""
     options = ctx.options
     terms = RowTerms(np.empty(ctx.scores.shape[0]))
     if options.label_smoothing or options.class_weights:
@@ -369,18 +393,20 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     n, c = p.shape
     with np.errstate(invalid="ignore"):
         bad_p = ~((p >= 0) & (p <= 1)).all(axis=1)
-    if ctx.targets is not None:
+    if ctx.targets is not None:  # it takes class labels: a 2-D y of 0/1 is a multilabel indicator to it, other rows unhashable
         t = ctx.targets.astype(np.float64)
-        bad_t = np.zeros(n, bool)
+        bad_t = np.ones(n, bool)
+        terms.errors.append("ValueError: The object was not fitted with multilabel input." if np.isin(t, (0.0, 1.0)).all()
+                            else "TypeError: unhashable type: 'numpy.ndarray'")
     else:
         labels = np.asarray(ctx.labels)
         whole = labels.astype(np.float64) if labels.dtype.kind in "biuf" else np.full(n, np.nan)
         bad_t = ~((whole >= 0) & (whole < c) & (whole == np.round(whole)))
         t = np.zeros((n, c))
         t[np.flatnonzero(~bad_t), whole[~bad_t].astype(np.int64)] = 1.0
-    if bad_p.any():
+    if ctx.targets is None and bad_p.any():
         terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
-    elif bad_t.any():
+    elif ctx.targets is None and bad_t.any():
         terms.errors.append("ValueError: y_true contains labels not in labels")
     bad = bad_p | bad_t
     terms.error_rows = int(bad.sum())

@@ -90,12 +90,7 @@ def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         if kind == "probs":  # F.binary_cross_entropy: the logs clamped at −100
             if options.pos_weight is not None:
                 terms.notes.append("BCELoss (probabilities) has no pos_weight: it is not applied")
-            bad_input = ~((x >= 0) & (x <= 1))
-            outside = bad_input | ~((target >= 0) & (target <= 1))
-            if outside.any():  # its element loop raises at the first bad element, checking the input first (PyTorch 2.13)
-                first = np.flatnonzero(outside.ravel())[0]
-                terms.errors.append(f"RuntimeError: all elements of {'input' if bad_input.ravel()[first] else 'target'} should be between 0 and 1")
-                terms.error_rows = int(outside.any(axis=1).sum())
+            outside = _torch_bce_refuses(x, target, terms)
             values = -(target * np.maximum(np.log(x), -100) + (1 - target) * np.maximum(np.log1p(-x), -100))
             values[outside] = np.nan
         else:  # F.binary_cross_entropy_with_logits (log-probabilities as their logits)
@@ -105,6 +100,20 @@ def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         if w is not None:
             values = values * w
     return _elementwise(values.astype(np.float64), n, k, terms)
+
+
+def _torch_bce_refuses(p: npt.NDArray, target: npt.NDArray, terms: RowTerms) -> npt.NDArray[np.bool_]:
+    """F.binary_cross_entropy's checks: the elements whose probability or target is outside [0, 1]
+    (NaN included), and its error — its element loop raises at the first of them, checking the
+    input before the target (PyTorch 2.13) — in `terms`."""
+    with np.errstate(invalid="ignore"):
+        bad_input = ~((p >= 0) & (p <= 1))
+        outside = bad_input | ~((target >= 0) & (target <= 1))
+    if outside.any():
+        first = np.flatnonzero(outside.ravel())[0]
+        terms.errors.append(f"RuntimeError: all elements of {'input' if bad_input.ravel()[first] else 'target'} should be between 0 and 1")
+        terms.error_rows = int(outside.any(axis=1).sum())
+    return outside
 
 
 def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None, backend: str) -> RowTerms:
@@ -123,13 +132,16 @@ def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
             eps = options.epsilon or KERAS_EPSILON
             p = np.clip(x32 if kind == "probs" else np.exp(x32), np.float32(eps), np.float32(1 - eps))
             values = -(target * np.log(p) + (1 - target) * np.log(1 - p))
+            if backend == "torch":  # its torch backend: F.binary_cross_entropy of the clipped p, which checks p and t
+                values[_torch_bce_refuses(p, target, terms)] = np.nan
     per_sample = values.mean(axis=1, dtype=np.float32).astype(np.float64)
     weight = np.ones(n) if weights is None else weights.astype(np.float64)
     weighted = per_sample * weight if weights is not None else per_sample
     terms.values = weighted
-    total = float(weighted.sum())
+    used = ~np.isnan(weighted) if terms.errors else None  # the rows it would refuse are left out, as for a softmax
+    total = row_sum(weighted, used)
     terms.num = {"sum": total, "sum_over_batch_size": total, "mean_with_sample_weight": total}
-    terms.den = {"sum": None, "sum_over_batch_size": float(n), "mean_with_sample_weight": float(weight.sum())}
+    terms.den = {"sum": None, "sum_over_batch_size": float(n if used is None else used.sum()), "mean_with_sample_weight": row_sum(weight, used)}
     return terms
 
 

@@ -188,7 +188,7 @@ def dot_vectors(values: npt.NDArray, vectors: npt.NDArray) -> F64:
 
 def _targets_times(targets: npt.NDArray, values: npt.NDArray) -> npt.NDArray:
     """t ⊙ v with 0 where t = 0 (so a −inf log-probability under a zero target adds nothing)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         product = targets * values
     product[(targets == 0) & np.isnan(product)] = 0.0
     return product
@@ -424,8 +424,8 @@ def _probs_block(
             if clip_first:
                 clipped = np.clip(values, clip, 1.0 - clip)
                 log_p = np.log(clipped) - np.log(clipped.sum(axis=1))[:, None]
-            else:
-                log_p = np.log(np.clip(p, clip, 1.0 - clip))
+            else:  # Keras divides by the row's sum, then clips: a negative entry becomes clip, not NaN
+                log_p = np.log(np.clip(values / values.sum(axis=1)[:, None], clip, 1.0 - clip))
         loss = -log_p[rows, y] if targets is None else -weighted_row_sum(targets, log_p)
         lp_dot = target_lp_dot = None
         if vectors is not None:

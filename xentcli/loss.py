@@ -104,7 +104,8 @@ def smoothed_loss(stats: SampleStats, epsilon: float, num_classes: int) -> npt.N
     if epsilon == 0:
         return stats.loss
     assert stats.lp_dot is not None
-    return (1 - epsilon) * stats.loss - (epsilon / num_classes) * stats.lp_dot[:, 0]
+    with np.errstate(invalid="ignore"):  # inf − inf: a −inf log-probability under a negative target
+        return (1 - epsilon) * stats.loss - (epsilon / num_classes) * stats.lp_dot[:, 0]
 
 
 def weighted_smoothed(stats: SampleStats, ctx: ChunkContext, epsilon: float) -> npt.NDArray[np.float64]:
@@ -114,13 +115,15 @@ def weighted_smoothed(stats: SampleStats, ctx: ChunkContext, epsilon: float) -> 
         return smoothed_loss(stats, epsilon, ctx.num_classes)
     assert stats.lp_dot is not None
     if ctx.targets is None:
-        target_part = w[class_of(stats)] * stats.loss
+        with np.errstate(invalid="ignore"):  # 0·inf: a class weight of 0 on an infinite loss
+            target_part = w[class_of(stats)] * stats.loss
     else:
         assert stats.target_lp_dot is not None
         target_part = -stats.target_lp_dot[:, 1]
     if not epsilon:  # no smoothing term: 0·Σ_c w_c log p_c would be NaN where a class has p = 0 (a −inf log-probability)
         return target_part
-    return (1 - epsilon) * target_part - (epsilon / ctx.num_classes) * stats.lp_dot[:, 1]
+    with np.errstate(invalid="ignore"):
+        return (1 - epsilon) * target_part - (epsilon / ctx.num_classes) * stats.lp_dot[:, 1]
 
 
 def row_sum(values: npt.NDArray, rows: npt.NDArray[np.bool_] | None = None) -> float:

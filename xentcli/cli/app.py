@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -123,11 +124,14 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
 
 def setup_process() -> None:
     """The process-wide settings of a run of `xent`, made by the entry point, never by importing or
-    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, and glibc's malloc asked to keep
-    chunk-sized blocks (native.keep_freed_memory)."""
+    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, glibc's malloc asked to keep
+    chunk-sized blocks (native.keep_freed_memory), and no RuntimeWarning printed."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     native.keep_freed_memory()
+    # numpy's floating-point warnings (overflow, 0·inf) on hostile numbers: the rows they come from are
+    # reported by the diagnostics; a warning would print a source line on stderr
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
 
 
 def main() -> None:
