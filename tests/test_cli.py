@@ -268,3 +268,14 @@ def test_a_weights_file_is_an_input_never_overwritten(tmp_path, option):
         result = invoke("score", tmp_path / "bin.parquet", option, weights, flag, weights, "--force", "--quiet")
         assert result.exit_code == 2 and "is one of the inputs" in result.stderr, (flag, result.output)
         assert weights.read_text() == "2\n"
+
+
+def test_output_with_a_name_too_long_is_refused_before_the_run_naming_it(tmp_path):
+    """A name of 260 bytes (ext4 and most file systems allow 255): refused with one line naming the
+    target, not the temporary file beside it (which an earlier version named, after the run), and
+    nothing is left in the folder."""
+    name = "a" * 252 + ".parquet"
+    result = invoke("score", SAMPLES / "cifar10_val.parquet", "-o", tmp_path / name)
+    assert result.exit_code == 2 and name in result.stderr and "longer than the" in result.stderr
+    assert ".xent-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -141,6 +141,13 @@ class AtomicTarget:
             raise OutputError("its folder does not exist", path=path, hint="create the folder first")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError("cannot write in its folder (permission denied)", path=path)
+        try:
+            longest = os.pathconf(folder, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            longest = 255
+        if len(os.fsencode(os.path.basename(path))) > longest:  # before the run, not when the file moves into place
+            raise OutputError(f"its name is longer than the {longest} bytes a file name may have there", path=path,
+                              hint="choose a shorter name")
         self._folder = folder
 
     def create_temp(self, suffix: str) -> str:
@@ -153,6 +160,14 @@ class AtomicTarget:
         return self._temp
 
     def move_into_place(self) -> None:
+        try:
+            self._move()
+        except OutputError:
+            raise
+        except OSError as exc:  # the error names the target, not the temporary file
+            raise OutputError(f"cannot be created: {exc.strerror or exc}", path=self.path) from None
+
+    def _move(self) -> None:
         if self.force:
             os.replace(self._temp, self.path)
             return
