@@ -445,3 +445,21 @@ def test_hostile_rows_give_what_each_framework_gives(tmp_path, dtype, kind, scor
             assert like["errors"] == [], framework
             got = pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy(zero_copy_only=False)
             np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=framework)
+
+
+def test_log_loss_on_dense_targets_raises_what_the_whole_dump_makes_it_raise(tmp_path):
+    """scikit-learn 1.9.1, log_loss(T, P, labels=[0, 1]) (recorded once): rows of 0/1 raise "ValueError:
+    The object was not fitted with multilabel input.", a soft row anywhere "TypeError: unhashable type:
+    'numpy.ndarray'" — the same error whichever chunk holds the soft row."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.zeros((4, 2)))
+    for targets, want in (([[0, 1], [1, 0], [0.3, 0.7], [1, 0]], "TypeError: unhashable type: 'numpy.ndarray'"),
+                          ([[0, 1], [1, 0], [0, 1], [1, 0]], "ValueError: The object was not fitted with multilabel input.")):
+        np.save(tmp_path / "t.npy", np.array(targets, np.float32))
+        for rows in (1, 2, 4):
+            result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--like", "sklearn",
+                                              "--chunk-rows", str(rows), "--json"])
+            assert result.exit_code == 0 and json.loads(result.stdout)["like"]["errors"] == [want]

@@ -420,6 +420,11 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     return terms
 
 
+# An error a chunk reports that the whole dump replaces: log_loss raises on dense targets as a
+# multilabel indicator only when every chunk's rows are 0/1.
+_SUPERSEDES = {"TypeError: unhashable type: 'numpy.ndarray'": "ValueError: The object was not fitted with multilabel input."}
+
+
 @dataclass
 class FrameworkSummary:
     """Mergeable sums of one framework's reductions over all chunks."""
@@ -441,7 +446,9 @@ class FrameworkSummary:
         self.error_rows += terms.error_rows
         self.float32 = self.float32 or terms.float32
         for message in terms.errors:
-            if not any(message.split(":")[0] == known.split(":")[0] for known in self.errors):
+            if _SUPERSEDES.get(message) in self.errors:  # a chunk said what the whole dump makes it raise instead
+                self.errors.remove(_SUPERSEDES[message])
+            if not any(message.split(":")[0] == known.split(":")[0] or _SUPERSEDES.get(known) == message for known in self.errors):
                 self.errors.append(message)
         self.notes.extend(note for note in terms.notes if note not in self.notes)
 
