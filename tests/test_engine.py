@@ -420,3 +420,46 @@ def test_binary_soft_targets_beside_labels_give_each_row_the_same_numbers_in_any
                     "log-probs": -(t * stored + (1 - t) * np.log(-np.expm1(stored)))}[kind]
         if not any(o == "--label-smoothing" for o in options):
             np.testing.assert_allclose(loss[plain], want[plain], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("options", [["--label-smoothing", "0.1"], ["--class-weights", "1,2,0.5,1,3"],
+                                     ["--label-smoothing", "0.2", "--class-weights", "1,2,0.5,1,3"]])
+def test_smoothed_and_weighted_losses_are_the_same_bits_in_any_chunk(tmp_path, dense, options):
+    """Σ_c w_c log p_c (smoothing, class weights) was a float32 BLAS matmul, which rounds a row
+    differently with the rows beside it: a row's loss moved by ~1e-8 between --chunk-rows 1 and a
+    whole chunk. Now each row's sum has an order set by C alone; and the losses are the float64
+    formula's, the weighted mean PyTorch's."""
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(11)
+    n, c = 60, 5
+    z = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    y = rng.integers(0, c, n)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.eye(c, dtype=np.float32)[y] if dense else y)
+    losses, means = [], []
+    for rows in (1, 7, n):
+        out = tmp_path / f"rows{rows}.parquet"
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--chunk-rows", str(rows),
+                                          "--json", "-o", str(out), *options])
+        assert result.exit_code == 0, result.output
+        losses.append(pq.read_table(out).column("loss").to_numpy())
+        means.append(json.loads(result.stdout)["summary"]["loss_mean"])
+    np.testing.assert_array_equal(losses[0], losses[1])
+    np.testing.assert_array_equal(losses[0], losses[2])
+    assert means[0] == pytest.approx(means[2], rel=1e-14) and means[1] == pytest.approx(means[2], rel=1e-14)  # float64 sums per chunk
+    eps = float(options[options.index("--label-smoothing") + 1]) if "--label-smoothing" in options else 0.0
+    w = np.array([1, 2, 0.5, 1, 3.0]) if "--class-weights" in options else np.ones(c)
+    z64 = z.astype(np.float64)
+    lp = z64 - z64.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    # the per-sample loss −Σ t' log p; the mean PyTorch's Σ ℓ_w / Σ w[y], ℓ_w = (1 − ε)·w[y]·(−log p_y) + (ε/C)·Σ_c w_c·(−log p_c)
+    np.testing.assert_allclose(losses[0], (1 - eps) * -lp[np.arange(n), y] + eps / c * -lp.sum(1), rtol=1e-6)
+    weighted = (1 - eps) * w[y] * -lp[np.arange(n), y] + eps / c * -(lp * w).sum(1)
+    assert means[2] == pytest.approx(weighted.sum() / w[y].sum(), rel=1e-6)

@@ -844,3 +844,38 @@ int64_t xent_unique_counts(int64_t *values, int64_t n, int64_t *scratch, int64_t
     }
     return k;
 }
+
+/* Σ_c v[i, c]·w[j, c] for each row i and vector j, in double, for values of float32 (is_f32) or
+   double at element strides (row_stride, col_stride), the vectors contiguous [k, C]: four partial
+   sums by c mod 4, added as (a0 + a1) + (a2 + a3), then the classes past the last multiple of 4 in
+   order. The order depends on C alone, so a row gets the same bits whatever rows are computed with
+   it (a BLAS matmul's does not: kernels.dot_vectors). A non-finite product is left to the caller. */
+#define XENT_ROW_DOTS(T)                                                                                \
+    for (int64_t i = 0; i < n; i++) {                                                                   \
+        const T *row = (const T *)values + i * row_stride;                                              \
+        for (int64_t j = 0; j < k; j++) {                                                               \
+            const double *wj = w + j * c;                                                               \
+            double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;                                              \
+            int64_t m = 0;                                                                              \
+            for (; m + 4 <= c; m += 4) {                                                                \
+                a0 += (double)row[m * col_stride] * wj[m];                                              \
+                a1 += (double)row[(m + 1) * col_stride] * wj[m + 1];                                    \
+                a2 += (double)row[(m + 2) * col_stride] * wj[m + 2];                                    \
+                a3 += (double)row[(m + 3) * col_stride] * wj[m + 3];                                    \
+            }                                                                                           \
+            double total = (a0 + a1) + (a2 + a3);                                                       \
+            for (; m < c; m++) total += (double)row[m * col_stride] * wj[m];                            \
+            out[i * k + j] = total;                                                                     \
+        }                                                                                               \
+    }
+
+XENT_EXACT int64_t xent_row_dots(const void *values, int64_t is_f32, int64_t n, int64_t c, int64_t row_stride, int64_t col_stride,
+                                 const double *w, int64_t k, double *out) {
+    XENT_EXACT_BODY
+    if (is_f32) {
+        XENT_ROW_DOTS(float)
+    } else {
+        XENT_ROW_DOTS(double)
+    }
+    return n;
+}

@@ -175,9 +175,13 @@ def weighted_row_sum(weights: npt.NDArray, values: npt.NDArray, axis: int = 1) -
 
 def dot_vectors(values: npt.NDArray, vectors: npt.NDArray) -> F64:
     """values [n, C] @ vectors [C, k] in float64, with 0 · (±inf) = 0 (a zero class weight on a
-    masked −inf logit)."""
-    with np.errstate(invalid="ignore", over="ignore"):  # the rows it leaves non-finite are redone below
-        total = np.asarray(values @ vectors.astype(values.dtype), dtype=np.float64)
+    masked −inf logit). Summed in float64 in an order that depends on C alone (native.row_dots, or
+    one einsum per vector): a BLAS matmul (in the scores' float32, at that) rounds a row differently
+    with the number of rows beside it, so a row's smoothed or weighted loss moved with --chunk-rows."""
+    total = native.row_dots(values, vectors)
+    if total is None:
+        with np.errstate(invalid="ignore", over="ignore"):  # the rows it leaves non-finite are redone below
+            total = np.stack([np.einsum("ij,j->i", values, vectors[:, k], dtype=np.float64) for k in range(vectors.shape[1])], axis=1)
     bad = ~np.isfinite(total).all(axis=1)
     if bad.any():
         rows = values[bad].astype(np.float64)[:, :, None]

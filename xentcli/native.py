@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 24  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 25  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -97,6 +97,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_calibration_cells.argtypes = [pointer, pointer, i64, i64, pointer]
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
+    library.xent_row_dots.restype = i64
+    library.xent_row_dots.argtypes = [pointer] + [i64] * 5 + [pointer, i64, pointer]
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 4
     return functions, library.xent_tally, library
@@ -454,6 +456,25 @@ def row_hashes(offset: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.
     positions = np.ascontiguousarray(positions, np.int64)
     out = np.empty(positions.size, np.uint64)
     _LIBRARY.xent_row_hashes(offset, positions.ctypes.data, positions.size, out.ctypes.data)
+    return out
+
+
+def row_dots(values: npt.NDArray, vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """xent_row_dots in _ctally.c: values [n, C] (float32 or float64, any strides) @ vectors [C, k] in
+    double, each row in an order set by C alone. None: not a dtype it takes (or no library)."""
+    if _LIBRARY is None or values.dtype not in (np.float32, np.float64) or values.ndim != 2:
+        return None
+    n, c = values.shape
+    rows, cols = (stride // values.itemsize for stride in values.strides)
+    if any(stride % values.itemsize for stride in values.strides):
+        return None
+    w = np.ascontiguousarray(np.asarray(vectors, np.float64).T)
+    out = np.empty((n, w.shape[0]))
+    if n and c:
+        _LIBRARY.xent_row_dots(values.ctypes.data, int(values.dtype == np.float32), n, c, rows, cols, w.ctypes.data, w.shape[0],
+                               out.ctypes.data)
+    else:
+        out[:] = 0.0
     return out
 
 
