@@ -899,3 +899,30 @@ def test_infinite_logits_score_as_labels_do_in_a_chunk_of_soft_targets(tmp_path)
         assert summary["loss_mean"] == pytest.approx(np.mean(expected_rows), rel=1e-7)
         losses = pq.read_table(tmp_path / f"rows{chunk}.parquet").column("loss").to_pylist()
         assert losses[1] == 0.0 and losses[3] == math.inf and losses[4] is None and losses[5] == math.inf, chunk
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_multilabel_rows_have_the_same_bits_in_any_chunk(tmp_path, dtype):
+    """A multi-label head whose chunk held a non-finite score (or a soft target, in float32) scored
+    all its rows another way (the C path refused the chunk; the numpy path chose its formula per
+    chunk): the summary moved ~1e-8 with --chunk-rows. Each row now gets its way from itself alone;
+    the mean is the float64 formula's."""
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((40, 3)) * 2).astype(dtype)
+    t = rng.integers(0, 2, (40, 3)).astype(np.float32)
+    z[5, 1], t[9, 2] = np.inf, 0.3  # an element whose loss is 0 on the positive side; a soft target
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "t.npy", t)
+    summaries = []
+    for rows in (1, 3, 40):
+        result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--head", "sigmoid",
+                                     "--chunk-rows", str(rows), "--json"])
+        assert result.exit_code in (0, 1), result.output
+        summaries.append(json.loads(result.stdout)["summary"])
+    for key in ("loss_mean", "loss_min", "loss_max", "loss_sum"):
+        assert summaries[0][key] == summaries[1][key] == summaries[2][key], key
+    x, tt = z.astype(np.float64), t.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        element = np.maximum(x, 0) - x * tt + np.log1p(np.exp(-np.abs(x)))  # max(z, 0) − z·t + log1p(exp(−|z|))
+    element[5, 1] = 0.0  # z = +inf on a positive target: 0 (0·∞ = 0)
+    assert summaries[0]["loss_mean"] == pytest.approx(element.mean(axis=1).mean(), rel=1e-6)

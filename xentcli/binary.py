@@ -257,38 +257,48 @@ def element_losses(raw: npt.NDArray, kind: str, t: npt.NDArray[np.float64], pos_
                    class_weights: npt.NDArray | None) -> npt.NDArray[np.float64]:
     """ℓ = w·(W·t·(−log p) + (1 − t)·(−log(1 − p))) per element, with 0·∞ = 0: −log σ(z) = softplus(−z)
     and −log(1 − σ(z)) = softplus(z) for logits; −log p and −log1p(−p) for probabilities;
-    −lp and −log(−expm1(lp)) for log-probabilities. W is PyTorch's pos_weight, w its weight."""
+    −lp and −log(−expm1(lp)) for log-probabilities. W is PyTorch's pos_weight, w its weight.
+    Which formula an element gets depends on that element alone (its score's finiteness, its
+    target), never on the chunk around it: a row has the same bits in any chunk."""
     # float32 scores in float32 (numpy's exp and log1p are within an ulp: inside the 1e-6 guarantee),
     # everything else in float64
     x = raw if raw.dtype == np.float32 else raw.astype(np.float64)
     t = t.astype(x.dtype, copy=False)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if kind == "logits" and pos_weight is None and bool(np.isfinite(x).all()):
-            # the stable form itself, max(z, 0) − z·t + log1p(exp(−|z|)): fewest passes, exact for finite z. With
-            # soft targets max(z, 0) − z·t cancels (z large, t near 1): z·t in float64, where a float32
-            # product is exact
-            if x.dtype == np.float32 and not bool(((t == 0) | (t == 1)).all()):
-                x64 = x.astype(np.float64)
-                loss = np.maximum(x64, 0) - x64 * t.astype(np.float64) + np.log1p(np.exp(-np.abs(x))).astype(np.float64)
-            else:
-                loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        if kind == "logits" and pos_weight is None:
+            # the stable form itself, max(z, 0) − z·t + log1p(exp(−|z|)): fewest passes, exact for finite z
+            loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+            if x.dtype == np.float32:
+                # a soft target: max(z, 0) − z·t cancels (z large, t near 1), so z·t in float64, where a float32 product is exact
+                soft = (t != 0) & (t != 1) & ~np.isnan(t)
+                if soft.any():
+                    xs = x[soft].astype(np.float64)
+                    loss = loss.astype(np.float64)
+                    loss[soft] = np.maximum(xs, 0) - xs * t[soft].astype(np.float64) + np.log1p(np.exp(-np.abs(x[soft]))).astype(np.float64)
+            certain = ~np.isfinite(x)
+            if certain.any():  # ±inf: 0·∞ = 0, a certain score costs nothing on its side (softplus below)
+                loss = loss.astype(np.float64)
+                loss[certain] = _softplus_terms(x[certain].astype(np.float64), t[certain].astype(np.float64), None, kind)
             return loss if class_weights is None else class_weights * loss
-        if kind == "logits":  # softplus(∓z) = max(∓z, 0) + log1p(exp(−|z|)): one exp and one log1p for both
-            shared = np.log1p(np.exp(-np.abs(x)))
-            neg, pos = np.maximum(-x, 0) + shared, np.maximum(x, 0) + shared
-        elif kind == "probs":
-            neg, pos = -np.log(x), -np.log1p(-x)
-        else:
-            neg, pos = -x, -np.log(-np.expm1(x))
-        positive_part = t * neg if pos_weight is None else pos_weight * t * neg
-        negative_part = (1 - t) * pos
-        # finite logits give finite softplus: one check of the scores instead of two of the terms
-        certain = not np.isfinite(x).all() if kind == "logits" else not (np.isfinite(neg).all() and np.isfinite(pos).all())
-        if certain:  # 0·∞ = 0: a certain score costs nothing on its side
-            positive_part = np.where(t == 0, 0.0, positive_part)
-            negative_part = np.where(t == 1, 0.0, negative_part)
-        loss = positive_part + negative_part
+        loss = _softplus_terms(x, t, pos_weight, kind)
         return loss if class_weights is None else class_weights * loss
+
+
+def _softplus_terms(x: npt.NDArray, t: npt.NDArray, pos_weight: npt.NDArray | None, kind: str) -> npt.NDArray:
+    """W·t·(−log p) + (1 − t)·(−log(1 − p)) element by element, with 0·∞ = 0 where p is 0 or 1."""
+    if kind == "logits":  # softplus(∓z) = max(∓z, 0) + log1p(exp(−|z|)): one exp and one log1p for both
+        shared = np.log1p(np.exp(-np.abs(x)))
+        neg, pos = np.maximum(-x, 0) + shared, np.maximum(x, 0) + shared
+    elif kind == "probs":
+        neg, pos = -np.log(x), -np.log1p(-x)
+    else:
+        neg, pos = -x, -np.log(-np.expm1(x))
+    positive_part = t * neg if pos_weight is None else pos_weight * t * neg
+    negative_part = (1 - t) * pos
+    # the 0·∞ = 0 rule on the elements where a term is infinite: the same value as the product elsewhere
+    positive_part = np.where((t == 0) & np.isinf(neg), 0.0, positive_part)
+    negative_part = np.where((t == 1) & np.isinf(pos), 0.0, negative_part)
+    return positive_part + negative_part
 
 
 NUMPY_BLOCK_ELEMENTS = 1 << 17  # elements the numpy path scores at once: ~90 bytes of temporaries each
@@ -308,9 +318,19 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
     # target type both could take would make the numbers depend on which chunks hold an element the C path refuses
     if (not detail and k > 1 and kind == "logits" and raw.dtype == np.float32 and targets.dtype == np.float32 and pos_weight is None
             and class_weights is None and not smoothing and ignore not in (0, 1) and native.has_sigmoid()):
-        fast = _element_chunk_native(raw, targets.reshape(raw.shape), threshold)
+        t = targets.reshape(raw.shape)
+        fast = _element_chunk_native(raw, t, threshold)
         if fast is not None:
             return fast
+        # a row the C path refuses (a non-finite score, a target outside [0, 1]) goes the numpy way, the
+        # others still the C way: each row's bits depend on the row alone, not on what its chunk holds
+        with np.errstate(invalid="ignore"):
+            plain = np.isfinite(raw).all(axis=1) & ((t >= 0) & (t <= 1)).all(axis=1)
+        if plain.any():
+            c_rows = _element_chunk_native(raw[plain], t[plain], threshold)
+            assert c_rows is not None
+            rest = element_chunk(raw[~plain], kind, targets[~plain], ignore, smoothing, pos_weight, class_weights, threshold, detail, epsilon)
+            return _rows_merged(plain, c_rows, rest, raw)
     rows_at_once = max(1, NUMPY_BLOCK_ELEMENTS // k)
     if n > rows_at_once:
         blocks = [_element_block(raw[start:start + rows_at_once], kind, targets[start:start + rows_at_once], ignore, smoothing,
@@ -319,6 +339,32 @@ def element_chunk(scores: npt.NDArray, kind: str, targets: npt.NDArray, ignore: 
         joined[2].raw = raw  # the chunk's own array, not a copy
         return tuple(joined)  # type: ignore[return-value]
     return _element_block(raw, kind, targets, ignore, smoothing, pos_weight, class_weights, threshold, detail, epsilon)
+
+
+def _rows_merged(plain: npt.NDArray[np.bool_], c_rows: tuple[Any, ...], rest: tuple[Any, ...], raw: npt.NDArray
+                 ) -> tuple[SampleStats, npt.NDArray[np.bool_], BinaryRows, ElementRows]:
+    """The C path's results for the `plain` rows and the numpy path's for the others as one chunk's:
+    rows back in place, the per-label sums added (the C path keeps no per-element arrays, and neither
+    is asked for them here: no per-sample output, calibration or temperature scan)."""
+    (c_stats, c_ignored, c_binary, c_elements), (r_stats, r_ignored, r_binary, r_elements) = c_rows, rest
+
+    def placed(mine: Any, theirs: Any) -> Any:
+        out = np.empty((plain.size, *mine.shape[1:]), np.result_type(mine, theirs))
+        out[plain], out[~plain] = mine, theirs
+        return out
+
+    stats = SampleStats(**{f.name: placed(getattr(c_stats, f.name), getattr(r_stats, f.name)) for f in fields(SampleStats)
+                           if isinstance(getattr(c_stats, f.name), np.ndarray) and isinstance(getattr(r_stats, f.name), np.ndarray)})
+    bad_target = np.zeros(raw.shape, bool)
+    if r_binary.bad_target is not None:
+        bad_target[~plain] = r_binary.bad_target
+    binary = BinaryRows(raw, "logits", placed(c_binary.targets, r_binary.targets), soft=False, outside=np.broadcast_to(False, raw.shape),
+                        bad_target=bad_target, extremes=(stats.score_min, stats.score_max))
+    totals = LabelTotals.of(c_elements)
+    totals.merge(LabelTotals.of(r_elements))
+    empty = np.empty((0, raw.shape[1]))
+    return stats, placed(c_ignored, r_ignored), binary, ElementRows(empty, empty.astype(bool), empty.astype(bool), empty.astype(bool), empty,
+                                                                     None, totals)
 
 
 def _joined(parts: list[Any]) -> Any:
