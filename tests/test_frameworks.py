@@ -416,6 +416,14 @@ HOSTILE = [
     # scikit-learn takes class labels only
     ("float64", "logits", [[0.0, 1.0]], [[0.3, 0.7]], [], {"sklearn": "TypeError: unhashable type: 'numpy.ndarray'",
                                                         "torch": [0.6132616875182229]}),
+    # PyTorch multiplies every class's log-probability by its class weight: 0·(−inf) (a second review's finds)
+    ("float32", "logits", [[0.0, -INF]], [[0.5, 0.5]], ["--class-weights", "1,0"], {"torch": [NAN]}),
+    ("float32", "logits", [[0.0, -INF]], [0], ["--class-weights", "1,0", "--label-smoothing", "0.1"], {"torch": [NAN]}),
+    ("float32", "logits", [[0.0, -INF]], [0], ["--class-weights", "1,0"], {"torch": [0.0]}),
+    # Keras/JAX one-hots a label out of range to zeros, and 0·NaN is NaN
+    ("float32", "logits", [[0.0, NAN]], [2], [], {"keras-jax": [NAN]}),
+    # tf.nn has no ignore index: label 3 is a class, and a row holding +inf is NaN
+    ("float32", "logits", [[0.0, INF, 0.0, 0.0]], [3], ["--ignore-index", "3"], {"tf": [NAN]}),
     # Keras' PyTorch backend calls F.binary_cross_entropy on the clipped probabilities, which checks them
     ("float32", "probs", [NAN, 0.5], [1.0, 1.0], [], {"keras-torch": "RuntimeError: all elements of input should be between 0 and 1",
                                                      "keras": [NAN, 0.6931471824645996]}),
@@ -463,3 +471,33 @@ def test_log_loss_on_dense_targets_raises_what_the_whole_dump_makes_it_raise(tmp
             result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--like", "sklearn",
                                               "--chunk-rows", str(rows), "--json"])
             assert result.exit_code == 0 and json.loads(result.stdout)["like"]["errors"] == [want]
+
+
+def test_float16_scores_overflow_and_clip_as_the_frameworks_do_in_float16(tmp_path):
+    """PyTorch 2.13, tf.nn and optax compute on float16 scores in float16: logits of ±60000 give a
+    loss of 120000, inf there (F.cross_entropy: [inf, 0.8545], mean inf; recorded once); Keras casts
+    to float32 (finite). scikit-learn 1.9.1's log_loss clips float16 probabilities at float16's
+    epsilon: [[0, 1], [0.25, 0.75]] with labels [1, 1] gives rows [0.00097752, 0.28760], mean 0.144287."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    def like(framework, *extra):
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", framework,
+                                          "--json", "-o", str(tmp_path / "rows.parquet"), "--force", *extra])
+        assert result.exit_code == 0 and result.stderr == "", result.stderr
+        return json.loads(result.stdout)["like"], pq.read_table(tmp_path / "rows.parquet").column("loss").to_numpy()
+
+    np.save(tmp_path / "z.npy", np.array([[-60000.0, 60000.0], [0.5, 0.2]], np.float16))
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    for framework in ("torch", "tf", "optax"):
+        summary, rows = like(framework)
+        assert rows[0] == INF and rows[1] == pytest.approx(0.8545, rel=1e-3) and summary["loss"] is None  # JSON: inf is null
+    summary, rows = like("keras")
+    assert rows[0] == 120000.0 and summary["loss"] == pytest.approx(60000.427, rel=1e-6)
+    np.save(tmp_path / "z.npy", np.array([[0.0, 1.0], [0.25, 0.75]], np.float16))
+    np.save(tmp_path / "y.npy", np.array([1, 1]))
+    summary, rows = like("sklearn", "--input", "probs")
+    np.testing.assert_allclose(rows, [0.00097752, 0.28760], rtol=1e-4)
+    assert summary["loss"] == pytest.approx(0.144287, rel=1e-5)

@@ -70,7 +70,9 @@ class LossOptions:
         return (self.like,) if self.like else ()
 
     def ignore_for(self, framework: str | None) -> int | None:
-        """torch (and the truth) ignore -100 by default; the others only when asked."""
+        """torch (and the truth) ignore -100 by default; the others only when asked; tf.nn never."""
+        if framework == "tf":
+            return None
         if framework in (None, "torch") or self.ignore_explicit:
             return self.ignore_index
         return None

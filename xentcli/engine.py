@@ -205,7 +205,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     else:
         if info.head == "binary":  # scored as two classes (binary.py)
             chunk, kind, binary, ignore_mask = two_class(chunk, kind, options.ignore_for(None), options.epsilon)
-        ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask)
+        ctx = ChunkContext(chunk.scores, kind, chunk.labels, chunk.targets, chunk.weights, options, ignore_mask,
+                           chunk.score_dtype or info.score_dtype)
         # a binary head of float32 logits and 0/1 labels: the two-class kernel and binary_stats in one C pass
         fast = None if binary is None or config.per_sample or ctx.class_vectors() is not None else fast_stats(
             binary, chunk.labels, config.threshold)

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from xentcli.config import KERAS_BACKENDS, KERAS_EPSILON
 from xentcli.kernels import SampleStats, naive_logsumexp_from, naive_logsumexp_loss, sample_stats
-from xentcli.loss import FLOAT32_OVERFLOW, ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
+from xentcli.loss import FLOAT16_OVERFLOW, FLOAT32_OVERFLOW, ChunkContext, RowTerms, beyond_float32, class_of, ignored_rows, row_sum, weighted_smoothed, smoothed_loss
 
 FRAMEWORK_NAMES = {
     "torch": "PyTorch F.cross_entropy",
@@ -190,7 +190,7 @@ def _tf(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
     if options.label_smoothing or options.class_weights or ctx.sample_weights is not None:
         terms.notes.append("tf.nn.*softmax_cross_entropy_with_logits takes no weights or label smoothing: not applied")
     if options.ignore_explicit:
-        terms.notes.append("tf.nn has no ignore index: the ignored labels are out of range there")
+        terms.notes.append(f"tf.nn has no ignore index: label {options.ignore_index} is a class there, or out of range")
     if ctx.targets is None:
         bad = ~stats.label_ok
         if bad.any():
@@ -268,7 +268,7 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
         return _sklearn(ctx)
     if ctx.kind == "log-probs":
         stats = sample_stats(ctx.scores, "logits", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
-        ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options)
+        ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options, stored_dtype=ctx.stored_dtype)
     if framework == "torch":
         terms = _torch(stats, ctx)
     elif framework.startswith("keras"):
@@ -278,7 +278,9 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     else:
         terms = _optax(stats, ctx)
     _nan_of_infinite_logits(terms, stats, ctx, framework)
-    if framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
+    if ctx.stored_dtype == "float16" and not framework.startswith("keras"):  # PyTorch, tf.nn and optax compute in float16
+        _overflow_as_float16(terms)
+    elif framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
         _overflow_as_float32(terms, ctx.loss_beyond_float32(stats.loss))
         terms.float32 = True
     return terms
@@ -322,6 +324,8 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
     values = terms.values
     compute32 = framework.startswith("keras") or ctx.scores.dtype != np.float64
     limit = FLOAT32_OVERFLOW if compute32 else np.inf  # z_max − z at or beyond it is inf there
+    if ctx.stored_dtype == "float16" and not framework.startswith("keras"):
+        limit = FLOAT16_OVERFLOW
     sparse = ctx.targets is None
     kept = ~np.isnan(values)
     if sparse:  # an ignored row costs 0 (PyTorch's ignore_index, Keras' mask, optax's where)
@@ -338,24 +342,47 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
         # the true loss of a row holding +inf is inf or NaN (Keras' of a float64 logit beyond float32 inf)
         rows = np.flatnonzero((~np.isfinite(stats.loss) | ~np.isfinite(values)) & kept)
         nan[rows[(ctx.scores[rows].astype(np.float64) >= limit).any(axis=1)]] = True
-    if ctx.kind == "logits" and (not sparse or framework in _ONE_HOT_SPARSE) and not smoothed:
+    # PyTorch multiplies each class's log-probability by its class weight (dense targets, smoothing): 0·(−inf) too
+    w = ctx.class_weights() if framework == "torch" else None
+    zero_weight = w is not None and bool((w == 0).any()) and (not sparse or smoothed)
+    if ctx.kind == "logits" and (not sparse or framework in _ONE_HOT_SPARSE or zero_weight) and (not smoothed or zero_weight):
         top, bottom = (stats.score_max, stats.score_min) if stats.score_min is not None and stats.score_max is not None else (
             ctx.scores.max(axis=1), ctx.scores.min(axis=1))
         with np.errstate(invalid="ignore", over="ignore"):
-            rows = np.flatnonzero(((top.astype(np.float64) - bottom) >= limit) & kept)  # a spread that overflows, ±inf included
+            spread = (top.astype(np.float64) - bottom) >= limit  # a spread that overflows, ±inf included
+            if sparse and framework in _ONE_HOT_SPARSE:  # a NaN logit: 0·NaN is NaN even on a label's all-zero one-hot row
+                spread |= np.isnan(top.astype(np.float64))
+            rows = np.flatnonzero(spread & kept)
         if rows.size:
             z = ctx.scores[rows].astype(np.float64)
             with np.errstate(invalid="ignore", over="ignore"):
                 minus_inf = (z.max(axis=1, keepdims=True) - z) >= limit  # log_softmax −inf (NaN where the largest is +inf)
-            if sparse:  # one-hot: every class but a usable label's has target 0
+            if sparse:  # one-hot: every class but a usable label's has target 0 (smoothed: none)
                 ok = stats.label_ok[rows]
-                at_label = ok & minus_inf[np.arange(rows.size), np.where(ok, stats.label[rows], 0)]
-                nan[rows[np.count_nonzero(minus_inf, axis=1) > at_label]] = True
+                zero = np.ones(minus_inf.shape, bool) if not smoothed else np.zeros(minus_inf.shape, bool)
+                zero[np.flatnonzero(ok), stats.label[rows][ok]] = smoothed
             else:
-                nan[rows[(minus_inf & (ctx.targets[rows] == 0)).any(axis=1)]] = True
+                zero = ctx.targets[rows] == 0 if not smoothed else np.zeros(minus_inf.shape, bool)
+            if zero_weight:
+                zero |= (w == 0)[None, :]
+            nan[rows[(minus_inf & zero).any(axis=1) | np.isnan(z).any(axis=1)]] = True
     if nan.any():
         values[nan] = np.nan
         terms.num = {key: math.nan for key in terms.num}  # their sums hold those rows
+
+
+def _overflow_as_float16(terms: RowTerms) -> None:
+    """A framework computing in float16 (PyTorch, tf.nn, optax on float16 scores): a row whose loss is
+    at or beyond 65520 is inf there (logits of ±60000 give 120000), and so is any sum holding it or
+    reaching that far (FrameworkSummary.float16)."""
+    values = terms.values
+    with np.errstate(invalid="ignore"):
+        over = np.isfinite(values) & (np.abs(values) >= FLOAT16_OVERFLOW)
+    if over.any():
+        values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
+        added = float(values[over].sum())
+        terms.num = {key: value + added for key, value in terms.num.items()}
+    terms.float16 = True
 
 
 def _overflow_as_float32(terms: RowTerms, loss_over: npt.NDArray[np.bool_] | None) -> None:
@@ -382,8 +409,8 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     terms = RowTerms(np.empty(ctx.scores.shape[0]))
     if options.label_smoothing or options.class_weights:
         terms.notes.append("log_loss takes no label smoothing or class weights: not applied")
-    if ctx.kind == "probs":
-        p = ctx.scores
+    if ctx.kind == "probs":  # as stored: float16 ones (read widened) clipped at float16's epsilon
+        p = ctx.scores.astype(np.float16) if ctx.stored_dtype == "float16" else ctx.scores
     else:
         z = ctx.scores.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -432,6 +459,7 @@ class FrameworkSummary:
     framework: str
     sigmoid: bool = False  # a sigmoid head's binary cross-entropy (frameworks_sigmoid.py)
     float32: bool = False  # it sums in float32: a total beyond float32's range is ±inf there
+    float16: bool = False  # in float16 (PyTorch, tf.nn, optax on float16 scores): beyond 65504
     num: dict[str, float] = field(default_factory=dict)
     den: dict[str, float | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -445,6 +473,7 @@ class FrameworkSummary:
             self.den[key] = None if den is None else (self.den.get(key) or 0.0) + den
         self.error_rows += terms.error_rows
         self.float32 = self.float32 or terms.float32
+        self.float16 = self.float16 or terms.float16
         for message in terms.errors:
             if _SUPERSEDES.get(message) in self.errors:  # a chunk said what the whole dump makes it raise instead
                 self.errors.remove(_SUPERSEDES[message])
@@ -453,7 +482,8 @@ class FrameworkSummary:
         self.notes.extend(note for note in terms.notes if note not in self.notes)
 
     def merge(self, other: FrameworkSummary) -> None:
-        self.update(RowTerms(np.empty(0), other.num, other.den, other.errors, other.error_rows, other.notes, float32=other.float32))
+        self.update(RowTerms(np.empty(0), other.num, other.den, other.errors, other.error_rows, other.notes, float32=other.float32,
+                             float16=other.float16))
 
     def reductions(self) -> dict[str, float]:
         out = {}
@@ -461,6 +491,8 @@ class FrameworkSummary:
             with np.errstate(over="ignore"):
                 if self.float32 and math.isfinite(total) and not np.isfinite(np.float32(total)):
                     total = math.copysign(math.inf, total)  # the float32 sum overflows, as PyTorch's does
+                if self.float16 and math.isfinite(total) and abs(total) >= FLOAT16_OVERFLOW:
+                    total = math.copysign(math.inf, total)
             den = self.den[key]
             if den is None:
                 out[key] = total

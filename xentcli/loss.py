@@ -16,6 +16,7 @@ from xentcli.kernels import SampleStats
 # A float64 of this magnitude or more rounds to ±inf in float32: 2^128 − 2^103 lies halfway between
 # float32's largest finite value (2 − 2^−23)·2^127 and 2^128, and the tie rounds to the even 2^128.
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+FLOAT16_OVERFLOW = 2.0**16 - 2.0**4  # float16 rounds |x| at or beyond it to inf (its largest finite: 65504)
 
 
 def beyond_float32(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_] | None:
@@ -39,6 +40,7 @@ class ChunkContext:
     sample_weights: npt.NDArray | None
     options: LossOptions
     ignore_mask: npt.NDArray[np.bool_] | None = None  # rows to ignore that no label marks (a binary head's soft targets)
+    stored_dtype: str | None = None  # the scores' dtype as stored (float16 arrives widened to float32)
 
     _beyond_float32: object = field(default=None, init=False, repr=False)  # loss_beyond_float32's, once computed
 
@@ -85,6 +87,7 @@ class RowTerms:
     notes: list[str] = field(default_factory=list)
     rows: tuple[npt.NDArray, npt.NDArray, npt.NDArray[np.bool_]] | None = None  # truth with weights: each row's y and x, and which count
     float32: bool = False  # a framework that computes and sums in float32
+    float16: bool = False  # in float16
 
 
 def class_of(stats: SampleStats) -> npt.NDArray[np.int64]:
