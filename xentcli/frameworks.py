@@ -301,6 +301,8 @@ def _jax_logsumexp_of_inf(values: npt.NDArray[np.float64], scores: npt.NDArray, 
     that is finite): optax's logsumexp(z) − z[y] is then +inf where z[y] is finite, NaN where it is
     +inf (optax 0.2.8 with jax 0.10.2: [1, 2, inf] with label 0 gives inf), where the shifted
     logsumexp of the kernel's pass gives NaN."""
+    if not np.isnan(values.sum()):  # the usual chunk: no NaN, one sum says so
+        return
     rows = np.flatnonzero(np.isnan(values))
     if rows.size == 0:
         return
@@ -327,21 +329,33 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
     if ctx.stored_dtype == "float16" and not framework.startswith("keras"):
         limit = FLOAT16_OVERFLOW
     sparse = ctx.targets is None
-    kept = ~np.isnan(values)
-    if sparse:  # an ignored row costs 0 (PyTorch's ignore_index, Keras' mask, optax's where)
-        kept &= ~ignored_rows(stats, ctx, ctx.options.ignore_for(framework))
+    ignored: list[npt.NDArray[np.bool_]] = []
+
+    def kept(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Those of `rows` the framework scores: not an error (NaN), not ignored (PyTorch's
+        ignore_index, Keras' mask, optax's where: 0 there). Asked only of the rare rows in question."""
+        keep = ~np.isnan(values[rows])
+        if sparse:
+            if not ignored:
+                ignored.append(ignored_rows(stats, ctx, ctx.options.ignore_for(framework)))
+            keep &= ~ignored[0][rows]
+        return rows[keep]
+
     nan = np.zeros(values.size, dtype=bool)
     smoothed = ctx.options.label_smoothing > 0 and _SMOOTHS[framework][0 if sparse else 1]
     if ctx.kind == "probs":  # scored on log p (Keras clips them instead): a negative or +inf p is NaN there, a 0 is −inf
         if not framework.startswith("keras"):
             with np.errstate(invalid="ignore"):
-                nan = kept & ((ctx.scores < 0) | (ctx.scores == np.inf)).any(axis=1)
+                bad = ((ctx.scores < 0) | (ctx.scores == np.inf)).any(axis=1)
                 if not sparse and not smoothed:
-                    nan |= kept & ((ctx.scores == 0) & (ctx.targets == 0)).any(axis=1)
+                    bad |= ((ctx.scores == 0) & (ctx.targets == 0)).any(axis=1)
+            nan[kept(np.flatnonzero(bad))] = True
     elif not (framework == "optax" and sparse and not ctx.options.label_smoothing):
-        # the true loss of a row holding +inf is inf or NaN (Keras' of a float64 logit beyond float32 inf)
-        rows = np.flatnonzero((~np.isfinite(stats.loss) | ~np.isfinite(values)) & kept)
-        nan[rows[(ctx.scores[rows].astype(np.float64) >= limit).any(axis=1)]] = True
+        # the true loss of a row holding +inf is inf or NaN (Keras' of a float64 logit beyond float32 inf); the usual
+        # chunk has neither, which one sum each says without a pass of masks
+        if not (math.isfinite(float(stats.loss.sum())) and math.isfinite(float(values.sum()))):
+            rows = kept(np.flatnonzero(~np.isfinite(stats.loss) | ~np.isfinite(values)))
+            nan[rows[(ctx.scores[rows].astype(np.float64) >= limit).any(axis=1)]] = True
     # PyTorch multiplies each class's log-probability by its class weight (dense targets, smoothing): 0·(−inf) too
     w = ctx.class_weights() if framework == "torch" else None
     zero_weight = w is not None and bool((w == 0).any()) and (not sparse or smoothed)
@@ -352,7 +366,7 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
             spread = (top.astype(np.float64) - bottom) >= limit  # a spread that overflows, ±inf included
             if sparse and framework in _ONE_HOT_SPARSE:  # a NaN logit: 0·NaN is NaN even on a label's all-zero one-hot row
                 spread |= np.isnan(top.astype(np.float64))
-            rows = np.flatnonzero(spread & kept)
+            rows = kept(np.flatnonzero(spread))
         if rows.size:
             z = ctx.scores[rows].astype(np.float64)
             with np.errstate(invalid="ignore", over="ignore"):
