@@ -178,3 +178,25 @@ def test_the_verdict_line_and_gate_details_read_as_the_text_verdict(tmp_path):
     failure = [c.find("failure") for c in ET.fromstring(run(*args, "--output-format", "junit").stdout).findall("testcase")
                if c.get("name") == "non-finite rows"][0]
     assert failure.text == "3 (limit <= 0)"
+
+
+def test_diff_annotations_name_the_dump_each_side_is_about(tmp_path):
+    """A base-side diagnostic annotated the candidate's file (found in review): each GitHub
+    annotation and GitLab issue now names the dump its side is about."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids, labels = ["a", "b", "c", "d"], [0, 1, 2, 2]
+    probs = [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 2, 3]]  # three probability rows read as logits: XE104 on the base
+    nan = [[1.0, 0, 0], [float("nan"), 1, 0], [0, 0, 1.0], [1.0, 2, float("inf")]]  # NaN and inf: XE101, XE102 on the candidate
+    for name, rows in (("base.parquet", probs), ("cand.parquet", nan)):
+        pq.write_table(pa.table({"id": ids, "logits": rows, "label": labels}), tmp_path / name)
+    args = ("diff", tmp_path / "base.parquet", tmp_path / "cand.parquet", "--key", "id")
+    annotations = parse_github(run(*args, "--output-format", "github").stdout)
+    files = {props["title"]: props["file"] for _, props, _ in annotations if "(" in props.get("title", "")}
+    assert files["XE104 probs-as-logits (base)"] == str(tmp_path / "base.parquet")
+    assert files["XE101 nan-scores (candidate)"] == str(tmp_path / "cand.parquet")
+    issues = json.loads(run(*args, "--output-format", "gitlab").stdout)
+    paths = {issue["description"].split(":")[0] + issue["description"].rsplit("(", 1)[-1]: issue["location"]["path"] for issue in issues}
+    assert paths["XE104 probs-as-logitsbase)"] == str(tmp_path / "base.parquet")
+    assert paths["XE101 nan-scorescandidate)"] == str(tmp_path / "cand.parquet")

@@ -47,6 +47,11 @@ class CiRun:
     gates: list[Gate] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     failing_reasons: list[str] = field(default_factory=list)  # the diagnostics' part of the reasons
+    side_paths: dict[str, str] = field(default_factory=dict)  # diff: the dump each side's diagnostics are about
+
+    def path_of(self, d: Diagnostic) -> str:
+        """The file a diagnostic annotates: its side's dump (diff), else the run's."""
+        return self.side_paths.get(d.side or "", self.path)
 
 
 def _diagnostics(items: list[dict[str, Any]], fail_on: str | None) -> list[Diagnostic]:
@@ -94,7 +99,8 @@ def of_diff(report: Any, fail_on: str, verdict: str) -> CiRun:
         gates.append(Gate(gate["gate"], gate["passed"], detail, f"{gate['gate']}: {detail}"))
     summary.insert(0, ("base → candidate", f"{report.base.input.path} → {report.candidate.input.path}"))
     return CiRun("xent diff", report.candidate.input.path, report.passed, verdict, summary, gates,
-                 _diagnostics(report.diagnostics, fail_on if fail_on != "never" else None))
+                 _diagnostics(report.diagnostics, fail_on if fail_on != "never" else None),
+                 side_paths={"base": report.base.input.path, "candidate": report.candidate.input.path})
 
 
 # ---- GitHub Actions ---------------------------------------------------------------------------
@@ -115,7 +121,7 @@ def github(run: CiRun) -> str:
     lines = []
     for d in run.diagnostics:
         side = f" ({d.side})" if d.side else ""
-        lines.append(f"::{level[d.severity]} file={_gh_property(run.path)},title={_gh_property(f'{d.code} {d.name}{side}')}::"
+        lines.append(f"::{level[d.severity]} file={_gh_property(run.path_of(d))},title={_gh_property(f'{d.code} {d.name}{side}')}::"
                      + _gh_data(f"{d.message} → {d.hint}" if d.hint else d.message))
     for gate in run.gates:
         if not gate.passed:
@@ -141,7 +147,7 @@ def gitlab(run: CiRun) -> str:
     for d in run.diagnostics:
         issues.append({"description": terminal(f"{d.code} {d.name}: {d.message}" + (f" ({d.side})" if d.side else "")),
                        "check_name": d.code, "fingerprint": fingerprint(run.command, run.path, d.code, d.side or ""),
-                       "severity": GITLAB_SEVERITY[d.severity], "location": location})
+                       "severity": GITLAB_SEVERITY[d.severity], "location": {"path": terminal(run.path_of(d)), "lines": {"begin": 1}}})
     for gate in run.gates:
         if not gate.passed:
             issues.append({"description": terminal(gate.reason), "check_name": f"xent-gate-{gate.name}",
