@@ -591,3 +591,33 @@ def test_dictionary_encoded_keys_pair_as_their_values(tmp_path):
     result = runner.invoke(app, ["diff", str(tmp_path / "b.arrow"), str(tmp_path / "c.parquet"), "--key", "id", "--json"])
     assert result.exit_code in (0, 1), (result.stderr, result.exception)
     assert json.loads(result.stdout)["pairing"]["usable_pairs"] == 3
+
+
+def test_paired_sums_are_the_same_bits_in_any_chunk_and_the_base_is_scores_mean(tmp_path):
+    """diff merged each chunk's mean of d (Chan) and summed each side's losses in float: its numbers
+    moved in the last digits with --chunk-rows, and its base mean differed from `score`'s (found in
+    review). They now come from the exact row blocks `score` uses; against a float64 reference
+    (numpy: the mean of d, std(d, ddof=1)/√n) to 1e-12."""
+    rng = np.random.default_rng(7)
+    n = 1000
+    a, b = rng.normal(size=(n, 4)) * 3, rng.normal(size=(n, 4)) * 3
+    y = rng.integers(0, 4, n)
+    for name, value in (("a.npy", a), ("b.npy", b), ("y.npy", y)):
+        np.save(tmp_path / name, value)
+    runs = []
+    for rows in (7, 100, 1000):
+        result = CliRunner().invoke(app, ["diff", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--labels", str(tmp_path / "y.npy"),
+                                          "--chunk-rows", str(rows), "--json"])
+        assert result.exit_code in (0, 1), result.output
+        runs.append(json.loads(result.stdout)["metrics"]["loss_mean"])
+    assert runs[0] == runs[1] == runs[2]
+    score = CliRunner().invoke(app, ["score", str(tmp_path / "a.npy"), "--labels", str(tmp_path / "y.npy"), "--json"])
+    assert runs[0]["base"] == json.loads(score.stdout)["summary"]["loss_mean"]
+
+    def loss(z):
+        m = z.max(axis=1, keepdims=True)
+        return (m[:, 0] + np.log(np.exp(z - m).sum(axis=1))) - z[np.arange(n), y]
+
+    d = loss(b) - loss(a)
+    assert runs[0]["delta"] == pytest.approx(d.mean(), rel=1e-12)
+    assert runs[0]["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(n), rel=1e-12)

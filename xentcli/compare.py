@@ -352,10 +352,10 @@ class PairedTotals:
     pairs: int = 0
     usable: int = 0
     nonfinite: int = 0
-    mean: float = 0.0  # of d over usable pairs, with M2 (Chan's merge)
-    m2: float = 0.0
-    base_sum: float = 0.0
-    candidate_sum: float = 0.0
+    # d, and each side's loss, over usable pairs numbered in pairing order: Σ and M2 to the same bit whatever the chunking
+    delta_moments: accumulate.LossMoments = field(default_factory=accumulate.LossMoments)
+    base_moments: accumulate.LossMoments = field(default_factory=accumulate.LossMoments)
+    candidate_moments: accumulate.LossMoments = field(default_factory=accumulate.LossMoments)
     correct_base: int = 0
     correct_candidate: int = 0
     correct_to_wrong: int = 0  # b: right in base, wrong in candidate
@@ -373,6 +373,7 @@ class PairedTotals:
 
     def update(self, base: SideRows, candidate: SideRows) -> F64:
         """Add paired rows; returns d per pair (NaN where the pair is not usable)."""
+        offset = self.pairs
         self.pairs += len(base)
         scored = ~base.ignored & ~candidate.ignored & base.label_ok
         finite = np.isfinite(base.loss) & np.isfinite(candidate.loss)
@@ -389,17 +390,11 @@ class PairedTotals:
                 "correct_candidate": right_candidate, "b": right_base & ~right_candidate, "c": ~right_base & right_candidate,
             })
         if n:
-            chunk_mean = float(d.mean())
-            chunk_m2 = float(((d - chunk_mean) ** 2).sum())
-            total = self.usable + n
-            step = chunk_mean - self.mean
-            self.mean += step * n / total
-            self.m2 += chunk_m2 + step * step * self.usable * n / total
-            self.usable = total
+            self.usable += n
+            for moments, values in ((self.delta_moments, delta), (self.base_moments, base.loss), (self.candidate_moments, candidate.loss)):
+                moments.update(offset, values, usable)
             b_loss, c_loss = base.loss[usable], candidate.loss[usable]
             self.delta_sketch.update(d)
-            self.base_sum += float(b_loss.sum())
-            self.candidate_sum += float(c_loss.sum())
             b_right, c_right = base.correct[usable], candidate.correct[usable]
             self.correct_base += int(np.count_nonzero(b_right))
             self.correct_candidate += int(np.count_nonzero(c_right))
@@ -673,7 +668,7 @@ def _percentiles(values: F64, confidence: float) -> list[float] | None:
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 
 
-def paired_loss(n: int, mean: float, m2: float, base_sum: float, candidate_sum: float, confidence: float,
+def paired_loss(n: int, mean: float, m2: float, base_mean: float, candidate_mean: float, confidence: float,
                 se_df: tuple[float, float] | None = None) -> dict[str, Any]:
     """The mean loss of both sides and the paired delta with its se (std(d, ddof=1)/√n unless
     `se_df` gives a clustered one), t-interval and two-sided p."""
@@ -685,7 +680,7 @@ def paired_loss(n: int, mean: float, m2: float, base_sum: float, candidate_sum: 
         p_value = (1.0 if delta == 0 else 0.0) if se == 0 else nan
     else:
         p_value = stats.t_two_sided_p(delta / se, df)
-    return {"base": base_sum / n if n else nan, "candidate": candidate_sum / n if n else nan, "delta": delta, "se": se,
+    return {"base": base_mean if n else nan, "candidate": candidate_mean if n else nan, "delta": delta, "se": se,
             "ci": _interval(delta, quantile * se), "p_value": p_value, "df": df}
 
 
@@ -708,12 +703,14 @@ def _accuracy_se(n: int, b: int, c: int) -> float:
 def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, dict[str, Any]]:
     """The paired metrics (README, `xent diff`: the formulas)."""
     n = t.usable
-    clustered = accumulate.clustered_se(t.clusters, t.mean, n) if t.clustered and t.clusters.sums else None
-    loss = paired_loss(n, t.mean, t.m2, t.base_sum, t.candidate_sum, confidence, clustered)
+    _, _, mean, m2 = t.delta_moments.closed().results()
+    base_mean, candidate_mean = t.base_moments.closed().results()[2], t.candidate_moments.closed().results()[2]  # as score's
+    clustered = accumulate.clustered_se(t.clusters, mean, n) if t.clustered and t.clusters.sums else None
+    loss = paired_loss(n, mean, m2, base_mean, candidate_mean, confidence, clustered)
     se, df = loss["se"], loss["df"]
     loss["min_detectable_delta"] = (stats.t_quantile((1 + confidence) / 2, df) + stats.t_quantile(0.8, df)) * se if df > 0 else math.nan
     if t.clustered:
-        loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(t.m2 / (n - 1) / n) if n > 1 else math.nan)
+        loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(m2 / (n - 1) / n) if n > 1 else math.nan)
     replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
     accuracy = paired_accuracy(n, t.correct_base, t.correct_candidate, t.correct_to_wrong, t.wrong_to_correct, confidence)
     perplexity = {
@@ -744,7 +741,8 @@ def group_metrics(t: PairedTotals, names: tuple[str, ...], confidence: float, mi
         records.append({
             "by": dict(zip(names, key)), "pairs": sums.rows, "usable_pairs": n, "small": n < min_group,
             "pooled_groups": merged if merged and index == len(kept) - 1 else 0,
-            "loss_mean": paired_loss(n, sums.mean, sums.m2, extra.get("base", 0.0), extra.get("candidate", 0.0), confidence),
+            "loss_mean": paired_loss(n, sums.mean, sums.m2, extra.get("base", 0.0) / n if n else math.nan,
+                                     extra.get("candidate", 0.0) / n if n else math.nan, confidence),
             "accuracy": paired_accuracy(n, sums.correct, int(extra.get("correct_candidate", 0)), b, c, confidence),
         })
     records.sort(key=lambda r: (r["small"] or r["pooled_groups"] > 0, _descending(r["loss_mean"]["delta"]), str(r["by"])))
