@@ -223,6 +223,18 @@ def _hostile(good: str):
     yield "deep nesting", with_state(json.loads("[" * 50 + "]" * 50))
     yield "a tag of the wrong type", with_state({"$t": 5})
     yield "a NaN key", with_state({**state, "v": {**state["v"], "findings": {"$d": [[{"$f": "nan"}, 1]]}}})
+    def finding_rows(rows):  # a finding whose count is not one a run can make (found in review: it passed a gate)
+        return with_state({**state, "v": {**state["v"], "findings": {"$d": [["XE104", {
+            "$": "Finding", "v": {"code": "XE104", "rows": rows, "facts": {"$d": []}, "merge_rules": {"$d": []}, "examples": [],
+                                  "rank_by": None}}]]}}})
+
+    yield "a finding of -1 rows", finding_rows(-1)
+    yield "a finding of 2.5 rows", finding_rows(2.5)
+    yield "a finding of more rows than the input", finding_rows(10**9)
+    rows = summary["v"]["rows"]
+    yield "more rows than the input's", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "rows": rows + 996}}}})
+    yield "a NaN smallest loss", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "loss_min": {"$f": "nan"}}}}})
+    yield "top-k of 0", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "top_k": 0}}}})
     yield "an example keyed by a number", with_state({**state, "v": {**state["v"], "findings": {"$d": [["XE101", {
         "$": "Finding", "v": {"code": "XE101", "rows": 1, "facts": {"$d": []}, "merge_rules": {"$d": []},
                               "examples": [{"$d": [[5, 1]]}], "rank_by": None}}]]}}})

@@ -343,11 +343,16 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     for name, framework in part.frameworks.items():
         _like(FrameworkSummary(name), framework, f"the {str(name)[:20]} sums")
     s = part.summary
-    counts = (s.rows, s.counted, s.ignored, s.correct, s.top_k_hits, s.zero_weight_rows, s.sketch.count, s.moments.n)
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+    findings = part.findings.values() if isinstance(part.findings, dict) else []
+    counts = (s.rows, s.counted, s.ignored, s.correct, s.top_k_hits, s.zero_weight_rows, s.sketch.count, s.moments.n, s.worst_k,
+              *(f.rows for f in findings if isinstance(f, Finding)))
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts) or s.top_k < 1:
         raise Malformed("a count is not a whole number ≥ 0")
-    if s.counted + s.ignored > s.rows or s.sketch.count > s.counted:
+    if (s.counted + s.ignored > s.rows or s.sketch.count > s.counted or s.correct > s.counted or s.top_k_hits > s.counted
+            or (info.rows is not None and s.rows != info.rows) or any(f.rows > s.rows for f in findings if isinstance(f, Finding))):
         raise Malformed("its counts do not add up")
+    if s.counted and not (math.isfinite(s.loss_min) and math.isfinite(s.loss_max) and s.loss_min <= s.loss_max):
+        raise Malformed("its smallest and largest losses are not those of counted rows")
     if s.num_classes != info.num_classes or (s.per_class.classes is None and s.per_class.support.shape != (info.num_classes,)):
         raise Malformed("its per-class sums do not have one entry per class")
     if len(s.worst.rows) != len(s.worst.details) or len(s.worst.rows) > s.worst.k:
