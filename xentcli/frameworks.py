@@ -341,12 +341,19 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
             keep &= ~ignored[0][rows]
         return rows[keep]
 
+    def extremes() -> tuple[npt.NDArray, npt.NDArray]:
+        """Each row's largest and smallest score: the kernel's when it kept them."""
+        if stats.score_max is not None and stats.score_min is not None:
+            return stats.score_max, stats.score_min
+        return ctx.scores.max(axis=1), ctx.scores.min(axis=1)
+
     nan = np.zeros(values.size, dtype=bool)
     smoothed = ctx.options.label_smoothing > 0 and _SMOOTHS[framework][0 if sparse else 1]
     if ctx.kind == "probs":  # scored on log p (Keras clips them instead): a negative or +inf p is NaN there, a 0 is −inf
         if not framework.startswith("keras"):
+            top, bottom = extremes()
             with np.errstate(invalid="ignore"):
-                bad = ((ctx.scores < 0) | (ctx.scores == np.inf)).any(axis=1)
+                bad = (bottom < 0) | (top == np.inf)
                 if not sparse and not smoothed:
                     bad |= ((ctx.scores == 0) & (ctx.targets == 0)).any(axis=1)
             nan[kept(np.flatnonzero(bad))] = True
@@ -360,8 +367,7 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
     w = ctx.class_weights() if framework == "torch" else None
     zero_weight = w is not None and bool((w == 0).any()) and (not sparse or smoothed)
     if ctx.kind == "logits" and (not sparse or framework in _ONE_HOT_SPARSE or zero_weight) and (not smoothed or zero_weight):
-        top, bottom = (stats.score_max, stats.score_min) if stats.score_min is not None and stats.score_max is not None else (
-            ctx.scores.max(axis=1), ctx.scores.min(axis=1))
+        top, bottom = extremes()
         with np.errstate(invalid="ignore", over="ignore"):
             spread = (top.astype(np.float64) - bottom) >= limit  # a spread that overflows, ±inf included
             if sparse and framework in _ONE_HOT_SPARSE:  # a NaN logit: 0·NaN is NaN even on a label's all-zero one-hot row
@@ -393,9 +399,7 @@ def _overflow_as_float16(terms: RowTerms) -> None:
     with np.errstate(invalid="ignore"):
         over = np.isfinite(values) & (np.abs(values) >= FLOAT16_OVERFLOW)
     if over.any():
-        values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
-        added = float(values[over].sum())
-        terms.num = {key: value + added for key, value in terms.num.items()}
+        _overflowed(terms, over)
     terms.float16 = True
 
 
@@ -408,9 +412,16 @@ def _overflow_as_float32(terms: RowTerms, loss_over: npt.NDArray[np.bool_] | Non
     if loss_over is not None:
         over = (loss_over & np.isfinite(values)) if over is None else over | (loss_over & np.isfinite(values))
     if over is not None and over.any():
-        values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
-        added = float(values[over].sum())
-        terms.num = {key: value + added for key, value in terms.num.items()}
+        _overflowed(terms, over)
+
+
+def _overflowed(terms: RowTerms, over: npt.NDArray[np.bool_]) -> None:
+    """The rows `over` overflow the framework's dtype: ±inf there (NaN where a weight of 0 made the
+    value 0: 0·inf), and every sum holding them with them."""
+    values = terms.values
+    values[over] = np.where(values[over] == 0, np.nan, np.copysign(np.inf, values[over]))
+    added = float(values[over].sum())
+    terms.num = {key: value + added for key, value in terms.num.items()}
 
 
 def _sklearn(ctx: ChunkContext) -> RowTerms:
