@@ -464,10 +464,10 @@ def row_dots(values: npt.NDArray, vectors: npt.NDArray[np.float64]) -> npt.NDArr
     double, each row in an order set by C alone. None: not a dtype it takes (or no library)."""
     if _LIBRARY is None or values.dtype not in (np.float32, np.float64) or values.ndim != 2:
         return None
-    n, c = values.shape
-    rows, cols = (stride // values.itemsize for stride in values.strides)
     if any(stride % values.itemsize for stride in values.strides):
         return None
+    n, c = values.shape
+    rows, cols = (stride // values.itemsize for stride in values.strides)
     w = np.ascontiguousarray(np.asarray(vectors, np.float64).T)
     out = np.empty((n, w.shape[0]))
     if n and c:

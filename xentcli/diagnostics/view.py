@@ -192,6 +192,8 @@ class RowMasks:
 
     def on_labels(self, rows: Callable[[], npt.NDArray[np.bool_]]) -> npt.NDArray[np.bool_] | None:
         """A label rule's mask: `rows` among the rows whose target is a label (None: no such rows)."""
+        if self.sparse:  # every row's target is a label
+            return rows()
         at = self.label_rows
         return None if at is None else rows() & at
 
