@@ -133,7 +133,7 @@ def summary_table(report: Report) -> Table:
     if s["nonfinite"]:
         table.add_row(
             Text("non-finite", style="bold red"),
-            Text(f"{s['nonfinite']:,} rows with a NaN or infinite loss, left out of the means", style="red"),
+            Text(f"{s['nonfinite']:,} {'row' if s['nonfinite'] == 1 else 'rows'} with a NaN or infinite loss, left out of the means", style="red"),
         )
     return table
 
