@@ -184,6 +184,43 @@ def test_optax_naive_loss_from_the_kernel_equals_its_second_pass():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optax_naive_loss_in_c_equals_its_numpy_twin_bit_for_bit(monkeypatch, dtype):
+    """native.naive_lse (one C pass) against naive_logsumexp_from's numpy operations, bit for bit,
+    on hostile rows: NaN, ±inf, ±max float, labels outside [0, C) both ways, a column-major chunk."""
+    from tests.native_paths import require_c_extension
+    from xentcli import native
+    from xentcli.kernels import naive_logsumexp_from, sample_stats
+
+    require_c_extension()
+    rng = np.random.default_rng(26)
+    big = np.finfo(dtype).max
+    z = (rng.standard_normal((3000, 7)) * 40).astype(dtype)
+    z[rng.integers(0, 3000, 40), rng.integers(0, 7, 40)] = np.nan
+    z[rng.integers(0, 3000, 40), rng.integers(0, 7, 40)] = np.inf
+    z[rng.integers(0, 3000, 40), rng.integers(0, 7, 40)] = -np.inf
+    z[rng.integers(0, 3000, 40), rng.integers(0, 7, 40)] = big
+    z[rng.integers(0, 3000, 40), rng.integers(0, 7, 40)] = -big
+    z[:30] = -np.inf  # whole rows of −inf: a non-finite logsumexp
+    y = rng.integers(-9, 9, 3000)
+    for scores in (z, np.asfortranarray(z), z[:0]):
+        labels = y[: len(scores)]
+        stats = sample_stats(np.ascontiguousarray(scores), "logits", labels=labels, detail=False, extremes=True)  # the C kernel's
+        z_max, log_norm = (stats.score_max, stats.log_norm) if len(scores) else (np.empty(0), np.empty(0))
+        with np.errstate(all="ignore"):
+            in_c = naive_logsumexp_from(scores, labels, z_max, log_norm)
+            monkeypatch.setattr(native, "naive_lse", lambda *args: None)
+            in_numpy = naive_logsumexp_from(scores, labels, z_max, log_norm)
+            monkeypatch.undo()
+        assert in_c.dtype == np.float64 and in_c.shape == (len(scores),)
+        nan = np.isnan(in_numpy)
+        assert np.array_equal(np.isnan(in_c), nan)
+        assert np.array_equal(in_c[~nan].view(np.int64), in_numpy[~nan].view(np.int64))  # the same bits
+        if len(scores):  # every kind of row was there: out of range, non-finite logsumexp, inf, finite
+            assert nan[(labels < 0) | (labels >= 7)].all() and nan[:30].all()
+            assert np.isinf(in_numpy).any() and np.isfinite(in_numpy).sum() > 1000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_framework_computing_in_float32_overflows_where_it_does(tmp_path, dtype):
     """Logits of ±3.4e38: the loss of rows 1 and 3 is 3.4e38 − (−3.4e38) = 6.8e38, beyond float32.
     PyTorch 2.13 on the float32 tensor: F.cross_entropy(..., reduction='none') = [-0., inf, 3.4e38,

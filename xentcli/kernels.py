@@ -489,6 +489,12 @@ def naive_logsumexp_from(scores: npt.NDArray, labels: I64, z_max: F64, log_norm:
     max|z| + log C (log Σ exp is rounded from float64 here, from a float32 sum there; where max and
     log Σ exp nearly cancel, that is many ulps of the small logsumexp, ~1 ulp of the loss). Rows
     with a non-finite maximum or logsumexp take the full path."""
+    done = native.naive_lse(scores, labels, z_max, log_norm)  # the same in one C pass (its twin: the rest of this function)
+    if done is not None:
+        loss, bad = done
+        if bad.size:
+            loss[bad] = naive_logsumexp_loss(scores[bad], labels[bad])
+        return loss
     n, num_classes = scores.shape
     every = n == 0 or (int(labels.min()) >= 0 and int(labels.max()) < num_classes)  # the usual chunk: no masks
     ok = None if every else (labels >= 0) & (labels < num_classes)

@@ -21,6 +21,8 @@ FLOAT16_OVERFLOW = 2.0**16 - 2.0**4  # float16 rounds |x| at or beyond it to inf
 
 def beyond_float32(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_] | None:
     """The finite values that float32 rounds to ±inf (None when there is none: the usual chunk)."""
+    if values.size and -FLOAT32_OVERFLOW < values.min() and values.max() < FLOAT32_OVERFLOW:  # the usual chunk, without temporaries (NaN fails it)
+        return None
     with np.errstate(invalid="ignore"):
         big = np.abs(values) >= FLOAT32_OVERFLOW  # ±inf included, NaN not
     if not big.any():

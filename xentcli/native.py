@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 25  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 26  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -98,6 +98,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_row_dots.restype = i64
+    library.xent_naive_lse.restype = i64
+    library.xent_naive_lse.argtypes = [pointer] + [i64] * 3 + [pointer] * 5
     library.xent_row_dots.argtypes = [pointer] + [i64] * 5 + [pointer, i64, pointer]
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 4
@@ -476,6 +478,22 @@ def row_dots(values: npt.NDArray, vectors: npt.NDArray[np.float64]) -> npt.NDArr
     else:
         out[:] = 0.0
     return out
+
+
+def naive_lse(scores: npt.NDArray, labels: npt.NDArray[np.int64], z_max: npt.NDArray[np.float64],
+              log_norm: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+    """xent_naive_lse in _ctally.c: kernels.naive_logsumexp_from's loss (NaN for a label outside
+    [0, C)) and the rows whose logsumexp is not finite, left to the caller. None: scores neither
+    float32 nor float64 (or no library)."""
+    if _LIBRARY is None or scores.dtype not in (np.float32, np.float64) or scores.ndim != 2:
+        return None
+    scores = np.ascontiguousarray(scores)
+    n, c = scores.shape
+    labels, z_max, log_norm = (np.ascontiguousarray(a, t) for a, t in ((labels, np.int64), (z_max, np.float64), (log_norm, np.float64)))
+    out, bad = np.empty(n), np.empty(n, np.int64)
+    found = _LIBRARY.xent_naive_lse(scores.ctypes.data, int(scores.dtype == np.float32), n, c, labels.ctypes.data, z_max.ctypes.data,
+                                    log_norm.ctypes.data, out.ctypes.data, bad.ctypes.data) if n else 0
+    return out, bad[:found]
 
 
 def squared_deviations(values: npt.NDArray[np.float64], mean: float) -> float:
