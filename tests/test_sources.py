@@ -343,10 +343,14 @@ def test_a_null_score_row_is_named_wherever_it_is(tmp_path, null_row):
     assert result.exit_code == 2 and f"row {null_row} of column 'logits' is null" in result.stderr
 
 
-def test_npy_blocks_reuse_memory_only_once_released(tmp_path):
-    # The reader reuses a block's memory for a later block once nothing refers to it (arrays._Buffers):
-    # a block still held (here the first, and a view of the third) must keep its values to the end.
+def test_npy_blocks_reuse_memory_only_once_released(tmp_path, monkeypatch):
+    # Read into buffers (a URL, or no C library), the reader reuses a block's memory for a later block
+    # once nothing refers to it (arrays._Buffers): a block still held (here the first, and a view of
+    # the third) must keep its values to the end.
+    from xentcli.sources import arrays
     from xentcli.sources.arrays import NpyArray
+
+    monkeypatch.setattr(arrays, "_mappable", lambda path: False)
 
     values = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
     np.save(tmp_path / "s.npy", values)
@@ -362,3 +366,140 @@ def test_npy_blocks_reuse_memory_only_once_released(tmp_path):
     np.testing.assert_array_equal(held, values[32:35])
     # released blocks were reused: 9 blocks read after the first, in at most 3 buffers besides the two held
     assert len(set(addresses)) <= 4 and addresses[2] not in addresses[3:]
+
+
+def _rss_file_kib() -> int:
+    """The process's resident pages of mapped files (Linux: /proc/self/status RssFile)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssFile:"))
+
+
+def test_npy_blocks_from_the_memory_map(tmp_path):
+    """A local .npy is read as views of its memory map (arrays.NpyArray._mapped_blocks): the values of
+    every block, also of blocks held to the end while later pages are dropped; a block written to
+    changes nothing in the file (copy-on-write); rows from `first` to `stop`."""
+    from tests.native_paths import require_c_extension
+    from xentcli.sources.arrays import NpyArray
+
+    require_c_extension()
+    values = np.arange(40_000 * 5, dtype=np.float64).reshape(40_000, 5)  # 1.6 MB: hundreds of pages
+    path = tmp_path / "s.npy"
+    np.save(path, values)
+    before = path.read_bytes()
+    blocks = NpyArray(str(path), "scores").slices(999)
+    first = next(blocks)
+    assert not first.flags.owndata and first.flags.writeable and first.flags.aligned
+    held = None
+    for index, block in enumerate(blocks, start=1):
+        np.testing.assert_array_equal(block, values[999 * index : 999 * index + 999])
+        block[:] = -1.0  # the consumer's business: never the file's
+        if index == 3:
+            held = block[2:5].copy(), block[2:5]
+    np.testing.assert_array_equal(first, values[:999])
+    np.testing.assert_array_equal(held[1], -1.0)  # the view held still sees its block (its pages were not dropped)
+    assert path.read_bytes() == before
+    parts = list(NpyArray(str(path), "scores").slices(1000, first=2500, stop=4999))
+    np.testing.assert_array_equal(np.concatenate(parts), values[2500:4999])
+
+
+def test_npy_memory_map_keeps_the_resident_pages_to_the_blocks_held(tmp_path):
+    """The pages of the blocks nothing holds any more are dropped (madvise): streaming 256 MB in 8 MB
+    blocks leaves the resident mapped pages near a block or two, not the file (a memory bound, not a timing)."""
+    from tests.native_paths import require_c_extension
+    from xentcli.sources.arrays import NpyArray
+
+    require_c_extension()
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((8192, 8192), np.float32))  # 256 MiB
+    start, peak, total = _rss_file_kib(), 0, 0.0
+    for block in NpyArray(str(path), "scores").slices(256):  # 8 MiB a block
+        total += float(block[:, ::1024].sum())  # a page of every row touched
+        peak = max(peak, _rss_file_kib() - start)
+        del block
+    assert total == 8192 * 8
+    assert peak < 48 * 1024, f"{peak} KiB of the file resident"
+
+
+def test_npy_cut_short_while_read_is_one_error(tmp_path):
+    """A file that another program cuts short between two blocks: an InputError naming the row, not a
+    bus error (the map's pages past the end no longer exist)."""
+    from tests.native_paths import require_c_extension
+    from xentcli.errors import InputError
+    from xentcli.sources.arrays import NpyArray
+
+    require_c_extension()
+    path = tmp_path / "s.npy"
+    np.save(path, np.zeros((10_000, 100), np.float32))
+    blocks = NpyArray(str(path), "scores").slices(2000)
+    next(blocks)
+    with open(path, "r+b") as f:
+        f.truncate(1_000_000)  # inside the second block (bytes 800,128 to 1,600,128)
+    with pytest.raises(InputError, match="ends early at row 2000: it was cut short while xent read it"):
+        next(blocks)
+
+
+def test_a_bus_error_is_one_line_and_exit_2(tmp_path):
+    """The last line of defence: a mapped file cut short under a block already handed out (between the
+    reader's checks) makes the next read of it a bus error — with `xent`'s handler one line on stderr,
+    exit 2 and the output in progress removed, not a silent death by SIGBUS."""
+    import subprocess
+    import sys
+
+    from tests.native_paths import require_c_extension
+
+    require_c_extension()
+    data, output = tmp_path / "s.npy", tmp_path / ".xent-out.parquet.part"
+    np.save(data, np.zeros((4096, 1024), np.float32))
+    output.write_bytes(b"partial")
+    script = f"""
+import numpy as np
+from xentcli import native
+from xentcli.sources.arrays import NpyArray
+assert native.catch_bus_errors("xent: error: bus error line\\n", "")
+native.bus_output({str(output)!r}, held=True)
+block = next(NpyArray({str(data)!r}, "scores").slices(4096))
+with open({str(data)!r}, "r+b") as f:
+    f.truncate(0)
+print(float(block.sum()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (2, "xent: error: bus error line\n", "")
+    assert not output.exists()
+
+
+def test_a_bus_error_in_a_run_of_xent(tmp_path):
+    """`xent score --json -o` on an .npy that another program cuts short after its block was handed
+    out (the reader's check passed; the kernel then reads pages that no longer exist): exit 2, the
+    one line on stderr, the error document on stdout, and neither the output nor its temporary file."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.native_paths import require_c_extension
+
+    require_c_extension()
+    logits, labels = tmp_path / "logits.npy", tmp_path / "labels.npy"
+    np.save(logits, np.zeros((4096, 1024), np.float32))
+    np.save(labels, np.zeros(4096, np.int64))
+    script = f"""
+import sys
+from xentcli.sources import arrays
+real = arrays.NpyArray.slices
+def slices(self, *args, **kwargs):
+    for block in real(self, *args, **kwargs):
+        if self.path.endswith("logits.npy"):
+            with open(self.path, "r+b") as f:
+                f.truncate(0)
+        yield block
+arrays.NpyArray.slices = slices
+sys.argv = ["xent", "score", {str(logits)!r}, "--labels", {str(labels)!r}, "--json", "--threads", "1", "-o", {str(tmp_path / "rows.parquet")!r}]
+from xentcli.entry import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    line = ("xent: error: a memory-mapped input could not be read (bus error): was the file cut short while xent read it? "
+            "No output was written\n")
+    assert (done.returncode, done.stderr) == (2, line)
+    assert json.loads(done.stdout)["error"] == {"code": "BusError", "message": line[len("xent: error: "):-1],
+                                                "hint": "score a file that no other program is writing"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "logits.npy"]

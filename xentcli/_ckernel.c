@@ -20,15 +20,69 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 26
+#define XENT_KERNEL_VERSION 27
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
+
+/* A bus error (SIGBUS) is what reading a memory-mapped input gives once another process has cut the
+   file short under it (an NPY or Arrow file xent maps): instead of the process dying without a word,
+   the outputs in progress are removed, one line goes to stderr (and with --json an error document to
+   stdout) and xent exits with 2 (unusable input). Only async-signal-safe calls in the handler: unlink, write, _exit. A path is published by
+   writing its first byte last, so that the handler never reads half of one. */
+enum { BUS_OUTPUTS = 16, BUS_PATH = 4096 };
+static char bus_line[1024], bus_document[2048];
+static size_t bus_line_length, bus_document_length;
+static char bus_outputs[BUS_OUTPUTS][BUS_PATH];
+
+static void on_bus_error(int signum) {
+    (void)signum;
+    for (int i = 0; i < BUS_OUTPUTS; i++)
+        if (bus_outputs[i][0]) unlink(bus_outputs[i]);
+    ssize_t written = write(1, bus_document, bus_document_length); /* --json: the error document */
+    written = write(2, bus_line, bus_line_length);
+    (void)written;
+    _exit(2);
+}
+
+static size_t copy_text(char *to, size_t room, const char *from) {
+    size_t n = strlen(from);
+    if (n >= room) n = room - 1;
+    memcpy(to, from, n);
+    return n;
+}
+
+/* `line` for stderr, `document` for stdout ("" for none), set before the handler is (re)installed. */
+int64_t xent_catch_bus_errors(const char *line, const char *document) {
+    bus_line_length = copy_text(bus_line, sizeof bus_line, line);
+    bus_document_length = copy_text(bus_document, sizeof bus_document, document);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_bus_error;
+    sigemptyset(&action.sa_mask);
+    return sigaction(SIGBUS, &action, NULL) == 0;
+}
+
+/* Slot `slot` (0 … BUS_OUTPUTS − 1) names `path` as an output to remove on a bus error ("" frees it). */
+int64_t xent_bus_output(int64_t slot, const char *path) {
+    const size_t n = strlen(path);
+    if (slot < 0 || slot >= BUS_OUTPUTS || n >= BUS_PATH) return 0;
+    char *to = bus_outputs[slot];
+    to[0] = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (n == 0) return 1;
+    memcpy(to + 1, path + 1, n); /* the rest and the terminating zero */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    to[0] = path[0];
+    return 1;
+}
 
 static inline double exp_nonpositive_f64(double s) { return exp(s); }
 

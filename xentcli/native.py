@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 26  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 27  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -98,9 +100,13 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_calibration_sums.restype = i64
     library.xent_calibration_sums.argtypes = [pointer, pointer, pointer, i64, i64] + [pointer] * 10
     library.xent_row_dots.restype = i64
+    library.xent_row_dots.argtypes = [pointer] + [i64] * 5 + [pointer, i64, pointer]
     library.xent_naive_lse.restype = i64
     library.xent_naive_lse.argtypes = [pointer] + [i64] * 3 + [pointer] * 5
-    library.xent_row_dots.argtypes = [pointer] + [i64] * 5 + [pointer, i64, pointer]
+    library.xent_catch_bus_errors.restype = i64
+    library.xent_catch_bus_errors.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    library.xent_bus_output.restype = i64
+    library.xent_bus_output.argtypes = [i64, ctypes.c_char_p]
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 4
     return functions, library.xent_tally, library
@@ -163,6 +169,33 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
+_BUS_SLOTS = 16  # BUS_OUTPUTS in _ckernel.c
+_bus_slots: dict[str, int] = {}
+_bus_lock = threading.Lock()
+
+
+def catch_bus_errors(line: str, document: str = "") -> bool:
+    """A bus error (a memory-mapped input cut short by another process) ends the process with
+    `line` on stderr (and `document` on stdout) and exit 2, the outputs named by bus_output removed,
+    instead of a silent death by SIGBUS (xent_catch_bus_errors). False: no C library, nothing changed."""
+    if _LIBRARY is None:
+        return False
+    return bool(_LIBRARY.xent_catch_bus_errors(line.encode("utf-8", "backslashreplace"), document.encode("utf-8", "backslashreplace")))
+
+
+def bus_output(path: str, held: bool) -> None:
+    """Name (held) or forget an output file in progress, for the bus error's handler to remove."""
+    if _LIBRARY is None:
+        return
+    with _bus_lock:
+        if held:
+            free = sorted(set(range(_BUS_SLOTS)) - set(_bus_slots.values()))
+            if free and _LIBRARY.xent_bus_output(free[0], os.fsencode(path)):
+                _bus_slots[path] = free[0]
+        elif path in _bus_slots:
+            _LIBRARY.xent_bus_output(_bus_slots.pop(path), b"")
 
 
 def tally_rules() -> tuple[str, ...]:

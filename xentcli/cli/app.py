@@ -87,13 +87,23 @@ def error_line(label: str, text: str) -> None:
 
 def _error_document(code: str, message: str, hint: str | None) -> None:
     """With --json an exit-2 run still prints one JSON document, so `xent check --json | jq` always has one."""
-    doc = {"xent_version": __version__, "error": {"code": code, "message": message, "hint": hint}}
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.write(_error_json(code, message, hint))
+
+
+def _error_json(code: str, message: str, hint: str | None) -> str:
+    return json.dumps({"xent_version": __version__, "error": {"code": code, "message": message, "hint": hint}}, indent=2) + "\n"
+
+
+# A bus error on a memory-mapped input (native.catch_bus_errors): the line and the --json document the handler prints.
+BUS_ERROR = "a memory-mapped input could not be read (bus error): was the file cut short while xent read it? No output was written"
+BUS_HINT = "score a file that no other program is writing"
 
 
 def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
     """Run `action`, turning every error into one line on stderr and the documented exit code
     (and, with --json, an error document on stdout)."""
+    if as_json:  # a bus error's handler prints the error document too
+        native.catch_bus_errors(f"xent: error: {BUS_ERROR}\n", _error_json("BusError", BUS_ERROR, BUS_HINT))
     try:
         return action()
     except typer.Exit:
@@ -124,11 +134,13 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
 
 def setup_process() -> None:
     """The process-wide settings of a run of `xent`, made by the entry point, never by importing or
-    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, glibc's malloc asked to keep
-    chunk-sized blocks (native.keep_freed_memory), and no RuntimeWarning printed."""
+    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, a bus error (an input cut short under its
+    memory map) as one line and exit 2, glibc's malloc asked to keep chunk-sized blocks
+    (native.keep_freed_memory), and no RuntimeWarning printed."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     native.keep_freed_memory()
+    native.catch_bus_errors(f"xent: error: {BUS_ERROR}\n")
     # numpy's floating-point warnings (overflow, 0·inf) on hostile numbers: the rows they come from are
     # reported by the diagnostics; a warning would print a source line on stderr
     warnings.filterwarnings("ignore", category=RuntimeWarning)

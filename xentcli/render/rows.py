@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from xentcli import native
 from xentcli.errors import OutputError
 from xentcli.sources.columns import from_numpy
 
@@ -157,6 +158,7 @@ class AtomicTarget:
             os.close(handle)
         except OSError as exc:
             raise OutputError(f"cannot write in its folder: {exc.strerror}", path=self.path) from None
+        native.bus_output(self._temp, held=True)  # removed by a bus error's handler too (native.catch_bus_errors)
         return self._temp
 
     def move_into_place(self) -> None:
@@ -184,6 +186,8 @@ class AtomicTarget:
     def cleanup(self) -> None:
         if self._temp and os.path.exists(self._temp):
             os.unlink(self._temp)
+        if self._temp:
+            native.bus_output(self._temp, held=False)
 
 
     def write(self, data: bytes) -> None:
@@ -271,6 +275,7 @@ class SampleWriter:
                 written.close()
         finally:
             os.unlink(old)
+            native.bus_output(old, held=False)
 
     def _open(self, schema: pa.Schema) -> Any:
         if self.format == "parquet":
