@@ -84,8 +84,8 @@ _UNHELD = 3
 class NpyArray:
     """An .npy file read by rows. A local file is memory-mapped (copy-on-write: a block written to
     never reaches the file) and its blocks are views of the map, without a copy: scoring NPY
-    500,000 × 1,000 float32 took 0.6x the wall time of reading it into buffers, its system time
-    0.37 -> 0.04 s. The pages of the blocks nothing holds any more are dropped from the process
+    500,000 × 1,000 float32 took 0.71x the wall time of reading it into buffers, its system time
+    0.38 -> 0.10 s. The pages of the blocks nothing holds any more are dropped from the process
     (madvise), so that its resident memory stays with the chunks in flight. A file cut short while
     it is read is an error before each block, and a bus error between those checks ends the
     process with one line (native.catch_bus_errors). A URL, or a run without the C library (which
