@@ -221,6 +221,22 @@ def test_xe30x_shape_errors_carry_codes(tmp_path):
     assert result.exit_code == 2 and "[XE304]" in result.stderr
 
 
+@pytest.mark.parametrize("shape, axis", [((5, 0, 3), "2"), ((5, 3, 0), "1"), ((0, 4, 3), "2"), ((5, 0, 1), "2")])
+def test_xe304_sequences_without_positions(tmp_path, shape, axis):
+    """Sequences of no positions ([N, 0, C] or [N, C, 0]) hold no tokens: XE304, not a division by zero (exit 3)."""
+    labels_shape = (shape[0], shape[3 - int(axis)])
+    for dump in ("npy", "npz"):
+        if dump == "npy":
+            np.save(tmp_path / "s.npy", np.zeros(shape, np.float32))
+            np.save(tmp_path / "y.npy", np.zeros(labels_shape, np.int64))
+            args = [str(tmp_path / "s.npy"), "--labels", str(tmp_path / "y.npy")]
+        else:
+            np.savez(tmp_path / "d.npz", logits=np.zeros(shape, np.float32), labels=np.zeros(labels_shape, np.int64))
+            args = [str(tmp_path / "d.npz")]
+        result = runner.invoke(app, ["check", *args, "--class-axis", axis])
+        assert (result.exit_code, result.stderr) == (2, f"xent: error: [XE304] {args[0]}: holds no rows; there is nothing to score; check the step that wrote it\n")
+
+
 def test_xe305_class_axis_suspect(tmp_path):
     rng = np.random.default_rng(3)
     z = rng.standard_normal((6, 20, 7)).astype(np.float32)  # PyTorch's [N, C=20, T=7] read as [N, T, C]

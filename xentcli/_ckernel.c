@@ -28,24 +28,37 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 27
+#define XENT_KERNEL_VERSION 28
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 
 /* A bus error (SIGBUS) is what reading a memory-mapped input gives once another process has cut the
    file short under it (an NPY or Arrow file xent maps): instead of the process dying without a word,
    the outputs in progress are removed, one line goes to stderr (and with --json an error document to
-   stdout) and xent exits with 2 (unusable input). Only async-signal-safe calls in the handler: unlink, write, _exit. A path is published by
-   writing its first byte last, so that the handler never reads half of one. */
+   stdout) and xent exits with 2 (unusable input). Only async-signal-safe calls in the handler: unlink,
+   write, pause, _exit. The first thread to fault does it; another faulting meanwhile waits for its
+   exit. A bus error of another kind (a misaligned access: a defect, not an input) is not ours: the
+   default action again, and the signal raised anew.
+   Outputs are published for the handler, which may run on another thread, by writing a path's first
+   byte last and clearing it first (sequentially consistent atomics), and never while the handler runs:
+   it reads either a whole path or none. */
 enum { BUS_OUTPUTS = 16, BUS_PATH = 4096 };
 static char bus_line[1024], bus_document[2048];
 static size_t bus_line_length, bus_document_length;
 static char bus_outputs[BUS_OUTPUTS][BUS_PATH];
+static int bus_entered;
 
-static void on_bus_error(int signum) {
-    (void)signum;
+static void on_bus_error(int signum, siginfo_t *info, void *context) {
+    (void)context;
+    if (info == NULL || info->si_code != BUS_ADRERR) {
+        signal(signum, SIG_DFL);
+        raise(signum);
+        return;
+    }
+    if (__atomic_exchange_n(&bus_entered, 1, __ATOMIC_SEQ_CST))
+        for (;;) pause(); /* another thread is at it: it ends the process */
     for (int i = 0; i < BUS_OUTPUTS; i++)
-        if (bus_outputs[i][0]) unlink(bus_outputs[i]);
+        if (__atomic_load_n(&bus_outputs[i][0], __ATOMIC_SEQ_CST)) unlink(bus_outputs[i]);
     ssize_t written = write(1, bus_document, bus_document_length); /* --json: the error document */
     written = write(2, bus_line, bus_line_length);
     (void)written;
@@ -61,11 +74,13 @@ static size_t copy_text(char *to, size_t room, const char *from) {
 
 /* `line` for stderr, `document` for stdout ("" for none), set before the handler is (re)installed. */
 int64_t xent_catch_bus_errors(const char *line, const char *document) {
+    if (__atomic_load_n(&bus_entered, __ATOMIC_SEQ_CST)) return 0;
     bus_line_length = copy_text(bus_line, sizeof bus_line, line);
     bus_document_length = copy_text(bus_document, sizeof bus_document, document);
     struct sigaction action;
     memset(&action, 0, sizeof action);
-    action.sa_handler = on_bus_error;
+    action.sa_sigaction = on_bus_error;
+    action.sa_flags = SA_SIGINFO;
     sigemptyset(&action.sa_mask);
     return sigaction(SIGBUS, &action, NULL) == 0;
 }
@@ -75,12 +90,11 @@ int64_t xent_bus_output(int64_t slot, const char *path) {
     const size_t n = strlen(path);
     if (slot < 0 || slot >= BUS_OUTPUTS || n >= BUS_PATH) return 0;
     char *to = bus_outputs[slot];
-    to[0] = 0;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&to[0], 0, __ATOMIC_SEQ_CST);
     if (n == 0) return 1;
+    if (__atomic_load_n(&bus_entered, __ATOMIC_SEQ_CST)) return 0; /* the handler is reading the slots */
     memcpy(to + 1, path + 1, n); /* the rest and the terminating zero */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    to[0] = path[0];
+    __atomic_store_n(&to[0], path[0], __ATOMIC_SEQ_CST);
     return 1;
 }
 

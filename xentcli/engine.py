@@ -473,6 +473,7 @@ class Pass:
                 for result in _results(chunk, *args):
                     self._merge(result)
                     yield result
+            self.source.verify()
             return
         with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
             in_flight: deque[Future[list[ChunkResult]]] = deque()
@@ -487,6 +488,7 @@ class Pass:
                     for result in in_flight.popleft().result():
                         self._merge(result)
                         yield result
+                self.source.verify()
             finally:
                 for future in in_flight:
                     future.cancel()

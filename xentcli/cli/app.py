@@ -99,11 +99,16 @@ BUS_ERROR = "a memory-mapped input could not be read (bus error): was the file c
 BUS_HINT = "score a file that no other program is writing"
 
 
+def _bus_line() -> str:
+    """The handler's line; on a terminal it first clears a progress bar's line and shows the cursor again."""
+    return ("\r\x1b[2K\x1b[?25h" if sys.stderr.isatty() else "") + f"xent: error: {BUS_ERROR}\n"
+
+
 def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
     """Run `action`, turning every error into one line on stderr and the documented exit code
     (and, with --json, an error document on stdout)."""
     if as_json:  # a bus error's handler prints the error document too
-        native.catch_bus_errors(f"xent: error: {BUS_ERROR}\n", _error_json("BusError", BUS_ERROR, BUS_HINT))
+        native.catch_bus_errors(_bus_line(), _error_json("BusError", BUS_ERROR, BUS_HINT))
     try:
         return action()
     except typer.Exit:
@@ -140,7 +145,7 @@ def setup_process() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     native.keep_freed_memory()
-    native.catch_bus_errors(f"xent: error: {BUS_ERROR}\n")
+    native.catch_bus_errors(_bus_line())
     # numpy's floating-point warnings (overflow, 0·inf) on hostile numbers: the rows they come from are
     # reported by the diagnostics; a warning would print a source line on stderr
     warnings.filterwarnings("ignore", category=RuntimeWarning)

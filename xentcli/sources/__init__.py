@@ -18,7 +18,7 @@ import numpy.typing as npt
 from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, SourceConfig, unscaled_weight
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths as paths_
-from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
+from xentcli.sources.arrays import ArrayRoles, MappedRead, NpyArray, check_sequence_labels
 from xentcli.sources.side import Roles, Side
 
 EXTENSIONS = {
@@ -289,6 +289,15 @@ class FileSource:
             return self._rows_done / self.description.rows
         return self._main.progress()
 
+    def mapped_reads(self) -> list[MappedRead]:
+        """What was read of the files through memory maps (Source.verify)."""
+        return [read for roles in [self._main, *(extra for extra, _ in self._extras)] for read in roles.mapped_reads()]
+
+    def verify(self) -> None:
+        """Once every chunk is scored: the files still hold what was read through their maps."""
+        for read in self.mapped_reads():
+            read.verify()
+
     def chunks(self, rows: int) -> Iterator[Chunk]:
         batches = rechunk(self._main.batches(rows), rows)
         for extra, role in self._extras:
@@ -435,6 +444,12 @@ class Source:
             )
         self._current = 0
         self._shard: FileSource | None = None
+        self._read: list[MappedRead] = []  # of the shards read
+
+    def verify(self) -> None:
+        """Once every chunk is scored: the files still hold what was read through their maps."""
+        for read in self._read + (self._shard.mapped_reads() if self._shard is not None else []):
+            read.verify()
 
     @property
     def shard_configs(self) -> list[SourceConfig]:
@@ -475,6 +490,7 @@ class Source:
                     last = chunk.sample[-1] if chunk.sample.size else last
                 yield chunk
                 tail = chunk.offset + len(chunk.scores)
+            self._read += self._shard.mapped_reads()  # checked by verify, once its chunks are scored
             self._shard = None  # closes its files
             offset = tail
             if last is not None:

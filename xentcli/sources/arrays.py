@@ -95,6 +95,7 @@ class NpyArray:
     def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
         self.path = path
         self.name = name
+        self.mapped: MappedRead | None = None  # what was read through a memory map
         try:
             with paths.open_file(path) as stream:
                 self.shape, self._fortran, self.dtype = _read_header(stream)
@@ -118,14 +119,12 @@ class NpyArray:
             if paths.is_url(self.path):
                 raise InputError("a Fortran-ordered .npy is read through a memory map, which a URL cannot give", path=self.path,
                                  hint="save it with np.ascontiguousarray(...), or copy it to a local file")
-            mapped = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            for start in range(first, total, rows):
-                yield np.ascontiguousarray(mapped[start : min(start + rows, total)])
+            yield from self._fortran_blocks(rows, first, total)
             return
         row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         mapped = self._map() if row_bytes and first < total and _mappable(self.path) else None
         if mapped is not None:
-            yield from self._mapped_blocks(*mapped, rows, first, total, row_bytes)
+            yield from self._mapped_blocks(mapped, rows, first, total, row_bytes)
             return
         buffers = _Buffers()
         with paths.open_file(self.path) as stream:
@@ -144,39 +143,90 @@ class NpyArray:
                 yield block
                 del raw, block, view  # the generator holds none of it while the next block is taken
 
-    def _map(self) -> tuple[mmap.mmap, int] | None:
-        """The file's memory map and a descriptor of it (for its size); None where it cannot be
+    def _map(self) -> mmap.mmap | None:
+        """The file's memory map (its size() is the file's size now); None where it cannot be
         mapped (a pipe, a special file): read then."""
         try:
             with open(self.path, "rb") as stream:
                 mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
-                return mapped, os.dup(stream.fileno())
+                identity = os.fstat(stream.fileno())
         except (OSError, ValueError):
             return None
+        row_bytes = 0 if self._fortran and len(self.shape) > 1 else int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.mapped = self.mapped or MappedRead(self.path, identity.st_dev, identity.st_ino, self._data_offset, row_bytes)
+        return mapped
 
-    def _mapped_blocks(self, mapped: mmap.mmap, descriptor: int, rows: int, first: int, total: int,
-                       row_bytes: int) -> Iterator[npt.NDArray]:
+    def _check_holds(self, mapped: mmap.mmap, end: int) -> None:
+        """Before a block is read from the map: the file (and the map) still hold its bytes."""
+        size = min(mapped.size(), len(mapped))  # a file cut short, or cut and grown again since it was mapped
+        if size < end:
+            raise self.mapped.cut_short(size)  # type: ignore[union-attr]
+        self.mapped.end = max(self.mapped.end, end)  # type: ignore[union-attr]
+
+    def _mapped_blocks(self, mapped: mmap.mmap, rows: int, first: int, total: int, row_bytes: int) -> Iterator[npt.NDArray]:
         """slices' blocks as views of the file's memory map (see the class)."""
         held: deque[tuple[npt.NDArray, int]] = deque()  # each block's flat array and where its bytes end, in file order
         released = self._data_offset + first * row_bytes
         released -= released % mmap.PAGESIZE  # the map's bytes before this are dropped already
-        try:
+        for start in range(first, total, rows):
+            count = min(rows, total - start)
+            offset = self._data_offset + start * row_bytes
+            released = _release(mapped, held, released)
+            self._check_holds(mapped, offset + count * row_bytes)
+            flat = np.frombuffer(mapped, np.uint8, count * row_bytes, offset)
+            held.append((flat, offset + count * row_bytes))
+            block = flat.view(self.dtype).reshape(count, *self.shape[1:])
+            if not block.flags.aligned:  # an offset the dtype does not divide (a hand-made header)
+                block = block.copy()
+            yield block
+            del flat, block
+
+    def _fortran_blocks(self, rows: int, first: int, total: int) -> Iterator[npt.NDArray]:
+        """slices' blocks of a Fortran-ordered file (a row's values lie apart, across the whole
+        file): copies from its memory map, which must hold every byte before each block is read."""
+        if paths.is_url(self.path):
+            raise InputError("a Fortran-ordered .npy is read through a memory map, which a URL cannot give", path=self.path,
+                             hint="save it with np.ascontiguousarray(...), or copy it to a local file")
+        mapped = self._map() if _mappable(self.path) else None
+        if mapped is None:  # no C library to turn a bus error into one line: numpy's own map
+            whole = np.load(self.path, mmap_mode="r", allow_pickle=False)
             for start in range(first, total, rows):
-                count = min(rows, total - start)
-                offset = self._data_offset + start * row_bytes
-                released = _release(mapped, held, released)
-                if os.fstat(descriptor).st_size < offset + count * row_bytes:
-                    raise InputError(f"ends early at row {start}: it was cut short while xent read it", path=self.path,
-                                     hint="score a file that no other program is writing")
-                flat = np.frombuffer(mapped, np.uint8, count * row_bytes, offset)
-                held.append((flat, offset + count * row_bytes))
-                block = flat.view(self.dtype).reshape(count, *self.shape[1:])
-                if not block.flags.aligned:  # an offset the dtype does not divide (a hand-made header)
-                    block = block.copy()
-                yield block
-                del flat, block
-        finally:
-            os.close(descriptor)
+                yield np.ascontiguousarray(whole[start : min(start + rows, total)])
+            return
+        count = int(np.prod(self.shape, dtype=np.int64))
+        self._check_holds(mapped, self._data_offset + count * self.dtype.itemsize)
+        whole = np.frombuffer(mapped, self.dtype, count, self._data_offset).reshape(self.shape, order="F")
+        for start in range(first, total, rows):
+            self._check_holds(mapped, self._data_offset + count * self.dtype.itemsize)
+            yield np.ascontiguousarray(whole[start : min(start + rows, total)])
+
+
+class MappedRead:
+    """What was read of a file through its memory map. A file cut short while a block was being
+    read gives zeros for the rest of the page it now ends in (pages past it raise a bus error), and
+    the last block is read after the last check before a block: so once every chunk is scored, the
+    file must still hold every byte read (verify; a file replaced by another, or deleted, still
+    held them: the map kept the old one)."""
+
+    def __init__(self, path: str, device: int, inode: int, data_offset: int, row_bytes: int) -> None:
+        self.path, self.device, self.inode = path, device, inode
+        self.data_offset, self.row_bytes = data_offset, row_bytes  # row_bytes 0: a Fortran-ordered file, not by rows
+        self.end = 0  # where the bytes read end
+
+    def cut_short(self, size: int) -> InputError:
+        """The error for the file holding `size` bytes now."""
+        where = (f"ends early at row {max(0, size - self.data_offset) // self.row_bytes}" if self.row_bytes
+                 else f"holds {size:,} of its {self.end:,} bytes")
+        return InputError(f"{where}: it was cut short while xent read it", path=self.path,
+                          hint="score a file that no other program is writing")
+
+    def verify(self) -> None:
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return
+        if (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size < self.end:
+            raise self.cut_short(now.st_size)
 
 
 def _mappable(path: str) -> bool:
@@ -291,7 +341,7 @@ class ArrayRoles:
         self.class_axis = class_axis
         lengths = {role: (m.shape[0] if m.shape else 0) for role, m in members.items()}
         samples = next(iter(lengths.values()))
-        self.rows: int | None = samples * (seq_len or 1)
+        self.rows: int | None = samples * (1 if seq_len is None else seq_len)
         self._part: tuple[int, int | None] = (0, None)
         for role, member in members.items():
             if len(member.shape) == 0:
@@ -319,10 +369,13 @@ class ArrayRoles:
     def progress(self) -> float | None:
         return None
 
+    def mapped_reads(self) -> list[MappedRead]:
+        return [member.mapped for member in self.members.values() if isinstance(member, NpyArray) and member.mapped]
+
     def restrict(self, first: int, stop: int) -> None:
         """Read rows (sequences, for [N, T, C] arrays) `first` to `stop` only."""
         self._part = (first, stop)
-        self.rows = (stop - first) * (self.seq_len or 1)
+        self.rows = (stop - first) * (1 if self.seq_len is None else self.seq_len)
 
     def _flatten(self, role: str, values: npt.NDArray) -> npt.NDArray:
         """One row per token: [k, T, C] / [k, C, T] → [k·T, C]; [k, T] → [k·T]; [k] → repeated."""

@@ -368,6 +368,9 @@ class ColumnarRoles:
             return self._rows_read / self.rows
         return self.file.progress()
 
+    def mapped_reads(self) -> list:
+        return []  # pyarrow reads into buffers (an Arrow file's map is pyarrow's: a read past its end is an error)
+
 
 def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:
     if pa.types.is_fixed_size_list(column.type):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from xentcli.sources.arrays import MappedRead
 
 
 class Roles(Protocol):
@@ -16,6 +19,8 @@ class Roles(Protocol):
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
 
     def progress(self) -> float | None: ...
+
+    def mapped_reads(self) -> list[MappedRead]: ...
 
 
 @dataclass
