@@ -487,6 +487,40 @@ def test_npy_cut_short_after_its_last_block_is_handed_out(tmp_path, monkeypatch,
             break
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_arrow_cut_short_while_read_is_one_error(tmp_path, monkeypatch, threads):
+    """An Arrow file is read from pyarrow's memory map: cut short after it was opened, within its last
+    page (the end of the last batch's body and the footer), its last rows read as zeros. Once every
+    chunk is scored the file must still hold every byte it held when opened: exit 2, one line."""
+    import pyarrow.ipc as pa_ipc
+
+    from xentcli.sources import columnar
+
+    rows = 1000
+    logits = np.zeros((rows, 10), np.float32)
+    logits[:, 3] = 5.0
+    path = tmp_path / "d.arrow"
+    table = pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), 10), "label": np.full(rows, 3)})
+    with pa_ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+    size = path.stat().st_size
+    keep = size - 1000  # the footer (a few hundred bytes) and the last logits; the same page (4,096 bytes)
+    assert keep // 4096 == (size - 1) // 4096 or keep % 4096 == 0
+    real = columnar.ColumnarFile.record_batches
+
+    def record_batches(self, columns, rows, part=None):
+        if rows > 16:  # the read, not the look at the first rows when the file is opened
+            with open(self.path, "r+b") as f:
+                f.truncate(keep)
+        yield from real(self, columns, rows, part)
+
+    monkeypatch.setattr(columnar.ColumnarFile, "record_batches", record_batches)
+    result = CliRunner().invoke(app, ["score", str(path), "--threads", threads])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"xent: error: {path}: holds {keep:,} of its {size:,} bytes: it was cut short while xent read it; "
+                             "score a file that no other program is writing\n")
+
+
 def test_npy_map_shorter_than_the_file_is_one_error(tmp_path, monkeypatch):
     """A file cut short and grown again between the header's check and its map: the map holds fewer
     bytes than the file now does (and than the header promises): an InputError before the block, not a

@@ -18,7 +18,8 @@ import numpy.typing as npt
 from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, SourceConfig, unscaled_weight
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths as paths_
-from xentcli.sources.arrays import ArrayRoles, MappedRead, NpyArray, check_sequence_labels
+from xentcli.sources.paths import MappedRead
+from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
 from xentcli.sources.side import Roles, Side
 
 EXTENSIONS = {

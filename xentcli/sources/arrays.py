@@ -95,7 +95,7 @@ class NpyArray:
     def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
         self.path = path
         self.name = name
-        self.mapped: MappedRead | None = None  # what was read through a memory map
+        self.mapped: paths.MappedRead | None = None  # what was read through a memory map
         try:
             with paths.open_file(path) as stream:
                 self.shape, self._fortran, self.dtype = _read_header(stream)
@@ -153,7 +153,7 @@ class NpyArray:
         except (OSError, ValueError):
             return None
         row_bytes = 0 if self._fortran and len(self.shape) > 1 else int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self.mapped = self.mapped or MappedRead(self.path, identity.st_dev, identity.st_ino, self._data_offset, row_bytes)
+        self.mapped = self.mapped or paths.MappedRead(self.path, identity, self._data_offset, row_bytes)
         return mapped
 
     def _check_holds(self, mapped: mmap.mmap, end: int) -> None:
@@ -199,34 +199,6 @@ class NpyArray:
         for start in range(first, total, rows):
             self._check_holds(mapped, self._data_offset + count * self.dtype.itemsize)
             yield np.ascontiguousarray(whole[start : min(start + rows, total)])
-
-
-class MappedRead:
-    """What was read of a file through its memory map. A file cut short while a block was being
-    read gives zeros for the rest of the page it now ends in (pages past it raise a bus error), and
-    the last block is read after the last check before a block: so once every chunk is scored, the
-    file must still hold every byte read (verify; a file replaced by another, or deleted, still
-    held them: the map kept the old one)."""
-
-    def __init__(self, path: str, device: int, inode: int, data_offset: int, row_bytes: int) -> None:
-        self.path, self.device, self.inode = path, device, inode
-        self.data_offset, self.row_bytes = data_offset, row_bytes  # row_bytes 0: a Fortran-ordered file, not by rows
-        self.end = 0  # where the bytes read end
-
-    def cut_short(self, size: int) -> InputError:
-        """The error for the file holding `size` bytes now."""
-        where = (f"ends early at row {max(0, size - self.data_offset) // self.row_bytes}" if self.row_bytes
-                 else f"holds {size:,} of its {self.end:,} bytes")
-        return InputError(f"{where}: it was cut short while xent read it", path=self.path,
-                          hint="score a file that no other program is writing")
-
-    def verify(self) -> None:
-        try:
-            now = os.stat(self.path)
-        except OSError:
-            return
-        if (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size < self.end:
-            raise self.cut_short(now.st_size)
 
 
 def _mappable(path: str) -> bool:
@@ -369,7 +341,7 @@ class ArrayRoles:
     def progress(self) -> float | None:
         return None
 
-    def mapped_reads(self) -> list[MappedRead]:
+    def mapped_reads(self) -> list[paths.MappedRead]:
         return [member.mapped for member in self.members.values() if isinstance(member, NpyArray) and member.mapped]
 
     def restrict(self, first: int, stop: int) -> None:

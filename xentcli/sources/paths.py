@@ -80,3 +80,31 @@ def folder_files(url: str) -> list[str]:
     prefix, base = url.rstrip("/"), inner.rstrip("/")
     infos = fs.get_file_info(pa_fs.FileSelector(base, recursive=True))
     return sorted(prefix + info.path[len(base):] for info in infos if info.type == pa_fs.FileType.File)
+
+
+class MappedRead:
+    """What was read of a file through a memory map (an .npy's blocks, an Arrow file). A file cut
+    short while it is read gives zeros for the rest of the page it now ends in (pages past it raise
+    a bus error), and what is read after the reader's last check is not checked by it: so once every
+    chunk is scored, the file must still hold every byte read (verify; a file replaced by another,
+    or deleted, still held them: the map kept the old one)."""
+
+    def __init__(self, path: str, identity: os.stat_result, data_offset: int = 0, row_bytes: int = 0, end: int = 0) -> None:
+        self.path, self.device, self.inode = path, identity.st_dev, identity.st_ino
+        self.data_offset, self.row_bytes = data_offset, row_bytes  # row_bytes 0: not read by rows (Fortran order, Arrow)
+        self.end = end  # where the bytes read end
+
+    def cut_short(self, size: int) -> InputError:
+        """The error for the file holding `size` bytes now."""
+        where = (f"ends early at row {max(0, size - self.data_offset) // self.row_bytes}" if self.row_bytes
+                 else f"holds {size:,} of its {self.end:,} bytes")
+        return InputError(f"{where}: it was cut short while xent read it", path=self.path,
+                          hint="score a file that no other program is writing")
+
+    def verify(self) -> None:
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return
+        if (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size < self.end:
+            raise self.cut_short(now.st_size)

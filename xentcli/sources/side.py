@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from xentcli.sources.arrays import MappedRead
+    from xentcli.sources.paths import MappedRead
 
 
 class Roles(Protocol):
