@@ -438,60 +438,143 @@ def test_npy_cut_short_while_read_is_one_error(tmp_path):
         next(blocks)
 
 
-def _cut_after_last_block(monkeypatch, name: str, keep: int) -> None:
-    """Another program cuts the file `name` to `keep` bytes right after the reader handed out its last
-    block, before the kernel reads it: within the last page of the file, so that the kernel reads zeros
-    where the bytes were, and no bus error."""
+def _change_after_last_block(monkeypatch, name: str, change) -> None:
+    """Another program changes the file `name` (`change(path)`) right after the reader handed out its
+    last block, before the kernel reads it."""
     from xentcli.sources import arrays
 
     real = arrays.NpyArray.slices
 
     def slices(self, rows, first=0, stop=None):
-        blocks = list(real(self, rows, first, stop))  # views of the map: nothing is read yet
+        blocks = list(real(self, rows, first, stop))  # views of the map: nothing is read yet (a Fortran file's: copies)
         if self.path.endswith(name):
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
+            change(self.path)
         yield from blocks
 
     monkeypatch.setattr(arrays.NpyArray, "slices", slices)
+
+
+def _cut(keep_less: int):
+    def change(path):
+        with open(path, "r+b") as f:
+            f.truncate(f.seek(0, 2) - keep_less)
+    return change
+
+
+def _dump(tmp_path, fortran: bool = False) -> list[str]:
+    """1,000 rows of 10 logits, the largest (5) at class 3, class 9 at 2, labels 3: each row's loss is
+    log(1 + 8 + e^(2−5)·…) — any zero read in place of a value changes it."""
+    logits = np.zeros((1000, 10), np.float32)
+    logits[:, 3], logits[:, 9] = 5.0, 2.0
+    np.save(tmp_path / "logits.npy", np.asfortranarray(logits) if fortran else logits)
+    np.save(tmp_path / "labels.npy", np.full(1000, 3, np.int64))
+    return ["score", str(tmp_path / "logits.npy"), "--labels", str(tmp_path / "labels.npy")]
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("cut", ["logits", "labels", "fortran"])
 def test_npy_cut_short_after_its_last_block_is_handed_out(tmp_path, monkeypatch, cut, threads):
     """The last block of a file is read after the reader's last check: a file then cut within its last
-    page reads as zeros (the loss of the last row changes, here from 2.3 to log(10) = 2.302585…, no bus
-    error). The files are checked once every chunk is scored (Source.verify): exit 2 and one line naming
-    the first row the file no longer holds, never the wrong mean with exit 0. One block here, or several."""
+    page reads as zeros there, without a bus error (the last logit, 2, becomes 0; the last label, 3,
+    becomes 0: a loss near 5 instead of ~0.06). Every input is checked once every chunk is scored
+    (paths.FileStamp): exit 2 and one line, never the wrong mean with exit 0 — whatever the chunks
+    (one block, or several) and threads. (A Fortran-ordered file's blocks are copies, read before the
+    cut: its check is that the file is still whole.)"""
     from tests.native_paths import require_c_extension
 
     require_c_extension()
-    rows = 1000
-    logits = np.zeros((rows, 10), np.float32)
-    logits[:, 3] = 5.0
-    labels = np.full(rows, 3, np.int64)
-    np.save(tmp_path / "logits.npy", np.asfortranarray(logits) if cut == "fortran" else logits)
-    np.save(tmp_path / "labels.npy", labels)
     name = "labels.npy" if cut == "labels" else "logits.npy"
-    size = (tmp_path / name).stat().st_size
-    _cut_after_last_block(monkeypatch, name, size - 4)  # half of the last label, or of the last row's last logit
-    args = ["score", str(tmp_path / "logits.npy"), "--labels", str(tmp_path / "labels.npy"), "--threads", threads]
+    _change_after_last_block(monkeypatch, name, _cut(8 if cut == "labels" else 4))
     for chunk in ("100000", "128"):
-        if cut != "fortran":  # the map's checks before a block catch a cut seen by a later block
-            np.save(tmp_path / name, logits if cut == "logits" else labels)
-        result = CliRunner().invoke(app, [*args, "--chunk-rows", chunk])
-        where = "holds 40,124 of its 40,128 bytes" if cut == "fortran" else "ends early at row 999"
+        args = _dump(tmp_path, fortran=cut == "fortran")
+        size = (tmp_path / name).stat().st_size
+        result = CliRunner().invoke(app, [*args, "--threads", threads, "--chunk-rows", chunk])
         assert result.exit_code == 2, result.output
-        assert result.stderr == f"xent: error: {tmp_path / name}: {where}: it was cut short while xent read it; score a file that no other program is writing\n"
-        if cut == "fortran":
-            break
+        assert result.stderr == (f"xent: error: {tmp_path / name}: was cut short while xent read it: it holds {size - (8 if cut == 'labels' else 4):,} "
+                                 f"of its {size:,} bytes; score a file that no other program is writing\n")
+
+
+@pytest.mark.parametrize("change, error", [
+    ("restore", "changed while xent read it"),  # cut short, then the bytes written back: the same bytes, new times
+    ("rewrite", "changed while xent read it"),  # another value written in place, the size unchanged
+    ("remove", "was removed while xent read it"),  # cut short, then deleted: the map kept the zeros it read
+    ("replace", "was replaced by another file while xent read it"),  # cut short, then another file renamed over it
+])
+def test_npy_changed_after_its_last_block_is_one_error(tmp_path, monkeypatch, change, error):
+    """A file the check by size alone would pass once it is done with: every one is an error, exit 2."""
+    from tests.native_paths import require_c_extension
+
+    require_c_extension()
+
+    def changed(path):
+        whole = open(path, "rb").read()
+        _cut(8)(path)
+        if change == "restore":
+            open(path, "r+b").write(whole)
+        elif change == "rewrite":
+            with open(path, "r+b") as f:
+                f.seek(len(whole) - 8)
+                f.write(np.int64(1).tobytes())
+        elif change == "remove":
+            os.unlink(path)
+        else:
+            other = path + ".new"
+            open(other, "wb").write(whole)
+            os.replace(other, path)
+
+    import os
+
+    _change_after_last_block(monkeypatch, "labels.npy", changed)
+    result = CliRunner().invoke(app, [*_dump(tmp_path), "--threads", "1"])
+    assert (result.exit_code, result.stderr) == (2, f"xent: error: {tmp_path / 'labels.npy'}: {error}; score a file that no other program is writing\n")
+
+
+def test_an_input_changed_while_its_rows_are_written_is_one_error(tmp_path, monkeypatch):
+    """`-o`: the writer's thread reads the last rows' columns (the labels: views of the map) after the
+    pass has ended and checked its inputs; an input changed then is an error too (the writer checks
+    them again before its file moves into place), and no per-sample file is left."""
+    from xentcli.render import rows
+
+    real = rows._WriterThread.close
+
+    def close(self, raise_error):  # the pass and the run have checked the inputs; the last batches are being written
+        with open(tmp_path / "labels.npy", "r+b") as f:
+            f.seek(-8, 2)
+            f.write(np.int64(0).tobytes())
+        real(self, raise_error)
+
+    monkeypatch.setattr(rows._WriterThread, "close", close)
+    result = CliRunner().invoke(app, [*_dump(tmp_path), "-o", str(tmp_path / "rows.parquet")])
+    assert (result.exit_code, result.stderr) == (
+        2, f"xent: error: {tmp_path / 'labels.npy'}: changed while xent read it; score a file that no other program is writing\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "logits.npy"]
+
+
+def test_a_fortran_npy_cut_short_before_it_is_mapped(tmp_path):
+    """A Fortran-ordered file cut short between its header's check and its map (empty: it cannot be
+    mapped at all): one error naming its bytes, not numpy's EOFError (exit 3)."""
+    from tests.native_paths import require_c_extension
+    from xentcli.errors import InputError
+    from xentcli.sources.arrays import NpyArray
+
+    require_c_extension()
+    _dump(tmp_path, fortran=True)
+    path = tmp_path / "logits.npy"
+    size = path.stat().st_size
+    for keep in (0, 100):
+        np.save(path, np.asfortranarray(np.ones((1000, 10), np.float32)))
+        array = NpyArray(str(path), "scores")
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+        with pytest.raises(InputError, match=f"holds {keep:,} of its {size:,} bytes: it was cut short while xent read it"):
+            next(array.slices(100))
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_arrow_cut_short_while_read_is_one_error(tmp_path, monkeypatch, threads):
-    """An Arrow file is read from pyarrow's memory map: cut short after it was opened, within its last
-    page (the end of the last batch's body and the footer), its last rows read as zeros. Once every
-    chunk is scored the file must still hold every byte it held when opened: exit 2, one line."""
+    """An Arrow file is read from pyarrow's memory map: cut short after it was opened (here its footer,
+    which pyarrow reads again from the map: it then finds no batch and reads no row), it is an error
+    once every chunk is scored: exit 2, one line — not "0 rows", PASS."""
     import pyarrow.ipc as pa_ipc
 
     from xentcli.sources import columnar
@@ -504,8 +587,7 @@ def test_arrow_cut_short_while_read_is_one_error(tmp_path, monkeypatch, threads)
     with pa_ipc.new_file(path, table.schema) as writer:
         writer.write_table(table)
     size = path.stat().st_size
-    keep = size - 1000  # the footer (a few hundred bytes) and the last logits; the same page (4,096 bytes)
-    assert keep // 4096 == (size - 1) // 4096 or keep % 4096 == 0
+    keep = size - 1000
     real = columnar.ColumnarFile.record_batches
 
     def record_batches(self, columns, rows, part=None):
@@ -515,10 +597,43 @@ def test_arrow_cut_short_while_read_is_one_error(tmp_path, monkeypatch, threads)
         yield from real(self, columns, rows, part)
 
     monkeypatch.setattr(columnar.ColumnarFile, "record_batches", record_batches)
-    result = CliRunner().invoke(app, ["score", str(path), "--threads", threads])
-    assert result.exit_code == 2, result.output
-    assert result.stderr == (f"xent: error: {path}: holds {keep:,} of its {size:,} bytes: it was cut short while xent read it; "
-                             "score a file that no other program is writing\n")
+    for command in ("score", "check"):
+        result = CliRunner().invoke(app, [command, str(path), "--threads", threads])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (f"xent: error: {path}: was cut short while xent read it: it holds {keep:,} of its {size:,} bytes; "
+                                 "score a file that no other program is writing\n")
+        with pa_ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table)
+
+
+def test_parquet_and_csv_changed_while_read_are_one_error(tmp_path, monkeypatch):
+    """Not only mapped files: a Parquet or CSV file written to while xent reads it gives a mix of two
+    files' rows; every input is checked once it is read (exit 2), and a shard of a folder too."""
+    from xentcli.sources import columnar
+
+    logits = np.zeros((1000, 10), np.float32)
+    logits[:, 3] = 5.0
+    table = pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), 10), "label": np.full(1000, 3)})
+    pq.write_table(table, tmp_path / "a.parquet")
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / "s0.parquet")
+    pq.write_table(table, tmp_path / "d" / "s1.parquet")
+    (tmp_path / "a.csv").write_text("logit_0,logit_1,label\n" + "0.5,1.5,1\n" * 1000)
+    real = columnar.ColumnarFile.record_batches
+    touched = []
+
+    def record_batches(self, columns, rows, part=None):
+        yield from real(self, columns, rows, part)
+        if rows > 16 and self.path not in touched:  # after its last batch: append a byte
+            touched.append(self.path)
+            with open(self.path, "ab") as f:
+                f.write(b"\n")
+
+    monkeypatch.setattr(columnar.ColumnarFile, "record_batches", record_batches)
+    for target, changed in ((tmp_path / "a.parquet", tmp_path / "a.parquet"), (tmp_path / "a.csv", tmp_path / "a.csv"),
+                            (tmp_path / "d", tmp_path / "d" / "s0.parquet")):
+        result = CliRunner().invoke(app, ["score", str(target), "--threads", "1"])
+        assert (result.exit_code, result.stderr) == (2, f"xent: error: {changed}: changed while xent read it; score a file that no other program is writing\n")
 
 
 def test_npy_map_shorter_than_the_file_is_one_error(tmp_path, monkeypatch):
@@ -683,3 +798,19 @@ main()
     assert json.loads(done.stdout)["error"] == {"code": "BusError", "message": line[len("xent: error: "):-1],
                                                 "hint": "score a file that no other program is writing"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "logits.npy"]
+
+
+def test_npz_member_cut_short_names_what_happened(tmp_path):
+    """A stored zip member cut short under the reader ends in a bare EOFError: the line says what it
+    means, not "cannot read array 'logits': ;"."""
+    from xentcli.errors import InputError
+    from xentcli.sources.arrays import NpzMember, open_npz
+
+    path = tmp_path / "d.npz"
+    np.savez(path, logits=np.ones((1000, 10), np.float32), labels=np.zeros(1000, np.int64))
+    member = NpzMember(open_npz(str(path)), str(path), "logits")
+    with open(path, "r+b") as f:
+        f.truncate(20_000)  # inside the logits member (40,128 bytes from offset 0)
+    with pytest.raises(InputError) as caught:
+        list(member.slices(100))
+    assert caught.value.one_line() == f"{path}: cannot read array 'logits': the member ends early (the archive is cut short); check the archive"

@@ -564,6 +564,9 @@ class PairSink:
 
     def write(self, base: SideRows, candidate: SideRows, delta: F64, keyed: bool) -> None: ...
 
+    def check_before_move(self, verify: Callable[[], None]) -> None:
+        """`verify` runs once the pairs are written, before the file moves into place."""
+
 
 def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, sink: PairSink | None = None,
              make_pass: Callable[[Any], Any] | None = None) -> Any:
@@ -579,6 +582,13 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
             return Pass(replace(config, threads=max(1, config.threads // 2)), background=True)
     make_pass = make_pass or Pass
     base, candidate = make_pass(base_config), make_pass(candidate_config)
+
+    def verify() -> None:  # both inputs still the files they were: also once the pairs are written (sink)
+        for side in (base, candidate):
+            side.source.verify()
+
+    if sink is not None:
+        sink.check_before_move(verify)
     names = (base.info.path, candidate.info.path)
     if base.info.num_classes != candidate.info.num_classes:
         raise LayoutError(
@@ -614,6 +624,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         delta = totals.update(paired_base, paired_candidate)
         if sink is not None:
             sink.write(paired_base, paired_candidate, delta, keyed)
+    verify()  # the base's rows held by key were read again in the candidate's pass
     only_base, only_candidate = 0, unpaired["candidate"]
     if keyed:
         only_base = int(np.count_nonzero(~index.matched))

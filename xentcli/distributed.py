@@ -175,7 +175,8 @@ def run_task(task: Task) -> TaskResult:
         if task.samples_to is not None:
             from xentcli.render.rows import SampleWriter
 
-            writer = stack.enter_context(SampleWriter(task.samples_to, [], task.id_column, False, task.config.loss.like, fmt="arrow"))
+            writer = stack.enter_context(SampleWriter(task.samples_to, [], task.id_column, False, task.config.loss.like, fmt="arrow",
+                                                      before_move=source.verify))
         for result in one.results():
             out.parts.append(result.part(task.config))
             if writer is not None:

@@ -101,6 +101,7 @@ def scored(options: ScoreOptions) -> Report:
             part, info = run_dask(config, source, dask, sink, on_progress)
         else:
             part, info = run_part(config, source, sink, on_progress)
+        source.verify()  # every input still the file it was (a Dask run's tasks checked their files, not the whole)
         if partial is not None:  # the totals merge even when this run alone has no report (every weight 0)
             from xentcli.partial_file import dumps
 
@@ -118,7 +119,8 @@ def scored(options: ScoreOptions) -> Report:
         else:
             from xentcli.render.rows import SampleWriter  # pyarrow's writers, only when writing
 
-            with SampleWriter(out.path, inputs, source.description.id_column, out.force, config.loss.like) as writer:
+            with SampleWriter(out.path, inputs, source.description.id_column, out.force, config.loss.like,
+                              before_move=source.verify) as writer:
                 report = compute(writer, on_progress)
     return report
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -210,9 +210,13 @@ class SampleWriter:
     error or interruption (AtomicTarget)."""
 
     def __init__(self, path: str, inputs: list[str], id_column: str | None, force: bool, like: str | None = None,
-                 reserved: tuple[str, ...] = OUTPUT_COLUMNS, fmt: str | None = None) -> None:
-        """`fmt`: "arrow" for a Dask task's part of the rows (distributed.py); else from the name."""
+                 reserved: tuple[str, ...] = OUTPUT_COLUMNS, fmt: str | None = None, before_move: Callable[[], None] | None = None) -> None:
+        """`fmt`: "arrow" for a Dask task's part of the rows (distributed.py); else from the name.
+        `before_move`: called once the file is written, before it moves into place (an error there
+        leaves no file): the inputs' check (Source.verify), since the writer's thread reads the rows'
+        columns — views of an input's memory map among them — after the pass has ended."""
         self.path = path
+        self.before_move = before_move
         self.like = like
         self.format = fmt or output_format(path)
         self.id_column = id_column
@@ -304,6 +308,8 @@ class SampleWriter:
             if self._writer is not None:
                 with _write_errors(self.path, raise_them=kind is None):  # the file's last bytes (a Parquet footer)
                     self._writer.close()
+            if kind is None and self.before_move is not None:
+                self.before_move()
             if kind is None and self._writer is not None:
                 self._target.move_into_place()
         finally:
@@ -407,6 +413,9 @@ class DeltaWriter:
 
     def __init__(self, path: str, inputs: list[str], key: str | None, force: bool) -> None:
         self.writer = SampleWriter(path, inputs, None, force, reserved=DELTA_COLUMNS)
+
+    def check_before_move(self, verify: Callable[[], None]) -> None:
+        self.writer.before_move = verify
 
     def __enter__(self) -> DeltaWriter:
         return self

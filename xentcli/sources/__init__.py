@@ -18,7 +18,7 @@ import numpy.typing as npt
 from xentcli.config import WEIGHT_HINT, WEIGHT_RANGE, SourceConfig, unscaled_weight
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths as paths_
-from xentcli.sources.paths import MappedRead
+from xentcli.sources.paths import FileStamp
 from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
 from xentcli.sources.side import Roles, Side
 
@@ -151,6 +151,9 @@ class FileSource:
     def __init__(self, cfg: SourceConfig, first: tuple[str, tuple[str, ...]] | None = None) -> None:
         """`first`: the first shard's path and class names, when this file is a later shard."""
         path = cfg.paths[0]
+        # each file as found before it is opened: verify checks that it stays so
+        found = (FileStamp.of(p) for p in (path, cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p)
+        self.stamps = [stamp for stamp in found if stamp is not None]
         main, fmt = _open_side(path, cfg, True, cfg.format, first=first)
         labels = None
         if cfg.labels_path is not None:
@@ -290,14 +293,10 @@ class FileSource:
             return self._rows_done / self.description.rows
         return self._main.progress()
 
-    def mapped_reads(self) -> list[MappedRead]:
-        """What was read of the files through memory maps (Source.verify)."""
-        return [read for roles in [self._main, *(extra for extra, _ in self._extras)] for read in roles.mapped_reads()]
-
     def verify(self) -> None:
-        """Once every chunk is scored: the files still hold what was read through their maps."""
-        for read in self.mapped_reads():
-            read.verify()
+        """Once every chunk is scored (and every output written): each file is still the one read (FileStamp)."""
+        for stamp in self.stamps:
+            stamp.verify()
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         batches = rechunk(self._main.batches(rows), rows)
@@ -408,7 +407,12 @@ class Source:
         self._opened: FileSource | None = FileSource(self._configs[0])
         first = self._opened.description
         self._first_classes = (first.path, first.classes) if first.classes else None
-        descriptions = [first] + [FileSource(shard, self._first_classes).description for shard in self._configs[1:]]
+        descriptions = [first]
+        self._stamps = list(self._opened.stamps)  # every shard's files as first found (verify)
+        for shard in self._configs[1:]:
+            checked = FileSource(shard, self._first_classes)  # closed again at once (the next replaces it)
+            descriptions.append(checked.description)
+            self._stamps += checked.stamps
         for info in descriptions[1:]:
             for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type"):
                 if getattr(info, field_name) != getattr(first, field_name):
@@ -445,12 +449,12 @@ class Source:
             )
         self._current = 0
         self._shard: FileSource | None = None
-        self._read: list[MappedRead] = []  # of the shards read
 
     def verify(self) -> None:
-        """Once every chunk is scored: the files still hold what was read through their maps."""
-        for read in self._read + (self._shard.mapped_reads() if self._shard is not None else []):
-            read.verify()
+        """Once every chunk is scored (and every output written): each file of every shard is still
+        the one read, as the shard's first opening found it (FileStamp)."""
+        for stamp in self._stamps:
+            stamp.verify()
 
     @property
     def shard_configs(self) -> list[SourceConfig]:
@@ -491,7 +495,6 @@ class Source:
                     last = chunk.sample[-1] if chunk.sample.size else last
                 yield chunk
                 tail = chunk.offset + len(chunk.scores)
-            self._read += self._shard.mapped_reads()  # checked by verify, once its chunks are scored
             self._shard = None  # closes its files
             offset = tail
             if last is not None:

@@ -29,6 +29,16 @@ SCORE_KEYS = tuple(SCORE_LIST_NAMES)
 LABEL_KEYS = TARGET_NAMES
 # What reading a zip member can raise on a damaged, encrypted or unsupported archive.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError, ValueError)
+
+
+def _zip_error(exc: BaseException) -> str:
+    """What went wrong in a zip member: the error's text, or its kind where it has none (a member
+    cut short ends in a bare EOFError)."""
+    if isinstance(exc, EOFError) and not str(exc):
+        return "the member ends early (the archive is cut short)"
+    return str(exc) or type(exc).__name__
+
+
 # One read() returns at most about 2 GiB on Linux: larger blocks are read in pieces.
 _READ_PIECE = 1 << 30
 
@@ -95,7 +105,6 @@ class NpyArray:
     def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
         self.path = path
         self.name = name
-        self.mapped: paths.MappedRead | None = None  # what was read through a memory map
         try:
             with paths.open_file(path) as stream:
                 self.shape, self._fortran, self.dtype = _read_header(stream)
@@ -106,7 +115,7 @@ class NpyArray:
             raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
         _check_dtype(self.dtype, path, name, kinds)
         _check_shape(self.shape, path, name)
-        expected = self._data_offset + int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+        self._expected_bytes = expected = self._data_offset + int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
         if paths.size(path) < expected:
             raise InputError(f"holds {paths.size(path):,} bytes where its header promises {expected:,}", path=path,
                              hint="the file is truncated")
@@ -145,23 +154,32 @@ class NpyArray:
 
     def _map(self) -> mmap.mmap | None:
         """The file's memory map (its size() is the file's size now); None where it cannot be
-        mapped (a pipe, a special file): read then."""
+        mapped (a pipe, a special file): read then. A file cut short since its header was read
+        (an empty file cannot be mapped) is an error here."""
         try:
             with open(self.path, "rb") as stream:
-                mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
-                identity = os.fstat(stream.fileno())
+                size = os.fstat(stream.fileno()).st_size
+                if size < self._expected_bytes:
+                    raise self._cut_short(size)
+                return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
         except (OSError, ValueError):
             return None
-        row_bytes = 0 if self._fortran and len(self.shape) > 1 else int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self.mapped = self.mapped or paths.MappedRead(self.path, identity, self._data_offset, row_bytes)
-        return mapped
 
     def _check_holds(self, mapped: mmap.mmap, end: int) -> None:
-        """Before a block is read from the map: the file (and the map) still hold its bytes."""
+        """Before a block is read from the map: the file (and the map) still hold its bytes. What is
+        read after the last check is checked once every chunk is scored (paths.FileStamp)."""
         size = min(mapped.size(), len(mapped))  # a file cut short, or cut and grown again since it was mapped
         if size < end:
-            raise self.mapped.cut_short(size)  # type: ignore[union-attr]
-        self.mapped.end = max(self.mapped.end, end)  # type: ignore[union-attr]
+            raise self._cut_short(size)
+
+    def _cut_short(self, size: int) -> InputError:
+        """The error for the file holding `size` bytes now: the first row it no longer holds whole
+        (a Fortran-ordered file, whose rows lie across it: its bytes)."""
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        where = (f"holds {size:,} of its {self._expected_bytes:,} bytes" if self._fortran and len(self.shape) > 1 or not row_bytes
+                 else f"ends early at row {max(0, size - self._data_offset) // row_bytes}")
+        return InputError(f"{where}: it was cut short while xent read it", path=self.path,
+                          hint="score a file that no other program is writing")
 
     def _mapped_blocks(self, mapped: mmap.mmap, rows: int, first: int, total: int, row_bytes: int) -> Iterator[npt.NDArray]:
         """slices' blocks as views of the file's memory map (see the class)."""
@@ -194,10 +212,10 @@ class NpyArray:
                 yield np.ascontiguousarray(whole[start : min(start + rows, total)])
             return
         count = int(np.prod(self.shape, dtype=np.int64))
-        self._check_holds(mapped, self._data_offset + count * self.dtype.itemsize)
+        self._check_holds(mapped, self._expected_bytes)
         whole = np.frombuffer(mapped, self.dtype, count, self._data_offset).reshape(self.shape, order="F")
         for start in range(first, total, rows):
-            self._check_holds(mapped, self._data_offset + count * self.dtype.itemsize)
+            self._check_holds(mapped, self._expected_bytes)
             yield np.ascontiguousarray(whole[start : min(start + rows, total)])
 
 
@@ -235,7 +253,7 @@ class NpzMember:
             with self._open() as stream:
                 self.shape, fortran, self.dtype = _read_header(stream)
         except (*_ZIP_ERRORS, SyntaxError, TypeError) as exc:
-            raise InputError(f"cannot read array '{key}': {exc}", path=path, hint="check the archive") from None
+            raise InputError(f"cannot read array '{key}': {_zip_error(exc)}", path=path, hint="check the archive") from None
         _check_dtype(self.dtype, path, key, kinds)
         _check_shape(self.shape, path, key)
         if fortran and len(self.shape) > 1:
@@ -263,7 +281,7 @@ class NpzMember:
                         raise InputError(f"array '{self.name}' ends early at row {start}", path=self.path, hint="the file is truncated")
                     yield np.frombuffer(raw, dtype=self.dtype).reshape((n, *self.shape[1:]))
         except _ZIP_ERRORS as exc:  # a bad CRC shows at the member's end; encryption, deflate64 at its start
-            raise InputError(f"cannot read array '{self.name}': {exc}", path=self.path, hint="check the archive") from None
+            raise InputError(f"cannot read array '{self.name}': {_zip_error(exc)}", path=self.path, hint="check the archive") from None
 
 
 def open_npz(path: str) -> zipfile.ZipFile:
@@ -340,9 +358,6 @@ class ArrayRoles:
 
     def progress(self) -> float | None:
         return None
-
-    def mapped_reads(self) -> list[paths.MappedRead]:
-        return [member.mapped for member in self.members.values() if isinstance(member, NpyArray) and member.mapped]
 
     def restrict(self, first: int, stop: int) -> None:
         """Read rows (sequences, for [N, T, C] arrays) `first` to `stop` only."""

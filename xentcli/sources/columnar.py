@@ -45,7 +45,6 @@ class ColumnarFile:
         self.path = path
         self.format = fmt
         self._raw: BinaryIO | None = None
-        self.mapped: paths.MappedRead | None = None  # an Arrow file's memory map
         self._column_types: dict[str, pa.DataType] = {}
         self._label_columns: set[str] = set()  # a CSV file's label column: a bad cell there is XE203's when blank
         self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
@@ -68,13 +67,9 @@ class ColumnarFile:
             raise InputError(f"column names repeat: {', '.join(map(repr, repeated))}", path=path, hint="give every column its own name")
 
     def _mapped(self) -> Any:
-        """The Arrow file, memory-mapped (a URL: opened through its file system); all of it must be
-        there still once every chunk is scored (paths.MappedRead)."""
-        if paths.is_url(self.path):
-            return paths.open_file(self.path)
-        mapped = pa.memory_map(self.path)
-        self.mapped = self.mapped or paths.MappedRead(self.path, os.stat(self.path), end=mapped.size())
-        return mapped
+        """The Arrow file, memory-mapped (a URL: opened through its file system). Cut short under
+        the map, it reads as zeros past its new end: paths.FileStamp checks it once it is read."""
+        return paths.open_file(self.path) if paths.is_url(self.path) else pa.memory_map(self.path)
 
     def _open_ipc(self) -> None:
         source = self._mapped()
@@ -373,9 +368,6 @@ class ColumnarRoles:
         if self.rows:
             return self._rows_read / self.rows
         return self.file.progress()
-
-    def mapped_reads(self) -> list[paths.MappedRead]:
-        return [self.file.mapped] if self.file.mapped else []  # Parquet and CSV are read into buffers
 
 
 def _list_lengths(column: pa.Array) -> npt.NDArray[np.int64]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import IO, Any
 
 from xentcli.errors import InputError
@@ -82,29 +83,41 @@ def folder_files(url: str) -> list[str]:
     return sorted(prefix + info.path[len(base):] for info in infos if info.type == pa_fs.FileType.File)
 
 
-class MappedRead:
-    """What was read of a file through a memory map (an .npy's blocks, an Arrow file). A file cut
-    short while it is read gives zeros for the rest of the page it now ends in (pages past it raise
-    a bus error), and what is read after the reader's last check is not checked by it: so once every
-    chunk is scored, the file must still hold every byte read (verify; a file replaced by another,
-    or deleted, still held them: the map kept the old one)."""
+class FileStamp:
+    """A local input file as xent found it before opening it: which file (device, inode), its size,
+    and the times of its last change (mtime, ctime). Another program that writes, cuts short, grows,
+    replaces or removes it while xent reads it makes what was read a mix of two files — a file cut
+    short under a memory map even reads as zeros past its new end, without an error — so once every
+    chunk is scored and every output is written, but before an output moves into place, each input
+    must still be the file it was (verify): else an InputError, exit 2. Pipes and other special
+    files are not stamped (their times move as they are written)."""
 
-    def __init__(self, path: str, identity: os.stat_result, data_offset: int = 0, row_bytes: int = 0, end: int = 0) -> None:
-        self.path, self.device, self.inode = path, identity.st_dev, identity.st_ino
-        self.data_offset, self.row_bytes = data_offset, row_bytes  # row_bytes 0: not read by rows (Fortran order, Arrow)
-        self.end = end  # where the bytes read end
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.found = os.stat(path)
 
-    def cut_short(self, size: int) -> InputError:
-        """The error for the file holding `size` bytes now."""
-        where = (f"ends early at row {max(0, size - self.data_offset) // self.row_bytes}" if self.row_bytes
-                 else f"holds {size:,} of its {self.end:,} bytes")
-        return InputError(f"{where}: it was cut short while xent read it", path=self.path,
-                          hint="score a file that no other program is writing")
+    @staticmethod
+    def of(path: str) -> FileStamp | None:
+        """The stamp of a local regular file; None for a URL, a special file, or a path that does
+        not exist (its reader says so)."""
+        if is_url(path):
+            return None
+        try:
+            stamp = FileStamp(path)
+        except OSError:
+            return None
+        return stamp if stat.S_ISREG(stamp.found.st_mode) else None
 
     def verify(self) -> None:
+        found, hint = self.found, "score a file that no other program is writing"
         try:
             now = os.stat(self.path)
         except OSError:
-            return
-        if (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size < self.end:
-            raise self.cut_short(now.st_size)
+            raise InputError("was removed while xent read it", path=self.path, hint=hint) from None
+        if (now.st_dev, now.st_ino) != (found.st_dev, found.st_ino):
+            raise InputError("was replaced by another file while xent read it", path=self.path, hint=hint)
+        if now.st_size < found.st_size:
+            raise InputError(f"was cut short while xent read it: it holds {now.st_size:,} of its {found.st_size:,} bytes",
+                             path=self.path, hint=hint)
+        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (found.st_size, found.st_mtime_ns, found.st_ctime_ns):
+            raise InputError("changed while xent read it", path=self.path, hint=hint)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy.typing as npt
-
-if TYPE_CHECKING:
-    from xentcli.sources.paths import MappedRead
 
 
 class Roles(Protocol):
@@ -19,8 +16,6 @@ class Roles(Protocol):
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
 
     def progress(self) -> float | None: ...
-
-    def mapped_reads(self) -> list[MappedRead]: ...
 
 
 @dataclass
