@@ -814,3 +814,47 @@ def test_npz_member_cut_short_names_what_happened(tmp_path):
     with pytest.raises(InputError) as caught:
         list(member.slices(100))
     assert caught.value.one_line() == f"{path}: cannot read array 'logits': the member ends early (the archive is cut short); check the archive"
+
+
+def test_a_bus_error_in_a_run_of_tasks_removes_their_rows(tmp_path):
+    """A local run of row-group tasks with -o writes each task's rows into a hidden folder beside the
+    target: a bus error (here the labels .npy cut short under the tasks' blocks) leaves neither the
+    folder, nor its finished or unfinished parts, nor the target's temporary file."""
+    import subprocess
+    import sys
+
+    from tests.native_paths import require_c_extension
+
+    require_c_extension()
+    rows = 40_000
+    logits = np.zeros((rows, 64), np.float32)
+    logits[:, 3] = 5.0
+    table = pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), 64)})
+    pq.write_table(table, tmp_path / "s.parquet", row_group_size=5_000)  # 8 row groups: tasks
+    np.save(tmp_path / "labels.npy", np.full(rows, 3, np.int64))
+    script = f"""
+import sys, threading
+from xentcli.sources import arrays
+real = arrays.NpyArray.slices
+seen = []
+lock = threading.Lock()
+def slices(self, *args, **kwargs):
+    for block in real(self, *args, **kwargs):
+        with lock:
+            seen.append(1)
+            if len(seen) == 4:  # a few tasks in: their parts are written, more are under way
+                with open(self.path, "r+b") as f:
+                    f.truncate(0)
+        yield block
+arrays.NpyArray.slices = slices
+from xentcli import distributed
+distributed.TASK_BYTES = 5_000 * 64 * 4  # a row group a task (64 MiB by default)
+sys.argv = ["xent", "score", {str(tmp_path / "s.parquet")!r}, "--labels", {str(tmp_path / "labels.npy")!r}, "--threads", "2",
+            "--chunk-rows", "1000", "-o", {str(tmp_path / "rows.parquet")!r}, "--json"]
+from xentcli.entry import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert (done.returncode, done.stderr.splitlines()[-1:]) == (2, [
+        "xent: error: a memory-mapped input could not be read (bus error): was the file cut short while xent read it? No output was written"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "s.parquet"]

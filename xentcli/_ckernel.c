@@ -24,11 +24,14 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 28
+#define XENT_KERNEL_VERSION 29
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 
@@ -46,7 +49,37 @@ enum { BUS_OUTPUTS = 16, BUS_PATH = 4096 };
 static char bus_line[1024], bus_document[2048];
 static size_t bus_line_length, bus_document_length;
 static char bus_outputs[BUS_OUTPUTS][BUS_PATH];
+static char bus_folder[BUS_PATH]; /* a folder of outputs in progress (the tasks' rows): emptied, then removed */
 static int bus_entered;
+
+/* Every file in `folder`, then the folder itself, removed with system calls only (open, getdents64,
+   unlinkat, close, rmdir: no opendir, which allocates); a few passes, since entries removed while
+   the folder is listed may hide others. */
+static void remove_folder(const char *folder) {
+#ifdef __linux__
+    static char entries[8192];
+    for (int pass = 0; pass < 8; pass++) {
+        const int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return;
+        int removed = 0;
+        long got;
+        while ((got = syscall(SYS_getdents64, fd, entries, sizeof entries)) > 0) {
+            for (long at = 0; at < got;) {
+                const char *entry = entries + at;
+                unsigned short length;
+                memcpy(&length, entry + 16, sizeof length); /* struct linux_dirent64: d_ino, d_off, d_reclen, d_type, d_name */
+                const char *name = entry + 19;
+                if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))))
+                    removed += unlinkat(fd, name, 0) == 0;
+                at += length;
+            }
+        }
+        close(fd);
+        if (!removed) break;
+    }
+#endif
+    rmdir(folder);
+}
 
 static void on_bus_error(int signum, siginfo_t *info, void *context) {
     (void)context;
@@ -59,6 +92,7 @@ static void on_bus_error(int signum, siginfo_t *info, void *context) {
         for (;;) pause(); /* another thread is at it: it ends the process */
     for (int i = 0; i < BUS_OUTPUTS; i++)
         if (__atomic_load_n(&bus_outputs[i][0], __ATOMIC_SEQ_CST)) unlink(bus_outputs[i]);
+    if (__atomic_load_n(&bus_folder[0], __ATOMIC_SEQ_CST)) remove_folder(bus_folder);
     ssize_t written = write(1, bus_document, bus_document_length); /* --json: the error document */
     written = write(2, bus_line, bus_line_length);
     (void)written;
@@ -85,11 +119,9 @@ int64_t xent_catch_bus_errors(const char *line, const char *document) {
     return sigaction(SIGBUS, &action, NULL) == 0;
 }
 
-/* Slot `slot` (0 … BUS_OUTPUTS − 1) names `path` as an output to remove on a bus error ("" frees it). */
-int64_t xent_bus_output(int64_t slot, const char *path) {
+static int64_t publish(char *to, const char *path) {
     const size_t n = strlen(path);
-    if (slot < 0 || slot >= BUS_OUTPUTS || n >= BUS_PATH) return 0;
-    char *to = bus_outputs[slot];
+    if (n >= BUS_PATH) return 0;
     __atomic_store_n(&to[0], 0, __ATOMIC_SEQ_CST);
     if (n == 0) return 1;
     if (__atomic_load_n(&bus_entered, __ATOMIC_SEQ_CST)) return 0; /* the handler is reading the slots */
@@ -97,6 +129,15 @@ int64_t xent_bus_output(int64_t slot, const char *path) {
     __atomic_store_n(&to[0], path[0], __ATOMIC_SEQ_CST);
     return 1;
 }
+
+/* Slot `slot` (0 … BUS_OUTPUTS − 1) names `path` as an output to remove on a bus error ("" frees it). */
+int64_t xent_bus_output(int64_t slot, const char *path) {
+    if (slot < 0 || slot >= BUS_OUTPUTS) return 0;
+    return publish(bus_outputs[slot], path);
+}
+
+/* `path` names the folder of outputs in progress to empty and remove on a bus error ("" forgets it). */
+int64_t xent_bus_folder(const char *path) { return publish(bus_folder, path); }
 
 static inline double exp_nonpositive_f64(double s) { return exp(s); }
 

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from xentcli import native
 from xentcli.config import RunConfig
 from xentcli.errors import OptionError, OutputError, XentError
 from xentcli.part import Part
@@ -341,10 +342,12 @@ def _parts_folder(samples: Any) -> Iterator[str | None]:
         yield None
         return
     folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
+    native.bus_folder(folder, held=True)  # a bus error's handler removes it too (native.catch_bus_errors)
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        native.bus_folder(folder, held=False)
 
 
 def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, samples: Any, folder: str | None,

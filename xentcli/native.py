@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 28  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 29  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -107,6 +107,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_catch_bus_errors.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     library.xent_bus_output.restype = i64
     library.xent_bus_output.argtypes = [i64, ctypes.c_char_p]
+    library.xent_bus_folder.restype = i64
+    library.xent_bus_folder.argtypes = [ctypes.c_char_p]
     library.xent_bootstrap.restype = i64
     library.xent_bootstrap.argtypes = [i64, i64, i64, i64, ctypes.c_uint64] + [pointer] * 4 + [pointer, i64, i64, pointer, i64] + [pointer] * 4
     return functions, library.xent_tally, library
@@ -174,6 +176,7 @@ def keep_freed_memory() -> bool:
 _BUS_SLOTS = 16  # BUS_OUTPUTS in _ckernel.c
 _bus_slots: dict[str, int] = {}
 _bus_lock = threading.Lock()
+_bus_folder: list[str] = []  # the folder bus_folder named
 
 
 def catch_bus_errors(line: str, document: str = "") -> bool:
@@ -187,8 +190,8 @@ def catch_bus_errors(line: str, document: str = "") -> bool:
 
 def bus_output(path: str, held: bool) -> None:
     """Name (held) or forget an output file in progress, for the bus error's handler to remove."""
-    if _LIBRARY is None:
-        return
+    if _LIBRARY is None or (_bus_folder and os.path.dirname(os.path.abspath(path)) == _bus_folder[0]):
+        return  # the folder's removal removes it
     with _bus_lock:
         if held:
             free = sorted(set(range(_BUS_SLOTS)) - set(_bus_slots.values()))
@@ -594,3 +597,17 @@ def binary_logits_f32(z: npt.NDArray[np.float32], label: npt.NDArray[np.int64], 
     if done < 0:
         return None
     return {"loss": loss, "p_true": p_true, "p_max": p_max, "pred": pred, "rank": rank, "score": score, "log_norm": log_norm}
+
+
+def bus_folder(path: str, held: bool) -> None:
+    """Name (held) or forget a folder of outputs in progress (a run's tasks' rows), for the bus error's
+    handler to empty and remove; the files in it need no slot of bus_output."""
+    if _LIBRARY is None:
+        return
+    with _bus_lock:
+        folder = os.path.abspath(path)
+        if held and _LIBRARY.xent_bus_folder(os.fsencode(folder)):
+            _bus_folder[:] = [folder]
+        elif not held and _bus_folder == [folder]:
+            _LIBRARY.xent_bus_folder(b"")
+            _bus_folder.clear()
