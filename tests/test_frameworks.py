@@ -538,3 +538,72 @@ def test_float16_scores_overflow_and_clip_as_the_frameworks_do_in_float16(tmp_pa
     summary, rows = like("sklearn", "--input", "probs")
     np.testing.assert_allclose(rows, [0.00097752, 0.28760], rtol=1e-4)
     assert summary["loss"] == pytest.approx(0.144287, rel=1e-5)
+
+
+def _chunks_for_the_plain_terms():
+    """Chunks of every kind the plain-chunk terms must decide on: plain ones (float32, float64), and
+    ones each condition makes not plain (a label out of range or equal to an ignore index, a weight,
+    smoothing, a loss beyond float32, a NaN, float16 storage, probabilities)."""
+    rng = np.random.default_rng(29)
+    z = (rng.standard_normal((500, 6)) * 3).astype(np.float32)
+    y = rng.integers(0, 6, 500)
+    plain = LossOptions(compare=True)
+    yield "plain float32", z, y, plain, None, None
+    yield "plain float64", z.astype(np.float64), y, plain, None, None
+    yield "ignore index 2 present", z, y, LossOptions(compare=True, ignore_index=2, ignore_explicit=True), None, None
+    yield "ignore index 7 absent", z, y, LossOptions(compare=True, ignore_index=7, ignore_explicit=True), None, None
+    yield "torch's -100 present", z, np.where(np.arange(500) == 9, -100, y), plain, None, None
+    yield "label out of range", z, np.where(np.arange(500) == 9, 6, y), plain, None, None
+    yield "sample weights", z, y, plain, rng.random(500), None
+    yield "class weights", z, y, LossOptions(compare=True, class_weights=(1, 2, 1, 1, 1, 3)), None, None
+    yield "smoothing", z, y, LossOptions(compare=True, label_smoothing=0.1), None, None
+    big = z.astype(np.float64)
+    big[3] = [3e38, -3e38, 0, 0, 0, 0]  # a loss of ~6e38: beyond float32
+    yield "loss beyond float32", big, np.where(np.arange(500) == 3, 1, y), plain, None, None
+    nan = z.copy()
+    nan[4, 2] = np.nan
+    yield "a NaN logit", nan, y, plain, None, None
+    yield "stored as float16", z.astype(np.float16).astype(np.float32), y, plain, None, "float16"
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf", "keras", "keras-torch", "keras-jax", "optax"])
+def test_plain_chunk_terms_are_the_rules_terms(monkeypatch, framework):
+    """frameworks._plain_terms (the chunk's loss and its one sum, without the rules' passes) gives
+    every framework's terms exactly as its rules compute them — values bit for bit, sums, counts,
+    notes, errors, the float32 flag — on plain chunks, and leaves every other chunk to the rules."""
+    from xentcli import frameworks
+
+    for name, scores, labels, options, weights, stored in _chunks_for_the_plain_terms():
+        def terms():
+            stats = sample_stats(scores, "logits", labels=labels, detail=False,
+                                 class_vectors=ChunkContext(scores, "logits", labels, None, weights, options).class_vectors())
+            ctx = ChunkContext(scores, "logits", labels, None, weights, options, stored_dtype=stored)
+            with np.errstate(all="ignore"):
+                return framework_terms(framework, stats, ctx)
+
+        fast = terms()
+        monkeypatch.setattr(frameworks, "_plain_terms", lambda *args: None)
+        rules = terms()
+        monkeypatch.undo()
+        assert np.array_equal(fast.values.view(np.int64), rules.values.view(np.int64)), name
+        assert repr((fast.num, fast.den, fast.errors, fast.error_rows, fast.notes, fast.float32, fast.float16)) == \
+               repr((rules.num, rules.den, rules.errors, rules.error_rows, rules.notes, rules.float32, rules.float16)), name  # repr: NaN == NaN
+
+
+def test_plain_chunk_terms_are_taken_where_they_apply(monkeypatch):
+    """The shortcut is taken where it can be (else the test above compares the rules with themselves)."""
+    from xentcli import frameworks
+
+    taken = []
+    real = frameworks._plain_terms
+    monkeypatch.setattr(frameworks, "_plain_terms", lambda *args: taken.append(real(*args) is not None) or real(*args))
+    for name, scores, labels, options, weights, stored in _chunks_for_the_plain_terms():
+        taken.clear()
+        ctx = ChunkContext(scores, "logits", labels, None, weights, options, stored_dtype=stored)
+        stats = sample_stats(scores, "logits", labels=labels, detail=False, class_vectors=ctx.class_vectors())
+        with np.errstate(all="ignore"):
+            for framework in ("torch", "tf", "keras"):
+                framework_terms(framework, stats, ctx)
+        expected = {"plain float32": [True] * 3, "plain float64": [True, True, False],
+                    "ignore index 2 present": [False, False, False], "ignore index 7 absent": [True, False, True]}
+        assert taken == expected.get(name, [False] * 3), name

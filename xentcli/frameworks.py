@@ -269,6 +269,9 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     if ctx.kind == "log-probs":
         stats = sample_stats(ctx.scores, "logits", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
         ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options, stored_dtype=ctx.stored_dtype)
+    plain = _plain_terms(framework, stats, ctx)
+    if plain is not None:
+        return plain
     if framework == "torch":
         terms = _torch(stats, ctx)
     elif framework.startswith("keras"):
@@ -283,6 +286,34 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     elif framework.startswith("keras") or ctx.scores.dtype == np.float32:  # Keras computes in its floatx, float32
         _overflow_as_float32(terms, ctx.loss_beyond_float32(stats.loss))
         terms.float32 = True
+    return terms
+
+
+def _plain_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> RowTerms | None:
+    """PyTorch, tf.nn and Keras (its TF and torch backends; float32 scores, Keras' floatx) on a plain
+    chunk (ChunkContext.plain_total) whose labels hold no ignore index the framework applies: each
+    reports xent's own loss row for row, so its terms are the chunk's loss and its one sum — what
+    their rules above compute there (tested term for term), without their passes over the rows.
+    None: the rules. optax's loss is its own (logsumexp rounded to the scores' dtype)."""
+    keras = framework in ("keras", "keras-torch")
+    if not (keras or framework in ("torch", "tf")) or (keras and ctx.scores.dtype != np.float32):
+        return None
+    options = ctx.options
+    if framework == "tf" and options.ignore_explicit:  # its note that tf.nn has no ignore index
+        return None
+    total = ctx.plain_total(stats)
+    if total is None:
+        return None
+    ignore = options.ignore_for(framework)
+    if ignore is not None and 0 <= ignore < ctx.num_classes and bool((stats.label == ignore).any()):
+        return None
+    n = float(stats.loss.size)
+    if keras:
+        terms = RowTerms(stats.loss, {"sum": total, "sum_over_batch_size": total, "mean_with_sample_weight": total},
+                         {"sum": None, "sum_over_batch_size": n, "mean_with_sample_weight": n})
+    else:
+        terms = RowTerms(stats.loss, {"mean": total, "sum": total}, {"mean": n, "sum": None})
+    terms.float32 = keras or ctx.scores.dtype == np.float32
     return terms
 
 

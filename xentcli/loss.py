@@ -4,6 +4,7 @@ plus additive sums, so every mean is a ratio of float64 sums that merge across c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,7 @@ class ChunkContext:
     stored_dtype: str | None = None  # the scores' dtype as stored (float16 arrives widened to float32)
 
     _beyond_float32: object = field(default=None, init=False, repr=False)  # loss_beyond_float32's, once computed
+    _plain: tuple[float] | None = field(default=None, init=False, repr=False)  # plain_total's, once computed
 
     @property
     def num_classes(self) -> int:
@@ -57,6 +59,21 @@ class ChunkContext:
             found = beyond_float32(loss)
             self._beyond_float32 = (found,)
         return self._beyond_float32[0]  # type: ignore[index]
+
+    def plain_total(self, stats: SampleStats) -> float | None:
+        """The chunk's loss sum when the chunk is plain — logits, integer labels every one in range,
+        no weights, class weights, label smoothing or ignore mask, scores not stored as float16, and
+        every loss finite and within float32's range — else None (frameworks._plain_terms). Once
+        for every framework."""
+        if self._plain is None:
+            options = self.options
+            plain = (self.kind == "logits" and self.targets is None and self.sample_weights is None and not options.class_weights
+                     and not options.label_smoothing and self.ignore_mask is None and self.stored_dtype != "float16"
+                     and bool(stats.label_ok.all()))
+            total = row_sum(stats.loss) if plain else math.nan
+            plain = plain and math.isfinite(total) and self.loss_beyond_float32(stats.loss) is None
+            self._plain = (total if plain else math.nan,)
+        return None if math.isnan(self._plain[0]) else self._plain[0]
 
     def class_weights(self) -> npt.NDArray[np.float64] | None:
         w = self.options.class_weights
