@@ -204,17 +204,25 @@ def test_optax_naive_loss_in_c_equals_its_numpy_twin_bit_for_bit(monkeypatch, dt
     y = rng.integers(-9, 9, 3000)
     for scores in (z, np.asfortranarray(z), z[:0]):
         labels = y[: len(scores)]
-        stats = sample_stats(np.ascontiguousarray(scores), "logits", labels=labels, detail=False, extremes=True)  # the C kernel's
+        stats = sample_stats(np.ascontiguousarray(scores), "logits", labels=labels, detail=False, extremes=True,
+                             true_scores=True)  # the C kernel's, with its copy of each label's score
         z_max, log_norm = (stats.score_max, stats.log_norm) if len(scores) else (np.empty(0), np.empty(0))
+        z_true = stats.score_true if len(scores) else np.empty(0)
         with np.errstate(all="ignore"):
             in_c = naive_logsumexp_from(scores, labels, z_max, log_norm)
+            from_kernel = naive_logsumexp_from(scores, labels, z_max, log_norm, z_true)
             monkeypatch.setattr(native, "naive_lse", lambda *args: None)
             in_numpy = naive_logsumexp_from(scores, labels, z_max, log_norm)
             monkeypatch.undo()
-        assert in_c.dtype == np.float64 and in_c.shape == (len(scores),)
         nan = np.isnan(in_numpy)
-        assert np.array_equal(np.isnan(in_c), nan)
-        assert np.array_equal(in_c[~nan].view(np.int64), in_numpy[~nan].view(np.int64))  # the same bits
+        for values in (in_c, from_kernel):
+            assert values.dtype == np.float64 and values.shape == (len(scores),)
+            assert np.array_equal(np.isnan(values), nan)
+            assert np.array_equal(values[~nan].view(np.int64), in_numpy[~nan].view(np.int64))  # the same bits
+        if len(scores):  # the kernel's copy is the label's score itself, on every row with a label in range (special rows too)
+            ok = (labels >= 0) & (labels < scores.shape[1])
+            picked = np.ascontiguousarray(scores)[np.flatnonzero(ok), labels[ok]].astype(np.float64)
+            assert np.array_equal(z_true[ok], picked, equal_nan=True)
         if len(scores):  # every kind of row was there: out of range, non-finite logsumexp, inf, finite
             assert nan[(labels < 0) | (labels >= 7)].all() and nan[:30].all()
             assert np.isinf(in_numpy).any() and np.isfinite(in_numpy).sum() > 1000
@@ -607,3 +615,25 @@ def test_plain_chunk_terms_are_taken_where_they_apply(monkeypatch):
         expected = {"plain float32": [True] * 3, "plain float64": [True, True, False],
                     "ignore index 2 present": [False, False, False], "ignore index 7 absent": [True, False, True]}
         assert taken == expected.get(name, [False] * 3), name
+
+
+@pytest.mark.parametrize("classes", [7, 33, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_copy_of_the_label_score_is_exact(dtype, classes):
+    """sample_stats(true_scores=True): the C kernel's score_true is z[i, y] itself (float64 of the
+    stored value) on both of its row loops (≤ 32 classes in lanes, wider rows one by one), on rows it
+    leaves to numpy (a NaN, ±inf) too; what optax's loss then gives is the gathered one's, bit for bit."""
+    from tests.native_paths import require_c_extension
+    from xentcli.kernels import naive_logsumexp_from
+
+    require_c_extension()
+    rng = np.random.default_rng(30)
+    z = (rng.standard_normal((700, classes)) * 30).astype(dtype)
+    z[5, 1], z[6, 0], z[7, 2] = np.nan, np.inf, -np.inf
+    y = rng.integers(0, classes, 700)
+    stats = sample_stats(z, "logits", labels=y, detail=False, true_scores=True)
+    assert np.array_equal(stats.score_true, z[np.arange(700), y].astype(np.float64), equal_nan=True)
+    with np.errstate(all="ignore"):
+        fused = naive_logsumexp_from(z, y, stats.score_max, stats.log_norm, stats.score_true)
+        gathered = naive_logsumexp_from(z, y, stats.score_max, stats.log_norm)
+    assert np.array_equal(fused, gathered, equal_nan=True)

@@ -31,7 +31,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 29
+#define XENT_KERNEL_VERSION 30
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 
@@ -215,11 +215,12 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
         const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, const int64_t *y,          \
         int32_t detail, double *loss, double *p_true, double *p_max, double *entropy, double *margin,    \
         int64_t *rank, int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special,  \
-        double *p_squares) {                                                                             \
+        double *p_squares, double *z_true) {                                                             \
         int64_t specials = 0;                                                                            \
         for (int64_t i = 0; i < n; i++) {                                                                \
             const T *z = scores + i * row_stride;                                                        \
             const T zy = z[y[i]];                                                                        \
+            if (z_true) z_true[i] = (double)zy;                                                          \
             T top, bottom;                                                                               \
             int64_t above, nans;                                                                         \
             scan_##SUFFIX(z, num_classes, zy, &top, &bottom, &above, &nans);                             \
@@ -273,7 +274,7 @@ XENT_DEFINE_KERNEL(f64, double, exp_nonpositive_f64, -745.0)
 static inline __attribute__((always_inline)) int64_t narrow_f32(
     const float *scores, int64_t n, int64_t num_classes, int64_t row_stride, const int64_t *y, int32_t detail,
     double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank, int64_t *pred,
-    double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares) {
+    double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares, double *z_true) {
     int64_t specials = 0;
     const int32_t classes = (int32_t)num_classes; /* an int32 class index compares with am[] in one vector op */
     float t[NARROW_MAX_CLASSES][LANES];
@@ -362,6 +363,10 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
             z_min_b[k] = (double)bottom[k];
             log_norm_b[k] = (double)top[k] + out_lse[k];
         }
+        if (z_true) {
+            double *restrict z_true_b = z_true + i0;
+            XENT_LANES for (int64_t k = 0; k < width; k++) z_true_b[k] = (double)zy[k];
+        }
         if (p_squares) {
             double *restrict squares_b = p_squares + i0;
             XENT_LANES for (int64_t k = 0; k < width; k++) squares_b[k] = (1.0 + squares[k]) / ((1.0 + rest[k]) * (1.0 + rest[k]));
@@ -381,10 +386,11 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
 #define XENT_KERNEL_ARGS(T)                                                                             \
     const T *scores, int64_t n, int64_t num_classes, int64_t row_stride, int64_t *y, int32_t detail,       \
         double *loss, double *p_true, double *p_max, double *entropy, double *margin, int64_t *rank,    \
-        int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares
+        int64_t *pred, double *z_max, double *z_min, double *log_norm, uint8_t *special, double *p_squares, \
+        double *z_true
 #define XENT_KERNEL_CALL                                                                                \
     scores, n, num_classes, row_stride, y, detail, loss, p_true, p_max, entropy, margin, rank, pred, z_max, \
-        z_min, log_norm, special, p_squares
+        z_min, log_norm, special, p_squares, z_true
 
 /* The labels' side, around either kernel: a label is usable when it is a whole number in
    [0, num_classes) (kernels.label_classes states the same rule); unusable rows are scored as

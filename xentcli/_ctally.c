@@ -885,19 +885,21 @@ XENT_EXACT int64_t xent_row_dots(const void *values, int64_t is_f32, int64_t n, 
 
 /* optax's integer-label loss from the kernel's row maximum and logsumexp (kernels.naive_logsumexp_from,
    its numpy twin, operation for operation): in the scores' type T, lse = (T)z_max + (T)(log_norm − z_max),
-   then loss = (double)(lse − z[i, y]); NaN for a label outside [0, C). The rows whose lse is not finite
-   are written to `bad` (the caller recomputes them by the full path); returns how many. */
+   then loss = (double)(lse − z[i, y]); NaN for a label outside [0, C). z[i, y] is z_true[i] where given
+   (the kernel's copy of it, exact: no second read of the scores), else read from the scores. The rows
+   whose lse is not finite are written to `bad` (the caller recomputes them by the full path); returns
+   how many. */
 #define XENT_NAIVE_LSE(T)                                                                               \
     for (int64_t i = 0; i < n; i++) {                                                                   \
         const T lse = (T)z_max[i] + (T)(log_norm[i] - z_max[i]);                                         \
         const int64_t y = label[i];                                                                     \
         const int ok = y >= 0 && y < c;                                                                 \
-        out[i] = ok ? (double)(lse - ((const T *)scores)[i * c + y]) : NAN;                             \
+        out[i] = ok ? (double)(lse - (z_true ? (T)z_true[i] : ((const T *)scores)[i * c + y])) : NAN;    \
         if (!isfinite(lse)) bad[found++] = i;                                                           \
     }
 
 XENT_EXACT int64_t xent_naive_lse(const void *scores, int64_t is_f32, int64_t n, int64_t c, const int64_t *label,
-                                  const double *z_max, const double *log_norm, double *out, int64_t *bad) {
+                                  const double *z_max, const double *log_norm, const double *z_true, double *out, int64_t *bad) {
     XENT_EXACT_BODY
     int64_t found = 0;
     if (is_f32) {

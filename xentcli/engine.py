@@ -215,6 +215,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
             detail=config.per_sample, class_vectors=ctx.class_vectors(), clip=options.epsilon if kind == "probs" else None,
             clip_first=chunk.targets is None,  # --epsilon clips as Keras (TensorFlow) does: see frameworks._keras
             extremes=config.extremes, squares=config.calibration and binary is None,
+            true_scores="optax" in options.frameworks and binary is None,
         )
         if binary is not None and chunk.targets is not None:
             base = _whole_targets_as_labels(base, chunk.scores, binary, kind, config, ctx.class_vectors())

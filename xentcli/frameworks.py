@@ -241,7 +241,9 @@ def _optax(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     values[turned] = stats.log_norm[turned] - np.log(ctx.scores[turned, wrapped[turned]].astype(np.float64))
         elif stats.log_norm is not None and stats.score_max is not None:  # from the kernel's pass: no second exp
-            values = naive_logsumexp_from(ctx.scores, wrapped, stats.score_max, stats.log_norm)
+            # the kernel's score of each label, where the labels are its classes (none wrapped or replaced)
+            z_true = stats.score_true if wrapped is stats.label else None
+            values = naive_logsumexp_from(ctx.scores, wrapped, stats.score_max, stats.log_norm, z_true)
         else:
             values = naive_logsumexp_loss(ctx.scores, wrapped)
         if ctx.kind != "logits":

@@ -54,6 +54,7 @@ class SampleStats:
     score_min: F64 | None = None  # its smallest, with extremes=True (for the diagnostics)
     log_norm: F64 | None = None  # logits and log-probabilities: logsumexp(z); probabilities: log Σp
     p_squares: F64 | None = None  # Σ_c p_c² (the C kernel, when asked: the Brier score's term), NaN where not known
+    score_true: F64 | None = None  # the score of the row's class (the C kernel, when asked: optax's loss), exact
 
     # Computed once per chunk (several aggregates ask); replace() builds a new object, so a new
     # loss gets a new mask.
@@ -115,6 +116,7 @@ class BlockResults:
     score_min: F64 | None = None
     log_norm: F64 | None = None
     p_squares: F64 | None = None
+    score_true: F64 | None = None
 
     @classmethod
     def concatenate(cls, blocks: list[BlockResults]) -> BlockResults:
@@ -481,15 +483,16 @@ def naive_logsumexp_loss(scores: npt.NDArray, labels: I64) -> F64:
     return loss
 
 
-def naive_logsumexp_from(scores: npt.NDArray, labels: I64, z_max: F64, log_norm: F64) -> F64:
+def naive_logsumexp_from(scores: npt.NDArray, labels: I64, z_max: F64, log_norm: F64, z_true: F64 | None = None) -> F64:
     """naive_logsumexp_loss from the kernel's row maximum and logsumexp instead of a second exp
     pass: lse = max + log Σ exp(z − max) rounded to the scores' dtype at the same two steps (the
     shift back to the maximum, then the subtraction of z_y) — the rounding that costs optax its
     precision on large logits. The two agree to the scale of that rounding, a float32 ulp of
     max|z| + log C (log Σ exp is rounded from float64 here, from a float32 sum there; where max and
     log Σ exp nearly cancel, that is many ulps of the small logsumexp, ~1 ulp of the loss). Rows
-    with a non-finite maximum or logsumexp take the full path."""
-    done = native.naive_lse(scores, labels, z_max, log_norm)  # the same in one C pass (its twin: the rest of this function)
+    with a non-finite maximum or logsumexp take the full path. `z_true`: each row's score of its label
+    (the kernel's score_true; rows whose label is outside [0, C) do not read it), in C only."""
+    done = native.naive_lse(scores, labels, z_max, log_norm, z_true)  # the same in one C pass (its twin: the rest of this function)
     if done is not None:
         loss, bad = done
         if bad.size:
@@ -524,6 +527,7 @@ def sample_stats(
     clip_first: bool = False,
     extremes: bool = False,
     squares: bool = False,
+    true_scores: bool = False,
 ) -> SampleStats:
     """Per-sample loss and statistics of one chunk: sparse `labels` [n] or dense `targets` [n, C].
 
@@ -533,7 +537,8 @@ def sample_stats(
     `class_vectors` [C, k] adds lp_dot = log_softmax @ V (and, for dense targets, (t ⊙ log_softmax)
     @ V): with V = 1 and V = class weights these give label smoothing and weighted losses.
     `clip` and `clip_first` apply to probabilities (see _probs_block). `extremes` adds each row's
-    smallest score (one more pass over logits; the diagnostics need it).
+    smallest score (one more pass over logits; the diagnostics need it). `true_scores` asks the C
+    kernel for each row's score of its class (score_true; optax's loss), where it scores the chunk.
     """
     n, num_classes = scores.shape
     if n == 0:
@@ -544,7 +549,7 @@ def sample_stats(
     if kind == "logits" and targets is None and class_vectors is None and native.supports(scores):
         assert labels is not None
         label, label_is_int = whole_labels(labels)
-        results, label_ok = _native_logits(scores, label, label_is_int, detail, extremes, squares)
+        results, label_ok = _native_logits(scores, label, label_is_int, detail, extremes, squares, true_scores)
     else:
         if targets is not None:
             label = targets.argmax(axis=1).astype(np.int64) if num_classes else np.zeros(n, np.int64)
@@ -561,15 +566,16 @@ def sample_stats(
 
 
 def _native_logits(
-    scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool, squares: bool = False
+    scores: npt.NDArray, label: I64, label_is_int: Bool, detail: bool, extremes: bool, squares: bool = False,
+    true_scores: bool = False,
 ) -> tuple[BlockResults, Bool]:
     """The C kernel's results (unusable labels checked, their losses NaN) and label_ok; its rows
     with a NaN or an infinite maximum go through the numpy kernel, which owns those corner cases."""
-    out = native.sparse_logits(scores, label, label_is_int, detail, squares)
+    out = native.sparse_logits(scores, label, label_is_int, detail, squares, true_scores)
     results = BlockResults(
         out["loss"], out["p_true"], out["p_max"], out["entropy"] if detail else None, out["margin"] if detail else None,
         out["rank"], out["pred"], score_max=out["z_max"], score_min=out["z_min"] if extremes else None,
-        log_norm=out["log_norm"], p_squares=out["p_squares"],
+        log_norm=out["log_norm"], p_squares=out["p_squares"], score_true=out["z_true"],
     )
     rows, label_ok = out["special"], out["label_ok"]
     if rows.size:
@@ -577,7 +583,7 @@ def _native_logits(
         redone.loss[~label_ok[rows]] = np.nan
         for item in fields(results):
             values = getattr(results, item.name)
-            if values is not None:
+            if values is not None and item.name != "score_true":  # the kernel's copy of z_y holds on any row
                 redone_values = getattr(redone, item.name)
                 values[rows] = np.nan if redone_values is None else redone_values  # Σp²: unknown there
     return results, label_ok

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 29  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 30  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -68,7 +68,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     for dtype, name in ((np.dtype(np.float32), "xent_sparse_logits_f32"), (np.dtype(np.float64), "xent_sparse_logits_f64")):
         function = getattr(library, name)
         function.restype = i64
-        function.argtypes = [pointer] * 3 + [pointer, i64, i64, i64, pointer, i32] + [pointer] * 12
+        function.argtypes = [pointer] * 3 + [pointer, i64, i64, i64, pointer, i32] + [pointer] * 13
         functions[dtype] = function
     library.xent_tally.restype = i64
     library.xent_tally.argtypes = [ctypes.POINTER(_TallyIn), ctypes.POINTER(_TallyOut)]
@@ -102,7 +102,7 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_row_dots.restype = i64
     library.xent_row_dots.argtypes = [pointer] + [i64] * 5 + [pointer, i64, pointer]
     library.xent_naive_lse.restype = i64
-    library.xent_naive_lse.argtypes = [pointer] + [i64] * 3 + [pointer] * 5
+    library.xent_naive_lse.argtypes = [pointer] + [i64] * 3 + [pointer] * 6
     library.xent_catch_bus_errors.restype = i64
     library.xent_catch_bus_errors.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     library.xent_bus_output.restype = i64
@@ -223,14 +223,16 @@ def supports(scores: npt.NDArray) -> bool:
 
 
 def sparse_logits(
-    scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool, squares: bool = False
+    scores: npt.NDArray, label: npt.NDArray[np.int64], label_is_int: npt.NDArray[np.bool_], detail: bool, squares: bool = False,
+    z_true: bool = False,
 ) -> dict[str, npt.NDArray]:
     """By name: loss, p_true, p_max, entropy, margin, rank, pred, z_max, z_min, log_norm, the special
     rows, label_ok and y for a [n, C] block of logits with integer labels (`label_is_int`: whether
     each is a whole number). label_ok: the label is whole and in [0, C); y: the class each row was
     scored as (the label, or 0 where unusable, whose loss is NaN). The special rows (a NaN, or a
     ±inf maximum; the kernel counts them) hold garbage and must be recomputed by the numpy kernel. entropy and margin are
-    filled only with `detail`; p_squares (Σ_c p_c², for the Brier score) only with `squares`."""
+    filled only with `detail`; p_squares (Σ_c p_c², for the Brier score) only with `squares`;
+    z_true (the score of the class y, exact: optax's loss needs it) only with `z_true`."""
     assert _FUNCTIONS is not None
     if scores.strides[1] != scores.itemsize or scores.strides[0] % scores.itemsize:
         scores = np.ascontiguousarray(scores)
@@ -241,17 +243,19 @@ def sparse_logits(
     rank, pred, y = np.empty((3, n), dtype=np.int64)
     special, label_ok = np.empty((2, n), dtype=np.bool_)
     p_squares = np.empty(n) if squares else None
+    true_score = np.empty(n) if z_true else None
     specials = _FUNCTIONS[scores.dtype](
         label.ctypes.data, label_is_int.ctypes.data, label_ok.ctypes.data,
         scores.ctypes.data, n, num_classes, scores.strides[0] // scores.itemsize, y.ctypes.data, int(detail),
         loss.ctypes.data, p_true.ctypes.data, p_max.ctypes.data, entropy.ctypes.data, margin.ctypes.data,
         rank.ctypes.data, pred.ctypes.data, z_max.ctypes.data, z_min.ctypes.data, log_norm.ctypes.data,
         special.ctypes.data, None if p_squares is None else p_squares.ctypes.data,
+        None if true_score is None else true_score.ctypes.data,
     )
     redo = np.flatnonzero(special) if specials else np.empty(0, np.int64)
     return {"loss": loss, "p_true": p_true, "p_max": p_max, "entropy": entropy, "margin": margin, "rank": rank, "pred": pred,
             "z_max": z_max, "z_min": z_min, "log_norm": log_norm, "special": redo, "label_ok": label_ok, "y": y,
-            "p_squares": p_squares}
+            "p_squares": p_squares, "z_true": true_score}
 
 
 def _address(values: npt.NDArray | None, dtype: type) -> tuple[int | None, npt.NDArray | None]:
@@ -517,18 +521,22 @@ def row_dots(values: npt.NDArray, vectors: npt.NDArray[np.float64]) -> npt.NDArr
 
 
 def naive_lse(scores: npt.NDArray, labels: npt.NDArray[np.int64], z_max: npt.NDArray[np.float64],
-              log_norm: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+              log_norm: npt.NDArray[np.float64], z_true: npt.NDArray[np.float64] | None = None
+              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
     """xent_naive_lse in _ctally.c: kernels.naive_logsumexp_from's loss (NaN for a label outside
-    [0, C)) and the rows whose logsumexp is not finite, left to the caller. None: scores neither
-    float32 nor float64 (or no library)."""
+    [0, C)) and the rows whose logsumexp is not finite, left to the caller. `z_true`: each row's
+    score of its label (where it is in [0, C)), from the kernel's pass, instead of a gather from the
+    scores. None: scores neither float32 nor float64 (or no library)."""
     if _LIBRARY is None or scores.dtype not in (np.float32, np.float64) or scores.ndim != 2:
         return None
     scores = np.ascontiguousarray(scores)
     n, c = scores.shape
     labels, z_max, log_norm = (np.ascontiguousarray(a, t) for a, t in ((labels, np.int64), (z_max, np.float64), (log_norm, np.float64)))
     out, bad = np.empty(n), np.empty(n, np.int64)
+    z_true = None if z_true is None else np.ascontiguousarray(z_true, np.float64)
     found = _LIBRARY.xent_naive_lse(scores.ctypes.data, int(scores.dtype == np.float32), n, c, labels.ctypes.data, z_max.ctypes.data,
-                                    log_norm.ctypes.data, out.ctypes.data, bad.ctypes.data) if n else 0
+                                    log_norm.ctypes.data, None if z_true is None else z_true.ctypes.data, out.ctypes.data,
+                                    bad.ctypes.data) if n else 0
     return out, bad[:found]
 
 
