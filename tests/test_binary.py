@@ -548,6 +548,35 @@ def test_multilabel_c_kernel_rows_across_its_blocks(shape):
     assert np.array_equal(got["row_right"], ((z >= 0) == (t >= 0.5)).sum(axis=1))
 
 
+def test_multilabel_c_kernel_extremes_and_refusals():
+    """xent_sigmoid_f32 on the elements where float32 arithmetic goes wrong first: max(z, 0) − z·t
+    cancelling (z = 1e4 with t a float32 ulp below 1), losses of ~1e-13 (z = 30, t = 1: log1p(e^−30)),
+    scores near the float32 maximum; every row within 1e-6 of the float64 formula. A NaN score or a
+    target outside [0, 1] in the last of several blocks of ~4,096 elements hands the chunk back (None)."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+
+    require_c_extension()
+    z_t = [(30.0, 1.0), (1e4, float(np.float32(1 - 2**-24))), (-3e38, 1.0), (3e38, 0.5), (1e-3, 0.3), (-17.0, 0.0), (-1e4, 0.0)]
+    k = 7
+    z = np.array([[zz] * k for zz, _ in z_t] * 190, np.float32)  # 1,330 rows: 585 a block at k = 7
+    t = np.array([[tt] * k for _, tt in z_t] * 190, np.float32)
+    got = native.sigmoid_f32(z, t, 0.0)
+    want = _bce(z.astype(np.float64), t.astype(np.float64)).sum(axis=1)
+    # float64 references, by hand: log1p(exp(-30)) = 9.357622968840175e-14; 1e4 * 2**-24 = 5.9604644775390625e-4
+    assert want[0] == pytest.approx(7 * 9.357622968840175e-14, rel=1e-15) and want[1] == pytest.approx(7 * 1e4 * 2**-24, rel=1e-12)
+    np.testing.assert_allclose(got["row_loss"], want, rtol=1e-6)
+    assert got["row_loss"][6] == 0.0 and got["row_loss"][5] > 0  # −1e4 with t = 0: exp(−1e4) is 0; −17: 4.14e-8 each
+    for bad in ((np.nan, None), (None, 1.0000001), (None, -1e-30), (np.inf, None)):
+        z2, t2 = z.copy(), t.copy()
+        if bad[0] is not None:
+            z2[-1, 3] = bad[0]
+        if bad[1] is not None:
+            t2[-1, 3] = bad[1]
+        assert native.sigmoid_f32(z2, t2, 0.0) is None, bad
+
+
 def test_multilabel_worst_rows_are_rows_and_losses(tmp_path):
     z, t, args = _multilabel(tmp_path)
     worst = score(*args, "--worst", "3")["worst"]
