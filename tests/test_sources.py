@@ -402,6 +402,28 @@ def test_npy_blocks_from_the_memory_map(tmp_path):
     np.testing.assert_array_equal(np.concatenate(parts), values[2500:4999])
 
 
+def test_npy_blocks_are_mapped_before_they_are_handed_out(tmp_path, monkeypatch):
+    """The reading thread maps a block's pages (madvise MADV_POPULATE_READ) before it hands the block
+    to a worker, which then takes no page faults on it: the block's pages are resident before any is
+    touched. A kernel that refuses the advice (older than Linux 5.14: here an unknown advice) gives
+    the same values, and xent stops asking."""
+    from tests.native_paths import require_c_extension
+    from xentcli.sources import arrays
+
+    require_c_extension()
+    path = tmp_path / "m.npy"
+    values = np.arange(2048 * 1024, dtype=np.float32).reshape(2048, 1024)  # 8 MiB
+    np.save(path, values)
+    start = _rss_file_kib()
+    block = next(arrays.NpyArray(str(path), "scores").slices(1024))  # 4 MiB, untouched
+    assert _rss_file_kib() - start >= 4000
+    del block
+    monkeypatch.setattr(arrays, "_POPULATE_READ", [0x7FFF])
+    got = np.concatenate(list(arrays.NpyArray(str(path), "scores").slices(700)))
+    np.testing.assert_array_equal(got, values)
+    assert arrays._POPULATE_READ == []
+
+
 def test_npy_memory_map_keeps_the_resident_pages_to_the_blocks_held(tmp_path):
     """The pages of the blocks nothing holds any more are dropped (madvise): streaming 256 MB in 8 MB
     blocks leaves the resident mapped pages near a block or two, not the file (a memory bound, not a timing)."""

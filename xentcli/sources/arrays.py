@@ -191,6 +191,7 @@ class NpyArray:
             offset = self._data_offset + start * row_bytes
             released = _release(mapped, held, released)
             self._check_holds(mapped, offset + count * row_bytes)
+            _populate(mapped, offset, count * row_bytes)
             flat = np.frombuffer(mapped, np.uint8, count * row_bytes, offset)
             held.append((flat, offset + count * row_bytes))
             block = flat.view(self.dtype).reshape(count, *self.shape[1:])
@@ -217,6 +218,20 @@ class NpyArray:
         for start in range(first, total, rows):
             self._check_holds(mapped, self._expected_bytes)
             yield np.ascontiguousarray(whole[start : min(start + rows, total)])
+
+
+_POPULATE_READ = [22]  # MADV_POPULATE_READ (Linux 5.14); emptied where the kernel refuses it
+
+
+def _populate(mapped: mmap.mmap, offset: int, length: int) -> None:
+    """Map a block's pages on the reading thread, before a worker reads them: the workers then take
+    no page faults (~0.1 s of their CPU for 2 GB). A kernel that refuses the advice: never again."""
+    start = offset - offset % mmap.PAGESIZE
+    if _POPULATE_READ:
+        try:
+            mapped.madvise(_POPULATE_READ[0], start, offset + length - start)
+        except OSError:
+            _POPULATE_READ.clear()
 
 
 def _mappable(path: str) -> bool:
