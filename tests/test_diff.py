@@ -219,6 +219,46 @@ def test_xe502_duplicate_keys(tmp_path):
     _refused(tmp_path / "c.parquet", tmp_path / "b.parquet", "--key", "id", "--allow-unpaired", code="XE502")
 
 
+def test_xe502_a_key_the_base_lacks_repeated(tmp_path):
+    """Found in review: a candidate key absent from the base, repeated (in one chunk or across
+    chunks, text or integer keys), is XE502 as a repeat among paired keys is — even with
+    --allow-unpaired, which otherwise pairs what it can."""
+    for ids in ([0, 1, 2, 3, 99, 99], ["a", "b", "c", "d", "zz", "zz"], [0, 1, 99, 2, 3, 99]):
+        base = [0, 1, 2, 3, 4, 5] if isinstance(ids[0], int) else ["a", "b", "c", "d", "e", "f"]
+        pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 6, "label": [0] * 6, "id": base}), tmp_path / "b.parquet")
+        pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 6, "label": [0] * 6, "id": ids}), tmp_path / "c.parquet")
+        for chunk in ("1", "4", "100"):
+            message = _refused(tmp_path / "b.parquet", tmp_path / "c.parquet", "--key", "id", "--allow-unpaired", "--chunk-rows", chunk,
+                               code="XE502")
+            assert "1 key appears more than once in " in message and "c.parquet (e.g. " in message and ("99" in message or "zz" in message)
+
+
+def test_unusable_labels_on_both_sides_are_nonfinite_pairs(tmp_path):
+    """Found in review: a pair whose label is unusable on both sides (out of range, NaN, a binary
+    head's 2) has a NaN loss on both; it is a non-finite pair (XE505), which fails every gate, never
+    left out unseen; unusable labels that differ (7 and 9) are XE503."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 40).astype(np.float64)
+    zb, yb = rng.normal(size=40).astype(np.float32), rng.integers(0, 2, 40)
+    yb[4] = 2
+    for bad, (zz, yy) in ((7, (z, y)), (np.nan, (z, y)), (2, (zb, yb))):
+        yy = yy.copy()
+        if bad != 2:
+            yy[0] = bad
+        np.savez(tmp_path / "a.npz", logits=zz, labels=yy)
+        np.savez(tmp_path / "b.npz", logits=zz * 1.01, labels=yy)
+        result = runner.invoke(app, ["diff", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json", "--fail-on-regression", "1"])
+        doc = json.loads(result.stdout)
+        assert result.exit_code == 1 and doc["pairing"]["nonfinite_pairs"] == 1 and doc["pairing"]["usable_pairs"] == 39, bad
+        assert "XE505" in [d["code"] for d in doc["diagnostics"]]
+    y2 = y.copy()
+    y[0], y2[0] = 7, 9
+    np.savez(tmp_path / "a.npz", logits=z, labels=y)
+    np.savez(tmp_path / "b.npz", logits=z, labels=y2)
+    assert "1 pair has different labels" in _refused(tmp_path / "a.npz", tmp_path / "b.npz", code="XE503")
+
+
 def test_xe503_label_mismatch(tmp_path):
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0]}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 0, 0]}), tmp_path / "c.parquet")

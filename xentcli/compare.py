@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
 from xentcli.errors import LayoutError, OptionError
-from xentcli.plain import id_value
+from xentcli.plain import counted, id_value
 from xentcli.ranking import top_rows
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 from xentcli.histogram import log_histogram
@@ -375,7 +375,7 @@ class PairedTotals:
         """Add paired rows; returns d per pair (NaN where the pair is not usable)."""
         offset = self.pairs
         self.pairs += len(base)
-        scored = ~base.ignored & ~candidate.ignored & base.label_ok
+        scored = ~base.ignored & ~candidate.ignored  # an unusable label (out of range, NaN) scores NaN: non-finite
         finite = np.isfinite(base.loss) & np.isfinite(candidate.loss)
         usable = scored & finite
         self.nonfinite += int(np.count_nonzero(scored & ~finite))
@@ -439,7 +439,7 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
     """Paired rows must carry the same target: XE503 names the first rows that do not."""
     with np.errstate(invalid="ignore"):
         same = (base.ignored == candidate.ignored) & (base.label_ok == candidate.label_ok)
-        same &= ~base.label_ok | (base.label == candidate.label)
+        same &= base.label == candidate.label  # unusable ones too: 7 and 9 are different labels
         if (base.target is None) != (candidate.target is None):
             same &= False
         elif base.target is not None and candidate.target is not None:  # soft or multi-hot targets: every entry
@@ -452,7 +452,7 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
         bad = np.flatnonzero(~same)[:5]
         rows = ", ".join(f"{int(base.row[i])}/{int(candidate.row[i])}" for i in bad)
         raise LayoutError(
-            f"{int(np.count_nonzero(~same)):,} pairs have different labels on the two sides (base/candidate rows {rows})",
+            f"{counted(int(np.count_nonzero(~same)), 'pair has', 'pairs have')} different labels on the two sides (base/candidate rows {rows})",
             hint="both dumps must score the same rows with the same labels; pair by a key with --key if the order differs",
             code="XE503",
         )
@@ -508,6 +508,7 @@ class KeyIndex:
     sorted_keys: npt.NDArray
     matched: npt.NDArray[np.bool_]
     text: Any = None  # text keys: a hash index over sorted_keys (a binary search over Python strings is ~10x slower)
+    missing: list[npt.NDArray] = field(default_factory=list)  # the candidate keys the base lacks, chunk by chunk
 
     @classmethod
     def build(cls, base: Iterator[SideRows], name: str) -> KeyIndex:
@@ -516,11 +517,7 @@ class KeyIndex:
         assert rows is not None and rows.key is not None
         order = np.argsort(rows.key, kind="stable")
         sorted_keys = rows.key[order]
-        repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-        if repeated.size:
-            shown = ", ".join(str(id_value(k)) for k in sorted_keys[repeated[:5]])
-            raise LayoutError(f"{repeated.size:,} keys appear twice in {name} (e.g. {shown})",
-                              hint="a key must name one row on each side", code="XE502")
+        _refuse_repeats(sorted_keys, name)
         if sorted_keys.dtype == object:
             import pandas as pd
 
@@ -543,11 +540,42 @@ class KeyIndex:
             hit = (self.sorted_keys[where] == candidate.key) if self.sorted_keys.size else np.zeros(len(candidate), bool)
         index = self.order[where[hit]]
         if self.matched[index].any() or np.unique(index).size != index.size:
-            twice = candidate.key[hit][self.matched[index] | _repeats(index)][:5]
-            raise LayoutError(f"keys appear twice in {name} (e.g. {', '.join(str(id_value(k)) for k in twice)})",
-                              hint="a key must name one row on each side", code="XE502")
+            twice = candidate.key[hit][self.matched[index] | _repeats(index)]
+            raise LayoutError(f"keys appear twice in {name} (e.g. {_examples(twice)})", hint=REPEATED_KEY_HINT, code="XE502")
         self.matched[index] = True
-        return self.rows.take(index), candidate.take(np.flatnonzero(hit)), candidate.key[~hit]
+        missing = candidate.key[~hit]
+        self.missing.append(missing)
+        return self.rows.take(index), candidate.take(np.flatnonzero(hit)), missing
+
+    def check_unpaired(self, name: str) -> None:
+        """After the candidate's last rows: a key the base lacks must not repeat either (XE502)."""
+        if self.missing:
+            _refuse_repeats(np.sort(np.concatenate(self.missing), kind="stable"), name)
+
+
+REPEATED_KEY_HINT = ("a key must name one row on each side (a sequence dump's ids name whole sequences, which its tokens repeat: "
+                     "pair such dumps by row order)")
+
+
+def _refuse_repeats(sorted_keys: npt.NDArray, name: str) -> None:
+    """XE502 when a key appears more than once among sorted keys."""
+    repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if repeated.size:
+        keys = np.unique(sorted_keys[repeated])
+        what = "1 key appears" if keys.size == 1 else f"{keys.size:,} keys appear"
+        raise LayoutError(f"{what} more than once in {name} (e.g. {_examples(keys)})", hint=REPEATED_KEY_HINT, code="XE502")
+
+
+def _examples(keys: npt.NDArray) -> str:
+    """Up to five distinct keys, in their order, as text."""
+    shown: list[str] = []
+    for key in keys:
+        text = str(id_value(key))
+        if text not in shown:
+            shown.append(text)
+        if len(shown) == 5:
+            break
+    return ", ".join(shown)
 
 
 def _repeats(index: npt.NDArray) -> npt.NDArray[np.bool_]:
@@ -624,6 +652,8 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         delta = totals.update(paired_base, paired_candidate)
         if sink is not None:
             sink.write(paired_base, paired_candidate, delta, keyed)
+    if keyed:
+        index.check_unpaired(names[1])
     verify()  # the base's rows held by key were read again in the candidate's pass
     only_base, only_candidate = 0, unpaired["candidate"]
     if keyed:
@@ -661,7 +691,7 @@ def _diagnostics(base: Any, candidate: Any, totals: PairedTotals) -> list[dict[s
         rule = RULES["XE505"]
         out.append({"code": rule.code, "name": rule.name, "severity": rule.severity, "rows": totals.nonfinite,
                     "fraction": totals.nonfinite / totals.pairs if totals.pairs else 0.0,
-                    "message": f"{totals.nonfinite:,} pairs have a NaN or infinite loss on one side: left out of the statistics",
+                    "message": f"{counted(totals.nonfinite, 'pair has', 'pairs have')} a NaN or infinite loss on a side: left out of the statistics",
                     "hint": "see each side's XE401 for the cause", "examples": [], "side": "pairs"})
     return out
 
@@ -792,7 +822,8 @@ def decide(report: Any, gates: Any) -> None:
         if check["passed"] or "groups_gated" in check:  # the groups' gates give their reasons themselves
             continue
         if check["gate"] == "nonfinite-pairs":
-            reasons.append(f"{check['value']:,} pairs have a NaN or infinite loss on one side (XE505): the intervals cannot judge them")
+            reasons.append(f"{counted(check['value'], 'pair has', 'pairs have')} a NaN or infinite loss on a side (XE505): the intervals cannot judge "
+                           f"{'it' if check['value'] == 1 else 'them'}")
         elif check["gate"] == "fail-on-regression":
             reasons.append(f"the loss got worse by more than {check['margin']:g}: the interval's lower bound is {check['value']:.6g}")
         elif check["gate"] == "require-noninferior":

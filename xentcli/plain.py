@@ -43,3 +43,8 @@ def group_value(value: Any) -> Any:
 def id_at(ids: Any, row: int) -> Any:
     """The id of one row of a chunk's ids (an Arrow array or a numpy array)."""
     return id_value(ids[row])
+
+
+def counted(n: int, one: str, many: str) -> str:
+    """'1 row has' / '2 rows have', with thousands separators."""
+    return f"{n:,} {one if n == 1 else many}"

@@ -17,15 +17,13 @@ from xentcli.diagnostics.registry import (
     COLLAPSE_SHARE, CONFIDENT, LOG_PROBS_TOLERANCE, PROBS_SUM_TOLERANCE, Rule, declare, overflow_limit,
 )
 from xentcli.diagnostics.view import Finding, RowMasks, _examples, _nan_classes
+from xentcli.plain import counted as _count
 
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _count(n: int, one: str, many: str) -> str:
-    """'1 row has' / '2 rows have', with thousands separators."""
-    return f"{n:,} {one if n == 1 else many}"
 
 
 def _rows_say(one: str, many: str, rest: str = "") -> Any:
