@@ -424,3 +424,32 @@ def test_the_other_pool_is_told_apart_from_a_group_named_other(tmp_path):
     assert sorted((g["by"]["g"], g["counted"], g["merged_groups"]) for g in groups) == [("(other)", 100, 2), ("(other)", 200, 0)]
     table = runner.invoke(app, args, env={"COLUMNS": "160"}).stdout
     assert "(other: 2 groups)" in table
+
+
+@pytest.mark.parametrize("command", ["score", "check"])
+def test_by_refused_where_the_groups_would_be_wrong(tmp_path, command):
+    """Found in review: with sample weights the groups' means were unweighted beside a weighted
+    summary (a --max-group-gap gate passed a weighted gap of +0.64 > 0.5), and on a sequence dump
+    their intervals were not clustered (6.5x too narrow). Until both are computed, both are refused:
+    one line, exit 2."""
+    rng = np.random.default_rng(15)
+    z, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "w.npy", rng.random(40) + 0.5)
+    np.save(tmp_path / "g.npy", np.arange(40) % 2)
+    np.save(tmp_path / "qz.npy", rng.normal(size=(4, 10, 3)))
+    np.save(tmp_path / "qy.npy", rng.integers(0, 3, (4, 10)))
+    np.save(tmp_path / "qg.npy", np.arange(4) % 2)
+    pq.write_table(pa.table({"logits": list(z), "label": y, "w": rng.random(40), "doc": np.arange(40) // 4, "g": np.arange(40) % 2}),
+                   tmp_path / "d.parquet")
+    cases = [([tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--by-file", tmp_path / "g.npy"],
+              "with sample weights"),
+             ([tmp_path / "d.parquet", "--weight-col", "w", "--by", "g"], "with sample weights"),
+             ([tmp_path / "qz.npy", "--labels", tmp_path / "qy.npy", "--by-file", tmp_path / "qg.npy"], "with clustered rows"),
+             ([tmp_path / "d.parquet", "--group-col", "doc", "--by", "g"], "with clustered rows")]
+    for args, said in cases:
+        result = runner.invoke(app, [command, *map(str, args), "--max-group-gap" if command == "check" else "--json",
+                                     *(["0.5"] if command == "check" else [])])
+        assert result.exit_code == 2 and f"--by {said}" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--json"]).exit_code == 0

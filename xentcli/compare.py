@@ -626,9 +626,6 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
     keyed = options.key is not None
     clustered = base.info.sequences is not None
     grouped = bool(base_config.source.by or base_config.source.by_file)
-    if grouped and clustered:
-        raise OptionError("--by with clustered rows (a sequence dump or --cluster) is not supported yet",
-                          hint="diff the whole dump, or each group's rows as dumps of their own")
     totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,
                           groups=GroupTotals() if grouped else None)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0]) for result in base.results())

@@ -406,6 +406,13 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
             head = "a binary (sigmoid) head" + (" with weights" if elementwise else "") if info.head == "binary" else "a multi-label head"
             raise OptionError(f"{', '.join(unsupported)} with {head} is not supported yet",
                               hint="score without it (the loss is binary cross-entropy, unclipped)")
+    if config.source.by or config.source.by_file:
+        if config.source.weight_col or config.source.sample_weights_path:
+            raise OptionError("--by with sample weights is not supported yet: the groups' means and intervals would be unweighted",
+                              hint="score each group's rows as a dump of its own, or drop the weights")
+        if info.sequences is not None:
+            raise OptionError("--by with clustered rows (a sequence dump, --group-col, diff's --cluster) is not supported yet: "
+                              "the groups' intervals would not be clustered", hint="score each group's sequences as a dump of their own")
     labels = 1 if info.head == "binary" else info.num_classes  # the weights' count: classes, or a sigmoid head's labels
     if options.class_weights is not None and len(options.class_weights) != labels:
         raise OptionError(
