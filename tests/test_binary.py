@@ -955,3 +955,48 @@ def test_multilabel_rows_have_the_same_bits_in_any_chunk(tmp_path, dtype):
         element = np.maximum(x, 0) - x * tt + np.log1p(np.exp(-np.abs(x)))  # max(z, 0) − z·t + log1p(exp(−|z|))
     element[5, 1] = 0.0  # z = +inf on a positive target: 0 (0·∞ = 0)
     assert summaries[0]["loss_mean"] == pytest.approx(element.mean(axis=1).mean(), rel=1e-6)
+
+
+def test_presets_overflow_where_the_framework_sums_in_a_narrower_dtype(tmp_path):
+    """Found in review: the sigmoid presets summed in float64 whatever the framework computes in.
+    Numbers recorded from PyTorch 2.13 (CPU), F.binary_cross_entropy_with_logits on z with targets
+    [0, 1, 1]: float32 z = [3e38, −3e38, 0.5] → mean inf, sum inf; float64 → mean 2e38, sum 6e38;
+    float16 z = [60000, −60000, 0.5] → mean 40000.0 (torch.mean of float16 sums in float32), sum inf.
+    Keras computes in float32 (its floatx) whatever the dtype: inf for both 3e38 dumps, finite for
+    the float16 one (120000 fits float32)."""
+    t = np.array([0, 1, 1], np.float32)
+    cases = {"float32": ([3e38, -3e38, 0.5], (None, None), None), "float64": ([3e38, -3e38, 0.5], (2e38, 6e38), None),
+             "float16": ([60000, -60000, 0.5], (40000.0, None), 120000.0)}
+    for dtype, (z, (mean, total), keras_sum) in cases.items():
+        doc = score(*_npy(tmp_path, np.array(z, dtype), t), "--compare-frameworks")
+        got = {f["framework"]: f for f in doc["compare"]["frameworks"]}
+        for name in ("torch", "tf", "optax"):
+            if mean is None:
+                assert got[name]["loss"] is None and got[name]["sum"] is None, (dtype, name)
+            else:  # xent's float64 mean of the framework's elements; PyTorch rounds it to float16 (40000 exactly)
+                assert got[name]["loss"] == pytest.approx(mean, rel=1e-5) and got[name]["sum"] == (None if total is None else pytest.approx(total)), (dtype, name)
+        if keras_sum is None:
+            assert got["keras"]["sum"] is None and got["keras"]["loss"] is None, dtype
+        else:
+            assert got["keras"]["sum"] == pytest.approx(keras_sum, rel=1e-5), dtype
+    assert score(*_npy(tmp_path, np.array([3e38, -3e38, 0.5], np.float32), t), "--like", "torch")["like"]["loss"] is None
+
+
+@pytest.mark.parametrize("head", ["binary", "multilabel"])
+def test_per_sample_like_keeps_the_true_loss(tmp_path, head):
+    """Found in review: with --like, a sigmoid head's `loss` column held the framework's value and
+    the true loss was nowhere (a softmax's -o has `loss_true`). z = 1e4 with t = 1 scores 0 either way;
+    z = −1e4 with t = 1 costs 1e4 (true), and scikit-learn's clipping at float64's epsilon makes it
+    −log(2^−52) = 36.04365338911715."""
+    z = np.array([1e4, -1e4, 0.0], np.float32)
+    t = np.array([1, 1, 1], np.float32)
+    if head == "multilabel":
+        z, t = np.repeat(z[:, None], 2, axis=1), np.repeat(t[:, None], 2, axis=1)
+    args = [*_npy(tmp_path, z, t), *(["--head", "sigmoid"] if head == "multilabel" else [])]
+    rows = per_sample(tmp_path, *args, "--like", "sklearn")
+    assert rows["loss_true"].tolist() == pytest.approx([0.0, 1e4, math.log(2)], rel=1e-6)  # float32 scores: float32 exp and log1p
+    want_sklearn = [2.220446049250313e-16, 36.04365338911715, math.log(2)]
+    if head == "multilabel":  # log_loss on indicator rows sums over the positive labels
+        want_sklearn = [2 * v for v in want_sklearn]
+    assert rows["loss"].tolist() == pytest.approx(want_sklearn, rel=1e-12)
+    assert "loss_true" not in per_sample(tmp_path, *args).columns

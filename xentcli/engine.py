@@ -264,7 +264,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         result.findings = diagnose_chunk(view, counts)
     for framework in options.frameworks:
         if binary is not None:  # a sigmoid head: the frameworks' binary cross-entropy, on the scores as stored
-            fw_terms = sigmoid_terms(framework, binary.raw, binary.kind, binary.targets, options, chunk.weights)
+            fw_terms = sigmoid_terms(framework, binary.raw, binary.kind, binary.targets, options, chunk.weights,
+                                     chunk.score_dtype or info.score_dtype)
         else:
             fw_terms = framework_terms(framework, base, ctx)
         result.framework_values[framework] = fw_terms.values

@@ -546,18 +546,22 @@ class FrameworkSummary:
     def reductions(self) -> dict[str, float]:
         out = {}
         for key, total in self.num.items():
-            with np.errstate(over="ignore"):
-                if self.float32 and math.isfinite(total) and not np.isfinite(np.float32(total)):
-                    total = math.copysign(math.inf, total)  # the float32 sum overflows, as PyTorch's does
-                if self.float16 and math.isfinite(total) and abs(total) >= FLOAT16_OVERFLOW:
-                    total = math.copysign(math.inf, total)
             den = self.den[key]
+            # a sigmoid head's mean of float16 elements (torch.mean, jnp.mean) sums in float32 and rounds the mean to float16
+            half_mean = self.float16 and self.sigmoid and den is not None
+            with np.errstate(over="ignore"):
+                if (self.float32 or half_mean) and math.isfinite(total) and not np.isfinite(np.float32(total)):
+                    total = math.copysign(math.inf, total)  # the float32 sum overflows, as PyTorch's does
+                if self.float16 and not half_mean and math.isfinite(total) and abs(total) >= FLOAT16_OVERFLOW:
+                    total = math.copysign(math.inf, total)
             if den is None:
                 out[key] = total
             elif self.framework.startswith("keras"):
                 out[key] = total / den if den else 0.0  # ops.divide_no_nan
             else:
                 out[key] = total / den if den else math.nan
+            if half_mean and math.isfinite(out[key]) and abs(out[key]) >= FLOAT16_OVERFLOW:
+                out[key] = math.copysign(math.inf, out[key])
         return out
 
     def document(self) -> dict[str, Any]:

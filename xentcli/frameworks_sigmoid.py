@@ -190,15 +190,23 @@ def _sklearn(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, we
 
 
 def sigmoid_terms(framework: str, raw: npt.NDArray, kind: str, targets: npt.NDArray, options: LossOptions,
-                  weights: npt.NDArray | None) -> RowTerms:
-    """What `framework` reports on a sigmoid head's chunk: scores as stored and targets as numbers,
-    [n] or [n, K]."""
+                  weights: npt.NDArray | None, stored_dtype: str | None = None) -> RowTerms:
+    """What `framework` reports on a sigmoid head's chunk: scores as stored (`stored_dtype`: float16
+    arrives widened) and targets as numbers, [n] or [n, K]."""
     x = raw.reshape(len(raw), -1)
+    keras = framework.startswith("keras")
+    if stored_dtype == "float16" and not keras and framework != "sklearn":  # PyTorch, tf.nn and optax compute in float16
+        x = x.astype(np.float16)
     t = np.asarray(targets, np.float64).reshape(x.shape)
-    if framework == "torch":
-        return _torch(x, kind, t, options, weights)
-    if framework.startswith("keras"):
-        return _keras(x, kind, t, options, weights, KERAS_BACKENDS[framework])
-    if framework == "sklearn":
+    if framework == "sklearn":  # NumPy in float64 (or the probabilities' dtype): its sums are float64's
         return _sklearn(x, kind, t, options, weights)
-    return _tf_optax(framework, x, kind, t, options, weights)
+    if framework == "torch":
+        terms = _torch(x, kind, t, options, weights)
+    elif framework.startswith("keras"):
+        terms = _keras(x, kind, t, options, weights, KERAS_BACKENDS[framework])
+    else:
+        terms = _tf_optax(framework, x, kind, t, options, weights)
+    # their sums are made in the dtype they compute in: past its range they are inf (FrameworkSummary.reductions)
+    terms.float16 = x.dtype == np.float16 and not keras
+    terms.float32 = keras or x.dtype == np.float32
+    return terms

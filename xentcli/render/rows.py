@@ -77,10 +77,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             exact_match=from_numpy(b["exact_match"] == 1, np.isnan(b["exact_match"])),
             hamming_accuracy=from_numpy(b["hamming_accuracy"], np.isnan(b["hamming_accuracy"])),
         )
-        if result.weights is not None:
-            columns["weight"] = from_numpy(result.weights)
-        return pa.RecordBatch.from_pydict(columns)
-    if result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
+    elif result.binary is not None:  # a binary head: P(y = 1), the decision and its margin in logits
         b = result.binary
         columns.update(
             target=from_numpy(b["target"], np.isnan(b["target"])),
@@ -91,21 +88,19 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             correct=from_numpy(stats.correct, undefined),
             margin=from_numpy(b["margin"], np.isnan(b["margin"])),
         )
-        if result.weights is not None:
-            columns["weight"] = from_numpy(result.weights)
-        return pa.RecordBatch.from_pydict(columns)
-    columns.update(
-        label=from_numpy(stats.label, ~stats.label_is_int),
-        loss=from_numpy(loss, np.isnan(loss)),
-        pred=from_numpy(stats.pred, no_scores),
-        correct=from_numpy(stats.correct, undefined),
-        p_true=from_numpy(stats.p_true, undefined | np.isnan(stats.p_true)),
-        rank=from_numpy(stats.rank, undefined),
-        p_max=from_numpy(stats.p_max, no_scores),
-        margin=from_numpy(stats.margin, undefined | np.isnan(stats.margin)),
-        entropy=from_numpy(stats.entropy, np.isnan(stats.entropy)),
-    )
-    if like is not None:
+    else:
+        columns.update(
+            label=from_numpy(stats.label, ~stats.label_is_int),
+            loss=from_numpy(loss, np.isnan(loss)),
+            pred=from_numpy(stats.pred, no_scores),
+            correct=from_numpy(stats.correct, undefined),
+            p_true=from_numpy(stats.p_true, undefined | np.isnan(stats.p_true)),
+            rank=from_numpy(stats.rank, undefined),
+            p_max=from_numpy(stats.p_max, no_scores),
+            margin=from_numpy(stats.margin, undefined | np.isnan(stats.margin)),
+            entropy=from_numpy(stats.entropy, np.isnan(stats.entropy)),
+        )
+    if like is not None:  # every head: the framework's value in `loss`, the true one beside it
         columns["loss_true"] = from_numpy(stats.loss, np.isnan(stats.loss))
     if result.weights is not None:
         columns["weight"] = from_numpy(result.weights)
