@@ -235,6 +235,9 @@ def _hostile(good: str):
     yield "more rows than the input's", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "rows": rows + 996}}}})
     yield "a NaN smallest loss", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "loss_min": {"$f": "nan"}}}}})
     yield "top-k of 0", with_state({**state, "v": {**state["v"], "summary": {**summary, "v": {**summary["v"], "top_k": 0}}}})
+    for key in ("loss", "label", "pred", "p_true", "row"):  # found in review: a worst row without its loss was a traceback
+        if f'["{key}",' in document["state"]:
+            yield f"a worst row without its {key}", with_state(json.loads(document["state"].replace(f'["{key}",', f'["{key.upper()}",', 1)))
     yield "an example keyed by a number", with_state({**state, "v": {**state["v"], "findings": {"$d": [["XE101", {
         "$": "Finding", "v": {"code": "XE101", "rows": 1, "facts": {"$d": []}, "merge_rules": {"$d": []},
                               "examples": [{"$d": [[5, 1]]}], "rank_by": None}}]]}}})

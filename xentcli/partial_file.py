@@ -362,8 +362,8 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) and all(isinstance(k, str) for k in item)
                for f in part.findings.values() for item in f.examples):
         raise Malformed("a diagnostic's example is not a row")
-    if not all(isinstance(item.get("row"), int) for item in s.worst.details):
-        raise Malformed("a worst row has no row number")
+    if not all(_worst_row(item, row, loss) for item, row, loss in zip(s.worst.details, s.worst.rows.tolist(), s.worst.loss.tolist())):
+        raise Malformed("a worst row is not one (its row, label, prediction and losses)")
     if not all(isinstance(getattr(s, name), float) for name in ("loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
     _check_moments(s.moments, s.counted)
@@ -380,6 +380,18 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     if s.counted and s.weighted != weights:  # a sigmoid head's class weights scale its losses: no weighted mean
         raise Malformed("its weighted sums do not match its options' weights")
     _check_shapes(s, info, config.bins)
+
+
+_WORST_KEYS = {"row", "id", "label", "pred", "loss", "p_true"}  # accumulate.WorstRows.update's
+
+
+def _worst_row(item: Any, row: int, loss: float) -> bool:
+    """A worst row's record as WorstRows keeps it, for the row and loss its arrays hold."""
+    whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
+    return (isinstance(item, dict) and set(item) == _WORST_KEYS and whole(item["row"]) and item["row"] == row
+            and whole(item["label"]) and whole(item["pred"]) and isinstance(item["loss"], float) and isinstance(item["p_true"], float)
+            and (item["loss"] == loss or (math.isnan(item["loss"]) and math.isnan(loss)))
+            and (item["id"] is None or isinstance(item["id"], (int, float, str))))
 
 
 def _check_moments(m: LossMoments, counted: int) -> None:
