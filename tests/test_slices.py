@@ -453,3 +453,32 @@ def test_by_refused_where_the_groups_would_be_wrong(tmp_path, command):
                                      *(["0.5"] if command == "check" else [])])
         assert result.exit_code == 2 and f"--by {said}" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--json"]).exit_code == 0
+
+
+def test_group_columns_of_other_kinds_across_shards_and_partials_are_refused(tmp_path):
+    """Found in review: a bool shard beside an int one merged True with 1 (one group of both), and
+    an int shard beside a text one gave groups 1 and "1" shown alike. The kinds of the group values
+    (integer, float, text, bool, time, bytes) must agree between shards and between merged partials;
+    int32 and int64, or text and dictionary-encoded text, are one kind."""
+    rng = np.random.default_rng(0)
+
+    def dump(name, values):
+        n = len(values)
+        pq.write_table(pa.table({"logits": pa.array(list(rng.normal(size=(n, 3))), pa.list_(pa.float64())),
+                                 "label": rng.integers(0, 3, n), "k": values}), tmp_path / name)
+        return tmp_path / name
+
+    b, i = dump("b.parquet", pa.array([True, False] * 20)), dump("i.parquet", pa.array([1, 0] * 20))
+    s, i32 = dump("s.parquet", pa.array(["1", "0"] * 20)), dump("i32.parquet", pa.array([1, 0] * 20, pa.int32()))
+    d = dump("d.parquet", pa.array(["1", "0"] * 20).dictionary_encode())
+    for first, second, said in ((b, i, "integer, but"), (i, s, "text, but")):
+        result = runner.invoke(app, ["score", str(first), str(second), "--by", "k", "--json"])
+        assert result.exit_code == 2 and f"group types is {said}" in result.stderr, result.stderr
+        parts = [str(path) + f".{said[:4]}.xpart" for path in (first, second)]
+        for path, part in zip((first, second), parts):
+            assert runner.invoke(app, ["score", str(path), "--by", "k", "--save-partial", part, "-q"]).exit_code == 0
+        result = runner.invoke(app, ["merge", *parts])
+        assert result.exit_code == 2 and f"group types is {said}" in result.stderr, result.stderr
+    for first, second in ((i, i32), (s, d)):
+        doc = json.loads(runner.invoke(app, ["score", str(first), str(second), "--by", "k", "--min-group", "1", "--json"]).stdout)
+        assert sorted(g["rows"] for g in doc["groups"]) == [40, 40]

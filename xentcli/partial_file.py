@@ -40,7 +40,7 @@ from xentcli.slices import GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 2  # 2: the losses' sums in exact blocks (LossMoments)
+VERSION = 3  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
@@ -479,8 +479,8 @@ def _check_shapes(s: LossSummary, info: InputDescription, bins: int) -> None:
 
 
 # What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).
-SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "classes", "label_names",
-              "id_column")
+SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types", "classes",
+              "label_names", "id_column")
 
 
 def read(path: str) -> tuple[Part, RunConfig, InputDescription]:

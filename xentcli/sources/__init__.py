@@ -20,7 +20,7 @@ from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths as paths_
 from xentcli.sources.paths import FileStamp
 from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
-from xentcli.sources.side import Roles, Side
+from xentcli.sources.side import Roles, Side, value_kind
 
 EXTENSIONS = {
     ".parquet": "parquet",
@@ -75,6 +75,7 @@ class InputDescription:
     classes: tuple[str, ...] | None = None  # class names, when known
     label_names: bool = False  # the labels were class names, mapped to indices
     id_type: str | None = None  # the id column's type, as stored
+    group_types: str | None = None  # --by: the kinds of values of the group columns (columns.value_kind), comma-joined
     notes: tuple[str, ...] = ()  # what xent decided for the user (skipped files, reordered columns)
     id_column: str | None = None  # the name ids carry in every output (the --id-col value)
     head: str = "softmax"  # softmax, or binary: one sigmoid score per row, read as two classes (binary.py)
@@ -162,6 +163,7 @@ class FileSource:
         if labels is not None:
             extras.append((labels.roles, "targets"))
         weights_from = main.weights
+        group_types = main.group_types
         if cfg.sample_weights_path is not None:
             _check_file(cfg.sample_weights_path)
             weights = NpyArray(cfg.sample_weights_path, os.path.basename(cfg.sample_weights_path))
@@ -179,6 +181,7 @@ class FileSource:
             if len(groups.shape) != 1:
                 raise LayoutError(f"groups have shape {list(groups.shape)}; expected [rows]", path=cfg.by_file)
             extras.append((ArrayRoles({"by0": groups}, cfg.by_file, main.seq_len, main.class_axis), "by0"))
+            group_types = value_kind(groups.dtype)
         for extra, _ in extras:
             if main.roles.rows is not None and extra.rows is not None and main.roles.rows != extra.rows:
                 raise LayoutError(
@@ -262,6 +265,7 @@ class FileSource:
             classes=classes,
             label_names=target_side.label_names,
             id_type=main.id_type,
+            group_types=group_types,
             notes=tuple(main.notes),
             id_column=cfg.id_col,
             head=head,
@@ -414,7 +418,7 @@ class Source:
             descriptions.append(checked.description)
             self._stamps += checked.stamps
         for info in descriptions[1:]:
-            for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type"):
+            for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types"):
                 if getattr(info, field_name) != getattr(first, field_name):
                     raise LayoutError(
                         f"{field_name.replace('_', ' ')} is {getattr(info, field_name)}, but {first.path} has {getattr(first, field_name)}",

@@ -22,7 +22,7 @@ from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources import paths
 from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
-from xentcli.sources.side import Side
+from xentcli.sources.side import Side, value_kind
 
 # The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…
 SCORE_KEYS = tuple(SCORE_LIST_NAMES)
@@ -526,6 +526,7 @@ def array_side(
         side.kind_hint_from = f"array name '{name}'"
         side.ids = f"array '{cfg.id_col}'" if cfg.id_col else None
         side.id_type = str(members["ids"].dtype) if "ids" in members else None
+        side.group_types = ", ".join(value_kind(members[f"by{i}"].dtype) for i in range(len(cfg.by))) or None
         side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in members:
         side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources.columns import (
-    Field, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
+    Field, arrow_value_kind, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
 from xentcli.sources import paths
@@ -426,6 +426,8 @@ def columnar_side(
     side = Side(reader, classes=classes, notes=notes)
     if "ids" in roles:
         side.id_type = "string" if fmt == "csv" else str(roles["ids"].dtype)
+    by = [roles[f"by{i}"] for i in range(len(cfg.by))] if want_scores else []
+    side.group_types = ", ".join("text" if fmt == "csv" else arrow_value_kind(found.dtype) for found in by) or None
     if want_scores:
         found = roles["scores"]
         side.scores = found.describe

@@ -288,6 +288,16 @@ def group_field(schema: pa.Schema, name: str, path: str) -> Field:
     return found
 
 
+def arrow_value_kind(dtype: pa.DataType) -> str:
+    """side.value_kind for an Arrow column."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    checks = ((pa.types.is_boolean, "bool"), (pa.types.is_integer, "integer"), (pa.types.is_floating, "float"), (is_text, "text"),
+              (pa.types.is_temporal, "time"), (pa.types.is_binary, "bytes"), (pa.types.is_large_binary, "bytes"),
+              (pa.types.is_decimal, "decimal"))
+    return next((name for check, name in checks if check(dtype)), str(dtype))
+
+
 def is_text(dtype: pa.DataType) -> bool:
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import numpy.typing as npt
 
 
@@ -16,6 +17,14 @@ class Roles(Protocol):
     def batches(self, rows: int) -> Iterator[dict[str, npt.NDArray]]: ...
 
     def progress(self) -> float | None: ...
+
+
+def value_kind(dtype: np.dtype) -> str:
+    """What kind of values a group column holds (numpy; columns.arrow_value_kind for Arrow): integer,
+    float, text, bool, time or bytes — what must agree between shards and merged partials, whose
+    values would otherwise meet as equal Python values (True and 1) or as equal text (1 and "1")."""
+    kinds = {"b": "bool", "i": "integer", "u": "integer", "f": "float", "U": "text", "S": "bytes", "M": "time", "m": "time"}
+    return kinds.get(dtype.kind, str(dtype))
 
 
 @dataclass
@@ -40,4 +49,5 @@ class Side:
     classes: tuple[str, ...] | None = None
     label_names: bool = False
     id_type: str | None = None
+    group_types: str | None = None  # --by columns' kinds of values (columns.value_kind), comma-joined
     notes: list[str] = field(default_factory=list)
