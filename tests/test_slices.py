@@ -482,3 +482,21 @@ def test_group_columns_of_other_kinds_across_shards_and_partials_are_refused(tmp
     for first, second in ((i, i32), (s, d)):
         doc = json.loads(runner.invoke(app, ["score", str(first), str(second), "--by", "k", "--min-group", "1", "--json"]).stdout)
         assert sorted(g["rows"] for g in doc["groups"]) == [40, 40]
+
+
+def test_a_null_group_and_the_text_null_are_told_apart(tmp_path):
+    """Found in review: a null group and the text "null" were printed alike in the tables and the
+    verdicts. A null shows as (null); text that reads as one of xent's labels ("(null)", "(other…)")
+    is quoted; JSON keeps null and text apart as ever."""
+    n = 200
+    z = np.zeros((n, 3))
+    z[150:, 0] = 6.0  # the last group is sure of class 0 and wrong: its loss is far above the rest
+    g = pa.array(["null"] * 50 + [None] * 50 + ["(null)"] * 50 + ["(other: 3 groups)"] * 50)
+    pq.write_table(pa.table({"logits": list(z), "label": np.ones(n, np.int64), "g": g}), tmp_path / "g.parquet")
+    result = runner.invoke(app, ["score", str(tmp_path / "g.parquet"), "--by", "g", "--min-group", "1"], terminal_width=200)
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith(("null", "(null)", '"(null)"', '"(other'))]
+    assert sorted(rows) == sorted(['null', '(null)', '"(null)"', '"(other:']), result.stdout
+    doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "g.parquet"), "--by", "g", "--min-group", "1", "--json"]).stdout)
+    assert sorted(str(group["by"]["g"]) for group in doc["groups"]) == sorted(["null", "None", "(null)", "(other: 3 groups)"])
+    result = runner.invoke(app, ["check", str(tmp_path / "g.parquet"), "--by", "g", "--min-group", "1", "--max-group-gap", "0.1"])
+    assert result.exit_code == 1 and 'group g="(other: 3 groups)": mean loss' in result.stdout, result.stdout

@@ -8,6 +8,7 @@ from typing import Any
 from xentcli.diagnostics import SEVERITIES
 from xentcli.config import Gates
 from xentcli.errors import OptionError
+from xentcli.plain import group_label
 from xentcli.report import Report
 from xentcli.slices import holm_failures
 
@@ -54,13 +55,13 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         checks.append({"gate": "group gap (Holm)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
                        "passed": not failed and not math.isnan(bound)})
         if untestable:
-            shown = ", ".join(f"{k}={v}" for k, v in untestable[0]["by"].items())
+            shown = group_label(untestable[0]["by"])
             reasons.append(f"group gap (Holm) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
                            f"standard error (one row, or an infinite spread){' nor do ' + str(len(untestable) - 1) + ' more' if len(untestable) > 1 else ''}")
         elif math.isnan(bound):
             reasons.append("group gap (Holm) is undefined (no group of --min-group rows or more)")
         for group in failed:
-            shown = ", ".join(f"{k}={v}" for k, v in group["by"].items())
+            shown = group_label(group["by"])
             overall = group["loss_mean"] - group["delta_loss"]
             reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "
                            f"by more than {_show(gates.max_group_gap)} (Holm-adjusted p {_show(group['p_value'])})")

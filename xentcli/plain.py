@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -48,3 +49,19 @@ def id_at(ids: Any, row: int) -> Any:
 def counted(n: int, one: str, many: str) -> str:
     """'1 row has' / '2 rows have', with thousands separators."""
     return f"{n:,} {one if n == 1 else many}"
+
+
+def group_value_text(value: Any) -> str:
+    """A group's value as the tables, verdicts and pages show it: null as "(null)"; text that would
+    read as one of those labels — "(null)", or the pool "(other…)" of the groups past --max-groups —
+    in double quotes, so that no value looks like another."""
+    if value is None:
+        return "(null)"
+    if isinstance(value, str) and (value == "(null)" or value.startswith("(other")):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def group_label(by: dict[str, Any]) -> str:
+    """A group as text: column=value, …"""
+    return ", ".join(f"{column}={group_value_text(value)}" for column, value in by.items())

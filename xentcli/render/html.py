@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from xentcli import __version__
+from xentcli.plain import group_label
 from xentcli.render.escape import number_text, terminal
 
 MAX_ITEMS = 40  # classes, groups, rows and bins drawn or listed at most
@@ -177,7 +178,7 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
                               for label, r in zip(labels, items)], {1, 2, 3, 4}))
     if report.groups:
         items = report.groups[:MAX_ITEMS]
-        labels = [", ".join(f"{k}={v}" for k, v in g["by"].items()) for g in items]
+        labels = [group_label(g["by"]) for g in items]
         body.append(f"<h2>Groups (the {len(items)} worst of {len(report.groups):,})</h2>"
                     + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items])
                     + _table(["group", "counted", "mean loss", "accuracy"], [[_t(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from xentcli.errors import OptionError, OutputError
+from xentcli.plain import group_label
 from xentcli.render.escape import terminal
 
 INSTALL = "pip install 'xentcli[png]'"
@@ -106,7 +107,7 @@ def write_pngs(folder: str, report: Any = None, diff: Any = None, inputs: list[s
     if report.groups:
         items = report.groups[:40]
         path = os.path.join(folder, "groups.png")
-        _bars(plt, [", ".join(f"{k}={v}" for k, v in g["by"].items()) for g in items], [g["loss_mean"] for g in items],
+        _bars(plt, [group_label(g["by"]) for g in items], [g["loss_mean"] for g in items],
               "mean loss per group", path, "#e45756")
         written.append(path)
     return written
