@@ -168,6 +168,23 @@ def test_gate_on_the_upper_bound(limit, passes):
     assert json.loads(upper.stdout)["gates"][0]["value"] == pytest.approx(0.5987207806922312, rel=1e-6)
 
 
+def test_an_undefined_upper_bound_says_why(tmp_path):
+    """Found in review: --gate-on upper without an interval said "an infinite spread" whatever the
+    cause; one sequence (its standard error clustered by sequence) and one row of weight above 0 are
+    named as such. The gate fails either way."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "sz.npy", rng.normal(size=(1, 50, 4)))
+    np.save(tmp_path / "sy.npy", rng.integers(0, 4, (1, 50)))
+    np.save(tmp_path / "z.npy", rng.normal(size=(5, 3)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 5))
+    np.save(tmp_path / "w.npy", np.array([0, 0, 0, 0, 1.0]))
+    for args, said in (([tmp_path / "sz.npy", "--labels", tmp_path / "sy.npy"], "clustered by sequence, it needs two sequences or more"),
+                       ([tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy"],
+                        "weighted, it needs two rows of weight above 0 or more")):
+        result = runner.invoke(app, ["check", *map(str, args), "--max-loss", "5", "--gate-on", "upper"])
+        assert result.exit_code == 1 and said in result.stdout and "infinite spread" not in result.stdout, result.stdout
+
+
 def test_per_class_precision_recall_f1_equal_scikit_learn():
     """scikit-learn 1.9.1 precision_recall_fscore_support(y, argmax, labels=range(10)) on the sample dump."""
     result = runner.invoke(app, ["score", str(SAMPLES / "cifar10_val.parquet"), "--per-class", "--json"])

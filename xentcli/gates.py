@@ -78,7 +78,13 @@ def _why_undefined(gate: str, summary: dict[str, Any]) -> str:
         return "no counted rows"
     if "bound" in gate:
         n = summary["counted"]
-        return f"no interval from {n:,} counted {'row' if n == 1 else 'rows: an infinite spread'}"
+        if n == 1:
+            return "no interval from 1 counted row"
+        if summary.get("se_clustered"):  # the standard error is clustered by sequence: its sequences count
+            return f"no interval from {n:,} counted rows: clustered by sequence, it needs two sequences or more (or a finite spread)"
+        if "weight_sum" in summary:
+            return f"no interval from {n:,} counted rows: weighted, it needs two rows of weight above 0 or more (or a finite spread)"
+        return f"no interval from {n:,} counted rows: an infinite spread"
     return "the data leave it undefined"
 
 
