@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from reference import sparse_loss64
 from typer.testing import CliRunner
 
 from xentcli.cli import app
@@ -661,3 +662,27 @@ def test_paired_sums_are_the_same_bits_in_any_chunk_and_the_base_is_scores_mean(
     d = loss(b) - loss(a)
     assert runs[0]["delta"] == pytest.approx(d.mean(), rel=1e-12)
     assert runs[0]["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(n), rel=1e-12)
+
+
+def test_labels_stored_as_target_rows_on_one_side_pair(tmp_path):
+    """Found in review: the same labels stored as class indices on one side and one-hot rows (or a
+    binary head's 0/1 targets against a two-class softmax) on the other were XE503. They pair; a row
+    that is not the label's one-hot (a soft one) is still XE503, and the message says which side has
+    target rows."""
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(size=(20, 3)).astype(np.float32), rng.integers(0, 3, 20)
+    zb, yb = rng.normal(size=20).astype(np.float32), rng.integers(0, 2, 20)
+    np.savez(tmp_path / "a.npz", logits=z, labels=y)
+    np.savez(tmp_path / "b.npz", logits=z * 1.1, labels=np.eye(3, dtype=np.float32)[y])
+    np.savez(tmp_path / "ba.npz", logits=zb, labels=yb)
+    np.savez(tmp_path / "bb.npz", logits=np.stack([np.zeros(20, np.float32), zb * 1.1], axis=1), labels=yb)
+    for base, candidate, want in (("a", "b", sparse_loss64(z * 1.1, y) - sparse_loss64(z, y)),
+                                  ("ba", "bb", np.logaddexp(0, np.where(yb == 1, -1.1, 1.1) * zb) - np.logaddexp(0, np.where(yb == 1, -1, 1) * zb))):
+        doc, _ = diff_json(tmp_path / f"{base}.npz", tmp_path / f"{candidate}.npz")
+        assert doc["pairing"]["usable_pairs"] == 20
+        assert doc["metrics"]["loss_mean"]["delta"] == pytest.approx(want.mean(), rel=1e-5, abs=1e-7)  # float32 scores
+    soft = np.eye(3, dtype=np.float32)[y]
+    soft[2] = [0.5, 0.5, 0.0]
+    np.savez(tmp_path / "c.npz", logits=z, labels=soft)
+    message = _refused(tmp_path / "a.npz", tmp_path / "c.npz", code="XE503")
+    assert "1 pair has different labels" in message and "the candidate has target rows" in message

@@ -440,8 +440,8 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
     with np.errstate(invalid="ignore"):
         same = (base.ignored == candidate.ignored) & (base.label_ok == candidate.label_ok)
         same &= base.label == candidate.label  # unusable ones too: 7 and 9 are different labels
-        if (base.target is None) != (candidate.target is None):
-            same &= False
+        if (base.target is None) != (candidate.target is None):  # class labels on one side, target rows on the other
+            same &= _hard_targets_of(base if candidate.target is None else candidate, candidate if candidate.target is None else base)
         elif base.target is not None and candidate.target is not None:  # soft or multi-hot targets: every entry
             if base.target.shape[1] != candidate.target.shape[1]:
                 same &= False
@@ -451,11 +451,33 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
     if not same.all():
         bad = np.flatnonzero(~same)[:5]
         rows = ", ".join(f"{int(base.row[i])}/{int(candidate.row[i])}" for i in bad)
+        kinds = ""
+        if (base.target is None) != (candidate.target is None):
+            kinds = (f" (the {'candidate' if base.target is None else 'base'} has target rows, the other class labels: they agree where a "
+                     "row is the one-hot of its label, or a binary head's 0/1 target is the label)")
         raise LayoutError(
-            f"{counted(int(np.count_nonzero(~same)), 'pair has', 'pairs have')} different labels on the two sides (base/candidate rows {rows})",
+            f"{counted(int(np.count_nonzero(~same)), 'pair has', 'pairs have')} different labels on the two sides (base/candidate rows {rows})"
+            + kinds,
             hint="both dumps must score the same rows with the same labels; pair by a key with --key if the order differs",
             code="XE503",
         )
+
+
+def _hard_targets_of(targets: SideRows, labels: SideRows) -> npt.NDArray[np.bool_]:
+    """Per pair: the target row on one side says the same as the class label on the other — the
+    label's one-hot row, or a binary head's target equal to a 0/1 label (a sigmoid head against a
+    two-class softmax). Ignored rows agree when both are (checked apart)."""
+    t = targets.target
+    assert t is not None
+    label = labels.label
+    if t.shape[1] == 1:
+        hard = t[:, 0] == label
+    else:
+        inside = (label >= 0) & (label < t.shape[1])
+        one_hot = np.zeros_like(t)
+        one_hot[np.flatnonzero(inside), label[inside]] = 1.0
+        hard = inside & (t == one_hot).all(axis=1)
+    return hard | (targets.ignored & labels.ignored)
 
 
 def by_row_order(base: Iterator[SideRows], candidate: Iterator[SideRows], names: tuple[str, str]) -> Iterator[tuple[SideRows, SideRows]]:
