@@ -686,3 +686,20 @@ def test_labels_stored_as_target_rows_on_one_side_pair(tmp_path):
     np.savez(tmp_path / "c.npz", logits=z, labels=soft)
     message = _refused(tmp_path / "a.npz", tmp_path / "c.npz", code="XE503")
     assert "1 pair has different labels" in message and "the candidate has target rows" in message
+
+
+def test_multilabel_pairs_name_no_label(tmp_path):
+    """Found in review: a multi-label diff showed label 0 on every regressed row and in -o. A
+    multi-label row has no one label: no `label` in the rows, the table or the per-pair file."""
+    rng = np.random.default_rng(2)
+    z, t = rng.normal(size=(40, 3)).astype(np.float32), (rng.random((40, 3)) < 0.5).astype(np.float32)
+    np.savez(tmp_path / "a.npz", logits=z, labels=t)
+    np.savez(tmp_path / "b.npz", logits=z * 1.2, labels=t)
+    out = tmp_path / "d.parquet"
+    doc, _ = diff_json(tmp_path / "a.npz", tmp_path / "b.npz", "--head", "sigmoid", "-o", out)
+    assert doc["regressed"] and all("label" not in row for row in doc["regressed"] + doc["improved"])
+    assert "label" not in pq.read_table(out).column_names
+    table = runner.invoke(app, ["diff", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--head", "sigmoid"], terminal_width=160).stdout
+    assert " row  loss base  loss candidate" in table
+    doc, _ = diff_json(tmp_path / "a.npz", tmp_path / "a.npz")  # the same logits as a softmax over 3 classes: dense targets, a label
+    assert all("label" in row for row in doc["regressed"])

@@ -349,6 +349,7 @@ class PairedTotals:
     top: int = 10
     bootstrap: Bootstrap | None = None
     clustered: bool = False
+    labels: bool = True  # a row has one class label (not a multi-label head's): the regressed rows name it
     pairs: int = 0
     usable: int = 0
     nonfinite: int = 0
@@ -410,8 +411,9 @@ class PairedTotals:
                 item: dict[str, Any] = {"row": int(rows[i])}
                 if keys is not None:
                     item["key"] = id_value(keys[i])
-                item.update(label=int(labels[i]), loss_base=float(b_loss[i]), loss_candidate=float(c_loss[i]),
-                            delta=float(d[i]))
+                if self.labels:
+                    item["label"] = int(labels[i])
+                item.update(loss_base=float(b_loss[i]), loss_candidate=float(c_loss[i]), delta=float(d[i]))
                 return item
 
             self.regressed.update(rows, d, details)
@@ -612,7 +614,7 @@ def _repeats(index: npt.NDArray) -> npt.NDArray[np.bool_]:
 class PairSink:
     """Receives each block of pairs (for the per-pair output, render/rows.py)."""
 
-    def write(self, base: SideRows, candidate: SideRows, delta: F64, keyed: bool) -> None: ...
+    def write(self, base: SideRows, candidate: SideRows, delta: F64, keyed: bool, labels: bool) -> None: ...
 
     def check_before_move(self, verify: Callable[[], None]) -> None:
         """`verify` runs once the pairs are written, before the file moves into place."""
@@ -649,6 +651,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
     clustered = base.info.sequences is not None
     grouped = bool(base_config.source.by or base_config.source.by_file)
     totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,
+                          labels=base.info.head != "multilabel",
                           groups=GroupTotals() if grouped else None)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0]) for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1]) for result in candidate.results())
@@ -670,7 +673,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         _check_labels(paired_base, paired_candidate)
         delta = totals.update(paired_base, paired_candidate)
         if sink is not None:
-            sink.write(paired_base, paired_candidate, delta, keyed)
+            sink.write(paired_base, paired_candidate, delta, keyed, totals.labels)
     if keyed:
         index.check_unpaired(names[1])
     verify()  # the base's rows held by key were read again in the candidate's pass

@@ -210,6 +210,6 @@ def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> s
     if report.regressed:
         body.append("<h2>Most regressed rows</h2>" + _table(
             ["row", "key", "label", "loss base", "loss candidate", "Δ"],
-            [[_n(r["row"]), _t(r.get("key", "")), _n(r["label"]), _n(r["loss_base"]), _n(r["loss_candidate"]), _n(r["delta"])]
+            [[_n(r["row"]), _t(r.get("key", "")), _n(r.get("label")), _n(r["loss_base"]), _n(r["loss_candidate"]), _n(r["delta"])]
              for r in report.regressed[:MAX_ITEMS]], {0, 3, 4, 5}))
     return _page(f"xent diff: {report.base.input.path} → {report.candidate.input.path}", body, command)

@@ -418,13 +418,15 @@ class DeltaWriter:
     def __exit__(self, *exc: Any) -> None:
         self.writer.__exit__(*exc)
 
-    def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool) -> None:
+    def write(self, base: Any, candidate: Any, delta: npt.NDArray, keyed: bool, labels: bool) -> None:
+        """`labels`: a row has one class label (a multi-label head's rows have none: no `label` column)."""
         columns: dict[str, pa.Array] = {"row": from_numpy(base.row)}
         if keyed:  # int64 keys or their text (compare._keys): the same type in every batch, an empty one too
             columns["key"] = from_numpy(base.key) if base.key.dtype.kind == "i" else pa.array(base.key.tolist(), pa.string())
         usable = ~np.isnan(delta)
+        if labels:
+            columns["label"] = from_numpy(base.label, ~base.label_ok)
         columns.update(
-            label=from_numpy(base.label, ~base.label_ok),
             loss_base=from_numpy(base.loss, ~np.isfinite(base.loss) | base.ignored),
             loss_candidate=from_numpy(candidate.loss, ~np.isfinite(candidate.loss) | candidate.ignored),
             delta=from_numpy(np.nan_to_num(delta), ~usable),

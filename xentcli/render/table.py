@@ -457,11 +457,12 @@ def _verdict(interval: list[float] | None, higher_is_worse: bool) -> Text:
 
 def pairs_table(title: str, rows: list[dict[str, Any]]) -> Table:
     keyed = any("key" in row for row in rows)
-    table = _table(title, [("row", "num")] + ([("key", "text")] if keyed else [])
-                   + [(name, "num") for name in ("label", "loss base", "loss candidate", "Δ")])
+    labels = any("label" in row for row in rows)  # a multi-label head's rows have no one label
+    table = _table(title, [("row", "num")] + ([("key", "text")] if keyed else []) + ([("label", "num")] if labels else [])
+                   + [(name, "num") for name in ("loss base", "loss candidate", "Δ")])
     for row in rows[:TABLE_ROWS_SHOWN]:
         cells: list[str | Text] = [fmt_number(row["row"])] + ([shown(row.get("key"))] if keyed else [])
-        cells += [str(row["label"]), fmt_number(row["loss_base"]), fmt_number(row["loss_candidate"]), fmt_number(row["delta"])]
+        cells += ([str(row["label"])] if labels else []) + [fmt_number(row["loss_base"]), fmt_number(row["loss_candidate"]), fmt_number(row["delta"])]
         table.add_row(*cells)
     return table
 
