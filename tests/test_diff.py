@@ -703,3 +703,24 @@ def test_multilabel_pairs_name_no_label(tmp_path):
     assert " row  loss base  loss candidate" in table
     doc, _ = diff_json(tmp_path / "a.npz", tmp_path / "a.npz")  # the same logits as a softmax over 3 classes: dense targets, a label
     assert all("label" in row for row in doc["regressed"])
+
+
+def test_messages_name_diffs_own_options_and_causes(tmp_path):
+    """Found in review: a --cluster column missing on one side said "check --group-col" (score's
+    option), and gates over no usable pairs (every label the ignore index) failed saying "the
+    interval's lower bound is nan"."""
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(size=(10, 3)), rng.integers(0, 3, 10)
+    pq.write_table(pa.table({"logits": list(z), "label": y, "doc": np.arange(10) // 2}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(z * 1.1), "label": y}), tmp_path / "b.parquet")
+    result = runner.invoke(app, ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--cluster", "doc"])
+    message = result.stderr
+    assert result.exit_code == 2 and len(message.strip().splitlines()) == 1
+    assert "no column 'doc'" in message and "check --cluster" in message and "--group-col" not in message
+    np.savez(tmp_path / "e1.npz", logits=z, labels=np.full(10, -100))
+    np.savez(tmp_path / "e2.npz", logits=z * 1.1, labels=np.full(10, -100))
+    result = runner.invoke(app, ["diff", str(tmp_path / "e1.npz"), str(tmp_path / "e2.npz"), "--fail-on-regression", "0",
+                                 "--require-noninferior", "0.1"])
+    assert result.exit_code == 1
+    assert "fail-on-regression 0 is undefined (no usable pairs)" in result.stdout and "lower bound is nan" not in result.stdout
+    assert "require-noninferior 0.1 is undefined (no usable pairs)" in result.stdout

@@ -840,10 +840,14 @@ def decide(report: Any, gates: Any) -> None:
     if checks and nonfinite:  # the intervals leave these pairs out: no gate may pass on the rest (as check's --max-nonfinite 0)
         checks.append({"gate": "nonfinite-pairs", "margin": 0, "bound": "count", "value": nonfinite, "passed": False})
     reasons = []
+    usable = report.pairing["usable_pairs"]
     for check in checks:
         if check["passed"] or "groups_gated" in check:  # the groups' gates give their reasons themselves
             continue
-        if check["gate"] == "nonfinite-pairs":
+        if check["gate"] != "nonfinite-pairs" and math.isnan(check["value"]):  # no interval to judge by
+            why = "no usable pairs" if not usable else f"{counted(usable, 'usable pair', 'usable pairs')}: no interval"
+            reasons.append(f"{check['gate']} {check['margin']:g} is undefined ({why}): the gate cannot pass")
+        elif check["gate"] == "nonfinite-pairs":
             reasons.append(f"{counted(check['value'], 'pair has', 'pairs have')} a NaN or infinite loss on a side (XE505): the intervals cannot judge "
                            f"{'it' if check['value'] == 1 else 'them'}")
         elif check["gate"] == "fail-on-regression":

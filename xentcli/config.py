@@ -43,6 +43,7 @@ class SourceConfig:
     target_kind: TargetKind = "auto"
     class_axis: int = -1  # for [N, T, C] sequences; 1 reads PyTorch's [N, C, T]
     group_col: str | None = None  # one row per token: the column naming each row's sequence
+    group_option: str = "--group-col"  # the option that named group_col, for the messages (diff's is --cluster)
     classes: tuple[str, ...] | None = None  # class names, in class order, for string labels
     by: tuple[str, ...] = ()  # --by: columns (or NPZ arrays) whose values slice the rows into groups
     by_file: str | None = None  # --by-file: an .npy of each row's group (NPY/NPZ dumps)

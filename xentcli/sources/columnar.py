@@ -419,7 +419,7 @@ def columnar_side(
     if want_scores and cfg.weight_col:
         roles["weights"] = find_weights(file.schema, path, cfg.weight_col)
     if want_scores and cfg.group_col:
-        roles["group"] = group_field(file.schema, cfg.group_col, path)
+        roles["group"] = group_field(file.schema, cfg.group_col, path, cfg.group_option)
     for i, name in enumerate(cfg.by if want_scores else ()):
         roles[f"by{i}"] = id_field(file.schema, name, path, "--by", "group")
     reader = ColumnarRoles(file, roles, classes)

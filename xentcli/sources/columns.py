@@ -279,12 +279,12 @@ def id_field(schema: pa.Schema, name: str, path: str, option: str = "--id-col (-
     return found
 
 
-def group_field(schema: pa.Schema, name: str, path: str) -> Field:
-    """The column naming each token row's sequence: integers or text."""
-    found = _named_column(schema, name, path, "--group-col")
+def group_field(schema: pa.Schema, name: str, path: str, option: str = "--group-col") -> Field:
+    """The column naming each token row's sequence: integers or text (`option`: the option that named it)."""
+    found = _named_column(schema, name, path, option)
     dtype = found.dtype.value_type if pa.types.is_dictionary(found.dtype) else found.dtype
     if not (pa.types.is_integer(dtype) or is_text(dtype)):
-        raise LayoutError(f"group column '{name}' holds {found.dtype}; sequences are named by integers or text", path=path, hint="check --group-col")
+        raise LayoutError(f"group column '{name}' holds {found.dtype}; sequences are named by integers or text", path=path, hint=f"check {option}")
     return found
 
 
