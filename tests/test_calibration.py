@@ -5,6 +5,7 @@ Brier decomposition identity, the binning convention at exact edges, and invaria
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -244,3 +245,18 @@ def test_the_c_update_equals_its_numpy_twin_with_rows_left_out(monkeypatch):
     assert c_side.brier_sum == pytest.approx(want, rel=1e-12) and numpy_side.brier_sum == pytest.approx(want, rel=1e-12)
     assert c_side.certain_wrong == numpy_side.certain_wrong == int(np.sum(use & (confidence == 1.0) & ~right)) > 0
     assert c_side.count.sum() == use.sum()
+
+
+def test_binary_calibration_findings_speak_of_the_predicted_class(tmp_path):
+    """Found in review: on a binary head XE602 said "mean confidence 0.539 below accuracy 0.600",
+    comparing the mean P(y = 1) with the positive rate — neither a confidence nor an accuracy, and
+    the wrong direction. The bins of P(y = 1) are read as the predicted class's: z = [1, −2, 3, 0.5,
+    −1] against targets [0.2, 0.5, 1, 0, 0.7] (positive at ≥ 0.5) predict [1, 0, 1, 1, 0], right once
+    in five (0.2), with mean probability (σ(1) + σ(2) + σ(3) + σ(0.5) + σ(1))/5 = 0.78359: over-confident."""
+    np.save(tmp_path / "z.npy", np.array([1, -2, 3, 0.5, -1] * 40, np.float32))
+    np.save(tmp_path / "t.npy", np.array([0.2, 0.5, 1, 0, 0.7] * 40, np.float32))
+    result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--calibration", "--json"])
+    found = {d["code"]: d["message"] for d in json.loads(result.stdout)["diagnostics"]}
+    sigma = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    mean = (sigma(1) + sigma(2) + sigma(3) + sigma(0.5) + sigma(1)) / 5
+    assert "XE602" not in found and f"mean probability {mean:.3f} above how often it is the target, 0.200" in found["XE601"]

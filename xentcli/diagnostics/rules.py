@@ -607,14 +607,23 @@ def _calibration(direction: str) -> Any:
         report = t.calibration
         if report is None or not report["table"] or not report["ece"] > MISCALIBRATION_ECE:
             return None
-        n = sum(row["count"] for row in report["table"])
-        confidence = sum(row["confidence"] * row["count"] for row in report["table"]) / n
-        accuracy = sum(row["accuracy"] * row["count"] for row in report["table"]) / n
+        table = report["table"]
+        n = sum(row["count"] for row in table)
+        sigmoid = getattr(t.info, "head", "softmax") != "softmax"
+        if sigmoid:  # bins of P(y = 1) against the positive rate, seen as the predicted class's: a bin below 1/2 predicts 0
+            low = [row["hi"] <= 0.5 for row in table]
+            confidence = sum((1 - row["confidence"] if below else row["confidence"]) * row["count"] for row, below in zip(table, low)) / n
+            accuracy = sum((1 - row["accuracy"] if below else row["accuracy"]) * row["count"] for row, below in zip(table, low)) / n
+        else:
+            confidence = sum(row["confidence"] * row["count"] for row in table) / n
+            accuracy = sum(row["accuracy"] * row["count"] for row in table) / n
         over = confidence > accuracy
         if (direction == "over") != over:
             return None
-        return {"rows": 0, "message": f"ECE {report['ece']:.3f} over {report['bins']} bins: mean confidence {confidence:.3f} "
-                                      f"{'above' if over else 'below'} accuracy {accuracy:.3f}", "ece": report["ece"]}
+        what = (f"over {report['bins']} bins of P(y = 1): the predicted class's mean probability {confidence:.3f} "
+                f"{'above' if over else 'below'} how often it is the target, {accuracy:.3f}" if sigmoid else
+                f"over {report['bins']} bins: mean confidence {confidence:.3f} {'above' if over else 'below'} accuracy {accuracy:.3f}")
+        return {"rows": 0, "message": f"ECE {report['ece']:.3f} {what}", "ece": report["ece"]}
     return check
 
 
