@@ -1000,3 +1000,16 @@ def test_per_sample_like_keeps_the_true_loss(tmp_path, head):
         want_sklearn = [2 * v for v in want_sklearn]
     assert rows["loss"].tolist() == pytest.approx(want_sklearn, rel=1e-12)
     assert "loss_true" not in per_sample(tmp_path, *args).columns
+
+
+def test_presets_say_what_they_do_with_soft_targets_and_the_ignore_index(tmp_path):
+    """Found in review: --like sklearn on multi-label soft targets gave a message scikit-learn does
+    not (scikit-learn 1.9.1: log_loss([[1, 0.3], [0, 1]], …) raises "Multioutput target data is not
+    supported with label binarization"), and Keras, tf.nn and optax scored targets of -100 as numbers
+    without the note PyTorch's preset gives."""
+    z = np.array([[0.5, -1.0], [2.0, 0.1]], np.float32)
+    doc = score(*_npy(tmp_path, z, np.array([[1, 0.3], [0, 1]], np.float32)), "--head", "sigmoid", "--like", "sklearn")
+    assert doc["like"]["errors"] == ["ValueError: Multioutput target data is not supported with label binarization"]
+    doc = score(*_npy(tmp_path, np.array([0.5, -1.0, 2.0], np.float32), np.array([1, -100, 0])), "--compare-frameworks")
+    for framework in doc["compare"]["frameworks"]:
+        assert "binary cross-entropy has no ignore index: targets -100 are scored as numbers" in framework["notes"], framework["framework"]

@@ -75,6 +75,12 @@ def _elementwise(values: npt.NDArray[np.float64], n: int, k: int, terms: RowTerm
     return terms
 
 
+def _no_ignore_index(t: npt.NDArray, options: LossOptions, terms: RowTerms) -> None:
+    """The frameworks' binary cross-entropy has no ignore index: say so where targets hold it."""
+    if options.ignore_index is not None and (t == options.ignore_index).any():
+        terms.notes.append(f"binary cross-entropy has no ignore index: targets {options.ignore_index} are scored as numbers")
+
+
 def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weights: npt.NDArray | None) -> RowTerms:
     n, k = x.shape
     terms = RowTerms(np.empty(n))
@@ -82,8 +88,7 @@ def _torch(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
         terms.notes.append("BCEWithLogitsLoss has no label smoothing: it is not applied")
     if weights is not None:
         terms.notes.append("BCEWithLogitsLoss takes no per-sample weights here: they are not applied")
-    if options.ignore_index is not None and (t == options.ignore_index).any():
-        terms.notes.append(f"binary cross-entropy has no ignore index: targets {options.ignore_index} are scored as numbers")
+    _no_ignore_index(t, options, terms)
     target = t.astype(x.dtype)
     w = None if options.class_weights is None else np.asarray(options.class_weights, x.dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -121,6 +126,7 @@ def _keras(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, weig
     terms = RowTerms(np.empty(n))
     if options.pos_weight is not None or options.class_weights is not None:
         terms.notes.append("BinaryCrossentropy takes no pos_weight or per-label weights: they are not applied")
+    _no_ignore_index(t, options, terms)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a float64 beyond float32's range is ±inf there
         x32, target = x.astype(np.float32), t.astype(np.float32)
         eps = options.label_smoothing
@@ -153,6 +159,7 @@ def _tf_optax(framework: str, x: npt.NDArray, kind: str, t: npt.NDArray, options
                            "takes no weights or label smoothing: not applied")
     if kind != "logits":
         terms.notes.append("it takes logits: scored on logit(p)")
+    _no_ignore_index(t, options, terms)
     z, target = _logits(x, kind), t.astype(x.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         values = _with_logits(z, target, framework)
@@ -171,7 +178,9 @@ def _sklearn(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, we
     if bad_p.any():
         terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
     elif bad_t.any():
-        terms.errors.append("ValueError: Unknown label type: continuous" if k == 1 else "ValueError: y_true holds values other than 0 and 1")
+        # scikit-learn 1.9.1's words (log_loss with soft targets: [0.3, 1] binary, [[1, 0.3], [0, 1]] multi-label)
+        terms.errors.append("ValueError: Unknown label type: continuous" if k == 1
+                            else "ValueError: Multioutput target data is not supported with label binarization")
     terms.error_rows = int((bad_p | bad_t).any(axis=1).sum())
     clipped = np.clip(p, eps, 1 - eps)
     with np.errstate(divide="ignore", invalid="ignore"):
