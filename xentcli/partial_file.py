@@ -2,7 +2,7 @@
 
 The document (README, "Partial files"):
 
-    {"format": "xent-partial", "version": 1, "xent": "<version that wrote it>",
+    {"format": "xent-partial", "version": 3, "xent": "<version that wrote it>",
      "options": <what the numbers were computed under>, "input": <the input description>,
      "sha256": <hex digest of the "state" text>, "state": "<JSON text of the totals>"}
 
