@@ -428,32 +428,109 @@ def test_the_other_pool_is_told_apart_from_a_group_named_other(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["score", "check"])
-def test_by_refused_where_the_groups_would_be_wrong(tmp_path, command):
-    """Found in review: with sample weights the groups' means were unweighted beside a weighted
-    summary (a --max-group-gap gate passed a weighted gap of +0.64 > 0.5), and on a sequence dump
-    their intervals were not clustered (6.5x too narrow). Until both are computed, both are refused:
-    one line, exit 2."""
+def test_by_refused_on_clustered_rows(tmp_path, command):
+    """Found in review: on a sequence dump the groups' intervals were not clustered (6.5x too narrow).
+    Until they are, --by with clustered rows is refused: one line, exit 2."""
     rng = np.random.default_rng(15)
-    z, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
-    np.save(tmp_path / "z.npy", z)
-    np.save(tmp_path / "y.npy", y)
-    np.save(tmp_path / "w.npy", rng.random(40) + 0.5)
-    np.save(tmp_path / "g.npy", np.arange(40) % 2)
     np.save(tmp_path / "qz.npy", rng.normal(size=(4, 10, 3)))
     np.save(tmp_path / "qy.npy", rng.integers(0, 3, (4, 10)))
     np.save(tmp_path / "qg.npy", np.arange(4) % 2)
-    pq.write_table(pa.table({"logits": list(z), "label": y, "w": rng.random(40), "doc": np.arange(40) // 4, "g": np.arange(40) % 2}),
-                   tmp_path / "d.parquet")
-    cases = [([tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--by-file", tmp_path / "g.npy"],
-              "with sample weights"),
-             ([tmp_path / "d.parquet", "--weight-col", "w", "--by", "g"], "with sample weights"),
-             ([tmp_path / "qz.npy", "--labels", tmp_path / "qy.npy", "--by-file", tmp_path / "qg.npy"], "with clustered rows"),
-             ([tmp_path / "d.parquet", "--group-col", "doc", "--by", "g"], "with clustered rows")]
-    for args, said in cases:
-        result = runner.invoke(app, [command, *map(str, args), "--max-group-gap" if command == "check" else "--json",
-                                     *(["0.5"] if command == "check" else [])])
-        assert result.exit_code == 2 and f"--by {said}" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    pq.write_table(pa.table({"logits": list(rng.normal(size=(40, 3))), "label": rng.integers(0, 3, 40), "doc": np.arange(40) // 4,
+                             "g": np.arange(40) % 2}), tmp_path / "d.parquet")
+    for args in ([tmp_path / "qz.npy", "--labels", tmp_path / "qy.npy", "--by-file", tmp_path / "qg.npy"],
+                 [tmp_path / "d.parquet", "--group-col", "doc", "--by", "g"]):
+        result = runner.invoke(app, [command, *map(str, args), *(["--max-group-gap", "0.5"] if command == "check" else ["--json"])])
+        assert result.exit_code == 2 and "--by with clustered rows" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--json"]).exit_code == 0
+
+
+def _weighted_group(loss, y_weight, rows, confidence=0.95):
+    """The ratio estimator Σy/Σx of `rows` and its linearised interval, float64 by hand (README: Error
+    bars): y = x·ℓ, se = √Σ(y − m·x)²/Σx, t with (rows of weight > 0) − 1 degrees of freedom (the t
+    quantile itself is held against scipy's in test_stats.py)."""
+    x = y_weight[rows]
+    y = x * loss[rows]
+    m = y.sum() / x.sum()
+    se = math.sqrt(((y - m * x) ** 2).sum()) / x.sum()
+    half = stats.t_quantile((1 + confidence) / 2, int((x > 0).sum()) - 1) * se
+    return m, [m - half, m + half]
+
+
+def _weighted_dump(groups: int):
+    """The review's data: 2,000 rows in `groups` groups by row number, weights that pull group 0's
+    mean down (10 on its losses below 0.8) and group 1's up (3 on its losses above 1.5)."""
+    rng = np.random.default_rng(15)
+    n = 2000
+    z, y = rng.normal(size=(n, 3)), rng.integers(0, 3, n)
+    loss = sparse_loss64(z, y)
+    g = np.arange(n) % groups
+    w = np.ones(n)
+    w[(g == 0) & (loss < 0.8)] = 10.0
+    w[(g == 1) & (loss > 1.5)] = 3.0
+    return n, z, y, loss, g, w
+
+
+@pytest.mark.parametrize("chunk_rows", ["7", "100000"])
+def test_weighted_groups_are_the_summarys_estimator_per_group(tmp_path, chunk_rows):
+    """Found in review: with sample weights the groups' means were unweighted beside a weighted
+    summary, and a --max-group-gap gate passed a weighted gap of +0.64 over 0.5. Each group is now
+    the summary's ratio estimator over its rows (sample and class weights, rows of weight 0 too), its
+    delta against the weighted mean; a group holding every row has the summary's interval; the
+    "(other)" pool is the estimator over the pooled rows; string and integer groups alike."""
+    n, z, y, loss, g, w = _weighted_dump(3)
+    w[::17] = 0.0
+    class_weights = np.array([1.0, 2.0, 0.5])
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "g.npy", g)
+    np.save(tmp_path / "all.npy", np.zeros(n, np.int64))
+    pq.write_table(pa.table({"logits": list(z), "label": y, "w": w, "g": np.array(["a", "b", "c"])[g]}), tmp_path / "d.parquet")
+    for args, x in (([tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--by-file", tmp_path / "g.npy"], w),
+                    ([tmp_path / "d.parquet", "--weight-col", "w", "--by", "g"], w),
+                    ([tmp_path / "d.parquet", "--by", "g", "--class-weights", "1,2,0.5"], class_weights[y])):
+        doc = json.loads(runner.invoke(app, ["score", *map(str, args), "--chunk-rows", chunk_rows, "--json"]).stdout)
+        overall = (x * loss).sum() / x.sum()
+        assert doc["summary"]["loss_mean"] == pytest.approx(overall, rel=1e-12)
+        for group in doc["groups"]:
+            value = group["by"]["g"]
+            rows = g == (value if isinstance(value, int) else "abc".index(value))
+            mean, ci = _weighted_group(loss, x, rows)
+            assert group["loss_mean"] == pytest.approx(mean, rel=1e-12) and group["loss_ci"] == pytest.approx(ci, rel=1e-9)
+            assert group["delta_loss"] == pytest.approx(mean - overall, rel=1e-9, abs=1e-12)
+    base = [tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--chunk-rows", chunk_rows]
+    doc = json.loads(runner.invoke(app, ["score", *map(str, base), "--by-file", str(tmp_path / "all.npy"), "--json"]).stdout)
+    assert doc["groups"][0]["loss_ci"] == pytest.approx(doc["summary"]["loss_ci"], rel=1e-12)
+    doc = json.loads(runner.invoke(app, ["score", *map(str, base), "--by-file", str(tmp_path / "g.npy"), "--max-groups", "1",
+                                         "--json"]).stdout)
+    pooled = next(group for group in doc["groups"] if group["merged_groups"])
+    mean, ci = _weighted_group(loss, w, g != 0)  # group 0 has the most counted rows (667 of 2000): kept; 1 and 2 pooled
+    assert pooled["loss_mean"] == pytest.approx(mean, rel=1e-12) and pooled["loss_ci"] == pytest.approx(ci, rel=1e-9)
+
+
+def test_weighted_group_gap_gate_and_partials(tmp_path):
+    """The review's case: groups of even and odd rows, weights that make group 1's weighted mean
+    1.76278 against the overall 1.11819 (float64 by hand): the gap gate at 0.5 fails, naming it; two
+    partials merge to the one run."""
+    n, z, y, loss, g, w = _weighted_dump(2)
+    for folder, rows in (("all", slice(0, n)), ("n0", slice(0, 700)), ("n1", slice(700, n))):
+        (tmp_path / folder).mkdir()
+        for name, values in (("z", z), ("y", y), ("w", w), ("g", g)):
+            np.save(tmp_path / folder / f"{name}.npy", values[rows])
+
+    def args(folder):
+        f = tmp_path / folder
+        return [str(f / "z.npy"), "--labels", str(f / "y.npy"), "--sample-weights", str(f / "w.npy"), "--by-file", str(f / "g.npy")]
+
+    result = runner.invoke(app, ["check", *args("all"), "--max-group-gap", "0.5", "--ignore", "XE402"])
+    assert result.exit_code == 1 and "group g=1: mean loss 1.76278 exceeds the overall 1.11819 by more than 0.5" in result.stdout
+    whole = json.loads(runner.invoke(app, ["score", *args("all"), "--json"]).stdout)
+    for folder in ("n0", "n1"):
+        assert runner.invoke(app, ["score", *args(folder), "--save-partial", str(tmp_path / f"{folder}.xpart"), "-q"]).exit_code == 0
+    merged = json.loads(runner.invoke(app, ["merge", str(tmp_path / "n0.xpart"), str(tmp_path / "n1.xpart"), "--json"]).stdout)
+    for a, b in zip(whole["groups"], merged["groups"]):
+        assert a["by"] == b["by"] and a["loss_mean"] == pytest.approx(b["loss_mean"], rel=1e-12)
+        assert a["loss_ci"] == pytest.approx(b["loss_ci"], rel=1e-12)
 
 
 def test_group_columns_of_other_kinds_across_shards_and_partials_are_refused(tmp_path):

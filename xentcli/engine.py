@@ -245,7 +245,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         partial.temperature.offer(chunk.offset, np.flatnonzero(stats.counted & ~ignored), chunk.scores, kind,
                                   None if chunk.targets is not None else stats.label, chunk.targets)
     if chunk.groups is not None and config.slices:
-        partial.groups = groups_of(chunk, stats, ignored, config, reliability)
+        partial.groups = groups_of(chunk, stats, ignored, config, reliability, weighted)
     if config.confusions:
         partial.confusions = Confusions(info.num_classes)
         partial.confusions.update_rows(stats.label, stats.pred, stats.counted & ~ignored)
@@ -377,13 +377,15 @@ def calibration_of(chunk: Chunk, stats: SampleStats, r: Reliability, kind: str, 
 
 
 def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], config: RunConfig,
-              r: Reliability | None = None) -> GroupTotals:
-    """One chunk's per-group partials (--by), with each calibrated row's bin when --calibration."""
+              r: Reliability | None = None, weighted: tuple[npt.NDArray, npt.NDArray, npt.NDArray[np.bool_]] | None = None) -> GroupTotals:
+    """One chunk's per-group partials (--by), with each calibrated row's bin when --calibration;
+    `weighted` = (y, x, counted) as the summary takes them, with weights."""
     counted = stats.counted & ~ignored
     calibration = None
     if r is not None:
         calibration = (r.cells, CELLS // config.bins, r.confidence, r.right, config.bins)
-    return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration)
+    return GroupTotals.of_chunk(chunk.groups or [], stats.loss, counted, stats.correct, calibration,
+                                weighted=None if weighted is None else (weighted[0], weighted[1]))
 
 
 def check_options(config: RunConfig, info: InputDescription) -> None:
@@ -408,9 +410,6 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
             raise OptionError(f"{', '.join(unsupported)} with {head} is not supported yet",
                               hint="score without it (the loss is binary cross-entropy, unclipped)")
     if config.source.by or config.source.by_file:
-        if config.source.weight_col or config.source.sample_weights_path:
-            raise OptionError("--by with sample weights is not supported yet: the groups' means and intervals would be unweighted",
-                              hint="score each group's rows as a dump of its own, or drop the weights")
         if info.sequences is not None:
             raise OptionError("--by with clustered rows (a sequence dump, --group-col, diff's --cluster) is not supported yet: "
                               "the groups' intervals would not be clustered", hint="score each group's sequences as a dump of their own")
@@ -532,7 +531,8 @@ def report_of(config: RunConfig, info: InputDescription, part: Part) -> Report:
                        predicted_positive_rate=float(total.per_class.predicted[1]) / n if n else math.nan)
     groups, merged = [], 0
     if total.groups is not None:
-        overall = total.moments.closed().results()[2]  # the unweighted mean, as the groups' (NaN when nothing counts)
+        # the groups' means are weighted as the summary's when weights apply (NaN when nothing counts)
+        overall = summary["loss_mean"] if total.weighted else total.moments.closed().results()[2]
         groups, merged = total.groups.report(config.group_names, overall, summary["counted"], config.confidence,
                                              config.min_group, config.max_groups)
     calibration = None

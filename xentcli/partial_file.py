@@ -36,7 +36,7 @@ from xentcli.errors import InputError
 from xentcli.frameworks import FrameworkSummary
 from xentcli.part import Part
 from xentcli.sketch import Buckets, QuantileSketch
-from xentcli.slices import GroupTotals
+from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
@@ -281,7 +281,7 @@ def _no_constant(name: str) -> Any:
 
 # What the attributes that are None in the totals of no rows may hold, and a fresh instance of each class to check it by.
 OPTIONAL: dict[str, tuple[type, ...]] = {
-    "calibration": (Calibration,), "groups": (GroupTotals,), "confusions": (Confusions,), "labels": (LabelTotals,),
+    "calibration": (Calibration,), "groups": (GroupTotals,), "wsums": (dict,), "confusions": (Confusions,), "labels": (LabelTotals,),
     "clusters": (ClusterRuns, KeyedClusters), "weighted_sums": (WeightedSums,), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
     "last": (list,), "classes": (np.ndarray,), "bins": (np.ndarray,), "int_values": (np.ndarray,), "_sorted_ids": (np.ndarray,),
 }
@@ -476,6 +476,13 @@ def _check_shapes(s: LossSummary, info: InputDescription, bins: int) -> None:
                      length=None if g.int_values is None else len(g.int_values))
         if g.bins is not None and (g.bins.ndim != 3 or g.bins.shape != (3, len(g.rows), bins)):
             raise Malformed("the groups' calibration bins do not fit the groups and the bin count")
+        if g.wsums is not None:
+            if set(g.wsums) != set(WEIGHTED) or not all(isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f"
+                                                        for v in g.wsums.values()):
+                raise Malformed("the groups' weighted sums are not xent's")
+            _same_length("the groups", g.rows, *g.wsums.values())
+        if (g.wsums is not None) != bool(s.weighted) and len(g.rows):
+            raise Malformed("the groups' weighted sums do not match its options' weights")
 
 
 # What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).

@@ -28,6 +28,14 @@ class GroupSums:
     correct: int = 0
     bins: npt.NDArray[np.float64] | None = None  # [3, M]: count, Σconf, Σcorrect per calibration bin
     extra: dict[str, float] = field(default_factory=dict)
+    weighted: dict[str, float] | None = None  # with weights: WEIGHTED's sums
+
+
+# With sample or class weights, per group (as the summary's ratio estimator, accumulate.WeightedSums):
+# Σy and Σx (y = a row's weighted loss, x its weight), Σ (y − m·x)², Σ x·(y − m·x) and Σ x² about the
+# group's own m = Σy/Σx, and its counted rows of weight > 0. Chunks merge as Chan's update does:
+# Σ_A (y − m·x)² = R_A + 2(m_A − m)·C_A + (m_A − m)²·Q_A.
+WEIGHTED = ("y", "x", "r", "c", "q", "weighed")
 
 
 class GroupTotals:
@@ -54,10 +62,12 @@ class GroupTotals:
         self.correct = np.zeros(0, np.int64)
         self.bins: npt.NDArray[np.float64] | None = None
         self.extra: dict[str, npt.NDArray[np.float64]] = {}
+        self.wsums: dict[str, npt.NDArray[np.float64]] | None = None  # with weights: WEIGHTED's sums per group
 
     def _sums(self, i: int) -> GroupSums:
         return GroupSums(int(self.rows[i]), int(self.counted[i]), float(self.mean[i]), float(self.m2[i]), int(self.correct[i]),
-                         None if self.bins is None else self.bins[:, i, :], {k: float(v[i]) for k, v in self.extra.items()})
+                         None if self.bins is None else self.bins[:, i, :], {k: float(v[i]) for k, v in self.extra.items()},
+                         None if self.wsums is None else {k: float(v[i]) for k, v in self.wsums.items()})
 
     def _pooled(self, ids: npt.NDArray[np.int64]) -> GroupSums:
         """The groups `ids` as one (Chan's merge over all of them at once)."""
@@ -65,9 +75,17 @@ class GroupTotals:
         total = int(n.sum())
         mean = float(n @ self.mean[ids]) / total if total else 0.0
         m2 = float(self.m2[ids].sum() + n @ (self.mean[ids] - mean) ** 2)
+        weighted = None
+        if self.wsums is not None:
+            w = {k: v[ids] for k, v in self.wsums.items()}
+            sum_x = float(w["x"].sum())
+            mean_w = float(w["y"].sum()) / sum_x if sum_x else 0.0
+            part = np.divide(w["y"], w["x"], out=np.full(ids.size, mean_w), where=w["x"] > 0) - mean_w  # each group's m_g − m
+            weighted = {"y": float(w["y"].sum()), "x": float(w["x"].sum()), "q": float(w["q"].sum()), "weighed": float(w["weighed"].sum()),
+                        "r": float((w["r"] + 2 * part * w["c"] + part * part * w["q"]).sum()), "c": float((w["c"] + part * w["q"]).sum())}
         return GroupSums(int(self.rows[ids].sum()), total, mean, m2, int(self.correct[ids].sum()),
                          None if self.bins is None else self.bins[:, ids, :].sum(axis=1),
-                         {k: float(v[ids].sum()) for k, v in self.extra.items()})
+                         {k: float(v[ids].sum()) for k, v in self.extra.items()}, weighted)
 
     def _ids(self, keys: list[tuple[Any, ...]]) -> npt.NDArray[np.int64]:
         ids = []
@@ -109,18 +127,30 @@ class GroupTotals:
             self.rows, self.counted, self.correct = (np.r_[a, np.zeros(grow, np.int64)] for a in (self.rows, self.counted, self.correct))
             self.mean, self.m2 = (np.r_[a, np.zeros(grow)] for a in (self.mean, self.m2))
             self.extra = {k: np.r_[v, np.zeros(grow)] for k, v in self.extra.items()}
+            if self.wsums is not None:
+                self.wsums = {k: np.r_[v, np.zeros(grow)] for k, v in self.wsums.items()}
             if self.bins is not None:
                 self.bins = np.concatenate([self.bins, np.zeros((3, grow, self.bins.shape[2]))], axis=1)
 
     def add(self, keys: list[tuple[Any, ...]], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
-            correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None) -> None:
+            correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None,
+            wsums: dict[str, npt.NDArray] | None = None) -> None:
         """Merge the partials of `keys` (each key once)."""
-        self._add_ids(self._ids(keys), rows, counted, mean, m2, correct, bins, extra)
+        self._add_ids(self._ids(keys), rows, counted, mean, m2, correct, bins, extra, wsums)
 
     def _add_ids(self, ids: npt.NDArray[np.int64], rows: npt.NDArray, counted: npt.NDArray, mean: npt.NDArray, m2: npt.NDArray,
-                 correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None) -> None:
+                 correct: npt.NDArray, bins: npt.NDArray | None, extra: dict[str, npt.NDArray] | None = None,
+                 wsums: dict[str, npt.NDArray] | None = None) -> None:
         for name, values in (extra or {}).items():
             self.extra.setdefault(name, np.zeros(len(self.keys)))[ids] += values
+        if wsums is not None:
+            if self.wsums is None:
+                self.wsums = {k: np.zeros(len(self.keys)) for k in WEIGHTED}
+            merged = _merged_weighted({k: v[ids] for k, v in self.wsums.items()}, wsums)
+            for k in WEIGHTED:
+                self.wsums[k][ids] = merged[k]
+        elif self.wsums is not None and ids.size:
+            raise ValueError("weighted and unweighted group sums")
         if bins is not None and self.bins is None:
             self.bins = np.zeros((3, len(self.keys), bins.shape[2]))
         if native.has_tally() and (bins is None) == (self.bins is None):  # one C loop, the same operations as below
@@ -141,10 +171,11 @@ class GroupTotals:
     @classmethod
     def of_chunk(cls, columns: list[Any], loss: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_],
                  correct: npt.NDArray[np.bool_], calibration: tuple[npt.NDArray[np.int64], int, npt.NDArray, npt.NDArray, int] | None,
-                 extra: dict[str, npt.NDArray] | None = None) -> GroupTotals:
+                 extra: dict[str, npt.NDArray] | None = None,
+                 weighted: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None) -> GroupTotals:
         """One chunk's groups. `calibration` = (calibration cell of each row, −1 where none; cells per
         bin; confidence; correctness; the number of bins); `extra`: per-row values summed per group as
-        they are."""
+        they are; `weighted` = (y, x) per row with weights (WEIGHTED)."""
         out = cls()
         ints = _integer_column(columns, dense=not extra and native.has_tally())
         if ints is not None:  # the values themselves name the groups: no key tuples per chunk
@@ -156,12 +187,17 @@ class GroupTotals:
                 *sums, present = native.group_sums(values, span, loss, counted, correct, calibration, offset=low, compact=True)
                 out.int_values = present + low
                 out.rows, out.counted, out.mean, out.m2, out.correct, out.bins = sums
+                if weighted is not None:
+                    out.wsums = {k: v[present] for k, v in _weighted_sums_by(values - low, span, *weighted, counted).items()}
                 return out
             out.rows, out.counted, out.mean, out.m2, out.correct, out.bins, out.extra = _sums_by(
                 inverse, values.size, loss, counted, correct, calibration, extra)
+            if weighted is not None:
+                out.wsums = _weighted_sums_by(inverse, values.size, *weighted, counted)
             return out
         found, inverse = _chunk_keys(columns)
-        out.add(found, *_sums_by(inverse, len(found), loss, counted, correct, calibration, extra))
+        wsums = None if weighted is None else _weighted_sums_by(inverse, len(found), *weighted, counted)
+        out.add(found, *_sums_by(inverse, len(found), loss, counted, correct, calibration, extra), wsums)
         return out
 
     def numbered(self, columns: list[Any]) -> npt.NDArray[np.int64]:
@@ -182,9 +218,9 @@ class GroupTotals:
     def merge(self, other: GroupTotals) -> None:
         if other.int_values is not None:
             ids = self._int_ids(other.int_values)
-            self._add_ids(ids, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra)
+            self._add_ids(ids, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra, other.wsums)
         elif other.keys:
-            self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra)
+            self.add(other.keys, other.rows, other.counted, other.mean, other.m2, other.correct, other.bins, other.extra, other.wsums)
 
     def report(self, names: tuple[str, ...], overall: float, total_counted: int, confidence: float, min_group: int,
                max_groups: int) -> tuple[list[dict[str, Any]], int]:
@@ -201,13 +237,19 @@ class GroupTotals:
             n = sums.counted
             mean = sums.mean if n else math.nan
             se = math.sqrt(sums.m2 / (n - 1) / n) if n > 1 else math.nan
-            half = stats.t_quantile(two_sided, n - 1) * se if n > 1 else math.nan
+            df = n - 1
+            if sums.weighted is not None:  # the ratio estimator Σy/Σx and its linearised standard error, as the summary's
+                w = sums.weighted
+                mean = w["y"] / w["x"] if n and w["x"] else math.nan
+                df = int(w["weighed"]) - 1
+                se = math.sqrt(max(w["r"], 0.0)) / w["x"] if df > 0 and w["x"] else math.nan
+            half = stats.t_quantile(two_sided, df) * se if df > 0 and not math.isnan(se) else math.nan
             ece = math.nan if sums.bins is None else float(eces[index])
             records.append({
                 "by": dict(zip(names, key)), "rows": sums.rows, "counted": n, "share": n / total_counted if total_counted else math.nan,
                 "loss_mean": mean, "loss_ci": [mean - half, mean + half], "accuracy": sums.correct / n if n else math.nan,
                 "accuracy_ci": wilson(sums.correct, n, confidence), "ece": ece, "delta_loss": mean - overall,
-                "small": n < min_group, "se": se, "df": n - 1, "merged_groups": merged if merged and index == len(kept) - 1 else 0,
+                "small": n < min_group, "se": se, "df": df, "merged_groups": merged if merged and index == len(kept) - 1 else 0,
             })
         records.sort(key=lambda r: (r["small"], -(r["loss_mean"] if not math.isnan(r["loss_mean"]) else -math.inf), str(r["by"])))
         return records, merged
@@ -221,6 +263,31 @@ class GroupTotals:
         if rest.size:
             kept.append(((OTHER,) * width, self._pooled(rest)))
         return kept, int(rest.size)
+
+
+def _weighted_sums_by(inverse: npt.NDArray[np.int64], k: int, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
+                      counted: npt.NDArray[np.bool_]) -> dict[str, npt.NDArray[np.float64]]:
+    """WEIGHTED's sums of the counted rows per group (rows numbered 0…k−1 by `inverse`), about each group's own mean."""
+    yy, xx = np.where(counted, y, 0.0), np.where(counted, x, 0.0)
+    sum_y, sum_x = np.bincount(inverse, weights=yy, minlength=k), np.bincount(inverse, weights=xx, minlength=k)
+    mean = np.divide(sum_y, sum_x, out=np.zeros(k), where=sum_x > 0)
+    residual = yy - mean[inverse] * xx
+    return {"y": sum_y, "x": sum_x, "r": np.bincount(inverse, weights=residual * residual, minlength=k),
+            "c": np.bincount(inverse, weights=xx * residual, minlength=k), "q": np.bincount(inverse, weights=xx * xx, minlength=k),
+            "weighed": np.bincount(inverse, weights=counted & (x > 0), minlength=k)}
+
+
+def _merged_weighted(a: dict[str, npt.NDArray[np.float64]], b: dict[str, npt.NDArray[np.float64]]) -> dict[str, npt.NDArray[np.float64]]:
+    """WEIGHTED's sums of two parts of the same groups, about the merged means."""
+    sum_x, sum_y = a["x"] + b["x"], a["y"] + b["y"]
+    mean = np.divide(sum_y, sum_x, out=np.zeros(sum_x.shape), where=sum_x > 0)
+    out = {"y": sum_y, "x": sum_x, "q": a["q"] + b["q"], "weighed": a["weighed"] + b["weighed"], "r": np.zeros(sum_x.shape),
+           "c": np.zeros(sum_x.shape)}
+    for part in (a, b):
+        d = np.divide(part["y"], part["x"], out=mean.copy(), where=part["x"] > 0) - mean
+        out["r"] = out["r"] + part["r"] + 2 * d * part["c"] + d * d * part["q"]
+        out["c"] = out["c"] + part["c"] + d * part["q"]
+    return out
 
 
 def expected_calibration_errors(bins: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
