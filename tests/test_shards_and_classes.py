@@ -111,3 +111,22 @@ def test_flat_and_sequence_shards_do_not_mix(tmp_path, nested_first, extra):
     assert result.exit_code == 2, (result.stdout, result.exception)
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "b.parquet" in line and "flat rows" in line and "sequences" in line
+
+
+def test_hidden_and_temporary_folders_are_not_shards(tmp_path):
+    """Found in review: a folder's walk skipped hidden files but went into hidden folders, so
+    Jupyter's .ipynb_checkpoints copy of a dump counted twice (20 rows, mean 3.935, and check
+    passed). Every path beginning with "." or "_" below the folder is left out — hidden files and
+    folders, Spark's _temporary — as pyarrow.dataset leaves them, with a note saying how many."""
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(size=(10, 4)) * 2, rng.integers(0, 4, 10)
+    stale = z.copy()
+    stale[:, 0] += 5
+    for name, scores in (("preds.parquet", z), (".ipynb_checkpoints/preds-checkpoint.parquet", stale), ("_temporary/0/p.parquet", stale),
+                         (".p.parquet", stale), ("_p.parquet", stale), ("sub/more.parquet", z)):
+        (tmp_path / "d" / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"logits": list(scores), "label": y}), tmp_path / "d" / name)
+    result = runner.invoke(app, ["score", str(tmp_path / "d"), "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["summary"]["rows"] == 20 and doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
+    assert any("left out 4 files under names beginning with '.' or '_'" in note for note in doc["input"]["notes"])

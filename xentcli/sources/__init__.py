@@ -341,17 +341,13 @@ def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[s
             if paths_.kind(path) != "folder":
                 files.append(path)
                 continue
-            found = [name for name in paths_.folder_files(path)
-                     if not name.rsplit("/", 1)[-1].startswith(".") and any(name.lower().endswith(ext) for ext in EXTENSIONS)]
+            every = [name[len(path.rstrip("/")) + 1:] for name in paths_.folder_files(path)]
+            found = [path.rstrip("/") + "/" + name for name in _dump_files(every, notes, path)]
             if not found:
                 raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path)
         elif os.path.isdir(path):
-            found = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(path)
-                for name in names
-                if not name.startswith(".") and any(name.lower().endswith(ext) for ext in EXTENSIONS)
-            )
+            every = [os.path.relpath(os.path.join(root, name), path) for root, _, names in os.walk(path) for name in names]
+            found = sorted(os.path.join(path, name) for name in _dump_files(every, notes, path, os.sep))
             if not found:
                 raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path)
         elif any(char in path for char in "*?[") and not os.path.exists(path):
@@ -363,6 +359,21 @@ def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[s
             continue
         files += _one_format(path, found, fmt, notes)
     return files, notes
+
+
+def _dump_files(relative: list[str], notes: list[str], folder: str, sep: str = "/") -> list[str]:
+    """The files of a folder (paths relative to it) that hold a dump's shards: a dump's extension,
+    and no part of the path beginning with "." or "_" — hidden files and folders (an editor's or
+    Jupyter's .ipynb_checkpoints, whose stale copies would count twice) and a writer's temporary or
+    metadata ones (Spark's _temporary, _SUCCESS), as pyarrow.dataset leaves them out. A note says
+    how many such files were left out."""
+    dumps = [name for name in relative if any(name.lower().endswith(ext) for ext in EXTENSIONS)]
+    kept = [name for name in dumps if not any(part.startswith((".", "_")) for part in name.split(sep))]
+    if len(kept) < len(dumps):
+        skipped = len(dumps) - len(kept)
+        notes.append(f"{folder}: left out {skipped:,} {'file' if skipped == 1 else 'files'} under names beginning with '.' or '_' "
+                     "(hidden, temporary or metadata files and folders)")
+    return kept
 
 
 def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) -> list[str]:
