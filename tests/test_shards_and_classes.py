@@ -130,3 +130,25 @@ def test_hidden_and_temporary_folders_are_not_shards(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["summary"]["rows"] == 20 and doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
     assert any("left out 4 files under names beginning with '.' or '_'" in note for note in doc["input"]["notes"])
+
+
+def test_csv_text_is_kept_as_written(tmp_path):
+    """Found in review: CSV cells reading NA, null, N/A, nan, #N/A or nothing became null in text
+    columns, so the groups NA (North America), "null" and "" merged into one, ids NA lost their
+    text, and a class named NA was no class. Text columns (ids, --by, class-name labels) keep their
+    text; number columns still read those spellings as missing (NaN)."""
+    spellings = ["NA", "null", "N/A", "nan", "#N/A", ""]
+    lines = ["id,region,logit_NA,logit_EU,label"]
+    for i in range(60):
+        lines.append(f"{spellings[i % 6]}{i},{spellings[i % 6]},{i % 3}.5,1.0,{['NA', 'EU'][i % 2]}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "t.csv"), "--id-col", "id", "--by", "region", "--min-group", "1",
+                                         "--worst", "60", "--json"]).stdout)
+    assert sorted(g["by"]["region"] for g in doc["groups"]) == sorted(spellings)
+    assert doc["summary"]["counted"] == 60 and not any(d["code"] == "XE204" for d in doc["diagnostics"])  # NA is a class
+    assert sorted(row["id"] for row in doc["worst"]) == sorted(f"{spellings[i % 6]}{i}" for i in range(60))
+    table = runner.invoke(app, ["score", str(tmp_path / "t.csv"), "--by", "region", "--min-group", "1"], terminal_width=200).stdout
+    assert ' ""  ' in table  # the empty text, quoted: not a blank cell
+    (tmp_path / "n.csv").write_text("logit_0,logit_1,label\n1,2,1\nNA,0,0\n")
+    doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "n.csv"), "--json"]).stdout)
+    assert [d["code"] for d in doc["diagnostics"]][:1] == ["XE101"]  # a score spelled NA is a missing number (NaN)

@@ -54,10 +54,10 @@ def counted(n: int, one: str, many: str) -> str:
 def group_value_text(value: Any) -> str:
     """A group's value as the tables, verdicts and pages show it: null as "(null)"; text that would
     read as one of those labels — "(null)", or the pool "(other…)" of the groups past --max-groups —
-    in double quotes, so that no value looks like another."""
+    and the empty text in double quotes, so that no value looks like another or like nothing."""
     if value is None:
         return "(null)"
-    if isinstance(value, str) and (value == "(null)" or value.startswith("(other")):
+    if isinstance(value, str) and (value in ("", "(null)") or value.startswith("(other")):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 

@@ -93,7 +93,7 @@ class ColumnarFile:
                     stream,
                     read_options=pa_csv.ReadOptions(block_size=self._csv_block),
                     convert_options=pa_csv.ConvertOptions(column_types=column_types, include_columns=include,
-                                                          strings_can_be_null=True),
+                                                          strings_can_be_null=False),
                 )
             except pa.ArrowInvalid as exc:
                 self._raw.close()
