@@ -880,3 +880,30 @@ main()
     assert (done.returncode, done.stderr.splitlines()[-1:]) == (2, [
         "xent: error: a memory-mapped input could not be read (bus error): was the file cut short while xent read it? No output was written"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "s.parquet"]
+
+
+def test_big_endian_scores_are_their_dtype(tmp_path):
+    """Found in review: NPY/NPZ scores stored big-endian ('>f2', '>f4') kept that name as their
+    dtype, so float16's rules (XE109, XE103's limit of 11.09, XE110's tolerance) and the float16 and
+    float32 presets did not apply: --compare-frameworks reported 40000.2 where PyTorch in float16
+    gives inf. A big-endian dump now reads as its little-endian twin, number for number."""
+    z16 = np.array([[-60000, 60000], [0, 1], [1, 0], [30, 0]], np.float16)
+    z32 = np.array([[-3e38, 3e38], [0, 1], [1, 0], [30, 0]], np.float32)
+    y = np.array([0, 1, 0, 1])
+    for z in (z16, z32):
+        docs = []
+        for order in ("<", ">"):
+            scores = z.astype(z.dtype.newbyteorder(order))
+            np.save(tmp_path / "z.npy", scores)
+            np.save(tmp_path / "y.npy", y)
+            np.savez(tmp_path / "d.npz", logits=scores, labels=y)
+            for args in ([tmp_path / "z.npy", "--labels", tmp_path / "y.npy"], [tmp_path / "d.npz"]):
+                result = CliRunner().invoke(app, ["score", *map(str, args), "--compare-frameworks", "--json"])
+                doc = json.loads(result.stdout)
+                assert doc["input"]["score_dtype"] == str(z.dtype)
+                docs.append((doc["summary"]["loss_mean"], [d["code"] for d in doc["diagnostics"]],
+                             [f["loss"] for f in doc["compare"]["frameworks"]]))
+        for mean, codes, losses in docs:  # a big-endian block is copied for the C kernel: the same numbers to rounding
+            assert mean == pytest.approx(docs[0][0], rel=1e-12) and codes == docs[0][1]
+            assert [v is None for v in losses] == [v is None for v in docs[0][2]]
+        assert docs[0][2][0] is None  # PyTorch in the dtype: the sum overflows (inf)

@@ -397,7 +397,8 @@ class ArrayRoles:
         iterators = {role: member.slices(samples_per_batch, *self._part) for role, member in self.members.items()}
         first_sample = 0
         for parts in zip(*iterators.values()):
-            batch = dict(zip(iterators.keys(), parts))
+            # values stored big-endian in native order (a copy): every rule and kernel takes a float32 as float32
+            batch = {role: v if v.dtype.isnative else v.astype(v.dtype.newbyteorder("=")) for role, v in zip(iterators.keys(), parts)}
             if self.seq_len is not None:
                 k = len(next(iter(batch.values())))
                 batch = {role: self._flatten(role, values) for role, values in batch.items()}
@@ -520,7 +521,7 @@ def array_side(
             side.samples = scores.shape[0]
             side.sequences = f"{scores.shape[0]:,} sequences of {seq_len} positions"
         side.num_classes = num_classes
-        side.score_dtype = str(scores.dtype)
+        side.score_dtype = str(scores.dtype.newbyteorder("="))  # '>f2' is float16: the rules and presets compare names
         name = scores.name if fmt == "npz" else os.path.basename(path).split(".")[0]
         side.kind_hint = kind_from_name(name)
         side.kind_hint_from = f"array name '{name}'"
