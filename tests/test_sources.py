@@ -907,3 +907,33 @@ def test_big_endian_scores_are_their_dtype(tmp_path):
             assert mean == pytest.approx(docs[0][0], rel=1e-12) and codes == docs[0][1]
             assert [v is None for v in losses] == [v is None for v in docs[0][2]]
         assert docs[0][2][0] is None  # PyTorch in the dtype: the sum overflows (inf)
+
+
+def test_arrow_stream_cut_at_a_batch_end_is_refused(tmp_path):
+    """Found in review: an Arrow IPC stream cut after a whole batch (a writer killed before close)
+    was read as the whole dump — 10 of 20 rows, and check passed. A stream must end with its
+    end-of-stream marker (the legacy pre-0.15 format's too)."""
+    import pyarrow.ipc as ipc
+
+    y = np.array([0, 1, 2, 0] * 5)
+    z = (np.arange(60, dtype=np.float32).reshape(20, 3) % 7) / 3
+    table = pa.table({"logits": pa.array(list(z), pa.list_(pa.float32())), "label": y})
+    sink = pa.BufferOutputStream()
+    writer = ipc.new_stream(sink, table.schema)
+    ends = []
+    for batch in table.to_batches(max_chunksize=5):
+        writer.write_batch(batch)
+        ends.append(sink.tell())
+    writer.close()
+    data = sink.getvalue().to_pybytes()
+    (tmp_path / "cut.arrow").write_bytes(data[: ends[1]])
+    (tmp_path / "whole.arrow").write_bytes(data)
+    with ipc.new_stream(str(tmp_path / "legacy.arrow"), table.schema, options=ipc.IpcWriteOptions(use_legacy_format=True)) as legacy:
+        legacy.write_table(table)
+    for command in ("score", "check"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "cut.arrow")])
+        assert result.exit_code == 2 and "end marker: it was cut short" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    want = sparse_loss64(z.astype(np.float64), y).mean()
+    for name in ("whole", "legacy"):
+        doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / f"{name}.arrow"), "--json"]).stdout)
+        assert doc["summary"]["rows"] == 20 and doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)

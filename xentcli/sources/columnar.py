@@ -81,6 +81,22 @@ class ColumnarFile:
             self._ipc_file = None
             self.schema = pa_ipc.open_stream(self._mapped()).schema
             self.rows = None
+            self._check_stream_end()
+
+    def _check_stream_end(self) -> None:
+        """An Arrow stream ends with its end-of-stream marker (0xFFFFFFFF 0; a zero length in the
+        legacy format before Arrow 0.15, whose messages begin without 0xFFFFFFFF): a stream without
+        it was cut short — at a batch's end, pyarrow's reader would take it for whole."""
+        with paths.open_file(self.path) as stream:
+            head = stream.read(4)
+            stream.seek(0, os.SEEK_END)
+            end = stream.tell()
+            marker = b"\xff\xff\xff\xff\x00\x00\x00\x00" if head == b"\xff\xff\xff\xff" else b"\x00\x00\x00\x00"
+            stream.seek(max(0, end - len(marker)))
+            tail = stream.read(len(marker))
+        if tail != marker:
+            raise InputError("ends without the Arrow stream's end marker: it was cut short (its writer stopped before closing it)",
+                             path=self.path, hint="write the stream again; a whole stream ends with the marker")
 
     def _csv_reader(self, column_types: dict[str, pa.DataType], include: list[str] | None) -> pa_csv.CSVStreamingReader:
         """A streaming CSV reader whose blocks hold at least a few rows: a block smaller than a row
