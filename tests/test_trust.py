@@ -546,3 +546,29 @@ def test_a_write_error_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, whe
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert result.stderr.strip().splitlines() == [f"xent: error: {out / 'rows.parquet'}: cannot write: No space left on device"]
     assert os.listdir(out) == []
+
+
+def test_losses_near_the_largest_float(tmp_path):
+    """Found in review: a finite loss of 1.79e308 was an internal error (the sketch's bucket value and
+    the histogram's edges overflowed). Losses [1.79e308, log(1 + e^-1), 1.797e308] (logits [z, 0],
+    labels 1, 1, 0: by hand) are scored: their exact mean, quantiles within the extremes, finite
+    histogram edges; score and check exit 0."""
+    z = np.array([[1.79e308, 0.0], [1.0, 0.0], [-1.797e308, 0.0]])
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.array([1, 1, 0]))
+    result = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    small = float(np.log1p(np.exp(-1.0)))
+    assert doc["summary"]["loss_mean"] == pytest.approx(1.79e308 / 3 + small / 3 + 1.797e308 / 3,  # the sum itself overflows float64
+                                                        rel=1e-15)
+    assert doc["summary"]["loss_max"] == 1.797e308 and doc["summary"]["loss_p99"] <= 1.797e308
+    from xentcli.histogram import log_histogram
+    from xentcli.sketch import QuantileSketch
+
+    sketch = QuantileSketch()
+    sketch.update(np.array([1.79e308, small, 1.797e308]))
+    edges = [edge for item in log_histogram(sketch) for edge in (item["lo"], item["hi"])]
+    assert all(np.isfinite(edge) for edge in edges)  # the table's and the page's histogram
+    for command in (["score"], ["check"], ["score", "--report", str(tmp_path / "r.html")]):
+        assert runner.invoke(app, [*command, str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")]).exit_code == 0

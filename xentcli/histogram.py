@@ -6,6 +6,7 @@ merge exactly and the bin edges follow from its keys alone."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from xentcli.sketch import QuantileSketch
@@ -25,9 +26,18 @@ def _side(sketch: QuantileSketch, keys: list[tuple[int, int]], sign: int, bins: 
     out = []
     for index in sorted(counts):
         first, last = low + index * width, min(high, low + (index + 1) * width - 1)
-        lo, hi = sketch.gamma ** (first - 1), sketch.gamma ** last
+        lo, hi = _power(sketch.gamma, first - 1), _power(sketch.gamma, last)
         out.append({"lo": lo, "hi": hi, "count": counts[index]} if sign > 0 else {"lo": -hi, "hi": -lo, "count": counts[index]})
     return out if sign > 0 else out[::-1]
+
+
+def _power(gamma: float, key: int) -> float:
+    """γ^key, an edge of the buckets: the largest float where the edge passes float64's range (the
+    bucket of values near the largest float ends there)."""
+    try:
+        return min(gamma**key, sys.float_info.max)
+    except OverflowError:
+        return sys.float_info.max
 
 
 def log_histogram(sketch: QuantileSketch, bins: int = BINS_PER_SIDE) -> list[dict[str, Any]]:
