@@ -937,3 +937,25 @@ def test_arrow_stream_cut_at_a_batch_end_is_refused(tmp_path):
     for name in ("whole", "legacy"):
         doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / f"{name}.arrow"), "--json"]).stdout)
         assert doc["summary"]["rows"] == 20 and doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+
+
+def test_text_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    """Found in review: bytes that are not UTF-8 in a CSV header, a CSV cell (number or label
+    column), an Arrow file's column name, or --classes on the command line were internal errors
+    (exit 3). Each is one line on stderr, exit 2."""
+    import pyarrow.ipc as ipc
+
+    (tmp_path / "h.csv").write_bytes(b"logit_0,logit_1,lab\xe9l\n1,2,1\n")
+    (tmp_path / "n.csv").write_bytes(b"logit_0,logit_1,label\n1,2,1\n3\xe9,0,0\n")
+    (tmp_path / "l.csv").write_bytes(b"logit_0,logit_1,label\n1,2,caf\xe9\n3,0,dog\n")
+    table = pa.table({"logits": pa.array([[0.1, 0.2]] * 2, pa.list_(pa.float32())), "label": [0, 1]})
+    with ipc.new_file(str(tmp_path / "a.arrow"), table.schema) as writer:
+        writer.write_table(table)
+    (tmp_path / "b.arrow").write_bytes((tmp_path / "a.arrow").read_bytes().replace(b"label", b"lab\xe9l"))
+    (tmp_path / "s.csv").write_text("logit_0,logit_1,label\n1,2,cat\n3,0,dog\n")
+    cases = [([tmp_path / "h.csv"], "column names are not UTF-8"), ([tmp_path / "n.csv"], "invalid UTF8"),
+             ([tmp_path / "l.csv"], "invalid UTF8"), ([tmp_path / "b.arrow"], "column names are not UTF-8"),
+             ([tmp_path / "s.csv", "--classes", "caf\udce9,dog"], "--classes holds a name that is not UTF-8")]
+    for args, said in cases:
+        result = CliRunner().invoke(app, ["score", *map(str, args)])
+        assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)

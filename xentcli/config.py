@@ -308,6 +308,11 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
         raise OptionError("--classes names a class twice", path=text if content is not None else None)
     if not names:
         raise OptionError("--classes names no class")
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another encoding on the command line (Python keeps them as surrogates)
+            raise OptionError("--classes holds a name that is not UTF-8 text", hint="give the class names in UTF-8") from None
     return tuple(names)
 
 

@@ -62,7 +62,11 @@ class ColumnarFile:
                 self.rows = None
         except (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
             raise InputError(f"cannot read as {fmt}: {_first_line(exc)}", path=path, hint="check the file or --format") from None
-        repeated = sorted(name for name, count in Counter(self.schema.names).items() if count > 1)  # O(C): 60,000 columns happen
+        try:
+            names = self.schema.names
+        except UnicodeDecodeError:  # pyarrow decodes the names as UTF-8 only when they are asked for
+            raise InputError("its column names are not UTF-8 text", path=path, hint="save the file with UTF-8 column names") from None
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)  # O(C): 60,000 columns happen
         if repeated:
             raise InputError(f"column names repeat: {', '.join(map(repr, repeated))}", path=path, hint="give every column its own name")
 
@@ -136,14 +140,18 @@ class ColumnarFile:
 
         types = {name: pa.string() for name in columns}
         offset = 0
-        with self._csv_reader(types, columns) as reader:
-            for batch in reader:
-                for name in columns:
-                    column = batch.column(name)
-                    bad = _first_unparsable(column, pc)
-                    if bad is not None:
-                        return name, offset + bad, column[bad].as_py()
-                offset += batch.num_rows
+        try:
+            with self._csv_reader(types, columns) as reader:
+                for batch in reader:
+                    for name in columns:
+                        column = batch.column(name)
+                        bad = _first_unparsable(column, pc)
+                        if bad is not None:
+                            return name, offset + bad, column[bad].as_py()
+                    offset += batch.num_rows
+        except pa.ArrowInvalid as exc:  # a cell that is not even text: bytes that are not UTF-8
+            raise InputError(f"cannot read: {_first_line(exc)}", path=self.path,
+                             hint="save the file as UTF-8 text" if "UTF8" in str(exc) else "check the file") from None
         return None
 
     def first_batch(self, columns: list[str]) -> pa.RecordBatch | None:
