@@ -168,8 +168,29 @@ def test_png_group_names_are_text_and_never_land_on_an_input(tmp_path):
     other.write_bytes(b"keep")
     (tmp_path / "links" / "groups.png").unlink()
     (tmp_path / "links" / "groups.png").symlink_to(other)
-    assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links")]).exit_code == 0
+    refused = runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links")])
+    assert refused.exit_code == 2 and "already exists" in refused.stderr  # a chart replaces nothing without --force
+    assert runner.invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "g", "--png", str(tmp_path / "links"),
+                               "--force"]).exit_code == 0
     assert other.read_bytes() == b"keep" and not (tmp_path / "links" / "groups.png").is_symlink()
+
+
+def test_png_refusals_come_before_any_output(tmp_path):
+    """Found in review: --png replaced existing charts without --force, and a --png that could not be
+    a folder (an existing file, a path below a file) was refused after -o and --save-partial were
+    written, leaving them behind. Each is refused before the run, nothing written."""
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).normal(size=(20, 3)))
+    np.save(tmp_path / "y.npy", np.arange(20) % 3)
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "charts" / "loss_histogram.png").write_text("keep")
+    base = ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "-o", str(tmp_path / "o.parquet"),
+            "--save-partial", str(tmp_path / "p.xpart")]
+    for png, said in ((tmp_path / "y.npy", "is not a folder"), (tmp_path / "y.npy" / "sub", "is not a folder"),
+                      (tmp_path / "charts", "already exists")):
+        result = runner.invoke(app, [*base, "--png", str(png)])
+        assert result.exit_code == 2 and said in result.stderr, result.stderr
+        assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "p.xpart").exists()
+    assert (tmp_path / "charts" / "loss_histogram.png").read_text() == "keep"
 
 
 def test_merge_and_check_png_never_land_on_an_input(tmp_path):

@@ -117,7 +117,7 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     if base.png_folder is not None:
         from xentcli.render.png import write_pngs
 
-        write_pngs(str(base.png_folder), diff=report, inputs=[*inputs, *base.option_files])
+        write_pngs(str(base.png_folder), diff=report, inputs=[*inputs, *base.option_files], force=force)
     if base.report_path is not None:
         from xentcli.render.html import diff_report
 

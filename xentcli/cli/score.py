@@ -147,7 +147,7 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
     if options.png_folder is not None:
         from xentcli.render.png import refuse_inputs
 
-        refuse_inputs(str(options.png_folder), inputs)
+        refuse_inputs(str(options.png_folder), inputs, options.force)
 
 
 def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> None:
@@ -156,7 +156,7 @@ def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> 
     if options.png_folder is not None:
         from xentcli.render.png import write_pngs
 
-        write_pngs(str(options.png_folder), report, inputs=[*inputs, *options.option_files])
+        write_pngs(str(options.png_folder), report, inputs=[*inputs, *options.option_files], force=options.force)
     if options.report_path is not None:
         from xentcli.render.html import score_report
 
