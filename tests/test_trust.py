@@ -361,6 +361,25 @@ def test_file_size_limit_is_one_line(tmp_path):
     assert not list(tmp_path.glob(".xent-*"))
 
 
+def test_file_size_limit_on_whole_file_outputs_names_the_file(tmp_path):
+    """Found in review: a disk full (here a file-size limit) while writing --report, --save-partial
+    or --png said only "No space left on device": one line naming the file, exit 2, nothing left."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    args = _npy(tmp_path, np.random.default_rng(0).normal(size=(50, 4)), np.arange(50) % 4)
+    for option, name in (("--report", "r.html"), ("--save-partial", "p.xpart"), ("--png", "charts")):
+        result = _xent("score", *args, option, tmp_path / name, "--quiet", preexec_fn=limit)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip()
+        assert len(line.splitlines()) == 1 and name in line and "cannot write" in line, line
+        assert not list(tmp_path.glob(".xent-*")) and not list(tmp_path.glob(f"{name}/.xent-*"))
+
+
 def test_usage_errors_are_one_line(tmp_path):
     result = _xent("score", tmp_path / "x.npy", "--wrost", "5")
     assert result.returncode == 2

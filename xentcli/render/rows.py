@@ -186,9 +186,10 @@ class AtomicTarget:
 
 
     def write(self, data: bytes) -> None:
-        """The whole file at once (a report, a partial file)."""
+        """The whole file at once (a report, a partial file, a chart); an error in writing (a disk
+        full) names the file."""
         try:
-            with open(self.create_temp(".part"), "wb") as f:
+            with _write_errors(self.path), open(self.create_temp(".part"), "wb") as f:
                 f.write(data)
             self.move_into_place()
         finally:
