@@ -591,3 +591,14 @@ def test_losses_near_the_largest_float(tmp_path):
     assert all(np.isfinite(edge) for edge in edges)  # the table's and the page's histogram
     for command in (["score"], ["check"], ["score", "--report", str(tmp_path / "r.html")]):
         assert runner.invoke(app, [*command, str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")]).exit_code == 0
+
+
+def test_a_dangling_symlink_at_the_output_already_exists(tmp_path):
+    """Found in review: a symlink to nothing at the -o path was said to have "appeared while xent was
+    writing it"; it is there before the run: "already exists", and --force replaces the link itself."""
+    args = _npy(tmp_path, np.random.default_rng(0).normal(size=(10, 3)), np.arange(10) % 3)
+    (tmp_path / "out.parquet").symlink_to(tmp_path / "nowhere.parquet")
+    result = _xent("score", *args, "-o", tmp_path / "out.parquet")
+    assert result.returncode == 2 and "already exists" in result.stderr and "appeared" not in result.stderr
+    assert _xent("score", *args, "-o", tmp_path / "out.parquet", "--force").returncode == 0
+    assert not (tmp_path / "out.parquet").is_symlink() and not (tmp_path / "nowhere.parquet").exists()

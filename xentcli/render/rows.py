@@ -130,7 +130,7 @@ class AtomicTarget:
                 raise OutputError("is one of the inputs", path=path, hint=f"write the {what} to a new file")
         if os.path.isdir(path):
             raise OutputError("is a folder", path=path, hint="name a file")
-        if os.path.exists(path) and not force:
+        if os.path.lexists(path) and not force:  # a symlink too, even one to nothing
             raise OutputError("already exists", path=path, hint="pass --force to replace it")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
