@@ -219,3 +219,29 @@ def test_a_zero_probability_off_the_target_with_weights_is_no_nan(tmp_path, extr
     result = runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs", *args, "--json"])
     assert result.exit_code == 0 and result.stderr == "", result.stderr
     assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(-np.mean(np.log([0.7, 0.5, 0.8])), rel=1e-14)
+
+
+def test_class_weight_files_take_comma_lists_and_only_numbers(tmp_path):
+    """Found in review: a weights file holding "1,2,3,4,5" was refused with the hint "give a comma
+    list like 1,2.5,0.5"; a JSON list [true, …] or ["1", …] was taken as numbers. A file line may
+    be a comma list; a JSON list must hold numbers; the hint names a file's forms."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    z = np.random.default_rng(0).normal(size=(10, 5))
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.arange(10) % 5)
+    files = {"list.txt": "1,2,3,4,5\n", "lines.txt": "1\n2\n3\n4\n5\n", "bool.json": "[true, 1, 1, 1, 1]", "text.json": '["1", 1, 1, 1, 1]',
+             "word.txt": "1\nx\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    run = lambda name: CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"),  # noqa: E731
+                                                "--class-weights", str(tmp_path / name), "--json"])
+    assert json.loads(run("list.txt").stdout)["summary"] == json.loads(run("lines.txt").stdout)["summary"]
+    for name in ("bool.json", "text.json"):
+        assert run(name).exit_code == 2 and "not a JSON list of numbers" in run(name).stderr
+    assert run("word.txt").exit_code == 2 and "one weight per line, a comma list, or a JSON list" in run("word.txt").stderr
+    (tmp_path / "semi.csv").write_text("logit_0;logit_1;label\n1;2;1\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "semi.csv")])
+    assert result.exit_code == 2 and "xent reads comma-separated CSV" in result.stderr

@@ -261,8 +261,10 @@ def parse_class_weights(text: str | None, option: str = "--class-weights") -> tu
                 values = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise OptionError(f"not a JSON list of numbers: {exc}", path=text) from None
+            if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise OptionError("not a JSON list of numbers", path=text, hint="e.g. [1, 2.5, 0.5]")  # true and "1" are no weights
             return _weights(values, text, option)
-        return _weights([line for line in stripped.splitlines() if line.strip()], text, option)
+        return _weights([part for line in stripped.splitlines() for part in line.split(",") if part.strip()], text, option)
     return _weights([part for part in source.split(",") if part.strip()], None, option)
 
 
@@ -270,7 +272,8 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
     try:
         weights = tuple(float(value) for value in values)
     except (TypeError, ValueError):
-        raise OptionError(f"{option} must be numbers", path=path, hint="give a comma list like 1,2.5,0.5") from None
+        hint = "a file holds one weight per line, a comma list, or a JSON list of numbers" if path else "give a comma list like 1,2.5,0.5"
+        raise OptionError(f"{option} must be numbers", path=path, hint=hint) from None
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
         raise OptionError(f"{option} must be finite and non-negative", path=path)
     if option == "--class-weights":

@@ -241,10 +241,12 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
     if len(scalars) == 1:  # one score per row (a binary head): a numeric column named like the scores
         check_numeric(schema, (scalars[0],), path, cells)
         return Field((scalars[0],), True, schema.field(scalars[0]).type)
+    separated = len(schema.names) == 1 and next((sep for sep in (";", "\t", "|") if sep in schema.names[0]), None)
     raise LayoutError(
         f"no score column found (columns: {', '.join(schema.names)})",
         path=path,
-        hint="name a list column with --score-col, or wide columns with --score-prefix",
+        hint=(f"its one column's name holds {separated!r}: xent reads comma-separated CSV; save it with commas" if separated
+              else "name a list column with --score-col, or wide columns with --score-prefix"),
     )
 
 
