@@ -161,3 +161,33 @@ def test_one_label_per_sequence_beside_token_scores_is_refused(tmp_path):
     pq.write_table(pa.table({"logits": [[[0.1, 0.2, 0.3]] * 2, [[0.3, 0.2, 0.1]] * 3], "label": [1, 2]}), tmp_path / "d.parquet")
     result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet")])
     assert result.exit_code == 2 and "one label per sequence" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_table_options_are_refused_where_they_would_be_ignored(tmp_path):
+    """Found in review: --group-col on an NPZ dump was ignored — its interval unclustered, [0.906,
+    1.040] where the same rows grouped in Parquet give [0.621, 1.326], and a --gate-on upper check
+    passed — as were --score-col and --label-col (a --label-col gold scored against `labels`), and
+    --group-col on nested-list sequences. Each is refused: one line, exit 2. --label-col for a
+    labels file that is a table still applies."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 3, 40)
+    np.savez(tmp_path / "d.npz", logits=z, labels=y, doc=np.arange(40) // 4)
+    np.save(tmp_path / "z.npy", z)
+    pq.write_table(pa.table({"gold": y}), tmp_path / "labels.parquet")
+    nested = pa.table({"logits": pa.array([z[:3].tolist(), z[3:5].tolist()], pa.list_(pa.list_(pa.float32()))),
+                       "label": pa.array([y[:3].tolist(), y[3:5].tolist()]), "doc": ["a", "b"]})
+    pq.write_table(nested, tmp_path / "nested.parquet")
+    for args, said in (([tmp_path / "d.npz", "--group-col", "doc"], "--group-col names a table's column"),
+                       ([tmp_path / "d.npz", "--score-col", "logits"], "--score-col names a table's column"),
+                       ([tmp_path / "d.npz", "--label-col", "gold"], "--label-col names a table's column"),
+                       ([tmp_path / "nested.parquet", "--group-col", "doc"], "nested-list sequences: each row is a sequence")):
+        for command in ("score", "check"):
+            result = CliRunner().invoke(app, [command, *map(str, args)])
+            assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "labels.parquet"), "--label-col", "gold",
+                                      "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["counted"] == 40

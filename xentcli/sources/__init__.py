@@ -146,6 +146,22 @@ def _open_side(
     return adapter(path, fmt, cfg, want_scores, seq, classes, first), fmt
 
 
+def _refuse_table_options(cfg: SourceConfig, path: str, fmt: str, labels_fmt: str | None) -> None:
+    """Options that name a table's columns given for arrays (NPY, NPZ), which they would not
+    change: refused rather than left unused (a --label-col gold would score against another array,
+    a --group-col's clustering would be lost and the intervals too narrow)."""
+    arrays = ("npy", "npz")
+    target_fmt = labels_fmt or fmt
+    given = [(cfg.group_option, cfg.group_col, fmt), ("--score-col", cfg.score_col, fmt), ("--score-prefix", cfg.score_prefix, fmt),
+             ("--label-col", cfg.label_col, target_fmt), ("--target-prefix", cfg.target_prefix, target_fmt)]
+    for option, value, applies_to in given:
+        if value is not None and applies_to in arrays:
+            hint = ("an NPY/NPZ dump's sequences are [N, T, C] arrays; rows grouped by an id column need Parquet, Arrow or CSV"
+                    if option == cfg.group_option else "name NPZ arrays with --score-key and --label-key")
+            raise OptionError(f"{option} names a table's column, but {'the labels are' if applies_to != fmt else 'the dump is'} "
+                              f"{applies_to.upper()} arrays", path=cfg.labels_path if applies_to != fmt else path, hint=hint)
+
+
 class FileSource:
     """One opened input file (with its labels and weights files): description and chunks."""
 
@@ -155,6 +171,8 @@ class FileSource:
         # each file as found before it is opened: verify checks that it stays so
         found = (FileStamp.of(p) for p in (path, cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p)
         self.stamps = [stamp for stamp in found if stamp is not None]
+        _refuse_table_options(cfg, path, detect_format(path, cfg.format),
+                              None if cfg.labels_path is None else detect_format(cfg.labels_path, None))
         main, fmt = _open_side(path, cfg, True, cfg.format, first=first)
         labels = None
         if cfg.labels_path is not None:

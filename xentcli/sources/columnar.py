@@ -463,6 +463,9 @@ def columnar_side(
         side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
         side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
         if reader.nested:
+            if cfg.group_col:
+                raise OptionError(f"{cfg.group_option} with nested-list sequences: each row is a sequence already", path=path,
+                                  hint=f"drop {cfg.group_option}")
             side.samples = file.rows
             side.sequences = f"{file.rows:,} sequences (one per row, nested lists)" if file.rows else "one per row (nested lists)"
             side.scores = side.scores.replace("list column", "nested list column")
