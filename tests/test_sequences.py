@@ -191,3 +191,37 @@ def test_table_options_are_refused_where_they_would_be_ignored(tmp_path):
     result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "labels.parquet"), "--label-col", "gold",
                                       "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["counted"] == 40
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_shards_of_nested_sequences_ending_empty_number_as_one_file(tmp_path, engine):
+    """Found in review: a shard of nested-list sequences whose last sequence is empty shifted the
+    next shard's sequence numbers by its last token's sequence + 1, so shards [2, 0] | [3, 1]
+    numbered 0, 1, 2 where the one file numbers 0, 2, 3 (every result must equal the concatenated
+    file's). The next shard follows all of a shard's sequences, the empty ones too."""
+    if engine == "dask":
+        pytest.importorskip("distributed")
+    rng = np.random.default_rng(5)
+
+    def table(lengths):
+        return pa.table({"logits": pa.array([rng.normal(size=(n, 3)).tolist() for n in lengths], pa.list_(pa.list_(pa.float64()))),
+                         "label": pa.array([rng.integers(0, 3, n).tolist() for n in lengths], pa.list_(pa.int64()))})
+
+    (tmp_path / "shards").mkdir()
+    a, b = table([2, 0]), table([3, 1])
+    pq.write_table(a, tmp_path / "shards" / "p0.parquet")
+    pq.write_table(b, tmp_path / "shards" / "p1.parquet")
+    pq.write_table(pa.concat_tables([a, b]), tmp_path / "one.parquet")
+    extra = ["--engine", "dask", "--workers", "1"] if engine == "dask" else []
+    for path in (tmp_path / "shards", tmp_path / "one.parquet"):
+        doc = json.loads(CliRunner().invoke(app, ["score", str(path), "--per-sequence", "--json", *extra]).stdout)
+        assert [s["sequence"] for s in doc["per_sequence"]] == [0, 2, 3], path
+        out = tmp_path / f"{path.stem}.csv"
+        assert CliRunner().invoke(app, ["score", str(path), "-o", str(out), "--force", "-q", *extra]).exit_code == 0
+        assert pa_csv_column(out, "sample") == [0, 0, 2, 2, 2, 3]
+
+
+def pa_csv_column(path, name):
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.read_csv(path).column(name).to_pylist()

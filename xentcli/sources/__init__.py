@@ -208,6 +208,7 @@ class FileSource:
                     hint="it must hold one entry per row of scores, in the same order",
                     code="XE302",
                 )
+        self.cfg = cfg
         self._first_row = cfg.part[0] if cfg.part is not None else 0  # a part's first row: errors name rows as the file does
         if cfg.part is not None:
             for roles in (main.roles, *(extra for extra, _ in extras)):
@@ -319,6 +320,16 @@ class FileSource:
         """Once every chunk is scored (and every output written): each file is still the one read (FileStamp)."""
         for stamp in self.stamps:
             stamp.verify()
+
+    def sequence_count(self) -> int | None:
+        """How many positional sequences ([N, T, C] arrays, nested lists) this file's rows hold —
+        empty ones too, which no token shows — for the next shard's or task's numbering; None for
+        rows that are no such sequences (flat rows, --group-col keys) or a count not known."""
+        if self.description.samples is None or self.cfg.group_col is not None:
+            return None
+        if self.cfg.part is not None:  # a task's rows of the file: sequences, for both layouts
+            return self.cfg.part[1] - self.cfg.part[0]
+        return self.description.samples
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         batches = rechunk(self._main.batches(rows), rows)
@@ -528,9 +539,12 @@ class Source:
                     last = chunk.sample[-1] if chunk.sample.size else last
                 yield chunk
                 tail = chunk.offset + len(chunk.scores)
+            sequences = self._shard.sequence_count()
             self._shard = None  # closes its files
             offset = tail
-            if last is not None:
+            if sequences is not None:  # its empty sequences too, the last ones included
+                sample_offset += sequences
+            elif last is not None:
                 sample_offset = int(last) + 1
 
 
