@@ -108,15 +108,21 @@ def test_nested_lists_and_group_column_agree(tmp_path, seq, chunk_rows):
     assert [s["sequence"] for s in b["per_sequence"]] == ["s0", "s1", "s2", "s3"]
 
 
-def test_group_positions_continue_across_chunks(tmp_path, seq):
+def test_group_rows_name_their_sequence_and_no_position(tmp_path, seq):
+    """With --group-col each row's `sample` is its group value. Found in review: the `position`
+    column counted runs of equal values, so interleaved rows (d3 at rows 1, 3, 4 got 0, 0, 1) and
+    shards (restarting at each) were wrong; a row's place among its sequence's rows, which may lie
+    anywhere in the dump, is not written. Positional sequences keep their `position`."""
     z, y = seq
-    _, tokens = _nested_and_token_files(tmp_path, z, y)
+    nested, tokens = _nested_and_token_files(tmp_path, z, y)
     out = tmp_path / "rows.csv"
     score(tokens, "--group-col", "seq", "--chunk-rows", "4", "-o", out)
     import pyarrow.csv as pa_csv
     rows = pa_csv.read_csv(out).to_pydict()
-    assert rows["sample"][:8] == ["s0"] * 6 + ["s1"] * 2
-    assert rows["position"][:8] == [0, 1, 2, 3, 4, 5, 0, 1]
+    assert rows["sample"][:8] == ["s0"] * 6 + ["s1"] * 2 and "position" not in rows
+    score(nested, "--chunk-rows", "4", "-o", out, "--force")
+    rows = pa_csv.read_csv(out).to_pydict()
+    assert rows["sample"][:8] == [0] * 6 + [1] * 2 and rows["position"][:8] == [0, 1, 2, 3, 4, 5, 0, 1]
 
 
 def test_nested_label_count_mismatch(tmp_path):

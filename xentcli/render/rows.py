@@ -58,9 +58,10 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
     no_scores = np.isnan(stats.p_max)
     undefined = no_label | np.isnan(stats.loss)
     columns: dict[str, pa.Array] = {"row": from_numpy(np.arange(result.offset, result.offset + n, dtype=np.int64))}
-    if result.sample is not None and result.position is not None:
+    if result.sample is not None:  # sequences: the sequence, and the position in it where known (not with --group-col)
         columns["sample"] = from_numpy(result.sample)
-        columns["position"] = from_numpy(result.position)
+        if result.position is not None:
+            columns["position"] = from_numpy(result.position)
     if id_column is not None and result.ids is not None:
         columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else from_numpy(result.ids)
     loss = stats.loss if like is None else result.framework_values[like]

@@ -294,8 +294,6 @@ class ColumnarRoles:
         }
         self._rows_read = 0
         self._part: tuple[int, int] | None = None
-        self._last_group: object = None
-        self._last_position = -1
 
     def _per_token_type(self, found: Field) -> pa.DataType:
         """With nested sequences every list column holds one entry per token."""
@@ -375,18 +373,10 @@ class ColumnarRoles:
         return out
 
     def _group_positions(self, groups: pa.Array) -> dict[str, npt.NDArray]:
-        """Each row's sequence (the group value) and its position within that run of rows."""
-        sample = to_numpy(groups)
-        n = len(sample)
-        if n == 0:
-            return {"sample": sample, "position": np.empty(0, np.int64)}
-        starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
-        position = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-        if sample[0] == self._last_group:
-            first_run = starts[1] if len(starts) > 1 else n
-            position[:first_run] += self._last_position + 1
-        self._last_group, self._last_position = sample[-1], int(position[-1])
-        return {"sample": sample, "position": position}
+        """Each row's sequence: the group value. No position: with --group-col a sequence's rows may
+        lie anywhere in the dump (in other chunks, shards or tasks), so a row's place among them is
+        not known where the row is read."""
+        return {"sample": to_numpy(groups)}
 
     def progress(self) -> float | None:
         if self.rows:
