@@ -123,8 +123,11 @@ class QuantileSketch:
     def _value(self, key: int) -> float:
         """Bucket `key`'s representative 2γ^k/(γ + 1); past float64's range (the bucket of a value near
         its largest) inf, which _clamped brings back to the largest value seen."""
-        exponent = key * self.log_gamma + math.log(2.0 / (self.gamma + 1.0))
-        return math.exp(exponent) if exponent < 709.78 else math.inf
+        try:
+            return 2.0 * math.exp(key * self.log_gamma) / (self.gamma + 1.0)
+        except OverflowError:  # γ^k itself past the range: the representative in logs, or inf
+            exponent = key * self.log_gamma + math.log(2.0 / (self.gamma + 1.0))
+            return math.exp(exponent) if exponent < 709.78 else math.inf
 
     def quantile(self, q: float) -> float:
         """The value of rank q·(count − 1) (lower), within the relative accuracy; NaN when empty."""
