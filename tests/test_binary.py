@@ -1013,3 +1013,18 @@ def test_presets_say_what_they_do_with_soft_targets_and_the_ignore_index(tmp_pat
     doc = score(*_npy(tmp_path, np.array([0.5, -1.0, 2.0], np.float32), np.array([1, -100, 0])), "--compare-frameworks")
     for framework in doc["compare"]["frameworks"]:
         assert "binary cross-entropy has no ignore index: targets -100 are scored as numbers" in framework["notes"], framework["framework"]
+
+
+def test_binary_nan_and_inf_examples_name_class_1_at_any_chunk_size(tmp_path):
+    """Found in review: a binary head's XE102 example named class 1 (its score z is scored as the
+    logits [0, z]) unless a soft target shared its chunk, which kept the stored [z] and named
+    class 0. The score is class 1's logit: class 1 at every chunk size, for NaN (XE101) too."""
+    table = pa.table({"logit": [0.3, np.inf, -1.0, 2.0, np.nan], "label": [0, 1, 0.5, 1, 0]})
+    pq.write_table(table, tmp_path / "b.parquet")
+    seen = set()
+    for chunk in ("1", "2", "3", "5"):
+        doc = score(tmp_path / "b.parquet", "--chunk-rows", chunk)
+        examples = {d["code"]: d["examples"] for d in doc["diagnostics"]}
+        assert [e["classes"] for e in examples["XE102"]] == ["1"] and [e["classes"] for e in examples["XE101"]] == ["1"]
+        seen.add(json.dumps(doc["diagnostics"], sort_keys=True))
+    assert len(seen) == 1

@@ -48,7 +48,7 @@ declare(Rule(
     hint="find where the model produced NaN; see the class positions in the examples",
     message=_rows_say("row holds", "rows hold", " NaN scores"),
     mask=lambda m: m.nan_rows, tallied=True,
-    columns=lambda m, rows: {"classes": _nan_classes(m.view.scores, rows, np.isnan)},
+    columns=lambda m, rows: {"classes": _nan_classes(m.view, rows, np.isnan)},
 ))
 declare(Rule(
     "XE102", "inf-scores", "error", "+inf among the scores, or −inf on the target class (or on every class).",
@@ -58,7 +58,7 @@ declare(Rule(
     hint="clamp or mask the logits before dumping, and never mask the target",
     message=_rows_say("row holds", "rows hold", " +inf scores, or −inf on the target"),
     mask=lambda m: m.inf_rows & ~m.masked, tallied=True,
-    columns=lambda m, rows: {"classes": _nan_classes(m.view.scores, rows, np.isinf), "max": m.top, "min": m.bottom},
+    columns=lambda m, rows: {"classes": _nan_classes(m.view, rows, np.isinf), "max": m.top, "min": m.bottom},
 ))
 declare(Rule(
     "XE103", "overflow-risk", "warning", "Logits large enough to overflow a naive exp() in the dump's dtype.",

@@ -113,11 +113,14 @@ def _rows(view: ChunkView, picked: npt.NDArray, columns: dict[str, Any]) -> list
     return out
 
 
-def _nan_classes(scores: npt.NDArray, rows: npt.NDArray[np.bool_], test: Callable[[npt.NDArray], npt.NDArray]) -> npt.NDArray:
-    """For each flagged row, the first few class positions where `test` holds (as text)."""
+def _nan_classes(view: ChunkView, rows: npt.NDArray[np.bool_], test: Callable[[npt.NDArray], npt.NDArray]) -> npt.NDArray:
+    """For each flagged row, the first few class positions where `test` holds (as text). A binary
+    head's one score is class 1's logit, however the chunk holds it (as [0, z] beside labels, as
+    stored beside soft targets): its class is 1."""
     text = np.empty(len(rows), dtype=object)
+    binary = view.binary is not None and view.binary.raw.ndim == 1
     for i in np.flatnonzero(rows)[:MAX_EXAMPLES].tolist():
-        where = np.flatnonzero(test(scores[i]))
+        where = np.flatnonzero(test(np.atleast_1d(view.binary.raw[i]))) + 1 if binary else np.flatnonzero(test(view.scores[i]))
         text[i] = ", ".join(map(str, where[:5].tolist())) + (" …" if where.size > 5 else "")
     return text
 
