@@ -602,3 +602,22 @@ def test_a_dangling_symlink_at_the_output_already_exists(tmp_path):
     assert result.returncode == 2 and "already exists" in result.stderr and "appeared" not in result.stderr
     assert _xent("score", *args, "-o", tmp_path / "out.parquet", "--force").returncode == 0
     assert not (tmp_path / "out.parquet").is_symlink() and not (tmp_path / "nowhere.parquet").exists()
+
+
+def test_an_interruption_after_outputs_are_in_place_leaves_none(tmp_path, monkeypatch):
+    """Found in review: a signal after the first outputs had moved into place (while the table
+    printed, or between --save-partial and -o) left them behind under the words "interrupted: no
+    output was written". Every output already in place is removed: the words are true."""
+    from xentcli.render import table
+
+    args = _npy(tmp_path, np.random.default_rng(0).normal(size=(30, 3)), np.arange(30) % 3)
+    outputs = {"-o": tmp_path / "rows.parquet", "--save-partial": tmp_path / "p.xpart", "--report": tmp_path / "r.html"}
+
+    def interrupted(*_: object, **__: object) -> None:
+        assert all(path.exists() for path in outputs.values())  # every output is in place when the table prints
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(table, "render_tables", interrupted)
+    result = runner.invoke(app, ["score", *map(str, args), *[str(v) for pair in outputs.items() for v in pair]])
+    assert result.exit_code == 130 and "interrupted: no output was written" in result.stderr, result.stderr
+    assert not any(path.exists() for path in outputs.values()) and not list(tmp_path.glob(".xent-*"))

@@ -76,6 +76,19 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise Interrupted(signum)
 
 
+def _remove_placed_outputs() -> None:
+    """An interrupted run leaves no output: those already moved into place (a signal after the
+    first of several outputs, or while the table prints) are removed too."""
+    rows = sys.modules.get("xentcli.render.rows")  # not imported: nothing was written
+    if rows is None:
+        return
+    while rows.PLACED:
+        try:
+            os.unlink(rows.PLACED.pop())
+        except OSError:
+            pass
+
+
 def error_line(label: str, text: str) -> None:
     """One line on stderr: `xent: error: …`, the text shown as text (no markup, no control characters)."""
     from rich.text import Text
@@ -128,6 +141,7 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
             _error_document(code, message, hint)
         raise typer.Exit(EXIT_INPUT) from None
     except KeyboardInterrupt as exc:
+        _remove_placed_outputs()
         error_line("interrupted", "no output was written")
         raise typer.Exit(128 + exc.signum if isinstance(exc, Interrupted) else 130) from None
     except Exception as exc:  # noqa: BLE001 — the last line of defence: never a bare traceback
@@ -170,6 +184,7 @@ def main() -> None:
             print(exc.code, file=sys.stderr)
             code = 1
     except KeyboardInterrupt as exc:
+        _remove_placed_outputs()
         error_line("interrupted", "no output was written")
         code = 128 + exc.signum if isinstance(exc, Interrupted) else 130
     except Exception as exc:  # noqa: BLE001 — click's usage errors, and anything else: one line

@@ -119,6 +119,10 @@ def _umask() -> int:
     return mask
 
 
+# The outputs of this process moved into place so far: an interruption removes them (cli.app).
+PLACED: list[str] = []
+
+
 class AtomicTarget:
     """An output file written beside its target and moved into place only on success: never one of
     the inputs, a folder, or (without `force`) a file that exists — also one that appears during the
@@ -160,6 +164,7 @@ class AtomicTarget:
     def move_into_place(self) -> None:
         try:
             self._move()
+            PLACED.append(self.path)
         except OutputError:
             raise
         except OSError as exc:  # the error names the target, not the temporary file
