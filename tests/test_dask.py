@@ -264,3 +264,16 @@ def test_the_weighted_summary_is_the_local_runs_bits_over_shards(tmp_path, clust
     local = doc(*args)["summary"]
     remote = doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", "30000")["summary"]
     assert {k: remote[k] for k in keys} == {k: local[k] for k in keys}
+
+
+def test_a_scheduler_that_is_no_address_is_one_line(tmp_path, monkeypatch):
+    """Found in review: --scheduler bogus://x, localhost (no port), tcp://host:notaport, and the same
+    in DASK_SCHEDULER_ADDRESS were internal errors (exit 3): one line, exit 2."""
+    np.save(tmp_path / "z.npy", np.zeros((4, 3)))
+    np.save(tmp_path / "y.npy", np.zeros(4, np.int64))
+    args = ["score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--engine", "dask"]
+    for address in ("bogus://x", "localhost", "tcp://", "tcp://host:notaport"):
+        result = xent(*args, "--scheduler", address, code=2)
+        assert "is not a Dask scheduler's address" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "foo://x")
+    assert "is not a Dask scheduler's address" in xent(*args, code=2).stderr

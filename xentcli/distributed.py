@@ -202,7 +202,12 @@ def client(engine: Engine) -> Iterator[Any]:
     address = engine.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     try:
         if address:
-            with distributed.Client(address, timeout="20s") as c:
+            try:
+                connected = distributed.Client(address, timeout="20s")
+            except (ValueError, TypeError) as exc:  # not an address at all: an unknown scheme, no port, a bad port
+                raise OptionError(f"{address!r} is not a Dask scheduler's address: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                  hint="give --scheduler (or DASK_SCHEDULER_ADDRESS) as tcp://host:8786") from None
+            with connected as c:
                 yield c
             return
         workers = engine.workers or min(os.cpu_count() or 1, 4)
