@@ -621,3 +621,22 @@ def test_an_interruption_after_outputs_are_in_place_leaves_none(tmp_path, monkey
     result = runner.invoke(app, ["score", *map(str, args), *[str(v) for pair in outputs.items() for v in pair]])
     assert result.exit_code == 130 and "interrupted: no output was written" in result.stderr, result.stderr
     assert not any(path.exists() for path in outputs.values()) and not list(tmp_path.glob(".xent-*"))
+
+
+@pytest.mark.parametrize("command", [["score"], ["score", "--json"], ["check", "--fail-on", "never"], ["explain", "XE101"]])
+def test_a_closed_stdout_ends_as_a_pipes_writer_does(tmp_path, command):
+    """Found in review: `xent check … | true` exited 1 — check's "failed" — (Rich's and click's
+    handling of a closed pipe), with --json after the line "Broken pipe". A closed stdout ends the
+    process silently with 141 (128 + SIGPIPE), as other command-line tools end."""
+    import subprocess
+    import sys
+
+    args = [] if command[0] == "explain" else _npy(tmp_path, np.random.default_rng(0).normal(size=(30, 3)), np.arange(30) % 3)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before xent writes a byte
+    try:
+        result = subprocess.run([sys.executable, "-c", "from xentcli.cli import main; main()", command[0], *map(str, args), *command[1:]],
+                                stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode == 141 and result.stderr == "", (result.returncode, result.stderr)

@@ -61,7 +61,20 @@ def console(stderr: bool = False) -> Console:
     imported only when something is printed with them: a `--json` run never pays their ~40 ms."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    out = Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    out.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]  # Rich would exit with 1, check's "failed"
+    return out
+
+
+class PipeClosed(Exception):
+    """stdout was closed by its reader (`xent … | head`): main ends the process as a pipe's writer
+    does. Not an OSError, which click would turn into exit 1."""
+
+
+def _pipe_closed() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)  # nothing more reaches the closed pipe, the final flush included
+    os.dup2(devnull, sys.stdout.fileno())
+    raise PipeClosed
 
 
 class Interrupted(KeyboardInterrupt):
@@ -124,8 +137,10 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
         native.catch_bus_errors(_bus_line(), _error_json("BusError", BUS_ERROR, BUS_HINT))
     try:
         return action()
-    except typer.Exit:
+    except (typer.Exit, PipeClosed):
         raise
+    except BrokenPipeError:  # stdout closed by its reader (a write outside Rich's): main ends the process as a pipe's writer does
+        _pipe_closed()
     except (XentError, OSError, MemoryError) as exc:
         if debug:
             traceback.print_exc()
@@ -187,11 +202,25 @@ def main() -> None:
         _remove_placed_outputs()
         error_line("interrupted", "no output was written")
         code = 128 + exc.signum if isinstance(exc, Interrupted) else 130
+    except (BrokenPipeError, PipeClosed):
+        code = EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 — click's usage errors, and anything else: one line
         code = _usage_error(exc)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
     os._exit(code)
+
+
+# stdout closed by its reader (`xent … | head`): the process ends silently with the status a writer
+# killed by SIGPIPE has (128 + 13), as other command-line tools do, never 1 (check failed) or 0
+EXIT_BROKEN_PIPE = 141
 
 
 def _usage_error(exc: Exception) -> int:
