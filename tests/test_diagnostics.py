@@ -333,3 +333,31 @@ def test_xe109_counts_the_finite_half_precision_rows_in_any_chunk(tmp_path):
         found, _ = diagnose(tmp_path, z, np.arange(10) % 3, "--chunk-rows", str(rows))
         counts.add(found["XE109"]["rows"])
     assert counts == {7}
+
+
+def test_xe401_names_causes_by_the_codes_that_report_them(tmp_path):
+    """Found in review: XE401 named causes by codes the report did not hold — class names that are no
+    class as [XE203] (XE204 reports them), a NaN in a dense target row as [XE201] (XE207 missed it),
+    a multi-label target of 2 and a binary probability of 1.3 as "another cause" (XE115, XE113)."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    (tmp_path / "names.csv").write_text("logit_cat,logit_dog,label\n1,2,cat\n3,0,dog\n0,1,cow\n")
+    z = np.random.default_rng(0).normal(size=(4, 4))
+    t = np.eye(4)
+    t[1] = [np.nan, 1, 0, 0]
+    np.savez(tmp_path / "dense.npz", logits=z, labels=t)
+    zm = np.random.default_rng(0).normal(size=(4, 3))
+    tm = (zm > 0).astype(float)
+    tm[0, 1] = 2
+    np.savez(tmp_path / "multi.npz", logits=zm, labels=tm)
+    np.save(tmp_path / "p.npy", np.array([0.5, 1.3, 0.2]))
+    np.save(tmp_path / "py.npy", np.array([1, 0, 1]))
+    cases = (([tmp_path / "names.csv", "--classes", "cat,dog"], "XE204"), ([tmp_path / "dense.npz"], "XE207"),
+             ([tmp_path / "multi.npz", "--head", "sigmoid"], "XE115"), ([tmp_path / "p.npy", "--labels", tmp_path / "py.npy", "--input", "probs"], "XE113"))
+    for args, code in cases:
+        doc = json.loads(CliRunner().invoke(app, ["score", *map(str, args), "--json"]).stdout)
+        found = {d["code"]: d for d in doc["diagnostics"]}
+        assert code in found and found["XE401"]["causes"] == {code: 1}, (code, found["XE401"])
+        assert f"[{code}]" in found["XE401"]["message"]

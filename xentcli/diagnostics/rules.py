@@ -396,8 +396,11 @@ declare(Rule(
     "Normalise the targets (t / Σt) and clip negatives; check the label-smoothing code.",
     "targets [0.5, 0.3, 0.1] sum to 0.9.",
     hint="normalise the targets and clip negatives",
-    message=_rows_say("soft-target row is", "soft-target rows are", " not distributions (negative, or not summing to 1)"),
-    mask=lambda m: (~m.multi_label & ((m.view.targets < 0).any(axis=1) | (np.abs(m.target_sums - 1) > PROBS_SUM_TOLERANCE))
+    message=_rows_say("soft-target row is not a distribution", "soft-target rows are not distributions",
+                      " (negative, NaN or ±inf, or not summing to 1)"),
+    mask=lambda m: (~m.multi_label & ((m.view.targets < 0).any(axis=1) | (np.abs(m.target_sums - 1) > PROBS_SUM_TOLERANCE)
+                                      # a NaN or ±inf entry (a binary head's rows as two classes hold NaN where its score is)
+                                      | (~np.isfinite(m.view.targets).all(axis=1) if m.view.binary is None else False))
                     if not m.sparse else None),
     columns=lambda m, rows: {"row_sum": m.target_sums},
 ))
@@ -478,18 +481,28 @@ declare(Rule(
 
 
 # ---- the loss -------------------------------------------------------------------------------
-_CAUSE_NAMES = {"XE101": "a NaN score", "XE102": "an infinite score", "XE201": "a label out of range", "XE203": "a fractional or NaN label",
+_CAUSE_NAMES = {"XE101": "a NaN score", "XE102": "an infinite score", "XE113": "a probability outside [0, 1]",
+                "XE115": "a target outside [0, 1]", "XE207": "a target row holding NaN or ±inf", "XE201": "a label out of range",
+                "XE203": "a fractional or NaN label", "XE204": "a label that is no class name",
                 "zero_probability": "a zero probability (or −inf logit) on the target", "other": "another cause"}
 
 
 def _causes(m: RowMasks, f: Finding) -> None:
-    """XE401: each non-finite row traced to its first cause."""
+    """XE401: each non-finite row traced to its first cause, named by the code that reports it."""
     stats, bad_loss = m.stats, m.of("XE401")
+    none = np.zeros(stats.loss.size, dtype=bool)
+    b = m.view.binary
+    targets = m.view.targets
+    not_integer = bad_loss & ~stats.label_is_int
     causes = {
         "XE101": bad_loss & m.nan_rows,
         "XE102": bad_loss & m.inf_rows,
+        "XE113": bad_loss & b.per_row(b.outside) if b is not None and b.kind != "logits" else none,
+        "XE115": bad_loss & b.per_row(b.bad_target) if b is not None and b.bad_target is not None else none,
+        "XE207": (bad_loss & ~np.isfinite(targets).all(axis=1)) if b is None and targets is not None and targets.ndim == 2 else none,
         "XE201": bad_loss & ~m.nan_rows & ~m.inf_rows & stats.label_is_int & ~stats.label_ok,
-        "XE203": bad_loss & ~stats.label_is_int,
+        "XE203": none if m.view.label_names else not_integer,
+        "XE204": not_integer if m.view.label_names else none,  # class names that are no class: XE204 reports them
         "zero_probability": bad_loss & m.finite & stats.label_ok & np.isinf(stats.loss),
     }
     explained = np.zeros(stats.loss.size, dtype=bool)
