@@ -91,3 +91,20 @@ def test_holm_against_statsmodels():
     assert stats.holm([0.01, 0.04, 0.03, 0.005, 0.5], 0.05) == [(3, pytest.approx(0.025)), (0, pytest.approx(0.04))]
     assert stats.holm([], 0.05) == []
     assert stats.holm([0.05, 0.05], 0.05) == []  # 0.05 > 0.05/2: the first step already stops
+
+
+@pytest.mark.parametrize("p", [0.5 + 5e-7, 0.5 + 1e-12, 0.6, 0.75, 0.975, 0.99999999995, 1 - 1e-15])
+def test_t_quantile_at_extreme_levels_against_closed_forms(p):
+    """Found in review: near the centre (p = ½ + 5e-7, a --confidence of 1e-6) and far in the tail
+    (p = 1 − 1e-15) the quantile lost up to 1e-4 and 1e-2 of itself: Newton on cdf(t) − p keeps only
+    the digits 1e-16 leaves of p − ½ or 1 − p. Against the closed forms for 1 and 2 degrees of
+    freedom (by hand, from the float p exactly): tan(π(p − ½)) = cot(π(1 − p)), and
+    (2p − 1)/√(2p(1 − p))."""
+    from fractions import Fraction
+
+    one = math.tan(math.pi * (p - 0.5)) if p < 0.75 else 1 / math.tan(math.pi * (1 - p))
+    exact = Fraction(p)
+    two = float(2 * exact - 1) / math.sqrt(float(2 * exact * (1 - exact)))
+    assert stats.t_quantile(p, 1) == pytest.approx(one, rel=1e-13)
+    assert stats.t_quantile(p, 2) == pytest.approx(two, rel=1e-13)
+    assert stats.t_quantile(1 - p, 2) == pytest.approx(-two, rel=1e-13)

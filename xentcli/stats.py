@@ -115,18 +115,28 @@ def t_quantile(p: float, df: float) -> float:
         guess = z + (g1 + (g2 + (g3 + g4 / df) / df) / df) / df
         if df >= 1e4 and abs(z) <= 8:  # within 1e-15 of scipy's t.ppf here, where the cdf's own rounding is ~1e-12
             return guess
+    # Solved where the cdf has its digits: near the centre on P(0 < T ≤ t) = ½·I_{t²/(ν+t²)}(½, ν/2)
+    # against p − ½, in the tail on P(T > t) = ½·I_{ν/(ν+t²)}(ν/2, ½) against 1 − p (both exact in
+    # float64 for p ≥ ½); 1 − cdf(t) would keep only the digits of 1e-16 / (1 − p) there.
+    central = p < 0.75
+    target = p - 0.5 if central else -(1.0 - p)
+
+    def rises(t: float) -> float:  # increasing in t, as the cdf: the centre's mass, or minus the tail's
+        x = t * t
+        return 0.5 * betainc(0.5, df / 2.0, x / (df + x)) if central else -0.5 * betainc(df / 2.0, 0.5, df / (df + x))
+
     low, high = 0.0, max(1.0, guess * (1 + 1e-6))
-    while t_cdf(high, df) < p:
+    while rises(high) < target:
         low, high = high, high * 2.0
     t = min(max(guess, low), high)
     best, best_error, newton = t, math.inf, False
     for _ in range(200):
-        error = t_cdf(t, df) - p
+        error = rises(t) - target
         if error == 0:
             return t
         if abs(error) < best_error:
             best, best_error = t, abs(error)
-        elif newton and best_error < 1e-12:  # a Newton step that gained nothing: the cdf's own rounding is reached
+        elif newton and best_error < 1e-12 * abs(target):  # a Newton step that gained nothing: the function's own rounding is reached
             return best
         if error > 0:
             high = t
@@ -136,7 +146,7 @@ def t_quantile(p: float, df: float) -> float:
         newton = low < following < high
         if not newton:
             following = 0.5 * (low + high)
-        if abs(following - t) <= 1e-15 * max(1.0, abs(t)) or high - low <= 4e-16 * high:
+        if abs(following - t) <= 1e-15 * abs(t) or high - low <= 4e-16 * high:
             return following
         t = following
     return best
