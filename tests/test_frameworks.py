@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from reference import sparse_loss64, close_to
@@ -637,3 +638,33 @@ def test_kernel_copy_of_the_label_score_is_exact(dtype, classes):
         fused = naive_logsumexp_from(z, y, stats.score_max, stats.log_norm, stats.score_true)
         gathered = naive_logsumexp_from(z, y, stats.score_max, stats.log_norm)
     assert np.array_equal(fused, gathered, equal_nan=True)
+
+
+def test_pytorch_on_probabilities_with_a_zero_weight_and_a_floating_target_ignore_index(tmp_path):
+    """Found in review. Recorded from PyTorch 2.13 (CPU, float64):
+    F.cross_entropy(log p, y, weight=[1, 1, 0], label_smoothing=0.1, reduction='none') with
+    p = [[.5, .5, 0], [.2, .3, .5]], y = [0, 2] is [nan, 0.09378035722533455] (0·log 0 in the
+    smoothing term): xent said 0.7638; the same with one-hot targets is NaN too. And
+    F.cross_entropy(z, soft targets, ignore_index=2) raises "RuntimeError: ignore_index is not
+    supported for floating point target" (a negative ignore_index, the default −100 included, does
+    not): xent reported 1.3295."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    p = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    np.savez(tmp_path / "sparse.npz", probs=p, labels=np.array([0, 2]))
+    np.savez(tmp_path / "dense.npz", probs=p, targets=np.array([[1.0, 0, 0], [0, 0, 1]]))
+    for name in ("sparse", "dense"):
+        out = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(app, ["score", str(tmp_path / f"{name}.npz"), "--like", "torch", "--label-smoothing", "0.1",
+                                          "--class-weights", "1,1,0", "--json", "-o", str(out)])
+        like = json.loads(result.stdout)["like"]
+        assert like["loss"] is None and like["sum"] is None, name
+        rows = pq.read_table(out).column("loss").to_pylist()
+        assert rows[0] is None and rows[1] == pytest.approx(0.09378035722533455, rel=1e-12), (name, rows)
+    np.savez(tmp_path / "soft.npz", logits=np.array([[1.0, 2, 3], [0, 1, 0]]), targets=np.array([[0.2, 0.3, 0.5], [1, 0, 0]]))
+    run = lambda *extra: json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "soft.npz"), "--like", "torch", "--json",  # noqa: E731
+                                                             *extra]).stdout)["like"]
+    assert run("--ignore-index", "2")["errors"] == ["RuntimeError: ignore_index is not supported for floating point target"]
+    assert run()["errors"] == [] and run("--ignore-index", "-1")["loss"] == pytest.approx(1.3295253391882158, rel=1e-12)

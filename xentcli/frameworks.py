@@ -71,6 +71,10 @@ def _torch(stats: SampleStats, ctx: ChunkContext) -> RowTerms:
     if ctx.sample_weights is not None:
         terms.notes.append("F.cross_entropy takes no per-sample weights: they are not applied")
     if ctx.targets is not None:  # probability targets: the mean divides by the number of rows
+        if options.ignore_index is not None and options.ignore_index >= 0:  # F.cross_entropy checks it (PyTorch 2.13)
+            terms.errors.append("RuntimeError: ignore_index is not supported for floating point target")
+            terms.error_rows = n
+            values[:] = np.nan
         terms.num = {"mean": row_sum(values), "sum": row_sum(values)}
         terms.den = {"mean": float(n), "sum": None}
         return terms
@@ -382,6 +386,9 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
 
     nan = np.zeros(values.size, dtype=bool)
     smoothed = ctx.options.label_smoothing > 0 and _SMOOTHS[framework][0 if sparse else 1]
+    # PyTorch multiplies each class's log-probability by its class weight (dense targets, smoothing): 0·(−inf) too
+    w = ctx.class_weights() if framework == "torch" else None
+    zero_weight = w is not None and bool((w == 0).any()) and (not sparse or smoothed)
     if ctx.kind == "probs":  # scored on log p (Keras clips them instead): a negative or +inf p is NaN there, a 0 is −inf
         if not framework.startswith("keras"):
             top, bottom = extremes()
@@ -389,6 +396,8 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
                 bad = (bottom < 0) | (top == np.inf)
                 if not sparse and not smoothed:
                     bad |= ((ctx.scores == 0) & (ctx.targets == 0)).any(axis=1)
+                if zero_weight:  # a zero probability on a class of weight 0
+                    bad |= ((ctx.scores == 0) & (w == 0)[None, :]).any(axis=1)
             nan[kept(np.flatnonzero(bad))] = True
     elif not (framework == "optax" and sparse and not ctx.options.label_smoothing):
         # the true loss of a row holding +inf is inf or NaN (Keras' of a float64 logit beyond float32 inf); the usual
@@ -396,9 +405,6 @@ def _nan_of_infinite_logits(terms: RowTerms, stats: SampleStats, ctx: ChunkConte
         if not (math.isfinite(float(stats.loss.sum())) and math.isfinite(float(values.sum()))):
             rows = kept(np.flatnonzero(~np.isfinite(stats.loss) | ~np.isfinite(values)))
             nan[rows[(ctx.scores[rows].astype(np.float64) >= limit).any(axis=1)]] = True
-    # PyTorch multiplies each class's log-probability by its class weight (dense targets, smoothing): 0·(−inf) too
-    w = ctx.class_weights() if framework == "torch" else None
-    zero_weight = w is not None and bool((w == 0).any()) and (not sparse or smoothed)
     if ctx.kind == "logits" and (not sparse or framework in _ONE_HOT_SPARSE or zero_weight) and (not smoothed or zero_weight):
         top, bottom = extremes()
         with np.errstate(invalid="ignore", over="ignore"):

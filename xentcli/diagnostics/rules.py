@@ -51,12 +51,12 @@ declare(Rule(
     columns=lambda m, rows: {"classes": _nan_classes(m.view, rows, np.isnan)},
 ))
 declare(Rule(
-    "XE102", "inf-scores", "error", "+inf among the scores, or −inf on the target class (or on every class).",
-    "+inf logits make softmax undefined (inf − inf) and the loss NaN; a −inf logit on the target makes the loss +inf. −inf on other classes is a mask and harmless (XE111).",
+    "XE102", "inf-scores", "error", "+inf among the scores, or −inf on a class the loss takes: the target (with label smoothing or soft targets, any class).",
+    "+inf logits make softmax undefined (inf − inf) and the loss NaN; a −inf logit on the target — or, with label smoothing or soft targets, on any class the loss weighs — makes the loss +inf. −inf on other classes is a mask and harmless (XE111).",
     "Clamp the logits before dumping; make sure the target class is never masked.",
     "scores [inf, 0, 0] → loss NaN; scores [−inf, 0, 0] with label 0 → loss inf.",
     hint="clamp or mask the logits before dumping, and never mask the target",
-    message=_rows_say("row holds", "rows hold", " +inf scores, or −inf on the target"),
+    message=_rows_say("row holds", "rows hold", " +inf scores, or −inf on a class the loss takes"),
     mask=lambda m: m.inf_rows & ~m.masked, tallied=True,
     columns=lambda m, rows: {"classes": _nan_classes(m.view, rows, np.isinf), "max": m.top, "min": m.bottom},
 ))
@@ -484,7 +484,7 @@ declare(Rule(
 _CAUSE_NAMES = {"XE101": "a NaN score", "XE102": "an infinite score", "XE113": "a probability outside [0, 1]",
                 "XE115": "a target outside [0, 1]", "XE207": "a target row holding NaN or ±inf", "XE201": "a label out of range",
                 "XE203": "a fractional or NaN label", "XE204": "a label that is no class name",
-                "zero_probability": "a zero probability (or −inf logit) on the target", "other": "another cause"}
+                "zero_probability": "a zero probability (or −inf logit) on a class the loss takes", "other": "another cause"}
 
 
 def _causes(m: RowMasks, f: Finding) -> None:
