@@ -66,3 +66,24 @@ def test_verdict_lines():
 def test_gates_that_cannot_fail_are_refused(gates):
     with pytest.raises(OptionError):
         gates.validate()
+
+
+def test_a_value_and_its_limit_are_shown_with_the_digits_that_tell_them_apart(tmp_path):
+    """Found in review: a mean loss of 1.0497745712 against --max-loss 1.04977457 failed, rightly,
+    as "mean loss 1.04977 > 1.04977" in the verdict and the CI formats. The value and its limit are
+    shown with as many digits as it takes to tell them apart (the gate line, the verdict, GitHub)."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "z.npy", rng.normal(size=(300, 3)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 300))
+    args = ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--fail-on", "never",
+            "--max-loss", "1.32922241", "--min-accuracy", "0.3400001"]  # the dump: mean loss 1.3292224120625982, accuracy 0.34
+    text = CliRunner().invoke(app, args).stdout
+    assert "FAIL mean loss 1.329222412 (limit <= 1.32922241)" in text and "FAIL accuracy 0.34 (limit >= 0.3400001)" in text
+    assert "FAIL: mean loss 1.329222412 > 1.32922241; accuracy 0.34 < 0.3400001" in text
+    github = CliRunner().invoke(app, [*args, "--output-format", "github"]).stdout
+    assert "mean loss 1.329222412 > 1.32922241" in github

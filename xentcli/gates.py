@@ -8,7 +8,7 @@ from typing import Any
 from xentcli.diagnostics import SEVERITIES
 from xentcli.config import Gates
 from xentcli.errors import OptionError
-from xentcli.plain import group_label
+from xentcli.plain import distinct_digits, group_label
 from xentcli.report import Report
 from xentcli.slices import holm_failures
 
@@ -43,7 +43,7 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         passed = not _breaks(value, limit, upper)
         checks.append({"gate": name, "value": value, "limit": limit, "op": "<=" if upper else ">=", "passed": passed})
     reasons = [
-        f"{c['gate']} {_show(c['value'])} {'>' if c['op'] == '<=' else '<'} {_show(c['limit'])}"
+        f"{c['gate']} {_pair(c['value'], c['limit'], '>' if c['op'] == '<=' else '<')}"
         if c["value"] is not None and not (isinstance(c["value"], float) and math.isnan(c["value"]))
         else f"{c['gate']} is undefined ({_why_undefined(c['gate'], summary)})"
         for c in checks
@@ -88,15 +88,21 @@ def _why_undefined(gate: str, summary: dict[str, Any]) -> str:
     return "the data leave it undefined"
 
 
-def _show(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+def _show(value: Any, digits: int = 6) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}g}"
+
+
+def _pair(value: Any, limit: Any, op: str) -> str:
+    """'value op limit', with the digits that tell them apart."""
+    digits = distinct_digits(value, limit, 6)
+    return f"{_show(value, digits)} {op} {_show(limit, digits)}"
 
 
 def verdict_line(result: dict[str, Any], report: Report, gates: Gates | None = None) -> str:
     """The last line of `xent check`, in words a CI log reader understands. With --fail-on never
     the diagnostics decide nothing, and the line does not claim they were clean."""
     if result["passed"]:
-        passed = ", ".join(f"{c['gate']} {_show(c['value'])} {c['op']} {_show(c['limit'])}" for c in result["gates"])
+        passed = ", ".join(f"{c['gate']} {_pair(c['value'], c['limit'], c['op'])}" for c in result["gates"])
         if gates is not None and gates.fail_on == "never":
             return "PASS: " + (passed or "no gate given") + " (diagnostics not gated: --fail-on never)"
         return "PASS: no diagnostic at the failing severity" + (f"; {passed}" if passed else "")

@@ -65,3 +65,16 @@ def group_value_text(value: Any) -> str:
 def group_label(by: dict[str, Any]) -> str:
     """A group as text: column=value, …"""
     return ", ".join(f"{column}={group_value_text(value)}" for column, value in by.items())
+
+
+def distinct_digits(value: Any, limit: Any, digits: int) -> int:
+    """The significant digits (`digits` at least, 17 at most) at which a value and its limit, both
+    shown, differ as they do: a gate's line must never read "1.04977 > 1.04977"."""
+    if isinstance(value, bool) or isinstance(limit, bool) or not isinstance(value, (int, float)) or not isinstance(limit, (int, float)):
+        return digits
+    a, b = float(value), float(limit)
+    if a == b or not (math.isfinite(a) and math.isfinite(b)):
+        return digits
+    while digits < 17 and f"{a:.{digits}g}" == f"{b:.{digits}g}":
+        digits += 1
+    return digits

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
+from xentcli.plain import distinct_digits
 from xentcli.render.escape import number_text as _number, terminal
 
 FORMATS = ("github", "gitlab", "junit", "markdown")
@@ -81,7 +82,8 @@ def of_score(report: Any) -> CiRun:
 def of_check(report: Any, result: dict[str, Any], fail_on: str, verdict: str) -> CiRun:
     gates = []
     for gate in result["gates"]:
-        detail = f"{_number(gate['value'])} (limit {gate['op']} {_number(gate['limit'])})"  # as the text verdict shows it
+        digits = distinct_digits(gate["value"], gate["limit"], 6)  # as the text verdict shows it
+        detail = f"{_number(gate['value'], digits)} (limit {gate['op']} {_number(gate['limit'], digits)})"
         reasons = [reason for reason in result["reasons"] if reason.startswith(gate["gate"]) or gate["gate"] in reason]
         gates.append(Gate(gate["gate"], gate["passed"], detail, "; ".join(reasons) or f"{gate['gate']} {detail}: outside the limit"))
     return CiRun("xent check", report.input.path, result["passed"], verdict, _summary(report), gates,

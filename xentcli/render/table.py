@@ -10,7 +10,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from xentcli.plain import group_value_text
+from xentcli.plain import distinct_digits, group_value_text
 from xentcli.render.escape import MAX_CELL, terminal
 from xentcli.render.explanations import explain_differences
 from xentcli.report import DiffReport, Report
@@ -390,7 +390,9 @@ def render_check(report: Report, result: dict[str, Any], verdict: str, console: 
         console.print("no diagnostics")
     for gate in result["gates"]:
         mark = Text("ok  ", style="green") if gate["passed"] else Text("FAIL", style="bold red")
-        console.print(Text.assemble(mark, f" {gate['gate']} {fmt_number(gate['value'])} (limit {gate['op']} {fmt_number(gate['limit'])})"))
+        digits = distinct_digits(gate["value"], gate["limit"], 7)
+        console.print(Text.assemble(mark, f" {gate['gate']} {fmt_number(gate['value'], digits)} (limit {gate['op']} "
+                                          f"{fmt_number(gate['limit'], digits)})"))
     # one line whatever the terminal width: CI logs are read by grep and by people scrolling
     console.print(Text(terminal(verdict), style="bold green" if result["passed"] else "bold red"), soft_wrap=True)
 
