@@ -9,6 +9,8 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
+
 from typer.testing import CliRunner
 
 from xentcli.cli import app
@@ -200,3 +202,25 @@ def test_diff_annotations_name_the_dump_each_side_is_about(tmp_path):
     paths = {issue["description"].split(":")[0] + issue["description"].rsplit("(", 1)[-1]: issue["location"]["path"] for issue in issues}
     assert paths["XE104 probs-as-logitsbase)"] == str(tmp_path / "base.parquet")
     assert paths["XE101 nan-scorescandidate)"] == str(tmp_path / "cand.parquet")
+
+
+def test_summaries_add_up_and_say_weighted(tmp_path):
+    """Found in review: the Markdown and HTML summaries listed rows 100, counted 90 and no ignored
+    rows, called a weighted mean "mean loss", the HTML gave an interval without its level, and a
+    finding about the whole dump had "0" rows in Markdown."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 100)
+    y[:10] = -100
+    np.savez(tmp_path / "d.npz", logits=rng.normal(size=(100, 3)), labels=y, w=rng.uniform(0, 2, 100))
+    markdown = CliRunner().invoke(app, ["score", str(tmp_path / "d.npz"), "--weight-col", "w", "--output-format", "markdown",
+                                        "--calibration"]).stdout
+    assert "| ignored | 10 |" in markdown and "| mean loss \\(weighted\\) |" in markdown
+    assert not any(line.split("|")[4].strip() == "0" for line in markdown.splitlines() if line.startswith("| XE6"))
+    CliRunner().invoke(app, ["score", str(tmp_path / "d.npz"), "--weight-col", "w", "--confidence", "0.5", "--report",
+                             str(tmp_path / "r.html"), "-q"])
+    page = (tmp_path / "r.html").read_text()
+    assert "ignored</th><td>10" in page and "mean loss (weighted)</th>" in page and "] (50%)" in page

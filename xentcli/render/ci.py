@@ -61,9 +61,19 @@ def _diagnostics(items: list[dict[str, Any]], fail_on: str | None) -> list[Diagn
                        SEVERITIES.index(item["severity"]) <= worst, item.get("side")) for item in items]
 
 
+def counts_and_mean(report: Any) -> list[tuple[str, Any]]:
+    """The summary's first lines in every report (CI formats, HTML): rows, counted, ignored (when
+    any: the counts add up), and the mean loss, labelled weighted when it is."""
+    s = report.summary
+    items: list[tuple[str, Any]] = [("rows", s["rows"]), ("counted", s["counted"])]
+    if s.get("ignored"):
+        items.append(("ignored", s["ignored"]))
+    return items + [("mean loss (weighted)" if "weight_sum" in s else "mean loss", s["loss_mean"])]
+
+
 def _summary(report: Any) -> list[tuple[str, str]]:
     s = report.summary
-    rows = [("rows", _number(s["rows"])), ("counted", _number(s["counted"])), ("mean loss", _number(s["loss_mean"])),
+    rows = [(name, _number(value)) for name, value in counts_and_mean(report)] + [
             ("exact match" if report.input.head == "multilabel" else "accuracy", _number(s["accuracy"])),
             ("non-finite rows", _number(s["nonfinite"])), ("loss p99", _number(s["loss_p99"]))]
     if report.calibration is not None:
@@ -217,7 +227,7 @@ def markdown(run: CiRun) -> str:
         for d in run.diagnostics:
             what = _md(d.message) + (f" — {_md(d.hint)}" if d.hint else "")
             lines.append(f"| {d.code} | {d.name}{f' ({_md(d.side)})' if d.side else ''} | "
-                         f"{'**' + d.severity + '**' if d.failing else d.severity} | {d.rows:,} | {what} |")
+                         f"{'**' + d.severity + '**' if d.failing else d.severity} | {f'{d.rows:,}' if d.rows else ''} | {what} |")
     lines += ["", _md(run.verdict)]
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from xentcli import __version__
 from xentcli.plain import group_label
+from xentcli.render.ci import counts_and_mean
 from xentcli.render.escape import number_text, terminal
 
 MAX_ITEMS = 40  # classes, groups, rows and bins drawn or listed at most
@@ -156,8 +157,9 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
     if verdict is not None:
         body.append(f'<p class="{"pass" if verdict.startswith("PASS") else "fail"}">{_t(verdict)}</p>')
     body.append("<h2>Inputs</h2>" + _inputs(inputs))
-    rows = [("rows", _n(s["rows"])), ("counted", _n(s["counted"])), ("mean loss", _n(s["loss_mean"]) + (
-        f" [{_n(s['loss_ci'][0], 4)}, {_n(s['loss_ci'][1], 4)}]" if "loss_ci" in s else "")),
+    *counts, (mean_label, mean) = counts_and_mean(report)
+    interval = f" [{_n(s['loss_ci'][0], 4)}, {_n(s['loss_ci'][1], 4)}] ({_n(100 * s['confidence'], 4)}%)" if "loss_ci" in s else ""
+    rows = [*((name, _n(value)) for name, value in counts), (mean_label, _n(mean) + interval),
             ("loss p50 / p90 / p99", " / ".join(_n(s[k], 5) for k in ("loss_p50", "loss_p90", "loss_p99"))),
             ("exact match" if report.input.head == "multilabel" else "accuracy", _n(s["accuracy"])),
             ("perplexity", _n(s["perplexity"])), ("non-finite rows", _n(s["nonfinite"])), ("head", _t(report.input.head))]
