@@ -279,3 +279,36 @@ def test_output_with_a_name_too_long_is_refused_before_the_run_naming_it(tmp_pat
     assert result.exit_code == 2 and name in result.stderr and "longer than the" in result.stderr
     assert ".xent-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_options_that_would_be_ignored_or_misread_are_refused(tmp_path):
+    """Found in review: each of these was accepted and ignored — --class-axis 1 on nested-list
+    sequences scored the [T][C] lists as [C][T] would not be (2.8657 where the [N, C, T] array gives
+    2.7284, and check passed) —, or made --select "" turn every diagnostic off, or --chunk-rows
+    2^63 an internal error. Each is one line, exit 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    samples = Path(__file__).resolve().parent.parent / "sample_data"
+    rng = np.random.default_rng(4)
+    pq.write_table(pa.table({"logits": pa.array([rng.normal(size=(5, 5)).tolist() for _ in range(6)], pa.list_(pa.list_(pa.float64()))),
+                             "label": pa.array([rng.integers(0, 5, 5).tolist() for _ in range(6)])}), tmp_path / "nested.parquet")
+    parquet = str(samples / "cifar10_val.parquet")
+    npy = [str(samples / "cifar10_val_logits.npy"), "--labels", str(samples / "cifar10_val_labels.npy")]
+    cases = [(["check", str(tmp_path / "nested.parquet"), "--class-axis", "1"], "--class-axis 1 does not apply to nested lists"),
+             (["score", parquet, "--class-axis", "0"], "--class-axis 0 does not apply"),
+             (["check", parquet, "--select", ""], "names no code"), (["check", parquet, "--ignore", ","], "names no code"),
+             (["score", parquet, "--chunk-rows", str(2**63)], "--chunk-rows must lie in"),
+             (["score", *npy, "--id-col", "image_id"], "--id-col names an array or column"),
+             (["score", parquet, "--score-key", "logits"], "--score-key names an NPZ array"),
+             (["score", parquet, "--bins", "7"], "--bins does nothing here"), (["score", parquet, "--threshold", "0.8"], "--threshold does nothing"),
+             (["score", parquet, "--min-group", "5"], "--min-group does nothing"), (["score", parquet, "--max-groups", "3"], "--max-groups does nothing")]
+    for args, said in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    for args in (["score", parquet, "--class-axis", "1"], ["score", parquet, "--calibration", "--bins", "20"],
+                 ["score", str(samples / "spam_val.parquet"), "--threshold", "0.8"], ["score", parquet, "--by", "label", "--min-group", "5"]):
+        assert CliRunner().invoke(app, args).exit_code == 0, args

@@ -324,6 +324,8 @@ def parse_codes(values: list[str] | None, known: tuple[str, ...]) -> tuple[str, 
     if not values:
         return None
     codes = tuple(code.strip().upper() for value in values for code in value.split(",") if code.strip())
+    if not codes:  # --select "" (an unset shell variable): no code at all, not "no diagnostic"
+        raise OptionError("--select/--ignore names no code", hint="name codes or prefixes like XE1,XE401; --no-diagnostics turns them off")
     for code in codes:
         if not any(rule.startswith(code) for rule in known):
             raise OptionError(f"no diagnostic code starts with '{code}'", hint="run 'xent explain' for the list")

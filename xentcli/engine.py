@@ -388,6 +388,24 @@ def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], 
                                 weighted=None if weighted is None else (weighted[0], weighted[1]))
 
 
+MAX_CHUNK_ROWS = 1 << 40  # a chunk is a block of memory: more rows than any machine holds is a mistyped number
+
+
+def _refuse_unused_options(config: RunConfig, info: InputDescription) -> None:
+    """Options given a value they would not use here (found in review: each was accepted and
+    ignored). Their defaults cannot be told from a value given, so only other values are refused."""
+    defaults = RunConfig(config.source)
+    unused = [("--bins", (config.bins, config.adaptive_bins) != (defaults.bins, defaults.adaptive_bins) and not config.calibration,
+               "it bins the confidences of --calibration"),
+              ("--threshold", config.threshold != defaults.threshold and info.head == "softmax",
+               "it decides a sigmoid head's predictions; a softmax predicts its largest score"),
+              ("--min-group", config.min_group != defaults.min_group and not (config.source.by or config.source.by_file), "it applies with --by"),
+              ("--max-groups", config.max_groups != defaults.max_groups and not (config.source.by or config.source.by_file), "it applies with --by")]
+    for option, given, why in unused:
+        if given:
+            raise OptionError(f"{option} does nothing here: {why}", hint=f"drop {option}")
+
+
 def check_options(config: RunConfig, info: InputDescription) -> None:
     """Options that only the data can refute: class weight count, --epsilon without probabilities."""
     options = config.loss
@@ -398,8 +416,11 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
         raise OptionError(f"--bins must divide {CELLS}, not {config.bins}", hint=f"e.g. {divisors}")
     if not 1 <= config.threads <= 1024:
         raise OptionError(f"--threads must lie in [1, 1024], not {config.threads}")
+    if config.chunk_rows is not None and not 1 <= config.chunk_rows <= MAX_CHUNK_ROWS:
+        raise OptionError(f"--chunk-rows must lie in [1, {MAX_CHUNK_ROWS:,}], not {config.chunk_rows}")
     if not 0 <= config.threshold <= 1:  # NaN fails too
         raise OptionError(f"--threshold must lie in [0, 1], not {config.threshold}")
+    _refuse_unused_options(config, info)
     if info.head != "softmax":
         elementwise = info.head == "multilabel" or options.pos_weight is not None or options.class_weights is not None
         asked = (("--by with --calibration", config.calibration and info.head == "multilabel" and bool(config.source.by or config.source.by_file)),

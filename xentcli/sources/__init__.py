@@ -160,6 +160,14 @@ def _refuse_table_options(cfg: SourceConfig, path: str, fmt: str, labels_fmt: st
                     if option == cfg.group_option else "name NPZ arrays with --score-key and --label-key")
             raise OptionError(f"{option} names a table's column, but {'the labels are' if applies_to != fmt else 'the dump is'} "
                               f"{applies_to.upper()} arrays", path=cfg.labels_path if applies_to != fmt else path, hint=hint)
+    if cfg.id_col is not None and fmt == "npy":  # an .npy holds one array: there is nothing the ids could be
+        raise OptionError("--id-col names an array or column, but an .npy file holds the scores alone", path=path,
+                          hint="store the ids in an NPZ beside the scores, or in a table")
+    for option, value, applies_to in (("--score-key", cfg.score_key, fmt), ("--label-key", cfg.label_key, target_fmt)):
+        if value is not None and applies_to != "npz":
+            raise OptionError(f"{option} names an NPZ array, but {'the labels are' if applies_to != fmt else 'the dump is'} "
+                              f"{applies_to.upper()}", path=cfg.labels_path if applies_to != fmt else path,
+                              hint="name a table's columns with --score-col and --label-col")
 
 
 class FileSource:

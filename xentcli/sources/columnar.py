@@ -452,6 +452,10 @@ def columnar_side(
         side.kind_hint_from = f"column name '{name}'"
         side.ids = f"column '{cfg.id_col}'" if cfg.id_col else None
         side.weights = f"column '{cfg.weight_col}'" if cfg.weight_col else None
+        if cfg.class_axis not in ((-1, 2) if reader.nested else (-1, 1)):  # refused where it would be ignored
+            layout = "nested lists, read as [N, T, C] (each token's class scores)" if reader.nested else "rows of class scores ([N, C])"
+            raise OptionError(f"--class-axis {cfg.class_axis} does not apply to {layout}", path=path,
+                              hint="--class-axis 1 reads PyTorch's [N, C, T] arrays (NPY/NPZ); drop it here")
         if reader.nested:
             if cfg.group_col:
                 raise OptionError(f"{cfg.group_option} with nested-list sequences: each row is a sequence already", path=path,
