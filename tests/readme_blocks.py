@@ -1,7 +1,10 @@
 """The README's console examples are real runs: each `$ xent …` line in a ```console block is run
-from the repository's root at 100 columns, and the lines under it must be what it prints (stdout
-and stderr); a block whose output starts with `…` shows the tail of it; `$ echo $?` shows the exit
-code of the command before. Commands naming files that are not in the repository are left alone.
+at 100 columns in a folder holding the repository's sample_data/ and the few files the README's
+examples name besides (FIXTURES: made here, from fixed seeds), and the lines under it must be what
+it prints (stdout and stderr); a block whose output starts with `…` shows the tail of it;
+`$ echo $?` shows the exit code of the command before. Commands naming files that are not there
+(a cloud bucket, a cluster), and commands that write files or redirect their output, are left
+alone: their runs would change what the next run finds.
 
 `python tests/readme_blocks.py --update` rewrites the outputs in README.md from fresh runs (as
 cog does); tests/test_readme.py checks them."""
@@ -46,18 +49,55 @@ def examples(text: str) -> list[list[Example]]:
     return blocks
 
 
+WRITES = ("-o", "--output", "--report", "--save-partial", "--png", ">", "2>", ">>")
+
+
+def fixtures(folder: Path) -> None:
+    """The files the README's examples name beside sample_data/: a PyTorch-layout sequence dump
+    (z: [4, 5, 6] logits, y: [4, 6] labels padded with -100 to 6, 4, 5 and 2 tokens) and a Parquet
+    dump with columns id, logits, label (the sample's)."""
+    import numpy as np
+
+    rng = np.random.default_rng(2024)
+    np.save(folder / "z.npy", rng.normal(size=(4, 5, 6)) * 2)
+    labels = rng.integers(0, 5, (4, 6))
+    for row, tokens in enumerate((6, 4, 5, 2)):
+        labels[row, tokens:] = -100
+    np.save(folder / "y.npy", labels)
+    (folder / "preds.parquet").write_bytes((ROOT / "sample_data" / "cifar10_val.parquet").read_bytes())
+
+
+def workdir() -> Path:
+    """The folder the examples run in (made once a process): sample_data/, tests/ and the fixtures."""
+    global _WORKDIR
+    if _WORKDIR is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _WORKDIR = Path(tempfile.mkdtemp(prefix="xent-readme-"))
+        atexit.register(shutil.rmtree, _WORKDIR, True)
+        for shared in ("sample_data", "tests"):  # the examples name files of both
+            (_WORKDIR / shared).symlink_to(ROOT / shared)
+        fixtures(_WORKDIR)
+    return _WORKDIR
+
+
+_WORKDIR: Path | None = None
+
+
 def runnable(command: str) -> bool:
     words = shlex.split(command, comments=True)
-    if words[:1] != ["xent"]:
+    if words[:1] != ["xent"] or any(word in WRITES or word.startswith(">") for word in words):
         return False
     paths = [word for word in words[2:] if not word.startswith("-") and ("/" in word or "." in word)]
-    return all((ROOT / path).exists() for path in paths if not re.match(r"^[\d.e-]+$", path))
+    return all((workdir() / path).exists() for path in paths if not re.match(r"^[\d.e-]+$", path))
 
 
 def run(command: str) -> tuple[list[str], int]:
     words = shlex.split(command, comments=True)
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
-    done = subprocess.run([sys.executable, "-m", "xentcli", *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "xentcli", *words[1:]], cwd=workdir(), env=env, capture_output=True, text=True)
     lines = [line.rstrip() for line in (done.stdout + done.stderr).splitlines()]
     while lines and not lines[-1]:
         lines.pop()
