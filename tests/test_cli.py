@@ -312,3 +312,26 @@ def test_options_that_would_be_ignored_or_misread_are_refused(tmp_path):
     for args in (["score", parquet, "--class-axis", "1"], ["score", parquet, "--calibration", "--bins", "20"],
                  ["score", str(samples / "spam_val.parquet"), "--threshold", "0.8"], ["score", parquet, "--by", "label", "--min-group", "5"]):
         assert CliRunner().invoke(app, args).exit_code == 0, args
+
+
+def test_more_options_that_would_do_nothing_and_clearer_refusals(tmp_path):
+    """Found in review: --gate-on upper without a loss or accuracy gate, --ascii without --plot, and
+    merge --plot with gates were accepted and did nothing; --confidence 0.9999999999999999 was said
+    not to lie in (0, 1), --class-weights "" not to be finite, and one class name was "1 classes"."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    sample = str(Path(__file__).resolve().parent.parent / "sample_data" / "cifar10_val.parquet")
+    assert CliRunner().invoke(app, ["score", sample, "--save-partial", str(tmp_path / "p.xpart"), "-q"]).exit_code == 0
+    (tmp_path / "c.csv").write_text("logit_0,logit_1,label\n1,2,1\n")
+    cases = [(["check", sample, "--gate-on", "upper"], "neither is given"), (["score", sample, "--ascii"], "--ascii shapes the bars of --plot"),
+             (["merge", str(tmp_path / "p.xpart"), "--plot", "--max-loss", "3"], "--plot draws nothing where gates judge"),
+             (["score", sample, "--confidence", "0.9999999999999999"], "too close to 1"),
+             (["score", sample, "--class-weights", ""], "--class-weights names no weight"),
+             (["score", str(tmp_path / "c.csv"), "--classes", "nofile.txt"], "--classes names 1 class but")]
+    for args, said in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert CliRunner().invoke(app, ["check", sample, "--gate-on", "upper", "--max-loss", "3"]).exit_code == 0
+    assert CliRunner().invoke(app, ["merge", str(tmp_path / "p.xpart"), "--plot"]).exit_code == 0

@@ -153,6 +153,9 @@ class Gates:
         if self.min_accuracy is not None and not (0 <= self.min_accuracy <= 1):
             hint = f"accuracy is a fraction: --min-accuracy {self.min_accuracy / 100:g} for {self.min_accuracy:g}%" if 1 < self.min_accuracy <= 100 else None
             raise OptionError(f"--min-accuracy must lie in [0, 1], not {self.min_accuracy}", hint=hint)
+        if self.gate_on == "upper" and self.max_loss is None and self.min_accuracy is None:  # it would bound nothing
+            raise OptionError("--gate-on upper bounds the gates of --max-loss and --min-accuracy, and neither is given",
+                              hint="add one of them, or drop --gate-on")
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,11 @@ class DiffGates:
 def check_confidence(confidence: float) -> None:
     """--confidence: in (0, 1), and far enough from 1 that the two-sided level (1 + c)/2 is not 1.0
     in float64 (0.9999999999999999 is refused)."""
-    if not (0 < confidence < 1 and (1 + confidence) / 2 < 1):  # NaN fails too
+    if not 0 < confidence < 1:  # NaN fails too
         raise OptionError(f"--confidence must lie in (0, 1), not {confidence!r}", hint="0.95 for 95% intervals")
+    if not (1 + confidence) / 2 < 1:
+        raise OptionError(f"--confidence {confidence!r} is too close to 1: its two-sided level (1 + c)/2 rounds to 1 in float64",
+                          hint="0.999999999 is as close as an interval can be asked")
 
 
 def kernel_choice() -> str:
@@ -274,7 +280,9 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
     except (TypeError, ValueError):
         hint = "a file holds one weight per line, a comma list, or a JSON list of numbers" if path else "give a comma list like 1,2.5,0.5"
         raise OptionError(f"{option} must be numbers", path=path, hint=hint) from None
-    if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+    if not weights:
+        raise OptionError(f"{option} names no weight", path=path, hint="give one weight per class, like 1,2.5,0.5")
+    if any(not math.isfinite(w) or w < 0 for w in weights):
         raise OptionError(f"{option} must be finite and non-negative", path=path)
     if option == "--class-weights":
         for w in weights:

@@ -262,11 +262,16 @@ def emit_ci(run: Any, fmt: str) -> None:
             f.write(markdown(run))
 
 
-def check_plot(plot: bool, fmt: str) -> None:
-    if plot and fmt != "text":
-        from xentcli.errors import OptionError
+def check_plot(plot: bool, fmt: str, ascii_bars: bool = False, gated: bool = False) -> None:
+    """--plot (and --ascii, which shapes its bars) where they draw something."""
+    from xentcli.errors import OptionError
 
+    if plot and fmt != "text":
         raise OptionError(f"--plot draws text for a terminal; it cannot go with --output-format {fmt}", hint="drop one of them")
+    if ascii_bars and not plot:
+        raise OptionError("--ascii shapes the bars of --plot, which is not given", hint="add --plot, or drop --ascii")
+    if plot and gated:
+        raise OptionError("--plot draws nothing where gates judge the dump (as xent check)", hint="drop --plot, or merge without gates")
 
 
 def print_plots(lines: list[str]) -> None:

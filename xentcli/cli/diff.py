@@ -73,7 +73,7 @@ def diff(
         )
 
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
-    guarded(debug, lambda: check_plot(plot, fmt), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), as_json)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top, min_group, max_groups)
     limits = DiffGates(fail_on.value, fail_on_regression, require_noninferior, max_accuracy_drop)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xentcli.cli.app import app, guarded, output_format
+from xentcli.cli.app import app, check_plot, guarded, output_format
 from xentcli.cli.check import judge
 from xentcli.cli.options import (
     Ascii, Debug, FailOn, Force, GateOn, GateOnChoice, HtmlReport, Json, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99, MinAccuracy,
@@ -41,6 +41,7 @@ def merge(
                            report_path=report_path, png_folder=png_folder, force=force, quiet=quiet)
     gated = any(value is not None for value in (fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, max_ece,
                                                 max_group_gap)) or gate_on != GateOnChoice.point
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars, gated), as_json)
     if not gated:
         guarded(debug, lambda: show(options, merged(options.paths)), as_json)
         return

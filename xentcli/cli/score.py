@@ -52,7 +52,7 @@ def score(
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
-    guarded(debug, lambda: check_plot(plot, fmt), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), as_json)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = ScoreOptions(
         paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,

@@ -123,7 +123,8 @@ declare(Rule(
     "Check the listed rows: padding that should be masked (use --ignore-index on its labels), or a head that outputs constants.",
     "scores [0, 0, 0, 0] → loss log 4 = 1.386.",
     hint="check for a dead head or unmasked padding",
-    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} all scores equal (loss = log {t.num_classes} = {_fmt(math.log(t.num_classes))})",
+    message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} all scores equal"
+                         + ("" if t.info.input_kind == "probs" else f" (loss = log {t.num_classes} = {_fmt(math.log(t.num_classes))})"),
     mask=lambda m: m.finite & (m.top == m.bottom) & (m.view.num_classes > 1), tallied=True, softmax_only=True,
 ))
 

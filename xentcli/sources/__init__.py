@@ -260,7 +260,7 @@ class FileSource:
             pass  # --classes neg,pos names a binary head's two outcomes
         elif classes is not None and len(classes) != num_classes:
             raise OptionError(
-                f"--classes names {len(classes)} classes but the scores have {num_classes}",
+                f"--classes names {len(classes)} {'class' if len(classes) == 1 else 'classes'} but the scores have {num_classes}",
                 hint="name every class, in the order of the score columns",
             )
         if cfg.input_kind:
