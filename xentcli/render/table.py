@@ -317,7 +317,9 @@ def sequence_table(report: Report) -> Table:
     items = report.per_sequence[:SEQUENCE_ROWS_SHOWN]
     more = len(report.per_sequence) - len(items)
     title = f"Per sequence ({len(report.per_sequence):,})" + (f": the first {len(items)}; --json lists all" if more else "")
-    table = _table(title, [("sequence", "text")] + [(name, "num") for name in ("positions", "tokens", "loss sum", "mean loss", "perplexity")])
+    numbered = all(isinstance(item["sequence"], int) and not isinstance(item["sequence"], bool) for item in items)  # not --group-col text
+    table = _table(title, [("sequence", "num" if numbered else "text")]
+                   + [(name, "num") for name in ("positions", "tokens", "loss sum", "mean loss", "perplexity")])
     for item in items:
         table.add_row(
             shown(item["sequence"]), fmt_number(item["positions"]), fmt_number(item["tokens"]),
