@@ -100,7 +100,7 @@ def test_the_summary_is_the_same_to_the_bit_for_every_chunk_size_and_thread_coun
 def test_the_weighted_summary_is_the_same_to_the_bit_for_every_chunk_size(tmp_path):
     """With class and sample weights: the weighted mean, its sums and the ratio estimator's error
     bars, bit for bit across chunks and threads, and right against float64 formulas (mean Σy/Σx,
-    se √(Σ (y − m·x)²)/Σx, y = s·w[label]·ℓ, x = s·w[label])."""
+    se √(Σ (y − m·x)²·n/(n − 1))/Σx, y = s·w[label]·ℓ, x = s·w[label])."""
     rows = BLOCK_ROWS + 30_001
     rng = np.random.default_rng(9)
     z = (rng.standard_normal((rows, 4)) * 2).astype(np.float32)
@@ -123,7 +123,8 @@ def test_the_weighted_summary_is_the_same_to_the_bit_for_every_chunk_size(tmp_pa
     mean = (x * loss).sum() / x.sum()
     assert first["loss_mean"] == pytest.approx(mean, rel=1e-7)
     assert first["weight_sum"] == pytest.approx(x.sum(), rel=1e-12)
-    assert first["loss_se"] == pytest.approx(np.sqrt(((x * loss - mean * x) ** 2).sum()) / x.sum(), rel=1e-6)
+    n = int(np.count_nonzero(x > 0))  # HC1: the n/(n − 1) of the unweighted SE
+    assert first["loss_se"] == pytest.approx(np.sqrt(((x * loss - mean * x) ** 2).sum() * n / (n - 1)) / x.sum(), rel=1e-6)
 
 
 def test_the_weighted_error_bars_of_nearly_equal_losses(tmp_path):

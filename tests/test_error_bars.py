@@ -137,7 +137,8 @@ def test_weighted_mean_uses_the_ratio_estimator(tmp_path):
     s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--chunk-rows", "33")
     loss = sparse_loss64(z, y)
     ratio = (w * loss).sum() / w.sum()
-    se = math.sqrt(((w * loss - ratio * w) ** 2).sum()) / w.sum()  # linearised: residuals y − R·x over Σx
+    n = int((w > 0).sum())  # linearised: residuals y − R·x over Σx, with n/(n − 1) (HC1) as the unweighted SE has
+    se = math.sqrt(((w * loss - ratio * w) ** 2).sum() * n / (n - 1)) / w.sum()
     assert s["loss_mean"] == pytest.approx(ratio, rel=1e-12)
     assert s["loss_se"] == pytest.approx(se, rel=1e-9)
 
@@ -152,7 +153,7 @@ def test_rows_of_weight_zero_add_no_degrees_of_freedom(tmp_path):
         np.save(tmp_path / f"{name}.npy", array)
     s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--sample-weights", tmp_path / "w.npy", "--chunk-rows", "50")
     loss = sparse_loss64(z, y)[[5, 100, 300]]
-    se = math.sqrt(((loss - loss.mean()) ** 2).sum()) / 3
+    se = math.sqrt(((loss - loss.mean()) ** 2).sum() / 2) / 3 * math.sqrt(3)  # the 3 rows' own SE: s/√3 (weights of 1 change nothing)
     half = 4.302652729911275 * se  # scipy.stats.t.ppf(0.975, 2)
     assert s["loss_se"] == pytest.approx(se, rel=1e-9)
     assert s["loss_ci"] == pytest.approx([loss.mean() - half, loss.mean() + half], rel=1e-9)
@@ -224,3 +225,35 @@ def test_a_confidence_without_a_two_sided_level_is_refused(command, confidence):
     assert result.exit_code == 2, (result.stdout, result.exception)
     said = "is too close to 1" if confidence == "0.9999999999999999" else "--confidence must lie in (0, 1)"
     assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_weights_keep_the_clustering_and_weights_of_one_change_nothing(tmp_path):
+    """Found in review: weights on a sequence dump dropped the clustering by sequence (SE 0.0577 on
+    399 degrees of freedom where the clustered one is 0.3158 on 7), and the weighted SE lacked the
+    n/(n − 1) of the unweighted one (weights of 1 narrowed the interval). Weights of 1 now give the
+    unweighted numbers, clustered or not; other weights give the clustered ratio estimator
+    √(G/(G−1)·Σ_g (Y_g − m·X_g)²)/ΣX with G − 1 degrees of freedom (float64 by hand)."""
+    rng = np.random.default_rng(1)
+    n, t, c = 8, 50, 4
+    z = rng.normal(size=(n, t, c))
+    y = rng.integers(0, c, (n, t))
+    z[np.arange(n)[:, None], np.arange(t)[None, :], y] += rng.normal(size=n)[:, None] * 2  # each sequence its own difficulty
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "ones.npy", np.ones(n))
+    w = rng.uniform(0.2, 3.0, n)
+    np.save(tmp_path / "w.npy", w)
+    base = [tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--chunk-rows", "37"]
+    plain = score(*base)
+    for extra in (["--sample-weights", tmp_path / "ones.npy"], ["--class-weights", "1,1,1,1"]):
+        weighted = score(*base, *extra)
+        assert weighted["se_clustered"] and weighted["loss_se"] == pytest.approx(plain["loss_se"], rel=1e-12)
+        assert weighted["loss_ci"] == pytest.approx(plain["loss_ci"], rel=1e-12)
+    got = score(*base, "--sample-weights", tmp_path / "w.npy")
+    loss = sparse_loss64(z.reshape(-1, c), y.reshape(-1)).reshape(n, t)
+    x = np.repeat(w[:, None], t, axis=1)
+    m = (x * loss).sum() / x.sum()
+    per = (x * loss).sum(axis=1) - m * x.sum(axis=1)
+    se = math.sqrt(n / (n - 1) * (per**2).sum()) / x.sum()
+    assert got["se_clustered"] and got["loss_mean"] == pytest.approx(m, rel=1e-12) and got["loss_se"] == pytest.approx(se, rel=1e-12)
+    assert got["loss_ci"][1] - m == pytest.approx(2.3646242515927849 * se, rel=1e-9)  # scipy.stats.t.ppf(0.975, 7)

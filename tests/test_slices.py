@@ -451,8 +451,9 @@ def _weighted_group(loss, y_weight, rows, confidence=0.95):
     x = y_weight[rows]
     y = x * loss[rows]
     m = y.sum() / x.sum()
-    se = math.sqrt(((y - m * x) ** 2).sum()) / x.sum()
-    half = stats.t_quantile((1 + confidence) / 2, int((x > 0).sum()) - 1) * se
+    k = int((x > 0).sum())
+    se = math.sqrt(((y - m * x) ** 2).sum() * k / (k - 1)) / x.sum()  # HC1: weights of 1 give the unweighted SE
+    half = stats.t_quantile((1 + confidence) / 2, k - 1) * se
     return m, [m - half, m + half]
 
 

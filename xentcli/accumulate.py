@@ -443,12 +443,15 @@ class ClusterRuns:
             self.sn += run[1] * run[2]
             self.nn += float(run[2]) * run[2]
 
-    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64]) -> None:
+    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64],
+               weight: npt.NDArray[np.float64] | None = None) -> None:
+        """Add rows: each counted row's `loss` to its sequence's S and 1 to its n — or, with weights
+        (the ratio estimator), its weighted loss y as `loss` and its weight x as `weight`."""
         if sample.size == 0:
             return
         starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
         sums = np.add.reduceat(np.where(counted, loss, 0.0), starts)
-        counts = np.add.reduceat(counted.astype(np.int64), starts)
+        counts = np.add.reduceat(counted.astype(np.int64) if weight is None else np.where(counted, weight, 0.0), starts)
         runs = [[key, s, n] for key, s, n in zip(sample[starts].tolist(), sums.tolist(), counts.tolist())]
         self.merge(ClusterRuns(runs[0], runs[-1]) if len(runs) == 1 else self._of(runs))
 
@@ -500,7 +503,8 @@ class KeyedClusters:
 
     sums: dict[Any, list[Any]] = field(default_factory=dict)  # sequence → [S, n]
 
-    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64]) -> None:
+    def update(self, sample: npt.NDArray, counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64],
+               weight: npt.NDArray[np.float64] | None = None) -> None:
         if sample.size == 0:
             return
         if sample.dtype.kind in "iu":  # integer sequence ids: their own keys
@@ -513,11 +517,11 @@ class KeyedClusters:
             unique, inverse = np.unique(codes, return_inverse=True)
             keys = [key_of(code) for code in unique.tolist()]
         sums = np.bincount(inverse, weights=np.where(counted, loss, 0.0), minlength=unique.size)
-        counts = np.bincount(inverse, weights=counted, minlength=unique.size)
+        counts = np.bincount(inverse, weights=counted if weight is None else np.where(counted, weight, 0.0), minlength=unique.size)
         for key, s, n in zip(keys, sums.tolist(), counts.tolist()):
             entry = self.sums.setdefault(key, [0.0, 0])
             entry[0] += s
-            entry[1] += int(n)
+            entry[1] += int(n) if weight is None else n
 
     def merge(self, other: KeyedClusters) -> None:
         for key, (s, n) in other.sums.items():
@@ -531,9 +535,10 @@ class KeyedClusters:
         return len(used), sum((s - n * mean) ** 2 for s, n in used)
 
 
-def clustered_se(clusters: ClusterRuns | KeyedClusters, mean: float, n: int) -> tuple[float, int]:
+def clustered_se(clusters: ClusterRuns | KeyedClusters, mean: float, n: float) -> tuple[float, int]:
     """The cluster-robust standard error of a mean over n rows, √(G/(G−1)·Σ_g (S_g − n_g·m)²)/n,
-    and its degrees of freedom G − 1."""
+    and its degrees of freedom G − 1 (with weights: S_g and n_g the sequence's weighted loss and
+    weight, n the total weight — the ratio estimator's, clustered)."""
     groups, spread = clusters.spread(mean)
     return (math.sqrt(groups / (groups - 1) * max(spread, 0.0)) / n if groups > 1 else math.nan), groups - 1
 
@@ -603,7 +608,10 @@ class LossSummary:
         if sample is not None:
             if self.clusters is None:
                 self.clusters = KeyedClusters() if self.keyed_clusters else ClusterRuns()
-            self.clusters.update(sample, stats.counted, stats.loss)
+            if weighted is not None:  # the ratio estimator's sums per sequence: clustered as the unweighted mean is
+                self.clusters.update(sample, weighted[2], weighted[0], weighted[1])
+            else:
+                self.clusters.update(sample, stats.counted, stats.loss)
         if weights is not None:
             self.zero_weight_rows += int(np.count_nonzero(weights == 0))
         self.loss_min = min(self.loss_min, tally.loss_min)
@@ -708,9 +716,12 @@ class LossSummary:
         with weights `spread` = Σ (y − mean·x)² and `weight_sum` = Σx."""
         n = self.counted
         nan = math.nan
-        if self.weighted:
-            se = math.sqrt(spread) / weight_sum if weight_sum and self.weighed > 1 else nan
-            df = self.weighed - 1  # the ratio estimator's linearised standard error; rows of weight 0 add nothing to it
+        if self.weighted and self.clusters is not None:  # the ratio estimator's, clustered by sequence
+            se, df = clustered_se(self.clusters, mean, weight_sum) if weight_sum else (nan, 0)
+        elif self.weighted:  # its linearised standard error with the n/(n − 1) of the unweighted one (HC1): weights of 1 change nothing
+            k = self.weighed
+            se = math.sqrt(spread * k / (k - 1)) / weight_sum if weight_sum and k > 1 else nan
+            df = k - 1  # rows of weight 0 add nothing to it
         elif self.clusters is not None:
             se, df = clustered_se(self.clusters, mean, n)
         else:
@@ -722,7 +733,7 @@ class LossSummary:
             "confidence": confidence,
             "loss_se": se,
             "loss_ci": loss_ci,
-            "se_clustered": self.clusters is not None and not self.weighted,
+            "se_clustered": self.clusters is not None,
             "accuracy_ci": wilson(self.correct, n, confidence),
             "perplexity_ci": [perplexity(bound, n) for bound in loss_ci],
         }

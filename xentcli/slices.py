@@ -241,8 +241,8 @@ class GroupTotals:
             if sums.weighted is not None:  # the ratio estimator Σy/Σx and its linearised standard error, as the summary's
                 w = sums.weighted
                 mean = w["y"] / w["x"] if n and w["x"] else math.nan
-                df = int(w["weighed"]) - 1
-                se = math.sqrt(max(w["r"], 0.0)) / w["x"] if df > 0 and w["x"] else math.nan
+                df = int(w["weighed"]) - 1  # HC1, as the summary's: weights of 1 give the unweighted interval
+                se = math.sqrt(max(w["r"], 0.0) * (df + 1) / df) / w["x"] if df > 0 and w["x"] else math.nan
             half = stats.t_quantile(two_sided, df) * se if df > 0 and not math.isnan(se) else math.nan
             ece = math.nan if sums.bins is None else float(eces[index])
             records.append({
