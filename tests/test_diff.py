@@ -724,3 +724,23 @@ def test_messages_name_diffs_own_options_and_causes(tmp_path):
     assert result.exit_code == 1
     assert "fail-on-regression 0 is undefined (no usable pairs)" in result.stdout and "lower bound is nan" not in result.stdout
     assert "require-noninferior 0.1 is undefined (no usable pairs)" in result.stdout
+
+
+def test_a_group_gate_fails_on_a_group_it_cannot_judge(tmp_path):
+    """Found in review: diff --by … --require-noninferior with --min-group 1 left a group of one pair
+    (no standard error; its Δ +2.13) out of the intersection–union test and passed "every group".
+    A group the gate must judge and cannot makes it fail, naming the group, for each group gate
+    (as check's --max-group-gap does)."""
+    rng = np.random.default_rng(14)
+    g = np.array(["a"] * 50 + ["b"] * 50 + ["z"])
+    n = len(g)
+    zb = np.zeros((n, 3))
+    zb[:, 0] = 1 + rng.normal(size=n) * 0.3
+    zc = zb.copy()
+    zc[:, 0] += 0.5
+    zc[-1, 0] = zb[-1, 0] - 3
+    for z, name in ((zb, "b.parquet"), (zc, "c.parquet")):
+        pq.write_table(pa.table({"logits": list(z), "label": np.zeros(n, np.int64), "grp": list(g)}), tmp_path / name)
+    for gate in (["--require-noninferior", "0.01"], ["--fail-on-regression", "5"], ["--max-accuracy-drop", "0.5"]):
+        result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--by", "grp", "--min-group", "1", *gate])
+        assert result.exit_code == 1 and "group grp=z (1 usable pair) has no standard error" in result.stdout, (gate, result.stdout[-400:])

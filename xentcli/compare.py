@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
 from xentcli.errors import LayoutError, OptionError
-from xentcli.plain import counted, id_value
+from xentcli.plain import counted, group_label, id_value
 from xentcli.ranking import top_rows
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 from xentcli.histogram import log_histogram
@@ -875,17 +875,24 @@ def _group_gates(groups: list[dict[str, Any]], gates: Any, confidence: float) ->
     from statistics import NormalDist
 
     alpha = (1 - confidence) / 2
-    tested = [g for g in groups if not g["small"] and not g["pooled_groups"] and not math.isnan(g["loss_mean"]["se"])]
+    gated = [g for g in groups if not g["small"] and not g["pooled_groups"]]
+    tested = [g for g in gated if not math.isnan(g["loss_mean"]["se"])]
+    untestable = [g for g in gated if math.isnan(g["loss_mean"]["se"])]  # one usable pair (--min-group 1): no interval to judge by
     m = len(tested)
     checks, reasons = [], []
 
     def shown(group: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in group["by"].items())
+        return group_label(group["by"])
 
     def add(gate: str, margin: float, bound: str, value: float, failed: list[tuple[dict[str, Any], str]]) -> None:
-        checks.append({"gate": gate, "margin": margin, "bound": bound, "value": value, "groups_gated": m,
-                       "passed": not failed and not math.isnan(value), "failed_groups": [g["by"] for g, _ in failed]})
-        if math.isnan(value):
+        checks.append({"gate": gate, "margin": margin, "bound": bound, "value": value, "groups_gated": m + len(untestable),
+                       "passed": not failed and not math.isnan(value) and not untestable,
+                       "failed_groups": [g["by"] for g, _ in failed] + [g["by"] for g in untestable]})
+        if untestable:  # a group the gate must judge and cannot: it fails, as check's --max-group-gap does
+            g = untestable[0]
+            reasons.append(f"{gate}: group {shown(g)} ({counted(g['usable_pairs'], 'usable pair', 'usable pairs')}) has no standard error: the gate cannot judge it"
+                           + (f", nor {len(untestable) - 1} more" if len(untestable) > 1 else ""))
+        elif math.isnan(value):
             reasons.append(f"{gate}: no group has --min-group usable pairs: the gate cannot judge the groups")
         reasons.extend(f"group {shown(g)}: {why}" for g, why in failed)
 
