@@ -744,3 +744,19 @@ def test_a_group_gate_fails_on_a_group_it_cannot_judge(tmp_path):
     for gate in (["--require-noninferior", "0.01"], ["--fail-on-regression", "5"], ["--max-accuracy-drop", "0.5"]):
         result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--by", "grp", "--min-group", "1", *gate])
         assert result.exit_code == 1 and "group grp=z (1 usable pair) has no standard error" in result.stdout, (gate, result.stdout[-400:])
+
+
+def test_bootstrap_intervals_need_replicates_in_their_tails(tmp_path):
+    """Found in review: --bootstrap 1 gave the p50 delta a "95% CI" of zero width that did not hold
+    the delta, and --confidence 0.999999 from 1,000 replicates their minimum and maximum. With fewer
+    than 5 replicates beyond an end (B·(1 − c)/2 < 5) the quantiles' intervals are null."""
+    rng = np.random.default_rng(36)
+    z, y = rng.normal(size=(400, 3)), rng.integers(0, 3, 400)
+    np.save(tmp_path / "b.npy", z)
+    np.save(tmp_path / "c.npy", z * 1.1)
+    np.save(tmp_path / "y.npy", y)
+    args = [tmp_path / "b.npy", tmp_path / "c.npy", "--labels", tmp_path / "y.npy"]
+    for extra, given in ((["--bootstrap", "1"], False), (["--bootstrap", "199"], False), (["--bootstrap", "200"], True),
+                         (["--confidence", "0.999999"], False)):
+        doc, _ = diff_json(*args, *extra)
+        assert all((doc["metrics"][q]["ci"] is not None) == given for q in ("loss_p50", "loss_p90", "loss_p99")), extra

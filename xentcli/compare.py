@@ -724,9 +724,15 @@ def _interval(center: float, half: float) -> list[float]:
     return [center - half, center + half]
 
 
+# A percentile interval needs replicates beyond each of its ends: with fewer than this many in each
+# tail (--bootstrap 1, or --confidence 0.999999 from 1,000) its ends are the extreme replicates, and
+# the interval is not given (null: "no clear change") rather than a narrow one at a level it lacks.
+TAIL_REPLICATES = 5
+
+
 def _percentiles(values: F64, confidence: float) -> list[float] | None:
     values = values[np.isfinite(values)]
-    if values.size == 0:
+    if values.size == 0 or values.size * (1 - confidence) / 2 < TAIL_REPLICATES:
         return None
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 
