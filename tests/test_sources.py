@@ -959,3 +959,36 @@ def test_text_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     for args, said in cases:
         result = CliRunner().invoke(app, ["score", *map(str, args)])
         assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+@pytest.mark.parametrize("column", ["id", "logits"])
+def test_arrow_offsets_past_the_data_are_refused(tmp_path, kind, column):
+    """Found in review: pyarrow's IPC reader trusts the offsets a file holds, so a crafted or damaged
+    Arrow file whose string offsets pass the end of their data crashed the process (std::length_error,
+    abort) under --id-col/--worst or --by, and list offsets made a 'ragged column' of 10^8 values. Each
+    batch read is validated in full (linear in rows): one line naming the column, exit 2. Run in a
+    child process: a regression is a crash, not a failed assertion in this one."""
+    import subprocess
+    import sys
+
+    import pyarrow.ipc as ipc
+
+    n = 100
+    ids = pa.array([f"r{i}" for i in range(n)])
+    logits = pa.array([[0.5, 1.0, -1.0]] * n, pa.list_(pa.float32()))
+    batch = pa.RecordBatch.from_pydict({"logits": logits, "label": pa.array([0, 1] * 50), "id": ids})
+    sink = pa.BufferOutputStream()
+    writer = (ipc.new_file if kind == "file" else ipc.new_stream)(sink, batch.schema)
+    writer.write_batch(batch)
+    writer.close()
+    raw = sink.getvalue().to_pybytes()
+    offsets = np.frombuffer((ids if column == "id" else logits).buffers()[1], np.int32)
+    assert raw.count(offsets[60:64].tobytes()) == 1
+    path = tmp_path / "crafted.arrow"
+    path.write_bytes(raw.replace(offsets[60:64].tobytes(), np.full(4, 10**8, np.int32).tobytes()))
+    for extra in (["--id-col", "id", "--worst", "3"], ["--by", "id", "--min-group", "1"], ["-o", str(tmp_path / "o.csv"), "--id-col", "id"]):
+        result = subprocess.run([sys.executable, "-m", "xentcli", "score", str(path), *extra], capture_output=True, text=True)
+        assert result.returncode == 2, (extra, result.returncode, result.stderr)
+        assert result.stderr.startswith(f"xent: error: {path}: is damaged: column {column!r}: Offset invariant failure")
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()

@@ -198,7 +198,7 @@ class ColumnarFile:
             for i in range(self._ipc_file.num_record_batches):
                 batch = self._ipc_file.get_batch(i)
                 if at + batch.num_rows > first:
-                    yield at, batch.select(columns)
+                    yield at, _validated(batch.select(columns), self.path)
                 at += batch.num_rows
         else:
             raise ValueError(f"a {self.format} file is read whole")  # distributed.plan splits Parquet and Arrow files only
@@ -209,13 +209,31 @@ class ColumnarFile:
         else:
             batches = iter(pa_ipc.open_stream(self._mapped()))
         for batch in batches:
-            yield batch.select(columns)
+            yield _validated(batch.select(columns), self.path)
 
     def progress(self) -> float | None:
         """Fraction of a CSV file's bytes read so far (other formats count rows instead)."""
         if self._raw is None or self._raw.closed:
             return None
         return self._raw.tell() / max(1, paths.size(self.path))
+
+
+def _validated(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
+    """An Arrow IPC batch whose offsets and lengths agree with its buffers: the reader trusts the
+    file's own numbers, and a damaged or crafted file (a string offset past its data, a batch longer
+    than its columns) would otherwise be read out of bounds — a crash, or numbers from other memory.
+    Full validation is linear in rows (and in text bytes, checked as UTF-8), not in scores."""
+    for name, column in zip(batch.schema.names, batch.columns):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            raise InputError(f"is damaged: column {name!r}: {_first_line(exc)}", path=path,
+                             hint="write the file again; its offsets or lengths point outside its data") from None
+    try:
+        batch.validate()
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"is damaged: {_first_line(exc)}", path=path, hint="write the file again") from None
+    return batch
 
 
 def _csv_block_for(path: str) -> int:
