@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_missing_and_unknown_files(tmp_path):
 def test_no_score_column_lists_columns(tmp_path):
     pq.write_table(pa.table({"a": [1.0], "label": [0]}), tmp_path / "n.parquet")
     line = _error(tmp_path, paths=(str(tmp_path / "n.parquet"),)).one_line()
-    assert "no score column found (columns: a, label)" in line and "--score-col" in line
+    assert "no score column found (columns: 'a', 'label')" in line and "--score-col" in line
 
 
 def test_non_numeric_scores_and_labels(tmp_path):
@@ -992,3 +993,29 @@ def test_arrow_offsets_past_the_data_are_refused(tmp_path, kind, column):
         assert result.returncode == 2, (extra, result.returncode, result.stderr)
         assert result.stderr.startswith(f"xent: error: {path}: is damaged: column {column!r}: Offset invariant failure")
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
+
+
+def test_a_csv_too_wide_for_the_reader_is_refused_before_it_allocates(tmp_path):
+    """Found in review: 10^6 CSV columns (5 rows) ended in std::bad_alloc, an abort — pyarrow's CSV
+    reader holds about 10 KB per column. Over 100,000 columns (counted from the header, quotes and
+    all) is one line and exit 2; the column list of a message is cut to its first names (a 10^5-column
+    'no score column' error was a megabyte line), each quoted."""
+    from xentcli.sources.columnar import CSV_MAX_COLUMNS
+
+    wide = tmp_path / "wide.csv"
+    names = [f"c{i}" for i in range(CSV_MAX_COLUMNS + 1)]
+    wide.write_text(",".join(names) + "\n" + ",".join(["0.5"] * len(names)) + "\n")
+    result = CliRunner().invoke(app, ["score", str(wide)])
+    assert result.exit_code == 2 and result.stderr == (
+        f"xent: error: {wide}: has 100,001 columns; xent reads at most 100,000 from a CSV file (its CSV reader needs about "
+        "10 KB per column: 1 GB here); store the scores as one list column (Parquet or Arrow) or as an NPY array\n")
+    quoted = tmp_path / "quoted.csv"  # 100,001 commas, but quoted: 3 columns, read
+    quoted.write_text('"' + "," * CSV_MAX_COLUMNS + '",logit_0,logit_1,label\n"x",0.5,0.5,0\n')
+    result = CliRunner().invoke(app, ["score", str(quoted), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(math.log(2), rel=1e-12)
+    names = [f"n{i}" for i in range(40)] + ["a,b"]
+    many = tmp_path / "many.csv"
+    many.write_text(",".join(f'"{n}"' for n in names) + "\n" + ",".join(["1"] * len(names)) + "\n")
+    result = CliRunner().invoke(app, ["score", str(many)])
+    assert result.exit_code == 2
+    assert "(columns: 'n0', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'n9', 'n10', 'n11', … (29 more))" in result.stderr

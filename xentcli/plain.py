@@ -51,6 +51,14 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
 
+def name_list(names: Any, shown: int = 12) -> str:
+    """Column or file names for a message: each quoted as text ('a', 'b,c'), the first `shown` of
+    them and how many more (10^5 columns made a megabyte error line)."""
+    names = list(names)
+    text = ", ".join(map(repr, names[:shown]))
+    return text + (f", … ({len(names) - shown:,} more)" if len(names) > shown else "")
+
+
 def group_value_text(value: Any) -> str:
     """A group's value as the tables, verdicts and pages show it: null as "(null)"; text that would
     read as one of those labels — "(null)", or the pool "(other…)" of the groups past --max-groups —

@@ -36,6 +36,9 @@ CSV_BLOCK_BYTES = 1 << 20
 # near one row group of decoded values instead of the whole file pre-buffered.
 PARQUET_BUFFER_BYTES = 1 << 20
 CSV_MAX_BLOCK_BYTES = 1 << 30
+# pyarrow's CSV reader holds about 10 KB per column whatever the rows (a builder and parse state
+# per column and block): 10^6 columns (7 MB of header, 5 rows) ended in std::bad_alloc, an abort.
+CSV_MAX_COLUMNS = 100_000
 
 
 class ColumnarFile:
@@ -48,6 +51,8 @@ class ColumnarFile:
         self._column_types: dict[str, pa.DataType] = {}
         self._label_columns: set[str] = set()  # a CSV file's label column: a bad cell there is XE203's when blank
         self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
+        if fmt == "csv":
+            _refuse_too_wide(path)
         try:
             if fmt == "parquet":
                 self._parquet = pq.ParquetFile(paths.open_file(path) if paths.is_url(path) else path, pre_buffer=False,
@@ -236,18 +241,37 @@ def _validated(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
     return batch
 
 
-def _csv_block_for(path: str) -> int:
-    """A CSV block that holds several rows: four times the header line, at least CSV_BLOCK_BYTES
-    (pyarrow refuses a row, or a header, longer than its block)."""
+def _csv_header(path: str) -> bytes:
+    """A CSV file's first line (up to CSV_MAX_BLOCK_BYTES), b"" when it cannot be read (the reader reports why)."""
     import gzip
 
     opener = gzip.open if path.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as stream:
-            header = stream.readline(CSV_MAX_BLOCK_BYTES)
+            return stream.readline(CSV_MAX_BLOCK_BYTES)
     except (OSError, EOFError):
-        return CSV_BLOCK_BYTES  # the reader reports the error
-    return min(CSV_MAX_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * len(header)))
+        return b""
+
+
+def _csv_block_for(path: str) -> int:
+    """A CSV block that holds several rows: four times the header line, at least CSV_BLOCK_BYTES
+    (pyarrow refuses a row, or a header, longer than its block)."""
+    return min(CSV_MAX_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * len(_csv_header(path))))
+
+
+def _refuse_too_wide(path: str) -> None:
+    """Refuse, before pyarrow allocates for them, more than CSV_MAX_COLUMNS columns (the commas of
+    the header bound the count; a header over that bound is parsed, quotes and all, to count exactly)."""
+    header = _csv_header(path)
+    if header.count(b",") < CSV_MAX_COLUMNS:
+        return
+    import csv
+
+    columns = len(next(csv.reader([header.decode("utf-8", "replace")]), []))
+    if columns > CSV_MAX_COLUMNS:
+        raise InputError(f"has {columns:,} columns; xent reads at most {CSV_MAX_COLUMNS:,} from a CSV file "
+                         f"(its CSV reader needs about 10 KB per column: {columns * 10 / 1e6:,.0f} GB here)", path=path,
+                         hint="store the scores as one list column (Parquet or Arrow) or as an NPY array")
 
 
 def _first_unparsable(column: pa.Array, pc: object) -> int | None:

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from xentcli.errors import LayoutError, OptionError
+from xentcli.plain import name_list
 from xentcli.sources.names import SCORE_LIST_NAMES, SCORE_PREFIXES, TARGET_NAMES, TARGET_PREFIXES
 
 _WIDE = re.compile(r"^(.*?)(\d+)$")
@@ -159,7 +160,7 @@ def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str, cells: 
         if candidate in groups:
             return _wide_field(schema, candidate, groups[candidate], path, cells)
     raise LayoutError(
-        f"no columns named {prefix}0, {prefix}1, … (columns: {', '.join(schema.names)})",
+        f"no columns named {prefix}0, {prefix}1, … (columns: {name_list(schema.names)})",
         path=path,
         hint=f"check {option}",
     )
@@ -168,7 +169,7 @@ def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str, cells: 
 def _named_column(schema: pa.Schema, name: str, path: str, option: str) -> Field:
     if name not in schema.names:
         raise LayoutError(
-            f"no column '{name}' (columns: {', '.join(schema.names)})", path=path, hint=f"check {option}"
+            f"no column {name!r} (columns: {name_list(schema.names)})", path=path, hint=f"check {option}"
         )
     return Field((name,), False, schema.field(name).type)
 
@@ -218,7 +219,7 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
         return Field((candidates[0],), False, schema.field(candidates[0]).type)
     if len(candidates) > 1:
         raise LayoutError(
-            f"several list columns could hold the scores: {', '.join(candidates)}",
+            f"several list columns could hold the scores: {name_list(candidates)}",
             path=path,
             hint="choose one with --score-col",
         )
@@ -243,7 +244,7 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
         return Field((scalars[0],), True, schema.field(scalars[0]).type)
     separated = len(schema.names) == 1 and next((sep for sep in (";", "\t", "|") if sep in schema.names[0]), None)
     raise LayoutError(
-        f"no score column found (columns: {', '.join(schema.names)})",
+        f"no score column found (columns: {name_list(schema.names)})",
         path=path,
         hint=(f"its one column's name holds {separated!r}: xent reads comma-separated CSV; save it with commas" if separated
               else "name a list column with --score-col, or wide columns with --score-prefix"),
@@ -261,8 +262,8 @@ def reconcile_classes(found: Field, classes: tuple[str, ...], path: str, given_b
     if columns != given:
         extra = [name for name in found.classes if name not in given][:5]
         missing = [name for name in classes if name not in columns][:5]
-        parts = ([f"the columns name {', '.join(map(repr, extra))} not in {given_by}"] if extra else []) + (
-            [f"{given_by} names {', '.join(map(repr, missing))} not among the columns"] if missing else [])
+        parts = ([f"the columns name {name_list(extra)} not in {given_by}"] if extra else []) + (
+            [f"{given_by} names {name_list(missing)} not among the columns"] if missing else [])
         error = OptionError if given_by == "--classes" else LayoutError
         raise error("class names disagree: " + "; ".join(parts), path=path,
                     hint="name the same classes" if given_by == "--classes" else "all shards of a dump must score the same classes")
@@ -325,7 +326,7 @@ def find_targets(
             found = _wide_field(schema, *next(iter(groups.items())), path, cells)
         else:
             raise LayoutError(
-                f"no label column found (columns: {', '.join(schema.names)})",
+                f"no label column found (columns: {name_list(schema.names)})",
                 path=path,
                 hint="name it with --label-col or --target-prefix, or pass the labels with --labels FILE",
             )
