@@ -18,7 +18,7 @@ Cases (`--cases`, default all of them):
   diff      xent diff of two NPY float32 1,000,000 x 10 dumps (row order, 1,000 bootstrap replicates)
             vs the two xent score processes it replaces
   extras    NPY float32 4,000,000 x 10: xent score against itself with --calibration, --temperature-scan, with
-            --by-file (1,000 groups) --calibration, and with --per-class --confusions 10
+            --by-file (1,000 groups) --calibration, with --per-class --confusions 10, and with --worst 100000
             (the ratio is the plain run's time over the variant's)
   sigmoid   a binary head, NPY float32 100,000,000 x 1 with uint8 labels (xent alone: GB/s of scores), and a
             multi-label head, NPY float32 500,000 x 100 with multi-hot targets (--head sigmoid) vs xent
@@ -114,6 +114,7 @@ GROUPS = Reference("groups", "xent score --by-file (1,000 groups) --calibration 
                    flags=("--by-file", "{groups}", "--calibration"))
 ERROR_BARS = Reference("per_class", "xent score --per-class --confusions 10 (process)", "xent",
                        flags=("--per-class", "--confusions", "10"))
+WORST = Reference("worst", "xent score --worst 100000 (process)", "xent", flags=("--worst", "100000"))
 DASK = Reference("dask", "xent score --engine dask, 2 workers on a started cluster (process)", "xent",
                  flags=("--engine", "dask", "--scheduler", "{scheduler}"))
 OUTPUT = Reference("output", "xent score -o rows.parquet (process)", "xent", flags=("-o", "{output}", "--force"))
@@ -151,7 +152,7 @@ CASES: dict[str, list[Case]] = {
     "shapes": [Case("shapes", rows, classes, fmt, (NUMPY,))
                for rows, classes in ((1_000_000, 10), (250_000, 1000), (8_000, 32_000)) for fmt in ("npy", "parquet")],
     "diff": [Case("diff", 1_000_000, 10, "pair", (SCORE_TWICE,))],
-    "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, TEMPERATURE, GROUPS, ERROR_BARS))],
+    "extras": [Case("extras", 4_000_000, 10, "groups", (CALIBRATION, TEMPERATURE, GROUPS, ERROR_BARS, WORST))],
     "sigmoid": [Case("sigmoid", 100_000_000, 1, "binary"), Case("sigmoid", 500_000, 100, "multilabel", (SOFTMAX_SAME,))],
     "dask": [Case("dask", 250_000, 1000, "shards", (DASK,))],
     "scaling": [Case("scaling", rows * k, 1000, fmt, factor=k)

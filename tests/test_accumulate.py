@@ -284,3 +284,42 @@ def test_the_c_block_moments_equal_numpys_to_the_last_bit(tally_path):
     assert sums.tolist() == [np.inf, 5.0] and math.isnan(m2s[0]) and m2s[1] == 0.5
     with pytest.raises(ValueError):
         native.block_moments(np.zeros(3), np.array([0, 4]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_worst_rows_equal_one_sort_of_every_row(seed):
+    """The worst rows kept chunk by chunk (a threshold, then sorted insertion: linear in k per chunk,
+    where it re-sorted k rows per chunk) and merged from parts in any order equal one lexsort of every
+    counted row — loss descending, ties to the lower row — with many ties and k beyond the rows."""
+    from types import SimpleNamespace
+
+    from xentcli.accumulate import WorstRows
+
+    rng = np.random.default_rng(seed)
+    n = 5000
+    loss = rng.choice([0.5, 1.0, 2.0, 3.0], n) if seed % 2 else rng.exponential(size=n)
+    counted = rng.random(n) > 0.1
+    want_order = np.lexsort((np.arange(n), -loss))
+    want_order = want_order[counted[want_order]]
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(0, n, 12)]))
+    for k in (1, 7, 300, 6000):
+        parts = []
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            stats = SimpleNamespace(counted=counted[lo:hi], loss=loss[lo:hi], label=np.zeros(hi - lo, int),
+                                    pred=np.ones(hi - lo, int), p_true=np.full(hi - lo, 0.25))
+            part = WorstRows(k)
+            part.update(stats, int(lo), None)
+            parts.append(part)
+        total = WorstRows(k)
+        for i in rng.permutation(len(parts)):
+            total.merge(parts[i])
+        want = want_order[:k]
+        np.testing.assert_array_equal(total.rows, want)
+        assert [item["row"] for item in total.details] == want.tolist()
+        assert [item["loss"] for item in total.details] == loss[want].tolist()
+        np.testing.assert_array_equal(total.loss, loss[want])
+        one = WorstRows(k)  # one accumulator fed chunk by chunk, in input order
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            one.update(SimpleNamespace(counted=counted[lo:hi], loss=loss[lo:hi], label=np.zeros(hi - lo, int),
+                                       pred=np.ones(hi - lo, int), p_true=np.full(hi - lo, 0.25)), int(lo), None)
+        assert one.details == total.details

@@ -57,15 +57,16 @@ class WorstRows:
     loss: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
     details: list[dict[str, Any]] = field(default_factory=list)
 
-    def _keep_top(self, rows: npt.NDArray, loss: npt.NDArray, details: list[dict[str, Any]]) -> None:
-        order = np.lexsort((rows, -loss))[: self.k]
-        self.rows, self.loss = rows[order], loss[order]
-        self.details = [details[i] for i in order.tolist()]
-
-    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None) -> None:
+    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None, floor: WorstFloor | None = None) -> None:
         if self.k == 0:
             return
         candidates = top_rows(stats.counted, stats.loss, self.k)  # ties to the lower row, as the merge keeps them
+        cut = (self.loss[-1], self.rows[-1]) if len(self.rows) == self.k else None if floor is None else floor.cut
+        if cut is not None:  # only a row that comes before the k-th can enter: no details made for the rest
+            loss, rows = stats.loss[candidates], candidates + offset
+            candidates = candidates[_before(loss, rows, *cut)]
+            if candidates.size == 0:
+                return
         details = [
             {
                 "row": offset + int(i),
@@ -79,12 +80,40 @@ class WorstRows:
         ]
         self.merge(WorstRows(self.k, candidates.astype(np.int64) + offset, stats.loss[candidates], details))
 
-    def merge(self, other: WorstRows) -> None:
-        self._keep_top(
-            np.concatenate([self.rows, other.rows]),
-            np.concatenate([self.loss, other.loss]),
-            self.details + other.details,
-        )
+    def merge(self, *others: WorstRows) -> None:
+        """Keep the k first of all, loss descending and ties to the lower row (NaN last): one sort of
+        the k kept and the others' rows — the engine merges the chunks' worst rows in batches of at
+        least k rows (Pass), so the work per row stays O(log k), not a sort of k per chunk."""
+        parts = [self, *(other for other in others if len(other.rows))]
+        if len(parts) == 1:
+            return
+        rows = np.concatenate([part.rows for part in parts])
+        loss = np.concatenate([part.loss for part in parts])
+        details = [item for part in parts for item in part.details]
+        order = np.lexsort((rows, -loss))[: self.k]
+        self.rows, self.loss = rows[order], loss[order]
+        self.details = [details[i] for i in order.tolist()]
+
+
+@dataclass
+class WorstFloor:
+    """The k-th worst row of the totals so far, (loss, row), shared with the chunks being scored: the
+    k-th only moves forward as rows come, so a row that does not come before it can never be among
+    the worst rows, and no details are made for it. `cut` is one tuple, assigned whole: read without
+    a lock, a stale value is an earlier k-th, which lets more rows through, never fewer."""
+
+    cut: tuple[float, int] | None = None
+
+    def follow(self, worst: WorstRows) -> None:
+        if len(worst.rows) == worst.k and worst.k:
+            self.cut = (float(worst.loss[-1]), int(worst.rows[-1]))
+
+
+def _before(loss: npt.NDArray, rows: npt.NDArray, last_loss: float, last_row: int) -> npt.NDArray[np.bool_]:
+    """Which (loss, row) pairs come before (last_loss, last_row) in the worst rows' order."""
+    if np.isnan(last_loss):  # NaN comes last: every number comes before it, and a NaN with a lower row
+        return ~np.isnan(loss) | (rows < last_row)
+    return (loss > last_loss) | ((loss == last_loss) & (rows < last_row))
 
 
 # Above DENSE_CLASS_LIMIT classes, the per-class rows list the classes with the most support only.
@@ -588,6 +617,7 @@ class LossSummary:
         weights: npt.NDArray | None = None,
         sample: npt.NDArray | None = None,
         origin: int = 0,
+        worst_floor: WorstFloor | None = None,
     ) -> None:
         """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
         (y, x, counted) when weights apply, y = s·ℓ_w each row's weighted loss and x = s·w its
@@ -623,7 +653,7 @@ class LossSummary:
         elif tally.counted:
             self.sketch.update_keys(tally.keys, tally.zeros, tally.loss_min, tally.loss_max)
         self.per_class.update(tally)
-        self.worst.update(stats, offset, ids)
+        self.worst.update(stats, offset, ids, worst_floor)
 
     def merge(self, other: LossSummary) -> None:
         self.rows += other.rows

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals
+from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals, WorstFloor, WorstRows
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
@@ -141,17 +141,17 @@ class _Sizing:
     refused: bool = False
 
 
-def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None, sizing: _Sizing
-             ) -> list[ChunkResult]:
+def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None, sizing: _Sizing,
+             floor: WorstFloor | None = None) -> list[ChunkResult]:
     """One chunk's results: one, or for a chunk sized for the binary head's one C pass that the pass
     refuses, one per piece of the general size (so that the general path's memory stays bounded)."""
     if len(chunk.scores) <= sizing.general or not _plain_binary(config, info):  # only the one pass's chunks are larger
-        return [_compute(chunk, info, config, top_k, bound)]
+        return [_compute(chunk, info, config, top_k, bound, floor=floor)]
     fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
     if fused is not None:
-        return [_compute(chunk, info, config, top_k, bound, fused)]
+        return [_compute(chunk, info, config, top_k, bound, fused, floor)]
     sizing.refused = True
-    return [_compute(piece, info, config, top_k, bound) for piece in _pieces(chunk, sizing.general)]
+    return [_compute(piece, info, config, top_k, bound, floor=floor) for piece in _pieces(chunk, sizing.general)]
 
 
 def _cut(chunks: Iterator[Chunk], sizing: _Sizing) -> Iterator[Chunk]:
@@ -178,7 +178,7 @@ def _rows_of(chunk: Chunk, start: int, stop: int) -> Chunk:
 
 
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None,
-             fused: tuple[SampleStats, ChunkTally, BinaryRows] | None = None) -> ChunkResult:
+             fused: tuple[SampleStats, ChunkTally, BinaryRows] | None = None, floor: WorstFloor | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
     binary = ignore_mask = elements = counts = None
@@ -230,7 +230,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     )
     if counts is None:
         counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
-    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample, config.first_row)
+    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample, config.first_row, floor)
     reliability = Reliability.of(stats, ignored, binary, elements if info.head == "multilabel" else None) if config.calibration else None
     if reliability is not None:
         partial.calibration = calibration_of(chunk, stats, reliability, kind, binary)
@@ -477,6 +477,8 @@ class Pass:
             )
         self.top_k = max(1, min(config.top_k, info.num_classes))
         self.part = empty_part(config, info)
+        self.floor: WorstFloor | None = None
+        self._waiting: list[WorstRows] = []
 
     @property
     def total(self) -> LossSummary:
@@ -484,7 +486,21 @@ class Pass:
 
     def _merge(self, result: ChunkResult) -> None:
         if self.keep_totals:
-            self.part.merge(result.part(self.config))
+            part = result.part(self.config)
+            if self.floor is not None:  # the chunks' worst rows wait, and merge k or more rows at a time
+                self._waiting.append(part.summary.worst)
+                part.summary.worst = WorstRows(self.config.worst)
+                if sum(len(worst.rows) for worst in self._waiting) >= self.config.worst:
+                    self._merge_worst()
+            self.part.merge(part)
+
+    def _merge_worst(self) -> None:
+        """Merge the chunks' waiting worst rows into the totals: one sort of at most 2k rows per k
+        rows that could enter (a sort of k per chunk was --worst 100000 over 5M rows: 10 s)."""
+        if self.floor is not None and self._waiting:
+            self.total.worst.merge(*self._waiting)
+            self._waiting.clear()
+            self.floor.follow(self.total.worst)
 
     def results(self) -> Iterator[ChunkResult]:
         """Every chunk's results, in input order, each merged into the totals before it is yielded."""
@@ -492,7 +508,9 @@ class Pass:
         # the temperature sample's threshold, shared with the chunks in flight (they copy only rows that can enter)
         bound = Bound() if config.temperature_scan and self.keep_totals else None
         sizing = _Sizing(chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES))
-        args = (info, config, self.top_k, bound, sizing)
+        # the worst rows' k-th so far, shared alike (the chunks make details only for rows that can enter)
+        self.floor = WorstFloor() if config.worst and self.keep_totals else None
+        args = (info, config, self.top_k, bound, sizing, self.floor)
         chunks = _cut(self.source.chunks(chunk_rows(config, row_bytes(config, info))), sizing)
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.
@@ -502,6 +520,7 @@ class Pass:
                 for result in _results(chunk, *args):
                     self._merge(result)
                     yield result
+            self._merge_worst()
             self.source.verify()
             return
         with ThreadPoolExecutor(threads, thread_name_prefix="xent") as pool:
@@ -517,6 +536,7 @@ class Pass:
                     for result in in_flight.popleft().result():
                         self._merge(result)
                         yield result
+                self._merge_worst()
                 self.source.verify()
             finally:
                 for future in in_flight:
@@ -524,6 +544,7 @@ class Pass:
 
     def report(self) -> Report:
         """The Report of everything merged so far (the whole input once `results` is exhausted)."""
+        self._merge_worst()
         return report_of(self.config, self.info, self.part)
 
 
