@@ -335,3 +335,24 @@ def test_more_options_that_would_do_nothing_and_clearer_refusals(tmp_path):
         assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert CliRunner().invoke(app, ["check", sample, "--gate-on", "upper", "--max-loss", "3"]).exit_code == 0
     assert CliRunner().invoke(app, ["merge", str(tmp_path / "p.xpart"), "--plot"]).exit_code == 0
+
+
+def test_out_of_memory_is_one_line_naming_the_allocation(capsys):
+    """Running out of memory is one line and exit 2 that says what could not be allocated (numpy's
+    words) and what to do, including when no chunk size helps (found in review: a single huge row
+    was told to lower --chunk-rows)."""
+    import typer
+
+    from xentcli.cli.app import guarded
+
+    def action():
+        raise MemoryError("Unable to allocate 191. MiB for an array with shape (1, 50000000) and data type float32")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        guarded(False, action)
+    assert exit_info.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "xent: error: out of memory (Unable to allocate 191. MiB for an array with shape (1, 50000000) and data type "
+        "float32); lower --chunk-rows or --threads (a single row, its scores, targets or id, too large for the memory "
+        "cannot be scored at any chunk size)\n")

@@ -1019,3 +1019,47 @@ def test_a_csv_too_wide_for_the_reader_is_refused_before_it_allocates(tmp_path):
     result = CliRunner().invoke(app, ["score", str(many)])
     assert result.exit_code == 2
     assert "(columns: 'n0', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'n9', 'n10', 'n11', … (29 more))" in result.stderr
+
+
+@pytest.mark.parametrize("compression", ["stored", "deflated"])
+def test_npz_header_claiming_more_than_its_member_is_refused(tmp_path, compression):
+    """Found in review: an NPZ member's header is only a claim — 10^9 rows x 1000 in a 176-byte
+    member was read as such (the labels' row count was blamed: XE302). The header's bytes are
+    checked against the member's size before any block is read."""
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 1000)})
+    labels = io.BytesIO()
+    np.save(labels, np.array([0, 1, 2]))
+    path = tmp_path / "claim.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED if compression == "stored" else zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("logits.npy", head.getvalue() + np.zeros((3, 4), np.float32).tobytes())
+        archive.writestr("labels.npy", labels.getvalue())
+    result = CliRunner().invoke(app, ["score", str(path)])
+    assert result.exit_code == 2 and result.stderr == (
+        f"xent: error: {path}: array 'logits' is cut short: its header says 4,000,000,000,128 bytes, its member holds 176; "
+        "the file is truncated or damaged; save the arrays again\n")
+
+
+def test_npz_blocks_read_in_pieces_are_the_arrays(tmp_path, monkeypatch):
+    """A block larger than a piece is read piece by piece into one array (a deflated member's huge
+    row no longer held several times over): the same numbers, and a member that ends inside a block
+    still refused."""
+    import zipfile
+
+    from xentcli.sources import arrays
+
+    monkeypatch.setattr(arrays, "NPZ_PIECE_BYTES", 40)  # 10 float32: every row of 7 x 13 spans two pieces
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((7, 13)).astype(np.float32)
+    y = rng.integers(0, 13, 7)
+    np.savez_compressed(tmp_path / "d.npz", logits=z, labels=y)
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "d.npz"), "--json", "--chunk-rows", "3"]).stdout)
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z.astype(np.float64), y).mean(), rel=1e-6)
+    member = arrays.NpzMember(zipfile.ZipFile(tmp_path / "d.npz"), str(tmp_path / "d.npz"), "logits")
+    np.testing.assert_array_equal(np.concatenate(list(member.slices(3))), z)
+    member.shape = (8, 13)  # one row more than the member holds: the last block ends early
+    with pytest.raises(InputError, match="array 'logits' ends early at row 6"):
+        list(member.slices(3))

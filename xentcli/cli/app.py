@@ -147,7 +147,10 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
         if isinstance(exc, XentError):
             code, message, hint = exc.code or type(exc).__name__, exc.one_line(), exc.hint
         elif isinstance(exc, MemoryError):
-            code, message, hint = "OutOfMemory", "out of memory; lower --chunk-rows or --threads", None
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""  # numpy's says what and how much
+            hint = ("lower --chunk-rows or --threads (a single row, its scores, targets or id, too large for the memory "
+                    "cannot be scored at any chunk size)")
+            code, message = "OutOfMemory", "out of memory" + (f" ({detail})" if detail else "") + f"; {hint}"
         else:  # the system refused a read or a write: permissions, a full disk, a file size limit
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             code, message, hint = "OSError", f"{where}{exc.strerror or exc}", None

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from xentcli import native
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
+from xentcli.plain import name_list
 from xentcli.sources import paths
 from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
 from xentcli.sources.side import Side, value_kind
@@ -267,10 +268,16 @@ class NpzMember:
         try:
             with self._open() as stream:
                 self.shape, fortran, self.dtype = _read_header(stream)
+                header = _position(stream)
         except (*_ZIP_ERRORS, SyntaxError, TypeError) as exc:
             raise InputError(f"cannot read array '{key}': {_zip_error(exc)}", path=path, hint="check the archive") from None
         _check_dtype(self.dtype, path, key, kinds)
         _check_shape(self.shape, path, key)
+        needed = header + int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+        size = archive.getinfo(self._member).file_size
+        if needed > size:  # before a block is read: a header's shape is only a claim (10^12 rows in a few bytes)
+            raise InputError(f"array '{key}' is cut short: its header says {needed:,} bytes, its member holds {size:,}",
+                             path=path, hint="the file is truncated or damaged; save the arrays again")
         if fortran and len(self.shape) > 1:
             raise InputError(
                 f"array '{key}' is stored in Fortran order and cannot be streamed by rows",
@@ -291,12 +298,41 @@ class NpzMember:
                 _read_header(stream)
                 for start in range(0, self.shape[0] if self.shape else 0, rows):
                     n = min(rows, self.shape[0] - start)
-                    raw = stream.read(n * row_bytes)
-                    if len(raw) != n * row_bytes:
+                    block = _read_exactly(stream, n * row_bytes)
+                    if block is None:
                         raise InputError(f"array '{self.name}' ends early at row {start}", path=self.path, hint="the file is truncated")
-                    yield np.frombuffer(raw, dtype=self.dtype).reshape((n, *self.shape[1:]))
+                    yield block.view(self.dtype).reshape((n, *self.shape[1:]))
         except _ZIP_ERRORS as exc:  # a bad CRC shows at the member's end; encryption, deflate64 at its start
             raise InputError(f"cannot read array '{self.name}': {_zip_error(exc)}", path=self.path, hint="check the archive") from None
+
+
+NPZ_PIECE_BYTES = 1 << 24
+
+
+def _position(stream: IO[bytes]) -> int:
+    """Where a zip member's stream stands; 0 where it cannot say (a member read from an unseekable URL)."""
+    try:
+        return stream.tell()
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return 0
+
+
+def _read_exactly(stream: IO[bytes], nbytes: int) -> npt.NDArray[np.uint8] | None:
+    """`nbytes` from a zip member into one array (None if it ends first). Read in pieces of 16 MiB
+    into the array: a single read of a deflated member's huge row held the row several times over
+    (zipfile's buffers, then bytes joined), ~4x a row where this holds the row and one piece."""
+    if nbytes <= NPZ_PIECE_BYTES:
+        raw = stream.read(nbytes)
+        return np.frombuffer(raw, np.uint8) if len(raw) == nbytes else None
+    block = np.empty(nbytes, np.uint8)
+    done = 0
+    while done < nbytes:
+        piece = stream.read(min(NPZ_PIECE_BYTES, nbytes - done))
+        if not piece:
+            return None
+        block[done:done + len(piece)] = np.frombuffer(piece, np.uint8)
+        done += len(piece)
+    return block
 
 
 def open_npz(path: str) -> zipfile.ZipFile:
@@ -321,13 +357,13 @@ def npz_member(
     names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
     if key is not None:
         if key not in names:
-            raise LayoutError(f"no array '{key}' (arrays: {', '.join(names)})", path=path, hint=f"check {option}")
+            raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
     for candidate in defaults:
         if candidate in names:
             return NpzMember(archive, path, candidate, kinds)
     if role is not None:
-        raise LayoutError(f"no {role} array (arrays: {', '.join(names)})", path=path, hint=hint)
+        raise LayoutError(f"no {role} array (arrays: {name_list(names)})", path=path, hint=hint)
     return None
 
 
