@@ -760,3 +760,30 @@ def test_bootstrap_intervals_need_replicates_in_their_tails(tmp_path):
                          (["--confidence", "0.999999"], False)):
         doc, _ = diff_json(*args, *extra)
         assert all((doc["metrics"][q]["ci"] is not None) == given for q in ("loss_p50", "loss_p90", "loss_p99")), extra
+
+
+def test_clustered_accuracy_interval_by_hand(tmp_path):
+    """With --cluster the accuracy delta's interval is clustered too (it treated the rows as
+    independent). e = right in the candidate − right in the base per pair, by document:
+    a [1, 1, 0], b [−1, 0], c [1, 0, 0], d [0, 1]: n = 10, delta = 0.3 (b = 1, c = 4);
+    S_g − n_g·0.3 = 1.1, −1.6, 0.1, 0.4, Σ² = 3.94; se = √(4/3 · 3.94)/10;
+    t_{0.975, 3} = 3.182446305284263 (scipy.stats.t.ppf(0.975, 3))."""
+    e = np.array([1, 1, 0, -1, 0, 1, 0, 0, 0, 1])
+    both_right = np.array([0, 0, 1, 0, 0, 0, 1, 0, 0, 0], bool)  # the other e = 0 pairs are wrong on both sides
+    right, wrong = 0.1, 2.0  # two classes, label 0: right when the loss is below log 2
+    base = np.where(e == 1, wrong, np.where(e == -1, right, np.where(both_right, right, wrong)))
+    candidate = np.where(e == 1, right, np.where(e == -1, wrong, np.where(both_right, right, wrong)))
+    docs = ["a"] * 3 + ["b"] * 2 + ["c"] * 3 + ["d"] * 2
+    for name, losses in (("base", base), ("cand", candidate)):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(10, np.int64), "doc": docs}),
+                       tmp_path / f"{name}.parquet")
+    doc, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--cluster", "doc")
+    accuracy = doc["metrics"]["accuracy"]
+    assert (accuracy["b"], accuracy["c"], accuracy["clusters"]) == (1, 4, 4)
+    se = math.sqrt(4 / 3 * 3.94) / 10
+    assert accuracy["delta"] == pytest.approx(0.3, rel=1e-12) and accuracy["se"] == pytest.approx(se, rel=1e-12)
+    assert accuracy["ci"] == pytest.approx([0.3 - 3.182446305284263 * se, 0.3 + 3.182446305284263 * se], rel=1e-9)
+    unclustered, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet")
+    half = 1.959963984540054 * math.sqrt(5 - 9 / 10) / 10  # Wald: z·√(b + c − (c − b)²/n)/n
+    assert unclustered["metrics"]["accuracy"]["ci"] == pytest.approx([0.3 - half, 0.3 + half], rel=1e-9)
+    assert "clusters" not in unclustered["metrics"]["accuracy"]

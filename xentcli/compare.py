@@ -362,6 +362,8 @@ class PairedTotals:
     correct_to_wrong: int = 0  # b: right in base, wrong in candidate
     wrong_to_correct: int = 0  # c
     clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ d, n]
+    # cluster → [Σ e, n], e = 1 if right in the candidate only, −1 if in the base only: the accuracy delta's clustered se
+    accuracy_clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)
     base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     candidate_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     delta_sketch: QuantileSketch = field(default_factory=QuantileSketch)  # d, signed (the Δloss histogram)
@@ -404,6 +406,8 @@ class PairedTotals:
             buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
             if self.clustered and base.cluster is not None:
                 self.clusters.update(base.cluster[usable], np.ones(d.size, bool), d)
+                self.accuracy_clusters.update(base.cluster[usable], np.ones(d.size, bool),
+                                              c_right.astype(np.float64) - b_right.astype(np.float64))
             rows, labels = base.row[usable], base.label[usable]
             keys = None if base.key is None else base.key[usable]
 
@@ -753,16 +757,24 @@ def paired_loss(n: int, mean: float, m2: float, base_mean: float, candidate_mean
             "ci": _interval(delta, quantile * se), "p_value": p_value, "df": df}
 
 
-def paired_accuracy(n: int, correct_base: int, correct_candidate: int, b: int, c: int, confidence: float) -> dict[str, Any]:
+def paired_accuracy(n: int, correct_base: int, correct_candidate: int, b: int, c: int, confidence: float,
+                    clusters: accumulate.KeyedClusters | None = None) -> dict[str, Any]:
     """Both accuracies, their delta (c − b)/n with the Wald interval of a paired difference of
-    proportions (Agresti, Categorical Data Analysis, 10.1.1), and the exact McNemar p."""
+    proportions (Agresti, Categorical Data Analysis, 10.1.1), and the exact McNemar p. With
+    `clusters` (--cluster, sequence dumps) the interval is the clustered one of the mean of
+    e = right in the candidate − right in the base, t with G − 1 degrees of freedom, as the loss delta's."""
     nan = math.nan
     delta = (c - b) / n if n else nan
-    return {
+    out = {
         "base": correct_base / n if n else nan, "candidate": correct_candidate / n if n else nan, "delta": delta,
         "b": b, "c": c, "p_value": stats.mcnemar_exact_p(b, c),
         "ci": _interval(delta, stats.normal_quantile((1 + confidence) / 2) * _accuracy_se(n, b, c)) if n else [nan, nan],
     }
+    if clusters is not None and n:
+        se, df = accumulate.clustered_se(clusters, delta, n)
+        quantile = stats.t_quantile((1 + confidence) / 2, df) if df > 0 else nan
+        out.update(ci=_interval(delta, quantile * se), se=se, clusters=df + 1)
+    return out
 
 
 def _accuracy_se(n: int, b: int, c: int) -> float:
@@ -781,7 +793,8 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     if t.clustered:
         loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(m2 / (n - 1) / n) if n > 1 else math.nan)
     replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
-    accuracy = paired_accuracy(n, t.correct_base, t.correct_candidate, t.correct_to_wrong, t.wrong_to_correct, confidence)
+    accuracy = paired_accuracy(n, t.correct_base, t.correct_candidate, t.correct_to_wrong, t.wrong_to_correct, confidence,
+                               t.accuracy_clusters if t.clustered and t.accuracy_clusters.sums else None)
     perplexity = {
         "base": accumulate.perplexity(loss["base"], n), "candidate": accumulate.perplexity(loss["candidate"], n),
         "ratio": accumulate.perplexity(loss["delta"], n), "ci": [accumulate.perplexity(v, n) for v in loss["ci"]],

@@ -436,7 +436,7 @@ def diff_table(report: DiffReport) -> Table:
     table.add_row("loss (mean)" + se_note, fmt_number(loss["base"], 5), fmt_number(loss["candidate"], 5), fmt_number(loss["delta"], 4),
                   _interval(loss["ci"]), _p(loss["p_value"]), _verdict(loss["ci"], higher_is_worse=True))
     accuracy = metrics["accuracy"]
-    table.add_row("accuracy", fmt_fraction(accuracy["base"]), fmt_fraction(accuracy["candidate"]), fmt_number(accuracy["delta"], 4),
+    table.add_row("accuracy" + (" (clustered)" if "clusters" in accuracy else ""), fmt_fraction(accuracy["base"]), fmt_fraction(accuracy["candidate"]), fmt_number(accuracy["delta"], 4),
                   _interval(accuracy["ci"]), _p(accuracy["p_value"]), _verdict(accuracy["ci"], higher_is_worse=False))
     perplexity = metrics["perplexity"]
     table.add_row("perplexity (ratio)", fmt_number(perplexity["base"], 5), fmt_number(perplexity["candidate"], 5),
