@@ -250,6 +250,36 @@ def test_worst_rows_with_ties_do_not_depend_on_chunks(tmp_path, chunk_rows, thre
     assert [w["row"] for w in doc["worst"]] == [10, 500, 0, 1, 2]
 
 
+
+@pytest.mark.parametrize("layout", ["npy", "parquet-row-groups", "shards"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worst_rows_of_many_are_one_sort_of_every_row(tmp_path, layout, threads):
+    """--worst K with K near the rows: the chunks keep details only for rows that beat the k-th so
+    far and merge K at a time (a Parquet file's row groups as tasks, each task's rows merged inside
+    it): the rows are those of one sort of every row's float64 loss — loss descending, ties to the
+    lower row (losses on a grid of 8 values: thousands of ties)."""
+    rng = np.random.default_rng(11)
+    n, k = 6000, 2500
+    z = (rng.integers(0, 3, (n, 4)) * 0.75).astype(np.float32)
+    y = rng.integers(0, 4, n)
+    loss = sparse_loss64(z.astype(np.float64), y)
+    want = np.lexsort((np.arange(n), -np.round(loss, 9)))[:k]  # the float32 kernel's ties are the float64 ones
+    if layout == "npy":
+        args = _npy(tmp_path, z, y)
+    else:
+        table = pa.table({"logits": pa.array(list(z), pa.list_(pa.float32())), "label": y})
+        if layout == "shards":
+            (tmp_path / "dump").mkdir()
+            for i, start in enumerate(range(0, n, 1700)):
+                pq.write_table(table.slice(start, 1700), tmp_path / "dump" / f"part-{i:02d}.parquet", row_group_size=400)
+            args = [tmp_path / "dump"]
+        else:
+            pq.write_table(table, tmp_path / "d.parquet", row_group_size=700)
+            args = [tmp_path / "d.parquet"]
+    doc = json.loads(invoke("score", *args, "--worst", k, "--chunk-rows", 300, "--threads", threads, "--json").stdout)
+    assert [w["row"] for w in doc["worst"]] == want.tolist()
+    assert [w["loss"] for w in doc["worst"]] == pytest.approx(loss[want].tolist(), rel=1e-6)
+
 # ---- 9, 10. gates that cannot fail are refused --------------------------------------------------
 
 @pytest.mark.parametrize("gate", [("--max-loss", "nan"), ("--max-loss", "inf"), ("--max-loss", "-1"), ("--max-loss-p99", "nan"),

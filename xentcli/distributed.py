@@ -186,6 +186,8 @@ def run_task(task: Task) -> TaskResult:
                 s = result.stats
                 out.rows.append(ChunkRows(result.offset, CompactStats(s.loss, s.label, s.label_ok, s.correct), result.ignored,
                                           result.ids, result.sample, result.targets, result.groups))
+    if one.worst is not None and out.parts:  # the task's worst rows, merged as its chunks came (Pass), with its last part
+        out.parts[-1].summary.worst = one.worst.into
     sequences = source.sequence_count()
     if sequences and out.parts:  # the next task's numbers follow all of this one's sequences, the empty last ones too
         out.parts[-1].samples = max(out.parts[-1].samples, sequences)

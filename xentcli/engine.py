@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals, WorstFloor, WorstRows
+from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals, WorstBatches, WorstFloor, WorstRows
 from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
@@ -477,30 +477,23 @@ class Pass:
             )
         self.top_k = max(1, min(config.top_k, info.num_classes))
         self.part = empty_part(config, info)
-        self.floor: WorstFloor | None = None
-        self._waiting: list[WorstRows] = []
+        # --worst: the chunks' worst rows merged k at a time, into the totals (or, for a task's chunks,
+        # into one of the task's own, which run_task hands on with its last part)
+        self.worst = WorstBatches(self.total.worst if keep_totals else WorstRows(config.worst)) if config.worst else None
 
     @property
     def total(self) -> LossSummary:
         return self.part.summary
 
     def _merge(self, result: ChunkResult) -> None:
+        if self.worst is not None:
+            self.worst.add(result.partial)
         if self.keep_totals:
-            part = result.part(self.config)
-            if self.floor is not None:  # the chunks' worst rows wait, and merge k or more rows at a time
-                self._waiting.append(part.summary.worst)
-                part.summary.worst = WorstRows(self.config.worst)
-                if sum(len(worst.rows) for worst in self._waiting) >= self.config.worst:
-                    self._merge_worst()
-            self.part.merge(part)
+            self.part.merge(result.part(self.config))
 
     def _merge_worst(self) -> None:
-        """Merge the chunks' waiting worst rows into the totals: one sort of at most 2k rows per k
-        rows that could enter (a sort of k per chunk was --worst 100000 over 5M rows: 10 s)."""
-        if self.floor is not None and self._waiting:
-            self.total.worst.merge(*self._waiting)
-            self._waiting.clear()
-            self.floor.follow(self.total.worst)
+        if self.worst is not None:
+            self.worst.flush()
 
     def results(self) -> Iterator[ChunkResult]:
         """Every chunk's results, in input order, each merged into the totals before it is yielded."""
@@ -509,8 +502,7 @@ class Pass:
         bound = Bound() if config.temperature_scan and self.keep_totals else None
         sizing = _Sizing(chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES))
         # the worst rows' k-th so far, shared alike (the chunks make details only for rows that can enter)
-        self.floor = WorstFloor() if config.worst and self.keep_totals else None
-        args = (info, config, self.top_k, bound, sizing, self.floor)
+        args = (info, config, self.top_k, bound, sizing, None if self.worst is None else self.worst.floor)
         chunks = _cut(self.source.chunks(chunk_rows(config, row_bytes(config, info))), sizing)
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.
