@@ -224,3 +224,61 @@ def test_summaries_add_up_and_say_weighted(tmp_path):
                              str(tmp_path / "r.html"), "-q"])
     page = (tmp_path / "r.html").read_text()
     assert "ignored</th><td>10" in page and "mean loss (weighted)</th>" in page and "] (50%)" in page
+
+
+def _group_dump(path, bad: str, column: str = "region"):
+    """200 rows in four groups; the group named `bad` is confidently wrong, so a group-gap gate fails on it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 200)
+    groups = [bad if i % 4 == 0 else f"g{i % 4}" for i in range(200)]
+    wrong = np.arange(200) % 4 == 0
+    z[wrong] = 0
+    z[wrong, (y[wrong] + 1) % 4] = 12
+    pq.write_table(pa.table({"logits": pa.array(list(z), pa.list_(pa.float32())), "label": y, column: groups}), path)
+    return path
+
+
+def runner_commands(text: str) -> list[str]:
+    """The lines a CI runner would take for a command (GitHub Actions' runner: '::' after the line is
+    trimmed, or the legacy '##[' anywhere in it; Azure Pipelines: '##vso[' anywhere)."""
+    return [line for line in text.splitlines()
+            if re.match(r"::[A-Za-z-]+( [^:]*)?::", line.strip()) or "##[" in line or "##vso[" in line]
+
+
+def test_data_cannot_forge_runner_commands_in_any_line(tmp_path):
+    """Found in review: a group value '##[add-mask]FAIL' in the github format's verdict line (a plain
+    log line) was a legacy workflow command the runner obeys anywhere in a line; so was a column name
+    in an error line; and in a GitHub Actions job a text table's cell '::warning::…' was a command
+    (the runner trims the line first). Such text shows its first character as an escape."""
+    for bad in ("##[add-mask]FAIL", "##[set-output name=verdict;]PASS", "##vso[task.setvariable variable=x]1", "::warning::looks_fine"):
+        dump = _group_dump(tmp_path / "g.parquet", bad)
+        env = {"GITHUB_ACTIONS": "true"}
+        check = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--output-format", "github", env=env)
+        assert check.exit_code == 1
+        forged = [line for line in runner_commands(check.stdout) if not re.match(r"::(error|warning|notice) file=", line)]
+        assert forged == [], forged
+        text = run("score", dump, "--by", "region", env=env)
+        assert runner_commands(text.stdout) == [] and runner_commands(text.stderr) == []
+        missing = run("check", dump, "--label-col", bad, "--output-format", "github", env=env)
+        assert missing.exit_code == 2 and runner_commands(missing.stderr) == []
+    shown = run("score", _group_dump(tmp_path / "h.parquet", "##[error]x"), "--by", "region")
+    assert "\\x23#[error]x" in shown.stdout  # outside GitHub Actions too: legacy commands are read from any log
+    plain = run("score", _group_dump(tmp_path / "c.parquet", "std::vector"), "--by", "region")
+    assert "std::vector" in plain.stdout  # '::' is left alone outside a GitHub Actions job
+
+
+def test_invisible_and_xml_forbidden_characters_are_shown_as_escapes(tmp_path):
+    """Found in review: U+FFFE/U+FFFF made the JUnit file invalid XML, and format characters the
+    escaping missed (soft hyphen, Arabic letter mark, tag characters, Hangul filler) let two groups
+    look alike or like nothing: 'eu' and 'eu\\u00ad' both showed as 'eu'."""
+    for bad, shown in (("x\ufffe\uffff]]>&<", "x\\ufffe\\uffff"), ("eu\u00ad", "eu\\xad"), ("eu\U000e0020", "eu\\U000e0020"),
+                       ("\u3164", "\\u3164"), ("\u061c", "\\u061c")):
+        dump = _group_dump(tmp_path / "g.parquet", bad)
+        junit = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--output-format", "junit")
+        ET.fromstring(junit.stdout.split("\n", 1)[1])  # parses
+        table = run("score", dump, "--by", "region")
+        assert shown in table.stdout and bad not in table.stdout, (bad, table.stdout)

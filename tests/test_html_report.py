@@ -74,6 +74,20 @@ def test_size_is_bounded_for_a_thousand_classes_and_groups(tmp_path):
     assert len(page.encode()) <= 300 * 1024
 
 
+def test_size_is_bounded_for_huge_names(tmp_path):
+    """Found in review: ids and group values of 200,000 characters made a 24 MB page; text from the
+    data is cut (a cell to 80 characters, any other text to 1,000), as the tables cut it."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    ids = [f"{i:05d}" + "x" * 200_000 for i in range(n)]
+    groups = [f"{i % 40:02d}" + "g" * 200_000 for i in range(n)]
+    pq.write_table(pa.table({"id": ids, "logits": list(rng.normal(size=(n, 3)).astype(np.float32)), "label": rng.integers(0, 3, n),
+                             "grp": groups}), tmp_path / "long.parquet")
+    page = report(tmp_path, "score", tmp_path / "long.parquet", "--id-col", "id", "--worst", "40", "--by", "grp", "--min-group", "1")
+    assert len(page.encode()) <= 300 * 1024
+    assert "x" * 75 not in page and re.search(r">\d{5}x{74}…<", page)  # an id: 5 digits, 74 x and '…', 80 characters
+
+
 def test_text_from_the_data_is_escaped(tmp_path):
     evil = '<script>alert(1)</script>"\x1b[31m'
     pq.write_table(pa.table({"id": [evil, "b", "c"], "logits": [[0.0, 9.0], [1.0, 0.0], [0.0, 1.0]], "label": [0, 0, 1],

@@ -77,3 +77,14 @@ def test_error_line(capsys):
 
     error_line("error", "dump[eval]\x1b[2J.parquet: column 'logit_2' row 3: '#VALUE!' is not a number")
     _golden("error_line", capsys.readouterr().err)
+
+
+def test_cut_text_always_ends_with_the_marker():
+    """Found in review: text cut to the limit without an escape in it came back as its first `limit`
+    characters with no '…' — a 200,000-character id showed as an 80-character one."""
+    from xentcli.render.escape import terminal
+
+    assert terminal("a" * 100, 10) == "a" * 9 + "…"
+    assert terminal("a" * 11, 10) == "a" * 9 + "…"
+    assert terminal("a" * 10, 10) == "a" * 10
+    assert terminal("\x1b" * 20, 10) == "\\x1b\\x1b\\x…"

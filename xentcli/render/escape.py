@@ -4,15 +4,29 @@ column, class and id names, option values): shown as text, never as markup or te
 from __future__ import annotations
 
 import math
-
+import os
 import re
 from typing import Any
 
-# C0 controls, DEL and C1 controls (ESC and CSI above all), and the format characters that move
-# or hide text (bidirectional overrides and isolates, zero-width characters, line and paragraph
-# separators): shown as \\x1b or \\u202e, never sent to a terminal. Lone surrogates (the bytes of a
-# file name that is not UTF-8, as Python decodes them) are shown as the byte: \\xff.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]")
+# Characters shown as escapes (\\x1b, \\u202e, \\U000e0020), never sent to a terminal or a report:
+# C0 and C1 controls (ESC and CSI above all) and DEL; every format character (Unicode category Cf:
+# bidirectional marks, overrides and isolates, zero-width characters, the soft hyphen, tag
+# characters); line and paragraph separators; the characters that look like nothing (Hangul fillers,
+# the braille blank, variation selectors, combining grapheme joiner); noncharacters (U+FFFE, U+FFFF
+# and their kin, which XML cannot hold); and lone surrogates (the bytes of a file name that is not
+# UTF-8, as Python decodes them, shown as the byte: \\xff). The ranges: Unicode 14's, generated once.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u115f-\u1160\u17b4-\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u2800\u3164\ud800-\udfff\ufdd0-\ufdef"
+    "\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\ufffe-\uffff\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000e0100-\U000e01ef"
+    + "".join(f"\\U{plane:04x}fffe-\\U{plane:04x}ffff" for plane in range(1, 17)) + "]")
+# Workflow commands a CI runner reads from any line of a log, wherever they stand in it: GitHub's
+# legacy ##[command] and Azure Pipelines' ##vso[…]; and, in a GitHub Actions job, "::command::"
+# (the runner trims a line before it looks, and a wrapped table cell can start a line). Their first
+# character is shown as an escape, so text from the data never becomes a command.
+_LOG_COMMAND = re.compile(r"#(?=#(?:vso)?\[)")
+_GITHUB_COMMAND = re.compile(r":(?=:)")
 # A table cell longer than this is cut, with a marker; --json keeps every character.
 MAX_CELL = 80
 
@@ -22,6 +36,8 @@ def _visible(match: re.Match[str]) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the undecodable byte itself
         return f"\\x{code - 0xDC00:02x}"
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
@@ -31,7 +47,10 @@ def terminal(value: Any, limit: int | None = None) -> str:
     that pass the result as `rich.text.Text` (the tables do)."""
     text = "null" if value is None else str(value)
     cut = limit is not None and len(text) > limit
-    text = _CONTROL.sub(_visible, text[:limit] if cut else text)  # a 10M-character id is cut before it is escaped
+    text = _CONTROL.sub(_visible, text[: limit + 1] if cut else text)  # a 10M-character id is cut before it is escaped (one over: the '…' below)
+    text = _LOG_COMMAND.sub(r"\\x23", text)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        text = _GITHUB_COMMAND.sub(r"\\x3a", text)
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text

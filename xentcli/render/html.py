@@ -15,7 +15,7 @@ from typing import Any
 from xentcli import __version__
 from xentcli.plain import group_label
 from xentcli.render.ci import counts_and_mean
-from xentcli.render.escape import number_text, terminal
+from xentcli.render.escape import MAX_CELL, number_text, terminal
 
 MAX_ITEMS = 40  # classes, groups, rows and bins drawn or listed at most
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -31,9 +31,20 @@ svg{display:block;margin:.4em 0}.note{color:#475467;font-size:.9em}
 """
 
 
-def _t(value: Any) -> str:
-    """Data as HTML text: control characters visible, markup escaped."""
-    return html.escape(terminal(value), quote=True)
+# Text from the data is cut (with '…') so that the page's size stays bounded whatever the dump: a
+# cell (a class, group or id) to MAX_CELL characters as in the tables, any other text (a path, a
+# message or verdict quoting a value) to MAX_TEXT. Found in review: 200,000-character ids and group
+# values made a 24 MB page.
+MAX_TEXT = 1000
+
+
+def _t(value: Any, limit: int = MAX_TEXT) -> str:
+    """Data as HTML text: control characters visible, markup escaped, cut to `limit` characters."""
+    return html.escape(terminal(value, limit), quote=True)
+
+
+def _cell(value: Any) -> str:
+    return _t(value, MAX_CELL)
 
 
 def _n(value: Any, digits: int = 6) -> str:
@@ -67,7 +78,7 @@ def bars_svg(labels: list[str], values: list[float], title: str, color: str = "#
         height = 0.0 if not (value == value and abs(value) != math.inf) else round(abs(value) / top * CHART_H, 2)
         x = round(i * width + width * 0.1, 2)
         parts.append(f'<rect class="bar" x="{x}" y="{round(CHART_H - height, 2)}" width="{round(width * 0.8, 2)}" height="{height}" '
-                     f'fill="{color}" data-value="{value!r}"><title>{_t(label)}: {_n(value)}</title></rect>')
+                     f'fill="{color}" data-value="{value!r}"><title>{_cell(label)}: {_n(value)}</title></rect>')
         if whiskers:
             lo, hi = whiskers[i]
             if lo == lo and hi == hi:
@@ -75,8 +86,8 @@ def bars_svg(labels: list[str], values: list[float], title: str, color: str = "#
                 parts.append(f'<line x1="{cx}" x2="{cx}" y1="{round(CHART_H - max(lo, 0) / top * CHART_H, 2)}" '
                              f'y2="{round(CHART_H - min(hi, top) / top * CHART_H, 2)}" stroke="#1d2330"/>')
     if labels:
-        parts.append(f'<text x="0" y="{CHART_H + 16}" font-size="11" fill="#475467">{_t(labels[0])}</text>')
-        parts.append(f'<text x="{CHART_W}" y="{CHART_H + 16}" font-size="11" fill="#475467" text-anchor="end">{_t(labels[-1])}</text>')
+        parts.append(f'<text x="0" y="{CHART_H + 16}" font-size="11" fill="#475467">{_cell(labels[0])}</text>')
+        parts.append(f'<text x="{CHART_W}" y="{CHART_H + 16}" font-size="11" fill="#475467" text-anchor="end">{_cell(labels[-1])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -176,20 +187,20 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
         body.append(f"<h2>Mean loss per {key} (the {len(items)} with the most support of {len(report.per_class):,})</h2>"
                     + bars_svg(labels, [r["loss_mean"] for r in items], f"mean loss per {key}", "#f58518")
                     + _table([key, "support", "mean loss", "precision", "recall"],
-                             [[_t(label), _n(r["support"]), _n(r["loss_mean"], 5), _n(r.get("precision"), 4), _n(r.get("recall"), 4)]
+                             [[_cell(label), _n(r["support"]), _n(r["loss_mean"], 5), _n(r.get("precision"), 4), _n(r.get("recall"), 4)]
                               for label, r in zip(labels, items)], {1, 2, 3, 4}))
     if report.groups:
         items = report.groups[:MAX_ITEMS]
         labels = [group_label(g["by"]) for g in items]
         body.append(f"<h2>Groups (the {len(items)} worst of {len(report.groups):,})</h2>"
                     + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items])
-                    + _table(["group", "counted", "mean loss", "accuracy"], [[_t(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]
+                    + _table(["group", "counted", "mean loss", "accuracy"], [[_cell(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]
                                                                            for label, g in zip(labels, items)], {1, 2, 3}))
     body.append(_diagnostics(report.diagnostics))
     if report.worst:
         columns = ["row", "id", "loss"] if report.input.head == "multilabel" else ["row", "id", "label", "pred", "loss"]
         body.append(f"<h2>Worst {len(report.worst[:MAX_ITEMS])} rows</h2>" + _table(
-            columns, [[_n(r["row"]), _t(r.get("id", "")), *([] if len(columns) == 3 else [_n(r.get("label")), _n(r.get("pred"))]), _n(r["loss"])]
+            columns, [[_n(r["row"]), _cell(r.get("id", "")), *([] if len(columns) == 3 else [_n(r.get("label")), _n(r.get("pred"))]), _n(r["loss"])]
                       for r in report.worst[:MAX_ITEMS]], {0, len(columns) - 1}))
     return _page(f"xent report: {report.input.path}", body, command)
 
@@ -212,6 +223,6 @@ def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> s
     if report.regressed:
         body.append("<h2>Most regressed rows</h2>" + _table(
             ["row", "key", "label", "loss base", "loss candidate", "Δ"],
-            [[_n(r["row"]), _t(r.get("key", "")), _n(r.get("label")), _n(r["loss_base"]), _n(r["loss_candidate"]), _n(r["delta"])]
+            [[_n(r["row"]), _cell(r.get("key", "")), _n(r.get("label")), _n(r["loss_base"]), _n(r["loss_candidate"]), _n(r["delta"])]
              for r in report.regressed[:MAX_ITEMS]], {0, 3, 4, 5}))
     return _page(f"xent diff: {report.base.input.path} → {report.candidate.input.path}", body, command)
