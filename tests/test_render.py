@@ -87,4 +87,4 @@ def test_cut_text_always_ends_with_the_marker():
     assert terminal("a" * 100, 10) == "a" * 9 + "…"
     assert terminal("a" * 11, 10) == "a" * 9 + "…"
     assert terminal("a" * 10, 10) == "a" * 10
-    assert terminal("\x1b" * 20, 10) == "\\x1b\\x1b\\x…"
+    assert terminal("\x1b" * 20, 10) == "\\x1b\\x1b\\…"
