@@ -282,3 +282,18 @@ def test_invisible_and_xml_forbidden_characters_are_shown_as_escapes(tmp_path):
         ET.fromstring(junit.stdout.split("\n", 1)[1])  # parses
         table = run("score", dump, "--by", "region")
         assert shown in table.stdout and bad not in table.stdout, (bad, table.stdout)
+
+
+def test_each_gate_carries_its_own_reasons(tmp_path):
+    """Found in review: a failed gate's reasons were found by matching its name in the reasons' text,
+    so the failing group was never named in the CI formats, and a group's reason ('… mean loss 12
+    exceeds …') landed on the mean-loss gate; a group value holding another gate's name steered it."""
+    dump = _group_dump(tmp_path / "g.parquet", "accuracy ECE mean loss")
+    result = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--max-loss", "0.1", "--output-format", "junit")
+    suite = ET.fromstring(result.stdout.split("\n", 1)[1])
+    failures = {case.get("name"): case.find("failure").get("message") for case in suite if case.find("failure") is not None}
+    assert failures["mean loss"].startswith("mean loss ") and "group" not in failures["mean loss"]
+    assert failures["group gap (Holm)"].startswith("group region=accuracy ECE mean loss: mean loss ")
+    github = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--output-format", "github")
+    gates = [m for _, p, m in parse_github(github.stdout) if p["title"] == "xent gate: group gap (Holm)"]
+    assert len(gates) == 1 and gates[0].startswith("group region=accuracy ECE mean loss: mean loss ")

@@ -20,7 +20,9 @@ def _breaks(value: float, limit: float, upper: bool) -> bool:
 
 
 def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
-    """{"passed", "reasons", "gates"}: every gate with its value and limit, and why it failed."""
+    """{"passed", "reasons", "gates", "gate_reasons"}: every gate with its value and limit, why the run
+    failed, and the reasons that are each gate's (aligned with "gates"; the CI formats attach them
+    to their gate — never by matching text, which data can steer)."""
     summary = report.summary
     checks = []
     bound = gates.gate_on == "upper"  # the interval's pessimistic side: the loss's upper, the accuracy's lower
@@ -42,18 +44,18 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
             value = summary["accuracy_ci"][0]
         passed = not _breaks(value, limit, upper)
         checks.append({"gate": name, "value": value, "limit": limit, "op": "<=" if upper else ">=", "passed": passed})
-    reasons = [
-        f"{c['gate']} {_pair(c['value'], c['limit'], '>' if c['op'] == '<=' else '<')}"
-        if c["value"] is not None and not (isinstance(c["value"], float) and math.isnan(c["value"]))
-        else f"{c['gate']} is undefined ({_why_undefined(c['gate'], summary)})"
+    gate_reasons = [
+        [] if c["passed"] else [f"{c['gate']} {_pair(c['value'], c['limit'], '>' if c['op'] == '<=' else '<')}"
+                                if c["value"] is not None and not (isinstance(c["value"], float) and math.isnan(c["value"]))
+                                else f"{c['gate']} is undefined ({_why_undefined(c['gate'], summary)})"]
         for c in checks
-        if not c["passed"]
     ]
     if gates.max_group_gap is not None:
         confidence = summary.get("confidence", 0.95)
         failed, bound, untestable = holm_failures(report.groups, gates.max_group_gap, confidence)
         checks.append({"gate": "group gap (Holm)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
                        "passed": not failed and not math.isnan(bound)})
+        gate_reasons.append(reasons := [])
         if untestable:
             shown = group_label(untestable[0]["by"])
             reasons.append(f"group gap (Holm) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
@@ -65,12 +67,13 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
             overall = group["loss_mean"] - group["delta_loss"]
             reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "
                            f"by more than {_show(gates.max_group_gap)} (Holm-adjusted p {_show(group['p_value'])})")
+    reasons = [reason for gate in gate_reasons for reason in gate]
     if gates.fail_on != "never":
         worst = SEVERITIES.index(gates.fail_on)
         for item in report.diagnostics:
             if SEVERITIES.index(item["severity"]) <= worst:
                 reasons.append(f"{item['code']} {item['name']} ({item['severity']}, {item['rows']:,} {'row' if item['rows'] == 1 else 'rows'})" if item["rows"] else f"{item['code']} {item['name']} ({item['severity']})")
-    return {"passed": not reasons, "reasons": reasons, "gates": checks}
+    return {"passed": not reasons, "reasons": reasons, "gates": checks, "gate_reasons": gate_reasons}
 
 
 def _why_undefined(gate: str, summary: dict[str, Any]) -> str:

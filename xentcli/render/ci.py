@@ -91,10 +91,9 @@ def of_score(report: Any) -> CiRun:
 
 def of_check(report: Any, result: dict[str, Any], fail_on: str, verdict: str) -> CiRun:
     gates = []
-    for gate in result["gates"]:
+    for gate, reasons in zip(result["gates"], result["gate_reasons"]):
         digits = distinct_digits(gate["value"], gate["limit"], 6)  # as the text verdict shows it
         detail = f"{_number(gate['value'], digits)} (limit {gate['op']} {_number(gate['limit'], digits)})"
-        reasons = [reason for reason in result["reasons"] if reason.startswith(gate["gate"]) or gate["gate"] in reason]
         gates.append(Gate(gate["gate"], gate["passed"], detail, "; ".join(reasons) or f"{gate['gate']} {detail}: outside the limit"))
     return CiRun("xent check", report.input.path, result["passed"], verdict, _summary(report), gates,
                  _diagnostics(report.diagnostics, fail_on))
