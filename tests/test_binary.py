@@ -1028,3 +1028,31 @@ def test_binary_nan_and_inf_examples_name_class_1_at_any_chunk_size(tmp_path):
         assert [e["classes"] for e in examples["XE102"]] == ["1"] and [e["classes"] for e in examples["XE101"]] == ["1"]
         seen.add(json.dumps(doc["diagnostics"], sort_keys=True))
     assert len(seen) == 1
+
+
+def test_multilabel_f1_is_zero_where_nothing_is_right_and_null_only_where_undefined(tmp_path):
+    """Found in review: a label never predicted (or never present) had F1 null where scikit-learn's
+    precision_recall_fscore_support(zero_division=nan) gives 0.0: F1 = 2tp / (2tp + fp + fn) is 0/2
+    there. Labels: 0 perfect (F1 1); 1 present twice, never predicted (precision null, recall 0, F1 0);
+    2 predicted once, never present (precision 0, recall null, F1 0); 3 neither (all three null)."""
+    z = np.array([[2.0, -30, -1, -5], [-1, -30, 3, -5], [1, -30, -1, -5], [-2, -30, -1, -5]], np.float32)
+    t = np.array([[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+    rows = score(*_npy(tmp_path, z, t), "--head", "sigmoid", "--per-class")["per_class"]
+    assert [(r["precision"], r["recall"], r["f1"]) for r in rows] == [(1.0, 1.0, 1.0), (None, 0.0, 0.0), (0.0, None, 0.0),
+                                                                       (None, None, None)]
+
+
+def test_multilabel_per_label_means_are_float64_sums_whatever_the_chunks(tmp_path):
+    """Found in review: with masked elements the per-label loss sums were float32 (np.where kept the
+    losses' dtype), so the per-label means moved with --chunk-rows by up to 5e-7 relative."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(1500, 3)).astype(np.float32) * 2
+    t = (rng.random((1500, 3)) < 0.5).astype(np.float32)
+    t[rng.random((1500, 3)) < 0.05] = -100
+    means = [[r["loss_mean"] for r in score(*_npy(tmp_path, z, t), "--head", "sigmoid", "--per-class", "--chunk-rows", rows)["per_class"]]
+             for rows in (1, 7, 1000)]
+    for other in means[1:]:
+        assert other == pytest.approx(means[0], rel=1e-13)
+    loss = _bce(z.astype(np.float64), np.where(t < 0, 0, t))
+    want = [loss[t[:, k] >= 0, k].mean() for k in range(3)]
+    assert means[0] == pytest.approx(want, rel=1e-6)  # the float32 kernel's losses

@@ -804,8 +804,7 @@ class LossSummary:
             accuracy = pc.correct / pc.support  # the recall of the class
             p_true_mean = pc.p_true_sum / pc.support
             precision = pc.correct / pc.predicted
-            f1 = 2 * precision * accuracy / (precision + accuracy)
-            f1 = np.where((pc.correct == 0) & (pc.support + pc.predicted > 0), 0.0, f1)
+            f1 = stats.f1_score(pc.correct, pc.predicted, pc.support)
         order = np.arange(pc.support.size)
         if pc.classes is not None:
             order = np.lexsort((pc.classes, -pc.support))[:SPARSE_PER_CLASS_ROWS]

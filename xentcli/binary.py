@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from xentcli import native
 from xentcli.kernels import SampleStats
+from xentcli.stats import f1_score
 from xentcli.sources import Chunk
 
 
@@ -506,7 +507,7 @@ class LabelTotals:
             return cls(n, e.positive.sum(axis=0), e.pred.sum(axis=0), (e.pred == e.positive).sum(axis=0),
                        (e.pred & e.positive).sum(axis=0), e.loss.sum(axis=0, dtype=np.float64))
         return cls(c.sum(axis=0), (e.positive & c).sum(axis=0), (e.pred & c).sum(axis=0), ((e.pred == e.positive) & c).sum(axis=0),
-                   (e.pred & e.positive & c).sum(axis=0), np.where(c, e.loss, 0.0).sum(axis=0))
+                   (e.pred & e.positive & c).sum(axis=0), np.where(c, e.loss, 0.0).sum(axis=0, dtype=np.float64))
 
     def merge(self, other: LabelTotals) -> None:
         for name in ("counted", "positives", "predicted", "correct", "true_positives", "loss_sum"):
@@ -531,7 +532,7 @@ class LabelTotals:
             out.append({"label": k, **({"name": names[k]} if names else {}), "support": pos, "elements": n,
                         "loss_mean": float(self.loss_sum[k]) / n if n else math.nan,
                         "accuracy": int(self.correct[k]) / n if n else math.nan, "precision": precision, "recall": recall,
-                        "f1": 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan})
+                        "f1": f1_score(tp, pred, pos)})
         return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 from statistics import NormalDist
 
 _EPS = 1e-16
@@ -195,3 +196,15 @@ def holm(pvalues: list[float], alpha: float) -> list[tuple[int, float]]:
         adjusted = max(adjusted, min(1.0, (m - i) * pvalues[index]))
         rejected.append((index, adjusted))
     return rejected
+
+
+def f1_score(true_positives: Any, predicted: Any, support: Any) -> Any:
+    """F1 = 2·tp / (2·tp + fp + fn) = 2·tp / (predicted + support): 0 where nothing is right but
+    something was predicted or present, NaN only where neither (scikit-learn's
+    precision_recall_fscore_support with zero_division=nan). Scalars or arrays."""
+    import numpy as np
+
+    tp, denominator = np.asarray(true_positives, np.float64), np.asarray(predicted, np.float64) + np.asarray(support, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denominator > 0, 2 * tp / denominator, np.nan)
+    return float(out) if out.ndim == 0 else out
