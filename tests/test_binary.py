@@ -1056,3 +1056,15 @@ def test_multilabel_per_label_means_are_float64_sums_whatever_the_chunks(tmp_pat
     loss = _bce(z.astype(np.float64), np.where(t < 0, 0, t))
     want = [loss[t[:, k] >= 0, k].mean() for k in range(3)]
     assert means[0] == pytest.approx(want, rel=1e-6)  # the float32 kernel's losses
+
+
+def test_every_class_weight_zero_is_refused_on_a_sigmoid_head(tmp_path):
+    """Found in review: --class-weights 0 (binary) or 0,0,0 (multi-label) made every loss 0 — a
+    perfect mean loss that passed check whatever the model (PyTorch's mean returns 0 too). Refused:
+    one line, exit 2. A single zero among others drops that label only (tested above)."""
+    args = _npy(tmp_path, np.array([1.0, -2.0, 0.5, 3.0], np.float32), np.array([1, 0, 1, 0]))
+    result = runner.invoke(app, ["check", *map(str, args), "--class-weights", "0", "--max-loss", "0.01"])
+    assert result.exit_code == 2 and result.stderr.startswith("xent: error: every --class-weights entry is 0")
+    z, t, ml = _multilabel(tmp_path, k=3)
+    result = runner.invoke(app, ["check", *map(str, ml), "--class-weights", "0,0,0", "--max-loss", "0.01"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -547,6 +547,12 @@ def test_float16_scores_overflow_and_clip_as_the_frameworks_do_in_float16(tmp_pa
     summary, rows = like("sklearn", "--input", "probs")
     np.testing.assert_allclose(rows, [0.00097752, 0.28760], rtol=1e-4)
     assert summary["loss"] == pytest.approx(0.144287, rel=1e-5)
+    # a binary head of float16 probabilities (found in review: clipped at float32's eps, 8.0604):
+    # log_loss([1, 0, 1, 0], float16 [0, 1, 1, 0.3]) = 3.5546875 (scikit-learn 1.9.1, its float16 mean)
+    np.save(tmp_path / "z.npy", np.array([0.0, 1.0, 1.0, 0.3], np.float16))
+    np.save(tmp_path / "y.npy", np.array([1, 0, 1, 0]))
+    summary, rows = like("sklearn", "--input", "probs")
+    assert summary["loss"] == pytest.approx(3.5546875, rel=1e-3)  # float16's digits: each term is float16's
 
 
 def _chunks_for_the_plain_terms():

@@ -287,7 +287,9 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
     if option == "--class-weights":
         for w in weights:
             if unscaled_weight(w):
-                raise OptionError(f"{option}: {w!r} {unscaled_weight(w)}", path=path, hint=WEIGHT_HINT)
+                raise OptionError(f"{option}: {w!r} {unscaled_weight(w)}", path=path,
+                                  hint="rescale the weights (a softmax's weighted mean depends only on their ratios: divide them by "
+                                       "the largest; a sigmoid head's class weights scale its losses)")
     return weights
 
 

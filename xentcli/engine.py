@@ -441,6 +441,9 @@ def check_options(config: RunConfig, info: InputDescription) -> None:
             + ("classes" if info.head == "softmax" else "labels" if labels > 1 else "label (a binary head)"),
             hint="give exactly one weight per class" if info.head == "softmax" else "give one weight per label",
         )
+    if options.class_weights is not None and info.head != "softmax" and not any(options.class_weights):
+        raise OptionError("every --class-weights entry is 0: a sigmoid head's every loss would be 0, whatever the model",
+                          hint="give each label a weight above 0 (a label of weight 0 drops out of the loss)")
     if options.pos_weight is not None:
         if info.head == "softmax":
             raise OptionError("--pos-weight weighs the positive targets of a sigmoid head; these scores are a softmax",

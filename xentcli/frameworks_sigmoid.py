@@ -204,8 +204,8 @@ def sigmoid_terms(framework: str, raw: npt.NDArray, kind: str, targets: npt.NDAr
     arrives widened) and targets as numbers, [n] or [n, K]."""
     x = raw.reshape(len(raw), -1)
     keras = framework.startswith("keras")
-    if stored_dtype == "float16" and not keras and framework != "sklearn":  # PyTorch, tf.nn and optax compute in float16
-        x = x.astype(np.float16)
+    if stored_dtype == "float16" and not keras and (framework != "sklearn" or kind == "probs"):
+        x = x.astype(np.float16)  # PyTorch, tf.nn and optax compute in float16; log_loss clips float16 probabilities at float16's eps
     t = np.asarray(targets, np.float64).reshape(x.shape)
     if framework == "sklearn":  # NumPy in float64 (or the probabilities' dtype): its sums are float64's
         return _sklearn(x, kind, t, options, weights)
