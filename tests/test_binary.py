@@ -1068,3 +1068,16 @@ def test_every_class_weight_zero_is_refused_on_a_sigmoid_head(tmp_path):
     z, t, ml = _multilabel(tmp_path, k=3)
     result = runner.invoke(app, ["check", *map(str, ml), "--class-weights", "0,0,0", "--max-loss", "0.01"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_log_probabilities_keep_the_precision_of_tiny_losses(tmp_path):
+    """Found in review: log(1 − p) from a log-probability was log(−expm1(lp)), which rounds 1 − e^lp
+    to 1 below lp ≈ −37: the loss of t = 0 at lp = −50 came out 0 (true: 1.93e-22). Now log1p(−e^lp)
+    there. References: −log1p(−e^lp) in float64 (exact to the last bits for lp < −log 2); a loss of
+    exactly 0 is written 0.0, never −0.0."""
+    lp = np.array([-50.0, -36.8, -40.0, -800.0, 0.0, -1e-300])
+    t = np.array([0, 0, 0, 0, 1, 1])
+    rows = per_sample(tmp_path, *_npy(tmp_path, lp, t), "--input", "log-probs")
+    want = np.array([-math.log1p(-math.exp(x)) for x in lp[:4]] + [0.0, 1e-300])
+    np.testing.assert_allclose(rows["loss"].to_numpy(), want, rtol=1e-15, atol=0)
+    assert not np.signbit(rows["loss"].to_numpy()).any()

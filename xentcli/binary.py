@@ -28,6 +28,7 @@ import numpy.typing as npt
 from xentcli import native
 from xentcli.kernels import SampleStats
 from xentcli.stats import f1_score
+from xentcli.loss import log1mexp
 from xentcli.sources import Chunk
 
 
@@ -79,7 +80,7 @@ def two_class(chunk: Chunk, kind: str, ignore: int | None, epsilon: float | None
                 p = raw if epsilon is None else np.clip(raw, epsilon, 1 - epsilon)  # --epsilon: Keras' clip
                 low, high = np.log1p(-p), np.log(p)
             else:
-                low, high = np.log(-np.expm1(raw)), raw.copy()
+                low, high = log1mexp(raw), raw.copy()
                 outside = raw > 0
             scores = np.stack([low, high], axis=1)
             scores[outside] = np.nan  # no loss for them: XE113 says why
@@ -226,7 +227,7 @@ def logit_margin(raw: npt.NDArray, kind: str, threshold: float) -> npt.NDArray[n
         elif kind == "probs":
             logit = np.where((x >= 0) & (x <= 1), np.log(x) - np.log1p(-x), np.nan)
         else:
-            logit = np.where(x <= 0, x - np.log(-np.expm1(x)), np.nan)
+            logit = np.where(x <= 0, x - log1mexp(x), np.nan)
         return logit - decision_cut("logits", threshold)
 
 
@@ -293,7 +294,7 @@ def _softplus_terms(x: npt.NDArray, t: npt.NDArray, pos_weight: npt.NDArray | No
     elif kind == "probs":
         neg, pos = -np.log(x), -np.log1p(-x)
     else:
-        neg, pos = -x, -np.log(-np.expm1(x))
+        neg, pos = -x, -log1mexp(x)
     positive_part = t * neg if pos_weight is None else pos_weight * t * neg
     negative_part = (1 - t) * pos
     # the 0·∞ = 0 rule on the elements where a term is infinite: the same value as the product elsewhere
@@ -561,7 +562,7 @@ def element_view(raw: npt.NDArray, kind: str, t: npt.NDArray, scored: npt.NDArra
         elif kind == "probs":
             rows = np.stack([np.log1p(-x), np.log(x)], axis=1)
         else:
-            rows = np.stack([np.log(-np.expm1(x)), x], axis=1)
+            rows = np.stack([log1mexp(x), x], axis=1)
     whole = bool(np.all((target == 0) | (target == 1)))
     labels = target.astype(np.int64) if whole else None
     targets = None if whole else np.stack([1 - target, target], axis=1)

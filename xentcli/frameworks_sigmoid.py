@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.config import KERAS_BACKENDS, KERAS_EPSILON, LossOptions
-from xentcli.loss import RowTerms, row_sum
+from xentcli.loss import RowTerms, log1mexp, row_sum
 
 
 def _softplus(x: npt.NDArray) -> npt.NDArray:
@@ -54,7 +54,7 @@ def _logits(x: npt.NDArray, kind: str) -> npt.NDArray:
             return x
         if kind == "probs":
             return np.log(x) - np.log1p(-x)
-        return x - np.log(-np.expm1(x))
+        return x - log1mexp(x)
 
 
 def _probabilities(x: npt.NDArray, kind: str) -> npt.NDArray:

@@ -64,7 +64,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             columns["position"] = from_numpy(result.position)
     if id_column is not None and result.ids is not None:
         columns[id_column] = result.ids if isinstance(result.ids, pa.Array) else from_numpy(result.ids)
-    loss = stats.loss if like is None else result.framework_values[like]
+    loss = (stats.loss if like is None else result.framework_values[like]) + 0.0  # + 0.0: a loss of −0.0 (p = 1, lp = 0) is written 0.0
     if result.binary is not None and "hamming_accuracy" in result.binary:  # a multi-label head: per-label lists
         b = result.binary
         k = b["p"].shape[1]
@@ -102,7 +102,7 @@ def sample_table(result: SampleRows, id_column: str | None, like: str | None = N
             entropy=from_numpy(stats.entropy, np.isnan(stats.entropy)),
         )
     if like is not None:  # every head: the framework's value in `loss`, the true one beside it
-        columns["loss_true"] = from_numpy(stats.loss, np.isnan(stats.loss))
+        columns["loss_true"] = from_numpy(stats.loss + 0.0, np.isnan(stats.loss))
     if result.weights is not None:
         columns["weight"] = from_numpy(result.weights)
     return pa.RecordBatch.from_pydict(columns)
