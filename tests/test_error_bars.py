@@ -76,6 +76,12 @@ def test_sequences_are_clustered(tmp_path, chunk_rows):
 
     half = stats.t_quantile(0.975, groups - 1) * se
     assert s["loss_ci"] == pytest.approx([flat[counted].mean() - half, flat[counted].mean() + half], rel=1e-9)
+    # the accuracy's interval is clustered too (found in review: Wilson's took the tokens for independent,
+    # and --gate-on upper passed on it): the same formula on the tokens' 1/0 correctness, t with G − 1 df
+    right = (z.reshape(-1, 5).argmax(axis=1) == y.reshape(-1)).astype(np.float64)[counted]
+    se_acc, _ = _clustered_reference(right, np.repeat(np.arange(30), 12)[counted])
+    half = stats.t_quantile(0.975, groups - 1) * se_acc
+    assert s["accuracy_ci"] == pytest.approx([right.mean() - half, right.mean() + half], rel=1e-9)
 
 
 def test_cluster_runs_merge_in_any_tree():
@@ -124,6 +130,12 @@ def test_group_col_rows_of_a_sequence_may_come_apart(tmp_path, chunk_rows, layou
     se, groups = _clustered_reference(loss, docs)
     assert groups == 4 and s["se_clustered"] is True
     assert s["loss_se"] == pytest.approx(se, rel=1e-9)
+    right = (z.argmax(axis=1) == y).astype(np.float64)
+    se_acc, _ = _clustered_reference(right, docs)
+    from xentcli import stats
+
+    half = stats.t_quantile(0.975, 3) * se_acc
+    assert s["accuracy_ci"] == pytest.approx([max(0, right.mean() - half), min(1, right.mean() + half)], rel=1e-9)
 
 
 def test_weighted_mean_uses_the_ratio_estimator(tmp_path):

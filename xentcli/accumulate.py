@@ -620,6 +620,7 @@ class LossSummary:
     weighted_sums: WeightedSums | None = None  # with weights: the weighted mean's sums
     weighed: int = 0  # with weights: the counted rows of weight > 0 (the ratio estimator's degrees of freedom + 1)
     clusters: ClusterRuns | KeyedClusters | None = None  # sequence dumps: per-sequence sums for clustered errors
+    accuracy_clusters: ClusterRuns | KeyedClusters | None = None  # and per-sequence right rows: accuracy's clustered interval
     keyed_clusters: bool = False  # --group-col: a sequence's rows may come apart, so its sums are keyed
     calibration: Calibration | None = None  # with --calibration
     temperature: TemperatureSample | None = None  # with --temperature-scan
@@ -669,6 +670,9 @@ class LossSummary:
                 self.clusters.update(sample, weighted[2], weighted[0], weighted[1])
             else:
                 self.clusters.update(sample, stats.counted, stats.loss)
+            if self.accuracy_clusters is None:
+                self.accuracy_clusters = KeyedClusters() if self.keyed_clusters else ClusterRuns()
+            self.accuracy_clusters.update(sample, stats.counted, stats.counted_correct.astype(np.float64))  # unweighted, as accuracy
         if weights is not None:
             self.zero_weight_rows += int(np.count_nonzero(weights == 0))
         self.loss_min = min(self.loss_min, tally.loss_min)
@@ -715,10 +719,12 @@ class LossSummary:
             if self.temperature is None:
                 self.temperature = TemperatureSample(other.temperature.capacity, bound=other.temperature.bound)
             self.temperature.merge(other.temperature)
-        if other.clusters is not None:
-            if self.clusters is None:
-                self.clusters = type(other.clusters)()
-            self.clusters.merge(other.clusters)  # type: ignore[arg-type]
+        for name in ("clusters", "accuracy_clusters"):
+            theirs = getattr(other, name)
+            if theirs is not None:
+                if getattr(self, name) is None:
+                    setattr(self, name, type(theirs)())
+                getattr(self, name).merge(theirs)
         self.loss_min = min(self.loss_min, other.loss_min)
         self.loss_max = max(self.loss_max, other.loss_max)
         self.correct += other.correct
@@ -791,9 +797,23 @@ class LossSummary:
             "loss_se": se,
             "loss_ci": loss_ci,
             "se_clustered": self.clusters is not None,
-            "accuracy_ci": wilson(self.correct, n, confidence),
+            "accuracy_ci": self._accuracy_ci(confidence),
             "perplexity_ci": [perplexity(bound, n) for bound in loss_ci],
         }
+
+    def _accuracy_ci(self, confidence: float) -> list[float]:
+        """Wilson's interval; on a sequence dump the clustered one of the mean of the rows' 1/0
+        correctness (the loss's formula, t with G − 1 degrees of freedom), cut to [0, 1]: Wilson's
+        takes the tokens of one sequence for independent, too narrow (7x in variance on 40 sequences)."""
+        n = self.counted
+        if self.accuracy_clusters is None or not n:
+            return wilson(self.correct, n, confidence)
+        accuracy = self.correct / n
+        se, df = clustered_se(self.accuracy_clusters, accuracy, n)
+        if df < 1 or math.isnan(se):
+            return [math.nan, math.nan]
+        half = stats.t_quantile((1 + confidence) / 2, df) * se
+        return [max(0.0, accuracy - half), min(1.0, accuracy + half)]
 
     def per_class_rows(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One row per class, in class order; above DENSE_CLASS_LIMIT classes, the

@@ -62,10 +62,10 @@ class Part:
         if samples and self.samples:  # positional sequence numbers (not --group-col keys, which name themselves)
             self.samples += samples
             self.sequences.ids = [ids + samples for ids in self.sequences.ids]
-            clusters = self.summary.clusters
-            if isinstance(clusters, ClusterRuns):
-                for run in {id(r): r for r in (clusters.first, clusters.last) if r is not None}.values():
-                    run[0] += samples
+            for clusters in (self.summary.clusters, self.summary.accuracy_clusters):
+                if isinstance(clusters, ClusterRuns):
+                    for run in {id(r): r for r in (clusters.first, clusters.last) if r is not None}.values():
+                        run[0] += samples
 
 
 def chunk_part(partial: LossSummary, frameworks: dict[str, FrameworkSummary], sequences: SequenceTotals | None,

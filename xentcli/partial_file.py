@@ -40,7 +40,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 3  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types
+VERSION = 4  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
@@ -282,7 +282,7 @@ def _no_constant(name: str) -> Any:
 # What the attributes that are None in the totals of no rows may hold, and a fresh instance of each class to check it by.
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "calibration": (Calibration,), "groups": (GroupTotals,), "wsums": (dict,), "confusions": (Confusions,), "labels": (LabelTotals,),
-    "clusters": (ClusterRuns, KeyedClusters), "weighted_sums": (WeightedSums,), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
+    "clusters": (ClusterRuns, KeyedClusters), "accuracy_clusters": (ClusterRuns, KeyedClusters), "weighted_sums": (WeightedSums,), "temperature": (), "weight_total": (float,), "rank_by": (str,), "first": (list,),
     "last": (list,), "classes": (np.ndarray,), "bins": (np.ndarray,), "int_values": (np.ndarray,), "_sorted_ids": (np.ndarray,),
 }
 NULLABLE_ARRAYS = ("_sorted_ids",)  # GroupTotals: None once a group is no single integer
