@@ -297,3 +297,35 @@ def test_each_gate_carries_its_own_reasons(tmp_path):
     github = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--output-format", "github")
     gates = [m for _, p, m in parse_github(github.stdout) if p["title"] == "xent gate: group gap (Holm)"]
     assert len(gates) == 1 and gates[0].startswith("group region=accuracy ECE mean loss: mean loss ")
+
+
+def test_step_summary_is_an_output_checked_before_the_run(tmp_path):
+    """Found in review: GITHUB_STEP_SUMMARY naming the input appended the markdown to it (the dump
+    was broken, exit 0), and a path that could not be written failed after 'PASS' was printed. It is
+    checked with the other outputs: one line naming the variable, exit 2, nothing on stdout."""
+    victim = tmp_path / "victim.parquet"
+    shutil.copy(BROKEN, victim)
+    before = victim.read_bytes()
+    for summary, says in ((victim, "GITHUB_STEP_SUMMARY names one of the inputs"), (tmp_path / "no" / "s.md", "its folder does not exist"),
+                          (tmp_path, "GITHUB_STEP_SUMMARY names a folder")):
+        for command in (["check", victim, "--max-loss", "100"], ["diff", victim, victim]):
+            result = run(*command, "--output-format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)})
+            assert result.exit_code == 2 and result.stdout == "" and says in result.stderr, (summary, result.stderr)
+    assert victim.read_bytes() == before
+
+
+def test_markdown_leaves_only_numbers_unescaped(tmp_path):
+    """Found in review: text made of '-+0-9.,e []' skipped the escaping, so a dump named '---',
+    '- [ ]' or '1.' rendered as a rule, a task box or an empty list (the path vanished). Rendered with
+    markdown-it-py (Rich's own CommonMark parser), the path is text in a paragraph."""
+    from markdown_it import MarkdownIt
+
+    for name in ("---", "- [ ]", "1.", "+ 1"):
+        folder = tmp_path / f"d{len(name)}{name.count('-')}"
+        folder.mkdir()
+        shutil.copy(SAMPLE / "cifar10_val.parquet", folder / name)
+        result = run("check", "--format", "parquet", "--max-loss", "100", "--output-format", "markdown", "--", folder / name)
+        assert result.exit_code == 0, result.stderr
+        tokens = MarkdownIt("commonmark").parse(result.stdout)
+        assert [t.type for t in tokens[3:6]] == ["paragraph_open", "inline", "paragraph_close"]
+        assert tokens[4].content.replace("\\", "") == str(folder / name)

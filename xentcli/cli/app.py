@@ -254,15 +254,49 @@ def output_format(as_json: bool, chosen: Any) -> str:
     return "json" if as_json else fmt
 
 
+DUMP_SUFFIXES = (".parquet", ".pq", ".arrow", ".feather", ".ipc", ".csv", ".csv.gz", ".npy", ".npz")
+
+
+def step_summary(fmt: str, inputs: list[str]) -> str | None:
+    """GITHUB_STEP_SUMMARY with --output-format github, checked before the run as the other outputs
+    are: never one of the inputs (nor a dump file in an input folder), not a folder, in a folder that
+    exists and may be written (found in review: it was appended to an input, and a bad path failed
+    after PASS was printed)."""
+    from xentcli.errors import OutputError
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
+    if not summary:
+        return None
+    where = os.path.realpath(summary)
+    for source in inputs:
+        inside = os.path.isdir(source) and where.startswith(os.path.realpath(source) + os.sep) and where.lower().endswith(DUMP_SUFFIXES)
+        if inside or (os.path.exists(summary) and os.path.exists(source) and os.path.samefile(summary, source)):
+            raise OutputError("GITHUB_STEP_SUMMARY names one of the inputs", path=summary,
+                              hint="point GITHUB_STEP_SUMMARY at the step's summary file")
+    if os.path.isdir(summary):
+        raise OutputError("GITHUB_STEP_SUMMARY names a folder", path=summary, hint="point it at a file")
+    folder = os.path.dirname(os.path.abspath(summary))
+    if not os.path.isdir(folder):
+        raise OutputError("GITHUB_STEP_SUMMARY: its folder does not exist", path=summary)
+    if not os.access(summary if os.path.exists(summary) else folder, os.W_OK):
+        raise OutputError("GITHUB_STEP_SUMMARY cannot be written (permission denied)", path=summary)
+    return summary
+
+
 def emit_ci(run: Any, fmt: str) -> None:
-    """A CI format on stdout; with github and GITHUB_STEP_SUMMARY set, the markdown summary appended there too."""
+    """A CI format on stdout; with github and GITHUB_STEP_SUMMARY set, the markdown summary appended
+    there first (a failure to write it is the run's error, before any verdict is printed)."""
+    from xentcli.errors import OutputError
     from xentcli.render.ci import markdown, render
 
-    sys.stdout.write(render(run, fmt))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
-        with open(summary, "a", encoding="utf-8") as f:
-            f.write(markdown(run))
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(markdown(run))
+        except OSError as exc:
+            raise OutputError(f"GITHUB_STEP_SUMMARY cannot be appended to: {exc.strerror or exc}", path=summary) from None
+    sys.stdout.write(render(run, fmt))
 
 
 def check_plot(plot: bool, fmt: str, ascii_bars: bool = False, gated: bool = False) -> None:

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from xentcli.cli.app import (
-    app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, write_report,
+    app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, step_summary, write_report,
 )
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
@@ -148,6 +148,7 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
         from xentcli.render.png import refuse_inputs
 
         refuse_inputs(str(options.png_folder), inputs, options.force)
+    step_summary(options.output_format, inputs)
 
 
 def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> None:

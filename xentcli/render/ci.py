@@ -202,7 +202,11 @@ def junit(run: CiRun) -> str:
 # ---- markdown ------------------------------------------------------------------------------------
 
 _MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_MD_NUMBER = re.compile(r"[-+0-9.,e \[\]]*|undefined|True|False|None")
+# A number as number_text writes it (1,234 · 0.507451 · 1e-05 · inf), or an interval of two: nothing
+# else is left unescaped (found in review: '[-+0-9.,e []]*' let a path '---' or '1.' through, a rule
+# or a list in the rendered page)
+_MD_NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?|[-+]?inf|nan"
+_MD_NUMBER = re.compile(rf"(?:{_MD_NUM})|\[(?:{_MD_NUM}), (?:{_MD_NUM})\]|undefined|True|False|None")
 
 
 def _md(text: Any) -> str:
