@@ -330,3 +330,19 @@ def test_markdown_leaves_only_numbers_unescaped(tmp_path, monkeypatch):
         tokens = MarkdownIt("commonmark").parse(result.stdout)
         assert [t.type for t in tokens[3:6]] == ["paragraph_open", "inline", "paragraph_close"], name
         assert tokens[4].content.replace("\\", "") == name
+
+
+def test_an_unusable_input_still_gives_each_format_a_document(tmp_path):
+    """Found in review: exit 2 printed nothing on stdout in the CI formats — no annotation, an empty
+    JUnit file (invalid XML) and an empty Code Quality file (invalid JSON) for the CI job to read."""
+    missing = tmp_path / "missing.parquet"
+    for command in (["check", missing, "--max-loss", "1"], ["score", missing], ["diff", missing, missing]):
+        outputs = {fmt: run(*command, "--output-format", fmt) for fmt in ("github", "gitlab", "junit", "markdown")}
+        assert all(r.exit_code == 2 and "no such file" in r.stderr for r in outputs.values())
+        (kind, props, message), = parse_github(outputs["github"].stdout)
+        assert kind == "error" and props == {"file": str(missing), "title": "xent: InputError"} and message.endswith("no such file")
+        issue, = json.loads(outputs["gitlab"].stdout)
+        assert issue["severity"] == "blocker" and issue["location"]["path"] == str(missing)
+        suite = ET.fromstring(outputs["junit"].stdout.split("\n", 1)[1])
+        assert (suite.get("tests"), suite.get("errors")) == ("1", "1") and suite.find("testcase/error").get("type") == "InputError"
+        assert outputs["markdown"].stdout.startswith("## xent: ERROR\n")

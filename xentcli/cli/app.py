@@ -130,9 +130,12 @@ def _bus_line() -> str:
     return ("\r\x1b[2K\x1b[?25h" if sys.stderr.isatty() else "") + f"xent: error: {BUS_ERROR}\n"
 
 
-def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
+def guarded(debug: bool, action: Callable[[], T], as_json: bool | str = False) -> T:
     """Run `action`, turning every error into one line on stderr and the documented exit code
-    (and, with --json, an error document on stdout)."""
+    (and, with --json or a CI format — `as_json` the output format — an error document of that
+    format on stdout: a CI job always gets an annotation, an XML or a JSON file it can read)."""
+    fmt = "json" if as_json is True else (as_json or "text")
+    as_json = fmt == "json"
     if as_json:  # a bus error's handler prints the error document too
         native.catch_bus_errors(_bus_line(), _error_json("BusError", BUS_ERROR, BUS_HINT))
     try:
@@ -157,6 +160,11 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool = False) -> T:
         error_line("error", message)
         if as_json:
             _error_document(code, message, hint)
+        elif fmt != "text":
+            from xentcli.render.ci import error_report
+
+            where = getattr(exc, "path", None) or getattr(exc, "filename", None)
+            sys.stdout.write(error_report(fmt, code, message, where if isinstance(where, str) else None))
         raise typer.Exit(EXIT_INPUT) from None
     except KeyboardInterrupt as exc:
         _remove_placed_outputs()

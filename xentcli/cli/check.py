@@ -69,7 +69,7 @@ def check(
         engine=engine, scheduler=scheduler, workers=workers, task_rows=task_rows, save_partial=save_partial,
     )
     limits = gates(fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, gate_on, max_ece, max_group_gap)
-    guarded(debug, lambda: _check(options, limits), as_json)
+    guarded(debug, lambda: _check(options, limits), fmt)
 
 
 def _check(options: ScoreOptions, limits: Gates) -> None:

@@ -73,11 +73,11 @@ def diff(
         )
 
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
-    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), fmt)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = DiffOptions(key, allow_unpaired, confidence, bootstrap, seed, top, min_group, max_groups)
     limits = DiffGates(fail_on.value, fail_on_regression, require_noninferior, max_accuracy_drop)
-    guarded(debug, lambda: _diff(side(base, grouped=True), side(candidate), options, limits, output, force), as_json)
+    guarded(debug, lambda: _diff(side(base, grouped=True), side(candidate), options, limits, output, force), fmt)
 
 
 def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, limits: DiffGates, output: object, force: bool) -> None:

@@ -41,9 +41,9 @@ def merge(
                            report_path=report_path, png_folder=png_folder, force=force, quiet=quiet)
     gated = any(value is not None for value in (fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, max_ece,
                                                 max_group_gap)) or gate_on != GateOnChoice.point
-    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars, gated), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars, gated), fmt)
     if not gated:
-        guarded(debug, lambda: show(options, merged(options.paths)), as_json)
+        guarded(debug, lambda: show(options, merged(options.paths)), fmt)
         return
     limits = gates(fail_on or FailOn.error, max_loss, 0 if max_nonfinite is None else max_nonfinite, min_accuracy, max_loss_p99,
                    gate_on, max_ece, max_group_gap)
@@ -52,7 +52,7 @@ def merge(
         limits.validate()
         judge(options, limits, merged(options.paths))
 
-    guarded(debug, gate, as_json)
+    guarded(debug, gate, fmt)
 
 
 def merged(paths: list[str]) -> Report:

@@ -52,7 +52,7 @@ def score(
     Example: [bold]xent score preds.parquet --worst 5[/]
     """
     fmt = guarded(debug, lambda: output_format(as_json, out_format), as_json)
-    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), as_json)
+    guarded(debug, lambda: check_plot(plot, fmt, ascii_bars), fmt)
     as_json, quiet = fmt == "json", quiet or fmt not in ("text", "json")
     options = ScoreOptions(
         paths=paths, labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head, threshold=threshold,
@@ -68,7 +68,7 @@ def score(
         report_path=report_path, png_folder=png_folder,
         engine=engine, scheduler=scheduler, workers=workers, task_rows=task_rows, save_partial=save_partial,
     )
-    guarded(debug, lambda: show(options, scored(options)), as_json)
+    guarded(debug, lambda: show(options, scored(options)), fmt)
 
 
 def scored(options: ScoreOptions) -> Report:

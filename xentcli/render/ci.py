@@ -235,5 +235,27 @@ def markdown(run: CiRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def error_report(fmt: str, code: str, message: str, path: str | None) -> str:
+    """What a CI format holds when xent cannot judge the dump (exit 2): one error the job shows —
+    an ::error, a critical Code Quality issue, a JUnit suite with one error, a markdown heading —
+    where stdout held nothing, an empty file a CI job could not read (found in review)."""
+    if fmt == "github":
+        where = f"file={_gh_property(path)}," if path else ""
+        return f"::error {where}title={_gh_property(f'xent: {code}')}::{_gh_data(message)}\n"
+    if fmt == "gitlab":
+        issue = {"description": terminal(message), "check_name": f"xent-{code}",
+                 "fingerprint": hashlib.sha256(f"{code}\x1f{path or ''}".encode("utf-8", "surrogatepass")).hexdigest(),
+                 "severity": "blocker", "location": {"path": terminal(path or "."), "lines": {"begin": 1}}}
+        return json.dumps([issue], indent=2, ensure_ascii=False) + "\n"
+    if fmt == "junit":
+        import xml.etree.ElementTree as ET
+
+        suite = ET.Element("testsuite", name="xent", tests="1", failures="0", errors="1", skipped="0", time="0")
+        case = ET.SubElement(suite, "testcase", classname="xent", name="read and score the dump", time="0")
+        ET.SubElement(case, "error", message=terminal(message), type=terminal(code)).text = terminal(message)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    return f"## xent: ERROR\n\n{_md(message)}\n"
+
+
 def render(run: CiRun, fmt: str) -> str:
     return {"github": github, "gitlab": gitlab, "junit": junit, "markdown": markdown}[fmt](run)
