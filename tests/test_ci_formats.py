@@ -302,7 +302,7 @@ def test_each_gate_carries_its_own_reasons(tmp_path):
 def test_step_summary_is_an_output_checked_before_the_run(tmp_path):
     """Found in review: GITHUB_STEP_SUMMARY naming the input appended the markdown to it (the dump
     was broken, exit 0), and a path that could not be written failed after 'PASS' was printed. It is
-    checked with the other outputs: one line naming the variable, exit 2, nothing on stdout."""
+    checked with the other outputs: one line naming the variable, exit 2, and no verdict printed."""
     victim = tmp_path / "victim.parquet"
     shutil.copy(BROKEN, victim)
     before = victim.read_bytes()
@@ -310,7 +310,9 @@ def test_step_summary_is_an_output_checked_before_the_run(tmp_path):
                           (tmp_path, "GITHUB_STEP_SUMMARY names a folder")):
         for command in (["check", victim, "--max-loss", "100"], ["diff", victim, victim]):
             result = run(*command, "--output-format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)})
-            assert result.exit_code == 2 and result.stdout == "" and says in result.stderr, (summary, result.stderr)
+            assert result.exit_code == 2 and says in result.stderr, (summary, result.stderr)
+            (kind, _, message), = parse_github(result.stdout)  # the error alone: no verdict
+            assert kind == "error" and says in message and "PASS" not in result.stdout
     assert victim.read_bytes() == before
 
 
