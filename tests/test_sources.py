@@ -1063,3 +1063,32 @@ def test_npz_blocks_read_in_pieces_are_the_arrays(tmp_path, monkeypatch):
     member.shape = (8, 13)  # one row more than the member holds: the last block ends early
     with pytest.raises(InputError, match="array 'logits' ends early at row 6"):
         list(member.slices(3))
+
+
+def test_parquet_and_arrow_files_named_in_bytes_that_are_not_utf8(tmp_path):
+    """Found in review: a Parquet or Arrow file whose name is not UTF-8 was refused ("surrogates not
+    allowed": pyarrow encodes str paths as UTF-8), alone or as one shard of a folder, while CSV, NPY
+    and NPZ read; and --json wrote its path with a lone surrogate "\\udcff", which strict readers
+    refuse. Such files are read by their bytes, and JSON shows the byte as the text \\xff."""
+    import os
+
+    import pyarrow.ipc as ipc
+
+    table = pa.table({"logits": pa.array([[0.0, 1.0], [2.0, 0.0], [0.5, 0.5]], pa.list_(pa.float32())), "label": [1, 0, 1]})
+    want = sparse_loss64(np.array([[0.0, 1.0], [2.0, 0.0], [0.5, 0.5]]), np.array([1, 0, 1])).mean()
+    folder = os.fsdecode(bytes(tmp_path) + b"/d\xfe")
+    os.mkdir(folder)
+    parquet, arrow = os.path.join(folder, os.fsdecode(b"a\xff.parquet")), os.path.join(folder, os.fsdecode(b"b\xff.arrow"))
+    with open(parquet, "wb") as f:
+        pq.write_table(table, f)
+    with open(arrow, "wb") as f, ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table)
+    for path, rows in ((parquet, 3), (arrow, 3)):
+        result = CliRunner().invoke(app, ["score", path, "--json"])
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout.encode("utf-8", "strict"))  # strict UTF-8: no lone surrogate in the text
+        assert doc["summary"]["rows"] == rows and doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+        assert doc["input"]["path"].endswith(("a\\xff.parquet", "b\\xff.arrow")) and "d\\xfe" in doc["input"]["path"]
+    os.remove(arrow)
+    result = CliRunner().invoke(app, ["score", folder, "--json", "--engine", "local"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["rows"] == 3, result.stderr

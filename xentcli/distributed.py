@@ -131,7 +131,7 @@ def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        meta = pq.ParquetFile(paths.open_file(path) if paths.is_url(path) else path).metadata
+        meta = pq.ParquetFile(paths.parquet_source(path)).metadata
         ranges, start, at = [], 0, 0
         for i in range(meta.num_row_groups):
             at += meta.row_group(i).num_rows
@@ -148,7 +148,7 @@ def _ranges(path: str, fmt: str, per_task: int) -> list[tuple[int, int] | None]:
         import pyarrow.ipc as pa_ipc
 
         try:
-            reader = pa_ipc.open_file(paths.open_file(path) if paths.is_url(path) else pa.memory_map(path))
+            reader = pa_ipc.open_file(paths.open_file(path) if paths.is_url(path) else pa.memory_map(paths.native(path)))
         except pa.ArrowInvalid:  # an Arrow stream: read in one go
             return [None]
         rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))

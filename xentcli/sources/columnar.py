@@ -55,7 +55,7 @@ class ColumnarFile:
             _refuse_too_wide(path)
         try:
             if fmt == "parquet":
-                self._parquet = pq.ParquetFile(paths.open_file(path) if paths.is_url(path) else path, pre_buffer=False,
+                self._parquet = pq.ParquetFile(paths.parquet_source(path), pre_buffer=False,
                                                buffer_size=PARQUET_BUFFER_BYTES)
                 self.schema = self._parquet.schema_arrow
                 self.rows: int | None = self._parquet.metadata.num_rows
@@ -78,7 +78,7 @@ class ColumnarFile:
     def _mapped(self) -> Any:
         """The Arrow file, memory-mapped (a URL: opened through its file system). Cut short under
         the map, it reads as zeros past its new end: paths.FileStamp checks it once it is read."""
-        return paths.open_file(self.path) if paths.is_url(self.path) else pa.memory_map(self.path)
+        return paths.open_file(self.path) if paths.is_url(self.path) else pa.memory_map(paths.native(self.path))
 
     def _open_ipc(self) -> None:
         source = self._mapped()

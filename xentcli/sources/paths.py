@@ -62,6 +62,28 @@ def size(path: str) -> int:
     return int(fs.get_file_info(inner).size)
 
 
+def native(path: str) -> str | bytes:
+    """A local path as pyarrow's files take it: its bytes where it is not UTF-8 (pyarrow encodes a str
+    path as UTF-8 and refused the undecodable bytes of such a name: "surrogates not allowed")."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def parquet_source(path: str) -> Any:
+    """What pq.ParquetFile opens: a URL's file, a local path, or (a name that is not UTF-8) its file."""
+    if is_url(path):
+        return open_file(path)
+    local = native(path)
+    if isinstance(local, str):
+        return local
+    import pyarrow as pa
+
+    return pa.OSFile(local)
+
+
 def open_file(path: str) -> IO[bytes]:
     """A seekable binary file (unbuffered when local: the readers read large blocks themselves)."""
     if not is_url(path):
