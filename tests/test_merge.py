@@ -446,3 +446,20 @@ def test_group_bins_of_another_bin_count_are_refused(pieces, tmp_path):
     assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "crafted.xpart" in lines[0] and "bins" in lines[0], lines
+
+
+def test_a_partial_whose_class_names_do_not_name_its_classes_is_refused(tmp_path):
+    """Found in review: an edited partial whose class names were fewer than its classes was refused
+    with 'IndexError: tuple index out of range'; it is refused for what it is."""
+    np.save(tmp_path / "z.npy", np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0]], np.float32))
+    np.save(tmp_path / "y.npy", np.array([2, 0]))
+    (tmp_path / "classes.txt").write_text("cat\ndog\nfox\n")
+    path = tmp_path / "p.xpart"
+    xent("score", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--classes", tmp_path / "classes.txt", "--per-class",
+         "--save-partial", path, "-q")
+    document = json.loads(path.read_text())
+    text = json.dumps(document["input"])
+    assert '"cat", "dog", "fox"' in text
+    path.write_text(json.dumps({**document, "input": json.loads(text.replace('"cat", "dog", "fox"', '"cat", "dog"'))}))
+    result = runner.invoke(app, ["merge", str(path)])
+    assert result.exit_code == 2 and "class names (2) do not name its 3 classes" in result.stderr, result.stderr

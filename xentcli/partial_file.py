@@ -273,6 +273,9 @@ def _check_options(config: RunConfig, info: InputDescription) -> None:
         raise Malformed("its options lie outside the ranges xent accepts")
     if info.num_classes < 1 or (info.rows is not None and info.rows < 0) or (info.samples is not None and info.samples < 0):
         raise Malformed("its input description counts rows or classes below 0")
+    if info.classes is not None and len(info.classes) != (1 if info.head == "binary" else info.num_classes) and \
+            len(info.classes) != info.num_classes:
+        raise Malformed(f"its class names ({len(info.classes)}) do not name its {info.num_classes} classes")
 
 
 def _no_constant(name: str) -> Any:
