@@ -674,3 +674,23 @@ def test_pytorch_on_probabilities_with_a_zero_weight_and_a_floating_target_ignor
                                                              *extra]).stdout)["like"]
     assert run("--ignore-index", "2")["errors"] == ["RuntimeError: ignore_index is not supported for floating point target"]
     assert run()["errors"] == [] and run("--ignore-index", "-1")["loss"] == pytest.approx(1.3295253391882158, rel=1e-12)
+
+
+def test_sklearn_preset_names_nan_and_inf_as_log_loss_does(tmp_path):
+    """scikit-learn 1.9.1 (recorded once): log_loss([1, 0, 1], float32 [0.5, nan, 0.2]) raises
+    "ValueError: Input contains NaN."; with a float32 row [inf, 0.2] "ValueError: Input contains
+    infinity or a value too large for dtype('float32')." (found in review: both were reported as
+    'y_prob contains values lower than 0')."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    def errors(scores, labels):
+        np.save(tmp_path / "p.npy", np.array(scores, np.float32))
+        np.save(tmp_path / "y.npy", np.array(labels))
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs",
+                                          "--like", "sklearn", "--json"])
+        return json.loads(result.stdout)["like"]["errors"]
+
+    assert errors([0.5, np.nan, 0.2], [1, 0, 1]) == ["ValueError: Input contains NaN."]
+    assert errors([[0.5, 0.5], [np.inf, 0.2]], [1, 0]) == ["ValueError: Input contains infinity or a value too large for dtype('float32')."]

@@ -463,6 +463,16 @@ def _overflowed(terms: RowTerms, over: npt.NDArray[np.bool_]) -> None:
     terms.num = {key: value + added for key, value in terms.num.items()}
 
 
+def sklearn_probability_error(p: npt.NDArray) -> str:
+    """log_loss's error on probabilities outside [0, 1] (scikit-learn 1.9.1's words, recorded once):
+    check_array's on NaN and ±inf first, then its own range check."""
+    if np.isnan(p).any():
+        return "ValueError: Input contains NaN."
+    if np.isinf(p).any():
+        return f"ValueError: Input contains infinity or a value too large for dtype('{p.dtype}')."
+    return f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}"
+
+
 def _sklearn(ctx: ChunkContext) -> RowTerms:
     """sklearn.metrics.log_loss(y, p, labels=range(C)) (scikit-learn 1.9): probabilities (softmax(z)
     in float64 for logits, as stored for probabilities) clipped to [eps, 1 − eps], eps the machine
@@ -496,7 +506,7 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
         t = np.zeros((n, c))
         t[np.flatnonzero(~bad_t), whole[~bad_t].astype(np.int64)] = 1.0
     if ctx.targets is None and bad_p.any():
-        terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
+        terms.errors.append(sklearn_probability_error(p))
     elif ctx.targets is None and bad_t.any():
         terms.errors.append("ValueError: y_true contains labels not in labels")
     bad = bad_p | bad_t

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.config import KERAS_BACKENDS, KERAS_EPSILON, LossOptions
+from xentcli.frameworks import sklearn_probability_error
 from xentcli.loss import RowTerms, log1mexp, row_sum
 
 
@@ -176,7 +177,7 @@ def _sklearn(x: npt.NDArray, kind: str, t: npt.NDArray, options: LossOptions, we
     bad_p = ~((p >= 0) & (p <= 1))
     bad_t = ~np.isin(t, (0.0, 1.0))
     if bad_p.any():
-        terms.errors.append(f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}")
+        terms.errors.append(sklearn_probability_error(p))
     elif bad_t.any():
         # scikit-learn 1.9.1's words (log_loss with soft targets: [0.3, 1] binary, [[1, 0.3], [0, 1]] multi-label)
         terms.errors.append("ValueError: Unknown label type: continuous" if k == 1
