@@ -787,3 +787,84 @@ def test_clustered_accuracy_interval_by_hand(tmp_path):
     half = 1.959963984540054 * math.sqrt(5 - 9 / 10) / 10  # Wald: z·√(b + c − (c − b)²/n)/n
     assert unclustered["metrics"]["accuracy"]["ci"] == pytest.approx([0.3 - half, 0.3 + half], rel=1e-9)
     assert "clusters" not in unclustered["metrics"]["accuracy"]
+
+
+def test_a_flat_side_against_a_sequence_side_is_refused(tmp_path):
+    """Found in review: only the base's layout decided the clustering, so a flat base against an
+    [N, T, C] candidate got an unclustered interval 4x too narrow and --require-noninferior passed."""
+    rng = np.random.default_rng(23)
+    z = rng.normal(size=(10, 8, 4)).astype(np.float32)
+    y = rng.integers(0, 4, (10, 8))
+    np.savez(tmp_path / "seq.npz", logits=z, labels=y)
+    np.savez(tmp_path / "flat.npz", logits=z.reshape(-1, 4), labels=y.reshape(-1))
+    for pair in (("flat.npz", "seq.npz"), ("seq.npz", "flat.npz")):
+        result = runner.invoke(app, ["diff", *(str(tmp_path / p) for p in pair), "--require-noninferior", "0.02"])
+        assert result.exit_code == 2 and "holds rows and the other side sequences" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_binary_head_against_its_two_class_softmax_is_no_change(tmp_path):
+    """Found in review: one model as a sigmoid head (logit s) and as a two-class softmax ([0, s])
+    showed an accuracy change of −0.1 (McNemar p 0.02, FAIL) from ten exact ties, where the sigmoid
+    head predicts 1 (p ≥ 0.5) and the softmax's argmax 0. Paired with a binary head, the softmax side
+    predicts by the same rule: every delta is 0."""
+    rng = np.random.default_rng(6)
+    s = rng.normal(size=200).astype(np.float32)
+    s[:10] = 0
+    y = rng.integers(0, 2, 200)
+    y[:9], y[9] = 1, 0
+    pq.write_table(pa.table({"logit": s, "label": y}), tmp_path / "binary.parquet")
+    pq.write_table(pa.table({"logits": pa.array([[0.0, float(v)] for v in s], pa.list_(pa.float32())), "label": y}),
+                   tmp_path / "softmax.parquet")
+    want = float(np.mean((s >= 0) == (y == 1)))  # the sigmoid head's accuracy at 0.5, ties to class 1
+    for pair in (("binary", "softmax"), ("softmax", "binary")):
+        doc, code = diff_json(*(tmp_path / f"{p}.parquet" for p in pair), "--max-accuracy-drop", "0.02")
+        accuracy = doc["metrics"]["accuracy"]
+        assert code == 0 and (accuracy["b"], accuracy["c"], accuracy["delta"]) == (0, 0, 0.0)
+        assert accuracy["base"] == accuracy["candidate"] == pytest.approx(want, rel=1e-15)
+
+
+def test_negative_losses_give_the_quantiles_no_bootstrap_interval(tmp_path):
+    """Found in review: negative losses (log-probabilities above 0, XE110) all fell in the bootstrap's
+    zero cell, so a p50 delta of 0.29 showed the interval [0, 0] and 'no clear change'. Their
+    quantiles' intervals are not given (null) rather than wrong."""
+    rng = np.random.default_rng(24)
+    lp = rng.normal(0.3, 0.5, (400, 1))
+    base = np.concatenate([lp, np.log1p(-np.minimum(np.exp(lp), 0.5))], axis=1)
+    candidate = base - np.array([0.3, 0.0])
+    for name, scores in (("base", base), ("cand", candidate)):
+        pq.write_table(pa.table({"log_probs": list(scores), "label": np.zeros(400, np.int64)}), tmp_path / f"{name}.parquet")
+    doc, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet")
+    assert all(doc["metrics"][name]["ci"] is None for name in ("loss_p50", "loss_p90", "loss_p99"))
+    assert doc["metrics"]["loss_p50"]["delta"] == pytest.approx(0.3, rel=0.02)
+
+
+def test_a_null_key_inside_a_dictionary_is_refused(tmp_path):
+    """Found in review: a null in a dictionary-encoded key column's dictionary passed the null check
+    (made before decoding): exit 3 as the base key, paired as the key 'None' as the candidate's."""
+    keys = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 3]), pa.array(["k0", "k1", None, "k3"]))
+    table = pa.table({"id": keys, "logits": pa.array([[0.0, 1.0]] * 4, pa.list_(pa.float32())), "label": [0, 1, 0, 1]})
+    import pyarrow.ipc as ipc
+
+    plain = table.set_column(0, "id", pa.array(["k0", "k1", "k2", "k3"]))
+    for name, t in (("nulls", table), ("plain", plain)):  # Arrow IPC: Parquet cannot write a null inside a dictionary
+        with ipc.new_file(str(tmp_path / f"{name}.arrow"), t.schema) as writer:
+            writer.write_table(t)
+    for pair in (("nulls", "plain"), ("plain", "nulls")):
+        result = runner.invoke(app, ["diff", *(str(tmp_path / f"{p}.arrow") for p in pair), "--key", "id"])
+        assert result.exit_code == 2 and "the key column holds nulls" in result.stderr, result.stderr
+
+
+def test_identical_deltas_have_that_mean_and_no_spread(tmp_path):
+    """Found in review: 50 pairs of delta exactly 0.1 had the mean 0.09999999999999998 (a block's
+    float sum) and a standard error of 4e-18, so --require-noninferior 0.1 passed by 2 ulps. Every
+    delta the same: the mean is that delta, the standard error 0, and the gate at 0.1 fails."""
+    base = np.full(50, 1.0)
+    for name, losses in (("base", base), ("cand", base + 0.1)):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(50, np.int64)}), tmp_path / f"{name}.parquet")
+    rows = runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet"), "-o", str(tmp_path / "d.parquet")])
+    deltas = pq.read_table(tmp_path / "d.parquet").column("delta").to_numpy()
+    assert rows.exit_code == 0 and (deltas == deltas[0]).all()  # one value, whatever float64 made of 1.1 − 1
+    doc, code = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--require-noninferior", str(deltas[0]))
+    loss = doc["metrics"]["loss_mean"]
+    assert loss["delta"] == deltas[0] and loss["se"] == 0.0 and loss["ci"] == [deltas[0], deltas[0]] and code == 1

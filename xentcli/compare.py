@@ -47,13 +47,22 @@ class SideRows:
     target: F64 | None = None  # [n, k] the targets as numbers where a label does not say them all (dense, sigmoid)
 
     @classmethod
-    def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None, path: str = "") -> SideRows:
+    def of(cls, result: Any, key_from_ids: bool, cluster: bool, groups: GroupTotals | None = None, path: str = "",
+           threshold: float | None = None) -> SideRows:
+        """`threshold`: a two-class softmax paired with a binary head predicts as the binary head does,
+        class 1 when p_1 ≥ threshold — at a tie (p = 1/2) its argmax took class 0 where the sigmoid
+        head takes 1, and the same model showed an accuracy change (found in review)."""
         stats_ = result.stats
         n = stats_.loss.size
+        correct = stats_.correct
+        if threshold is not None:
+            with np.errstate(invalid="ignore"):
+                p_one = np.where(stats_.label == 1, stats_.p_true, 1.0 - stats_.p_true)
+                correct = stats_.label_ok & ((p_one >= threshold) == (stats_.label == 1))
         return cls(
             row=np.arange(result.offset, result.offset + n, dtype=np.int64),
             label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
-            correct=stats_.correct, key=_keys(result.ids, path) if key_from_ids else None,
+            correct=correct, key=_keys(result.ids, path) if key_from_ids else None,
             cluster=result.sample if cluster else None,
             target=None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1),
             group=groups.numbered(result.groups) if groups is not None and result.groups is not None else None,
@@ -83,10 +92,10 @@ def _keys(ids: Any, path: str) -> npt.NDArray:
     if hasattr(ids, "null_count"):  # an Arrow array
         import pyarrow as pa
 
+        if pa.types.is_dictionary(ids.type):  # a categorical: its values, of their type (a null may sit in the dictionary)
+            ids = ids.dictionary_decode()
         if ids.null_count:
             raise LayoutError("the key column holds nulls", path=path, hint="every row needs a key to be paired")
-        if pa.types.is_dictionary(ids.type):  # a categorical: its values, of their type
-            ids = ids.dictionary_decode()
         if pa.types.is_integer(ids.type) or pa.types.is_floating(ids.type):
             return _number_keys(ids.to_numpy(zero_copy_only=False), path)
         if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
@@ -353,6 +362,7 @@ class PairedTotals:
     pairs: int = 0
     usable: int = 0
     nonfinite: int = 0
+    negative: bool = False  # a loss below 0 on a side (flagged inputs, XE110): the bootstrap's cells cannot hold it
     # d, and each side's loss, over usable pairs numbered in pairing order: Σ and M2 to the same bit whatever the chunking
     delta_moments: accumulate.LossMoments = field(default_factory=accumulate.LossMoments)
     base_moments: accumulate.LossMoments = field(default_factory=accumulate.LossMoments)
@@ -403,6 +413,7 @@ class PairedTotals:
             self.correct_candidate += int(np.count_nonzero(c_right))
             self.correct_to_wrong += int(np.count_nonzero(b_right & ~c_right))
             self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
+            self.negative = self.negative or bool((b_loss < -MIN_INDEXABLE).any() or (c_loss < -MIN_INDEXABLE).any())
             buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
             if self.clustered and base.cluster is not None:
                 self.clusters.update(base.cluster[usable], np.ones(d.size, bool), d)
@@ -652,13 +663,22 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
             hint="compare two models of the same classes", code="XE504",
         )
     keyed = options.key is not None
+    if (base.info.sequences is None) != (candidate.info.sequences is None):  # the pairs' clusters would be one side's only
+        flat = names[0] if base.info.sequences is None else names[1]
+        raise LayoutError(f"{flat} holds rows and the other side sequences: the pairs' tokens cannot be clustered by sequence",
+                          hint="give both sides as sequence dumps ([N, T, C], nested lists or --cluster COL on both)")
     clustered = base.info.sequences is not None
     grouped = bool(base_config.source.by or base_config.source.by_file)
     totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,
                           labels=base.info.head != "multilabel",
                           groups=GroupTotals() if grouped else None)
-    base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0]) for result in base.results())
-    candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1]) for result in candidate.results())
+    heads = (base.info.head, candidate.info.head)  # a binary head against a two-class softmax: one rule for the predictions
+    as_binary = [head == "softmax" and "binary" in heads for head in heads]
+    threshold = base_config.threshold
+    base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0], threshold if as_binary[0] else None)
+                 for result in base.results())
+    candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1], threshold=threshold if as_binary[1] else None)
+                      for result in candidate.results())
     unpaired: dict[str, Any] = {"candidate": 0, "examples": []}  # candidate keys the base lacks
     if keyed:
         index = KeyIndex.build(base_rows, names[0])
@@ -787,12 +807,18 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     _, _, mean, m2 = t.delta_moments.closed().results()
     base_mean, candidate_mean = t.base_moments.closed().results()[2], t.candidate_moments.closed().results()[2]  # as score's
     clustered = accumulate.clustered_se(t.clusters, mean, n) if t.clustered and t.clusters.sums else None
+    if n and t.delta_sketch.min == t.delta_sketch.max:  # every delta the same: that mean, no spread (a block's float mean
+        mean, m2 = t.delta_sketch.min, 0.0             # of 50 × 0.1 is 0.09999999999999998, and a gate at 0.1 passed by 2 ulps)
+        clustered = None if clustered is None else (0.0 if clustered[1] > 0 else math.nan, clustered[1])
     loss = paired_loss(n, mean, m2, base_mean, candidate_mean, confidence, clustered)
     se, df = loss["se"], loss["df"]
     loss["min_detectable_delta"] = (stats.t_quantile((1 + confidence) / 2, df) + stats.t_quantile(0.8, df)) * se if df > 0 else math.nan
     if t.clustered:
         loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(m2 / (n - 1) / n) if n > 1 else math.nan)
-    replicates = t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads) if t.bootstrap is not None and n else None
+    # negative losses (XE110) share the bootstrap's zero cell: their quantiles' intervals are not given (found in review:
+    # a p50 delta of 0.29 had the interval [0, 0])
+    replicates = (t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads)
+                  if t.bootstrap is not None and n and not t.negative else None)
     accuracy = paired_accuracy(n, t.correct_base, t.correct_candidate, t.correct_to_wrong, t.wrong_to_correct, confidence,
                                t.accuracy_clusters if t.clustered and t.accuracy_clusters.sums else None)
     perplexity = {
