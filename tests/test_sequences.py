@@ -221,7 +221,7 @@ def test_shards_of_nested_sequences_ending_empty_number_as_one_file(tmp_path, en
     extra = ["--engine", "dask", "--workers", "1"] if engine == "dask" else []
     for path in (tmp_path / "shards", tmp_path / "one.parquet"):
         doc = json.loads(CliRunner().invoke(app, ["score", str(path), "--per-sequence", "--json", *extra]).stdout)
-        assert [s["sequence"] for s in doc["per_sequence"]] == [0, 2, 3], path
+        assert [(s["sequence"], s["tokens"]) for s in doc["per_sequence"]] == [(0, 2), (1, 0), (2, 3), (3, 1)], path  # 1: empty
         out = tmp_path / f"{path.stem}.csv"
         assert CliRunner().invoke(app, ["score", str(path), "-o", str(out), "--force", "-q", *extra]).exit_code == 0
         assert pa_csv_column(out, "sample") == [0, 0, 2, 2, 2, 3]
@@ -231,3 +231,35 @@ def pa_csv_column(path, name):
     import pyarrow.csv as pa_csv
 
     return pa_csv.read_csv(path).column(name).to_pylist()
+
+
+def test_empty_nested_sequences_are_listed_per_sequence(tmp_path):
+    """Found in review: nested-list sequences of no token were left out of per_sequence (7 sequences
+    in the input, 5 listed); they are listed with no positions and no tokens, their mean null."""
+    rng = np.random.default_rng(0)
+    lengths = [3, 0, 5, 1, 0, 2, 7]
+    z = [rng.normal(size=(n, 4)).astype(np.float32) for n in lengths]
+    y = [rng.integers(0, 4, n) for n in lengths]
+    pq.write_table(pa.table({"logits": pa.array([s.tolist() for s in z], pa.list_(pa.list_(pa.float32()))),
+                             "labels": [t.tolist() for t in y]}), tmp_path / "rag.parquet")
+    rows = json.loads(score(tmp_path / "rag.parquet", "--per-sequence", "--json").stdout)["per_sequence"]
+    assert [(r["sequence"], r["positions"], r["tokens"]) for r in rows] == [(i, n, n) for i, n in enumerate(lengths)]
+    for r, s, t in zip(rows, z, y):
+        if len(t):
+            assert r["loss_mean"] == pytest.approx(sparse_loss64(s.astype(np.float64), t).mean(), rel=1e-6)
+        else:
+            assert r["loss_mean"] is None and r["loss_sum"] == 0
+
+
+def test_group_col_values_of_another_type_in_a_shard_are_refused(tmp_path):
+    """Found in review: --group-col with 5 (an integer) in one shard and "5" (text) in the other made
+    two sequences both shown as 5 (clustered on two), while -o wrote one; --id-col and --by refuse
+    such shards, and --group-col does too now."""
+    rng = np.random.default_rng(0)
+    logits = pa.array(list(rng.normal(size=(200, 4)).astype(np.float32)), pa.list_(pa.float32()))
+    y = rng.integers(0, 4, 200)
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"logits": logits.slice(0, 100), "label": y[:100], "doc": np.full(100, 5)}), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.table({"logits": logits.slice(100), "label": y[100:], "doc": ["5"] * 100}), tmp_path / "d" / "b.parquet")
+    result = runner.invoke(app, ["score", str(tmp_path / "d"), "--group-col", "doc", "--per-sequence"])
+    assert result.exit_code == 2 and "sequence type is text, but" in result.stderr and len(result.stderr.strip().splitlines()) == 1

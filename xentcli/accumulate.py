@@ -876,7 +876,9 @@ class SequenceTotals:
         self.tokens += other.tokens
         self.loss_sum += other.loss_sum
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, samples: int = 0) -> list[dict[str, Any]]:
+        """One row per sequence; with `samples` (positional sequences 0 … samples − 1) the sequences
+        no token came from — an empty nested list — too, with no positions (they were left out)."""
         totals: dict[Any, list[float]] = {}
         for ids, positions, tokens, loss_sum in zip(self.ids, self.positions, self.tokens, self.loss_sum):
             for key, p, t, s in zip(ids.tolist(), positions.tolist(), tokens.tolist(), loss_sum.tolist()):
@@ -884,6 +886,8 @@ class SequenceTotals:
                 entry[0] += p
                 entry[1] += t
                 entry[2] += s
+        if samples and len(totals) < samples:
+            totals = {key: totals.get(key, [0, 0, 0.0]) for key in range(samples)}
         out = []
         for key, (positions, tokens, loss_sum) in totals.items():
             mean = loss_sum / tokens if tokens else math.nan

@@ -591,7 +591,7 @@ def report_of(config: RunConfig, info: InputDescription, part: Part) -> Report:
         compare=list(documents.values()) if config.loss.compare else [],
         loss=config.loss,
         zero_weight_rows=total.zero_weight_rows,
-        per_sequence=part.sequences.rows() if config.per_sequence else [],
+        per_sequence=part.sequences.rows(part.samples if config.source.group_col is None else 0) if config.per_sequence else [],
         calibration=calibration,
         groups=groups,
         confusions=total.confusions.top(config.confusions) if total.confusions is not None else [],

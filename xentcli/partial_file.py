@@ -40,7 +40,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 4  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters
+VERSION = 4  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
@@ -489,7 +489,7 @@ def _check_shapes(s: LossSummary, info: InputDescription, bins: int) -> None:
 
 
 # What must agree between the inputs of merged partials, as between the shards of one dump (sources.Source).
-SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types", "classes",
+SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types", "sequence_type", "classes",
               "label_names", "id_column")
 
 

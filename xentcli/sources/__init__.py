@@ -76,6 +76,7 @@ class InputDescription:
     label_names: bool = False  # the labels were class names, mapped to indices
     id_type: str | None = None  # the id column's type, as stored
     group_types: str | None = None  # --by: the kinds of values of the group columns (columns.value_kind), comma-joined
+    sequence_type: str | None = None  # --group-col: the kind of its values
     notes: tuple[str, ...] = ()  # what xent decided for the user (skipped files, reordered columns)
     id_column: str | None = None  # the name ids carry in every output (the --id-col value)
     head: str = "softmax"  # softmax, or binary: one sigmoid score per row, read as two classes (binary.py)
@@ -293,6 +294,7 @@ class FileSource:
             label_names=target_side.label_names,
             id_type=main.id_type,
             group_types=group_types,
+            sequence_type=main.sequence_type,
             notes=tuple(main.notes),
             id_column=cfg.id_col,
             head=head,
@@ -466,7 +468,8 @@ class Source:
             descriptions.append(checked.description)
             self._stamps += checked.stamps
         for info in descriptions[1:]:
-            for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types"):
+            for field_name in ("head", "num_classes", "input_kind", "target_kind", "sequence_length", "id_type", "group_types",
+                               "sequence_type"):
                 if getattr(info, field_name) != getattr(first, field_name):
                     raise LayoutError(
                         f"{field_name.replace('_', ' ')} is {getattr(info, field_name)}, but {first.path} has {getattr(first, field_name)}",

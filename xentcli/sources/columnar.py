@@ -507,6 +507,7 @@ def columnar_side(
             side.scores = side.scores.replace("list column", "nested list column")
         elif cfg.group_col:
             side.sequences = f"rows grouped by column '{cfg.group_col}'"
+            side.sequence_type = "text" if fmt == "csv" else arrow_value_kind(roles["group"].dtype)
     if "targets" in roles:
         side.targets = roles["targets"].describe
         if is_text(roles["targets"].value_type) and classes:

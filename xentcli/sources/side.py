@@ -50,4 +50,5 @@ class Side:
     label_names: bool = False
     id_type: str | None = None
     group_types: str | None = None  # --by columns' kinds of values (columns.value_kind), comma-joined
+    sequence_type: str | None = None  # --group-col's kind of values: the same in every shard (5 and "5" are two sequences)
     notes: list[str] = field(default_factory=list)
