@@ -670,3 +670,29 @@ def test_a_closed_stdout_ends_as_a_pipes_writer_does(tmp_path, command):
     finally:
         os.close(write)
     assert result.returncode == 141 and result.stderr == "", (result.returncode, result.stderr)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_top_k_breaks_ties_as_the_prediction_does(tmp_path, threads):
+    """Found in review: rank counted only the classes scored strictly higher, so ties went the
+    model's way: rows of equal scores had top-1 accuracy 1.0 against an accuracy of 0.1 (top-k 1.0
+    for every k). Ties are ranked as the argmax breaks them (the lower class first): top-1 is
+    accuracy, and equal rows give k/C (scikit-learn 1.9.1's top_k_accuracy_score: 0.1, 0.2, 0.5, 0.9
+    for k = 1, 2, 5, 9 on this dump; labels spread evenly, so its opposite tie order agrees)."""
+    z = np.zeros((1000, 10), np.float32)
+    y = np.arange(1000) % 10
+    for dtype in (np.float32, np.float64):
+        args = _npy(tmp_path, z.astype(dtype), y)
+        for k, want in ((1, 0.1), (2, 0.2), (5, 0.5), (9, 0.9)):
+            s = json.loads(invoke("score", *args, "--top-k", k, "--threads", threads, "--json").stdout)["summary"]
+            assert (s["accuracy"], s["top_k_accuracy"]) == (0.1, want)
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 3, (1000, 10)).astype(np.float32)  # many partial ties
+    y = rng.integers(0, 10, 1000)
+    args = _npy(tmp_path, z, y)
+    s = json.loads(invoke("score", *args, "--top-k", 1, "--json").stdout)["summary"]
+    assert s["top_k_accuracy"] == s["accuracy"] == float(np.mean(z.argmax(axis=1) == y))
+    above = (z > z[np.arange(1000), y][:, None]).sum(axis=1)
+    ties = ((z == z[np.arange(1000), y][:, None]) & (np.arange(10) < y[:, None])).sum(axis=1)
+    s = json.loads(invoke("score", *args, "--top-k", 3, "--json").stdout)["summary"]
+    assert s["top_k_accuracy"] == float(np.mean(1 + above + ties <= 3))

@@ -5,7 +5,8 @@ with m = max(z), s = z - m and rest = sum over j != argmax of exp(s_j),
     loss = log1p(rest) - s_y,  p_true = exp(s_y - log1p(rest)),  p_max = 1 / (1 + rest),
     entropy = log1p(rest) - sum_j exp(s_j) s_j / (1 + rest),
     margin = s_y - s_pred, or minus the largest s_j other than the argmax where the row is right,
-    rank = 1 + #{j : z_j > z_y},  log_norm = m + log1p(rest).
+    rank = 1 + #{j : z_j > z_y} + #{j < y : z_j == z_y} (ties ranked as the argmax breaks them: the
+    first index first, so rank 1 is pred == y),  log_norm = m + log1p(rest).
 The max term (exactly 1) is split off, which keeps losses as small as 4e-9 in float32. Sums are
 accumulated in double. float32 rows use a polynomial expf (Cephes, relative error < 2e-7) that the
 compiler vectorises; double rows use libm's exp. Rows holding a NaN, or whose maximum is +-inf,
@@ -31,7 +32,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 31
+#define XENT_KERNEL_VERSION 32
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 
@@ -149,8 +150,8 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
 #define XENT_DEFINE_KERNEL(SUFFIX, T, EXP, FLOOR)                                                        \
     /* largest and smallest score, how many beat z_y, how many are NaN (counted in int32 lanes, half  \
        the work of int64 ones, over pieces of at most SCAN_PIECE classes so that they cannot overflow) */ \
-    static inline void scan_##SUFFIX(const T *z, int64_t num_classes, T zy, T *top_out, T *bottom_out,  \
-                                     int64_t *above_out, int64_t *nans_out) {                            \
+    static inline void scan_##SUFFIX(const T *z, int64_t num_classes, T zy, int64_t yi, T *top_out,    \
+                                     T *bottom_out, int64_t *above_out, int64_t *nans_out) {             \
         T top = z[0], bottom = z[0];                                                                     \
         int64_t above = 0, nans = 0;                                                                     \
         for (int64_t lo = 0; lo < num_classes; lo += SCAN_PIECE) {                                       \
@@ -161,7 +162,7 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
                 const T v = z[j];                                                                        \
                 top = v > top ? v : top;                                                                 \
                 bottom = v < bottom ? v : bottom;                                                        \
-                piece_above += v > zy;                                                                   \
+                piece_above += (v > zy) | ((v == zy) & (j < yi));                                        \
                 piece_nans += v != v;                                                                    \
             }                                                                                            \
             above += piece_above, nans += piece_nans;                                                    \
@@ -223,7 +224,7 @@ static inline double exp_nonpositive_f64(double s) { return exp(s); }
             if (z_true) z_true[i] = (double)zy;                                                          \
             T top, bottom;                                                                               \
             int64_t above, nans;                                                                         \
-            scan_##SUFFIX(z, num_classes, zy, &top, &bottom, &above, &nans);                             \
+            scan_##SUFFIX(z, num_classes, zy, y[i], &top, &bottom, &above, &nans);                       \
             special[i] = nans != 0 || isinf(top);                                                        \
             if (special[i]) {                                                                            \
                 specials++;                                                                              \
@@ -281,13 +282,14 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
     for (int64_t i0 = 0; i0 < n; i0 += LANES) {
         const int64_t width = n - i0 < LANES ? n - i0 : LANES;
         float zy[LANES], top[LANES], bottom[LANES], second[LANES];
-        int32_t above[LANES], nans[LANES], am[LANES];
+        int32_t above[LANES], nans[LANES], am[LANES], yl[LANES];
         double rest[LANES], e_dot_s[LANES], squares[LANES];
         for (int64_t k = 0; k < LANES; k++) { /* lanes past the end repeat the last row */
             const int64_t row = i0 + (k < width ? k : width - 1);
             const float *z = scores + row * row_stride;
             for (int32_t j = 0; j < classes; j++) t[j][k] = z[j];
             zy[k] = z[y[row]];
+            yl[k] = (int32_t)y[row];
         }
         XENT_LANES for (int k = 0; k < LANES; k++) {
             top[k] = bottom[k] = t[0][k];
@@ -301,7 +303,7 @@ static inline __attribute__((always_inline)) int64_t narrow_f32(
                 const float v = t[j][k];
                 top[k] = v > top[k] ? v : top[k];
                 bottom[k] = v < bottom[k] ? v : bottom[k];
-                above[k] += v > zy[k];
+                above[k] += (v > zy[k]) | ((v == zy[k]) & (j < yl[k]));
                 nans[k] += v != v;
             }
         }

@@ -133,6 +133,14 @@ class BlockResults:
                            **{item.name: getattr(self, item.name) for item in fields(self)})
 
 
+
+def ties_before(z: npt.NDArray, y: npt.NDArray, z_true: npt.NDArray) -> npt.NDArray[np.int64]:
+    """Per row, the classes before the label scored exactly as it is: a rank counts them ahead of
+    it, as the argmax (first index of the maximum) does, so that rank 1 is pred == label and top-1
+    accuracy is accuracy (rows of equal scores made every top-k 1.0). `z` is [n, C] (or a view)."""
+    with np.errstate(invalid="ignore"):
+        return np.count_nonzero((z == z_true[:, None]) & (np.arange(z.shape[1]) < np.asarray(y)[:, None]), axis=1)
+
 def whole_labels(labels: npt.NDArray) -> tuple[I64, Bool]:
     """Integer class of each sparse label, and whether it is a whole number: float labels holding
     whole numbers (2.0) count as integers; NaN (also a null read from Arrow) and fractional
@@ -268,7 +276,7 @@ def _passes_by_rows(
     with np.errstate(invalid="ignore"):
         # count the classes scored above the target: 0/1 floats summed by BLAS are exact below 2^24
         np.greater(z, z_true[:, None], out=s)
-        rank = 1 + (s @ np.ones(num_classes, z.dtype)).astype(np.int64)
+        rank = 1 + (s @ np.ones(num_classes, z.dtype)).astype(np.int64) + ties_before(z, y, z_true)
         np.subtract(z, z_max[:, None], out=s)
     second = _max_excluding(s, rows, pred) if detail else None
     s[rows, pred] = -np.inf  # exp() then gives 0 there: the max term (exactly 1) is split off
@@ -329,7 +337,7 @@ def _passes_by_columns(
     z_true = zt.ravel()[y * n + flat_index]
     at_max = pred * n + flat_index
     with np.errstate(invalid="ignore", over="ignore"):  # ±3.4e38 − ∓3.4e38 overflows float32: an infinite loss, flagged
-        rank = 1 + np.add.reduce(zt > z_true, axis=0, dtype=weights.dtype).astype(np.int64)
+        rank = 1 + np.add.reduce(zt > z_true, axis=0, dtype=weights.dtype).astype(np.int64) + ties_before(zt.T, y, z_true)
         s = np.subtract(zt, z_max, out=_scratch("s", zt.shape, z.dtype))
     s.ravel()[at_max] = -np.inf
     second = s.max(axis=0).astype(np.float64) if detail else None
@@ -416,7 +424,7 @@ def _probs_block(
     pred = scores.argmax(axis=1)
     true_score = scores[rows, y]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rank = 1 + np.count_nonzero(scores > true_score[:, None], axis=1)
+        rank = 1 + np.count_nonzero(scores > true_score[:, None], axis=1) + ties_before(scores, y, true_score)
         values = scores.astype(np.float64)
         second = _max_excluding(values.copy(), rows, pred)
         margin = values[rows, y] - np.where(pred == y, second, values[rows, pred])
