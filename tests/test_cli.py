@@ -356,3 +356,51 @@ def test_out_of_memory_is_one_line_naming_the_allocation(capsys):
         "xent: error: out of memory (Unable to allocate 191. MiB for an array with shape (1, 50000000) and data type "
         "float32); lower --chunk-rows or --threads (a single row, its scores, targets or id, too large for the memory "
         "cannot be scored at any chunk size)\n")
+
+
+def test_a_signal_during_start_up_is_one_line():
+    """Found in review: Ctrl-C while the modules loaded printed an import traceback. From the entry
+    point on, a signal before the app's own handlers is one line and the signal's exit status."""
+    import subprocess
+    import sys
+
+    script = ("from xentcli.entry import quiet_start_up\nquiet_start_up()\nimport os, signal, time\n"
+              "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(10)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (130, "xent: interrupted: no output was written\n")
+
+
+def test_signals_after_the_first_are_ignored_while_the_run_unwinds():
+    """Found in review: a second signal (timeout sends two; so does a double Ctrl-C) raised again in the
+    worker pool's shutdown: 'Exception ignored … KeyboardInterrupt'. The first ends the run; later
+    ones are ignored."""
+    import subprocess
+    import sys
+
+    script = ("import os, signal\nfrom xentcli.cli.app import Interrupted, setup_process\nsetup_process()\n"
+              "try:\n    os.kill(os.getpid(), signal.SIGTERM)\nexcept Interrupted as exc:\n    print(exc.signum)\n"
+              "print([signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)])\n"
+              "os.kill(os.getpid(), signal.SIGINT)\nprint('still here')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:3] == [str(int(__import__("signal").SIGTERM)), "[True, True, True]", "still here"], result.stderr
+
+
+def test_the_local_cluster_starts_its_processes_with_ctrl_c_ignored(monkeypatch):
+    """Found in review: a terminal's Ctrl-C reaches the Dask workers too, and each printed its
+    KeyboardInterrupt traceback (67 lines). The cluster's processes start with SIGINT ignored (kept in
+    a started process), and xent's own handler is back once they are."""
+    import signal
+
+    from xentcli import distributed
+
+    seen = []
+
+    class FakeDistributed:
+        @staticmethod
+        def LocalCluster(**kwargs):  # noqa: N802 — the name of the real one
+            seen.append(signal.getsignal(signal.SIGINT))
+            return "cluster"
+
+    before = signal.getsignal(signal.SIGINT)
+    assert distributed._local_cluster(FakeDistributed, 2) == "cluster"
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is before

@@ -194,6 +194,24 @@ def run_task(task: Task) -> TaskResult:
     return out
 
 
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """A LocalCluster whose processes start with Ctrl-C ignored (an ignored signal stays ignored in a
+    started process): a terminal's Ctrl-C reaches the whole process group, and each worker printed its
+    KeyboardInterrupt traceback while xent, which gets it too, closes the cluster itself. xent's own
+    handler is back once the processes are started."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                        silence_logs=logging.CRITICAL)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, before)
+
+
 @contextmanager
 def client(engine: Engine) -> Iterator[Any]:
     """A Dask client: on the scheduler named (--scheduler, else DASK_SCHEDULER_ADDRESS), else on a
@@ -215,8 +233,7 @@ def client(engine: Engine) -> Iterator[Any]:
         workers = engine.workers or min(os.cpu_count() or 1, 4)
         if not 1 <= workers <= 256:
             raise OptionError(f"--workers must lie in [1, 256], not {workers}")
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                      silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
+        with _local_cluster(distributed, workers) as cluster, distributed.Client(cluster) as c:
             yield c
     except (OSError, TimeoutError) as exc:
         raise OptionError(f"cannot reach the Dask scheduler {address or '(local cluster)'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",

@@ -2,9 +2,26 @@
 then the app. Importing the library changes nothing of the process; running `xent` does."""
 
 import os
+import signal
+
+INTERRUPTED = b"xent: interrupted: no output was written\n"
+
+
+def _during_start_up(signum: int, _frame: object) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP while the modules load: nothing was read or written yet, so one
+    line and the signal's exit status (a KeyboardInterrupt there printed an import traceback)."""
+    os.write(2, INTERRUPTED)
+    os._exit(128 + signum)
+
+
+def quiet_start_up() -> None:
+    """Until the app sets its own handlers (cli.app.setup_process)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _during_start_up)
 
 
 def main() -> None:
+    quiet_start_up()
     # xent runs its own pool of worker threads over chunks; OpenBLAS' threads (numpy's matrix
     # products in the numpy kernels) would only spin beside them. A value the user exported wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

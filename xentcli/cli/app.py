@@ -86,7 +86,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
+    """The first Ctrl-C, SIGTERM or SIGHUP ends the run as an interrupt; any later one is ignored
+    while it unwinds (a second signal — `timeout` sends two, so does a double Ctrl-C — raised again
+    inside the worker pool's shutdown and printed 'Exception ignored … KeyboardInterrupt')."""
+    for other in INTERRUPTING:
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
+
+
+INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _remove_placed_outputs() -> None:
@@ -179,10 +187,10 @@ def guarded(debug: bool, action: Callable[[], T], as_json: bool | str = False) -
 
 def setup_process() -> None:
     """The process-wide settings of a run of `xent`, made by the entry point, never by importing or
-    calling the library: SIGTERM/SIGHUP handled as Ctrl-C, a bus error (an input cut short under its
+    calling the library: Ctrl-C, SIGTERM and SIGHUP ending the run once (_interrupt), a bus error (an input cut short under its
     memory map) as one line and exit 2, glibc's malloc asked to keep chunk-sized blocks
     (native.keep_freed_memory), and no RuntimeWarning printed."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in INTERRUPTING:
         signal.signal(signum, _interrupt)
     native.keep_freed_memory()
     native.catch_bus_errors(_bus_line())
