@@ -263,3 +263,27 @@ def test_group_col_values_of_another_type_in_a_shard_are_refused(tmp_path):
     pq.write_table(pa.table({"logits": logits.slice(100), "label": y[100:], "doc": ["5"] * 100}), tmp_path / "d" / "b.parquet")
     result = runner.invoke(app, ["score", str(tmp_path / "d"), "--group-col", "doc", "--per-sequence"])
     assert result.exit_code == 2 and "sequence type is text, but" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_square_scores_read_on_the_wrong_axis_are_caught(tmp_path):
+    """Found in review: with T = C the labels' shape cannot tell the class axis, and [20, 8, 8] scores
+    of PyTorch's [N, C, T] read as [N, T, C] passed check at a mean loss of 5.2 (0.34 the right way).
+    The first sequences' labels decide: predicted far better on the other axis, XE305 (exit 2) unless
+    --class-axis says which; a square dump read the right way, or of a random model, is scored."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(20, 8, 8)).astype(np.float32) * 4
+    y = z.argmax(-1)
+    np.save(tmp_path / "ntc.npy", z)
+    np.save(tmp_path / "nct.npy", np.ascontiguousarray(z.transpose(0, 2, 1)))
+    np.save(tmp_path / "random.npy", rng.normal(size=(20, 8, 8)).astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "nct.npz", logits=np.ascontiguousarray(z.transpose(0, 2, 1)), labels=y)
+    for args in ([tmp_path / "nct.npy", "--labels", tmp_path / "y.npy"], [tmp_path / "nct.npz"]):
+        result = runner.invoke(app, ["check", *map(str, args)])
+        assert result.exit_code == 2 and "[XE305]" in result.stderr and "--class-axis 1" in result.stderr
+    want = sparse_loss64(z.reshape(-1, 8).astype(np.float64), y.reshape(-1)).mean()
+    for name, axis in (("nct", "1"), ("ntc", "-1"), ("ntc", "2")):
+        doc = json.loads(score(tmp_path / f"{name}.npy", "--labels", tmp_path / "y.npy", "--class-axis", axis, "--json").stdout)
+        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
+    assert runner.invoke(app, ["check", str(tmp_path / "random.npy"), "--labels", str(tmp_path / "y.npy")]).exit_code in (0, 1)
+    assert runner.invoke(app, ["score", str(tmp_path / "nct.npy"), "--labels", str(tmp_path / "y.npy"), "--class-axis", "2"]).exit_code == 0

@@ -224,7 +224,7 @@ class FileSource:
                 roles.restrict(*cfg.part)  # type: ignore[attr-defined]
         target_side = labels or main
         num_classes = main.num_classes
-        check_sequence_labels(main, target_side)
+        check_sequence_labels(main, target_side, cfg.class_axis)
         if main.roles.rows == 0 or getattr(main.roles, "empty", False):
             raise InputError("holds no rows", path=path, hint="there is nothing to score; check the step that wrote it", code="XE304")
         if num_classes < 1:
