@@ -260,3 +260,27 @@ def test_binary_calibration_findings_speak_of_the_predicted_class(tmp_path):
     sigma = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     mean = (sigma(1) + sigma(2) + sigma(3) + sigma(0.5) + sigma(1)) / 5
     assert "XE602" not in found and f"mean probability {mean:.3f} above how often it is the target, 0.200" in found["XE601"]
+
+
+def test_brier_counts_the_rows_the_table_counts(tmp_path):
+    """Found in review: a row with one +inf logit (its softmax one-hot: confidence 1) is in the
+    reliability table, but the Brier score left it out where the +inf was the label's (p_true came
+    out NaN from inf − inf). Such a row's Brier term is 0 (+inf on the label) or 2; a row with two
+    +inf logits has no confidence and is in neither. Reference: Σ_c (p_c − 1[y = c])² in float64."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(500, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 500)
+    z[0, (y[0] + 1) % 4] = np.inf  # +inf on another class: term 2
+    z[1, y[1]] = np.inf  # +inf on the label: term 0
+    z[2, :2] = np.inf  # two: no confidence
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--calibration",
+                                              "--json"]).stdout)["calibration"]
+    terms = [2.0, 0.0]
+    for row in range(3, 500):
+        p = np.exp(z[row].astype(np.float64) - z[row].max())
+        p /= p.sum()
+        terms.append(float(((p - np.eye(4)[y[row]]) ** 2).sum()))
+    assert sum(r["count"] for r in doc["table"]) == 499
+    assert doc["brier"] == pytest.approx(np.mean(terms), rel=1e-7)

@@ -593,7 +593,17 @@ def _native_logits(
             values = getattr(results, item.name)
             if values is not None and item.name != "score_true":  # the kernel's copy of z_y holds on any row
                 redone_values = getattr(redone, item.name)
-                values[rows] = np.nan if redone_values is None else redone_values  # Σp²: unknown there
+                values[rows] = np.nan if redone_values is None else redone_values
+        # a row with one +inf score and no NaN: its softmax is one-hot there (the limit), so Σp² is 1 and
+        # p_true 1 or 0 (inf − inf made p_true NaN where the +inf is the label's: the Brier score left
+        # out a row the reliability table counts); other special rows: unknown
+        special = scores[rows]
+        with np.errstate(invalid="ignore"):
+            one_hot = (np.count_nonzero(special == np.inf, axis=1) == 1) & ~np.isnan(special).any(axis=1)
+        at_label = special[np.arange(rows.size), out["y"][rows]] == np.inf
+        results.p_true[rows] = np.where(one_hot, at_label.astype(np.float64), results.p_true[rows])
+        if results.p_squares is not None:
+            results.p_squares[rows] = np.where(one_hot, 1.0, np.nan)
     return results, label_ok
 
 
