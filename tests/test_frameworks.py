@@ -694,3 +694,21 @@ def test_sklearn_preset_names_nan_and_inf_as_log_loss_does(tmp_path):
 
     assert errors([0.5, np.nan, 0.2], [1, 0, 1]) == ["ValueError: Input contains NaN."]
     assert errors([[0.5, 0.5], [np.inf, 0.2]], [1, 0]) == ["ValueError: Input contains infinity or a value too large for dtype('float32')."]
+
+
+def test_a_framework_without_a_finite_number_is_explained_as_such(tmp_path):
+    """Found in review: float64 logits of ±1e39 give Keras NaN (cast to float32 they are ±inf) while
+    the others give the true 0.8807, and the explanation said Keras 'differs in the digits float32
+    cannot hold'. It now says the number is not finite, and why."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    np.save(tmp_path / "z.npy", np.array([1e39, -1e39, 0.5, 3.0]))
+    np.save(tmp_path / "y.npy", np.array([1, 0, 1, 0]))
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"),
+                                              "--compare-frameworks", "--json"]).stdout)["compare"]
+    keras = [f for f in doc["frameworks"] if f["framework"].startswith("keras")]
+    assert keras and all(f["loss"] is None for f in keras)
+    assert any("no finite number" in line for line in doc["explanations"])
+    assert not any("digits float32 cannot hold" in line for line in doc["explanations"])

@@ -115,5 +115,11 @@ def _sigmoid_differences(report: Report) -> list[str]:
     if not lines and not any(_differs(doc["loss"], truth_loss) for doc in documents.values()):
         lines.append("Every framework's default number equals the true loss (to 1e-6).")
     elif not lines:
-        lines.append("Keras computes in float32 whatever the dtype: its number differs in the digits float32 cannot hold.")
+        unbounded = [doc["name"] for doc in documents.values()
+                     if _differs(doc["loss"], truth_loss) and not (isinstance(doc["loss"], float) and math.isfinite(doc["loss"]))]
+        if unbounded:  # found in review: a NaN from Keras was explained as lost digits
+            lines.append(f"{', '.join(unbounded)}: no finite number — scores beyond float32's ±3.4e38 become ±inf in "
+                         "float32 arithmetic (Keras casts to float32 whatever the dtype), and inf − inf is NaN.")
+        if any(_differs(doc["loss"], truth_loss) and doc["name"] not in unbounded for doc in documents.values()):
+            lines.append("Keras computes in float32 whatever the dtype: its number differs in the digits float32 cannot hold.")
     return lines
