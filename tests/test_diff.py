@@ -868,3 +868,26 @@ def test_identical_deltas_have_that_mean_and_no_spread(tmp_path):
     doc, code = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--require-noninferior", str(deltas[0]))
     loss = doc["metrics"]["loss_mean"]
     assert loss["delta"] == deltas[0] and loss["se"] == 0.0 and loss["ci"] == [deltas[0], deltas[0]] and code == 1
+
+
+def test_clustered_standard_error_keeps_its_digits_for_large_close_deltas(tmp_path):
+    """Found in review: with deltas near 3e4 that differ by ~1e-10, Σ_g (S_g − n_g·m)² cancelled and
+    the clustered se came out 29% high. The clusters sum d − (the first delta).
+    Reference: the formula in exact rational arithmetic on the deltas as -o writes them."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(12)
+    n, docs = 1000, np.repeat(np.arange(10), 100)
+    base = np.ones(n)
+    candidate = base + 3e4 + rng.normal(0, 1e-10, n)
+    for name, losses in (("base", base), ("cand", candidate)):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(n, np.int64), "doc": docs}),
+                       tmp_path / f"{name}.parquet")
+    runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet"), "--cluster", "doc",
+                        "-o", str(tmp_path / "d.parquet")])
+    d = [Fraction(x) for x in pq.read_table(tmp_path / "d.parquet").column("delta").to_pylist()]
+    mean = sum(d) / n
+    spread = sum((sum(d[i] for i in range(n) if docs[i] == g) - 100 * mean) ** 2 for g in range(10))
+    want = math.sqrt(10 / 9 * float(spread)) / n
+    doc, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--cluster", "doc")
+    assert doc["metrics"]["loss_mean"]["se"] == pytest.approx(want, rel=1e-6)
