@@ -891,3 +891,15 @@ def test_clustered_standard_error_keeps_its_digits_for_large_close_deltas(tmp_pa
     want = math.sqrt(10 / 9 * float(spread)) / n
     doc, _ = diff_json(tmp_path / "base.parquet", tmp_path / "cand.parquet", "--cluster", "doc")
     assert doc["metrics"]["loss_mean"]["se"] == pytest.approx(want, rel=1e-6)
+
+
+def test_without_a_gate_the_verdict_says_none_was_given(tmp_path):
+    """Found in review: a clear regression (p 0.0002) ended 'PASS: loss Δ +0.0309 …' with no gate
+    given, which reads as a verdict on the regression. Without a gate PASS says none was given."""
+    base = np.full(40, 1.0)
+    for name, losses in (("base", base), ("cand", base + np.linspace(0.05, 0.15, 40))):
+        pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(40, np.int64)}), tmp_path / f"{name}.parquet")
+    plain = runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet")])
+    assert plain.exit_code == 0 and plain.stdout.strip().splitlines()[-1].startswith("PASS (no gate given: ")
+    gated = runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet"), "--fail-on-regression", "0.5"])
+    assert gated.exit_code == 0 and gated.stdout.strip().splitlines()[-1].startswith("PASS: loss Δ +0.1")

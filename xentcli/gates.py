@@ -120,5 +120,7 @@ def diff_verdict_line(report: Any) -> str:
     summary = (f"loss Δ {loss['delta']:+.6g} [{low:+.4g}, {high:+.4g}] p {loss['p_value']:.3g}; "
                f"smallest Δ detectable at 80% power {loss['min_detectable_delta']:.4g}")
     if report.passed:
-        return "PASS: " + summary
+        # found in review: a clear regression ended 'PASS: …' where no gate was given to fail on
+        return "PASS: " + summary if report.gated else "PASS (no gate given: --fail-on-regression, --require-noninferior or " \
+            "--max-accuracy-drop judge the delta): " + summary
     return "FAIL: " + "; ".join(report.reasons) + " (" + summary + ")"

@@ -50,6 +50,7 @@ class DiffReport:
     delta_histogram: list[dict[str, Any]] = field(default_factory=list)  # the usable pairs' d, log-spaced bins
     gates: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why the gates failed
+    gated: bool = False  # a gate or --fail-on judged it (else PASS says no gate was given)
 
     @property
     def passed(self) -> bool:
