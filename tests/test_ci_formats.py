@@ -293,9 +293,9 @@ def test_each_gate_carries_its_own_reasons(tmp_path):
     suite = ET.fromstring(result.stdout.split("\n", 1)[1])
     failures = {case.get("name"): case.find("failure").get("message") for case in suite if case.find("failure") is not None}
     assert failures["mean loss"].startswith("mean loss ") and "group" not in failures["mean loss"]
-    assert failures["group gap (Holm)"].startswith("group region=accuracy ECE mean loss: mean loss ")
+    assert failures["group gap (Holm lower bound)"].startswith("group region=accuracy ECE mean loss: mean loss ")
     github = run("check", dump, "--by", "region", "--max-group-gap", "0.1", "--output-format", "github")
-    gates = [m for _, p, m in parse_github(github.stdout) if p["title"] == "xent gate: group gap (Holm)"]
+    gates = [m for _, p, m in parse_github(github.stdout) if p["title"] == "xent gate: group gap (Holm lower bound)"]
     assert len(gates) == 1 and gates[0].startswith("group region=accuracy ECE mean loss: mean loss ")
 
 

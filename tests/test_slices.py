@@ -410,7 +410,7 @@ def test_a_group_without_a_standard_error_fails_the_group_gap_gate(tmp_path, cas
                                  "--fail-on", "never", *extra])
     assert result.exit_code == 1, result.stdout
     name = "solo" if case == "one-row group" else "bad"
-    assert f"group gap (Holm) is undefined: group g={name}" in " ".join(result.stdout.split())
+    assert f"group gap (Holm lower bound) is undefined: group g={name}" in " ".join(result.stdout.split())
 
 
 def test_the_other_pool_is_told_apart_from_a_group_named_other(tmp_path):

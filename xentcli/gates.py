@@ -53,15 +53,15 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
     if gates.max_group_gap is not None:
         confidence = summary.get("confidence", 0.95)
         failed, bound, untestable = holm_failures(report.groups, gates.max_group_gap, confidence)
-        checks.append({"gate": "group gap (Holm)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
+        checks.append({"gate": "group gap (Holm lower bound)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
                        "passed": not failed and not math.isnan(bound)})
         gate_reasons.append(reasons := [])
         if untestable:
             shown = group_label(untestable[0]["by"])
-            reasons.append(f"group gap (Holm) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
+            reasons.append(f"group gap (Holm lower bound) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
                            f"standard error (one row, or an infinite spread){' nor do ' + str(len(untestable) - 1) + ' more' if len(untestable) > 1 else ''}")
         elif math.isnan(bound):
-            reasons.append("group gap (Holm) is undefined (no group of --min-group rows or more)")
+            reasons.append("group gap (Holm lower bound) is undefined (no group of --min-group rows or more)")
         for group in failed:
             shown = group_label(group["by"])
             overall = group["loss_mean"] - group["delta_loss"]
