@@ -1092,3 +1092,29 @@ def test_parquet_and_arrow_files_named_in_bytes_that_are_not_utf8(tmp_path):
     os.remove(arrow)
     result = CliRunner().invoke(app, ["score", folder, "--json", "--engine", "local"])
     assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["rows"] == 3, result.stderr
+
+
+def test_a_file_named_twice_is_refused_and_extensionless_shards_are_said(tmp_path):
+    """Found in review: the same file counted twice (named twice, a folder and a file in it, a
+    symlink beside its target: 80 rows read as 160), and a Hadoop-style shard without an extension
+    (part-00001) dropped without a word (check passed on half the rows). The first are refused; the
+    second are named in a note, and read with --format."""
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(60, 5)), rng.integers(0, 5, 60)
+    folder = tmp_path / "dump"
+    folder.mkdir()
+    pq.write_table(pa.table({"logits": [list(r) for r in z[:30]], "label": y[:30]}), folder / "part-00000.parquet")
+    pq.write_table(pa.table({"logits": [list(r) for r in z[30:]], "label": y[30:]}), folder / "part-00001")
+    first = str(folder / "part-00000.parquet")
+    for args in ([first, first], [str(folder), first]):
+        result = CliRunner().invoke(app, ["score", *args])
+        assert result.exit_code == 2 and "its rows would count twice" in result.stderr
+    (folder / "link.parquet").symlink_to(folder / "part-00000.parquet")
+    result = CliRunner().invoke(app, ["score", str(folder)])
+    assert result.exit_code == 2 and "is the same file as" in result.stderr
+    (folder / "link.parquet").unlink()
+    doc = json.loads(CliRunner().invoke(app, ["score", str(folder), "--json"]).stdout)
+    assert doc["summary"]["rows"] == 30 and any("'part-00001'" in note for note in doc["input"]["notes"])
+    doc = json.loads(CliRunner().invoke(app, ["score", str(folder), "--format", "parquet", "--json"]).stdout)
+    assert doc["summary"]["rows"] == 60
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
