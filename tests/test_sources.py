@@ -1118,3 +1118,35 @@ def test_a_file_named_twice_is_refused_and_extensionless_shards_are_said(tmp_pat
     doc = json.loads(CliRunner().invoke(app, ["score", str(folder), "--format", "parquet", "--json"]).stdout)
     assert doc["summary"]["rows"] == 60
     assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-12)
+
+
+def test_columns_named_like_scores_beat_a_guess_and_two_candidates_are_refused(tmp_path):
+    """Found in review: an unnamed list column (an 'embedding', 'token_ids') beside logit_0 … logit_4
+    was taken for the scores (7 'classes', check passed); a 'target' column before 'label', and in an
+    NPZ 'label' beside 'labels' or 'scores' beside 'probs', were chosen between silently. Names beat
+    guesses; two named candidates are refused with one line."""
+    rng = np.random.default_rng(0)
+    n, c = 60, 5
+    z, y = rng.normal(size=(n, c)) * 2, rng.integers(0, c, n)
+    want = sparse_loss64(z, y).mean()
+    wide = {f"logit_{j}": z[:, j] for j in range(c)}
+    pq.write_table(pa.table({"embedding": [list(r) for r in rng.normal(size=(n, 7))], "label": y, **wide}), tmp_path / "emb.parquet")
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "emb.parquet"), "--json"]).stdout)
+    assert doc["input"]["num_classes"] == c and doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)
+    refused = {
+        "both.parquet": (pa.table({"logits": [list(r) for r in z], "label": y, **wide}), "several columns could hold the scores"),
+        "targets.parquet": (pa.table({**wide, "target": (y + 1) % c, "label": y}), "several columns could hold the targets"),
+        "cases.parquet": (pa.table({**wide, "Label": (y + 1) % c, "label": y}), "several columns could hold the targets"),
+    }
+    for name, (table, says) in refused.items():
+        pq.write_table(table, tmp_path / name)
+        result = CliRunner().invoke(app, ["score", str(tmp_path / name)])
+        assert result.exit_code == 2 and says in result.stderr, (name, result.stderr)
+    np.savez(tmp_path / "labels.npz", logits=z, labels=y, label=(y + 1) % c)
+    np.savez(tmp_path / "scores.npz", probs=np.exp(z) / np.exp(z).sum(1, keepdims=True), scores=z, labels=y)
+    for name, says in (("labels.npz", "several arrays could hold the label: 'label', 'labels'"),
+                       ("scores.npz", "several arrays could hold the score: 'scores', 'probs'")):
+        result = CliRunner().invoke(app, ["score", str(tmp_path / name)])
+        assert result.exit_code == 2 and says in result.stderr, (name, result.stderr)
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "labels.npz"), "--label-key", "labels", "--json"]).stdout)
+    assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)

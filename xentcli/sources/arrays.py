@@ -359,9 +359,12 @@ def npz_member(
         if key not in names:
             raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
-    for candidate in defaults:
-        if candidate in names:
-            return NpzMember(archive, path, candidate, kinds)
+    present = [candidate for candidate in defaults if candidate in names]
+    if len(present) > 1:  # found in review: 'label' beside 'labels', 'scores' beside 'probs' were chosen between silently
+        raise LayoutError(f"several arrays could hold the {role or 'values'}: {name_list(present)}", path=path,
+                          hint=f"choose one with {option}")
+    if present:
+        return NpzMember(archive, path, present[0], kinds)
     if role is not None:
         raise LayoutError(f"no {role} array (arrays: {name_list(names)})", path=path, hint=hint)
     return None

@@ -212,28 +212,30 @@ def named_class_columns(schema: pa.Schema, any_type: bool = False) -> dict[str, 
 
 
 def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Field:
+    """The score columns by their names: a list column named like the scores, or one group of wide
+    columns with a score prefix (numbered, or named by class), or one numeric column named like the
+    scores (a binary head) — two of these kinds at once are refused, never chosen between; only where
+    no column is named like scores, the one list column not named like a target (found in review: an
+    'embedding' or 'token_ids' list beside logit_0 … logit_4 was taken for the scores, and check passed)."""
     lists = [name for name in schema.names if is_list(schema.field(name).type)]
     named = [name for name in lists if name.lower() in SCORE_LIST_NAMES]
-    candidates = named or [name for name in lists if name.lower() not in TARGET_NAMES]
-    if len(candidates) == 1:
-        return Field((candidates[0],), False, schema.field(candidates[0]).type)
-    if len(candidates) > 1:
-        raise LayoutError(
-            f"several list columns could hold the scores: {name_list(candidates)}",
-            path=path,
-            hint="choose one with --score-col",
-        )
+    if len(named) > 1:
+        raise LayoutError(f"several list columns could hold the scores: {name_list(named)}", path=path, hint="choose one with --score-col")
     groups = {p: m for p, m in wide_groups(schema).items() if p.lower() in SCORE_PREFIXES}
-    if len(groups) == 1:
+    if len(groups) > 1:
+        raise LayoutError(f"several groups of wide score columns: {', '.join(p + '0…' for p in groups)}", path=path,
+                          hint="choose one with --score-prefix")
+    named_groups = {} if groups else named_class_columns(schema, any_type=cells is not None)
+    kinds = ([f"list column {named[0]!r}"] if named else []) + [f"wide columns {p}0…" for p in groups] + \
+        [f"wide columns {p}…" for p in named_groups]
+    if len(kinds) > 1:
+        raise LayoutError(f"several columns could hold the scores: {', '.join(kinds)}", path=path,
+                          hint="choose with --score-col or --score-prefix")
+    if named:
+        return Field((named[0],), False, schema.field(named[0]).type)
+    if groups:
         prefix, members = next(iter(groups.items()))
         return _wide_field(schema, prefix, members, path, cells)
-    if len(groups) > 1:
-        raise LayoutError(
-            f"several groups of wide score columns: {', '.join(p + '0…' for p in groups)}",
-            path=path,
-            hint="choose one with --score-prefix",
-        )
-    named_groups = named_class_columns(schema, any_type=cells is not None)
     if len(named_groups) == 1:
         prefix, members = next(iter(named_groups.items()))
         check_numeric(schema, members, path, cells)
@@ -242,6 +244,11 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
     if len(scalars) == 1:  # one score per row (a binary head): a numeric column named like the scores
         check_numeric(schema, (scalars[0],), path, cells)
         return Field((scalars[0],), True, schema.field(scalars[0]).type)
+    unnamed = [name for name in lists if name.lower() not in TARGET_NAMES]
+    if len(unnamed) == 1:
+        return Field((unnamed[0],), False, schema.field(unnamed[0]).type)
+    if len(unnamed) > 1:
+        raise LayoutError(f"several list columns could hold the scores: {name_list(unnamed)}", path=path, hint="choose one with --score-col")
     separated = len(schema.names) == 1 and next((sep for sep in (";", "\t", "|") if sep in schema.names[0]), None)
     raise LayoutError(
         f"no score column found (columns: {name_list(schema.names)})",
@@ -320,6 +327,10 @@ def find_targets(
     else:
         names = [name for name in schema.names if name.lower() in TARGET_NAMES]
         groups = {p: m for p, m in wide_groups(schema).items() if p.lower() in TARGET_PREFIXES}
+        if len(names) + len(groups) > 1:  # found in review: 'target' before 'label' was taken silently
+            kinds = [repr(name) for name in names] + [f"wide columns {p}0…" for p in groups]
+            raise LayoutError(f"several columns could hold the targets: {', '.join(kinds)}", path=path,
+                              hint="choose one with --label-col or --target-prefix")
         if names:
             found = Field((names[0],), False, schema.field(names[0]).type)
         elif groups:
