@@ -463,3 +463,24 @@ def test_a_partial_whose_class_names_do_not_name_its_classes_is_refused(tmp_path
     path.write_text(json.dumps({**document, "input": json.loads(text.replace('"cat", "dog", "fox"', '"cat", "dog"'))}))
     result = runner.invoke(app, ["merge", str(path)])
     assert result.exit_code == 2 and "class names (2) do not name its 3 classes" in result.stderr, result.stderr
+
+
+def test_a_partial_merged_twice_is_refused_and_gates_name_what_the_partials_lack(tmp_path):
+    """Found in a new-user review: `merge a.xpart a.xpart` counted the rows twice without a word;
+    `merge --max-ece` said 'add --calibration' and `--max-group-gap` failed as 'undefined' (exit 1),
+    where the partials lacked the sums. The same file or a copy is refused; the gates say how to save
+    partials that hold what they need (exit 2)."""
+    import shutil
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "cifar10_val.parquet"
+    a = tmp_path / "a.xpart"
+    xent("score", sample, "--save-partial", a, "-q")
+    shutil.copy(a, tmp_path / "b.xpart")
+    for pair, says in (([a, a], "is named twice"), ([a, tmp_path / "b.xpart"], "holds the same totals of the same input as")):
+        result = runner.invoke(app, ["merge", *map(str, pair)])
+        assert result.exit_code == 2 and says in result.stderr and "count twice" in result.stderr
+    for gate, says in ((["--max-ece", "0.1"], "xent score --calibration --save-partial"),
+                       (["--max-group-gap", "0.1"], "xent score --by COL --save-partial")):
+        result = runner.invoke(app, ["merge", str(a), *gate])
+        assert result.exit_code == 2 and says in result.stderr, result.stderr
+    assert runner.invoke(app, ["merge", str(a), "--max-loss", "5"]).exit_code == 0

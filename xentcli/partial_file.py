@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -510,12 +511,32 @@ def read(path: str) -> tuple[Part, RunConfig, InputDescription]:
     return loads(text, path)
 
 
+def _refuse_repeats(paths: list[str]) -> None:
+    """A partial merged twice counts its rows twice (found in review: `merge a.xpart a.xpart` doubled
+    them silently): the same file, or a copy — the same totals of the same input file — is refused."""
+    seen: dict[Any, str] = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            with open(path, "rb") as f:
+                document = json.loads(f.read())
+            key = (hashlib.sha256(str(document.get("state", "")).encode()).hexdigest(), json.dumps(document.get("input"), sort_keys=True))
+        except (OSError, ValueError, AttributeError):
+            continue  # read() says why
+        for ident in ((stat.st_dev, stat.st_ino), key):
+            if ident in seen:
+                raise InputError(f"{'is named twice' if seen[ident] == path else f'holds the same totals of the same input as {seen[ident]!r}'}: "
+                                 "its rows would count twice", path=path, hint="merge each partial once")
+            seen[ident] = path
+
+
 def merge_files(paths: list[str]) -> tuple[RunConfig, InputDescription, Part]:
     """Partial files merged in the order given, as one run over their inputs in that order would
     have merged them: the options and the layouts must agree (OptionError / LayoutError naming the
     first difference)."""
     from xentcli.errors import LayoutError, OptionError
 
+    _refuse_repeats(paths)
     part, config, info = read(paths[0])
     infos = [info]
     for path in paths[1:]:

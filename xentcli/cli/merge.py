@@ -9,6 +9,7 @@ import typer
 
 from xentcli.cli.app import app, check_plot, guarded, output_format
 from xentcli.cli.check import judge
+from xentcli.errors import OptionError
 from xentcli.cli.options import (
     Ascii, Debug, FailOn, Force, GateOn, GateOnChoice, HtmlReport, Json, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99, MinAccuracy,
     OutputFormat, OutputFormatChoice, Plot, Png, Quiet, ScoreOptions, _option, gates,
@@ -50,7 +51,16 @@ def merge(
 
     def gate() -> None:
         limits.validate()
-        judge(options, limits, merged(options.paths))
+        report = merged(options.paths)
+        # what the partials hold decides these gates: the options that would have made it are score's (found in review:
+        # merge said "add --calibration", an option merge does not have)
+        if limits.max_ece is not None and report.calibration is None:
+            raise OptionError("--max-ece needs calibration sums, and these partials hold none",
+                              hint="save them with xent score --calibration --save-partial")
+        if limits.max_group_gap is not None and not report.groups:
+            raise OptionError("--max-group-gap needs groups, and these partials hold none",
+                              hint="save them with xent score --by COL --save-partial")
+        judge(options, limits, report)
 
     guarded(debug, gate, fmt)
 
