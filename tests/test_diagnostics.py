@@ -361,3 +361,26 @@ def test_xe401_names_causes_by_the_codes_that_report_them(tmp_path):
         found = {d["code"]: d for d in doc["diagnostics"]}
         assert code in found and found["XE401"]["causes"] == {code: 1}, (code, found["XE401"])
         assert f"[{code}]" in found["XE401"]["message"]
+
+
+def test_xe401_names_logits_read_as_probabilities(tmp_path):
+    """Found in a new-user review: logits scored with --input probs gave '68 rows have a NaN or
+    infinite loss: 68 from another cause' — no cause named. A negative "probability" (the log of a
+    negative number) is traced to XE105, which reports such rows."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 5))
+    y = rng.integers(0, 5, 200)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs",
+                                              "--json"]).stdout)
+    xe401 = next(d for d in doc["diagnostics"] if d["code"] == "XE401")
+    # the loss of probabilities is log Σp − log p_y: NaN or inf where p_y ≤ 0 or Σp ≤ 0
+    want = int(np.count_nonzero((z[np.arange(200), y] <= 0) | (z.sum(axis=1) <= 0)))
+    assert xe401["causes"] == {"XE105": want} and "[XE105]" in xe401["message"] and "another cause" not in xe401["message"]

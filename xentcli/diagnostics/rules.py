@@ -483,6 +483,7 @@ declare(Rule(
 
 # ---- the loss -------------------------------------------------------------------------------
 _CAUSE_NAMES = {"XE101": "a NaN score", "XE102": "an infinite score", "XE113": "a probability outside [0, 1]",
+                "XE105": "a probability outside [0, 1]",
                 "XE115": "a target outside [0, 1]", "XE207": "a target row holding NaN or ±inf", "XE201": "a label out of range",
                 "XE203": "a fractional or NaN label", "XE204": "a label that is no class name",
                 "zero_probability": "a zero probability (or −inf logit) on a class the loss takes", "other": "another cause"}
@@ -499,6 +500,7 @@ def _causes(m: RowMasks, f: Finding) -> None:
         "XE101": bad_loss & m.nan_rows,
         "XE102": bad_loss & m.inf_rows,
         "XE113": bad_loss & b.per_row(b.outside) if b is not None and b.kind != "logits" else none,
+        "XE105": bad_loss & m.of("XE105") & ((m.bottom < 0) | (m.top > 1)) if b is None else none,  # logits read as probabilities
         "XE115": bad_loss & b.per_row(b.bad_target) if b is not None and b.bad_target is not None else none,
         "XE207": (bad_loss & ~np.isfinite(targets).all(axis=1)) if b is None and targets is not None and targets.ndim == 2 else none,
         "XE201": bad_loss & ~m.nan_rows & ~m.inf_rows & stats.label_is_int & ~stats.label_ok,
