@@ -88,3 +88,23 @@ def test_cut_text_always_ends_with_the_marker():
     assert terminal("a" * 11, 10) == "a" * 9 + "…"
     assert terminal("a" * 10, 10) == "a" * 10
     assert terminal("\x1b" * 20, 10) == "\\x1b\\x1b\\…"
+
+
+def test_score_says_when_its_numbers_do_not_measure_the_model():
+    """Found in a new-user review: a broken dump (1-based labels) printed a mean loss like any other
+    and exited 0; the last line now names the error-level codes and says check fails on it. A clean
+    dump has no such line."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    samples = Path(__file__).resolve().parent.parent / "sample_data"
+    broken = CliRunner().invoke(app, ["score", str(samples / "broken_one_based.parquet")])
+    assert broken.exit_code == 0
+    assert " ".join(broken.stdout.split()).endswith(
+        "Error-level diagnostics (XE201, XE202, XE401): the numbers above do not measure this model as they stand; "
+        "xent check fails on this dump.")
+    clean = CliRunner().invoke(app, ["score", str(samples / "cifar10_val.parquet")])
+    assert "Error-level diagnostics" not in clean.stdout

@@ -369,6 +369,10 @@ def render_tables(report: Report, console: Console) -> None:
         parts.append(groups_table(report))
     if report.diagnostics:
         parts.append(diagnostics_table(report))
+    errors = [d["code"] for d in report.diagnostics if d["severity"] == "error"]
+    if errors:  # found in a new-user review: a broken dump's mean loss looked like any other, exit 0
+        parts.append(Text(f"Error-level diagnostics ({', '.join(errors)}): the numbers above do not measure this model as they "
+                          "stand; xent check fails on this dump.", style="bold red"))
     console.print(Group(*parts))
 
 
