@@ -404,3 +404,13 @@ def test_the_local_cluster_starts_its_processes_with_ctrl_c_ignored(monkeypatch)
     before = signal.getsignal(signal.SIGINT)
     assert distributed._local_cluster(FakeDistributed, 2) == "cluster"
     assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is before
+
+
+def test_explain_takes_a_family_prefix():
+    """Found in a new-user review: `xent explain XE2` was refused though `--select XE2` takes it."""
+    result = CliRunner().invoke(app, ["explain", "XE2", "--json"])
+    assert result.exit_code == 0
+    codes = [doc["code"] for doc in json.loads(result.stdout)]
+    assert codes and all(code.startswith("XE2") for code in codes) and "XE201" in codes
+    assert json.loads(CliRunner().invoke(app, ["explain", "XE201", "--json"]).stdout)["code"] == "XE201"
+    assert CliRunner().invoke(app, ["explain", "XE9"]).exit_code == 2

@@ -29,13 +29,16 @@ def _explain(code: str | None, as_json: bool) -> None:
     rules = list(RULES.values())
     if code is not None:
         wanted = code.strip().upper()
-        rules = [rule for rule in rules if rule.code == wanted or rule.name == code.strip().lower()]
+        exact = [rule for rule in rules if rule.code == wanted or rule.name == code.strip().lower()]
+        # a family, as --select takes it (XE2: the label rules), where no code is named exactly
+        rules = exact or ([rule for rule in rules if rule.code.startswith(wanted)] if wanted.startswith("XE") else [])
         if not rules:
-            raise OptionError(f"no diagnostic '{code}'", hint="run 'xent explain' for the list")
+            raise OptionError(f"no diagnostic {code!r}", hint="run 'xent explain' for the list")
+    single = code is not None and len(rules) == 1
     if as_json:
         docs = [rule.doc() for rule in rules]
-        sys.stdout.write(json.dumps(docs[0] if code else docs, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(docs[0] if single else docs, indent=2, ensure_ascii=False) + "\n")
     else:
         from xentcli.render.table import render_explain
 
-        render_explain(rules, single=code is not None, console=console())
+        render_explain(rules, single=single, console=console())

@@ -45,7 +45,7 @@ declare(Rule(
     "A NaN score makes that row's loss NaN, and a NaN anywhere makes a framework's mean NaN: the usual first sign of a diverged model or a float16 overflow.",
     "Find where the model produced NaN (look at the listed rows and class positions); check for overflow in a float16 head, divisions by zero, log of negative numbers.",
     "scores [0.3, nan, 1.2] → loss NaN.",
-    hint="find where the model produced NaN; see the class positions in the examples",
+    hint="find where the model produced NaN (the examples' classes, in --json, say in which classes)",
     message=_rows_say("row holds", "rows hold", " NaN scores"),
     mask=lambda m: m.nan_rows, tallied=True,
     columns=lambda m, rows: {"classes": _nan_classes(m.view, rows, np.isnan)},
@@ -311,7 +311,7 @@ declare(Rule(
     "Check the label encoding and the number of classes; mark rows to skip with the ignore index (-100).",
     "C = 10 and label 10 → out of range.",
     hint=_binary_hint("check the label encoding; mark rows to skip with the ignore index",
-                      "a binary head's targets are 0/1 (or probabilities in [0, 1]): map −1/+1 labels to 0/1"),
+                      "a binary head's targets are 0/1 (or probabilities in [0, 1]): map −1/+1 or 1/2 labels to 0/1"),
     message=lambda f, t: f"{_count(f.rows, 'row has', 'rows have')} a label outside [0, {t.num_classes})"
                          + (" (a binary head's targets are 0 or 1)" if t.info.head == "binary" else ""),
     mask=lambda m: m.on_labels(lambda: m.stats.label_is_int & ~m.stats.label_ok & ~m.view.ignored), tallied=True,
@@ -425,8 +425,8 @@ def _absent_classes(findings: dict[str, Finding], t: Any) -> dict[str, Any] | No
     if not (never_target or never_pred):
         return None
 
-    def some(count: int, ids: list[int]) -> str:
-        return ", ".join(map(str, ids[:10])) + (" …" if count > 10 else "")
+    def some(count: int, ids: list[int]) -> str:  # "(class 0)", not "(0)", which reads as a count
+        return ("class " if count == 1 else "classes ") + ", ".join(map(str, ids[:10])) + (" …" if count > 10 else "")
 
     parts = []
     if never_target:

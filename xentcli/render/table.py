@@ -108,8 +108,10 @@ def summary_table(report: Report) -> Table:
         ("loss (mean)", fmt_number(s["loss_mean"]) + ("" if math.isnan(loss_half) else f" ± {fmt_number(loss_half, 3)} ({level}"
                                                       + (", clustered by sequence" if s.get("se_clustered") else "") + ")")),
         ("loss sum", fmt_number(s["loss_sum"])),
-        ("min / p50 / p90", " / ".join(fmt_number(s[k]) for k in ("loss_min", "loss_p50", "loss_p90"))),
-        ("p99 / max", " / ".join(fmt_number(s[k]) for k in ("loss_p99", "loss_max"))),
+        # the quantiles come from the sketch (within 0.5%): 4 digits, not 7 that it does not hold (a new user read
+        # p50 0.1113551 as exact); min and max are exact
+        ("min / p50 / p90", " / ".join(fmt_number(s[k], 7 if k == "loss_min" else 4) for k in ("loss_min", "loss_p50", "loss_p90"))),
+        ("p99 / max", " / ".join(fmt_number(s[k], 4 if k == "loss_p99" else 7) for k in ("loss_p99", "loss_max"))),
         ("perplexity", fmt_number(s["perplexity"])),
         ("accuracy", fmt_fraction(s["accuracy"]) + ("" if math.isnan(s.get("accuracy_ci", [math.nan])[0])
                                                      else f" [{fmt_fraction(s['accuracy_ci'][0])}, {fmt_fraction(s['accuracy_ci'][1])}]")),
