@@ -1150,3 +1150,16 @@ def test_columns_named_like_scores_beat_a_guess_and_two_candidates_are_refused(t
         assert result.exit_code == 2 and says in result.stderr, (name, result.stderr)
     doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "labels.npz"), "--label-key", "labels", "--json"]).stdout)
     assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)
+
+
+def test_a_labels_file_longer_than_the_scores_says_so(tmp_path):
+    """Found in review: 60 rows of scores with a CSV of 61 labels said 'ends after 61 rows, before
+    the scores do' — the reverse of what happened."""
+    import gzip
+
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).normal(size=(60, 5)))
+    for rows, says in ((61, "holds more rows than the 60 rows of scores"), (59, "ends after 59 rows, before the scores do")):
+        with gzip.open(tmp_path / f"y{rows}.csv.gz", "wt") as f:
+            f.write("label\n" + "".join(f"{i % 5}\n" for i in range(rows)))
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / f"y{rows}.csv.gz")])
+        assert result.exit_code == 2 and says in result.stderr and "[XE302]" in result.stderr

@@ -658,9 +658,11 @@ def _paired(
     for left in main:
         right = next(other, None)
         n = len(left["scores"])
-        if right is None or len(right[role]) != n:
+        if right is None or len(right[role]) < n:
             got = seen + (0 if right is None else len(right[role]))
             raise LayoutError(f"ends after {got} rows, before the scores do", path=other_path, hint=hint, code="XE302")
+        if len(right[role]) > n:  # the scores' batch was the shorter: they ended first (found in review: called the reverse)
+            raise LayoutError(f"holds more rows than the {seen + n} rows of scores", path=other_path, hint=hint, code="XE302")
         seen += n
         yield {**left, **right}
     if next(other, None) is not None:
