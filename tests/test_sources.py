@@ -1163,3 +1163,18 @@ def test_a_labels_file_longer_than_the_scores_says_so(tmp_path):
             f.write("label\n" + "".join(f"{i % 5}\n" for i in range(rows)))
         result = CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / f"y{rows}.csv.gz")])
         assert result.exit_code == 2 and says in result.stderr and "[XE302]" in result.stderr
+
+
+def test_a_csv_label_column_empty_in_its_first_block_reads_later_labels(tmp_path):
+    """Found in review: a label column empty for the whole first block (1 MiB) was typed null by the
+    CSV reader, and a later label '3' was refused as a conversion error; empty label cells are NaN
+    (XE203) and the labels after them are read, as the README says."""
+    rows = 400_000  # 2 MB of "0,1," lines before the first label: the reader types the first block (1 MiB) alone
+    path = tmp_path / "late.csv"
+    with open(path, "w") as f:
+        f.write("logit_0,logit_1,label\n" + "0,1,\n" * rows + "".join(f"{i % 2},0,{i % 2}\n" for i in range(20)))
+    doc = json.loads(CliRunner().invoke(app, ["score", str(path), "--json"]).stdout)
+    assert (doc["summary"]["rows"], doc["summary"]["counted"]) == (rows + 20, 20)
+    assert {"XE203"} <= {d["code"] for d in doc["diagnostics"]}
+    z = np.array([[i % 2, 0] for i in range(20)], np.float64)
+    assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, np.array([i % 2 for i in range(20)])).mean(), rel=1e-12)

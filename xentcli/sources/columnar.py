@@ -134,7 +134,8 @@ class ColumnarFile:
                 self._label_columns = set(found.columns)
             if role == "ids" or role.startswith("by"):
                 self._column_types[found.columns[0]] = pa.string()
-            elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype):
+            elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype) or pa.types.is_null(found.dtype):
+                # null: a column empty in the first block (found in review: a later '3' was a conversion error)
                 for name in found.columns:
                     self._column_types[name] = pa.float64()
 
