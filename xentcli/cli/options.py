@@ -83,7 +83,7 @@ Labels = Annotated[Optional[str], _option("--labels", panel="Input", help="Targe
 Format = Annotated[Optional[FormatChoice], _option("--format", panel="Input", help="Read PATH as this format (default: from the extension; in a folder of several formats, the one to read).")]
 Input = Annotated[Optional[InputChoice], _option("--input", panel="Input", help="What the scores are (default: logits, or as the column names say).")]
 Target = Annotated[TargetChoice, _option("--target", panel="Input", help="Integer labels (sparse) or one-hot/soft rows (dense).")]
-Head = Annotated[HeadChoice, _option("--head", panel="Input", help="softmax, or sigmoid (binary); auto: one score per row is a binary sigmoid head.")]
+Head = Annotated[HeadChoice, _option("--head", panel="Input", help="softmax, or sigmoid: independent labels (multi-label, K scores a row) or a binary head; auto: one score per row is a binary sigmoid head, K ≥ 2 a softmax.")]
 Threshold = Annotated[float, _option("--threshold", panel="Input", help="Binary heads: a row predicts the positive class when P(y = 1) ≥ this.", min=0.0, max=1.0)]
 ClassAxis = Annotated[int, _option("--class-axis", panel="Sequences", help="Axis of the classes in [N, T, C] arrays: -1 (default) or 1 for PyTorch's [N, C, T].")]
 GroupCol = Annotated[Optional[str], _option("--group-col", panel="Sequences", help="One row per token: the column naming each row's sequence.")]
@@ -117,7 +117,7 @@ Plot = Annotated[bool, _option("--plot", panel="Output", help="Draw the loss his
 Ascii = Annotated[bool, _option("--ascii", panel="Output", help="With --plot: plain '#' bars.")]
 OutputFormat = Annotated[OutputFormatChoice, _option("--output-format", panel="Output", help="text, json (as --json), or for CI: github (workflow annotations), gitlab (Code Quality), junit (XML), markdown.")]
 Output = Annotated[Optional[Path], _option("-o", "--output", panel="Output", help="Write per-sample rows to FILE.parquet or FILE.csv.")]
-Force = Annotated[bool, _option("--force", panel="Output", help="Replace an existing --output file.")]
+Force = Annotated[bool, _option("--force", panel="Output", help="Replace an existing output file (-o, --report, --png, --save-partial).")]
 ChunkRows = Annotated[Optional[int], _option("--chunk-rows", panel="Run", help="Rows per chunk (default: ~16 MiB of scores).", min=1)]
 Threads = Annotated[int, _option("--threads", panel="Run", help="Worker threads (default: the number of cores).", min=1, show_default=False)]
 Quiet = Annotated[bool, _option("--quiet", "-q", panel="Run", help="No progress bar.")]
@@ -146,7 +146,7 @@ ByFile = Annotated[Optional[str], _option("--by-file", panel="Slices", help="Eac
 MinGroup = Annotated[int, _option("--min-group", panel="Slices", help="Groups with fewer counted rows are listed last, marked small.", min=1)]
 MaxGroups = Annotated[int, _option("--max-groups", panel="Slices", help="Keep the groups with the most counted rows; the rest merge into '(other)'.", min=1)]
 MaxGroupGap = Annotated[Optional[float], _option("--max-group-gap", panel="Gates", help="Fail when a group's mean loss exceeds the overall mean by more than G, shown at the interval's confidence (Holm-corrected across groups).")]
-TemperatureScan = Annotated[bool, _option("--temperature-scan", panel="Output", help="With --calibration: the temperature T that minimises the loss of logits/T, and the share of the loss it removes (turns --calibration on).")]
+TemperatureScan = Annotated[bool, _option("--temperature-scan", panel="Output", help="The temperature T that minimises the loss of logits/T, and the share of the loss it removes (turns --calibration on).")]
 MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (turns --calibration on).")]
 
 
