@@ -1178,3 +1178,18 @@ def test_a_csv_label_column_empty_in_its_first_block_reads_later_labels(tmp_path
     assert {"XE203"} <= {d["code"] for d in doc["diagnostics"]}
     z = np.array([[i % 2, 0] for i in range(20)], np.float64)
     assert doc["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, np.array([i % 2 for i in range(20)])).mean(), rel=1e-12)
+
+
+def test_csv_labels_and_class_names_that_are_both_numbers_are_refused(tmp_path):
+    """Found in review: CSV labels 0 … 3 with --classes 3,2,1,0 were read as positions while the
+    same text labels in Parquet are names: two numbers for one dump. CSV cannot tell which is meant:
+    refused, unless both readings agree (names 0 … C−1 in order) or the names are words."""
+    path = tmp_path / "cls.csv"
+    path.write_text("logit_0,logit_1,logit_2,logit_3,label\n1,0,0,0,3\n0,1,0,0,2\n0,0,3,0,0\n")
+    result = CliRunner().invoke(app, ["score", str(path), "--classes", "3,2,1,0"])
+    assert result.exit_code == 2 and "in CSV xent cannot tell a position from a name" in result.stderr
+    z = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, 0]], np.float64)
+    want = sparse_loss64(z, np.array([3, 2, 0])).mean()
+    for names in ("0,1,2,3", "a,b,c,d"):
+        doc = json.loads(CliRunner().invoke(app, ["score", str(path), "--classes", names, "--json"]).stdout)
+        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)

@@ -25,6 +25,7 @@ from xentcli.sources.columns import (
     Field, arrow_value_kind, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
+from xentcli.plain import name_list
 from xentcli.sources import paths
 from xentcli.sources.names import kind_from_name
 from xentcli.sources.side import Side
@@ -222,6 +223,26 @@ class ColumnarFile:
         if self._raw is None or self._raw.closed:
             return None
         return self._raw.tell() / max(1, paths.size(self.path))
+
+
+def _refuse_numbers_or_names(fmt: str, targets: Field, classes: tuple[str, ...] | None, path: str) -> None:
+    """A CSV label column of numbers with class names that are numbers too, not 0 … C−1 in order
+    (--classes 3,2,1,0): CSV cannot say whether '3' is position 3 or the class named "3" — Parquet's
+    text labels are names, its integers positions (found in review: CSV took positions, Parquet
+    names, two numbers for one dump). Refused; where both readings agree it is read."""
+    if fmt != "csv" or not classes or targets.wide or not (is_text(targets.value_type) or arrow_value_kind(targets.value_type) in
+                                                           ("integer", "float")):
+        return
+    def number(text: str) -> bool:
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return False
+    if any(number(name) for name in classes) and list(classes) != [str(i) for i in range(len(classes))]:
+        raise LayoutError(f"the labels are numbers and class names ({name_list(classes)}) are numbers too: in CSV xent cannot "
+                          "tell a position from a name", path=path,
+                          hint="write the labels as positions 0 … C−1 and name the classes with words, or store the file as Parquet")
 
 
 def _validated(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
@@ -469,6 +490,7 @@ def columnar_side(
         classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
         roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
+        _refuse_numbers_or_names(fmt, roles["targets"], classes, path)
     if first and notes:  # a later shard's class columns were put in the first shard's order
         _labels_follow_names(roles.get("targets"), path, first[0])
     if want_scores and cfg.id_col:
