@@ -230,19 +230,20 @@ def _refuse_numbers_or_names(fmt: str, targets: Field, classes: tuple[str, ...] 
     (--classes 3,2,1,0): CSV cannot say whether '3' is position 3 or the class named "3" — Parquet's
     text labels are names, its integers positions (found in review: CSV took positions, Parquet
     names, two numbers for one dump). Refused; where both readings agree it is read."""
-    if fmt != "csv" or not classes or targets.wide or not (is_text(targets.value_type) or arrow_value_kind(targets.value_type) in
-                                                           ("integer", "float")):
+    if fmt != "csv" or not classes or targets.wide or arrow_value_kind(targets.value_type) not in ("integer", "float", "text"):
         return
-    def number(text: str) -> bool:
-        try:
-            float(text)
-            return True
-        except ValueError:
-            return False
-    if any(number(name) for name in classes) and list(classes) != [str(i) for i in range(len(classes))]:
+    if any(_number_text(name) for name in classes) and list(classes) != [str(i) for i in range(len(classes))]:
         raise LayoutError(f"the labels are numbers and class names ({name_list(classes)}) are numbers too: in CSV xent cannot "
                           "tell a position from a name", path=path,
                           hint="write the labels as positions 0 … C−1 and name the classes with words, or store the file as Parquet")
+
+
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _validated(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
