@@ -414,3 +414,17 @@ def test_explain_takes_a_family_prefix():
     assert codes and all(code.startswith("XE2") for code in codes) and "XE201" in codes
     assert json.loads(CliRunner().invoke(app, ["explain", "XE201", "--json"]).stdout)["code"] == "XE201"
     assert CliRunner().invoke(app, ["explain", "XE9"]).exit_code == 2
+
+
+def test_a_signal_the_parent_ignores_stays_ignored():
+    """Found in review: with the start-up and run handlers, a job started with SIGINT ignored (a
+    script's `cmd &`, `trap '' INT`) was ended by SIGINT, where Python had left it ignored."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("from xentcli.entry import quiet_start_up\nquiet_start_up()\nfrom xentcli.cli.app import setup_process\nsetup_process()\n"
+              "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nprint('alive')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.returncode == 0 and result.stdout == "alive\n", result.stderr

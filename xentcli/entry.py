@@ -15,9 +15,11 @@ def _during_start_up(signum: int, _frame: object) -> None:
 
 
 def quiet_start_up() -> None:
-    """Until the app sets its own handlers (cli.app.setup_process)."""
+    """Until the app sets its own handlers (cli.app.setup_process). A signal the parent ignores
+    (`nohup`, `cmd &` in a script, `trap '' INT`) stays ignored."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _during_start_up)
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _during_start_up)
 
 
 def main() -> None:

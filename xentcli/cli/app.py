@@ -191,7 +191,8 @@ def setup_process() -> None:
     memory map) as one line and exit 2, glibc's malloc asked to keep chunk-sized blocks
     (native.keep_freed_memory), and no RuntimeWarning printed."""
     for signum in INTERRUPTING:
-        signal.signal(signum, _interrupt)
+        if signal.getsignal(signum) != signal.SIG_IGN:  # one the parent ignores (nohup, a script's `cmd &`) stays ignored
+            signal.signal(signum, _interrupt)
     native.keep_freed_memory()
     native.catch_bus_errors(_bus_line())
     # numpy's floating-point warnings (overflow, 0·inf) on hostile numbers: the rows they come from are
