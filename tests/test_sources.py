@@ -1142,14 +1142,25 @@ def test_columns_named_like_scores_beat_a_guess_and_two_candidates_are_refused(t
         pq.write_table(table, tmp_path / name)
         result = CliRunner().invoke(app, ["score", str(tmp_path / name)])
         assert result.exit_code == 2 and says in result.stderr, (name, result.stderr)
+    # an NPZ file: the README's order (labels before label, probs before scores), and a note names the others
+    # (np.savez(f, logits=z, probs=p, labels=y) is common: refusing it broke such dumps)
     np.savez(tmp_path / "labels.npz", logits=z, labels=y, label=(y + 1) % c)
-    np.savez(tmp_path / "scores.npz", probs=np.exp(z) / np.exp(z).sum(1, keepdims=True), scores=z, labels=y)
-    for name, says in (("labels.npz", "several arrays could hold the label: 'label', 'labels'"),
-                       ("scores.npz", "several arrays could hold the score: 'scores', 'probs'")):
-        result = CliRunner().invoke(app, ["score", str(tmp_path / name)])
-        assert result.exit_code == 2 and says in result.stderr, (name, result.stderr)
-    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "labels.npz"), "--label-key", "labels", "--json"]).stdout)
-    assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)
+    np.savez(tmp_path / "scores.npz", probs=np.exp(z) / np.exp(z).sum(1, keepdims=True), scores=rng.normal(size=(n, c)), labels=y)
+    for name, says in (("labels.npz", "read the label from array 'labels', not 'label'"),
+                       ("scores.npz", "read the score from array 'probs', not 'scores'")):
+        doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / name), "--json"]).stdout)
+        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-9) and any(says in note for note in doc["input"]["notes"])
+    # ordinary neighbours are no candidates: summary columns beside a logits list, a 'y' beside 'label',
+    # a one-hot label_N beside 'label' (found in the regression review: all were refused)
+    for extra in ({"prob_max": z.max(1), "prob_true": z[:, 0]}, {"y": rng.normal(size=n)},
+                  {f"label_{j}": (y == j).astype(float) for j in range(c)}):
+        pq.write_table(pa.table({"logits": [list(r) for r in z], "label": y, **extra}), tmp_path / "ok.parquet")
+        doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "ok.parquet"), "--json"]).stdout)
+        assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12), extra
+    # an unnamed list of outputs and a 'score' (a confidence, or a binary head's score) cannot be told apart
+    pq.write_table(pa.table({"model_output": [list(r) for r in z], "label": y, "score": z.max(1)}), tmp_path / "conf.parquet")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "conf.parquet")])
+    assert result.exit_code == 2 and "list column 'model_output' and column 'score'" in result.stderr
 
 
 def test_a_labels_file_longer_than_the_scores_says_so(tmp_path):

@@ -26,8 +26,12 @@ from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
 from xentcli.sources.side import Side, value_kind
 
 # The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…
-SCORE_KEYS = tuple(SCORE_LIST_NAMES)
-LABEL_KEYS = TARGET_NAMES
+# An NPZ file's arrays by name, in the README's order: where several are there, the first is read
+# and a note names the others (np.savez(f, logits=z, probs=p, labels=y) is common)
+SCORE_KEYS = ("logits", "probs", "probabilities", "log_probs", "logprobs", "scores",
+              "logit", "prob", "probability", "log_prob", "logprob", "score")
+LABEL_KEYS = ("labels", "label", "targets", "target", "y")
+assert set(SCORE_KEYS) == set(SCORE_LIST_NAMES) and set(LABEL_KEYS) == set(TARGET_NAMES)
 # What reading a zip member can raise on a damaged, encrypted or unsupported archive.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError, ValueError)
 
@@ -351,6 +355,7 @@ def npz_member(
     role: str | None = None,
     hint: str | None = None,
     kinds: str = "biuf",
+    notes: list[str] | None = None,
 ) -> NpzMember | None:
     """The member named by `key`, else the first of `defaults` present; when none is, None, or an
     error naming the arrays there if the `role` is required."""
@@ -360,9 +365,8 @@ def npz_member(
             raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
     present = [candidate for candidate in defaults if candidate in names]
-    if len(present) > 1:  # found in review: 'label' beside 'labels', 'scores' beside 'probs' were chosen between silently
-        raise LayoutError(f"several arrays could hold the {role or 'values'}: {name_list(present)}", path=path,
-                          hint=f"choose one with {option}")
+    if len(present) > 1 and notes is not None:  # found in review: chosen between without a word (and not in this order)
+        notes.append(f"{path}: read the {role} from array {present[0]!r}, not {name_list(present[1:])} ({option} chooses)")
     if present:
         return NpzMember(archive, path, present[0], kinds)
     if role is not None:
@@ -548,6 +552,7 @@ def array_side(
 ) -> Side:
     """An NPY file or NPZ archive's side (class names play no part in arrays)."""
     members: dict[str, NpyArray | NpzMember] = {}
+    notes: list[str] = []
     if fmt == "npy":
         members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
         if want_scores and cfg.weight_col:
@@ -562,7 +567,7 @@ def array_side(
         archive = open_npz(path)
         if want_scores:
             members["scores"] = npz_member(  # type: ignore[assignment]
-                archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key"
+                archive, path, cfg.score_key, SCORE_KEYS, "--score-key", "score", "name it with --score-key", notes=notes
             )
             if cfg.id_col:
                 members["ids"] = npz_member(archive, path, cfg.id_col, (), "--id-col", kinds="biufUSMm")  # type: ignore[assignment]
@@ -573,7 +578,7 @@ def array_side(
         if not want_scores or cfg.labels_path is None:
             members["targets"] = npz_member(  # type: ignore[assignment]
                 archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",
-                "name it with --label-key, or pass the labels with --labels FILE",
+                "name it with --label-key, or pass the labels with --labels FILE", notes=notes,
             )
     if "scores" in members:
         scores = members["scores"]
@@ -581,7 +586,7 @@ def array_side(
     else:
         num_classes = 0
         seq_len, class_axis = seq
-    side = Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis)
+    side = Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis, notes=notes)
     if "scores" in members:
         side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
         if seq_len is not None:

@@ -212,11 +212,13 @@ def named_class_columns(schema: pa.Schema, any_type: bool = False) -> dict[str, 
 
 
 def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Field:
-    """The score columns by their names: a list column named like the scores, or one group of wide
-    columns with a score prefix (numbered, or named by class), or one numeric column named like the
-    scores (a binary head) — two of these kinds at once are refused, never chosen between; only where
-    no column is named like scores, the one list column not named like a target (found in review: an
-    'embedding' or 'token_ids' list beside logit_0 … logit_4 was taken for the scores, and check passed)."""
+    """The score columns by their names, strongest first: a list column named like the scores; else
+    one group of wide columns numbered P0 … P{C-1} with a score prefix; else columns named by class
+    with a score prefix; and only where none is named so, the one list column not named like a
+    target (found in review: an 'embedding' list beside logit_0 … logit_4 was taken for the scores),
+    or one numeric column named like the scores (a binary head) — these two together are refused
+    (a 'score' confidence beside an unnamed list of outputs, or a binary 'logit' beside token ids,
+    cannot be told apart), as are two lists or two groups."""
     lists = [name for name in schema.names if is_list(schema.field(name).type)]
     named = [name for name in lists if name.lower() in SCORE_LIST_NAMES]
     if len(named) > 1:
@@ -225,30 +227,32 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
     if len(groups) > 1:
         raise LayoutError(f"several groups of wide score columns: {', '.join(p + '0…' for p in groups)}", path=path,
                           hint="choose one with --score-prefix")
-    named_groups = {} if groups else named_class_columns(schema, any_type=cells is not None)
-    kinds = ([f"list column {named[0]!r}"] if named else []) + [f"wide columns {p}0…" for p in groups] + \
-        [f"wide columns {p}…" for p in named_groups]
-    if len(kinds) > 1:
-        raise LayoutError(f"several columns could hold the scores: {', '.join(kinds)}", path=path,
+    if named and groups:
+        prefix = next(iter(groups))
+        raise LayoutError(f"several columns could hold the scores: list column {named[0]!r}, wide columns {prefix}0…", path=path,
                           hint="choose with --score-col or --score-prefix")
     if named:
         return Field((named[0],), False, schema.field(named[0]).type)
     if groups:
         prefix, members = next(iter(groups.items()))
         return _wide_field(schema, prefix, members, path, cells)
+    named_groups = named_class_columns(schema, any_type=cells is not None)
     if len(named_groups) == 1:
         prefix, members = next(iter(named_groups.items()))
         check_numeric(schema, members, path, cells)
         return Field(members, True, schema.field(members[0]).type, tuple(m[len(prefix):] for m in members))
+    unnamed = [name for name in lists if name.lower() not in TARGET_NAMES]
     scalars = [name for name in schema.names if name.lower() in SCORE_LIST_NAMES and not is_list(schema.field(name).type)]
+    if len(unnamed) > 1:
+        raise LayoutError(f"several list columns could hold the scores: {name_list(unnamed)}", path=path, hint="choose one with --score-col")
+    if unnamed and len(scalars) == 1:
+        raise LayoutError(f"several columns could hold the scores: list column {unnamed[0]!r} and column {scalars[0]!r} (a binary "
+                          "head's score)", path=path, hint="choose with --score-col")
+    if unnamed:
+        return Field((unnamed[0],), False, schema.field(unnamed[0]).type)
     if len(scalars) == 1:  # one score per row (a binary head): a numeric column named like the scores
         check_numeric(schema, (scalars[0],), path, cells)
         return Field((scalars[0],), True, schema.field(scalars[0]).type)
-    unnamed = [name for name in lists if name.lower() not in TARGET_NAMES]
-    if len(unnamed) == 1:
-        return Field((unnamed[0],), False, schema.field(unnamed[0]).type)
-    if len(unnamed) > 1:
-        raise LayoutError(f"several list columns could hold the scores: {name_list(unnamed)}", path=path, hint="choose one with --score-col")
     separated = len(schema.names) == 1 and next((sep for sep in (";", "\t", "|") if sep in schema.names[0]), None)
     raise LayoutError(
         f"no score column found (columns: {name_list(schema.names)})",
@@ -327,10 +331,11 @@ def find_targets(
     else:
         names = [name for name in schema.names if name.lower() in TARGET_NAMES]
         groups = {p: m for p, m in wide_groups(schema).items() if p.lower() in TARGET_PREFIXES}
-        if len(names) + len(groups) > 1:  # found in review: 'target' before 'label' was taken silently
-            kinds = [repr(name) for name in names] + [f"wide columns {p}0…" for p in groups]
-            raise LayoutError(f"several columns could hold the targets: {', '.join(kinds)}", path=path,
-                              hint="choose one with --label-col or --target-prefix")
+        strong = [name for name in names if name.lower() != "y"]  # 'y' beside 'label' is more likely a coordinate
+        if len(strong) > 1:  # found in review: 'target' before 'label' was taken silently (file order)
+            raise LayoutError(f"several columns could hold the targets: {name_list(strong)}", path=path,
+                              hint="choose one with --label-col")
+        names = strong or names
         if names:
             found = Field((names[0],), False, schema.field(names[0]).type)
         elif groups:
