@@ -1204,3 +1204,16 @@ def test_csv_labels_and_class_names_that_are_both_numbers_are_refused(tmp_path):
     for names in ("0,1,2,3", "a,b,c,d"):
         doc = json.loads(CliRunner().invoke(app, ["score", str(path), "--classes", names, "--json"]).stdout)
         assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-12)
+
+
+def test_format_reads_extensionless_shards_but_not_a_readme(tmp_path):
+    """Found in the regression review: with --format csv a folder's README and LICENSE (no extension)
+    were read as shards ('no score column found'); only shard names without an extension are."""
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    (folder / "part-00000").write_text("logit_0,logit_1,label\n0,1,1\n")
+    (folder / "part-1.csv").write_text("logit_0,logit_1,label\n1,0,0\n")
+    (folder / "README").write_text("These are my shards\n")
+    (folder / "LICENSE").write_text("MIT\n")
+    doc = json.loads(CliRunner().invoke(app, ["check", str(folder), "--format", "csv", "--json"]).stdout)
+    assert doc["summary"]["rows"] == 2 and doc["summary"]["loss_mean"] == pytest.approx(math.log1p(math.exp(-1)), rel=1e-12)

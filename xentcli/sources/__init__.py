@@ -389,7 +389,7 @@ def expand_paths(paths: tuple[str, ...], fmt: str | None = None) -> tuple[list[s
             found = sorted(os.path.join(path, name) for name in _dump_files(every, notes, path, os.sep, fmt))
             if not found:
                 raise InputError("holds no .parquet, .arrow, .csv, .npy or .npz files", path=path,
-                                 hint="files without an extension (part-00000) are read with --format")
+                                 hint="shards without an extension (part-00000) are read with --format")
         elif any(char in path for char in "*?[") and not os.path.exists(path):
             found = sorted(name for name in glob.glob(path, recursive=True) if not os.path.isdir(name))
             if not found:
@@ -422,11 +422,18 @@ def _refuse_repeats(files: list[str]) -> None:
             raise InputError(f"{same}: its rows would count twice", path=name, hint="name each shard once")
 
 
-def _known(name: str, fmt: str | None) -> bool:
-    """A file a folder or glob reads: a dump's extension, or none at all when --format says what it is
-    (Hadoop's and Spark's part-00000)."""
+def _shard_name(name: str) -> bool:
+    """A shard's name without an extension: Hadoop's and Spark's part-00000, part-r-00000 (not a
+    README or LICENSE, found in review: read as data with --format csv)."""
     base = name.lower().rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
-    return any(base.endswith(ext) for ext in EXTENSIONS) or (fmt is not None and "." not in base)
+    return "." not in base and base.startswith("part-")
+
+
+def _known(name: str, fmt: str | None) -> bool:
+    """A file a folder or glob reads: a dump's extension, or a shard's name without one when --format
+    says what it is."""
+    base = name.lower().rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
+    return any(base.endswith(ext) for ext in EXTENSIONS) or (fmt is not None and _shard_name(base))
 
 
 def _dump_files(relative: list[str], notes: list[str], folder: str, sep: str = "/", fmt: str | None = None) -> list[str]:
@@ -441,11 +448,12 @@ def _dump_files(relative: list[str], notes: list[str], folder: str, sep: str = "
         skipped = len(dumps) - len(kept)
         notes.append(f"{folder}: left out {skipped:,} {'file' if skipped == 1 else 'files'} under names beginning with '.' or '_' "
                      "(hidden, temporary or metadata files and folders)")
-    others = [name for name in relative if name not in set(dumps) and not any(part.startswith((".", "_")) for part in name.split(sep))]
+    others = [name for name in relative if name not in set(dumps) and _shard_name(name)
+              and not any(part.startswith((".", "_")) for part in name.split(sep))]
     if others:  # found in review: Hadoop's part-00001 (no extension) was dropped without a word
         shown = ", ".join(repr(name) for name in others[:3]) + (f" and {len(others) - 3:,} more" if len(others) > 3 else "")
-        notes.append(f"{folder}: left out {len(others):,} {'file' if len(others) == 1 else 'files'} without a dump's extension "
-                     f"({shown}); to read them, give them a dump's extension, or --format for files without one")
+        notes.append(f"{folder}: left out {len(others):,} {'shard' if len(others) == 1 else 'shards'} without an extension "
+                     f"({shown}); --format reads them")
     return kept
 
 
@@ -458,7 +466,7 @@ def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) 
         raise InputError("holds no regular files to read", path=path)
     if fmt is not None:
         kept = [name for name in regular if _known(name, None) and detect_format(name, None) == fmt
-                or not _known(name, None) and _known(name, fmt) and not os.path.basename(name).startswith(("_", "."))]
+                or not _known(name, None) and _shard_name(name)]
         if len(kept) < len(regular):
             notes.append(f"{path}: --format {fmt}: skipped {len(regular) - len(kept)} files of other formats")
         if not kept:
