@@ -108,3 +108,18 @@ def test_score_says_when_its_numbers_do_not_measure_the_model():
         "xent check fails on this dump.")
     clean = CliRunner().invoke(app, ["score", str(samples / "cifar10_val.parquet")])
     assert "Error-level diagnostics" not in clean.stdout
+
+
+def test_ordinary_text_is_shown_as_it_is(monkeypatch):
+    """Found in the regression review: emoji with variation selectors (❤️), a flag's tag sequence
+    (Scotland's) and CJK ideographic variation selectors were shown as escapes; and in a GitHub
+    Actions job '::' was escaped in files too (JUnit, GitLab JSON, HTML), which no runner reads as
+    log lines. Lone tag characters and the other invisible characters stay escapes."""
+    from xentcli.render.escape import terminal, text_of
+
+    scotland = "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    for text in ("❤️ love", "☀️ sunny", scotland + " scot", "葛\U000e0100飾", "ᠠ\u180bᠡ", "https://x.org/a::b", "C:\\data\\img45.png"):
+        assert terminal(text) == text and text_of(text) == text
+    assert terminal("eu\U000e0020") == "eu\\U000e0020" and terminal("eu\u00ad") == "eu\\xad"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert terminal("std::vector") == "std\\x3a:vector" and text_of("std::vector") == "std::vector"

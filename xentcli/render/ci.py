@@ -13,7 +13,7 @@ from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
 from xentcli.plain import distinct_digits
-from xentcli.render.escape import number_text as _number, terminal
+from xentcli.render.escape import number_text as _number, terminal, text_of
 
 FORMATS = ("github", "gitlab", "junit", "markdown")
 
@@ -154,14 +154,14 @@ def gitlab(run: CiRun) -> str:
         return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
     issues = []
-    location = {"path": terminal(run.path), "lines": {"begin": 1}}
+    location = {"path": text_of(run.path), "lines": {"begin": 1}}
     for d in run.diagnostics:
-        issues.append({"description": terminal(f"{d.code} {d.name}: {d.message}" + (f" ({d.side})" if d.side else "")),
+        issues.append({"description": text_of(f"{d.code} {d.name}: {d.message}" + (f" ({d.side})" if d.side else "")),
                        "check_name": d.code, "fingerprint": fingerprint(run.command, run.path, d.code, d.side or ""),
-                       "severity": GITLAB_SEVERITY[d.severity], "location": {"path": terminal(run.path_of(d)), "lines": {"begin": 1}}})
+                       "severity": GITLAB_SEVERITY[d.severity], "location": {"path": text_of(run.path_of(d)), "lines": {"begin": 1}}})
     for gate in run.gates:
         if not gate.passed:
-            issues.append({"description": terminal(gate.reason), "check_name": f"xent-gate-{gate.name}",
+            issues.append({"description": text_of(gate.reason), "check_name": f"xent-gate-{gate.name}",
                            "fingerprint": fingerprint(run.command, run.path, "gate", gate.name), "severity": "critical",
                            "location": location})
     return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"
@@ -178,17 +178,17 @@ def junit(run: CiRun) -> str:
     suite = ET.Element("testsuite", name=run.command)
     failures = 0
     for gate in run.gates:
-        case = ET.SubElement(suite, "testcase", classname="xent.gates", name=terminal(gate.name), time="0")
+        case = ET.SubElement(suite, "testcase", classname="xent.gates", name=text_of(gate.name), time="0")
         if not gate.passed:
             failures += 1
-            ET.SubElement(case, "failure", message=terminal(gate.reason), type="gate").text = terminal(gate.detail)
+            ET.SubElement(case, "failure", message=text_of(gate.reason), type="gate").text = text_of(gate.detail)
     for d in run.diagnostics:
         name = f"{d.code} {d.name}" + (f" ({d.side})" if d.side else "")
-        case = ET.SubElement(suite, "testcase", classname="xent.diagnostics", name=terminal(name), time="0")
-        text = terminal(f"{d.message} → {d.hint}" if d.hint else d.message)
+        case = ET.SubElement(suite, "testcase", classname="xent.diagnostics", name=text_of(name), time="0")
+        text = text_of(f"{d.message} → {d.hint}" if d.hint else d.message)
         if d.failing:
             failures += 1
-            ET.SubElement(case, "failure", message=terminal(d.message), type=d.severity).text = text
+            ET.SubElement(case, "failure", message=text_of(d.message), type=d.severity).text = text
         else:
             ET.SubElement(case, "system-out").text = text
     suite.set("tests", str(len(suite)))
@@ -213,7 +213,7 @@ def _md(text: Any) -> str:
     """Markdown text: control characters visible, then every ASCII punctuation character
     backslash-escaped (CommonMark lets any be; it then stands for itself), so no link, image,
     heading, emphasis, HTML or table cell can come from the data."""
-    shown = terminal(text)
+    shown = text_of(text)
     if _MD_NUMBER.fullmatch(shown):  # a number (or an interval of them) is safe as it is: no escapes to read
         return shown
     return _MD_PUNCTUATION.sub(r"\\\1", shown)
@@ -243,16 +243,16 @@ def error_report(fmt: str, code: str, message: str, path: str | None) -> str:
         where = f"file={_gh_property(path)}," if path else ""
         return f"::error {where}title={_gh_property(f'xent: {code}')}::{_gh_data(message)}\n"
     if fmt == "gitlab":
-        issue = {"description": terminal(message), "check_name": f"xent-{code}",
+        issue = {"description": text_of(message), "check_name": f"xent-{code}",
                  "fingerprint": hashlib.sha256(f"{code}\x1f{path or ''}".encode("utf-8", "surrogatepass")).hexdigest(),
-                 "severity": "blocker", "location": {"path": terminal(path or "."), "lines": {"begin": 1}}}
+                 "severity": "blocker", "location": {"path": text_of(path or "."), "lines": {"begin": 1}}}
         return json.dumps([issue], indent=2, ensure_ascii=False) + "\n"
     if fmt == "junit":
         import xml.etree.ElementTree as ET
 
         suite = ET.Element("testsuite", name="xent", tests="1", failures="0", errors="1", skipped="0", time="0")
         case = ET.SubElement(suite, "testcase", classname="xent", name="read and score the dump", time="0")
-        ET.SubElement(case, "error", message=terminal(message), type=terminal(code)).text = terminal(message)
+        ET.SubElement(case, "error", message=text_of(message), type=text_of(code)).text = text_of(message)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
     return f"## xent: ERROR\n\n{_md(message)}\n"
 

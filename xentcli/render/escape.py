@@ -15,12 +15,16 @@ from typing import Any
 # the braille blank, variation selectors, combining grapheme joiner); noncharacters (U+FFFE, U+FFFF
 # and their kin, which XML cannot hold); and lone surrogates (the bytes of a file name that is not
 # UTF-8, as Python decodes them, shown as the byte: \\xff). The ranges: Unicode 14's, generated once.
-_CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u115f-\u1160\u17b4-\u17b5"
-    "\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u2800\u3164\ud800-\udfff\ufdd0-\ufdef"
-    "\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\ufffe-\uffff\U000110bd\U000110cd\U00013430-\U00013438"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000e0100-\U000e01ef"
-    + "".join(f"\\U{plane:04x}fffe-\\U{plane:04x}ffff" for plane in range(1, 17)) + "]")
+_CONTROL_CLASS = (
+    "\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u115f-\u1160\u17b4-\u17b5"
+    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u2800\u3164\ud800-\udfff\ufdd0-\ufdef"
+    "\ufeff\uffa0\ufff9-\ufffb\ufffe-\uffff\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+    + "".join(f"\\U{plane:04x}fffe-\\U{plane:04x}ffff" for plane in range(1, 17)))
+# Variation selectors (emoji ❤️, CJK 葛󠄀, Mongolian) are part of ordinary text and stay; so do the tag
+# characters of an emoji flag sequence (🏴 + tags + cancel tag: Scotland's flag), which the group
+# below keeps whole (found in review: they were shown as escapes, and a flag cut mid-escape).
+_CONTROL = re.compile(f"(\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F)|[{_CONTROL_CLASS}]")
 # Workflow commands a CI runner reads from any line of a log, wherever they stand in it: GitHub's
 # legacy ##[command] and Azure Pipelines' ##vso[…]; and, in a GitHub Actions job, "::command::"
 # (the runner trims a line before it looks, and a wrapped table cell can start a line). Their first
@@ -32,6 +36,8 @@ MAX_CELL = 80
 
 
 def _visible(match: re.Match[str]) -> str:
+    if match.group(1):  # an emoji flag's tag sequence: kept
+        return match.group(1)
     char = match.group()
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the undecodable byte itself
@@ -42,15 +48,26 @@ def _visible(match: re.Match[str]) -> str:
 
 
 def terminal(value: Any, limit: int | None = None) -> str:
-    """Text for a terminal: every control character as a visible escape, one line, and cut to
-    `limit` characters with '…' when a limit is given. Rich markup is not interpreted by callers
-    that pass the result as `rich.text.Text` (the tables do)."""
+    """Text for a terminal or a CI log: text_of's, and inside a GitHub Actions job no '::' (the
+    runner reads a line that starts with it, once trimmed, as a command; a wrapped table cell can
+    start a line). Rich markup is not interpreted by callers that pass the result as
+    `rich.text.Text` (the tables do)."""
+    text = text_of(value, limit)
+    if os.environ.get("GITHUB_ACTIONS") == "true" and "::" in text:
+        text = _GITHUB_COMMAND.sub(r"\\x3a", text)
+        if limit is not None and len(text) > limit:
+            return text[: limit - 1] + "…"
+    return text
+
+
+def text_of(value: Any, limit: int | None = None) -> str:
+    """Text from the data for any output: every control character as a visible escape, one line,
+    no runner command read anywhere in a line (##[…], ##vso[…]), and cut to `limit` characters with
+    '…' when a limit is given. Files (XML, JSON, HTML, PNG, markdown) keep '::' as it is."""
     text = "null" if value is None else str(value)
     cut = limit is not None and len(text) > limit
     text = _CONTROL.sub(_visible, text[: limit + 1] if cut else text)  # a 10M-character id is cut before it is escaped (one over: the '…' below)
     text = _LOG_COMMAND.sub(r"\\x23", text)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        text = _GITHUB_COMMAND.sub(r"\\x3a", text)
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text

@@ -15,7 +15,7 @@ from typing import Any
 from xentcli import __version__
 from xentcli.plain import group_label
 from xentcli.render.ci import counts_and_mean
-from xentcli.render.escape import MAX_CELL, number_text, terminal
+from xentcli.render.escape import MAX_CELL, number_text, text_of
 
 MAX_ITEMS = 40  # classes, groups, rows and bins drawn or listed at most
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -40,7 +40,7 @@ MAX_TEXT = 1000
 
 def _t(value: Any, limit: int = MAX_TEXT) -> str:
     """Data as HTML text: control characters visible, markup escaped, cut to `limit` characters."""
-    return html.escape(terminal(value, limit), quote=True)
+    return html.escape(text_of(value, limit), quote=True)
 
 
 def _cell(value: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from xentcli.errors import OptionError, OutputError
 from xentcli.plain import group_label
-from xentcli.render.escape import terminal
+from xentcli.render.escape import text_of
 
 INSTALL = "pip install 'xentcli[png]'"
 
@@ -70,7 +70,7 @@ def _bars(plt: Any, labels: list[str], values: list[float], title: str, path: st
     ax.bar(range(len(values)), values, color=color)
     ax.set_title(title)
     step = max(1, len(labels) // 8)
-    ax.set_xticks(range(0, len(labels), step), [terminal(labels[i], 40) for i in range(0, len(labels), step)],
+    ax.set_xticks(range(0, len(labels), step), [text_of(labels[i], 40) for i in range(0, len(labels), step)],
                   rotation=30, ha="right", fontsize=7)
     for label in ax.get_xticklabels():  # text from the data: never TeX-like math ("$\\frac{a}{b}$" is those characters)
         label.set_parse_math(False)
