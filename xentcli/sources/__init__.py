@@ -414,6 +414,8 @@ def _refuse_repeats(files: list[str]) -> None:
         except OSError:
             continue  # the reader says why
         key = (stat.st_dev, stat.st_ino)
+        if not stat.st_ino:  # a file system without inode numbers: no identity to compare
+            continue
         if key not in seen:
             seen[key] = name
         else:

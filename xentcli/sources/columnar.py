@@ -7,6 +7,7 @@ CSV with pyarrow's streaming reader.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -239,9 +240,9 @@ def _refuse_numbers_or_names(fmt: str, targets: Field, classes: tuple[str, ...] 
 
 
 def _number_text(text: str) -> bool:
+    """A class name that reads as a number (a finite one: 'Nan' and 'Inf' are names)."""
     try:
-        float(text)
-        return True
+        return math.isfinite(float(text))
     except ValueError:
         return False
 
