@@ -523,7 +523,9 @@ def _refuse_repeats(paths: list[str]) -> None:
             key = (hashlib.sha256(str(document.get("state", "")).encode()).hexdigest(), json.dumps(document.get("input"), sort_keys=True))
         except (OSError, ValueError, AttributeError):
             continue  # read() says why
-        for ident in ((stat.st_dev, stat.st_ino), key):
+        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, key):
+            if ident is None:  # a file system without inode numbers
+                continue
             if ident in seen:
                 raise InputError(f"{'is named twice' if seen[ident] == path else f'holds the same totals of the same input as {seen[ident]!r}'}: "
                                  "its rows would count twice", path=path, hint="merge each partial once")
