@@ -681,11 +681,12 @@ def test_top_k_breaks_ties_as_the_prediction_does(tmp_path, threads):
     for k = 1, 2, 5, 9 on this dump; labels spread evenly, so its opposite tie order agrees)."""
     z = np.zeros((1000, 10), np.float32)
     y = np.arange(1000) % 10
-    for dtype in (np.float32, np.float64):
-        args = _npy(tmp_path, z.astype(dtype), y)
+    for dtype, kind in ((np.float32, "logits"), (np.float64, "logits"), (np.float64, "probs"), (np.float32, "log-probs")):
+        scores = np.full((1000, 10), 0.1) if kind == "probs" else np.full((1000, 10), np.log(0.1)) if kind == "log-probs" else z
+        args = _npy(tmp_path, scores.astype(dtype), y)  # logits: the C kernel; probabilities: the numpy kernel
         for k, want in ((1, 0.1), (2, 0.2), (5, 0.5), (9, 0.9)):
-            s = json.loads(invoke("score", *args, "--top-k", k, "--threads", threads, "--json").stdout)["summary"]
-            assert (s["accuracy"], s["top_k_accuracy"]) == (0.1, want)
+            s = json.loads(invoke("score", *args, "--input", kind, "--top-k", k, "--threads", threads, "--json").stdout)["summary"]
+            assert (s["accuracy"], s["top_k_accuracy"]) == (0.1, want), (kind, k)
     rng = np.random.default_rng(0)
     z = rng.integers(0, 3, (1000, 10)).astype(np.float32)  # many partial ties
     y = rng.integers(0, 10, 1000)

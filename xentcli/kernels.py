@@ -139,7 +139,12 @@ def ties_before(z: npt.NDArray, y: npt.NDArray, z_true: npt.NDArray) -> npt.NDAr
     it, as the argmax (first index of the maximum) does, so that rank 1 is pred == label and top-1
     accuracy is accuracy (rows of equal scores made every top-k 1.0). `z` is [n, C] (or a view)."""
     with np.errstate(invalid="ignore"):
-        return np.count_nonzero((z == z_true[:, None]) & (np.arange(z.shape[1]) < np.asarray(y)[:, None]), axis=1)
+        equal = z == z_true[:, None]
+    out = np.zeros(len(z), np.int64)
+    tied = np.flatnonzero(np.count_nonzero(equal, axis=1) > 1)  # the label's own score is one: most rows have no tie
+    if tied.size:
+        out[tied] = np.count_nonzero(equal[tied] & (np.arange(z.shape[1]) < np.asarray(y)[tied, None]), axis=1)
+    return out
 
 def whole_labels(labels: npt.NDArray) -> tuple[I64, Bool]:
     """Integer class of each sparse label, and whether it is a whole number: float labels holding
