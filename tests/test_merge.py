@@ -476,7 +476,7 @@ def test_a_partial_merged_twice_is_refused_and_gates_name_what_the_partials_lack
     a = tmp_path / "a.xpart"
     xent("score", sample, "--save-partial", a, "-q")
     shutil.copy(a, tmp_path / "b.xpart")
-    for pair, says in (([a, a], "is named twice"), ([a, tmp_path / "b.xpart"], "holds the same totals of the same input as")):
+    for pair, says in (([a, a], "is named twice"), ([a, tmp_path / "b.xpart"], "is a copy of")):
         result = runner.invoke(app, ["merge", *map(str, pair)])
         assert result.exit_code == 2 and says in result.stderr and "count twice" in result.stderr
     for gate, says in ((["--max-ece", "0.1"], "xent score --calibration --save-partial"),

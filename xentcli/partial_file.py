@@ -513,22 +513,21 @@ def read(path: str) -> tuple[Part, RunConfig, InputDescription]:
 
 def _refuse_repeats(paths: list[str]) -> None:
     """A partial merged twice counts its rows twice (found in review: `merge a.xpart a.xpart` doubled
-    them silently): the same file, or a copy — the same totals of the same input file — is refused."""
+    them silently): the same file, or a copy of it (the same bytes), is refused. Hashed, not parsed."""
     seen: dict[Any, str] = {}
     for path in paths:
         try:
             stat = os.stat(path)
             with open(path, "rb") as f:
-                document = json.loads(f.read())
-            key = (hashlib.sha256(str(document.get("state", "")).encode()).hexdigest(), json.dumps(document.get("input"), sort_keys=True))
-        except (OSError, ValueError, AttributeError):
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
             continue  # read() says why
-        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, key):
+        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, digest):
             if ident is None:  # a file system without inode numbers
                 continue
             if ident in seen:
-                raise InputError(f"{'is named twice' if seen[ident] == path else f'holds the same totals of the same input as {seen[ident]!r}'}: "
-                                 "its rows would count twice", path=path, hint="merge each partial once")
+                raise InputError(f"{'is named twice' if seen[ident] == path else f'is a copy of {seen[ident]!r}'}: its rows would "
+                                 "count twice", path=path, hint="merge each partial once")
             seen[ident] = path
 
 
