@@ -518,8 +518,11 @@ def _refuse_repeats(paths: list[str]) -> None:
     for path in paths:
         try:
             stat = os.stat(path)
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:  # hashlib.file_digest is 3.11's: xent runs on 3.10
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digest = digest.hexdigest()
         except OSError:
             continue  # read() says why
         for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, digest):
