@@ -518,14 +518,13 @@ def _refuse_repeats(paths: list[str]) -> None:
     for path in paths:
         try:
             stat = os.stat(path)
-            digest = hashlib.sha256()
+            hashed = hashlib.sha256()
             with open(path, "rb") as f:  # hashlib.file_digest is 3.11's: xent runs on 3.10
                 for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            digest = digest.hexdigest()
+                    hashed.update(block)
         except OSError:
             continue  # read() says why
-        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, digest):
+        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, hashed.hexdigest()):
             if ident is None:  # a file system without inode numbers
                 continue
             if ident in seen:
