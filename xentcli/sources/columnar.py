@@ -52,9 +52,11 @@ class ColumnarFile:
         self._raw: BinaryIO | None = None
         self._column_types: dict[str, pa.DataType] = {}
         self._label_columns: set[str] = set()  # a CSV file's label column: a bad cell there is XE203's when blank
-        self._csv_block = _csv_block_for(path) if fmt == "csv" else CSV_BLOCK_BYTES
-        if fmt == "csv":
-            _refuse_too_wide(path)
+        self._csv_block = CSV_BLOCK_BYTES
+        if fmt == "csv":  # the header line, read once: the block that holds rows, and the column count
+            header = _csv_header(path)
+            self._csv_block = _csv_block_for(header)
+            _refuse_too_wide(header, path)
         try:
             if fmt == "parquet":
                 self._parquet = pq.ParquetFile(paths.parquet_source(path), pre_buffer=False,
@@ -277,16 +279,15 @@ def _csv_header(path: str) -> bytes:
         return b""
 
 
-def _csv_block_for(path: str) -> int:
+def _csv_block_for(header: bytes) -> int:
     """A CSV block that holds several rows: four times the header line, at least CSV_BLOCK_BYTES
     (pyarrow refuses a row, or a header, longer than its block)."""
-    return min(CSV_MAX_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * len(_csv_header(path))))
+    return min(CSV_MAX_BLOCK_BYTES, max(CSV_BLOCK_BYTES, 4 * len(header)))
 
 
-def _refuse_too_wide(path: str) -> None:
+def _refuse_too_wide(header: bytes, path: str) -> None:
     """Refuse, before pyarrow allocates for them, more than CSV_MAX_COLUMNS columns (the commas of
     the header bound the count; a header over that bound is parsed, quotes and all, to count exactly)."""
-    header = _csv_header(path)
     if header.count(b",") < CSV_MAX_COLUMNS:
         return
     import csv
