@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -514,23 +513,22 @@ def read(path: str) -> tuple[Part, RunConfig, InputDescription]:
 def _refuse_repeats(paths: list[str]) -> None:
     """A partial merged twice counts its rows twice (found in review: `merge a.xpart a.xpart` doubled
     them silently): the same file, or a copy of it (the same bytes), is refused. Hashed, not parsed."""
-    seen: dict[Any, str] = {}
+    seen: dict[str, str] = {}  # the bytes' hash: the same file named twice has them too
     for path in paths:
+        hashed = hashlib.sha256()
         try:
-            stat = os.stat(path)
-            hashed = hashlib.sha256()
             with open(path, "rb") as f:  # hashlib.file_digest is 3.11's: xent runs on 3.10
                 for block in iter(lambda: f.read(1 << 20), b""):
                     hashed.update(block)
         except OSError:
             continue  # read() says why
-        for ident in ((stat.st_dev, stat.st_ino) if stat.st_ino else None, hashed.hexdigest()):
-            if ident is None:  # a file system without inode numbers
-                continue
-            if ident in seen:
-                raise InputError(f"{'is named twice' if seen[ident] == path else f'is a copy of {seen[ident]!r}'}: its rows would "
-                                 "count twice", path=path, hint="merge each partial once")
-            seen[ident] = path
+        digest = hashed.hexdigest()
+        if digest not in seen:
+            seen[digest] = path
+        else:
+            first = seen[digest]
+            raise InputError(f"{'is named twice' if first == path else f'is a copy of {first!r}'}: its rows would count twice",
+                             path=path, hint="merge each partial once")
 
 
 def merge_files(paths: list[str]) -> tuple[RunConfig, InputDescription, Part]:
