@@ -1217,3 +1217,57 @@ def test_format_reads_extensionless_shards_but_not_a_readme(tmp_path):
     (folder / "LICENSE").write_text("MIT\n")
     doc = json.loads(CliRunner().invoke(app, ["check", str(folder), "--format", "csv", "--json"]).stdout)
     assert doc["summary"]["rows"] == 2 and doc["summary"]["loss_mean"] == pytest.approx(math.log1p(math.exp(-1)), rel=1e-12)
+
+
+@pytest.mark.parametrize(("true", "false"), [("true", "false"), ("True", "False"), ("TRUE", "FALSE"), ("1", "false")])
+def test_csv_true_false_labels_are_ones_and_zeros(tmp_path, true, false):
+    """pandas writes a bool label column as True/False: such a CSV column (pyarrow reads it as
+    booleans) holds the labels 1 and 0, as a Parquet bool column does (it was refused: 'True' is not
+    a number). Reference: binary cross-entropy in float64, max(z, 0) − z·t + log1p(exp(−|z|))."""
+    z = np.array([0.5, -1.25, 2.0, -0.75])
+    t = np.array([1.0, 0.0, 1.0, 1.0])
+    lines = ["logit,label"] + [f"{a},{true if b else false}" for a, b in zip(z, t)]
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    expected = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    assert doc["input"]["head"] == "binary" and doc["summary"]["counted"] == 4
+    assert doc["summary"]["loss_mean"] == pytest.approx(float(expected.mean()), rel=1e-15)
+    assert doc["summary"]["accuracy"] == 0.75  # z = −0.75 with t = 1 is the one wrong row
+
+
+def test_csv_true_false_labels_with_a_softmax_head(tmp_path):
+    """True/False labels beside two logit columns are the classes 1 and 0 of a softmax."""
+    (tmp_path / "s.csv").write_text("logit_0,logit_1,label\n0.5,0.25,True\n-1,2,False\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "s.csv"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    z = np.array([[0.5, 0.25], [-1.0, 2.0]])
+    expected = np.log(np.exp(z).sum(1)) - z[[0, 1], [1, 0]]
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(float(expected.mean()), rel=1e-15)
+
+
+@pytest.mark.parametrize(("cell", "says"), [("2", "'2' is not true or false"), ("yes", "'yes' is not true or false")])
+def test_a_late_csv_cell_that_is_not_true_or_false_is_named(tmp_path, cell, says):
+    """A column of true/false labels with a cell past the first block that is neither: one line
+    naming the column, the row (0-based) and the cell, exit 2 — not 'not a number' for a 2."""
+    rows = 250_000  # past the first block, where the types are inferred
+    lines = ["logit,label"] + ["0.5,true", "-0.5,false"] * (rows // 2)
+    at = rows - 3
+    lines[at + 1] = f"0.5,{cell}"
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"column 'label' row {at}: {says}" in result.stderr and "flagged XE203" in result.stderr
+
+
+def test_a_blank_true_false_label_is_flagged_not_scored(tmp_path):
+    """A blank cell among true/false labels is a missing label (XE203), left out of the mean."""
+    (tmp_path / "b.csv").write_text("logit,label\n0.5,true\n-1,\n2,false\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    z, t = np.array([0.5, 2.0]), np.array([1.0, 0.0])
+    expected = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    assert doc["summary"]["counted"] == 2 and "XE203" in [d["code"] for d in doc["diagnostics"]]
+    assert doc["summary"]["loss_mean"] == pytest.approx(float(expected.mean()), rel=1e-15)

@@ -138,6 +138,8 @@ class ColumnarFile:
                 self._label_columns = set(found.columns)
             if role == "ids" or role.startswith("by"):
                 self._column_types[found.columns[0]] = pa.string()
+            elif role == "targets" and pa.types.is_boolean(found.dtype) and not found.wide:
+                self._column_types[found.columns[0]] = pa.bool_()  # true/false labels (pandas writes True/False): 1/0
             elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype) or pa.types.is_null(found.dtype):
                 # null: a column empty in the first block (found in review: a later '3' was a conversion error)
                 for name in found.columns:
@@ -155,7 +157,7 @@ class ColumnarFile:
                 for batch in reader:
                     for name in columns:
                         column = batch.column(name)
-                        bad = _first_unparsable(column, pc)
+                        bad = _first_unparsable(column, pc, self._column_types.get(name) == pa.bool_())
                         if bad is not None:
                             return name, offset + bad, column[bad].as_py()
                     offset += batch.num_rows
@@ -182,11 +184,12 @@ class ColumnarFile:
                 with self._csv_reader(self._column_types, columns) as reader:
                     yield from reader
         except (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowNotImplementedError, OSError) as exc:
-            numbers = [name for name in columns if self._column_types.get(name) == pa.float64()]
+            numbers = [name for name in columns if self._column_types.get(name) in (pa.float64(), pa.bool_())]
             if self.format == "csv" and "conversion error" in str(exc) and numbers:
                 found = self.first_bad_cell(numbers)
                 if found is not None:
-                    raise bad_cell_error(self.path, *found, flagged="XE203" if found[0] in self._label_columns else "XE101") from None
+                    raise bad_cell_error(self.path, *found, flagged="XE203" if found[0] in self._label_columns else "XE101",
+                                         boolean=self._column_types.get(found[0]) == pa.bool_()) from None
             hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
             raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None
 
@@ -299,9 +302,16 @@ def _refuse_too_wide(header: bytes, path: str) -> None:
                          hint="store the scores as one list column (Parquet or Arrow) or as an NPY array")
 
 
-def _first_unparsable(column: pa.Array, pc: object) -> int | None:
-    """Index of the first non-null string in `column` that does not cast to float64 (bisection)."""
+# What pyarrow's CSV reader takes for a boolean cell (ConvertOptions' defaults), besides a null one.
+CSV_BOOLEANS = ("1", "True", "TRUE", "true", "0", "False", "FALSE", "false")
+
+
+def _first_unparsable(column: pa.Array, pc: object, boolean: bool = False) -> int | None:
+    """Index of the first non-null string in `column` that does not cast to float64 — or, for a
+    column of true/false labels, that is not one of CSV_BOOLEANS (bisection)."""
     def parses(part: pa.Array) -> bool:
+        if boolean:
+            return bool(pc.all(pc.or_kleene(pc.is_null(part), pc.is_in(part, pa.array(CSV_BOOLEANS)))).as_py())  # type: ignore[attr-defined]
         try:
             pc.cast(part, pa.float64())  # type: ignore[attr-defined]
             return True

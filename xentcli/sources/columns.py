@@ -118,10 +118,12 @@ def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {prefix: tuple(name for _, name in sorted(members)) for prefix, members in groups.items()}
 
 
-def bad_cell_error(path: str, column: str, row: int, text: str, flagged: str = "XE101") -> LayoutError:
-    """A score, label or weight cell that is not a number, named by column, row (0-based) and text;
-    `flagged`: the code that flags a blank cell there (a NaN score XE101, a NaN label XE203)."""
-    return LayoutError(f"column '{column}' row {row}: {text!r} is not a number", path=path,
+def bad_cell_error(path: str, column: str, row: int, text: str, flagged: str = "XE101", boolean: bool = False) -> LayoutError:
+    """A score, label or weight cell that is not a number (`boolean`: a label column of true/false
+    values, a cell that is neither), named by column, row (0-based) and text; `flagged`: the code
+    that flags a blank cell there (a NaN score XE101, a NaN label XE203)."""
+    what = "true or false, as the column's other labels are" if boolean else "a number"
+    return LayoutError(f"column '{column}' row {row}: {text!r} is not {what}", path=path,
                        hint=f"fix or blank the cell (an empty cell reads as NaN and is flagged {flagged})")
 
 
@@ -355,7 +357,7 @@ def find_targets(
                 hint="name the classes in order with --classes a,b,c (or a file, one per line)",
             )
         return found
-    if not found.wide and not is_list(found.dtype) and cells is not None and not is_number(value_type):
+    if not found.wide and not is_list(found.dtype) and cells is not None and not (is_number(value_type) or pa.types.is_boolean(value_type)):
         check_numeric(schema, found.columns, path, cells, "XE203")  # a CSV label column that a bad cell made text
     if not (is_number(value_type) or pa.types.is_boolean(value_type)):
         raise LayoutError(
