@@ -357,14 +357,15 @@ def npz_member(
     kinds: str = "biuf",
     notes: list[str] | None = None,
 ) -> NpzMember | None:
-    """The member named by `key`, else the first of `defaults` present; when none is, None, or an
-    error naming the arrays there if the `role` is required."""
+    """The member named by `key`, else the first of `defaults` present, in any case ('Logits', as a
+    column name is matched); when none is, None, or an error naming the arrays there if the `role`
+    is required."""
     names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
     if key is not None:
         if key not in names:
             raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
-    present = [candidate for candidate in defaults if candidate in names]
+    present = [name for candidate in defaults for name in sorted(names, key=lambda name: name != candidate) if name.lower() == candidate]
     if len(present) > 1 and notes is not None:  # found in review: chosen between without a word (and not in this order)
         notes.append(f"{path}: read the {role} from array {present[0]!r}, not {name_list(present[1:])} ({option} chooses)")
     if present:
