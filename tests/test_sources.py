@@ -1291,3 +1291,35 @@ def test_npz_default_keys_match_in_any_case(tmp_path):
     assert docs["p.npz"]["summary"]["loss_mean"] == pytest.approx(-(np.log(0.75) + np.log(0.5)) / 2, rel=1e-15)
     assert docs["two.npz"]["input"]["scores"] == "array 'logits'"
     assert "read the score from array 'logits', not 'LOGITS'" in runs["two.npz"].stderr
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_npz_and_npy_labels_stored_as_class_names(tmp_path, as_bytes):
+    """Labels saved as class names (np.str_ or bytes) are read with --classes as a table's text
+    column is: positions in the list, a name not in it an unusable label (XE204), the same JSON as
+    the Parquet file of the same rows; without --classes one line names the option (exit 2; they
+    were refused as 'not numbers' even with it)."""
+    z = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [0.25, 0.5, -2.0], [1.5, 1.0, 0.0]])
+    names = ["dog", "bird", "cat", "emu"]
+    stored = np.array([n.encode() for n in names]) if as_bytes else np.array(names)
+    np.savez(tmp_path / "d.npz", logits=z, labels=stored)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", stored)
+    pq.write_table(pa.table({"logits": list(z), "label": names}), tmp_path / "d.parquet")
+    classes = ["--classes", "cat,dog,bird"]
+    runs = [CliRunner().invoke(app, ["score", *args, *classes, "--json"])
+            for args in ([str(tmp_path / "d.npz")], [str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")],
+                         [str(tmp_path / "d.parquet")])]
+    assert all(r.exit_code == 0 for r in runs), [r.stderr for r in runs]
+    docs = [json.loads(r.stdout) for r in runs]
+    y = [1, 2, 0]  # dog, bird, cat; emu is no class
+    expected = float(np.mean(np.log(np.exp(z[:3]).sum(1)) - z[[0, 1, 2], y]))
+    for doc in docs:
+        assert doc["summary"]["counted"] == 3 and doc["summary"]["loss_mean"] == pytest.approx(expected, rel=1e-15)
+        assert "XE204" in [d["code"] for d in doc["diagnostics"]]
+        assert doc["input"]["targets"].startswith("class names in ")
+    assert docs[0]["summary"] == docs[1]["summary"] == docs[2]["summary"]
+    for args in ([str(tmp_path / "d.npz")], [str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")]):
+        refused = CliRunner().invoke(app, ["score", *args])
+        assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert "are strings, and no class names were given" in refused.stderr and "--classes" in refused.stderr

@@ -5,6 +5,7 @@ Neither is ever loaded whole, and pickled object arrays are refused.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import sys
@@ -383,8 +384,10 @@ class ArrayRoles:
     are then flattened to one row per token, with `sample` and `position` arrays.
     """
 
-    def __init__(self, members: dict[str, NpyArray | NpzMember], path: str, seq_len: int | None = None, class_axis: int = 2) -> None:
+    def __init__(self, members: dict[str, NpyArray | NpzMember], path: str, seq_len: int | None = None, class_axis: int = 2,
+                 classes: tuple[str, ...] | None = None) -> None:
         self.members = members
+        self.classes = classes  # labels stored as class names (text or bytes): their positions in it
         self.path = path
         self.seq_len = seq_len
         self.class_axis = class_axis
@@ -443,6 +446,8 @@ class ArrayRoles:
         for parts in zip(*iterators.values()):
             # values stored big-endian in native order (a copy): every rule and kernel takes a float32 as float32
             batch = {role: v if v.dtype.isnative else v.astype(v.dtype.newbyteorder("=")) for role, v in zip(iterators.keys(), parts)}
+            if self.classes is not None and batch.get("targets") is not None and batch["targets"].dtype.kind in "US":
+                batch["targets"] = class_positions(batch["targets"], self.classes)
             if self.seq_len is not None:
                 k = len(next(iter(batch.values())))
                 batch = {role: self._flatten(role, values) for role, values in batch.items()}
@@ -450,6 +455,14 @@ class ArrayRoles:
                 batch["position"] = np.tile(np.arange(self.seq_len), k)
                 first_sample += k
             yield batch
+
+
+def class_positions(names: npt.NDArray, classes: tuple[str, ...]) -> npt.NDArray[np.float64]:
+    """Labels stored as class names (str, or UTF-8 bytes) as their positions in `classes`; a name
+    that is not a class is NaN, an unusable label (XE203), as in a table's text column."""
+    known = {(name.encode() if names.dtype.kind == "S" else name): float(i) for i, name in enumerate(classes)}
+    unique, inverse = np.unique(names, return_inverse=True)
+    return np.array([known.get(name, math.nan) for name in unique.tolist()], np.float64)[inverse.reshape(names.shape)]
 
 
 def _target_kind_of_array(member: NpyArray | NpzMember, cfg: SourceConfig, seq_len: int | None) -> tuple[str, int]:
@@ -554,8 +567,9 @@ def array_side(
     """An NPY file or NPZ archive's side (class names play no part in arrays)."""
     members: dict[str, NpyArray | NpzMember] = {}
     notes: list[str] = []
+    label_kinds = "biufUS"  # class names are refused below unless --classes names the classes
     if fmt == "npy":
-        members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path))
+        members["scores" if want_scores else "targets"] = NpyArray(path, os.path.basename(path), "biuf" if want_scores else label_kinds)
         if want_scores and cfg.weight_col:
             raise OptionError("--weight-col names a column or an NPZ array", path=path, hint="pass per-row weights of an .npy dump with --sample-weights weights.npy")
         if want_scores and cfg.labels_path is None:
@@ -579,7 +593,7 @@ def array_side(
         if not want_scores or cfg.labels_path is None:
             members["targets"] = npz_member(  # type: ignore[assignment]
                 archive, path, cfg.label_key, LABEL_KEYS, "--label-key", "label",
-                "name it with --label-key, or pass the labels with --labels FILE", notes=notes,
+                "name it with --label-key, or pass the labels with --labels FILE", kinds=label_kinds, notes=notes,
             )
     if "scores" in members:
         scores = members["scores"]
@@ -587,7 +601,13 @@ def array_side(
     else:
         num_classes = 0
         seq_len, class_axis = seq
-    side = Side(ArrayRoles(members, path, seq_len, class_axis), seq_len=seq_len, class_axis=class_axis, notes=notes)
+    classes = cfg.classes or classes
+    named = "targets" in members and members["targets"].dtype.kind in "US"
+    if named and not classes:
+        raise LayoutError(f"labels in {_array_name(members['targets'], fmt)} are strings, and no class names were given", path=path,
+                          hint="name the classes in order with --classes a,b,c (or a file, one per line)")
+    side = Side(ArrayRoles(members, path, seq_len, class_axis, classes if named else None), seq_len=seq_len, class_axis=class_axis,
+                classes=classes if named else None, notes=notes)
     if "scores" in members:
         side.scores = f"array '{scores.name}'" if fmt == "npz" else f"array of shape {list(scores.shape)}"
         if seq_len is not None:
@@ -605,5 +625,12 @@ def array_side(
         side.weights = f"array '{cfg.weight_col}'" if cfg.weight_col else None
     if "targets" in members:
         side.target_kind, side.target_width = _target_kind_of_array(members["targets"], cfg, seq_len)
-        side.targets = f"array '{members['targets'].name}'" if fmt == "npz" else f"array of shape {list(members['targets'].shape)}"
+        side.targets = _array_name(members["targets"], fmt)
+        if named:
+            side.targets = f"class names in {side.targets}, mapped to {len(classes or ())} classes"
+            side.label_names = True
     return side
+
+
+def _array_name(member: NpyArray | NpzMember, fmt: str) -> str:
+    return f"array '{member.name}'" if fmt == "npz" else f"array of shape {list(member.shape)}"
