@@ -1323,3 +1323,31 @@ def test_npz_and_npy_labels_stored_as_class_names(tmp_path, as_bytes):
         refused = CliRunner().invoke(app, ["score", *args])
         assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert "are strings, and no class names were given" in refused.stderr and "--classes" in refused.stderr
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_fortran_order_npz_members_stored_uncompressed_are_read_by_rows(tmp_path, monkeypatch, mapped):
+    """np.savez of a transposed array stores it in Fortran order: an uncompressed member is read
+    through a map of the file at the member's data, as a Fortran .npy is (it was refused), the same
+    blocks whatever their size and whether the C library maps it (`mapped`) or numpy does;
+    compressed, whose rows cannot be streamed, it is refused in one line naming the way out."""
+    from xentcli.sources import arrays
+
+    if not mapped:
+        monkeypatch.setattr(arrays, "_mappable", lambda path: False)
+    z = np.random.default_rng(3).standard_normal((3, 50)).T.astype(np.float32)  # [50, 3], Fortran order
+    targets = np.eye(3, dtype=np.float32)[np.arange(50) % 3].T.copy().T  # dense rows, Fortran order too
+    assert z.flags.f_contiguous and not z.flags.c_contiguous and targets.flags.f_contiguous
+    np.savez(tmp_path / "f.npz", logits=z, targets=targets)
+    member = arrays.NpzMember(arrays.open_npz(str(tmp_path / "f.npz")), str(tmp_path / "f.npz"), "logits")
+    for rows in (1, 7, 50):
+        np.testing.assert_array_equal(np.concatenate(list(member.slices(rows))), z)
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "f.npz"), "--json"])
+    assert result.exit_code == 0, result.stderr
+    z64 = z.astype(np.float64)
+    expected = float(np.mean(np.log(np.exp(z64).sum(1)) - z64[np.arange(50), np.arange(50) % 3]))
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(expected, rel=1e-6)
+    np.savez_compressed(tmp_path / "c.npz", logits=z, labels=np.arange(50) % 3)
+    refused = CliRunner().invoke(app, ["score", str(tmp_path / "c.npz")])
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "compressed and in Fortran order" in refused.stderr and "np.savez (not compressed)" in refused.stderr

@@ -108,11 +108,12 @@ class NpyArray:
     holds that handler), reads by plain sequential reads into blocks whose memory is reused
     (_Buffers); a Fortran-ordered file is copied from its map block by block."""
 
-    def __init__(self, path: str, name: str, kinds: str = "biuf") -> None:
+    def __init__(self, path: str, name: str, kinds: str = "biuf", start: int = 0) -> None:
         self.path = path
         self.name = name
         try:
             with paths.open_file(path) as stream:
+                stream.seek(start)  # where the .npy begins: 0, or an uncompressed NPZ member's data (NpzMember)
                 self.shape, self._fortran, self.dtype = _read_header(stream)
                 self._data_offset = stream.tell()
         except (ValueError, SyntaxError, TypeError) as exc:
@@ -214,7 +215,7 @@ class NpyArray:
                              hint="save it with np.ascontiguousarray(...), or copy it to a local file")
         mapped = self._map() if _mappable(self.path) else None
         if mapped is None:  # no C library to turn a bus error into one line: numpy's own map
-            whole = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            whole = np.memmap(self.path, self.dtype, "r", self._data_offset, self.shape, order="F")
             for start in range(first, total, rows):
                 yield np.ascontiguousarray(whole[start : min(start + rows, total)])
             return
@@ -283,12 +284,13 @@ class NpzMember:
         if needed > size:  # before a block is read: a header's shape is only a claim (10^12 rows in a few bytes)
             raise InputError(f"array '{key}' is cut short: its header says {needed:,} bytes, its member holds {size:,}",
                              path=path, hint="the file is truncated or damaged; save the arrays again")
-        if fortran and len(self.shape) > 1:
-            raise InputError(
-                f"array '{key}' is stored in Fortran order and cannot be streamed by rows",
-                path=path,
-                hint="save it with np.ascontiguousarray(...)",
-            )
+        self._fortran: NpyArray | None = None
+        if fortran and len(self.shape) > 1:  # a row's values lie across the member: read through a map of the file, as an .npy
+            info = archive.getinfo(self._member)
+            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1 or paths.is_url(path):
+                raise InputError(f"array '{key}' is stored compressed and in Fortran order, whose rows cannot be streamed",
+                                 path=path, hint="save it with np.savez (not compressed), or as np.ascontiguousarray(...)")
+            self._fortran = NpyArray(path, key, kinds, start=_member_data_start(path, info))
 
     def _open(self) -> IO[bytes]:
         return self._archive.open(self._member)
@@ -296,6 +298,9 @@ class NpzMember:
     def slices(self, rows: int, first: int = 0, stop: int | None = None) -> Iterator[npt.NDArray]:
         if first or stop is not None:
             raise ValueError("an .npz member is read whole")  # distributed.plan splits .npy files only
+        if self._fortran is not None:
+            yield from self._fortran.slices(rows)
+            return
         row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         row_bytes = row_items * self.dtype.itemsize
         try:
@@ -312,6 +317,17 @@ class NpzMember:
 
 
 NPZ_PIECE_BYTES = 1 << 24
+
+
+def _member_data_start(path: str, info: zipfile.ZipInfo) -> int:
+    """Where an uncompressed zip member's bytes begin in the file: after its local header (30
+    bytes, then its name and extra field, whose lengths that header gives, not the central one)."""
+    with paths.open_file(path) as stream:
+        stream.seek(info.header_offset)
+        local = stream.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise InputError(f"the zip entry of array '{info.filename[:-4]}' is damaged", path=path, hint="save the arrays again")
+    return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
 
 
 def _position(stream: IO[bytes]) -> int:
