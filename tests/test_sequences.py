@@ -287,3 +287,37 @@ def test_square_scores_read_on_the_wrong_axis_are_caught(tmp_path):
         assert doc["summary"]["loss_mean"] == pytest.approx(want, rel=1e-6)
     assert runner.invoke(app, ["check", str(tmp_path / "random.npy"), "--labels", str(tmp_path / "y.npy")]).exit_code in (0, 1)
     assert runner.invoke(app, ["score", str(tmp_path / "nct.npy"), "--labels", str(tmp_path / "y.npy"), "--class-axis", "2"]).exit_code == 0
+
+
+def test_worst_rows_of_a_sequence_dump_name_their_sequence_and_position(tmp_path):
+    """A worst row of an [N, T, C] dump names its sequence and its position (row = sequence·T +
+    position, as -o's columns number them), in the JSON and the table, across chunks and across
+    partial files merged (the second file's sequences numbered after the first's); a --group-col
+    dump names the sequence's key and has no position. Worst rows found by a float64 reference."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((6, 4, 3)) * 3
+    y = rng.integers(0, 3, (6, 4))
+    np.savez(tmp_path / "s.npz", logits=z, labels=y)
+    np.savez(tmp_path / "a.npz", logits=z[:3], labels=y[:3])
+    np.savez(tmp_path / "b.npz", logits=z[3:], labels=y[3:])
+    flat = z.reshape(-1, 3)
+    loss = np.log(np.exp(flat).sum(1)) - flat[np.arange(24), y.reshape(-1)]
+    worst = np.argsort(-loss, kind="stable")[:5]
+    expected = [(int(r), int(r) // 4, int(r) % 4) for r in worst]
+    doc = json.loads(score(tmp_path / "s.npz", "--worst", "5", "--chunk-rows", "3", "--json").stdout)
+    assert [(w["row"], w["sample"], w["position"]) for w in doc["worst"]] == expected
+    table = score(tmp_path / "s.npz", "--worst", "5").stdout
+    assert "sample" in table and "position" in table
+    lines = table.splitlines()
+    header = [i for i, line in enumerate(lines) if line.split()[:3] == ["row", "sample", "position"]][0]
+    first = lines[header + 2].split()
+    assert first[:3] == [str(v) for v in expected[0]]
+    for name in ("a", "b"):
+        runner.invoke(app, ["score", str(tmp_path / f"{name}.npz"), "--worst", "5", "--save-partial", str(tmp_path / f"{name}.xpart"), "-q"])
+    merged = runner.invoke(app, ["merge", str(tmp_path / "a.xpart"), str(tmp_path / "b.xpart"), "--json"])
+    assert merged.exit_code == 0, merged.stderr
+    assert [(w["row"], w["sample"], w["position"]) for w in json.loads(merged.stdout)["worst"]] == expected
+    keys = np.repeat(np.array(["d0", "d1", "d2", "d3", "d4", "d5"]), 4)
+    pq.write_table(pa.table({"doc": keys, "logits": list(flat), "label": y.reshape(-1)}), tmp_path / "g.parquet")
+    doc = json.loads(score(tmp_path / "g.parquet", "--group-col", "doc", "--worst", "5", "--json").stdout)
+    assert [(w["row"], w["sample"], w["position"]) for w in doc["worst"]] == [(r, f"d{s}", None) for r, s, _ in expected]

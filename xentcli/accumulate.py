@@ -57,7 +57,10 @@ class WorstRows:
     loss: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
     details: list[dict[str, Any]] = field(default_factory=list)
 
-    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None, floor: WorstFloor | None = None) -> None:
+    def update(self, stats: SampleStats, offset: int, ids: npt.NDArray | None, floor: WorstFloor | None = None,
+               sample: npt.NDArray | None = None, position: npt.NDArray | None = None) -> None:
+        """`sample`, `position`: each row's sequence and place in it (sequence dumps), which its
+        record then names as -o's columns do."""
         if self.k == 0:
             return
         candidates = top_rows(stats.counted, stats.loss, self.k)  # ties to the lower row, as the merge keeps them
@@ -75,6 +78,7 @@ class WorstRows:
                 "pred": int(stats.pred[i]),
                 "loss": float(stats.loss[i]),
                 "p_true": float(stats.p_true[i]),
+                **({} if sample is None else {"sample": id_at(sample, i), "position": None if position is None else int(position[i])}),
             }
             for i in candidates.tolist()
         ]
@@ -646,11 +650,12 @@ class LossSummary:
         sample: npt.NDArray | None = None,
         origin: int = 0,
         worst_floor: WorstFloor | None = None,
+        position: npt.NDArray | None = None,
     ) -> None:
         """Add one chunk through its tally: `stats.loss` is NaN on ignored rows; `weighted` =
         (y, x, counted) when weights apply, y = s·ℓ_w each row's weighted loss and x = s·w its
         weight; `weights` the per-row sample weights, if any;
-        `sample` each row's sequence (sequence dumps: clustered errors)."""
+        `sample` each row's sequence (sequence dumps: clustered errors) and `position` its place there."""
         self.rows += int(stats.loss.size)
         self.counted += tally.counted
         self.ignored += 0 if ignored is None else int(np.count_nonzero(ignored))
@@ -684,7 +689,7 @@ class LossSummary:
         elif tally.counted:
             self.sketch.update_keys(tally.keys, tally.zeros, tally.loss_min, tally.loss_max)
         self.per_class.update(tally)
-        self.worst.update(stats, offset, ids, worst_floor)
+        self.worst.update(stats, offset, ids, worst_floor, sample, position)
 
     def merge(self, other: LossSummary) -> None:
         self.rows += other.rows

@@ -230,7 +230,8 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
     )
     if counts is None:
         counts = tally(view, top_k, partial.sketch, rules=config.diagnostics)
-    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample, config.first_row, floor)
+    partial.update(stats, counts, chunk.offset, chunk.ids, ignored, weighted, chunk.weights, chunk.sample, config.first_row, floor,
+                   chunk.position)
     reliability = Reliability.of(stats, ignored, binary, elements if info.head == "multilabel" else None) if config.calibration else None
     if reliability is not None:
         partial.calibration = calibration_of(chunk, stats, reliability, kind, binary)

@@ -62,6 +62,8 @@ class Part:
         if samples and self.samples:  # positional sequence numbers (not --group-col keys, which name themselves)
             self.samples += samples
             self.sequences.ids = [ids + samples for ids in self.sequences.ids]
+            worst = self.summary.worst
+            worst.details = [{**item, "sample": item["sample"] + samples} if "sample" in item else item for item in worst.details]
             for clusters in (self.summary.clusters, self.summary.accuracy_clusters):
                 if isinstance(clusters, ClusterRuns):
                     for run in {id(r): r for r in (clusters.first, clusters.last) if r is not None}.values():

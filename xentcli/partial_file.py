@@ -391,7 +391,10 @@ _WORST_KEYS = {"row", "id", "label", "pred", "loss", "p_true"}  # accumulate.Wor
 def _worst_row(item: Any, row: int, loss: float) -> bool:
     """A worst row's record as WorstRows keeps it, for the row and loss its arrays hold."""
     whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
-    return (isinstance(item, dict) and set(item) == _WORST_KEYS and whole(item["row"]) and item["row"] == row
+    sequence = set(item) == _WORST_KEYS | {"sample", "position"} if isinstance(item, dict) else False  # a sequence dump's
+    if sequence and not (isinstance(item["sample"], (int, float, str)) and (item["position"] is None or whole(item["position"]))):
+        return False
+    return (isinstance(item, dict) and (set(item) == _WORST_KEYS or sequence) and whole(item["row"]) and item["row"] == row
             and whole(item["label"]) and whole(item["pred"]) and isinstance(item["loss"], float) and isinstance(item["p_true"], float)
             and (item["loss"] == loss or (math.isnan(item["loss"]) and math.isnan(loss)))
             and (item["id"] is None or isinstance(item["id"], (int, float, str))))

@@ -142,20 +142,26 @@ def summary_table(report: Report) -> Table:
 
 
 def worst_table(report: Report) -> Table:
-    if report.input.head == "multilabel":  # a row has no one label: row, id and loss
-        table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)),
-                       [("row", "num"), *([(shown(report.id_column), "text")] if report.id_column else []), ("loss", "num")])
-        for item in report.worst[:TABLE_ROWS_SHOWN]:
-            table.add_row(fmt_number(item["row"]), *([shown(item["id"])] if report.id_column else []), fmt_number(item["loss"]))
-        return table
-    id_column = [(shown(report.id_column), "text")] if report.id_column else []
-    table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)),
-                   [("row", "num"), *id_column, ("label", "num"), ("pred", "num"), ("loss", "num"), ("p_true", "num")])
+    """The worst rows: row, the sequence and position of a sequence dump's row, the id, then label,
+    prediction, loss and p_true (a multi-label row has no one label: its loss only)."""
+    sequences = bool(report.worst) and "sample" in report.worst[0]
+    numbered = all(isinstance(item.get("sample"), int) for item in report.worst)  # sequence numbers, not --group-col keys
+    placed = any(item.get("position") is not None for item in report.worst)  # --group-col rows have no position
+    lead = [("row", "num"), *([("sample", "num" if numbered else "text")] if sequences else []), *([("position", "num")] if placed else []),
+            *([(shown(report.id_column), "text")] if report.id_column else [])]
+    multilabel = report.input.head == "multilabel"
+    rest = [("loss", "num")] if multilabel else [("label", "num"), ("pred", "num"), ("loss", "num"), ("p_true", "num")]
+    table = _table(_capped_title(f"Worst {len(report.worst)} rows", len(report.worst)), [*lead, *rest])
     for item in report.worst[:TABLE_ROWS_SHOWN]:
         cells: list[str | Text] = [fmt_number(item["row"])]
+        if sequences:  # a sequence's key is data (a --group-col value): shown as text
+            cells.append(str(item["sample"]) if numbered else shown(item["sample"]))
+        if placed:
+            cells.append(str(item["position"]))
         if report.id_column:
             cells.append(shown(item["id"]))  # an identifier: its exact text, never a formatted number
-        cells += [str(item["label"]), str(item["pred"]), fmt_number(item["loss"]), fmt_number(item["p_true"], 4)]
+        cells += [fmt_number(item["loss"])] if multilabel else [
+            str(item["label"]), str(item["pred"]), fmt_number(item["loss"]), fmt_number(item["p_true"], 4)]
         table.add_row(*cells)
     return table
 
