@@ -564,8 +564,10 @@ def test_multilabel_c_kernel_extremes_and_refusals():
     t = np.array([[tt] * k for _, tt in z_t] * 190, np.float32)
     got = native.sigmoid_f32(z, t, 0.0)
     want = _bce(z.astype(np.float64), t.astype(np.float64)).sum(axis=1)
-    # float64 references, by hand: log1p(exp(-30)) = 9.357622968840175e-14; 1e4 * 2**-24 = 5.9604644775390625e-4
-    assert want[0] == pytest.approx(7 * 9.357622968840175e-14, rel=1e-15) and want[1] == pytest.approx(7 * 1e4 * 2**-24, rel=1e-12)
+    # float64 references, by hand: log1p(exp(-30)) = e^-30 − e^-60/2 + … = 9.357622968840175e-14 − 4.38e-27
+    # = 9.357622968839737e-14 (the digits of e^-30 alone were written here, 4.7e-14 off, and passed under
+    # pytest.approx's default absolute tolerance of 1e-12); 1e4 * 2**-24 = 5.9604644775390625e-4
+    assert want[0] == pytest.approx(7 * 9.357622968839737e-14, rel=1e-15) and want[1] == pytest.approx(7 * 1e4 * 2**-24, rel=1e-12)
     np.testing.assert_allclose(got["row_loss"], want, rtol=1e-6)
     assert got["row_loss"][6] == 0.0 and got["row_loss"][5] > 0  # −1e4 with t = 0: exp(−1e4) is 0; −17: 4.14e-8 each
     for bad in ((np.nan, None), (None, 1.0000001), (None, -1e-30), (np.inf, None)):

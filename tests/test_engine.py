@@ -130,7 +130,8 @@ def test_the_weighted_summary_is_the_same_to_the_bit_for_every_chunk_size(tmp_pa
 def test_the_weighted_error_bars_of_nearly_equal_losses(tmp_path):
     """Losses of 1000 ± 1e-6 (float64 logits [1000 + δ, 0], label 1) with sample weights: the ratio
     estimator's spread through each block's own ratio keeps its digits (Σy² − 2mΣxy + m²Σx² gave a
-    standard error of 0, an interval of width 0). Reference: float64 over the rows, √(Σ (y − m·x)²)/Σx."""
+    standard error of 0, an interval of width 0). Reference: float64 over the rows, √(Σ (y − m·x)²·n/(n − 1))/Σx
+    (within 2e-10 of the same formula in exact rational arithmetic)."""
     n = 2 * BLOCK_ROWS + 11
     rng = np.random.default_rng(0)
     z = np.zeros((n, 2))
@@ -142,7 +143,7 @@ def test_the_weighted_error_bars_of_nearly_equal_losses(tmp_path):
     source = SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy"), sample_weights_path=str(tmp_path / "w.npy"))
     loss = z[:, 0] + np.log1p(np.exp(-z[:, 0]))
     mean = (w * loss).sum() / w.sum()
-    expected = np.sqrt(((w * loss - mean * w) ** 2).sum()) / w.sum()  # ~2.4e-9
+    expected = np.sqrt(((w * loss - mean * w) ** 2).sum() * n / (n - 1)) / w.sum()  # ~2.9e-9, HC1 as the summary's
     for chunk in (None, 50_000):
         summary = run(RunConfig(source, chunk_rows=chunk)).summary
         assert summary["loss_se"] == pytest.approx(expected, rel=1e-6)
