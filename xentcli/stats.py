@@ -114,7 +114,10 @@ def t_quantile(p: float, df: float) -> float:
         g3 = (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384
         g4 = ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / 92160
         guess = z + (g1 + (g2 + (g3 + g4 / df) / df) / df) / df
-        if df >= 1e4 and abs(z) <= 8:  # within 1e-15 of scipy's t.ppf here, where the cdf's own rounding is ~1e-12
+        if (df >= 1e4 and abs(z) <= 8) or (df >= 2000 and abs(z) <= 4.02):
+            # within 1e-15 of scipy's t.ppf at df ≥ 10^4, and 4.1e-14 at df ≥ 2000 for p ≤ 0.99997 (400 p × 5 df
+            # compared with scipy 1.x), where the solver below came within 9.4e-13 only, at ~66 µs a call (a
+            # --by report of 1,000 groups of distinct sizes: ~66 ms)
             return guess
     # Solved where the cdf has its digits: near the centre on P(0 < T ≤ t) = ½·I_{t²/(ν+t²)}(½, ν/2)
     # against p − ½, in the tail on P(T > t) = ½·I_{ν/(ν+t²)}(ν/2, ½) against 1 − p (both exact in
