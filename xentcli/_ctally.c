@@ -659,7 +659,10 @@ XENT_EXACT int64_t xent_group_sums(const int64_t *restrict group, int64_t n, int
     XENT_EXACT_BODY
     int32_t bin_of_cell[4096];  /* cell / per without a division a row (cells < 4096: calibration.CELLS is 3600) */
     if (cell) {
-        for (int64_t j = 0; j < 4096; j++) bin_of_cell[j] = (int32_t)(j / per < m ? j / per : m - 1); /* every entry set */
+        for (int64_t j = 0, b = 0, next = per; j < 4096; j++) { /* j / per, counted up: no division an entry */
+            if (j == next) b++, next += per;
+            bin_of_cell[j] = (int32_t)(b < m ? b : m - 1); /* every entry set */
+        }
         memset(scratch, 0, (size_t)(k * m * 3) * sizeof(double));
     }
     for (int64_t i = 0; i < n; i++) {
