@@ -315,6 +315,14 @@ def test_long_lists_are_written_one_item_per_line_and_parse_back():
     text = dumps(doc)
     assert json.loads(text) == doc
     assert text.count("\n") < 1020  # one line per group, not one per field
+    # a NaN or inf anywhere (a group's interval, the summary) is null, the layout kept: found by the encoder's refusal
+    doc["groups"][7]["loss_ci"] = [float("nan"), float("inf")]
+    doc["summary"]["x"] = float("-inf")
+    text = dumps(doc)
+    back = json.loads(text)
+    assert back["groups"][7]["loss_ci"] == [None, None] and back["summary"]["x"] is None
+    assert back["groups"][6] == doc["groups"][6] and text.count("\n") < 1020
+    assert doc["groups"][7]["loss_ci"][1] == float("inf")  # the document itself is left as it was
 
 
 def test_c_group_merge_equals_the_numpy_merge_bit_for_bit(monkeypatch):
