@@ -384,3 +384,41 @@ def test_xe401_names_logits_read_as_probabilities(tmp_path):
     # the loss of probabilities is log Σp − log p_y: NaN or inf where p_y ≤ 0 or Σp ≤ 0
     want = int(np.count_nonzero((z[np.arange(200), y] <= 0) | (z.sum(axis=1) <= 0)))
     assert xe401["causes"] == {"XE105": want} and "[XE105]" in xe401["message"] and "another cause" not in xe401["message"]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_ranked_examples_are_the_top_five_whatever_the_chunks_and_threads(tmp_path, monkeypatch, binary):
+    """XE402's examples are the five highest losses and XE404's the five highest p_max among the
+    confident mistakes, ties to the lower row — by a float64 reference — over 60 chunks, on one
+    thread or two. Chunks whose best candidates cannot enter the five kept so far make no records
+    (diagnostics.view.ExampleFloors): far fewer record builds than chunks with findings."""
+    from xentcli.diagnostics import run as diagnostics_run
+
+    rng = np.random.default_rng(4)
+    n = 6000
+    if binary:  # a sigmoid head's logits (the one C pass of binary dumps, whose columns are looked up by row)
+        z = (rng.standard_normal(n) * 4).astype(np.float32)
+        y = (rng.random(n) < 0.5).astype(np.uint8)
+        z64 = z.astype(np.float64)
+        loss = np.maximum(z64, 0) - z64 * y + np.log1p(np.exp(-np.abs(z64)))
+        p_max = 1 / (1 + np.exp(-np.abs(z64)))
+        wrong = (z >= 0) != (y == 1)
+    else:
+        z = (rng.standard_normal((n, 4)) * 4).astype(np.float32)
+        y = rng.integers(0, 4, n)
+        log_p = log_softmax64(z.astype(np.float64))
+        loss, p_max = -log_p[np.arange(n), y], np.exp(log_p.max(axis=1))
+        wrong = z.argmax(axis=1) != y
+    outliers = np.flatnonzero(loss > (math.log(1000) if binary else 3 * math.log(4)))  # README: 3·log C; binary log 1000
+    confident = np.flatnonzero(wrong & (p_max >= 0.99))
+    top = lambda rows, key: sorted(rows.tolist(), key=lambda r: (-key[r], r))[:5]  # noqa: E731
+    built = []
+    real_rows = diagnostics_run._rows
+    monkeypatch.setattr(diagnostics_run, "_rows", lambda view, picked, columns: built.append(1) or real_rows(view, picked, columns))
+    for threads in ("1", "2"):
+        built.clear()
+        found, _ = diagnose(tmp_path, z, y, "--chunk-rows", "100", "--threads", threads)
+        assert [e["row"] for e in found["XE402"]["examples"]] == top(outliers, loss)
+        assert [e["row"] for e in found["XE404"]["examples"]] == top(confident, p_max)
+        assert found["XE402"]["rows"] == outliers.size and found["XE404"]["rows"] == confident.size
+        assert len(built) < 60  # 60 chunks, each with both findings: 120 record builds before the floors

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli.accumulate import BLOCK_ROWS, LossSummary, SequenceTotals, WorstBatches, WorstFloor, WorstRows
-from xentcli.diagnostics import ChunkView, Finding, diagnose_chunk, finalize
+from xentcli.diagnostics import ChunkView, ExampleFloors, Finding, diagnose_chunk, finalize
 from xentcli.config import DEFAULT_CHUNK_BYTES, KERAS_EPSILON, RunConfig
 from xentcli.errors import InputError, OptionError
 from xentcli.part import Part, chunk_part
@@ -142,16 +142,16 @@ class _Sizing:
 
 
 def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None, sizing: _Sizing,
-             floor: WorstFloor | None = None) -> list[ChunkResult]:
+             floor: WorstFloor | None = None, examples: ExampleFloors | None = None) -> list[ChunkResult]:
     """One chunk's results: one, or for a chunk sized for the binary head's one C pass that the pass
     refuses, one per piece of the general size (so that the general path's memory stays bounded)."""
     if len(chunk.scores) <= sizing.general or not _plain_binary(config, info):  # only the one pass's chunks are larger
-        return [_compute(chunk, info, config, top_k, bound, floor=floor)]
+        return [_compute(chunk, info, config, top_k, bound, floor=floor, examples=examples)]
     fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
     if fused is not None:
-        return [_compute(chunk, info, config, top_k, bound, fused, floor)]
+        return [_compute(chunk, info, config, top_k, bound, fused, floor, examples)]
     sizing.refused = True
-    return [_compute(piece, info, config, top_k, bound, floor=floor) for piece in _pieces(chunk, sizing.general)]
+    return [_compute(piece, info, config, top_k, bound, floor=floor, examples=examples) for piece in _pieces(chunk, sizing.general)]
 
 
 def _cut(chunks: Iterator[Chunk], sizing: _Sizing) -> Iterator[Chunk]:
@@ -178,7 +178,8 @@ def _rows_of(chunk: Chunk, start: int, stop: int) -> Chunk:
 
 
 def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int, bound: Bound | None = None,
-             fused: tuple[SampleStats, ChunkTally, BinaryRows] | None = None, floor: WorstFloor | None = None) -> ChunkResult:
+             fused: tuple[SampleStats, ChunkTally, BinaryRows] | None = None, floor: WorstFloor | None = None,
+             examples: ExampleFloors | None = None) -> ChunkResult:
     options = config.loss
     kind = info.input_kind
     binary = ignore_mask = elements = counts = None
@@ -262,7 +263,7 @@ def _compute(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
         result.sequences = SequenceTotals()
         result.sequences.update(stats, chunk.sample)
     if config.diagnostics:
-        result.findings = diagnose_chunk(view, counts)
+        result.findings = diagnose_chunk(view, counts, examples)
     for framework in options.frameworks:
         if binary is not None:  # a sigmoid head: the frameworks' binary cross-entropy, on the scores as stored
             fw_terms = sigmoid_terms(framework, binary.raw, binary.kind, binary.targets, options, chunk.weights,
@@ -484,6 +485,8 @@ class Pass:
         # --worst: the chunks' worst rows merged k at a time, into the totals (or, for a task's chunks,
         # into one of the task's own, which run_task hands on with its last part)
         self.worst = WorstBatches(self.total.worst if keep_totals else WorstRows(config.worst)) if config.worst else None
+        # the ranked rules' last examples so far, shared alike (a chunk that cannot add one makes no records)
+        self.examples = ExampleFloors() if keep_totals else None
 
     @property
     def total(self) -> LossSummary:
@@ -494,6 +497,8 @@ class Pass:
             self.worst.add(result.partial)
         if self.keep_totals:
             self.part.merge(result.part(self.config))
+            if self.examples is not None and result.findings:
+                self.examples.follow(self.part.findings)
 
     def _merge_worst(self) -> None:
         if self.worst is not None:
@@ -506,7 +511,7 @@ class Pass:
         bound = Bound() if config.temperature_scan and self.keep_totals else None
         sizing = _Sizing(chunk_rows(config, info.bytes_per_row + ROW_STATE_BYTES))
         # the worst rows' k-th so far, shared alike (the chunks make details only for rows that can enter)
-        args = (info, config, self.top_k, bound, sizing, None if self.worst is None else self.worst.floor)
+        args = (info, config, self.top_k, bound, sizing, None if self.worst is None else self.worst.floor, self.examples)
         chunks = _cut(self.source.chunks(chunk_rows(config, row_bytes(config, info))), sizing)
         # A row larger than a whole chunk (a vocabulary of 2^27): one chunk in memory at a time, so the
         # run needs about one row of scores beside the kernel's, not threads + 1 of them.

@@ -9,10 +9,10 @@ from xentcli.diagnostics.registry import (
     outlier_threshold, overflow_limit, selected, tallied_codes,
 )
 from xentcli.diagnostics.run import diagnose_chunk, finalize, merge_findings
-from xentcli.diagnostics.view import ChunkView, Finding, LabelAt, RowMasks, top_rows
+from xentcli.diagnostics.view import ChunkView, ExampleFloors, Finding, LabelAt, RowMasks, top_rows
 
 __all__ = [
-    "CONFIDENT", "LOG_PROBS_TOLERANCE", "MAX_EXAMPLES", "PROBS_SUM_TOLERANCE", "RULES", "SEVERITIES", "ChunkView",
+    "CONFIDENT", "LOG_PROBS_TOLERANCE", "MAX_EXAMPLES", "PROBS_SUM_TOLERANCE", "RULES", "SEVERITIES", "ChunkView", "ExampleFloors",
     "Finding", "LabelAt", "RowMasks", "Rule", "diagnose_chunk", "finalize", "merge_findings", "not_log_probs_tolerance",
     "outlier_threshold", "overflow_limit", "selected", "tallied_codes", "top_rows",
 ]

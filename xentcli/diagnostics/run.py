@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 
 from xentcli.diagnostics.registry import RULES, SEVERITIES, Rule, selected
-from xentcli.diagnostics.view import ChunkView, Finding, RowMasks, _examples, _rows, top_rows
+from xentcli.diagnostics.view import ChunkView, ExampleFloors, Finding, RowMasks, _examples, _rows, top_rows
+from xentcli.plain import plain
 
 
-def diagnose_chunk(view: ChunkView, tally: Any) -> dict[str, Finding]:
+def diagnose_chunk(view: ChunkView, tally: Any, floors: ExampleFloors | None = None) -> dict[str, Finding]:
     """Every per-chunk rule on one chunk; only rules that found something are returned. For rules
-    the tally counts, its count says whether to look: clean chunks build no masks and no examples."""
+    the tally counts, its count says whether to look: clean chunks build no masks and no examples.
+    `floors`: the ranked rules' last examples so far (a chunk that cannot add one makes none)."""
     masks = RowMasks(view, tally)
     found: dict[str, Finding] = {}
     with np.errstate(invalid="ignore", over="ignore"):
@@ -25,7 +27,7 @@ def diagnose_chunk(view: ChunkView, tally: Any) -> dict[str, Finding]:
                 continue
             if rule.applies is not None and not rule.applies(masks):
                 continue
-            finding = rule.chunk(masks) if rule.chunk is not None else _by_mask(rule, masks)
+            finding = rule.chunk(masks) if rule.chunk is not None else _by_mask(rule, masks, floors)
             if finding is not None:
                 if rule.facts is not None:
                     rule.facts(masks, finding)
@@ -33,13 +35,20 @@ def diagnose_chunk(view: ChunkView, tally: Any) -> dict[str, Finding]:
     return found
 
 
-def _by_mask(rule: Rule, masks: RowMasks) -> Finding | None:
+def _by_mask(rule: Rule, masks: RowMasks, floors: ExampleFloors | None = None) -> Finding | None:
     """A per-row rule's finding: its rows, and as examples the first of them, the rows with the
-    largest `rank_by` value, or (ranked rules) the rows the tally kept."""
+    largest `rank_by` value, or (ranked rules) the rows the tally kept — none when the best of them
+    cannot enter the examples kept so far (`floors`)."""
     if rule.ranked:
         count = masks.tally.hits[rule.code]
-        return Finding.of(rule.code, np.empty(0, bool), lambda: _rows(masks.view, masks.tally.ranked[rule.code], rule.columns(masks, None)),
-                          rule.rank_by, count=count)
+        picked = masks.tally.ranked[rule.code]
+        columns = rule.columns(masks, None)
+        if floors is not None and rule.rank_by is not None and picked.size:
+            keys = np.asarray(columns[rule.rank_by][np.asarray(picked, np.int64)]).tolist()
+            rows = (picked + masks.view.offset).tolist()
+            if not any(floors.admits(rule.code, plain(key), row) for key, row in zip(keys, rows)):
+                return Finding.of(rule.code, np.empty(0, bool), None, rule.rank_by, count=count)
+        return Finding.of(rule.code, np.empty(0, bool), lambda: _rows(masks.view, picked, columns), rule.rank_by, count=count)
     rows = masks.of(rule.code)
     if not rows.any():
         return None
