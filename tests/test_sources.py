@@ -1351,3 +1351,38 @@ def test_fortran_order_npz_members_stored_uncompressed_are_read_by_rows(tmp_path
     refused = CliRunner().invoke(app, ["score", str(tmp_path / "c.npz")])
     assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "compressed and in Fortran order" in refused.stderr and "np.savez (not compressed)" in refused.stderr
+
+
+def test_csv_class_names_spelled_true_false_follow_classes(tmp_path):
+    """Found in review: labels "True"/"False" that are class names (--classes True,False: True is
+    class 0) were read as the booleans 1 and 0, the classes swapped, and passed check; a class
+    "Maybe" first seen past the first block was refused as 'not true or false'. With --classes
+    naming such a spelling the column is text. Reference: float64 log-softmax."""
+    rng = np.random.default_rng(2)
+    n = 250_000  # past the first block
+    z = rng.standard_normal((n, 3))
+    y = rng.integers(0, 2, n)
+    y[-3] = 2
+    names = np.array(["True", "False", "Maybe"])
+    lines = ["logit_0,logit_1,logit_2,label"] + [f"{a!r},{b!r},{c!r},{names[k]}" for (a, b, c), k in zip(z.tolist(), y)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv"), "--classes", "True,False,Maybe", "--json"])
+    assert result.exit_code == 0, result.stderr
+    expected = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(n), y]))
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_csv_label_column_that_is_also_a_group_or_the_id(tmp_path):
+    """--by label or --id-col label names the label column a second time: it is read once (a CSV
+    read refused the column list: internal error), as in Parquet."""
+    (tmp_path / "b.csv").write_text("logit,label\n0.5,True\n-1.0,False\n2.0,True\n-0.25,True\n")
+    z, t = np.array([0.5, -1.0, 2.0, -0.25]), np.array([1.0, 0.0, 1.0, 1.0])
+    loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    by = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--by", "label", "--min-group", "1", "--json"])
+    assert by.exit_code == 0, by.stderr
+    groups = {g["by"]["label"]: g for g in json.loads(by.stdout)["groups"]}
+    assert groups[True]["loss_mean"] == pytest.approx(float(loss[t == 1].mean()), rel=1e-15)
+    assert groups[False]["loss_mean"] == pytest.approx(float(loss[t == 0].mean()), rel=1e-15)
+    ids = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--id-col", "label", "--worst", "1", "--json"])
+    assert ids.exit_code == 0, ids.stderr
+    assert json.loads(ids.stdout)["worst"][0]["row"] == int(np.argmax(loss))

@@ -11,6 +11,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -137,7 +138,9 @@ class ColumnarFile:
             if role == "targets" and not found.wide:
                 self._label_columns = set(found.columns)
             if role == "ids" or role.startswith("by"):
-                self._column_types[found.columns[0]] = pa.string()
+                self._column_types.setdefault(found.columns[0], pa.string())  # a label column named by --by too keeps its type
+            elif role == "targets" and is_text(found.dtype) and not found.wide:
+                self._column_types[found.columns[0]] = pa.string()  # class names: a later block cannot read them as booleans
             elif role == "targets" and pa.types.is_boolean(found.dtype) and not found.wide:
                 self._column_types[found.columns[0]] = pa.bool_()  # true/false labels (pandas writes True/False): 1/0
             elif found.wide or pa.types.is_integer(found.dtype) or pa.types.is_floating(found.dtype) or pa.types.is_null(found.dtype):
@@ -229,6 +232,15 @@ class ColumnarFile:
         if self._raw is None or self._raw.closed:
             return None
         return self._raw.tell() / max(1, paths.size(self.path))
+
+
+def _true_false_names(fmt: str, targets: Field, classes: tuple[str, ...] | None) -> Field:
+    """A CSV label column of true/false cells (pyarrow's booleans) is text when --classes names a
+    class with one of those spellings ("True", "False", "Maybe"): class names, mapped by the list,
+    not the labels 1 and 0 (found in review: --classes True,False read them swapped)."""
+    if fmt != "csv" or not classes or targets.wide or not pa.types.is_boolean(targets.value_type):
+        return targets
+    return replace(targets, dtype=pa.string()) if any(name in CSV_BOOLEANS for name in classes) else targets
 
 
 def _refuse_numbers_or_names(fmt: str, targets: Field, classes: tuple[str, ...] | None, path: str) -> None:
@@ -361,7 +373,7 @@ class ColumnarRoles:
         self.rows = None if self.nested else file.rows
         if file.format == "csv":
             file.set_csv_types(roles)
-        self._columns = [name for found in roles.values() for name in found.columns]
+        self._columns = list(dict.fromkeys(name for found in roles.values() for name in found.columns))  # a column in two roles: read once
         first = file.first_batch(self._columns)
         self.empty = first is None or first.num_rows == 0
         self.widths = {
@@ -503,6 +515,7 @@ def columnar_side(
         classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
         roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
+        roles["targets"] = _true_false_names(fmt, roles["targets"], classes)
         _refuse_numbers_or_names(fmt, roles["targets"], classes, path)
     if first and notes:  # a later shard's class columns were put in the first shard's order
         _labels_follow_names(roles.get("targets"), path, first[0])
