@@ -1386,3 +1386,24 @@ def test_a_csv_label_column_that_is_also_a_group_or_the_id(tmp_path):
     ids = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--id-col", "label", "--worst", "1", "--json"])
     assert ids.exit_code == 0, ids.stderr
     assert json.loads(ids.stdout)["worst"][0]["row"] == int(np.argmax(loss))
+
+
+@pytest.mark.parametrize("labels", ["y.npy", "y.parquet"])
+def test_class_name_labels_follow_the_score_columns_order_not_classes(tmp_path, labels):
+    """Found in review: scores in class-named columns (logit_cat, logit_dog, logit_bird) with class
+    name labels in a --labels file and --classes in another order: the note said the columns' order
+    was used, but the labels were mapped by --classes' order (a wrong mean that passed)."""
+    rng = np.random.default_rng(5)
+    n = 300
+    z = rng.standard_normal((n, 3))
+    y = rng.integers(0, 3, n)
+    names = np.array(["cat", "dog", "bird"])
+    pq.write_table(pa.table({"logit_cat": z[:, 0], "logit_dog": z[:, 1], "logit_bird": z[:, 2]}), tmp_path / "z.parquet")
+    np.save(tmp_path / "y.npy", names[y])
+    pq.write_table(pa.table({"label": names[y]}), tmp_path / "y.parquet")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "z.parquet"), "--labels", str(tmp_path / labels),
+                                      "--classes", "dog,cat,bird", "--json"])
+    assert result.exit_code == 0, result.stderr
+    expected = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(n), y]))
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(expected, rel=1e-14)
+    assert "the columns' order is used" in result.stderr

@@ -617,7 +617,7 @@ def array_side(
     else:
         num_classes = 0
         seq_len, class_axis = seq
-    classes = cfg.classes or classes
+    classes = classes or cfg.classes  # the scores' class-named columns, when they name the classes, decide the order
     named = "targets" in members and members["targets"].dtype.kind in "US"
     if named and not classes:
         raise LayoutError(f"labels in {_array_name(members['targets'], fmt)} are strings, and no class names were given", path=path,

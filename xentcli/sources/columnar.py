@@ -503,7 +503,7 @@ def columnar_side(
     cells = file if fmt == "csv" else None
     roles: dict[str, Field] = {}
     notes: list[str] = []
-    classes = cfg.classes or classes
+    classes = classes or cfg.classes  # the scores' class-named columns, when they name the classes, decide the order
     if want_scores:
         found = find_scores(file.schema, path, cfg.score_col, cfg.score_prefix, cells)
         # class-named columns must match the first shard's (a later shard), else --classes
