@@ -287,10 +287,26 @@ class NpzMember:
         self._fortran: NpyArray | None = None
         if fortran and len(self.shape) > 1:  # a row's values lie across the member: read through a map of the file, as an .npy
             info = archive.getinfo(self._member)
-            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1 or paths.is_url(path):
+            if paths.is_url(path):
+                raise InputError(f"array '{key}' is stored in Fortran order, whose rows are read through a memory map, which a URL "
+                                 "cannot give", path=path, hint="save it with np.ascontiguousarray(...), or copy the file to a local path")
+            if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+                raise InputError(f"array '{key}' is damaged: its zip entry stores {info.compress_size:,} bytes of {info.file_size:,}",
+                                 path=path, hint="save the arrays again")
+            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1:
                 raise InputError(f"array '{key}' is stored compressed and in Fortran order, whose rows cannot be streamed",
                                  path=path, hint="save it with np.savez (not compressed), or as np.ascontiguousarray(...)")
+            self._verify()  # the map reads the bytes as they are: the zip's own checks first (a bad CRC, a member cut short)
             self._fortran = NpyArray(path, key, kinds, start=_member_data_start(path, info))
+
+    def _verify(self) -> None:
+        """Read the member once through zipfile, which checks its length and CRC at its end."""
+        try:
+            with self._open() as stream:
+                while stream.read(NPZ_PIECE_BYTES):
+                    pass
+        except _ZIP_ERRORS as exc:
+            raise InputError(f"cannot read array '{self.name}': {_zip_error(exc)}", path=self.path, hint="check the archive") from None
 
     def _open(self) -> IO[bytes]:
         return self._archive.open(self._member)
