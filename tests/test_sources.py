@@ -1433,3 +1433,40 @@ def test_a_damaged_fortran_npz_member_is_refused_as_a_c_order_one_is(tmp_path):
     for name, says in (("crc.npz", "Bad CRC-32"), ("short.npz", "is damaged")):
         result = CliRunner().invoke(app, ["check", str(tmp_path / name)])
         assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, (name, result.stderr)
+
+
+def test_class_name_label_arrays_of_other_shapes(tmp_path):
+    """Class-name labels are one a row ([N], [N, 1]) or one a token ([N, T]): [N, 2] names (gold and
+    a second annotator) were read as dense rows of class positions, a wrong mean that passed, and are
+    refused; square [N, T, T] scores with [N, T] names are scored (their axis check converted the
+    names to floats: internal error); a zero-width string dtype is refused in one line."""
+    import io
+
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((40, 2))
+    y = rng.integers(0, 2, 40)
+    names = np.array(["neg", "pos"])
+    np.savez(tmp_path / "two.npz", logits=z, labels=np.stack([names[y], names[1 - y]], axis=1))
+    np.savez(tmp_path / "one.npz", logits=z, labels=names[y][:, None])
+    seq_z = rng.standard_normal((40, 4, 4))
+    seq_y = rng.integers(0, 4, (40, 4))
+    np.savez(tmp_path / "square.npz", logits=seq_z, labels=np.array(list("abcd"))[seq_y])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<U0", "fortran_order": False, "shape": (40,)})
+    (tmp_path / "u0.npy").write_bytes(header.getvalue())
+    np.save(tmp_path / "z.npy", z)
+    runs = {
+        "two": CliRunner().invoke(app, ["check", str(tmp_path / "two.npz"), "--classes", "neg,pos"]),
+        "u0": CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "u0.npy"), "--classes", "neg,pos"]),
+    }
+    for name, says in (("two", "class names of shape [40, 2]"), ("u0", "strings of no characters")):
+        assert runs[name].exit_code == 2 and len(runs[name].stderr.strip().splitlines()) == 1 and says in runs[name].stderr
+    one = CliRunner().invoke(app, ["score", str(tmp_path / "one.npz"), "--classes", "neg,pos", "--json"])
+    assert one.exit_code == 0, one.stderr
+    assert json.loads(one.stdout)["summary"]["loss_mean"] == pytest.approx(
+        float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(40), y])), rel=1e-15)
+    square = CliRunner().invoke(app, ["score", str(tmp_path / "square.npz"), "--classes", "a,b,c,d", "--json"])
+    assert square.exit_code == 0, square.stderr
+    flat, labels = seq_z.reshape(-1, 4), seq_y.reshape(-1)
+    assert json.loads(square.stdout)["summary"]["loss_mean"] == pytest.approx(
+        float(np.mean(np.log(np.exp(flat).sum(1)) - flat[np.arange(160), labels])), rel=1e-14)

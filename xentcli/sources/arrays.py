@@ -527,7 +527,7 @@ def check_sequence_labels(main: Side, target_side: Side, class_axis: int = -1) -
         return
     labels = roles.members["targets"]
     if main.seq_len == main.num_classes and class_axis == -1 and len(labels.shape) == 2 and isinstance(main.roles, ArrayRoles):
-        _square_axis(main.roles.members["scores"], labels, main.num_classes)
+        _square_axis(main.roles.members["scores"], labels, main.num_classes, roles.classes)
     if len(labels.shape) == 2 and labels.shape[1] != main.seq_len:
         other_axis = 1 if main.class_axis == 2 else -1
         fits_other = labels.shape[1] == main.num_classes
@@ -544,7 +544,7 @@ def check_sequence_labels(main: Side, target_side: Side, class_axis: int = -1) -
 SQUARE_SAMPLE = 64  # sequences read to tell the class axis of square [N, T, T] scores
 
 
-def _square_axis(scores: NpyArray | NpzMember, labels: NpyArray | NpzMember, classes: int) -> None:
+def _square_axis(scores: NpyArray | NpzMember, labels: NpyArray | NpzMember, classes: int, names: tuple[str, ...] | None = None) -> None:
     """XE305 for square scores whose first sequences' labels are predicted far better with the classes
     on the other axis (found in review: [20, 8, 8] read the wrong way passed check at a mean loss of
     5.2 for 0.34): the argmax, which needs no input kind, on the tokens with a usable label."""
@@ -552,7 +552,8 @@ def _square_axis(scores: NpyArray | NpzMember, labels: NpyArray | NpzMember, cla
     if z is None or y is None:
         return
     n = min(len(z), len(y))
-    z, y = np.asarray(z[:n]), np.asarray(y[:n]).astype(np.float64)
+    y = class_positions(np.asarray(y[:n]), names) if names is not None and y.dtype.kind in "US" else np.asarray(y[:n])
+    z, y = np.asarray(z[:n]), y.astype(np.float64)
     with np.errstate(invalid="ignore"):
         usable = (y >= 0) & (y < classes) & (y == np.round(y))
     if np.count_nonzero(usable) < 32:
@@ -635,9 +636,8 @@ def array_side(
         seq_len, class_axis = seq
     classes = classes or cfg.classes  # the scores' class-named columns, when they name the classes, decide the order
     named = "targets" in members and members["targets"].dtype.kind in "US"
-    if named and not classes:
-        raise LayoutError(f"labels in {_array_name(members['targets'], fmt)} are strings, and no class names were given", path=path,
-                          hint="name the classes in order with --classes a,b,c (or a file, one per line)")
+    if named:
+        _check_named_labels(members["targets"], _array_name(members["targets"], fmt), seq_len, classes, path)
     side = Side(ArrayRoles(members, path, seq_len, class_axis, classes if named else None), seq_len=seq_len, class_axis=class_axis,
                 classes=classes if named else None, notes=notes)
     if "scores" in members:
@@ -662,6 +662,23 @@ def array_side(
             side.targets = f"class names in {side.targets}, mapped to {len(classes or ())} classes"
             side.label_names = True
     return side
+
+
+def _check_named_labels(member: NpyArray | NpzMember, name: str, seq_len: int | None, classes: tuple[str, ...] | None,
+                        path: str) -> None:
+    """Labels stored as class names: one a row ([N], [N, 1]) or a token ([N, T]), of names that can
+    hold text, with --classes to map them (found in review: [N, 2] names were read as dense target
+    rows of class positions, and a zero-width dtype ended in an internal error)."""
+    shape = tuple(member.shape)
+    if not classes:
+        raise LayoutError(f"labels in {name} are strings, and no class names were given", path=path,
+                          hint="name the classes in order with --classes a,b,c (or a file, one per line)")
+    if member.dtype.itemsize == 0:
+        raise LayoutError(f"labels in {name} are strings of no characters ({member.dtype})", path=path, hint="save the class names")
+    if not (len(shape) == 1 or (len(shape) == 2 and (shape[1] == 1 or (seq_len is not None and shape[1] == seq_len)))):
+        expected = "[N] (or [N, 1])" if seq_len is None else "[N, T]"
+        raise LayoutError(f"labels in {name} are class names of shape {list(shape)}; names give one label a row: {expected}",
+                          path=path, hint="keep one column of names; soft targets are numbers in class order")
 
 
 def _array_name(member: NpyArray | NpzMember, fmt: str) -> str:
