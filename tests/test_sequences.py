@@ -321,3 +321,43 @@ def test_worst_rows_of_a_sequence_dump_name_their_sequence_and_position(tmp_path
     pq.write_table(pa.table({"doc": keys, "logits": list(flat), "label": y.reshape(-1)}), tmp_path / "g.parquet")
     doc = json.loads(score(tmp_path / "g.parquet", "--group-col", "doc", "--worst", "5", "--json").stdout)
     assert [(w["row"], w["sample"], w["position"]) for w in doc["worst"]] == [(r, f"d{s}", None) for r, s, _ in expected]
+
+
+def test_worst_rows_merge_with_partials_saved_before_they_named_their_sequence(tmp_path):
+    """A partial file of a sequence dump saved before worst rows named their sample and position
+    (the same format version) merges with a new one: the table shows the rows it has (a KeyError
+    ended the merge), and a --group-col null key among the worst rows is a valid partial (it was
+    refused as 'a worst row is not one')."""
+    import hashlib
+
+    rng = np.random.default_rng(8)
+    for name in ("a", "b"):
+        np.savez(tmp_path / f"{name}.npz", logits=rng.standard_normal((10, 5, 3)), labels=rng.integers(0, 3, (10, 5)))
+        assert runner.invoke(app, ["score", str(tmp_path / f"{name}.npz"), "--worst", "3", "--save-partial",
+                                   str(tmp_path / f"{name}.xpart"), "-q"]).exit_code == 0
+    document = json.loads((tmp_path / "a.xpart").read_text())
+
+    def strip(tree):  # the worst rows' records without the two keys (dicts are [key, value] pairs), as an older xent wrote them
+        if isinstance(tree, dict):
+            return {k: strip(v) for k, v in tree.items()}
+        if isinstance(tree, list):
+            return [strip(v) for v in tree if not (isinstance(v, list) and len(v) == 2 and v[0] in ("sample", "position"))]
+        return tree
+
+    state = json.dumps(strip(json.loads(document["state"])), separators=(",", ":"))
+    assert '["sample",' in document["state"] and '["sample",' not in state
+    document.update(state=state, sha256=hashlib.sha256(state.encode()).hexdigest())
+    (tmp_path / "a.xpart").write_text(json.dumps(document) + "\n")
+    merged = runner.invoke(app, ["merge", str(tmp_path / "a.xpart"), str(tmp_path / "b.xpart")])
+    assert merged.exit_code == 0, merged.stderr
+    assert "Worst 3 rows" in merged.stdout
+    keys = pa.array([None if i % 4 == 1 else f"k{i % 4}" for i in range(40)], pa.string())
+    z = rng.standard_normal((40, 3))
+    z[1] = [9, 0, 0]  # the worst row: in the sequence of null key
+    pq.write_table(pa.table({"doc": keys, "logits": list(z), "label": np.full(40, 2)}), tmp_path / "g.parquet")
+    saved = runner.invoke(app, ["score", str(tmp_path / "g.parquet"), "--group-col", "doc", "--worst", "2",
+                                "--save-partial", str(tmp_path / "g.xpart"), "-q"])
+    assert saved.exit_code == 0, saved.stderr
+    merged = runner.invoke(app, ["merge", str(tmp_path / "g.xpart"), "--json"])
+    assert merged.exit_code == 0, merged.stderr
+    assert json.loads(merged.stdout)["worst"][0]["sample"] is None and json.loads(merged.stdout)["worst"][0]["row"] == 1

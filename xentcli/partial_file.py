@@ -392,7 +392,8 @@ def _worst_row(item: Any, row: int, loss: float) -> bool:
     """A worst row's record as WorstRows keeps it, for the row and loss its arrays hold."""
     whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
     sequence = set(item) == _WORST_KEYS | {"sample", "position"} if isinstance(item, dict) else False  # a sequence dump's
-    if sequence and not (isinstance(item["sample"], (int, float, str)) and (item["position"] is None or whole(item["position"]))):
+    if sequence and not ((item["sample"] is None or isinstance(item["sample"], (int, float, str)))  # None: a --group-col null
+                         and (item["position"] is None or whole(item["position"]))):
         return False
     return (isinstance(item, dict) and (set(item) == _WORST_KEYS or sequence) and whole(item["row"]) and item["row"] == row
             and whole(item["label"]) and whole(item["pred"]) and isinstance(item["loss"], float) and isinstance(item["p_true"], float)

@@ -144,8 +144,8 @@ def summary_table(report: Report) -> Table:
 def worst_table(report: Report) -> Table:
     """The worst rows: row, the sequence and position of a sequence dump's row, the id, then label,
     prediction, loss and p_true (a multi-label row has no one label: its loss only)."""
-    sequences = bool(report.worst) and "sample" in report.worst[0]
-    numbered = all(isinstance(item.get("sample"), int) for item in report.worst)  # sequence numbers, not --group-col keys
+    sequences = any("sample" in item for item in report.worst)  # (a partial file saved before they named it merges without)
+    numbered = all(isinstance(item.get("sample"), int) for item in report.worst if "sample" in item)  # numbers, not --group-col keys
     placed = any(item.get("position") is not None for item in report.worst)  # --group-col rows have no position
     lead = [("row", "num"), *([("sample", "num" if numbered else "text")] if sequences else []), *([("position", "num")] if placed else []),
             *([(shown(report.id_column), "text")] if report.id_column else [])]
@@ -155,9 +155,10 @@ def worst_table(report: Report) -> Table:
     for item in report.worst[:TABLE_ROWS_SHOWN]:
         cells: list[str | Text] = [fmt_number(item["row"])]
         if sequences:  # a sequence's key is data (a --group-col value): shown as text
-            cells.append(str(item["sample"]) if numbered else shown(item["sample"]))
+            sample = item.get("sample")
+            cells.append("" if "sample" not in item else fmt_number(sample) if numbered else shown(sample))
         if placed:
-            cells.append(str(item["position"]))
+            cells.append("" if item.get("position") is None else fmt_number(item["position"]))
         if report.id_column:
             cells.append(shown(item["id"]))  # an identifier: its exact text, never a formatted number
         cells += [fmt_number(item["loss"])] if multilabel else [
