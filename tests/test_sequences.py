@@ -361,3 +361,27 @@ def test_worst_rows_merge_with_partials_saved_before_they_named_their_sequence(t
     merged = runner.invoke(app, ["merge", str(tmp_path / "g.xpart"), "--json"])
     assert merged.exit_code == 0, merged.stderr
     assert json.loads(merged.stdout)["worst"][0]["sample"] is None and json.loads(merged.stdout)["worst"][0]["row"] == 1
+
+
+def test_merged_partials_number_sequences_after_an_empty_last_one(tmp_path):
+    """Found in review: a partial of nested-list sequences ending in an empty one numbered the next
+    partial's sequences from its last token's sequence + 1: the merge's worst row named sequence 2
+    for 3, and --per-sequence dropped the empty one. Now as one run over both files."""
+    rng = np.random.default_rng(3)
+    lengths = [5, 4, 0, 3, 6]
+    z = [rng.standard_normal((n, 4)) for n in lengths]
+    y = [rng.integers(0, 4, n) for n in lengths]
+    z[3][1], y[3][1] = [9.0, 0, 0, 0], 2  # the worst token: sequence 3, position 1
+
+    def table(a, b):
+        return pa.table({"logits": [s.tolist() for s in z[a:b]], "labels": [s.tolist() for s in y[a:b]]})
+
+    pq.write_table(table(0, 3), tmp_path / "a.parquet")
+    pq.write_table(table(3, 5), tmp_path / "b.parquet")
+    for name in ("a", "b"):
+        score(tmp_path / f"{name}.parquet", "--worst", "1", "--per-sequence", "--save-partial", tmp_path / f"{name}.xpart", "-q")
+    merged = runner.invoke(app, ["merge", str(tmp_path / "a.xpart"), str(tmp_path / "b.xpart"), "--json"])
+    assert merged.exit_code == 0, merged.stderr
+    doc = json.loads(merged.stdout)
+    assert (doc["worst"][0]["sample"], doc["worst"][0]["position"]) == (3, 1)
+    assert [s["sequence"] for s in doc["per_sequence"]] == [0, 1, 2, 3, 4]

@@ -631,6 +631,9 @@ def run_part(
             sink.write(result)
         if on_progress is not None:
             on_progress(one.total.rows, one.source.progress())
+    sequences = one.source.sequence_count()
+    if sequences:  # a merged partial's sequences follow all of these, the empty last ones too (as a Dask task's do)
+        one.part.samples = max(one.part.samples, sequences)
     return one.part, replace(one.info, rows=one.total.rows)
 
 

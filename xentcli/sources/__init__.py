@@ -550,6 +550,12 @@ class Source:
         self._current = 0
         self._shard: FileSource | None = None
 
+    def sequence_count(self) -> int | None:
+        """How many positional sequences the shards hold together, empty ones too (FileSource's)."""
+        if self.description.samples is None or self._configs[0].group_col is not None:
+            return None
+        return self.description.samples
+
     def verify(self) -> None:
         """Once every chunk is scored (and every output written): each file of every shard is still
         the one read, as the shard's first opening found it (FileStamp)."""
