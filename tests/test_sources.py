@@ -1470,3 +1470,19 @@ def test_class_name_label_arrays_of_other_shapes(tmp_path):
     flat, labels = seq_z.reshape(-1, 4), seq_y.reshape(-1)
     assert json.loads(square.stdout)["summary"]["loss_mean"] == pytest.approx(
         float(np.mean(np.log(np.exp(flat).sum(1)) - flat[np.arange(160), labels])), rel=1e-14)
+
+
+@pytest.mark.parametrize(("header", "good", "bad", "says"), [
+    ("logit,label", ["0.5,true", "-0.5,false"], "0.5,yes", "'yes' is not true or false"),
+    ("logit_0,logit_1,label", ["0.5,1,1", "0.5,1,0"], "0.5,1,x", "'x' is not a number"),
+])
+def test_the_cell_named_is_the_one_that_stopped_the_read_not_a_missing_one(tmp_path, header, good, bad, says):
+    """Found in review: a label 'NA' early in the file (read as missing) was named as the bad cell
+    instead of the 'yes' past the first block that stopped the read."""
+    rows = 250_000
+    lines = [header] + good * (rows // 2)
+    lines[6] = good[0].rsplit(",", 1)[0] + ",NA"
+    lines[rows - 2] = bad
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv")])
+    assert result.exit_code == 2 and f"row {rows - 3}: {says}" in result.stderr, result.stderr

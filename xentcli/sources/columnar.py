@@ -319,8 +319,11 @@ CSV_BOOLEANS = ("1", "True", "TRUE", "true", "0", "False", "FALSE", "false")
 
 
 def _first_unparsable(column: pa.Array, pc: object, boolean: bool = False) -> int | None:
-    """Index of the first non-null string in `column` that does not cast to float64 — or, for a
-    column of true/false labels, that is not one of CSV_BOOLEANS (bisection)."""
+    """Index of the first string in `column` that does not cast to float64 — or, for a column of
+    true/false labels, that is not one of CSV_BOOLEANS (bisection) — leaving out the spellings the
+    reader takes as missing (NA, null, …: a blank label, not the cell that stopped the read)."""
+    column = pc.if_else(pc.is_in(column, pa.array(pa_csv.ConvertOptions().null_values)), pa.scalar(None, column.type), column)  # type: ignore[attr-defined]
+
     def parses(part: pa.Array) -> bool:
         if boolean:
             return bool(pc.all(pc.or_kleene(pc.is_null(part), pc.is_in(part, pa.array(CSV_BOOLEANS)))).as_py())  # type: ignore[attr-defined]
