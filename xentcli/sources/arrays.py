@@ -391,14 +391,18 @@ def npz_member(
     notes: list[str] | None = None,
 ) -> NpzMember | None:
     """The member named by `key`, else the first of `defaults` present, in any case ('Logits', as a
-    column name is matched); when none is, None, or an error naming the arrays there if the `role`
-    is required."""
+    column name is matched; two names alike but for case are refused); when none is, None, or an
+    error naming the arrays there if the `role` is required."""
     names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
     if key is not None:
         if key not in names:
             raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
-    present = [name for candidate in defaults for name in sorted(names, key=lambda name: name != candidate) if name.lower() == candidate]
+    present = [name for candidate in defaults for name in names if name.lower() == candidate]
+    alike = [name for name in present if name.lower() == present[0].lower()] if present else []
+    if len(alike) > 1:  # 'labels' and 'Labels': which one holds them, only the writer knows (tables refuse two alike, too)
+        raise LayoutError(f"arrays {name_list(alike)} could each hold the {role or 'values'}: their names differ only in case",
+                          path=path, hint=f"name one with {option}")
     if len(present) > 1 and notes is not None:  # found in review: chosen between without a word (and not in this order)
         notes.append(f"{path}: read the {role} from array {present[0]!r}, not {name_list(present[1:])} ({option} chooses)")
     if present:
