@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from typer.testing import CliRunner
 
@@ -348,3 +349,30 @@ def test_an_unusable_input_still_gives_each_format_a_document(tmp_path):
         suite = ET.fromstring(outputs["junit"].stdout.split("\n", 1)[1])
         assert (suite.get("tests"), suite.get("errors")) == ("1", "1") and suite.find("testcase/error").get("type") == "InputError"
         assert outputs["markdown"].stdout.startswith("## xent: ERROR\n")
+
+
+@pytest.mark.parametrize("fmt", ["github", "gitlab", "junit", "markdown", "json"])
+@pytest.mark.parametrize("spelled", ["apart", "joined"])
+def test_a_mistyped_option_value_still_prints_one_error_in_the_format_asked(fmt, spelled):
+    """Found in review: `--max-loss two` is a usage error, caught before xent knows the format: the
+    CI formats printed nothing (an empty JUnit file), although each prints one error on exit 2. The
+    format is read from the command line's words; a real process, as CI runs it."""
+    import subprocess
+    import sys
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "cifar10_val.parquet"
+    asked = ["--output-format", fmt] if spelled == "apart" else [f"--output-format={fmt}"]
+    proc = subprocess.run([sys.executable, "-m", "xentcli", "check", str(sample), *asked, "--max-loss", "two"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    out = proc.stdout
+    if fmt == "github":
+        assert out.startswith("::error ") and "--max-loss" in out
+    elif fmt == "gitlab":
+        assert json.loads(out)[0]["severity"] == "blocker" and "--max-loss" in json.loads(out)[0]["description"]
+    elif fmt == "junit":
+        assert ET.fromstring(out.split("\n", 1)[1]).get("errors") == "1"
+    elif fmt == "markdown":
+        assert out.startswith("## xent: ERROR") and "max" in out
+    else:
+        assert "--max-loss" in json.loads(out)["error"]["message"]

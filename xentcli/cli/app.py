@@ -256,9 +256,30 @@ def _usage_error(exc: Exception) -> int:
     where = f"xent {context.info_name}" if context is not None and context.info_name not in (None, "xent") else "xent"
     message = " ".join(format_message().split())
     error_line("error", f"{message} (see '{where} --help')")
-    if "--json" in sys.argv:
+    fmt = _asked_format(sys.argv[1:])
+    if fmt == "json":
         _error_document("UsageError", message, f"see '{where} --help'")
+    elif fmt in ("github", "gitlab", "junit", "markdown"):  # the CI format asked still holds one error (found in review: an empty file)
+        from xentcli.render.ci import error_report
+
+        sys.stdout.write(error_report(fmt, "UsageError", f"{message} (see '{where} --help')", None))
     return int(getattr(exc, "exit_code", EXIT_INPUT) or EXIT_INPUT)
+
+
+def _asked_format(args: list[str]) -> str | None:
+    """The output format a command line asks for (--json, --output-format F or =F), read from the
+    words themselves when the line could not be parsed."""
+    fmt = None
+    for i, word in enumerate(args):
+        if word == "--":
+            break
+        if word == "--json":
+            fmt = "json"
+        elif word.startswith("--output-format="):
+            fmt = word.split("=", 1)[1]
+        elif word == "--output-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+    return fmt
 
 
 def output_format(as_json: bool, chosen: Any) -> str:
