@@ -902,6 +902,20 @@ def test_without_a_gate_the_verdict_says_none_was_given(tmp_path):
     for name, losses in (("base", base), ("cand", base + np.linspace(0.05, 0.15, 40))):
         pq.write_table(pa.table({"log_probs": list(_log_probs(losses)), "label": np.zeros(40, np.int64)}), tmp_path / f"{name}.parquet")
     plain = runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet")])
-    assert plain.exit_code == 0 and plain.stdout.strip().splitlines()[-1].startswith("PASS (no gate given: ")
+    assert plain.exit_code == 0 and plain.stdout.strip().splitlines()[-1].startswith("PASS (no gate on the delta given: ")
     gated = runner.invoke(app, ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet"), "--fail-on-regression", "0.5"])
     assert gated.exit_code == 0 and gated.stdout.strip().splitlines()[-1].startswith("PASS: loss Δ +0.1")
+
+
+def test_diff_fails_where_a_side_has_error_level_diagnostics_by_default(tmp_path):
+    """Found in review: two multi-label dumps scored as softmax (XE206, XE207 errors on both sides:
+    the numbers measure nothing) ended 'PASS'. --fail-on defaults to error, as check's; never says
+    the gates alone decide."""
+    z = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.5]] * 20)
+    multi_hot = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]] * 20)
+    for name in ("base", "cand"):
+        pq.write_table(pa.table({"id": np.arange(40), "logits": list(z), "targets": list(multi_hot)}), tmp_path / f"{name}.parquet")
+    args = ["diff", str(tmp_path / "base.parquet"), str(tmp_path / "cand.parquet"), "--key", "id"]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and failed.stdout.strip().splitlines()[-1].startswith("FAIL: base: XE206")
+    assert runner.invoke(app, [*args, "--fail-on", "never"]).exit_code == 0

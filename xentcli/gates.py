@@ -121,6 +121,6 @@ def diff_verdict_line(report: Any) -> str:
                f"smallest Δ detectable at 80% power {loss['min_detectable_delta']:.4g}")
     if report.passed:
         # found in review: a clear regression ended 'PASS: …' where no gate was given to fail on
-        return "PASS: " + summary if report.gated else "PASS (no gate given: --fail-on-regression, --require-noninferior or " \
-            "--max-accuracy-drop judge the delta): " + summary
+        return "PASS: " + summary if report.gated else "PASS (no gate on the delta given: --fail-on-regression, " \
+            "--require-noninferior or --max-accuracy-drop judge it): " + summary
     return "FAIL: " + "; ".join(report.reasons) + " (" + summary + ")"

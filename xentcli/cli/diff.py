@@ -47,7 +47,7 @@ def diff(
     as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
     report_path: HtmlReport = None, png_folder: Png = None, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
     threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
-    select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.never,
+    select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.error,
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,
     max_accuracy_drop: MaxAccuracyDrop = None,
     engine: EngineOpt = EngineChoice.local, scheduler: Scheduler = None, workers: Workers = None, task_rows: TaskRows = None,
