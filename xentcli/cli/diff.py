@@ -13,9 +13,9 @@ from xentcli.cli.app import (
     EXIT_FAILED, app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, write_report,
 )
 from xentcli.cli.options import (
-    By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, Force, Format, Ignore, IgnoreIndex,
+    By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, DiffForce, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
-    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, Plot, Ascii, HtmlReport, Png, TargetPrefix, Threads,
+    ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, DiffPlot, Ascii, HtmlReport, Png, TargetPrefix, Threads,
     EngineOpt, EngineChoice, Scheduler, Workers, TaskRows,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
@@ -44,8 +44,8 @@ def diff(
     class_axis: ClassAxis = -1, classes: Classes = None, score_col: ScoreCol = None, score_prefix: ScorePrefix = None,
     label_col: LabelCol = None, target_prefix: TargetPrefix = None, score_key: ScoreKey = None, label_key: LabelKey = None,
     ignore_index: IgnoreIndex = None, label_smoothing: LabelSmoothing = 0.0, epsilon: Epsilon = None,
-    as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False, ascii_bars: Ascii = False,
-    report_path: HtmlReport = None, png_folder: Png = None, output: Output = None, force: Force = False, chunk_rows: ChunkRows = None,
+    as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: DiffPlot = False, ascii_bars: Ascii = False,
+    report_path: HtmlReport = None, png_folder: Png = None, output: Output = None, force: DiffForce = False, chunk_rows: ChunkRows = None,
     threads: Threads = DEFAULT_THREADS, quiet: Quiet = False, debug: Debug = False, no_diagnostics: NoDiagnostics = False,
     select: Select = None, ignore_codes: Ignore = None, fail_on: FailOnOpt = FailOn.error,
     fail_on_regression: FailOnRegression = None, require_noninferior: RequireNoninferior = None,

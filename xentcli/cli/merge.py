@@ -11,7 +11,7 @@ from xentcli.cli.app import app, check_plot, guarded, output_format
 from xentcli.cli.check import judge
 from xentcli.errors import OptionError
 from xentcli.cli.options import (
-    Ascii, Debug, FailOn, Force, GateOn, GateOnChoice, HtmlReport, Json, MaxEce, MaxGroupGap, MaxLoss, MaxLossP99, MinAccuracy,
+    Ascii, Debug, FailOn, MergeForce, GateOn, GateOnChoice, HtmlReport, Json, MergeMaxEce, MaxGroupGap, MaxLoss, MaxLossP99, MinAccuracy,
     OutputFormat, OutputFormatChoice, Plot, Png, Quiet, ScoreOptions, _option, gates,
 )
 from xentcli.cli.score import show
@@ -26,10 +26,10 @@ MergeMaxNonfinite = Annotated[Optional[int], _option("--max-nonfinite", panel="G
 @app.command()
 def merge(
     paths: Partials, as_json: Json = False, out_format: OutputFormat = OutputFormatChoice.text, plot: Plot = False,
-    ascii_bars: Ascii = False, report_path: HtmlReport = None, png_folder: Png = None, force: Force = False, quiet: Quiet = False,
+    ascii_bars: Ascii = False, report_path: HtmlReport = None, png_folder: Png = None, force: MergeForce = False, quiet: Quiet = False,
     debug: Debug = False, fail_on: MergeFailOn = None, max_loss: MaxLoss = None, max_nonfinite: MergeMaxNonfinite = None,
     min_accuracy: MinAccuracy = None, max_loss_p99: MaxLossP99 = None, gate_on: GateOn = GateOnChoice.point,
-    max_ece: MaxEce = None, max_group_gap: MaxGroupGap = None,
+    max_ece: MergeMaxEce = None, max_group_gap: MaxGroupGap = None,
 ) -> None:
     """Merge partial files (--save-partial) into the report of one run over all their inputs, in the order given.
 

@@ -114,10 +114,13 @@ Json = Annotated[bool, _option("--json", panel="Output", help="Print one JSON do
 HtmlReport = Annotated[Optional[Path], _option("--report", panel="Output", help="Also write one self-contained HTML page (inline SVG charts, no script): FILE.html.")]
 Png = Annotated[Optional[Path], _option("--png", panel="Output", help="Also write the charts as PNG files into FOLDER (needs pip install 'xentcli\\[png]').")]
 Plot = Annotated[bool, _option("--plot", panel="Output", help="Draw the loss histogram (and the reliability chart with --calibration) as text.")]
+DiffPlot = Annotated[bool, _option("--plot", panel="Output", help="Draw the histogram of the per-pair loss deltas as text.")]
 Ascii = Annotated[bool, _option("--ascii", panel="Output", help="With --plot: plain '#' bars.")]
 OutputFormat = Annotated[OutputFormatChoice, _option("--output-format", panel="Output", help="text, json (as --json), or for CI: github (workflow annotations), gitlab (Code Quality), junit (XML), markdown.")]
 Output = Annotated[Optional[Path], _option("-o", "--output", panel="Output", help="Write per-sample rows to FILE.parquet or FILE.csv.")]
 Force = Annotated[bool, _option("--force", panel="Output", help="Replace an existing output file (-o, --report, --png, --save-partial).")]
+DiffForce = Annotated[bool, _option("--force", panel="Output", help="Replace an existing output file (-o, --report, --png).")]
+MergeForce = Annotated[bool, _option("--force", panel="Output", help="Replace an existing output file (--report, --png).")]
 ChunkRows = Annotated[Optional[int], _option("--chunk-rows", panel="Run", help="Rows per chunk (default: ~16 MiB of scores).", min=1)]
 Threads = Annotated[int, _option("--threads", panel="Run", help="Worker threads (default: the number of cores).", min=1, show_default=False)]
 Quiet = Annotated[bool, _option("--quiet", "-q", panel="Run", help="No progress bar.")]
@@ -148,6 +151,7 @@ MaxGroups = Annotated[int, _option("--max-groups", panel="Slices", help="Keep th
 MaxGroupGap = Annotated[Optional[float], _option("--max-group-gap", panel="Gates", help="Fail when a group's mean loss exceeds the overall mean by more than G, shown at the interval's confidence (Holm-corrected across groups).")]
 TemperatureScan = Annotated[bool, _option("--temperature-scan", panel="Output", help="The temperature T that minimises the loss of logits/T, and the share of the loss it removes (turns --calibration on).")]
 MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (turns --calibration on).")]
+MergeMaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (the partials must hold calibration: --calibration when saved).")]
 
 
 @dataclass(frozen=True)

@@ -384,9 +384,9 @@ declare(Rule(
 declare(Rule(
     "XE206", "multi-label-targets", "error", "Dense target rows with more than one positive class.",
     "Softmax cross-entropy assumes exactly one true class per row; for multi-label data the right loss is sigmoid binary cross-entropy per class.",
-    "Use binary cross-entropy (BCEWithLogitsLoss, sigmoid_cross_entropy_with_logits) for multi-label data.",
+    "Use binary cross-entropy (BCEWithLogitsLoss, sigmoid_cross_entropy_with_logits) for multi-label data: rerun xent with --head sigmoid.",
     "targets [1, 0, 1] → two positives.",
-    hint="multi-label data need sigmoid binary cross-entropy per label: one label's scores and 0/1 targets score as a binary head (--head sigmoid)",
+    hint="rerun with --head sigmoid: multi-label targets score as independent labels (binary cross-entropy per label)",
     message=_rows_say("target row has", "target rows have", " more than one positive class"),
     mask=lambda m: m.multi_label if not m.sparse else None,
     columns=lambda m, rows: {"positives": m.target_positives, "row_sum": m.target_sums},
