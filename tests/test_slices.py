@@ -587,3 +587,16 @@ def test_a_null_group_and_the_text_null_are_told_apart(tmp_path):
     assert sorted(str(group["by"]["g"]) for group in doc["groups"]) == sorted(["null", "None", "(null)", "(other: 3 groups)"])
     result = runner.invoke(app, ["check", str(tmp_path / "g.parquet"), "--by", "g", "--min-group", "1", "--max-group-gap", "0.1"])
     assert result.exit_code == 1 and 'group g="(other: 3 groups)": mean loss' in result.stdout, result.stdout
+
+
+def test_max_groups_breaks_ties_by_value_not_text(tmp_path):
+    """Found in review: of groups with as many rows, --max-groups kept user 1072 before user 17 —
+    ties were broken by the values' text. By value, as the README says: 17 and 300 stay."""
+    rng = np.random.default_rng(1)
+    users = np.repeat([1072, 17, 300], 5)
+    z = rng.standard_normal((15, 3))
+    pq.write_table(pa.table({"logits": list(z), "label": rng.integers(0, 3, 15), "user": users}), tmp_path / "d.parquet")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.parquet"), "--by", "user", "--max-groups", "2", "--min-group", "1", "--json"])
+    assert result.exit_code == 0, result.stderr
+    kept = {g["by"]["user"] for g in json.loads(result.stdout)["groups"]}
+    assert kept == {17, 300, "(other)"}

@@ -257,12 +257,25 @@ class GroupTotals:
     def kept(self, width: int, max_groups: int) -> tuple[list[tuple[tuple[Any, ...], GroupSums]], int]:
         """The `max_groups` groups with the most counted rows (ties by their values as text), then the
         rest pooled as one "(other)" group (last); and how many groups that pooled."""
-        order = sorted(range(len(self.keys)), key=lambda i: (-int(self.counted[i]), [str(v) for v in self.keys[i]]))
+        order = sorted(range(len(self.keys)), key=lambda i: (-int(self.counted[i]), value_order(self.keys[i])))
         rest = np.array(order[max_groups:], np.int64)
         kept = [(self.keys[i], self._sums(i)) for i in order[:max_groups]]
         if rest.size:
             kept.append(((OTHER,) * width, self._pooled(rest)))
         return kept, int(rest.size)
+
+
+def value_order(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+    """A group's values as a sort key: numbers by value (user 17 before 1072, which their text put
+    after it), text, bytes and times by value, then NaN, then null (a column holds one type)."""
+    def one(v: Any) -> tuple[Any, ...]:
+        if v is None:
+            return (2,)
+        if isinstance(v, float) and math.isnan(v):
+            return (1,)
+        kind = 0 if isinstance(v, (bool, int, float)) else 1 if isinstance(v, str) else 2 if isinstance(v, bytes) else 3
+        return (0, kind, v) if kind < 3 else (0, kind, str(type(v)), v)
+    return tuple(one(v) for v in key)
 
 
 def _weighted_sums_by(inverse: npt.NDArray[np.int64], k: int, y: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
