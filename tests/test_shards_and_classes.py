@@ -77,6 +77,11 @@ def test_string_labels_with_classes_file(tmp_path):
     assert doc["per_class"][3]["name"] == "cat"
     inline = score_json(tmp_path / "s.parquet", "--classes", ",".join(CLASSES))
     assert inline["summary"]["loss_mean"] == doc["summary"]["loss_mean"]
+    # a file saved with a byte-order mark (Windows editors): the mark is not part of the first name (found in review:
+    # 'airplane' read as '\ufeffairplane', its rows unusable)
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(CLASSES).encode())
+    bom = score_json(tmp_path / "s.parquet", "--classes", tmp_path / "bom.txt", "--per-class")
+    assert bom["summary"] == doc["summary"] and bom["per_class"][0]["name"] == CLASSES[0]
 
 
 def test_class_named_score_columns(tmp_path):

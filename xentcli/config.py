@@ -248,7 +248,7 @@ def read_option_file(text: str, option: str) -> str | None:
     if len(raw) > OPTION_FILE_LIMIT:
         raise OptionError(f"{option}: the file is larger than {OPTION_FILE_LIMIT >> 20} MiB", path=text)
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is not part of the first value
     except UnicodeDecodeError as exc:
         raise OptionError(f"{option}: the file is not UTF-8 text (byte {exc.start})", path=text) from None
 
