@@ -216,3 +216,21 @@ def test_merge_and_check_png_never_land_on_an_input(tmp_path):
         result = runner.invoke(app, [*command, "--png", str(tmp_path)])
         assert result.exit_code == 2 and "is one of the inputs" in result.stderr, (command, result.stderr)
     assert partial.read_bytes() == before
+
+
+def test_the_worst_rows_table_names_sequences_and_ids_as_the_terminal_does(tmp_path):
+    """Found in review: the page's worst rows had an 'id' column of null without --id-col, and no
+    sequence or position for a sequence dump's rows."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((6, 4, 3)) * 3
+    y = rng.integers(0, 3, (6, 4))
+    np.savez(tmp_path / "s.npz", logits=z, labels=y)
+    flat = z.reshape(-1, 3)
+    worst = int(np.argmax(np.log(np.exp(flat).sum(1)) - flat[np.arange(24), y.reshape(-1)]))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "s.npz"), "--worst", "3", "--report", str(tmp_path / "r.html"), "-q"])
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "r.html").read_text()
+    table = page[page.index("<h2>Worst 3 rows</h2>"):]
+    table = table[: table.index("</table>")]
+    assert "<th>row</th><th>sample</th><th>position</th><th>label</th>" in table and "<th>id</th>" not in table
+    assert f'<tr><td class="n">{worst}</td><td>{worst // 4}</td><td class="n">{worst % 4}</td>' in table

@@ -197,11 +197,16 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
                     + _table(["group", "counted", "mean loss", "accuracy"], [[_cell(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]
                                                                            for label, g in zip(labels, items)], {1, 2, 3}))
     body.append(_diagnostics(report.diagnostics))
-    if report.worst:
-        columns = ["row", "id", "loss"] if report.input.head == "multilabel" else ["row", "id", "label", "pred", "loss"]
-        body.append(f"<h2>Worst {len(report.worst[:MAX_ITEMS])} rows</h2>" + _table(
-            columns, [[_n(r["row"]), _cell(r.get("id", "")), *([] if len(columns) == 3 else [_n(r.get("label")), _n(r.get("pred"))]), _n(r["loss"])]
-                      for r in report.worst[:MAX_ITEMS]], {0, len(columns) - 1}))
+    if report.worst:  # as the terminal's table: the sequence and position of a sequence dump's row, the id with --id-col
+        shown = report.worst[:MAX_ITEMS]
+        sequences, placed = any("sample" in r for r in shown), any(r.get("position") is not None for r in shown)
+        lead = ["row", *(["sample"] if sequences else []), *(["position"] if placed else []), *(["id"] if report.id_column else [])]
+        rest = ["loss"] if report.input.head == "multilabel" else ["label", "pred", "loss"]
+        rows = [[_n(r["row"]), *([_cell(r.get("sample", ""))] if sequences else []), *([_n(r.get("position"))] if placed else []),
+                 *([_cell(r.get("id", ""))] if report.id_column else []),
+                 *([] if len(rest) == 1 else [_n(r.get("label")), _n(r.get("pred"))]), _n(r["loss"])] for r in shown]
+        numeric = {0, len(lead) + len(rest) - 1} | ({lead.index("position")} if placed else set())
+        body.append(f"<h2>Worst {len(shown)} rows</h2>" + _table([*lead, *rest], rows, numeric))
     return _page(f"xent report: {report.input.path}", body, command)
 
 
