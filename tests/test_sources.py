@@ -1489,3 +1489,20 @@ def test_the_cell_named_is_the_one_that_stopped_the_read_not_a_missing_one(tmp_p
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv")])
     assert result.exit_code == 2 and f"row {rows - 3}: {says}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("at", ["first block", "late"])
+def test_a_bad_cell_in_wide_target_rows_names_the_code_a_blank_one_gets(tmp_path, at):
+    """A wide target row (label_0 … label_{C−1}) with a cell that is not a number: the hint names
+    XE207, which a blank cell there raises (it named XE101, the NaN-score code)."""
+    rows = 250_000 if at == "late" else 10
+    lines = ["logit_0,logit_1,label_0,label_1"] + ["0.5,1,1,0"] * rows
+    lines[rows - 1] = "0.5,1,x,1"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv")])
+    assert result.exit_code == 2 and f"column 'label_0' row {rows - 2}: 'x' is not a number" in result.stderr
+    assert "flagged XE207" in result.stderr
+    lines[rows - 1] = "0.5,1,,1"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    blank = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv"), "--json"])
+    assert "XE207" in [d["code"] for d in json.loads(blank.stdout)["diagnostics"]]

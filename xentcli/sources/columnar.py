@@ -53,6 +53,7 @@ class ColumnarFile:
         self._raw: BinaryIO | None = None
         self._column_types: dict[str, pa.DataType] = {}
         self._label_columns: set[str] = set()  # a CSV file's label column: a bad cell there is XE203's when blank
+        self._target_rows = False  # its targets are wide rows (label_0 … label_{C−1})
         self._csv_block = CSV_BLOCK_BYTES
         if fmt == "csv":  # the header line, read once: the block that holds rows, and the column count
             header = _csv_header(path)
@@ -135,8 +136,9 @@ class ColumnarFile:
         """Parse CSV score, label and weight columns as float64 so a later block cannot change their
         type, and ids as text, kept exactly as written (007 stays 007)."""
         for role, found in fields.items():
-            if role == "targets" and not found.wide:
+            if role == "targets":
                 self._label_columns = set(found.columns)
+                self._target_rows = found.wide  # a blank cell in a target row is XE207, in a label column XE203
             if role == "ids" or role.startswith("by"):
                 self._column_types.setdefault(found.columns[0], pa.string())  # a label column named by --by too keeps its type
             elif role == "targets" and is_text(found.dtype) and not found.wide:
@@ -191,7 +193,8 @@ class ColumnarFile:
             if self.format == "csv" and "conversion error" in str(exc) and numbers:
                 found = self.first_bad_cell(numbers)
                 if found is not None:
-                    raise bad_cell_error(self.path, *found, flagged="XE203" if found[0] in self._label_columns else "XE101",
+                    flagged = ("XE207" if self._target_rows else "XE203") if found[0] in self._label_columns else "XE101"
+                    raise bad_cell_error(self.path, *found, flagged=flagged,
                                          boolean=self._column_types.get(found[0]) == pa.bool_()) from None
             hint = "a row is longer than the CSV block: is this a CSV file?" if "straddling" in str(exc) else "check the file"
             raise InputError(f"cannot read: {_first_line(exc)}", path=self.path, hint=hint) from None

@@ -142,7 +142,10 @@ def check_numeric(schema: pa.Schema, columns: tuple[str, ...], path: str, cells:
     )
 
 
-def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: str, cells: CellFinder | None) -> Field:
+def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: str, cells: CellFinder | None,
+                flagged: str = "XE101") -> Field:
+    """Wide columns prefix0 … prefix{C−1}; `flagged`: the code a blank cell there gets (a score's
+    XE101, a target row's XE207)."""
     indices = [int(_WIDE.match(name).group(2)) for name in members]  # type: ignore[union-attr]
     if indices != list(range(len(indices))):
         missing = sorted(set(range(max(indices) + 1)) - set(indices))
@@ -152,7 +155,7 @@ def _wide_field(schema: pa.Schema, prefix: str, members: tuple[str, ...], path: 
             path=path,
             hint="rename the columns or pick others with --score-prefix/--target-prefix",
         )
-    check_numeric(schema, members, path, cells)
+    check_numeric(schema, members, path, cells, flagged)
     return Field(members, True, schema.field(members[0]).type)
 
 
@@ -160,7 +163,7 @@ def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str, cells: 
     groups = wide_groups(schema)
     for candidate in dict.fromkeys((prefix, prefix + "_")):
         if candidate in groups:
-            return _wide_field(schema, candidate, groups[candidate], path, cells)
+            return _wide_field(schema, candidate, groups[candidate], path, cells, "XE207" if option == "--target-prefix" else "XE101")
     raise LayoutError(
         f"no columns named {prefix}0, {prefix}1, … (columns: {name_list(schema.names)})",
         path=path,
@@ -341,7 +344,7 @@ def find_targets(
         if names:
             found = Field((names[0],), False, schema.field(names[0]).type)
         elif groups:
-            found = _wide_field(schema, *next(iter(groups.items())), path, cells)
+            found = _wide_field(schema, *next(iter(groups.items())), path, cells, "XE207")
         else:
             raise LayoutError(
                 f"no label column found (columns: {name_list(schema.names)})",
