@@ -376,3 +376,15 @@ def test_a_mistyped_option_value_still_prints_one_error_in_the_format_asked(fmt,
         assert out.startswith("## xent: ERROR") and "max" in out
     else:
         assert "--max-loss" in json.loads(out)["error"]["message"]
+
+
+def test_a_merge_annotates_no_file_that_does_not_exist(tmp_path):
+    """Found in review: `merge --output-format github` placed its annotations on file=
+    'a.parquet b.npz', the merged inputs' names joined, which names no file; a score's name the dump."""
+    for name, source in (("a", "cifar10_val.parquet"), ("b", "cifar10_val.npz")):
+        assert run("score", SAMPLE / source, "--save-partial", tmp_path / f"{name}.xpart", "-q").exit_code == 0
+    merged = run("merge", tmp_path / "a.xpart", tmp_path / "b.xpart", "--output-format", "github")
+    annotations = parse_github(merged.stdout)
+    assert annotations and all("file" not in props for _, props, _ in annotations)
+    scored = parse_github(run("score", SAMPLE / "cifar10_val.parquet", "--output-format", "github").stdout)
+    assert all(props["file"] == str(SAMPLE / "cifar10_val.parquet") for _, props, _ in scored)

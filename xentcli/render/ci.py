@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,17 +127,28 @@ def _gh_property(text: str) -> str:
     return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _located(path: str) -> str | None:
+    """The path an annotation is placed on: a file or folder that exists (a merge's several inputs,
+    a glob or a URL name none: GitHub cannot place `file=a.parquet b.parquet`; found in review)."""
+    return path if os.path.exists(path) else None
+
+
+def _gh_file(path: str) -> str:
+    located = _located(path)
+    return f"file={_gh_property(located)}," if located else ""
+
+
 def github(run: CiRun) -> str:
     """One ::error / ::warning / ::notice per diagnostic, one ::error per failed gate, the verdict last."""
     level = {"error": "error", "warning": "warning", "info": "notice"}
     lines = []
     for d in run.diagnostics:
         side = f" ({d.side})" if d.side else ""
-        lines.append(f"::{level[d.severity]} file={_gh_property(run.path_of(d))},title={_gh_property(f'{d.code} {d.name}{side}')}::"
+        lines.append(f"::{level[d.severity]} {_gh_file(run.path_of(d))}title={_gh_property(f'{d.code} {d.name}{side}')}::"
                      + _gh_data(f"{d.message} → {d.hint}" if d.hint else d.message))
     for gate in run.gates:
         if not gate.passed:
-            lines.append(f"::error file={_gh_property(run.path)},title={_gh_property(f'xent gate: {gate.name}')}::{_gh_data(gate.reason)}")
+            lines.append(f"::error {_gh_file(run.path)}title={_gh_property(f'xent gate: {gate.name}')}::{_gh_data(gate.reason)}")
     # a plain log line, not a workflow command (it starts with PASS/FAIL, never "::"): only made visible, not %-escaped
     lines.append(terminal(("PASS: " if run.passed else "FAIL: ") + run.verdict.removeprefix("PASS: ").removeprefix("FAIL: ")))
     return "\n".join(lines) + "\n"
@@ -154,11 +166,11 @@ def gitlab(run: CiRun) -> str:
         return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
     issues = []
-    location = {"path": text_of(run.path), "lines": {"begin": 1}}
+    location = {"path": text_of(_located(run.path) or "."), "lines": {"begin": 1}}
     for d in run.diagnostics:
         issues.append({"description": text_of(f"{d.code} {d.name}: {d.message}" + (f" ({d.side})" if d.side else "")),
                        "check_name": d.code, "fingerprint": fingerprint(run.command, run.path, d.code, d.side or ""),
-                       "severity": GITLAB_SEVERITY[d.severity], "location": {"path": text_of(run.path_of(d)), "lines": {"begin": 1}}})
+                       "severity": GITLAB_SEVERITY[d.severity], "location": {"path": text_of(_located(run.path_of(d)) or "."), "lines": {"begin": 1}}})
     for gate in run.gates:
         if not gate.passed:
             issues.append({"description": text_of(gate.reason), "check_name": f"xent-gate-{gate.name}",
@@ -240,7 +252,7 @@ def error_report(fmt: str, code: str, message: str, path: str | None) -> str:
     an ::error, a critical Code Quality issue, a JUnit suite with one error, a markdown heading —
     where stdout held nothing, an empty file a CI job could not read (found in review)."""
     if fmt == "github":
-        where = f"file={_gh_property(path)}," if path else ""
+        where = f"file={_gh_property(path)}," if path else ""  # the path as given: the error may be that it names nothing
         return f"::error {where}title={_gh_property(f'xent: {code}')}::{_gh_data(message)}\n"
     if fmt == "gitlab":
         issue = {"description": text_of(message), "check_name": f"xent-{code}",
