@@ -152,6 +152,15 @@ def test_other_options_are_refused(pieces):
     assert "label-smoothing 0.0 vs 0.1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_options_that_differ_are_named_as_a_user_writes_them(tmp_path):
+    """Found in review: "by ('region',) vs (); calibration True vs False" showed Python values."""
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "cifar10_val.parquet"
+    xent("score", sample, "--by", "label", "--save-partial", tmp_path / "a.xpart", "-q", "--json")
+    xent("score", sample, "--calibration", "--save-partial", tmp_path / "b.xpart", "-q", "--json")
+    result = runner.invoke(app, ["merge", str(tmp_path / "a.xpart"), str(tmp_path / "b.xpart")])
+    assert result.exit_code == 2 and "by 'label' vs none; calibration off vs on" in result.stderr
+
+
 def test_other_classes_are_refused(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((4, 3), np.float32))
     np.save(tmp_path / "b.npy", np.zeros((4, 5), np.float32))

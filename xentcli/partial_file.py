@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import hashlib
 import json
 import math
@@ -589,5 +590,20 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
             out += _differences(x, y, prefix)
         elif x != y and not (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)):
-            out.append(f"{prefix}{f.name.replace('_', '-')} {x!r} vs {y!r}")
+            out.append(f"{prefix}{f.name.replace('_', '-')} {_option_value(x)} vs {_option_value(y)}")
     return out
+
+
+def _option_value(value: Any) -> str:
+    """An option's value as a user writes it (found in review: "by ('region',) vs ()", "True vs False")."""
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_option_value(v) for v in value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
