@@ -600,3 +600,18 @@ def test_max_groups_breaks_ties_by_value_not_text(tmp_path):
     assert result.exit_code == 0, result.stderr
     kept = {g["by"]["user"] for g in json.loads(result.stdout)["groups"]}
     assert kept == {17, 300, "(other)"}
+
+
+def test_a_passing_group_gap_names_the_small_groups_it_did_not_test(tmp_path):
+    """Found in review: `check --max-group-gap` passed without a word on the groups under --min-group."""
+    rng = np.random.default_rng(2)
+    sizes = {"big": 80, "mid": 60, "tiny": 5, "wee": 3}
+    g = np.concatenate([[name] * n for name, n in sizes.items()])
+    z = rng.standard_normal((g.size, 3))
+    pq.write_table(pa.table({"logits": list(z), "label": rng.integers(0, 3, g.size), "g": g}), tmp_path / "d.parquet")
+    result = runner.invoke(app, ["check", str(tmp_path / "d.parquet"), "--by", "g", "--max-group-gap", "10", "--json"])
+    assert result.exit_code == 0, result.stderr
+    gate, = [c for c in json.loads(result.stdout)["gates"] if c["gate"].startswith("group gap")]
+    assert gate["untested_groups"] == 2 and gate["passed"]
+    text = runner.invoke(app, ["check", str(tmp_path / "d.parquet"), "--by", "g", "--max-group-gap", "10"])
+    assert text.stdout.strip().splitlines()[-1].endswith("(2 small groups under --min-group not tested)")

@@ -53,8 +53,9 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
     if gates.max_group_gap is not None:
         confidence = summary.get("confidence", 0.95)
         failed, bound, untestable = holm_failures(report.groups, gates.max_group_gap, confidence)
+        small = sum(1 for group in report.groups if group.get("small"))
         checks.append({"gate": "group gap (Holm lower bound)", "value": bound, "limit": gates.max_group_gap, "op": "<=",
-                       "passed": not failed and not math.isnan(bound)})
+                       "passed": not failed and not math.isnan(bound), "untested_groups": small})
         gate_reasons.append(reasons := [])
         if untestable:
             shown = group_label(untestable[0]["by"])
@@ -101,11 +102,18 @@ def _pair(value: Any, limit: Any, op: str) -> str:
     return f"{_show(value, digits)} {op} {_show(limit, digits)}"
 
 
+def _untested(check: dict[str, Any]) -> str:
+    """What a passing group gap did not test: the groups under --min-group (found in review: a PASS
+    said nothing of 6 groups of 15 too small to judge)."""
+    n = check.get("untested_groups", 0)
+    return f" ({n:,} small {'group' if n == 1 else 'groups'} under --min-group not tested)" if n else ""
+
+
 def verdict_line(result: dict[str, Any], report: Report, gates: Gates | None = None) -> str:
     """The last line of `xent check`, in words a CI log reader understands. With --fail-on never
     the diagnostics decide nothing, and the line does not claim they were clean."""
     if result["passed"]:
-        passed = ", ".join(f"{c['gate']} {_pair(c['value'], c['limit'], c['op'])}" for c in result["gates"])
+        passed = ", ".join(f"{c['gate']} {_pair(c['value'], c['limit'], c['op'])}" + _untested(c) for c in result["gates"])
         if gates is not None and gates.fail_on == "never":
             return "PASS: " + (passed or "no gate given") + " (diagnostics not gated: --fail-on never)"
         return "PASS: no diagnostic at the failing severity" + (f"; {passed}" if passed else "")
