@@ -123,3 +123,17 @@ def test_ordinary_text_is_shown_as_it_is(monkeypatch):
     assert terminal("eu\U000e0020") == "eu\\U000e0020" and terminal("eu\u00ad") == "eu\\xad"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     assert terminal("std::vector") == "std\\x3a:vector" and text_of("std::vector") == "std::vector"
+
+
+def test_small_shares_and_single_counts_read_right(tmp_path):
+    """Found in review: 1 row of 3,000 showed "0.0%" beside its count; "1 bins"."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+    from xentcli.render.table import fmt_share
+
+    assert (fmt_share(1 / 3000), fmt_share(0.0), fmt_share(0.0005), fmt_share(0.25)) == ("<0.1%", "0.0%", "0.1%", "25.0%")
+    np.savez(tmp_path / "d.npz", logits=np.zeros((4, 2)), labels=np.array([0, 1, 0, 1]))
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "d.npz"), "--calibration", "--bins", "1"])
+    assert result.exit_code == 0 and "Calibration (1 bin," in result.stdout

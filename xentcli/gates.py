@@ -59,7 +59,7 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
         gate_reasons.append(reasons := [])
         if untestable:
             shown = group_label(untestable[0]["by"])
-            reasons.append(f"group gap (Holm lower bound) is undefined: group {shown} ({untestable[0]['counted']:,} counted rows) has no "
+            reasons.append(f"group gap (Holm lower bound) is undefined: group {shown} ({untestable[0]['counted']:,} counted {'row' if untestable[0]['counted'] == 1 else 'rows'}) has no "
                            f"standard error (one row, or an infinite spread){' nor do ' + str(len(untestable) - 1) + ' more' if len(untestable) > 1 else ''}")
         elif math.isnan(bound):
             reasons.append("group gap (Holm lower bound) is undefined (no group of --min-group rows or more)")

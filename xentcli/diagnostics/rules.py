@@ -636,9 +636,9 @@ def _calibration(direction: str) -> Any:
         over = confidence > accuracy
         if (direction == "over") != over:
             return None
-        what = (f"over {report['bins']} bins of P(y = 1): the predicted class's mean probability {confidence:.3f} "
+        what = (f"over {report['bins']} {'bin' if report['bins'] == 1 else 'bins'} of P(y = 1): the predicted class's mean probability {confidence:.3f} "
                 f"{'above' if over else 'below'} how often it is the target, {accuracy:.3f}" if sigmoid else
-                f"over {report['bins']} bins: mean confidence {confidence:.3f} {'above' if over else 'below'} accuracy {accuracy:.3f}")
+                f"over {report['bins']} {'bin' if report['bins'] == 1 else 'bins'}: mean confidence {confidence:.3f} {'above' if over else 'below'} accuracy {accuracy:.3f}")
         return {"rows": 0, "message": f"ECE {report['ece']:.3f} {what}", "ece": report["ece"]}
     return check
 

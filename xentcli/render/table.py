@@ -21,6 +21,14 @@ def shown(value: Any, limit: int | None = MAX_CELL) -> Text:
     return Text(terminal(value, limit))
 
 
+def fmt_share(share: float) -> str:
+    """A fraction as a percentage to one decimal; a share that rounds to 0 but is not 0 (1 row of
+    3,000) as "<0.1%", not "0.0%"."""
+    if share != share:
+        return "n/a"
+    return "<0.1%" if 0 < share < 0.0005 else f"{share:.1%}"
+
+
 def fmt_number(value: Any, digits: int = 7) -> str:
     """Losses to 7 significant digits; NaN/inf spelled out; integers with thousands separators."""
     if value is None:
@@ -255,7 +263,7 @@ def calibration_table(report: Report) -> Group:
                    + fmt_number(t["temperature"], 4) + sample),
                   ("loss at T=1 → at T", f"{fmt_number(t['loss'], 5)} → {fmt_number(t['loss_at_temperature'], 5)}"),
                   ("loss a temperature removes", f"{t['miscalibration_share']:.1%}")]
-    summary = _key_value(f"Calibration ({c['bins']} bins, {c['binning']})", lines)
+    summary = _key_value(f"Calibration ({c['bins']} {'bin' if c['bins'] == 1 else 'bins'}, {c['binning']})", lines)
     observed = "pos. rate" if binary else "accuracy"  # short: the table must fit 80 columns
     table = _table("Reliability: mean P(y = 1) against the positive rate" if binary else "Reliability",
                    [("bin", "tag")] + [(name, "num") for name in ("rows", "mean p" if binary else "confidence", observed, "gap",
@@ -281,7 +289,7 @@ def groups_table(report: Report) -> Table:
         pool = group.get("merged_groups")  # the "(other)" pool, told apart from a value "(other)"
         cells: list[str | Text] = ([Text(f"(other: {pool:,} groups)", style="dim")] * len(group["by"]) if pool
                                    else [shown(group_value_text(value)) for value in group["by"].values()])
-        cells += [fmt_number(group["counted"]), f"{group['share']:.1%}", fmt_number(group["loss_mean"], 5),
+        cells += [fmt_number(group["counted"]), fmt_share(group["share"]), fmt_number(group["loss_mean"], 5),
                   "" if math.isnan(half) else fmt_number(half, 3), "" if math.isnan(group["delta_loss"]) else f"{group['delta_loss']:+.4g}",
                   fmt_fraction(group["accuracy"]),
                   "" if math.isnan(group["ece"]) else f"{group['ece']:.4f}", Text("small", style="dim") if group["small"] else ""]
@@ -353,7 +361,7 @@ def diagnostics_table(report: Report) -> Table:
             text.append(f"\n  e.g. {kind} {examples}", style="dim")
         table.add_row(
             item["code"], item["name"], Text(item["severity"], style=SEVERITY_STYLE[item["severity"]]),
-            fmt_number(item["rows"]) if item["rows"] else "", f"{item['fraction']:.1%}" if item["rows"] else "", text,
+            fmt_number(item["rows"]) if item["rows"] else "", fmt_share(item["fraction"]) if item["rows"] else "", text,
         )
     return table
 
