@@ -760,6 +760,13 @@ def test_bootstrap_intervals_need_replicates_in_their_tails(tmp_path):
                          (["--confidence", "0.999999"], False)):
         doc, _ = diff_json(*args, *extra)
         assert all((doc["metrics"][q]["ci"] is not None) == given for q in ("loss_p50", "loss_p90", "loss_p99")), extra
+    # the table says why (found in review: "—" without a word); --seed without a bootstrap is refused
+    text = runner.invoke(app, ["diff", *map(str, args), "--bootstrap", "10"])
+    assert "--bootstrap 200 or more at 0.95" in " ".join(text.stdout.split())
+    off = runner.invoke(app, ["diff", *map(str, args), "--bootstrap", "0"])
+    assert "intervals are off (--bootstrap 0)" in " ".join(off.stdout.split())
+    seeded = runner.invoke(app, ["diff", *map(str, args), "--bootstrap", "0", "--seed", "3"])
+    assert seeded.exit_code == 2 and "--seed does nothing here" in seeded.stderr
 
 
 def test_clustered_accuracy_interval_by_hand(tmp_path):

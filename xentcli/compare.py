@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
+from xentcli.config import TAIL_REPLICATES
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import counted, group_label, id_value
 from xentcli.ranking import top_rows
@@ -752,10 +753,9 @@ def _interval(center: float, half: float) -> list[float]:
     return [center - half, center + half]
 
 
-# A percentile interval needs replicates beyond each of its ends: with fewer than this many in each
-# tail (--bootstrap 1, or --confidence 0.999999 from 1,000) its ends are the extreme replicates, and
-# the interval is not given (null: "no clear change") rather than a narrow one at a level it lacks.
-TAIL_REPLICATES = 5
+# A percentile interval needs TAIL_REPLICATES beyond each of its ends (config.DiffOptions refuses
+# fewer): with fewer its ends would be the extreme replicates, and it is not given (null) rather than
+# a narrow one at a level it lacks.
 
 
 def _percentiles(values: F64, confidence: float) -> list[float] | None:

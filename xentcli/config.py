@@ -158,6 +158,16 @@ class Gates:
                               hint="add one of them, or drop --gate-on")
 
 
+# The bootstrap's interval of a quantile needs this many replicates beyond each end: with fewer in a
+# tail its ends are the extreme replicates (compare._percentiles gives none, and the table says why).
+TAIL_REPLICATES = 5
+
+
+def replicates_needed(confidence: float) -> int:
+    """The fewest --bootstrap replicates that leave TAIL_REPLICATES in each tail of the interval."""
+    return math.ceil(TAIL_REPLICATES / ((1 - confidence) / 2) - 1e-9)
+
+
 @dataclass(frozen=True)
 class DiffOptions:
     """How `xent diff` pairs and compares: by a key column or by row order, the confidence of the
@@ -176,6 +186,8 @@ class DiffOptions:
         check_confidence(self.confidence)
         if not 0 <= self.bootstrap <= 100_000:
             raise OptionError(f"--bootstrap must lie in [0, 100000], not {self.bootstrap}", hint="0 turns it off")
+        if self.seed and not self.bootstrap:
+            raise OptionError("--seed does nothing here: it seeds the bootstrap, which --bootstrap 0 turns off", hint="drop --seed")
         if not 0 <= self.seed < 2**63:
             raise OptionError(f"--seed must lie in [0, 2^63), not {self.seed}")
 

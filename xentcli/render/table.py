@@ -466,7 +466,24 @@ def diff_table(report: DiffReport) -> Table:
         entry = metrics[name]
         table.add_row(name.replace("loss_", "loss "), fmt_number(entry["base"], 5), fmt_number(entry["candidate"], 5),
                       fmt_number(entry["delta"], 4), _interval(entry["ci"]), "", _verdict(entry["ci"], higher_is_worse=True))
+    if all(metrics[name]["ci"] is None for name in ("loss_p50", "loss_p90", "loss_p99")) and report.pairing["usable_pairs"]:
+        table.caption = _no_quantile_intervals(report)  # found in review: "—" without a word
     return table
+
+
+def _no_quantile_intervals(report: DiffReport) -> str:
+    """Why the quantiles have no interval: the bootstrap is off, has too few replicates for the
+    confidence, or the losses are negative (XE110)."""
+    from xentcli.config import TAIL_REPLICATES, replicates_needed
+
+    replicates = report.bootstrap["replicates"]
+    if not replicates:
+        return "the quantiles' intervals are off (--bootstrap 0)"
+    needed = replicates_needed(report.confidence)
+    if replicates < needed:
+        return (f"the quantiles' intervals need {TAIL_REPLICATES} replicates beyond each end: --bootstrap {needed:,} or more "
+                f"at {report.confidence:g}")
+    return "the quantiles' intervals are not given where a loss is negative (XE110)"
 
 
 def _verdict(interval: list[float] | None, higher_is_worse: bool) -> Text:
