@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -85,7 +87,8 @@ def test_sequences_are_clustered(tmp_path, chunk_rows):
 
 
 def test_cluster_runs_merge_in_any_tree():
-    """Sequences split between partials, merged left to right or pairwise, give the same sums."""
+    """Sequences split between partials, merged left to right or pairwise (each part about its own
+    shift), give the float64 reference's spread."""
     rng = np.random.default_rng(3)
     for _ in range(100):
         n = int(rng.integers(1, 80))
@@ -107,7 +110,14 @@ def test_cluster_runs_merge_in_any_tree():
             parts = merged + ([parts[-1]] if len(parts) % 2 else [])
         whole = ClusterRuns()
         whole.update(sample, counted, loss)
-        assert parts[0].spread(0.4) == pytest.approx(whole.spread(0.4), rel=1e-12)
+        # the float64 reference: Σ_g (S_g − n_g·m)² about the counted rows' mean, over the sequences with one
+        s_g = np.bincount(sample, weights=np.where(counted, loss, 0.0), minlength=10)
+        n_g = np.bincount(sample, weights=counted, minlength=10)
+        used = n_g > 0
+        spread = float(((s_g - n_g * s_g.sum() / n_g.sum()) ** 2)[used].sum()) if used.any() else math.nan
+        for got in (parts[0].spread(), whole.spread()):
+            assert got[0] == int(used.sum())
+            assert got[1] == pytest.approx(spread, rel=1e-12, abs=1e-24, nan_ok=True)
 
 
 @pytest.mark.parametrize("chunk_rows", ["7", "100000"])
@@ -269,3 +279,36 @@ def test_weights_keep_the_clustering_and_weights_of_one_change_nothing(tmp_path)
     se = math.sqrt(n / (n - 1) * (per**2).sum()) / x.sum()
     assert got["se_clustered"] and got["loss_mean"] == pytest.approx(m, rel=1e-12) and got["loss_se"] == pytest.approx(se, rel=1e-12)
     assert got["loss_ci"][1] - m == pytest.approx(2.3646242515927849 * se, rel=1e-9)  # scipy.stats.t.ppf(0.975, 7)
+
+
+@pytest.mark.parametrize("layout", ["npz", "group-col"])
+@pytest.mark.parametrize(("centre", "spread"), [(3e4, 1e-10), (1000.0, 1e-6), (math.log(50257), 1e-5)])
+def test_the_clustered_se_keeps_its_digits_for_nearly_equal_losses(tmp_path, layout, centre, spread):
+    """Found in review: score's clustered standard error came from Σ S² − 2m·Σ S·n + m²·Σ n² of raw
+    sums: 0.0 for losses of 1000 ± 1e-6 (an interval of width 0 that --gate-on upper passes), 8.9e7
+    times too large at 3e4 ± 1e-10, 17% low for a near-uniform 50,257-word model (± 1e-5). The sums
+    are now taken about a shift. Reference: the formula in exact rational arithmetic on the losses
+    as -o writes them: √(G/(G−1)·Σ_g (S_g − n_g·m)²)/n."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(12)
+    sequences, tokens = 10, 100
+    losses = centre + rng.normal(0, spread, (sequences, tokens))
+    log_probs = np.stack([-losses, np.log(-np.expm1(-losses))], axis=-1)  # two classes; label 0's loss is `losses`
+    labels = np.zeros((sequences, tokens), np.int64)
+    if layout == "npz":
+        np.savez(tmp_path / "d.npz", log_probs=log_probs, labels=labels)
+        args = [str(tmp_path / "d.npz")]
+    else:
+        pq.write_table(pa.table({"doc": np.repeat(np.arange(sequences), tokens), "log_probs": list(log_probs.reshape(-1, 2)),
+                                 "label": labels.reshape(-1)}), tmp_path / "d.parquet")
+        args = [str(tmp_path / "d.parquet"), "--group-col", "doc"]
+    result = CliRunner().invoke(app, ["score", *args, "--json", "-o", str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 0, result.stderr
+    written = [Fraction(x) for x in pq.read_table(tmp_path / "rows.parquet").column("loss").to_pylist()]
+    n = len(written)
+    mean = sum(written) / n
+    s_g = [sum(written[g * tokens:(g + 1) * tokens]) for g in range(sequences)]
+    want = math.sqrt(sequences / (sequences - 1) * float(sum((s - tokens * mean) ** 2 for s in s_g))) / n
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["se_clustered"] and summary["loss_se"] == pytest.approx(want, rel=1e-9)

@@ -795,7 +795,7 @@ def paired_accuracy(n: int, correct_base: int, correct_candidate: int, b: int, c
         "ci": _interval(delta, stats.normal_quantile((1 + confidence) / 2) * _accuracy_se(n, b, c)) if n else [nan, nan],
     }
     if clusters is not None and n:
-        se, df = accumulate.clustered_se(clusters, delta, n)
+        se, df = accumulate.clustered_se(clusters, n)
         quantile = stats.t_quantile((1 + confidence) / 2, df) if df > 0 else nan
         out.update(ci=_interval(delta, quantile * se), se=se, clusters=df + 1)
     return out
@@ -810,10 +810,9 @@ def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, d
     n = t.usable
     _, _, mean, m2 = t.delta_moments.closed().results()
     base_mean, candidate_mean = t.base_moments.closed().results()[2], t.candidate_moments.closed().results()[2]  # as score's
-    # about the mean of the shifted deltas from their own sums: mean − shift kept the mean's rounding at the
-    # deltas' size (half an ulp of 3e4 against spreads of 1e-10: the se came out 4.7% high)
-    shifted = math.fsum(s for s, _ in t.clusters.sums.values()) / n if n else math.nan
-    clustered = accumulate.clustered_se(t.clusters, shifted, n) if t.clustered and t.clusters.sums else None
+    # about the clusters' own mean (mean − shift kept the mean's rounding at the deltas' size: half an ulp of
+    # 3e4 against spreads of 1e-10, the se 4.7% high)
+    clustered = accumulate.clustered_se(t.clusters, n) if t.clustered and t.clusters.sums else None
     if n and t.delta_sketch.min == t.delta_sketch.max:  # every delta the same: that mean, no spread (a block's float mean
         mean, m2 = t.delta_sketch.min, 0.0             # of 50 × 0.1 is 0.09999999999999998, and a gate at 0.1 passed by 2 ulps)
         clustered = None if clustered is None else (0.0 if clustered[1] > 0 else math.nan, clustered[1])

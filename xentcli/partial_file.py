@@ -41,7 +41,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 4  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type
+VERSION = 5  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
