@@ -30,9 +30,11 @@ def test_torchmetrics_docstring_case(tmp_path):
     # torchmetrics CalibrationError docstring: preds, target [0, 1, 2, 0], n_bins=3 → l1 0.2000, l2 0.2082, max 0.2333
     preds = [[0.25, 0.2, 0.55], [0.55, 0.05, 0.4], [0.1, 0.3, 0.6], [0.9, 0.05, 0.05]]
     c = calibration(tmp_path, preds, [0, 1, 2, 0], "--bins", "3")
-    assert c["ece"] == pytest.approx(0.2, abs=5e-5)
-    assert c["rmsce"] == pytest.approx(0.2082, abs=5e-5)
-    assert c["mce"] == pytest.approx(0.2333, abs=5e-5)
+    # by hand: bin (1/3, 2/3] holds 0.55, 0.55, 0.6 (one right): gap |1/3 − 17/30| = 7/30; bin (2/3, 1] holds 0.9 (right):
+    # gap 0.1. ECE = 3/4·7/30 + 1/4·0.1 = 0.2; RMSCE = √(3/4·(7/30)² + 1/4·0.01) = √(13/300); MCE = 7/30
+    assert c["ece"] == pytest.approx(0.2, rel=1e-12)
+    assert c["rmsce"] == pytest.approx(math.sqrt(13 / 300), rel=1e-12)
+    assert c["mce"] == pytest.approx(7 / 30, rel=1e-12)
     assert [(row["count"], row["accuracy"]) for row in c["table"]] == [(3, pytest.approx(1 / 3)), (1, 1.0)]
     assert c["binning"] == "equal-width, (lo, hi], first bin closed" and c["bins"] == 3
 

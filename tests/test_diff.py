@@ -60,6 +60,8 @@ def test_paired_t_equals_ttest_rel(losses_dump):
     assert loss["se"] == pytest.approx(0.004933626412432777, rel=1e-9)
     assert loss["p_value"] == pytest.approx(3.650496261495756e-21, rel=1e-9)
     assert loss["ci"] == pytest.approx([0.037262962102105154, 0.05661023056440395], rel=1e-9)
+    # (t_{0.975, 2999} + t_{0.8, 2999})·se, scipy 1.17.1: (1.9607553192053149 + 0.841741103582018) · 0.004933626412432777
+    assert loss["min_detectable_delta"] == pytest.approx(0.01382647037221196, rel=1e-9)
     assert doc["pairing"] == {"by": "row", "key": None, "pairs": 3000, "usable_pairs": 3000, "nonfinite_pairs": 0,
                               "only_base": 0, "only_candidate": 0}
     base, candidate = _paired_losses()

@@ -146,7 +146,7 @@ def test_the_weighted_error_bars_of_nearly_equal_losses(tmp_path):
     expected = np.sqrt(((w * loss - mean * w) ** 2).sum() * n / (n - 1)) / w.sum()  # ~2.9e-9, HC1 as the summary's
     for chunk in (None, 50_000):
         summary = run(RunConfig(source, chunk_rows=chunk)).summary
-        assert summary["loss_se"] == pytest.approx(expected, rel=1e-6)
+        assert summary["loss_se"] == pytest.approx(expected, rel=1e-9)
 
 
 def _row_groups_dump(tmp_path, monkeypatch, rows=700, groups=100):
