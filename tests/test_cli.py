@@ -428,3 +428,16 @@ def test_a_signal_the_parent_ignores_stays_ignored():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert result.returncode == 0 and result.stdout == "alive\n", result.stderr
+
+
+def test_an_option_of_another_command_is_named_with_its_command():
+    """Found in review: `score --max_loss 2` was answered with click's guess --max-groups; an option
+    another command takes is named with it, and a snake_case spelling of one of this command's is
+    answered with its spelling. Real processes: the usage errors are main()'s."""
+    sample = str(SAMPLES / "cifar10_val.parquet")
+    cases = ((["score", sample, "--max-loss", "2"], "--max-loss is an option of xent check and xent merge"),
+             (["score", sample, "--max_loss", "2"], "--max-loss (not --max_loss) is an option of xent check"),
+             (["check", sample, "--max_loss", "2"], "did you mean --max-loss?"))
+    for args, says in cases:
+        proc = subprocess.run([*_xent_command(), *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

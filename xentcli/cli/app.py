@@ -30,7 +30,7 @@ EXIT_INTERNAL = 3
 
 app = typer.Typer(
     name="xent",
-    help="A loss auditor for machine-learning eval dumps: softmax cross-entropy, exact and fast.",
+    help="A loss auditor for machine-learning eval dumps: cross-entropy of softmax, binary and multi-label heads, exact and fast.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -254,7 +254,7 @@ def _usage_error(exc: Exception) -> int:
         return 0
     context = getattr(exc, "ctx", None)
     where = f"xent {context.info_name}" if context is not None and context.info_name not in (None, "xent") else "xent"
-    message = " ".join(format_message().split())
+    message = " ".join(format_message().split()) + _elsewhere(exc, where)
     error_line("error", f"{message} (see '{where} --help')")
     fmt = _asked_format(sys.argv[1:])
     if fmt == "json":
@@ -264,6 +264,26 @@ def _usage_error(exc: Exception) -> int:
 
         sys.stdout.write(error_report(fmt, "UsageError", f"{message} (see '{where} --help')", None))
     return int(getattr(exc, "exit_code", EXIT_INPUT) or EXIT_INPUT)
+
+
+def _elsewhere(exc: Exception, where: str) -> str:
+    """For an unknown option that another command has (`score --max-loss`, or `--max_loss`): which
+    command takes it (found in review: click suggested --max-groups)."""
+    name = getattr(exc, "option_name", None)
+    if type(exc).__name__ != "NoSuchOption" or not name:
+        return ""
+    wanted = name.split("=", 1)[0].replace("_", "-")
+    import typer.main
+
+    group = typer.main.get_command(app)
+    owners = [f"xent {command}" for command, cmd in getattr(group, "commands", {}).items() if any(wanted in param.opts for param in cmd.params)]
+    if where in owners and wanted != name:
+        return f"; did you mean {wanted}?"
+    owners = [owner for owner in owners if owner != where]
+    if not owners:
+        return ""
+    spelled = f"{wanted} (not {name})" if wanted != name else wanted
+    return f"; {spelled} is an option of {' and '.join(owners)}"
 
 
 def _asked_format(args: list[str]) -> str | None:
