@@ -324,9 +324,11 @@ def _label_range(m: RowMasks) -> Finding | None:
     tally = m.tally
     if m.sparse:  # every row's label: the tally has the range
         low, high, at_c = (tally.label_min, tally.label_max, tally.at_num_classes) if tally.int_labels else (0, 0, None)
+        labelled = tally.int_labels
     elif m.label_rows is not None:  # a binary head's whole targets beside soft ones
         labels = m.label[m.sparse_labels]
         low, high, at_c = (labels.min(), labels.max(), np.count_nonzero(labels == m.view.num_classes)) if labels.size else (0, 0, None)
+        labelled = labels.size
     else:
         return None
     if at_c is None:
@@ -335,6 +337,7 @@ def _label_range(m: RowMasks) -> Finding | None:
     shift.fact("min_label", float(low), "min")
     shift.fact("max_label", float(high), "max")
     shift.fact("at_num_classes", float(at_c), "sum")
+    shift.fact("labelled", float(labelled), "sum")  # every one of them points at the next class
     if at_c:
         shift.add_examples(_examples(m.view, m.sparse_labels & (m.label == m.view.num_classes), label=m.shown_label))
     return shift
@@ -346,9 +349,11 @@ declare(Rule(
     "Subtract 1 from the labels.",
     "C = 3 and labels in {1, 2, 3}.",
     hint=_binary_hint("subtract 1 from the labels", "a binary head's targets are 0/1: map the labels 1/2 to 0/1"),
-    message=lambda f, t: (f"no label is 0 and the largest is {t.num_classes} = C: the labels look 1-based" if t.info.head != "binary"
+    message=lambda f, t: (f"no label is 0 and the largest is {t.num_classes} = C: the labels look 1-based, every one shifted by one "
+                          f"({int(f.facts['at_num_classes']):,} of label C out of range)" if t.info.head != "binary"
                           else "no target is 0 and the largest is 2: the binary targets look like 1/2, not 0/1"),
-    chunk=_label_range, count=lambda f, t: int(f.facts["at_num_classes"]),
+    # the rows: every labelled row, each scored against the wrong class (it counted label C's only: 11% for 100%)
+    chunk=_label_range, count=lambda f, t: int(f.facts["labelled"]),
     show=lambda f, t: f.facts["min_label"] >= 1 and f.facts["max_label"] == t.num_classes,
 ))
 declare(Rule(
