@@ -424,3 +424,14 @@ def test_ranked_examples_are_the_top_five_whatever_the_chunks_and_threads(tmp_pa
         assert [e["row"] for e in found["XE404"]["examples"]] == top(confident, p_max)
         assert found["XE402"]["rows"] == outliers.size and found["XE404"]["rows"] == confident.size
         assert len(built) < 60  # 60 chunks, each with both findings: 120 record builds before the floors
+
+
+def test_rows_with_negative_entries_are_not_distributions_not_multi_label(tmp_path):
+    """Found in review: logits passed as targets (negative entries and two above 0.5) were called
+    multi-label (XE206) on most rows; a multi-hot row holds entries in [0, 1]. Hand-made rows:
+    [1.5, 0.7, -2] and [0.9, 0.8, -0.1] are not distributions (XE207); [1, 1, 0] is multi-label."""
+    z = np.zeros((3, 3))
+    targets = np.array([[1.5, 0.7, -2.0], [0.9, 0.8, -0.1], [1.0, 1.0, 0.0]])
+    found, _ = diagnose(tmp_path, z, targets)
+    assert found["XE207"]["rows"] == 2 and found["XE206"]["rows"] == 1
+    assert found["XE206"]["examples"][0]["row"] == 2

@@ -241,11 +241,15 @@ class RowMasks:
 
     @cached_property
     def multi_label(self) -> npt.NDArray[np.bool_]:
-        """Dense target rows with several positives (XE206)."""
+        """Dense target rows with several positives (XE206): entries in [0, 1], as multi-hot rows hold
+        (found in review: rows of logits passed as targets, negative entries and all, were called
+        multi-label; they are not distributions, XE207)."""
         t = self.view.targets
         assert t is not None
         ones = np.count_nonzero(t == 1, axis=1)
-        return (ones >= 2) | ((self.target_sums > 1 + PROBS_SUM_TOLERANCE) & (np.count_nonzero(t >= 0.5, axis=1) >= 2))
+        with np.errstate(invalid="ignore"):
+            in_range = ((t >= 0) & (t <= 1)).all(axis=1)
+        return in_range & ((ones >= 2) | ((self.target_sums > 1 + PROBS_SUM_TOLERANCE) & (np.count_nonzero(t >= 0.5, axis=1) >= 2)))
 
     @cached_property
     def label(self) -> npt.NDArray[np.int64]:
