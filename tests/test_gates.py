@@ -87,3 +87,16 @@ def test_a_value_and_its_limit_are_shown_with_the_digits_that_tell_them_apart(tm
     assert "FAIL: mean loss 1.329222412 > 1.32922241; accuracy 0.34 < 0.3400001" in text
     github = CliRunner().invoke(app, [*args, "--output-format", "github"]).stdout
     assert "mean loss 1.329222412 > 1.32922241" in github
+
+
+def test_a_multi_label_accuracy_gate_is_named_exact_match():
+    """Found in review: the summary said "exact match 0.2750" and the verdict "accuracy 0.275 < 0.5"."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    tags = Path(__file__).resolve().parents[1] / "sample_data" / "tags_val.parquet"
+    result = CliRunner().invoke(app, ["check", str(tags), "--head", "sigmoid", "--min-accuracy", "0.5"])
+    assert result.exit_code == 1 and result.stdout.strip().splitlines()[-1].startswith("FAIL: exact match 0.275 < 0.5")
