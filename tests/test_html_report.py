@@ -234,3 +234,15 @@ def test_the_worst_rows_table_names_sequences_and_ids_as_the_terminal_does(tmp_p
     table = table[: table.index("</table>")]
     assert "<th>row</th><th>sample</th><th>position</th><th>label</th>" in table and "<th>id</th>" not in table
     assert f'<tr><td class="n">{worst}</td><td>{worst // 4}</td><td class="n">{worst % 4}</td>' in table
+
+
+def test_the_diff_page_has_its_gates_and_groups(tmp_path):
+    """Found in review: `diff --by … --fail-on-regression … --report` left out the groups (which the
+    README lists) and the gates that decided the run."""
+    samples = Path(__file__).resolve().parents[1] / "sample_data"
+    result = CliRunner().invoke(app, ["diff", str(samples / "cifar10_val.parquet"), str(samples / "cifar10_val_candidate.parquet"),
+                                      "--key", "id", "--by", "label", "--fail-on-regression", "0.05", "--report", str(tmp_path / "d.html")])
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "d.html").read_text()
+    assert "<h2>Gates</h2>" in page and "<td>fail-on-regression</td>" in page and "<td>fail-on-regression by group (Holm)</td>" in page
+    assert "<h2>Groups (10 of 10)</h2>" in page

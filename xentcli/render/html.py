@@ -223,6 +223,19 @@ def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> s
                 + _table(["metric", "base", "candidate", "Δ", f"{report.confidence:.0%} CI", "p"], rows, {1, 2, 3, 5}))
     body.append(_key_values([("loss Δ", f"{_n(loss['delta'])} ± {_n(loss['ci'][1] - loss['delta'], 3)}"),
                              ("right → wrong", _n(report.flips["correct_to_wrong"])), ("wrong → right", _n(report.flips["wrong_to_correct"]))]))
+    if report.gates:  # found in review: the page left out the gates that decided the run
+        body.append("<h2>Gates</h2>" + _table(
+            ["gate", "margin", "bound", "value", "result"],
+            [[_cell(g["gate"]), _n(g["margin"]), _cell(g["bound"]), _n(g["value"]), "pass" if g["passed"] else "FAIL"] for g in report.gates],
+            {1, 3}))
+    if report.groups:  # and the groups, which the README lists among its contents
+        items = report.groups[:MAX_ITEMS]
+        body.append(f"<h2>Groups ({len(items)} of {len(report.groups):,})</h2>" + _table(
+            ["group", "pairs", "loss Δ", f"{report.confidence:.0%} CI", "p", "accuracy Δ", "small"],
+            [[_cell(group_label(g["by"])), _n(g["usable_pairs"]), _n(g["loss_mean"]["delta"]),
+              "–" if not g["loss_mean"].get("ci") else f"[{_n(g['loss_mean']['ci'][0], 4)}, {_n(g['loss_mean']['ci'][1], 4)}]",
+              _n(g["loss_mean"].get("p_value"), 3), _n(g["accuracy"]["delta"]), "yes" if g.get("small") else ""] for g in items],
+            {1, 2, 4, 5}))
     body.append(_histogram(report.delta_histogram, "Δloss histogram (candidate − base)"))
     body.append(_diagnostics(report.diagnostics))
     if report.regressed:
