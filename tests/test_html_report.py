@@ -246,3 +246,12 @@ def test_the_diff_page_has_its_gates_and_groups(tmp_path):
     page = (tmp_path / "d.html").read_text()
     assert "<h2>Gates</h2>" in page and "<td>fail-on-regression</td>" in page and "<td>fail-on-regression by group (Holm)</td>" in page
     assert "<h2>Groups (10 of 10)</h2>" in page
+
+
+def test_the_check_page_has_its_gates(tmp_path):
+    """Found in review: `check --report` showed the verdict line only, no gate with its value and limit."""
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "cifar10_val.parquet"
+    result = CliRunner().invoke(app, ["check", str(sample), "--max-loss", "2.5", "--min-accuracy", "0.9", "--report", str(tmp_path / "c.html")])
+    assert result.exit_code == 1, result.stderr
+    page = (tmp_path / "c.html").read_text()
+    assert "<h2>Gates</h2>" in page and "<td>mean loss</td>" in page and "<td>accuracy</td>" in page and "<td>FAIL</td>" in page

@@ -87,7 +87,7 @@ def _check(options: ScoreOptions, limits: Gates) -> None:
 def judge(options: ScoreOptions, limits: Gates, report: Report) -> None:
     """The gates on a report, printed as asked; exit 1 when it fails (check, and merge with gates)."""
     result = evaluate(report, limits)
-    write_charts(options, report, verdict_line(result, report, limits))
+    write_charts(options, report, verdict_line(result, report, limits), result["gates"])
     if options.output_format not in ("text", "json"):
         from xentcli.render.ci import of_check
 

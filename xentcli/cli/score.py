@@ -151,8 +151,8 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
     step_summary(options.output_format, inputs)
 
 
-def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> None:
-    """--png and --report of score, check and merge: never over one of the inputs."""
+def write_charts(options: ScoreOptions, report: Report, verdict: str | None, gates: list[dict] | None = None) -> None:
+    """--png and --report of score, check and merge (`gates`: check's, with their values and limits): never over one of the inputs."""
     inputs = [*options.paths, *([str(options.labels)] if options.labels else [])]
     if options.png_folder is not None:
         from xentcli.render.png import write_pngs
@@ -161,7 +161,7 @@ def write_charts(options: ScoreOptions, report: Report, verdict: str | None) -> 
     if options.report_path is not None:
         from xentcli.render.html import score_report
 
-        write_report(options.report_path, score_report(report, command_line(), inputs, verdict), [*inputs, *options.option_files],
+        write_report(options.report_path, score_report(report, command_line(), inputs, verdict, gates), [*inputs, *options.option_files],
                      options.force)
 
 

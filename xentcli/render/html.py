@@ -161,12 +161,16 @@ def _page(title: str, body: list[str], command: str) -> str:
             f"<h1>{_t(title)}</h1><p class=\"meta\">xent {__version__} · <code>{_t(command)}</code></p>" + "".join(body) + "</body></html>\n")
 
 
-def score_report(report: Any, command: str, inputs: list[str], verdict: str | None = None) -> str:
-    """The page of a score or check run."""
+def score_report(report: Any, command: str, inputs: list[str], verdict: str | None = None, gates: list[dict] | None = None) -> str:
+    """The page of a score or check run (`gates`: check's, each with its value and limit)."""
     s = report.summary
     body = []
     if verdict is not None:
         body.append(f'<p class="{"pass" if verdict.startswith("PASS") else "fail"}">{_t(verdict)}</p>')
+    if gates:  # found in review: the page had the verdict line only
+        body.append("<h2>Gates</h2>" + _table(["gate", "value", "limit", "result"],
+                                              [[_cell(g["gate"]), _n(g["value"]), f"{'≤' if g['op'] == '<=' else '≥'} {_n(g['limit'])}", "pass" if g["passed"] else "FAIL"]
+                                               for g in gates], {1}))
     body.append("<h2>Inputs</h2>" + _inputs(inputs))
     *counts, (mean_label, mean) = counts_and_mean(report)
     interval = f" [{_n(s['loss_ci'][0], 4)}, {_n(s['loss_ci'][1], 4)}] ({_n(100 * s['confidence'], 4)}%)" if "loss_ci" in s else ""
