@@ -762,7 +762,8 @@ def test_bootstrap_intervals_need_replicates_in_their_tails(tmp_path):
     np.save(tmp_path / "y.npy", y)
     args = [tmp_path / "b.npy", tmp_path / "c.npy", "--labels", tmp_path / "y.npy"]
     for extra, given in ((["--bootstrap", "1"], False), (["--bootstrap", "199"], False), (["--bootstrap", "200"], True),
-                         (["--confidence", "0.999999"], False)):
+                         (["--confidence", "0.999999"], False),
+                         (["--confidence", "0.9", "--bootstrap", "100"], True)):  # 100 × 0.05 is 4.999999999999999 in floats
         doc, _ = diff_json(*args, *extra)
         assert all((doc["metrics"][q]["ci"] is not None) == given for q in ("loss_p50", "loss_p90", "loss_p99")), extra
     # the table says why (found in review: "—" without a word); --seed without a bootstrap is refused

@@ -1506,3 +1506,27 @@ def test_a_bad_cell_in_wide_target_rows_names_the_code_a_blank_one_gets(tmp_path
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     blank = CliRunner().invoke(app, ["score", str(tmp_path / "d.csv"), "--json"])
     assert "XE207" in [d["code"] for d in json.loads(blank.stdout)["diagnostics"]]
+
+
+def test_boolean_labels_with_classes_naming_true_and_false(tmp_path):
+    """Found in review: a boolean label column (Parquet, NPZ) with --classes True,False read True as
+    class 1 while the names said class 0 — the CSV copy of the same table mapped them by name; and
+    CSV True/False labels with --classes 0,1 were made text, every row an unknown class. Booleans
+    are the classes 0 and 1: names that say otherwise are refused; 0,1 and False,True agree."""
+    import pandas as pd
+
+    z = np.array([[0.5, 1.0], [-1.0, 0.3], [2.0, -0.5], [0.1, 0.2]])
+    y = np.array([True, False, True, True])
+    frame = pd.DataFrame({"logit_0": z[:, 0], "logit_1": z[:, 1], "label": y})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    np.savez(tmp_path / "t.npz", logits=z, labels=y)
+    as_ones = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(4), y.astype(int)]))
+    for name in ("t.csv", "t.parquet", "t.npz"):
+        for classes in ("0,1", "False,True"):
+            result = CliRunner().invoke(app, ["score", str(tmp_path / name), "--classes", classes, "--json"])
+            assert result.exit_code == 0, (name, classes, result.stderr)
+            assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(as_ones, rel=1e-15)
+    for name in ("t.parquet", "t.npz"):
+        refused = CliRunner().invoke(app, ["score", str(tmp_path / name), "--classes", "True,False"])
+        assert refused.exit_code == 2 and "are booleans (False is class 0, True class 1)" in refused.stderr

@@ -486,10 +486,11 @@ def _shift_of(counted: npt.NDArray[np.bool_], loss: npt.NDArray[np.float64], wei
     """The first counted row's loss (with weights: its y/x): the value the sequences' sums are taken
     about, so that they keep the digits of losses that differ little (Σ S² − 2m·Σ S·n + m²·Σ n²
     of raw sums gave a standard error of 0 for losses of 1000 ± 1e-6; found in review)."""
-    rows = np.flatnonzero(counted if weight is None else counted & (weight > 0))
-    if rows.size == 0:
+    usable = counted if weight is None else counted & (weight > 0)
+    first = int(usable.argmax())  # the first usable row (argmax of a bool: no index array a chunk long)
+    if not usable[first]:
         return None
-    value = float(loss[rows[0]] if weight is None else loss[rows[0]] / weight[rows[0]])
+    value = float(loss[first] if weight is None else loss[first] / weight[first])
     return value if math.isfinite(value) else None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
-from xentcli.config import TAIL_REPLICATES
+from xentcli.config import replicates_needed
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import counted, group_label, id_value
 from xentcli.ranking import top_rows
@@ -372,9 +372,7 @@ class PairedTotals:
     correct_candidate: int = 0
     correct_to_wrong: int = 0  # b: right in base, wrong in candidate
     wrong_to_correct: int = 0  # c
-    clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ (d − shift), n]
-    shift: float = 0.0  # the first usable delta: the clusters' sums are of d − shift, which keeps the digits that
-    # Σ_g (S_g − n_g·m)² would cancel when the deltas are large and close (29% off at d ≈ 3e4 with 1e-10 of spread)
+    clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)  # cluster → [Σ (d − its shift), n]
     # cluster → [Σ e, n], e = 1 if right in the candidate only, −1 if in the base only: the accuracy delta's clustered se
     accuracy_clusters: accumulate.KeyedClusters = field(default_factory=accumulate.KeyedClusters)
     base_sketch: QuantileSketch = field(default_factory=QuantileSketch)
@@ -418,10 +416,8 @@ class PairedTotals:
             self.wrong_to_correct += int(np.count_nonzero(~b_right & c_right))
             self.negative = self.negative or bool((b_loss < -MIN_INDEXABLE).any() or (c_loss < -MIN_INDEXABLE).any())
             buckets = (_sketch_keys(self.base_sketch, b_loss), _sketch_keys(self.candidate_sketch, c_loss))
-            if self.clustered and base.cluster is not None:
-                if not self.usable - n:  # the first usable pairs (pairing order: the same in every run)
-                    self.shift = float(d[0])
-                self.clusters.update(base.cluster[usable], np.ones(d.size, bool), d - self.shift)
+            if self.clustered and base.cluster is not None:  # the clusters take their sums about a shift of their own
+                self.clusters.update(base.cluster[usable], np.ones(d.size, bool), d)
                 self.accuracy_clusters.update(base.cluster[usable], np.ones(d.size, bool),
                                               c_right.astype(np.float64) - b_right.astype(np.float64))
             rows, labels = base.row[usable], base.label[usable]
@@ -753,14 +749,14 @@ def _interval(center: float, half: float) -> list[float]:
     return [center - half, center + half]
 
 
-# A percentile interval needs TAIL_REPLICATES beyond each of its ends (config.DiffOptions refuses
-# fewer): with fewer its ends would be the extreme replicates, and it is not given (null) rather than
-# a narrow one at a level it lacks.
+# A percentile interval needs config.TAIL_REPLICATES beyond each of its ends: with fewer its ends
+# would be the extreme replicates, and it is not given (null; the table says why) rather than a
+# narrow one at a level it lacks.
 
 
 def _percentiles(values: F64, confidence: float) -> list[float] | None:
     values = values[np.isfinite(values)]
-    if values.size == 0 or values.size * (1 - confidence) / 2 < TAIL_REPLICATES:
+    if values.size == 0 or values.size < replicates_needed(confidence):  # the one threshold the table's caption names
         return None
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 

@@ -196,7 +196,7 @@ class DiffOptions:
 class DiffGates:
     """`xent diff`'s gates on the paired intervals; None: not checked."""
 
-    fail_on: str = "never"  # diagnostics of either side: error | warning | never
+    fail_on: str = "error"  # diagnostics of either side: error | warning | never (the CLI's default too)
     fail_on_regression: float | None = None  # fail when the loss-delta interval lies above this margin
     require_noninferior: float | None = None  # fail unless the loss-delta interval lies below this margin
     max_accuracy_drop: float | None = None  # fail when the accuracy-delta interval lies below −this

@@ -24,6 +24,7 @@ from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.plain import name_list
 from xentcli.sources import paths
 from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
+from xentcli.sources.columns import check_boolean_names, names_true_false
 from xentcli.sources.side import Side, value_kind
 
 # The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…
@@ -640,6 +641,8 @@ def array_side(
         seq_len, class_axis = seq
     classes = classes or cfg.classes  # the scores' class-named columns, when they name the classes, decide the order
     named = "targets" in members and members["targets"].dtype.kind in "US"
+    if "targets" in members and members["targets"].dtype.kind == "b" and classes and names_true_false(classes):
+        check_boolean_names(classes, path, _array_name(members["targets"], fmt))  # True is class 1, whatever the names say
     if named:
         _check_named_labels(members["targets"], _array_name(members["targets"], fmt), seq_len, classes, path)
     side = Side(ArrayRoles(members, path, seq_len, class_axis, classes if named else None), seq_len=seq_len, class_axis=class_axis,

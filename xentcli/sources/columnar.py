@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources.columns import (
-    Field, arrow_value_kind, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
+    Field, arrow_value_kind, bad_cell_error, check_boolean_names, names_true_false, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
 from xentcli.plain import name_list
@@ -237,13 +237,17 @@ class ColumnarFile:
         return self._raw.tell() / max(1, paths.size(self.path))
 
 
-def _true_false_names(fmt: str, targets: Field, classes: tuple[str, ...] | None) -> Field:
+def _true_false_names(fmt: str, targets: Field, classes: tuple[str, ...] | None, path: str) -> Field:
     """A CSV label column of true/false cells (pyarrow's booleans) is text when --classes names a
     class with one of those spellings ("True", "False", "Maybe"): class names, mapped by the list,
     not the labels 1 and 0 (found in review: --classes True,False read them swapped)."""
-    if fmt != "csv" or not classes or targets.wide or not pa.types.is_boolean(targets.value_type):
+    if not classes or targets.wide or not pa.types.is_boolean(targets.value_type) or not names_true_false(classes):
         return targets
-    return replace(targets, dtype=pa.string()) if any(name in CSV_BOOLEANS for name in classes) else targets
+    if fmt == "csv":
+        return replace(targets, dtype=pa.string())
+    # a boolean column (Parquet, Arrow) holds True as 1: names that say otherwise are refused, not obeyed (found in review)
+    check_boolean_names(classes, path, targets.describe)
+    return targets
 
 
 def _refuse_numbers_or_names(fmt: str, targets: Field, classes: tuple[str, ...] | None, path: str) -> None:
@@ -521,7 +525,7 @@ def columnar_side(
         classes = found.classes or cfg.classes
     if not want_scores or cfg.labels_path is None:
         roles["targets"] = find_targets(file.schema, path, cfg.label_col, cfg.target_prefix, classes, cells)
-        roles["targets"] = _true_false_names(fmt, roles["targets"], classes)
+        roles["targets"] = _true_false_names(fmt, roles["targets"], classes, path)
         _refuse_numbers_or_names(fmt, roles["targets"], classes, path)
     if first and notes:  # a later shard's class columns were put in the first shard's order
         _labels_follow_names(roles.get("targets"), path, first[0])
