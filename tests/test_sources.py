@@ -1383,6 +1383,7 @@ def test_a_csv_label_column_that_is_also_a_group_or_the_id(tmp_path):
     loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
     by = CliRunner().invoke(app, ["score", str(tmp_path / "b.csv"), "--by", "label", "--min-group", "1", "--json"])
     assert by.exit_code == 0, by.stderr
+    assert json.loads(by.stdout)["input"]["group_types"] == "bool"  # as read: the label column's type, not 'text'
     groups = {g["by"]["label"]: g for g in json.loads(by.stdout)["groups"]}
     assert groups[True]["loss_mean"] == pytest.approx(float(loss[t == 1].mean()), rel=1e-15)
     assert groups[False]["loss_mean"] == pytest.approx(float(loss[t == 0].mean()), rel=1e-15)

@@ -132,6 +132,10 @@ class ColumnarFile:
                     raise
                 self._csv_block *= 4
 
+    def csv_type(self, column: str) -> pa.DataType:
+        """The type a CSV column is read as (set_csv_types: text unless it holds scores, labels or weights)."""
+        return self._column_types.get(column, pa.string())
+
     def set_csv_types(self, fields: dict[str, Field]) -> None:
         """Parse CSV score, label and weight columns as float64 so a later block cannot change their
         type, and ids as text, kept exactly as written (007 stays 007)."""
@@ -542,7 +546,8 @@ def columnar_side(
     if "ids" in roles:
         side.id_type = "string" if fmt == "csv" else str(roles["ids"].dtype)
     by = [roles[f"by{i}"] for i in range(len(cfg.by))] if want_scores else []
-    side.group_types = ", ".join("text" if fmt == "csv" else arrow_value_kind(found.dtype) for found in by) or None
+    # a CSV group column is read as text, unless it is a label column too (numbers; found in review: 'text' for 1.0)
+    side.group_types = ", ".join(arrow_value_kind(file.csv_type(found.columns[0]) if fmt == "csv" else found.dtype) for found in by) or None
     if want_scores:
         found = roles["scores"]
         side.scores = found.describe
