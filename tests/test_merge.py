@@ -345,6 +345,28 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
         "a bucket far away": {**summary, "sketch": {**summary["sketch"], "v": {**summary["sketch"]["v"], "positive": {
             **summary["sketch"]["v"]["positive"], "v": {**summary["sketch"]["v"]["positive"]["v"], "low": 10**30}}}}},
     }
+    worst = summary["worst"]["v"]
+    n = len(np.frombuffer(base64.b64decode(worst["rows"]["b64"]), "<i8"))
+    assert n == 6 and [key for key, _ in worst["columns"]["$d"]] == ["id", "label", "pred", "p_true"]
+
+    def worst_columns(**changed):
+        pairs = [[key, changed.pop(key, value)] for key, value in worst["columns"]["$d"]] + [[key, value] for key, value in changed.items()]
+        return {**summary, "worst": {**summary["worst"], "v": {**worst, "columns": {"$d": [pair for pair in pairs if pair[1] is not None]}}}}
+
+    floats = {"$a": "<f8", "shape": [n], "b64": base64.b64encode(np.zeros(n).tobytes()).decode()}
+    objects = lambda *values: {"$o": list(values), "shape": [len(values)]}  # noqa: E731
+    variants.update({  # the worst rows' columns (kept as columns since partial version 6)
+        "worst labels as floats": worst_columns(label=floats),
+        "worst probabilities as integers": worst_columns(p_true={**floats, "$a": "<i8"}),
+        "worst rows without their predictions": worst_columns(pred=None),
+        "worst rows with a column of their own": worst_columns(extra=floats),
+        "worst ids one short": worst_columns(id=objects(*[1] * (n - 1))),
+        "a worst id of a list": worst_columns(id=objects(*[1] * (n - 1), {"$t": [1, 2]})),
+        "worst sequences without positions": worst_columns(sample=objects(*[0] * n)),
+        "a worst position of a float": worst_columns(sample=objects(*[0] * n), position=objects(*[0] * (n - 1), 1.5)),
+        "worst columns for no rows": {**summary, "worst": {**summary["worst"], "v": {
+            **worst, "rows": {"$a": "<i8", "shape": [0], "b64": ""}, "loss": {"$a": "<f8", "shape": [0], "b64": ""}}}},
+    })
     for name, changed in variants.items():
         tree = {**state, "v": {**state["v"], "summary": {**state["v"]["summary"], "v": changed}}}
         text = json.dumps(tree).replace('"$huge"', "9" * 5000)  # beyond Python's 4,300 digits of int("…")

@@ -54,16 +54,15 @@ class Part:
             self.summary.moments.shift(rows)
             if self.summary.weighted_sums is not None:
                 self.summary.weighted_sums.shift(rows)
-            worst = self.summary.worst
-            worst.rows = worst.rows + rows
-            worst.details = [{**item, "row": item["row"] + rows} for item in worst.details]
+            self.summary.worst.rows = self.summary.worst.rows + rows
             for finding in self.findings.values():
                 finding.examples = [{**item, "row": item["row"] + rows} if "row" in item else item for item in finding.examples]
         if samples and self.samples:  # positional sequence numbers (not --group-col keys, which name themselves)
             self.samples += samples
             self.sequences.ids = [ids + samples for ids in self.sequences.ids]
             worst = self.summary.worst
-            worst.details = [{**item, "sample": item["sample"] + samples} if "sample" in item else item for item in worst.details]
+            if "sample" in worst.columns:
+                worst.columns = {**worst.columns, "sample": worst.columns["sample"] + samples}
             for clusters in (self.summary.clusters, self.summary.accuracy_clusters):
                 if isinstance(clusters, ClusterRuns):
                     for run in {id(r): r for r in (clusters.first, clusters.last) if r is not None}.values():

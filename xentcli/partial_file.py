@@ -41,7 +41,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 5  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift
+VERSION = 6  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift; 6: the worst rows as columns
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
@@ -359,15 +359,15 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("its smallest and largest losses are not those of counted rows")
     if s.num_classes != info.num_classes or (s.per_class.classes is None and s.per_class.support.shape != (info.num_classes,)):
         raise Malformed("its per-class sums do not have one entry per class")
-    if len(s.worst.rows) != len(s.worst.details) or len(s.worst.rows) > s.worst.k:
+    if len(s.worst.rows) != len(s.worst.loss) or len(s.worst.rows) > s.worst.k:
         raise Malformed("its worst rows do not add up")
     if not isinstance(part.findings, dict) or not all(isinstance(f, Finding) for f in part.findings.values()):
         raise Malformed("its diagnostics are not findings")
     if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) and all(isinstance(k, str) for k in item)
                for f in part.findings.values() for item in f.examples):
         raise Malformed("a diagnostic's example is not a row")
-    if not all(_worst_row(item, row, loss) for item, row, loss in zip(s.worst.details, s.worst.rows.tolist(), s.worst.loss.tolist())):
-        raise Malformed("a worst row is not one (its row, label, prediction and losses)")
+    if not _worst_columns(s.worst.columns, len(s.worst.rows)):
+        raise Malformed("a worst row is not one (its id, label, prediction and probability)")
     if not all(isinstance(getattr(s, name), float) for name in ("loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
     _check_moments(s.moments, s.counted)
@@ -386,20 +386,22 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     _check_shapes(s, info, config.bins)
 
 
-_WORST_KEYS = {"row", "id", "label", "pred", "loss", "p_true"}  # accumulate.WorstRows.update's
+def _worst_columns(columns: Any, n: int) -> bool:
+    """The worst rows' columns as WorstRows keeps them, for n rows (none kept for none)."""
+    from xentcli.accumulate import WORST_COLUMNS
 
-
-def _worst_row(item: Any, row: int, loss: float) -> bool:
-    """A worst row's record as WorstRows keeps it, for the row and loss its arrays hold."""
-    whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
-    sequence = set(item) == _WORST_KEYS | {"sample", "position"} if isinstance(item, dict) else False  # a sequence dump's
-    if sequence and not ((item["sample"] is None or isinstance(item["sample"], (int, float, str)))  # None: a --group-col null
-                         and (item["position"] is None or whole(item["position"]))):
+    if not isinstance(columns, dict) or not all(isinstance(c, np.ndarray) and c.shape == (n,) for c in columns.values()):
         return False
-    return (isinstance(item, dict) and (set(item) == _WORST_KEYS or sequence) and whole(item["row"]) and item["row"] == row
-            and whole(item["label"]) and whole(item["pred"]) and isinstance(item["loss"], float) and isinstance(item["p_true"], float)
-            and (item["loss"] == loss or (math.isnan(item["loss"]) and math.isnan(loss)))
-            and (item["id"] is None or isinstance(item["id"], (int, float, str))))
+    if not columns:
+        return n == 0
+    if set(columns) not in (set(WORST_COLUMNS), {*WORST_COLUMNS, "sample", "position"}):
+        return False
+    scalar = lambda x: x is None or isinstance(x, (int, float, str))  # noqa: E731 — ids and --group-col keys as JSON holds them
+    whole = lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool))  # noqa: E731
+    return (columns["label"].dtype == np.int64 and columns["pred"].dtype == np.int64 and columns["p_true"].dtype == np.float64
+            and all(columns[key].dtype == object for key in ("id", "sample", "position") if key in columns)
+            and all(map(scalar, columns["id"].tolist())) and all(map(scalar, columns.get("sample", np.empty(0)).tolist()))
+            and all(map(whole, columns.get("position", np.empty(0)).tolist())))
 
 
 def _check_moments(m: LossMoments, counted: int) -> None:
@@ -458,7 +460,7 @@ def _check_shapes(s: LossSummary, info: InputDescription, bins: int) -> None:
     if pc.classes is not None and (pc.classes.size and (pc.classes.min() < 0 or pc.classes.max() >= info.num_classes
                                                         or np.any(np.diff(pc.classes) <= 0))):
         raise Malformed("the per-class classes are not ascending classes")
-    _same_length("the worst rows", s.worst.rows, s.worst.loss, s.worst.details)
+    _same_length("the worst rows", s.worst.rows, s.worst.loss)
     sketch = s.sketch
     if sketch.relative_accuracy != RELATIVE_ACCURACY or sketch.gamma != QuantileSketch().gamma or sketch.log_gamma != QuantileSketch().log_gamma:
         raise Malformed("its quantile sketch has another accuracy than xent's")

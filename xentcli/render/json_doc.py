@@ -59,12 +59,23 @@ def _dumps(doc: dict[str, Any]) -> str:
         return json.dumps(doc, indent=2, allow_nan=False)
     marks = {key: f"\x00xent-list:{key}" for key in long}
     text = json.dumps({key: marks.get(key, value) for key, value in doc.items()}, indent=2, allow_nan=False)
-    encode = json.JSONEncoder(allow_nan=False).encode  # one encoder for every item (json.dumps with options makes one a call)
+    encode = _item_encoder()
     for key, items in long.items():
         lines = ",\n    ".join(encode(item) for item in items)
         at = f"\n  {json.dumps(key)}: {json.dumps(marks[key])}"  # the top-level entry: no value from the data sits there
         text = text.replace(at, f"\n  {json.dumps(key)}: [\n    " + lines + "\n  ]", 1)
     return text
+
+
+def _item_encoder() -> Any:
+    """One compact encoder for every item of a long list (json.dumps with options, and each
+    JSONEncoder.encode, make a new one a call: a third of the time of 100,000 worst rows)."""
+    from json import encoder
+
+    if encoder.c_make_encoder is None:  # an interpreter without the C encoder
+        return json.JSONEncoder(allow_nan=False).encode
+    make = encoder.c_make_encoder(None, json.JSONEncoder().default, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, False)
+    return lambda item: "".join(make(item, 0))
 
 
 def document(report: Report) -> dict[str, Any]:
