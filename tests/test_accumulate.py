@@ -136,22 +136,6 @@ def test_perplexity_of_an_undefined_mean_is_undefined():
     assert perplexity(math.log(3.0), 5) == pytest.approx(3.0, rel=1e-15) and perplexity(710.0, 5) == math.inf
 
 
-def test_the_c_squared_deviations_equal_numpys_to_the_last_bit(tally_path):
-    """A chunk's M2, Σ (x − mean)², by xent_squared_deviations: bit for bit numpy's
-    float(np.square(x − mean).sum()) — its pairwise sum (eight accumulators up to 128 values, halves
-    split at a multiple of 8 above) — on every length up to 300 and lengths around the block sizes,
-    at scales where the order of the additions shows in the last bits."""
-    from xentcli.accumulate import squared_deviations
-
-    rng = np.random.default_rng(41)
-    for n in [*range(301), 1023, 1024, 1025, 8191, 8193, 65537, 300_001]:
-        for scale in (1.0, 1e-9, 1e9):
-            x = rng.standard_normal(n) * scale + 3 * scale
-            mean = float(x.mean()) if n else 0.0
-            want = float(np.square(x - mean).sum())
-            assert squared_deviations(x, mean) == want, (n, scale)
-
-
 # ---- LossMoments: Σ and M2 of the counted losses, the same to the bit whatever the chunking ----
 
 def _moments_of(loss, counted, bounds, order=None, origin_shift=False):
@@ -230,6 +214,24 @@ def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
     assert abs(float(exact_m2) / n - 1e-18) < 1e-19  # the reference is what the data says
 
 
+@pytest.mark.parametrize(("centre", "spread"), [(3e4, 1e-10), (1000.0, 1e-12), (2.0**40, 2.0**-10), (7.5, 3e-15)])
+def test_loss_moments_of_losses_a_few_ulps_apart(centre, spread):
+    """Losses that differ by a few units in the last place (a model that is constant to float
+    precision): a block's float mean is off its true mean by about one ulp, as much as the
+    spread itself, so each block's M2 about it needs the cross term 2·(m_b − m)·Σ(x − m_b)
+    with Σ(x − m_b) summed exactly (it is: a sum of few-ulp deviations). Without it M2 was
+    1e-6 to 3e-4 off (found in review, 2026-12-03). Reference: exact fractions."""
+    rng = np.random.default_rng(11)
+    loss = centre + rng.standard_normal(2 * BLOCK_ROWS + 777) * spread
+    assert len(np.unique(loss)) < 1000  # a few ulps: the hostile case
+    counted = np.ones(loss.size, bool)
+    for bounds in ([(0, loss.size)], [(0, 40_000), (40_000, 100_000), (100_000, loss.size)]):
+        n, _, mean, m2 = _moments_of(loss, counted, bounds)
+        exact_mean, exact_m2 = _exact_mean_m2(loss)
+        assert mean == pytest.approx(float(exact_mean), rel=1e-15)
+        assert m2 == pytest.approx(float(exact_m2), rel=1e-12)
+
+
 @pytest.mark.parametrize(("values", "expected_sum"), [
     ([1.0, np.inf, 2.0], np.inf), ([1.0, -np.inf], -np.inf), ([np.inf, 1.0, -np.inf], np.nan),
 ])
@@ -266,22 +268,28 @@ def test_loss_moments_sum_beyond_float64_is_infinite():
 
 
 def test_the_c_block_moments_equal_numpys_to_the_last_bit(tally_path):
-    """Each block's sum and M2 by xent_block_moments: bit for bit float(np.add.reduce(block)) and
-    float(np.square(block − sum / n).sum()), on blocks of every length up to 300 and around numpy's
-    pairwise split (128, 1024, 65,536), an empty block, and NaN where a sum is not finite."""
+    """Each block's sum, M2 and deviations' sum by xent_block_moments: bit for bit
+    float(np.add.reduce(block)), float(np.square(block − m).sum()) and float(np.add.reduce(block − m))
+    with m = sum / n — numpy's pairwise sums: eight accumulators up to 128 values, halves split at a
+    multiple of 8 above — on blocks of every length up to 300 and around the pairwise split (128,
+    1024, 65,536), an empty block, at scales where the order of the additions shows in the last bits,
+    and NaN where a sum is not finite."""
     require_c_extension()
     rng = np.random.default_rng(11)
     lengths = [*range(0, 301), 1023, 1024, 1025, 65_535, 65_536]
-    values = rng.standard_normal(sum(lengths)) * 1e3 + 1e8  # large offsets: the order of the additions shows
     bounds = np.cumsum([0, *lengths])
-    sums, m2s = native.block_moments(values, bounds)
-    for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        block = values[lo:hi]
-        assert sums[b] == float(np.add.reduce(block)), hi - lo
-        if hi > lo:
-            assert m2s[b] == float(np.square(block - sums[b] / (hi - lo)).sum()), hi - lo
-    sums, m2s = native.block_moments(np.array([1.0, np.inf, 2.0, 3.0]), np.array([0, 2, 4]))
-    assert sums.tolist() == [np.inf, 5.0] and math.isnan(m2s[0]) and m2s[1] == 0.5
+    for scale, centre in ((1e3, 1e8), (1.0, 3.0), (1e-9, 2.302585), (1e9, 0.0)):
+        values = rng.standard_normal(sum(lengths)) * scale + centre
+        sums, m2s, devs = native.block_moments(values, bounds)
+        for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            block = values[lo:hi]
+            assert sums[b] == float(np.add.reduce(block)), hi - lo
+            if hi > lo:
+                deviations = block - sums[b] / (hi - lo)
+                assert m2s[b] == float(np.square(deviations).sum()), (hi - lo, scale)
+                assert devs[b] == float(np.add.reduce(deviations)), (hi - lo, scale)
+    sums, m2s, devs = native.block_moments(np.array([1.0, np.inf, 2.0, 3.0]), np.array([0, 2, 4]))
+    assert sums.tolist() == [np.inf, 5.0] and math.isnan(m2s[0]) and math.isnan(devs[0]) and m2s[1] == 0.5 and devs[1] == 0.0
     with pytest.raises(ValueError):
         native.block_moments(np.zeros(3), np.array([0, 4]))
 

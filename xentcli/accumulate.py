@@ -230,27 +230,25 @@ class PerClass:
         return self.num_classes - present.size, candidates[~np.isin(candidates, present)][:limit].tolist()
 
 
-def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray]:
-    """Per block b (values bounds[b] … bounds[b+1] − 1): its sum by numpy's pairwise sum, and its M2
-    Σ (x − mean)² about its mean sum / n_b (NaN where the sum is not finite); through the C
-    extension in one call for all blocks, to the same bit."""
+def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray]:
+    """Per block b (values bounds[b] … bounds[b+1] − 1): its sum by numpy's pairwise sum, and about
+    its float mean m_b = sum / n_b its M2 Σ (x − m_b)² and its deviations' sum Σ (x − m_b) (NaN
+    where the sum is not finite); through the C extension in one call for all blocks, to the same bit."""
     if native.has_tally():
         return native.block_moments(values, bounds)
-    sums, m2s = np.empty(bounds.size - 1), np.full(bounds.size - 1, math.nan)
+    sums, m2s, devs = np.empty(bounds.size - 1), np.full(bounds.size - 1, math.nan), np.full(bounds.size - 1, math.nan)
     with np.errstate(over="ignore", invalid="ignore"):  # ±inf and NaN are the caller's to keep apart
         for b, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
             sums[b] = float(np.add.reduce(values[lo:hi]))
             if hi > lo and math.isfinite(sums[b]):
-                m2s[b] = squared_deviations(values[lo:hi], sums[b] / (hi - lo))
-    return sums, m2s
+                m2s[b], devs[b] = deviation_sums(values[lo:hi], sums[b] / (hi - lo))
+    return sums, m2s, devs
 
 
-def squared_deviations(values: npt.NDArray, mean: float) -> float:
-    """Σ (x − mean)², as float(np.square(values − mean).sum()) gives it; for float64 values through
-    the C extension, to the same bit, without numpy's two temporaries of the chunk's size."""
-    if values.dtype == np.float64 and native.has_tally():
-        return native.squared_deviations(values, mean)
-    return float(np.square(values - mean).sum())
+def deviation_sums(values: npt.NDArray[np.float64], mean: float) -> tuple[float, float]:
+    """Σ (x − mean)² and Σ (x − mean), as numpy sums them."""
+    deviations = values - mean
+    return float(np.square(deviations).sum()), float(np.add.reduce(deviations))
 
 
 # The rows fall in blocks of BLOCK_ROWS by their row number (README, "The same to the bit whatever the chunking").
@@ -369,15 +367,20 @@ class RowBlocks:
 @dataclass
 class LossMoments(RowBlocks):
     """n, Σ and M2 of the counted losses, to the same bit whatever the chunking (RowBlocks): each
-    block's sum and M2 about its mean. M2 = Σ_b M2_b + Σ_b n_b·(m_b − m)², the second term exact
-    from Σ n_b·m_b and Σ n_b·m_b² (Chan et al.'s decomposition over the blocks, with m_b the block's
-    float mean)."""
+    block's sum, and its M2_b = Σ (x − m_b)² and D_b = Σ (x − m_b) about its float mean m_b. With
+    T = Σ_b (n_b·m_b + D_b) and m = T/n, Σ (x − m)² = Σ_b [M2_b + 2(m_b − m)·D_b + n_b(m_b − m)²]
+    = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − T²/n (Chan et al.'s decomposition over the blocks, with
+    the cross term that m_b's rounding leaves), every sum exact over the blocks' floats. D_b is a
+    float sum of deviations, exact where it matters: losses a few ulps apart, whose M2 the rounding
+    of m_b (an ulp) would otherwise change by up to 3e-4 of itself."""
 
     n: int = 0  # counted losses in the closed blocks
     total: int = 0  # Σ block sums · 2^1074
     m2: int = 0  # Σ block M2 · 2^1074
     means: int = 0  # Σ n_b·m_b · 2^1074
     squares: int = 0  # Σ n_b·m_b² · 2^2148
+    deviations: int = 0  # Σ D_b · 2^1074
+    cross: int = 0  # Σ m_b·D_b · 2^2148
     special: float = 0.0  # the non-finite block sums added (±inf or NaN); 0.0 when none
     m2_special: float = 0.0  # likewise the non-finite block M2s
 
@@ -392,6 +395,8 @@ class LossMoments(RowBlocks):
         self.m2 += other.m2
         self.means += other.means
         self.squares += other.squares
+        self.deviations += other.deviations
+        self.cross += other.cross
         self.special += other.special
         self.m2_special += other.m2_special
         self._merge_pending(other)
@@ -400,8 +405,8 @@ class LossMoments(RowBlocks):
         """Add the blocks of the losses (bounds[b] … bounds[b+1] − 1; None: all of them, one block)."""
         values = columns[0]
         bounds = np.array([0, values.size], np.int64) if bounds is None else bounds
-        sums, m2s = block_moments(values, bounds)
-        for lo, hi, total, m2 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), sums.tolist(), m2s.tolist()):
+        sums, m2s, devs = block_moments(values, bounds)
+        for lo, hi, total, m2, dev in zip(bounds[:-1].tolist(), bounds[1:].tolist(), sums.tolist(), m2s.tolist(), devs.tolist()):
             n = hi - lo
             if not n:
                 continue
@@ -415,8 +420,8 @@ class LossMoments(RowBlocks):
                     continue
                 exact = sum(_scaled(x) for x in block.tolist())  # finite losses whose float sum overflowed
                 mean = _quotient(exact, n << _SCALE)
-                with np.errstate(over="ignore"):
-                    m2 = squared_deviations(block, mean)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    m2, dev = deviation_sums(block, mean)
             else:
                 mean = total / n
             self.total += _scaled(total) if exact is None else exact
@@ -425,6 +430,10 @@ class LossMoments(RowBlocks):
             self.squares += n * scaled_mean * scaled_mean
             if math.isfinite(m2):
                 self.m2 += _scaled(m2)
+                if math.isfinite(dev):
+                    scaled_dev = _scaled(dev)
+                    self.deviations += scaled_dev
+                    self.cross += scaled_mean * scaled_dev
             else:
                 self.m2_special += m2
 
@@ -437,7 +446,8 @@ class LossMoments(RowBlocks):
         mean = _quotient(self.total, n << _SCALE) if n else math.nan
         if self.m2_special or not n:
             return n, total, mean, self.m2_special or math.nan
-        m2 = _quotient((self.m2 << _SCALE) * n + self.squares * n - self.means * self.means, n << (2 * _SCALE))
+        sum_ = self.means + self.deviations  # T·2^1074
+        m2 = _quotient((self.m2 << _SCALE) * n + (self.squares + 2 * self.cross) * n - sum_ * sum_, n << (2 * _SCALE))
         return n, total, mean, m2
 
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 32  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 33  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -81,10 +81,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_sigmoid_f32.argtypes = [pointer, pointer, i64, i64, ctypes.c_float] + [pointer] * 9
     library.xent_group_sums.restype = i64
     library.xent_group_sums.argtypes = [pointer, i64, i64, i64] + [pointer] * 8 + [pointer, i64, i64] + [pointer] * 5
-    library.xent_squared_deviations.restype = ctypes.c_double
-    library.xent_squared_deviations.argtypes = [pointer, i64, ctypes.c_double]
     library.xent_block_moments.restype = i64
-    library.xent_block_moments.argtypes = [pointer] * 2 + [i64] + [pointer] * 2
+    library.xent_block_moments.argtypes = [pointer] * 2 + [i64] + [pointer] * 3
     library.xent_key_range.restype = i64
     library.xent_key_range.argtypes = [pointer, i64, pointer]
     library.xent_key_counts.restype = i64
@@ -540,24 +538,18 @@ def naive_lse(scores: npt.NDArray, labels: npt.NDArray[np.int64], z_max: npt.NDA
     return out, bad[:found]
 
 
-def squared_deviations(values: npt.NDArray[np.float64], mean: float) -> float:
-    """xent_squared_deviations in _ctally.c: float(np.square(values − mean).sum()) to the last bit
-    (numpy's pairwise sum), in one pass and no temporaries."""
-    assert _LIBRARY is not None
-    values = np.ascontiguousarray(values, np.float64)
-    return float(_LIBRARY.xent_squared_deviations(values.ctypes.data, values.size, float(mean)))
-
-
-def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray]:
-    """xent_block_moments in _ctally.c: each block's (values bounds[b] … bounds[b+1] − 1) sum and
-    M2 about its mean, as accumulate.block_moments computes them with numpy, to the last bit."""
+def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray]:
+    """xent_block_moments in _ctally.c: each block's (values bounds[b] … bounds[b+1] − 1) sum, and
+    its M2 and deviations' sum about its float mean, as accumulate.block_moments computes them with
+    numpy, to the last bit."""
     assert _LIBRARY is not None
     values, bounds = np.ascontiguousarray(values, np.float64), np.ascontiguousarray(bounds, np.int64)
     if bounds.size < 1 or bounds[0] < 0 or bounds[-1] > values.size or (np.diff(bounds) < 0).any():
         raise ValueError("block bounds outside the values")
-    sums, m2s = np.empty(bounds.size - 1), np.empty(bounds.size - 1)
-    _LIBRARY.xent_block_moments(values.ctypes.data, bounds.ctypes.data, bounds.size - 1, sums.ctypes.data, m2s.ctypes.data)
-    return sums, m2s
+    sums, m2s, devs = np.empty(bounds.size - 1), np.empty(bounds.size - 1), np.empty(bounds.size - 1)
+    _LIBRARY.xent_block_moments(values.ctypes.data, bounds.ctypes.data, bounds.size - 1, sums.ctypes.data, m2s.ctypes.data,
+                                devs.ctypes.data)
+    return sums, m2s, devs
 
 
 def key_counts(keys: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int64]]:

@@ -41,7 +41,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 6  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift; 6: the worst rows as columns
+VERSION = 6  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift; 6: the worst rows as columns, the loss blocks' deviations
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,
@@ -408,7 +408,7 @@ def _check_moments(m: LossMoments, counted: int) -> None:
     """The exact sums: whole numbers (M2's and the squares' ≥ 0), floats for the non-finite ones,
     and pending blocks as pieces [first row, stop row, float64 losses] inside their block, no more
     losses than rows; with the closed blocks, one loss a counted row."""
-    numbers = (m.n, m.total, m.m2, m.means, m.squares)
+    numbers = (m.n, m.total, m.m2, m.means, m.squares, m.deviations, m.cross)
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in numbers) or min(m.n, m.m2, m.squares) < 0 \
             or not all(_special(x) for x in (m.special, m.m2_special)):
         raise Malformed("its loss sums are not whole numbers")
