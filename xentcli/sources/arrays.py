@@ -23,8 +23,7 @@ from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.plain import name_list
 from xentcli.sources import paths
-from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, kind_from_name
-from xentcli.sources.columns import check_boolean_names, names_true_false
+from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, check_boolean_names, kind_from_name, names_true_false
 from xentcli.sources.side import Side, value_kind
 
 # The same names as for Parquet and CSV columns (names.py): logits, scores, probs, log_probs, logprobs…

@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
 from xentcli.sources.columns import (
-    Field, arrow_value_kind, bad_cell_error, check_boolean_names, names_true_false, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
+    Field, arrow_value_kind, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
 from xentcli.plain import name_list
 from xentcli.sources import paths
-from xentcli.sources.names import kind_from_name
+from xentcli.sources.names import check_boolean_names, kind_from_name, names_true_false
 from xentcli.sources.side import Side
 
 # pyarrow parses CSV blocks on several threads ahead of the reader: 1 MiB blocks keep that

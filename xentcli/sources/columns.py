@@ -118,22 +118,6 @@ def wide_groups(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {prefix: tuple(name for _, name in sorted(members)) for prefix, members in groups.items()}
 
 
-TRUE_FALSE = ("True", "TRUE", "true", "False", "FALSE", "false")  # pyarrow's boolean spellings but 1 and 0
-
-
-def names_true_false(classes: tuple[str, ...]) -> bool:
-    """Whether --classes names a class with a boolean's spelling (True, false, …)."""
-    return any(name in TRUE_FALSE for name in classes)
-
-
-def check_boolean_names(classes: tuple[str, ...], path: str, where: str) -> None:
-    """Boolean labels are the classes 0 (False) and 1 (True): --classes may name them so, and only so."""
-    if len(classes) == 2 and classes[0].lower() == "false" and classes[1].lower() == "true":
-        return
-    raise LayoutError(f"the labels in {where} are booleans (False is class 0, True class 1), and --classes names the classes "
-                      f"{name_list(classes)}", path=path, hint="give --classes False,True, or leave --classes out")
-
-
 def bad_cell_error(path: str, column: str, row: int, text: str, flagged: str = "XE101", boolean: bool = False) -> LayoutError:
     """A score, label or weight cell that is not a number (`boolean`: a label column of true/false
     values, a cell that is neither), named by column, row (0-based) and text; `flagged`: the code
