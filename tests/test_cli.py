@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -209,18 +210,24 @@ def test_installed_command_in_a_real_process(tmp_path, sample):
     assert out.exists()
 
 
+def _score_in_a_process(args: list[str], packages: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """`xent score ARGS` in a fresh interpreter: its JSON document, and the modules of `packages` it imported."""
+    code = (
+        "import sys; from xentcli.cli import app\n"
+        f"try: app(['score', *{args!r}])\n"
+        "except SystemExit: pass\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r}), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout), ast.literal_eval(proc.stderr.strip())
+
+
 def test_json_runs_do_not_import_rich(sample):
     """Rich costs ~40 ms of start-up; a --json run prints no table, bar or error with it."""
     _, _, loss = sample
-    code = (
-        "import sys; from xentcli.cli import app\n"
-        f"try: app(['score', {str(SAMPLES / 'cifar10_val.parquet')!r}, '--json'])\n"
-        "except SystemExit: pass\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout)["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
-    assert proc.stderr.strip() == "[]"
+    doc, imported = _score_in_a_process([str(SAMPLES / "cifar10_val.parquet"), "--json"], ("rich",))
+    assert doc["summary"]["loss_mean"] == pytest.approx(loss.mean(), rel=1e-6)
+    assert imported == []
 
 
 @pytest.mark.parametrize("shape", [(50, 4), (50,), (3, 5, 4)])
@@ -234,15 +241,9 @@ def test_npy_runs_do_not_import_pyarrow(tmp_path, shape):
     np.save(tmp_path / "y.npy", rng.integers(0, 2 if len(shape) == 1 else 4, shape[:-1] if len(shape) > 1 else shape))
     np.savez(tmp_path / "d.npz", logits=np.load(tmp_path / "z.npy"), labels=np.load(tmp_path / "y.npy"))
     for args in ([str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")], [str(tmp_path / "d.npz")]):
-        code = (
-            "import sys; from xentcli.cli import app\n"
-            f"try: app(['score', *{args!r}, '--json', '--worst', '3', '--calibration'])\n"
-            "except SystemExit: pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'pandas')), file=sys.stderr)"
-        )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        assert json.loads(proc.stdout)["summary"]["rows"] == int(np.prod(shape[:-1] if len(shape) > 1 else shape)), args
-        assert proc.stderr.strip() == "[]", args
+        doc, imported = _score_in_a_process([*args, "--json", "--worst", "3", "--calibration"], ("pyarrow", "pandas"))
+        assert doc["summary"]["rows"] == int(np.prod(shape[:-1] if len(shape) > 1 else shape)), args
+        assert imported == [], args
 
 
 def test_python_dash_m_and_exit_code_in_a_real_process():
