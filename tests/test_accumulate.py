@@ -214,6 +214,29 @@ def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
     assert abs(float(exact_m2) / n - 1e-18) < 1e-19  # the reference is what the data says
 
 
+@pytest.mark.parametrize("value", [47.1, 0.1, 2.302585092994046, 1e150 / 3])
+def test_loss_moments_of_equal_losses_give_them_back(value):
+    """n equal losses: the mean is the loss, the sum the correctly rounded n·loss, M2 0. The blocks'
+    float sums gave 47.10000000000001 for ten losses of 47.1, and `check --max-loss 47.1` failed
+    (found in review, 2026-12-03). Reference: exact fractions."""
+    from fractions import Fraction
+
+    for n in (10, 3, BLOCK_ROWS + 17):
+        loss = np.full(n, value)
+        for bounds in ([(0, n)], [(0, n // 2), (n // 2, n)]):
+            count, total, mean, m2 = _moments_of(loss, np.ones(n, bool), bounds)
+            assert (count, mean, m2) == (n, value, 0.0), (n, bounds)
+            assert total == float(Fraction(value) * n)
+
+
+def test_loss_moments_of_underflowing_spreads_are_zero_not_negative():
+    """Equal losses of 1e-200: each square of a deviation from the block's float mean underflows,
+    the cross terms do not; M2 is 0.0, never −0.0 (found in review: `loss_se` printed -0.0). (The
+    mean is the float sum's here: no deviation can be shown exact when its square underflows.)"""
+    n, _, mean, m2 = _moments_of(np.full(10, 1e-200), np.ones(10, bool), [(0, 10)])
+    assert mean == pytest.approx(1e-200, rel=2.3e-16) and m2 == 0.0 and math.copysign(1.0, m2) == 1.0
+
+
 @pytest.mark.parametrize(("centre", "spread"), [(3e4, 1e-10), (1000.0, 1e-12), (2.0**40, 2.0**-10), (7.5, 3e-15)])
 def test_loss_moments_of_losses_a_few_ulps_apart(centre, spread):
     """Losses that differ by a few units in the last place (a model that is constant to float

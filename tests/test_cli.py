@@ -464,3 +464,17 @@ def test_an_option_of_another_command_is_named_with_its_command():
     for args, says in cases:
         proc = subprocess.run([*_xent_command(), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_gate_at_the_loss_every_row_has_passes(tmp_path):
+    """Ten rows whose loss is exactly 47.1 (logits [0, −47.1], label 1: log1p(e^−47.1) is below half
+    an ulp of 47.1): the mean is 47.1 and `check --max-loss 47.1` passes. The blocks' float sums had
+    made the mean 47.10000000000001, and the gate failed (found in review, 2026-12-03)."""
+    np.save(tmp_path / "z.npy", np.tile([0.0, -47.1], (10, 1)))
+    np.save(tmp_path / "y.npy", np.ones(10, np.int64))
+    rows = tmp_path / "rows.csv"
+    result = invoke("check", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--max-loss", "47.1", "--json", "-o", rows)
+    assert result.exit_code == 0, result.output
+    assert pa_csv.read_csv(rows).column("loss").to_pylist() == [47.1] * 10  # each row's loss is exactly the limit
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["loss_mean"] == 47.1 and summary["loss_sum"] == 471.0 and summary["loss_se"] == 0.0

@@ -316,6 +316,12 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
     float_array = {"$a": "<f8", "shape": [3], "b64": base64.b64encode(np.zeros(3).tobytes()).decode()}
     variants = {
         "worst rows as floats": {**summary, "worst": {**summary["worst"], "v": {**summary["worst"]["v"], "rows": float_array}}},
+        "worst rows as int8": {**summary, "worst": {**summary["worst"], "v": {  # wrapped to negatives when renumbered (found in review)
+            **summary["worst"]["v"], "rows": {**summary["worst"]["v"]["rows"], "$a": "|i1", "b64": base64.b64encode(
+                np.frombuffer(base64.b64decode(summary["worst"]["v"]["rows"]["b64"]), "<i8").astype(np.int8).tobytes()).decode()}}}},
+        "worst losses as float32": {**summary, "worst": {**summary["worst"], "v": {
+            **summary["worst"]["v"], "loss": {**summary["worst"]["v"]["loss"], "$a": "<f4", "b64": base64.b64encode(
+                np.frombuffer(base64.b64decode(summary["worst"]["v"]["loss"]["b64"]), "<f8").astype(np.float32).tobytes()).decode()}}}},
         "sketch as a list": {**summary, "sketch": [1, 2]},
         "loss sum as text": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "total": "0.5"}}},
         "loss sum as a float": {**summary, "moments": {**summary["moments"], "v": {**summary["moments"]["v"], "total": 0.5}}},

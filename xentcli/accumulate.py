@@ -262,6 +262,16 @@ def _scaled(x: float) -> int:
     return p << (_SCALE + 1 - q.bit_length())
 
 
+def _exact_deviations(n: int, mean: float, m2: float, dev: float) -> bool:
+    """Whether a block's float sum of deviations `dev` = Σ (x − mean) is exact, from its M2 = Σ (x − mean)²
+    (LossMoments): every x within mean/2 of the mean, so each x − mean is exact (Sterbenz) and a
+    multiple of half an ulp of the mean, and every partial sum within 2^53 such halves."""
+    if m2 == 0.0:  # every deviation 0 — or each square underflowed, where `dev` says otherwise
+        return dev == 0.0
+    spread = math.sqrt(m2)  # ≥ the largest |x − mean|
+    return math.isfinite(m2) and 2 * spread < abs(mean) and 2 * n * spread <= math.ulp(mean) * 2.0**52
+
+
 def _quotient(numerator: int, denominator: int) -> float:
     """numerator / denominator correctly rounded (Python's integer division is), ±inf beyond float64."""
     try:
@@ -372,10 +382,17 @@ class LossMoments(RowBlocks):
     = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − T²/n (Chan et al.'s decomposition over the blocks, with
     the cross term that m_b's rounding leaves), every sum exact over the blocks' floats. D_b is a
     float sum of deviations, exact where it matters: losses a few ulps apart, whose M2 the rounding
-    of m_b (an ulp) would otherwise change by up to 3e-4 of itself."""
+    of m_b (an ulp) would otherwise change by up to 3e-4 of itself. A block's total is n_b·m_b + D_b
+    where that is provably the exact sum (every deviation exact by Sterbenz's lemma and every partial
+    sum of them representable: max |ℓ − m_b| ≤ √M2_b below m_b/2, and n_b·√M2_b within 2^52 ulps of
+    m_b, with a factor 2 to spare) — ten losses of 47.1 then have the mean 47.1, where the float sum
+    gave 47.10000000000001 and `check --max-loss 47.1` failed (found in review, 2026-12-03) — and
+    its float sum elsewhere, the more accurate of the two there. With T = Σ totals and m = T/n,
+    M2 = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − 2m·Σ (n_b·m_b + D_b) + n·m², the spread about the mean
+    reported (Σ M2_b + … − T²/n where every block's total is n_b·m_b + D_b)."""
 
     n: int = 0  # counted losses in the closed blocks
-    total: int = 0  # Σ block sums · 2^1074
+    total: int = 0  # Σ block totals · 2^1074
     m2: int = 0  # Σ block M2 · 2^1074
     means: int = 0  # Σ n_b·m_b · 2^1074
     squares: int = 0  # Σ n_b·m_b² · 2^2148
@@ -424,16 +441,18 @@ class LossMoments(RowBlocks):
                     m2, dev = deviation_sums(block, mean)
             else:
                 mean = total / n
-            self.total += _scaled(total) if exact is None else exact
             scaled_mean = _scaled(mean)
             self.means += n * scaled_mean
             self.squares += n * scaled_mean * scaled_mean
+            if exact is not None:  # the block's exact sum is at hand: its deviations exactly
+                scaled_dev = exact - n * scaled_mean
+            else:  # their float sum; the float block sum's difference where that sum is not finite
+                scaled_dev = _scaled(dev) if math.isfinite(dev) else _scaled(total) - n * scaled_mean
+            self.deviations += scaled_dev
+            self.cross += scaled_mean * scaled_dev
+            self.total += exact if exact is not None else n * scaled_mean + scaled_dev if _exact_deviations(n, mean, m2, dev) else _scaled(total)
             if math.isfinite(m2):
                 self.m2 += _scaled(m2)
-                if math.isfinite(dev):
-                    scaled_dev = _scaled(dev)
-                    self.deviations += scaled_dev
-                    self.cross += scaled_mean * scaled_dev
             else:
                 self.m2_special += m2
 
@@ -446,9 +465,10 @@ class LossMoments(RowBlocks):
         mean = _quotient(self.total, n << _SCALE) if n else math.nan
         if self.m2_special or not n:
             return n, total, mean, self.m2_special or math.nan
-        sum_ = self.means + self.deviations  # T·2^1074
-        m2 = _quotient((self.m2 << _SCALE) * n + (self.squares + 2 * self.cross) * n - sum_ * sum_, n << (2 * _SCALE))
-        return n, total, mean, m2
+        spread = ((self.m2 << _SCALE) * n + (self.squares + 2 * self.cross) * n - 2 * self.total * (self.means + self.deviations)
+                  + self.total * self.total)
+        # below 0 only where the blocks' M2 underflowed (losses ~1e-160 apart) and the cross terms did not: 0, never −0.0
+        return n, total, mean, _quotient(spread, n << (2 * _SCALE)) if spread > 0 else 0.0
 
 
 @dataclass

@@ -359,7 +359,8 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("its smallest and largest losses are not those of counted rows")
     if s.num_classes != info.num_classes or (s.per_class.classes is None and s.per_class.support.shape != (info.num_classes,)):
         raise Malformed("its per-class sums do not have one entry per class")
-    if len(s.worst.rows) != len(s.worst.loss) or len(s.worst.rows) > s.worst.k:
+    if (s.worst.rows.dtype != np.int64 or s.worst.loss.dtype != np.float64 or s.worst.rows.ndim != 1
+            or len(s.worst.rows) != len(s.worst.loss) or len(s.worst.rows) > s.worst.k):  # int8 rows wrapped when renumbered
         raise Malformed("its worst rows do not add up")
     if not isinstance(part.findings, dict) or not all(isinstance(f, Finding) for f in part.findings.values()):
         raise Malformed("its diagnostics are not findings")
