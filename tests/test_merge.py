@@ -360,6 +360,14 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
         return {**summary, "worst": {**summary["worst"], "v": {**worst, "columns": {"$d": [pair for pair in pairs if pair[1] is not None]}}}}
 
     floats = {"$a": "<f8", "shape": [n], "b64": base64.b64encode(np.zeros(n).tobytes()).decode()}
+    kept_rows = np.frombuffer(base64.b64decode(worst["rows"]["b64"]), "<i8")
+    kept_loss = np.frombuffer(base64.b64decode(worst["loss"]["b64"]), "<f8")
+
+    def array(values, dtype):
+        base = kept_rows if dtype == "<i8" else kept_loss
+        values = base if values is None else base[::-1] if values == "reversed" else np.r_[np.nan, base[1:]] if values == "nan" else values
+        return {"$a": dtype, "shape": [n], "b64": base64.b64encode(np.asarray(values, dtype).tobytes()).decode()}
+
     objects = lambda *values: {"$o": list(values), "shape": [len(values)]}  # noqa: E731
     variants.update({  # the worst rows' columns (kept as columns since partial version 6)
         "worst labels as floats": worst_columns(label=floats),
@@ -370,6 +378,11 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
         "a worst id of a list": worst_columns(id=objects(*[1] * (n - 1), {"$t": [1, 2]})),
         "worst sequences without positions": worst_columns(sample=objects(*[0] * n)),
         "a worst position of a float": worst_columns(sample=objects(*[0] * n), position=objects(*[0] * (n - 1), 1.5)),
+        **{f"worst rows {what}": {**summary, "worst": {**summary["worst"], "v": {**worst, "rows": array(rows, "<i8"), "loss": array(loss, "<f8")}}}
+           for what, rows, loss in (  # found in review: each merged silently
+               ("negative", [-1, 1, 2, 3, 4, 5], None), ("beyond the input", [0, 1, 2, 3, 4, 10**9], None),
+               ("repeated", [0, 1, 2, 3, 4, 0], None), ("out of order", None, "reversed"), ("with a NaN loss", None, "nan"))},
+        "worst rows kept for k = 10^30": {**summary, "worst": {**summary["worst"], "v": {**worst, "k": 10**30}}},
         "worst columns for no rows": {**summary, "worst": {**summary["worst"], "v": {
             **worst, "rows": {"$a": "<i8", "shape": [0], "b64": ""}, "loss": {"$a": "<f8", "shape": [0], "b64": ""}}}},
     })

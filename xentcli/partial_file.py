@@ -369,6 +369,8 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
         raise Malformed("a diagnostic's example is not a row")
     if not _worst_columns(s.worst.columns, len(s.worst.rows)):
         raise Malformed("a worst row is not one (its id, label, prediction and probability)")
+    if s.worst.k != config.worst or s.worst_k != config.worst or not _worst_order(s.worst.rows, s.worst.loss, s.rows):
+        raise Malformed("its worst rows are not the worst rows of its rows (their count, numbers or order)")
     if not all(isinstance(getattr(s, name), float) for name in ("loss_min", "loss_max")):
         raise Malformed("a sum is not a number")
     _check_moments(s.moments, s.counted)
@@ -385,6 +387,16 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     if s.counted and s.weighted != weights:  # a sigmoid head's class weights scale its losses: no weighted mean
         raise Malformed("its weighted sums do not match its options' weights")
     _check_shapes(s, info, config.bins)
+
+
+def _worst_order(rows: np.ndarray, loss: np.ndarray, total: int) -> bool:
+    """Worst rows as WorstRows keeps them: rows of the run, each once, with finite losses, loss
+    descending and ties by row."""
+    if not rows.size:
+        return True
+    if rows.min() < 0 or rows.max() >= total or np.unique(rows).size != rows.size or not np.isfinite(loss).all():
+        return False
+    return bool(np.all((loss[:-1] > loss[1:]) | ((loss[:-1] == loss[1:]) & (rows[:-1] < rows[1:]))))
 
 
 def _worst_columns(columns: Any, n: int) -> bool:
