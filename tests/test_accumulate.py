@@ -229,6 +229,24 @@ def test_loss_moments_of_equal_losses_give_them_back(value):
             assert total == float(Fraction(value) * n)
 
 
+def test_block_totals_are_not_vouched_for_where_squares_underflow():
+    """Losses ~1e-162: a deviation's square underflows, so M2 = 0 cannot show the deviations' sum
+    exact — two losses gave M2 = 0 and D = 0 with n·m_b + D off the exact sum by 1.5e-182 (found in
+    review, 2026-12-03). There the block's total is its float sum, as for spread-out losses."""
+    from fractions import Fraction
+
+    from xentcli.accumulate import _exact_deviations, block_moments
+
+    values = np.array([1.024127284233095e-162, 9.105705697373487e-164])
+    sums, m2s, devs = block_moments(values, np.array([0, 2]))
+    mean = sums[0] / 2
+    assert m2s[0] == 0.0 and devs[0] == 0.0 and Fraction(mean) * 2 + Fraction(devs[0]) != sum(map(Fraction, values.tolist()))
+    assert not _exact_deviations(2, mean, m2s[0], devs[0])
+    for losses in (values, np.array([3.745121854835375e-163, 2.0286283846711822e-162, 5.123391578337083e-164])):
+        _, total, _, _ = _moments_of(losses, np.ones(losses.size, bool), [(0, losses.size)])
+        assert total == float(np.add.reduce(losses))
+
+
 def test_loss_moments_of_underflowing_spreads_are_zero_not_negative():
     """Equal losses of 1e-200: each square of a deviation from the block's float mean underflows,
     the cross terms do not; M2 is 0.0, never −0.0 (found in review: `loss_se` printed -0.0). (The

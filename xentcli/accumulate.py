@@ -266,7 +266,9 @@ def _exact_deviations(n: int, mean: float, m2: float, dev: float) -> bool:
     """Whether a block's float sum of deviations `dev` = Σ (x − mean) is exact, from its M2 = Σ (x − mean)²
     (LossMoments): every x within mean/2 of the mean, so each x − mean is exact (Sterbenz) and a
     multiple of half an ulp of the mean, and every partial sum within 2^53 such halves."""
-    if m2 == 0.0:  # every deviation 0 — or each square underflowed, where `dev` says otherwise
+    if not abs(mean) >= 2.0**-456:  # below, a deviation's square (half an ulp of the mean, squared) can underflow,
+        return False  # and M2 no longer bounds the deviations (found in review: sums of losses ~1e-162 an ulp off)
+    if m2 == 0.0:  # every deviation 0: any other has a normal square
         return dev == 0.0
     spread = math.sqrt(m2)  # ≥ the largest |x − mean|
     return math.isfinite(m2) and 2 * spread < abs(mean) and 2 * n * spread <= math.ulp(mean) * 2.0**52
@@ -385,7 +387,7 @@ class LossMoments(RowBlocks):
     of m_b (an ulp) would otherwise change by up to 3e-4 of itself. A block's total is n_b·m_b + D_b
     where that is provably the exact sum (every deviation exact by Sterbenz's lemma and every partial
     sum of them representable: max |ℓ − m_b| ≤ √M2_b below m_b/2, and n_b·√M2_b within 2^52 ulps of
-    m_b, with a factor 2 to spare) — ten losses of 47.1 then have the mean 47.1, where the float sum
+    m_b, with a factor 2 to spare; |m_b| ≥ 2^-456, where no deviation's square underflows) — ten losses of 47.1 then have the mean 47.1, where the float sum
     gave 47.10000000000001 and `check --max-loss 47.1` failed (found in review, 2026-12-03) — and
     its float sum elsewhere, the more accurate of the two there. With T = Σ totals and m = T/n,
     M2 = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − 2m·Σ (n_b·m_b + D_b) + n·m², the spread about the mean
