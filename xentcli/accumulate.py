@@ -605,6 +605,13 @@ class ClusterRuns:
             inner._close(run)
         return inner
 
+    def _single(self) -> bool:
+        """Whether the part is one run, open on both sides: its first is its last. Told by the
+        sequence, not by identity, which a partial file does not keep (two sequences 0 of two files
+        had merged into one cluster, and loss_se grew by a sixth; found in review, 2026-12-03):
+        a part's runs are distinct sequences, in order."""
+        return self.first is not None and self.last is not None and (self.first is self.last or self.first[0] == self.last[0])
+
     def _moved(self, shift: float | None) -> ClusterRuns:
         """The same sums about `shift`: each S + n·(own shift − shift)."""
         if shift is None or self.shift is None or shift == self.shift:
@@ -612,12 +619,12 @@ class ClusterRuns:
         d = self.shift - shift
         moved = lambda run: None if run is None else [run[0], run[1] + run[2] * d, run[2]]  # noqa: E731
         first = moved(self.first)
-        last = first if self.last is self.first else moved(self.last)
+        last = first if self._single() else moved(self.last)
         return ClusterRuns(first, last, self.groups, self.ss + 2 * d * self.sn + d * d * self.nn, self.sn + d * self.nn, self.nn,
                            self.s + d * self.n, self.n, shift)
 
     def merge(self, other: ClusterRuns) -> None:
-        """Add the runs that follow (in input order). A partial with one run has first is last."""
+        """Add the runs that follow (in input order). A part of one run has first is last (_single)."""
         if other.first is None:
             return
         if self.shift is None:  # no counted row yet: every S is 0 about any shift
@@ -627,15 +634,15 @@ class ClusterRuns:
             self.first, self.last = other.first, other.last
         elif self.last[0] == other.first[0]:  # one sequence split between the two
             merged = [self.last[0], self.last[1] + other.first[1], self.last[2] + other.first[2]]
-            self_single, other_single = self.first is self.last, other.first is other.last
+            self_single, other_single = self._single(), other._single()
             if not self_single and not other_single:
                 self._close(merged)
             self.first = merged if self_single else self.first
             self.last = merged if other_single else other.last
         else:
-            if self.first is not self.last:
+            if not self._single():
                 self._close(self.last)
-            if other.first is not other.last:
+            if not other._single():
                 self._close(other.first)
             self.last = other.last
         self.groups += other.groups
@@ -649,7 +656,7 @@ class ClusterRuns:
         """(G, Σ_g (S_g − n_g·m)²) over every sequence, the open ones included, about their own mean m."""
         closed = ClusterRuns(groups=self.groups, ss=self.ss, sn=self.sn, nn=self.nn, s=self.s, n=self.n)
         closed._close(self.first)
-        if self.last is not self.first:
+        if not self._single():
             closed._close(self.last)
         if not closed.n:
             return closed.groups, math.nan
