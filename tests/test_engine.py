@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import math
+
 import numpy as np
 import pytest
 
@@ -465,3 +467,26 @@ def test_smoothed_and_weighted_losses_are_the_same_bits_in_any_chunk(tmp_path, d
     np.testing.assert_allclose(losses[0], (1 - eps) * -lp[np.arange(n), y] + eps / c * -lp.sum(1), rtol=1e-6)
     weighted = (1 - eps) * w[y] * -lp[np.arange(n), y] + eps / c * -(lp * w).sum(1)
     assert means[2] == pytest.approx(weighted.sum() / w[y].sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("centre", [1000.0, 3e4, 47.5])
+def test_unit_weights_give_the_unweighted_error_bars_of_losses_a_few_ulps_apart(tmp_path, centre):
+    """Losses a few ulps apart (logits [0, −L], label 1: each loss exactly L) with sample weights of 1:
+    the weighted mean and standard error are the unweighted ones, exact. The weighted sums took
+    their mean from the blocks' float sums, an ulp off, and the standard error was 29% high for three
+    rows (found in review, 2026-12-03). Reference: exact fractions, √(M2/(n(n − 1)))."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(2)
+    for n in (3, BLOCK_ROWS + 500):
+        loss = centre + rng.integers(1, 6, n) * np.spacing(centre)
+        np.save(tmp_path / "z.npy", np.stack([np.zeros(n), -loss], 1))
+        np.save(tmp_path / "y.npy", np.ones(n, np.int64))
+        np.save(tmp_path / "w.npy", np.ones(n))
+        exact = [Fraction(v) for v in loss.tolist()]
+        mean = sum(exact) / n
+        se = math.sqrt(float(sum((v - mean) ** 2 for v in exact) / (n * (n - 1))))
+        for weights in (None, str(tmp_path / "w.npy")):
+            source = SourceConfig((str(tmp_path / "z.npy"),), labels_path=str(tmp_path / "y.npy"), sample_weights_path=weights)
+            summary = run(RunConfig(source)).summary
+            assert summary["loss_mean"] == float(mean) and summary["loss_se"] == pytest.approx(se, rel=1e-12), (n, weights)

@@ -513,6 +513,8 @@ class WeightedSums(RowBlocks):
                     continue
                 scaled = [_scaled(v) for v in block]
                 m = _scaled(ratio)
+                if total_x == hi - lo and bool((xb == 1.0).all()) and _exact_deviations(hi - lo, ratio, block[2], block[3]):
+                    scaled[0] = (hi - lo) * m + scaled[3]  # weights of 1: Σy exactly, as LossMoments' total (C_b is then Σ (y − m_b))
                 for i in range(5):
                     sums[i] += scaled[i]
                 sums[5] += m * scaled[3]
