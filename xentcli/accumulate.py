@@ -378,20 +378,22 @@ class RowBlocks:
 
 @dataclass
 class LossMoments(RowBlocks):
-    """n, Σ and M2 of the counted losses, to the same bit whatever the chunking (RowBlocks): each
-    block's sum, and its M2_b = Σ (x − m_b)² and D_b = Σ (x − m_b) about its float mean m_b. With
-    T = Σ_b (n_b·m_b + D_b) and m = T/n, Σ (x − m)² = Σ_b [M2_b + 2(m_b − m)·D_b + n_b(m_b − m)²]
-    = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − T²/n (Chan et al.'s decomposition over the blocks, with
-    the cross term that m_b's rounding leaves), every sum exact over the blocks' floats. D_b is a
-    float sum of deviations, exact where it matters: losses a few ulps apart, whose M2 the rounding
-    of m_b (an ulp) would otherwise change by up to 3e-4 of itself. A block's total is n_b·m_b + D_b
-    where that is provably the exact sum (every deviation exact by Sterbenz's lemma and every partial
-    sum of them representable: max |ℓ − m_b| ≤ √M2_b below m_b/2, and n_b·√M2_b within 2^52 ulps of
-    m_b, with a factor 2 to spare; |m_b| ≥ 2^-456, where no deviation's square underflows) — ten losses of 47.1 then have the mean 47.1, where the float sum
-    gave 47.10000000000001 and `check --max-loss 47.1` failed (found in review, 2026-12-03) — and
-    its float sum elsewhere, the more accurate of the two there. With T = Σ totals and m = T/n,
-    M2 = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b − 2m·Σ (n_b·m_b + D_b) + n·m², the spread about the mean
-    reported (Σ M2_b + … − T²/n where every block's total is n_b·m_b + D_b)."""
+    """n, Σ and M2 of the counted losses, to the same bit whatever the chunking (RowBlocks).
+
+    Each block has its float sum, its float mean m_b, M2_b = Σ (x − m_b)² and D_b = Σ (x − m_b)
+    (float sums). A block's total is n_b·m_b + D_b where that is provably its exact sum — every
+    deviation exact by Sterbenz's lemma and every partial sum of them representable: max |x − m_b|
+    ≤ √M2_b below |m_b|/2, 2·n_b·√M2_b within 2^52 ulps of m_b, and |m_b| ≥ 2^-456, where no
+    deviation's square underflows — and its float sum elsewhere, the more accurate of the two
+    there. Ten losses of 47.1 so have the mean 47.1, where the float sum gave 47.10000000000001 and
+    `check --max-loss 47.1` failed (found in review, 2026-12-03).
+
+    With T the sum of the totals and m = T/n, the spread about m is (Chan et al.'s decomposition
+    over the blocks, with the cross term that m_b's rounding leaves)
+    Σ_b [M2_b + 2(m_b − m)·D_b + n_b(m_b − m)²] = Σ M2_b + Σ n_b·m_b² + 2·Σ m_b·D_b
+    − 2m·Σ (n_b·m_b + D_b) + n·m², every sum exact over the blocks' floats. D_b is exact where it
+    matters — losses a few ulps apart, whose M2 the rounding of m_b (an ulp) would otherwise change
+    by up to 3e-4 of itself."""
 
     n: int = 0  # counted losses in the closed blocks
     total: int = 0  # Σ block totals · 2^1074
@@ -452,7 +454,12 @@ class LossMoments(RowBlocks):
                 scaled_dev = _scaled(dev) if math.isfinite(dev) else _scaled(total) - n * scaled_mean
             self.deviations += scaled_dev
             self.cross += scaled_mean * scaled_dev
-            self.total += exact if exact is not None else n * scaled_mean + scaled_dev if _exact_deviations(n, mean, m2, dev) else _scaled(total)
+            if exact is not None:
+                self.total += exact
+            elif _exact_deviations(n, mean, m2, dev):
+                self.total += n * scaled_mean + scaled_dev
+            else:
+                self.total += _scaled(total)
             if math.isfinite(m2):
                 self.m2 += _scaled(m2)
             else:
