@@ -378,6 +378,7 @@ def test_partials_of_the_wrong_types_are_refused(pieces, tmp_path):
         "a worst id of a list": worst_columns(id=objects(*[1] * (n - 1), {"$t": [1, 2]})),
         "worst sequences without positions": worst_columns(sample=objects(*[0] * n)),
         "a worst position of a float": worst_columns(sample=objects(*[0] * n), position=objects(*[0] * (n - 1), 1.5)),
+        "worst rows naming sequences of a flat dump": worst_columns(sample=objects(*[0] * n), position=objects(*[0] * n)),
         **{f"worst rows {what}": {**summary, "worst": {**summary["worst"], "v": {**worst, "rows": array(rows, "<i8"), "loss": array(loss, "<f8")}}}
            for what, rows, loss in (  # found in review: each merged silently
                ("negative", [-1, 1, 2, 3, 4, 5], None), ("beyond the input", [0, 1, 2, 3, 4, 10**9], None),

@@ -323,11 +323,11 @@ def test_worst_rows_of_a_sequence_dump_name_their_sequence_and_position(tmp_path
     assert [(w["row"], w["sample"], w["position"]) for w in doc["worst"]] == [(r, f"d{s}", None) for r, s, _ in expected]
 
 
-def test_worst_rows_merge_with_partials_saved_before_they_named_their_sequence(tmp_path):
-    """A partial file of a sequence dump saved before worst rows named their sample and position
-    (the same format version) merges with a new one: the table shows the rows it has (a KeyError
-    ended the merge), and a --group-col null key among the worst rows is a valid partial (it was
-    refused as 'a worst row is not one')."""
+def test_worst_rows_of_sequence_partials_name_their_sequence(tmp_path):
+    """A partial file of a sequence dump whose worst rows do not name their sample and position (as
+    xent wrote them before partial version 6) is refused: merged, its rows showed no sequence (found
+    in review, 2026-12-03; before, a KeyError had ended the merge). A --group-col null key among the
+    worst rows is a valid partial (it was refused as 'a worst row is not one')."""
     import hashlib
 
     rng = np.random.default_rng(8)
@@ -349,8 +349,7 @@ def test_worst_rows_merge_with_partials_saved_before_they_named_their_sequence(t
     document.update(state=state, sha256=hashlib.sha256(state.encode()).hexdigest())
     (tmp_path / "a.xpart").write_text(json.dumps(document) + "\n")
     merged = runner.invoke(app, ["merge", str(tmp_path / "a.xpart"), str(tmp_path / "b.xpart")])
-    assert merged.exit_code == 0, merged.stderr
-    assert "Worst 3 rows" in merged.stdout
+    assert merged.exit_code == 2 and "a worst row is not one" in merged.stderr, merged.stderr
     keys = pa.array([None if i % 4 == 1 else f"k{i % 4}" for i in range(40)], pa.string())
     z = rng.standard_normal((40, 3))
     z[1] = [9, 0, 0]  # the worst row: in the sequence of null key

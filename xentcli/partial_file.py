@@ -367,7 +367,7 @@ def _check(part: Part, config: RunConfig, info: InputDescription) -> None:
     if not all(isinstance(item, dict) and isinstance(item.get("row", 0), int) and all(isinstance(k, str) for k in item)
                for f in part.findings.values() for item in f.examples):
         raise Malformed("a diagnostic's example is not a row")
-    if not _worst_columns(s.worst.columns, len(s.worst.rows)):
+    if not _worst_columns(s.worst.columns, len(s.worst.rows), sequences=s.clusters is not None):
         raise Malformed("a worst row is not one (its id, label, prediction and probability)")
     if s.worst.k != config.worst or s.worst_k != config.worst or not _worst_order(s.worst.rows, s.worst.loss, s.rows):
         raise Malformed("its worst rows are not the worst rows of its rows (their count, numbers or order)")
@@ -399,15 +399,17 @@ def _worst_order(rows: np.ndarray, loss: np.ndarray, total: int) -> bool:
     return bool(np.all((loss[:-1] > loss[1:]) | ((loss[:-1] == loss[1:]) & (rows[:-1] < rows[1:]))))
 
 
-def _worst_columns(columns: Any, n: int) -> bool:
-    """The worst rows' columns as WorstRows keeps them, for n rows (none kept for none)."""
+def _worst_columns(columns: Any, n: int, sequences: bool) -> bool:
+    """The worst rows' columns as WorstRows keeps them, for n rows (none kept for none), with a
+    sequence dump's sample and position exactly where the totals have sequences (a partial without
+    them had merged, its rows showing no sequence)."""
     from xentcli.accumulate import WORST_COLUMNS
 
     if not isinstance(columns, dict) or not all(isinstance(c, np.ndarray) and c.shape == (n,) for c in columns.values()):
         return False
     if not columns:
         return n == 0
-    if set(columns) not in (set(WORST_COLUMNS), {*WORST_COLUMNS, "sample", "position"}):
+    if set(columns) != ({*WORST_COLUMNS, "sample", "position"} if sequences else set(WORST_COLUMNS)):
         return False
     scalar = lambda x: x is None or isinstance(x, (int, float, str))  # noqa: E731 — ids and --group-col keys as JSON holds them
     whole = lambda x: x is None or (isinstance(x, int) and not isinstance(x, bool))  # noqa: E731
