@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from xentcli import __version__
-from xentcli.accumulate import ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WeightedSums, WorstRows
+from xentcli.accumulate import (
+    WORST_COLUMNS, ClusterRuns, KeyedClusters, LossMoments, LossSummary, PerClass, SequenceTotals, WeightedSums, WorstRows,
+)
 from xentcli.binary import LabelTotals
 from xentcli.calibration import CELLS, Calibration
 from xentcli.config import FRAMEWORKS, LossOptions, RunConfig, SourceConfig, unscaled_weight
@@ -403,8 +405,6 @@ def _worst_columns(columns: Any, n: int, sequences: bool) -> bool:
     """The worst rows' columns as WorstRows keeps them, for n rows (none kept for none), with a
     sequence dump's sample and position exactly where the totals have sequences (a partial without
     them had merged, its rows showing no sequence)."""
-    from xentcli.accumulate import WORST_COLUMNS
-
     if not isinstance(columns, dict) or not all(isinstance(c, np.ndarray) and c.shape == (n,) for c in columns.values()):
         return False
     if not columns:
