@@ -166,6 +166,20 @@ def _exact_mean_m2(values):
     return mean, sum((v - mean) ** 2 for v in exact)
 
 
+def _exact_se(values):
+    """√(M2 / (n·(n − 1))) of float64 values from exact fractions, the root to 80 decimal digits
+    (decimal), then rounded to float64: the correctly rounded standard error, beyond float64's
+    range on the way wherever M2 is."""
+    from decimal import Decimal, localcontext
+
+    _, m2 = _exact_mean_m2(values)
+    n = values.size
+    ratio = m2 / (n * (n - 1))
+    with localcontext() as context:
+        context.prec = 80
+        return float((Decimal(ratio.numerator) / Decimal(ratio.denominator)).sqrt())
+
+
 def _losses(rows, seed, spread=2.0, base=0.0):
     rng = np.random.default_rng(seed)
     loss = base + rng.exponential(spread, rows)
@@ -192,13 +206,13 @@ def test_loss_moments_are_the_same_to_the_bit_for_any_chunking_and_merge_order(s
 
 def test_loss_moments_against_exact_fractions():
     loss, counted = _losses(2 * BLOCK_ROWS + 999, seed=7)
-    n, total, mean, m2 = _moments_of(loss, counted, [(0, 50_000), (50_000, loss.size)])
+    n, total, mean, se = _moments_of(loss, counted, [(0, 50_000), (50_000, loss.size)])
     values = loss[counted]
-    exact_mean, exact_m2 = _exact_mean_m2(values)
+    exact_mean, _ = _exact_mean_m2(values)
     assert n == values.size
     assert mean == pytest.approx(float(exact_mean), rel=1e-15)  # pairwise sums within blocks: ~1e-16 each
     assert total == pytest.approx(float(exact_mean * n), rel=1e-15)
-    assert m2 == pytest.approx(float(exact_m2), rel=1e-14)
+    assert se == pytest.approx(_exact_se(values), rel=1e-14)
 
 
 def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
@@ -207,25 +221,25 @@ def test_loss_moments_keep_the_spread_of_nearly_equal_losses():
     rng = np.random.default_rng(3)
     loss = 2.302585 + rng.standard_normal(BLOCK_ROWS + 5_000) * 1e-9
     counted = np.ones(loss.size, bool)
-    n, _, mean, m2 = _moments_of(loss, counted, [(0, 30_000), (30_000, loss.size)])
+    n, _, mean, se = _moments_of(loss, counted, [(0, 30_000), (30_000, loss.size)])
     exact_mean, exact_m2 = _exact_mean_m2(loss)
     assert mean == pytest.approx(float(exact_mean), rel=1e-15)
-    assert m2 == pytest.approx(float(exact_m2), rel=1e-6)
+    assert se == pytest.approx(_exact_se(loss), rel=1e-6)
     assert abs(float(exact_m2) / n - 1e-18) < 1e-19  # the reference is what the data says
 
 
 @pytest.mark.parametrize("value", [47.1, 0.1, 2.302585092994046, 1e150 / 3])
 def test_loss_moments_of_equal_losses_give_them_back(value):
-    """n equal losses: the mean is the loss, the sum the correctly rounded n·loss, M2 0. The blocks'
-    float sums gave 47.10000000000001 for ten losses of 47.1, and `check --max-loss 47.1` failed
+    """n equal losses: the mean is the loss, the sum the correctly rounded n·loss, the standard
+    error 0. The blocks' float sums gave 47.10000000000001 for ten losses of 47.1, and `check --max-loss 47.1` failed
     (found in review, 2026-12-03). Reference: exact fractions."""
     from fractions import Fraction
 
     for n in (10, 3, BLOCK_ROWS + 17):
         loss = np.full(n, value)
         for bounds in ([(0, n)], [(0, n // 2), (n // 2, n)]):
-            count, total, mean, m2 = _moments_of(loss, np.ones(n, bool), bounds)
-            assert (count, mean, m2) == (n, value, 0.0), (n, bounds)
+            count, total, mean, se = _moments_of(loss, np.ones(n, bool), bounds)
+            assert (count, mean, se) == (n, value, 0.0), (n, bounds)
             assert total == float(Fraction(value) * n)
 
 
@@ -249,10 +263,11 @@ def test_block_totals_are_not_vouched_for_where_squares_underflow():
 
 def test_loss_moments_of_underflowing_spreads_are_zero_not_negative():
     """Equal losses of 1e-200: each square of a deviation from the block's float mean underflows,
-    the cross terms do not; M2 is 0.0, never −0.0 (found in review: `loss_se` printed -0.0). (The
-    mean is the float sum's here: no deviation can be shown exact when its square underflows.)"""
-    n, _, mean, m2 = _moments_of(np.full(10, 1e-200), np.ones(10, bool), [(0, 10)])
-    assert mean == pytest.approx(1e-200, rel=2.3e-16) and m2 == 0.0 and math.copysign(1.0, m2) == 1.0
+    the cross terms do not; the standard error is 0.0, never −0.0 (found in review: `loss_se`
+    printed -0.0), and the mean the loss (the block is summed exactly: its float M2 is below
+    2^-900)."""
+    n, _, mean, se = _moments_of(np.full(10, 1e-200), np.ones(10, bool), [(0, 10)])
+    assert mean == 1e-200 and se == 0.0 and math.copysign(1.0, se) == 1.0
 
 
 @pytest.mark.parametrize(("centre", "spread"), [(3e4, 1e-10), (1000.0, 1e-12), (2.0**40, 2.0**-10), (7.5, 3e-15)])
@@ -267,10 +282,10 @@ def test_loss_moments_of_losses_a_few_ulps_apart(centre, spread):
     assert len(np.unique(loss)) < 1000  # a few ulps: the hostile case
     counted = np.ones(loss.size, bool)
     for bounds in ([(0, loss.size)], [(0, 40_000), (40_000, 100_000), (100_000, loss.size)]):
-        n, _, mean, m2 = _moments_of(loss, counted, bounds)
-        exact_mean, exact_m2 = _exact_mean_m2(loss)
+        n, _, mean, se = _moments_of(loss, counted, bounds)
+        exact_mean, _ = _exact_mean_m2(loss)
         assert mean == pytest.approx(float(exact_mean), rel=1e-15)
-        assert m2 == pytest.approx(float(exact_m2), rel=1e-12)
+        assert se == pytest.approx(_exact_se(loss), rel=1e-12)
 
 
 @pytest.mark.parametrize(("values", "expected_sum"), [
@@ -280,8 +295,8 @@ def test_loss_moments_of_non_finite_losses(values, expected_sum):
     loss = np.array(values)
     counted = np.ones(loss.size, bool)
     for bounds in ([(0, loss.size)], [(i, i + 1) for i in range(loss.size)]):
-        n, total, mean, m2 = _moments_of(loss, counted, bounds)
-        assert n == loss.size and math.isnan(m2)
+        n, total, mean, se = _moments_of(loss, counted, bounds)
+        assert n == loss.size and math.isnan(se)
         assert (math.isnan(total) and math.isnan(expected_sum)) or total == expected_sum
         assert (math.isnan(mean) and math.isnan(expected_sum)) or mean == expected_sum
 
@@ -289,23 +304,90 @@ def test_loss_moments_of_non_finite_losses(values, expected_sum):
 @pytest.mark.parametrize("bounds", [[(0, 3)], [(0, 1), (1, 3)]])
 def test_loss_moments_of_finite_losses_whose_float_sum_overflows(bounds):
     """Losses of 1e308 (logits of 1e308): each finite, their float sum +inf; the mean is still their
-    mean (exact sum over n, correctly rounded) and M2, beyond float64, +inf."""
+    mean (exact sum over n, correctly rounded) and the standard error √(M2/6) too, though M2 is
+    beyond float64 (it was +inf)."""
     loss = np.array([1e308, 1.5e308, 1.6e308])
-    n, total, mean, m2 = _moments_of(loss, np.ones(3, bool), bounds)
-    assert n == 3 and total == math.inf and mean == 1.3666666666666667e308 and m2 == math.inf
+    n, total, mean, se = _moments_of(loss, np.ones(3, bool), bounds)
+    assert n == 3 and total == math.inf and mean == 1.3666666666666667e308 and se == _exact_se(loss)
+
+
+def test_loss_moments_standard_error_where_m2_is_beyond_float64():
+    """Losses 1e300 … 5e300 (float64 logits of that size): M2 ~ 1e601 overflows, the standard
+    error 1.9e299 does not. It was +inf ("3e+300 ± inf" in the table, null in the JSON, and a
+    `--gate-on upper` gate failed on an infinite bound); now it is the correctly rounded one,
+    for every chunking. Reference: exact fractions, the root by decimal."""
+    loss = np.linspace(1e300, 5e300, 40)
+    expected = _exact_se(loss)
+    assert expected == 1.8958182062238322e299  # computed once by the reference above
+    for bounds in ([(0, 40)], [(0, 13), (13, 40)], [(i, i + 1) for i in range(40)]):
+        n, _, mean, se = _moments_of(loss, np.ones(40, bool), bounds)
+        assert (n, mean, se) == (40, 3e300, expected), bounds
+
+
+@pytest.mark.parametrize("rows", [1_000, BLOCK_ROWS + 500])
+def test_loss_moments_of_losses_below_1e_160(rows):
+    """Losses log1p(exp(−z)) for margins z of 368 … 380 (a float64 model sure of every row):
+    1.5e-160 … 9e-166, their deviations' squares below the smallest normal float, so the float M2
+    underflowed and `loss_se` was 0.0. A block whose float M2 is below 2^-900 is summed again as
+    block·2^k (exact), its largest loss moved to ~2^500: mean and standard error as accurate as for
+    losses of ordinary size (pairwise float sums). Reference: exact fractions."""
+    loss = np.log1p(np.exp(-np.linspace(368.0, 380.0, rows)))
+    exact_mean, _ = _exact_mean_m2(loss)
+    for bounds in ([(0, rows)], [(0, rows // 3), (rows // 3, rows)]):
+        n, _, mean, se = _moments_of(loss, np.ones(rows, bool), bounds)
+        assert mean == pytest.approx(float(exact_mean), rel=1e-15), bounds
+        assert se == pytest.approx(_exact_se(loss), rel=1e-14) and se > 0, bounds
+
+
+def test_loss_moments_of_blocks_too_wide_to_move_are_summed_exactly():
+    """A block whose losses span more of float64's exponents than one power of two can move
+    (1.2345e-170 beside losses of 1e300, whose M2 overflows: moved down by 2^-497 it would fall
+    below the normal floats and lose digits): summed exactly, mean and standard error correctly
+    rounded. Reference: exact fractions."""
+    loss = np.r_[1.2345e-170, np.zeros(5), np.linspace(1e300, 3e300, 50)]
+    n, _, mean, se = _moments_of(loss, np.ones(loss.size, bool), [(0, loss.size)])
+    assert (mean, se) == (float(_exact_mean_m2(loss)[0]), _exact_se(loss)) and se > 0
+
+
+def test_sqrt_ratio_is_correctly_rounded():
+    """accumulate.sqrt_ratio(a, b) = √(a/b) rounded to the nearest float64, against decimal's
+    root to 100 digits: random ratios of every size, perfect squares (exact roots), results in the
+    subnormal range and beyond the largest float64 (+inf)."""
+    from decimal import Decimal, localcontext
+
+    from xentcli.accumulate import sqrt_ratio
+
+    def reference(a, b):
+        with localcontext() as context:
+            context.prec = 100
+            context.Emin, context.Emax = -999_999, 999_999
+            root = (Decimal(a) / Decimal(b)).sqrt()
+            return math.inf if root > Decimal(1.7976931348623157e308) * 2 else float(root)
+
+    rng = np.random.default_rng(5)
+    cases = [(0, 1), (1, 1), (4, 1), (9, 4), (2, 1), (1, 3), (10**40, 7), (1, 10**640), (10**620, 1), (1 << 2200, 3)]
+    for _ in range(2_000):
+        a = int(rng.integers(1, 2**62)) << int(rng.integers(0, 2200))
+        b = int(rng.integers(1, 2**62)) << int(rng.integers(0, 2200))
+        cases.append((a, b))
+        root = int(rng.integers(1, 2**52))
+        cases.append((root * root << 2 * int(rng.integers(0, 500)), 1 << 2 * int(rng.integers(0, 500))))
+    for a, b in cases:
+        assert sqrt_ratio(a, b) == reference(a, b), (a, b)
+    assert sqrt_ratio(1, 1 << 2148) == 2.0**-1074 and sqrt_ratio(1 << 2200, 1) == math.inf
 
 
 def test_loss_moments_of_no_counted_rows():
-    n, total, mean, m2 = _moments_of(np.full(10, np.nan), np.zeros(10, bool), [(0, 4), (4, 10)])
-    assert (n, total) == (0, 0.0) and math.isnan(mean) and math.isnan(m2)
+    n, total, mean, se = _moments_of(np.full(10, np.nan), np.zeros(10, bool), [(0, 4), (4, 10)])
+    assert (n, total) == (0, 0.0) and math.isnan(mean) and math.isnan(se)
 
 
 def test_loss_moments_sum_beyond_float64_is_infinite():
     """Finite block sums whose exact total passes the largest float64: the sum is +inf, the mean
     still the mean (a float sum would have made it inf too)."""
     loss = np.full(3 * BLOCK_ROWS, 1e303)
-    n, total, mean, m2 = _moments_of(loss, np.ones(loss.size, bool), [(0, loss.size)])
-    assert total == math.inf and mean == pytest.approx(1e303, rel=1e-15)  # (M2: deviations from a rounded mean, squared, overflow)
+    n, total, mean, se = _moments_of(loss, np.ones(loss.size, bool), [(0, loss.size)])
+    assert total == math.inf and mean == 1e303 and se == 0.0  # the float M2s overflowed: the blocks summed exactly
 
 
 def test_the_c_block_moments_equal_numpys_to_the_last_bit(tally_path):

@@ -208,6 +208,41 @@ def test_an_undefined_upper_bound_says_why(tmp_path):
         assert result.exit_code == 1 and said in result.stdout and "infinite spread" not in result.stdout, result.stdout
 
 
+def test_error_bars_of_losses_whose_spread_squared_is_beyond_float64(tmp_path):
+    """float64 logits of 1e300 … 5e300 on a wrong class: each loss is its logit, M2 ~ 1e601
+    overflows and the standard error 1.9e299 does not. xent printed "3e+300 ± inf", wrote null
+    and failed `--gate-on upper` at 4e300 on an infinite bound; now the interval is the t-interval
+    (found in review, 2026-12-03). Reference: exact fractions, the root by decimal; t(0.975, 39)
+    = 2.0226909200367595 (scipy.stats.t.ppf). The paired delta of the same losses doubled has it too."""
+    from decimal import Decimal, localcontext
+    from fractions import Fraction
+
+    x = np.linspace(1e300, 5e300, 40)
+    z = np.zeros((40, 3))
+    z[:, 0] = x
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "z2.npy", z * 2)
+    np.save(tmp_path / "y.npy", np.ones(40, np.int64))
+    exact = [Fraction(v) for v in x.tolist()]
+    mean = sum(exact) / 40
+    with localcontext() as context:
+        context.prec = 80
+        ratio = sum((v - mean) ** 2 for v in exact) / (40 * 39)
+        se = float((Decimal(ratio.numerator) / Decimal(ratio.denominator)).sqrt())
+    assert se == 1.8958182062238322e299
+    s = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy")
+    assert (s["loss_mean"], s["loss_se"]) == (3e300, se)
+    assert s["loss_ci"] == pytest.approx([3e300 - 2.0226909200367595 * se, 3e300 + 2.0226909200367595 * se], rel=1e-15)
+    table = runner.invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy")])
+    assert "3e+300 ± 3.83e+299 (95%)" in table.stdout and "± inf" not in table.stdout, table.stdout
+    gate = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--max-loss", "4e300",
+                               "--gate-on", "upper", "--fail-on", "never"])
+    assert gate.exit_code == 0, gate.stdout
+    diff = runner.invoke(app, ["diff", str(tmp_path / "z.npy"), str(tmp_path / "z2.npy"), "--labels", str(tmp_path / "y.npy"), "--json"])
+    assert diff.exit_code == 0, diff.stderr
+    assert json.loads(diff.stdout)["metrics"]["loss_mean"]["se"] == se
+
+
 def test_per_class_precision_recall_f1_equal_scikit_learn():
     """scikit-learn 1.9.1 precision_recall_fscore_support(y, argmax, labels=range(10)) on the sample dump."""
     result = runner.invoke(app, ["score", str(SAMPLES / "cifar10_val.parquet"), "--per-class", "--json"])

@@ -254,12 +254,23 @@ def deviation_sums(values: npt.NDArray[np.float64], mean: float) -> tuple[float,
 # The rows fall in blocks of BLOCK_ROWS by their row number (README, "The same to the bit whatever the chunking").
 BLOCK_ROWS = 1 << 16
 _SCALE = 1074  # every finite float64 is a whole multiple of 2^-1074
+_M2_FLOOR = 2.0**-900  # a block's float M2 below it: computed again exactly (a deviation's square may have underflowed)
 
 
 def _scaled(x: float) -> int:
     """x·2^1074, exactly, as an integer (x finite)."""
     p, q = x.as_integer_ratio()  # q is a power of two ≤ 2^1074
     return p << (_SCALE + 1 - q.bit_length())
+
+
+def _moved_back(x: float, shift: int) -> int | None:
+    """x·2^(1074 − shift) as an integer (x finite: a float of a block moved by 2^shift, LossMoments),
+    None where it is not whole."""
+    p, q = x.as_integer_ratio()
+    place = _SCALE + 1 - q.bit_length() - shift
+    if place >= 0:
+        return p << place
+    return None if p & ((1 << -place) - 1) else p >> -place
 
 
 def _exact_deviations(n: int, mean: float, m2: float, dev: float) -> bool:
@@ -397,7 +408,7 @@ class LossMoments(RowBlocks):
 
     n: int = 0  # counted losses in the closed blocks
     total: int = 0  # Σ block totals · 2^1074
-    m2: int = 0  # Σ block M2 · 2^1074
+    m2: int = 0  # Σ block M2 · 2^2148
     means: int = 0  # Σ n_b·m_b · 2^1074
     squares: int = 0  # Σ n_b·m_b² · 2^2148
     deviations: int = 0  # Σ D_b · 2^1074
@@ -428,56 +439,97 @@ class LossMoments(RowBlocks):
         bounds = np.array([0, values.size], np.int64) if bounds is None else bounds
         sums, m2s, devs = block_moments(values, bounds)
         for lo, hi, total, m2, dev in zip(bounds[:-1].tolist(), bounds[1:].tolist(), sums.tolist(), m2s.tolist(), devs.tolist()):
-            n = hi - lo
-            if not n:
-                continue
-            self.n += n
-            exact = None
-            if not math.isfinite(total):
-                block = values[lo:hi]
-                if not np.isfinite(block).all():  # an infinite or NaN loss: the sum is that
-                    self.special += total
-                    self.m2_special += math.nan
-                    continue
-                exact = sum(_scaled(x) for x in block.tolist())  # finite losses whose float sum overflowed
-                mean = _quotient(exact, n << _SCALE)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    m2, dev = deviation_sums(block, mean)
-            else:
-                mean = total / n
-            scaled_mean = _scaled(mean)
-            self.means += n * scaled_mean
-            self.squares += n * scaled_mean * scaled_mean
-            if exact is not None:  # the block's exact sum is at hand: its deviations exactly
-                scaled_dev = exact - n * scaled_mean
-            else:  # their float sum; the float block sum's difference where that sum is not finite
-                scaled_dev = _scaled(dev) if math.isfinite(dev) else _scaled(total) - n * scaled_mean
-            self.deviations += scaled_dev
-            self.cross += scaled_mean * scaled_dev
-            if exact is not None:
-                self.total += exact
-            elif _exact_deviations(n, mean, m2, dev):
-                self.total += n * scaled_mean + scaled_dev
-            else:
-                self.total += _scaled(total)
-            if math.isfinite(m2):
-                self.m2 += _scaled(m2)
-            else:
-                self.m2_special += m2
+            if hi > lo:
+                self._add_block(values[lo:hi], total, m2, dev)
+
+    def _add_block(self, block: npt.NDArray[np.float64], total: float, m2: float, dev: float) -> None:
+        """One block, from its float sum, M2 and deviations' sum: as they are where no square of a
+        deviation over- or underflowed; else from those of the block·2^k (exact), its largest loss
+        moved to ~2^500; else (losses more than ~2^1000 apart, or below the normal floats) exactly."""
+        n = block.size
+        self.n += n
+        if not math.isfinite(total):
+            if not np.isfinite(block).all():  # an infinite or NaN loss: the sum is that
+                self.special += total
+                self.m2_special += math.nan
+            else:  # finite losses whose float sum overflowed
+                self._add_exact(block)
+            return
+        if _M2_FLOOR <= m2 < math.inf or m2 == 0.0 and bool((block == total / n).all()):
+            self._add_float(n, total, m2, dev, 0)
+            return
+        top = float(np.max(np.abs(block)))
+        shift = 500 - math.frexp(top)[1]
+        moved = np.ldexp(block, shift)
+        if np.array_equal(np.ldexp(moved, -shift), block):
+            sums, m2s, devs = block_moments(moved, np.array([0, n], np.int64))
+            if self._add_float(n, float(sums[0]), float(m2s[0]), float(devs[0]), shift):
+                return
+        self._add_exact(block)
+
+    def _add_float(self, n: int, total: float, m2: float, dev: float, shift: int) -> bool:
+        """Add a block of n losses x from the float sum, M2 and deviations' sum of x·2^shift;
+        False (nothing added) where its mean or sums are not whole multiples of 2^-1074 once moved back."""
+        mean = total / n
+        scaled_mean, scaled_total = _moved_back(mean, shift), _moved_back(total, shift)
+        scaled_dev = _moved_back(dev, shift) if math.isfinite(dev) else None
+        if scaled_mean is None or scaled_total is None or (scaled_dev is None and math.isfinite(dev)):
+            return False
+        if scaled_dev is None:  # the deviations' float sum overflowed: the float block sum's difference
+            scaled_dev = scaled_total - n * scaled_mean
+        self.means += n * scaled_mean
+        self.squares += n * scaled_mean * scaled_mean
+        self.deviations += scaled_dev
+        self.cross += scaled_mean * scaled_dev
+        p, q = m2.as_integer_ratio()  # M2·2^(2148 − 2·shift), to the unit below (M2 is correct to a few ulps)
+        place = 2 * (_SCALE - shift) + 1 - q.bit_length()
+        self.m2 += p << place if place >= 0 else p >> -place
+        self.total += n * scaled_mean + scaled_dev if _exact_deviations(n, mean, m2, dev) else scaled_total
+        return True
+
+    def _add_exact(self, block: npt.NDArray[np.float64]) -> None:
+        """Add a block of finite losses from their exact sum and exact squares of deviations."""
+        n = block.size
+        values = [_scaled(x) for x in block.tolist()]
+        exact = sum(values)
+        scaled_mean = _scaled(_quotient(exact, n << _SCALE))
+        scaled_dev = exact - n * scaled_mean
+        self.means += n * scaled_mean
+        self.squares += n * scaled_mean * scaled_mean
+        self.deviations += scaled_dev
+        self.cross += scaled_mean * scaled_dev
+        self.m2 += sum((x - scaled_mean) ** 2 for x in values)
+        self.total += exact
 
     def results(self) -> tuple[int, float, float, float]:
-        """(n, Σ, mean, M2) of the closed blocks, each correctly rounded from the exact figures."""
+        """(n, Σ, mean, standard error of the mean) of the closed blocks, each correctly rounded from
+        the exact figures; the standard error is √(M2 / (n·(n − 1))), finite wherever it is a float64
+        even where M2 is not (losses ~1e300 apart) and not 0 where M2 underflows (~1e-170 apart)."""
         n = self.n
         if self.special:
             return n, self.special, self.special / n, math.nan
         total = _quotient(self.total, 1 << _SCALE)
         mean = _quotient(self.total, n << _SCALE) if n else math.nan
-        if self.m2_special or not n:
-            return n, total, mean, self.m2_special or math.nan
-        spread = ((self.m2 << _SCALE) * n + (self.squares + 2 * self.cross) * n - 2 * self.total * (self.means + self.deviations)
-                  + self.total * self.total)
-        # below 0 only where the blocks' M2 underflowed (losses ~1e-160 apart) and the cross terms did not: 0, never −0.0
-        return n, total, mean, _quotient(spread, n << (2 * _SCALE)) if spread > 0 else 0.0
+        if self.m2_special or n < 2:
+            return n, total, mean, math.nan
+        spread = (self.m2 * n + (self.squares + 2 * self.cross) * n - 2 * self.total * (self.means + self.deviations)
+                  + self.total * self.total)  # n·M2·2^2148
+        # below 0 only where a block's float M2 was a few ulps low and the cross terms were not: 0, never −0.0
+        return n, total, mean, sqrt_ratio(spread, n * n * (n - 1) << (2 * _SCALE)) if spread > 0 else 0.0
+
+
+def sqrt_ratio(numerator: int, denominator: int) -> float:
+    """√(numerator / denominator) correctly rounded (numerator ≥ 0, denominator > 0), ±inf beyond
+    float64: a 64-bit integer square root with a sticky bit for the digits below."""
+    if not numerator:
+        return 0.0
+    shift = 128 - numerator.bit_length() + denominator.bit_length()
+    shift += shift & 1  # even: the root's scale is half of it
+    quotient, remainder = divmod(numerator << shift, denominator) if shift >= 0 else divmod(numerator, denominator << -shift)
+    root = math.isqrt(quotient)
+    root = root << 1 | bool(remainder or root * root != quotient)  # ≥ 65 bits, the last one set where the root is inexact
+    half = shift // 2 + 1
+    return _quotient(root, 1 << half) if half >= 0 else _quotient(root << -half, 1)
 
 
 @dataclass
@@ -880,7 +932,7 @@ class LossSummary:
         standard error with weights —, Wilson's interval for accuracy, exp of the loss interval
         for perplexity."""
         n = self.counted
-        _, loss_sum, mean, m2 = self.moments.closed().results()
+        _, loss_sum, mean, se = self.moments.closed().results()
         weights: dict[str, float] = {}
         spread = math.nan
         if self.weighted:
@@ -904,13 +956,13 @@ class LossSummary:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_hits / n if n else math.nan,
             "num_classes": self.num_classes,
-            **self.error_bars(mean, m2, confidence, spread, weights.get("weight_sum", math.nan)),
+            **self.error_bars(mean, se, confidence, spread, weights.get("weight_sum", math.nan)),
         }
 
-    def error_bars(self, mean: float, m2: float, confidence: float, spread: float = math.nan, weight_sum: float = math.nan
+    def error_bars(self, mean: float, se: float, confidence: float, spread: float = math.nan, weight_sum: float = math.nan
                    ) -> dict[str, Any]:
-        """The error bars of `mean`, the mean loss; `m2` = Σ (ℓ − mean)² over the counted rows;
-        with weights `spread` = Σ (y − mean·x)² and `weight_sum` = Σx."""
+        """The error bars of `mean`, the mean loss; `se` = √(Σ (ℓ − mean)² / (n·(n − 1))) over the
+        counted rows (LossMoments); with weights `spread` = Σ (y − mean·x)² and `weight_sum` = Σx."""
         n = self.counted
         nan = math.nan
         if self.weighted and self.clusters is not None:  # the ratio estimator's, clustered by sequence
@@ -922,7 +974,6 @@ class LossSummary:
         elif self.clusters is not None:
             se, df = clustered_se(self.clusters, n)
         else:
-            se = math.sqrt(m2 / (n - 1) / n) if n > 1 else nan
             df = n - 1
         half = stats.t_quantile((1 + confidence) / 2, df) * se if df > 0 and not math.isnan(se) else nan
         loss_ci = [mean - half, mean + half]

@@ -761,12 +761,12 @@ def _percentiles(values: F64, confidence: float) -> list[float] | None:
     return [float(np.quantile(values, (1 - confidence) / 2)), float(np.quantile(values, (1 + confidence) / 2))]
 
 
-def paired_loss(n: int, mean: float, m2: float, base_mean: float, candidate_mean: float, confidence: float,
+def paired_loss(n: int, mean: float, se: float, base_mean: float, candidate_mean: float, confidence: float,
                 se_df: tuple[float, float] | None = None) -> dict[str, Any]:
-    """The mean loss of both sides and the paired delta with its se (std(d, ddof=1)/√n unless
+    """The mean loss of both sides and the paired delta with its se (`se` = std(d, ddof=1)/√n unless
     `se_df` gives a clustered one), t-interval and two-sided p."""
     nan = math.nan
-    se, df = se_df or ((math.sqrt(m2 / (n - 1) / n) if n > 1 else nan), n - 1)
+    se, df = se_df or (se, n - 1)
     delta = mean if n else nan
     quantile = stats.t_quantile((1 + confidence) / 2, df) if df > 0 else nan
     if se == 0 or math.isnan(se):
@@ -804,19 +804,19 @@ def _accuracy_se(n: int, b: int, c: int) -> float:
 def metrics(t: PairedTotals, confidence: float, threads: int = 1) -> dict[str, dict[str, Any]]:
     """The paired metrics (README, `xent diff`: the formulas)."""
     n = t.usable
-    _, _, mean, m2 = t.delta_moments.closed().results()
+    _, _, mean, se_unclustered = t.delta_moments.closed().results()
     base_mean, candidate_mean = t.base_moments.closed().results()[2], t.candidate_moments.closed().results()[2]  # as score's
     # about the clusters' own mean (mean − shift kept the mean's rounding at the deltas' size: half an ulp of
     # 3e4 against spreads of 1e-10, the se 4.7% high)
     clustered = accumulate.clustered_se(t.clusters, n) if t.clustered and t.clusters.sums else None
     if n and t.delta_sketch.min == t.delta_sketch.max:  # every delta the same: that mean, no spread (a block's float mean
-        mean, m2 = t.delta_sketch.min, 0.0             # of 50 × 0.1 is 0.09999999999999998, and a gate at 0.1 passed by 2 ulps)
+        mean, se_unclustered = t.delta_sketch.min, 0.0 if n > 1 else math.nan  # of 50 × 0.1 is 0.09999999999999998, and a gate at 0.1 passed by 2 ulps)
         clustered = None if clustered is None else (0.0 if clustered[1] > 0 else math.nan, clustered[1])
-    loss = paired_loss(n, mean, m2, base_mean, candidate_mean, confidence, clustered)
+    loss = paired_loss(n, mean, se_unclustered, base_mean, candidate_mean, confidence, clustered)
     se, df = loss["se"], loss["df"]
     loss["min_detectable_delta"] = (stats.t_quantile((1 + confidence) / 2, df) + stats.t_quantile(0.8, df)) * se if df > 0 else math.nan
     if t.clustered:
-        loss.update(clusters=len(t.clusters.sums), se_unclustered=math.sqrt(m2 / (n - 1) / n) if n > 1 else math.nan)
+        loss.update(clusters=len(t.clusters.sums), se_unclustered=se_unclustered)
     # negative losses (XE110) share the bootstrap's zero cell: their quantiles' intervals are not given (found in review:
     # a p50 delta of 0.29 had the interval [0, 0])
     replicates = (t.bootstrap.replicates_of(t.base_sketch, (0.5, 0.9, 0.99), threads)
@@ -851,7 +851,7 @@ def group_metrics(t: PairedTotals, names: tuple[str, ...], confidence: float, mi
         records.append({
             "by": dict(zip(names, key)), "pairs": sums.rows, "usable_pairs": n, "small": n < min_group,
             "pooled_groups": merged if merged and index == len(kept) - 1 else 0,
-            "loss_mean": paired_loss(n, sums.mean, sums.m2, extra.get("base", 0.0) / n if n else math.nan,
+            "loss_mean": paired_loss(n, sums.mean, sums.se, extra.get("base", 0.0) / n if n else math.nan,
                                      extra.get("candidate", 0.0) / n if n else math.nan, confidence),
             "accuracy": paired_accuracy(n, sums.correct, int(extra.get("correct_candidate", 0)), b, c, confidence),
         })

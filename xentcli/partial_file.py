@@ -43,7 +43,7 @@ from xentcli.slices import WEIGHTED, GroupTotals
 from xentcli.sources import InputDescription
 
 FORMAT = "xent-partial"
-VERSION = 6  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift; 6: the worst rows as columns, the loss blocks' deviations
+VERSION = 7  # 2: the losses' sums in exact blocks (LossMoments); 3: the input's group_types; 4: accuracy_clusters, sequence_type; 5: the clusters' sums about a shift; 6: the worst rows as columns, the loss blocks' deviations; 7: LossMoments.m2 · 2^2148 (exact where a float M2 overflows or underflows)
 
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     Part, LossSummary, PerClass, WorstRows, LossMoments, WeightedSums, ClusterRuns, KeyedClusters, SequenceTotals, QuantileSketch, Buckets,

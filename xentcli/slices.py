@@ -30,6 +30,12 @@ class GroupSums:
     extra: dict[str, float] = field(default_factory=dict)
     weighted: dict[str, float] | None = None  # with weights: WEIGHTED's sums
 
+    @property
+    def se(self) -> float:
+        """The standard error of the group's mean loss, √(M2 / (n·(n − 1))) (NaN below 2 rows)."""
+        n = self.counted
+        return math.sqrt(self.m2 / (n - 1) / n) if n > 1 else math.nan
+
 
 # With sample or class weights, per group (as the summary's ratio estimator, accumulate.WeightedSums):
 # Σy and Σx (y = a row's weighted loss, x its weight), Σ (y − m·x)², Σ x·(y − m·x) and Σ x² about the
@@ -236,8 +242,7 @@ class GroupTotals:
         for index, (key, sums) in enumerate(kept):
             n = sums.counted
             mean = sums.mean if n else math.nan
-            se = math.sqrt(sums.m2 / (n - 1) / n) if n > 1 else math.nan
-            df = n - 1
+            se, df = sums.se, n - 1
             if sums.weighted is not None:  # the ratio estimator Σy/Σx and its linearised standard error, as the summary's
                 w = sums.weighted
                 mean = w["y"] / w["x"] if n and w["x"] else math.nan
