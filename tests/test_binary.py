@@ -1083,3 +1083,48 @@ def test_log_probabilities_keep_the_precision_of_tiny_losses(tmp_path):
     want = np.array([-math.log1p(-math.exp(x)) for x in lp[:4]] + [0.0, 1e-300])
     np.testing.assert_allclose(rows["loss"].to_numpy(), want, rtol=1e-15, atol=0)
     assert not np.signbit(rows["loss"].to_numpy()).any()
+
+
+@pytest.mark.parametrize("path", ["c", "numpy"])
+@pytest.mark.parametrize("head", ["binary", "softmax"])
+def test_quantiles_of_losses_below_1e_300(tmp_path, monkeypatch, path, head):
+    """float64 logits with margins of 700 … 740: losses log1p(e^-z) from 3e-305 down to subnormal
+    ones (4e-322). They counted as zeros in the sketch, so p50, p90 and p99 came out as the smallest
+    loss and `check --max-loss-p99 1e-307` passed at a true p99 of 1.7e-313… 9e-305 (found in review,
+    2026-12-03). Now each is within the sketch's 0.5% of numpy's quantile (float64 formula), on the
+    C tally (its log for subnormal losses) and the numpy one."""
+    from xentcli import native
+
+    if path == "numpy":
+        monkeypatch.setattr(native, "_TALLY", None)
+    else:
+        require_c_extension()
+    z = np.random.default_rng(28).uniform(700.0, 740.0, 1001)
+    if head == "binary":
+        np.save(tmp_path / "z.npy", z)
+        loss = np.log1p(np.exp(-z))
+    else:  # the loss of [z, 0] on class 0 is log1p(e^-z) too
+        np.save(tmp_path / "z.npy", np.stack([z, np.zeros_like(z)], axis=1))
+        loss = np.log1p(np.exp(-z))
+    np.save(tmp_path / "y.npy", np.ones(z.size, np.int64) if head == "binary" else np.zeros(z.size, np.int64))
+    summary = score(tmp_path / "z.npy", "--labels", tmp_path / "y.npy")["summary"]
+    for q in (0.5, 0.9, 0.99):
+        lower, higher = np.quantile(loss, q, method="lower"), np.quantile(loss, q, method="higher")
+        assert lower * 0.995 <= summary[f"loss_p{round(q * 100)}"] <= higher * 1.005, (q, summary[f"loss_p{round(q * 100)}"], lower)
+    assert summary["loss_p99"] > 1e-307
+    gate = runner.invoke(app, ["check", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--max-loss-p99", "1e-307"])
+    assert gate.exit_code == 1, gate.stdout
+
+
+@pytest.mark.parametrize("weight", ["5e-324", "1e-300", "1e308", "1,1e308"])
+def test_pos_weights_beyond_2_300_are_refused(tmp_path, weight):
+    """--pos-weight takes what --class-weights takes, 0 or [2^-300, 2^300]: 1e308 made the positive
+    rows' losses inf (XE401 blamed a zero probability) and 1e-300 their spread underflow (found in
+    review, 2026-12-03). One line, exit 2; 2^300 itself is used."""
+    np.save(tmp_path / "z.npy", np.array([[0.5, -1.0], [2.0, 0.25], [-0.5, 1.5]]))
+    np.save(tmp_path / "t.npy", np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+    args = ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "t.npy"), "--head", "sigmoid", "--json"]
+    result = runner.invoke(app, [*args, "--pos-weight", weight])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "--pos-weight" in result.stderr, result.stderr
+    used = runner.invoke(app, [*args, "--pos-weight", repr(2.0**300)])
+    assert used.exit_code == 0, used.stderr

@@ -18,6 +18,9 @@ def distributions():
     yield "with-zeros", np.concatenate([np.zeros(300), rng.exponential(0.01, 3_000)])
     yield "tiny-losses", rng.uniform(1e-9, 1e-7, 2_000)
     yield "negative-and-positive", rng.normal(0.0, 3.0, 10_000)
+    yield "below-1e-300", np.exp(-rng.uniform(690.0, 708.0, 3_000))  # float64 margins above 690 (found in review: counted as zeros)
+    yield "subnormal", rng.uniform(1e-318, 1e-309, 2_000)  # below 2^-1022, each still ~2e5 units of the last place
+    yield "tiny-either-side", np.concatenate([rng.uniform(-1e-305, -1e-310, 500), np.zeros(20), rng.uniform(1e-312, 1e-303, 500)])
     yield "constant", np.full(1_000, 2.302585)
     yield "single", np.array([0.6931])
 

@@ -72,17 +72,19 @@ int64_t xent_tally_layout(int64_t *out) {
 typedef double lanes __attribute__((vector_size(LANES_SUM * sizeof(double))));
 typedef int64_t lane_mask __attribute__((vector_size(LANES_SUM * sizeof(int64_t))));
 
-/* log(x) for a normal x > 0, branch-free so that the loop calling it vectorises: fdlibm's
-   __ieee754_log (x = 2^k (1 + f), log(1 + f) = 2s + s R(s^2) with s = f / (2 + f)), error < 1 ulp. */
-static inline double log_normal(double x) {
+/* log(x) for a finite x > 0, branch-free so that the loop calling it vectorises: fdlibm's
+   __ieee754_log (x = 2^k (1 + f), log(1 + f) = 2s + s R(s^2) with s = f / (2 + f)), error < 1 ulp;
+   a subnormal x is taken as x·2^64 (exact), its exponent 64 less. */
+static inline double log_positive(double x) {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double lg1 = 6.666666666666735130e-01, lg2 = 3.999999999940941908e-01, lg3 = 2.857142874366239149e-01,
                  lg4 = 2.222219843214978396e-01, lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01,
                  lg7 = 1.479819860511658591e-01;
-    union { double d; uint64_t u; } bits = {.d = x};
+    const int32_t subnormal = x < 0x1p-1022 ? 64 : 0;
+    union { double d; uint64_t u; } bits = {.d = subnormal ? x * 0x1p64 : x};
     /* the mantissa scaled into [sqrt(2)/2, sqrt(2)), k the matching exponent */
     const uint64_t top = (bits.u & 0x000fffffffffffffULL) + 0x95f6400000000ULL; /* carries past sqrt(2) */
-    const int32_t k = (int32_t)(bits.u >> 52) - 1023 + (int32_t)(top >> 52); /* int32: AVX2 converts it */
+    const int32_t k = (int32_t)(bits.u >> 52) - 1023 - subnormal + (int32_t)(top >> 52); /* int32: AVX2 converts it */
     bits.u = (bits.u & 0x000fffffffffffffULL) | ((top >> 52) ? 0x3fe0000000000000ULL : 0x3ff0000000000000ULL);
     const double f = bits.d - 1.0, dk = (double)k;
     const double s = f / (2.0 + f), z = s * s, w = z * z;
@@ -264,7 +266,7 @@ static inline __attribute__((always_inline)) void block_keys(const double *restr
 #pragma omp simd
     for (int64_t i = b0; i < b1; i++) {
         const double x = loss[i] > min_indexable && loss[i] < INFINITY ? loss[i] : 1.0;
-        key_of[i - b0] = ceil(log_normal(x) / log_gamma);
+        key_of[i - b0] = ceil(log_positive(x) / log_gamma);
     }
 }
 

@@ -128,7 +128,7 @@ def _number_keys(values: npt.NDArray, path: str) -> npt.NDArray:
 # so the intervals never depend on chunking, threads or machines; the cost is cells × replicates,
 # not pairs × replicates (a million pairs fill a few ten thousand cells).
 
-_ZERO_KEY = -(2**20)  # the cell of losses within ±1e-300 of 0 (sketch keys of losses lie within ±71,000)
+_ZERO_KEY = -(2**20)  # the cell of losses of 0 (sketch keys of losses lie within ±75,000: 5e-324 … 1.8e308)
 _CELL = 1 << 21  # a cell is (base key − _ZERO_KEY) · _CELL + (candidate key − _ZERO_KEY)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SMALL_MEAN = 64  # Poisson(m) drawn by exact inversion up to this m, by a Cornish–Fisher expansion above

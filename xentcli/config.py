@@ -296,12 +296,12 @@ def _weights(values: list, path: str | None, option: str) -> tuple[float, ...]:
         raise OptionError(f"{option} names no weight", path=path, hint="give one weight per class, like 1,2.5,0.5")
     if any(not math.isfinite(w) or w < 0 for w in weights):
         raise OptionError(f"{option} must be finite and non-negative", path=path)
-    if option == "--class-weights":
-        for w in weights:
-            if unscaled_weight(w):
-                raise OptionError(f"{option}: {w!r} {unscaled_weight(w)}", path=path,
-                                  hint="rescale the weights (a softmax's weighted mean depends only on their ratios: divide them by "
-                                       "the largest; a sigmoid head's class weights scale its losses)")
+    for w in weights:
+        if unscaled_weight(w):  # pos_weight too: 1e308 made the positive rows' losses inf, 1e-300 their spread underflow
+            raise OptionError(f"{option}: {w!r} {unscaled_weight(w)}", path=path,
+                              hint="rescale the weights (a softmax's weighted mean depends only on their ratios: divide them by "
+                                   "the largest; a sigmoid head's class weights scale its losses)" if option == "--class-weights" else
+                              "pos_weight multiplies the positive targets' losses; beyond 2^±300 they leave float64's range")
     return weights
 
 

@@ -42,7 +42,7 @@ def _power(gamma: float, key: int) -> float:
 
 def log_histogram(sketch: QuantileSketch, bins: int = BINS_PER_SIDE) -> list[dict[str, Any]]:
     """Bins of the sketched values, ascending: negatives (log-spaced by magnitude), exact zeros
-    (|x| ≤ 1e-300) in a bin of their own, positives; the counts add up to the values sketched."""
+    (x = 0) in a bin of their own, positives; the counts add up to the values sketched."""
     out = _side(sketch, sketch.negative.items(), -1, bins)
     if sketch.zeros:
         out.append({"lo": 0.0, "hi": 0.0, "count": sketch.zeros})

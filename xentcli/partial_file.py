@@ -271,7 +271,7 @@ def _check_options(config: RunConfig, info: InputDescription) -> None:
     loss = config.loss
     if (config.top_k < 1 or config.worst < 0 or config.min_group < 1 or config.max_groups < 1 or config.confusions < 0
             or not 1 <= config.bins <= CELLS or (config.chunk_rows is not None and config.chunk_rows < 1) or config.first_row < 0
-            or any(not math.isfinite(w) or w < 0 or unscaled_weight(w) for w in loss.class_weights or ())
+            or any(not math.isfinite(w) or w < 0 or unscaled_weight(w) for w in (*(loss.class_weights or ()), *(loss.pos_weight or ())))
             or (loss.like is not None and loss.like not in FRAMEWORKS)):
         raise Malformed("its options lie outside the ranges xent accepts")
     if info.num_classes < 1 or (info.rows is not None and info.rows < 0) or (info.samples is not None and info.samples < 0):
