@@ -125,6 +125,55 @@ def test_ordinary_text_is_shown_as_it_is(monkeypatch):
     assert terminal("std::vector") == "std\\x3a:vector" and text_of("std::vector") == "std::vector"
 
 
+def _unescaped(text):
+    """The reverse of text_of (no cut): '\\\\' is a backslash, '\\x..', '\\u....', '\\U........', '\\n',
+    '\\t', '\\r' the characters they name, any other backslash itself. A hand-written reader, so
+    the test knows nothing of how text_of escapes."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] != "\\" or i + 1 == len(text):
+            out.append(text[i])
+            i += 1
+            continue
+        kind = text[i + 1]
+        width = {"x": 2, "u": 4, "U": 8}.get(kind)
+        if kind == "\\":
+            out.append("\\")
+            i += 2
+        elif kind in "ntr":
+            out.append({"n": "\n", "t": "\t", "r": "\r"}[kind])
+            i += 2
+        elif width:
+            out.append(chr(int(text[i + 2 : i + 2 + width], 16)))
+            i += 2 + width
+        else:
+            out.append("\\")
+            i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("github", [False, True])
+def test_no_two_texts_look_alike(monkeypatch, github):
+    """Every string of up to 4 characters over backslashes, the letters of the escapes, controls,
+    a bidi override, '#' and ':' reads back as itself from what the terminal is shown (so no two
+    look alike). The text "\\x1b" and an ESC, "a\\u202eb" and a right-to-left override, were shown
+    alike in a --by table (found in review, 2026-12-03)."""
+    import itertools
+
+    from xentcli.render.escape import terminal
+
+    if github:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    alphabet = ["\\", "x", "1", "b", "\x1b", "\u202e", "#", ":", "[", "\n", "n", "U"]
+    for length in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=length):
+            text = "".join(chars)
+            assert _unescaped(terminal(text)) == text, (text, terminal(text))
+    shown = [terminal(v) for v in ("\x1b", "\\x1b", "a\u202eb", "a\\u202eb", "\\", "\\\\")]
+    assert len(set(shown)) == len(shown), shown
+    assert terminal("C:\\data") == "C:\\data" and terminal("\\alpha") == "\\alpha"
+
+
 def test_small_shares_and_single_counts_read_right(tmp_path):
     """Found in review: 1 row of 3,000 showed "0.0%" beside its count; "1 bins"."""
     import numpy as np

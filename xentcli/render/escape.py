@@ -30,6 +30,11 @@ _CONTROL = re.compile(f"(\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F)|[{_CONTRO
 # (the runner trims a line before it looks, and a wrapped table cell can start a line). Their first
 # character is shown as an escape, so text from the data never becomes a command.
 _LOG_COMMAND = re.compile(r"#(?=#(?:vso)?\[)")
+# A backslash of the data is shown doubled where what follows it could read as one of these escapes
+# (x, u, U, n, t, r, another backslash, or a character shown as an escape): the text "\\x1b" and an
+# ESC, or "a\\u202eb" and a right-to-left override, looked alike (found in review, 2026-12-03).
+# Elsewhere it stays as it is (C:\\data, \\alpha).
+_BACKSLASH = re.compile(f"\\\\(?=[xuUntr\\\\#:]|[{_CONTROL_CLASS}])")
 _GITHUB_COMMAND = re.compile(r":(?=:)")
 # A table cell longer than this is cut, with a marker; --json keeps every character.
 MAX_CELL = 80
@@ -66,7 +71,8 @@ def text_of(value: Any, limit: int | None = None) -> str:
     '…' when a limit is given. Files (XML, JSON, HTML, PNG, markdown) keep '::' as it is."""
     text = "null" if value is None else str(value)
     cut = limit is not None and len(text) > limit
-    text = _CONTROL.sub(_visible, text[: limit + 1] if cut else text)  # a 10M-character id is cut before it is escaped (one over: the '…' below)
+    text = _BACKSLASH.sub(r"\\\\", text[: limit + 1] if cut else text)  # a 10M-character id is cut before it is escaped (one over: the '…' below)
+    text = _CONTROL.sub(_visible, text)
     text = _LOG_COMMAND.sub(r"\\x23", text)
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
