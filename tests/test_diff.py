@@ -837,6 +837,33 @@ def test_a_binary_head_against_its_two_class_softmax_is_no_change(tmp_path):
         assert accuracy["base"] == accuracy["candidate"] == pytest.approx(want, rel=1e-15)
 
 
+@pytest.mark.parametrize("layout", ["zero-and-z", "halves", "probabilities"])
+def test_a_binary_head_and_its_two_class_softmax_share_the_threshold(tmp_path, layout):
+    """README: paired with a binary head, the two-class softmax side predicts class 1 when p_1 ≥
+    --threshold. `diff --threshold 0.7` was refused there ("--threshold does nothing here": each
+    side judged the option alone; found in review, 2026-12-03). Both sides now have the sigmoid
+    head's accuracy at 0.7 (reference: numpy, p = 1/(1 + e^-s) in float64) and no flips; two
+    softmax dumps still refuse it (one line, exit 2)."""
+    rng = np.random.default_rng(9)
+    s = rng.normal(size=300) * 2
+    y = rng.integers(0, 2, 300)
+    p = 1 / (1 + np.exp(-s))
+    pq.write_table(pa.table({"logit": s, "label": y}), tmp_path / "binary.parquet")
+    rows = {"zero-and-z": [[0.0, v] for v in s], "halves": [[-v / 2, v / 2] for v in s], "probabilities": [[1 - q, q] for q in p]}[layout]
+    name = "probs" if layout == "probabilities" else "logits"
+    pq.write_table(pa.table({name: rows, "label": y}), tmp_path / "softmax.parquet")
+    want = float(np.mean((p >= 0.7) == (y == 1)))
+    assert want != float(np.mean((p >= 0.5) == (y == 1)))  # the threshold shows
+    for pair in (("binary", "softmax"), ("softmax", "binary")):
+        doc, code = diff_json(*(tmp_path / f"{side}.parquet" for side in pair), "--threshold", "0.7")
+        accuracy = doc["metrics"]["accuracy"]
+        assert code == 0 and (accuracy["b"], accuracy["c"]) == (0, 0), pair
+        assert accuracy["base"] == accuracy["candidate"] == pytest.approx(want, rel=1e-15)
+    result = runner.invoke(app, ["diff", str(tmp_path / "softmax.parquet"), str(tmp_path / "softmax.parquet"), "--threshold", "0.7"])
+    assert result.exit_code == 2 and "--threshold does nothing here" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_negative_losses_give_the_quantiles_no_bootstrap_interval(tmp_path):
     """Found in review: negative losses (log-probabilities above 0, XE110) all fell in the bootstrap's
     zero cell, so a p50 delta of 0.29 showed the interval [0, 0] and 'no clear change'. Their

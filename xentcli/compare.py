@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
-from xentcli.config import replicates_needed
+from xentcli.config import RunConfig, replicates_needed
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import counted, group_label, id_value
 from xentcli.ranking import top_rows
@@ -443,11 +443,11 @@ def _sketch_keys(sketch: QuantileSketch, losses: F64) -> npt.NDArray[np.int64]:
     """Add the losses to the side's sketch; their bucket keys (_ZERO_KEY for zeros), computed once
     for the sketch and the bootstrap's cells."""
     zero = losses <= MIN_INDEXABLE
+    keys = sketch.keys(np.where(zero, 1.0, losses))
     if (losses < -MIN_INDEXABLE).any():  # negative losses (flagged inputs): the sketch's general path
         sketch.update(losses)
-        return np.where(zero, _ZERO_KEY, sketch.keys(np.maximum(losses, MIN_INDEXABLE)))
-    keys = sketch.keys(np.where(zero, 1.0, losses))
-    sketch.update_keys(keys[~zero], int(np.count_nonzero(zero)), float(losses.min()), float(losses.max()))
+    else:
+        sketch.update_keys(keys[~zero], int(np.count_nonzero(zero)), float(losses.min()), float(losses.max()))
     return np.where(zero, _ZERO_KEY, keys)
 
 
@@ -640,7 +640,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
              make_pass: Callable[[Any], Any] | None = None) -> Any:
     """Both dumps in one pass each, paired; the DiffReport with its gates decided. `make_pass`:
     engine.Pass, or distributed.DaskPass on a cluster."""
-    from xentcli.engine import Pass
+    from xentcli.engine import UNUSED_THRESHOLD, Pass
     from xentcli.report import DiffReport
 
     options.validate()
@@ -676,6 +676,8 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
     heads = (base.info.head, candidate.info.head)  # a binary head against a two-class softmax: one rule for the predictions
     as_binary = [head == "softmax" and "binary" in heads for head in heads]
     threshold = base_config.threshold
+    if threshold != RunConfig(base_config.source).threshold and heads == ("softmax", "softmax"):  # (each side's own check
+        raise OptionError(f"--threshold does nothing here: {UNUSED_THRESHOLD}", hint="drop --threshold")  # leaves it to this)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0], threshold if as_binary[0] else None)
                  for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1], threshold=threshold if as_binary[1] else None)

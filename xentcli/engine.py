@@ -393,14 +393,16 @@ def groups_of(chunk: Chunk, stats: SampleStats, ignored: npt.NDArray[np.bool_], 
 MAX_CHUNK_ROWS = 1 << 40  # a chunk is a block of memory: more rows than any machine holds is a mistyped number
 
 
+UNUSED_THRESHOLD = "it decides a sigmoid head's predictions; a softmax predicts its largest score"
+
+
 def _refuse_unused_options(config: RunConfig, info: InputDescription) -> None:
     """Options given a value they would not use here (found in review: each was accepted and
     ignored). Their defaults cannot be told from a value given, so only other values are refused."""
     defaults = RunConfig(config.source)
     unused = [("--bins", (config.bins, config.adaptive_bins) != (defaults.bins, defaults.adaptive_bins) and not config.calibration,
                "it bins the confidences of --calibration"),
-              ("--threshold", config.threshold != defaults.threshold and info.head == "softmax",
-               "it decides a sigmoid head's predictions; a softmax predicts its largest score"),
+              ("--threshold", config.threshold != defaults.threshold and info.head == "softmax" and not config.paired, UNUSED_THRESHOLD),
               ("--min-group", config.min_group != defaults.min_group and not (config.source.by or config.source.by_file), "it applies with --by"),
               ("--max-groups", config.max_groups != defaults.max_groups and not (config.source.by or config.source.by_file), "it applies with --by")]
     for option, given, why in unused:

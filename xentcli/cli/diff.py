@@ -88,7 +88,7 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     from xentcli.cli.score import check_outputs
 
     base_config, candidate_config = replace(base.run_config(), slices=False), candidate.run_config()
-    base_config, candidate_config = (replace(config, source=replace(config.source, group_option="--cluster"))
+    base_config, candidate_config = (replace(config, source=replace(config.source, group_option="--cluster"), paired=True)
                                      for config in (base_config, candidate_config))
     check_outputs(replace(base, output=output, force=force),  # type: ignore[arg-type]
                   [*base_config.source.paths, *candidate_config.source.paths, *base.option_files])
