@@ -696,6 +696,39 @@ def test_sklearn_preset_names_nan_and_inf_as_log_loss_does(tmp_path):
     assert errors([[0.5, 0.5], [np.inf, 0.2]], [1, 0]) == ["ValueError: Input contains infinity or a value too large for dtype('float32')."]
 
 
+@pytest.mark.parametrize("head", ["binary", "softmax"])
+def test_sklearn_preset_error_is_the_first_check_whatever_the_chunking(tmp_path, head):
+    """log_loss raises the first of its checks that fails on the whole dump: NaN in the
+    probabilities before the targets (scikit-learn 1.9.1, recorded once: log_loss([1.5, 0, 1],
+    [0.5, nan, 0.2]) raises "ValueError: Input contains NaN."; log_loss([1.5, 0], [0.5, 0.2])
+    "ValueError: Unknown label type: continuous"; labels=range(3) with a label 3 "y_true contains
+    labels not in labels"). A bad target in the first chunk and a NaN score in a later one gave
+    the target's error with the default chunks and the NaN's with --chunk-rows 1 (found in review,
+    2026-12-03): every chunking now gives the NaN's."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    if head == "binary":
+        scores = rng.random(n).astype(np.float32)
+        labels = rng.integers(0, 2, n).astype(np.float64)
+        labels[5] = 1.5
+        scores[2500] = np.nan
+    else:
+        scores = rng.dirichlet(np.ones(3), n).astype(np.float32)
+        labels = rng.integers(0, 3, n)
+        labels[5] = 3
+        scores[2500] = np.nan
+    np.save(tmp_path / "p.npy", scores)
+    np.save(tmp_path / "y.npy", labels)
+    for chunk in ([], ["--chunk-rows", "1"], ["--chunk-rows", "7"], ["--chunk-rows", "2600"]):
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs",
+                                          "--like", "sklearn", "--json", *chunk])
+        assert json.loads(result.stdout)["like"]["errors"] == ["ValueError: Input contains NaN."], (chunk, result.stdout[-400:])
+
+
 def test_a_framework_without_a_finite_number_is_explained_as_such(tmp_path):
     """Found in review: float64 logits of ±1e39 give Keras NaN (cast to float32 they are ±inf) while
     the others give the true 0.8807, and the explanation said Keras 'differs in the digits float32

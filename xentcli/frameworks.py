@@ -521,9 +521,20 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     return terms
 
 
-# An error a chunk reports that the whole dump replaces: log_loss raises on dense targets as a
-# multilabel indicator only when every chunk's rows are 0/1.
-_SUPERSEDES = {"TypeError: unhashable type: 'numpy.ndarray'": "ValueError: The object was not fitted with multilabel input."}
+# log_loss raises one error, the first of its checks that fails on the whole dump: NaN and ±inf in
+# the probabilities (check_array), their range (above 1 before below 0), then the targets — dense
+# rows unhashable unless every row of every chunk is 0/1 (then not a fitted multilabel input) —,
+# soft binary targets, multi-label ones, labels outside range(C). The chunks' errors merge to the
+# first in this order, whatever the chunking (found in review, 2026-12-03: the first chunk's won).
+_SKLEARN_ORDER = ("ValueError: Input contains NaN", "ValueError: Input contains infinity", "ValueError: y_prob contains values greater",
+                  "ValueError: y_prob contains values lower", "TypeError: unhashable type",
+                  "ValueError: The object was not fitted with multilabel input", "ValueError: Unknown label type",
+                  "ValueError: Multioutput target data", "ValueError: y_true contains labels not in labels")
+
+
+def _sklearn_rank(message: str) -> int:
+    """The place of log_loss's check that raises `message` (len(_SKLEARN_ORDER): not one of them)."""
+    return next((rank for rank, start in enumerate(_SKLEARN_ORDER) if message.startswith(start)), len(_SKLEARN_ORDER))
 
 
 @dataclass
@@ -549,9 +560,10 @@ class FrameworkSummary:
         self.float32 = self.float32 or terms.float32
         self.float16 = self.float16 or terms.float16
         for message in terms.errors:
-            if _SUPERSEDES.get(message) in self.errors:  # a chunk said what the whole dump makes it raise instead
-                self.errors.remove(_SUPERSEDES[message])
-            if not any(message.split(":")[0] == known.split(":")[0] or _SUPERSEDES.get(known) == message for known in self.errors):
+            if _sklearn_rank(message) < len(_SKLEARN_ORDER):  # log_loss raises one error: the first of its checks that fails
+                first = min((known for known in [*self.errors, message] if _sklearn_rank(known) < len(_SKLEARN_ORDER)), key=_sklearn_rank)
+                self.errors = [known for known in self.errors if _sklearn_rank(known) == len(_SKLEARN_ORDER)] + [first]
+            elif not any(message.split(":")[0] == known.split(":")[0] for known in self.errors):
                 self.errors.append(message)
         self.notes.extend(note for note in terms.notes if note not in self.notes)
 
