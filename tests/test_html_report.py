@@ -66,6 +66,34 @@ def test_self_contained_and_bars_draw_their_numbers(tmp_path):
     assert sum(histogram) == 500  # the counted rows
 
 
+def test_charts_have_value_axes_whose_ticks_match_the_bars(tmp_path):
+    """Found in review (2026-12-03): the charts had no axes — a bar's value only in its tooltip. Each
+    bar chart has a titled value axis with round ticks (1, 2, 2.5 or 5 × 10^k) from 0, drawn where
+    a bar of that value would end (the sample: 500 rows, the tallest histogram bin 88 → ticks 0 … 80
+    by 20), and names its bars where they fit; the reliability diagram has 0 … 1 on both axes."""
+    from xentcli.render.html import LEFT, TOP, nice_ticks
+
+    assert nice_ticks(88) == [0, 20, 40, 60, 80] and nice_ticks(0.7421) == [0, 0.2, 0.4, 0.6000000000000001]
+    assert nice_ticks(2.0) == [0, 0.5, 1.0, 1.5, 2.0] and nice_ticks(1e-300)[-1] <= 1e-300 and nice_ticks(0.0) == [0.0]
+    page = report(tmp_path, "score", SAMPLE / "cifar10_val.parquet", "--calibration", "--per-class", "--classes",
+                  "plane,car,bird,cat,deer,dog,frog,horse,ship,truck")
+    histogram, reliability, per_class = page.split("<svg")[1:]
+    for chart, title in ((histogram, "rows"), (per_class, "mean loss")):
+        assert f">{title}</text>" in chart
+        values = [float(v) for v in re.findall(r'data-value="([^"]+)"', chart)]
+        top = max(values)
+        ticks = re.findall(r'<text x="[^"]+" y="([^"]+)"[^>]*class="tick">([^<]+)</text>', chart)
+        assert [float(label) for _, label in ticks] == [float(f"{t:.4g}") for t in nice_ticks(top)]
+        for (y, _), tick in zip(ticks, nice_ticks(top)):  # 4 px below the line of its value (the baseline of 11px text)
+            assert float(y) == round(round(TOP + CHART_H - tick / top * CHART_H, 2) + 4, 2)
+    assert max(float(v) for v in re.findall(r'data-value="([^"]+)"', histogram)) == 88  # the sample's tallest bin
+    assert all(f">{name}</text>" in per_class for name in ("plane", "car", "truck"))
+    assert [label for _, label in re.findall(r'y="([^"]+)"[^>]*class="tick">([^<]+)<', reliability)] == \
+        ["0", "0", "0.25", "0.25", "0.5", "0.5", "0.75", "0.75", "1", "1"]
+    assert ">confidence</text>" in reliability and ">accuracy</text>" in reliability
+    assert f'translate({LEFT},{TOP})' in histogram
+
+
 def test_size_is_bounded_for_a_thousand_classes_and_groups(tmp_path):
     random_npy(tmp_path, 3000, 1000, seed=0)
     np.save(tmp_path / "g.npy", np.arange(3000) % 1500)

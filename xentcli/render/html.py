@@ -63,17 +63,47 @@ def _key_values(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
+# The charts' plot areas sit right of a margin for the value axis's labels and below one for its title.
+LEFT, TOP = 64, 18
+AXIS = 'stroke="#98a2b3"'
+LABEL = 'font-size="11" fill="#475467"'
+
+
+def nice_ticks(top: float, most: int = 5) -> list[float]:
+    """0 and the multiples of a round step (1, 2, 2.5 or 5 × 10^k) up to `top`, at most `most` + 1."""
+    if not top > 0 or top == math.inf:
+        return [0.0]
+    raw = top / most
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(f * power for f in (1, 2, 2.5, 5, 10) if f * power >= raw)
+    return [k * step for k in range(int(top / step * (1 + 1e-12)) + 1)]
+
+
+def _value_axis(top: float, height: float, title: str) -> list[str]:
+    """The value axis left of a plot area of `height` whose top is `top`: ticks, light grid lines,
+    labels and the title above it."""
+    parts = [f'<text x="0" y="11" {LABEL}>{_t(title)}</text>', f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + height}" {AXIS}/>']
+    for tick in nice_ticks(top):
+        y = round(TOP + height - tick / top * height, 2) if top > 0 else TOP + height
+        parts.append(f'<line x1="{LEFT - 4}" y1="{y}" x2="{LEFT + CHART_W}" y2="{y}" stroke="#eceff4"/>'
+                     f'<text x="{LEFT - 6}" y="{round(y + 4, 2)}" {LABEL} text-anchor="end" class="tick">{_t(number_text(tick, 4))}</text>')
+    return parts
+
+
 def bars_svg(labels: list[str], values: list[float], title: str, color: str = "#4c78a8",
-             whiskers: list[tuple[float, float]] | None = None) -> str:
-    """Vertical bars, heights proportional to the values (the largest fills the chart); each bar
-    carries its value in data-value, so the drawing can be checked against the numbers."""
+             whiskers: list[tuple[float, float]] | None = None, axis: str = "", under: list[str] | None = None) -> str:
+    """Vertical bars, heights proportional to the values (the largest fills the chart), over a value
+    axis titled `axis` (default: `title`) with round ticks, each bar named by `under` (default: its
+    label) where the names fit; each bar carries its value in data-value, so the drawing can be
+    checked against the numbers."""
     finite = [v for v in values if v == v and abs(v) != math.inf]
     top = max([abs(v) for v in finite] + [abs(hi) for _, hi in (whiskers or []) if hi == hi]) if finite else 1.0
     top = top or 1.0
     n = max(len(values), 1)
     width = CHART_W / n
-    parts = [f'<svg xmlns="{SVG_NS}" width="{CHART_W}" height="{CHART_H + 24}" role="img" aria-label="{_t(title)}">',
-             f'<line x1="0" y1="{CHART_H}" x2="{CHART_W}" y2="{CHART_H}" stroke="#98a2b3"/>']
+    parts = [f'<svg xmlns="{SVG_NS}" width="{LEFT + CHART_W}" height="{TOP + CHART_H + 24}" role="img" aria-label="{_t(title)}">',
+             *_value_axis(top, CHART_H, axis or title), f'<g transform="translate({LEFT},{TOP})">',
+             f'<line x1="0" y1="{CHART_H}" x2="{CHART_W}" y2="{CHART_H}" {AXIS}/>']
     for i, (label, value) in enumerate(zip(labels, values)):
         height = 0.0 if not (value == value and abs(value) != math.inf) else round(abs(value) / top * CHART_H, 2)
         x = round(i * width + width * 0.1, 2)
@@ -85,20 +115,35 @@ def bars_svg(labels: list[str], values: list[float], title: str, color: str = "#
                 cx = round(i * width + width / 2, 2)
                 parts.append(f'<line x1="{cx}" x2="{cx}" y1="{round(CHART_H - max(lo, 0) / top * CHART_H, 2)}" '
                              f'y2="{round(CHART_H - min(hi, top) / top * CHART_H, 2)}" stroke="#1d2330"/>')
-    if labels:
-        parts.append(f'<text x="0" y="{CHART_H + 16}" font-size="11" fill="#475467">{_cell(labels[0])}</text>')
-        parts.append(f'<text x="{CHART_W}" y="{CHART_H + 16}" font-size="11" fill="#475467" text-anchor="end">{_cell(labels[-1])}</text>')
-    parts.append("</svg>")
+    fits = int(width / 6.5)  # characters of 11px text under a bar
+    under = labels if under is None else under
+    if labels and (n > 20 or fits < 3):  # the first and the last only
+        parts.append(f'<text x="0" y="{CHART_H + 16}" {LABEL}>{_cell(labels[0])}</text>')
+        parts.append(f'<text x="{CHART_W}" y="{CHART_H + 16}" {LABEL} text-anchor="end">{_cell(labels[-1])}</text>')
+    else:  # each bar's, cut to its width (the bar's tooltip and the table below have them whole)
+        parts += [f'<text x="{round(i * width + width / 2, 2)}" y="{CHART_H + 16}" {LABEL} text-anchor="middle">{_t(label, min(fits, MAX_CELL))}</text>'
+                  for i, label in enumerate(under)]
+    parts.append("</g></svg>")
     return "".join(parts)
 
 
 def reliability_svg(table: list[dict[str, Any]]) -> str:
-    """Bars of the observed accuracy over their bins on [0, 1], the diagonal, and each bin's interval."""
+    """Bars of the observed accuracy over their bins on [0, 1], the diagonal, and each bin's
+    interval; accuracy on the value axis, confidence along the bottom (ticks every 0.25)."""
     size = CHART_H
     scale = size
-    parts = [f'<svg xmlns="{SVG_NS}" width="{size + 40}" height="{size + 24}" role="img" aria-label="reliability diagram">',
-             f'<line x1="0" y1="{size}" x2="{size}" y2="0" stroke="#98a2b3" stroke-dasharray="4 3"/>',
-             f'<line x1="0" y1="{size}" x2="{size}" y2="{size}" stroke="#98a2b3"/>']
+    parts = [f'<svg xmlns="{SVG_NS}" width="{LEFT + size + 24}" height="{TOP + size + 34}" role="img" aria-label="reliability diagram">']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y, x = round(TOP + size - tick * scale, 2), round(LEFT + tick * scale, 2)
+        parts.append(f'<line x1="{LEFT - 4}" y1="{y}" x2="{LEFT + size}" y2="{y}" stroke="#eceff4"/>'
+                     f'<text x="{LEFT - 6}" y="{round(y + 4, 2)}" {LABEL} text-anchor="end" class="tick">{tick:g}</text>'
+                     f'<line x1="{x}" y1="{TOP + size}" x2="{x}" y2="{TOP + size + 4}" {AXIS}/>'
+                     f'<text x="{x}" y="{TOP + size + 16}" {LABEL} text-anchor="middle" class="tick">{tick:g}</text>')
+    parts += [f'<text x="0" y="11" {LABEL}>accuracy</text>',
+              f'<text x="{LEFT + size}" y="{TOP + size + 30}" {LABEL} text-anchor="end">confidence</text>',
+              f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + size}" {AXIS}/>', f'<g transform="translate({LEFT},{TOP})">',
+              f'<line x1="0" y1="{size}" x2="{size}" y2="0" {AXIS} stroke-dasharray="4 3"/>',
+              f'<line x1="0" y1="{size}" x2="{size}" y2="{size}" {AXIS}/>']
     for row in table:
         x, w = round(row["lo"] * scale, 2), round((row["hi"] - row["lo"]) * scale, 2)
         h = round(row["accuracy"] * scale, 2)
@@ -109,8 +154,7 @@ def reliability_svg(table: list[dict[str, Any]]) -> str:
         if lo == lo and hi == hi:
             cx = round(x + w / 2, 2)
             parts.append(f'<line x1="{cx}" x2="{cx}" y1="{round(size - lo * scale, 2)}" y2="{round(size - hi * scale, 2)}" stroke="#1d2330"/>')
-    parts.append(f'<text x="0" y="{size + 16}" font-size="11" fill="#475467">0</text>'
-                 f'<text x="{size}" y="{size + 16}" font-size="11" fill="#475467" text-anchor="end">1</text></svg>')
+    parts.append("</g></svg>")
     return "".join(parts)
 
 
@@ -132,12 +176,13 @@ def _inputs(paths: list[str]) -> str:
     return _table(["input", "bytes", "SHA-256 of the first MiB"], rows, {1})
 
 
-def _histogram(bins: list[dict[str, Any]], title: str) -> str:
+def _histogram(bins: list[dict[str, Any]], title: str, axis: str = "rows") -> str:
     if not bins:
         return ""
     shown = bins[:MAX_ITEMS]
     labels = [("0" if b["lo"] == b["hi"] == 0 else f"{b['lo']:.3g} – {b['hi']:.3g}") for b in shown]
-    return f"<h2>{title}</h2>" + bars_svg(labels, [float(b["count"]) for b in shown], title)
+    return f"<h2>{title}</h2>" + bars_svg(labels, [float(b["count"]) for b in shown], title, axis=axis,
+                                          under=[f"{b['lo']:.3g}" for b in shown])  # each bin's lower edge
 
 
 def _diagnostics(items: list[dict[str, Any]]) -> str:
@@ -189,7 +234,7 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
         key = "class" if "class" in items[0] else "label"
         labels = [str(r.get("name", r[key])) for r in items]
         body.append(f"<h2>Mean loss per {key} (the {len(items)} with the most support of {len(report.per_class):,})</h2>"
-                    + bars_svg(labels, [r["loss_mean"] for r in items], f"mean loss per {key}", "#f58518")
+                    + bars_svg(labels, [r["loss_mean"] for r in items], f"mean loss per {key}", "#f58518", axis="mean loss")
                     + _table([key, "support", "mean loss", "precision", "recall"],
                              [[_cell(label), _n(r["support"]), _n(r["loss_mean"], 5), _n(r.get("precision"), 4), _n(r.get("recall"), 4)]
                               for label, r in zip(labels, items)], {1, 2, 3, 4}))
@@ -197,7 +242,8 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
         items = report.groups[:MAX_ITEMS]
         labels = [group_label(g["by"]) for g in items]
         body.append(f"<h2>Groups (the {len(items)} worst of {len(report.groups):,})</h2>"
-                    + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items])
+                    + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items],
+                              f"mean loss (lines: {_n(100 * s['confidence'], 4)}% intervals)")
                     + _table(["group", "counted", "mean loss", "accuracy"], [[_cell(label), _n(g["counted"]), _n(g["loss_mean"], 5), _n(g["accuracy"], 4)]
                                                                            for label, g in zip(labels, items)], {1, 2, 3}))
     body.append(_diagnostics(report.diagnostics))
@@ -240,7 +286,7 @@ def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> s
               "–" if not g["loss_mean"].get("ci") else f"[{_n(g['loss_mean']['ci'][0], 4)}, {_n(g['loss_mean']['ci'][1], 4)}]",
               _n(g["loss_mean"].get("p_value"), 3), _n(g["accuracy"]["delta"]), "yes" if g.get("small") else ""] for g in items],
             {1, 2, 4, 5}))
-    body.append(_histogram(report.delta_histogram, "Δloss histogram (candidate − base)"))
+    body.append(_histogram(report.delta_histogram, "Δloss histogram (candidate − base)", "pairs"))
     body.append(_diagnostics(report.diagnostics))
     if report.regressed:
         body.append("<h2>Most regressed rows</h2>" + _table(
