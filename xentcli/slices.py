@@ -338,7 +338,8 @@ def _integer_column(columns: list[Any], dense: bool = False) -> tuple[npt.NDArra
     values = column.astype(np.int64, copy=False)
     if not values.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    low, span = int(values.min()), int(values.max()) - int(values.min()) + 1
+    low = int(values.min())
+    span = int(values.max()) - low + 1
     if span > 4 * values.size:  # a wide range (values − low could even overflow): a sort
         unique, inverse = np.unique(values, return_inverse=True)
         return unique, inverse.astype(np.int64)
