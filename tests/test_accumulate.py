@@ -349,6 +349,18 @@ def test_loss_moments_of_blocks_too_wide_to_move_are_summed_exactly():
     assert (mean, se) == (float(_exact_mean_m2(loss)[0]), _exact_se(loss)) and se > 0
 
 
+@pytest.mark.parametrize(("value", "n"), [(3.775811611036737e-183, 12), (4.71480627447293e-214, 34), (1e-200, BLOCK_ROWS + 3)])
+def test_equal_losses_below_2_456_have_no_spread(value, n):
+    """n equal losses too small for a block's total n·m_b + D_b to be vouched for (|m_b| < 2^-456):
+    12 × 3.8e-183 gave `loss_se` 8.4e-200 where it is 0, and a sum an ulp off (found in review,
+    2026-12-03: the block's float sum beside its exact n·x). Reference: exact fractions."""
+    from fractions import Fraction
+
+    loss = np.full(n, value)
+    count, total, mean, se = _moments_of(loss, np.ones(n, bool), [(0, n)])
+    assert (count, mean, se) == (n, value, 0.0) and total == float(Fraction(value) * n)
+
+
 def test_sqrt_ratio_is_correctly_rounded():
     """accumulate.sqrt_ratio(a, b) = √(a/b) rounded to the nearest float64, against decimal's
     root to 100 digits: random ratios of every size, perfect squares (exact roots), results in the

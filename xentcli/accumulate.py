@@ -455,8 +455,8 @@ class LossMoments(RowBlocks):
             else:  # finite losses whose float sum overflowed
                 self._add_exact(block)
             return
-        if _M2_FLOOR <= m2 < math.inf or m2 == 0.0 and bool((block == total / n).all()):
-            self._add_float(n, total, m2, dev, 0)
+        if _M2_FLOOR <= m2 < math.inf or m2 == 0.0 and abs(total / n) >= 2.0**-456 and bool((block == total / n).all()):
+            self._add_float(n, total, m2, dev, 0)  # (equal losses below 2^-456: moved, where their sum is exact)
             return
         top = float(np.max(np.abs(block)))
         shift = 500 - math.frexp(top)[1]
