@@ -729,6 +729,27 @@ def test_sklearn_preset_error_is_the_first_check_whatever_the_chunking(tmp_path,
         assert json.loads(result.stdout)["like"]["errors"] == ["ValueError: Input contains NaN."], (chunk, result.stdout[-400:])
 
 
+def test_sklearn_preset_checks_the_probabilities_before_dense_targets(tmp_path):
+    """scikit-learn 1.9.1 (recorded once): log_loss([[0, 1], [1, 0], [0, 1]], [[.2, .8], [nan, .5],
+    [.3, .7]]) raises "ValueError: Input contains NaN.", and with 1.5 for the NaN "ValueError: y_prob
+    contains values greater than 1: 1.5" — its checks of the probabilities come before the targets';
+    xent said "The object was not fitted with multilabel input." for both (found in review,
+    2026-12-03). The range check names the dump's largest value whatever the chunking."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    def errors(bad, *extra):
+        probs = np.array([[0.2, 0.8], [bad, 0.5], [0.3, 0.7], [1.25, 0.1]])
+        np.savez(tmp_path / "d.npz", probs=probs, targets=np.array([[0, 1], [1, 0], [0, 1], [1, 0]], float))
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "d.npz"), "--like", "sklearn", "--json", *extra])
+        return json.loads(result.stdout)["like"]["errors"]
+
+    for chunks in ([], ["--chunk-rows", "1"], ["--chunk-rows", "3"]):
+        assert errors(np.nan, *chunks) == ["ValueError: Input contains NaN."], chunks
+        assert errors(1.5, *chunks) == ["ValueError: y_prob contains values greater than 1: 1.5"], chunks
+
+
 def test_a_framework_without_a_finite_number_is_explained_as_such(tmp_path):
     """Found in review: float64 logits of ±1e39 give Keras NaN (cast to float32 they are ±inf) while
     the others give the true 0.8807, and the explanation said Keras 'differs in the digits float32

@@ -465,12 +465,14 @@ def _overflowed(terms: RowTerms, over: npt.NDArray[np.bool_]) -> None:
 
 def sklearn_probability_error(p: npt.NDArray) -> str:
     """log_loss's error on probabilities outside [0, 1] (scikit-learn 1.9.1's words, recorded once):
-    check_array's on NaN and ±inf first, then its own range check."""
+    check_array's on NaN and ±inf first, then its own range check, which names the largest (the
+    smallest) value: "y_prob contains values greater than 1: 1.5"."""
     if np.isnan(p).any():
         return "ValueError: Input contains NaN."
     if np.isinf(p).any():
         return f"ValueError: Input contains infinity or a value too large for dtype('{p.dtype}')."
-    return f"ValueError: y_prob contains values {'greater than 1' if (p > 1).any() else 'lower than 0'}"
+    return f"ValueError: y_prob contains values greater than 1: {p.max()}" if (p > 1).any() else \
+        f"ValueError: y_prob contains values lower than 0: {p.min()}"
 
 
 def _sklearn(ctx: ChunkContext) -> RowTerms:
@@ -497,6 +499,8 @@ def _sklearn(ctx: ChunkContext) -> RowTerms:
     if ctx.targets is not None:  # it takes class labels: a 2-D y of 0/1 is a multilabel indicator to it, other rows unhashable
         t = ctx.targets.astype(np.float64)
         bad_t = np.ones(n, bool)
+        if bad_p.any():  # its checks of the probabilities come first (the merge keeps the first of the checks)
+            terms.errors.append(sklearn_probability_error(p))
         terms.errors.append("ValueError: The object was not fitted with multilabel input." if np.isin(t, (0.0, 1.0)).all()
                             else "TypeError: unhashable type: 'numpy.ndarray'")
     else:
@@ -537,6 +541,16 @@ def _sklearn_rank(message: str) -> int:
     return next((rank for rank, start in enumerate(_SKLEARN_ORDER) if message.startswith(start)), len(_SKLEARN_ORDER))
 
 
+def _sklearn_first(message: str) -> tuple[int, float]:
+    """The order of log_loss's errors over the whole dump: its check's place, then for the range
+    check the value it names (the largest above 1, the smallest below 0)."""
+    rank = _sklearn_rank(message)
+    if message.startswith("ValueError: y_prob contains values"):
+        value = float(message.rsplit(": ", 1)[1])
+        return rank, -value if "greater" in message else value
+    return rank, 0.0
+
+
 @dataclass
 class FrameworkSummary:
     """Mergeable sums of one framework's reductions over all chunks."""
@@ -561,7 +575,7 @@ class FrameworkSummary:
         self.float16 = self.float16 or terms.float16
         for message in terms.errors:
             if _sklearn_rank(message) < len(_SKLEARN_ORDER):  # log_loss raises one error: the first of its checks that fails
-                first = min((known for known in [*self.errors, message] if _sklearn_rank(known) < len(_SKLEARN_ORDER)), key=_sklearn_rank)
+                first = min((known for known in [*self.errors, message] if _sklearn_rank(known) < len(_SKLEARN_ORDER)), key=_sklearn_first)
                 self.errors = [known for known in self.errors if _sklearn_rank(known) == len(_SKLEARN_ORDER)] + [first]
             elif not any(message.split(":")[0] == known.split(":")[0] for known in self.errors):
                 self.errors.append(message)
