@@ -173,7 +173,7 @@ def test_hostile_names_are_shown_as_text(tmp_path, text):
     config = RunConfig(SourceConfig((str(folder / "d.parquet"),), id_col=column), worst=6, per_class=True)
     output = _render_all(run(config))
     assert not {"\x1b", "\x07", "\x9b", "\u202e", "\u2028", "\u200b"} & set(output)
-    visible = text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\x9b").replace("\n", "\\n")
+    visible = text.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\x9b", "\\u009b").replace("\n", "\\n")
     visible = visible.replace("\u202e", "\\u202e").replace("\u2028", "\\u2028").replace("\u200b", "\\u200b")
     assert visible + "0" in output  # the id, whole: no markup eaten
     assert visible in output.split("Per class")[1]  # the class name from the column

@@ -49,7 +49,9 @@ def _visible(match: re.Match[str]) -> str:
         return f"\\x{code - 0xDC00:02x}"
     if code > 0xFFFF:
         return f"\\U{code:08x}"
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    # \xNN only below 0x80: from 0x80 on it is an undecodable byte's (above), so a C1 control or the
+    # soft hyphen (U+0085, U+00AD) is \u0085, \u00ad — they and the bytes 0x85, 0xad looked alike (found in review)
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
 
 
 def terminal(value: Any, limit: int | None = None) -> str:
