@@ -217,6 +217,26 @@ def test_diff_by_key(dump, cluster, tmp_path):
     assert doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address) == doc(*args)
 
 
+@pytest.mark.parametrize("key", [False, True])
+def test_diff_of_a_binary_head_and_a_two_class_softmax(cluster, tmp_path, key):
+    """A binary head paired with its two-class softmax ([0, z]) on Dask: "internal error:
+    'CompactStats' object has no attribute 'p_true'", exit 3 (found in review, 2026-12-03). The
+    softmax side's p_1 now travels with its rows: the document is the local run's, and both
+    accuracies the binary head's at --threshold 0.7 (numpy reference)."""
+    rng = np.random.default_rng(8)
+    z, y = rng.normal(size=2_000) * 2, rng.integers(0, 2, 2_000)
+    ids = [f"r{i}" for i in range(2_000)]
+    pq.write_table(pa.table({"id": ids, "logit": z, "label": y}), tmp_path / "binary.parquet", row_group_size=300)
+    pq.write_table(pa.table({"id": ids, "logits": [[0.0, v] for v in z], "label": y}), tmp_path / "softmax.parquet", row_group_size=300)
+    args = ["diff", tmp_path / "softmax.parquet", tmp_path / "binary.parquet", "--threshold", "0.7", "--chunk-rows", "250",
+            *(["--key", "id"] if key else [])]
+    remote = doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 700)
+    assert remote == doc(*args)
+    want = float(np.mean((1 / (1 + np.exp(-z)) >= 0.7) == (y == 1)))
+    accuracy = remote["metrics"]["accuracy"]
+    assert accuracy["base"] == accuracy["candidate"] == pytest.approx(want, rel=1e-15) and (accuracy["b"], accuracy["c"]) == (0, 0)
+
+
 def test_a_url_folder_on_the_workers(dump, cluster):
     args = ["score", f"file://{dump}/shards", "--id-col", "id", "--worst", "3", "--chunk-rows", "750"]
     remote = doc(*args, "--engine", "dask", "--scheduler", cluster.scheduler_address, "--task-rows", 3_000)

@@ -70,6 +70,7 @@ class CompactStats:
     label: Any
     label_ok: Any
     correct: Any
+    p_true: Any = None  # a two-class softmax's: paired with a binary head it predicts by --threshold
 
 
 @dataclass
@@ -184,7 +185,8 @@ def run_task(task: Task) -> TaskResult:
                 writer.write(result)
             if out.rows is not None:
                 s = result.stats
-                out.rows.append(ChunkRows(result.offset, CompactStats(s.loss, s.label, s.label_ok, s.correct), result.ignored,
+                p_true = s.p_true if one.info.head == "softmax" and one.info.num_classes == 2 else None
+                out.rows.append(ChunkRows(result.offset, CompactStats(s.loss, s.label, s.label_ok, s.correct, p_true), result.ignored,
                                           result.ids, result.sample, result.targets, result.groups))
     if one.worst is not None and out.parts:  # the task's worst rows, merged as its chunks came (Pass), with its last part
         out.parts[-1].summary.worst = one.worst.into
