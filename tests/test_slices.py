@@ -191,6 +191,31 @@ def test_group_gap_undefined_or_unbounded(tmp_path):
         assert result.exit_code == 2 and "--max-group-gap" in result.stderr
 
 
+def test_a_group_whose_float_m2_cannot_be_trusted_has_no_interval(tmp_path):
+    """Losses written exactly as log-probabilities: a group 1e300 … 1.7e308 (its M2 overflows) and
+    one ~1e-160 apart (its deviations' squares fall below the normal floats: the interval came out
+    3.4e-4 off, found in review, 2026-12-03) have no interval (null) rather than a wrong one, and a
+    --max-group-gap gate that must test them cannot pass; an ordinary group keeps its t-interval
+    (reference: numpy float64, t(0.975, 4) = 2.7764451051977987 by scipy.stats.t.ppf)."""
+    groups = {"h": [1e300, 3e300, 5e300, 1.7e308, 2e300], "t": [1e-160, 3e-160, 2.5e-160, 7e-161, 1.5e-160],
+              "o": [0.5, 1.0, 1.5, 2.0, 4.0]}
+    losses = np.array([v for g in groups.values() for v in g])
+    lp = np.zeros((losses.size, 2))
+    lp[:, 0] = -losses
+    with np.errstate(divide="ignore"):
+        lp[:, 1] = np.log(-np.expm1(-losses))
+    pq.write_table(pa.table({"log_probs": list(lp), "label": np.zeros(losses.size, np.int64),
+                             "g": [g for g, values in groups.items() for _ in values]}), tmp_path / "d.parquet")
+    doc, _ = _run("score", tmp_path / "d.parquet", "--by", "g", "--min-group", "2")
+    by = {g["by"]["g"]: g for g in doc["groups"]}
+    assert by["h"]["loss_ci"] == [None, None] and by["t"]["loss_ci"] == [None, None]
+    o = np.array(groups["o"])
+    half = 2.7764451051977987 * o.std(ddof=1) / math.sqrt(5)
+    assert by["o"]["loss_ci"] == pytest.approx([o.mean() - half, o.mean() + half], rel=1e-12)
+    doc, code = _run("check", tmp_path / "d.parquet", "--by", "g", "--min-group", "2", "--max-group-gap", "1e308", "--fail-on", "never")
+    assert code == 1, doc
+
+
 @pytest.mark.parametrize("chunk_rows", ["13", "100000"])
 def test_confusions_equal_a_count_of_error_pairs(tmp_path, chunk_rows):
     z, y, _, _ = _dump(tmp_path, rows=2000)

@@ -254,7 +254,6 @@ def deviation_sums(values: npt.NDArray[np.float64], mean: float) -> tuple[float,
 # The rows fall in blocks of BLOCK_ROWS by their row number (README, "The same to the bit whatever the chunking").
 BLOCK_ROWS = 1 << 16
 _SCALE = 1074  # every finite float64 is a whole multiple of 2^-1074
-_M2_FLOOR = 2.0**-900  # a block's float M2 below it: computed again exactly (a deviation's square may have underflowed)
 
 
 def _scaled(x: float) -> int:
@@ -455,7 +454,7 @@ class LossMoments(RowBlocks):
             else:  # finite losses whose float sum overflowed
                 self._add_exact(block)
             return
-        if _M2_FLOOR <= m2 < math.inf or m2 == 0.0 and abs(total / n) >= 2.0**-456 and bool((block == total / n).all()):
+        if stats.M2_FLOOR <= m2 < math.inf or m2 == 0.0 and abs(total / n) >= 2.0**-456 and bool((block == total / n).all()):
             self._add_float(n, total, m2, dev, 0)  # (equal losses below 2^-456: moved, where their sum is exact)
             return
         top = float(np.max(np.abs(block)))

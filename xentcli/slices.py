@@ -32,9 +32,17 @@ class GroupSums:
 
     @property
     def se(self) -> float:
-        """The standard error of the group's mean loss, √(M2 / (n·(n − 1))) (NaN below 2 rows)."""
-        n = self.counted
-        return math.sqrt(self.m2 / (n - 1) / n) if n > 1 else math.nan
+        """The standard error of the group's mean loss, √(M2 / (n·(n − 1))) from its float M2; NaN
+        below 2 rows, and where that M2 cannot be trusted: beyond float64 (losses ~1e154 apart) or
+        below 2^-900, where squares of deviations may have fallen below the normal floats (losses
+        ~1e-160 apart: 3.4e-4 off, found in review, 2026-12-03) — unless it is 0 with a mean of
+        2^-456 or more, where no square can have, or of 0 (a diff's group of unchanged rows; deltas
+        of ±1e-170 that cancel exactly would pass for it). (The summary's is exact: LossMoments.) A
+        group without one has no interval, and a gate that must test it cannot pass."""
+        n, m2 = self.counted, self.m2
+        if n < 2 or not (stats.M2_FLOOR <= m2 < math.inf or m2 == 0.0 and (self.mean == 0.0 or abs(self.mean) >= 2.0**-456)):
+            return math.nan
+        return math.sqrt(m2 / (n - 1) / n)
 
 
 # With sample or class weights, per group (as the summary's ratio estimator, accumulate.WeightedSums):

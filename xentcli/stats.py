@@ -12,6 +12,10 @@ from statistics import NormalDist
 
 _EPS = 1e-16
 _TINY = 1e-300
+# A float M2 = Σ (x − mean)² below this may have lost digits: squares of deviations below the
+# normal floats (2^-1022) were rounded to the subnormals' grid or to 0 (accumulate.LossMoments,
+# slices.GroupSums.se).
+M2_FLOOR = 2.0**-900
 
 
 def _beta_fraction(a: float, b: float, x: float) -> float:
