@@ -91,3 +91,52 @@ def test_the_c_tallys_keys_are_counted_as_bincount_counts_them():
         by_c.add_keys(keys)
         by_numpy.add_keys(keys.astype(np.int64))
         assert by_c == by_numpy
+
+
+def _edge_values():
+    """Values within a few ulps of buckets' edges γ^k, from the subnormals to the largest floats."""
+    import math
+
+    log_gamma = QuantileSketch().log_gamma
+    values = []
+    for k in range(-74_400, 70_900, 13):
+        y = math.exp(k * log_gamma)
+        if not 0 < y < math.inf:
+            continue
+        for _ in range(3):
+            y = math.nextafter(y, 0)
+        for _ in range(7):
+            if y > 0:
+                values.append(y)
+            y = math.nextafter(y, math.inf)
+    return np.unique(np.array(values))
+
+
+def test_keys_are_the_same_on_every_path(monkeypatch):
+    """The C tallies' keys, QuantileSketch.keys with the C library and without it (numpy, the C log
+    operation for operation), and the numpy tally's: one key for every value, values on buckets'
+    edges included. numpy's own log gave 171 of a million such values a key one apart (found in
+    review, 2026-12-03)."""
+    from native_paths import require_c_extension
+
+    from xentcli import native
+    from xentcli.diagnostics import ChunkView
+    from xentcli.kernels import sample_stats
+    from xentcli.tally import tally
+
+    require_c_extension()
+    x = _edge_values()
+    assert x.size > 70_000 and x.min() < 1e-320 and x.max() > 1e307
+
+    def tally_keys():
+        z = np.stack([-x, np.log(-np.expm1(-x))], axis=1)  # log-probabilities whose losses are exactly x
+        stats = sample_stats(z, "log-probs", labels=np.zeros(x.size), extremes=True, detail=False)
+        assert np.array_equal(stats.loss, x)
+        view = ChunkView(0, z, None, None, stats, np.zeros(x.size, bool), "log-probs", 2, "float64", False)
+        return np.sort(np.asarray(tally(view, 2, QuantileSketch()).keys, np.int64))
+
+    c_keys, c_tally = QuantileSketch().keys(x), tally_keys()
+    monkeypatch.setattr(native, "_TALLY", None)
+    numpy_keys, numpy_tally = QuantileSketch().keys(x), tally_keys()
+    assert np.array_equal(c_keys, numpy_keys)
+    assert np.array_equal(c_tally, np.sort(c_keys)) and np.array_equal(numpy_tally, np.sort(c_keys))

@@ -260,6 +260,17 @@ static inline __attribute__((always_inline)) void count_block(const xent_tally_i
     t->keys += k;
 }
 
+/* The sketch key ceil(log(x) / log_gamma) of each of n values (1.0's for a value not positive and
+   finite): what the tallies below give, for the keys computed outside them (sketch.py). */
+XENT_CLONES int64_t xent_sketch_keys(const double *restrict x, int64_t n, double log_gamma, int64_t *restrict key) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const double v = x[i] > 0.0 && x[i] < INFINITY ? x[i] : 1.0;
+        key[i] = (int64_t)ceil(log_positive(v) / log_gamma);
+    }
+    return n;
+}
+
 /* The sketch key ceil(log(x) / log_gamma) of every row b0 … b1 − 1 (used where counted): vectorised. */
 static inline __attribute__((always_inline)) void block_keys(const double *restrict loss, int64_t b0, int64_t b1, double log_gamma,
                                                              double min_indexable, double *restrict key_of) {

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from xentcli.config import kernel_choice
 
-KERNEL_VERSION = 33  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
+KERNEL_VERSION = 34  # XENT_KERNEL_VERSION in _ckernel.c: a stale build is not used
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 N_RULES = 16  # N_RULES in _ctally.c (checked at load: layout())
@@ -85,6 +85,8 @@ def _load() -> tuple[dict[np.dtype, ctypes._CFuncPtr], ctypes._CFuncPtr, ctypes.
     library.xent_block_moments.argtypes = [pointer] * 2 + [i64] + [pointer] * 3
     library.xent_key_range.restype = i64
     library.xent_key_range.argtypes = [pointer, i64, pointer]
+    library.xent_sketch_keys.restype = i64
+    library.xent_sketch_keys.argtypes = [pointer, i64, ctypes.c_double, pointer]
     library.xent_key_counts.restype = i64
     library.xent_key_counts.argtypes = [pointer, i64, i64, i64, pointer, pointer]
     library.xent_unique_counts.restype = i64
@@ -550,6 +552,15 @@ def block_moments(values: npt.NDArray[np.float64], bounds: npt.NDArray[np.int64]
     _LIBRARY.xent_block_moments(values.ctypes.data, bounds.ctypes.data, bounds.size - 1, sums.ctypes.data, m2s.ctypes.data,
                                 devs.ctypes.data)
     return sums, m2s, devs
+
+
+def sketch_keys(values: npt.NDArray[np.float64], log_gamma: float) -> npt.NDArray[np.int64]:
+    """xent_sketch_keys in _ctally.c: ceil(log(x) / log_gamma) with the tallies' log (sketch.log_positive's twin)."""
+    assert _LIBRARY is not None
+    values = np.ascontiguousarray(values, np.float64)
+    out = np.empty(values.size, np.int64)
+    _LIBRARY.xent_sketch_keys(values.ctypes.data, values.size, log_gamma, out.ctypes.data)
+    return out
 
 
 def key_counts(keys: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int64]]:
