@@ -697,3 +697,70 @@ def test_top_k_breaks_ties_as_the_prediction_does(tmp_path, threads):
     ties = ((z == z[np.arange(1000), y][:, None]) & (np.arange(10) < y[:, None])).sum(axis=1)
     s = json.loads(invoke("score", *args, "--top-k", 3, "--json").stdout)["summary"]
     assert s["top_k_accuracy"] == float(np.mean(1 + above + ties <= 3))
+
+
+def _npy_with_header(path: Path, header: bytes, data: np.ndarray) -> None:
+    """An .npy file (version 1.0) with the header text given, padded as numpy pads it."""
+    import struct
+
+    magic = b"\x93NUMPY\x01\x00"
+    header += b" " * ((64 - (len(magic) + 2 + len(header) + 1) % 64) % 64) + b"\n"
+    path.write_bytes(magic + struct.pack("<H", len(header)) + header + data.tobytes())
+
+
+def test_damaged_npy_headers_and_archives_are_one_line(tmp_path):
+    """Found in review (2026-12-03), each an "internal error" (exit 3): a header with a stray '}'
+    (numpy's header filter raises tokenize.TokenError), as the dump, the labels, the sample weights
+    or an NPZ member; and an NPZ whose zip entry claims a newer zip version (NotImplementedError).
+    Each is now one line and exit 2."""
+    import zipfile
+
+    z = np.zeros((30, 3))
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", np.zeros(30, np.int64))
+    _npy_with_header(tmp_path / "bad.npy", b"{'descr': '<f8', 'fortran_order': False, 'shape': (30, 3), } }", z)
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        archive.write(tmp_path / "bad.npy", "logits.npy")
+        archive.write(tmp_path / "y.npy", "labels.npy")
+    np.savez(tmp_path / "ok.npz", logits=z, labels=np.zeros(30, np.int64))
+    raw = bytearray((tmp_path / "ok.npz").read_bytes())
+    raw[raw.find(b"PK\x01\x02") + 6] = 161  # "version needed to extract": 16.1
+    (tmp_path / "version.npz").write_bytes(bytes(raw))
+    for args in (["bad.npy", "--labels", "y.npy"], ["z.npy", "--labels", "bad.npy"], ["z.npy", "--labels", "y.npy", "--sample-weights", "bad.npy"],
+                 ["bad.npz"], ["version.npz"]):
+        result = runner.invoke(app, ["score", *(str(tmp_path / a) if a.endswith((".npy", ".npz")) else a for a in args)])
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr, result.exception)
+        assert "internal error" not in result.stderr
+
+
+def test_merge_refuses_what_is_not_a_regular_file(tmp_path):
+    """Found in review (2026-12-03): `xent merge` on a FIFO, or /dev/zero, read forever. Run in a
+    process of its own with a time limit, so that the old behaviour fails rather than hangs."""
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "fifo")
+    for path, says in ((tmp_path / "fifo", "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                       (tmp_path, "is a folder"), (tmp_path / "missing.xpart", "no such file")):
+        done = subprocess.run([sys.executable, "-m", "xentcli", "merge", str(path)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1, (path, done.stderr)
+
+
+@pytest.mark.parametrize("option", ["--weight-col", "--by", "--id-col", "--label-col", "--score-col", "--group-col"])
+def test_an_empty_column_name_is_refused(tmp_path, option):
+    """Found in review (2026-12-03): an empty name was dropped as if not given — `--weight-col ''`
+    (pandas' to_csv names its index '') scored the unweighted mean 1.358 and `check --max-loss 1.5`
+    passed where the weighted mean is 1.976. Refused with one line, exit 2, in score, check and diff."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(50, 3))
+    pd.DataFrame({"logit_0": z[:, 0], "logit_1": z[:, 1], "logit_2": z[:, 2], "label": rng.integers(0, 3, 50)},
+                 index=rng.random(50)).to_csv(tmp_path / "d.csv")
+    diff = [["diff", str(tmp_path / "d.csv")]] if option in ("--by", "--label-col", "--score-col") else []  # (diff's own: --key, --cluster)
+    for command in (["score"], ["check", "--max-loss", "1.5"], *diff):
+        result = runner.invoke(app, [command[0], str(tmp_path / "d.csv"), *command[1:], option, ""])
+        assert result.exit_code == 2 and f"{option} names no column" in result.stderr, (command, result.stderr)
+    for option in ("--key", "--cluster"):
+        result = runner.invoke(app, ["diff", str(tmp_path / "d.csv"), str(tmp_path / "d.csv"), option, ""])
+        assert result.exit_code == 2 and f"{option} names no column" in result.stderr, result.stderr

@@ -22,6 +22,7 @@ import enum
 import hashlib
 import json
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -515,8 +516,20 @@ SAME_INPUT = ("head", "num_classes", "input_kind", "target_kind", "sequence_leng
               "label_names", "id_column")
 
 
+def _check_regular(path: str) -> None:
+    """A partial is a regular file: a pipe or a device (/dev/zero) would be read forever (found in
+    review, 2026-12-03: `xent merge` hung on a FIFO)."""
+    if os.path.isdir(path):
+        raise InputError("is a folder, not a partial file", path=path)
+    if not os.path.exists(path):
+        raise InputError("no such file", path=path)
+    if not os.path.isfile(path):
+        raise InputError("is not a regular file (a pipe, socket or device)", path=path, hint="merge partial files written by --save-partial")
+
+
 def read(path: str) -> tuple[Part, RunConfig, InputDescription]:
     """One partial file (InputError, one line, when it cannot be read or is not one)."""
+    _check_regular(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -537,6 +550,7 @@ def _refuse_repeats(paths: list[str]) -> None:
     them silently): the same file, or a copy of it (the same bytes), is refused. Hashed, not parsed."""
     seen: dict[str, str] = {}  # the bytes' hash: the same file named twice has them too
     for path in paths:
+        _check_regular(path)
         hashed = hashlib.sha256()
         try:
             with open(path, "rb") as f:  # hashlib.file_digest is 3.11's: xent runs on 3.10

@@ -16,7 +16,7 @@ from xentcli.cli.options import (
     By, ByFile, ChunkRows, ClassAxis, Classes, Debug, Epsilon, FailOn, FailOnOpt, DiffForce, Format, Ignore, IgnoreIndex,
     Input, Json, LabelCol, LabelKey, Labels, LabelSmoothing, MaxGroups, MinGroup, NoDiagnostics, Output, Quiet, ScoreCol,
     ScoreKey, ScoreOptions, ScorePrefix, Select, Target, TargetChoice, Head, HeadChoice, Threshold, OutputFormat, OutputFormatChoice, DiffPlot, Ascii, HtmlReport, Png, TargetPrefix, Threads,
-    EngineOpt, EngineChoice, Scheduler, Workers, TaskRows,
+    EngineOpt, EngineChoice, Scheduler, Workers, TaskRows, refuse_empty_name,
 )
 from xentcli.config import DEFAULT_THREADS, DiffGates, DiffOptions
 
@@ -59,6 +59,8 @@ def diff(
     Example: [bold]xent diff base.parquet candidate.parquet --key id --fail-on-regression 0.01[/]
     """
     def side(path: str, grouped: bool = False) -> ScoreOptions:
+        refuse_empty_name("--key", key)  # (they become --id-col and --group-col below)
+        refuse_empty_name("--cluster", cluster)
         return ScoreOptions(
             paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head,
             threshold=threshold, class_axis=class_axis,

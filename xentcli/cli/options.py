@@ -154,6 +154,13 @@ MaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fa
 MergeMaxEce = Annotated[Optional[float], _option("--max-ece", panel="Gates", help="Fail when the expected calibration error is above X (the partials must hold calibration: --calibration when saved).")]
 
 
+def refuse_empty_name(option: str, name: str | None) -> None:
+    """An empty column name given to `option`: refused (ScoreOptions._refuse_empty_names)."""
+    if name == "":
+        raise OptionError(f"{option} names no column: the name is empty",
+                          hint="give the column a name (pandas: df.to_csv(path, index_label='weight'))")
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """What `score` (and `check`) were given, typed as the command line gives it; `run_config` and
@@ -218,8 +225,19 @@ class ScoreOptions:
     task_rows: int | None = None
     save_partial: Path | None = None
 
+    def _refuse_empty_names(self) -> None:
+        """An empty column or array name is refused: the run dropped it as if not given, so
+        `--weight-col ''` (pandas' to_csv names its index '') scored the unweighted mean, and a gate
+        passed on it (found in review, 2026-12-03)."""
+        named = [("--score-col", self.score_col), ("--label-col", self.label_col), ("--id-col", self.id_col),
+                 ("--weight-col", self.weight_col), ("--group-col", self.group_col), ("--score-key", self.score_key),
+                 ("--label-key", self.label_key), *(("--by", name) for name in self.by or ())]
+        for option, name in named:
+            refuse_empty_name(option, name)
+
     def run_config(self) -> RunConfig:
         check_confidence(self.confidence)
+        self._refuse_empty_names()
         ignore, ignore_explicit = parse_ignore_index(self.ignore_index)
         return RunConfig(
             source=SourceConfig(
