@@ -764,3 +764,37 @@ def test_an_empty_column_name_is_refused(tmp_path, option):
     for option in ("--key", "--cluster"):
         result = runner.invoke(app, ["diff", str(tmp_path / "d.csv"), str(tmp_path / "d.csv"), option, ""])
         assert result.exit_code == 2 and f"{option} names no column" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("layout", ["file", "stream"])
+def test_an_arrow_dump_that_begins_with_an_empty_batch_is_read(tmp_path, layout):
+    """Found in review (2026-12-03): an Arrow IPC file or stream whose first record batch is empty
+    was refused as "holds no rows" (XE304). Its rows are scored: the mean equals the float64 loss."""
+    import pyarrow.ipc as ipc
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(30, 3)), rng.integers(0, 3, 30)
+    table = pa.table({"logits": pa.array(list(z)), "label": y})
+    path = tmp_path / "d.arrow"
+    with pa.OSFile(str(path), "wb") as sink:
+        writer = ipc.new_file(sink, table.schema) if layout == "file" else ipc.new_stream(sink, table.schema)
+        writer.write_batch(pa.RecordBatch.from_pylist([], schema=table.schema))
+        writer.write_table(table)
+        writer.close()
+    result = invoke("score", path, "--format", "arrow", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(sparse_loss64(z, y).mean(), rel=1e-15)
+
+
+def test_a_sequence_dump_whose_first_sequence_is_empty_is_read(tmp_path):
+    """Found in review (2026-12-03): nested-list sequences whose first sequence has no tokens were
+    refused ("the scores have no classes"): the class count came from the first sequence's first
+    token. It comes from the first token of any. Reference: float64 losses of the three tokens."""
+    tokens = np.array([[0.1, 0.2, 0.3], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    labels = np.array([0, 1, 2])
+    table = pa.table({"logits": pa.array([[], list(tokens[:1]), [], list(tokens[1:])], pa.list_(pa.list_(pa.float64()))),
+                      "labels": pa.array([[], [0], [], [1, 2]], pa.list_(pa.int64()))})
+    pq.write_table(table, tmp_path / "s.parquet")
+    result = invoke("score", tmp_path / "s.parquet", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(sparse_loss64(tokens, labels).mean(), rel=1e-15)

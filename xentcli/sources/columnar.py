@@ -176,9 +176,14 @@ class ColumnarFile:
         return None
 
     def first_batch(self, columns: list[str]) -> pa.RecordBatch | None:
+        """The first batch that holds rows (an Arrow file or stream may begin with an empty one: it
+        was read as "holds no rows", found in review, 2026-12-03), else the last, else None."""
+        last = None
         for batch in self.record_batches(columns, 16):
-            return batch
-        return None
+            if batch.num_rows:
+                return batch
+            last = batch
+        return last
 
     def record_batches(self, columns: list[str], rows: int, part: tuple[int, int] | None = None) -> Iterator[pa.RecordBatch]:
         """Batches of the columns; with `part` (first, stop), only those rows (Parquet and Arrow files)."""

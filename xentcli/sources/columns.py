@@ -440,5 +440,6 @@ def list_width(first_value: pa.Array | None, found: Field) -> int:
         return 0
     first = first_value[0]
     if found.nested or (first.is_valid and is_list(found.dtype) and is_list(found.dtype.value_type)):
-        first = first.values[0] if first.is_valid and len(first) else None
+        tokens = first_value.flatten().drop_null()  # the first token of any sequence: the first may have none (found in review)
+        first = tokens[0] if len(tokens) else None
     return 0 if first is None or not first.is_valid else len(first)
