@@ -792,9 +792,10 @@ def test_a_sequence_dump_whose_first_sequence_is_empty_is_read(tmp_path):
     token. It comes from the first token of any. Reference: float64 losses of the three tokens."""
     tokens = np.array([[0.1, 0.2, 0.3], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     labels = np.array([0, 1, 2])
-    table = pa.table({"logits": pa.array([[], list(tokens[:1]), [], list(tokens[1:])], pa.list_(pa.list_(pa.float64()))),
-                      "labels": pa.array([[], [0], [], [1, 2]], pa.list_(pa.int64()))})
-    pq.write_table(table, tmp_path / "s.parquet")
-    result = invoke("score", tmp_path / "s.parquet", "--json")
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(sparse_loss64(tokens, labels).mean(), rel=1e-15)
+    for leading in (1, 40):  # 40: more than the first batch read for the classes (16 rows)
+        table = pa.table({"logits": pa.array([[]] * leading + [list(tokens[:1]), [], list(tokens[1:])], pa.list_(pa.list_(pa.float64()))),
+                          "labels": pa.array([[]] * leading + [[0], [], [1, 2]], pa.list_(pa.int64()))})
+        pq.write_table(table, tmp_path / "s.parquet")
+        result = invoke("score", tmp_path / "s.parquet", "--json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["summary"]["loss_mean"] == pytest.approx(sparse_loss64(tokens, labels).mean(), rel=1e-15)

@@ -175,12 +175,14 @@ class ColumnarFile:
                              hint="save the file as UTF-8 text" if "UTF8" in str(exc) else "check the file") from None
         return None
 
-    def first_batch(self, columns: list[str]) -> pa.RecordBatch | None:
+    def first_batch(self, columns: list[str], tokens: str | None = None) -> pa.RecordBatch | None:
         """The first batch that holds rows (an Arrow file or stream may begin with an empty one: it
-        was read as "holds no rows", found in review, 2026-12-03), else the last, else None."""
+        was read as "holds no rows", found in review, 2026-12-03) — with `tokens`, a nested column,
+        one of whose sequences holds a token (leading empty sequences say nothing of the classes) —,
+        else the last, else None."""
         last = None
         for batch in self.record_batches(columns, 16):
-            if batch.num_rows:
+            if batch.num_rows and (tokens is None or len(batch.column(tokens).flatten().drop_null())):
                 return batch
             last = batch
         return last
@@ -393,7 +395,7 @@ class ColumnarRoles:
         if file.format == "csv":
             file.set_csv_types(roles)
         self._columns = list(dict.fromkeys(name for found in roles.values() for name in found.columns))  # a column in two roles: read once
-        first = file.first_batch(self._columns)
+        first = file.first_batch(self._columns, roles["scores"].columns[0] if self.nested else None)
         self.empty = first is None or first.num_rows == 0
         self.widths = {
             role: list_width(None if first is None else first.column(found.columns[0]), found)
