@@ -640,7 +640,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
              make_pass: Callable[[Any], Any] | None = None) -> Any:
     """Both dumps in one pass each, paired; the DiffReport with its gates decided. `make_pass`:
     engine.Pass, or distributed.DaskPass on a cluster."""
-    from xentcli.engine import UNUSED_THRESHOLD, Pass
+    from xentcli.engine import UNUSED_THRESHOLD, Pass, unused_option
     from xentcli.report import DiffReport
 
     options.validate()
@@ -677,7 +677,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
     as_binary = [head == "softmax" and "binary" in heads for head in heads]
     threshold = base_config.threshold
     if threshold != RunConfig(base_config.source).threshold and heads == ("softmax", "softmax"):  # (each side's own check
-        raise OptionError(f"--threshold does nothing here: {UNUSED_THRESHOLD}", hint="drop --threshold")  # leaves it to this)
+        raise unused_option("--threshold", UNUSED_THRESHOLD)  # leaves it to this)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0], threshold if as_binary[0] else None)
                  for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1], threshold=threshold if as_binary[1] else None)

@@ -396,6 +396,11 @@ MAX_CHUNK_ROWS = 1 << 40  # a chunk is a block of memory: more rows than any mac
 UNUSED_THRESHOLD = "it decides a sigmoid head's predictions; a softmax predicts its largest score"
 
 
+def unused_option(option: str, why: str) -> OptionError:
+    """The refusal of an option given a value it would not use here."""
+    return OptionError(f"{option} does nothing here: {why}", hint=f"drop {option}")
+
+
 def _refuse_unused_options(config: RunConfig, info: InputDescription) -> None:
     """Options given a value they would not use here (found in review: each was accepted and
     ignored). Their defaults cannot be told from a value given, so only other values are refused."""
@@ -407,7 +412,7 @@ def _refuse_unused_options(config: RunConfig, info: InputDescription) -> None:
               ("--max-groups", config.max_groups != defaults.max_groups and not (config.source.by or config.source.by_file), "it applies with --by")]
     for option, given, why in unused:
         if given:
-            raise OptionError(f"{option} does nothing here: {why}", hint=f"drop {option}")
+            raise unused_option(option, why)
 
 
 def check_options(config: RunConfig, info: InputDescription) -> None:
