@@ -321,7 +321,9 @@ def test_c_group_sums_equal_the_numpy_reference(monkeypatch):
     loss[~counted] = np.nan
     correct = rng.random(n) < 0.6
     cells = np.where(rng.random(n) < 0.95, rng.integers(0, 3600, n), -1)
-    calibration = (cells, 3600 // m, rng.random(n), rng.random(n) < 0.3, m)
+    # hit flags as bytes 0, 1, 2 and 255 seen as booleans: any byte but 0 is a hit (the C loop counts it without a branch)
+    hits = np.where(rng.random(n) < 0.3, rng.choice(np.array([1, 2, 255], np.uint8), n), np.uint8(0)).view(np.bool_)
+    calibration = (cells, 3600 // m, rng.random(n), hits, m)
     with_c = _sums_by(inverse, k, loss, counted, correct, calibration, None)
     # the values themselves as groups (an integer --by column of a narrow range): value − low indexes the sums
     low = -1_000_003
@@ -339,7 +341,7 @@ def test_c_group_sums_equal_the_numpy_reference(monkeypatch):
     # the bins against a hand loop: bin = cell // (3600 / m), hit counted as 1.0
     hand = np.zeros((3, k, m))
     for i in np.flatnonzero(cells >= 0):
-        hand[:, inverse[i], cells[i] // (3600 // m)] += (1.0, calibration[2][i], float(calibration[3][i]))
+        hand[:, inverse[i], cells[i] // (3600 // m)] += (1.0, calibration[2][i], 1.0 if hits.view(np.uint8)[i] else 0.0)
     np.testing.assert_allclose(with_c[5], hand, rtol=1e-12)
 
 

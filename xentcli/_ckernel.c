@@ -32,7 +32,7 @@ Version: XENT_KERNEL_VERSION below must match xentcli/native.py. */
 
 #include "_cmath.h"
 
-#define XENT_KERNEL_VERSION 34
+#define XENT_KERNEL_VERSION 35
 
 int64_t xent_kernel_version(void) { return XENT_KERNEL_VERSION; }
 

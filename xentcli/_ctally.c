@@ -698,7 +698,7 @@ XENT_EXACT int64_t xent_group_sums(const int64_t *restrict group, int64_t n, int
             double *at = scratch + 3 * ((group[i] - offset) * m + bin_of_cell[cell[i]]);
             at[0] += 1.0;
             at[1] += confidence[i];
-            at[2] += hit[i] != 0 ? 1.0 : 0.0;
+            at[2] += (double)(((uint32_t)hit[i] + 255u) >> 8); /* hit[i] != 0 without a branch (gcc made one: mispredicted, 2.5 ns a row) */
         }
     for (int64_t g = 0; g < k; g++) mean[g] = count[g] ? mean[g] / (double)count[g] : 0.0;
     for (int64_t i = 0; i < n; i++) {
