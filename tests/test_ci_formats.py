@@ -317,6 +317,48 @@ def test_step_summary_is_an_output_checked_before_the_run(tmp_path):
     assert victim.read_bytes() == before
 
 
+def test_no_file_a_run_reads_is_written_over(tmp_path):
+    """Found in review: `diff` checked its outputs against its arguments as typed, so `-o` with
+    --force replaced a shard of a folder or glob, or the --labels file, and GITHUB_STEP_SUMMARY was
+    appended to --labels or --by-file (exit 0, the input broken); `merge` never checked the variable
+    and appended to a partial file. Every file a run reads is refused as an output: one line, exit
+    2, each file unchanged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    z, y = rng.normal(size=(100, 3)).astype(np.float32), rng.integers(0, 3, 100)
+    for i in range(2):
+        pq.write_table(pa.table({"logits": list(z[50 * i:50 * (i + 1)]), "label": y[50 * i:50 * (i + 1)]}), shards / f"p{i}.parquet")
+    pq.write_table(pa.table({"logits": list(z + 0.1), "label": y}), tmp_path / "cand.parquet")
+    for name, array in (("zb", z), ("zc", z + 0.1), ("y", y), ("g", rng.integers(0, 3, 100))):
+        np.save(tmp_path / f"{name}.npy", array)
+    pq.write_table(pa.table({"label": y}), tmp_path / "labels.parquet")
+    arrays = [tmp_path / "zb.npy", tmp_path / "zc.npy"]
+    for side in ("zb", "zc"):
+        assert run("score", tmp_path / f"{side}.npy", "--labels", tmp_path / "y.npy", "--save-partial", tmp_path / f"{side}.xpart",
+                   "--json").exit_code == 0
+    files = [*shards.iterdir(), *(tmp_path / n for n in ("labels.parquet", "y.npy", "g.npy", "zb.xpart", "zc.xpart"))]
+    before = {f: f.read_bytes() for f in files}
+    refused = [  # (command, the file it must not write)
+        (["diff", str(shards / "*.parquet"), tmp_path / "cand.parquet", "-o", shards / "p1.parquet", "--force"], None),
+        (["diff", shards, tmp_path / "cand.parquet", "-o", shards / "p0.parquet", "--force"], None),
+        (["diff", *arrays, "--labels", tmp_path / "labels.parquet", "-o", tmp_path / "labels.parquet", "--force"], None),
+        (["diff", *arrays, "--labels", tmp_path / "y.npy", "--output-format", "github"], tmp_path / "y.npy"),
+        (["diff", *arrays, "--labels", tmp_path / "y.npy", "--by-file", tmp_path / "g.npy", "--output-format", "github"], tmp_path / "g.npy"),
+        (["diff", shards, tmp_path / "cand.parquet", "--output-format", "github"], shards / "p1.parquet"),
+        (["merge", tmp_path / "zb.xpart", tmp_path / "zc.xpart", "--output-format", "github"], tmp_path / "zc.xpart"),
+        (["merge", tmp_path / "zb.xpart", tmp_path / "zc.xpart", "--output-format", "github", "--max-loss", "9"], tmp_path / "zc.xpart"),
+    ]
+    for command, summary in refused:
+        result = run(*command, env=None if summary is None else {"GITHUB_STEP_SUMMARY": str(summary)})
+        assert result.exit_code == 2 and "one of the inputs" in result.stderr, (command, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "PASS" not in result.stdout
+    assert all(f.read_bytes() == data for f, data in before.items())
+
+
 def test_markdown_leaves_only_numbers_unescaped(tmp_path, monkeypatch):
     """Found in review: text made of '-+0-9.,e []' skipped the escaping, so a dump named '---',
     '- [ ]' or '1.' rendered as a rule, a task box or an empty list (the path vanished). Rendered with

@@ -88,12 +88,14 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
     from xentcli.render.json_doc import render_diff_json
 
     from xentcli.cli.score import check_outputs
+    from xentcli.sources import input_files
 
     base_config, candidate_config = replace(base.run_config(), slices=False), candidate.run_config()
     base_config, candidate_config = (replace(config, source=replace(config.source, group_option="--cluster"), paired=True)
                                      for config in (base_config, candidate_config))
-    check_outputs(replace(base, output=output, force=force),  # type: ignore[arg-type]
-                  [*base_config.source.paths, *candidate_config.source.paths, *base.option_files])
+    # every file either side reads (a folder's or a glob's files, --labels, --by-file): never written over
+    inputs = [*input_files(base_config.source), *input_files(candidate_config.source), *base.option_files]
+    check_outputs(replace(base, output=output, force=force), inputs)  # type: ignore[arg-type]
     dask = base.dask
     with contextlib.ExitStack() as stack:
         make_pass = None
@@ -109,22 +111,20 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
         else:
             from xentcli.render.rows import DeltaWriter
 
-            inputs = [*base_config.source.paths, *candidate_config.source.paths, *base.option_files]
             with DeltaWriter(str(output), inputs, options.key, force) as writer:
                 report = run_diff(base_config, candidate_config, options, limits, sink=writer, make_pass=make_pass)
     for side in (report.base, report.candidate):
         for note in side.input.notes:
             error_line("note", note)
-    inputs = [*base_config.source.paths, *candidate_config.source.paths, *([str(base.labels)] if base.labels else [])]
     if base.png_folder is not None:
         from xentcli.render.png import write_pngs
 
-        write_pngs(str(base.png_folder), diff=report, inputs=[*inputs, *base.option_files], force=force)
+        write_pngs(str(base.png_folder), diff=report, inputs=inputs, force=force)
     if base.report_path is not None:
         from xentcli.render.html import diff_report
 
-        write_report(base.report_path, diff_report(report, command_line(), inputs, diff_verdict_line(report)),
-                     [*inputs, *base.option_files], force)
+        named = [*base_config.source.paths, *candidate_config.source.paths, *([str(base.labels)] if base.labels else [])]
+        write_report(base.report_path, diff_report(report, command_line(), named, diff_verdict_line(report)), inputs, force)
     if base.output_format not in ("text", "json"):
         from xentcli.render.ci import of_diff
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xentcli.cli.app import app, check_plot, guarded, output_format
+from xentcli.cli.app import app, check_plot, guarded, output_format, step_summary
 from xentcli.cli.check import judge
 from xentcli.errors import OptionError
 from xentcli.cli.options import (
@@ -43,6 +43,7 @@ def merge(
     gated = any(value is not None for value in (fail_on, max_loss, max_nonfinite, min_accuracy, max_loss_p99, max_ece,
                                                 max_group_gap)) or gate_on != GateOnChoice.point
     guarded(debug, lambda: check_plot(plot, fmt, ascii_bars, gated), fmt)
+    guarded(debug, lambda: step_summary(fmt, options.paths), fmt)  # never appended to a partial file (found in review)
     if not gated:
         guarded(debug, lambda: show(options, merged(options.paths)), fmt)
         return

@@ -483,6 +483,12 @@ def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) 
     return regular
 
 
+def input_files(cfg: SourceConfig) -> list[str]:
+    """Every file a run reads (the dump's files as expanded, its labels, weights and groups files):
+    what no output may write over."""
+    return expand_paths(cfg.paths, cfg.format)[0] + [p for p in (cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p]
+
+
 class Source:
     """The input: one file, or several shards read one after another as one dataset.
 
@@ -499,7 +505,7 @@ class Source:
                 "--labels, --sample-weights and --by-file pair with a single scores file",
                 hint="keep the labels in the shards themselves, or score one file at a time",
             )
-        self.files = files + [p for p in (cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p]
+        self.files = input_files(cfg)
         self._configs = [replace(cfg, paths=(name,)) for name in files]
         # the first shard stays open (a single-file dump is opened once); later shards are opened to
         # check them and again when read
