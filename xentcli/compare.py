@@ -23,7 +23,7 @@ import numpy.typing as npt
 from xentcli import accumulate, native, stats
 from xentcli.config import RunConfig, replicates_needed
 from xentcli.errors import LayoutError, OptionError
-from xentcli.plain import counted, group_label, id_value
+from xentcli.plain import binary_key, counted, group_label, id_value
 from xentcli.ranking import top_rows
 from xentcli.sketch import MIN_INDEXABLE, QuantileSketch
 from xentcli.histogram import log_histogram
@@ -101,6 +101,8 @@ def _keys(ids: Any, path: str) -> npt.NDArray:
             return _number_keys(ids.to_numpy(zero_copy_only=False), path)
         if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
             return ids.to_numpy(zero_copy_only=False).astype(object)  # already the text: no Python loop
+        if pa.types.is_binary(ids.type) or pa.types.is_large_binary(ids.type) or pa.types.is_fixed_size_binary(ids.type):
+            return np.array([binary_key(value) for value in ids.to_pylist()], dtype=object)
         return np.array([str(id_value(value)) for value in ids.to_pylist()], dtype=object)
     values = np.asarray(ids)
     return _number_keys(values, path) if values.dtype.kind in "iuf" else values.astype(str).astype(object)
@@ -561,7 +563,7 @@ class KeyIndex:
         if sorted_keys.dtype == object:
             import pandas as pd
 
-            return cls(rows, order, sorted_keys, np.zeros(len(rows), bool), pd.Index(sorted_keys))
+            return cls(rows, order, sorted_keys, np.zeros(len(rows), bool), pd.Index(sorted_keys, dtype=object))  # (a binary key may hold lone surrogates: no Arrow strings)
         return cls(rows, order, sorted_keys, np.zeros(len(rows), bool))
 
     def pair(self, candidate: SideRows, name: str) -> tuple[SideRows, SideRows, npt.NDArray]:
@@ -573,7 +575,9 @@ class KeyIndex:
                               f"{kinds[self.sorted_keys.dtype == object]} in the base", hint="store the keys with one type on both sides",
                               code="XE501")
         if self.text is not None:
-            where = self.text.get_indexer(candidate.key)
+            import pandas as pd
+
+            where = self.text.get_indexer(pd.Index(candidate.key, dtype=object))  # as objects: Arrow strings hold no lone surrogate
             hit = where >= 0
         else:
             where = np.minimum(np.searchsorted(self.sorted_keys, candidate.key), max(self.sorted_keys.size - 1, 0))

@@ -19,7 +19,9 @@ def id_value(value: Any) -> Any:
     if hasattr(value, "as_py"):  # an Arrow scalar
         value = value.as_py()
     value = plain(value)
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return _escaped_surrogates(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -28,6 +30,26 @@ def id_value(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+def binary_key(value: bytes) -> str:
+    """A binary key as text that pairs with the same text in a string column, and with nothing else:
+    undecodable bytes become lone surrogates, which no valid text holds (backslashreplace made
+    b'\\xff' and the four bytes '\\xff' one key; found in review). id_value shows them as \\xNN."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _escaped_surrogates(text: str) -> str:
+    """Text as output can hold it: a binary key's undecodable bytes (binary_key) as \\xNN, any other
+    lone surrogate as \\uNNNN; other text as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def group_value(value: Any) -> Any:
