@@ -193,6 +193,22 @@ def test_error_lines_escape_the_data(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("name", "shown"), [("a\x1bb", "'a\\x1bb'"), ("a\nb", "'a\\nb'"), ("a\\x1bb", "'a\\\\x1bb'"),
+                                            ("a\u202eb", "'a\\u202eb'"), ("[red]x", "'[red]x'")])
+def test_names_in_error_lines_are_escaped_once(tmp_path, name, shown):
+    """Found in review: names were quoted with repr and then escaped again, so an ESC in a column
+    name showed as \\\\x1b (the tables' form of the text \\x1b). A column, an NPZ array and a
+    diagnostic code named in an error line: control characters once as \\xNN, \\n, \\uNNNN; a
+    backslash of the name doubled (as the tables show it); markup as text."""
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]], "label": [0]}), tmp_path / "d.parquet")
+    np.savez(tmp_path / "d.npz", logits=np.zeros((1, 2)), labels=np.zeros(1, np.int64))
+    for command in (["score", tmp_path / "d.parquet", "--label-col", name], ["score", tmp_path / "d.npz", "--label-key", name],
+                    ["explain", name]):
+        result = invoke(*command)
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, (command, result.stderr)
+        assert shown in result.stderr and "\x1b" not in result.stderr and "\u202e" not in result.stderr, (command, result.stderr)
+
+
 # ---- 6. ids are kept exactly ------------------------------------------------------------------
 
 def test_ids_keep_their_type_and_text(tmp_path):

@@ -36,6 +36,7 @@ from xentcli import native
 from xentcli.config import RunConfig
 from xentcli.errors import OptionError, OutputError, XentError
 from xentcli.part import Part
+from xentcli.plain import quoted
 from xentcli.sources import FileSource, InputDescription, Source, detect_format, paths
 
 TASK_BYTES = 64 << 20  # scores per task by default: a few chunks, so a dump of a few GB has tens of tasks
@@ -227,7 +228,7 @@ def client(engine: Engine) -> Iterator[Any]:
             try:
                 connected = distributed.Client(address, timeout="20s")
             except (ValueError, TypeError) as exc:  # not an address at all: an unknown scheme, no port, a bad port
-                raise OptionError(f"{address!r} is not a Dask scheduler's address: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                raise OptionError(f"{quoted(address)} is not a Dask scheduler's address: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                   hint="give --scheduler (or DASK_SCHEDULER_ADDRESS) as tcp://host:8786") from None
             with connected as c:
                 yield c

@@ -73,11 +73,18 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
 
+def quoted(name: Any) -> str:
+    """A name or a value from the data in a message, in single quotes, as it is: the message's
+    escaping (render.escape) shows its control characters once (repr had escaped them already, so
+    an ESC showed as \\\\x1b, and the text \\x1b as \\\\\\\\x1b; found in review)."""
+    return f"'{name}'"
+
+
 def name_list(names: Any, shown: int = 12) -> str:
     """Column or file names for a message: each quoted as text ('a', 'b,c'), the first `shown` of
     them and how many more (10^5 columns made a megabyte error line)."""
     names = list(names)
-    text = ", ".join(map(repr, names[:shown]))
+    text = ", ".join(map(quoted, names[:shown]))
     return text + (f", … ({len(names) - shown:,} more)" if len(names) > shown else "")
 
 

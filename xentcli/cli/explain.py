@@ -11,6 +11,7 @@ import typer
 from xentcli.cli.app import app, console, guarded
 from xentcli.diagnostics import RULES
 from xentcli.errors import OptionError
+from xentcli.plain import quoted
 
 
 @app.command()
@@ -33,7 +34,7 @@ def _explain(code: str | None, as_json: bool) -> None:
         # a family, as --select takes it (XE2: the label rules), where no code is named exactly
         rules = exact or ([rule for rule in rules if rule.code.startswith(wanted)] if wanted.startswith("XE") else [])
         if not rules:
-            raise OptionError(f"no diagnostic {code!r}", hint="run 'xent explain' for the list")
+            raise OptionError(f"no diagnostic {quoted(code)}", hint="run 'xent explain' for the list")
     single = code is not None and len(rules) == 1
     if as_json:
         docs = [rule.doc() for rule in rules]

@@ -21,6 +21,7 @@ from xentcli.sources import paths as paths_
 from xentcli.sources.paths import FileStamp
 from xentcli.sources.arrays import ArrayRoles, NpyArray, check_sequence_labels
 from xentcli.sources.side import Roles, Side, value_kind
+from xentcli.plain import quoted
 
 EXTENSIONS = {
     ".parquet": "parquet",
@@ -420,7 +421,7 @@ def _refuse_repeats(files: list[str]) -> None:
             seen[key] = name
         else:
             first = seen[key]
-            same = "is named twice" if first == name else f"is the same file as {first!r}"
+            same = "is named twice" if first == name else f"is the same file as {quoted(first)}"
             raise InputError(f"{same}: its rows would count twice", path=name, hint="name each shard once")
 
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from xentcli import native
 from xentcli.config import SourceConfig
 from xentcli.errors import InputError, LayoutError, OptionError
-from xentcli.plain import name_list
+from xentcli.plain import name_list, quoted
 from xentcli.sources import paths
 from xentcli.sources.names import SCORE_LIST_NAMES, TARGET_NAMES, check_boolean_names, kind_from_name, names_true_false
 from xentcli.sources.side import Side, value_kind
@@ -400,7 +400,7 @@ def npz_member(
     names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
     if key is not None:
         if key not in names:
-            raise LayoutError(f"no array {key!r} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
+            raise LayoutError(f"no array {quoted(key)} (arrays: {name_list(names)})", path=path, hint=f"check {option}")
         return NpzMember(archive, path, key, kinds)
     present = [name for candidate in defaults for name in names if name.lower() == candidate]
     alike = [name for name in present if name.lower() == present[0].lower()] if present else []
@@ -408,7 +408,7 @@ def npz_member(
         raise LayoutError(f"arrays {name_list(alike)} could each hold the {role or 'values'}: their names differ only in case",
                           path=path, hint=f"name one with {option}")
     if len(present) > 1 and notes is not None:  # found in review: chosen between without a word (and not in this order)
-        notes.append(f"{path}: read the {role} from array {present[0]!r}, not {name_list(present[1:])} ({option} chooses)")
+        notes.append(f"{path}: read the {role} from array {quoted(present[0])}, not {name_list(present[1:])} ({option} chooses)")
     if present:
         return NpzMember(archive, path, present[0], kinds)
     if role is not None:

@@ -27,7 +27,7 @@ from xentcli.sources.columns import (
     Field, arrow_value_kind, bad_cell_error, check_target_kind, find_scores, find_targets, find_weights, group_field, id_field, is_list, is_text,
     list_to_matrix, list_width, reconcile_classes, to_numpy, wide_to_matrix,
 )
-from xentcli.plain import name_list
+from xentcli.plain import name_list, quoted
 from xentcli.sources import paths
 from xentcli.sources.names import check_boolean_names, kind_from_name, names_true_false
 from xentcli.sources.side import Side
@@ -291,7 +291,7 @@ def _validated(batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
         try:
             column.validate(full=True)
         except pa.ArrowInvalid as exc:
-            raise InputError(f"is damaged: column {name!r}: {_first_line(exc)}", path=path,
+            raise InputError(f"is damaged: column {quoted(name)}: {_first_line(exc)}", path=path,
                              hint="write the file again; its offsets or lengths point outside its data") from None
     try:
         batch.validate()

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from xentcli.errors import LayoutError, OptionError
-from xentcli.plain import name_list
+from xentcli.plain import name_list, quoted
 from xentcli.sources.names import SCORE_LIST_NAMES, SCORE_PREFIXES, TARGET_NAMES, TARGET_PREFIXES
 
 _WIDE = re.compile(r"^(.*?)(\d+)$")
@@ -123,7 +123,7 @@ def bad_cell_error(path: str, column: str, row: int, text: str, flagged: str = "
     values, a cell that is neither), named by column, row (0-based) and text; `flagged`: the code
     that flags a blank cell there (a NaN score XE101, a NaN label XE203)."""
     what = "true or false, as the column's other labels are" if boolean else "a number"
-    return LayoutError(f"column '{column}' row {row}: {text!r} is not {what}", path=path,
+    return LayoutError(f"column '{column}' row {row}: {quoted(text)} is not {what}", path=path,
                        hint=f"fix or blank the cell (an empty cell reads as NaN and is flagged {flagged})")
 
 
@@ -174,7 +174,7 @@ def _find_prefix(schema: pa.Schema, prefix: str, path: str, option: str, cells: 
 def _named_column(schema: pa.Schema, name: str, path: str, option: str) -> Field:
     if name not in schema.names:
         raise LayoutError(
-            f"no column {name!r} (columns: {name_list(schema.names)})", path=path, hint=f"check {option}"
+            f"no column {quoted(name)} (columns: {name_list(schema.names)})", path=path, hint=f"check {option}"
         )
     return Field((name,), False, schema.field(name).type)
 
@@ -234,7 +234,7 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
                           hint="choose one with --score-prefix")
     if named and groups:
         prefix = next(iter(groups))
-        raise LayoutError(f"several columns could hold the scores: list column {named[0]!r}, wide columns {prefix}0…", path=path,
+        raise LayoutError(f"several columns could hold the scores: list column {quoted(named[0])}, wide columns {prefix}0…", path=path,
                           hint="choose with --score-col or --score-prefix")
     if named:
         return Field((named[0],), False, schema.field(named[0]).type)
@@ -251,7 +251,7 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
     if len(unnamed) > 1:
         raise LayoutError(f"several list columns could hold the scores: {name_list(unnamed)}", path=path, hint="choose one with --score-col")
     if unnamed and len(scalars) == 1:
-        raise LayoutError(f"several columns could hold the scores: list column {unnamed[0]!r} and column {scalars[0]!r} (a binary "
+        raise LayoutError(f"several columns could hold the scores: list column {quoted(unnamed[0])} and column {quoted(scalars[0])} (a binary "
                           "head's score)", path=path, hint="choose with --score-col")
     if unnamed:
         return Field((unnamed[0],), False, schema.field(unnamed[0]).type)
@@ -262,7 +262,7 @@ def _auto_scores(schema: pa.Schema, path: str, cells: CellFinder | None) -> Fiel
     raise LayoutError(
         f"no score column found (columns: {name_list(schema.names)})",
         path=path,
-        hint=(f"its one column's name holds {separated!r}: xent reads comma-separated CSV; save it with commas" if separated
+        hint=(f"its one column's name holds {quoted(separated)}: xent reads comma-separated CSV; save it with commas" if separated
               else "name a list column with --score-col, or wide columns with --score-prefix"),
     )
 
