@@ -988,3 +988,45 @@ def test_diff_fails_where_a_side_has_error_level_diagnostics_by_default(tmp_path
     failed = runner.invoke(app, args)
     assert failed.exit_code == 1 and failed.stdout.strip().splitlines()[-1].startswith("FAIL: base: XE206")
     assert runner.invoke(app, [*args, "--fail-on", "never"]).exit_code == 0
+
+
+def test_diff_verdicts_say_pass_once_and_no_nan(tmp_path):
+    """Found in review: with --output-format github and no gate the verdict read 'PASS: PASS (no
+    gate…', and with one pair it printed '[+nan, +nan] p nan; … power nan' where the tables say what
+    is undefined."""
+    np.save(tmp_path / "b.npy", np.array([[0.0, 1.0]]))
+    np.save(tmp_path / "c.npy", np.array([[0.0, 2.0]]))
+    np.save(tmp_path / "y.npy", np.array([1]))
+    one = [str(tmp_path / n) for n in ("b.npy", "c.npy")] + ["--labels", str(tmp_path / "y.npy")]
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((200, 3))
+    np.save(tmp_path / "zb.npy", z)
+    np.save(tmp_path / "zc.npy", z * 1.5)
+    np.save(tmp_path / "zy.npy", rng.integers(0, 3, 200))
+    many = [str(tmp_path / n) for n in ("zb.npy", "zc.npy")] + ["--labels", str(tmp_path / "zy.npy")]
+    for args in (one, many, [*many, "--fail-on-regression", "9"]):
+        for fmt in ("github", "text"):
+            result = runner.invoke(app, ["diff", *args, "--output-format", fmt])
+            assert result.exit_code in (0, 1), (result.stderr, result.exception)
+            last = result.stdout.strip().splitlines()[-1]
+            assert last.count("PASS") + last.count("FAIL") == 1 and last.startswith(("PASS", "FAIL")), last
+            assert "nan" not in last.lower(), last
+    single = runner.invoke(app, ["diff", *one]).stdout.strip().splitlines()[-1]
+    # the one pair's delta, candidate − base: log(1 + e^-2) − log(1 + e^-1) = 0.1269280 − 0.3132617 = −0.1863337
+    assert "loss Δ -0.186334 (no interval)" in single, single
+
+
+def test_diff_refuses_options_that_do_nothing_here(tmp_path):
+    """Found in review: --allow-unpaired without --key, and --min-group or --max-groups without --by,
+    were accepted and ignored (--threshold on two softmax heads was already refused)."""
+    rng = np.random.default_rng(4)
+    for name in ("b", "c"):
+        np.save(tmp_path / f"{name}.npy", rng.standard_normal((20, 3)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 20))
+    args = [str(tmp_path / "b.npy"), str(tmp_path / "c.npy"), "--labels", str(tmp_path / "y.npy")]
+    for option in (["--allow-unpaired"], ["--min-group", "5"], ["--max-groups", "5"]):
+        result = runner.invoke(app, ["diff", *args, *option])
+        assert result.exit_code == 2 and f"{option[0]} does nothing here" in result.stderr, (option, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    np.save(tmp_path / "g.npy", rng.integers(0, 2, 20))
+    assert runner.invoke(app, ["diff", *args, "--by-file", str(tmp_path / "g.npy"), "--min-group", "5"]).exit_code in (0, 1)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xentcli import accumulate, native, stats
-from xentcli.config import RunConfig, replicates_needed
+from xentcli.config import DiffOptions, RunConfig, replicates_needed
 from xentcli.errors import LayoutError, OptionError
 from xentcli.plain import binary_key, counted, group_label, id_value
 from xentcli.ranking import top_rows
@@ -682,6 +682,12 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
     threshold = base_config.threshold
     if threshold != RunConfig(base_config.source).threshold and heads == ("softmax", "softmax"):  # (each side's own check
         raise unused_option("--threshold", UNUSED_THRESHOLD)  # leaves it to this)
+    defaults = DiffOptions()  # options given a value they would not use here (found in review: accepted and ignored)
+    for option, given, why in (("--allow-unpaired", options.allow_unpaired and not keyed, "without --key, rows pair by their order"),
+                               ("--min-group", options.min_group != defaults.min_group and not grouped, "it applies with --by"),
+                               ("--max-groups", options.max_groups != defaults.max_groups and not grouped, "it applies with --by")):
+        if given:
+            raise unused_option(option, why)
     base_rows = (SideRows.of(result, keyed, clustered, totals.groups, names[0], threshold if as_binary[0] else None)
                  for result in base.results())
     candidate_rows = (SideRows.of(result, keyed, clustered, path=names[1], threshold=threshold if as_binary[1] else None)

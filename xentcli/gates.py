@@ -127,8 +127,12 @@ def diff_verdict_line(report: Any) -> str:
     pairs could show at 80% power (so a user sees when a gate cannot fail), and PASS or FAIL."""
     loss = report.metrics["loss_mean"]
     low, high = loss["ci"]
-    summary = (f"loss Δ {loss['delta']:+.6g} [{low:+.4g}, {high:+.4g}] p {loss['p_value']:.3g}; "
-               f"smallest Δ detectable at 80% power {loss['min_detectable_delta']:.4g}")
+    # what cannot be computed (no usable pair; one pair has no spread) is said in words, as the tables do, not "nan"
+    summary = f"loss Δ {loss['delta']:+.6g}" if math.isfinite(loss["delta"]) else "loss Δ undefined"
+    summary += f" [{low:+.4g}, {high:+.4g}]" if math.isfinite(low) and math.isfinite(high) else " (no interval)"
+    summary += f" p {loss['p_value']:.3g}" if math.isfinite(loss["p_value"]) else ""
+    if math.isfinite(loss["min_detectable_delta"]):
+        summary += f"; smallest Δ detectable at 80% power {loss['min_detectable_delta']:.4g}"
     if report.passed:
         # found in review: a clear regression ended 'PASS: …' where no gate was given to fail on
         return "PASS: " + summary if report.gated else "PASS (no gate on the delta given: --fail-on-regression, " \

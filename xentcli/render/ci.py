@@ -150,7 +150,8 @@ def github(run: CiRun) -> str:
         if not gate.passed:
             lines.append(f"::error {_gh_file(run.path)}title={_gh_property(f'xent gate: {gate.name}')}::{_gh_data(gate.reason)}")
     # a plain log line, not a workflow command (it starts with PASS/FAIL, never "::"): only made visible, not %-escaped
-    lines.append(terminal(("PASS: " if run.passed else "FAIL: ") + run.verdict.removeprefix("PASS: ").removeprefix("FAIL: ")))
+    word = "PASS" if run.passed else "FAIL"  # (diff's "PASS (no gate on the delta given…" had become "PASS: PASS (…")
+    lines.append(terminal(run.verdict if run.verdict.startswith(word) else f"{word}: {run.verdict}"))
     return "\n".join(lines) + "\n"
 
 
