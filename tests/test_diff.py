@@ -740,14 +740,14 @@ def test_multilabel_pairs_name_no_label(tmp_path):
 
 
 def test_messages_name_diffs_own_options_and_causes(tmp_path):
-    """Found in review: a --cluster column missing on one side said "check --group-col" (score's
-    option), and gates over no usable pairs (every label the ignore index) failed saying "the
+    """Found in review: a --cluster column missing on the base (whose values name the clusters) said
+    "check --group-col" (score's option), and gates over no usable pairs (every label the ignore index) failed saying "the
     interval's lower bound is nan"."""
     rng = np.random.default_rng(1)
     z, y = rng.normal(size=(10, 3)), rng.integers(0, 3, 10)
     pq.write_table(pa.table({"logits": list(z), "label": y, "doc": np.arange(10) // 2}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"logits": list(z * 1.1), "label": y}), tmp_path / "b.parquet")
-    result = runner.invoke(app, ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--cluster", "doc"])
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "a.parquet"), "--cluster", "doc"])
     message = result.stderr
     assert result.exit_code == 2 and len(message.strip().splitlines()) == 1
     assert "no column 'doc'" in message and "check --cluster" in message and "--group-col" not in message
@@ -1030,3 +1030,28 @@ def test_diff_refuses_options_that_do_nothing_here(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
     np.save(tmp_path / "g.npy", rng.integers(0, 2, 20))
     assert runner.invoke(app, ["diff", *args, "--by-file", str(tmp_path / "g.npy"), "--min-group", "5"]).exit_code in (0, 1)
+
+
+def test_cluster_names_the_bases_values_the_candidate_need_not_hold_them(tmp_path):
+    """Found in review: --cluster COL required COL on the candidate side ("no column"), though the
+    clusters are the base's values of COL. The candidate without the column, with it, and with other
+    values in it: the same clustered interval, √(G/(G−1)·Σ_g (S_g − n_g·d̄)²)/n over the base's
+    G = 15 documents (the README's formula, in float64 here)."""
+    from xentcli import stats
+
+    rng = np.random.default_rng(2)
+    z, y, doc = rng.normal(size=(60, 3)), rng.integers(0, 3, 60), np.arange(60) // 4
+    pq.write_table(pa.table({"logits": list(z), "label": y, "doc": doc}), tmp_path / "a.parquet")
+    for name, extra in (("none", {}), ("same", {"doc": doc}), ("other", {"doc": doc[::-1].copy()})):
+        pq.write_table(pa.table({"logits": list(z * 1.3), "label": y, **extra}), tmp_path / f"{name}.parquet")
+    d = sparse_loss64(z * 1.3, y) - sparse_loss64(z, y)
+    sums = np.bincount(doc, weights=d)
+    counts = np.bincount(doc)
+    se = math.sqrt(15 / 14 * ((sums - counts * d.mean()) ** 2).sum()) / 60
+    half = stats.t_quantile(0.975, 14) * se
+    for name in ("none", "same", "other"):
+        result = runner.invoke(app, ["diff", str(tmp_path / "a.parquet"), str(tmp_path / f"{name}.parquet"), "--cluster", "doc", "--json"])
+        assert result.exit_code in (0, 1), (name, result.stderr)
+        loss = json.loads(result.stdout)["metrics"]["loss_mean"]
+        assert loss["clusters"] == 15 and loss["se"] == pytest.approx(se, rel=1e-9)
+        assert loss["ci"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-9)

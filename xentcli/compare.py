@@ -668,10 +668,13 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
             hint="compare two models of the same classes", code="XE504",
         )
     keyed = options.key is not None
-    if (base.info.sequences is None) != (candidate.info.sequences is None):  # the pairs' clusters would be one side's only
+    # the pairs' clusters would be one side's only — unless --cluster names them: the base's values of COL, whatever
+    # the candidate holds (found in review: the candidate had to hold COL too)
+    by_column = base_config.source.group_col is not None
+    if not by_column and (base.info.sequences is None) != (candidate.info.sequences is None):
         flat = names[0] if base.info.sequences is None else names[1]
         raise LayoutError(f"{flat} holds rows and the other side sequences: the pairs' tokens cannot be clustered by sequence",
-                          hint="give both sides as sequence dumps ([N, T, C], nested lists or --cluster COL on both)")
+                          hint="give both sides as sequence dumps ([N, T, C] or nested lists), or name the clusters with --cluster COL")
     clustered = base.info.sequences is not None
     grouped = bool(base_config.source.by or base_config.source.by_file)
     totals = PairedTotals(options.top, Bootstrap(options.bootstrap, options.seed) if options.bootstrap else None, clustered,

@@ -58,13 +58,13 @@ def diff(
 
     Example: [bold]xent diff base.parquet candidate.parquet --key id --fail-on-regression 0.01[/]
     """
-    def side(path: str, grouped: bool = False) -> ScoreOptions:
+    def side(path: str, grouped: bool = False) -> ScoreOptions:  # grouped: the base, which alone names --by groups and --cluster clusters
         refuse_empty_name("--key", key)  # (they become --id-col and --group-col below)
         refuse_empty_name("--cluster", cluster)
         return ScoreOptions(
             paths=[path], labels=labels, file_format=file_format, input_kind=input_kind, target=target, head=head,
             threshold=threshold, class_axis=class_axis,
-            group_col=cluster, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
+            group_col=cluster if grouped else None, classes=classes, score_col=score_col, score_prefix=score_prefix, label_col=label_col,
             target_prefix=target_prefix, score_key=score_key, label_key=label_key, id_col=key, ignore_index=ignore_index,
             label_smoothing=label_smoothing,
             epsilon=epsilon, as_json=as_json, chunk_rows=chunk_rows, threads=threads, quiet=quiet,
