@@ -1055,3 +1055,29 @@ def test_cluster_names_the_bases_values_the_candidate_need_not_hold_them(tmp_pat
         loss = json.loads(result.stdout)["metrics"]["loss_mean"]
         assert loss["clusters"] == 15 and loss["se"] == pytest.approx(se, rel=1e-9)
         assert loss["ci"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-9)
+
+
+def test_binary_head_against_two_class_target_rows(tmp_path):
+    """Found in review: a binary head (0/1 labels or soft targets t) against a two-class softmax
+    whose targets are rows [1 − t, t] was XE503 for every pair (rows of width 1 and 2 compared as
+    unequal). Such rows are the same target — the two losses are equal (BCE of z against t is the
+    two-class cross-entropy of [0, z] against [1 − t, t]) — and a row that is not [1 − t, t] is XE503."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=50)
+    hard = rng.integers(0, 2, 50)
+    soft = np.round(rng.random(50), 2)
+    for t in (hard, soft):
+        pq.write_table(pa.table({"logit": z, "label": t}), tmp_path / "b.parquet")
+        rows = [[1.0 - float(v), float(v)] for v in t]
+        pq.write_table(pa.table({"logits": [[0.0, v] for v in z], "label": rows}), tmp_path / "s.parquet")
+        for pair in (["b", "s"], ["s", "b"]):
+            result = runner.invoke(app, ["diff", *(str(tmp_path / f"{n}.parquet") for n in pair), "--json"])
+            assert result.exit_code in (0, 1), (result.stderr, result.exception)
+            doc = json.loads(result.stdout)
+            assert doc["pairing"]["usable_pairs"] == 50 and abs(doc["metrics"]["loss_mean"]["delta"]) < 1e-15
+            accuracy = doc["metrics"]["accuracy"]  # the same model: no change, rows of t = ½ included (positive, as a binary head)
+            assert accuracy["delta"] == 0 and accuracy["base"] == accuracy["candidate"]
+        rows[7] = [0.6, rows[7][1]] if rows[7][1] != 0.4 else [0.5, 0.4]  # not [1 − t, t]
+        pq.write_table(pa.table({"logits": [[0.0, v] for v in z], "label": rows}), tmp_path / "s.parquet")
+        result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "s.parquet")])
+        assert result.exit_code == 2 and "[XE503] 1 pair has different labels" in result.stderr and "7/7" in result.stderr

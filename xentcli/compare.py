@@ -55,17 +55,20 @@ class SideRows:
         head takes 1, and the same model showed an accuracy change (found in review)."""
         stats_ = result.stats
         n = stats_.loss.size
-        correct = stats_.correct
+        correct, label = stats_.correct, stats_.label
+        target = None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1)
         if threshold is not None:
             with np.errstate(invalid="ignore"):
                 p_one = np.where(stats_.label == 1, stats_.p_true, 1.0 - stats_.p_true)
-                correct = stats_.label_ok & ((p_one >= threshold) == (stats_.label == 1))
+                if target is not None and target.shape[1] == 2:  # target rows [1 − t, t]: positive where t ≥ 1/2, as the
+                    label = np.where(stats_.label_ok, target[:, 1] >= 0.5, stats_.label).astype(np.int64)  # binary head counts it
+                correct = stats_.label_ok & ((p_one >= threshold) == (label == 1))  # (the argmax of [½, ½] is 0)
         return cls(
             row=np.arange(result.offset, result.offset + n, dtype=np.int64),
-            label=stats_.label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
+            label=label, label_ok=stats_.label_ok, ignored=result.ignored, loss=stats_.loss,
             correct=correct, key=_keys(result.ids, path) if key_from_ids else None,
             cluster=result.sample if cluster else None,
-            target=None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1),
+            target=target,
             group=groups.numbered(result.groups) if groups is not None and result.groups is not None else None,
         )
 
@@ -463,7 +466,9 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
         if (base.target is None) != (candidate.target is None):  # class labels on one side, target rows on the other
             same &= _hard_targets_of(base if candidate.target is None else candidate, candidate if candidate.target is None else base)
         elif base.target is not None and candidate.target is not None:  # soft or multi-hot targets: every entry
-            if base.target.shape[1] != candidate.target.shape[1]:
+            if sorted((base.target.shape[1], candidate.target.shape[1])) == [1, 2]:  # a binary head against a two-class softmax
+                same &= _binary_against_two_class(base.target, candidate.target)
+            elif base.target.shape[1] != candidate.target.shape[1]:
                 same &= False
             else:
                 a, b = base.target, candidate.target
@@ -481,6 +486,16 @@ def _check_labels(base: SideRows, candidate: SideRows) -> None:
             hint="both dumps must score the same rows with the same labels; pair by a key with --key if the order differs",
             code="XE503",
         )
+
+
+def _binary_against_two_class(a: npt.NDArray, b: npt.NDArray) -> npt.NDArray[np.bool_]:
+    """Per pair: a binary head's target t (one column) says the same as the two-class target row
+    of the other side when that row is [1 − t, t] — its entries summing to 1 within a few ulps (0.7
+    and 0.3 do not, exactly) — the one row the two-class loss equals the binary one on (found in
+    review: one-hot rows against 0/1 labels were XE503)."""
+    t, row = (a[:, 0], b) if a.shape[1] == 1 else (b[:, 0], a)
+    ulps = 8 * np.finfo(row.dtype if row.dtype.kind == "f" else np.float64).eps
+    return (row[:, 1] == t) & (np.abs(row[:, 0] + row[:, 1] - 1) <= ulps)
 
 
 def _hard_targets_of(targets: SideRows, labels: SideRows) -> npt.NDArray[np.bool_]:
