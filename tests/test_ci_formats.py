@@ -300,6 +300,30 @@ def test_each_gate_carries_its_own_reasons(tmp_path):
     assert len(gates) == 1 and gates[0].startswith("group region=accuracy ECE mean loss: mean loss ")
 
 
+def test_diffs_group_gates_name_their_failing_groups(tmp_path):
+    """Found in review: diff's per-group gates said only 'fail-on-regression by group (Holm): lower
+    … against 0.2' in every CI format; the failing group was named in the closing line alone. The
+    candidate's logits are tripled in group b only: b alone fails, and each format names it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    z, y = rng.normal(size=(600, 3)), rng.integers(0, 3, 600)
+    group = np.array(["a", "b|`x`", "c"])[np.arange(600) % 3]
+    worse = z.copy()
+    worse[group == "b|`x`"] *= 3.0
+    pq.write_table(pa.table({"logits": list(z), "label": y, "grp": group}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(worse), "label": y, "grp": group}), tmp_path / "b.parquet")
+    args = ["diff", tmp_path / "a.parquet", tmp_path / "b.parquet", "--by", "grp", "--fail-on-regression", "0.2", "--output-format"]
+    github = [m for _, p, m in parse_github(run(*args, "github").stdout) if p.get("title", "").endswith("by group (Holm)")]
+    assert len(github) == 1 and github[0].endswith("; failing: group grp=b|`x`") and "grp=a" not in github[0], github
+    suite = ET.fromstring(run(*args, "junit").stdout.split("\n", 1)[1])
+    failures = {case.get("name"): case.find("failure") for case in suite.iter("testcase")}
+    assert failures["fail-on-regression by group (Holm)"].get("message").endswith("; failing: group grp=b|`x`")
+    issues = json.loads(run(*args, "gitlab").stdout)
+    assert [i["description"] for i in issues if "by group" in i["check_name"]][0].endswith("; failing: group grp=b|`x`")
+
+
 def test_step_summary_is_an_output_checked_before_the_run(tmp_path):
     """Found in review: GITHUB_STEP_SUMMARY naming the input appended the markdown to it (the dump
     was broken, exit 0), and a path that could not be written failed after 'PASS' was printed. It is

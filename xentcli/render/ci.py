@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xentcli.diagnostics import SEVERITIES
-from xentcli.plain import distinct_digits
+from xentcli.plain import distinct_digits, group_label
 from xentcli.render.escape import number_text as _number, terminal, text_of
 
 FORMATS = ("github", "gitlab", "junit", "markdown")
@@ -108,7 +108,10 @@ def of_diff(report: Any, fail_on: str, verdict: str) -> CiRun:
     gates = []
     for gate in report.gates:
         detail = f"{gate['bound']} {_number(gate['value'])} against {_number(gate['margin'])}"
-        gates.append(Gate(gate["gate"], gate["passed"], detail, f"{gate['gate']}: {detail}"))
+        failing = gate.get("failed_groups") or []  # a group gate names the groups that fail it, as check's does (found in review)
+        named = "; failing: " + ", ".join(f"group {group_label(by)}" for by in failing[:5]) + (
+            f" and {len(failing) - 5:,} more" if len(failing) > 5 else "") if failing and not gate["passed"] else ""
+        gates.append(Gate(gate["gate"], gate["passed"], detail, f"{gate['gate']}: {detail}{named}"))
     summary.insert(0, ("base → candidate", f"{report.base.input.path} → {report.candidate.input.path}"))
     return CiRun("xent diff", report.candidate.input.path, report.passed, verdict, summary, gates,
                  _diagnostics(report.diagnostics, fail_on if fail_on != "never" else None),
