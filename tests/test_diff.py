@@ -1081,3 +1081,26 @@ def test_binary_head_against_two_class_target_rows(tmp_path):
         pq.write_table(pa.table({"logits": [[0.0, v] for v in z], "label": rows}), tmp_path / "s.parquet")
         result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "s.parquet")])
         assert result.exit_code == 2 and "[XE503] 1 pair has different labels" in result.stderr and "7/7" in result.stderr
+
+
+@pytest.mark.parametrize("narrow", [np.float32, np.float16])
+def test_the_same_numbers_stored_narrower_are_no_change(tmp_path, narrow):
+    """Found in review: logits stored as float64 on one side and as float32 (the same values) on the
+    other gave Δ +2.39e-9 [+1.85e-9, +2.92e-9], p 3e-18 — a failed --fail-on-regression 0 — from the
+    float32 kernel's own error. Sides stored unlike are both scored in float64: Δ is exactly 0, and
+    each side's mean equals the float64 loss of the stored values."""
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(20000, 10)) * 2).astype(narrow)
+    y = rng.integers(0, 10, 20000)
+    np.save(tmp_path / "narrow.npy", z)
+    np.save(tmp_path / "wide.npy", z.astype(np.float64))
+    np.save(tmp_path / "y.npy", y)
+    want = sparse_loss64(z.astype(np.float64), y).mean()
+    for pair in (("wide", "narrow"), ("narrow", "wide")):
+        args = ["diff", *(str(tmp_path / f"{n}.npy") for n in pair), "--labels", str(tmp_path / "y.npy")]
+        result = runner.invoke(app, [*args, "--json", "--fail-on-regression", "0"])
+        assert result.exit_code == 0, (result.stderr, result.stdout[-400:])
+        loss = json.loads(result.stdout)["metrics"]["loss_mean"]
+        assert loss["delta"] == 0 and loss["ci"] == [0, 0]
+        assert loss["base"] == pytest.approx(want, rel=1e-13) and loss["candidate"] == pytest.approx(want, rel=1e-13)
+        assert runner.invoke(app, [*args, "--fail-on-regression", "-1e-9"]).exit_code == 1  # no improvement either

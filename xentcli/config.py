@@ -106,6 +106,7 @@ class RunConfig:
     max_groups: int = 1000  # --by: the groups with the most counted rows; the rest merge into "(other)"
     slices: bool = True  # --by: the per-group partials; diff reads the group columns but slices the pairs itself
     threshold: float = 0.5  # binary heads: a row predicts the positive class when P(y = 1) ≥ threshold
+    widen_scores: bool = False  # scores scored in float64 whatever their stored type (`xent diff` of two sides stored unlike)
     paired: bool = False  # a side of `xent diff`: whether --threshold is used is judged once both heads are known (run_diff)
 
     @property

@@ -145,6 +145,8 @@ def _results(chunk: Chunk, info: InputDescription, config: RunConfig, top_k: int
              floor: WorstFloor | None = None, examples: ExampleFloors | None = None) -> list[ChunkResult]:
     """One chunk's results: one, or for a chunk sized for the binary head's one C pass that the pass
     refuses, one per piece of the general size (so that the general path's memory stays bounded)."""
+    if config.widen_scores and chunk.scores.dtype.kind == "f" and chunk.scores.dtype.itemsize < 8:  # (its score_dtype, which the
+        chunk = replace(chunk, scores=chunk.scores.astype(np.float64))  # diagnostics' limits follow, stays the stored one)
     if len(chunk.scores) <= sizing.general or not _plain_binary(config, info):  # only the one pass's chunks are larger
         return [_compute(chunk, info, config, top_k, bound, floor=floor, examples=examples)]
     fused = _fused_binary(chunk, info, config, top_k, QuantileSketch())
