@@ -1104,3 +1104,25 @@ def test_the_same_numbers_stored_narrower_are_no_change(tmp_path, narrow):
         assert loss["delta"] == 0 and loss["ci"] == [0, 0]
         assert loss["base"] == pytest.approx(want, rel=1e-13) and loss["candidate"] == pytest.approx(want, rel=1e-13)
         assert runner.invoke(app, [*args, "--fail-on-regression", "-1e-9"]).exit_code == 1  # no improvement either
+
+
+def test_diff_pooled_groups_are_said_and_told_apart(tmp_path):
+    """Found in review: diff --max-groups pooled the other groups into "(other)" without XE701 (score
+    says it), shown exactly as a group whose value is the text "(other)", in the table and the HTML
+    page alike. The pool is "(other: N groups)" everywhere it is shown, and XE701 names the count."""
+    rng = np.random.default_rng(5)
+    z, y = rng.normal(size=(300, 3)), rng.integers(0, 3, 300)
+    group = np.array(["a", "b", "c", "(other)", "e"])[np.arange(300) % 5]
+    pq.write_table(pa.table({"logits": list(z), "label": y, "grp": group}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"logits": list(z * 1.2), "label": y, "grp": group}), tmp_path / "b.parquet")
+    args = ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--by", "grp", "--max-groups", "2"]
+    doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    xe701 = [d for d in doc["diagnostics"] if d["code"] == "XE701"]
+    assert len(xe701) == 1 and xe701[0]["message"].startswith("3 groups beyond --max-groups")
+    assert sorted(g["pooled_groups"] for g in doc["groups"]) == [0, 0, 3]
+    table = runner.invoke(app, args, terminal_width=200).stdout
+    assert "(other: 3 groups)" in table and '"(other)"' in table  # the pool, and the value (quoted as text of its own)
+    result = runner.invoke(app, [*args, "--report", str(tmp_path / "r.html")])
+    assert result.exit_code in (0, 1), result.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "(other: 3 groups)" in page and "(other)&quot;" in page

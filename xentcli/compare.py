@@ -747,6 +747,7 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
                 hint="pass --allow-unpaired to compare the keys both sides hold", code="XE501",
             )
     base_report, candidate_report = base.report(), candidate.report()
+    groups = group_metrics(totals, base_config.group_names, options.confidence, options.min_group, options.max_groups)
     report = DiffReport(
         base=base_report, candidate=candidate_report,
         pairing={"by": "key" if keyed else "row", "key": options.key, "pairs": totals.pairs, "usable_pairs": totals.usable,
@@ -756,18 +757,24 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
         bootstrap={"replicates": options.bootstrap, "seed": options.seed},
         flips={"correct_to_wrong": totals.correct_to_wrong, "wrong_to_correct": totals.wrong_to_correct},
         regressed=totals.regressed.details, improved=totals.improved.details,
-        diagnostics=_diagnostics(base_report, candidate_report, totals),
-        groups=group_metrics(totals, base_config.group_names, options.confidence, options.min_group, options.max_groups),
+        diagnostics=_diagnostics(base_report, candidate_report, totals, groups),
+        groups=groups,
         delta_histogram=log_histogram(totals.delta_sketch),
     )
     decide(report, gates)
     return report
 
 
-def _diagnostics(base: Any, candidate: Any, totals: PairedTotals) -> list[dict[str, Any]]:
+def _diagnostics(base: Any, candidate: Any, totals: PairedTotals, groups: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     from xentcli.diagnostics import RULES
 
     out = [{**item, "side": "base"} for item in base.diagnostics] + [{**item, "side": "candidate"} for item in candidate.diagnostics]
+    pooled = sum(g["pooled_groups"] for g in groups or [])
+    if pooled:  # as score's --by says it (found in review: diff pooled groups into "(other)" without a word)
+        rule = RULES["XE701"]
+        out.append({"code": rule.code, "name": rule.name, "severity": rule.severity, "rows": 0, "fraction": 0.0,
+                    "message": f"{pooled:,} groups beyond --max-groups are merged into one group '(other)'",
+                    "hint": rule.hint, "examples": [], "side": "pairs"})
     if totals.nonfinite:
         rule = RULES["XE505"]
         out.append({"code": rule.code, "name": rule.name, "severity": rule.severity, "rows": totals.nonfinite,

@@ -60,13 +60,13 @@ def evaluate(report: Report, gates: Gates) -> dict[str, Any]:
                        "passed": not failed and not math.isnan(bound), "untested_groups": small})
         gate_reasons.append(reasons := [])
         if untestable:
-            shown = group_label(untestable[0]["by"])
+            shown = group_label(untestable[0]["by"], untestable[0].get("merged_groups", 0))
             reasons.append(f"group gap (Holm lower bound) is undefined: group {shown} ({untestable[0]['counted']:,} counted {'row' if untestable[0]['counted'] == 1 else 'rows'}) has no "
                            f"standard error (one row, or an infinite spread){' nor do ' + str(len(untestable) - 1) + ' more' if len(untestable) > 1 else ''}")
         elif math.isnan(bound):
             reasons.append("group gap (Holm lower bound) is undefined (no group of --min-group rows or more)")
         for group in failed:
-            shown = group_label(group["by"])
+            shown = group_label(group["by"], group.get("merged_groups", 0))
             overall = group["loss_mean"] - group["delta_loss"]
             reasons.append(f"group {shown}: mean loss {_show(group['loss_mean'])} exceeds the overall {_show(overall)} "
                            f"by more than {_show(gates.max_group_gap)} (Holm-adjusted p {_show(group['p_value'])})")

@@ -99,9 +99,16 @@ def group_value_text(value: Any) -> str:
     return str(value)
 
 
-def group_label(by: dict[str, Any]) -> str:
-    """A group as text: column=value, …"""
+def group_label(by: dict[str, Any], pooled: int = 0) -> str:
+    """A group as text: column=value, …; the "(other)" pool of `pooled` groups (--max-groups) as
+    "(other: N groups)", told apart from a group whose value is the text "(other)"."""
+    if pooled:
+        return pooled_label(pooled)
     return ", ".join(f"{column}={group_value_text(value)}" for column, value in by.items())
+
+
+def pooled_label(pooled: int) -> str:
+    return f"(other: {pooled:,} groups)"
 
 
 def distinct_digits(value: Any, limit: Any, digits: int) -> int:

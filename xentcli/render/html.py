@@ -240,7 +240,7 @@ def score_report(report: Any, command: str, inputs: list[str], verdict: str | No
                               for label, r in zip(labels, items)], {1, 2, 3, 4}))
     if report.groups:
         items = report.groups[:MAX_ITEMS]
-        labels = [group_label(g["by"]) for g in items]
+        labels = [group_label(g["by"], g.get("merged_groups", 0)) for g in items]
         body.append(f"<h2>Groups (the {len(items)} worst of {len(report.groups):,})</h2>"
                     + bars_svg(labels, [g["loss_mean"] for g in items], "mean loss per group", "#e45756", [tuple(g["loss_ci"]) for g in items],
                               f"mean loss (lines: {_n(100 * s['confidence'], 4)}% intervals)")
@@ -282,7 +282,7 @@ def diff_report(report: Any, command: str, inputs: list[str], verdict: str) -> s
         items = report.groups[:MAX_ITEMS]
         body.append(f"<h2>Groups ({len(items)} of {len(report.groups):,})</h2>" + _table(
             ["group", "pairs", "loss Δ", f"{report.confidence:.0%} CI", "p", "accuracy Δ", "small"],
-            [[_cell(group_label(g["by"])), _n(g["usable_pairs"]), _n(g["loss_mean"]["delta"]),
+            [[_cell(group_label(g["by"], g["pooled_groups"])), _n(g["usable_pairs"]), _n(g["loss_mean"]["delta"]),
               "–" if not g["loss_mean"].get("ci") else f"[{_n(g['loss_mean']['ci'][0], 4)}, {_n(g['loss_mean']['ci'][1], 4)}]",
               _n(g["loss_mean"].get("p_value"), 3), _n(g["accuracy"]["delta"]), "yes" if g.get("small") else ""] for g in items],
             {1, 2, 4, 5}))

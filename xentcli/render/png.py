@@ -119,7 +119,7 @@ def write_pngs(folder: str, report: Any = None, diff: Any = None, inputs: list[s
     if report.groups:
         items = report.groups[:40]
         path = os.path.join(folder, "groups.png")
-        _bars(plt, [group_label(g["by"]) for g in items], [g["loss_mean"] for g in items],
+        _bars(plt, [group_label(g["by"], g.get("merged_groups", 0)) for g in items], [g["loss_mean"] for g in items],
               "mean loss per group", path, "#e45756", force)
         written.append(path)
     return written

@@ -10,7 +10,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from xentcli.plain import distinct_digits, group_value_text
+from xentcli.plain import distinct_digits, group_value_text, pooled_label
 from xentcli.render.escape import MAX_CELL, terminal
 from xentcli.render.explanations import explain_differences
 from xentcli.report import DiffReport, Report
@@ -287,7 +287,7 @@ def groups_table(report: Report) -> Table:
         low, high = group["loss_ci"]
         half = (high - low) / 2
         pool = group.get("merged_groups")  # the "(other)" pool, told apart from a value "(other)"
-        cells: list[str | Text] = ([Text(f"(other: {pool:,} groups)", style="dim")] * len(group["by"]) if pool
+        cells: list[str | Text] = ([Text(pooled_label(pool), style="dim")] * len(group["by"]) if pool
                                    else [shown(group_value_text(value)) for value in group["by"].values()])
         cells += [fmt_number(group["counted"]), fmt_share(group["share"]), fmt_number(group["loss_mean"], 5),
                   "" if math.isnan(half) else fmt_number(half, 3), "" if math.isnan(group["delta_loss"]) else f"{group['delta_loss']:+.4g}",
@@ -309,8 +309,10 @@ def diff_groups_table(report: DiffReport) -> Table:
     for group in groups[:TABLE_ROWS_SHOWN]:
         loss, accuracy = group["loss_mean"], group["accuracy"]
         low, high = loss["ci"]
-        note = "(other)" if group["pooled_groups"] else "small" if group["small"] else ""
-        cells: list[str | Text] = [shown(group_value_text(value)) for value in group["by"].values()]
+        note = "small" if group["small"] and not group["pooled_groups"] else ""
+        pool = group["pooled_groups"]  # the "(other)" pool, told apart from a value "(other)", as score's table does
+        cells: list[str | Text] = ([Text(pooled_label(pool), style="dim")] * len(group["by"]) if pool
+                                   else [shown(group_value_text(value)) for value in group["by"].values()])
         cells += [fmt_number(group["usable_pairs"]), fmt_number(loss["delta"], 4), _interval(loss["ci"]), _p(loss["p_value"]),
                   fmt_number(accuracy["delta"], 4), Text(note, style="dim")]
         table.add_row(*cells)
