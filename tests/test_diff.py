@@ -1126,3 +1126,18 @@ def test_diff_pooled_groups_are_said_and_told_apart(tmp_path):
     assert result.exit_code in (0, 1), result.stderr
     page = (tmp_path / "r.html").read_text()
     assert "(other: 3 groups)" in page and "(other)&quot;" in page
+
+
+def test_one_pairs_quantile_interval_is_its_delta(tmp_path):
+    """Found in review: with one pair the p50 delta was 0.08836 and its bootstrap interval
+    [0.0901, 0.0901] — the replicates' quantiles were interpolated within their sketch bucket while
+    the point is kept within the exact min and max. Every replicate of one pair is that pair: the
+    interval is the delta itself (here of the exact losses log(1 + e) and log(1 + e²))."""
+    np.save(tmp_path / "b.npy", np.array([[0.0, 1.0]]))
+    np.save(tmp_path / "c.npy", np.array([[0.0, 2.0]]))
+    np.save(tmp_path / "y.npy", np.array([0]))
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.npy"), str(tmp_path / "c.npy"), "--labels", str(tmp_path / "y.npy"), "--json"])
+    metrics = json.loads(result.stdout)["metrics"]
+    delta = math.log1p(math.exp(2)) - math.log1p(math.exp(1))  # 2.1269280110 − 1.3132616875
+    for name in ("loss_p50", "loss_p90", "loss_p99"):
+        assert metrics[name]["delta"] == pytest.approx(delta, rel=1e-15) and metrics[name]["ci"] == [metrics[name]["delta"]] * 2
