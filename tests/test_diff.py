@@ -610,6 +610,18 @@ def test_numeric_keys_pair_by_value(tmp_path, base_ids, candidate_ids, pairs):
     assert json.loads(result.stdout)["pairing"]["usable_pairs"] == pairs
 
 
+def test_npz_byte_string_keys_pair_by_their_bytes(tmp_path):
+    """Found in review: an NPZ key array of byte strings (dtype S) was decoded as ASCII: an internal
+    error (exit 3) on b"\\xff". Its keys pair as Arrow's binary keys do: by their bytes."""
+    z = np.random.default_rng(0).normal(size=(4, 3))
+    np.savez(tmp_path / "b.npz", logits=z, label=np.array([0, 1, 2, 0]), id=np.array([b"\xff", b"a", b"\xc3\xbf", b"c"]))
+    np.savez(tmp_path / "c.npz", logits=z[::-1] + 0.5, label=np.array([0, 2, 1, 0]), id=np.array([b"c", b"\xc3\xbf", b"a", b"\xff"]))
+    result = runner.invoke(app, ["diff", str(tmp_path / "b.npz"), str(tmp_path / "c.npz"), "--score-key", "logits", "--label-key", "label",
+                                 "--key", "id", "--json"])
+    assert result.exit_code in (0, 1), (result.stderr, result.exception)
+    assert json.loads(result.stdout)["pairing"]["usable_pairs"] == 4
+
+
 def test_binary_keys_are_written_and_shown_with_their_bytes_escaped(tmp_path):
     """Keys of undecodable bytes pair with themselves only; the pairs file (-o) and the examples
     show such a byte as \\xNN (a lone surrogate could not be written: an internal error)."""
@@ -1077,6 +1089,23 @@ def test_binary_head_against_two_class_target_rows(tmp_path):
             assert doc["pairing"]["usable_pairs"] == 50 and abs(doc["metrics"]["loss_mean"]["delta"]) < 1e-15
             accuracy = doc["metrics"]["accuracy"]  # the same model: no change, rows of t = ½ included (positive, as a binary head)
             assert accuracy["delta"] == 0 and accuracy["base"] == accuracy["candidate"]
+        # stored as float32 (found in review: the rows' sum was held to float64's ulps, and 14 of 50 pairs were XE503)
+        pq.write_table(pa.table({"logit": pa.array(z, pa.float32()), "label": pa.array(t, pa.float32())}), tmp_path / "b32.parquet")
+        t32 = t.astype(np.float32)
+        pq.write_table(pa.table({"logits": pa.array([[0.0, v] for v in z], pa.list_(pa.float32())),
+                                 "label": pa.array([[float(np.float32(1) - v), float(v)] for v in t32], pa.list_(pa.float32()))}),
+                       tmp_path / "s32.parquet")
+        result = runner.invoke(app, ["diff", str(tmp_path / "b32.parquet"), str(tmp_path / "s32.parquet"), "--json"])
+        assert result.exit_code in (0, 1) and json.loads(result.stdout)["pairing"]["usable_pairs"] == 50, result.stderr
+        # a NaN target on both sides: a non-finite pair (XE505), as for targets of one width (it was XE503)
+        nan_t = t.astype(np.float64)
+        nan_t[5] = np.nan
+        nan_rows = [[1.0 - float(v), float(v)] for v in nan_t]
+        pq.write_table(pa.table({"logit": z, "label": nan_t}), tmp_path / "bn.parquet")
+        pq.write_table(pa.table({"logits": [[0.0, v] for v in z], "label": nan_rows}), tmp_path / "sn.parquet")
+        result = runner.invoke(app, ["diff", str(tmp_path / "bn.parquet"), str(tmp_path / "sn.parquet"), "--json"])
+        assert result.exit_code in (0, 1), result.stderr
+        assert {k: json.loads(result.stdout)["pairing"][k] for k in ("usable_pairs", "nonfinite_pairs")} == {"usable_pairs": 49, "nonfinite_pairs": 1}
         rows[7] = [0.6, rows[7][1]] if rows[7][1] != 0.4 else [0.5, 0.4]  # not [1 − t, t]
         pq.write_table(pa.table({"logits": [[0.0, v] for v in z], "label": rows}), tmp_path / "s.parquet")
         result = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "s.parquet")])
@@ -1104,6 +1133,16 @@ def test_the_same_numbers_stored_narrower_are_no_change(tmp_path, narrow):
         assert loss["delta"] == 0 and loss["ci"] == [0, 0]
         assert loss["base"] == pytest.approx(want, rel=1e-13) and loss["candidate"] == pytest.approx(want, rel=1e-13)
         assert runner.invoke(app, [*args, "--fail-on-regression", "-1e-9"]).exit_code == 1  # no improvement either
+    # both sides of shards in float32 and float64, laid out differently (found in review: "float32+float64" on both sides
+    # was taken for one type, and the same values showed Δ ±2.4e-9, p 3e-18)
+    if narrow is np.float32:
+        for side, types in (("b", (np.float64, narrow)), ("c", (narrow, np.float64))):
+            (tmp_path / side).mkdir()
+            for i, (rows, dtype) in enumerate(zip((slice(0, 19990), slice(19990, None)), types)):
+                pq.write_table(pa.table({"logits": pa.array(list(z[rows].astype(dtype)), pa.list_(pa.from_numpy_dtype(dtype))),
+                                         "label": y[rows]}), tmp_path / side / f"p{i}.parquet")
+        result = runner.invoke(app, ["diff", str(tmp_path / "b"), str(tmp_path / "c"), "--json", "--fail-on-regression", "0"])
+        assert result.exit_code == 0 and json.loads(result.stdout)["metrics"]["loss_mean"]["ci"] == [0, 0], result.stderr
 
 
 def test_diff_pooled_groups_are_said_and_told_apart(tmp_path):

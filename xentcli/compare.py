@@ -56,7 +56,9 @@ class SideRows:
         stats_ = result.stats
         n = stats_.loss.size
         correct, label = stats_.correct, stats_.label
-        target = None if result.targets is None else np.asarray(result.targets, np.float64).reshape(n, -1)
+        target = None if result.targets is None else np.asarray(result.targets).reshape(n, -1)
+        if target is not None and target.dtype.kind != "f":  # floats as stored (XE503's tolerance follows their type)
+            target = target.astype(np.float64)
         if threshold is not None:
             with np.errstate(invalid="ignore"):
                 p_one = np.where(stats_.label == 1, stats_.p_true, 1.0 - stats_.p_true)
@@ -108,6 +110,8 @@ def _keys(ids: Any, path: str) -> npt.NDArray:
             return np.array([binary_key(value) for value in ids.to_pylist()], dtype=object)
         return np.array([str(id_value(value)) for value in ids.to_pylist()], dtype=object)
     values = np.asarray(ids)
+    if values.dtype.kind == "S":  # byte strings (an NPZ array): as Arrow's binary keys (astype(str) decodes ASCII: an internal error)
+        return np.array([binary_key(value) for value in values.tolist()], dtype=object)
     return _number_keys(values, path) if values.dtype.kind in "iuf" else values.astype(str).astype(object)
 
 
@@ -494,8 +498,10 @@ def _binary_against_two_class(a: npt.NDArray, b: npt.NDArray) -> npt.NDArray[np.
     and 0.3 do not, exactly) — the one row the two-class loss equals the binary one on (found in
     review: one-hot rows against 0/1 labels were XE503)."""
     t, row = (a[:, 0], b) if a.shape[1] == 1 else (b[:, 0], a)
-    ulps = 8 * np.finfo(row.dtype if row.dtype.kind == "f" else np.float64).eps
-    return (row[:, 1] == t) & (np.abs(row[:, 0] + row[:, 1] - 1) <= ulps)
+    ulps = 8 * np.finfo(row.dtype if row.dtype.kind == "f" else np.float64).eps  # of the type the rows are stored in
+    with np.errstate(invalid="ignore"):
+        unusable = np.isnan(t) & np.isnan(row).all(axis=1)  # unusable on both sides: a non-finite pair (XE505), not XE503
+        return unusable | ((row[:, 1] == t) & (np.abs(row[:, 0] + row[:, 1] - 1) <= ulps))
 
 
 def _hard_targets_of(targets: SideRows, labels: SideRows) -> npt.NDArray[np.bool_]:
@@ -669,8 +675,10 @@ def run_diff(base_config: Any, candidate_config: Any, options: Any, gates: Any, 
             return Pass(replace(config, threads=max(1, config.threads // 2)), background=True)
     make_pass = make_pass or Pass
     base, candidate = make_pass(base_config), make_pass(candidate_config)
-    if base.info.score_dtype != candidate.info.score_dtype:  # both sides in float64: the same numbers stored as float32 on one
-        # side gave a "significant" delta of ~2e-9, the float32 kernel's own error (found in review; the true delta is 0)
+    if base.info.score_dtype != candidate.info.score_dtype or "+" in base.info.score_dtype or base.info.head != candidate.info.head:
+        # both sides in float64 unless both hold one and the same type and head: the same numbers stored as float32 on one side
+        # (or in its shards of mixed types, or scored by another head's float32 kernel) gave a "significant" delta of ~2e-9,
+        # the float32 kernel's own error (found in review; the true delta is 0)
         base_config, candidate_config = (replace(c, widen_scores=True) for c in (base_config, candidate_config))
         base, candidate = make_pass(base_config), make_pass(candidate_config)
 
