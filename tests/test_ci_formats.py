@@ -383,6 +383,39 @@ def test_no_file_a_run_reads_is_written_over(tmp_path):
     assert all(f.read_bytes() == data for f, data in before.items())
 
 
+def test_no_output_is_written_over_by_another_or_into_an_input_folder(tmp_path):
+    """Found in review: GITHUB_STEP_SUMMARY could name the run's own -o file, partial file or report
+    (the markdown was appended to what the run had just written, exit 0), and `score shards -o
+    shards/rows.parquet` wrote a file the next read of the folder took for a shard. Each is refused
+    before the run: one line, exit 2, nothing written; a name beginning with '_' (left out of a
+    folder's shards) is allowed."""
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "z.npy", rng.normal(size=(30, 3)))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 30))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(2):
+        shutil.copy(SAMPLE / "cifar10_val.parquet", shards / f"p{i}.parquet")
+    arrays = [tmp_path / "z.npy", "--labels", tmp_path / "y.npy"]
+    cases = [
+        (["check", *arrays, "-o", tmp_path / "out.csv", "--fail-on", "never"], tmp_path / "out.csv"),
+        (["score", *arrays, "--save-partial", tmp_path / "p.xpart"], tmp_path / "p.xpart"),
+        (["diff", tmp_path / "z.npy", tmp_path / "z.npy", "--labels", tmp_path / "y.npy", "--report", tmp_path / "r.html"], tmp_path / "r.html"),
+        (["score", shards, "-o", shards / "rows.parquet"], None),
+        (["score", shards, "--save-partial", shards / "sub" / "rows.csv"], None),
+        (["diff", shards, shards, "-o", shards / "pairs.parquet"], None),
+    ]
+    (shards / "sub").mkdir()
+    for command, summary in cases:
+        env = {"GITHUB_STEP_SUMMARY": str(summary)} if summary else None
+        result = run(*command, "--output-format", "github", env=env)
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, (command, result.stderr)
+        assert "name the same file" in result.stderr or "lies in an input folder" in result.stderr, (command, result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards", "y.npy", "z.npy"]
+    assert sorted(p.name for p in shards.iterdir()) == ["p0.parquet", "p1.parquet", "sub"] and not any((shards / "sub").iterdir())
+    assert run("score", shards, "-o", shards / "_rows.parquet").exit_code == 0
+
+
 def test_markdown_leaves_only_numbers_unescaped(tmp_path, monkeypatch):
     """Found in review: text made of '-+0-9.,e []' skipped the escaping, so a dump named '---',
     '- [ ]' or '1.' rendered as a rule, a task box or an empty list (the path vanished). Rendered with

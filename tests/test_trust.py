@@ -202,11 +202,16 @@ def test_names_in_error_lines_are_escaped_once(tmp_path, name, shown):
     backslash of the name doubled (as the tables show it); markup as text."""
     pq.write_table(pa.table({"logits": [[0.0, 1.0]], "label": [0]}), tmp_path / "d.parquet")
     np.savez(tmp_path / "d.npz", logits=np.zeros((1, 2)), labels=np.zeros(1, np.int64))
+    copy = tmp_path / f"c{name}.xpart"  # a partial file's name, and a --by column's, in merge's refusals
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 3, "label": [0, 1, 0], name: [1, 2, 1], "g": [1, 2, 1]}), tmp_path / "g.parquet")
+    for by, part in ((name, "a"), ("g", "b")):
+        assert invoke("score", tmp_path / "g.parquet", "--by", by, "--save-partial", tmp_path / f"{part}.xpart", "--json").exit_code == 0
+    copy.write_bytes((tmp_path / "a.xpart").read_bytes())
     for command in (["score", tmp_path / "d.parquet", "--label-col", name], ["score", tmp_path / "d.npz", "--label-key", name],
-                    ["explain", name]):
+                    ["explain", name], ["merge", tmp_path / "a.xpart", tmp_path / "b.xpart"], ["merge", copy, tmp_path / "a.xpart"]):
         result = invoke(*command)
         assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, (command, result.stderr)
-        assert shown in result.stderr and "\x1b" not in result.stderr and "\u202e" not in result.stderr, (command, result.stderr)
+        assert shown[1:-1] in result.stderr and "\x1b" not in result.stderr and "\u202e" not in result.stderr, (command, result.stderr)
 
 
 # ---- 6. ids are kept exactly ------------------------------------------------------------------

@@ -34,6 +34,7 @@ from xentcli.accumulate import (
 from xentcli.binary import LabelTotals
 from xentcli.calibration import CELLS, Calibration
 from xentcli.config import FRAMEWORKS, LossOptions, RunConfig, SourceConfig, unscaled_weight
+from xentcli.plain import quoted
 from xentcli.confusions import Confusions
 from xentcli.diagnostics import Finding
 from xentcli.errors import InputError
@@ -132,7 +133,7 @@ def decode(tree: Any) -> Any:
         return array.reshape(_shape(tree["shape"], len(values)))
     if set(tree) == {"$", "v"} and isinstance(tree["v"], dict):
         return _instance(tree["$"], tree["v"])
-    raise Malformed(f"unknown tag {sorted(tree)[0]!r} in the state")
+    raise Malformed(f"unknown tag {quoted(sorted(tree)[0])} in the state")
 
 
 def _shape(shape: Any, size: int) -> tuple[int, ...]:
@@ -144,7 +145,7 @@ def _shape(shape: Any, size: int) -> tuple[int, ...]:
 
 def _array(tree: dict[str, Any]) -> np.ndarray:
     if tree["$a"] not in DTYPES or not isinstance(tree["b64"], str):
-        raise Malformed(f"an array of dtype {str(tree['$a'])[:20]!r}")
+        raise Malformed(f"an array of dtype {quoted(str(tree['$a'])[:20])}")
     try:
         data = base64.b64decode(tree["b64"], validate=True)
     except ValueError:
@@ -159,7 +160,7 @@ def _array(tree: dict[str, Any]) -> np.ndarray:
 def _instance(name: Any, values: dict[str, Any]) -> Any:
     cls = CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise Malformed(f"unknown class {str(name)[:40]!r} in the state")
+        raise Malformed(f"unknown class {quoted(str(name)[:40])} in the state")
     if set(values) != _attributes(cls):
         raise Malformed(f"a {name} with attributes {', '.join(sorted(set(values) ^ _attributes(cls)))} unlike xent's")
     instance = object.__new__(cls)
@@ -563,7 +564,7 @@ def _refuse_repeats(paths: list[str]) -> None:
             seen[digest] = path
         else:
             first = seen[digest]
-            raise InputError(f"{'is named twice' if first == path else f'is a copy of {first!r}'}: its rows would count twice",
+            raise InputError(f"{'is named twice' if first == path else f'is a copy of {quoted(first)}'}: its rows would count twice",
                              path=path, hint="merge each partial once")
 
 
@@ -634,7 +635,7 @@ def _option_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return ",".join(_option_value(v) for v in value)
     if isinstance(value, str):
-        return repr(value)
+        return quoted(value)
     if isinstance(value, enum.Enum):
         return str(value.value)
     return str(value)

@@ -315,20 +315,34 @@ def output_format(as_json: bool, chosen: Any) -> str:
 DUMP_SUFFIXES = (".parquet", ".pq", ".arrow", ".feather", ".ipc", ".csv", ".csv.gz", ".npy", ".npz")
 
 
-def step_summary(fmt: str, inputs: list[str]) -> str | None:
+def in_input_folder(path: str, folders: list[str]) -> bool:
+    """Whether a dump file written at `path` would be read as a shard of an input folder next time
+    (a dump's extension, and no part of its path there beginning with '.' or '_', which a folder's
+    reading leaves out)."""
+    where = os.path.realpath(path)
+    if not where.lower().endswith(DUMP_SUFFIXES):
+        return False
+    for folder in folders:
+        root = os.path.realpath(folder) + os.sep
+        if os.path.isdir(folder) and where.startswith(root) and not any(
+                part.startswith((".", "_")) for part in where[len(root):].split(os.sep)):
+            return True
+    return False
+
+
+def step_summary(fmt: str, inputs: list[str], folders: list[str] | None = None) -> str | None:
     """GITHUB_STEP_SUMMARY with --output-format github, checked before the run as the other outputs
     are: never one of the inputs (nor a dump file in an input folder), not a folder, in a folder that
     exists and may be written (found in review: it was appended to an input, and a bad path failed
-    after PASS was printed)."""
+    after PASS was printed). `folders`: the inputs as named (folders among them)."""
     from xentcli.errors import OutputError
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
     if not summary:
         return None
-    where = os.path.realpath(summary)
     for source in inputs:
-        inside = os.path.isdir(source) and where.startswith(os.path.realpath(source) + os.sep) and where.lower().endswith(DUMP_SUFFIXES)
-        if inside or (os.path.exists(summary) and os.path.exists(source) and os.path.samefile(summary, source)):
+        if in_input_folder(summary, [*inputs, *(folders or [])]) or (
+                os.path.exists(summary) and os.path.exists(source) and os.path.samefile(summary, source)):
             raise OutputError("GITHUB_STEP_SUMMARY names one of the inputs", path=summary,
                               hint="point GITHUB_STEP_SUMMARY at the step's summary file")
     if os.path.isdir(summary):

@@ -95,7 +95,8 @@ def _diff(base: ScoreOptions, candidate: ScoreOptions, options: DiffOptions, lim
                                      for config in (base_config, candidate_config))
     # every file either side reads (a folder's or a glob's files, --labels, --by-file): never written over
     inputs = [*input_files(base_config.source), *input_files(candidate_config.source), *base.option_files]
-    check_outputs(replace(base, output=output, force=force), inputs)  # type: ignore[arg-type]
+    check_outputs(replace(base, output=output, force=force), inputs,  # type: ignore[arg-type]
+                  [*base_config.source.paths, *candidate_config.source.paths])
     dask = base.dask
     with contextlib.ExitStack() as stack:
         make_pass = None

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from xentcli.cli.app import (
-    app, check_plot, command_line, console, emit_ci, error_line, guarded, output_format, print_plots, step_summary, write_report,
+    app, check_plot, command_line, console, emit_ci, error_line, guarded, in_input_folder, output_format, print_plots, step_summary, write_report,
 )
 from xentcli.cli.options import (
     Bins, By, ByFile, CalibrationOpt, TemperatureScan, Confusions, MaxGroups, MinGroup, ChunkRows, ClassAxis, Confidence, Classes, ClassWeights, PosWeight, Compare, Debug, Epsilon, Force, Format, GroupCol, IdCol, Ignore,
@@ -125,19 +125,28 @@ def scored(options: ScoreOptions) -> Report:
     return report
 
 
-def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
-    """Before the run: every output has a file of its own, and the report's target is writable (a
-    refusal after the run would leave the other outputs written)."""
+def check_outputs(options: ScoreOptions, inputs: list[str], folders: list[str] | None = None) -> None:
+    """Before the run: every output has a file of its own — GITHUB_STEP_SUMMARY's too (found in
+    review: it was appended to the -o file, the partial file or the report just written) — none a
+    dump file inside an input folder (the next run would read it as a shard), and the report's
+    target is writable (a refusal after the run would leave the other outputs written). `folders`:
+    the inputs as named (default: the dump's paths)."""
     import os
 
+    folders = list(options.paths) if folders is None else folders
+    summary = step_summary(options.output_format, inputs, folders)
     named = [(flag, str(path)) for flag, path in (("-o", options.output), ("--save-partial", options.save_partial),
-                                                 ("--report", options.report_path), ("--png", options.png_folder)) if path]
+                                                 ("--report", options.report_path), ("--png", options.png_folder),
+                                                 ("GITHUB_STEP_SUMMARY", summary)) if path]
     seen: dict[str, str] = {}
     for flag, path in named:
         key = os.path.realpath(path)
         if key in seen:
             raise OptionError(f"{seen[key]} and {flag} name the same file: {path}", hint="give each output a file of its own")
         seen[key] = flag
+        if flag in ("-o", "--save-partial") and in_input_folder(path, folders) and key not in {os.path.realpath(i) for i in inputs}:
+            raise OutputError("lies in an input folder, whose next read would take it for a shard of the dump", path=path,
+                              hint="write it outside the input folders")
     if options.report_path is not None:
         from xentcli.render.rows import AtomicTarget
 
@@ -148,7 +157,6 @@ def check_outputs(options: ScoreOptions, inputs: list[str]) -> None:
         from xentcli.render.png import refuse_inputs
 
         refuse_inputs(str(options.png_folder), inputs, options.force)
-    step_summary(options.output_format, inputs)
 
 
 def write_charts(options: ScoreOptions, report: Report, verdict: str | None, gates: list[dict] | None = None) -> None:

@@ -454,7 +454,7 @@ def _dump_files(relative: list[str], notes: list[str], folder: str, sep: str = "
     others = [name for name in relative if name not in set(dumps) and _shard_name(name)
               and not any(part.startswith((".", "_")) for part in name.split(sep))]
     if others:  # found in review: Hadoop's part-00001 (no extension) was dropped without a word
-        shown = ", ".join(repr(name) for name in others[:3]) + (f" and {len(others) - 3:,} more" if len(others) > 3 else "")
+        shown = ", ".join(map(quoted, others[:3])) + (f" and {len(others) - 3:,} more" if len(others) > 3 else "")
         notes.append(f"{folder}: left out {len(others):,} {'shard' if len(others) == 1 else 'shards'} without an extension "
                      f"({shown}); --format reads them")
     return kept
