@@ -642,6 +642,12 @@ def test_binary_keys_are_written_and_shown_with_their_bytes_escaped(tmp_path):
         {"usable_pairs": 0, "only_base": 3, "only_candidate": 1}
     refused = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "d.parquet"), "--key", "id"])
     assert refused.exit_code == 2 and "XE501" in refused.stderr and "xfe" in refused.stderr and "xff" in refused.stderr
+    # a byte shows as \xNN, the text \xNN with its backslash doubled (found in review: both showed as \\xNN)
+    pq.write_table(pa.table({"logits": [[0.0, 1.0]] * 2, "label": [0, 0], "id": ["\\xfe", "ok"]}), tmp_path / "t.parquet")
+    shown = runner.invoke(app, ["diff", str(tmp_path / "d.parquet"), str(tmp_path / "t.parquet"), "--key", "id"]).stderr
+    assert "d.parquet (e.g. \\xfe)" in shown and "t.parquet (e.g. \\\\xfe, ok)" in shown, shown
+    table = runner.invoke(app, ["diff", str(tmp_path / "b.parquet"), str(tmp_path / "c.parquet"), "--key", "id"], terminal_width=160).stdout
+    assert " \\xff " in table and "\\\\x" not in table, table
 
 
 @pytest.mark.parametrize(("ids", "says"), [(pa.array([1.0, float("nan"), 3.0]), "holds NaN"), (pa.array([1, None, 3]), "holds nulls")])

@@ -14,19 +14,18 @@ def plain(value: Any) -> Any:
 
 def id_value(value: Any) -> Any:
     """An identifier as JSON can hold it exactly: integers (any size), text, booleans and null as
-    they are; a non-finite float as null; bytes as text (undecodable bytes escaped); dates, times,
-    decimals and durations as their ISO or decimal text."""
+    they are; a non-finite float as null; bytes as text (undecodable bytes as lone surrogates, which
+    JSON and every other output write as \\xNN); dates, times, decimals and durations as their ISO
+    or decimal text."""
     if hasattr(value, "as_py"):  # an Arrow scalar
         value = value.as_py()
     value = plain(value)
-    if isinstance(value, str):
-        return _escaped_surrogates(value)
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, bytes):  # undecodable bytes kept as lone surrogates, which every output shows as \xNN (as a file
+        return binary_key(value)  # name's): the text "\xff" is shown \\xff, and the two never look alike (found in review)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
@@ -39,9 +38,9 @@ def binary_key(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def _escaped_surrogates(text: str) -> str:
-    """Text as output can hold it: a binary key's undecodable bytes (binary_key) as \\xNN, any other
-    lone surrogate as \\uNNNN; other text as it is."""
+def escaped_surrogates(text: str) -> str:
+    """Text as an Arrow string can hold it (a file's column): undecodable bytes (binary_key) as the
+    text \\xNN, any other lone surrogate as \\uNNNN; other text as it is."""
     try:
         text.encode("utf-8")
         return text
@@ -60,6 +59,8 @@ def group_value(value: Any) -> Any:
     value = plain(value)
     if isinstance(value, float) and math.isinf(value):
         return value
+    if isinstance(value, bytes):  # a group's value is a key of partial files too: text that any JSON holds
+        return value.decode("utf-8", "backslashreplace")
     return id_value(value)
 
 

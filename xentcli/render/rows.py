@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from xentcli import native
 from xentcli.errors import OutputError
-from xentcli.plain import id_value
+from xentcli.plain import escaped_surrogates
 from xentcli.sources.columns import from_numpy
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -430,7 +430,7 @@ class DeltaWriter:
         """`labels`: a row has one class label (a multi-label head's rows have none: no `label` column)."""
         columns: dict[str, pa.Array] = {"row": from_numpy(base.row)}
         if keyed:  # int64 keys or their text (compare._keys): the same type in every batch, an empty one too
-            columns["key"] = from_numpy(base.key) if base.key.dtype.kind == "i" else pa.array([id_value(k) for k in base.key.tolist()], pa.string())
+            columns["key"] = from_numpy(base.key) if base.key.dtype.kind == "i" else pa.array([escaped_surrogates(k) for k in base.key.tolist()], pa.string())
         usable = ~np.isnan(delta)
         if labels:
             columns["label"] = from_numpy(base.label, ~base.label_ok)
