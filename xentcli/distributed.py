@@ -22,9 +22,9 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -371,13 +371,24 @@ def _parts_folder(samples: Any) -> Iterator[str | None]:
     if samples is None:
         yield None
         return
-    folder = tempfile.mkdtemp(prefix=".xent-parts-", dir=os.path.dirname(os.path.abspath(samples.path)))
-    native.bus_folder(folder, held=True)  # a bus error's handler removes it too (native.catch_bus_errors)
-    try:
+    parent, folder = os.path.dirname(os.path.abspath(samples.path)), ""
+    try:  # named before it exists, as AtomicTarget.create_temp's files are: an interrupt once it exists finds it
+        for _ in range(100):
+            folder = os.path.join(parent, f".xent-parts-{secrets.token_hex(6)}")
+            native.bus_folder(folder, held=True)  # a bus error's handler removes it too (native.catch_bus_errors)
+            try:
+                os.mkdir(folder, 0o700)
+                break
+            except FileExistsError:  # another's folder: not ours to remove
+                native.bus_folder(folder, held=False)
+                folder = ""
+        else:
+            raise OutputError("cannot write in its folder: no free name for a temporary folder", path=samples.path)
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        native.bus_folder(folder, held=False)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+            native.bus_folder(folder, held=False)
 
 
 def _run_tasks(config: RunConfig, source: Source, c: Any, engine: Engine, samples: Any, folder: str | None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
@@ -114,12 +114,6 @@ OUTPUT_COLUMNS = ("row", "sample", "position", "label", "loss", "pred", "correct
                   "entropy", "loss_true", "weight", "target", "p", "exact_match", "hamming_accuracy")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # The outputs of this process moved into place so far: an interruption removes them (cli.app).
 PLACED: list[str] = []
 
@@ -153,14 +147,23 @@ class AtomicTarget:
         self._folder = folder
 
     def create_temp(self, suffix: str) -> str:
-        try:
-            handle, self._temp = tempfile.mkstemp(prefix=".xent-", suffix=suffix, dir=self._folder)
-            os.fchmod(handle, 0o666 & ~_umask())
-            os.close(handle)
-        except OSError as exc:
-            raise OutputError(f"cannot write in its folder: {exc.strerror}", path=self.path) from None
-        native.bus_output(self._temp, held=True)  # removed by a bus error's handler too (native.catch_bus_errors)
-        return self._temp
+        """A new empty file beside the target, named (and known to cleanup) before it exists: an
+        interrupt once it exists finds it (a flake of test_terminated_run_leaves_no_part_file under load: SIGTERM inside tempfile.mkstemp, after
+        its file was made and before its name came back, left the file behind)."""
+        for _ in range(100):
+            self._temp = os.path.join(self._folder, f".xent-{secrets.token_hex(6)}{suffix}")
+            native.bus_output(self._temp, held=True)  # removed by a bus error's handler too (native.catch_bus_errors)
+            try:
+                os.close(os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))  # (less the umask)
+                return self._temp
+            except FileExistsError:  # another's file: not ours to remove
+                native.bus_output(self._temp, held=False)
+                self._temp = ""
+            except OSError as exc:
+                native.bus_output(self._temp, held=False)
+                self._temp = ""
+                raise OutputError(f"cannot write in its folder: {exc.strerror}", path=self.path) from None
+        raise OutputError("cannot write in its folder: no free name for a temporary file", path=self.path)
 
     def move_into_place(self) -> None:
         try:
