@@ -766,3 +766,36 @@ def test_a_framework_without_a_finite_number_is_explained_as_such(tmp_path):
     assert keras and all(f["loss"] is None for f in keras)
     assert any("no finite number" in line for line in doc["explanations"])
     assert not any("digits float32 cannot hold" in line for line in doc["explanations"])
+
+
+def test_epsilon_clips_xents_loss_and_keras_not_the_frameworks_that_clip_nothing(tmp_path):
+    """Found in review: with --epsilon, --like torch, tf and optax reported the clipped loss (4.554435
+    where each gives inf on a zero probability of the label; 1.259 at --epsilon 0.05 where PyTorch
+    gives 1.772840). They clip nothing: their number is −mean log p_y (float64 here: PyTorch's
+    float32 gave 1.772840142250061); Keras' rule is the one --epsilon applies."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    p = np.array([[.7, .2, .08, .02], [.5, .3, .19, .01], [.1, .1, .1, .7]], np.float32)
+    y = np.array([0, 3, 3])
+    zero = np.array([[.7, .2, .1, 0], [.5, .3, .2, 0], [.1, .1, .1, .7], [.25] * 4], np.float32)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "zero.npy", zero)
+    np.save(tmp_path / "yz.npy", np.array([0, 3, 3, 1]))
+    want = -np.log(p[np.arange(3), y].astype(np.float64)).mean()  # 1.7728400...
+    # xent's own loss at --epsilon 0.05, Keras' sparse rule: each entry clipped into [ε, 1 − ε], the row renormalised, −log p_y
+    rows = np.clip(p.astype(np.float64), 0.05, 0.95)
+    clipped = -np.log(rows[np.arange(3), y] / rows.sum(axis=1)).mean()  # (3.0349 + 0.3862 + 0.3567) / 3 = 1.25929
+    runner = CliRunner()
+    for framework in ("torch", "tf", "optax"):
+        doc = json.loads(runner.invoke(app, ["score", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"), "--input", "probs",
+                                             "--like", framework, "--epsilon", "0.05", "--json"]).stdout)
+        assert doc["like"]["loss"] == pytest.approx(want, rel=1e-6) and doc["summary"]["loss_mean"] == pytest.approx(clipped, rel=1e-6)
+        result = runner.invoke(app, ["score", str(tmp_path / "zero.npy"), "--labels", str(tmp_path / "yz.npy"), "--input", "probs",
+                                     "--like", framework, "--epsilon", "1e-7"])
+        assert "inf" in result.stdout.split(framework if framework != "tf" else "tf.nn", 1)[-1], (framework, result.stdout)
+    keras = json.loads(runner.invoke(app, ["score", str(tmp_path / "zero.npy"), "--labels", str(tmp_path / "yz.npy"), "--input", "probs",
+                                           "--like", "keras", "--epsilon", "1e-7", "--json"]).stdout)["like"]["loss"]
+    assert keras == pytest.approx(4.554435033503866, rel=1e-6)  # Keras clips at 1e-7: (2·log(1/0.7) + log(1e7) + log 4) / 4 = 4.5544

@@ -275,6 +275,10 @@ def framework_terms(framework: str, stats: SampleStats, ctx: ChunkContext) -> Ro
     if ctx.kind == "log-probs":
         stats = sample_stats(ctx.scores, "logits", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
         ctx = ChunkContext(ctx.scores, "logits", ctx.labels, ctx.targets, ctx.sample_weights, ctx.options, stored_dtype=ctx.stored_dtype)
+    elif ctx.kind == "probs" and ctx.options.epsilon and not framework.startswith("keras"):
+        # --epsilon clips xent's own loss by Keras' rule; PyTorch, tf.nn and optax clip nothing (found in review: they
+        # reported the clipped loss, 4.55 where each gives inf)
+        stats = sample_stats(ctx.scores, "probs", ctx.labels, ctx.targets, detail=False, class_vectors=ctx.class_vectors())
     plain = _plain_terms(framework, stats, ctx)
     if plain is not None:
         return plain
