@@ -832,3 +832,23 @@ def test_optax_label_smoothing_keeps_the_ignore_mask(tmp_path, ignore):
                                               str(ignore), "--like", "optax", "--label-smoothing", "0.1", "--json"]).stdout)["like"]
     assert doc["per_reduction"]["mean"] == pytest.approx(values.mean(), rel=1e-6)
     assert doc["per_reduction"]["mean_over_valid"] == pytest.approx(values.sum() / where.sum(), rel=1e-6)
+
+
+def test_optax_float16_mean_sums_in_float32(tmp_path):
+    """Found in review: --like optax on float16 logits showed the mean as inf once the rows' sum
+    passed float16's range (65520); jnp.mean sums float16 in float32 and rounds the mean to float16
+    (optax 0.2.8 with JAX 0.10.2 gave 2.4140625 here). The mean is the float64 mean within float16's
+    rounding; the sum (jnp.sum, in float16) stays inf."""
+    from typer.testing import CliRunner
+
+    from xentcli.cli import app
+
+    rng = np.random.default_rng(7)
+    z = (rng.normal(size=(40000, 10)) * 0.5).astype(np.float16)
+    y = rng.integers(0, 10, 40000)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    want = sparse_loss64(z.astype(np.float64), y).mean()  # ~2.414: a sum of ~96,560
+    doc = json.loads(CliRunner().invoke(app, ["score", str(tmp_path / "z.npy"), "--labels", str(tmp_path / "y.npy"), "--like", "optax",
+                                              "--json"]).stdout)["like"]
+    assert doc["per_reduction"]["mean"] == pytest.approx(want, rel=2e-3) and doc["per_reduction"]["sum"] is None  # inf: null
