@@ -340,11 +340,10 @@ def step_summary(fmt: str, inputs: list[str], folders: list[str] | None = None) 
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
     if not summary:
         return None
-    for source in inputs:
-        if in_input_folder(summary, [*inputs, *(folders or [])]) or (
-                os.path.exists(summary) and os.path.exists(source) and os.path.samefile(summary, source)):
-            raise OutputError("GITHUB_STEP_SUMMARY names one of the inputs", path=summary,
-                              hint="point GITHUB_STEP_SUMMARY at the step's summary file")
+    if in_input_folder(summary, [*inputs, *(folders or [])]) or os.path.exists(summary) and any(
+            os.path.exists(source) and os.path.samefile(summary, source) for source in inputs):
+        raise OutputError("GITHUB_STEP_SUMMARY names one of the inputs", path=summary,
+                          hint="point GITHUB_STEP_SUMMARY at the step's summary file")
     if os.path.isdir(summary):
         raise OutputError("GITHUB_STEP_SUMMARY names a folder", path=summary, hint="point it at a file")
     folder = os.path.dirname(os.path.abspath(summary))
