@@ -484,10 +484,11 @@ def _one_format(path: str, found: list[str], fmt: str | None, notes: list[str]) 
     return regular
 
 
-def input_files(cfg: SourceConfig) -> list[str]:
-    """Every file a run reads (the dump's files as expanded, its labels, weights and groups files):
-    what no output may write over."""
-    return expand_paths(cfg.paths, cfg.format)[0] + [p for p in (cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p]
+def input_files(cfg: SourceConfig, files: list[str] | None = None) -> list[str]:
+    """Every file a run reads (the dump's files as expanded — `files` where they already are — its
+    labels, weights and groups files): what no output may write over."""
+    dump = expand_paths(cfg.paths, cfg.format)[0] if files is None else files
+    return dump + [p for p in (cfg.labels_path, cfg.sample_weights_path, cfg.by_file) if p]
 
 
 class Source:
@@ -506,7 +507,7 @@ class Source:
                 "--labels, --sample-weights and --by-file pair with a single scores file",
                 hint="keep the labels in the shards themselves, or score one file at a time",
             )
-        self.files = input_files(cfg)
+        self.files = input_files(cfg, files)  # (the folder listed once)
         self._configs = [replace(cfg, paths=(name,)) for name in files]
         # the first shard stays open (a single-file dump is opened once); later shards are opened to
         # check them and again when read
